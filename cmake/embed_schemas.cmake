@@ -1,0 +1,12 @@
+# Writes a C++ source holding every schemas/*.json as a string, keyed by file name.
+file(GLOB files ${SCHEMA_DIR}/*.json)
+list(SORT files)
+set(body "// Generated from schemas/ by cmake/embed_schemas.cmake. Do not edit.\n#include \"reconciler/schema.h\"\n\nnamespace hyper {\n\nconst std::vector<EmbeddedSchema>& embeddedSchemas() {\n  static const std::vector<EmbeddedSchema> schemas = {\n")
+foreach(f ${files})
+  get_filename_component(name ${f} NAME)
+  file(READ ${f} content)
+  string(APPEND body "      {\"${name}\", R\"hyperschema(${content})hyperschema\"},\n")
+endforeach()
+string(APPEND body "  };\n  return schemas;\n}\n\n}  // namespace hyper\n")
+file(WRITE ${OUT}.tmp "${body}")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different ${OUT}.tmp ${OUT})

@@ -1,0 +1,1 @@
+int main() { return 0; }  // placeholder: the real hyperctl lands with providers/builtin

@@ -1,0 +1,378 @@
+#include "reconciler/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+
+#include "reconciler/sha256.h"
+
+namespace hyper {
+
+namespace {
+
+int64_t nowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string firstError(const Diagnostics& diags) {
+  for (const auto& d : diags.items()) {
+    if (d.severity == Severity::Error) {
+      return d.summary;
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+const Object* Revision::find(const ObjectId& id) const {
+  auto it = byId.find(id);
+  return it == byId.end() ? nullptr : it->second;
+}
+
+bool ApplyReport::ok() const { return failed() == 0; }
+
+size_t ApplyReport::failed() const {
+  return static_cast<size_t>(std::count_if(outcomes.begin(), outcomes.end(), [](const auto& o) {
+    return o.skipped || !o.status.isOk();
+  }));
+}
+
+Object objectFromRecord(const ManagedRecord& record) {
+  Object o;
+  o.id = record.id;
+  o.labels = record.labels;
+  o.spec = record.spec;
+  o.where = {"(inventory)", 0, 0};
+  return o;
+}
+
+Engine::Engine(std::vector<std::unique_ptr<Provider>> providers,
+               std::shared_ptr<const SchemaRegistry> schemas)
+    : providers_(std::move(providers)), schemas_(schemas), loader_(std::move(schemas)) {
+  for (const auto& p : providers_) {
+    for (const auto& kind : p->kinds()) {
+      byKind_[kind] = p.get();
+    }
+  }
+}
+
+Provider* Engine::providerForKind(const std::string& kind) const {
+  auto it = byKind_.find(kind);
+  return it == byKind_.end() ? nullptr : it->second;
+}
+
+RevisionResult Engine::load(const std::vector<SourceFile>& files) {
+  RevisionResult result;
+  LoadResult loaded = loader_.load(files);
+  if (loaded.unchanged && lastRevision_ && lastRevision_->id == loaded.revision) {
+    result.revision = lastRevision_;
+    result.unchanged = true;
+    return result;
+  }
+  result.diagnostics = std::move(loaded.diagnostics);
+
+  auto revision = std::make_shared<Revision>();
+  revision->id = loaded.revision;
+  revision->objects = std::move(loaded.objects);
+  for (const auto& o : revision->objects) {
+    revision->byId[o->id] = o.get();
+  }
+
+  // Semantic validation, one batch per provider.
+  std::map<Provider*, ValidateRequest> requests;
+  for (const auto& o : revision->objects) {
+    Provider* p = providerForKind(o->id.kind);
+    if (!p) {
+      result.diagnostics.add({Severity::Error, o->locate("kind"), o->id.str(), "kind",
+                              "no provider handles kind \"" + o->id.kind + "\""});
+      continue;
+    }
+    requests[p].objects.push_back(o.get());
+  }
+  for (auto& [provider, request] : requests) {
+    ValidateResponse response;
+    provider->validate(request, response);
+    for (auto& d : response.diagnostics.items()) {
+      if (!d.where.known()) {
+        for (const auto* o : request.objects) {
+          if (o->id.str() == d.object) {
+            d.where = o->locate(d.fieldPath);
+            break;
+          }
+        }
+      }
+    }
+    result.diagnostics.append(response.diagnostics);
+  }
+
+  // The dependency graph: a reference to a missing object is an error on the referrer.
+  for (const auto& o : revision->objects) {
+    revision->graph.addNode(o->id);
+    Provider* p = providerForKind(o->id.kind);
+    if (!p) {
+      continue;
+    }
+    for (const auto& ref : p->references(*o)) {
+      if (!revision->find(ref.target)) {
+        result.diagnostics.add(
+            {Severity::Error, o->locate(ref.fieldPath), o->id.str(), ref.fieldPath,
+             "refers to " + ref.target.str() + ", which is not defined in this revision " +
+                 "(expected the name of a " + ref.target.kind + " in the manifests)"});
+        continue;
+      }
+      revision->graph.addEdge(o->id, ref.target);
+    }
+  }
+  for (const auto& cycle : revision->graph.cycles()) {
+    std::string text;
+    for (const auto& id : cycle) {
+      text += id.str() + " -> ";
+    }
+    text += cycle.front().str();
+    const Object* first = revision->find(cycle.front());
+    result.diagnostics.add({Severity::Error, first ? first->where : SourceLocation{},
+                            cycle.front().str(), "",
+                            "reference cycle: " + text + " (expected references to form no loop)"});
+  }
+
+  if (result.diagnostics.hasErrors()) {
+    lastRevision_.reset();
+    return result;
+  }
+  lastRevision_ = revision;
+  result.revision = std::move(revision);
+  return result;
+}
+
+PlanResult Engine::plan(const Revision& revision, const std::vector<ManagedRecord>& managed,
+                        const PlanOptions& options) {
+  PlanResult result;
+  result.plan.revision = revision.id;
+
+  std::map<ObjectId, const ManagedRecord*> managedById;
+  for (const auto& r : managed) {
+    managedById[r.id] = &r;
+  }
+
+  // Observe: one batch per provider.
+  std::map<Provider*, ObserveRequest> requests;
+  for (const auto& o : revision.objects) {
+    if (Provider* p = providerForKind(o->id.kind)) {
+      requests[p].desired.push_back(o.get());
+    }
+  }
+  for (const auto& r : managed) {
+    Provider* p = providerForKind(r.id.kind);
+    if (!p) {
+      result.diagnostics.add({Severity::Warning,
+                              {},
+                              r.id.str(),
+                              "",
+                              "in the inventory but no provider handles kind " + r.id.kind});
+      continue;
+    }
+    requests[p].managed.push_back(&r);
+  }
+  for (auto& [provider, request] : requests) {
+    ObserveResponse response;
+    provider->observe(request, response);
+    result.diagnostics.append(response.diagnostics);
+    for (auto& [id, state] : response.observed) {
+      result.observed[id] = std::move(state);
+    }
+  }
+  if (result.diagnostics.hasErrors()) {
+    return result;
+  }
+
+  // The graph for ordering also covers deletes: their references come from the stored spec.
+  DependencyGraph order = revision.graph;
+  std::vector<PlanAction> actions;
+  auto planOne = [&](Provider* provider, const ObjectId& id, const Object* desired,
+                     const ManagedRecord* record) {
+    PlanRequest req;
+    req.id = id;
+    req.desired = desired;
+    req.managed = record;
+    auto obs = result.observed.find(id);
+    req.observed = obs == result.observed.end() ? nullptr : &obs->second;
+    PlanResponse resp;
+    provider->plan(req, resp);
+    for (auto& d : resp.diagnostics.items()) {
+      if (d.object.empty()) {
+        d.object = id.str();
+      }
+      if (!d.where.known() && desired) {
+        d.where = desired->locate(d.fieldPath);
+      }
+    }
+    result.diagnostics.append(resp.diagnostics);
+    if (resp.action) {
+      resp.action->id = id;
+      resp.action->provider = provider->name();
+      actions.push_back(std::move(*resp.action));
+    }
+  };
+
+  for (const auto& o : revision.objects) {
+    Provider* p = providerForKind(o->id.kind);
+    auto rec = managedById.find(o->id);
+    planOne(p, o->id, o.get(), rec == managedById.end() ? nullptr : rec->second);
+  }
+  for (const auto& r : managed) {
+    if (revision.find(r.id)) {
+      continue;
+    }
+    Provider* p = providerForKind(r.id.kind);
+    if (!p) {
+      continue;
+    }
+    if (!options.prune) {
+      result.plan.orphans.push_back(r.id);
+      continue;
+    }
+    Object stored = objectFromRecord(r);
+    order.addNode(r.id);
+    for (const auto& ref : p->references(stored)) {
+      order.addEdge(r.id, ref.target);
+    }
+    planOne(p, r.id, nullptr, &r);
+  }
+
+  std::map<ObjectId, size_t> rank;
+  size_t i = 0;
+  for (const auto& id : order.topologicalOrder()) {
+    rank[id] = i++;
+  }
+  for (auto& a : actions) {
+    const auto& deps = order.dependencies(a.id);
+    a.dependsOn.assign(deps.begin(), deps.end());
+  }
+  std::stable_sort(actions.begin(), actions.end(), [&](const PlanAction& a, const PlanAction& b) {
+    bool aDel = a.type == ActionType::Delete;
+    bool bDel = b.type == ActionType::Delete;
+    if (aDel != bDel) {
+      return aDel;
+    }
+    size_t ra = rank[a.id];
+    size_t rb = rank[b.id];
+    return aDel ? ra > rb : ra < rb;
+  });
+  result.plan.actions = std::move(actions);
+  return result;
+}
+
+ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
+                          const std::vector<ManagedRecord>& managed, Inventory& inventory,
+                          const ApplyOptions& options) {
+  std::map<ObjectId, const ManagedRecord*> managedById;
+  for (const auto& r : managed) {
+    managedById[r.id] = &r;
+  }
+
+  ActionRunner run = [&](const PlanAction& action) -> Status {
+    Provider* provider = providerForKind(action.id.kind);
+    if (!provider) {
+      return Status::error("no provider handles kind " + action.id.kind);
+    }
+    const Object* desired = action.type == ActionType::Delete ? nullptr : revision.find(action.id);
+    if (action.type != ActionType::Delete && !desired) {
+      return Status::error(action.id.str() + " is not in revision " + revision.id);
+    }
+    auto rec = managedById.find(action.id);
+    const ManagedRecord* record = rec == managedById.end() ? nullptr : rec->second;
+
+    HYPER_ASSIGN_OR_RETURN(int64_t journalId, inventory.journalBegin(options.reconcileId, action));
+    ApplyRequest req{&action, desired, record};
+    ApplyResponse resp;
+    provider->apply(req, resp);
+    if (resp.diagnostics.hasErrors()) {
+      std::string message = std::string(actionTypeName(action.type)) + " " + action.id.str() +
+                            " <- " + firstError(resp.diagnostics);
+      (void)inventory.journalEnd(journalId, false, message);
+      return Status::error(message);
+    }
+    Status recorded;
+    if (action.type == ActionType::Delete) {
+      recorded = inventory.remove(action.id);
+    } else {
+      ManagedRecord next;
+      next.id = action.id;
+      next.provider = provider->name();
+      next.labels = desired->labels;
+      next.spec = desired->spec;
+      next.specHash = sha256Hex(canonicalJson(desired->spec));
+      next.handles = std::move(resp.handles);
+      next.fingerprint = std::move(resp.fingerprint);
+      next.revision = revision.id;
+      next.appliedAt = nowSeconds();
+      recorded = inventory.put(next);
+    }
+    if (!recorded.isOk()) {
+      (void)inventory.journalEnd(journalId, false, recorded.message());
+      return recorded;
+    }
+    return inventory.journalEnd(journalId, true, "");
+  };
+
+  ApplyReport report;
+  report.outcomes = executePlan(plan, run, ExecutorOptions{options.parallelism});
+
+  // Objects that needed no host change but whose labels or spec text moved (e.g. a label edit)
+  // get their record refreshed, so the inventory always holds what the source says.
+  std::map<ObjectId, bool> acted;
+  for (const auto& a : plan.actions) {
+    acted[a.id] = true;
+  }
+  for (const auto& o : revision.objects) {
+    auto rec = managedById.find(o->id);
+    if (acted.count(o->id) || rec == managedById.end()) {
+      continue;
+    }
+    const ManagedRecord& old = *rec->second;
+    std::string specHash = sha256Hex(canonicalJson(o->spec));
+    if (old.labels == o->labels && old.specHash == specHash) {
+      continue;
+    }
+    ManagedRecord next = old;
+    next.labels = o->labels;
+    next.spec = o->spec;
+    next.specHash = specHash;
+    next.revision = revision.id;
+    (void)inventory.put(next);
+  }
+
+  RevisionEntry entry;
+  entry.revision = revision.id;
+  entry.planHash = plan.hash();
+  entry.result =
+      report.ok() ? "applied" : (report.failed() == plan.actions.size() ? "failed" : "partial");
+  entry.at = nowSeconds();
+  (void)inventory.recordRevision(entry);
+  return report;
+}
+
+std::map<ObjectId, ObservedState> Engine::observeManaged(const std::vector<ManagedRecord>& managed,
+                                                         Diagnostics& diagnostics) {
+  std::map<Provider*, ObserveRequest> requests;
+  for (const auto& r : managed) {
+    if (Provider* p = providerForKind(r.id.kind)) {
+      requests[p].managed.push_back(&r);
+    }
+  }
+  std::map<ObjectId, ObservedState> out;
+  for (auto& [provider, request] : requests) {
+    ObserveResponse response;
+    provider->observe(request, response);
+    diagnostics.append(response.diagnostics);
+    for (auto& [id, state] : response.observed) {
+      out[id] = std::move(state);
+    }
+  }
+  return out;
+}
+
+}  // namespace hyper

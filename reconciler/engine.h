@@ -1,0 +1,94 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "reconciler/diagnostic.h"
+#include "reconciler/executor.h"
+#include "reconciler/graph.h"
+#include "reconciler/inventory.h"
+#include "reconciler/loader.h"
+#include "reconciler/plan.h"
+#include "reconciler/provider.h"
+
+namespace hyper {
+
+// A desired state that passed every check: schema, provider validation, references and cycles.
+struct Revision {
+  std::string id;
+  std::vector<std::shared_ptr<const Object>> objects;  // sorted by kind/name
+  std::map<ObjectId, const Object*> byId;
+  DependencyGraph graph;
+
+  const Object* find(const ObjectId& id) const;
+};
+
+struct RevisionResult {
+  std::shared_ptr<const Revision> revision;  // null when diagnostics has errors
+  Diagnostics diagnostics;
+  bool unchanged = false;  // same content as the previous load: validation was not redone
+};
+
+struct PlanOptions {
+  bool prune = false;  // delete managed objects that left the source
+};
+
+struct PlanResult {
+  Plan plan;
+  Diagnostics diagnostics;  // errors: the plan must not be applied
+  std::map<ObjectId, ObservedState> observed;
+};
+
+struct ApplyOptions {
+  int parallelism = 4;
+  std::string reconcileId;
+};
+
+struct ApplyReport {
+  std::vector<ActionOutcome> outcomes;
+  bool ok() const;
+  size_t failed() const;
+};
+
+// The reconcile engine: load -> validate -> graph -> observe -> plan -> execute -> record. It
+// does no host I/O itself: providers do, and the inventory holds state.
+class Engine {
+ public:
+  Engine(std::vector<std::unique_ptr<Provider>> providers,
+         std::shared_ptr<const SchemaRegistry> schemas);
+
+  // Loads and fully validates. A revision with any error is rejected as a whole.
+  RevisionResult load(const std::vector<SourceFile>& files);
+
+  // Observes (one batch per provider) and plans against the inventory's records.
+  PlanResult plan(const Revision& revision, const std::vector<ManagedRecord>& managed,
+                  const PlanOptions& options);
+
+  // Executes the plan: journals each action before and after, updates the inventory after each
+  // success, and records the revision. Objects not in `revision` are looked up in `managed`.
+  ApplyReport apply(const Plan& plan, const Revision& revision,
+                    const std::vector<ManagedRecord>& managed, Inventory& inventory,
+                    const ApplyOptions& options);
+
+  // Observes managed objects only (for `get`): no source needed.
+  std::map<ObjectId, ObservedState> observeManaged(const std::vector<ManagedRecord>& managed,
+                                                   Diagnostics& diagnostics);
+
+  Provider* providerForKind(const std::string& kind) const;
+  const std::vector<std::unique_ptr<Provider>>& providers() const { return providers_; }
+
+ private:
+  std::vector<std::unique_ptr<Provider>> providers_;
+  std::map<std::string, Provider*> byKind_;
+  std::shared_ptr<const SchemaRegistry> schemas_;
+  ManifestLoader loader_;
+  std::shared_ptr<const Revision> lastRevision_;
+};
+
+// An Object rebuilt from an inventory record, so providers can compute references and deletes
+// for objects that have left the source.
+Object objectFromRecord(const ManagedRecord& record);
+
+}  // namespace hyper

@@ -1,0 +1,34 @@
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "reconciler/plan.h"
+#include "reconciler/status.h"
+
+namespace hyper {
+
+struct ActionOutcome {
+  ObjectId id;
+  ActionType type = ActionType::Create;
+  Status status;         // ok, or why the action failed
+  bool skipped = false;  // not run because an action it depends on failed
+  double seconds = 0;
+};
+
+// Runs one action; must be safe to call from several threads for different objects.
+using ActionRunner = std::function<Status(const PlanAction&)>;
+
+struct ExecutorOptions {
+  int parallelism = 4;  // bounded worker pool
+};
+
+// Executes a plan in dependency order: deletes first, children before parents; then creates,
+// updates and replaces, parents before children. Actions whose dependencies are done run in
+// parallel on at most `parallelism` threads. An action whose dependency failed is skipped (and
+// reported), the rest go on. Returns one outcome per action, in plan order.
+std::vector<ActionOutcome> executePlan(const Plan& plan, const ActionRunner& run,
+                                       const ExecutorOptions& options);
+
+}  // namespace hyper

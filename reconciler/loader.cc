@@ -1,0 +1,204 @@
+#include "reconciler/loader.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <system_error>
+
+#include "reconciler/names.h"
+#include "reconciler/sha256.h"
+#include "reconciler/yaml_json.h"
+
+namespace hyper {
+namespace fs = std::filesystem;
+
+namespace {
+
+bool isManifestFile(const fs::path& p) {
+  std::string ext = p.extension().string();
+  return ext == ".yaml" || ext == ".yml" || ext == ".json";
+}
+
+bool isHidden(const fs::path& p) {
+  std::string name = p.filename().string();
+  return !name.empty() && name[0] == '.';
+}
+
+Result<std::string> readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return Status::error("read " + path + " <- " + std::strerror(errno));
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) {
+    return Status::error("read " + path + " <- I/O error");
+  }
+  return ss.str();
+}
+
+std::map<std::string, std::string> stringMap(const Json& metadata, const char* field) {
+  std::map<std::string, std::string> out;
+  auto it = metadata.find(field);
+  if (it != metadata.end() && it->is_object()) {
+    for (const auto& [k, v] : it->items()) {
+      if (v.is_string()) {
+        out[k] = v.get<std::string>();
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<SourceFile>> readManifestFiles(const std::vector<std::string>& paths) {
+  std::vector<std::string> files;
+  for (const auto& root : paths) {
+    std::error_code ec;
+    fs::file_status st = fs::status(root, ec);
+    if (ec || !fs::exists(st)) {
+      return Status::error("read manifests " + root + " <- no such file or directory");
+    }
+    if (fs::is_regular_file(st)) {
+      files.push_back(root);
+      continue;
+    }
+    if (!fs::is_directory(st)) {
+      return Status::error("read manifests " + root + " <- not a file or directory");
+    }
+    std::vector<std::string> found;
+    fs::recursive_directory_iterator it(root, fs::directory_options::follow_directory_symlink, ec);
+    if (ec) {
+      return Status::error("read manifests " + root + " <- " + ec.message());
+    }
+    for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (ec) {
+        return Status::error("read manifests " + root + " <- " + ec.message());
+      }
+      if (isHidden(it->path())) {
+        if (it->is_directory()) {
+          it.disable_recursion_pending();
+        }
+        continue;
+      }
+      if (it->is_regular_file() && isManifestFile(it->path())) {
+        found.push_back(it->path().string());
+      }
+    }
+    std::sort(found.begin(), found.end());
+    files.insert(files.end(), found.begin(), found.end());
+  }
+  std::vector<SourceFile> out;
+  out.reserve(files.size());
+  for (const auto& f : files) {
+    HYPER_ASSIGN_OR_RETURN(std::string content, readFile(f));
+    out.push_back({f, std::move(content)});
+  }
+  return out;
+}
+
+ManifestLoader::ManifestLoader(std::shared_ptr<const SchemaRegistry> schemas)
+    : schemas_(std::move(schemas)) {}
+
+ManifestLoader::CachedFile ManifestLoader::parseFile(const SourceFile& file) const {
+  CachedFile out;
+  auto fileName = std::make_shared<const std::string>(file.path);
+  std::vector<YamlDocument> docs = parseYamlDocuments(file.content, fileName, out.diagnostics);
+  for (auto& doc : docs) {
+    std::string kind, name;
+    if (doc.value.is_object()) {
+      if (doc.value.contains("kind") && doc.value["kind"].is_string()) {
+        kind = doc.value["kind"].get<std::string>();
+      }
+      const Json* meta = doc.value.contains("metadata") ? &doc.value["metadata"] : nullptr;
+      if (meta && meta->is_object() && meta->contains("name") && (*meta)["name"].is_string()) {
+        name = (*meta)["name"].get<std::string>();
+      }
+    }
+    std::string label = !kind.empty() && !name.empty() ? kind + "/" + name : "";
+    size_t errorsBefore = out.diagnostics.size();
+    schemas_->validate(doc.value, doc.sourceMap, label, out.diagnostics);
+    if (!name.empty()) {
+      std::string problem = checkDnsLabel(name);
+      if (!problem.empty()) {
+        out.diagnostics.add({Severity::Error, doc.sourceMap.locate("metadata.name"), label,
+                             "metadata.name", "name \"" + name + "\" " + problem});
+      }
+    }
+    for (size_t i = errorsBefore; i < out.diagnostics.size(); ++i) {
+      if (out.diagnostics.items()[i].where.line == 0) {
+        out.diagnostics.items()[i].where = doc.where;
+      }
+    }
+    if (out.diagnostics.size() != errorsBefore || doc.hasErrors) {
+      continue;
+    }
+    auto object = std::make_shared<Object>();
+    object->id = {kind, name};
+    const Json& meta = doc.value["metadata"];
+    object->labels = stringMap(meta, "labels");
+    object->annotations = stringMap(meta, "annotations");
+    object->contentHash = sha256Hex(canonicalJson(doc.value));
+    object->spec = std::move(doc.value["spec"]);
+    object->where = doc.where;
+    object->sourceMap = std::move(doc.sourceMap);
+    out.objects.push_back(std::move(object));
+  }
+  return out;
+}
+
+LoadResult ManifestLoader::load(const std::vector<SourceFile>& files) {
+  LoadResult result;
+  std::map<std::string, std::shared_ptr<const CachedFile>> nextCache;
+  std::string revisionInput;
+  std::vector<std::pair<const SourceFile*, std::string>> hashed;
+  hashed.reserve(files.size());
+  for (const auto& f : files) {
+    std::string hash = sha256Hex(f.content);
+    revisionInput += f.path;
+    revisionInput += '\0';
+    revisionInput += hash;
+    revisionInput += '\n';
+    hashed.emplace_back(&f, std::move(hash));
+  }
+  result.revision = "dir:" + sha256Hex(revisionInput).substr(0, 16);
+  result.unchanged = !lastRevision_.empty() && result.revision == lastRevision_;
+
+  // Parsed objects remember their file name, so the cache key is the path and the content.
+  std::map<ObjectId, const Object*> seen;
+  for (const auto& [file, hash] : hashed) {
+    std::string key = file->path + '\0' + hash;
+    std::shared_ptr<const CachedFile> parsed;
+    auto it = cache_.find(key);
+    if (it != cache_.end()) {
+      parsed = it->second;
+    } else {
+      parsed = std::make_shared<const CachedFile>(parseFile(*file));
+    }
+    nextCache[key] = parsed;
+    result.diagnostics.append(parsed->diagnostics);
+    for (const auto& object : parsed->objects) {
+      auto [pos, inserted] = seen.emplace(object->id, object.get());
+      if (!inserted) {
+        result.diagnostics.add({Severity::Error, object->where, object->id.str(), "",
+                                object->id.str() + " is defined twice (first at " +
+                                    pos->second->where.str() +
+                                    "; expected each kind/name once per revision)"});
+        continue;
+      }
+      result.objects.push_back(object);
+    }
+  }
+  cache_ = std::move(nextCache);
+  lastRevision_ = result.revision;
+  std::sort(result.objects.begin(), result.objects.end(),
+            [](const auto& a, const auto& b) { return a->id < b->id; });
+  return result;
+}
+
+}  // namespace hyper

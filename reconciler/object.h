@@ -1,0 +1,76 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "reconciler/diagnostic.h"
+
+namespace hyper {
+
+using Json = nlohmann::json;
+
+inline constexpr std::string_view kApiVersion = "hyper.dev/v1alpha1";
+
+// Identity of a manifest object: kind/name. Names are DNS labels (validated at load).
+struct ObjectId {
+  std::string kind;
+  std::string name;
+
+  std::string str() const { return kind + "/" + name; }
+  bool operator==(const ObjectId&) const = default;
+  auto operator<=>(const ObjectId&) const = default;
+};
+
+// Maps field paths of one YAML document ("spec.egress.allow[0].cidr") to where they are written.
+// Kept compact (one file name shared by every document of a file) because a revision holds one
+// per object.
+class SourceMap {
+ public:
+  SourceMap() = default;
+  explicit SourceMap(std::shared_ptr<const std::string> file) : file_(std::move(file)) {}
+
+  void add(std::string path, int line, int column) {
+    entries_.push_back({std::move(path), line, column});
+  }
+  // The location of `path`, or of its nearest written ancestor ("spec.mtu" absent -> "spec").
+  SourceLocation locate(std::string_view path) const;
+  const std::string& file() const;
+
+ private:
+  struct Entry {
+    std::string path;
+    int line;
+    int column;
+  };
+  std::shared_ptr<const std::string> file_;
+  std::vector<Entry> entries_;
+};
+
+// One validated manifest document.
+struct Object {
+  ObjectId id;
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+  Json spec;             // schema-valid; the provider parses it into its typed spec
+  SourceLocation where;  // the document's first line
+  SourceMap sourceMap;
+  std::string contentHash;  // sha256 of the canonical JSON of the whole document
+
+  // Where a field of this object is written; the document when the field is absent.
+  SourceLocation locate(std::string_view fieldPath) const;
+};
+
+// Joins field-path segments: appendKey("spec", "cidr") == "spec.cidr", appendIndex("x", 2) ==
+// "x[2]".
+std::string appendKey(std::string_view path, std::string_view key);
+std::string appendIndex(std::string_view path, size_t index);
+
+// Canonical serialisation used for hashing: keys sorted, no whitespace.
+std::string canonicalJson(const Json& value);
+
+}  // namespace hyper

@@ -1,0 +1,11 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace hyper {
+
+// Lowercase hex SHA-256 (libsodium's crypto_hash_sha256).
+std::string sha256Hex(std::string_view data);
+
+}  // namespace hyper

@@ -1,0 +1,291 @@
+#include "reconciler/yaml_json.h"
+
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <set>
+#include <string_view>
+
+#include <yaml-cpp/yaml.h>
+
+namespace hyper {
+namespace {
+
+constexpr const char* kStrTag = "tag:yaml.org,2002:str";
+constexpr const char* kIntTag = "tag:yaml.org,2002:int";
+constexpr const char* kFloatTag = "tag:yaml.org,2002:float";
+constexpr const char* kBoolTag = "tag:yaml.org,2002:bool";
+constexpr const char* kNullTag = "tag:yaml.org,2002:null";
+
+bool isNullWord(const std::string& s) {
+  return s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL";
+}
+
+// YAML 1.2 core schema for plain scalars. Returns false when the text is not of that type.
+bool parseBool(const std::string& s, bool& out) {
+  if (s == "true" || s == "True" || s == "TRUE") {
+    out = true;
+    return true;
+  }
+  if (s == "false" || s == "False" || s == "FALSE") {
+    out = false;
+    return true;
+  }
+  return false;
+}
+
+bool allDigits(std::string_view s, int base) {
+  if (s.empty()) {
+    return false;
+  }
+  for (char c : s) {
+    bool ok = base == 16 ? std::isxdigit(static_cast<unsigned char>(c)) != 0
+                         : (c >= '0' && c < static_cast<char>('0' + base));
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Hand-written rather than std::regex: this runs for every scalar of every manifest.
+bool parseInt(const std::string& s, Json& out) {
+  int base = 10;
+  std::string digits = s;
+  std::string_view body(s);
+  if (!body.empty() && (body[0] == '-' || body[0] == '+')) {
+    body.remove_prefix(1);
+  }
+  if (s.size() > 2 && s[0] == '0' && s[1] == 'x') {
+    base = 16;
+    digits = s.substr(2);
+    body = std::string_view(s).substr(2);
+  } else if (s.size() > 2 && s[0] == '0' && s[1] == 'o') {
+    base = 8;
+    digits = s.substr(2);
+    body = std::string_view(s).substr(2);
+  }
+  if (!allDigits(body, base)) {
+    return false;
+  }
+  errno = 0;
+  char* end = nullptr;
+  long long v = std::strtoll(digits.c_str(), &end, base);
+  if (errno == ERANGE) {
+    return false;  // too large for an integer: kept as a string, the schema reports the type
+  }
+  out = static_cast<int64_t>(v);
+  return true;
+}
+
+// [-+]? ( .digits | digits ( . digits? )? ) ( [eE] [-+]? digits )?
+bool parseFloat(const std::string& s, Json& out) {
+  size_t i = 0;
+  auto digitsFrom = [&](size_t& at) {
+    size_t begin = at;
+    while (at < s.size() && s[at] >= '0' && s[at] <= '9') {
+      ++at;
+    }
+    return at - begin;
+  };
+  if (i < s.size() && (s[i] == '-' || s[i] == '+')) {
+    ++i;
+  }
+  size_t intDigits = digitsFrom(i);
+  size_t fracDigits = 0;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    fracDigits = digitsFrom(i);
+  }
+  if (intDigits == 0 && fracDigits == 0) {
+    return false;
+  }
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '-' || s[i] == '+')) {
+      ++i;
+    }
+    if (digitsFrom(i) == 0) {
+      return false;
+    }
+  }
+  if (i != s.size()) {
+    return false;
+  }
+  double v = std::strtod(s.c_str(), nullptr);
+  if (!std::isfinite(v)) {
+    return false;
+  }
+  out = v;
+  return true;
+}
+
+class Converter {
+ public:
+  Converter(std::shared_ptr<const std::string> file, Diagnostics& diags)
+      : file_(std::move(file)), diags_(diags) {}
+
+  void convert(const YAML::Node& node, const std::string& path, Json& out, SourceMap& map,
+               int depth) {
+    if (depth > 64) {
+      error(node.Mark(), path, "nesting deeper than 64 levels (expected a manifest, not this)");
+      return;
+    }
+    switch (node.Type()) {
+      case YAML::NodeType::Undefined:
+      case YAML::NodeType::Null:
+        out = nullptr;
+        return;
+      case YAML::NodeType::Scalar:
+        out = scalar(node, path);
+        return;
+      case YAML::NodeType::Sequence: {
+        out = Json::array();
+        size_t i = 0;
+        for (const auto& item : node) {
+          std::string itemPath = appendIndex(path, i++);
+          record(map, itemPath, item.Mark());
+          Json value;
+          convert(item, itemPath, value, map, depth + 1);
+          out.push_back(std::move(value));
+        }
+        return;
+      }
+      case YAML::NodeType::Map: {
+        out = Json::object();
+        std::set<std::string> seen;
+        for (const auto& kv : node) {
+          if (!kv.first.IsScalar()) {
+            error(kv.first.Mark(), path,
+                  "a mapping key is not a plain string (expected a field name)");
+            continue;
+          }
+          const std::string& key = kv.first.Scalar();
+          std::string keyPath = appendKey(path, key);
+          if (!seen.insert(key).second) {
+            error(kv.first.Mark(), keyPath,
+                  "duplicate key \"" + key + "\" (expected each field once per mapping)");
+            continue;
+          }
+          record(map, keyPath, kv.first.Mark());
+          Json value;
+          convert(kv.second, keyPath, value, map, depth + 1);
+          out[key] = std::move(value);
+        }
+        return;
+      }
+    }
+  }
+
+ private:
+  Json scalar(const YAML::Node& node, const std::string& path) {
+    const std::string& text = node.Scalar();
+    const std::string& tag = node.Tag();
+    if (tag == "!" || tag == kStrTag) {
+      return text;  // quoted or explicitly a string
+    }
+    bool b = false;
+    Json num;
+    if (tag == "?" || tag.empty()) {
+      if (isNullWord(text)) {
+        return nullptr;
+      }
+      if (parseBool(text, b)) {
+        return b;
+      }
+      if (parseInt(text, num) || parseFloat(text, num)) {
+        return num;
+      }
+      return text;
+    }
+    if (tag == kIntTag && parseInt(text, num)) {
+      return num;
+    }
+    if (tag == kFloatTag && (parseFloat(text, num) || parseInt(text, num))) {
+      return num;
+    }
+    if (tag == kBoolTag && parseBool(text, b)) {
+      return b;
+    }
+    if (tag == kNullTag && isNullWord(text)) {
+      return nullptr;
+    }
+    error(node.Mark(), path,
+          "unsupported or mismatched tag " + tag + " on \"" + text +
+              "\" (expected a plain, quoted, !!str, !!int, !!float, !!bool or !!null scalar)");
+    return text;
+  }
+
+  void record(SourceMap& map, const std::string& path, const YAML::Mark& mark) {
+    if (mark.is_null()) {
+      return;
+    }
+    map.add(path, mark.line + 1, mark.column + 1);
+  }
+
+  void error(const YAML::Mark& mark, const std::string& path, std::string summary) {
+    Diagnostic d;
+    d.where = {*file_, mark.is_null() ? 0 : mark.line + 1, mark.is_null() ? 0 : mark.column + 1};
+    d.fieldPath = path;
+    d.summary = std::move(summary);
+    diags_.add(std::move(d));
+  }
+
+  std::shared_ptr<const std::string> file_;
+  Diagnostics& diags_;
+};
+
+}  // namespace
+
+std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
+                                             std::shared_ptr<const std::string> fileName,
+                                             Diagnostics& diagnostics) {
+  std::vector<YAML::Node> nodes;
+  try {
+    nodes = YAML::LoadAll(content);
+  } catch (const YAML::Exception& e) {
+    Diagnostic d;
+    d.where = {*fileName, e.mark.is_null() ? 0 : e.mark.line + 1,
+               e.mark.is_null() ? 0 : e.mark.column + 1};
+    d.summary = "YAML syntax error: " + e.msg;
+    diagnostics.add(std::move(d));
+    return {};
+  } catch (const std::exception& e) {
+    diagnostics.add({Severity::Error,
+                     {*fileName, 0, 0},
+                     "",
+                     "",
+                     std::string("cannot parse YAML: ") + e.what()});
+    return {};
+  }
+
+  std::vector<YamlDocument> docs;
+  Converter converter(fileName, diagnostics);
+  int index = -1;
+  for (const auto& node : nodes) {
+    ++index;
+    if (node.IsNull() || !node.IsDefined()) {
+      continue;  // an empty document between two '---'
+    }
+    YamlDocument doc;
+    doc.index = index;
+    doc.sourceMap = SourceMap(fileName);
+    YAML::Mark mark = node.Mark();
+    doc.where = {*fileName, mark.is_null() ? 1 : mark.line + 1,
+                 mark.is_null() ? 1 : mark.column + 1};
+    size_t errorsBefore = diagnostics.size();
+    try {
+      converter.convert(node, "", doc.value, doc.sourceMap, 0);
+      doc.hasErrors = diagnostics.size() != errorsBefore;
+    } catch (const std::exception& e) {
+      diagnostics.add({Severity::Error, doc.where, "", "",
+                       std::string("cannot read YAML document: ") + e.what()});
+      continue;
+    }
+    docs.push_back(std::move(doc));
+  }
+  return docs;
+}
+
+}  // namespace hyper

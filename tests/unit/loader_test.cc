@@ -1,0 +1,189 @@
+#include "reconciler/loader.h"
+
+#include <gtest/gtest.h>
+
+namespace hyper {
+namespace {
+
+std::shared_ptr<const SchemaRegistry> schemas() {
+  auto r = SchemaRegistry::builtin();
+  EXPECT_TRUE(r.isOk()) << r.status().message();
+  return *r;
+}
+
+const char* kHeader =
+    "apiVersion: hyper.dev/v1alpha1\n"
+    "kind: Network\n"
+    "metadata:\n"
+    "  name: lab\n"
+    "spec:\n";
+
+struct BadInputCase {
+  std::string name;
+  std::string yaml;
+  std::string where;      // "file:line:col"
+  std::string fieldPath;  // expected field path
+  std::string message;    // a substring of the summary
+};
+
+class LoaderBadInputTest : public ::testing::TestWithParam<BadInputCase> {};
+
+TEST_P(LoaderBadInputTest, ReportsLocationFieldAndExpectation) {
+  const auto& c = GetParam();
+  ManifestLoader loader(schemas());
+  LoadResult r = loader.load({{"m/net.yaml", c.yaml}});
+  ASSERT_TRUE(r.diagnostics.hasErrors()) << "no error for:\n" << c.yaml;
+  bool matched = false;
+  for (const auto& d : r.diagnostics.items()) {
+    if (d.where.str() == c.where && d.fieldPath == c.fieldPath &&
+        d.summary.find(c.message) != std::string::npos) {
+      matched = true;
+    }
+  }
+  EXPECT_TRUE(matched) << "expected " << c.where << " " << c.fieldPath << " ~ \"" << c.message
+                       << "\", got:\n"
+                       << r.diagnostics.format();
+  // A document with an error never becomes an object.
+  EXPECT_TRUE(r.objects.empty()) << r.diagnostics.format();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, LoaderBadInputTest,
+    ::testing::Values(
+        BadInputCase{"UnknownSpecField",
+                     std::string(kHeader) + "  cidr: 10.77.0.0/24\n  colour: blue\n",
+                     "m/net.yaml:7:3", "spec.colour", "unknown field \"colour\" (expected one of:"},
+        BadInputCase{"WrongType", std::string(kHeader) + "  cidr: 10.77.0.0/24\n  mtu: \"big\"\n",
+                     "m/net.yaml:7:3", "spec.mtu", "wrong type: found a string \"big\""},
+        BadInputCase{"QuotedNumberIsAString",
+                     std::string(kHeader) + "  cidr: 10.77.0.0/24\n  mtu: '1500'\n",
+                     "m/net.yaml:7:3", "spec.mtu", "expected an integer from 68 to 65535"},
+        BadInputCase{"MtuTooSmall", std::string(kHeader) + "  cidr: 10.77.0.0/24\n  mtu: 12\n",
+                     "m/net.yaml:7:3", "spec.mtu", "found 12"},
+        BadInputCase{"BadCidrShape", std::string(kHeader) + "  cidr: 10.77.0/24\n",
+                     "m/net.yaml:6:3", "spec.cidr",
+                     "invalid value \"10.77.0/24\" (expected an IPv4 network in CIDR"},
+        BadInputCase{"MissingRequired", std::string(kHeader) + "  nat: true\n", "m/net.yaml:5:1",
+                     "spec.cidr", "missing required field \"cidr\""},
+        BadInputCase{"NameNotDnsLabel",
+                     "apiVersion: hyper.dev/v1alpha1\nkind: Network\nmetadata:\n  name: Lab_1\n"
+                     "spec:\n  cidr: 10.0.0.0/24\n",
+                     "m/net.yaml:4:3", "metadata.name", "has 'L' at position 1"},
+        BadInputCase{"NameTooLong",
+                     "apiVersion: hyper.dev/v1alpha1\nkind: Network\nmetadata:\n  name: " +
+                         std::string(64, 'a') + "\nspec:\n  cidr: 10.0.0.0/24\n",
+                     "m/net.yaml:4:3", "metadata.name", "64 characters long (expected at most 63)"},
+        BadInputCase{"NameTrailingDash",
+                     "apiVersion: hyper.dev/v1alpha1\nkind: Network\nmetadata:\n  name: lab-\n"
+                     "spec:\n  cidr: 10.0.0.0/24\n",
+                     "m/net.yaml:4:3", "metadata.name", "must not start or end with '-'"},
+        BadInputCase{"UnknownKind",
+                     "apiVersion: hyper.dev/v1alpha1\nkind: Netwrk\nmetadata:\n  name: lab\n"
+                     "spec:\n  cidr: 10.0.0.0/24\n",
+                     "m/net.yaml:2:1", "kind", "unknown kind \"Netwrk\" (expected one of:"},
+        BadInputCase{"WrongApiVersion",
+                     "apiVersion: hyper.dev/v2\nkind: Network\nmetadata:\n  name: lab\n"
+                     "spec:\n  cidr: 10.0.0.0/24\n",
+                     "m/net.yaml:1:1", "apiVersion", "expected hyper.dev/v1alpha1"},
+        BadInputCase{"StatusFromGit", std::string(kHeader) + "  cidr: 10.0.0.0/24\nstatus: {}\n",
+                     "m/net.yaml:7:1", "status", "unknown field \"status\""},
+        BadInputCase{"DuplicateKey",
+                     std::string(kHeader) + "  cidr: 10.0.0.0/24\n  cidr: 10.1.0.0/24\n",
+                     "m/net.yaml:7:3", "spec.cidr", "duplicate key \"cidr\""},
+        BadInputCase{"SyntaxError", std::string(kHeader) + "  cidr: [10.0.0.0/24\n",
+                     "m/net.yaml:7:1", "", "YAML syntax error"},
+        BadInputCase{"PolicyModeEnum",
+                     "apiVersion: hyper.dev/v1alpha1\nkind: NetworkPolicy\nmetadata:\n  name: p\n"
+                     "spec:\n  network: lab\n  egress:\n    mode: some\n",
+                     "m/net.yaml:8:5", "spec.egress.mode", "expected one of none, allowlist, any"},
+        BadInputCase{"PolicyPortRange",
+                     "apiVersion: hyper.dev/v1alpha1\nkind: NetworkPolicy\nmetadata:\n  name: p\n"
+                     "spec:\n  network: lab\n  egress:\n    mode: allowlist\n    allow:\n"
+                     "      - {cidr: 1.2.3.0/24, ports: [443, 70000]}\n",
+                     "m/net.yaml:10:41", "spec.egress.allow[0].ports[1]", "found 70000"},
+        BadInputCase{"DocumentNotAMapping", "- a\n- b\n", "m/net.yaml:1:1", "",
+                     "the document is a list"}),
+    [](const auto& info) { return info.param.name; });
+
+TEST(LoaderTest, DuplicateKindNameAcrossFilesNamesBoth) {
+  ManifestLoader loader(schemas());
+  std::string doc = std::string(kHeader) + "  cidr: 10.0.0.0/24\n";
+  LoadResult r = loader.load({{"a.yaml", doc}, {"b.yaml", "---\n" + doc}});
+  ASSERT_TRUE(r.diagnostics.hasErrors());
+  const auto& d = r.diagnostics.items().front();
+  EXPECT_EQ(d.where.str(), "b.yaml:2:1");
+  EXPECT_NE(d.summary.find("defined twice (first at a.yaml:1:1"), std::string::npos) << d.summary;
+}
+
+TEST(LoaderTest, MultiDocumentFileKeepsLinesAndSkipsEmptyDocuments) {
+  ManifestLoader loader(schemas());
+  std::string text = "---\n---\n" + std::string(kHeader) +
+                     "  cidr: 10.0.0.0/24\n  nat: yes\n---\n"
+                     "apiVersion: hyper.dev/v1alpha1\nkind: Network\nmetadata:\n  name: b\n"
+                     "  labels: {env: dev}\nspec:\n  cidr: 10.1.0.0/24\n  mtu: 1400\n";
+  LoadResult r = loader.load({{"x.yaml", text}});
+  // "yes" is a string under YAML 1.2, so nat: yes is a type error on line 9.
+  ASSERT_EQ(r.diagnostics.size(), 1u) << r.diagnostics.format();
+  EXPECT_EQ(r.diagnostics.items()[0].where.str(), "x.yaml:9:3");
+  ASSERT_EQ(r.objects.size(), 1u);
+  const Object& b = *r.objects[0];
+  EXPECT_EQ(b.id.str(), "Network/b");
+  EXPECT_EQ(b.where.str(), "x.yaml:11:1");
+  EXPECT_EQ(b.labels.at("env"), "dev");
+  EXPECT_EQ(b.spec["mtu"], 1400);
+  EXPECT_EQ(b.locate("spec.mtu").str(), "x.yaml:18:3");
+  EXPECT_EQ(b.locate("spec.gateway").str(), "x.yaml:16:1");  // absent: falls back to spec
+}
+
+TEST(LoaderTest, UnchangedRevisionIsDetectedAndChangedContentIsNot) {
+  ManifestLoader loader(schemas());
+  std::string doc = std::string(kHeader) + "  cidr: 10.0.0.0/24\n";
+  LoadResult first = loader.load({{"a.yaml", doc}});
+  ASSERT_FALSE(first.diagnostics.hasErrors()) << first.diagnostics.format();
+  EXPECT_FALSE(first.unchanged);
+  LoadResult second = loader.load({{"a.yaml", doc}});
+  EXPECT_TRUE(second.unchanged);
+  EXPECT_EQ(first.revision, second.revision);
+  // The cached object is shared, not re-parsed.
+  EXPECT_EQ(first.objects[0].get(), second.objects[0].get());
+  LoadResult third = loader.load({{"a.yaml", doc + "  mtu: 1400\n"}});
+  EXPECT_FALSE(third.unchanged);
+  EXPECT_NE(third.revision, first.revision);
+}
+
+TEST(LoaderTest, ContentHashIgnoresFormattingButNotValues) {
+  ManifestLoader loader(schemas());
+  LoadResult a = loader.load({{"a.yaml", std::string(kHeader) + "  cidr: 10.0.0.0/24\n"}});
+  LoadResult b =
+      loader.load({{"a.yaml",
+                    "{apiVersion: hyper.dev/v1alpha1, kind: Network, metadata: {name: lab}, "
+                    "spec: {cidr: \"10.0.0.0/24\"}}\n"}});
+  LoadResult c = loader.load({{"a.yaml", std::string(kHeader) + "  cidr: 10.9.0.0/24\n"}});
+  ASSERT_EQ(a.objects.size(), 1u);
+  ASSERT_EQ(b.objects.size(), 1u);
+  ASSERT_EQ(c.objects.size(), 1u);
+  EXPECT_EQ(a.objects[0]->contentHash, b.objects[0]->contentHash);
+  EXPECT_NE(a.objects[0]->contentHash, c.objects[0]->contentHash);
+}
+
+TEST(LoaderTest, ReadManifestFilesWalksDirectoriesSortedAndSkipsHidden) {
+  char tmpl[] = "/tmp/hyper-loader-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string root = tmpl;
+  std::string cmd = "mkdir -p " + root + "/b " + root + "/.git && echo 'x: 1' > " + root +
+                    "/b/z.yaml && echo 'x: 2' > " + root + "/a.yml && echo 'x: 3' > " + root +
+                    "/.git/c.yaml && echo 'no' > " + root + "/README.md";
+  ASSERT_EQ(system(cmd.c_str()), 0);
+  auto files = readManifestFiles({root});
+  ASSERT_TRUE(files.isOk()) << files.status().message();
+  ASSERT_EQ(files->size(), 2u);
+  EXPECT_EQ((*files)[0].path, root + "/a.yml");
+  EXPECT_EQ((*files)[1].path, root + "/b/z.yaml");
+  auto missing = readManifestFiles({root + "/nope"});
+  ASSERT_FALSE(missing.isOk());
+  EXPECT_NE(missing.status().message().find("no such file"), std::string::npos);
+  ASSERT_EQ(system(("rm -rf " + root).c_str()), 0);
+}
+
+}  // namespace
+}  // namespace hyper
