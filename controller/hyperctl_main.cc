@@ -1,1 +1,428 @@
-int main() { return 0; }  // placeholder: the real hyperctl lands with providers/builtin
+// hyperctl: validate, diff, apply and get hyper manifests against the host it runs on (the
+// network namespace it starts in) and the state directory it is given.
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <map>
+
+#include <CLI/CLI.hpp>
+#include <sodium.h>
+
+#include "controller/output.h"
+#include "providers/builtin.h"
+#include "reconciler/engine.h"
+#include "reconciler/state_lock.h"
+
+namespace hyper::ctl {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitError = 1;
+constexpr int kExitChanges = 2;
+
+struct GlobalOptions {
+  std::string stateDir = "/var/lib/hyper";
+  int parallelism = 4;
+};
+
+int64_t nowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string newReconcileId() {
+  unsigned char bytes[6];
+  randombytes_buf(bytes, sizeof bytes);
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += kHex[b >> 4];
+    out += kHex[b & 0xf];
+  }
+  return out;
+}
+
+int fail(const std::string& message) {
+  std::cerr << "error: " << message << "\n";
+  return kExitError;
+}
+
+std::unique_ptr<Engine> makeEngine() {
+  auto schemas = SchemaRegistry::builtin();
+  if (!schemas.isOk()) {
+    std::cerr << "error: " << schemas.status().message() << "\n";
+    return nullptr;
+  }
+  return std::make_unique<Engine>(providers::builtinProviders(), *schemas);
+}
+
+// Loads and validates; prints diagnostics to stderr. Null on any error.
+std::shared_ptr<const Revision> loadRevision(Engine& engine, const std::vector<std::string>& paths) {
+  auto files = readManifestFiles(paths);
+  if (!files.isOk()) {
+    std::cerr << "error: " << files.status().message() << "\n";
+    return nullptr;
+  }
+  if (files->empty()) {
+    std::cerr << "error: no manifest files (*.yaml, *.yml, *.json) found in the given paths\n";
+    return nullptr;
+  }
+  RevisionResult loaded = engine.load(*files);
+  if (!loaded.diagnostics.empty()) {
+    std::cerr << loaded.diagnostics.format();
+  }
+  if (!loaded.revision) {
+    size_t n = 0;
+    for (const auto& d : loaded.diagnostics.items()) {
+      n += d.severity == Severity::Error ? 1 : 0;
+    }
+    std::cerr << "error: " << n << (n == 1 ? " problem" : " problems")
+              << " found; nothing was applied\n";
+  }
+  return loaded.revision;
+}
+
+// The inventory's records, or none when the state directory does not exist yet (diff and get
+// must not create state).
+Result<std::vector<ManagedRecord>> readManaged(const std::string& stateDir,
+                                               std::unique_ptr<Inventory>* keep) {
+  if (access((stateDir + "/state.db").c_str(), F_OK) != 0 && keep == nullptr) {
+    return std::vector<ManagedRecord>{};
+  }
+  HYPER_ASSIGN_OR_RETURN(auto inventory, Inventory::open(stateDir));
+  HYPER_ASSIGN_OR_RETURN(auto records, inventory->list());
+  if (keep) {
+    *keep = std::move(inventory);
+  }
+  return records;
+}
+
+void printPlan(const Plan& plan, const std::string& output) {
+  if (output == "json") {
+    Json j = plan.toJson();
+    j["hash"] = plan.hash();
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << plan.render(isatty(STDOUT_FILENO) != 0);
+  }
+}
+
+int runValidate(const std::vector<std::string>& paths) {
+  auto engine = makeEngine();
+  if (!engine) {
+    return kExitError;
+  }
+  auto revision = loadRevision(*engine, paths);
+  if (!revision) {
+    return kExitError;
+  }
+  std::cout << revision->objects.size() << (revision->objects.size() == 1 ? " object" : " objects")
+            << " valid (revision " << revision->id << ")\n";
+  return kExitOk;
+}
+
+int runDiff(const GlobalOptions& g, const std::vector<std::string>& paths, bool prune,
+            const std::string& output) {
+  auto engine = makeEngine();
+  if (!engine) {
+    return kExitError;
+  }
+  auto revision = loadRevision(*engine, paths);
+  if (!revision) {
+    return kExitError;
+  }
+  auto managed = readManaged(g.stateDir, nullptr);
+  if (!managed.isOk()) {
+    return fail(managed.status().message());
+  }
+  PlanResult planned = engine->plan(*revision, *managed, PlanOptions{prune});
+  if (!planned.diagnostics.empty()) {
+    std::cerr << planned.diagnostics.format();
+  }
+  if (planned.diagnostics.hasErrors()) {
+    return fail("cannot plan revision " + revision->id);
+  }
+  printPlan(planned.plan, output);
+  return planned.plan.empty() ? kExitOk : kExitChanges;
+}
+
+int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool prune,
+             bool dryRun, const std::string& output) {
+  auto engine = makeEngine();
+  if (!engine) {
+    return kExitError;
+  }
+  // Validate before taking the lock, so a bad revision never waits on or blocks a writer.
+  auto revision = loadRevision(*engine, paths);
+  if (!revision) {
+    return kExitError;
+  }
+  auto lock = StateLock::acquire(g.stateDir, dryRun ? "hyperctl apply --dry-run" : "hyperctl apply");
+  if (!lock.isOk()) {
+    return fail(lock.status().message());
+  }
+  std::unique_ptr<Inventory> inventory;
+  auto managed = readManaged(g.stateDir, &inventory);
+  if (!managed.isOk()) {
+    return fail(managed.status().message());
+  }
+  PlanResult planned = engine->plan(*revision, *managed, PlanOptions{prune});
+  if (!planned.diagnostics.empty()) {
+    std::cerr << planned.diagnostics.format();
+  }
+  if (planned.diagnostics.hasErrors()) {
+    return fail("cannot plan revision " + revision->id + "; nothing was applied");
+  }
+  printPlan(planned.plan, output);
+  if (dryRun || planned.plan.empty()) {
+    return kExitOk;
+  }
+  ApplyOptions options;
+  options.parallelism = g.parallelism;
+  options.reconcileId = newReconcileId();
+  ApplyReport report = engine->apply(planned.plan, *revision, *managed, *inventory, options);
+  for (const auto& o : report.outcomes) {
+    if (o.skipped) {
+      std::cerr << "skipped " << o.id.str() << ": " << o.status.message() << "\n";
+    } else if (!o.status.isOk()) {
+      std::cerr << "failed " << o.id.str() << ": " << o.status.message() << "\n";
+    } else if (output != "json") {
+      std::printf("%s %s (%.0f ms)\n", o.id.str().c_str(),
+                  o.type == ActionType::Delete    ? "deleted"
+                  : o.type == ActionType::Create  ? "created"
+                  : o.type == ActionType::Replace ? "replaced"
+                                                  : "updated",
+                  o.seconds * 1000);
+    }
+  }
+  if (!report.ok()) {
+    return fail(std::to_string(report.failed()) + " of " + std::to_string(report.outcomes.size()) +
+                " actions did not complete (reconcile " + options.reconcileId + ")");
+  }
+  if (output != "json") {
+    std::cout << "Apply complete: " << report.outcomes.size() << " actions (reconcile "
+              << options.reconcileId << ").\n";
+  }
+  return kExitOk;
+}
+
+const std::map<std::string, std::string>& kindAliases() {
+  static const std::map<std::string, std::string> aliases = {
+      {"network", "Network"},
+      {"networks", "Network"},
+      {"net", "Network"},
+      {"networkpolicy", "NetworkPolicy"},
+      {"networkpolicies", "NetworkPolicy"},
+      {"netpol", "NetworkPolicy"},
+  };
+  return aliases;
+}
+
+std::string field(const ManagedRecord& r, const ObservedState* obs, const std::string& name) {
+  auto show = [](const Json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
+  if (r.spec.contains(name) && !r.spec[name].is_null()) {
+    return show(r.spec[name]);
+  }
+  if (r.handles.is_object() && r.handles.contains(name)) {
+    return show(r.handles[name]);
+  }
+  if (obs && obs->fields.is_object() && obs->fields.contains(name)) {
+    return show(obs->fields[name]);
+  }
+  return "-";
+}
+
+int runGet(const GlobalOptions& g, const std::string& what, const std::string& name,
+           const std::string& output) {
+  auto alias = kindAliases().find(what);
+  if (alias == kindAliases().end()) {
+    return fail("unknown resource type \"" + what +
+                "\" (expected networks or networkpolicies)");
+  }
+  const std::string& kind = alias->second;
+  auto engine = makeEngine();
+  if (!engine) {
+    return kExitError;
+  }
+  auto all = readManaged(g.stateDir, nullptr);
+  if (!all.isOk()) {
+    return fail(all.status().message());
+  }
+  std::vector<ManagedRecord> records;
+  for (auto& r : *all) {
+    if (r.id.kind == kind && (name.empty() || r.id.name == name)) {
+      records.push_back(std::move(r));
+    }
+  }
+  if (!name.empty() && records.empty()) {
+    return fail(kind + "/" + name + " is not managed by hyper (state dir " + g.stateDir + ")");
+  }
+  Diagnostics diags;
+  auto observed = engine->observeManaged(records, diags);
+  if (diags.hasErrors()) {
+    std::cerr << diags.format();
+    return kExitError;
+  }
+
+  // Status: what a plan against the last applied spec would do. In sync means no action.
+  struct Row {
+    const ManagedRecord* record;
+    const ObservedState* observed;
+    std::string status;
+    std::string detail;
+  };
+  std::vector<Row> rows;
+  for (const auto& r : records) {
+    Provider* p = engine->providerForKind(r.id.kind);
+    Object desired = objectFromRecord(r);
+    auto obs = observed.find(r.id);
+    PlanRequest req{r.id, &desired, obs == observed.end() ? nullptr : &obs->second, &r};
+    PlanResponse resp;
+    p->plan(req, resp);
+    std::string status = "InSync";
+    std::string detail;
+    if (resp.diagnostics.hasErrors()) {
+      status = "Error";
+      detail = resp.diagnostics.items().front().summary;
+    } else if (resp.action) {
+      status = resp.action->type == ActionType::Create ? "Missing" : "Drifted";
+      detail = resp.action->reason;
+    }
+    rows.push_back({&r, obs == observed.end() ? nullptr : &obs->second, status, detail});
+  }
+
+  if (output == "json" || output == "yaml") {
+    Json items = Json::array();
+    for (const auto& row : rows) {
+      Json item;
+      item["apiVersion"] = std::string(kApiVersion);
+      item["kind"] = row.record->id.kind;
+      item["metadata"]["name"] = row.record->id.name;
+      if (!row.record->labels.empty()) {
+        item["metadata"]["labels"] = row.record->labels;
+      }
+      item["spec"] = row.record->spec;
+      item["status"]["state"] = row.status;
+      if (!row.detail.empty()) {
+        item["status"]["detail"] = row.detail;
+      }
+      item["status"]["revision"] = row.record->revision;
+      item["status"]["appliedAt"] = row.record->appliedAt;
+      if (row.observed) {
+        item["status"]["observed"] = row.observed->fields;
+      }
+      items.push_back(item);
+    }
+    Json doc = name.empty() ? Json{{"apiVersion", std::string(kApiVersion)},
+                                   {"kind", "List"},
+                                   {"items", items}}
+                            : items.front();
+    std::cout << (output == "json" ? doc.dump(2) + "\n" : toYaml(doc));
+    return kExitOk;
+  }
+
+  int64_t now = nowSeconds();
+  std::vector<std::vector<std::string>> table;
+  std::vector<std::string> header;
+  if (kind == "Network") {
+    header = {"NAME", "CIDR", "GATEWAY", "BRIDGE", "NAT", "MTU", "STATUS", "REVISION", "AGE"};
+    for (const auto& row : rows) {
+      const auto& r = *row.record;
+      table.push_back({r.id.name, field(r, row.observed, "cidr"),
+                       field(r, row.observed, "gateway"), field(r, row.observed, "bridge"),
+                       field(r, row.observed, "nat"), field(r, row.observed, "mtu"), row.status,
+                       r.revision, age(r.appliedAt, now)});
+    }
+  } else {
+    header = {"NAME", "NETWORK", "EGRESS", "INGRESS", "STATUS", "REVISION", "AGE"};
+    auto mode = [](const Json& spec, const char* dir) {
+      return spec.contains(dir) ? spec[dir].value("mode", "any") : std::string("any");
+    };
+    for (const auto& row : rows) {
+      const auto& r = *row.record;
+      table.push_back({r.id.name, field(r, row.observed, "network"), mode(r.spec, "egress"),
+                       mode(r.spec, "ingress"), row.status, r.revision, age(r.appliedAt, now)});
+    }
+  }
+  if (table.empty()) {
+    std::cout << "No " << kind << " objects are managed by hyper (state dir " << g.stateDir
+              << ").\n";
+    return kExitOk;
+  }
+  std::cout << renderTable(header, table);
+  for (const auto& row : rows) {
+    if (!row.detail.empty()) {
+      std::cout << "  " << row.record->id.str() << ": " << row.detail << "\n";
+    }
+  }
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace hyper::ctl
+
+int main(int argc, char** argv) {
+  using namespace hyper::ctl;
+  if (sodium_init() < 0) {
+    std::cerr << "error: libsodium failed to initialise\n";
+    return kExitError;
+  }
+  CLI::App app{"hyperctl: declare microVM hosts in git and converge them"};
+  app.require_subcommand(1);
+  GlobalOptions g;
+  app.add_option("--state-dir", g.stateDir, "state directory holding the inventory")
+      ->capture_default_str();
+  app.add_option("--parallelism", g.parallelism, "actions run at once")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+
+  std::vector<std::string> paths;
+  bool prune = false;
+  bool dryRun = false;
+  std::string output = "text";
+  std::string getWhat;
+  std::string getName;
+  int code = kExitOk;
+
+  auto* validate = app.add_subcommand("validate", "check manifests: exit 0, or 1 with errors");
+  validate->add_option("-f,--filename", paths, "manifest files or directories")->required();
+
+  auto* diff = app.add_subcommand("diff", "print the plan: exit 0 in sync, 2 changes, 1 error");
+  diff->add_option("-f,--filename", paths, "manifest files or directories")->required();
+  diff->add_flag("--prune", prune, "plan deletes of managed objects gone from the source");
+  diff->add_option("-o,--output", output, "text or json")->check(CLI::IsMember({"text", "json"}));
+
+  auto* apply = app.add_subcommand("apply", "converge the host to the manifests");
+  apply->add_option("-f,--filename", paths, "manifest files or directories")->required();
+  apply->add_flag("--prune", prune, "delete managed objects gone from the source");
+  apply->add_flag("--dry-run", dryRun, "print the plan and change nothing");
+  apply->add_option("-o,--output", output, "text or json")->check(CLI::IsMember({"text", "json"}));
+
+  auto* get = app.add_subcommand("get", "list managed objects and their state");
+  get->add_option("type", getWhat, "networks | networkpolicies")->required();
+  get->add_option("name", getName, "one object");
+  get->add_option("-o,--output", output, "table, yaml or json")
+      ->check(CLI::IsMember({"table", "text", "yaml", "json"}));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : kExitError;
+  }
+
+  if (*validate) {
+    code = runValidate(paths);
+  } else if (*diff) {
+    code = runDiff(g, paths, prune, output);
+  } else if (*apply) {
+    code = runApply(g, paths, prune, dryRun, output);
+  } else if (*get) {
+    code = runGet(g, getWhat, getName, output);
+  }
+  return code;
+}

@@ -1,1 +1,260 @@
-// placeholder until implemented
+#include "host/command.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <tuple>
+
+extern char** environ;
+
+namespace hyper::host {
+
+namespace {
+
+std::string errnoText(const char* what, int err) {
+  return std::string(what) + ": " + std::strerror(err);
+}
+
+// Owns a file descriptor; closes it once.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  int get() const { return fd_; }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// A pipe whose ends are close-on-exec, so that a command started concurrently by another thread
+// does not inherit them and keep our reads from ever seeing end-of-file.
+Status makePipe(Fd& readEnd, Fd& writeEnd) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    return Status::error(errnoText("pipe2", errno));
+  }
+  readEnd.reset(fds[0]);
+  writeEnd.reset(fds[1]);
+  return Status::ok();
+}
+
+// Writing to a pipe whose reader has exited raises SIGPIPE, which would kill the whole daemon.
+// The signal is blocked on this thread for the duration of the write, and a SIGPIPE that the
+// write itself raised is consumed before unblocking, so nobody else ever sees it.
+class SigpipeBlocker {
+ public:
+  SigpipeBlocker() {
+    sigemptyset(&pipeSet_);
+    sigaddset(&pipeSet_, SIGPIPE);
+    sigset_t pending;
+    sigemptyset(&pending);
+    sigpending(&pending);
+    wasPending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipeSet_, &old_);
+  }
+  ~SigpipeBlocker() {
+    if (!wasPending_) {
+      struct timespec zero = {0, 0};
+      while (sigtimedwait(&pipeSet_, nullptr, &zero) == -1 && errno == EINTR) {
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeBlocker(const SigpipeBlocker&) = delete;
+  SigpipeBlocker& operator=(const SigpipeBlocker&) = delete;
+
+ private:
+  sigset_t pipeSet_;
+  sigset_t old_;
+  bool wasPending_ = false;
+};
+
+std::string joinArgv(const std::vector<std::string>& argv) {
+  std::string out;
+  for (const auto& a : argv) {
+    if (!out.empty()) {
+      out += ' ';
+    }
+    out += a;
+  }
+  return out;
+}
+
+// Feeds `input` to the child's stdin and drains its stdout and stderr at the same time: a child
+// that fills one pipe while we block on another would otherwise deadlock with us.
+Status pumpPipes(Fd& in, Fd& out, Fd& err, const std::string& input, CommandResult& result) {
+  size_t written = 0;
+  if (input.empty()) {
+    in.reset();
+  } else if (::fcntl(in.get(), F_SETFL, O_NONBLOCK) != 0) {
+    return Status::error(errnoText("fcntl", errno));
+  }
+  SigpipeBlocker blockSigpipe;
+  char buf[65536];
+  while (in.get() >= 0 || out.get() >= 0 || err.get() >= 0) {
+    struct pollfd fds[3];
+    int n = 0;
+    int inIdx = -1;
+    int outIdx = -1;
+    int errIdx = -1;
+    if (in.get() >= 0) {
+      inIdx = n;
+      fds[n++] = {in.get(), POLLOUT, 0};
+    }
+    if (out.get() >= 0) {
+      outIdx = n;
+      fds[n++] = {out.get(), POLLIN, 0};
+    }
+    if (err.get() >= 0) {
+      errIdx = n;
+      fds[n++] = {err.get(), POLLIN, 0};
+    }
+    if (::poll(fds, n, -1) < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return Status::error(errnoText("poll", errno));
+    }
+    if (inIdx >= 0 && fds[inIdx].revents != 0) {
+      ssize_t w = ::write(in.get(), input.data() + written, input.size() - written);
+      if (w > 0) {
+        written += static_cast<size_t>(w);
+        if (written == input.size()) {
+          in.reset();  // end of input
+        }
+      } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+        // EPIPE: the command exited without reading everything; its exit code tells why.
+        in.reset();
+      }
+    }
+    for (auto [idx, fd, sink] :
+         {std::tuple{outIdx, &out, &result.out}, std::tuple{errIdx, &err, &result.err}}) {
+      if (idx < 0 || fds[idx].revents == 0) {
+        continue;
+      }
+      ssize_t r = ::read(fd->get(), buf, sizeof buf);
+      if (r > 0) {
+        sink->append(buf, static_cast<size_t>(r));
+      } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+        fd->reset();
+      }
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<CommandResult> runCommand(const std::vector<std::string>& argv, const std::string& input) {
+  if (argv.empty()) {
+    return Status::error("run command <- empty argv");
+  }
+  Fd inRead, inWrite, outRead, outWrite, errRead, errWrite;
+  HYPER_RETURN_IF_ERROR(makePipe(inRead, inWrite).withContext(joinArgv(argv)));
+  HYPER_RETURN_IF_ERROR(makePipe(outRead, outWrite).withContext(joinArgv(argv)));
+  HYPER_RETURN_IF_ERROR(makePipe(errRead, errWrite).withContext(joinArgv(argv)));
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, inRead.get(), STDIN_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, outWrite.get(), STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, errWrite.get(), STDERR_FILENO);
+
+  // The child starts with no blocked signals and default SIGPIPE whatever this thread or the
+  // daemon has set: `ip` and `nft` expect an ordinary environment.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t empty;
+  sigemptyset(&empty);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  posix_spawnattr_setsigmask(&attr, &empty);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  std::vector<char*> args;
+  args.reserve(argv.size() + 1);
+  for (const auto& a : argv) {
+    args.push_back(const_cast<char*>(a.c_str()));
+  }
+  args.push_back(nullptr);
+
+  pid_t pid = -1;
+  int rc = posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
+    return Status::error(joinArgv(argv) + " <- " + errnoText("spawn", rc));
+  }
+  // Only the child keeps these ends; holding them here would hide end-of-file.
+  inRead.reset();
+  outWrite.reset();
+  errWrite.reset();
+
+  CommandResult result;
+  Status pumped = pumpPipes(inWrite, outRead, errRead, input, result);
+  if (!pumped.isOk()) {
+    // We can no longer drain its output, so it could block forever: stop it before reaping.
+    ::kill(pid, SIGKILL);
+    inWrite.reset();
+    outRead.reset();
+    errRead.reset();
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) {
+      return Status::error(joinArgv(argv) + " <- " + errnoText("waitpid", errno));
+    }
+  }
+  if (!pumped.isOk()) {
+    return pumped.withContext(joinArgv(argv));
+  }
+  if (WIFEXITED(status)) {
+    result.exitCode = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    result.exitCode = 128 + WTERMSIG(status);
+  }
+  return result;
+}
+
+Result<std::string> runChecked(const std::vector<std::string>& argv, const std::string& input) {
+  HYPER_ASSIGN_OR_RETURN(CommandResult r, runCommand(argv, input));
+  if (r.exitCode == 0) {
+    return std::move(r.out);
+  }
+  std::string cause;
+  size_t start = 0;
+  while (cause.empty() && start < r.err.size()) {
+    size_t end = r.err.find('\n', start);
+    if (end == std::string::npos) {
+      end = r.err.size();
+    }
+    cause = r.err.substr(start, end - start);
+    start = end + 1;
+  }
+  if (cause.empty()) {
+    cause = "exited with status " + std::to_string(r.exitCode);
+  }
+  return Status::error(joinArgv(argv) + " <- " + cause);
+}
+
+}  // namespace hyper::host

@@ -1,1 +1,13 @@
-// placeholder until implemented
+#include "providers/builtin.h"
+
+#include "providers/net/net_provider.h"
+
+namespace hyper::providers {
+
+std::vector<std::unique_ptr<Provider>> builtinProviders() {
+  std::vector<std::unique_ptr<Provider>> out;
+  out.push_back(std::make_unique<net::NetProvider>());
+  return out;
+}
+
+}  // namespace hyper::providers

@@ -1,1 +1,472 @@
-// placeholder until implemented
+#include "reconciler/inventory.h"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <iterator>
+#include <utility>
+
+#include "reconciler/state_dir.h"
+
+namespace hyper {
+
+namespace {
+
+// Schema migrations: kMigrations[i] takes user_version i to i + 1. Append only; a released
+// migration is never edited, because databases in the field already ran it.
+constexpr const char* kMigrations[] = {
+    // 1: inventory, action journal, revision history.
+    R"sql(
+CREATE TABLE objects (
+  kind TEXT NOT NULL,
+  name TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  labels_json TEXT NOT NULL,
+  spec_json TEXT NOT NULL,
+  spec_hash TEXT NOT NULL,
+  handles_json TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  revision TEXT NOT NULL,
+  applied_at INTEGER NOT NULL,
+  PRIMARY KEY (kind, name)
+);
+CREATE TABLE journal (
+  id INTEGER PRIMARY KEY,
+  reconcile_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  name TEXT NOT NULL,
+  action TEXT NOT NULL,
+  phase TEXT NOT NULL,
+  detail TEXT NOT NULL DEFAULT '',
+  started_at INTEGER NOT NULL,
+  finished_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX journal_by_phase ON journal (phase);
+CREATE TABLE revisions (
+  id INTEGER PRIMARY KEY,
+  revision TEXT NOT NULL,
+  plan_hash TEXT NOT NULL,
+  result TEXT NOT NULL,
+  at INTEGER NOT NULL
+);
+)sql",
+};
+constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
+
+int64_t nowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status sqliteError(sqlite3* db) {
+  return Status::error(std::string("sqlite: ") + sqlite3_errmsg(db));
+}
+
+Status exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    Status s = Status::error(std::string("sqlite: ") + (err ? err : sqlite3_errmsg(db)));
+    sqlite3_free(err);
+    return s;
+  }
+  return Status::ok();
+}
+
+// A prepared statement with bound parameters; values never become SQL text.
+class Statement {
+ public:
+  static Result<Statement> prepare(sqlite3* db, const char* sql) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) != SQLITE_OK) {
+      return sqliteError(db);
+    }
+    return Statement(db, stmt);
+  }
+  Statement(Statement&& other) noexcept
+      : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)), bindRc_(other.bindRc_) {}
+  Statement& operator=(Statement&&) = delete;
+  Statement(const Statement&) = delete;
+  ~Statement() { sqlite3_finalize(stmt_); }
+
+  // Parameters are numbered from 1. A bind error (out of range, out of memory) is reported by
+  // the next step().
+  Statement& bind(int index, const std::string& value) {
+    note(sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()),
+                           SQLITE_TRANSIENT));
+    return *this;
+  }
+  Statement& bind(int index, int64_t value) {
+    note(sqlite3_bind_int64(stmt_, index, value));
+    return *this;
+  }
+
+  // true: a row is available; false: done.
+  Result<bool> step() {
+    if (bindRc_ != SQLITE_OK) {
+      return Status::error(std::string("sqlite: bind: ") + sqlite3_errstr(bindRc_));
+    }
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) {
+      return true;
+    }
+    if (rc == SQLITE_DONE) {
+      return false;
+    }
+    return sqliteError(db_);
+  }
+  Status run() {
+    auto r = step();
+    return r.isOk() ? Status::ok() : r.status();
+  }
+
+  std::string text(int column) const {
+    const auto* p = sqlite3_column_text(stmt_, column);
+    int n = sqlite3_column_bytes(stmt_, column);
+    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n))
+             : std::string();
+  }
+  int64_t integer(int column) const { return sqlite3_column_int64(stmt_, column); }
+
+ private:
+  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  void note(int rc) {
+    if (bindRc_ == SQLITE_OK) {
+      bindRc_ = rc;
+    }
+  }
+
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+  int bindRc_ = SQLITE_OK;
+};
+
+// Rows are written by hyper, but the file is on disk and may be damaged or edited: a value that
+// does not parse is an error, not a crash.
+Result<Json> parseColumn(const std::string& text, const char* column) {
+  Json v = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (v.is_discarded()) {
+    return Status::error(std::string("column ") + column + " is not valid JSON");
+  }
+  return v;
+}
+
+constexpr const char* kObjectColumns =
+    "kind, name, provider, labels_json, spec_json, spec_hash, handles_json, fingerprint, "
+    "revision, applied_at";
+
+Result<ManagedRecord> recordFromRow(const Statement& st) {
+  ManagedRecord r;
+  r.id = {st.text(0), st.text(1)};
+  r.provider = st.text(2);
+  HYPER_ASSIGN_OR_RETURN(Json labels, parseColumn(st.text(3), "labels_json"));
+  if (!labels.is_object()) {
+    return Status::error("column labels_json is not an object");
+  }
+  for (auto it = labels.begin(); it != labels.end(); ++it) {
+    if (!it->is_string()) {
+      return Status::error("column labels_json: label " + it.key() + " is not a string");
+    }
+    r.labels[it.key()] = it->get<std::string>();
+  }
+  HYPER_ASSIGN_OR_RETURN(r.spec, parseColumn(st.text(4), "spec_json"));
+  r.specHash = st.text(5);
+  HYPER_ASSIGN_OR_RETURN(r.handles, parseColumn(st.text(6), "handles_json"));
+  r.fingerprint = st.text(7);
+  r.revision = st.text(8);
+  r.appliedAt = st.integer(9);
+  return r;
+}
+
+JournalEntry journalFromRow(const Statement& st) {
+  JournalEntry e;
+  e.id = st.integer(0);
+  e.reconcileId = st.text(1);
+  e.object = {st.text(2), st.text(3)};
+  e.action = st.text(4);
+  e.phase = st.text(5);
+  e.detail = st.text(6);
+  e.startedAt = st.integer(7);
+  e.finishedAt = st.integer(8);
+  return e;
+}
+
+constexpr const char* kJournalColumns =
+    "id, reconcile_id, kind, name, action, phase, detail, started_at, finished_at";
+
+Result<std::vector<JournalEntry>> queryJournal(sqlite3* db, const std::string& sql,
+                                               std::optional<int64_t> limit) {
+  HYPER_ASSIGN_OR_RETURN(Statement st, Statement::prepare(db, sql.c_str()));
+  if (limit) {
+    st.bind(1, *limit);
+  }
+  std::vector<JournalEntry> out;
+  while (true) {
+    HYPER_ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) {
+      break;
+    }
+    out.push_back(journalFromRow(st));
+  }
+  return out;
+}
+
+Result<int64_t> userVersion(sqlite3* db) {
+  HYPER_ASSIGN_OR_RETURN(Statement st, Statement::prepare(db, "PRAGMA user_version"));
+  HYPER_ASSIGN_OR_RETURN(bool row, st.step());
+  return row ? st.integer(0) : 0;
+}
+
+Status migrateLocked(sqlite3* db) {
+  HYPER_ASSIGN_OR_RETURN(int64_t version, userVersion(db));
+  if (version > kSchemaVersion) {
+    return Status::error("state database has schema version " + std::to_string(version) +
+                         ", newer than this hyper understands (" + std::to_string(kSchemaVersion) +
+                         "); upgrade hyper");
+  }
+  for (int64_t v = version; v < kSchemaVersion; ++v) {
+    HYPER_RETURN_IF_ERROR(
+        exec(db, kMigrations[v]).withContext("migrate to schema version " + std::to_string(v + 1)));
+  }
+  if (version != kSchemaVersion) {
+    // PRAGMA takes no bound parameters; the value is our own constant.
+    std::string set = "PRAGMA user_version = " + std::to_string(kSchemaVersion);
+    HYPER_RETURN_IF_ERROR(exec(db, set.c_str()));
+  }
+  return Status::ok();
+}
+
+// The whole migration is one transaction, taken for writing up front so that two processes
+// opening a fresh database cannot both create the tables.
+Status migrate(sqlite3* db) {
+  HYPER_RETURN_IF_ERROR(exec(db, "BEGIN IMMEDIATE"));
+  Status s = migrateLocked(db);
+  if (!s.isOk()) {
+    (void)exec(db, "ROLLBACK");
+    return s;
+  }
+  return exec(db, "COMMIT");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Inventory>> Inventory::open(const std::string& stateDir) {
+  const std::string path = stateDir + "/state.db";
+  const std::string context = "inventory open " + path;
+  HYPER_RETURN_IF_ERROR(ensureStateDirectory(stateDir).withContext(context));
+
+  sqlite3* db = nullptr;
+  // NOMUTEX: the Inventory's own mutex serialises every use of the connection.
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    Status s =
+        Status::error(std::string("sqlite: ") + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+    sqlite3_close(db);
+    return s.withContext(context);
+  }
+  // Owned from here on: every error below closes the connection.
+  std::unique_ptr<Inventory> inventory(new Inventory(db));
+  // Another process (hyperctl get while hyperd writes) may hold the write lock briefly: wait for
+  // it rather than fail.
+  sqlite3_busy_timeout(db, 5000);
+  // WAL: readers do not block the writer; synchronous=NORMAL is durable across process crashes
+  // in WAL mode, and the journal makes a lost last transaction after a power cut recoverable.
+  HYPER_RETURN_IF_ERROR(exec(db, "PRAGMA journal_mode = WAL").withContext(context));
+  HYPER_RETURN_IF_ERROR(exec(db, "PRAGMA synchronous = NORMAL").withContext(context));
+  HYPER_RETURN_IF_ERROR(exec(db, "PRAGMA foreign_keys = ON").withContext(context));
+  HYPER_RETURN_IF_ERROR(migrate(db).withContext(context));
+  return inventory;
+}
+
+Inventory::~Inventory() { sqlite3_close_v2(db_); }
+
+Result<std::vector<ManagedRecord>> Inventory::list() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  const std::string context = "inventory list";
+  std::string sql = std::string("SELECT ") + kObjectColumns + " FROM objects ORDER BY kind, name";
+  auto st = Statement::prepare(db_, sql.c_str());
+  if (!st.isOk()) {
+    return st.status().withContext(context);
+  }
+  std::vector<ManagedRecord> out;
+  while (true) {
+    auto row = st->step();
+    if (!row.isOk()) {
+      return row.status().withContext(context);
+    }
+    if (!*row) {
+      break;
+    }
+    auto record = recordFromRow(*st);
+    if (!record.isOk()) {
+      return record.status().withContext(context + " <- row " + st->text(0) + "/" + st->text(1));
+    }
+    out.push_back(std::move(record).value());
+  }
+  return out;
+}
+
+Result<std::optional<ManagedRecord>> Inventory::get(const ObjectId& id) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  const std::string context = "inventory get " + id.str();
+  std::string sql =
+      std::string("SELECT ") + kObjectColumns + " FROM objects WHERE kind = ?1 AND name = ?2";
+  auto st = Statement::prepare(db_, sql.c_str());
+  if (!st.isOk()) {
+    return st.status().withContext(context);
+  }
+  st->bind(1, id.kind).bind(2, id.name);
+  auto row = st->step();
+  if (!row.isOk()) {
+    return row.status().withContext(context);
+  }
+  if (!*row) {
+    return std::optional<ManagedRecord>();
+  }
+  auto record = recordFromRow(*st);
+  if (!record.isOk()) {
+    return record.status().withContext(context);
+  }
+  return std::optional<ManagedRecord>(std::move(record).value());
+}
+
+Status Inventory::put(const ManagedRecord& record) {
+  std::lock_guard<std::mutex> lk(mu_);
+  const std::string context = "inventory put " + record.id.str();
+  Json labels = Json::object();
+  for (const auto& [k, v] : record.labels) {
+    labels[k] = v;
+  }
+  std::string sql = std::string("INSERT OR REPLACE INTO objects (") + kObjectColumns +
+                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+  auto st = Statement::prepare(db_, sql.c_str());
+  if (!st.isOk()) {
+    return st.status().withContext(context);
+  }
+  st->bind(1, record.id.kind)
+      .bind(2, record.id.name)
+      .bind(3, record.provider)
+      .bind(4, canonicalJson(labels))
+      .bind(5, canonicalJson(record.spec))
+      .bind(6, record.specHash)
+      .bind(7, canonicalJson(record.handles))
+      .bind(8, record.fingerprint)
+      .bind(9, record.revision)
+      .bind(10, record.appliedAt);
+  return st->run().withContext(context);
+}
+
+Status Inventory::remove(const ObjectId& id) {
+  std::lock_guard<std::mutex> lk(mu_);
+  const std::string context = "inventory remove " + id.str();
+  auto st = Statement::prepare(db_, "DELETE FROM objects WHERE kind = ?1 AND name = ?2");
+  if (!st.isOk()) {
+    return st.status().withContext(context);
+  }
+  st->bind(1, id.kind).bind(2, id.name);
+  // Removing an absent object is not an error: deletes are idempotent.
+  return st->run().withContext(context);
+}
+
+Result<int64_t> Inventory::journalBegin(const std::string& reconcileId, const PlanAction& action) {
+  std::lock_guard<std::mutex> lk(mu_);
+  const std::string context =
+      "inventory journal " + std::string(actionTypeName(action.type)) + " " + action.id.str();
+  auto st = Statement::prepare(
+      db_,
+      "INSERT INTO journal (reconcile_id, kind, name, action, phase, started_at) "
+      "VALUES (?1, ?2, ?3, ?4, 'started', ?5)");
+  if (!st.isOk()) {
+    return st.status().withContext(context);
+  }
+  st->bind(1, reconcileId)
+      .bind(2, action.id.kind)
+      .bind(3, action.id.name)
+      .bind(4, std::string(actionTypeName(action.type)))
+      .bind(5, nowSeconds());
+  Status s = st->run();
+  if (!s.isOk()) {
+    return s.withContext(context);
+  }
+  return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
+}
+
+Status Inventory::journalEnd(int64_t entryId, bool succeeded, const std::string& detail) {
+  std::lock_guard<std::mutex> lk(mu_);
+  const std::string context = "inventory journal end #" + std::to_string(entryId);
+  auto st = Statement::prepare(
+      db_, "UPDATE journal SET phase = ?1, detail = ?2, finished_at = ?3 WHERE id = ?4");
+  if (!st.isOk()) {
+    return st.status().withContext(context);
+  }
+  st->bind(1, std::string(succeeded ? "succeeded" : "failed"))
+      .bind(2, detail)
+      .bind(3, nowSeconds())
+      .bind(4, entryId);
+  HYPER_RETURN_IF_ERROR(st->run().withContext(context));
+  if (sqlite3_changes(db_) == 0) {
+    return Status::error("no such journal entry").withContext(context);
+  }
+  return Status::ok();
+}
+
+Result<std::vector<JournalEntry>> Inventory::unfinishedJournal() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::string sql = std::string("SELECT ") + kJournalColumns +
+                    " FROM journal WHERE phase = 'started' ORDER BY id";
+  auto r = queryJournal(db_, sql, std::nullopt);
+  if (!r.isOk()) {
+    return r.status().withContext("inventory unfinished journal");
+  }
+  return r;
+}
+
+Result<std::vector<JournalEntry>> Inventory::journal(int limit) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::string sql =
+      std::string("SELECT ") + kJournalColumns + " FROM journal ORDER BY id DESC LIMIT ?1";
+  // A negative LIMIT means "no limit" to SQLite, which is what a negative argument should mean.
+  auto r = queryJournal(db_, sql, limit < 0 ? int64_t{-1} : int64_t{limit});
+  if (!r.isOk()) {
+    return r.status().withContext("inventory journal");
+  }
+  return r;
+}
+
+Status Inventory::recordRevision(const RevisionEntry& entry) {
+  std::lock_guard<std::mutex> lk(mu_);
+  const std::string context = "inventory record revision " + entry.revision;
+  auto st = Statement::prepare(
+      db_, "INSERT INTO revisions (revision, plan_hash, result, at) VALUES (?1, ?2, ?3, ?4)");
+  if (!st.isOk()) {
+    return st.status().withContext(context);
+  }
+  st->bind(1, entry.revision).bind(2, entry.planHash).bind(3, entry.result).bind(4, entry.at);
+  return st->run().withContext(context);
+}
+
+Result<std::optional<RevisionEntry>> Inventory::lastRevision() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  const std::string context = "inventory last revision";
+  auto st = Statement::prepare(
+      db_, "SELECT revision, plan_hash, result, at FROM revisions ORDER BY id DESC LIMIT 1");
+  if (!st.isOk()) {
+    return st.status().withContext(context);
+  }
+  auto row = st->step();
+  if (!row.isOk()) {
+    return row.status().withContext(context);
+  }
+  if (!*row) {
+    return std::optional<RevisionEntry>();
+  }
+  RevisionEntry e;
+  e.revision = st->text(0);
+  e.planHash = st->text(1);
+  e.result = st->text(2);
+  e.at = st->integer(3);
+  return std::optional<RevisionEntry>(std::move(e));
+}
+
+}  // namespace hyper

@@ -1,1 +1,701 @@
-// placeholder until implemented
+#include "providers/net/net_provider.h"
+
+#include <fstream>
+
+#include "host/command.h"
+#include "providers/net/link_state.h"
+#include "reconciler/names.h"
+
+namespace hyper::providers::net {
+
+namespace {
+
+constexpr const char* kIpForwardPath = "/proc/sys/net/ipv4/ip_forward";
+constexpr const char* kNeverTakeOver = "hyper never takes over interfaces it did not create";
+
+std::string join(const std::vector<std::string>& items, const std::string& sep) {
+  std::string out;
+  for (const auto& s : items) {
+    out += (out.empty() ? "" : sep) + s;
+  }
+  return out;
+}
+
+Result<LinkTable> dumpLinks() {
+  HYPER_ASSIGN_OR_RETURN(std::string out, host::runChecked({"ip", "-d", "-j", "addr", "show"}));
+  return parseLinkTable(out);
+}
+
+// The table as it is; a missing table is an empty dump, not an error.
+Result<NftTableDump> dumpNftTable() {
+  std::vector<std::string> argv = {
+      "nft", "-j", "list", "table", std::string(kNftFamily), std::string(kNftTable)};
+  HYPER_ASSIGN_OR_RETURN(host::CommandResult r, host::runCommand(argv));
+  if (r.exitCode != 0) {
+    if (r.err.find("No such file or directory") != std::string::npos) {
+      return NftTableDump{};
+    }
+    std::string cause = r.err.substr(0, r.err.find('\n'));
+    return Status::error(
+        "nft -j list table " + std::string(kNftFamily) + " " + std::string(kNftTable) + " <- " +
+        (cause.empty() ? "exited with status " + std::to_string(r.exitCode) : cause));
+  }
+  return parseNftTableDump(r.out);
+}
+
+// The switch is per network namespace: /proc/sys/net resolves to the namespace of the thread that
+// opens it, which is the one hyper manages.
+Result<bool> readIpForward() {
+  std::ifstream in(kIpForwardPath);
+  std::string value;
+  if (!in || !(in >> value)) {
+    return Status::error(std::string("read ") + kIpForwardPath + " <- cannot read");
+  }
+  return value == "1";
+}
+
+Status enableIpForward() {
+  std::ofstream out(kIpForwardPath);
+  out << "1\n";
+  out.flush();
+  if (!out) {
+    return Status::error(std::string("write 1 to ") + kIpForwardPath + " <- cannot write");
+  }
+  return Status::ok();
+}
+
+// The bridge a managed Network made: the handle, else what its stored spec says.
+std::string managedBridge(const ManagedRecord& record) {
+  if (record.handles.is_object() && record.handles.contains("bridge") &&
+      record.handles["bridge"].is_string()) {
+    return record.handles["bridge"].get<std::string>();
+  }
+  auto spec = parseNetworkSpec(record.id.name, record.spec);
+  return spec.isOk() ? spec->bridge : deriveInterfaceName(kBridgePrefix, record.id.name);
+}
+
+// Something hyper does not own that holds the bridge name, or an address in the CIDR. Returns
+// null when there is none, else {"field", "link", "kind", "alias"} or {"field", "link",
+// "address"}.
+Json findForeign(const LinkTable& links, const std::string& networkName, const std::string& bridge,
+                 const Cidr* cidr) {
+  std::string mine = ownerAlias(networkName);
+  if (const LinkState* link = links.find(bridge)) {
+    if (link->alias != mine) {
+      return {{"field", "spec.bridge"},
+              {"link", link->name},
+              {"kind", link->kind},
+              {"alias", link->alias}};
+    }
+  }
+  if (cidr) {
+    for (const auto& link : links.links) {
+      if (link.alias == mine) {
+        continue;
+      }
+      for (const auto& addr : link.ipv4) {
+        if (addr.overlaps(*cidr)) {
+          return {{"field", "spec.cidr"}, {"link", link.name}, {"address", addr.str()}};
+        }
+      }
+    }
+  }
+  return nullptr;
+}
+
+std::string foreignSummary(const Json& foreign, const std::string& bridge, const Cidr* cidr) {
+  auto str = [&](const char* key) {
+    return foreign.contains(key) && foreign[key].is_string() ? foreign[key].get<std::string>()
+                                                             : std::string();
+  };
+  if (str("field") == "spec.bridge") {
+    std::string alias = str("alias").empty() ? "no alias" : "alias \"" + str("alias") + "\"";
+    std::string kind = str("kind").empty() ? "" : ", kind " + str("kind");
+    return "bridge " + bridge + " exists and is not managed by hyper (" + alias + kind + "); " +
+           kNeverTakeOver + "; rename the bridge in the manifest or remove it";
+  }
+  return "address " + str("address") + " on " + str("link") + " overlaps " +
+         (cidr ? cidr->str() : std::string("the cidr")) + " and " + str("link") +
+         " is not managed by this Network; " + kNeverTakeOver +
+         "; change the cidr in the manifest or remove the address";
+}
+
+ObservedState observeNetwork(const ObjectId& id, const std::string& bridge, const Cidr* cidr,
+                             const LinkTable& links, const NftTableDump& nft, bool ipForward) {
+  ObservedState s;
+  s.fields = {{"bridge", bridge}};
+  const LinkState* link = links.find(bridge);
+  if (link && link->alias == ownerAlias(id.name)) {
+    s.exists = true;
+    s.fields["mtu"] = link->mtu;
+    s.fields["up"] = link->up;
+    s.fields["addresses"] = link->ipv4Strings();
+    if (!link->up) {
+      s.note = "bridge " + bridge + " is down";
+    }
+  } else if (!link) {
+    s.note = "bridge " + bridge + " does not exist";
+  }
+  Json foreign = findForeign(links, id.name, bridge, cidr);
+  if (!foreign.is_null()) {
+    s.foreignOwner = foreign["link"].get<std::string>();
+    s.fields["foreign"] = foreign;
+    s.note = foreignSummary(foreign, bridge, cidr);
+  }
+  s.fields["ipForward"] = ipForward;
+  s.fields["nftables"] = !nft.present ? "missing" : nft.flushed() ? "flushed" : "present";
+  s.fingerprint = formatFingerprint(fingerprintParts(nft, id));
+  return s;
+}
+
+ObservedState observePolicy(const ObjectId& id, const NftTableDump& nft) {
+  ObservedState s;
+  Json chains = Json::array();
+  bool all = true;
+  for (Direction d : {Direction::Egress, Direction::Ingress}) {
+    std::string chain = policyChainName(id.name, d);
+    if (nft.hasChain(chain)) {
+      chains.push_back(chain);
+    } else {
+      all = false;
+    }
+  }
+  s.exists = all;
+  s.fields = {{"nftables", !nft.present    ? "missing"
+                           : nft.flushed() ? "flushed"
+                                           : "present"},
+              {"chains", chains}};
+  s.fingerprint = formatFingerprint(fingerprintParts(nft, id));
+  return s;
+}
+
+std::string fieldString(const ObservedState* obs, const char* key) {
+  if (!obs || !obs->fields.is_object() || !obs->fields.contains(key) ||
+      !obs->fields[key].is_string()) {
+    return "";
+  }
+  return obs->fields[key].get<std::string>();
+}
+
+// Compares what the object owns in the table now with what apply left there.
+void nftDrift(const PlanRequest& req, std::vector<FieldChange>& changes,
+              std::vector<std::string>& why) {
+  if (!req.managed || req.managed->fingerprint.empty()) {
+    return;
+  }
+  FingerprintParts recorded = parseFingerprint(req.managed->fingerprint);
+  FingerprintParts now =
+      req.observed ? parseFingerprint(req.observed->fingerprint) : FingerprintParts{};
+  std::vector<FieldChange> partChanges;
+  std::vector<std::string> partReasons;
+  for (const auto& [part, digest] : recorded) {
+    auto it = now.find(part);
+    std::string observed = it == now.end() ? "absent" : it->second;
+    if (observed == digest) {
+      continue;
+    }
+    partChanges.push_back({"status.nftables." + part,
+                           observed == "absent" ? Json(nullptr) : Json(observed), Json(digest)});
+    size_t colon = part.find(':');
+    std::string what = part.substr(0, colon);
+    std::string name = colon == std::string::npos ? part : part.substr(colon + 1);
+    if (what == "chain") {
+      partReasons.push_back(observed == "absent"
+                                ? "nftables chain " + name + " deleted by hand"
+                                : "rules of nftables chain " + name + " changed by hand");
+    } else if (what == "set") {
+      partReasons.push_back(observed == "absent" ? "nftables set " + name + " deleted by hand"
+                                                 : "nftables set " + name + " changed by hand");
+    } else {
+      partReasons.push_back("nftables rules of " + name + " changed by hand");
+    }
+  }
+  if (partChanges.empty()) {
+    return;
+  }
+  // A table deleted or flushed as a whole is one change, not one per chain.
+  std::string table = fieldString(req.observed, "nftables");
+  std::string tableName = "table " + std::string(kNftFamily) + " " + std::string(kNftTable);
+  if (table == "missing" || table == "flushed") {
+    changes.push_back(
+        {"status.nftables", table == "missing" ? Json(nullptr) : Json("flushed"), "present"});
+    why.push_back("nftables " + tableName + (table == "missing" ? " deleted" : " flushed") +
+                  " by hand");
+    return;
+  }
+  changes.insert(changes.end(), partChanges.begin(), partChanges.end());
+  why.push_back(join(partReasons, "; "));
+}
+
+void planNetwork(const PlanRequest& req, PlanResponse& resp) {
+  const std::string object = req.id.str();
+  auto desired = parseNetworkSpec(*req.desired);
+  if (!desired.isOk()) {
+    resp.diagnostics.error(object, "spec", desired.status().message());
+    return;
+  }
+  const ObservedState* obs = req.observed;
+  if (obs && !obs->foreignOwner.empty()) {
+    Json foreign = obs->fields.is_object() && obs->fields.contains("foreign")
+                       ? obs->fields["foreign"]
+                       : Json::object();
+    std::string field = foreign.contains("field") && foreign["field"].is_string()
+                            ? foreign["field"].get<std::string>()
+                            : "spec.bridge";
+    resp.diagnostics.error(object, field, foreignSummary(foreign, desired->bridge, &desired->cidr));
+    return;
+  }
+
+  PlanAction action;
+  if (!req.managed) {
+    action.type = ActionType::Create;
+    action.reason = obs && obs->exists ? "bridge " + desired->bridge +
+                                             " exists (made by hyper) but is not in the inventory"
+                                       : "not on the host";
+    diffJson("spec", nullptr, desired->toJson(), action.changes);
+    resp.action = std::move(action);
+    return;
+  }
+
+  auto previous = parseNetworkSpec(req.id.name, req.managed->spec);
+  Json before = previous.isOk() ? previous->toJson() : req.managed->spec;
+  std::vector<FieldChange> specChanges;
+  diffJson("spec", before, desired->toJson(), specChanges);
+  bool replace = false;
+  for (auto& c : specChanges) {
+    if (c.path == "spec.bridge") {
+      c.forcesReplace = true;  // a bridge keeps its name: a new one is made and the old removed
+      replace = true;
+    }
+  }
+  if (replace) {
+    action.type = ActionType::Replace;
+    action.reason = "spec changed: bridge " + managedBridge(*req.managed) + " becomes " +
+                    desired->bridge + ", which needs a new bridge";
+    action.changes = std::move(specChanges);
+    resp.action = std::move(action);
+    return;
+  }
+
+  // Host drift is measured against what hyper last applied, not against the manifest: a spec
+  // change is not drift, and where both moved the change shows the host value as "before".
+  const NetworkSpec& applied = previous.isOk() ? *previous : *desired;
+  std::vector<FieldChange> drift;
+  std::vector<std::string> why;
+  bool bridgeGone = !obs || !obs->exists;
+  if (bridgeGone) {
+    drift.push_back({"status.bridge", nullptr, desired->bridge});
+    why.push_back("bridge " + desired->bridge + " deleted by hand");
+  } else {
+    std::vector<std::string> what;
+    static const Json kNoFields = Json::object();
+    const Json& f = obs->fields.is_object() ? obs->fields : kNoFields;
+    if (!f.contains("mtu") || f["mtu"] != applied.mtu) {
+      drift.push_back({"spec.mtu", f.value("mtu", Json()), desired->mtu});
+      what.push_back("mtu");
+    }
+    if (!f.contains("addresses") || f["addresses"] != Json::array({applied.gatewayCidr()})) {
+      drift.push_back({"status.addresses", f.value("addresses", Json()),
+                       Json::array({desired->gatewayCidr()})});
+      what.push_back("address");
+    }
+    if (!f.contains("up") || f["up"] != true) {
+      drift.push_back({"status.up", f.value("up", Json()), true});
+      what.push_back("down");
+    }
+    if (!what.empty()) {
+      why.push_back("bridge " + desired->bridge + " changed by hand (" + join(what, ", ") + ")");
+    }
+  }
+  if (applied.nat && desired->nat && obs && obs->fields.is_object() &&
+      obs->fields.contains("ipForward") && obs->fields["ipForward"] == false) {
+    drift.push_back({"status.ipForward", false, true});
+    why.push_back("net.ipv4.ip_forward turned off by hand");
+  }
+  nftDrift(req, drift, why);
+
+  if (specChanges.empty() && drift.empty()) {
+    return;
+  }
+  action.type = bridgeGone && specChanges.empty() ? ActionType::Create : ActionType::Update;
+  if (!specChanges.empty()) {
+    why.insert(why.begin(), "spec changed");
+  }
+  action.drift = !drift.empty();
+  action.reason = join(why, "; ");
+  action.changes = std::move(specChanges);
+  for (auto& d : drift) {
+    bool merged = false;
+    for (auto& c : action.changes) {
+      if (c.path == d.path) {
+        c.before = d.before;
+        merged = true;
+      }
+    }
+    if (!merged) {
+      action.changes.push_back(std::move(d));
+    }
+  }
+  resp.action = std::move(action);
+}
+
+void planPolicy(const PlanRequest& req, PlanResponse& resp) {
+  auto desired = parsePolicySpec(*req.desired);
+  if (!desired.isOk()) {
+    resp.diagnostics.error(req.id.str(), "spec", desired.status().message());
+    return;
+  }
+  PlanAction action;
+  if (!req.managed) {
+    action.type = ActionType::Create;
+    action.reason = "not on the host";
+    diffJson("spec", nullptr, desired->toJson(), action.changes);
+    resp.action = std::move(action);
+    return;
+  }
+  auto previous = parsePolicySpec(req.id.name, req.managed->spec);
+  Json before = previous.isOk() ? previous->toJson() : req.managed->spec;
+  std::vector<FieldChange> specChanges;
+  diffJson("spec", before, desired->toJson(), specChanges);
+  std::vector<FieldChange> drift;
+  std::vector<std::string> why;
+  nftDrift(req, drift, why);
+  if (specChanges.empty() && drift.empty()) {
+    return;
+  }
+  if (!specChanges.empty()) {
+    why.insert(why.begin(), "spec changed");
+  }
+  action.type = ActionType::Update;
+  action.drift = !drift.empty();
+  action.reason = join(why, "; ");
+  action.changes = std::move(specChanges);
+  action.changes.insert(action.changes.end(), drift.begin(), drift.end());
+  resp.action = std::move(action);
+}
+
+void fail(ApplyResponse& resp, const ObjectId& id, const Status& status) {
+  resp.diagnostics.error(id.str(), "", status.message());
+}
+
+// Nothing may throw across the provider boundary: a library exception (nlohmann on a reply of
+// unexpected shape, std::bad_alloc) becomes an error diagnostic of the call.
+template <typename Body>
+void guarded(Diagnostics& diagnostics, const std::string& object, const std::string& what,
+             Body&& body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    diagnostics.error(object, "", what + " <- " + e.what());
+  }
+}
+
+}  // namespace
+
+void NetProvider::validate(const ValidateRequest& req, ValidateResponse& resp) const {
+  guarded(resp.diagnostics, "", "validate",
+          [&] { validateNetObjects(req.objects, resp.diagnostics); });
+}
+
+std::vector<Reference> NetProvider::references(const Object& object) const {
+  // Pure and total over a schema-valid or inventory spec: nothing here can throw.
+  if (object.id.kind != "NetworkPolicy" || !object.spec.is_object()) {
+    return {};
+  }
+  auto it = object.spec.find("network");
+  if (it == object.spec.end() || !it->is_string()) {
+    return {};
+  }
+  return {Reference{"spec.network", ObjectId{"Network", it->get<std::string>()}}};
+}
+
+void NetProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
+  guarded(resp.diagnostics, "", "observe", [&] { observeAll(req, resp); });
+}
+
+void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
+  NftModel model;
+  for (const ManagedRecord* r : req.managed) {
+    if (r->id.kind == "Network") {
+      auto spec = parseNetworkSpec(r->id.name, r->spec);
+      if (spec.isOk()) {
+        model.networks[r->id.name] = std::move(*spec);
+        continue;
+      }
+      resp.diagnostics.add({Severity::Warning,
+                            {},
+                            r->id.str(),
+                            "spec",
+                            "inventory spec unreadable, left out of the nftables table <- " +
+                                spec.status().message()});
+    } else if (r->id.kind == "NetworkPolicy") {
+      auto spec = parsePolicySpec(r->id.name, r->spec);
+      if (spec.isOk()) {
+        model.policies[r->id.name] = std::move(*spec);
+        continue;
+      }
+      resp.diagnostics.add({Severity::Warning,
+                            {},
+                            r->id.str(),
+                            "spec",
+                            "inventory spec unreadable, left out of the nftables table <- " +
+                                spec.status().message()});
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    model_ = std::move(model);
+    modelLoaded_ = true;
+  }
+
+  auto links = dumpLinks();
+  if (!links.isOk()) {
+    resp.diagnostics.error("", "", links.status().withContext("observe links").message());
+    return;
+  }
+  auto nft = dumpNftTable();
+  if (!nft.isOk()) {
+    resp.diagnostics.error("", "", nft.status().withContext("observe nftables").message());
+    return;
+  }
+  auto ipForward = readIpForward();
+  if (!ipForward.isOk()) {
+    resp.diagnostics.add({Severity::Warning, {}, "", "", ipForward.status().message()});
+  }
+
+  // Desired objects are observed as the manifest wants them (the bridge name it asks for); ones
+  // only in the inventory as they were applied.
+  std::map<ObjectId, ObservedState>& out = resp.observed;
+  for (const Object* o : req.desired) {
+    if (o->id.kind == "Network") {
+      auto spec = parseNetworkSpec(*o);
+      std::string bridge =
+          spec.isOk() ? spec->bridge : deriveInterfaceName(kBridgePrefix, o->id.name);
+      out[o->id] = observeNetwork(o->id, bridge, spec.isOk() ? &spec->cidr : nullptr, *links, *nft,
+                                  ipForward.isOk() && *ipForward);
+    } else if (o->id.kind == "NetworkPolicy") {
+      out[o->id] = observePolicy(o->id, *nft);
+    }
+  }
+  for (const ManagedRecord* r : req.managed) {
+    if (out.count(r->id)) {
+      continue;
+    }
+    if (r->id.kind == "Network") {
+      auto spec = parseNetworkSpec(r->id.name, r->spec);
+      out[r->id] = observeNetwork(r->id, managedBridge(*r), spec.isOk() ? &spec->cidr : nullptr,
+                                  *links, *nft, ipForward.isOk() && *ipForward);
+    } else if (r->id.kind == "NetworkPolicy") {
+      out[r->id] = observePolicy(r->id, *nft);
+    }
+  }
+}
+
+void NetProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
+  guarded(resp.diagnostics, req.id.str(), "plan", [&] { planOne(req, resp); });
+}
+
+void NetProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
+  if (!req.desired) {
+    if (req.managed) {
+      PlanAction action;
+      action.type = ActionType::Delete;
+      action.reason = "not in the source any more (prune)";
+      resp.action = std::move(action);
+    }
+    return;
+  }
+  if (req.id.kind == "Network") {
+    planNetwork(req, resp);
+  } else if (req.id.kind == "NetworkPolicy") {
+    planPolicy(req, resp);
+  } else {
+    resp.diagnostics.error(req.id.str(), "kind", "the net provider does not handle this kind");
+  }
+}
+
+void NetProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
+  guarded(resp.diagnostics, req.action ? req.action->id.str() : "", "apply",
+          [&] { applyOne(req, resp); });
+}
+
+void NetProvider::applyOne(const ApplyRequest& req, ApplyResponse& resp) {
+  if (!req.action) {
+    resp.diagnostics.error("", "", "apply without an action");
+    return;
+  }
+  const ObjectId& id = req.action->id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!modelLoaded_) {
+      fail(resp, id,
+           Status::error("apply before observe: the nftables table would lose the rules of "
+                         "every other object"));
+      return;
+    }
+  }
+  if (req.action->type != ActionType::Delete && !req.desired) {
+    fail(resp, id,
+         Status::error("no desired object for a " + std::string(actionTypeName(req.action->type))));
+    return;
+  }
+  if (id.kind == "Network") {
+    applyNetwork(req, resp);
+  } else if (id.kind == "NetworkPolicy") {
+    applyPolicy(req, resp);
+  } else {
+    fail(resp, id, Status::error("the net provider does not handle kind " + id.kind));
+  }
+}
+
+void NetProvider::applyNetwork(const ApplyRequest& req, ApplyResponse& resp) {
+  const ObjectId& id = req.action->id;
+  const std::string mine = ownerAlias(id.name);
+
+  auto links = dumpLinks();
+  if (!links.isOk()) {
+    fail(resp, id, links.status().withContext("read links"));
+    return;
+  }
+  // Deletes only what carries our mark: a same-named link someone else made stays.
+  auto removeOwned = [&](const std::string& bridge) -> Status {
+    const LinkState* link = links->find(bridge);
+    if (!link) {
+      return Status::ok();
+    }
+    if (link->alias != mine) {
+      resp.diagnostics.add(
+          {Severity::Warning,
+           {},
+           id.str(),
+           "",
+           "bridge " + bridge + " is not hyper's (alias \"" + link->alias + "\"); left alone"});
+      return Status::ok();
+    }
+    return host::runChecked({"ip", "link", "del", "dev", bridge})
+        .status()
+        .withContext("delete bridge " + bridge);
+  };
+
+  if (req.action->type == ActionType::Delete) {
+    std::string bridge =
+        req.managed ? managedBridge(*req.managed) : deriveInterfaceName(kBridgePrefix, id.name);
+    Status removed = removeOwned(bridge);
+    if (!removed.isOk()) {
+      fail(resp, id, removed);
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    model_.networks.erase(id.name);
+    auto fp = replaceTableLocked(id);
+    if (!fp.isOk()) {
+      fail(resp, id, fp.status());
+    }
+    return;
+  }
+
+  auto spec = parseNetworkSpec(*req.desired);
+  if (!spec.isOk()) {
+    fail(resp, id, spec.status());
+    return;
+  }
+  if (req.managed) {
+    std::string old = managedBridge(*req.managed);
+    if (old != spec->bridge) {
+      Status removed = removeOwned(old);
+      if (!removed.isOk()) {
+        fail(resp, id, removed);
+        return;
+      }
+    }
+  }
+  Json foreign = findForeign(*links, id.name, spec->bridge, &spec->cidr);
+  if (!foreign.is_null()) {
+    fail(resp, id,
+         Status::error(foreignSummary(foreign, spec->bridge, &spec->cidr))
+             .withContext("configure bridge " + spec->bridge));
+    return;
+  }
+
+  // One `ip` process for the whole bridge. The kernel ignores an alias given at creation, so
+  // the mark is a second message right after; the whole input is written before we wait, so
+  // `ip` finishes it even if hyperd dies, and a bridge does not outlive a reboot.
+  const LinkState* link = links->find(spec->bridge);
+  const std::string& dev = spec->bridge;
+  std::string batch;
+  if (!link) {
+    batch += "link add " + dev + " type bridge\n";
+  }
+  batch += "link set dev " + dev + " alias " + mine + "\n";
+  batch += "link set dev " + dev + " mtu " + std::to_string(spec->mtu) + " up\n";
+  // Other addresses go first: deleting a primary address also deletes the secondaries of its
+  // subnet, which could take the new gateway with it.
+  std::string gateway = spec->gatewayCidr();
+  if (link) {
+    for (const auto& a : link->ipv4) {
+      if (a.str() != gateway) {
+        batch += "addr del " + a.str() + " dev " + dev + "\n";
+      }
+    }
+  }
+  batch += "addr replace " + gateway + " dev " + dev + "\n";
+  auto configured = host::runChecked({"ip", "-batch", "-"}, batch);
+  if (!configured.isOk()) {
+    fail(resp, id, configured.status().withContext("configure bridge " + dev));
+    return;
+  }
+
+  std::lock_guard<std::mutex> lock(mu_);
+  model_.networks[id.name] = *spec;
+  auto fp = replaceTableLocked(id);
+  if (!fp.isOk()) {
+    fail(resp, id, fp.status());
+    return;
+  }
+  resp.handles = {{"bridge", dev}};
+  resp.fingerprint = std::move(*fp);
+}
+
+void NetProvider::applyPolicy(const ApplyRequest& req, ApplyResponse& resp) {
+  const ObjectId& id = req.action->id;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (req.action->type == ActionType::Delete) {
+    model_.policies.erase(id.name);
+  } else {
+    auto spec = parsePolicySpec(*req.desired);
+    if (!spec.isOk()) {
+      fail(resp, id, spec.status());
+      return;
+    }
+    model_.policies[id.name] = std::move(*spec);
+  }
+  auto fp = replaceTableLocked(id);
+  if (!fp.isOk()) {
+    fail(resp, id, fp.status());
+    return;
+  }
+  if (req.action->type != ActionType::Delete) {
+    resp.handles = {{"chains",
+                     {policyChainName(id.name, Direction::Egress),
+                      policyChainName(id.name, Direction::Ingress)}}};
+    resp.fingerprint = std::move(*fp);
+  }
+}
+
+Result<std::string> NetProvider::replaceTableLocked(const ObjectId& id) {
+  std::string table = "table " + std::string(kNftFamily) + " " + std::string(kNftTable);
+  HYPER_RETURN_IF_ERROR(host::runChecked({"nft", "-f", "-"}, renderNftReplace(model_))
+                            .status()
+                            .withContext("replace nftables " + table));
+  // Never switched back off: other things in the namespace may rely on forwarding.
+  if (model_.anyNat()) {
+    HYPER_RETURN_IF_ERROR(enableIpForward());
+  }
+  auto dump = dumpNftTable();
+  if (!dump.isOk()) {
+    return dump.status().withContext("read back nftables " + table);
+  }
+  return formatFingerprint(fingerprintParts(*dump, id));
+}
+
+}  // namespace hyper::providers::net

@@ -1,0 +1,40 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "providers/net/cidr.h"
+#include "reconciler/status.h"
+
+namespace hyper::providers::net {
+
+// The ifalias hyper writes on every link it creates: the mark of ownership. A link without it is
+// never changed or deleted by hyper, whatever its name.
+std::string ownerAlias(std::string_view networkName);  // "hyper:Network/lab"
+
+// One network interface as `ip -d -j addr show` reports it.
+struct LinkState {
+  std::string name;
+  std::string kind;  // linkinfo.info_kind ("bridge", "veth"); empty for plain devices like lo
+  int mtu = 0;
+  bool up = false;         // administratively up (IFF_UP), not the carrier
+  std::string alias;       // ifalias; empty when unset
+  std::vector<Cidr> ipv4;  // IPv4 addresses with their prefix length, in listing order
+
+  // "10.77.0.1/24" for each IPv4 address.
+  std::vector<std::string> ipv4Strings() const;
+};
+
+// Every link of the network namespace, from one dump.
+struct LinkTable {
+  std::vector<LinkState> links;
+
+  const LinkState* find(std::string_view name) const;
+};
+
+// Parses the JSON printed by `ip -d -j addr show`. Pure; fields it does not need are ignored,
+// and a link without a name or an address without `local` is skipped rather than fatal.
+Result<LinkTable> parseLinkTable(std::string_view ipJson);
+
+}  // namespace hyper::providers::net

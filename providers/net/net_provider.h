@@ -1,0 +1,77 @@
+#pragma once
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "providers/net/nft_ruleset.h"
+#include "reconciler/provider.h"
+
+namespace hyper::providers::net {
+
+// Networks (a Linux bridge with its gateway address, MTU and NAT) and NetworkPolicies (nftables
+// egress/ingress rules for the addresses a selector picks), in the network namespace the calling
+// thread is in. Every host change goes through host::runCommand (`ip`, `nft`), except the
+// per-namespace ip_forward switch in /proc/sys.
+//
+// Ownership: hyper marks every bridge it creates with the ifalias "hyper:Network/<name>" and owns
+// exactly one nftables table, `inet hyper`, which it replaces as a whole. A link with the wanted
+// name but without that alias, or an IPv4 address overlapping the CIDR on a link hyper does not
+// own, is a collision reported at plan time; it is never taken over.
+//
+// The table is rendered from a model of the managed objects: observe() reloads it from the
+// inventory records (the last applied spec of each object) and every apply() updates it and
+// re-renders, under a mutex. Hence two preconditions, both met by the engine's one reconcile at
+// a time: observe() runs before apply() in a provider's life (apply() refuses otherwise rather
+// than write a table that drops every other object's rules), and observe() does not run while
+// applies of the same reconcile are in flight (it would reset the model to records that lag
+// them). Applies may run concurrently with each other.
+//
+// Drift: bridge state (exists, mtu, address, up) is compared with the last applied spec; what
+// an object owns in the table is compared by fingerprint (see fingerprintParts) with what its
+// apply left there. Names in the table derive from one object each, so applying one object never
+// changes another's fingerprint.
+class NetProvider : public Provider {
+ public:
+  std::string name() const override { return "net"; }
+  std::vector<std::string> kinds() const override { return {"Network", "NetworkPolicy"}; }
+
+  void validate(const ValidateRequest& req, ValidateResponse& resp) const override;
+  std::vector<Reference> references(const Object& object) const override;
+
+  // One `ip -d -j addr show`, one `nft -j list table inet hyper` and one read of ip_forward.
+  // ObservedState.fields for a Network: {bridge, mtu, up, addresses, ipForward, nftables,
+  // foreign?}; for a NetworkPolicy: {nftables, chains}. "nftables" is "present", "flushed" or
+  // "missing"; the fingerprint is formatFingerprint() of what the object owns in the table.
+  void observe(const ObserveRequest& req, ObserveResponse& resp) override;
+
+  // Pure. Network: no record -> Create; spec.bridge changed -> Replace; other spec changes ->
+  // Update; bridge gone -> Create (drift); mtu, address, down, ip_forward or table changed by
+  // hand -> Update (drift). NetworkPolicy: spec changed -> Update; its chains, sets or rules
+  // changed by hand -> Update (drift). Not in the source -> Delete.
+  void plan(const PlanRequest& req, PlanResponse& resp) const override;
+
+  // Network create/update/replace: one `ip -batch -` makes or fixes the bridge (alias, mtu, up,
+  // gateway address; other IPv4 addresses on it removed), after deleting the old bridge of a
+  // replace; then the table is re-rendered. Delete removes the bridge only if it carries hyper's
+  // alias. NetworkPolicy: the table is re-rendered with the policy set or removed. Handles:
+  // {"bridge"} or {"chains"}; the fingerprint is read back from the table just written.
+  void apply(const ApplyRequest& req, ApplyResponse& resp) override;
+
+ private:
+  void observeAll(const ObserveRequest& req, ObserveResponse& resp);
+  void planOne(const PlanRequest& req, PlanResponse& resp) const;
+  void applyOne(const ApplyRequest& req, ApplyResponse& resp);
+  void applyNetwork(const ApplyRequest& req, ApplyResponse& resp);
+  void applyPolicy(const ApplyRequest& req, ApplyResponse& resp);
+  // Renders the model into the table (and ip_forward), then reads the table back and returns
+  // the fingerprint of what `id` owns in it (all parts "absent" once `id` is gone). Call with
+  // mu_ held.
+  Result<std::string> replaceTableLocked(const ObjectId& id);
+
+  std::mutex mu_;
+  bool modelLoaded_ = false;
+  NftModel model_;
+};
+
+}  // namespace hyper::providers::net

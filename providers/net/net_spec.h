@@ -1,0 +1,85 @@
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "providers/net/cidr.h"
+#include "reconciler/diagnostic.h"
+#include "reconciler/object.h"
+#include "reconciler/status.h"
+
+namespace hyper::providers::net {
+
+inline constexpr int kDefaultMtu = 1500;  // the kernel's default for a new bridge
+inline constexpr int kMinNetworkPrefix = 8;
+inline constexpr int kMaxNetworkPrefix = 30;  // a /31 or /32 has no room for a gateway and VMs
+inline constexpr std::string_view kBridgePrefix = "hb-";
+
+// A Network spec with every default filled in, so that two specs that mean the same bridge compare
+// equal (an explicit `mtu: 1500` and none; an explicit gateway equal to the first host address).
+struct NetworkSpec {
+  std::string name;      // metadata.name
+  Cidr cidr;             // a network address (host bits zero)
+  uint32_t gateway = 0;  // default: the first host address of cidr
+  std::string bridge;    // default: deriveInterfaceName("hb-", name)
+  bool nat = false;
+  int mtu = kDefaultMtu;
+
+  std::string gatewayCidr() const;  // "10.77.0.1/24", what the bridge carries
+  // The normalised spec, shaped like the manifest with every field present.
+  Json toJson() const;
+  bool operator==(const NetworkSpec&) const = default;
+};
+
+enum class TrafficMode { None, Allowlist, Any };
+enum class Protocol { Any, Tcp, Udp, Icmp };
+
+const char* trafficModeName(TrafficMode m);  // "none", "allowlist", "any"
+const char* protocolName(Protocol p);        // "any", "tcp", "udp", "icmp"
+
+struct AllowRule {
+  Cidr cidr;  // canonical; a bare address is a /32
+  Protocol protocol = Protocol::Any;
+  std::vector<int> ports;  // sorted, unique; only with tcp or udp
+  bool operator==(const AllowRule&) const = default;
+};
+
+// One direction of a policy. Absent in the manifest means `any`.
+struct TrafficRule {
+  TrafficMode mode = TrafficMode::Any;
+  std::vector<AllowRule> allow;  // only for Allowlist
+  // Restricting: traffic it does not allow is dropped (unless another policy allows it).
+  bool restricts() const { return mode != TrafficMode::Any; }
+  bool operator==(const TrafficRule&) const = default;
+};
+
+struct PolicySpec {
+  std::string name;     // metadata.name
+  std::string network;  // the Network's name
+  // The VMs the policy applies to. nullopt: every address of the network. VMs are not modelled
+  // yet, so a selector selects no address today.
+  std::optional<std::map<std::string, std::string>> matchLabels;
+  TrafficRule egress;
+  TrafficRule ingress;
+
+  Json toJson() const;  // the normalised spec
+  bool operator==(const PolicySpec&) const = default;
+};
+
+// Typed, normalised views of a spec. The spec is input (a manifest, or a spec read back from the
+// inventory), so a value the schema or validate() would have rejected is an error, never a crash.
+Result<NetworkSpec> parseNetworkSpec(const std::string& name, const Json& spec);
+Result<NetworkSpec> parseNetworkSpec(const Object& object);
+Result<PolicySpec> parsePolicySpec(const std::string& name, const Json& spec);
+Result<PolicySpec> parsePolicySpec(const Object& object);
+
+// Semantic checks the schemas cannot express, over every Network and NetworkPolicy of a revision
+// (schema-valid already): CIDRs that are not network addresses, gateways outside their CIDR,
+// overlapping CIDRs and shared bridge names across Networks, `allow` with a mode other than
+// allowlist, ports without tcp/udp, a policy network that is not a DNS label. Each diagnostic
+// names its object and field path. Pure.
+void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& diagnostics);
+
+}  // namespace hyper::providers::net

@@ -1,0 +1,251 @@
+#include "tests/fakes/fake_provider.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "reconciler/sha256.h"
+
+namespace hyper::testing {
+
+namespace {
+
+// "spec.bridge.name" -> "bridge"; "spec" (the whole spec) -> "".
+std::string topLevelField(const std::string& path) {
+  constexpr std::string_view kPrefix = "spec.";
+  if (path.rfind(kPrefix, 0) != 0) {
+    return "";
+  }
+  std::string rest = path.substr(kPrefix.size());
+  return rest.substr(0, rest.find_first_of(".["));
+}
+
+std::string fingerprintOf(const Json& spec) { return sha256Hex(canonicalJson(spec)); }
+
+}  // namespace
+
+FakeProvider::FakeProvider(std::string name, std::vector<std::string> kinds)
+    : name_(std::move(name)), kinds_(std::move(kinds)) {}
+
+void FakeProvider::validate(const ValidateRequest& req, ValidateResponse& resp) const {
+  for (const Object* o : req.objects) {
+    if (!o->spec.is_object()) {
+      continue;
+    }
+    auto it = o->spec.find("invalid");
+    if (it != o->spec.end() && *it == true) {
+      resp.diagnostics.error(o->id.str(), "spec.invalid", "injected validation error");
+    }
+  }
+}
+
+std::vector<Reference> FakeProvider::references(const Object& object) const {
+  std::vector<Reference> out;
+  const Json& spec = object.spec;
+  if (!spec.is_object() || !spec.contains("dependsOn")) {
+    return out;
+  }
+  std::string kind = object.id.kind;
+  if (auto k = spec.find("dependsOnKind"); k != spec.end() && k->is_string()) {
+    kind = k->get<std::string>();
+  }
+  const Json& deps = spec["dependsOn"];
+  if (deps.is_string()) {
+    out.push_back({"spec.dependsOn", {kind, deps.get<std::string>()}});
+  } else if (deps.is_array()) {
+    for (size_t i = 0; i < deps.size(); ++i) {
+      if (deps[i].is_string()) {
+        out.push_back({appendIndex("spec.dependsOn", i), {kind, deps[i].get<std::string>()}});
+      }
+    }
+  }
+  return out;
+}
+
+void FakeProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
+  std::lock_guard<std::mutex> lk(mu_);
+  ++observeCalls_;
+  if (failObserve_) {
+    resp.diagnostics.error("", "", "injected observe failure");
+    return;
+  }
+  auto fill = [&](const ObjectId& id) {
+    ObservedState s;
+    if (auto it = host_.find(id); it != host_.end()) {
+      s.exists = true;
+      s.fields = it->second;
+      s.fingerprint = fingerprintOf(it->second);
+    }
+    resp.observed[id] = std::move(s);
+  };
+  for (const Object* o : req.desired) {
+    fill(o->id);
+  }
+  for (const ManagedRecord* m : req.managed) {
+    fill(m->id);
+  }
+}
+
+void FakeProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
+  std::set<std::string> replaceFields;
+  std::set<std::string> sensitiveFields;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    replaceFields = replaceFields_;
+    sensitiveFields = sensitiveFields_;
+  }
+  PlanAction a;
+  a.id = req.id;
+  a.provider = name_;
+  if (!req.desired) {
+    if (!req.managed) {
+      return;  // never ours: left alone
+    }
+    a.type = ActionType::Delete;
+    a.reason = "gone from the source";
+    resp.action = std::move(a);
+    return;
+  }
+  const Json& desired = req.desired->spec;
+  bool onHost = req.observed && req.observed->exists;
+  if (!onHost) {
+    a.type = ActionType::Create;
+    a.drift = req.managed != nullptr;
+    a.reason = a.drift ? "deleted from the host by hand" : "not on the host";
+    diffJson("spec", Json(), desired, a.changes);
+  } else if (req.observed->fields != desired) {
+    a.type = ActionType::Update;
+    a.drift = req.managed && req.managed->spec == desired;
+    a.reason = a.drift ? "changed on the host by hand" : "spec changed";
+    diffJson("spec", req.observed->fields, desired, a.changes);
+    for (auto& c : a.changes) {
+      if (replaceFields.count(topLevelField(c.path)) > 0) {
+        c.forcesReplace = true;
+        a.type = ActionType::Replace;
+      }
+    }
+  } else {
+    return;  // in sync
+  }
+  for (auto& c : a.changes) {
+    c.sensitive = sensitiveFields.count(topLevelField(c.path)) > 0;
+  }
+  resp.action = std::move(a);
+}
+
+void FakeProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
+  if (!req.action) {
+    resp.diagnostics.error("", "", "apply without an action");
+    return;
+  }
+  const PlanAction& action = *req.action;
+  std::chrono::milliseconds delay;
+  bool fail = false;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    applyOrder_.push_back(action.id);
+    ++inFlight_;
+    maxInFlight_ = std::max(maxInFlight_, inFlight_);
+    delay = applyDelay_;
+    fail = failApply_.count(action.id) > 0;
+  }
+  // Sleeping outside the lock lets independent applies overlap, which is what the delay is for.
+  if (delay.count() > 0) {
+    std::this_thread::sleep_for(delay);
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  --inFlight_;
+  if (fail) {
+    resp.diagnostics.error(action.id.str(), "", "injected failure");
+    return;
+  }
+  if (action.type == ActionType::Delete) {
+    host_.erase(action.id);
+    return;
+  }
+  if (!req.desired) {
+    resp.diagnostics.error(action.id.str(), "",
+                           std::string(actionTypeName(action.type)) + " without a desired object");
+    return;
+  }
+  host_[action.id] = req.desired->spec;
+  resp.handles = {{"name", action.id.name}};
+  resp.fingerprint = fingerprintOf(req.desired->spec);
+}
+
+void FakeProvider::setReplaceFields(std::set<std::string> topLevelSpecFields) {
+  std::lock_guard<std::mutex> lk(mu_);
+  replaceFields_ = std::move(topLevelSpecFields);
+}
+
+void FakeProvider::setSensitiveFields(std::set<std::string> topLevelSpecFields) {
+  std::lock_guard<std::mutex> lk(mu_);
+  sensitiveFields_ = std::move(topLevelSpecFields);
+}
+
+void FakeProvider::setFailApply(std::set<ObjectId> ids) {
+  std::lock_guard<std::mutex> lk(mu_);
+  failApply_ = std::move(ids);
+}
+
+void FakeProvider::setFailObserve(bool fail) {
+  std::lock_guard<std::mutex> lk(mu_);
+  failObserve_ = fail;
+}
+
+void FakeProvider::setApplyDelay(std::chrono::milliseconds delay) {
+  std::lock_guard<std::mutex> lk(mu_);
+  applyDelay_ = delay;
+}
+
+void FakeProvider::setHostState(const ObjectId& id, Json spec) {
+  std::lock_guard<std::mutex> lk(mu_);
+  host_[id] = std::move(spec);
+}
+
+void FakeProvider::eraseHostState(const ObjectId& id) {
+  std::lock_guard<std::mutex> lk(mu_);
+  host_.erase(id);
+}
+
+std::optional<Json> FakeProvider::hostState(const ObjectId& id) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = host_.find(id);
+  if (it == host_.end()) {
+    return std::nullopt;
+  }
+  return it->second;
+}
+
+std::map<ObjectId, Json> FakeProvider::hostSnapshot() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return host_;
+}
+
+int FakeProvider::observeCalls() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return observeCalls_;
+}
+
+int FakeProvider::applyCalls() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return static_cast<int>(applyOrder_.size());
+}
+
+std::vector<ObjectId> FakeProvider::applyOrder() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return applyOrder_;
+}
+
+int FakeProvider::maxConcurrentApplies() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return maxInFlight_;
+}
+
+void FakeProvider::resetCounters() {
+  std::lock_guard<std::mutex> lk(mu_);
+  observeCalls_ = 0;
+  applyOrder_.clear();
+  maxInFlight_ = inFlight_;
+}
+
+}  // namespace hyper::testing

@@ -1,0 +1,83 @@
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "reconciler/provider.h"
+
+namespace hyper::testing {
+
+// A hand-written Provider with an in-memory "host" (ObjectId -> spec as applied) and injectable
+// errors, for unit tests and benchmarks (terraform-plugin-framework's testprovider). It never
+// touches the machine.
+//
+// Behaviour:
+//  - observe: exists/fields from the host map (fields = the stored spec), one batch, counted.
+//  - plan: absent on the host -> Create; host spec differs from the desired spec -> Update, or
+//    Replace when a top-level spec field in replaceFields differs; not desired but managed ->
+//    Delete. drift is set when the inventory's last applied spec equals the desired one (the host
+//    changed, not the source).
+//  - apply: writes or erases the host map; records the order of apply calls and the highest
+//    number of applies running at once.
+//  - references: spec.dependsOn (a name, or an array of names) of kind spec.dependsOnKind, or of
+//    the object's own kind.
+//  - validate: an error at spec.invalid when the spec has "invalid": true.
+//
+// Thread-safe: apply may run concurrently (the executor does that). Configuration setters may be
+// called at any time.
+class FakeProvider : public Provider {
+ public:
+  explicit FakeProvider(std::string name = "fake", std::vector<std::string> kinds = {"FakeThing"});
+
+  // Provider
+  std::string name() const override { return name_; }
+  std::vector<std::string> kinds() const override { return kinds_; }
+  void validate(const ValidateRequest& req, ValidateResponse& resp) const override;
+  std::vector<Reference> references(const Object& object) const override;
+  void observe(const ObserveRequest& req, ObserveResponse& resp) override;
+  void plan(const PlanRequest& req, PlanResponse& resp) const override;
+  void apply(const ApplyRequest& req, ApplyResponse& resp) override;
+
+  // Configuration.
+  void setReplaceFields(std::set<std::string> topLevelSpecFields);
+  void setSensitiveFields(std::set<std::string> topLevelSpecFields);
+  void setFailApply(std::set<ObjectId> ids);  // apply of these fails with "injected failure"
+  void setFailObserve(bool fail);             // observe reports "injected observe failure"
+  void setApplyDelay(std::chrono::milliseconds delay);
+
+  // The simulated host: hand changes (drift) and inspection.
+  void setHostState(const ObjectId& id, Json spec);
+  void eraseHostState(const ObjectId& id);
+  std::optional<Json> hostState(const ObjectId& id) const;
+  std::map<ObjectId, Json> hostSnapshot() const;
+
+  // What happened.
+  int observeCalls() const;
+  int applyCalls() const;
+  std::vector<ObjectId> applyOrder() const;  // in the order apply calls started
+  int maxConcurrentApplies() const;
+  void resetCounters();
+
+ private:
+  std::string name_;
+  std::vector<std::string> kinds_;
+
+  mutable std::mutex mu_;
+  std::map<ObjectId, Json> host_;
+  std::set<std::string> replaceFields_;
+  std::set<std::string> sensitiveFields_;
+  std::set<ObjectId> failApply_;
+  bool failObserve_ = false;
+  std::chrono::milliseconds applyDelay_{0};
+  int observeCalls_ = 0;
+  std::vector<ObjectId> applyOrder_;
+  int inFlight_ = 0;
+  int maxInFlight_ = 0;
+};
+
+}  // namespace hyper::testing

@@ -1,0 +1,618 @@
+#include "providers/net/net_provider.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <thread>
+
+#include "host/command.h"
+#include "providers/net/link_state.h"
+#include "reconciler/sha256.h"
+#include "tests/integration/netns_util.h"
+
+// Every test runs in a network namespace of its own, entered by the test thread; the provider's
+// `ip` and `nft` children inherit it. Nothing here touches the machine's own interfaces or
+// firewall. The tests drive the provider the way the engine does (observe, plan each object,
+// apply in dependency order, record what was applied) with a small in-memory inventory.
+
+namespace hyper::providers::net {
+namespace {
+
+struct Planned {
+  std::vector<PlanAction> actions;
+  Diagnostics diagnostics;
+  std::map<ObjectId, ObservedState> observed;
+
+  const PlanAction* find(const ObjectId& id) const {
+    for (const auto& a : actions) {
+      if (a.id == id) {
+        return &a;
+      }
+    }
+    return nullptr;
+  }
+  std::string describe() const {
+    std::string out = diagnostics.format();
+    for (const auto& a : actions) {
+      out += std::string(actionTypeName(a.type)) + " " + a.id.str() + ": " + a.reason + "\n";
+    }
+    return out;
+  }
+};
+
+Object makeObject(const std::string& kind, const std::string& name, const std::string& spec) {
+  Object o;
+  o.id = {kind, name};
+  o.spec = Json::parse(spec);
+  return o;
+}
+
+Result<std::string> run(const std::vector<std::string>& argv) { return host::runChecked(argv); }
+
+class NetProviderIntegrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) {
+      GTEST_SKIP() << "needs root (network namespaces)";
+    }
+    auto ns = test::EnteredNetns::enter("net");
+    ASSERT_TRUE(ns.isOk()) << ns.status().message();
+    ns_ = std::move(*ns);
+    // Guard: nothing below may run in the machine's own namespace.
+    ASSERT_TRUE(ns_->active());
+  }
+
+  // Observe and plan, like Engine::plan: every desired object, and with `prune` every managed
+  // object that left the source.
+  Planned plan(const std::vector<const Object*>& desired, bool prune = false) {
+    EXPECT_TRUE(ns_->active());
+    Planned p;
+    ObserveRequest oreq;
+    oreq.desired = desired;
+    for (const auto& [id, record] : inventory_) {
+      oreq.managed.push_back(&record);
+    }
+    ObserveResponse oresp;
+    provider_.observe(oreq, oresp);
+    p.diagnostics.append(oresp.diagnostics);
+    p.observed = oresp.observed;
+    auto planOne = [&](const ObjectId& id, const Object* d) {
+      auto rec = inventory_.find(id);
+      auto obs = p.observed.find(id);
+      EXPECT_NE(obs, p.observed.end()) << "observe() reported nothing for " << id.str();
+      PlanRequest req{id, d, obs == p.observed.end() ? nullptr : &obs->second,
+                      rec == inventory_.end() ? nullptr : &rec->second};
+      PlanResponse resp;
+      provider_.plan(req, resp);
+      p.diagnostics.append(resp.diagnostics);
+      if (resp.action) {
+        resp.action->id = id;
+        resp.action->provider = "net";
+        p.actions.push_back(*resp.action);
+      }
+    };
+    for (const Object* o : desired) {
+      planOne(o->id, o);
+    }
+    if (prune) {
+      for (const auto& [id, record] : inventory_) {
+        bool inSource = std::any_of(desired.begin(), desired.end(),
+                                    [&](const Object* o) { return o->id == id; });
+        if (!inSource) {
+          planOne(id, nullptr);
+        }
+      }
+    }
+    return p;
+  }
+
+  // Applies like Engine::apply: deletes first (policies before networks), then the rest
+  // (networks before policies); records each success in the inventory.
+  Status apply(const Planned& p, const std::vector<const Object*>& desired) {
+    EXPECT_TRUE(ns_->active());
+    std::vector<PlanAction> order = p.actions;
+    auto rank = [](const PlanAction& a) {
+      bool del = a.type == ActionType::Delete;
+      bool net = a.id.kind == "Network";
+      return del ? (net ? 1 : 0) : (net ? 2 : 3);
+    };
+    std::stable_sort(order.begin(), order.end(),
+                     [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
+    for (const auto& action : order) {
+      const Object* d = nullptr;
+      for (const Object* o : desired) {
+        if (o->id == action.id) {
+          d = o;
+        }
+      }
+      auto rec = inventory_.find(action.id);
+      ApplyRequest req{&action, action.type == ActionType::Delete ? nullptr : d,
+                       rec == inventory_.end() ? nullptr : &rec->second};
+      ApplyResponse resp;
+      provider_.apply(req, resp);
+      if (resp.diagnostics.hasErrors()) {
+        return Status::error(std::string(actionTypeName(action.type)) + " " + action.id.str() +
+                             " <- " + resp.diagnostics.format());
+      }
+      if (action.type == ActionType::Delete) {
+        inventory_.erase(action.id);
+        continue;
+      }
+      ManagedRecord r;
+      r.id = action.id;
+      r.provider = "net";
+      r.spec = d->spec;
+      r.specHash = sha256Hex(canonicalJson(d->spec));
+      r.handles = resp.handles;
+      r.fingerprint = resp.fingerprint;
+      inventory_[action.id] = r;
+    }
+    return Status::ok();
+  }
+
+  // Plan and apply until nothing is left to do (one round must be enough).
+  void converge(const std::vector<const Object*>& desired, bool prune = false) {
+    Planned p = plan(desired, prune);
+    ASSERT_FALSE(p.diagnostics.hasErrors()) << p.describe();
+    Status s = apply(p, desired);
+    ASSERT_TRUE(s.isOk()) << s.message();
+    Planned after = plan(desired, prune);
+    EXPECT_TRUE(after.actions.empty()) << "plan after apply is not empty:\n" << after.describe();
+    EXPECT_FALSE(after.diagnostics.hasErrors()) << after.describe();
+  }
+
+  const LinkState* link(const std::string& name) {
+    auto out = run({"ip", "-d", "-j", "addr", "show"});
+    EXPECT_TRUE(out.isOk()) << out.status().message();
+    auto table = parseLinkTable(out.isOk() ? *out : "[]");
+    EXPECT_TRUE(table.isOk());
+    links_ = table.isOk() ? *table : LinkTable{};
+    return links_.find(name);
+  }
+
+  bool tableExists(const std::string& family, const std::string& table) {
+    auto r = host::runCommand({"nft", "list", "table", family, table});
+    return r.isOk() && r->exitCode == 0;
+  }
+
+  std::unique_ptr<test::EnteredNetns> ns_;
+  NetProvider provider_;
+  std::map<ObjectId, ManagedRecord> inventory_;
+  LinkTable links_;
+};
+
+const char* kLab = R"({"cidr": "10.77.0.0/24", "mtu": 1400, "nat": true})";
+
+TEST_F(NetProviderIntegrationTest, ApplyCreatesBridgeAndTableAndPlanIsThenEmpty) {
+  Object lab = makeObject("Network", "lab", kLab);
+  Planned p = plan({&lab});
+  ASSERT_FALSE(p.diagnostics.hasErrors()) << p.describe();
+  ASSERT_EQ(p.actions.size(), 1u);
+  EXPECT_EQ(p.actions[0].type, ActionType::Create);
+  ASSERT_TRUE(apply(p, {&lab}).isOk());
+
+  const LinkState* br = link("hb-lab");
+  ASSERT_NE(br, nullptr);
+  EXPECT_EQ(br->kind, "bridge");
+  EXPECT_EQ(br->mtu, 1400);
+  EXPECT_TRUE(br->up);
+  EXPECT_EQ(br->alias, "hyper:Network/lab");
+  EXPECT_EQ(br->ipv4Strings(), std::vector<std::string>{"10.77.0.1/24"});
+  EXPECT_EQ(inventory_[lab.id].handles, Json({{"bridge", "hb-lab"}}));
+
+  auto table = run({"nft", "list", "table", "inet", "hyper"});
+  ASSERT_TRUE(table.isOk()) << table.status().message();
+  EXPECT_NE(table->find("ip saddr 10.77.0.0/24 ip daddr != 10.77.0.0/24 masquerade"),
+            std::string::npos)
+      << *table;
+  // NAT needs forwarding, switched on in this namespace only.
+  auto forward = run({"ip", "netns", "exec", ns_->name(), "cat", "/proc/sys/net/ipv4/ip_forward"});
+  ASSERT_TRUE(forward.isOk()) << forward.status().message();
+  EXPECT_EQ(*forward, "1\n");
+
+  Planned again = plan({&lab});
+  EXPECT_TRUE(again.actions.empty()) << again.describe();
+
+  // Applying the same action twice equals applying it once.
+  ASSERT_TRUE(apply(p, {&lab}).isOk());
+  br = link("hb-lab");
+  ASSERT_NE(br, nullptr);
+  EXPECT_EQ(br->ipv4Strings(), std::vector<std::string>{"10.77.0.1/24"});
+  EXPECT_TRUE(plan({&lab}).actions.empty());
+}
+
+TEST_F(NetProviderIntegrationTest, BridgeDeletedByHandIsDriftAndRepaired) {
+  Object lab = makeObject("Network", "lab", kLab);
+  converge({&lab});
+  ASSERT_TRUE(run({"ip", "link", "del", "hb-lab"}).isOk());
+
+  Planned p = plan({&lab});
+  ASSERT_EQ(p.actions.size(), 1u) << p.describe();
+  EXPECT_EQ(p.actions[0].type, ActionType::Create);
+  EXPECT_TRUE(p.actions[0].drift);
+  EXPECT_NE(p.actions[0].reason.find("bridge hb-lab deleted by hand"), std::string::npos)
+      << p.actions[0].reason;
+  ASSERT_TRUE(apply(p, {&lab}).isOk());
+  ASSERT_NE(link("hb-lab"), nullptr);
+  EXPECT_TRUE(plan({&lab}).actions.empty());
+}
+
+TEST_F(NetProviderIntegrationTest, MtuAndAddressChangedByHandAreDriftAndRepaired) {
+  Object lab = makeObject("Network", "lab", kLab);
+  converge({&lab});
+  ASSERT_TRUE(run({"ip", "link", "set", "dev", "hb-lab", "mtu", "1300", "down"}).isOk());
+  ASSERT_TRUE(run({"ip", "addr", "add", "10.77.0.99/24", "dev", "hb-lab"}).isOk());
+
+  Planned p = plan({&lab});
+  ASSERT_EQ(p.actions.size(), 1u) << p.describe();
+  const PlanAction& a = p.actions[0];
+  EXPECT_EQ(a.type, ActionType::Update);
+  EXPECT_TRUE(a.drift);
+  std::map<std::string, FieldChange> changes;
+  for (const auto& c : a.changes) {
+    changes[c.path] = c;
+  }
+  ASSERT_TRUE(changes.count("spec.mtu")) << a.reason;
+  EXPECT_EQ(changes["spec.mtu"].before, 1300);
+  EXPECT_EQ(changes["spec.mtu"].after, 1400);
+  EXPECT_TRUE(changes.count("status.up"));
+  EXPECT_TRUE(changes.count("status.addresses"));
+
+  ASSERT_TRUE(apply(p, {&lab}).isOk());
+  const LinkState* br = link("hb-lab");
+  ASSERT_NE(br, nullptr);
+  EXPECT_EQ(br->mtu, 1400);
+  EXPECT_TRUE(br->up);
+  EXPECT_EQ(br->ipv4Strings(), std::vector<std::string>{"10.77.0.1/24"});
+  EXPECT_TRUE(plan({&lab}).actions.empty());
+}
+
+TEST_F(NetProviderIntegrationTest, SpecChangesUpdateInPlaceOrReplace) {
+  Object lab = makeObject("Network", "lab", kLab);
+  converge({&lab});
+
+  // A new gateway replaces the address in place.
+  Object moved = makeObject("Network", "lab",
+                            R"({"cidr": "10.77.0.0/24", "mtu": 1400, "nat": true,
+                                "gateway": "10.77.0.254"})");
+  Planned p = plan({&moved});
+  ASSERT_EQ(p.actions.size(), 1u) << p.describe();
+  EXPECT_EQ(p.actions[0].type, ActionType::Update);
+  EXPECT_FALSE(p.actions[0].drift);
+  ASSERT_TRUE(apply(p, {&moved}).isOk());
+  ASSERT_NE(link("hb-lab"), nullptr);
+  EXPECT_EQ(link("hb-lab")->ipv4Strings(), std::vector<std::string>{"10.77.0.254/24"});
+  EXPECT_TRUE(plan({&moved}).actions.empty());
+
+  // A new bridge name replaces the bridge.
+  Object renamed = makeObject("Network", "lab",
+                              R"({"cidr": "10.77.0.0/24", "mtu": 1400, "nat": true,
+                                  "gateway": "10.77.0.254", "bridge": "br-lab"})");
+  p = plan({&renamed});
+  ASSERT_EQ(p.actions.size(), 1u) << p.describe();
+  EXPECT_EQ(p.actions[0].type, ActionType::Replace);
+  ASSERT_TRUE(apply(p, {&renamed}).isOk());
+  EXPECT_EQ(link("hb-lab"), nullptr);
+  const LinkState* br = link("br-lab");
+  ASSERT_NE(br, nullptr);
+  EXPECT_EQ(br->ipv4Strings(), std::vector<std::string>{"10.77.0.254/24"});
+  EXPECT_EQ(br->alias, "hyper:Network/lab");
+  EXPECT_TRUE(plan({&renamed}).actions.empty());
+}
+
+TEST_F(NetProviderIntegrationTest, FlushedOrDeletedTableIsDriftAndRepaired) {
+  Object lab = makeObject("Network", "lab", kLab);
+  Object web = makeObject("NetworkPolicy", "web",
+                          R"({"network": "lab", "egress": {"mode": "allowlist", "allow": [
+                               {"cidr": "203.0.113.0/24", "protocol": "tcp", "ports": [443]}]}})");
+  converge({&lab, &web});
+  std::string before = *run({"nft", "list", "table", "inet", "hyper"});
+
+  for (const char* how : {"flush", "delete"}) {
+    ASSERT_TRUE(run({"nft", how, "table", "inet", "hyper"}).isOk());
+    Planned p = plan({&lab, &web});
+    ASSERT_FALSE(p.diagnostics.hasErrors()) << p.describe();
+    const PlanAction* pol = p.find(web.id);
+    ASSERT_NE(pol, nullptr) << how << "\n" << p.describe();
+    EXPECT_EQ(pol->type, ActionType::Update);
+    EXPECT_TRUE(pol->drift);
+    std::string expected = std::string("nftables table inet hyper ") +
+                           (std::string(how) == "flush" ? "flushed" : "deleted") + " by hand";
+    EXPECT_NE(pol->reason.find(expected), std::string::npos) << pol->reason;
+    const PlanAction* net = p.find(lab.id);
+    ASSERT_NE(net, nullptr) << how;
+    EXPECT_TRUE(net->drift);
+
+    ASSERT_TRUE(apply(p, {&lab, &web}).isOk());
+    EXPECT_EQ(*run({"nft", "list", "table", "inet", "hyper"}), before) << how;
+    Planned after = plan({&lab, &web});
+    EXPECT_TRUE(after.actions.empty()) << how << "\n" << after.describe();
+  }
+}
+
+TEST_F(NetProviderIntegrationTest, RuleChangedByHandNamesTheChain) {
+  Object lab = makeObject("Network", "lab", kLab);
+  Object web = makeObject("NetworkPolicy", "web",
+                          R"({"network": "lab", "egress": {"mode": "allowlist", "allow": [
+                               {"cidr": "203.0.113.0/24", "protocol": "tcp", "ports": [443]}]}})");
+  converge({&lab, &web});
+  ASSERT_TRUE(run({"nft", "add", "rule", "inet", "hyper", "pol-web-egress", "accept"}).isOk());
+  Planned p = plan({&lab, &web});
+  ASSERT_EQ(p.actions.size(), 1u) << p.describe();  // the network's part is untouched
+  EXPECT_EQ(p.actions[0].id, web.id);
+  EXPECT_TRUE(p.actions[0].drift);
+  EXPECT_NE(p.actions[0].reason.find("rules of nftables chain pol-web-egress changed by hand"),
+            std::string::npos)
+      << p.actions[0].reason;
+  ASSERT_TRUE(apply(p, {&lab, &web}).isOk());
+  EXPECT_TRUE(plan({&lab, &web}).actions.empty());
+}
+
+TEST_F(NetProviderIntegrationTest, ForeignBridgeIsACollisionNeverTakenOver) {
+  ASSERT_TRUE(run({"ip", "link", "add", "hb-lab", "type", "bridge"}).isOk());
+  Object lab = makeObject("Network", "lab", kLab);
+  Planned p = plan({&lab});
+  EXPECT_TRUE(p.actions.empty()) << p.describe();
+  bool collision = false;
+  for (const auto& d : p.diagnostics.items()) {
+    collision =
+        collision || (d.severity == Severity::Error && d.fieldPath == "spec.bridge" &&
+                      d.summary.find("bridge hb-lab exists and is not managed by hyper (no alias, "
+                                     "kind bridge); hyper never takes over interfaces it did not "
+                                     "create") != std::string::npos);
+  }
+  EXPECT_TRUE(collision) << p.describe();
+
+  // Even an apply that skipped the plan refuses.
+  PlanAction create;
+  create.type = ActionType::Create;
+  create.id = lab.id;
+  p.actions = {create};
+  Status s = apply(p, {&lab});
+  EXPECT_FALSE(s.isOk());
+  const LinkState* br = link("hb-lab");
+  ASSERT_NE(br, nullptr);
+  EXPECT_EQ(br->alias, "");
+  EXPECT_TRUE(br->ipv4.empty());
+  EXPECT_EQ(br->mtu, 1500);
+}
+
+TEST_F(NetProviderIntegrationTest, ForeignAddressInTheCidrIsACollision) {
+  ASSERT_TRUE(run({"ip", "link", "add", "br-mine", "type", "bridge"}).isOk());
+  ASSERT_TRUE(run({"ip", "addr", "add", "10.77.0.5/16", "dev", "br-mine"}).isOk());
+  Object lab = makeObject("Network", "lab", kLab);
+  Planned p = plan({&lab});
+  EXPECT_TRUE(p.actions.empty()) << p.describe();
+  bool collision = false;
+  for (const auto& d : p.diagnostics.items()) {
+    collision = collision || (d.fieldPath == "spec.cidr" &&
+                              d.summary.find("address 10.77.0.5/16 on br-mine overlaps "
+                                             "10.77.0.0/24") != std::string::npos);
+  }
+  EXPECT_TRUE(collision) << p.describe();
+  EXPECT_EQ(link("hb-lab"), nullptr);
+}
+
+TEST_F(NetProviderIntegrationTest, DeleteRemovesOnlyWhatHyperOwns) {
+  ASSERT_TRUE(run({"ip", "link", "add", "br-other", "type", "bridge"}).isOk());
+  Object lab = makeObject("Network", "lab", kLab);
+  Object dmz = makeObject("Network", "dmz", R"({"cidr": "10.78.0.0/24"})");
+  converge({&lab, &dmz});
+  ASSERT_NE(link("hb-dmz"), nullptr);
+
+  // Someone replaces hyper's hb-dmz with a bridge of their own: pruning dmz must leave it.
+  ASSERT_TRUE(run({"ip", "link", "del", "hb-dmz"}).isOk());
+  ASSERT_TRUE(run({"ip", "link", "add", "hb-dmz", "type", "bridge"}).isOk());
+
+  Planned p = plan({}, /*prune=*/true);
+  ASSERT_EQ(p.actions.size(), 2u) << p.describe();
+  for (const auto& a : p.actions) {
+    EXPECT_EQ(a.type, ActionType::Delete);
+  }
+  ASSERT_TRUE(apply(p, {}).isOk());
+  EXPECT_EQ(link("hb-lab"), nullptr);
+  EXPECT_NE(link("br-other"), nullptr);
+  ASSERT_NE(link("hb-dmz"), nullptr);
+  EXPECT_EQ(link("hb-dmz")->alias, "");
+  // Nothing managed is left, so neither is hyper's table.
+  EXPECT_FALSE(tableExists("inet", "hyper"));
+  EXPECT_TRUE(inventory_.empty());
+}
+
+TEST_F(NetProviderIntegrationTest, OtherTablesSurviveTableReplacement) {
+  const std::string other =
+      "table inet other {\n"
+      "\tchain input {\n"
+      "\t\ttype filter hook input priority 5; policy accept;\n"
+      "\t\ttcp dport 2222 drop\n"
+      "\t}\n"
+      "}\n";
+  ASSERT_TRUE(host::runChecked({"nft", "-f", "-"}, other).isOk());
+  std::string before = *run({"nft", "list", "table", "inet", "other"});
+
+  Object lab = makeObject("Network", "lab", kLab);
+  Object web =
+      makeObject("NetworkPolicy", "web", R"({"network": "lab", "egress": {"mode": "none"}})");
+  converge({&lab, &web});
+  EXPECT_EQ(*run({"nft", "list", "table", "inet", "other"}), before);
+  converge({}, /*prune=*/true);
+  EXPECT_FALSE(tableExists("inet", "hyper"));
+  EXPECT_EQ(*run({"nft", "list", "table", "inet", "other"}), before);
+}
+
+TEST_F(NetProviderIntegrationTest, PolicyLeftInInventoryStaysEnforcedUntilPruned) {
+  Object lab = makeObject("Network", "lab", kLab);
+  Object web =
+      makeObject("NetworkPolicy", "web", R"({"network": "lab", "egress": {"mode": "none"}})");
+  converge({&lab, &web});
+
+  // The policy leaves the source but prune is off: a change to the network re-renders the table,
+  // which must keep the policy's rules.
+  Object bigger =
+      makeObject("Network", "lab", R"({"cidr": "10.77.0.0/24", "mtu": 1450, "nat": true})");
+  converge({&bigger});
+  auto table = run({"nft", "list", "table", "inet", "hyper"});
+  ASSERT_TRUE(table.isOk());
+  EXPECT_NE(table->find("chain pol-web-egress"), std::string::npos) << *table;
+
+  converge({&bigger}, /*prune=*/true);
+  table = run({"nft", "list", "table", "inet", "hyper"});
+  ASSERT_TRUE(table.isOk());
+  EXPECT_EQ(table->find("pol-web"), std::string::npos) << *table;
+}
+
+TEST_F(NetProviderIntegrationTest, ConcurrentAppliesKeepEveryObjectInTheTable) {
+  std::vector<Object> objects = {
+      makeObject("Network", "a", R"({"cidr": "10.80.0.0/24", "nat": true})"),
+      makeObject("Network", "b", R"({"cidr": "10.81.0.0/24"})"),
+      makeObject("Network", "c", R"({"cidr": "10.82.0.0/24"})"),
+      makeObject("NetworkPolicy", "pa", R"({"network": "a", "egress": {"mode": "none"}})"),
+      makeObject("NetworkPolicy", "pb", R"({"network": "b", "ingress": {"mode": "none"}})"),
+      makeObject("NetworkPolicy", "pc", R"({"network": "c", "egress": {"mode": "none"}})")};
+  std::vector<const Object*> desired;
+  for (const auto& o : objects) {
+    desired.push_back(&o);
+  }
+  Planned p = plan(desired);
+  ASSERT_EQ(p.actions.size(), objects.size()) << p.describe();
+
+  // Networks in parallel, then policies in parallel, as the executor would run them. Threads
+  // started here inherit this thread's network namespace.
+  for (const char* kind : {"Network", "NetworkPolicy"}) {
+    std::vector<std::thread> workers;
+    std::vector<ApplyResponse> responses(p.actions.size());
+    std::vector<int> inTestNamespace(p.actions.size(), 0);
+    for (size_t i = 0; i < p.actions.size(); ++i) {
+      const PlanAction& a = p.actions[i];
+      if (a.id.kind != kind) {
+        continue;
+      }
+      const Object* d = desired[i];
+      workers.emplace_back([&, i, d] {
+        inTestNamespace[i] = ns_->active();
+        if (!inTestNamespace[i]) {
+          return;  // never touch the machine's own namespace
+        }
+        provider_.apply(ApplyRequest{&p.actions[i], d, nullptr}, responses[i]);
+      });
+    }
+    for (auto& w : workers) {
+      w.join();
+    }
+    for (size_t i = 0; i < p.actions.size(); ++i) {
+      const PlanAction& a = p.actions[i];
+      if (a.id.kind != kind) {
+        continue;
+      }
+      ASSERT_TRUE(inTestNamespace[i]);
+      ASSERT_FALSE(responses[i].diagnostics.hasErrors()) << responses[i].diagnostics.format();
+      inventory_[a.id] = ManagedRecord{
+          a.id, "net", {}, desired[i]->spec, "", responses[i].handles, responses[i].fingerprint};
+    }
+  }
+  auto table = run({"nft", "list", "table", "inet", "hyper"});
+  ASSERT_TRUE(table.isOk());
+  for (const char* name : {"pol-pa-egress", "pol-pb-ingress", "pol-pc-egress", "net-a-bridge",
+                           "net-b-bridge", "net-c-bridge"}) {
+    EXPECT_NE(table->find(name), std::string::npos) << name << "\n" << *table;
+  }
+  // The fingerprints recorded by concurrent applies are those of the final table.
+  Planned after = plan(desired);
+  EXPECT_TRUE(after.actions.empty()) << after.describe();
+}
+
+// A client namespace plugged into the bridge through a veth pair, with an address in the CIDR.
+class Client {
+ public:
+  static Result<std::unique_ptr<Client>> attach(const std::string& bridge,
+                                                const std::string& address) {
+    HYPER_ASSIGN_OR_RETURN(auto ns, test::NamedNetns::create(test::uniqueNetnsName("cl")));
+    auto c = std::unique_ptr<Client>(new Client(std::move(ns)));
+    HYPER_RETURN_IF_ERROR(run({"ip", "link", "add", "hv-cl", "type", "veth", "peer", "name",
+                               "cv-cl", "netns", c->ns_->name()})
+                              .status());
+    HYPER_RETURN_IF_ERROR(run({"ip", "link", "set", "hv-cl", "master", bridge, "up"}).status());
+    HYPER_RETURN_IF_ERROR(c->ns_->run({"ip", "addr", "add", address, "dev", "cv-cl"}).status());
+    HYPER_RETURN_IF_ERROR(c->ns_->run({"ip", "link", "set", "cv-cl", "up"}).status());
+    return c;
+  }
+
+  // One echo request with a one-second wait.
+  bool pingOnce(const std::string& target) {
+    auto code = ns_->exitCode({"ping", "-n", "-q", "-c1", "-W1", target});
+    return code.isOk() && *code == 0;
+  }
+  // Reachability that is expected: a fresh port or ARP entry may need a moment, so a few tries;
+  // success is what is asserted, never a delay.
+  bool reaches(const std::string& target) {
+    for (int i = 0; i < 5; ++i) {
+      if (pingOnce(target)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  explicit Client(std::unique_ptr<test::NamedNetns> ns) : ns_(std::move(ns)) {}
+  std::unique_ptr<test::NamedNetns> ns_;
+};
+
+TEST_F(NetProviderIntegrationTest, EgressNoneReallyBlocksTraffic) {
+  auto ping = host::runCommand({"ping", "-V"});
+  ASSERT_TRUE(ping.isOk()) << "ping is needed (apt-get install iputils-ping): "
+                           << ping.status().message();
+
+  Object lab = makeObject("Network", "lab", R"({"cidr": "10.77.0.0/24"})");
+  converge({&lab});
+  auto client = Client::attach("hb-lab", "10.77.0.2/24");
+  ASSERT_TRUE(client.isOk()) << client.status().message();
+  Client& c = **client;
+
+  ASSERT_TRUE(c.reaches("10.77.0.1")) << "no connectivity before any policy";
+
+  Object none =
+      makeObject("NetworkPolicy", "lockdown", R"({"network": "lab", "egress": {"mode": "none"}})");
+  converge({&lab, &none});
+  EXPECT_FALSE(c.pingOnce("10.77.0.1")) << "egress none let a ping to the gateway through";
+
+  // Union of allows: a second policy that allows ICMP to the gateway opens exactly that.
+  Object icmp = makeObject("NetworkPolicy", "gw-icmp",
+                           R"({"network": "lab", "egress": {"mode": "allowlist", "allow": [
+                                {"cidr": "10.77.0.1", "protocol": "icmp"}]}})");
+  converge({&lab, &none, &icmp});
+  EXPECT_TRUE(c.reaches("10.77.0.1")) << "the allowlist of gw-icmp was not honoured";
+
+  converge({&lab, &none}, /*prune=*/true);
+  EXPECT_FALSE(c.pingOnce("10.77.0.1"));
+
+  converge({&lab}, /*prune=*/true);
+  EXPECT_TRUE(c.reaches("10.77.0.1")) << "traffic still blocked after the policy was deleted";
+}
+
+TEST_F(NetProviderIntegrationTest, IngressNoneBlocksTrafficToTheNetwork) {
+  Object lab = makeObject("Network", "lab", R"({"cidr": "10.77.0.0/24"})");
+  converge({&lab});
+  auto client = Client::attach("hb-lab", "10.77.0.2/24");
+  ASSERT_TRUE(client.isOk()) << client.status().message();
+  auto hostPing = [] {
+    auto r = host::runCommand({"ping", "-n", "-q", "-c1", "-W1", "10.77.0.2"});
+    return r.isOk() && r->exitCode == 0;
+  };
+  bool reached = false;
+  for (int i = 0; i < 5 && !reached; ++i) {
+    reached = hostPing();
+  }
+  ASSERT_TRUE(reached) << "no connectivity before any policy";
+
+  Object closed =
+      makeObject("NetworkPolicy", "closed", R"({"network": "lab", "ingress": {"mode": "none"}})");
+  converge({&lab, &closed});
+  EXPECT_FALSE(hostPing()) << "ingress none let the host reach the network";
+  // Egress is untouched: the client can still start traffic and get answers.
+  EXPECT_TRUE((*client)->reaches("10.77.0.1"));
+}
+
+}  // namespace
+}  // namespace hyper::providers::net

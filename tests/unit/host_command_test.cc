@@ -1,0 +1,79 @@
+#include "host/command.h"
+
+#include <gtest/gtest.h>
+
+namespace hyper::host {
+namespace {
+
+TEST(CommandTest, CapturesStdoutAndExitCode) {
+  auto r = runCommand({"echo", "hello", "world"});
+  ASSERT_TRUE(r.isOk()) << r.status().message();
+  EXPECT_EQ(r->exitCode, 0);
+  EXPECT_EQ(r->out, "hello world\n");
+  EXPECT_EQ(r->err, "");
+}
+
+TEST(CommandTest, ArgumentsAreNotInterpretedByAShell) {
+  auto r = runCommand({"echo", "$HOME; rm -rf / `x` | y"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->out, "$HOME; rm -rf / `x` | y\n");
+}
+
+TEST(CommandTest, LargeInputAndOutputDoNotDeadlock) {
+  // Far more than a pipe buffer in both directions at once.
+  std::string input(4 << 20, 'x');
+  for (size_t i = 0; i < input.size(); i += 100) {
+    input[i] = '\n';
+  }
+  auto r = runCommand({"cat"}, input);
+  ASSERT_TRUE(r.isOk()) << r.status().message();
+  EXPECT_EQ(r->exitCode, 0);
+  EXPECT_EQ(r->out.size(), input.size());
+  EXPECT_EQ(r->out, input);
+}
+
+TEST(CommandTest, CapturesStderrSeparately) {
+  auto r = runCommand({"ls", "/nonexistent-hyper-path"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_NE(r->exitCode, 0);
+  EXPECT_EQ(r->out, "");
+  EXPECT_NE(r->err.find("nonexistent-hyper-path"), std::string::npos) << r->err;
+}
+
+TEST(CommandTest, ChildThatIgnoresStdinDoesNotKillUs) {
+  // `true` exits without reading: our write gets EPIPE, which must not raise SIGPIPE here.
+  auto r = runCommand({"true"}, std::string(1 << 20, 'x'));
+  ASSERT_TRUE(r.isOk()) << r.status().message();
+  EXPECT_EQ(r->exitCode, 0);
+}
+
+TEST(CommandTest, SignalBecomes128PlusN) {
+  auto r = runCommand({"sh", "-c", "kill -TERM $$"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->exitCode, 128 + 15);
+}
+
+TEST(CommandTest, MissingProgramIsAnError) {
+  auto r = runCommand({"hyper-no-such-program", "x"});
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.status().message(), "hyper-no-such-program x <- spawn: No such file or directory");
+  EXPECT_FALSE(runCommand({}).isOk());
+}
+
+TEST(CommandTest, RunCheckedChainsFirstStderrLine) {
+  auto ok = runChecked({"printf", "a\\nb"});
+  ASSERT_TRUE(ok.isOk());
+  EXPECT_EQ(*ok, "a\nb");
+
+  auto bad = runChecked({"sh", "-c", "echo >&2; echo 'File exists' >&2; echo more >&2; exit 2"});
+  ASSERT_FALSE(bad.isOk());
+  EXPECT_EQ(bad.status().message(),
+            "sh -c echo >&2; echo 'File exists' >&2; echo more >&2; exit 2 <- File exists");
+
+  auto silent = runChecked({"false"});
+  ASSERT_FALSE(silent.isOk());
+  EXPECT_EQ(silent.status().message(), "false <- exited with status 1");
+}
+
+}  // namespace
+}  // namespace hyper::host

@@ -1,0 +1,356 @@
+#include "reconciler/inventory.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+namespace hyper {
+namespace {
+
+// A fresh directory per test, removed afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "hyper-inv-XXXXXX").string();
+    char* made = ::mkdtemp(pattern.data());
+    EXPECT_NE(made, nullptr);
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+ManagedRecord record(const std::string& kind, const std::string& name) {
+  ManagedRecord r;
+  r.id = {kind, name};
+  r.provider = "net";
+  r.labels = {{"app", "web"}, {"tier", "front"}};
+  r.spec = {{"cidr", "10.77.0.0/24"}, {"mtu", 1500}, {"nat", {{"enabled", true}}}};
+  r.specHash = "abc123";
+  r.handles = {{"bridge", "hb-" + name}};
+  r.fingerprint = "fp-" + name;
+  r.revision = "3f1c2a";
+  r.appliedAt = 1700000000;
+  return r;
+}
+
+void expectSameRecord(const ManagedRecord& got, const ManagedRecord& want) {
+  EXPECT_EQ(got.id, want.id);
+  EXPECT_EQ(got.provider, want.provider);
+  EXPECT_EQ(got.labels, want.labels);
+  EXPECT_EQ(got.spec, want.spec);
+  EXPECT_EQ(got.specHash, want.specHash);
+  EXPECT_EQ(got.handles, want.handles);
+  EXPECT_EQ(got.fingerprint, want.fingerprint);
+  EXPECT_EQ(got.revision, want.revision);
+  EXPECT_EQ(got.appliedAt, want.appliedAt);
+}
+
+std::unique_ptr<Inventory> openOrDie(const std::string& dir) {
+  auto inv = Inventory::open(dir);
+  EXPECT_TRUE(inv.isOk()) << inv.status().message();
+  return inv.isOk() ? std::move(inv).value() : nullptr;
+}
+
+PlanAction actionFor(ActionType type, const std::string& name) {
+  PlanAction a;
+  a.type = type;
+  a.id = {"Network", name};
+  return a;
+}
+
+// Reads a pragma through a second connection, as another process would see the file.
+std::string pragma(const std::string& dbPath, const std::string& name) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(dbPath.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  std::string sql = "PRAGMA " + name;
+  std::string out;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+TEST(InventoryTest, OpenCreatesPrivateStateDirectoryAndSchema) {
+  TempDir tmp;
+  std::string dir = tmp.path() + "/var/lib/hyper";
+  auto inv = openOrDie(dir);
+  ASSERT_TRUE(inv);
+  struct stat st {};
+  ASSERT_EQ(::stat(dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/state.db"));
+  EXPECT_EQ(pragma(dir + "/state.db", "journal_mode"), "wal");
+  EXPECT_EQ(pragma(dir + "/state.db", "user_version"), "1");
+}
+
+TEST(InventoryTest, PutGetListRemoveRoundTrip) {
+  TempDir tmp;
+  auto inv = openOrDie(tmp.path());
+  ASSERT_TRUE(inv);
+
+  auto missing = inv->get({"Network", "lab"});
+  ASSERT_TRUE(missing.isOk()) << missing.status().message();
+  EXPECT_FALSE(missing->has_value());
+
+  ManagedRecord lab = record("Network", "lab");
+  ManagedRecord web = record("VM", "web");
+  ManagedRecord pol = record("NetworkPolicy", "deny");
+  pol.handles = nullptr;
+  pol.labels.clear();
+  for (const auto* r : {&web, &lab, &pol}) {
+    ASSERT_TRUE(inv->put(*r).isOk());
+  }
+
+  auto got = inv->get({"Network", "lab"});
+  ASSERT_TRUE(got.isOk()) << got.status().message();
+  ASSERT_TRUE(got->has_value());
+  expectSameRecord(**got, lab);
+
+  auto all = inv->list();
+  ASSERT_TRUE(all.isOk()) << all.status().message();
+  ASSERT_EQ(all->size(), 3u);
+  // Sorted by kind, then name.
+  EXPECT_EQ((*all)[0].id, lab.id);
+  EXPECT_EQ((*all)[1].id, pol.id);
+  EXPECT_EQ((*all)[2].id, web.id);
+  expectSameRecord((*all)[1], pol);
+
+  // put replaces.
+  lab.spec["mtu"] = 9000;
+  lab.revision = "next";
+  ASSERT_TRUE(inv->put(lab).isOk());
+  got = inv->get({"Network", "lab"});
+  ASSERT_TRUE(got.isOk() && got->has_value());
+  expectSameRecord(**got, lab);
+  EXPECT_EQ(inv->list()->size(), 3u);
+
+  ASSERT_TRUE(inv->remove(lab.id).isOk());
+  EXPECT_FALSE(inv->get(lab.id)->has_value());
+  EXPECT_EQ(inv->list()->size(), 2u);
+  // Removing what is not there is fine: deletes are idempotent.
+  EXPECT_TRUE(inv->remove(lab.id).isOk());
+}
+
+TEST(InventoryTest, ValuesAreBoundNotSpliced) {
+  TempDir tmp;
+  auto inv = openOrDie(tmp.path());
+  ASSERT_TRUE(inv);
+  ManagedRecord evil = record("Network", "x'); DROP TABLE objects; --");
+  evil.labels["quote"] = "it's \"quoted\"\n";
+  evil.revision = "'";
+  ASSERT_TRUE(inv->put(evil).isOk());
+  auto got = inv->get(evil.id);
+  ASSERT_TRUE(got.isOk()) << got.status().message();
+  ASSERT_TRUE(got->has_value());
+  expectSameRecord(**got, evil);
+  EXPECT_EQ(inv->list()->size(), 1u);
+}
+
+TEST(InventoryTest, JournalBeginEndAndUnfinished) {
+  TempDir tmp;
+  auto inv = openOrDie(tmp.path());
+  ASSERT_TRUE(inv);
+
+  auto a = inv->journalBegin("rc-1", actionFor(ActionType::Create, "a"));
+  auto b = inv->journalBegin("rc-1", actionFor(ActionType::Delete, "b"));
+  auto c = inv->journalBegin("rc-1", actionFor(ActionType::Replace, "c"));
+  ASSERT_TRUE(a.isOk() && b.isOk() && c.isOk()) << a.status().message();
+  EXPECT_LT(*a, *b);
+  EXPECT_LT(*b, *c);
+
+  auto unfinished = inv->unfinishedJournal();
+  ASSERT_TRUE(unfinished.isOk()) << unfinished.status().message();
+  ASSERT_EQ(unfinished->size(), 3u);
+  EXPECT_EQ((*unfinished)[0].id, *a);
+  EXPECT_EQ((*unfinished)[0].reconcileId, "rc-1");
+  EXPECT_EQ((*unfinished)[0].object, (ObjectId{"Network", "a"}));
+  EXPECT_EQ((*unfinished)[0].action, "create");
+  EXPECT_EQ((*unfinished)[0].phase, "started");
+  EXPECT_GT((*unfinished)[0].startedAt, 0);
+  EXPECT_EQ((*unfinished)[0].finishedAt, 0);
+
+  ASSERT_TRUE(inv->journalEnd(*a, true, "").isOk());
+  ASSERT_TRUE(inv->journalEnd(*b, false, "delete Network/b <- busy").isOk());
+  unfinished = inv->unfinishedJournal();
+  ASSERT_TRUE(unfinished.isOk());
+  ASSERT_EQ(unfinished->size(), 1u);
+  EXPECT_EQ((*unfinished)[0].id, *c);
+  EXPECT_EQ((*unfinished)[0].action, "replace");
+
+  auto recent = inv->journal(2);
+  ASSERT_TRUE(recent.isOk()) << recent.status().message();
+  ASSERT_EQ(recent->size(), 2u);
+  // Newest first.
+  EXPECT_EQ((*recent)[0].id, *c);
+  EXPECT_EQ((*recent)[1].id, *b);
+  EXPECT_EQ((*recent)[1].phase, "failed");
+  EXPECT_EQ((*recent)[1].detail, "delete Network/b <- busy");
+  EXPECT_GE((*recent)[1].finishedAt, (*recent)[1].startedAt);
+
+  auto all = inv->journal(-1);
+  ASSERT_TRUE(all.isOk());
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[2].phase, "succeeded");
+
+  Status missing = inv->journalEnd(*c + 100, true, "");
+  ASSERT_FALSE(missing.isOk());
+  EXPECT_EQ(missing.message(),
+            "inventory journal end #" + std::to_string(*c + 100) + " <- no such journal entry");
+}
+
+TEST(InventoryTest, Revisions) {
+  TempDir tmp;
+  auto inv = openOrDie(tmp.path());
+  ASSERT_TRUE(inv);
+  auto none = inv->lastRevision();
+  ASSERT_TRUE(none.isOk()) << none.status().message();
+  EXPECT_FALSE(none->has_value());
+
+  ASSERT_TRUE(inv->recordRevision({"r1", "hash1", "applied", 100}).isOk());
+  ASSERT_TRUE(inv->recordRevision({"r2", "hash2", "partial", 90}).isOk());
+  auto last = inv->lastRevision();
+  ASSERT_TRUE(last.isOk());
+  ASSERT_TRUE(last->has_value());
+  // The last recorded, not the latest timestamp: clocks go backwards.
+  EXPECT_EQ((*last)->revision, "r2");
+  EXPECT_EQ((*last)->planHash, "hash2");
+  EXPECT_EQ((*last)->result, "partial");
+  EXPECT_EQ((*last)->at, 90);
+}
+
+TEST(InventoryTest, ReopenPersists) {
+  TempDir tmp;
+  ManagedRecord lab = record("Network", "lab");
+  int64_t entry = 0;
+  {
+    auto inv = openOrDie(tmp.path());
+    ASSERT_TRUE(inv);
+    ASSERT_TRUE(inv->put(lab).isOk());
+    ASSERT_TRUE(inv->recordRevision({"r1", "h1", "applied", 5}).isOk());
+    auto e = inv->journalBegin("rc", actionFor(ActionType::Update, "lab"));
+    ASSERT_TRUE(e.isOk());
+    entry = *e;
+    // Destroyed with the action "started": what a crash leaves behind.
+  }
+  auto inv = openOrDie(tmp.path());
+  ASSERT_TRUE(inv);
+  auto got = inv->get(lab.id);
+  ASSERT_TRUE(got.isOk() && got->has_value());
+  expectSameRecord(**got, lab);
+  EXPECT_EQ((*inv->lastRevision())->revision, "r1");
+  auto unfinished = inv->unfinishedJournal();
+  ASSERT_TRUE(unfinished.isOk());
+  ASSERT_EQ(unfinished->size(), 1u);
+  EXPECT_EQ((*unfinished)[0].id, entry);
+  EXPECT_EQ(pragma(tmp.path() + "/state.db", "user_version"), "1");
+}
+
+TEST(InventoryTest, RefusesANewerSchema) {
+  TempDir tmp;
+  { ASSERT_TRUE(openOrDie(tmp.path())); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((tmp.path() + "/state.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+
+  auto inv = Inventory::open(tmp.path());
+  ASSERT_FALSE(inv.isOk());
+  EXPECT_EQ(inv.status().message(), "inventory open " + tmp.path() +
+                                        "/state.db <- state database has schema version 99, "
+                                        "newer than this hyper understands (1); upgrade hyper");
+}
+
+TEST(InventoryTest, CorruptRowIsAnErrorWithContext) {
+  TempDir tmp;
+  auto inv = openOrDie(tmp.path());
+  ASSERT_TRUE(inv);
+  ASSERT_TRUE(inv->put(record("Network", "lab")).isOk());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((tmp.path() + "/state.db").c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  ASSERT_EQ(
+      sqlite3_exec(db, "UPDATE objects SET spec_json = '{not json'", nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close(db);
+  auto got = inv->get({"Network", "lab"});
+  ASSERT_FALSE(got.isOk());
+  EXPECT_EQ(got.status().message(),
+            "inventory get Network/lab <- column spec_json is not valid JSON");
+  auto all = inv->list();
+  ASSERT_FALSE(all.isOk());
+  EXPECT_EQ(all.status().message(),
+            "inventory list <- row Network/lab <- column spec_json is not valid JSON");
+}
+
+TEST(InventoryTest, OpenFailsWithContextWhenStateDirIsAFile) {
+  TempDir tmp;
+  std::string file = tmp.path() + "/not-a-dir";
+  std::ofstream(file) << "x";
+  auto inv = Inventory::open(file);
+  ASSERT_FALSE(inv.isOk());
+  EXPECT_EQ(inv.status().message().rfind("inventory open " + file + "/state.db <- ", 0), 0u)
+      << inv.status().message();
+}
+
+TEST(InventoryTest, ConcurrentWritersFromThreads) {
+  TempDir tmp;
+  auto inv = openOrDie(tmp.path());
+  ASSERT_TRUE(inv);
+  const int threads = 8;
+  const int perThread = 40;
+  std::vector<std::thread> workers;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      for (int i = 0; i < perThread; ++i) {
+        std::string name = "t" + std::to_string(t) + "-" + std::to_string(i);
+        auto entry = inv->journalBegin("rc", actionFor(ActionType::Create, name));
+        if (!entry.isOk() || !inv->put(record("Network", name)).isOk() ||
+            !inv->journalEnd(*entry, true, "").isOk() || !inv->get({"Network", name}).isOk()) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& w : workers) {
+    w.join();
+  }
+  EXPECT_EQ(failures.load(), 0);
+  auto all = inv->list();
+  ASSERT_TRUE(all.isOk());
+  EXPECT_EQ(all->size(), static_cast<size_t>(threads * perThread));
+  EXPECT_TRUE(inv->unfinishedJournal()->empty());
+  EXPECT_EQ(inv->journal(-1)->size(), static_cast<size_t>(threads * perThread));
+}
+
+TEST(InventoryTest, TwoConnectionsShareTheFile) {
+  // hyperctl get reads while hyperd writes: both see one database.
+  TempDir tmp;
+  auto writer = openOrDie(tmp.path());
+  auto reader = openOrDie(tmp.path());
+  ASSERT_TRUE(writer && reader);
+  ASSERT_TRUE(writer->put(record("VM", "a")).isOk());
+  auto got = reader->get({"VM", "a"});
+  ASSERT_TRUE(got.isOk());
+  EXPECT_TRUE(got->has_value());
+}
+
+}  // namespace
+}  // namespace hyper

@@ -1,0 +1,88 @@
+#include "providers/net/link_state.h"
+
+#include <gtest/gtest.h>
+
+namespace hyper::providers::net {
+namespace {
+
+// Captured from `ip -d -j addr show` (iproute2 6.1) in a namespace holding hyper's bridge with its
+// gateway address and a veth pair, one end enslaved to the bridge; bulky fields trimmed.
+constexpr const char* kCaptured = R"json([
+{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"mtu":65536,"qdisc":"noqueue","operstate":"UNKNOWN","link_type":"loopback","address":"00:00:00:00:00:00","broadcast":"00:00:00:00:00:00","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8,"scope":"host","label":"lo","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"::1","prefixlen":128,"scope":"host","valid_life_time":4294967295,"preferred_life_time":4294967295}]},
+{"ifindex":2,"ifname":"hb-lab","flags":["BROADCAST","MULTICAST","UP"],"mtu":1400,"qdisc":"noqueue","operstate":"UNKNOWN","link_type":"ether","address":"4e:27:65:af:68:e9","broadcast":"ff:ff:ff:ff:ff:ff","linkinfo":{"info_kind":"bridge","info_data":{"forward_delay":1500,"hello_time":200,"max_age":2000}},"ifalias":"hyper:Network/lab","addr_info":[{"family":"inet","local":"10.77.0.1","prefixlen":24,"scope":"global","label":"hb-lab","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"fe80::b44a:88ff:feb1:4176","prefixlen":64,"scope":"link","tentative":true,"valid_life_time":4294967295,"preferred_life_time":4294967295}]},
+{"ifindex":3,"link":"vh","ifname":"vc","flags":["BROADCAST","MULTICAST","M-DOWN"],"mtu":1500,"qdisc":"noop","operstate":"DOWN","link_type":"ether","address":"4a:1a:ab:25:b1:9d","broadcast":"ff:ff:ff:ff:ff:ff","linkinfo":{"info_kind":"veth"},"addr_info":[]},
+{"ifindex":4,"link":"vc","ifname":"vh","flags":["BROADCAST","MULTICAST","M-DOWN"],"mtu":1500,"qdisc":"noop","master":"hb-lab","operstate":"DOWN","link_type":"ether","address":"4e:27:65:af:68:e9","broadcast":"ff:ff:ff:ff:ff:ff","linkinfo":{"info_kind":"veth","info_slave_kind":"bridge","info_slave_data":{"state":"disabled","priority":32,"cost":2}},"addr_info":[]}
+])json";
+
+TEST(LinkStateTest, ParsesCapturedDump) {
+  auto table = parseLinkTable(kCaptured);
+  ASSERT_TRUE(table.isOk()) << table.status().message();
+  ASSERT_EQ(table->links.size(), 4u);
+
+  const LinkState* lo = table->find("lo");
+  ASSERT_NE(lo, nullptr);
+  EXPECT_EQ(lo->kind, "");
+  EXPECT_TRUE(lo->up);
+  EXPECT_EQ(lo->ipv4Strings(), std::vector<std::string>{"127.0.0.1/8"});  // ::1 is not IPv4
+
+  const LinkState* bridge = table->find("hb-lab");
+  ASSERT_NE(bridge, nullptr);
+  EXPECT_EQ(bridge->kind, "bridge");
+  EXPECT_EQ(bridge->mtu, 1400);
+  EXPECT_TRUE(bridge->up);
+  EXPECT_EQ(bridge->alias, ownerAlias("lab"));
+  EXPECT_EQ(bridge->ipv4Strings(), std::vector<std::string>{"10.77.0.1/24"});
+
+  const LinkState* port = table->find("vh");
+  ASSERT_NE(port, nullptr);
+  EXPECT_EQ(port->kind, "veth");
+  EXPECT_FALSE(port->up);
+  EXPECT_EQ(port->alias, "");
+  EXPECT_TRUE(port->ipv4.empty());
+
+  EXPECT_EQ(table->find("hb-other"), nullptr);
+}
+
+struct OddInputCase {
+  std::string name;
+  std::string json;
+  bool ok;
+  size_t links;
+};
+
+class LinkStateOddInputTest : public ::testing::TestWithParam<OddInputCase> {};
+
+TEST_P(LinkStateOddInputTest, NeverThrows) {
+  const auto& c = GetParam();
+  auto table = parseLinkTable(c.json);
+  ASSERT_EQ(table.isOk(), c.ok) << table.status().message();
+  if (c.ok) {
+    EXPECT_EQ(table->links.size(), c.links);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, LinkStateOddInputTest,
+    ::testing::Values(OddInputCase{"NotJson", "RTNETLINK answers: oops", false, 0},
+                      OddInputCase{"NotAnArray", R"({"ifname": "lo"})", false, 0},
+                      OddInputCase{"Empty", "[]", true, 0},
+                      OddInputCase{"LinkWithoutName", R"([{"mtu": 1500}, {"ifname": "a"}])", true,
+                                   1},
+                      OddInputCase{"WrongTypes",
+                                   R"([{"ifname": "a", "mtu": "big", "flags": "UP", "ifalias": 3,
+                          "linkinfo": [], "addr_info": [{"family": 4}, {"family": "inet",
+                          "local": "300.1.1.1", "prefixlen": 8}, "x"]}])",
+                                   true, 1}),
+    [](const auto& info) { return info.param.name; });
+
+TEST(LinkStateTest, SkipsBadAddressesKeepsGoodOnes) {
+  auto table = parseLinkTable(R"([{"ifname": "eth0", "flags": ["UP"], "addr_info": [
+      {"family": "inet", "local": "300.1.1.1", "prefixlen": 8},
+      {"family": "inet", "local": "192.0.2.10", "prefixlen": 40},
+      {"family": "inet", "local": "192.0.2.10", "prefixlen": 24}]}])");
+  ASSERT_TRUE(table.isOk());
+  EXPECT_EQ(table->links[0].ipv4Strings(), std::vector<std::string>{"192.0.2.10/24"});
+}
+
+}  // namespace
+}  // namespace hyper::providers::net

@@ -1,0 +1,414 @@
+#include <gtest/gtest.h>
+
+#include "providers/net/net_provider.h"
+
+namespace hyper::providers::net {
+namespace {
+
+constexpr const char* kFp =
+    "chain:egress-forward=1111111111111111;set:net-lab-bridge=2222222222222222;"
+    "rules:Network/lab=3333333333333333";
+constexpr const char* kPolicyFp =
+    "chain:pol-web-egress=4444444444444444;chain:pol-web-ingress=5555555555555555;"
+    "rules:NetworkPolicy/web=6666666666666666;set:pol-web-sel=absent";
+
+Json labSpec() { return {{"cidr", "10.77.0.0/24"}}; }
+Json webSpec() { return Json::parse(R"({"network": "lab", "egress": {"mode": "none"}})"); }
+
+// What observe() reports for hyper's bridge exactly as apply left it.
+ObservedState syncedBridge() {
+  ObservedState s;
+  s.exists = true;
+  s.fields = {{"bridge", "hb-lab"}, {"mtu", 1500},
+              {"up", true},         {"addresses", {"10.77.0.1/24"}},
+              {"ipForward", false}, {"nftables", "present"}};
+  s.fingerprint = kFp;
+  return s;
+}
+
+ObservedState syncedPolicy() {
+  ObservedState s;
+  s.exists = true;
+  s.fields = {{"nftables", "present"}, {"chains", {"pol-web-egress", "pol-web-ingress"}}};
+  s.fingerprint = kPolicyFp;
+  return s;
+}
+
+struct ExpectedChange {
+  std::string path;
+  Json before;
+  Json after;
+  bool forcesReplace = false;
+};
+
+struct PlanCase {
+  std::string name;
+  std::string kind = "Network";
+  Json desired;  // null: not in the source
+  Json managed;  // null: no inventory record
+  std::string managedFingerprint;
+  ObservedState observed;
+  // Expectations: no action when `action` is empty.
+  std::optional<ActionType> action;
+  bool drift = false;
+  std::string reason;                   // substring
+  std::vector<ExpectedChange> changes;  // each must be present
+  std::string errorField;               // a diagnostic with this field path...
+  std::string errorSummary;             // ...and this substring
+};
+
+class NetPlanTest : public ::testing::TestWithParam<PlanCase> {};
+
+TEST_P(NetPlanTest, DecidesAction) {
+  const auto& c = GetParam();
+  std::string name = c.kind == "Network" ? "lab" : "web";
+  ObjectId id{c.kind, name};
+  Object desired;
+  desired.id = id;
+  desired.spec = c.desired;
+  ManagedRecord record;
+  record.id = id;
+  record.provider = "net";
+  record.spec = c.managed;
+  record.fingerprint = c.managedFingerprint;
+  if (c.kind == "Network" && !c.managed.is_null()) {
+    record.handles = {{"bridge", c.managed.value("bridge", "hb-lab")}};
+  }
+
+  PlanRequest req;
+  req.id = id;
+  req.desired = c.desired.is_null() ? nullptr : &desired;
+  req.managed = c.managed.is_null() ? nullptr : &record;
+  req.observed = &c.observed;
+  PlanResponse resp;
+  NetProvider().plan(req, resp);
+
+  if (!c.errorField.empty()) {
+    EXPECT_FALSE(resp.action.has_value());
+    bool matched = false;
+    for (const auto& d : resp.diagnostics.items()) {
+      matched = matched || (d.severity == Severity::Error && d.fieldPath == c.errorField &&
+                            d.summary.find(c.errorSummary) != std::string::npos);
+    }
+    EXPECT_TRUE(matched) << resp.diagnostics.format();
+    return;
+  }
+  EXPECT_FALSE(resp.diagnostics.hasErrors()) << resp.diagnostics.format();
+  if (!c.action) {
+    EXPECT_FALSE(resp.action.has_value())
+        << actionTypeName(resp.action->type) << ": " << resp.action->reason;
+    return;
+  }
+  ASSERT_TRUE(resp.action.has_value());
+  const PlanAction& a = *resp.action;
+  EXPECT_EQ(actionTypeName(a.type), std::string(actionTypeName(*c.action)));
+  EXPECT_EQ(a.drift, c.drift);
+  EXPECT_NE(a.reason.find(c.reason), std::string::npos) << a.reason;
+  for (const auto& want : c.changes) {
+    bool found = false;
+    for (const auto& got : a.changes) {
+      if (got.path == want.path) {
+        found = true;
+        EXPECT_EQ(got.before, want.before) << want.path;
+        EXPECT_EQ(got.after, want.after) << want.path;
+        EXPECT_EQ(got.forcesReplace, want.forcesReplace) << want.path;
+      }
+    }
+    EXPECT_TRUE(found) << "no change at " << want.path;
+  }
+}
+
+ObservedState with(ObservedState s, const std::string& key, Json value) {
+  s.fields[key] = std::move(value);
+  return s;
+}
+
+ObservedState foreignBridge() {
+  ObservedState s;
+  s.foreignOwner = "hb-lab";
+  s.fields = {
+      {"bridge", "hb-lab"},
+      {"foreign",
+       {{"field", "spec.bridge"}, {"link", "hb-lab"}, {"kind", "bridge"}, {"alias", "mine"}}}};
+  return s;
+}
+
+ObservedState foreignAddress() {
+  ObservedState s;
+  s.foreignOwner = "eth0";
+  s.fields = {{"bridge", "hb-lab"},
+              {"foreign", {{"field", "spec.cidr"}, {"link", "eth0"}, {"address", "10.77.0.9/16"}}}};
+  return s;
+}
+
+ObservedState bridgeGone() {
+  ObservedState s = syncedBridge();
+  s.exists = false;
+  s.fields = {{"bridge", "hb-lab"}, {"ipForward", false}, {"nftables", "present"}};
+  return s;
+}
+
+ObservedState tableFlushed() {
+  ObservedState s = syncedBridge();
+  s.fields["nftables"] = "flushed";
+  s.fingerprint =
+      "chain:egress-forward=9999999999999999;set:net-lab-bridge=2222222222222222;"
+      "rules:Network/lab=3333333333333333";
+  return s;
+}
+
+ObservedState policyChainChanged() {
+  ObservedState s = syncedPolicy();
+  s.fingerprint =
+      "chain:pol-web-egress=0000000000000000;chain:pol-web-ingress=5555555555555555;"
+      "rules:NetworkPolicy/web=6666666666666666;set:pol-web-sel=absent";
+  return s;
+}
+
+ObservedState policyTableMissing() {
+  ObservedState s;
+  s.fields = {{"nftables", "missing"}, {"chains", Json::array()}};
+  s.fingerprint =
+      "chain:pol-web-egress=absent;chain:pol-web-ingress=absent;"
+      "rules:NetworkPolicy/web=absent;set:pol-web-sel=absent";
+  return s;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Network, NetPlanTest,
+    ::testing::Values(
+        PlanCase{.name = "NewNetworkIsCreated",
+                 .desired = labSpec(),
+                 .observed = ObservedState{},
+                 .action = ActionType::Create,
+                 .reason = "not on the host",
+                 .changes = {{"spec.bridge", nullptr, "hb-lab"},
+                             {"spec.gateway", nullptr, "10.77.0.1"}}},
+        PlanCase{
+            .name = "ForeignBridgeIsACollision",
+            .desired = labSpec(),
+            .observed = foreignBridge(),
+            .errorField = "spec.bridge",
+            .errorSummary = "bridge hb-lab exists and is not managed by hyper (alias \"mine\", "
+                            "kind bridge); hyper never takes over interfaces it did not "
+                            "create; rename the bridge in the manifest or remove it"},
+        PlanCase{.name = "ForeignBridgeOverManagedOneIsACollision",
+                 .desired = labSpec(),
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .observed = foreignBridge(),
+                 .errorField = "spec.bridge",
+                 .errorSummary = "is not managed by hyper"},
+        PlanCase{.name = "ForeignAddressIsACollision",
+                 .desired = labSpec(),
+                 .observed = foreignAddress(),
+                 .errorField = "spec.cidr",
+                 .errorSummary = "address 10.77.0.9/16 on eth0 overlaps 10.77.0.0/24"},
+        PlanCase{.name = "InSync",
+                 .desired = labSpec(),
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .observed = syncedBridge()},
+        PlanCase{.name = "ExplicitDefaultsAreInSync",
+                 .desired = Json::parse(R"({"cidr": "10.77.0.0/24", "gateway": "10.77.0.1",
+                                            "bridge": "hb-lab", "mtu": 1500, "nat": false})"),
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .observed = syncedBridge()},
+        PlanCase{.name = "BridgeDeletedByHand",
+                 .desired = labSpec(),
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .observed = bridgeGone(),
+                 .action = ActionType::Create,
+                 .drift = true,
+                 .reason = "bridge hb-lab deleted by hand",
+                 .changes = {{"status.bridge", nullptr, "hb-lab"}}},
+        PlanCase{.name = "MtuChangedByHand",
+                 .desired = labSpec(),
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .observed = with(syncedBridge(), "mtu", 9000),
+                 .action = ActionType::Update,
+                 .drift = true,
+                 .reason = "bridge hb-lab changed by hand (mtu)",
+                 .changes = {{"spec.mtu", 9000, 1500}}},
+        PlanCase{
+            .name = "AddressChangedByHand",
+            .desired = labSpec(),
+            .managed = labSpec(),
+            .managedFingerprint = kFp,
+            .observed = with(syncedBridge(), "addresses", {"10.77.0.1/24", "10.77.0.7/24"}),
+            .action = ActionType::Update,
+            .drift = true,
+            .reason = "(address)",
+            .changes = {{"status.addresses", {"10.77.0.1/24", "10.77.0.7/24"}, {"10.77.0.1/24"}}}},
+        PlanCase{.name = "AddressRemovedByHand",
+                 .desired = labSpec(),
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .observed = with(syncedBridge(), "addresses", Json::array()),
+                 .action = ActionType::Update,
+                 .drift = true,
+                 .changes = {{"status.addresses", Json::array(), {"10.77.0.1/24"}}}},
+        PlanCase{.name = "BridgeSetDownByHand",
+                 .desired = labSpec(),
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .observed = with(syncedBridge(), "up", false),
+                 .action = ActionType::Update,
+                 .drift = true,
+                 .reason = "(down)",
+                 .changes = {{"status.up", false, true}}},
+        PlanCase{.name = "IpForwardTurnedOffWithNat",
+                 .desired = {{"cidr", "10.77.0.0/24"}, {"nat", true}},
+                 .managed = {{"cidr", "10.77.0.0/24"}, {"nat", true}},
+                 .managedFingerprint = kFp,
+                 .observed = syncedBridge(),
+                 .action = ActionType::Update,
+                 .drift = true,
+                 .reason = "ip_forward turned off by hand",
+                 .changes = {{"status.ipForward", false, true}}},
+        PlanCase{.name = "IpForwardOffWithoutNatIsFine",
+                 .desired = labSpec(),
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .observed = syncedBridge()},
+        PlanCase{.name = "TableFlushedByHand",
+                 .desired = labSpec(),
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .observed = tableFlushed(),
+                 .action = ActionType::Update,
+                 .drift = true,
+                 .reason = "nftables table inet hyper flushed by hand",
+                 .changes = {{"status.nftables", "flushed", "present"}}},
+        PlanCase{.name = "SpecMtuChanged",
+                 .desired = {{"cidr", "10.77.0.0/24"}, {"mtu", 9000}},
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .observed = syncedBridge(),
+                 .action = ActionType::Update,
+                 .reason = "spec changed",
+                 .changes = {{"spec.mtu", 1500, 9000}}},
+        PlanCase{.name = "SpecAndHostMtuChanged",
+                 .desired = {{"cidr", "10.77.0.0/24"}, {"mtu", 9000}},
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .observed = with(syncedBridge(), "mtu", 1400),
+                 .action = ActionType::Update,
+                 .drift = true,
+                 .reason = "spec changed; bridge hb-lab changed by hand (mtu)",
+                 .changes = {{"spec.mtu", 1400, 9000}}},
+        PlanCase{.name = "SpecGatewayChanged",
+                 .desired = {{"cidr", "10.77.0.0/24"}, {"gateway", "10.77.0.254"}},
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .observed = syncedBridge(),
+                 .action = ActionType::Update,
+                 .changes = {{"spec.gateway", "10.77.0.1", "10.77.0.254"}}},
+        PlanCase{.name = "BridgeRenamedIsAReplace",
+                 .desired = {{"cidr", "10.77.0.0/24"}, {"bridge", "br-lab"}},
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .observed = bridgeGone(),
+                 .action = ActionType::Replace,
+                 .reason = "bridge hb-lab becomes br-lab",
+                 .changes = {{"spec.bridge", "hb-lab", "br-lab", true}}},
+        PlanCase{.name = "PrunedNetworkIsDeleted",
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .observed = syncedBridge(),
+                 .action = ActionType::Delete,
+                 .reason = "not in the source"},
+        PlanCase{.name = "PruneIgnoresForeignBridge",
+                 .managed = labSpec(),
+                 .observed = foreignBridge(),
+                 .action = ActionType::Delete}),
+    [](const auto& info) { return info.param.name; });
+
+INSTANTIATE_TEST_SUITE_P(
+    Policy, NetPlanTest,
+    ::testing::Values(
+        PlanCase{.name = "NewPolicyIsCreated",
+                 .kind = "NetworkPolicy",
+                 .desired = webSpec(),
+                 .observed = policyTableMissing(),
+                 .action = ActionType::Create,
+                 .changes = {{"spec.egress.mode", nullptr, "none"},
+                             {"spec.ingress.mode", nullptr, "any"}}},
+        PlanCase{.name = "PolicyInSync",
+                 .kind = "NetworkPolicy",
+                 .desired = webSpec(),
+                 .managed = webSpec(),
+                 .managedFingerprint = kPolicyFp,
+                 .observed = syncedPolicy()},
+        PlanCase{.name = "PolicySpecChanged",
+                 .kind = "NetworkPolicy",
+                 .desired = Json::parse(R"({"network": "lab", "egress": {"mode": "allowlist",
+                                            "allow": [{"cidr": "10.0.0.0/8"}]}})"),
+                 .managed = webSpec(),
+                 .managedFingerprint = kPolicyFp,
+                 .observed = syncedPolicy(),
+                 .action = ActionType::Update,
+                 .reason = "spec changed",
+                 .changes = {{"spec.egress.mode", "none", "allowlist"},
+                             {"spec.egress.allow", nullptr,
+                              Json::parse(R"([{"cidr": "10.0.0.0/8", "protocol": "any"}])")}}},
+        PlanCase{.name = "PolicyChainChangedByHand",
+                 .kind = "NetworkPolicy",
+                 .desired = webSpec(),
+                 .managed = webSpec(),
+                 .managedFingerprint = kPolicyFp,
+                 .observed = policyChainChanged(),
+                 .action = ActionType::Update,
+                 .drift = true,
+                 .reason = "rules of nftables chain pol-web-egress changed by hand",
+                 .changes = {{"status.nftables.chain:pol-web-egress", "0000000000000000",
+                              "4444444444444444"}}},
+        PlanCase{.name = "PolicyTableDeletedByHand",
+                 .kind = "NetworkPolicy",
+                 .desired = webSpec(),
+                 .managed = webSpec(),
+                 .managedFingerprint = kPolicyFp,
+                 .observed = policyTableMissing(),
+                 .action = ActionType::Update,
+                 .drift = true,
+                 .reason = "nftables table inet hyper deleted by hand",
+                 .changes = {{"status.nftables", nullptr, "present"}}},
+        PlanCase{.name = "PrunedPolicyIsDeleted",
+                 .kind = "NetworkPolicy",
+                 .managed = webSpec(),
+                 .observed = syncedPolicy(),
+                 .action = ActionType::Delete}),
+    [](const auto& info) { return info.param.name; });
+
+TEST(NetProviderTest, PolicyReferencesItsNetwork) {
+  Object o;
+  o.id = {"NetworkPolicy", "web"};
+  o.spec = webSpec();
+  auto refs = NetProvider().references(o);
+  ASSERT_EQ(refs.size(), 1u);
+  EXPECT_EQ(refs[0].fieldPath, "spec.network");
+  EXPECT_EQ(refs[0].target, (ObjectId{"Network", "lab"}));
+  o.id = {"Network", "lab"};
+  o.spec = labSpec();
+  EXPECT_TRUE(NetProvider().references(o).empty());
+}
+
+TEST(NetProviderTest, ApplyBeforeObserveIsRefused) {
+  NetProvider provider;
+  Object o;
+  o.id = {"Network", "lab"};
+  o.spec = labSpec();
+  PlanAction action;
+  action.id = o.id;
+  ApplyRequest req{&action, &o, nullptr};
+  ApplyResponse resp;
+  provider.apply(req, resp);
+  ASSERT_TRUE(resp.diagnostics.hasErrors());
+  EXPECT_NE(resp.diagnostics.items()[0].summary.find("apply before observe"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hyper::providers::net

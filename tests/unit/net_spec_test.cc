@@ -1,0 +1,254 @@
+#include "providers/net/net_spec.h"
+
+#include <gtest/gtest.h>
+
+#include "reconciler/names.h"
+
+namespace hyper::providers::net {
+namespace {
+
+Object makeObject(const std::string& kind, const std::string& name, const Json& spec) {
+  Object o;
+  o.id = {kind, name};
+  o.spec = spec;
+  return o;
+}
+
+struct BadSpecCase {
+  std::string name;
+  std::vector<Object> objects;
+  std::string object;     // the object the diagnostic names
+  std::string fieldPath;  // its field path
+  std::string summary;    // a substring of its summary
+};
+
+class NetSpecValidateTest : public ::testing::TestWithParam<BadSpecCase> {};
+
+TEST_P(NetSpecValidateTest, ReportsObjectFieldAndExpectation) {
+  const auto& c = GetParam();
+  std::vector<const Object*> ptrs;
+  for (const auto& o : c.objects) {
+    ptrs.push_back(&o);
+  }
+  Diagnostics diags;
+  validateNetObjects(ptrs, diags);
+  ASSERT_TRUE(diags.hasErrors()) << "no error";
+  bool matched = false;
+  for (const auto& d : diags.items()) {
+    matched =
+        matched || (d.severity == Severity::Error && d.object == c.object &&
+                    d.fieldPath == c.fieldPath && d.summary.find(c.summary) != std::string::npos);
+  }
+  EXPECT_TRUE(matched) << "expected " << c.object << " " << c.fieldPath << " ~ \"" << c.summary
+                       << "\", got:\n"
+                       << diags.format();
+}
+
+Json J(const char* text) { return Json::parse(text); }
+
+Object net(const std::string& name, const Json& spec) { return makeObject("Network", name, spec); }
+Object pol(const std::string& name, const Json& spec) {
+  return makeObject("NetworkPolicy", name, spec);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, NetSpecValidateTest,
+    ::testing::Values(
+        BadSpecCase{"OctetTooBig",
+                    {net("lab", {{"cidr", "10.77.0.256/24"}})},
+                    "Network/lab",
+                    "spec.cidr",
+                    "octet 4 is 256, expected 0 to 255"},
+        BadSpecCase{"PrefixTooBig",
+                    {net("lab", {{"cidr", "10.77.0.0/40"}})},
+                    "Network/lab",
+                    "spec.cidr",
+                    "expected 0 to 32"},
+        BadSpecCase{"HostBitsSet",
+                    {net("lab", {{"cidr", "10.77.0.1/24"}})},
+                    "Network/lab",
+                    "spec.cidr",
+                    "has host bits set (expected a network address; did you mean 10.77.0.0/24?)"},
+        BadSpecCase{"PrefixTooLongForVms",
+                    {net("lab", {{"cidr", "10.77.0.0/31"}})},
+                    "Network/lab",
+                    "spec.cidr",
+                    "has prefix /31 (expected a prefix from /8 to /30"},
+        BadSpecCase{"LoopbackRange",
+                    {net("lab", {{"cidr", "127.1.0.0/16"}})},
+                    "Network/lab",
+                    "spec.cidr",
+                    "is inside 127.0.0.0/8 (loopback) (expected a private or routable unicast"},
+        BadSpecCase{"MulticastRange",
+                    {net("lab", {{"cidr", "239.1.0.0/16"}})},
+                    "Network/lab",
+                    "spec.cidr",
+                    "multicast"},
+        BadSpecCase{"GatewayOutside",
+                    {net("lab", {{"cidr", "10.77.0.0/24"}, {"gateway", "10.78.0.1"}})},
+                    "Network/lab",
+                    "spec.gateway",
+                    "gateway 10.78.0.1 is outside 10.77.0.0/24 (expected an address inside"},
+        BadSpecCase{"GatewayIsNetworkAddress",
+                    {net("lab", {{"cidr", "10.77.0.0/24"}, {"gateway", "10.77.0.0"}})},
+                    "Network/lab",
+                    "spec.gateway",
+                    "is the network address of 10.77.0.0/24"},
+        BadSpecCase{"GatewayIsBroadcast",
+                    {net("lab", {{"cidr", "10.77.0.0/24"}, {"gateway", "10.77.0.255"}})},
+                    "Network/lab",
+                    "spec.gateway",
+                    "is the broadcast address"},
+        BadSpecCase{"GatewayBadOctet",
+                    {net("lab", {{"cidr", "10.77.0.0/24"}, {"gateway", "10.77.0.999"}})},
+                    "Network/lab",
+                    "spec.gateway",
+                    "octet 4 is 999"},
+        BadSpecCase{"OverlappingCidrs",
+                    {net("a", {{"cidr", "10.77.0.0/16"}}), net("b", {{"cidr", "10.77.3.0/24"}})},
+                    "Network/b",
+                    "spec.cidr",
+                    "10.77.3.0/24 overlaps 10.77.0.0/16 of Network/a"},
+        BadSpecCase{"SameExplicitBridge",
+                    {net("a", {{"cidr", "10.1.0.0/24"}, {"bridge", "br0"}}),
+                     net("b", {{"cidr", "10.2.0.0/24"}, {"bridge", "br0"}})},
+                    "Network/b",
+                    "spec.bridge",
+                    "bridge name br0 is also the bridge of Network/a"},
+        BadSpecCase{"ExplicitBridgeEqualsDerived",
+                    {net("lab", {{"cidr", "10.1.0.0/24"}}),
+                     net("other", {{"cidr", "10.2.0.0/24"}, {"bridge", "hb-lab"}})},
+                    "Network/other",
+                    "spec.bridge",
+                    "bridge name hb-lab is also the bridge of Network/lab"},
+        BadSpecCase{"DerivedBridgeEqualsExplicit",
+                    {net("other", {{"cidr", "10.2.0.0/24"}, {"bridge", "hb-lab"}}),
+                     net("lab", {{"cidr", "10.1.0.0/24"}})},
+                    "Network/lab",
+                    "spec.bridge",
+                    "bridge name hb-lab (derived from the name) is also the bridge of"},
+        BadSpecCase{"AllowWithModeNone",
+                    {pol("p", J(R"({"network": "lab",
+                                   "egress": {"mode": "none", "allow": [{"cidr": "10.0.0.0/8"}]}})"))},
+                    "NetworkPolicy/p",
+                    "spec.egress.allow",
+                    "allow is given but mode is none (expected allow only with mode allowlist)"},
+        BadSpecCase{"AllowWithModeAny",
+                    {pol("p", J(R"({"network": "lab",
+                                   "ingress": {"mode": "any", "allow": [{"cidr": "10.0.0.0/8"}]}})"))},
+                    "NetworkPolicy/p",
+                    "spec.ingress.allow",
+                    "mode is any"},
+        BadSpecCase{"PortsWithIcmp",
+                    {pol("p", J(R"({"network": "lab", "egress": {"mode": "allowlist", "allow": [
+                                   {"cidr": "10.0.0.0/8"},
+                                   {"cidr": "10.0.0.0/8", "protocol": "icmp", "ports": [53]}]}})"))},
+                    "NetworkPolicy/p",
+                    "spec.egress.allow[1].ports",
+                    "ports [53] are given with protocol icmp (expected ports only with protocol "
+                    "tcp or udp)"},
+        BadSpecCase{"PortsWithoutProtocol",
+                    {pol("p", J(R"({"network": "lab", "egress": {"mode": "allowlist", "allow": [
+                                   {"cidr": "10.0.0.0/8", "ports": [443]}]}})"))},
+                    "NetworkPolicy/p",
+                    "spec.egress.allow[0].ports",
+                    "with protocol any"},
+        BadSpecCase{"AllowCidrHostBits",
+                    {pol("p", J(R"({"network": "lab", "egress": {"mode": "allowlist", "allow": [
+                                   {"cidr": "203.0.113.9/24"}]}})"))},
+                    "NetworkPolicy/p",
+                    "spec.egress.allow[0].cidr",
+                    "did you mean 203.0.113.0/24?"},
+        BadSpecCase{"PolicyNetworkNotDnsLabel",
+                    {pol("p", {{"network", "Lab_1"}})},
+                    "NetworkPolicy/p",
+                    "spec.network",
+                    "network name \"Lab_1\" has 'L' at position 1"}),
+    [](const auto& info) { return info.param.name; });
+
+TEST(NetSpecValidateTest, GoodObjectsHaveNoErrors) {
+  std::vector<Object> objects = {
+      net("lab", {{"cidr", "10.77.0.0/24"}, {"gateway", "10.77.0.254"}, {"nat", true}}),
+      net("lab2", {{"cidr", "10.78.0.0/24"}, {"bridge", "br-two"}, {"mtu", 9000}}),
+      pol("web", J(R"({"network": "lab", "selector": {"matchLabels": {"role": "web"}},
+                       "egress": {"mode": "allowlist", "allow": [
+                         {"cidr": "203.0.113.0/24", "ports": [443, 80], "protocol": "tcp"},
+                         {"cidr": "198.51.100.7", "protocol": "icmp"}]},
+                       "ingress": {"mode": "none"}})"))};
+  std::vector<const Object*> ptrs;
+  for (const auto& o : objects) {
+    ptrs.push_back(&o);
+  }
+  Diagnostics diags;
+  validateNetObjects(ptrs, diags);
+  EXPECT_FALSE(diags.hasErrors()) << diags.format();
+}
+
+TEST(NetSpecValidateTest, EmptyAllowlistIsAWarning) {
+  Object p = pol("p", J(R"({"network": "lab", "egress": {"mode": "allowlist"}})"));
+  Diagnostics diags;
+  validateNetObjects({&p}, diags);
+  EXPECT_FALSE(diags.hasErrors());
+  ASSERT_EQ(diags.size(), 1u);
+  EXPECT_EQ(diags.items()[0].fieldPath, "spec.egress.allow");
+}
+
+TEST(NetSpecParseTest, NetworkDefaultsAreNormalised) {
+  auto spec = parseNetworkSpec(net("lab", {{"cidr", "10.77.0.0/24"}}));
+  ASSERT_TRUE(spec.isOk()) << spec.status().message();
+  EXPECT_EQ(spec->bridge, "hb-lab");
+  EXPECT_EQ(formatIpv4(spec->gateway), "10.77.0.1");
+  EXPECT_EQ(spec->gatewayCidr(), "10.77.0.1/24");
+  EXPECT_EQ(spec->mtu, 1500);
+  EXPECT_FALSE(spec->nat);
+  EXPECT_EQ(spec->toJson(), Json::parse(R"({"cidr":"10.77.0.0/24","gateway":"10.77.0.1",
+                                             "bridge":"hb-lab","nat":false,"mtu":1500})"));
+
+  // The same network written out in full normalises to the same value.
+  auto explicitSpec = parseNetworkSpec(net("lab", {{"cidr", "10.77.0.0/24"},
+                                                   {"gateway", "10.77.0.1"},
+                                                   {"bridge", "hb-lab"},
+                                                   {"nat", false},
+                                                   {"mtu", 1500}}));
+  ASSERT_TRUE(explicitSpec.isOk());
+  EXPECT_EQ(*explicitSpec, *spec);
+}
+
+TEST(NetSpecParseTest, LongNameDerivesAShortBridge) {
+  std::string name = "a-very-long-network-name";
+  auto spec = parseNetworkSpec(net(name, {{"cidr", "10.77.0.0/24"}}));
+  ASSERT_TRUE(spec.isOk());
+  EXPECT_EQ(spec->bridge, deriveInterfaceName("hb-", name));
+  EXPECT_LE(spec->bridge.size(), 15u);
+}
+
+TEST(NetSpecParseTest, InvalidSpecIsAnErrorNotACrash) {
+  auto spec = parseNetworkSpec(net("lab", {{"cidr", "10.77.0.5/24"}}));
+  ASSERT_FALSE(spec.isOk());
+  EXPECT_NE(spec.status().message().find("Network/lab: spec.cidr:"), std::string::npos)
+      << spec.status().message();
+  EXPECT_FALSE(parseNetworkSpec("lab", Json("not a mapping")).isOk());
+  EXPECT_FALSE(parsePolicySpec("p", Json::array()).isOk());
+}
+
+TEST(NetSpecParseTest, PolicyDefaultsAreNormalised) {
+  auto spec = parsePolicySpec(pol("p", J(R"({"network": "lab", "egress": {"mode": "allowlist",
+    "allow": [{"cidr": "203.0.113.0/24", "protocol": "tcp", "ports": [443, 80, 443]},
+              {"cidr": "198.51.100.7"}]}})")));
+  ASSERT_TRUE(spec.isOk()) << spec.status().message();
+  EXPECT_FALSE(spec->matchLabels.has_value());
+  EXPECT_EQ(spec->ingress.mode, TrafficMode::Any);
+  ASSERT_EQ(spec->egress.allow.size(), 2u);
+  EXPECT_EQ(spec->egress.allow[0].ports, (std::vector<int>{80, 443}));
+  EXPECT_EQ(spec->egress.allow[1].cidr.str(), "198.51.100.7/32");
+  EXPECT_EQ(spec->egress.allow[1].protocol, Protocol::Any);
+  EXPECT_EQ(spec->toJson(), Json::parse(R"({
+    "network": "lab",
+    "egress": {"mode": "allowlist", "allow": [
+      {"cidr": "203.0.113.0/24", "protocol": "tcp", "ports": [80, 443]},
+      {"cidr": "198.51.100.7/32", "protocol": "any"}]},
+    "ingress": {"mode": "any"}})"));
+}
+
+}  // namespace
+}  // namespace hyper::providers::net
