@@ -8,8 +8,8 @@
 #include <iostream>
 #include <map>
 
-#include <CLI/CLI.hpp>
 #include <sodium.h>
+#include <CLI/CLI.hpp>
 
 #include "controller/output.h"
 #include "providers/builtin.h"
@@ -61,7 +61,8 @@ std::unique_ptr<Engine> makeEngine() {
 }
 
 // Loads and validates; prints diagnostics to stderr. Null on any error.
-std::shared_ptr<const Revision> loadRevision(Engine& engine, const std::vector<std::string>& paths) {
+std::shared_ptr<const Revision> loadRevision(Engine& engine,
+                                             const std::vector<std::string>& paths) {
   auto files = readManifestFiles(paths);
   if (!files.isOk()) {
     std::cerr << "error: " << files.status().message() << "\n";
@@ -150,8 +151,8 @@ int runDiff(const GlobalOptions& g, const std::vector<std::string>& paths, bool 
   return planned.plan.empty() ? kExitOk : kExitChanges;
 }
 
-int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool prune,
-             bool dryRun, const std::string& output) {
+int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool prune, bool dryRun,
+             const std::string& output) {
   auto engine = makeEngine();
   if (!engine) {
     return kExitError;
@@ -161,7 +162,8 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
   if (!revision) {
     return kExitError;
   }
-  auto lock = StateLock::acquire(g.stateDir, dryRun ? "hyperctl apply --dry-run" : "hyperctl apply");
+  auto lock =
+      StateLock::acquire(g.stateDir, dryRun ? "hyperctl apply --dry-run" : "hyperctl apply");
   if (!lock.isOk()) {
     return fail(lock.status().message());
   }
@@ -240,8 +242,7 @@ int runGet(const GlobalOptions& g, const std::string& what, const std::string& n
            const std::string& output) {
   auto alias = kindAliases().find(what);
   if (alias == kindAliases().end()) {
-    return fail("unknown resource type \"" + what +
-                "\" (expected networks or networkpolicies)");
+    return fail("unknown resource type \"" + what + "\" (expected networks or networkpolicies)");
   }
   const std::string& kind = alias->second;
   auto engine = makeEngine();
@@ -317,10 +318,10 @@ int runGet(const GlobalOptions& g, const std::string& what, const std::string& n
       }
       items.push_back(item);
     }
-    Json doc = name.empty() ? Json{{"apiVersion", std::string(kApiVersion)},
-                                   {"kind", "List"},
-                                   {"items", items}}
-                            : items.front();
+    Json doc =
+        name.empty()
+            ? Json{{"apiVersion", std::string(kApiVersion)}, {"kind", "List"}, {"items", items}}
+            : items.front();
     std::cout << (output == "json" ? doc.dump(2) + "\n" : toYaml(doc));
     return kExitOk;
   }
@@ -332,10 +333,10 @@ int runGet(const GlobalOptions& g, const std::string& what, const std::string& n
     header = {"NAME", "CIDR", "GATEWAY", "BRIDGE", "NAT", "MTU", "STATUS", "REVISION", "AGE"};
     for (const auto& row : rows) {
       const auto& r = *row.record;
-      table.push_back({r.id.name, field(r, row.observed, "cidr"),
-                       field(r, row.observed, "gateway"), field(r, row.observed, "bridge"),
-                       field(r, row.observed, "nat"), field(r, row.observed, "mtu"), row.status,
-                       r.revision, age(r.appliedAt, now)});
+      table.push_back({r.id.name, field(r, row.observed, "cidr"), field(r, row.observed, "gateway"),
+                       field(r, row.observed, "bridge"), field(r, row.observed, "nat"),
+                       field(r, row.observed, "mtu"), row.status, r.revision,
+                       age(r.appliedAt, now)});
     }
   } else {
     header = {"NAME", "NETWORK", "EGRESS", "INGRESS", "STATUS", "REVISION", "AGE"};
