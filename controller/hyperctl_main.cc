@@ -11,8 +11,11 @@
 #include <sodium.h>
 #include <CLI/CLI.hpp>
 
+#include "controller/client.h"
+#include "controller/hyperctl_remote.h"
 #include "controller/output.h"
 #include "providers/builtin.h"
+#include "providers/net/net_spec.h"
 #include "reconciler/engine.h"
 #include "reconciler/state_lock.h"
 
@@ -165,6 +168,12 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
   auto lock =
       StateLock::acquire(g.stateDir, dryRun ? "hyperctl apply --dry-run" : "hyperctl apply");
   if (!lock.isOk()) {
+    auto hyperd = controller::discoverEndpoint(g.stateDir, "", "");
+    if (hyperd.isOk() && *hyperd) {
+      return fail(lock.status().message() +
+                  "\nhyperd owns this state dir: change its source (git push, or edit its "
+                  "directory), or run `hyperctl reconcile`");
+    }
     return fail(lock.status().message());
   }
   std::unique_ptr<Inventory> inventory;
@@ -180,6 +189,10 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
     return fail("cannot plan revision " + revision->id + "; nothing was applied");
   }
   printPlan(planned.plan, output);
+  if (dryRun && !planned.plan.empty() && output != "json") {
+    // The plan reads the same as the one a real apply prints first: say that it stopped there.
+    std::cout << "Dry run: nothing was applied.\n";
+  }
   if (dryRun || planned.plan.empty()) {
     return kExitOk;
   }
@@ -224,10 +237,13 @@ const std::map<std::string, std::string>& kindAliases() {
   return aliases;
 }
 
-std::string field(const ManagedRecord& r, const ObservedState* obs, const std::string& name) {
+// `spec` is the record's spec with defaults filled in where the kind has them, so that a field the
+// manifest left out shows its effective value rather than "-".
+std::string field(const ManagedRecord& r, const Json& spec, const ObservedState* obs,
+                  const std::string& name) {
   auto show = [](const Json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
-  if (r.spec.contains(name) && !r.spec[name].is_null()) {
-    return show(r.spec[name]);
+  if (spec.contains(name) && !spec[name].is_null()) {
+    return show(spec[name]);
   }
   if (r.handles.is_object() && r.handles.contains(name)) {
     return show(r.handles[name]);
@@ -333,10 +349,11 @@ int runGet(const GlobalOptions& g, const std::string& what, const std::string& n
     header = {"NAME", "CIDR", "GATEWAY", "BRIDGE", "NAT", "MTU", "STATUS", "REVISION", "AGE"};
     for (const auto& row : rows) {
       const auto& r = *row.record;
-      table.push_back({r.id.name, field(r, row.observed, "cidr"), field(r, row.observed, "gateway"),
-                       field(r, row.observed, "bridge"), field(r, row.observed, "nat"),
-                       field(r, row.observed, "mtu"), row.status, r.revision,
-                       age(r.appliedAt, now)});
+      auto normalised = providers::net::parseNetworkSpec(r.id.name, r.spec);
+      const Json spec = normalised.isOk() ? normalised->toJson() : r.spec;
+      auto f = [&](const char* name) { return field(r, spec, row.observed, name); };
+      table.push_back({r.id.name, f("cidr"), f("gateway"), f("bridge"), f("nat"), f("mtu"),
+                       row.status, r.revision, age(r.appliedAt, now)});
     }
   } else {
     header = {"NAME", "NETWORK", "EGRESS", "INGRESS", "STATUS", "REVISION", "AGE"};
@@ -345,7 +362,7 @@ int runGet(const GlobalOptions& g, const std::string& what, const std::string& n
     };
     for (const auto& row : rows) {
       const auto& r = *row.record;
-      table.push_back({r.id.name, field(r, row.observed, "network"), mode(r.spec, "egress"),
+      table.push_back({r.id.name, field(r, r.spec, row.observed, "network"), mode(r.spec, "egress"),
                        mode(r.spec, "ingress"), row.status, r.revision, age(r.appliedAt, now)});
     }
   }
@@ -409,6 +426,29 @@ int main(int argc, char** argv) {
   get->add_option("-o,--output", output, "table, yaml or json")
       ->check(CLI::IsMember({"table", "text", "yaml", "json"}));
 
+  // Commands served by a running hyperd (found through --state-dir, or --server).
+  RemoteOptions remote;
+  app.add_option("--server", remote.server, "hyperd API URL (default: found in the state dir)");
+  app.add_option("--token-file", remote.tokenFile, "hyperd API token (default: in the state dir)");
+  bool follow = false;
+  int limit = 50;
+  int waitSeconds = 120;
+  auto* status = app.add_subcommand("status", "hyperd: source, revision, each object's conditions");
+  status->add_option("-o,--output", output, "text or json")->check(CLI::IsMember({"text", "json"}));
+  auto* events = app.add_subcommand("events", "reconcile results, drift and errors");
+  events->add_flag("-f,--follow", follow, "keep printing new events");
+  events->add_option("--limit", limit, "how many past events")->check(CLI::Range(1, 10000));
+  events->add_option("-o,--output", output, "text or json")->check(CLI::IsMember({"text", "json"}));
+  auto* drift =
+      app.add_subcommand("drift", "objects whose host state differs: exit 0 none, 2 some");
+  drift->add_option("-o,--output", output, "text or json")->check(CLI::IsMember({"text", "json"}));
+  auto* reconcile = app.add_subcommand("reconcile", "ask hyperd to reconcile now");
+  reconcile->add_option("--wait", waitSeconds, "seconds to wait for the result (0: do not wait)")
+      ->check(CLI::Range(0, 600))
+      ->capture_default_str();
+  auto* suspend = app.add_subcommand("suspend", "hyperd stops applying (observes and alerts)");
+  auto* resume = app.add_subcommand("resume", "hyperd applies again");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -422,6 +462,14 @@ int main(int argc, char** argv) {
     code = runDiff(g, paths, prune, output);
   } else if (*apply) {
     code = runApply(g, paths, prune, dryRun, output);
+  } else if (*status || *events || *drift || *reconcile || *suspend || *resume) {
+    remote.stateDir = g.stateDir;
+    remote.output = output == "json" ? "json" : "text";
+    code = *status      ? runStatus(remote)
+           : *events    ? runEvents(remote, follow, limit)
+           : *drift     ? runDrift(remote)
+           : *reconcile ? runReconcile(remote, waitSeconds)
+                        : runSuspend(remote, suspend->parsed());
   } else if (*get) {
     code = runGet(g, getWhat, getName, output);
   }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -44,6 +45,9 @@ struct PlanResult {
 struct ApplyOptions {
   int parallelism = 4;
   std::string reconcileId;
+  // When set (hyperd is stopping), actions not yet started fail with "cancelled" without touching
+  // the host, so the dependents are skipped; actions in flight finish.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct ApplyReport {

@@ -6,6 +6,7 @@
 #include <iterator>
 #include <utility>
 
+#include "reconciler/sqlite.h"
 #include "reconciler/state_dir.h"
 
 namespace hyper {
@@ -50,6 +51,20 @@ CREATE TABLE revisions (
   at INTEGER NOT NULL
 );
 )sql",
+    // 2: events (hyperd's reconcile results, drift, rejected revisions), newest kept.
+    R"sql(
+CREATE TABLE events (
+  id INTEGER PRIMARY KEY,
+  at INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  level TEXT NOT NULL,
+  object TEXT NOT NULL,
+  revision TEXT NOT NULL,
+  reconcile_id TEXT NOT NULL,
+  message TEXT NOT NULL,
+  details_json TEXT NOT NULL
+);
+)sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
 
@@ -59,87 +74,8 @@ int64_t nowSeconds() {
       .count();
 }
 
-Status sqliteError(sqlite3* db) {
-  return Status::error(std::string("sqlite: ") + sqlite3_errmsg(db));
-}
-
-Status exec(sqlite3* db, const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    Status s = Status::error(std::string("sqlite: ") + (err ? err : sqlite3_errmsg(db)));
-    sqlite3_free(err);
-    return s;
-  }
-  return Status::ok();
-}
-
-// A prepared statement with bound parameters; values never become SQL text.
-class Statement {
- public:
-  static Result<Statement> prepare(sqlite3* db, const char* sql) {
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) != SQLITE_OK) {
-      return sqliteError(db);
-    }
-    return Statement(db, stmt);
-  }
-  Statement(Statement&& other) noexcept
-      : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)), bindRc_(other.bindRc_) {}
-  Statement& operator=(Statement&&) = delete;
-  Statement(const Statement&) = delete;
-  ~Statement() { sqlite3_finalize(stmt_); }
-
-  // Parameters are numbered from 1. A bind error (out of range, out of memory) is reported by
-  // the next step().
-  Statement& bind(int index, const std::string& value) {
-    note(sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()),
-                           SQLITE_TRANSIENT));
-    return *this;
-  }
-  Statement& bind(int index, int64_t value) {
-    note(sqlite3_bind_int64(stmt_, index, value));
-    return *this;
-  }
-
-  // true: a row is available; false: done.
-  Result<bool> step() {
-    if (bindRc_ != SQLITE_OK) {
-      return Status::error(std::string("sqlite: bind: ") + sqlite3_errstr(bindRc_));
-    }
-    int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) {
-      return true;
-    }
-    if (rc == SQLITE_DONE) {
-      return false;
-    }
-    return sqliteError(db_);
-  }
-  Status run() {
-    auto r = step();
-    return r.isOk() ? Status::ok() : r.status();
-  }
-
-  std::string text(int column) const {
-    const auto* p = sqlite3_column_text(stmt_, column);
-    int n = sqlite3_column_bytes(stmt_, column);
-    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n))
-             : std::string();
-  }
-  int64_t integer(int column) const { return sqlite3_column_int64(stmt_, column); }
-
- private:
-  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
-  void note(int rc) {
-    if (bindRc_ == SQLITE_OK) {
-      bindRc_ = rc;
-    }
-  }
-
-  sqlite3* db_;
-  sqlite3_stmt* stmt_;
-  int bindRc_ = SQLITE_OK;
-};
+using sqlite::exec;
+using sqlite::Statement;
 
 // Rows are written by hyper, but the file is on disk and may be damaged or edited: a value that
 // does not parse is an error, not a crash.
@@ -255,26 +191,13 @@ Result<std::unique_ptr<Inventory>> Inventory::open(const std::string& stateDir) 
   const std::string context = "inventory open " + path;
   HYPER_RETURN_IF_ERROR(ensureStateDirectory(stateDir).withContext(context));
 
-  sqlite3* db = nullptr;
-  // NOMUTEX: the Inventory's own mutex serialises every use of the connection.
-  int rc = sqlite3_open_v2(
-      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
-    Status s =
-        Status::error(std::string("sqlite: ") + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
-    sqlite3_close(db);
-    return s.withContext(context);
+  auto opened = sqlite::openWal(path);
+  if (!opened.isOk()) {
+    return opened.status().withContext(context);
   }
+  sqlite3* db = *opened;
   // Owned from here on: every error below closes the connection.
   std::unique_ptr<Inventory> inventory(new Inventory(db));
-  // Another process (hyperctl get while hyperd writes) may hold the write lock briefly: wait for
-  // it rather than fail.
-  sqlite3_busy_timeout(db, 5000);
-  // WAL: readers do not block the writer; synchronous=NORMAL is durable across process crashes
-  // in WAL mode, and the journal makes a lost last transaction after a power cut recoverable.
-  HYPER_RETURN_IF_ERROR(exec(db, "PRAGMA journal_mode = WAL").withContext(context));
-  HYPER_RETURN_IF_ERROR(exec(db, "PRAGMA synchronous = NORMAL").withContext(context));
-  HYPER_RETURN_IF_ERROR(exec(db, "PRAGMA foreign_keys = ON").withContext(context));
   HYPER_RETURN_IF_ERROR(migrate(db).withContext(context));
   return inventory;
 }

@@ -10,10 +10,12 @@ const std::string& SourceMap::file() const {
 SourceLocation SourceMap::locate(std::string_view path) const {
   std::string_view probe = path;
   while (true) {
+    uint32_t begin = 0;
     for (const auto& e : entries_) {
-      if (e.path == probe) {
+      if (std::string_view(paths_).substr(begin, e.pathEnd - begin) == probe) {
         return {file(), e.line, e.column};
       }
+      begin = e.pathEnd;
     }
     if (probe.empty()) {
       break;

@@ -312,4 +312,26 @@ void SchemaRegistry::validate(const Json& document, const SourceMap& sourceMap,
   (void)envelopeOk;
 }
 
+Status validateWithSchema(const std::string& schemaText, const Json& document,
+                          const SourceMap& sourceMap, Diagnostics& out) {
+  KindSchema schema;
+  try {
+    schema.source = Json::parse(schemaText);
+    valijson::SchemaParser parser;
+    valijson::adapters::NlohmannJsonAdapter schemaAdapter(schema.source);
+    parser.populateSchema(schemaAdapter, schema.compiled);
+  } catch (const std::exception& e) {
+    return Status::error(std::string("load schema <- ") + e.what());
+  }
+  valijson::Validator validator;
+  valijson::adapters::NlohmannJsonAdapter adapter(document);
+  valijson::ValidationResults results;
+  if (!validator.validate(schema.compiled, adapter, &results)) {
+    for (const auto& error : leafErrors(results)) {
+      explain(error, document, "", schema, sourceMap, "", out);
+    }
+  }
+  return Status::ok();
+}
+
 }  // namespace hyper

@@ -42,4 +42,11 @@ class SchemaRegistry {
   std::unique_ptr<Impl> impl_;
 };
 
+// Validates `document` against one standalone JSON Schema given as text (not a kind schema:
+// hyperd's config file), explaining each error as for manifests (field path, location from
+// `sourceMap`, what was expected from the schema's "description"). The Status is an error only when
+// the schema itself does not load.
+Status validateWithSchema(const std::string& schemaText, const Json& document,
+                          const SourceMap& sourceMap, Diagnostics& out);
+
 }  // namespace hyper

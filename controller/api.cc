@@ -1,0 +1,240 @@
+#include "controller/api.h"
+
+#include <httplib.h>
+#include <sodium.h>
+
+#include <chrono>
+
+#include <spdlog/spdlog.h>
+
+#include "controller/webhook_auth.h"
+
+namespace hyper::controller {
+
+namespace {
+
+void sendJson(httplib::Response& res, const nlohmann::json& body, int status = 200) {
+  res.status = status;
+  res.set_content(body.dump(2) + "\n", "application/json");
+}
+
+void sendError(httplib::Response& res, int status, const std::string& message) {
+  sendJson(res, {{"error", message}}, status);
+}
+
+int64_t queryInt(const httplib::Request& req, const char* name, int64_t fallback, int64_t lo,
+                 int64_t hi) {
+  if (!req.has_param(name)) {
+    return fallback;
+  }
+  const std::string v = req.get_param_value(name);
+  char* end = nullptr;
+  long long n = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0') {
+    return fallback;
+  }
+  return std::clamp<int64_t>(n, lo, hi);
+}
+
+std::string sseFrame(const Event& e) {
+  return "id: " + std::to_string(e.id) + "\nevent: " + e.type + "\ndata: " + e.toJson().dump() +
+         "\n\n";
+}
+
+}  // namespace
+
+bool tokenMatches(const std::string& expected, const std::string& header) {
+  static const std::string kPrefix = "Bearer ";
+  if (expected.empty() || header.size() != kPrefix.size() + expected.size() ||
+      header.compare(0, kPrefix.size(), kPrefix) != 0) {
+    return false;
+  }
+  return sodium_memcmp(header.data() + kPrefix.size(), expected.data(), expected.size()) == 0;
+}
+
+ApiServer::ApiServer(Controller& controller, EventLog& events, Metrics& metrics, ApiOptions options)
+    : controller_(controller),
+      events_(events),
+      metrics_(metrics),
+      options_(std::move(options)),
+      server_(std::make_unique<httplib::Server>()) {}
+
+ApiServer::~ApiServer() { stop(); }
+
+std::string ApiServer::url() const {
+  return "http://" + options_.host + ":" + std::to_string(port_);
+}
+
+Status ApiServer::start() {
+  routes();
+  if (options_.port == 0) {
+    port_ = server_->bind_to_any_port(options_.host);
+    if (port_ <= 0) {
+      return Status::error("api: cannot bind " + options_.host + " (any port)");
+    }
+  } else {
+    if (!server_->bind_to_port(options_.host, options_.port)) {
+      return Status::error("api: cannot bind " + options_.host + ":" +
+                           std::to_string(options_.port) + " (in use, or not an address here)");
+    }
+    port_ = options_.port;
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return Status::ok();
+}
+
+void ApiServer::stop() {
+  if (server_) {
+    server_->stop();
+  }
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+void ApiServer::routes() {
+  auto& s = *server_;
+  s.set_payload_max_length(1 << 20);
+
+  // Bearer token on /v1/* except the webhook (which has its own signature).
+  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (req.path.rfind("/v1/", 0) != 0 || req.path == "/v1/hooks/git") {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    if (!tokenMatches(options_.token, req.get_header_value("Authorization"))) {
+      res.set_header("WWW-Authenticate", "Bearer");
+      sendError(res, 401, "missing or wrong bearer token (hyperctl reads it from the state dir)");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+
+  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  s.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+    bool ready = controller_.ready();
+    res.status = ready ? 200 : 503;
+    res.set_content(ready ? "ready\n" : "not ready: no revision applied yet\n", "text/plain");
+  });
+  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics_.render(), "text/plain; version=0.0.4");
+  });
+
+  s.Get("/v1/status", [this](const httplib::Request&, httplib::Response& res) {
+    sendJson(res, controller_.statusJson());
+  });
+  s.Get("/v1/objects", [this](const httplib::Request&, httplib::Response& res) {
+    sendJson(res, controller_.objectsJson());
+  });
+  s.Get("/v1/drift", [this](const httplib::Request&, httplib::Response& res) {
+    sendJson(res, controller_.driftJson());
+  });
+  s.Get("/v1/plan", [this](const httplib::Request&, httplib::Response& res) {
+    sendJson(res, controller_.lastPlanJson());
+  });
+
+  s.Get("/v1/events", [this](const httplib::Request& req, httplib::Response& res) {
+    int64_t limit = queryInt(req, "limit", 100, 1, 10000);
+    bool follow = req.get_header_value("Accept").find("text/event-stream") != std::string::npos;
+    int64_t after = queryInt(req, "after", -1, -1, INT64_MAX);
+    if (!follow) {
+      auto events = after >= 0 ? events_.since(after, static_cast<size_t>(limit))
+                               : events_.latest(static_cast<size_t>(limit));
+      if (!events.isOk()) {
+        sendError(res, 500, events.status().message());
+        return;
+      }
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& e : *events) {
+        out.push_back(e.toJson());
+      }
+      sendJson(res, out);
+      return;
+    }
+    // Server-Sent Events: the last `limit` events (or those after `after`), then live ones.
+    auto cursor = std::make_shared<int64_t>(after);
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider(
+        "text/event-stream", [this, cursor, limit](size_t, httplib::DataSink& sink) {
+          auto batch = *cursor >= 0 ? events_.since(*cursor, 1000)
+                                    : events_.latest(static_cast<size_t>(limit));
+          if (!batch.isOk()) {
+            return false;
+          }
+          if (*cursor < 0) {
+            *cursor = 0;
+          }
+          for (const auto& e : *batch) {
+            std::string frame = sseFrame(e);
+            if (!sink.write(frame.data(), frame.size())) {
+              return false;
+            }
+            *cursor = e.id;
+          }
+          if (batch->empty()) {
+            // Nothing new: wait, then a comment line keeps the connection (and tells us when
+            // the client has gone).
+            if (events_.waitNewer(*cursor, std::chrono::seconds(5)) <= *cursor) {
+              static const std::string kKeepAlive = ": keep-alive\n\n";
+              if (!sink.is_writable() || !sink.write(kKeepAlive.data(), kKeepAlive.size())) {
+                return false;
+              }
+            }
+          }
+          return server_->is_running();
+        });
+  });
+
+  s.Post("/v1/reconcile", [this](const httplib::Request& req, httplib::Response& res) {
+    uint64_t ticket = controller_.trigger("api", /*fetch=*/true);
+    int64_t wait = queryInt(req, "wait", 0, 0, 600);
+    if (wait == 0) {
+      sendJson(res, {{"accepted", true}}, 202);
+      return;
+    }
+    ReconcileSummary summary;
+    if (!controller_.waitFor(ticket, std::chrono::seconds(wait), &summary)) {
+      sendJson(
+          res,
+          {{"accepted", true}, {"error", "still running after " + std::to_string(wait) + " s"}},
+          202);
+      return;
+    }
+    sendJson(res, summary.toJson());
+  });
+  s.Post("/v1/suspend", [this](const httplib::Request&, httplib::Response& res) {
+    controller_.setSuspended(true);
+    sendJson(res, {{"suspended", true}});
+  });
+  s.Post("/v1/resume", [this](const httplib::Request&, httplib::Response& res) {
+    controller_.setSuspended(false);
+    sendJson(res, {{"suspended", false}});
+  });
+
+  // Push webhook: GitHub (X-Hub-Signature-256) or GitLab (X-Gitlab-Token). A bad or missing
+  // signature is 401 and starts nothing.
+  s.Post("/v1/hooks/git", [this](const httplib::Request& req, httplib::Response& res) {
+    bool ok = false;
+    if (!options_.githubSecret.empty() && req.has_header("X-Hub-Signature-256")) {
+      ok = verifyGithubSignature(options_.githubSecret, req.body,
+                                 req.get_header_value("X-Hub-Signature-256"));
+    } else if (!options_.gitlabToken.empty() && req.has_header("X-Gitlab-Token")) {
+      ok = verifyGitlabToken(options_.gitlabToken, req.get_header_value("X-Gitlab-Token"));
+    }
+    if (!ok) {
+      metrics_.counter("hyper_webhook_rejected_total", "push webhooks refused (bad signature)")
+          .inc();
+      spdlog::warn("webhook from {} refused: missing or bad signature", req.remote_addr);
+      sendError(res, 401,
+                options_.githubSecret.empty() && options_.gitlabToken.empty()
+                    ? "no webhook secret is configured"
+                    : "missing or bad signature");
+      return;
+    }
+    controller_.trigger("webhook", /*fetch=*/true);
+    sendJson(res, {{"accepted", true}}, 202);
+  });
+}
+
+}  // namespace hyper::controller

@@ -1,0 +1,232 @@
+#include "controller/client.h"
+
+#include <fcntl.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sodium.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace hyper::controller {
+
+namespace {
+
+Result<std::string> readFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return Status::error("read " + path + ": " + strerror(errno));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) {
+    s.pop_back();
+  }
+  return s;
+}
+
+// "http://127.0.0.1:7400" -> client; only plain http on loopback is expected.
+std::unique_ptr<httplib::Client> makeClient(const std::string& url, int timeoutSeconds) {
+  auto client = std::make_unique<httplib::Client>(url);
+  client->set_connection_timeout(2, 0);
+  client->set_read_timeout(timeoutSeconds, 0);
+  return client;
+}
+
+// httplib's error names ("Connection") are terse; say what they mean.
+std::string errorText(httplib::Error e) {
+  switch (e) {
+    case httplib::Error::Connection:
+      return "cannot connect (is hyperd running?)";
+    case httplib::Error::ConnectionTimeout:
+      return "connection timed out";
+    case httplib::Error::Read:
+      return "connection closed while reading the answer (timeout or hyperd stopped)";
+    case httplib::Error::Write:
+      return "connection closed while sending the request";
+    default:
+      return "request failed (" + httplib::to_string(e) + ")";
+  }
+}
+
+// A writer holds the state dir's lock (see reconciler/state_lock.h) while hyperd runs; an endpoint
+// file without it was left by a hyperd that was killed.
+bool lockHeld(const std::string& stateDir) {
+  int fd = open((stateDir + "/lock").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return false;
+  }
+  bool held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  close(fd);
+  return held;
+}
+
+Result<nlohmann::json> decode(const std::string& what, const httplib::Result& r) {
+  if (!r) {
+    return Status::error(what + ": " + errorText(r.error()));
+  }
+  nlohmann::json body = nlohmann::json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+  if (r->status < 200 || r->status >= 300) {
+    std::string message = body.is_object() && body.contains("error") && body["error"].is_string()
+                              ? body["error"].get<std::string>()
+                              : trim(r->body);
+    return Status::error(what + ": HTTP " + std::to_string(r->status) + ": " + message);
+  }
+  if (body.is_discarded()) {
+    return Status::error(what + ": the answer is not JSON");
+  }
+  return body;
+}
+
+}  // namespace
+
+std::string newToken() {
+  unsigned char bytes[32];
+  randombytes_buf(bytes, sizeof bytes);
+  char hex[sizeof bytes * 2 + 1];
+  sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
+  return hex;
+}
+
+Status writeEndpoint(const std::string& stateDir, const std::string& url,
+                     const std::string& token) {
+  const std::string tokenPath = stateDir + "/" + kTokenFile;
+  // Created 0600 before any byte of the token is written; an existing file is replaced.
+  unlink(tokenPath.c_str());
+  int fd = open(tokenPath.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Status::error("write " + tokenPath + ": " + strerror(errno));
+  }
+  std::string line = token + "\n";
+  bool ok = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  close(fd);
+  if (!ok) {
+    return Status::error("write " + tokenPath + ": short write");
+  }
+  const std::string endpointPath = stateDir + "/" + kEndpointFile;
+  const std::string tmp = endpointPath + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << nlohmann::json{{"url", url}, {"pid", getpid()}}.dump() << "\n";
+    if (!out) {
+      return Status::error("write " + tmp + ": " + strerror(errno));
+    }
+  }
+  if (rename(tmp.c_str(), endpointPath.c_str()) != 0) {
+    return Status::error("rename " + tmp + ": " + strerror(errno));
+  }
+  return Status::ok();
+}
+
+void removeEndpoint(const std::string& stateDir) {
+  unlink((stateDir + "/" + kEndpointFile).c_str());
+  unlink((stateDir + "/" + kTokenFile).c_str());
+}
+
+Result<std::optional<Endpoint>> discoverEndpoint(const std::string& stateDir,
+                                                 const std::string& server,
+                                                 const std::string& tokenFile) {
+  Endpoint endpoint;
+  std::string tokenPath = tokenFile.empty() ? stateDir + "/" + kTokenFile : tokenFile;
+  if (!server.empty()) {
+    endpoint.url = server;
+  } else {
+    const std::string endpointPath = stateDir + "/" + kEndpointFile;
+    if (access(endpointPath.c_str(), F_OK) != 0) {
+      return std::optional<Endpoint>();
+    }
+    HYPER_ASSIGN_OR_RETURN(std::string text, readFile(endpointPath));
+    auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object() || !j.contains("url") || !j["url"].is_string() || !j.contains("pid") ||
+        !j["pid"].is_number_integer()) {
+      return Status::error(endpointPath + ": not a hyperd endpoint file (expected url and pid)");
+    }
+    pid_t pid = j["pid"].get<pid_t>();
+    if ((kill(pid, 0) != 0 && errno == ESRCH) || !lockHeld(stateDir)) {
+      return std::optional<Endpoint>();  // left behind by a hyperd that died
+    }
+    endpoint.url = j["url"].get<std::string>();
+  }
+  auto token = readFile(tokenPath);
+  if (!token.isOk()) {
+    return token.status().withContext("hyperd token (run as root, or pass --token-file)");
+  }
+  endpoint.token = trim(*token);
+  return std::optional<Endpoint>(std::move(endpoint));
+}
+
+Result<nlohmann::json> ApiClient::get(const std::string& path) const {
+  auto client = makeClient(endpoint_.url, 10);
+  auto r = client->Get(path, {{"Authorization", "Bearer " + endpoint_.token}});
+  return decode("GET " + endpoint_.url + path, r);
+}
+
+Result<nlohmann::json> ApiClient::post(const std::string& path, int timeoutSeconds) const {
+  auto client = makeClient(endpoint_.url, timeoutSeconds);
+  auto r =
+      client->Post(path, {{"Authorization", "Bearer " + endpoint_.token}}, "", "application/json");
+  return decode("POST " + endpoint_.url + path, r);
+}
+
+Status ApiClient::follow(int64_t after, size_t limit,
+                         const std::function<bool(const nlohmann::json&)>& onEvent) const {
+  auto client = makeClient(endpoint_.url, 3600);
+  std::string path = "/v1/events?limit=" + std::to_string(limit);
+  if (after >= 0) {
+    path += "&after=" + std::to_string(after);
+  }
+  std::string buffer;
+  bool stopped = false;
+  std::string failure;
+  auto r = client->Get(
+      path, {{"Authorization", "Bearer " + endpoint_.token}, {"Accept", "text/event-stream"}},
+      [&](const httplib::Response& res) {
+        if (res.status != 200) {
+          failure = "HTTP " + std::to_string(res.status);
+          return false;
+        }
+        return true;
+      },
+      [&](const char* data, size_t n) {
+        buffer.append(data, n);
+        size_t end;
+        while ((end = buffer.find("\n\n")) != std::string::npos) {
+          std::string frame = buffer.substr(0, end);
+          buffer.erase(0, end + 2);
+          std::istringstream lines(frame);
+          std::string line;
+          while (std::getline(lines, line)) {
+            if (line.rfind("data: ", 0) == 0) {
+              auto j = nlohmann::json::parse(line.substr(6), nullptr, false);
+              if (!j.is_discarded() && !onEvent(j)) {
+                stopped = true;
+                return false;
+              }
+            }
+          }
+        }
+        return true;
+      });
+  if (stopped) {
+    return Status::ok();
+  }
+  if (!failure.empty()) {
+    return Status::error("GET " + endpoint_.url + "/v1/events: " + failure);
+  }
+  if (!r) {
+    return Status::error("GET " + endpoint_.url + "/v1/events: " + errorText(r.error()));
+  }
+  return Status::ok();
+}
+
+}  // namespace hyper::controller

@@ -1,0 +1,89 @@
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "reconciler/status.h"
+
+namespace hyper::controller {
+
+// A secret read from a file (webhook secrets, alert signing keys). The value is reachable only
+// through reveal(): the type has no stream or fmt output, so it cannot reach a log line or an
+// error message by accident.
+class SecretValue {
+ public:
+  SecretValue() = default;
+  explicit SecretValue(std::string value) : value_(std::move(value)) {}
+  const std::string& reveal() const { return value_; }
+  bool empty() const { return value_.empty(); }
+
+ private:
+  std::string value_;
+};
+
+// Reads a secret from `path`: it must be a regular file with no access for group or others
+// (0600, 0400) and not empty; one trailing newline ("\n" or "\r\n") is stripped. Errors name the
+// file and, for a bad mode, the mode; never the content.
+Result<SecretValue> readSecretFile(const std::string& path);
+
+// "500ms", "30s", "2m", "1h": digits and one unit. A bare number, a negative or fractional value,
+// another unit and an overflow are errors.
+Result<std::chrono::milliseconds> parseDuration(std::string_view text);
+
+enum class DriftPolicy { Correct, Alert };
+
+struct AlertSinkConfig {
+  enum class Type { Log, Webhook };
+  Type type = Type::Log;
+  // Webhook only:
+  std::string url;
+  std::string secretFile;             // empty: alerts are not signed
+  std::optional<SecretValue> secret;  // read from secretFile at load
+  int maxAttempts = 5;
+};
+
+// hyperd's config file, schemaVersion "1" (the schema is in config_schema.cc). Every field has
+// the default shown; paths are used as written (hyperd runs with / as its working directory).
+struct HyperdConfig {
+  std::string file;  // where it was read from, for messages
+
+  struct SourceConfig {
+    std::string url;  // a directory, a git repository path, or a git URL
+    std::string ref = "main";
+    std::string path;  // sub-path within the source; "" is its root
+    std::chrono::milliseconds interval{30000};
+  } source;
+
+  std::chrono::milliseconds driftInterval{60000};
+  DriftPolicy driftPolicy = DriftPolicy::Correct;  // for objects that do not say
+  bool prune = true;
+  int parallelism = 4;
+  std::string stateDir = "/var/lib/hyper";
+
+  std::string listen = "127.0.0.1:7400";  // as written
+  std::string listenHost = "127.0.0.1";   // without the brackets of an IPv6 address
+  int listenPort = 7400;                  // 0: any free port (hyperd writes its address down)
+  bool allowNonLoopback = false;
+
+  struct WebhookConfig {
+    std::string githubSecretFile;
+    std::string gitlabTokenFile;
+    std::optional<SecretValue> githubSecret;  // read at load; absent when the file is not set
+    std::optional<SecretValue> gitlabToken;
+  } webhook;
+
+  // Absent in the file: one log sink. `alerts: []`: none.
+  std::vector<AlertSinkConfig> alerts = {AlertSinkConfig{}};
+  std::chrono::milliseconds debounce{500};
+};
+
+// Parses and validates a config. Errors are "file:line:column: error: field.path: what was
+// found (expected ...)", one per line, all of them at once; secret files are read only when the
+// rest is valid. `displayPath` is the file name used in messages.
+Result<HyperdConfig> parseConfig(const std::string& text, const std::string& displayPath);
+Result<HyperdConfig> loadConfig(const std::string& path);
+
+}  // namespace hyper::controller

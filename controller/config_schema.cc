@@ -1,0 +1,129 @@
+#include "controller/config_schema.h"
+
+namespace hyper::controller {
+
+// The single source of the config file's schema (see config_schema.h for why it is not in
+// schemas/). Each "description" is what the error message says was expected, so it is written
+// for the person who got the field wrong. Enumerations carry no "type" of their own, so that a
+// value of the wrong type gets one error, not two. Checks a schema cannot express well are done in
+// config.cc after validation: durations that parse but are zero or overflow, a listen address that
+// is not loopback, the fields each alert type allows, and the secret files themselves.
+std::string_view hyperdConfigSchema() {
+  return R"json({
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "title": "hyperd configuration (schemaVersion 1)",
+  "type": "object",
+  "additionalProperties": false,
+  "required": ["schemaVersion", "source"],
+  "definitions": {
+    "duration": {
+      "type": "string",
+      "pattern": "^[0-9]+(ms|s|m|h)$",
+      "description": "a duration with a unit: 500ms, 30s, 2m or 1h"
+    },
+    "file": {
+      "type": "string",
+      "minLength": 1,
+      "description": "the path of a file readable only by its owner (mode 0600 or 0400)"
+    }
+  },
+  "properties": {
+    "schemaVersion": {
+      "enum": ["1"],
+      "description": "\"1\", quoted: the only config format this hyperd reads"
+    },
+    "source": {
+      "type": "object",
+      "additionalProperties": false,
+      "required": ["url"],
+      "description": "a mapping with url and optionally ref, path and interval",
+      "properties": {
+        "url": {
+          "type": "string",
+          "minLength": 1,
+          "description": "a directory, the path of a git repository, or a git URL (file://, http(s)://, ssh://)"
+        },
+        "ref": {
+          "type": "string",
+          "minLength": 1,
+          "description": "a branch, a tag or a commit id (default main)"
+        },
+        "path": {
+          "type": "string",
+          "description": "a sub-path within the source (default: its root)"
+        },
+        "interval": {"$ref": "#/definitions/duration"}
+      }
+    },
+    "driftInterval": {"$ref": "#/definitions/duration"},
+    "driftPolicy": {
+      "enum": ["correct", "alert"],
+      "description": "correct or alert: what to do about drift when an object does not say (default correct)"
+    },
+    "prune": {
+      "type": "boolean",
+      "description": "true or false: delete managed objects that left the source (default true)"
+    },
+    "parallelism": {
+      "type": "integer",
+      "minimum": 1,
+      "maximum": 64,
+      "description": "an integer from 1 to 64: actions run at once (default 4)"
+    },
+    "stateDir": {
+      "type": "string",
+      "minLength": 1,
+      "description": "a directory for hyperd's database, clones and token (default /var/lib/hyper)"
+    },
+    "listen": {
+      "type": "string",
+      "pattern": "^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$",
+      "description": "HOST:PORT for the API on loopback, e.g. 127.0.0.1:7400 (default)"
+    },
+    "allowNonLoopback": {
+      "type": "boolean",
+      "description": "true to let listen name a non-loopback address (default false)"
+    },
+    "webhook": {
+      "type": "object",
+      "additionalProperties": false,
+      "description": "a mapping with githubSecretFile and/or gitlabTokenFile",
+      "properties": {
+        "githubSecretFile": {"$ref": "#/definitions/file"},
+        "gitlabTokenFile": {"$ref": "#/definitions/file"}
+      }
+    },
+    "alerts": {
+      "type": "array",
+      "description": "a list of alert sinks: {type: log} or {type: webhook, url, secretFile, maxAttempts}",
+      "items": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["type"],
+        "description": "an alert sink: {type: log} or {type: webhook, url, secretFile, maxAttempts}",
+        "properties": {
+          "type": {
+            "enum": ["log", "webhook"],
+            "description": "log or webhook"
+          },
+          "url": {
+            "type": "string",
+            "pattern": "^https?://[^/?#@\\s]+([/?#]\\S*)?$",
+            "description": "an http:// or https:// URL without user information"
+          },
+          "secretFile": {"$ref": "#/definitions/file"},
+          "maxAttempts": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 20,
+            "description": "an integer from 1 to 20: delivery attempts per alert (default 5)"
+          }
+        }
+      }
+    },
+    "debounce": {"$ref": "#/definitions/duration"}
+  }
+})json";
+}
+
+}  // namespace hyper::controller

@@ -1,0 +1,593 @@
+#include "controller/git_source.h"
+
+#include <git2.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+namespace hyper::controller {
+namespace fs = std::filesystem;
+
+namespace {
+
+template <typename T, void (*Free)(T*)>
+struct GitFree {
+  void operator()(T* p) const {
+    if (p != nullptr) {
+      Free(p);
+    }
+  }
+};
+template <typename T, void (*Free)(T*)>
+using GitPtr = std::unique_ptr<T, GitFree<T, Free>>;
+
+using RemotePtr = GitPtr<git_remote, git_remote_free>;
+using ObjectPtr = GitPtr<git_object, git_object_free>;
+using CommitPtr = GitPtr<git_commit, git_commit_free>;
+using TreePtr = GitPtr<git_tree, git_tree_free>;
+using TreeEntryPtr = GitPtr<git_tree_entry, git_tree_entry_free>;
+using BlobPtr = GitPtr<git_blob, git_blob_free>;
+using ReferencePtr = GitPtr<git_reference, git_reference_free>;
+using OdbPtr = GitPtr<git_odb, git_odb_free>;
+
+// git_libgit2_init once per process; C++ guarantees the static is initialised exactly once even
+// with concurrent callers. Never shut down: sources may live until exit.
+Status initLibgit2() {
+  static const int rc = git_libgit2_init();
+  if (rc < 0) {
+    const git_error* e = git_error_last();
+    return Status::error(std::string("libgit2 init <- ") + (e ? e->message : "unknown error"));
+  }
+  return Status::ok();
+}
+
+std::string oidHex(const git_oid& id) {
+  char buf[GIT_OID_HEXSZ + 1];
+  git_oid_tostr(buf, sizeof(buf), &id);
+  return buf;
+}
+
+std::string oidKey(const git_oid& id) {
+  return std::string(reinterpret_cast<const char*>(id.id), GIT_OID_RAWSZ);
+}
+
+bool isFullCommitId(const std::string& ref) {
+  return ref.size() == GIT_OID_HEXSZ &&
+         std::all_of(ref.begin(), ref.end(), [](unsigned char c) { return std::isxdigit(c); });
+}
+
+bool isManifestName(const std::string& name) {
+  auto endsWith = [&](const char* suffix) {
+    std::string s(suffix);
+    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  return endsWith(".yaml") || endsWith(".yml") || endsWith(".json");
+}
+
+// The userinfo of a scheme URL ("user:password" in "https://user:password@host/x"), or "".
+std::string urlUserinfo(const std::string& url) {
+  size_t scheme = url.find("://");
+  if (scheme == std::string::npos) {
+    return "";
+  }
+  size_t start = scheme + 3;
+  size_t end = url.find_first_of("/?#", start);
+  std::string authority =
+      url.substr(start, end == std::string::npos ? std::string::npos : end - start);
+  size_t at = authority.rfind('@');
+  return at == std::string::npos ? "" : authority.substr(0, at);
+}
+
+std::string percentDecode(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+void replaceAll(std::string& s, const std::string& from, const std::string& to) {
+  if (from.empty()) {
+    return;
+  }
+  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size())) {
+    s.replace(pos, from.size(), to);
+  }
+}
+
+std::string normalisePath(std::string path) {
+  while (!path.empty() && path.front() == '/') {
+    path.erase(path.begin());
+  }
+  while (!path.empty() && path.back() == '/') {
+    path.pop_back();
+  }
+  if (path == ".") {
+    return "";
+  }
+  return fs::path(path).lexically_normal().generic_string();
+}
+
+struct CredentialState {
+  std::string user;
+  std::string password;
+  int attempts = 0;
+};
+
+// Credentials from the URL's userinfo for http(s), or the ssh agent for ssh. libgit2 calls again
+// after each rejected credential, so the attempts are bounded.
+int acquireCredential(git_credential** out, const char* /*url*/, const char* userFromUrl,
+                      unsigned int allowed, void* payload) {
+  auto* state = static_cast<CredentialState*>(payload);
+  if (++state->attempts > 3) {
+    git_error_set_str(GIT_ERROR_NET, "authentication failed");
+    return GIT_EAUTH;
+  }
+  std::string user = userFromUrl != nullptr && *userFromUrl != '\0' ? userFromUrl : state->user;
+  if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) != 0 && !state->password.empty()) {
+    return git_credential_userpass_plaintext_new(out, state->user.c_str(), state->password.c_str());
+  }
+  if ((allowed & GIT_CREDENTIAL_SSH_KEY) != 0) {
+    return git_credential_ssh_key_from_agent(out, user.empty() ? "git" : user.c_str());
+  }
+  if ((allowed & GIT_CREDENTIAL_USERNAME) != 0) {
+    return git_credential_username_new(out, user.empty() ? "git" : user.c_str());
+  }
+  return GIT_PASSTHROUGH;
+}
+
+CredentialState credentialsFromUrl(const std::string& url) {
+  CredentialState creds;
+  std::string userinfo = urlUserinfo(url);
+  size_t colon = userinfo.find(':');
+  creds.user = percentDecode(userinfo.substr(0, colon));
+  if (colon != std::string::npos) {
+    creds.password = percentDecode(userinfo.substr(colon + 1));
+  }
+  return creds;
+}
+
+// `creds` must outlive every use of the remote's connection: libgit2 keeps the payload pointer.
+int connectForFetch(git_remote* remote, CredentialState& creds) {
+  git_remote_callbacks callbacks = GIT_REMOTE_CALLBACKS_INIT;
+  callbacks.credentials = acquireCredential;
+  callbacks.payload = &creds;
+  return git_remote_connect(remote, GIT_DIRECTION_FETCH, &callbacks, nullptr, nullptr);
+}
+
+// libgit2 reports a local path that does not exist as "unsupported URL protocol".
+Status checkLocalPath(const std::string& url) {
+  if (url.find("://") != std::string::npos || url.find(':') != std::string::npos) {
+    return Status::ok();
+  }
+  std::error_code ec;
+  if (!fs::exists(url, ec)) {
+    return Status::error("no repository at " + url);
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+struct GitSource::RemoteRef {
+  std::string name;  // full remote ref name, e.g. refs/heads/main
+  git_oid id;
+};
+
+size_t GitSource::OidKeyHash::operator()(const std::string& key) const {
+  size_t h = 0;
+  std::memcpy(&h, key.data(), std::min(sizeof(h), key.size()));
+  return h;
+}
+
+struct GitSource::TreeListing {
+  std::vector<std::pair<std::string, git_oid>> blobs;  // manifests below the tree, sorted by path
+  std::vector<std::string> subtrees;                   // oidKey of each non-hidden subtree
+};
+
+struct GitSource::Fetched {
+  std::string commit;    // 40 hex
+  std::string remoteId;  // what the remote advertised (a tag object for annotated tags)
+};
+
+std::string stripUrlCredentials(const std::string& url) {
+  size_t scheme = url.find("://");
+  if (scheme == std::string::npos) {
+    return url;
+  }
+  size_t start = scheme + 3;
+  size_t end = url.find_first_of("/?#", start);
+  size_t at = url.rfind('@', end == std::string::npos ? std::string::npos : end - 1);
+  if (at == std::string::npos || at < start) {
+    return url;
+  }
+  return url.substr(0, start) + url.substr(at + 1);
+}
+
+GitSource::GitSource(const SourceSpec& spec, git_repository* repo)
+    : repo_(repo),
+      url_(spec.location),
+      shownUrl_(stripUrlCredentials(spec.location)),
+      ref_(spec.ref.empty() ? "main" : spec.ref),
+      path_(normalisePath(spec.path)),
+      cacheDir_(spec.cacheDir) {
+  std::string userinfo = urlUserinfo(url_);
+  secretUserinfo_ = userinfo;
+  size_t colon = userinfo.find(':');
+  if (colon != std::string::npos) {
+    secretPassword_ = userinfo.substr(colon + 1);
+  }
+  pinned_ = isFullCommitId(ref_);
+}
+
+GitSource::~GitSource() {
+  if (repo_ != nullptr) {
+    git_repository_free(repo_);
+  }
+}
+
+Result<std::unique_ptr<GitSource>> GitSource::open(const SourceSpec& spec) {
+  std::string shown = "git " + stripUrlCredentials(spec.location);
+  HYPER_RETURN_IF_ERROR(initLibgit2().withContext("open " + shown));
+  if (spec.location.empty()) {
+    return Status::error("open git source <- no repository URL given");
+  }
+  if (spec.cacheDir.empty()) {
+    return Status::error("open " + shown + " <- no cache directory given");
+  }
+  std::error_code ec;
+  bool exists = fs::exists(spec.cacheDir, ec);
+  bool empty = !exists || fs::is_empty(spec.cacheDir, ec);
+  if (!exists) {
+    fs::create_directories(spec.cacheDir, ec);
+    if (ec) {
+      return Status::error("open " + shown + " <- create cache " + spec.cacheDir + ": " +
+                           ec.message());
+    }
+  }
+  git_repository* repo = nullptr;
+  int rc = empty ? git_repository_init(&repo, spec.cacheDir.c_str(), /*is_bare=*/1)
+                 : git_repository_open_bare(&repo, spec.cacheDir.c_str());
+  if (rc < 0) {
+    const git_error* e = git_error_last();
+    return Status::error("open " + shown + " <- " + (empty ? "init" : "open") + " cache " +
+                         spec.cacheDir + ": " + (e ? e->message : "unknown error"));
+  }
+  return std::unique_ptr<GitSource>(new GitSource(spec, repo));
+}
+
+std::string GitSource::describe() const {
+  return "git " + shownUrl_ + " ref " + ref_ + (path_.empty() ? "" : " path " + path_);
+}
+
+std::string GitSource::redact(std::string message) const {
+  replaceAll(message, url_, shownUrl_);
+  if (!secretUserinfo_.empty()) {
+    replaceAll(message, secretUserinfo_ + "@", "");
+    replaceAll(message, secretUserinfo_, "***");
+  }
+  if (!secretPassword_.empty()) {
+    replaceAll(message, secretPassword_, "***");
+    replaceAll(message, percentDecode(secretPassword_), "***");
+  }
+  return message;
+}
+
+Status GitSource::gitError(const std::string& operation) const {
+  const git_error* e = git_error_last();
+  std::string cause = e != nullptr && e->message != nullptr ? e->message : "unknown libgit2 error";
+  while (!cause.empty() && (cause.back() == '\n' || cause.back() == '.')) {
+    cause.pop_back();
+  }
+  if (cause.find("safe.directory") != std::string::npos) {
+    // libgit2's ownership check on a local repository that belongs to another user (a bare
+    // repository owned by a git user, read by hyperd as root) says only this.
+    cause =
+        "the repository is owned by another user: list it under safe.directory in the "
+        "system or global git config, or run hyperd as its owner <- " +
+        cause;
+  }
+  return Status::error(redact(operation.empty() ? cause : operation + " <- " + cause));
+}
+
+Result<GitSource::RemoteRef> GitSource::findRef(git_remote* remote) const {
+  const git_remote_head** heads = nullptr;
+  size_t count = 0;
+  if (git_remote_ls(&heads, &count, remote) < 0) {
+    return gitError("list refs");
+  }
+  std::vector<std::string> candidates;
+  if (ref_.rfind("refs/", 0) == 0) {
+    candidates.push_back(ref_);
+  } else {
+    candidates.push_back("refs/heads/" + ref_);
+    candidates.push_back("refs/tags/" + ref_);
+  }
+  for (const auto& want : candidates) {
+    for (size_t i = 0; i < count; ++i) {
+      if (want == heads[i]->name) {
+        return RemoteRef{want, heads[i]->oid};
+      }
+    }
+  }
+  return Status::error("no branch or tag \"" + ref_ + "\" on the remote");
+}
+
+Result<GitSource::Fetched> GitSource::fetchCommit() {
+  HYPER_RETURN_IF_ERROR(checkLocalPath(url_));
+  CredentialState creds = credentialsFromUrl(url_);  // declared first: outlives the remote
+  git_remote* rawRemote = nullptr;
+  if (git_remote_create_anonymous(&rawRemote, repo_, url_.c_str()) < 0) {
+    return gitError("");
+  }
+  RemotePtr remote(rawRemote);
+  git_odb* rawOdb = nullptr;
+  if (git_repository_odb(&rawOdb, repo_) < 0) {
+    return gitError("open cache object database");
+  }
+  OdbPtr odb(rawOdb);
+
+  git_fetch_options opts = GIT_FETCH_OPTIONS_INIT;
+  opts.callbacks.credentials = acquireCredential;
+  opts.callbacks.payload = &creds;
+  opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+  opts.update_fetchhead = 0;
+
+  git_oid target;
+  std::string localRef;
+  if (pinned_) {
+    if (git_oid_fromstr(&target, ref_.c_str()) < 0) {
+      return gitError("parse commit id " + ref_);
+    }
+    if (!git_odb_exists(odb.get(), &target)) {
+      // Not every server lets a client ask for a bare commit id (allow-reachable-sha1-in-want),
+      // so fetch every branch and tag and look for it there.
+      const char* specs[] = {"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"};
+      git_strarray refspecs = {const_cast<char**>(specs), 2};
+      if (git_remote_fetch(remote.get(), &refspecs, &opts, "hyper: fetch") < 0) {
+        return gitError("");
+      }
+      if (!git_odb_exists(odb.get(), &target)) {
+        return Status::error("commit " + ref_ +
+                             " not found on the remote (searched all branches and tags)");
+      }
+    }
+    localRef = "refs/hyper/pinned";
+  } else {
+    if (connectForFetch(remote.get(), creds) < 0) {
+      return gitError("");
+    }
+    HYPER_ASSIGN_OR_RETURN(RemoteRef ref, findRef(remote.get()));
+    target = ref.id;
+    localRef = ref.name;
+    // Unchanged, or moved back to a commit already here (a force-push to an older commit):
+    // nothing to download.
+    if (!git_odb_exists(odb.get(), &target)) {
+      std::string spec = "+" + ref.name + ":" + ref.name;
+      char* specs[] = {spec.data()};
+      git_strarray refspecs = {specs, 1};
+      if (git_remote_download(remote.get(), &refspecs, &opts) < 0) {
+        return gitError("");
+      }
+      if (!git_odb_exists(odb.get(), &target)) {
+        return Status::error("the remote advertised " + ref.name + " at " + oidHex(target) +
+                             " but did not send it");
+      }
+    }
+    git_remote_disconnect(remote.get());
+  }
+  // The local ref keeps what was fetched reachable (for `git gc` in the cache) and gives the next
+  // fetch something to negotiate from.
+  git_oid current;
+  if (git_reference_name_to_id(&current, repo_, localRef.c_str()) < 0 ||
+      !git_oid_equal(&current, &target)) {
+    git_reference* rawRef = nullptr;
+    if (git_reference_create(&rawRef, repo_, localRef.c_str(), &target, /*force=*/1,
+                             "hyper: fetch") < 0) {
+      return gitError("update cache ref " + localRef);
+    }
+    ReferencePtr refHolder(rawRef);
+  }
+
+  git_object* rawObj = nullptr;
+  if (git_object_lookup(&rawObj, repo_, &target, GIT_OBJECT_ANY) < 0) {
+    return gitError("read " + oidHex(target));
+  }
+  ObjectPtr obj(rawObj);
+  git_object* rawCommit = nullptr;
+  if (git_object_peel(&rawCommit, obj.get(), GIT_OBJECT_COMMIT) < 0) {
+    return gitError("ref " + ref_ + " (" + oidHex(target) + ") does not name a commit");
+  }
+  ObjectPtr commit(rawCommit);
+  return Fetched{oidHex(*git_object_id(commit.get())), oidHex(target)};
+}
+
+void GitSource::keepTree(const std::string& key, TreeCache& next) const {
+  auto it = trees_.find(key);
+  if (it == trees_.end() || !next.emplace(key, it->second).second) {
+    return;
+  }
+  for (const auto& sub : it->second->subtrees) {
+    keepTree(sub, next);
+  }
+}
+
+Result<std::shared_ptr<const GitSource::TreeListing>> GitSource::listTree(const git_oid& id,
+                                                                          TreeCache& next) {
+  std::string key = oidKey(id);
+  if (auto it = next.find(key); it != next.end()) {
+    return it->second;
+  }
+  if (auto it = trees_.find(key); it != trees_.end()) {
+    keepTree(key, next);
+    return it->second;
+  }
+  git_tree* rawTree = nullptr;
+  if (git_tree_lookup(&rawTree, repo_, &id) < 0) {
+    return gitError("read tree " + oidHex(id));
+  }
+  TreePtr tree(rawTree);
+  auto listing = std::make_shared<TreeListing>();
+  size_t count = git_tree_entrycount(tree.get());
+  for (size_t i = 0; i < count; ++i) {
+    const git_tree_entry* entry = git_tree_entry_byindex(tree.get(), i);
+    std::string name = git_tree_entry_name(entry);
+    if (name.empty() || name[0] == '.') {
+      continue;  // hidden, as readManifestFiles skips it
+    }
+    git_filemode_t mode = git_tree_entry_filemode(entry);
+    if (mode == GIT_FILEMODE_TREE) {
+      HYPER_ASSIGN_OR_RETURN(auto sub, listTree(*git_tree_entry_id(entry), next));
+      listing->subtrees.push_back(oidKey(*git_tree_entry_id(entry)));
+      for (const auto& [path, blob] : sub->blobs) {
+        listing->blobs.emplace_back(name + "/" + path, blob);
+      }
+    } else if ((mode == GIT_FILEMODE_BLOB || mode == GIT_FILEMODE_BLOB_EXECUTABLE) &&
+               isManifestName(name)) {
+      listing->blobs.emplace_back(name, *git_tree_entry_id(entry));
+    }
+    // Symlinks and submodules are not followed: their targets are not in this tree.
+  }
+  std::sort(listing->blobs.begin(), listing->blobs.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  next.emplace(key, listing);
+  return std::shared_ptr<const TreeListing>(std::move(listing));
+}
+
+Result<std::vector<SourceFile>> GitSource::readFiles(const std::string& commitHex) {
+  git_oid commitId;
+  git_oid_fromstr(&commitId, commitHex.c_str());
+  git_commit* rawCommit = nullptr;
+  if (git_commit_lookup(&rawCommit, repo_, &commitId) < 0) {
+    return gitError("read commit " + commitHex);
+  }
+  CommitPtr commit(rawCommit);
+
+  std::vector<std::pair<std::string, git_oid>> single;
+  std::shared_ptr<const TreeListing> listing;
+  TreeCache nextTrees;
+  std::string prefix;
+  if (path_.empty()) {
+    HYPER_ASSIGN_OR_RETURN(listing, listTree(*git_commit_tree_id(commit.get()), nextTrees));
+  } else {
+    git_tree* rawTree = nullptr;
+    if (git_commit_tree(&rawTree, commit.get()) < 0) {
+      return gitError("read tree of " + commitHex);
+    }
+    TreePtr tree(rawTree);
+    git_tree_entry* rawEntry = nullptr;
+    int rc = git_tree_entry_bypath(&rawEntry, tree.get(), path_.c_str());
+    if (rc == GIT_ENOTFOUND) {
+      return Status::error("path " + path_ + " not found in commit " + commitHex);
+    }
+    if (rc < 0) {
+      return gitError("find path " + path_ + " in commit " + commitHex);
+    }
+    TreeEntryPtr entry(rawEntry);
+    git_object_t type = git_tree_entry_type(entry.get());
+    if (type == GIT_OBJECT_BLOB) {
+      // A single file, like readManifestFiles given a file path.
+      single.emplace_back(path_, *git_tree_entry_id(entry.get()));
+    } else if (type == GIT_OBJECT_TREE) {
+      HYPER_ASSIGN_OR_RETURN(listing, listTree(*git_tree_entry_id(entry.get()), nextTrees));
+      prefix = path_ + "/";
+    } else {
+      return Status::error("path " + path_ + " in commit " + commitHex +
+                           " is not a directory or a file");
+    }
+  }
+  const auto& blobs = listing ? listing->blobs : single;
+
+  BlobCache nextBlobs;
+  nextBlobs.reserve(blobs.size());
+  std::vector<SourceFile> files;
+  files.reserve(blobs.size());
+  for (const auto& [path, id] : blobs) {
+    std::string key = oidKey(id);
+    std::shared_ptr<const std::string> content;
+    if (auto it = nextBlobs.find(key); it != nextBlobs.end()) {
+      content = it->second;
+    } else if (auto old = blobs_.find(key); old != blobs_.end()) {
+      content = old->second;
+    } else {
+      git_blob* rawBlob = nullptr;
+      if (git_blob_lookup(&rawBlob, repo_, &id) < 0) {
+        return gitError("read " + prefix + path + " in commit " + commitHex);
+      }
+      BlobPtr blob(rawBlob);
+      content = std::make_shared<const std::string>(
+          static_cast<const char*>(git_blob_rawcontent(blob.get())),
+          static_cast<size_t>(git_blob_rawsize(blob.get())));
+    }
+    nextBlobs.emplace(key, content);
+    files.push_back({prefix + path, *content});
+  }
+  // Only what this revision uses stays cached, so memory follows the repository's size.
+  blobs_ = std::move(nextBlobs);
+  trees_ = std::move(nextTrees);
+  return files;
+}
+
+Result<bool> GitSource::changed() {
+  if (pinned_ && lastCommit_.has_value()) {
+    return false;
+  }
+  if (!lastRemoteId_.has_value()) {
+    return true;
+  }
+  std::string context = "ls-remote " + shownUrl_ + " ref " + ref_;
+  CredentialState creds = credentialsFromUrl(url_);  // declared first: outlives the remote
+  git_remote* rawRemote = nullptr;
+  if (git_remote_create_anonymous(&rawRemote, repo_, url_.c_str()) < 0) {
+    return gitError(context);
+  }
+  RemotePtr remote(rawRemote);
+  HYPER_RETURN_IF_ERROR(checkLocalPath(url_).withContext(context));
+  if (connectForFetch(remote.get(), creds) < 0) {
+    return gitError(context);
+  }
+  auto ref = findRef(remote.get());
+  git_remote_disconnect(remote.get());
+  if (!ref.isOk()) {
+    return ref.status().withContext(context);
+  }
+  return oidHex(ref->id) != *lastRemoteId_;
+}
+
+Result<Snapshot> GitSource::fetch() {
+  std::string context = "fetch " + shownUrl_ + " ref " + ref_;
+  auto fetched = fetchCommit();
+  if (!fetched.isOk()) {
+    return fetched.status().withContext(context);
+  }
+  auto files = readFiles(fetched->commit);
+  if (!files.isOk()) {
+    return files.status().withContext(context);
+  }
+  Snapshot snap;
+  snap.commit = fetched->commit;
+  snap.revision = "git:" + fetched->commit;
+  snap.files = std::move(files).value();
+  git_oid commitId;
+  git_oid_fromstr(&commitId, fetched->commit.c_str());
+  git_commit* rawCommit = nullptr;
+  if (git_commit_lookup(&rawCommit, repo_, &commitId) == 0) {
+    CommitPtr commit(rawCommit);
+    const char* summary = git_commit_summary(commit.get());
+    snap.message = summary != nullptr ? summary : "";
+  }
+  lastRemoteId_ = fetched->remoteId;
+  lastCommit_ = fetched->commit;
+  return snap;
+}
+
+}  // namespace hyper::controller

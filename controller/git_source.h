@@ -1,0 +1,90 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "controller/source.h"
+
+struct git_repository;
+struct git_remote;
+struct git_oid;
+
+namespace hyper::controller {
+
+// Manifests in a git repository, read with libgit2.
+//
+// The objects live in a bare repository at spec.cacheDir (created when missing) that hyper owns;
+// the remote is anonymous, so the URL — and any credentials in it — is never written there. A
+// fetch force-updates the local ref from the remote's ("+" refspec), so a force-push is followed
+// like any other move. spec.ref is a branch (refs/heads/X), a tag (refs/tags/X), a full ref name
+// ("refs/..."), or a 40-hex commit id, which is pinned: after the first successful fetch, changed()
+// is false without touching the network.
+//
+// Files are the *.yaml, *.yml and *.json blobs under spec.path at the commit (hidden entries
+// skipped, symlinks and submodules ignored), with repository-relative paths, sorted. Blob contents
+// are kept in memory by blob id between fetches, so an unchanged file is not read again.
+//
+// Not thread-safe (see Source). No network timeout beyond the operating system's: libgit2 1.5 has
+// no connect timeout option.
+class GitSource : public Source {
+ public:
+  static Result<std::unique_ptr<GitSource>> open(const SourceSpec& spec);
+  ~GitSource() override;
+  GitSource(const GitSource&) = delete;
+  GitSource& operator=(const GitSource&) = delete;
+
+  // "git <url without userinfo> ref <ref>[ path <path>]".
+  std::string describe() const override;
+  // Lists the remote's refs (no fetch) and compares the ref's id with the one last fetched.
+  Result<bool> changed() override;
+  Result<Snapshot> fetch() override;
+
+ private:
+  struct RemoteRef;
+  struct Fetched;
+  struct TreeListing;
+  // Keys are raw 20-byte object ids, which are already uniformly distributed.
+  struct OidKeyHash {
+    size_t operator()(const std::string& key) const;
+  };
+  using TreeCache = std::unordered_map<std::string, std::shared_ptr<const TreeListing>, OidKeyHash>;
+  using BlobCache = std::unordered_map<std::string, std::shared_ptr<const std::string>, OidKeyHash>;
+  GitSource(const SourceSpec& spec, git_repository* repo);
+
+  // The remote ref spec.ref names, from the connected remote's advertisement.
+  Result<RemoteRef> findRef(git_remote* remote) const;
+  // Brings the commit into the cache and returns it with the id the remote advertised.
+  Result<Fetched> fetchCommit();
+  Result<std::vector<SourceFile>> readFiles(const std::string& commitHex);
+  // The manifests below a tree, from trees_ when its id was listed before; records every tree
+  // used in `next`.
+  Result<std::shared_ptr<const TreeListing>> listTree(const git_oid& id, TreeCache& next);
+  void keepTree(const std::string& key, TreeCache& next) const;
+  // "<operation> <- <libgit2's last error>", with credentials scrubbed.
+  Status gitError(const std::string& operation) const;
+  std::string redact(std::string message) const;
+
+  git_repository* repo_ = nullptr;
+  std::string url_;       // as given; may carry credentials, never shown
+  std::string shownUrl_;  // userinfo stripped
+  std::string ref_;
+  std::string path_;
+  std::string cacheDir_;
+  std::string secretUserinfo_;  // "user:password" from the URL, for scrubbing messages
+  std::string secretPassword_;
+  bool pinned_ = false;
+  // Set by the last successful fetch().
+  std::optional<std::string> lastRemoteId_;  // the id the remote advertised for the ref
+  std::optional<std::string> lastCommit_;
+  BlobCache blobs_;  // blob id -> content
+  TreeCache trees_;
+};
+
+// The URL with any userinfo ("user:password@") removed: "https://u:p@h/x.git" -> "https://h/x.git".
+// Strings that are not scheme URLs (paths, scp-like "git@host:x") are returned unchanged.
+std::string stripUrlCredentials(const std::string& url);
+
+}  // namespace hyper::controller

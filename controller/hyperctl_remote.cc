@@ -1,0 +1,319 @@
+#include "controller/hyperctl_remote.h"
+
+#include <unistd.h>
+
+#include <ctime>
+#include <iostream>
+
+#include "controller/client.h"
+#include "controller/event_log.h"
+#include "controller/output.h"
+#include "reconciler/inventory.h"
+
+namespace hyper::ctl {
+
+namespace {
+
+using controller::ApiClient;
+using controller::Endpoint;
+
+constexpr int kExitOk = 0;
+constexpr int kExitError = 1;
+constexpr int kExitChanges = 2;
+
+int fail(const std::string& message) {
+  std::cerr << "error: " << message << "\n";
+  return kExitError;
+}
+
+std::string isoTime(int64_t millis) {
+  time_t secs = static_cast<time_t>(millis / 1000);
+  tm t{};
+  gmtime_r(&secs, &t);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &t);
+  return buf;
+}
+
+std::string str(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    return "";
+  }
+  return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
+// The running hyperd, or nullopt (printed nothing) when there is none; an error is printed.
+std::optional<ApiClient> connect(const RemoteOptions& o, bool* error) {
+  auto endpoint = controller::discoverEndpoint(o.stateDir, o.server, o.tokenFile);
+  if (!endpoint.isOk()) {
+    std::cerr << "error: " << endpoint.status().message() << "\n";
+    *error = true;
+    return std::nullopt;
+  }
+  if (!*endpoint) {
+    return std::nullopt;
+  }
+  return ApiClient(**endpoint);
+}
+
+std::string conditionSummary(const nlohmann::json& object, const char* type) {
+  for (const auto& c : object.value("conditions", nlohmann::json::array())) {
+    if (c.value("type", "") == type) {
+      return c.value("status", "");
+    }
+  }
+  return "-";
+}
+
+std::string conditionMessage(const nlohmann::json& object) {
+  // The most telling message: Stalled, then Drifted, then not-Ready.
+  for (const char* type : {"Stalled", "Drifted", "Ready"}) {
+    for (const auto& c : object.value("conditions", nlohmann::json::array())) {
+      bool bad = type == std::string("Ready") ? c.value("status", "") == "False"
+                                              : c.value("status", "") == "True";
+      if (c.value("type", "") == type && bad && !c.value("message", "").empty()) {
+        return c.value("message", "");
+      }
+    }
+  }
+  return "";
+}
+
+void printEvent(const nlohmann::json& e) {
+  std::cout << isoTime(e.value("at", int64_t{0})) << "  " << e.value("level", "") << "  "
+            << e.value("type", "") << "  "
+            << (str(e, "object").empty() ? "" : str(e, "object") + ": ") << e.value("message", "")
+            << "\n";
+  if (e.value("type", "") == "drift" && e.contains("details")) {
+    for (const auto& c : e["details"].value("changes", nlohmann::json::array())) {
+      std::cout << "      ~ " << c.value("path", "") << ": "
+                << (c.value("sensitive", false) ? "(sensitive)"
+                                                : str(c, "before") + " -> " + str(c, "after"))
+                << "\n";
+    }
+  }
+  if (e.value("type", "") == "revision-rejected" && e.contains("details")) {
+    for (const auto& p : e["details"].value("problems", nlohmann::json::array())) {
+      std::cout << "      " << (p.is_string() ? p.get<std::string>() : p.dump()) << "\n";
+    }
+  }
+}
+
+}  // namespace
+
+int runStatus(const RemoteOptions& o) {
+  bool error = false;
+  auto client = connect(o, &error);
+  if (error) {
+    return kExitError;
+  }
+  if (!client) {
+    // No hyperd: what the state database says.
+    if (access((o.stateDir + "/state.db").c_str(), F_OK) != 0) {
+      return fail("no hyperd is running and there is no state in " + o.stateDir);
+    }
+    auto inventory = Inventory::open(o.stateDir);
+    if (!inventory.isOk()) {
+      return fail(inventory.status().message());
+    }
+    auto last = (*inventory)->lastRevision();
+    auto records = (*inventory)->list();
+    if (!last.isOk() || !records.isOk()) {
+      return fail(!last.isOk() ? last.status().message() : records.status().message());
+    }
+    nlohmann::json j = {{"hyperd", "not running"},
+                        {"revision", *last ? (*last)->revision : ""},
+                        {"result", *last ? (*last)->result : ""},
+                        {"objects", records->size()}};
+    if (o.output == "json") {
+      std::cout << j.dump(2) << "\n";
+      return kExitOk;
+    }
+    std::cout << "hyperd:    not running (state dir " << o.stateDir << ")\n";
+    if (*last) {
+      std::cout << "revision:  " << (*last)->revision << " (" << (*last)->result << ", "
+                << isoTime((*last)->at * 1000) << ")\n";
+    }
+    std::cout << "objects:   " << records->size() << " managed\n";
+    return kExitOk;
+  }
+  auto status = client->get("/v1/status");
+  auto objects = client->get("/v1/objects");
+  if (!status.isOk() || !objects.isOk()) {
+    return fail(!status.isOk() ? status.status().message() : objects.status().message());
+  }
+  if (o.output == "json") {
+    nlohmann::json j = *status;
+    j["objectStatus"] = *objects;
+    std::cout << j.dump(2) << "\n";
+    return kExitOk;
+  }
+  const auto& s = *status;
+  std::cout << "source:    " << str(s, "source") << "\n";
+  std::cout << "revision:  "
+            << (str(s, "revision").empty() ? "(none applied yet)" : str(s, "revision"));
+  if (!str(s, "message").empty()) {
+    std::cout << "  \"" << str(s, "message") << "\"";
+  }
+  std::cout << "\n";
+  if (!str(s, "rejectedRevision").empty()) {
+    std::cout << "rejected:  " << str(s, "rejectedRevision") << " (invalid; see hyperctl events)\n";
+  }
+  if (!str(s, "sourceError").empty()) {
+    std::cout << "source error: " << str(s, "sourceError") << "\n";
+  }
+  std::cout << "applying:  " << (s.value("suspended", false) ? "suspended" : "active") << "\n";
+  if (s.contains("lastReconcile") && s["lastReconcile"].is_object()) {
+    const auto& r = s["lastReconcile"];
+    std::cout << "last reconcile: " << isoTime(r.value("finishedAt", int64_t{0})) << " ("
+              << str(r, "trigger") << ") " << r.value("planned", 0) << " planned, "
+              << r.value("succeeded", 0) << " succeeded, " << r.value("failed", 0) << " failed, "
+              << r.value("deferred", 0) << " deferred\n";
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& obj : *objects) {
+    rows.push_back({str(obj, "kind") + "/" + str(obj, "name"), conditionSummary(obj, "Ready"),
+                    conditionSummary(obj, "Drifted"), conditionSummary(obj, "Stalled"),
+                    str(obj, "revision"), conditionMessage(obj)});
+  }
+  if (!rows.empty()) {
+    std::cout << "\n"
+              << renderTable({"OBJECT", "READY", "DRIFTED", "STALLED", "REVISION", "MESSAGE"},
+                             rows);
+  }
+  return kExitOk;
+}
+
+int runEvents(const RemoteOptions& o, bool follow, int limit) {
+  bool error = false;
+  auto client = connect(o, &error);
+  if (error) {
+    return kExitError;
+  }
+  auto print = [&](const nlohmann::json& e) {
+    if (o.output == "json") {
+      std::cout << e.dump() << "\n" << std::flush;
+    } else {
+      printEvent(e);
+      std::cout << std::flush;
+    }
+    return true;
+  };
+  if (client && follow) {
+    Status s = client->follow(-1, static_cast<size_t>(limit), print);
+    return s.isOk() ? kExitOk : fail(s.message());
+  }
+  if (client) {
+    auto events = client->get("/v1/events?limit=" + std::to_string(limit));
+    if (!events.isOk()) {
+      return fail(events.status().message());
+    }
+    for (const auto& e : *events) {
+      print(e);
+    }
+    return kExitOk;
+  }
+  if (follow) {
+    return fail("no hyperd is running for state dir " + o.stateDir + "; nothing to follow");
+  }
+  if (access((o.stateDir + "/state.db").c_str(), F_OK) != 0) {
+    return fail("no hyperd is running and there is no state in " + o.stateDir);
+  }
+  auto log = controller::EventLog::open(o.stateDir);
+  if (!log.isOk()) {
+    return fail(log.status().message());
+  }
+  auto events = (*log)->latest(static_cast<size_t>(limit));
+  if (!events.isOk()) {
+    return fail(events.status().message());
+  }
+  for (const auto& e : *events) {
+    print(e.toJson());
+  }
+  return kExitOk;
+}
+
+int runDrift(const RemoteOptions& o) {
+  bool error = false;
+  auto client = connect(o, &error);
+  if (error) {
+    return kExitError;
+  }
+  if (!client) {
+    return fail("no hyperd is running for state dir " + o.stateDir +
+                "; `hyperctl diff -f DIR` compares the host with manifests without it");
+  }
+  auto drift = client->get("/v1/drift");
+  if (!drift.isOk()) {
+    return fail(drift.status().message());
+  }
+  if (o.output == "json") {
+    std::cout << drift->dump(2) << "\n";
+  } else if (drift->empty()) {
+    std::cout << "No drift: the host matches the applied revision.\n";
+  } else {
+    for (const auto& d : *drift) {
+      std::cout << str(d, "kind") << "/" << str(d, "name") << ": " << str(d["drift"], "reason")
+                << "\n";
+      for (const auto& c : d["drift"].value("changes", nlohmann::json::array())) {
+        std::cout << "    ~ " << c.value("path", "") << ": "
+                  << (c.value("sensitive", false) ? "(sensitive)"
+                                                  : str(c, "before") + " -> " + str(c, "after"))
+                  << "\n";
+      }
+    }
+  }
+  return drift->empty() ? kExitOk : kExitChanges;
+}
+
+int runReconcile(const RemoteOptions& o, int waitSeconds) {
+  bool error = false;
+  auto client = connect(o, &error);
+  if (error) {
+    return kExitError;
+  }
+  if (!client) {
+    return fail("no hyperd is running for state dir " + o.stateDir +
+                "; use `hyperctl apply -f DIR` to converge without it");
+  }
+  auto r = client->post("/v1/reconcile?wait=" + std::to_string(waitSeconds), waitSeconds + 5);
+  if (!r.isOk()) {
+    return fail(r.status().message());
+  }
+  if (o.output == "json" || waitSeconds == 0) {
+    std::cout << r->dump(2) << "\n";
+    return kExitOk;
+  }
+  if (r->contains("error") && !r->contains("reconcileId")) {
+    return fail(str(*r, "error"));
+  }
+  std::cout << "reconcile " << str(*r, "reconcileId") << " at revision " << str(*r, "revision")
+            << ": " << r->value("planned", 0) << " planned, " << r->value("succeeded", 0)
+            << " succeeded, " << r->value("failed", 0) << " failed, " << r->value("deferred", 0)
+            << " deferred\n";
+  if (!str(*r, "error").empty()) {
+    std::cerr << "error: " << str(*r, "error") << "\n";
+  }
+  return r->value("failed", 0) > 0 || !str(*r, "error").empty() ? kExitError : kExitOk;
+}
+
+int runSuspend(const RemoteOptions& o, bool suspend) {
+  bool error = false;
+  auto client = connect(o, &error);
+  if (error) {
+    return kExitError;
+  }
+  if (!client) {
+    return fail("no hyperd is running for state dir " + o.stateDir);
+  }
+  auto r = client->post(suspend ? "/v1/suspend" : "/v1/resume");
+  if (!r.isOk()) {
+    return fail(r.status().message());
+  }
+  std::cout << (suspend ? "suspended: hyperd observes and alerts but applies nothing\n"
+                        : "resumed: hyperd applies again\n");
+  return kExitOk;
+}
+
+}  // namespace hyper::ctl

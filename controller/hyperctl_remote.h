@@ -1,0 +1,24 @@
+#pragma once
+
+#include <string>
+
+namespace hyper::ctl {
+
+// hyperctl's commands that talk to a running hyperd (found through --state-dir or --server):
+// status, events, drift, reconcile, suspend, resume. status and events also work without a
+// hyperd, from the state database. Each returns the process exit code (0 ok, 1 error, 2 for
+// `drift` when something is drifted).
+struct RemoteOptions {
+  std::string stateDir;
+  std::string server;           // --server URL
+  std::string tokenFile;        // --token-file
+  std::string output = "text";  // text | json
+};
+
+int runStatus(const RemoteOptions& o);
+int runEvents(const RemoteOptions& o, bool follow, int limit);
+int runDrift(const RemoteOptions& o);
+int runReconcile(const RemoteOptions& o, int waitSeconds);
+int runSuspend(const RemoteOptions& o, bool suspend);
+
+}  // namespace hyper::ctl

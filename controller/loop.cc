@@ -1,0 +1,894 @@
+#include "controller/loop.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include "reconciler/sha256.h"
+
+namespace hyper::controller {
+
+namespace {
+
+int64_t nowMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string newReconcileId() {
+  unsigned char bytes[6];
+  randombytes_buf(bytes, sizeof bytes);
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += kHex[b >> 4];
+    out += kHex[b & 0xf];
+  }
+  return out;
+}
+
+// The field-level difference of an action, as JSON; sensitive fields carry no values (the plan
+// never holds them).
+nlohmann::json changesJson(const PlanAction& action) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& c : action.changes) {
+    nlohmann::json j = {{"path", c.path}};
+    if (c.sensitive) {
+      j["sensitive"] = true;
+    } else {
+      j["before"] = c.before;
+      j["after"] = c.after;
+    }
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+std::string joinReasons(const std::set<std::string>& reasons) {
+  std::string out;
+  for (const auto& r : reasons) {
+    out += (out.empty() ? "" : ",") + r;
+  }
+  return out;
+}
+
+const char* kConditionTypes[] = {"Ready", "Reconciling", "Stalled", "Drifted"};
+
+}  // namespace
+
+DriftPolicy driftPolicyOf(const Json& spec, DriftPolicy fallback) {
+  if (spec.is_object()) {
+    auto it = spec.find("driftPolicy");
+    if (it != spec.end() && it->is_string()) {
+      return *it == "alert" ? DriftPolicy::Alert : DriftPolicy::Correct;
+    }
+  }
+  return fallback;
+}
+
+nlohmann::json ObjectStatus::toJson(const Clock& clock) const {
+  nlohmann::json conds = nlohmann::json::array();
+  for (const char* type : kConditionTypes) {
+    auto it = conditions.find(type);
+    if (it == conditions.end()) {
+      continue;
+    }
+    conds.push_back({{"type", type},
+                     {"status", it->second.status ? "True" : "False"},
+                     {"reason", it->second.reason},
+                     {"message", it->second.message},
+                     {"since", it->second.since}});
+  }
+  nlohmann::json j = {{"kind", id.kind},
+                      {"name", id.name},
+                      {"revision", revision},
+                      {"conditions", conds},
+                      {"failures", failures}};
+  if (failures > 0) {
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(retryAt - clock.now());
+    j["retryInMs"] = std::max<int64_t>(0, wait.count());
+  }
+  if (!drift.is_null()) {
+    j["drift"] = drift;
+  }
+  return j;
+}
+
+nlohmann::json ReconcileSummary::toJson() const {
+  nlohmann::json j = {{"reconcileId", reconcileId},
+                      {"trigger", trigger},
+                      {"revision", revision},
+                      {"planHash", planHash},
+                      {"planned", planned},
+                      {"succeeded", succeeded},
+                      {"failed", failed},
+                      {"deferred", deferred},
+                      {"drifted", drifted},
+                      {"sourceChanged", sourceChanged},
+                      {"revisionRejected", revisionRejected},
+                      {"seconds", seconds},
+                      {"finishedAt", finishedAt}};
+  if (!error.empty()) {
+    j["error"] = error;
+  }
+  return j;
+}
+
+const Clock& Controller::defaultClock() {
+  static const SteadyClock clock;
+  return clock;
+}
+
+Controller::Controller(Engine& engine, Inventory& inventory, EventLog& events, Source& source,
+                       AlertSink& alerts, Metrics& metrics, LoopOptions options, const Clock& clock)
+    : engine_(engine),
+      inventory_(inventory),
+      events_(events),
+      source_(source),
+      alerts_(alerts),
+      metrics_(metrics),
+      clock_(clock),
+      options_(std::move(options)) {
+  wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+Controller::~Controller() {
+  if (wakeFd_ >= 0) {
+    close(wakeFd_);
+  }
+}
+
+uint64_t Controller::trigger(const std::string& reason, bool fetch) {
+  uint64_t ticket;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    pending_.any = true;
+    pending_.fetch = pending_.fetch || fetch;
+    pending_.reasons.insert(reason);
+    ticket = nextTicket_++;
+  }
+  uint64_t one = 1;
+  if (wakeFd_ >= 0) {
+    (void)!write(wakeFd_, &one, sizeof one);
+  }
+  return ticket;
+}
+
+bool Controller::waitFor(uint64_t ticket, std::chrono::milliseconds timeout,
+                         ReconcileSummary* summary) {
+  std::unique_lock<std::mutex> lk(mu_);
+  bool done = cv_.wait_for(lk, timeout, [&] { return finishedTicket_ >= ticket || stopping_; });
+  if (done && finishedTicket_ >= ticket && summary) {
+    *summary = lastSummary_;
+  }
+  return finishedTicket_ >= ticket;
+}
+
+void Controller::addHostEvents(int fd, std::function<bool()> drain) {
+  std::lock_guard<std::mutex> lk(mu_);
+  hostEvents_.emplace_back(fd, std::move(drain));
+}
+
+void Controller::stop() {
+  stopping_ = true;
+  uint64_t one = 1;
+  if (wakeFd_ >= 0) {
+    (void)!write(wakeFd_, &one, sizeof one);
+  }
+  cv_.notify_all();
+}
+
+void Controller::setSuspended(bool suspended) {
+  bool was = suspended_.exchange(suspended);
+  if (was != suspended) {
+    Event e;
+    e.type = suspended ? "suspended" : "resumed";
+    e.level = "info";
+    e.message =
+        suspended ? "applying suspended; observation and drift alerts go on" : "applying resumed";
+    emit(std::move(e), /*alert=*/false);
+    if (!suspended) {
+      trigger("resume", /*fetch=*/false);
+    }
+  }
+}
+
+void Controller::setOptions(const LoopOptions& options) {
+  std::lock_guard<std::mutex> lk(mu_);
+  options_ = options;
+}
+
+void Controller::emit(Event event, bool alert) {
+  auto stored = events_.append(event);
+  if (!stored.isOk()) {
+    spdlog::error("event log: {}", stored.status().message());
+  }
+  auto log = event.level == "error"     ? spdlog::level::err
+             : event.level == "warning" ? spdlog::level::warn
+                                        : spdlog::level::info;
+  spdlog::log(log, "[{}] {}{}{}", event.reconcileId.empty() ? "-" : event.reconcileId,
+              event.object.empty() ? "" : event.object + ": ", event.message,
+              event.revision.empty() ? "" : " (revision " + event.revision + ")");
+  if (alert) {
+    Alert a;
+    a.kind = event.type;
+    a.object = event.object;
+    a.revision = event.revision;
+    a.summary = event.message;
+    a.details = event.details;
+    a.at = (event.at ? event.at : nowMillis()) / 1000;
+    a.reconcileId = event.reconcileId;
+    alerts_.send(a);
+  }
+}
+
+void Controller::setCondition(ObjectStatus& s, const std::string& type, bool status,
+                              const std::string& reason, const std::string& message) {
+  Condition& c = s.conditions[type];
+  if (c.since == 0 || c.status != status) {
+    c.since = nowMillis();
+  }
+  c.status = status;
+  c.reason = reason;
+  c.message = message;
+}
+
+void Controller::recoverJournal() {
+  auto unfinished = inventory_.unfinishedJournal();
+  if (!unfinished.isOk()) {
+    spdlog::error("journal: {}", unfinished.status().message());
+    return;
+  }
+  for (const auto& entry : *unfinished) {
+    (void)inventory_.journalEnd(entry.id, false,
+                                "interrupted: the process stopped while this action ran");
+    Event e;
+    e.type = "action-interrupted";
+    e.level = "warning";
+    e.object = entry.object.str();
+    e.reconcileId = entry.reconcileId;
+    e.message =
+        entry.action + " was interrupted by a stop or crash; the next reconcile finishes it";
+    emit(std::move(e), /*alert=*/false);
+  }
+}
+
+ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetch) {
+  std::lock_guard<std::mutex> one(reconcileMu_);
+  auto started = std::chrono::steady_clock::now();
+  LoopOptions options;
+  std::shared_ptr<const Revision> current;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    options = options_;
+    current = current_;
+  }
+  ReconcileSummary summary;
+  summary.reconcileId = newReconcileId();
+  summary.trigger = trigger;
+  const std::string& rid = summary.reconcileId;
+
+  // 1. Source: only when it may have moved; a failure keeps the last good revision in force.
+  if (fetch || !current) {
+    auto moved = source_.changed();
+    Result<Snapshot> snapshot = Status::error("not fetched");
+    Status failure = moved.status();
+    if (moved.isOk() && *moved) {
+      snapshot = source_.fetch();
+      failure = snapshot.status();
+    }
+    if (!failure.isOk()) {
+      std::string message = failure.message();
+      metrics_.counter("hyper_source_fetch_errors_total", "source checks or fetches that failed")
+          .inc();
+      summary.error = "source " + describeSource() + ": " + message;
+      bool fresh;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        fresh = lastSourceError_ != message;
+        lastSourceError_ = message;
+      }
+      if (fresh) {
+        Event e;
+        e.type = "source-error";
+        e.level = "error";
+        e.reconcileId = rid;
+        e.message =
+            summary.error + (current ? "; revision " + current->id + " stays in force" : "");
+        emit(std::move(e), /*alert=*/true);
+      }
+    } else if (*moved) {
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        lastSourceError_.clear();
+      }
+      bool same = current && snapshot->revision == current->id;
+      bool rejectedBefore;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        rejectedBefore = snapshot->revision == rejectedRevision_;
+      }
+      if (!same && !rejectedBefore) {
+        summary.sourceChanged = true;
+        RevisionResult loaded = engine_.load(snapshot->files);
+        if (!loaded.revision) {
+          summary.revisionRejected = true;
+          std::vector<std::string> problems;
+          for (const auto& d : loaded.diagnostics.items()) {
+            if (d.severity == Severity::Error) {
+              problems.push_back(d.format());
+            }
+          }
+          Event e;
+          e.type = "revision-rejected";
+          e.level = "error";
+          e.reconcileId = rid;
+          e.revision = snapshot->revision;
+          e.message = "revision " + snapshot->revision +
+                      " rejected: " + std::to_string(problems.size()) + " problem(s); " +
+                      (current ? "revision " + current->id + " stays in force" : "nothing applied");
+          e.details = {{"problems", problems}};
+          emit(std::move(e), /*alert=*/true);
+          std::lock_guard<std::mutex> lk(mu_);
+          rejectedRevision_ = snapshot->revision;
+        } else {
+          // The loader names a revision after the content; the source's name (a commit) wins.
+          auto named = std::make_shared<Revision>(*loaded.revision);
+          named->id = snapshot->revision;
+          current = named;
+          Snapshot meta = std::move(*snapshot);
+          meta.files.clear();
+          std::lock_guard<std::mutex> lk(mu_);
+          current_ = current;
+          currentSnapshot_ = std::move(meta);
+          rejectedRevision_.clear();
+        }
+      }
+    }
+  }
+  summary.revision = current ? current->id : "";
+
+  if (!current) {
+    if (summary.error.empty()) {
+      summary.error = "no valid revision yet";
+    }
+    summary.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    summary.finishedAt = nowMillis();
+    std::lock_guard<std::mutex> lk(mu_);
+    lastSummary_ = summary;
+    return summary;
+  }
+
+  // 2. Observe and plan against the inventory.
+  std::vector<ManagedRecord> managed;
+  if (auto listed = inventory_.list(); listed.isOk()) {
+    managed = std::move(*listed);
+  } else {
+    summary.error = "inventory: " + listed.status().message();
+  }
+  PlanResult planned;
+  if (summary.error.empty() || summary.error.rfind("source", 0) == 0) {
+    planned = engine_.plan(*current, managed, PlanOptions{options.prune});
+  }
+  std::map<ObjectId, std::string> planErrors;
+  for (const auto& d : planned.diagnostics.items()) {
+    if (d.severity == Severity::Error) {
+      ObjectId id;
+      if (auto slash = d.object.find('/'); slash != std::string::npos) {
+        id = {d.object.substr(0, slash), d.object.substr(slash + 1)};
+      }
+      planErrors[id] = d.format();
+    }
+  }
+  if (!planErrors.empty()) {
+    summary.error = "plan: " + planErrors.begin()->second;
+    Event e;
+    e.type = "plan-error";
+    e.level = "error";
+    e.reconcileId = rid;
+    e.revision = current->id;
+    e.message = summary.error;
+    std::vector<std::string> all;
+    for (const auto& [id, m] : planErrors) {
+      all.push_back(m);
+    }
+    e.details = {{"problems", all}};
+    emit(std::move(e), /*alert=*/true);
+  }
+  const Plan& plan = planned.plan;
+  summary.planned = plan.actions.size();
+  summary.planHash = plan.hash();
+
+  std::map<ObjectId, const ManagedRecord*> recordById;
+  for (const auto& r : managed) {
+    recordById[r.id] = &r;
+  }
+  auto specOf = [&](const ObjectId& id) -> const Json& {
+    static const Json kNull;
+    if (const Object* o = current->find(id)) {
+      return o->spec;
+    }
+    auto it = recordById.find(id);
+    return it == recordById.end() ? kNull : it->second->spec;
+  };
+
+  // 3. Drift and deferral. The plan is computed whole; what is deferred is taken out of it, with
+  // everything that depends on it.
+  Clock::TimePoint now = clock_.now();
+  std::set<ObjectId> deferred;
+  std::map<ObjectId, std::string> deferReason;
+  std::vector<const PlanAction*> driftedActions;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (const auto& a : plan.actions) {
+      ObjectStatus& s = objects_[a.id];
+      s.id = a.id;
+      if (a.drift) {
+        driftedActions.push_back(&a);
+        if (driftPolicyOf(specOf(a.id), options.driftPolicy) == DriftPolicy::Alert) {
+          deferred.insert(a.id);
+          deferReason[a.id] = "drift policy is alert: not corrected";
+        }
+      }
+      if (s.failures > 0 && now < s.retryAt) {
+        deferred.insert(a.id);
+        deferReason[a.id] = "backing off after " + std::to_string(s.failures) + " failure(s)";
+      }
+      if (suspended_) {
+        deferred.insert(a.id);
+        deferReason[a.id] = "suspended";
+      }
+    }
+  }
+  for (bool grew = true; grew;) {
+    grew = false;
+    for (const auto& a : plan.actions) {
+      if (deferred.count(a.id)) {
+        continue;
+      }
+      for (const auto& dep : a.dependsOn) {
+        if (deferred.count(dep)) {
+          deferred.insert(a.id);
+          deferReason[a.id] = "waits for " + dep.str() + " (" + deferReason[dep] + ")";
+          grew = true;
+          break;
+        }
+      }
+    }
+  }
+
+  // Drift: one event and alert per distinct drift, then corrected unless deferred.
+  summary.drifted = driftedActions.size();
+  for (const PlanAction* a : driftedActions) {
+    nlohmann::json diff = changesJson(*a);
+    std::string key = sha256Hex(a->reason + diff.dump());
+    bool fresh;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      ObjectStatus& s = objects_[a->id];
+      fresh = s.driftKey != key;
+      s.driftKey = key;
+      s.drift = {{"reason", a->reason}, {"action", actionTypeName(a->type)}, {"changes", diff}};
+      setCondition(s, "Drifted", true, "HostChanged", a->reason);
+    }
+    if (fresh) {
+      metrics_.counter("hyper_drift_total", "drifts detected", {{"kind", a->id.kind}}).inc();
+      bool corrected = !deferred.count(a->id);
+      Event e;
+      e.type = "drift";
+      e.level = "warning";
+      e.object = a->id.str();
+      e.reconcileId = rid;
+      e.revision = current->id;
+      e.message = a->reason + (corrected ? "; correcting" : "; " + deferReason[a->id]);
+      e.details = {
+          {"action", actionTypeName(a->type)}, {"changes", diff}, {"corrected", corrected}};
+      emit(std::move(e), /*alert=*/true);
+    }
+  }
+
+  Plan toRun;
+  toRun.revision = plan.revision;
+  for (const auto& a : plan.actions) {
+    if (!deferred.count(a.id)) {
+      toRun.actions.push_back(a);
+    }
+  }
+  summary.deferred = plan.actions.size() - toRun.actions.size();
+
+  // 4. Apply.
+  std::atomic<bool> cancel{false};
+  ApplyReport report;
+  if (!toRun.actions.empty()) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      for (const auto& a : toRun.actions) {
+        setCondition(objects_[a.id], "Reconciling", true, actionTypeName(a.type), a.reason);
+      }
+    }
+    ApplyOptions applyOptions;
+    applyOptions.parallelism = options.parallelism;
+    applyOptions.reconcileId = rid;
+    applyOptions.cancel = &stopping_;
+    report = engine_.apply(toRun, *current, managed, inventory_, applyOptions);
+  } else if (plan.actions.empty() && planErrors.empty()) {
+    // Nothing to do: still refresh records whose labels or spec text moved without a host change.
+    report = engine_.apply(toRun, *current, managed, inventory_, ApplyOptions{});
+  }
+
+  // 5. Record: conditions, backoff, events, metrics.
+  std::map<ObjectId, const ActionOutcome*> outcomeById;
+  for (const auto& o : report.outcomes) {
+    outcomeById[o.id] = &o;
+    const char* result = o.status.isOk() ? "succeeded" : o.skipped ? "skipped" : "failed";
+    metrics_
+        .counter("hyper_actions_total", "provider actions by result",
+                 {{"action", actionTypeName(o.type)}, {"result", result}})
+        .inc();
+    if (o.status.isOk()) {
+      ++summary.succeeded;
+    } else {
+      ++summary.failed;
+    }
+  }
+  std::map<ObjectId, std::string> revisionById;
+  if (auto listed = inventory_.list(); listed.isOk()) {
+    for (const auto& r : *listed) {
+      revisionById[r.id] = r.revision;
+    }
+  }
+  std::vector<Event> failures;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    std::set<ObjectId> planned;
+    for (const auto& a : plan.actions) {
+      planned.insert(a.id);
+    }
+    // Objects that are neither in the revision nor managed any more are forgotten.
+    for (auto it = objects_.begin(); it != objects_.end();) {
+      if (!current->find(it->first) && !revisionById.count(it->first)) {
+        it = objects_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (const auto& o : current->objects) {
+      objects_[o->id].id = o->id;
+    }
+    for (auto& [id, s] : objects_) {
+      if (auto rev = revisionById.find(id); rev != revisionById.end()) {
+        s.revision = rev->second;
+      }
+      auto out = outcomeById.find(id);
+      bool isDeferred = deferred.count(id) > 0;
+      if (auto err = planErrors.find(id); err != planErrors.end()) {
+        setCondition(s, "Ready", false, "PlanFailed", err->second);
+        setCondition(s, "Stalled", true, "PlanFailed", err->second);
+        setCondition(s, "Reconciling", false, "PlanFailed", "");
+        continue;
+      }
+      if (out != outcomeById.end()) {
+        const ActionOutcome& o = *out->second;
+        setCondition(s, "Reconciling", false, o.status.isOk() ? "Done" : "Failed", "");
+        if (o.status.isOk()) {
+          s.failures = 0;
+          s.driftKey.clear();
+          s.drift = nullptr;
+          setCondition(s, "Drifted", false, "InSync", "");
+          setCondition(s, "Stalled", false, "Applied", "");
+          setCondition(s, "Ready", true, "Applied",
+                       std::string(actionTypeName(o.type)) + " succeeded");
+        } else {
+          s.failures += o.skipped ? 0 : 1;
+          auto delay = std::min<std::chrono::milliseconds>(
+              options.backoffMax, options.backoffBase * (1LL << std::min(s.failures - 1, 20)));
+          s.retryAt = now + (o.skipped ? std::chrono::milliseconds(0) : delay);
+          setCondition(s, "Ready", false, o.skipped ? "DependencyFailed" : "ActionFailed",
+                       o.status.message());
+          setCondition(s, "Stalled", !o.skipped, o.skipped ? "DependencyFailed" : "ActionFailed",
+                       o.status.message());
+          if (!o.skipped) {
+            Event e;
+            e.type = "action-failed";
+            e.level = "error";
+            e.object = id.str();
+            e.reconcileId = rid;
+            e.revision = current->id;
+            e.message = o.status.message() + "; retry in " +
+                        std::to_string(delay.count() / 1000.0).substr(0, 5) + " s";
+            e.details = {{"failures", s.failures}};
+            failures.push_back(std::move(e));
+          }
+        }
+      } else if (isDeferred) {
+        setCondition(s, "Reconciling", false, "Deferred", deferReason[id]);
+        setCondition(s, "Ready", false, "Deferred", deferReason[id]);
+      } else if (!planned.count(id)) {
+        setCondition(s, "Reconciling", false, "Done", "");
+        setCondition(s, "Stalled", false, "InSync", "");
+        setCondition(s, "Drifted", false, "InSync", "");
+        setCondition(s, "Ready", true, "InSync", "the host matches revision " + current->id);
+        s.driftKey.clear();
+        s.drift = nullptr;
+        s.failures = 0;
+      }
+    }
+    lastPlan_ = plan.toJson();
+    lastPlan_["hash"] = summary.planHash;
+    lastPlan_["reconcileId"] = rid;
+    lastPlan_["deferred"] = nlohmann::json::object();
+    for (const auto& [id, why] : deferReason) {
+      lastPlan_["deferred"][id.str()] = why;
+    }
+  }
+  for (auto& e : failures) {
+    emit(std::move(e), /*alert=*/true);
+  }
+  updateObjectGauges();
+
+  summary.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  summary.finishedAt = nowMillis();
+  metrics_
+      .histogram("hyper_reconcile_duration_seconds", "reconcile duration",
+                 {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30})
+      .observe(summary.seconds);
+  metrics_.counter("hyper_reconciles_total", "reconciles run").inc();
+
+  if (summary.planned > 0 || summary.sourceChanged) {
+    Event e;
+    e.type = "reconciled";
+    e.level = summary.failed ? "error" : "info";
+    e.reconcileId = rid;
+    e.revision = current->id;
+    char line[200];
+    std::snprintf(line, sizeof line,
+                  "reconciled (%s): %zu planned, %zu succeeded, %zu failed, %zu deferred in %.3f s",
+                  trigger.c_str(), summary.planned, summary.succeeded, summary.failed,
+                  summary.deferred, summary.seconds);
+    e.message = line;
+    e.details = summary.toJson();
+    emit(std::move(e), /*alert=*/false);
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    lastSummary_ = summary;
+    firstReconcileDone_ = true;
+  }
+  return summary;
+}
+
+void Controller::updateObjectGauges() {
+  std::map<std::string, int> counts;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (const char* type : kConditionTypes) {
+      counts[type] = 0;
+    }
+    for (const auto& [id, s] : objects_) {
+      for (const auto& [type, c] : s.conditions) {
+        counts[type] += c.status ? 1 : 0;
+      }
+    }
+  }
+  for (const auto& [type, n] : counts) {
+    metrics_.gauge("hyper_objects", "objects whose condition is true", {{"condition", type}})
+        .set(n);
+  }
+}
+
+std::string Controller::describeSource() const { return source_.describe(); }
+
+void Controller::run() {
+  Clock::TimePoint nextPoll = clock_.now();
+  Clock::TimePoint nextDrift = clock_.now();
+  trigger("start", /*fetch=*/true);
+  while (!stopping_) {
+    LoopOptions options;
+    std::vector<std::pair<int, std::function<bool()>>> hostEvents;
+    bool pending;
+    Clock::TimePoint retryAt = Clock::TimePoint::max();
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      options = options_;
+      hostEvents = hostEvents_;
+      pending = pending_.any;
+      for (const auto& [id, s] : objects_) {
+        if (s.failures > 0) {
+          retryAt = std::min(retryAt, s.retryAt);
+        }
+      }
+    }
+    Clock::TimePoint now = clock_.now();
+    Clock::TimePoint deadline = std::min({nextPoll, nextDrift, retryAt});
+    int timeoutMs =
+        pending ? 0
+                : static_cast<int>(std::clamp<int64_t>(
+                      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count(),
+                      0, 60000));
+    std::vector<pollfd> fds;
+    fds.push_back({wakeFd_, POLLIN, 0});
+    int sourceFd = source_.wakeFd();
+    if (sourceFd >= 0) {
+      fds.push_back({sourceFd, POLLIN, 0});
+    }
+    for (const auto& [fd, drain] : hostEvents) {
+      fds.push_back({fd, POLLIN, 0});
+    }
+    int n = poll(fds.data(), fds.size(), timeoutMs);
+    if (n < 0 && errno != EINTR) {
+      spdlog::error("loop: poll: {}", strerror(errno));
+    }
+    if (stopping_) {
+      break;
+    }
+    size_t k = 0;
+    if (fds[k++].revents & POLLIN) {
+      uint64_t v;
+      (void)!read(wakeFd_, &v, sizeof v);
+    }
+    if (sourceFd >= 0 && (fds[k++].revents & POLLIN)) {
+      // Debounce: a burst of editor writes is one reconcile.
+      bool relevant = source_.drainWake();
+      auto quietUntil = std::chrono::steady_clock::now() + options.debounce;
+      while (std::chrono::steady_clock::now() < quietUntil && !stopping_) {
+        pollfd p{sourceFd, POLLIN, 0};
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            quietUntil - std::chrono::steady_clock::now());
+        if (poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) > 0) {
+          relevant = source_.drainWake() || relevant;
+          quietUntil = std::chrono::steady_clock::now() + options.debounce;
+        }
+      }
+      if (relevant) {
+        trigger("source-change", /*fetch=*/true);
+      }
+    }
+    for (const auto& [fd, drain] : hostEvents) {
+      if (fds[k++].revents & POLLIN) {
+        bool changed = drain();
+        auto quietUntil = std::chrono::steady_clock::now() + options.hostDebounce;
+        while (std::chrono::steady_clock::now() < quietUntil) {
+          pollfd p{fd, POLLIN, 0};
+          auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+              quietUntil - std::chrono::steady_clock::now());
+          if (poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) > 0) {
+            changed = drain() || changed;
+            quietUntil = std::chrono::steady_clock::now() + options.hostDebounce;
+          }
+        }
+        if (changed) {
+          trigger("host-event", /*fetch=*/false);
+        }
+      }
+    }
+    now = clock_.now();
+    if (now >= nextPoll) {
+      nextPoll = now + options.pollInterval;
+      if (sourceFd < 0) {
+        trigger("poll", /*fetch=*/true);
+      }
+    }
+    if (now >= nextDrift) {
+      nextDrift = now + options.driftInterval;
+      trigger("drift-check", /*fetch=*/false);
+    }
+    if (retryAt != Clock::TimePoint::max() && now >= retryAt) {
+      trigger("retry", /*fetch=*/false);
+    }
+
+    Pending take;
+    uint64_t covered;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      take = std::move(pending_);
+      pending_ = Pending{};
+      covered = nextTicket_ - 1;
+      startedTicket_ = covered;
+    }
+    if (!take.any) {
+      continue;
+    }
+    reconcileOnce(joinReasons(take.reasons), take.fetch);
+    // Netlink events caused by this reconcile's own changes are not drift: drop them.
+    for (const auto& [fd, drain] : hostEvents) {
+      pollfd p{fd, POLLIN, 0};
+      while (poll(&p, 1, 0) > 0 && (p.revents & POLLIN)) {
+        drain();
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      finishedTicket_ = std::max(finishedTicket_, covered);
+    }
+    cv_.notify_all();
+  }
+  cv_.notify_all();
+}
+
+nlohmann::json Controller::statusJson() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::map<std::string, int> counts;
+  for (const auto& [id, s] : objects_) {
+    auto ready = s.conditions.find("Ready");
+    counts[ready != s.conditions.end() && ready->second.status ? "ready" : "notReady"]++;
+    auto drifted = s.conditions.find("Drifted");
+    if (drifted != s.conditions.end() && drifted->second.status) {
+      counts["drifted"]++;
+    }
+    auto stalled = s.conditions.find("Stalled");
+    if (stalled != s.conditions.end() && stalled->second.status) {
+      counts["stalled"]++;
+    }
+  }
+  nlohmann::json j = {
+      {"source", source_.describe()},
+      {"revision", current_ ? current_->id : ""},
+      {"commit", currentSnapshot_.commit},
+      {"message", currentSnapshot_.message},
+      {"rejectedRevision", rejectedRevision_},
+      {"sourceError", lastSourceError_},
+      {"suspended", suspended_.load()},
+      {"ready", firstReconcileDone_ && current_ != nullptr},
+      {"objects", static_cast<int>(objects_.size())},
+      {"ready_objects", counts["ready"]},
+      {"drifted_objects", counts["drifted"]},
+      {"stalled_objects", counts["stalled"]},
+      {"lastReconcile", firstReconcileDone_ ? lastSummary_.toJson() : nlohmann::json(nullptr)},
+  };
+  return j;
+}
+
+nlohmann::json Controller::objectsJson() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [id, s] : objects_) {
+    out.push_back(s.toJson(clock_));
+  }
+  return out;
+}
+
+nlohmann::json Controller::driftJson() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [id, s] : objects_) {
+    if (!s.drift.is_null()) {
+      out.push_back({{"kind", id.kind}, {"name", id.name}, {"drift", s.drift}});
+    }
+  }
+  return out;
+}
+
+nlohmann::json Controller::lastPlanJson() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return lastPlan_;
+}
+
+std::optional<ObjectStatus> Controller::objectStatus(const ObjectId& id) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = objects_.find(id);
+  if (it == objects_.end()) {
+    return std::nullopt;
+  }
+  return it->second;
+}
+
+bool Controller::ready() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return firstReconcileDone_ && current_ != nullptr;
+}
+
+std::string Controller::appliedRevision() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return current_ ? current_->id : "";
+}
+
+}  // namespace hyper::controller

@@ -1,0 +1,187 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "controller/alerts.h"
+#include "controller/config.h"
+#include "controller/event_log.h"
+#include "controller/metrics.h"
+#include "controller/source.h"
+#include "reconciler/engine.h"
+
+namespace hyper::controller {
+
+// Time for backoff and timers; tests inject a manual clock.
+class Clock {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+  virtual ~Clock() = default;
+  virtual TimePoint now() const = 0;
+};
+
+class SteadyClock : public Clock {
+ public:
+  TimePoint now() const override { return std::chrono::steady_clock::now(); }
+};
+
+// Reads `spec.driftPolicy` ("correct" | "alert"); `fallback` when absent.
+DriftPolicy driftPolicyOf(const Json& spec, DriftPolicy fallback);
+
+struct LoopOptions {
+  bool prune =
+      true;  // GitOps: an object removed from the source is deleted (only if hyper made it)
+  int parallelism = 4;
+  DriftPolicy driftPolicy = DriftPolicy::Correct;  // for objects that do not say
+  std::chrono::milliseconds pollInterval{30000};   // cheap "did the source move" check
+  std::chrono::milliseconds driftInterval{60000};  // full observe even without host events
+  std::chrono::milliseconds debounce{500};         // quiet time after a directory change
+  std::chrono::milliseconds hostDebounce{100};     // quiet time after a netlink event
+  std::chrono::milliseconds backoffBase{1000};     // first retry after a failed action
+  std::chrono::milliseconds backoffMax{300000};
+};
+
+// A condition as in Kubernetes: Ready, Reconciling, Stalled, Drifted.
+struct Condition {
+  bool status = false;
+  std::string reason;
+  std::string message;
+  int64_t since = 0;  // unix milliseconds of the last status change
+};
+
+struct ObjectStatus {
+  ObjectId id;
+  std::string revision;  // the revision it was last applied from (the inventory's)
+  std::map<std::string, Condition> conditions;
+  int failures = 0;                // consecutive failed actions
+  Clock::TimePoint retryAt{};      // no action before this (backoff)
+  std::string driftKey;            // the drift last alerted, so one drift is one alert
+  nlohmann::json drift = nullptr;  // the field-level difference while drifted
+
+  nlohmann::json toJson(const Clock& clock) const;
+};
+
+struct ReconcileSummary {
+  std::string reconcileId;
+  std::string trigger;
+  std::string revision;  // the revision in force after this reconcile ("" if none yet)
+  std::string planHash;
+  size_t planned = 0;  // actions in the plan
+  size_t succeeded = 0;
+  size_t failed = 0;    // failed or skipped
+  size_t deferred = 0;  // not run: backoff, alert-only drift, suspended
+  size_t drifted = 0;   // objects found drifted
+  bool sourceChanged = false;
+  bool revisionRejected = false;
+  std::string error;  // source or plan error, one line
+  double seconds = 0;
+  int64_t finishedAt = 0;  // unix milliseconds
+
+  nlohmann::json toJson() const;
+};
+
+// hyperd's loop (DESIGN.md "The loop"): triggers only mark the host dirty; reconciles coalesce and
+// one runs at a time. A reconcile fetches the source when it may have moved, loads and validates it
+// (an invalid revision is rejected whole and the last good one stays in force), observes, plans,
+// reports drift, and applies what is not deferred by backoff, an alert-only drift policy or
+// suspension. Every step is an event; drift and errors also go to the alert sinks.
+class Controller {
+ public:
+  Controller(Engine& engine, Inventory& inventory, EventLog& events, Source& source,
+             AlertSink& alerts, Metrics& metrics, LoopOptions options,
+             const Clock& clock = defaultClock());
+  ~Controller();
+
+  // Any thread. `fetch`: also check the source (webhook, API, poll); otherwise only observe.
+  // Returns a ticket for waitFor().
+  uint64_t trigger(const std::string& reason, bool fetch);
+  // Blocks until a reconcile that started after trigger() returned `ticket` has finished (true), or
+  // the timeout passes / the loop stops (false). `summary` receives that reconcile's summary.
+  bool waitFor(uint64_t ticket, std::chrono::milliseconds timeout,
+               ReconcileSummary* summary = nullptr);
+
+  // One reconcile on the calling thread (the loop thread; tests call it directly).
+  ReconcileSummary reconcileOnce(const std::string& trigger, bool fetch);
+
+  // Host event sources (netlink): when `fd` is readable, `drain` is called; true means the host
+  // changed, and an observe-only reconcile follows after `hostDebounce` of quiet.
+  void addHostEvents(int fd, std::function<bool()> drain);
+
+  // The loop: returns after stop(). Call from one thread.
+  void run();
+  // Any thread (signal handler thread): the action in flight finishes, nothing new starts.
+  void stop();
+
+  void setSuspended(bool suspended);
+  bool suspended() const { return suspended_.load(); }
+  void setOptions(const LoopOptions& options);  // SIGHUP: new intervals, policies, parallelism
+
+  // Marks journal entries left "started" by a crash as interrupted and reports them (startup).
+  void recoverJournal();
+
+  // For the API and tests. Each is a consistent snapshot.
+  nlohmann::json statusJson() const;   // source, revisions, last reconcile, counts
+  nlohmann::json objectsJson() const;  // every object's conditions
+  nlohmann::json driftJson() const;    // objects that are drifted now, with their difference
+  nlohmann::json lastPlanJson() const;
+  std::optional<ObjectStatus> objectStatus(const ObjectId& id) const;
+  bool ready() const;  // a valid revision is in force and the first reconcile finished
+  std::string appliedRevision() const;
+
+  static const Clock& defaultClock();
+
+ private:
+  struct Pending {
+    bool any = false;
+    bool fetch = false;
+    std::set<std::string> reasons;
+  };
+
+  void setCondition(ObjectStatus& s, const std::string& type, bool status,
+                    const std::string& reason, const std::string& message);
+  void emit(Event event, bool alert);
+  void updateObjectGauges();
+  std::string describeSource() const;
+
+  Engine& engine_;
+  Inventory& inventory_;
+  EventLog& events_;
+  Source& source_;
+  AlertSink& alerts_;
+  Metrics& metrics_;
+  const Clock& clock_;
+
+  std::mutex reconcileMu_;  // one reconcile at a time
+  mutable std::mutex mu_;   // everything below
+  std::condition_variable cv_;
+  LoopOptions options_;
+  Pending pending_;
+  uint64_t nextTicket_ = 1;
+  uint64_t startedTicket_ = 0;   // tickets <= this were covered by a reconcile that started
+  uint64_t finishedTicket_ = 0;  // tickets <= this were covered by a reconcile that finished
+  ReconcileSummary lastSummary_;
+  std::map<ObjectId, ObjectStatus> objects_;
+  std::shared_ptr<const Revision> current_;  // the revision in force
+  Snapshot currentSnapshot_;                 // its source metadata (files dropped)
+  std::string rejectedRevision_;             // the newest source revision that failed validation
+  std::string lastSourceError_;
+  nlohmann::json lastPlan_ = nullptr;
+  bool firstReconcileDone_ = false;
+  std::atomic<bool> suspended_{false};
+  std::atomic<bool> stopping_{false};
+  int wakeFd_ = -1;  // eventfd: trigger() and stop() wake run()
+  std::vector<std::pair<int, std::function<bool()>>> hostEvents_;
+};
+
+}  // namespace hyper::controller

@@ -1,0 +1,60 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "reconciler/loader.h"
+#include "reconciler/status.h"
+
+namespace hyper::controller {
+
+// One revision of the desired state, as read from a source.
+struct Snapshot {
+  // "git:<40-hex commit>" for git, "dir:<16-hex content hash>" for a directory. Shown in status,
+  // recorded in the inventory, and the same for the same content.
+  std::string revision;
+  std::string commit;             // git: the full commit id; dir: empty
+  std::string message;            // git: the commit's subject line; dir: empty
+  std::vector<SourceFile> files;  // manifests, paths relative to the source root (for diagnostics)
+};
+
+// Where hyperd reads manifests from. Not thread-safe: the loop owns it and calls it from one
+// thread; only wakeFd() is read from another.
+class Source {
+ public:
+  virtual ~Source() = default;
+
+  // One line for status and logs, e.g. "git file:///srv/env.git ref main path envs/host1" or
+  // "dir /srv/env". Never contains credentials (userinfo in URLs is stripped).
+  virtual std::string describe() const = 0;
+
+  // Cheap "did anything move since the last fetch()" check, done before any fetch. For git: the
+  // remote ref's commit (ls-remote) compared with the last fetched one; for a directory: whether
+  // the watcher saw a change. True on the first call. Errors (an unreachable remote) are values.
+  virtual Result<bool> changed() = 0;
+
+  // Reads the current revision in full. For git: fetch the ref, resolve it, read the tree at the
+  // sub-path (blobs whose id did not change since the last fetch are served from memory). A
+  // failure leaves the previous snapshot in force for the caller.
+  virtual Result<Snapshot> fetch() = 0;
+
+  // A file descriptor that becomes readable when the source may have changed (inotify for a
+  // directory, after debounce handling by the caller), or -1 when the source must be polled.
+  virtual int wakeFd() const { return -1; }
+  // Drains wakeFd() after it became readable. Returns true if a relevant change was seen.
+  virtual bool drainWake() { return false; }
+};
+
+struct SourceSpec {
+  std::string location;  // a directory, or a git URL: /path/repo.git, file://, http(s)://, ssh://
+  std::string ref;       // git: branch, tag or 40-hex commit; default "main"
+  std::string path;      // sub-path within the repository or directory ("" = the root)
+  std::string cacheDir;  // git: where the local clone lives (under the state dir)
+};
+
+// A directory when `location` is an existing directory that is not a bare git repository (no
+// HEAD/objects/refs) and has no scheme; git otherwise.
+Result<std::unique_ptr<Source>> openSource(const SourceSpec& spec);
+
+}  // namespace hyper::controller

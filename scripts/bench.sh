@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Builds hyper in Release into build-release and runs the benchmarks. Arguments go to hyper_bench,
+# e.g. `--sizes 1000,10000` to skip the 100k run. It prints figures and informational targets, and
+# exits non-zero only when a benchmark finds something functionally wrong.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HYPER_BUILD_DIR=build-release HYPER_BUILD_TYPE=Release bash scripts/build.sh
+exec build-release/bench/hyper_bench "$@"

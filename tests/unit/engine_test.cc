@@ -1,0 +1,734 @@
+#include "reconciler/engine.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "reconciler/inventory.h"
+#include "reconciler/schema.h"
+#include "tests/fakes/fake_provider.h"
+
+namespace hyper {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::FakeProvider;
+
+// The built-in schemas plus one for the fake's kind, which accepts any spec mapping: what a
+// FakeThing spec means is left to FakeProvider.
+std::shared_ptr<const SchemaRegistry> schemasWithFakeThing() {
+  std::vector<EmbeddedSchema> all = embeddedSchemas();
+  all.push_back({"fake.schema.json", "{\"x-hyper-kind\":\"FakeThing\",\"type\":\"object\"}"});
+  auto r = SchemaRegistry::fromSchemas(all);
+  EXPECT_TRUE(r.isOk()) << r.status().message();
+  return r.isOk() ? *r : nullptr;
+}
+
+ObjectId fakeId(const std::string& name) { return {"FakeThing", name}; }
+
+// One FakeThing document. Spec lines are written under "spec:" indented by two spaces, so the
+// first spec line is line 6 of the document, at column 3.
+std::string thing(const std::string& name, const std::vector<std::string>& specLines = {}) {
+  std::string doc =
+      "apiVersion: hyper.dev/v1alpha1\nkind: FakeThing\nmetadata:\n  name: " + name + "\n";
+  if (specLines.empty()) {
+    return doc + "spec: {}\n";
+  }
+  doc += "spec:\n";
+  for (const auto& line : specLines) {
+    doc += "  " + line + "\n";
+  }
+  return doc;
+}
+
+// Several documents in one file.
+std::string documents(const std::vector<std::string>& docs) {
+  std::string out;
+  for (size_t i = 0; i < docs.size(); ++i) {
+    out += (i > 0 ? "---\n" : "") + docs[i];
+  }
+  return out;
+}
+
+std::vector<ObjectId> actionIds(const Plan& plan) {
+  std::vector<ObjectId> ids;
+  for (const auto& a : plan.actions) {
+    ids.push_back(a.id);
+  }
+  return ids;
+}
+
+// Position of `id` in `ids`, or -1 when absent.
+int indexOf(const std::vector<ObjectId>& ids, const ObjectId& id) {
+  auto it = std::find(ids.begin(), ids.end(), id);
+  return it == ids.end() ? -1 : static_cast<int>(it - ids.begin());
+}
+
+std::string names(const std::vector<ObjectId>& ids) {
+  std::string out;
+  for (const auto& id : ids) {
+    out += (out.empty() ? "" : ", ") + id.str();
+  }
+  return out;
+}
+
+// A real engine with one FakeProvider and a real SQLite inventory in a fresh temp directory.
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "hyper-engine-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    auto inventory = Inventory::open(dir_ + "/state");
+    ASSERT_TRUE(inventory.isOk()) << inventory.status().message();
+    inventory_ = std::move(inventory).value();
+    auto schemas = schemasWithFakeThing();
+    ASSERT_NE(schemas, nullptr);
+    auto fake = std::make_unique<FakeProvider>();
+    fake_ = fake.get();
+    std::vector<std::unique_ptr<Provider>> providers;
+    providers.push_back(std::move(fake));
+    engine_ = std::make_unique<Engine>(std::move(providers), std::move(schemas));
+  }
+
+  void TearDown() override {
+    engine_.reset();
+    inventory_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  std::vector<ManagedRecord> managed() const {
+    auto records = inventory_->list();
+    EXPECT_TRUE(records.isOk()) << records.status().message();
+    return records.isOk() ? *records : std::vector<ManagedRecord>{};
+  }
+
+  std::map<ObjectId, ManagedRecord> inventoryById() const {
+    std::map<ObjectId, ManagedRecord> out;
+    for (auto& r : managed()) {
+      out[r.id] = r;
+    }
+    return out;
+  }
+
+  // Loads a revision that is expected to be valid.
+  std::shared_ptr<const Revision> loadValid(const std::vector<SourceFile>& files) {
+    RevisionResult r = engine_->load(files);
+    EXPECT_NE(r.revision, nullptr) << r.diagnostics.format();
+    EXPECT_FALSE(r.diagnostics.hasErrors()) << r.diagnostics.format();
+    return r.revision;
+  }
+
+  // Plans against the current inventory; the plan is expected to carry no errors.
+  Plan planFor(const Revision& revision, bool prune = false) {
+    PlanResult r = engine_->plan(revision, managed(), PlanOptions{prune});
+    EXPECT_FALSE(r.diagnostics.hasErrors()) << r.diagnostics.format();
+    return r.plan;
+  }
+
+  ApplyReport applyPlan(const Plan& plan, const Revision& revision, int parallelism = 4) {
+    ApplyOptions options;
+    options.parallelism = parallelism;
+    options.reconcileId = "rc-test";
+    return engine_->apply(plan, revision, managed(), *inventory_, options);
+  }
+
+  // plan + apply, expecting every action to succeed. Returns the plan that was applied.
+  Plan reconcile(const Revision& revision, bool prune = false) {
+    Plan plan = planFor(revision, prune);
+    ApplyReport report = applyPlan(plan, revision);
+    EXPECT_TRUE(report.ok()) << plan.render();
+    EXPECT_EQ(report.outcomes.size(), plan.actions.size());
+    return plan;
+  }
+
+  std::string dir_;
+  std::unique_ptr<Inventory> inventory_;
+  FakeProvider* fake_ = nullptr;  // owned by engine_
+  std::unique_ptr<Engine> engine_;
+};
+
+// --- Rejected revisions: every error names where it is, which object and which field. ---
+
+struct RejectCase {
+  std::string name;
+  std::vector<SourceFile> files;
+  std::string where;      // "file:line:column"
+  std::string object;     // "FakeThing/a"
+  std::string fieldPath;  // "" for the whole document
+  std::string message;    // a substring of the summary
+};
+
+// Names the case in test output instead of dumping its bytes.
+void PrintTo(const RejectCase& c, std::ostream* os) { *os << c.name; }
+
+class EngineRejectsRevisionTest : public EngineTest,
+                                  public ::testing::WithParamInterface<RejectCase> {};
+
+TEST_P(EngineRejectsRevisionTest, NamesLocationObjectAndField) {
+  const RejectCase& c = GetParam();
+  RevisionResult r = engine_->load(c.files);
+  EXPECT_EQ(r.revision, nullptr) << "a revision with an error must be rejected as a whole";
+  EXPECT_FALSE(r.unchanged);
+  ASSERT_TRUE(r.diagnostics.hasErrors());
+  bool matched = false;
+  for (const auto& d : r.diagnostics.items()) {
+    if (d.severity == Severity::Error && d.where.str() == c.where && d.object == c.object &&
+        d.fieldPath == c.fieldPath && d.summary.find(c.message) != std::string::npos) {
+      matched = true;
+    }
+  }
+  EXPECT_TRUE(matched) << "expected " << c.where << " " << c.object << " " << c.fieldPath << " ~ \""
+                       << c.message << "\", got:\n"
+                       << r.diagnostics.format();
+  // Loading is pure: validation never looks at or touches the host.
+  EXPECT_EQ(fake_->observeCalls(), 0);
+  EXPECT_EQ(fake_->applyCalls(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, EngineRejectsRevisionTest,
+    ::testing::Values(
+        RejectCase{"MissingReference",
+                   {{"m/a.yaml", thing("a", {"size: 1", "dependsOn: ghost"})}},
+                   "m/a.yaml:7:3",
+                   "FakeThing/a",
+                   "spec.dependsOn",
+                   "refers to FakeThing/ghost, which is not defined in this revision"},
+        RejectCase{"MissingReferenceOfAnotherKindInAList",
+                   {{"m/a.yaml", thing("a", {"dependsOnKind: Network", "dependsOn:", "  - lab"})},
+                    {"m/b.yaml", thing("lab")}},
+                   "m/a.yaml:8:7",
+                   "FakeThing/a",
+                   "spec.dependsOn[0]",
+                   "refers to Network/lab, which is not defined"},
+        RejectCase{"ReferenceCycle",
+                   {{"m/cycle.yaml",
+                     documents({thing("a", {"dependsOn: b"}), thing("b", {"dependsOn: a"})})}},
+                   "m/cycle.yaml:1:1",
+                   "FakeThing/a",
+                   "",
+                   "reference cycle: FakeThing/a -> FakeThing/b -> FakeThing/a"},
+        RejectCase{"ReferenceCycleAcrossFiles",
+                   {{"m/1.yaml", thing("x", {"dependsOn: y"})},
+                    {"m/2.yaml", thing("y", {"dependsOn: z"})},
+                    {"m/3.yaml", thing("z", {"dependsOn: x"})},
+                    {"m/4.yaml", thing("free")}},
+                   "m/1.yaml:1:1",
+                   "FakeThing/x",
+                   "",
+                   "reference cycle: FakeThing/x -> FakeThing/y -> FakeThing/z -> FakeThing/x"},
+        RejectCase{"SelfReference",
+                   {{"m/a.yaml", thing("a", {"dependsOn: a"})}},
+                   "m/a.yaml:1:1",
+                   "FakeThing/a",
+                   "",
+                   "reference cycle: FakeThing/a -> FakeThing/a"},
+        // The provider reports only the field path; the engine adds where it is written.
+        RejectCase{
+            "ProviderValidationError",
+            {{"m/x.yaml", documents({thing("ok"), thing("bad", {"size: 3", "invalid: true"})})}},
+            "m/x.yaml:13:3",
+            "FakeThing/bad",
+            "spec.invalid",
+            "injected validation error"}),
+    [](const auto& info) { return info.param.name; });
+
+// --- Ordering ---
+
+TEST_F(EngineTest, PlanAndApplyPutDependenciesBeforeDependents) {
+  // Names sort the other way round from the dependencies, so id order alone would be wrong.
+  auto revision = loadValid({{"m/things.yaml", documents({
+                                                   thing("a-leaf", {"dependsOn: m-middle"}),
+                                                   thing("b-free"),
+                                                   thing("m-middle", {"dependsOn: z-root"}),
+                                                   thing("z-root"),
+                                               })}});
+  ASSERT_NE(revision, nullptr);
+  Plan plan = planFor(*revision);
+  ASSERT_EQ(plan.actions.size(), 4u) << plan.render();
+  for (const auto& a : plan.actions) {
+    EXPECT_EQ(a.type, ActionType::Create) << a.id.str();
+    EXPECT_EQ(a.provider, "fake");
+  }
+  auto planned = actionIds(plan);
+  EXPECT_LT(indexOf(planned, fakeId("z-root")), indexOf(planned, fakeId("m-middle")))
+      << names(planned);
+  EXPECT_LT(indexOf(planned, fakeId("m-middle")), indexOf(planned, fakeId("a-leaf")))
+      << names(planned);
+  const PlanAction& leaf = plan.actions[indexOf(planned, fakeId("a-leaf"))];
+  EXPECT_EQ(leaf.dependsOn, std::vector<ObjectId>{fakeId("m-middle")});
+
+  // A slow apply gives a wrong executor every chance to start a dependent early.
+  fake_->setApplyDelay(std::chrono::milliseconds(20));
+  ApplyReport report = applyPlan(plan, *revision, /*parallelism=*/4);
+  EXPECT_TRUE(report.ok());
+  auto applied = fake_->applyOrder();
+  ASSERT_EQ(applied.size(), 4u) << names(applied);
+  EXPECT_LT(indexOf(applied, fakeId("z-root")), indexOf(applied, fakeId("m-middle")))
+      << names(applied);
+  EXPECT_LT(indexOf(applied, fakeId("m-middle")), indexOf(applied, fakeId("a-leaf")))
+      << names(applied);
+}
+
+TEST_F(EngineTest, ChainNeverOverlapsEvenWithSpareWorkers) {
+  auto revision = loadValid({{"m/chain.yaml", documents({
+                                                  thing("c1", {"dependsOn: c2"}),
+                                                  thing("c2", {"dependsOn: c3"}),
+                                                  thing("c3"),
+                                              })}});
+  ASSERT_NE(revision, nullptr);
+  fake_->setApplyDelay(std::chrono::milliseconds(20));
+  Plan plan = planFor(*revision);
+  ApplyReport report = applyPlan(plan, *revision, /*parallelism=*/4);
+  EXPECT_TRUE(report.ok());
+  EXPECT_EQ(fake_->applyOrder(), (std::vector<ObjectId>{fakeId("c3"), fakeId("c2"), fakeId("c1")}));
+  EXPECT_EQ(fake_->maxConcurrentApplies(), 1) << "a dependent started before its dependency ended";
+}
+
+// --- Apply, record, converge ---
+
+TEST_F(EngineTest, ApplyRecordsObjectsAndRevisionThenPlanIsEmpty) {
+  auto revision = loadValid({{"m/a.yaml", thing("a", {"size: 1", "color: red"})},
+                             {"m/b.yaml", thing("b", {"dependsOn: a"})}});
+  ASSERT_NE(revision, nullptr);
+  Plan plan = planFor(*revision);
+  ASSERT_EQ(plan.actions.size(), 2u) << plan.render();
+  EXPECT_EQ(plan.revision, revision->id);
+
+  ApplyReport report = applyPlan(plan, *revision);
+  ASSERT_TRUE(report.ok());
+  ASSERT_EQ(report.outcomes.size(), 2u);
+  for (const auto& o : report.outcomes) {
+    EXPECT_TRUE(o.status.isOk()) << o.id.str() << ": " << o.status.message();
+    EXPECT_FALSE(o.skipped);
+  }
+  EXPECT_EQ(fake_->hostState(fakeId("a")), (Json{{"size", 1}, {"color", "red"}}));
+  EXPECT_EQ(fake_->hostState(fakeId("b")), (Json{{"dependsOn", "a"}}));
+
+  auto records = inventoryById();
+  ASSERT_EQ(records.size(), 2u);
+  for (const auto& [id, r] : records) {
+    EXPECT_EQ(r.revision, revision->id) << id.str();
+    EXPECT_EQ(r.provider, "fake") << id.str();
+    EXPECT_EQ(r.handles, (Json{{"name", id.name}})) << id.str();
+    EXPECT_FALSE(r.fingerprint.empty()) << id.str();
+    EXPECT_GT(r.appliedAt, 0) << id.str();
+  }
+  EXPECT_EQ(records[fakeId("a")].spec, (Json{{"size", 1}, {"color", "red"}}));
+
+  auto last = inventory_->lastRevision();
+  ASSERT_TRUE(last.isOk()) << last.status().message();
+  ASSERT_TRUE(last->has_value());
+  EXPECT_EQ((*last)->revision, revision->id);
+  EXPECT_EQ((*last)->result, "applied");
+  EXPECT_EQ((*last)->planHash, plan.hash());
+
+  auto journal = inventory_->journal(-1);
+  ASSERT_TRUE(journal.isOk()) << journal.status().message();
+  ASSERT_EQ(journal->size(), 2u);
+  for (const auto& e : *journal) {
+    EXPECT_EQ(e.phase, "succeeded") << e.object.str();
+    EXPECT_EQ(e.reconcileId, "rc-test");
+    EXPECT_EQ(e.action, "create");
+  }
+
+  // Observation is one batch per provider, whatever the number of objects.
+  fake_->resetCounters();
+  Plan again = planFor(*revision);
+  EXPECT_TRUE(again.empty()) << again.render();
+  EXPECT_TRUE(again.orphans.empty());
+  EXPECT_EQ(fake_->observeCalls(), 1);
+}
+
+TEST_F(EngineTest, ObserveFailureYieldsAPlanWithErrorsAndNoActions) {
+  auto revision = loadValid({{"m/a.yaml", thing("a")}});
+  ASSERT_NE(revision, nullptr);
+  fake_->setFailObserve(true);
+  PlanResult r = engine_->plan(*revision, managed(), PlanOptions{});
+  EXPECT_TRUE(r.diagnostics.hasErrors());
+  EXPECT_NE(r.diagnostics.format().find("injected observe failure"), std::string::npos)
+      << r.diagnostics.format();
+  // Without knowing the host, "not there" must not turn into a create.
+  EXPECT_TRUE(r.plan.empty()) << r.plan.render();
+}
+
+TEST_F(EngineTest, DriftOnTheHostIsPlannedForExactlyThatObject) {
+  auto revision = loadValid(
+      {{"m/all.yaml",
+        documents({thing("a", {"size: 1"}), thing("b", {"size: 2"}), thing("c", {"size: 3"})})}});
+  ASSERT_NE(revision, nullptr);
+  reconcile(*revision);
+
+  fake_->setHostState(fakeId("b"), {{"size", 20}});
+  Plan plan = planFor(*revision);
+  ASSERT_EQ(plan.actions.size(), 1u) << plan.render();
+  const PlanAction& update = plan.actions[0];
+  EXPECT_EQ(update.id, fakeId("b"));
+  EXPECT_EQ(update.type, ActionType::Update);
+  EXPECT_TRUE(update.drift) << "the source did not change, the host did";
+  ASSERT_EQ(update.changes.size(), 1u);
+  EXPECT_EQ(update.changes[0].path, "spec.size");
+  EXPECT_EQ(update.changes[0].before, 20);
+  EXPECT_EQ(update.changes[0].after, 2);
+
+  // An object deleted by hand is recreated, also as drift.
+  fake_->eraseHostState(fakeId("c"));
+  plan = planFor(*revision);
+  ASSERT_EQ(plan.actions.size(), 2u) << plan.render();
+  auto ids = actionIds(plan);
+  ASSERT_NE(indexOf(ids, fakeId("c")), -1) << names(ids);
+  const PlanAction& recreate = plan.actions[indexOf(ids, fakeId("c"))];
+  EXPECT_EQ(recreate.type, ActionType::Create);
+  EXPECT_TRUE(recreate.drift);
+
+  ApplyReport report = applyPlan(plan, *revision);
+  EXPECT_TRUE(report.ok());
+  EXPECT_EQ(fake_->hostState(fakeId("b")), (Json{{"size", 2}}));
+  EXPECT_EQ(fake_->hostState(fakeId("c")), (Json{{"size", 3}}));
+  EXPECT_TRUE(planFor(*revision).empty());
+}
+
+TEST_F(EngineTest, SourceChangeUpdatesTheRecordAndALabelEditRefreshesIt) {
+  auto v1 =
+      loadValid({{"m/a.yaml", thing("a", {"size: 1"})}, {"m/b.yaml", thing("b", {"size: 1"})}});
+  ASSERT_NE(v1, nullptr);
+  reconcile(*v1);
+
+  // a's spec changes; b only gains a label, which the host does not see.
+  auto v2 = loadValid({{"m/a.yaml", thing("a", {"size: 2"})},
+                       {"m/b.yaml",
+                        "apiVersion: hyper.dev/v1alpha1\nkind: FakeThing\nmetadata:\n  name: b\n"
+                        "  labels:\n    env: prod\nspec:\n  size: 1\n"}});
+  ASSERT_NE(v2, nullptr);
+  Plan plan = planFor(*v2);
+  ASSERT_EQ(plan.actions.size(), 1u) << plan.render();
+  EXPECT_EQ(plan.actions[0].id, fakeId("a"));
+  EXPECT_EQ(plan.actions[0].type, ActionType::Update);
+  EXPECT_FALSE(plan.actions[0].drift) << "the source changed, not the host";
+
+  fake_->resetCounters();
+  ApplyReport report = applyPlan(plan, *v2);
+  EXPECT_TRUE(report.ok());
+  EXPECT_EQ(fake_->applyOrder(), std::vector<ObjectId>{fakeId("a")});
+  auto records = inventoryById();
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[fakeId("a")].spec, (Json{{"size", 2}}));
+  EXPECT_EQ(records[fakeId("a")].revision, v2->id);
+  EXPECT_EQ(records[fakeId("b")].labels, (std::map<std::string, std::string>{{"env", "prod"}}));
+  EXPECT_EQ(records[fakeId("b")].revision, v2->id);
+  EXPECT_TRUE(planFor(*v2).empty());
+}
+
+// --- Prune ---
+
+TEST_F(EngineTest, RemovedObjectIsAnOrphanWithoutPruneAndDeletedWithPrune) {
+  auto v1 = loadValid({{"m/a.yaml", thing("a")}, {"m/b.yaml", thing("b", {"size: 2"})}});
+  ASSERT_NE(v1, nullptr);
+  reconcile(*v1);
+  auto v2 = loadValid({{"m/a.yaml", thing("a")}});
+  ASSERT_NE(v2, nullptr);
+  EXPECT_NE(v2->id, v1->id);
+
+  Plan keep = planFor(*v2, /*prune=*/false);
+  EXPECT_TRUE(keep.empty()) << keep.render();
+  EXPECT_EQ(keep.orphans, std::vector<ObjectId>{fakeId("b")});
+  ApplyReport kept = applyPlan(keep, *v2);
+  EXPECT_TRUE(kept.ok());
+  EXPECT_TRUE(fake_->hostState(fakeId("b"))) << "deleted without --prune";
+  EXPECT_EQ(inventoryById().count(fakeId("b")), 1u);
+
+  Plan prune = planFor(*v2, /*prune=*/true);
+  ASSERT_EQ(prune.actions.size(), 1u) << prune.render();
+  EXPECT_EQ(prune.actions[0].id, fakeId("b"));
+  EXPECT_EQ(prune.actions[0].type, ActionType::Delete);
+  EXPECT_TRUE(prune.orphans.empty());
+  ApplyReport pruned = applyPlan(prune, *v2);
+  EXPECT_TRUE(pruned.ok());
+  EXPECT_FALSE(fake_->hostState(fakeId("b")));
+  EXPECT_TRUE(fake_->hostState(fakeId("a")));
+  auto records = inventoryById();
+  EXPECT_EQ(records.count(fakeId("b")), 0u);
+  EXPECT_EQ(records.count(fakeId("a")), 1u);
+  EXPECT_TRUE(planFor(*v2, /*prune=*/true).empty());
+}
+
+TEST_F(EngineTest, PruneDeletesDependentsBeforeTheirDependencies) {
+  auto v1 = loadValid(
+      {{"m/all.yaml",
+        documents({thing("keep"), thing("a-child", {"dependsOn: z-parent"}), thing("z-parent")})}});
+  ASSERT_NE(v1, nullptr);
+  reconcile(*v1);
+  auto v2 = loadValid({{"m/all.yaml", thing("keep")}});
+  ASSERT_NE(v2, nullptr);
+
+  Plan plan = planFor(*v2, /*prune=*/true);
+  ASSERT_EQ(plan.actions.size(), 2u) << plan.render();
+  EXPECT_EQ(actionIds(plan), (std::vector<ObjectId>{fakeId("a-child"), fakeId("z-parent")}));
+  // The stored spec supplies the references of objects that left the source.
+  EXPECT_EQ(plan.actions[0].dependsOn, std::vector<ObjectId>{fakeId("z-parent")});
+
+  fake_->resetCounters();
+  fake_->setApplyDelay(std::chrono::milliseconds(20));
+  ApplyReport report = applyPlan(plan, *v2);
+  EXPECT_TRUE(report.ok());
+  EXPECT_EQ(fake_->applyOrder(), (std::vector<ObjectId>{fakeId("a-child"), fakeId("z-parent")}));
+  EXPECT_EQ(fake_->maxConcurrentApplies(), 1);
+  EXPECT_EQ(fake_->hostSnapshot().size(), 1u);
+  EXPECT_EQ(managed().size(), 1u);
+}
+
+TEST_F(EngineTest, ObjectsHyperNeverCreatedAreNeverDeleted) {
+  // Something else made these; the inventory has no record of them.
+  fake_->setHostState(fakeId("foreign"), {{"owner", "someone else"}});
+  fake_->setHostState(fakeId("other"), {{"owner", "someone else"}});
+  auto v1 = loadValid({{"m/a.yaml", thing("a")}, {"m/b.yaml", thing("b")}});
+  ASSERT_NE(v1, nullptr);
+  reconcile(*v1, /*prune=*/true);
+
+  Plan plan = planFor(*v1, /*prune=*/true);
+  EXPECT_TRUE(plan.empty()) << plan.render();
+  EXPECT_TRUE(plan.orphans.empty());
+
+  // Even when pruning a managed object, only that one goes.
+  auto v2 = loadValid({{"m/a.yaml", thing("a")}});
+  ASSERT_NE(v2, nullptr);
+  plan = planFor(*v2, /*prune=*/true);
+  ASSERT_EQ(plan.actions.size(), 1u) << plan.render();
+  EXPECT_EQ(plan.actions[0].id, fakeId("b"));
+  EXPECT_EQ(plan.actions[0].type, ActionType::Delete);
+  ApplyReport report = applyPlan(plan, *v2);
+  EXPECT_TRUE(report.ok());
+
+  auto host = fake_->hostSnapshot();
+  EXPECT_EQ(host.count(fakeId("foreign")), 1u);
+  EXPECT_EQ(host.count(fakeId("other")), 1u);
+  EXPECT_EQ(host.count(fakeId("a")), 1u);
+  EXPECT_EQ(host.count(fakeId("b")), 0u);
+  for (const auto& id : fake_->applyOrder()) {
+    EXPECT_NE(id, fakeId("foreign"));
+    EXPECT_NE(id, fakeId("other"));
+  }
+}
+
+// --- Invalid revisions change nothing ---
+
+TEST_F(EngineTest, AnyInvalidDocumentRejectsTheWholeRevisionAndChangesNothing) {
+  std::vector<SourceFile> good = {{"m/a.yaml", thing("a", {"size: 1"})}};
+  auto v1 = loadValid(good);
+  ASSERT_NE(v1, nullptr);
+  reconcile(*v1);
+  auto hostBefore = fake_->hostSnapshot();
+  auto recordsBefore = managed();
+  fake_->resetCounters();
+
+  struct BadDocument {
+    std::string name;
+    std::string text;
+  };
+  const std::vector<BadDocument> bad = {
+      {"provider validation", thing("bad", {"invalid: true"})},
+      {"schema", "apiVersion: hyper.dev/v2\nkind: FakeThing\nmetadata:\n  name: bad\nspec: {}\n"},
+      {"yaml syntax", "apiVersion: [\n"},
+      {"missing reference", thing("bad", {"dependsOn: nowhere"})},
+  };
+  for (const auto& b : bad) {
+    SCOPED_TRACE(b.name);
+    // Otherwise good changes travel with the bad document: an update of a and a new c.
+    RevisionResult r = engine_->load(
+        {{"m/a.yaml", thing("a", {"size: 2"})}, {"m/bad.yaml", b.text}, {"m/c.yaml", thing("c")}});
+    EXPECT_EQ(r.revision, nullptr);
+    EXPECT_TRUE(r.diagnostics.hasErrors());
+    bool located = false;
+    for (const auto& d : r.diagnostics.items()) {
+      located = located || d.where.file == "m/bad.yaml";
+    }
+    EXPECT_TRUE(located) << r.diagnostics.format();
+
+    // Loading the same rejected files again still rejects them: "unchanged" never hides errors.
+    RevisionResult again = engine_->load(
+        {{"m/a.yaml", thing("a", {"size: 2"})}, {"m/bad.yaml", b.text}, {"m/c.yaml", thing("c")}});
+    EXPECT_EQ(again.revision, nullptr);
+    EXPECT_FALSE(again.unchanged);
+    EXPECT_TRUE(again.diagnostics.hasErrors());
+  }
+  EXPECT_EQ(fake_->observeCalls(), 0);
+  EXPECT_EQ(fake_->applyCalls(), 0);
+  EXPECT_EQ(fake_->hostSnapshot(), hostBefore);
+  auto recordsAfter = managed();
+  ASSERT_EQ(recordsAfter.size(), recordsBefore.size());
+  EXPECT_EQ(recordsAfter[0].spec, recordsBefore[0].spec);
+  EXPECT_EQ(recordsAfter[0].revision, v1->id);
+  auto last = inventory_->lastRevision();
+  ASSERT_TRUE(last.isOk() && last->has_value());
+  EXPECT_EQ((*last)->revision, v1->id);
+
+  // The last good source is still accepted afterwards, and the host still matches it.
+  RevisionResult back = engine_->load(good);
+  ASSERT_NE(back.revision, nullptr) << back.diagnostics.format();
+  EXPECT_EQ(back.revision->id, v1->id);
+  EXPECT_TRUE(planFor(*back.revision).empty());
+}
+
+// --- Failure propagation ---
+
+TEST_F(EngineTest, FailedParentSkipsItsDependentsAndRecordsNone) {
+  auto revision = loadValid({{"m/all.yaml", documents({
+                                                thing("parent"),
+                                                thing("child", {"dependsOn: parent"}),
+                                                thing("grandchild", {"dependsOn: child"}),
+                                                thing("sibling"),
+                                            })}});
+  ASSERT_NE(revision, nullptr);
+  fake_->setFailApply({fakeId("parent")});
+  Plan plan = planFor(*revision);
+  ASSERT_EQ(plan.actions.size(), 4u) << plan.render();
+  ApplyReport report = applyPlan(plan, *revision);
+
+  EXPECT_FALSE(report.ok());
+  EXPECT_EQ(report.failed(), 3u);
+  std::map<ObjectId, ActionOutcome> outcome;
+  for (const auto& o : report.outcomes) {
+    outcome[o.id] = o;
+  }
+  ASSERT_EQ(outcome.size(), 4u);
+  const auto& parent = outcome[fakeId("parent")];
+  EXPECT_FALSE(parent.status.isOk());
+  EXPECT_FALSE(parent.skipped);
+  EXPECT_NE(parent.status.message().find("create FakeThing/parent <- injected failure"),
+            std::string::npos)
+      << parent.status.message();
+  for (const char* name : {"child", "grandchild"}) {
+    const auto& o = outcome[fakeId(name)];
+    EXPECT_TRUE(o.skipped) << name;
+    EXPECT_FALSE(o.status.isOk()) << name;
+    EXPECT_NE(o.status.message().find("create of FakeThing/parent failed"), std::string::npos)
+        << name << ": " << o.status.message();
+  }
+  EXPECT_TRUE(outcome[fakeId("sibling")].status.isOk());
+  EXPECT_FALSE(outcome[fakeId("sibling")].skipped);
+
+  // Skipped actions never reached the provider; only the sibling is on the host.
+  auto applied = fake_->applyOrder();
+  EXPECT_EQ(indexOf(applied, fakeId("child")), -1) << names(applied);
+  EXPECT_EQ(indexOf(applied, fakeId("grandchild")), -1) << names(applied);
+  auto host = fake_->hostSnapshot();
+  ASSERT_EQ(host.size(), 1u);
+  EXPECT_EQ(host.begin()->first, fakeId("sibling"));
+
+  auto records = inventoryById();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records.begin()->first, fakeId("sibling"));
+
+  auto journal = inventory_->journal(-1);
+  ASSERT_TRUE(journal.isOk());
+  std::map<ObjectId, JournalEntry> journalled;
+  for (const auto& e : *journal) {
+    journalled[e.object] = e;
+  }
+  EXPECT_EQ(journalled.size(), 2u) << "a skipped action must not be journalled as run";
+  EXPECT_EQ(journalled[fakeId("parent")].phase, "failed");
+  EXPECT_NE(journalled[fakeId("parent")].detail.find("injected failure"), std::string::npos);
+  EXPECT_EQ(journalled[fakeId("sibling")].phase, "succeeded");
+  auto last = inventory_->lastRevision();
+  ASSERT_TRUE(last.isOk() && last->has_value());
+  EXPECT_EQ((*last)->result, "partial");
+
+  // Once the failure is gone, the next reconcile creates exactly what was left out.
+  fake_->setFailApply({});
+  Plan retry = planFor(*revision);
+  auto ids = actionIds(retry);
+  EXPECT_EQ(ids, (std::vector<ObjectId>{fakeId("parent"), fakeId("child"), fakeId("grandchild")}))
+      << names(ids);
+  EXPECT_TRUE(applyPlan(retry, *revision).ok());
+  EXPECT_EQ(managed().size(), 4u);
+}
+
+// --- Revision identity ---
+
+TEST_F(EngineTest, SameFilesAreUnchangedAndOneByteChangesTheRevision) {
+  fs::path manifests = fs::path(dir_) / "manifests";
+  fs::create_directories(manifests / "sub");
+  auto write = [](const fs::path& p, const std::string& text) {
+    std::ofstream out(p, std::ios::binary | std::ios::trunc);
+    out << text;
+  };
+  write(manifests / "a.yaml", thing("a", {"size: 1"}));
+  write(manifests / "sub" / "b.yaml", thing("b", {"dependsOn: a"}));
+  auto read = [&] {
+    auto files = readManifestFiles({manifests.string()});
+    EXPECT_TRUE(files.isOk()) << files.status().message();
+    return files.isOk() ? *files : std::vector<SourceFile>{};
+  };
+
+  RevisionResult first = engine_->load(read());
+  ASSERT_NE(first.revision, nullptr) << first.diagnostics.format();
+  EXPECT_FALSE(first.unchanged);
+  EXPECT_EQ(first.revision->objects.size(), 2u);
+
+  RevisionResult second = engine_->load(read());
+  ASSERT_NE(second.revision, nullptr);
+  EXPECT_TRUE(second.unchanged);
+  EXPECT_EQ(second.revision->id, first.revision->id);
+  EXPECT_EQ(second.revision.get(), first.revision.get()) << "an unchanged revision is reused";
+
+  write(manifests / "a.yaml", thing("a", {"size: 2"}));  // "1" -> "2": one byte
+  RevisionResult third = engine_->load(read());
+  ASSERT_NE(third.revision, nullptr) << third.diagnostics.format();
+  EXPECT_FALSE(third.unchanged);
+  EXPECT_NE(third.revision->id, first.revision->id);
+  EXPECT_EQ(third.revision->find(fakeId("a"))->spec, (Json{{"size", 2}}));
+
+  // The id is a function of the content: changing the byte back gives the first id again.
+  write(manifests / "a.yaml", thing("a", {"size: 1"}));
+  RevisionResult fourth = engine_->load(read());
+  ASSERT_NE(fourth.revision, nullptr);
+  EXPECT_FALSE(fourth.unchanged);
+  EXPECT_EQ(fourth.revision->id, first.revision->id);
+}
+
+// --- Parallelism ---
+
+class EngineParallelismTest : public EngineTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(EngineParallelismTest, IndependentObjectsApplyConcurrentlyUpToTheBound) {
+  const int parallelism = GetParam();
+  std::vector<std::string> docs;
+  for (int i = 0; i < 8; ++i) {
+    docs.push_back(thing("t" + std::to_string(i), {"index: " + std::to_string(i)}));
+  }
+  auto revision = loadValid({{"m/many.yaml", documents(docs)}});
+  ASSERT_NE(revision, nullptr);
+  Plan plan = planFor(*revision);
+  ASSERT_EQ(plan.actions.size(), 8u);
+
+  fake_->setApplyDelay(std::chrono::milliseconds(40));
+  ApplyReport report = applyPlan(plan, *revision, parallelism);
+  EXPECT_TRUE(report.ok());
+  EXPECT_EQ(fake_->applyCalls(), 8);
+  EXPECT_EQ(managed().size(), 8u);
+  EXPECT_LE(fake_->maxConcurrentApplies(), parallelism);
+  if (parallelism > 1) {
+    EXPECT_GT(fake_->maxConcurrentApplies(), 1) << "independent applies never overlapped";
+  } else {
+    EXPECT_EQ(fake_->maxConcurrentApplies(), 1);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Bounds, EngineParallelismTest, ::testing::Values(1, 2, 3, 8),
+                         [](const auto& info) {
+                           return "Parallelism" + std::to_string(info.param);
+                         });
+
+}  // namespace
+}  // namespace hyper

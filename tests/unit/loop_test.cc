@@ -1,0 +1,324 @@
+// The hyperd loop (controller/loop.h) against the fake provider and an in-memory source, with a
+// real SQLite inventory and event log in a temp dir and a manual clock for backoff.
+
+#include "controller/loop.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "tests/fakes/fake_provider.h"
+#include "tests/fakes/fake_source.h"
+
+namespace hyper::controller {
+namespace {
+
+using hyper::testing::FakeProvider;
+using hyper::testing::FakeSource;
+
+class ManualClock : public Clock {
+ public:
+  TimePoint now() const override { return now_; }
+  void advance(std::chrono::milliseconds d) { now_ += d; }
+
+ private:
+  TimePoint now_ = std::chrono::steady_clock::now();
+};
+
+class RecordingSink : public AlertSink {
+ public:
+  void send(const Alert& alert) override {
+    std::lock_guard<std::mutex> lk(mu);
+    alerts.push_back(alert);
+  }
+  std::vector<Alert> of(const std::string& kind) {
+    std::lock_guard<std::mutex> lk(mu);
+    std::vector<Alert> out;
+    for (const auto& a : alerts) {
+      if (a.kind == kind) {
+        out.push_back(a);
+      }
+    }
+    return out;
+  }
+  std::mutex mu;
+  std::vector<Alert> alerts;
+};
+
+std::string thing(const std::string& name, const std::string& extraSpec = "") {
+  return "apiVersion: hyper.dev/v1alpha1\nkind: FakeThing\nmetadata:\n  name: " + name +
+         "\nspec:\n  size: 1\n" + extraSpec + "---\n";
+}
+
+class LoopTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/hyper-loop-test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    auto schemas = embeddedSchemas();
+    schemas.push_back({"fake.schema.json", R"({"x-hyper-kind":"FakeThing","type":"object"})"});
+    auto registry = SchemaRegistry::fromSchemas(schemas);
+    ASSERT_TRUE(registry.isOk()) << registry.status().message();
+    auto provider = std::make_unique<FakeProvider>();
+    fake_ = provider.get();
+    std::vector<std::unique_ptr<Provider>> providers;
+    providers.push_back(std::move(provider));
+    engine_ = std::make_unique<Engine>(std::move(providers), *registry);
+    auto inventory = Inventory::open(dir_);
+    ASSERT_TRUE(inventory.isOk()) << inventory.status().message();
+    inventory_ = std::move(*inventory);
+    auto events = EventLog::open(dir_);
+    ASSERT_TRUE(events.isOk()) << events.status().message();
+    events_ = std::move(*events);
+    LoopOptions options;
+    options.backoffBase = std::chrono::milliseconds(1000);
+    controller_ = std::make_unique<Controller>(*engine_, *inventory_, *events_, source_, sink_,
+                                               metrics_, options, clock_);
+  }
+  void TearDown() override {
+    controller_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::vector<std::string> eventTypes() {
+    auto all = events_->latest(1000);
+    EXPECT_TRUE(all.isOk());
+    std::vector<std::string> out;
+    for (const auto& e : *all) {
+      out.push_back(e.type);
+    }
+    return out;
+  }
+  bool condition(const std::string& name, const std::string& type) {
+    auto s = controller_->objectStatus({"FakeThing", name});
+    EXPECT_TRUE(s.has_value()) << name;
+    if (!s) {
+      return false;
+    }
+    auto it = s->conditions.find(type);
+    return it != s->conditions.end() && it->second.status;
+  }
+
+  std::string dir_;
+  FakeProvider* fake_ = nullptr;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<Inventory> inventory_;
+  std::unique_ptr<EventLog> events_;
+  FakeSource source_;
+  RecordingSink sink_;
+  Metrics metrics_;
+  ManualClock clock_;
+  std::unique_ptr<Controller> controller_;
+};
+
+TEST_F(LoopTest, FirstReconcileAppliesAndMarksReady) {
+  source_.set({{"a.yaml", thing("a") + thing("b")}});
+  ReconcileSummary s = controller_->reconcileOnce("test", true);
+  EXPECT_EQ(s.error, "");
+  EXPECT_EQ(s.revision, source_.revision());
+  EXPECT_EQ(s.planned, 2u);
+  EXPECT_EQ(s.succeeded, 2u);
+  EXPECT_TRUE(fake_->hostState({"FakeThing", "a"}).has_value());
+  EXPECT_TRUE(condition("a", "Ready"));
+  EXPECT_FALSE(condition("a", "Stalled"));
+  EXPECT_TRUE(controller_->ready());
+  auto records = inventory_->list();
+  ASSERT_TRUE(records.isOk());
+  ASSERT_EQ(records->size(), 2u);
+  EXPECT_EQ((*records)[0].revision, source_.revision());
+}
+
+TEST_F(LoopTest, UnchangedSourceIsNotFetchedAndPlansNothing) {
+  source_.set({{"a.yaml", thing("a")}});
+  controller_->reconcileOnce("test", true);
+  int fetches = source_.fetchCalls;
+  ReconcileSummary s = controller_->reconcileOnce("poll", true);
+  EXPECT_EQ(source_.fetchCalls, fetches);
+  EXPECT_FALSE(s.sourceChanged);
+  EXPECT_EQ(s.planned, 0u);
+  // An observe-only trigger does not even ask the source.
+  int checks = source_.changedCalls;
+  controller_->reconcileOnce("drift-check", false);
+  EXPECT_EQ(source_.changedCalls, checks);
+}
+
+TEST_F(LoopTest, InvalidRevisionIsRejectedWholeAndTheLastGoodStays) {
+  source_.set({{"a.yaml", thing("a")}});
+  controller_->reconcileOnce("test", true);
+  std::string good = source_.revision();
+  // One valid change and one invalid document: nothing of it may be applied.
+  source_.set(
+      {{"a.yaml", thing("a", "  size2: 5\n")}, {"b.yaml", thing("b", "  invalid: true\n")}});
+  ReconcileSummary s = controller_->reconcileOnce("test", true);
+  EXPECT_TRUE(s.revisionRejected);
+  EXPECT_EQ(s.revision, good);
+  EXPECT_EQ(controller_->appliedRevision(), good);
+  EXPECT_FALSE(fake_->hostState({"FakeThing", "b"}).has_value());
+  EXPECT_FALSE(fake_->hostState({"FakeThing", "a"})->contains("size2"));
+  auto rejected = sink_.of("revision-rejected");
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_NE(rejected[0].details.dump().find("b.yaml:"), std::string::npos)
+      << rejected[0].details.dump();
+  // The same bad revision is not re-validated and re-alerted on every poll.
+  controller_->reconcileOnce("poll", true);
+  EXPECT_EQ(sink_.of("revision-rejected").size(), 1u);
+}
+
+TEST_F(LoopTest, DriftIsAlertedOnceAndCorrected) {
+  source_.set({{"a.yaml", thing("a")}});
+  controller_->reconcileOnce("test", true);
+  fake_->setHostState({"FakeThing", "a"}, {{"size", 7}});
+  ReconcileSummary s = controller_->reconcileOnce("drift-check", false);
+  EXPECT_EQ(s.drifted, 1u);
+  EXPECT_EQ(s.succeeded, 1u);
+  EXPECT_EQ((*fake_->hostState({"FakeThing", "a"}))["size"], 1);
+  auto drift = sink_.of("drift");
+  ASSERT_EQ(drift.size(), 1u);
+  EXPECT_EQ(drift[0].object, "FakeThing/a");
+  EXPECT_NE(drift[0].details.dump().find("spec.size"), std::string::npos) << drift[0].details;
+  EXPECT_FALSE(condition("a", "Drifted"));
+  s = controller_->reconcileOnce("drift-check", false);
+  EXPECT_EQ(s.planned, 0u);
+  EXPECT_EQ(sink_.of("drift").size(), 1u);
+}
+
+TEST_F(LoopTest, AlertOnlyDriftIsReportedNotCorrected) {
+  source_.set({{"a.yaml", thing("a", "  driftPolicy: alert\n")}});
+  controller_->reconcileOnce("test", true);
+  fake_->setHostState({"FakeThing", "a"}, {{"size", 7}, {"driftPolicy", "alert"}});
+  ReconcileSummary s = controller_->reconcileOnce("drift-check", false);
+  EXPECT_EQ(s.drifted, 1u);
+  EXPECT_EQ(s.deferred, 1u);
+  EXPECT_EQ((*fake_->hostState({"FakeThing", "a"}))["size"], 7);
+  EXPECT_TRUE(condition("a", "Drifted"));
+  EXPECT_FALSE(condition("a", "Ready"));
+  ASSERT_EQ(controller_->driftJson().size(), 1u);
+  // Still drifted on the next check, but one drift is one alert.
+  controller_->reconcileOnce("drift-check", false);
+  EXPECT_EQ(sink_.of("drift").size(), 1u);
+  // The config default applies to objects that do not say.
+  EXPECT_EQ(driftPolicyOf(Json::object(), DriftPolicy::Alert), DriftPolicy::Alert);
+  EXPECT_EQ(driftPolicyOf(Json{{"driftPolicy", "correct"}}, DriftPolicy::Alert),
+            DriftPolicy::Correct);
+}
+
+TEST_F(LoopTest, FailedObjectBacksOffWhileOthersGoOn) {
+  fake_->setFailApply({{"FakeThing", "bad"}});
+  source_.set({{"a.yaml", thing("bad") + thing("child", "  dependsOn: bad\n") + thing("good")}});
+  ReconcileSummary s = controller_->reconcileOnce("test", true);
+  EXPECT_EQ(s.failed, 2u);  // bad failed, child skipped
+  EXPECT_TRUE(fake_->hostState({"FakeThing", "good"}).has_value());
+  EXPECT_TRUE(condition("bad", "Stalled"));
+  EXPECT_EQ(sink_.of("action-failed").size(), 1u);
+
+  // Within the backoff: bad and its dependent are deferred, nothing is attempted.
+  int calls = fake_->applyCalls();
+  s = controller_->reconcileOnce("retry", false);
+  EXPECT_EQ(s.deferred, 2u);
+  EXPECT_EQ(fake_->applyCalls(), calls);
+
+  // After the first backoff (1 s) it is retried; fixed now, it and the child converge.
+  fake_->setFailApply({});
+  clock_.advance(std::chrono::milliseconds(1001));
+  s = controller_->reconcileOnce("retry", false);
+  EXPECT_EQ(s.succeeded, 2u);
+  EXPECT_TRUE(condition("bad", "Ready"));
+  EXPECT_TRUE(condition("child", "Ready"));
+}
+
+TEST_F(LoopTest, BackoffGrowsExponentially) {
+  fake_->setFailApply({{"FakeThing", "bad"}});
+  source_.set({{"a.yaml", thing("bad")}});
+  controller_->reconcileOnce("test", true);  // failure 1: next in 1 s
+  clock_.advance(std::chrono::milliseconds(1001));
+  controller_->reconcileOnce("retry", false);  // failure 2: next in 2 s
+  auto st = controller_->objectStatus({"FakeThing", "bad"});
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->failures, 2);
+  clock_.advance(std::chrono::milliseconds(1500));
+  int calls = fake_->applyCalls();
+  controller_->reconcileOnce("retry", false);
+  EXPECT_EQ(fake_->applyCalls(), calls);  // 1.5 s < 2 s
+  clock_.advance(std::chrono::milliseconds(600));
+  controller_->reconcileOnce("retry", false);
+  EXPECT_EQ(fake_->applyCalls(), calls + 1);
+}
+
+TEST_F(LoopTest, SuspendedAppliesNothingButStillReportsDrift) {
+  source_.set({{"a.yaml", thing("a")}});
+  controller_->reconcileOnce("test", true);
+  controller_->setSuspended(true);
+  fake_->setHostState({"FakeThing", "a"}, {{"size", 9}});
+  source_.set({{"a.yaml", thing("a") + thing("b")}});
+  ReconcileSummary s = controller_->reconcileOnce("test", true);
+  EXPECT_EQ(s.succeeded, 0u);
+  EXPECT_EQ(s.deferred, 2u);
+  EXPECT_FALSE(fake_->hostState({"FakeThing", "b"}).has_value());
+  EXPECT_EQ(sink_.of("drift").size(), 1u);
+  controller_->setSuspended(false);
+  s = controller_->reconcileOnce("resume", false);
+  EXPECT_EQ(s.succeeded, 2u);
+  EXPECT_TRUE(fake_->hostState({"FakeThing", "b"}).has_value());
+}
+
+TEST_F(LoopTest, SourceErrorKeepsTheRevisionAndIsReportedOnce) {
+  source_.set({{"a.yaml", thing("a")}});
+  controller_->reconcileOnce("test", true);
+  source_.error = "fetch file:///nowhere ref main <- connection refused";
+  ReconcileSummary s = controller_->reconcileOnce("poll", true);
+  EXPECT_NE(s.error.find("connection refused"), std::string::npos);
+  EXPECT_EQ(s.revision, controller_->appliedRevision());
+  EXPECT_FALSE(s.revision.empty());
+  controller_->reconcileOnce("poll", true);
+  EXPECT_EQ(sink_.of("source-error").size(), 1u);
+  // The observe part goes on: drift is still corrected while the source is down.
+  fake_->setHostState({"FakeThing", "a"}, {{"size", 3}});
+  s = controller_->reconcileOnce("poll", true);
+  EXPECT_EQ(s.succeeded, 1u);
+}
+
+TEST_F(LoopTest, RemovedObjectIsPruned) {
+  source_.set({{"a.yaml", thing("a") + thing("b")}});
+  controller_->reconcileOnce("test", true);
+  fake_->setHostState({"FakeThing", "hand-made"}, {{"size", 1}});  // never managed
+  source_.set({{"a.yaml", thing("a")}});
+  ReconcileSummary s = controller_->reconcileOnce("test", true);
+  EXPECT_EQ(s.succeeded, 1u);
+  EXPECT_FALSE(fake_->hostState({"FakeThing", "b"}).has_value());
+  EXPECT_TRUE(fake_->hostState({"FakeThing", "hand-made"}).has_value());
+  EXPECT_FALSE(controller_->objectStatus({"FakeThing", "b"}).has_value());
+}
+
+TEST_F(LoopTest, RunCoalescesTriggersAndStops) {
+  source_.set({{"a.yaml", thing("a")}});
+  std::thread loop([&] { controller_->run(); });
+  uint64_t t1 = controller_->trigger("one", true);
+  uint64_t t2 = controller_->trigger("two", false);
+  ReconcileSummary summary;
+  ASSERT_TRUE(controller_->waitFor(t2, std::chrono::seconds(10), &summary));
+  EXPECT_TRUE(controller_->waitFor(t1, std::chrono::seconds(1)));
+  EXPECT_TRUE(fake_->hostState({"FakeThing", "a"}).has_value());
+  controller_->stop();
+  loop.join();
+  // After stop, waiting for a new ticket returns false instead of hanging.
+  EXPECT_FALSE(controller_->waitFor(controller_->trigger("late", false), std::chrono::seconds(1)));
+}
+
+TEST_F(LoopTest, InterruptedJournalEntriesAreClosedAtStartup) {
+  PlanAction action;
+  action.id = {"FakeThing", "a"};
+  auto id = inventory_->journalBegin("crashed", action);
+  ASSERT_TRUE(id.isOk());
+  controller_->recoverJournal();
+  auto left = inventory_->unfinishedJournal();
+  ASSERT_TRUE(left.isOk());
+  EXPECT_TRUE(left->empty());
+  auto types = eventTypes();
+  EXPECT_NE(std::find(types.begin(), types.end(), "action-interrupted"), types.end());
+}
+
+}  // namespace
+}  // namespace hyper::controller
