@@ -64,8 +64,8 @@ std::unique_ptr<Engine> makeEngine() {
 }
 
 // Loads and validates; prints diagnostics to stderr. Null on any error.
-std::shared_ptr<const Revision> loadRevision(Engine& engine,
-                                             const std::vector<std::string>& paths) {
+std::shared_ptr<const Revision> loadRevision(Engine& engine, const std::vector<std::string>& paths,
+                                             const char* consequence = "; nothing was applied") {
   auto files = readManifestFiles(paths);
   if (!files.isOk()) {
     std::cerr << "error: " << files.status().message() << "\n";
@@ -84,8 +84,8 @@ std::shared_ptr<const Revision> loadRevision(Engine& engine,
     for (const auto& d : loaded.diagnostics.items()) {
       n += d.severity == Severity::Error ? 1 : 0;
     }
-    std::cerr << "error: " << n << (n == 1 ? " problem" : " problems")
-              << " found; nothing was applied\n";
+    std::cerr << "error: " << n << (n == 1 ? " problem" : " problems") << " found" << consequence
+              << "\n";
   }
   return loaded.revision;
 }
@@ -120,7 +120,7 @@ int runValidate(const std::vector<std::string>& paths) {
   if (!engine) {
     return kExitError;
   }
-  auto revision = loadRevision(*engine, paths);
+  auto revision = loadRevision(*engine, paths, "");
   if (!revision) {
     return kExitError;
   }
@@ -165,8 +165,27 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
   if (!revision) {
     return kExitError;
   }
-  auto lock =
-      StateLock::acquire(g.stateDir, dryRun ? "hyperctl apply --dry-run" : "hyperctl apply");
+  if (dryRun) {
+    // A dry run is a diff that prints like apply: no lock, and no state is created.
+    auto managed = readManaged(g.stateDir, nullptr);
+    if (!managed.isOk()) {
+      return fail(managed.status().message());
+    }
+    PlanResult planned = engine->plan(*revision, *managed, PlanOptions{prune});
+    if (!planned.diagnostics.empty()) {
+      std::cerr << planned.diagnostics.format();
+    }
+    if (planned.diagnostics.hasErrors()) {
+      return fail("cannot plan revision " + revision->id + "; nothing was applied");
+    }
+    printPlan(planned.plan, output);
+    if (!planned.plan.empty() && output != "json") {
+      // The plan reads the same as the one a real apply prints first: say that it stopped there.
+      std::cout << "Dry run: nothing was applied.\n";
+    }
+    return kExitOk;
+  }
+  auto lock = StateLock::acquire(g.stateDir, "hyperctl apply");
   if (!lock.isOk()) {
     auto hyperd = controller::discoverEndpoint(g.stateDir, "", "");
     if (hyperd.isOk() && *hyperd) {
@@ -189,11 +208,7 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
     return fail("cannot plan revision " + revision->id + "; nothing was applied");
   }
   printPlan(planned.plan, output);
-  if (dryRun && !planned.plan.empty() && output != "json") {
-    // The plan reads the same as the one a real apply prints first: say that it stopped there.
-    std::cout << "Dry run: nothing was applied.\n";
-  }
-  if (dryRun || planned.plan.empty()) {
+  if (planned.plan.empty()) {
     return kExitOk;
   }
   ApplyOptions options;

@@ -203,6 +203,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   git_libgit2_init();
+  // A peer that goes away (an SSE client, a webhook receiver, a git remote) is an error value from
+  // write(), never a process-killing signal.
+  signal(SIGPIPE, SIG_IGN);
   CLI::App app{"hyperd: the hyper GitOps controller"};
   std::string configPath;
   std::string source, ref = "main", path, interval = "30s", driftInterval = "60s";

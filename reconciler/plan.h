@@ -35,7 +35,8 @@ struct PlanAction {
 // apply executes. Invariants:
 //  - at most one action per object;
 //  - actions are sorted by execution stage (deletes first, children before parents; then creates,
-//    updates and replaces, parents before children), then kind, then name;
+//    updates and replaces, parents before children), in the dependency graph's topological order,
+//    whose ties are broken by kind, then name;
 //  - it never holds a secret value: sensitive changes carry no before/after;
 //  - hash() depends only on the actions and the revision, so the same input gives the same hash
 //    on every run and every machine.
