@@ -585,6 +585,14 @@ Result<Snapshot> GitSource::fetch() {
     const char* summary = git_commit_summary(commit.get());
     snap.message = summary != nullptr ? summary : "";
   }
+  if (lastCommit_.has_value() && *lastCommit_ != fetched->commit) {
+    git_oid previous;
+    if (git_oid_fromstr(&previous, lastCommit_->c_str()) == 0 &&
+        git_graph_descendant_of(repo_, &commitId, &previous) != 1) {
+      snap.rewound = true;
+      snap.previousCommit = *lastCommit_;
+    }
+  }
   lastRemoteId_ = fetched->remoteId;
   lastCommit_ = fetched->commit;
   return snap;

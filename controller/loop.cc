@@ -114,6 +114,10 @@ nlohmann::json ReconcileSummary::toJson() const {
                       {"sourceChanged", sourceChanged},
                       {"revisionRejected", revisionRejected},
                       {"seconds", seconds},
+                      {"fetchSeconds", fetchSeconds},
+                      {"loadSeconds", loadSeconds},
+                      {"planSeconds", planSeconds},
+                      {"applySeconds", applySeconds},
                       {"finishedAt", finishedAt}};
   if (!error.empty()) {
     j["error"] = error;
@@ -274,9 +278,13 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
   summary.reconcileId = newReconcileId();
   summary.trigger = trigger;
   const std::string& rid = summary.reconcileId;
+  auto since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
 
   // 1. Source: only when it may have moved; a failure keeps the last good revision in force.
   if (fetch || !current) {
+    auto fetchStart = std::chrono::steady_clock::now();
     auto moved = source_.changed();
     Result<Snapshot> snapshot = Status::error("not fetched");
     Status failure = moved.status();
@@ -284,6 +292,7 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
       snapshot = source_.fetch();
       failure = snapshot.status();
     }
+    summary.fetchSeconds = since(fetchStart);
     if (!failure.isOk()) {
       std::string message = failure.message();
       metrics_.counter("hyper_source_fetch_errors_total", "source checks or fetches that failed")
@@ -315,9 +324,23 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
         std::lock_guard<std::mutex> lk(mu_);
         rejectedBefore = snapshot->revision == rejectedRevision_;
       }
+      if (snapshot->rewound) {
+        Event e;
+        e.type = "source-rewound";
+        e.level = "warning";
+        e.reconcileId = rid;
+        e.revision = snapshot->revision;
+        e.message = "the source's ref moved from " + snapshot->previousCommit.substr(0, 12) +
+                    " to " + snapshot->commit.substr(0, 12) +
+                    ", which does not contain it (force-push or rollback)";
+        e.details = {{"previous", snapshot->previousCommit}, {"commit", snapshot->commit}};
+        emit(std::move(e), /*alert=*/true);
+      }
       if (!same && !rejectedBefore) {
         summary.sourceChanged = true;
+        auto loadStart = std::chrono::steady_clock::now();
         RevisionResult loaded = engine_.load(snapshot->files);
+        summary.loadSeconds = since(loadStart);
         if (!loaded.revision) {
           summary.revisionRejected = true;
           std::vector<std::string> problems;
@@ -364,19 +387,25 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
     summary.finishedAt = nowMillis();
     std::lock_guard<std::mutex> lk(mu_);
     lastSummary_ = summary;
+    firstReconcileDone_ = true;  // publishes the summary; ready() also needs a revision
     return summary;
   }
 
   // 2. Observe and plan against the inventory.
-  std::vector<ManagedRecord> managed;
-  if (auto listed = inventory_.list(); listed.isOk()) {
-    managed = std::move(*listed);
+  // A shared snapshot of the cached records: no copy, and the apply below does not change it.
+  std::shared_ptr<const std::vector<ManagedRecord>> records;
+  if (auto listed = inventory_.snapshot(); listed.isOk()) {
+    records = std::move(*listed);
   } else {
+    records = std::make_shared<const std::vector<ManagedRecord>>();
     summary.error = "inventory: " + listed.status().message();
   }
+  const std::vector<ManagedRecord>& managed = *records;
   PlanResult planned;
   if (summary.error.empty() || summary.error.rfind("source", 0) == 0) {
+    auto planStart = std::chrono::steady_clock::now();
     planned = engine_.plan(*current, managed, PlanOptions{options.prune});
+    summary.planSeconds = since(planStart);
   }
   std::map<ObjectId, std::string> planErrors;
   for (const auto& d : planned.diagnostics.items()) {
@@ -518,7 +547,9 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
     applyOptions.parallelism = options.parallelism;
     applyOptions.reconcileId = rid;
     applyOptions.cancel = &stopping_;
+    auto applyStart = std::chrono::steady_clock::now();
     report = engine_.apply(toRun, *current, managed, inventory_, applyOptions);
+    summary.applySeconds = since(applyStart);
   } else if (plan.actions.empty() && planErrors.empty()) {
     // Nothing to do: still refresh records whose labels or spec text moved without a host change.
     report = engine_.apply(toRun, *current, managed, inventory_, ApplyOptions{});
@@ -540,8 +571,8 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
     }
   }
   std::map<ObjectId, std::string> revisionById;
-  if (auto listed = inventory_.list(); listed.isOk()) {
-    for (const auto& r : *listed) {
+  if (auto listed = inventory_.snapshot(); listed.isOk()) {
+    for (const auto& r : **listed) {
       revisionById[r.id] = r.revision;
     }
   }

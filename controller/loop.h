@@ -86,6 +86,12 @@ struct ReconcileSummary {
   bool revisionRejected = false;
   std::string error;  // source or plan error, one line
   double seconds = 0;
+  // Where the time went: the source (check + fetch), load and validation, observe + plan (the
+  // providers' observe is most of it), and apply (the providers' actions).
+  double fetchSeconds = 0;
+  double loadSeconds = 0;
+  double planSeconds = 0;
+  double applySeconds = 0;
   int64_t finishedAt = 0;  // unix milliseconds
 
   nlohmann::json toJson() const;

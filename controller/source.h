@@ -17,6 +17,10 @@ struct Snapshot {
   std::string commit;             // git: the full commit id; dir: empty
   std::string message;            // git: the commit's subject line; dir: empty
   std::vector<SourceFile> files;  // manifests, paths relative to the source root (for diagnostics)
+  // git: the ref moved to a commit that does not contain the previously fetched one (a
+  // force-push or a rollback); the loop reports it.
+  bool rewound = false;
+  std::string previousCommit;
 };
 
 // Where hyperd reads manifests from. Not thread-safe: the loop owns it and calls it from one

@@ -19,10 +19,10 @@ namespace hyper {
 // A desired state that passed every check: schema, provider validation, references and cycles.
 struct Revision {
   std::string id;
-  std::vector<std::shared_ptr<const Object>> objects;  // sorted by kind/name
-  std::map<ObjectId, const Object*> byId;
+  std::vector<std::shared_ptr<const Object>> objects;  // sorted by kind/name, unique
   DependencyGraph graph;
 
+  // A binary search of `objects`: a map beside them cost some 110 bytes per object.
   const Object* find(const ObjectId& id) const;
 };
 

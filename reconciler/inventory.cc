@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iterator>
 #include <utility>
@@ -204,15 +205,14 @@ Result<std::unique_ptr<Inventory>> Inventory::open(const std::string& stateDir) 
 
 Inventory::~Inventory() { sqlite3_close_v2(db_); }
 
-Result<std::vector<ManagedRecord>> Inventory::list() const {
-  std::lock_guard<std::mutex> lk(mu_);
+Result<Inventory::Records> Inventory::readRecordsLocked() const {
   const std::string context = "inventory list";
   std::string sql = std::string("SELECT ") + kObjectColumns + " FROM objects ORDER BY kind, name";
   auto st = Statement::prepare(db_, sql.c_str());
   if (!st.isOk()) {
     return st.status().withContext(context);
   }
-  std::vector<ManagedRecord> out;
+  Records out;
   while (true) {
     auto row = st->step();
     if (!row.isOk()) {
@@ -227,7 +227,50 @@ Result<std::vector<ManagedRecord>> Inventory::list() const {
     }
     out.push_back(std::move(record).value());
   }
+  // SQLite's BINARY collation orders like std::string; sorting again only guards the invariant.
+  auto byId = [](const ManagedRecord& a, const ManagedRecord& b) { return a.id < b.id; };
+  if (!std::is_sorted(out.begin(), out.end(), byId)) {
+    std::sort(out.begin(), out.end(), byId);
+  }
   return out;
+}
+
+Result<std::shared_ptr<const Inventory::Records>> Inventory::snapshot() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (!records_) {
+    HYPER_ASSIGN_OR_RETURN(Records read, readRecordsLocked());
+    records_ = std::make_shared<const Records>(std::move(read));
+    pending_.clear();
+    return records_;
+  }
+  if (pending_.empty()) {
+    return records_;
+  }
+  // Merge two sorted sequences: the previous snapshot, which others may still hold and so is
+  // copied, and the writes since, which are moved.
+  auto next = std::make_shared<Records>();
+  next->reserve(records_->size() + pending_.size());
+  auto old = records_->begin();
+  for (auto& [id, written] : pending_) {
+    for (; old != records_->end() && old->id < id; ++old) {
+      next->push_back(*old);
+    }
+    if (old != records_->end() && old->id == id) {
+      ++old;  // replaced or removed
+    }
+    if (written) {
+      next->push_back(std::move(*written));
+    }
+  }
+  next->insert(next->end(), old, records_->end());
+  pending_.clear();
+  records_ = std::move(next);
+  return records_;
+}
+
+Result<Inventory::Records> Inventory::list() const {
+  HYPER_ASSIGN_OR_RETURN(std::shared_ptr<const Records> records, snapshot());
+  return Records(*records);
 }
 
 Result<std::optional<ManagedRecord>> Inventory::get(const ObjectId& id) const {
@@ -277,7 +320,11 @@ Status Inventory::put(const ManagedRecord& record) {
       .bind(8, record.fingerprint)
       .bind(9, record.revision)
       .bind(10, record.appliedAt);
-  return st->run().withContext(context);
+  HYPER_RETURN_IF_ERROR(st->run().withContext(context));
+  if (records_) {
+    pending_.insert_or_assign(record.id, record);
+  }
+  return Status::ok();
 }
 
 Status Inventory::remove(const ObjectId& id) {
@@ -289,7 +336,11 @@ Status Inventory::remove(const ObjectId& id) {
   }
   st->bind(1, id.kind).bind(2, id.name);
   // Removing an absent object is not an error: deletes are idempotent.
-  return st->run().withContext(context);
+  HYPER_RETURN_IF_ERROR(st->run().withContext(context));
+  if (records_) {
+    pending_.insert_or_assign(id, std::nullopt);
+  }
+  return Status::ok();
 }
 
 Result<int64_t> Inventory::journalBegin(const std::string& reconcileId, const PlanAction& action) {

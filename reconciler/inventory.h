@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -38,6 +39,15 @@ struct RevisionEntry {
 // The embedded state database (SQLite, WAL) in the state directory: managed objects, the action
 // journal and the revision history. Thread-safe: the executor records from worker threads.
 // Secrets are never written here.
+//
+// The managed records are read from the database once, by the first snapshot() or list(), and
+// kept in memory from then on; put() and remove() write through to the database and to that
+// cache (which holds a record as it was put, not as re-read from its stored JSON). This is sound
+// because the process holding the state lock (hyperd, or hyperctl apply) is the only writer of
+// the objects table. A cached Inventory does not see what another process writes afterwards:
+// each hyperctl process opens its own Inventory, and get() always reads the database. The cache
+// costs memory (hyper_bench: some 3.5 KB per record) and spares hyperd reading and parsing every
+// row on every reconcile (some 65 ms CPU at 10k records).
 class Inventory {
  public:
   // Opens (creating if needed) <stateDir>/state.db and migrates its schema.
@@ -46,7 +56,15 @@ class Inventory {
   Inventory(const Inventory&) = delete;
   Inventory& operator=(const Inventory&) = delete;
 
-  Result<std::vector<ManagedRecord>> list() const;
+  using Records = std::vector<ManagedRecord>;
+
+  // Every managed record, sorted by kind then name, as an immutable value that stays valid (and
+  // unchanged) however the inventory is written afterwards: what hyperd plans against on every
+  // reconcile. Taking one is cheap; the first after a put() or remove() copies the records once
+  // (in memory: the database is read only by the first call).
+  Result<std::shared_ptr<const Records>> snapshot() const;
+  // A copy of *snapshot(), for callers that want to own the records.
+  Result<Records> list() const;
   Result<std::optional<ManagedRecord>> get(const ObjectId& id) const;
   Status put(const ManagedRecord& record);  // insert or replace
   Status remove(const ObjectId& id);
@@ -62,8 +80,15 @@ class Inventory {
 
  private:
   explicit Inventory(sqlite3* db) : db_(db) {}
+  Result<Records> readRecordsLocked() const;
+
   sqlite3* db_;
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;  // guards db_ and the cache below
+  // The cache: null until the first snapshot(). Writes since the last snapshot() are kept in
+  // pending_ (nullopt: removed) and merged into a new vector by the next one, so a reconcile that
+  // puts many records copies the rest once, not once per put.
+  mutable std::shared_ptr<const Records> records_;
+  mutable std::map<ObjectId, std::optional<ManagedRecord>> pending_;
 };
 
 }  // namespace hyper

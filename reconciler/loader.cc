@@ -143,7 +143,6 @@ ManifestLoader::CachedFile ManifestLoader::parseFile(const SourceFile& file) con
     const Json& meta = doc.value["metadata"];
     object->labels = stringMap(meta, "labels");
     object->annotations = stringMap(meta, "annotations");
-    object->contentHash = sha256Hex(canonicalJson(doc.value));
     // Copied, not moved: the copies are made after the file's YAML node trees are freed, so what
     // a revision keeps is allocated together rather than scattered between the holes the trees
     // leave, which slowed every later allocation (hyper_bench: a third less CPU for a cold load

@@ -22,7 +22,7 @@ struct SourceFile {
 Result<std::vector<SourceFile>> readManifestFiles(const std::vector<std::string>& paths);
 
 struct LoadResult {
-  std::vector<std::shared_ptr<const Object>> objects;  // schema-valid, unique kind/name
+  std::vector<std::shared_ptr<const Object>> objects;  // schema-valid, unique, sorted by kind/name
   Diagnostics diagnostics;
   std::string revision;    // "dir:" + sha256 over the sorted file hashes
   bool unchanged = false;  // same content as the previous load(): nothing was re-parsed

@@ -63,7 +63,6 @@ struct Object {
   Json spec;             // schema-valid; the provider parses it into its typed spec
   SourceLocation where;  // the document's first line
   SourceMap sourceMap;
-  std::string contentHash;  // sha256 of the canonical JSON of the whole document
 
   // Where a field of this object is written; the document when the field is absent.
   SourceLocation locate(std::string_view fieldPath) const;

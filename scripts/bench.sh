@@ -5,4 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HYPER_BUILD_DIR=build-release HYPER_BUILD_TYPE=Release bash scripts/build.sh
-exec build-release/bench/hyper_bench "$@"
+build-release/bench/hyper_bench "$@"
+echo
+# hyperd: push-to-converged through the webhook, and the cost of a poll, for 10k manifests in git.
+build-release/bench/hyper_hyperd_bench

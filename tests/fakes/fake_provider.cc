@@ -1,6 +1,7 @@
 #include "tests/fakes/fake_provider.h"
 
 #include <algorithm>
+#include <iterator>
 #include <thread>
 
 #include "reconciler/sha256.h"
@@ -61,31 +62,77 @@ std::vector<Reference> FakeProvider::references(const Object& object) const {
   return out;
 }
 
+FakeProvider::HostEntry FakeProvider::hostEntry(Json spec) {
+  std::string fingerprint = fingerprintOf(spec);
+  return {std::move(spec), std::move(fingerprint)};
+}
+
 void FakeProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
+  // Every requested id once, in order: an object is usually both desired and managed, and both
+  // lists usually come sorted (revision order, inventory order), so they are merged, not looked up.
+  std::vector<const ObjectId*> ids;
+  ids.reserve(req.desired.size() + req.managed.size());
+  for (const Object* o : req.desired) {
+    ids.push_back(&o->id);
+  }
+  const auto managedBegin = static_cast<std::ptrdiff_t>(ids.size());
+  for (const ManagedRecord* m : req.managed) {
+    ids.push_back(&m->id);
+  }
+  auto less = [](const ObjectId* a, const ObjectId* b) { return *a < *b; };
+  auto mid = ids.begin() + managedBegin;
+  if (!std::is_sorted(ids.begin(), mid, less)) {
+    std::sort(ids.begin(), mid, less);
+  }
+  if (!std::is_sorted(mid, ids.end(), less)) {
+    std::sort(mid, ids.end(), less);
+  }
+  std::inplace_merge(ids.begin(), mid, ids.end(), less);
+  ids.erase(std::unique(ids.begin(), ids.end(),
+                        [](const ObjectId* a, const ObjectId* b) { return *a == *b; }),
+            ids.end());
+
   std::lock_guard<std::mutex> lk(mu_);
   ++observeCalls_;
   if (failObserve_) {
     resp.diagnostics.error("", "", "injected observe failure");
     return;
   }
-  auto fill = [&](const ObjectId& id) {
-    ObservedState s;
-    if (auto it = host_.find(id); it != host_.end()) {
-      s.exists = true;
-      s.fields = it->second;
-      s.fingerprint = fingerprintOf(it->second);
+  auto host = host_.begin();
+  for (const ObjectId* id : ids) {
+    // The next host entry is the common case; a search otherwise (the host has others, or fewer).
+    if (host == host_.end() || host->first != *id) {
+      auto next = host == host_.end() ? host : std::next(host);
+      host = next != host_.end() && next->first == *id ? next : host_.lower_bound(*id);
     }
-    resp.observed[id] = std::move(s);
-  };
-  for (const Object* o : req.desired) {
-    fill(o->id);
-  }
-  for (const ManagedRecord* m : req.managed) {
-    fill(m->id);
+    ObservedState s;
+    if (host != host_.end() && host->first == *id) {
+      s.exists = true;
+      s.fields = host->second.spec;
+      s.fingerprint = host->second.fingerprint;
+    }
+    resp.observed.insert_or_assign(resp.observed.end(), *id, std::move(s));
   }
 }
 
 void FakeProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
+  if (!req.desired) {
+    if (!req.managed) {
+      return;  // never ours: left alone
+    }
+    PlanAction a;
+    a.id = req.id;
+    a.provider = name_;
+    a.type = ActionType::Delete;
+    a.reason = "gone from the source";
+    resp.action = std::move(a);
+    return;
+  }
+  const Json& desired = req.desired->spec;
+  bool onHost = req.observed && req.observed->exists;
+  if (onHost && req.observed->fields == desired) {
+    return;  // in sync, the common case: decided before anything is built or copied
+  }
   std::set<std::string> replaceFields;
   std::set<std::string> sensitiveFields;
   {
@@ -96,23 +143,12 @@ void FakeProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
   PlanAction a;
   a.id = req.id;
   a.provider = name_;
-  if (!req.desired) {
-    if (!req.managed) {
-      return;  // never ours: left alone
-    }
-    a.type = ActionType::Delete;
-    a.reason = "gone from the source";
-    resp.action = std::move(a);
-    return;
-  }
-  const Json& desired = req.desired->spec;
-  bool onHost = req.observed && req.observed->exists;
   if (!onHost) {
     a.type = ActionType::Create;
     a.drift = req.managed != nullptr;
     a.reason = a.drift ? "deleted from the host by hand" : "not on the host";
     diffJson("spec", Json(), desired, a.changes);
-  } else if (req.observed->fields != desired) {
+  } else {
     a.type = ActionType::Update;
     a.drift = req.managed && req.managed->spec == desired;
     a.reason = a.drift ? "changed on the host by hand" : "spec changed";
@@ -123,8 +159,6 @@ void FakeProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
         a.type = ActionType::Replace;
       }
     }
-  } else {
-    return;  // in sync
   }
   for (auto& c : a.changes) {
     c.sensitive = sensitiveFields.count(topLevelField(c.path)) > 0;
@@ -152,6 +186,11 @@ void FakeProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
   if (delay.count() > 0) {
     std::this_thread::sleep_for(delay);
   }
+  // The host's new entry is built (and hashed) outside the lock, as independent applies would.
+  std::optional<HostEntry> written;
+  if (!fail && action.type != ActionType::Delete && req.desired) {
+    written = hostEntry(req.desired->spec);
+  }
   std::lock_guard<std::mutex> lk(mu_);
   --inFlight_;
   if (fail) {
@@ -162,14 +201,14 @@ void FakeProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
     host_.erase(action.id);
     return;
   }
-  if (!req.desired) {
+  if (!written) {
     resp.diagnostics.error(action.id.str(), "",
                            std::string(actionTypeName(action.type)) + " without a desired object");
     return;
   }
-  host_[action.id] = req.desired->spec;
   resp.handles = {{"name", action.id.name}};
-  resp.fingerprint = fingerprintOf(req.desired->spec);
+  resp.fingerprint = written->fingerprint;
+  host_.insert_or_assign(action.id, std::move(*written));
 }
 
 void FakeProvider::setReplaceFields(std::set<std::string> topLevelSpecFields) {
@@ -198,8 +237,9 @@ void FakeProvider::setApplyDelay(std::chrono::milliseconds delay) {
 }
 
 void FakeProvider::setHostState(const ObjectId& id, Json spec) {
+  HostEntry entry = hostEntry(std::move(spec));
   std::lock_guard<std::mutex> lk(mu_);
-  host_[id] = std::move(spec);
+  host_.insert_or_assign(id, std::move(entry));
 }
 
 void FakeProvider::eraseHostState(const ObjectId& id) {
@@ -213,12 +253,16 @@ std::optional<Json> FakeProvider::hostState(const ObjectId& id) const {
   if (it == host_.end()) {
     return std::nullopt;
   }
-  return it->second;
+  return it->second.spec;
 }
 
 std::map<ObjectId, Json> FakeProvider::hostSnapshot() const {
   std::lock_guard<std::mutex> lk(mu_);
-  return host_;
+  std::map<ObjectId, Json> out;
+  for (const auto& [id, entry] : host_) {
+    out.emplace_hint(out.end(), id, entry.spec);
+  }
+  return out;
 }
 
 int FakeProvider::observeCalls() const {

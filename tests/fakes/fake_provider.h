@@ -17,7 +17,10 @@ namespace hyper::testing {
 // touches the machine.
 //
 // Behaviour:
-//  - observe: exists/fields from the host map (fields = the stored spec), one batch, counted.
+//  - observe: exists/fields/fingerprint from the host map (fields = the stored spec), one batch,
+//    counted; one answer per id even when it is both desired and managed. The host keeps each
+//    entry's fingerprint, computed when the entry is written, as a real host keeps its state: an
+//    observe copies what is there and hashes nothing.
 //  - plan: absent on the host -> Create; host spec differs from the desired spec -> Update, or
 //    Replace when a top-level spec field in replaceFields differs; not desired but managed ->
 //    Delete. drift is set when the inventory's last applied spec equals the desired one (the host
@@ -67,8 +70,14 @@ class FakeProvider : public Provider {
   std::string name_;
   std::vector<std::string> kinds_;
 
+  struct HostEntry {
+    Json spec;
+    std::string fingerprint;  // of spec
+  };
+  static HostEntry hostEntry(Json spec);
+
   mutable std::mutex mu_;
-  std::map<ObjectId, Json> host_;
+  std::map<ObjectId, HostEntry> host_;
   std::set<std::string> replaceFields_;
   std::set<std::string> sensitiveFields_;
   std::set<ObjectId> failApply_;

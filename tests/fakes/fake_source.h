@@ -32,6 +32,9 @@ class FakeSource : public controller::Source {
     s.commit = revision_;
     s.message = "test revision";
     s.files = files_;
+    s.rewound = rewindNext;
+    s.previousCommit = rewindNext ? "fake:previous" : "";
+    rewindNext = false;
     return s;
   }
 
@@ -46,7 +49,8 @@ class FakeSource : public controller::Source {
   }
   const std::string& revision() const { return revision_; }
 
-  std::string error;  // non-empty: changed() and fetch() fail with it
+  std::string error;        // non-empty: changed() and fetch() fail with it
+  bool rewindNext = false;  // the next fetch reports a force-push
   int changedCalls = 0;
   int fetchCalls = 0;
 

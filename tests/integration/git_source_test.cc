@@ -252,12 +252,16 @@ TEST_F(GitSourceTest, ForcePushToAnOlderCommitIsFetched) {
   push();
   auto src = open("file://" + bare_);
   ASSERT_TRUE(src);
-  EXPECT_EQ(fetch(*src).commit, c2);
+  Snapshot first = fetch(*src);
+  EXPECT_EQ(first.commit, c2);
+  EXPECT_FALSE(first.rewound);
 
   push(c1 + ":refs/heads/main");
   EXPECT_TRUE(changed(*src));
   Snapshot s = fetch(*src);
   EXPECT_EQ(s.commit, c1);
+  EXPECT_TRUE(s.rewound);  // c1 does not contain c2: reported as a force-push
+  EXPECT_EQ(s.previousCommit, c2);
   EXPECT_EQ(files(s), (std::map<std::string, std::string>{{"net.yaml", kNetwork}}));
   EXPECT_FALSE(changed(*src));
 
@@ -266,7 +270,9 @@ TEST_F(GitSourceTest, ForcePushToAnOlderCommitIsFetched) {
   std::string c3 = commit({{"c.yaml", "c\n"}}, "rewritten");
   push();
   EXPECT_TRUE(changed(*src));
-  EXPECT_EQ(fetch(*src).commit, c3);
+  Snapshot forward = fetch(*src);
+  EXPECT_EQ(forward.commit, c3);
+  EXPECT_FALSE(forward.rewound);  // c3 descends from c1: a normal push
 }
 
 TEST_F(GitSourceTest, MissingRefIsAClearError) {

@@ -15,6 +15,7 @@
 
 #include "reconciler/inventory.h"
 #include "reconciler/schema.h"
+#include "reconciler/sha256.h"
 #include "tests/fakes/fake_provider.h"
 
 namespace hyper {
@@ -461,6 +462,42 @@ TEST_F(EngineTest, RemovedObjectIsAnOrphanWithoutPruneAndDeletedWithPrune) {
   EXPECT_EQ(records.count(fakeId("b")), 0u);
   EXPECT_EQ(records.count(fakeId("a")), 1u);
   EXPECT_TRUE(planFor(*v2, /*prune=*/true).empty());
+}
+
+// The inventory lists records sorted; other callers may not, and plan and apply match records to
+// objects the same either way.
+TEST_F(EngineTest, RecordsInAnyOrderAreMatchedToTheirObjects) {
+  auto v1 = loadValid(
+      {{"m/all.yaml", documents({thing("a", {"size: 1"}), thing("b"), thing("c", {"size: 3"})})}});
+  ASSERT_NE(v1, nullptr);
+  reconcile(*v1);
+  // b leaves the source; c gains a label, which no host change follows.
+  auto v2 = loadValid(
+      {{"m/all.yaml", documents({thing("a", {"size: 1"}),
+                                 "apiVersion: hyper.dev/v1alpha1\nkind: FakeThing\nmetadata:\n"
+                                 "  name: c\n  labels:\n    env: prod\nspec:\n  size: 3\n"})}});
+  ASSERT_NE(v2, nullptr);
+  std::vector<ManagedRecord> reversed = managed();
+  ASSERT_EQ(reversed.size(), 3u);
+  std::reverse(reversed.begin(), reversed.end());
+
+  PlanResult keep = engine_->plan(*v2, reversed, PlanOptions{/*prune=*/false});
+  EXPECT_FALSE(keep.diagnostics.hasErrors()) << keep.diagnostics.format();
+  EXPECT_TRUE(keep.plan.empty()) << keep.plan.render();
+  EXPECT_EQ(keep.plan.orphans, std::vector<ObjectId>{fakeId("b")});
+  PlanResult prune = engine_->plan(*v2, reversed, PlanOptions{/*prune=*/true});
+  ASSERT_EQ(prune.plan.actions.size(), 1u) << prune.plan.render();
+  EXPECT_EQ(prune.plan.actions[0].id, fakeId("b"));
+  EXPECT_EQ(prune.plan.actions[0].type, ActionType::Delete);
+
+  ApplyReport report = engine_->apply(prune.plan, *v2, reversed, *inventory_, ApplyOptions{});
+  EXPECT_TRUE(report.ok());
+  auto records = inventoryById();
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[fakeId("a")].revision, v1->id) << "unchanged: not rewritten";
+  EXPECT_EQ(records[fakeId("c")].labels, (std::map<std::string, std::string>{{"env", "prod"}}));
+  EXPECT_EQ(records[fakeId("c")].revision, v2->id);
+  EXPECT_EQ(records[fakeId("c")].specHash, sha256Hex(canonicalJson(Json{{"size", 3}})));
 }
 
 TEST_F(EngineTest, PruneDeletesDependentsBeforeTheirDependencies) {

@@ -124,6 +124,53 @@ TEST(FakeProviderTest, SensitiveFieldsAreMarked) {
   EXPECT_TRUE(create->changes[1].sensitive);   // spec.token
 }
 
+TEST(FakeProviderTest, ObserveAnswersOncePerIdWithTheHostsFingerprint) {
+  FakeProvider fake;
+  Object a = thing("a", {{"n", 1}});
+  Object b = thing("b", {{"n", 2}});
+  Object c = thing("c", {{"n", 3}});
+  PlanAction create;
+  create.id = b.id;
+  ApplyRequest areq{&create, &b, nullptr};
+  ApplyResponse aresp;
+  fake.apply(areq, aresp);
+  ASSERT_FALSE(aresp.diagnostics.hasErrors());
+  fake.setHostState(c.id, {{"n", 30}});
+
+  // b is both desired and managed; the lists are in no particular order.
+  ManagedRecord managedB;
+  managedB.id = b.id;
+  ManagedRecord managedC;
+  managedC.id = c.id;
+  ObserveRequest req;
+  req.desired = {&b, &a};
+  req.managed = {&managedC, &managedB};
+  ObserveResponse resp;
+  fake.observe(req, resp);
+  ASSERT_FALSE(resp.diagnostics.hasErrors());
+  ASSERT_EQ(resp.observed.size(), 3u);
+  const ObservedState& sa = resp.observed.at(a.id);
+  const ObservedState& sb = resp.observed.at(b.id);
+  const ObservedState& sc = resp.observed.at(c.id);
+  EXPECT_FALSE(sa.exists);
+  EXPECT_TRUE(sa.fingerprint.empty());
+  EXPECT_TRUE(sb.exists);
+  EXPECT_EQ(sb.fields, b.spec);
+  EXPECT_EQ(sb.fingerprint, aresp.fingerprint) << "what apply reported is what observe sees";
+  EXPECT_TRUE(sc.exists);
+  EXPECT_EQ(sc.fields, (Json{{"n", 30}}));
+  EXPECT_FALSE(sc.fingerprint.empty());
+  EXPECT_NE(sc.fingerprint, sb.fingerprint);
+  EXPECT_EQ(fake.observeCalls(), 1);
+
+  // The fingerprint follows a hand change of the host.
+  fake.setHostState(b.id, {{"n", 20}});
+  ObserveResponse after;
+  fake.observe(req, after);
+  EXPECT_NE(after.observed.at(b.id).fingerprint, aresp.fingerprint);
+  EXPECT_EQ(after.observed.at(c.id).fingerprint, sc.fingerprint);
+}
+
 TEST(FakeProviderTest, InjectedErrors) {
   FakeProvider fake;
   Object a = thing("a", {{"n", 1}});

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -338,6 +339,125 @@ TEST(InventoryTest, ConcurrentWritersFromThreads) {
   EXPECT_EQ(all->size(), static_cast<size_t>(threads * perThread));
   EXPECT_TRUE(inv->unfinishedJournal()->empty());
   EXPECT_EQ(inv->journal(-1)->size(), static_cast<size_t>(threads * perThread));
+}
+
+bool sortedById(const Inventory::Records& records) {
+  return std::is_sorted(records.begin(), records.end(),
+                        [](const ManagedRecord& a, const ManagedRecord& b) { return a.id < b.id; });
+}
+
+TEST(InventoryTest, SnapshotIsAValueThatLaterWritesDoNotChange) {
+  TempDir tmp;
+  auto inv = openOrDie(tmp.path());
+  ASSERT_TRUE(inv);
+  ManagedRecord a = record("VM", "a");
+  ManagedRecord b = record("VM", "b");
+  ManagedRecord c = record("Network", "c");
+  ASSERT_TRUE(inv->put(b).isOk());
+  ASSERT_TRUE(inv->put(a).isOk());
+
+  auto first = inv->snapshot();
+  ASSERT_TRUE(first.isOk()) << first.status().message();
+  ASSERT_EQ((*first)->size(), 2u);
+  EXPECT_EQ((**first)[0].id, a.id);
+  EXPECT_EQ((**first)[1].id, b.id);
+  auto again = inv->snapshot();
+  ASSERT_TRUE(again.isOk());
+  EXPECT_EQ(*again, *first) << "nothing written since: the same snapshot, not a copy";
+
+  a.revision = "next";
+  ASSERT_TRUE(inv->put(a).isOk());
+  ASSERT_TRUE(inv->remove(b.id).isOk());
+  ASSERT_TRUE(inv->put(c).isOk());
+  ASSERT_TRUE(inv->remove({"VM", "never-there"}).isOk());
+
+  // What was handed out before the writes is unchanged...
+  ASSERT_EQ((*first)->size(), 2u);
+  expectSameRecord((**first)[0], record("VM", "a"));
+  expectSameRecord((**first)[1], b);
+  // ...and the next snapshot has them, sorted by kind then name.
+  auto second = inv->snapshot();
+  ASSERT_TRUE(second.isOk());
+  EXPECT_NE(*second, *first);
+  ASSERT_EQ((*second)->size(), 2u);
+  expectSameRecord((**second)[0], c);
+  expectSameRecord((**second)[1], a);
+  auto listed = inv->list();
+  ASSERT_TRUE(listed.isOk());
+  ASSERT_EQ(listed->size(), 2u);
+  expectSameRecord((*listed)[1], a);
+
+  // The database holds the same: a fresh inventory reads it back.
+  auto reopened = openOrDie(tmp.path());
+  ASSERT_TRUE(reopened);
+  auto fromDisk = reopened->snapshot();
+  ASSERT_TRUE(fromDisk.isOk()) << fromDisk.status().message();
+  ASSERT_EQ((*fromDisk)->size(), 2u);
+  expectSameRecord((**fromDisk)[0], c);
+  expectSameRecord((**fromDisk)[1], a);
+}
+
+TEST(InventoryTest, ACachedInventoryDoesNotSeeAnotherWritersRecords) {
+  // Documented: the state lock makes one process the writer, so records are read once.
+  TempDir tmp;
+  auto cached = openOrDie(tmp.path());
+  auto other = openOrDie(tmp.path());
+  ASSERT_TRUE(cached && other);
+  auto before = cached->snapshot();
+  ASSERT_TRUE(before.isOk());
+  EXPECT_TRUE((*before)->empty());
+  ASSERT_TRUE(other->put(record("VM", "a")).isOk());
+  auto after = cached->snapshot();
+  ASSERT_TRUE(after.isOk());
+  EXPECT_TRUE((*after)->empty()) << "the first snapshot read the database; later ones do not";
+  auto got = cached->get({"VM", "a"});
+  ASSERT_TRUE(got.isOk());
+  EXPECT_TRUE(got->has_value()) << "get() reads the database";
+}
+
+TEST(InventoryTest, SnapshotsWhileThreadsWrite) {
+  TempDir tmp;
+  auto inv = openOrDie(tmp.path());
+  ASSERT_TRUE(inv);
+  ASSERT_TRUE(inv->snapshot().isOk());  // cache the (empty) records first
+  const int threads = 4;
+  const int perThread = 30;
+  std::atomic<int> writersLeft{threads};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      for (int i = 0; i < perThread; ++i) {
+        std::string name = "t" + std::to_string(t) + "-" + std::to_string(i);
+        if (!inv->put(record("Network", name)).isOk()) {
+          ++failures;
+        }
+        if (i % 3 == 0 && !inv->remove({"Network", name}).isOk()) {
+          ++failures;
+        }
+      }
+      --writersLeft;
+    });
+  }
+  size_t snapshots = 0;
+  while (writersLeft.load() > 0 || snapshots == 0) {
+    auto s = inv->snapshot();
+    ASSERT_TRUE(s.isOk()) << s.status().message();
+    EXPECT_TRUE(sortedById(**s));
+    ++snapshots;
+  }
+  for (auto& w : workers) {
+    w.join();
+  }
+  EXPECT_EQ(failures.load(), 0);
+  auto last = inv->snapshot();
+  ASSERT_TRUE(last.isOk());
+  const size_t kept = static_cast<size_t>(threads * (perThread - (perThread + 2) / 3));
+  EXPECT_EQ((*last)->size(), kept);
+  EXPECT_TRUE(sortedById(**last));
+  auto reopened = openOrDie(tmp.path());
+  ASSERT_TRUE(reopened);
+  EXPECT_EQ((*reopened->snapshot())->size(), kept) << "the cache and the database agree";
 }
 
 TEST(InventoryTest, TwoConnectionsShareTheFile) {

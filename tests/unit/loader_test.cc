@@ -151,7 +151,8 @@ TEST(LoaderTest, UnchangedRevisionIsDetectedAndChangedContentIsNot) {
   EXPECT_NE(third.revision, first.revision);
 }
 
-TEST(LoaderTest, ContentHashIgnoresFormattingButNotValues) {
+// The inventory's specHash is a hash of canonicalJson(spec): YAML style must not change it.
+TEST(LoaderTest, CanonicalSpecIgnoresFormattingButNotValues) {
   ManifestLoader loader(schemas());
   LoadResult a = loader.load({{"a.yaml", std::string(kHeader) + "  cidr: 10.0.0.0/24\n"}});
   LoadResult b =
@@ -162,8 +163,8 @@ TEST(LoaderTest, ContentHashIgnoresFormattingButNotValues) {
   ASSERT_EQ(a.objects.size(), 1u);
   ASSERT_EQ(b.objects.size(), 1u);
   ASSERT_EQ(c.objects.size(), 1u);
-  EXPECT_EQ(a.objects[0]->contentHash, b.objects[0]->contentHash);
-  EXPECT_NE(a.objects[0]->contentHash, c.objects[0]->contentHash);
+  EXPECT_EQ(canonicalJson(a.objects[0]->spec), canonicalJson(b.objects[0]->spec));
+  EXPECT_NE(canonicalJson(a.objects[0]->spec), canonicalJson(c.objects[0]->spec));
 }
 
 TEST(LoaderTest, ReadManifestFilesWalksDirectoriesSortedAndSkipsHidden) {

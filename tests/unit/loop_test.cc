@@ -280,6 +280,20 @@ TEST_F(LoopTest, SourceErrorKeepsTheRevisionAndIsReportedOnce) {
   EXPECT_EQ(s.succeeded, 1u);
 }
 
+TEST_F(LoopTest, ForcePushIsReportedAndConverged) {
+  source_.set({{"a.yaml", thing("a") + thing("b")}});
+  controller_->reconcileOnce("test", true);
+  EXPECT_TRUE(sink_.of("source-rewound").empty());
+  source_.set({{"a.yaml", thing("a")}});
+  source_.rewindNext = true;
+  ReconcileSummary s = controller_->reconcileOnce("webhook", true);
+  EXPECT_EQ(s.revision, source_.revision());
+  EXPECT_FALSE(fake_->hostState({"FakeThing", "b"}).has_value());
+  auto rewound = sink_.of("source-rewound");
+  ASSERT_EQ(rewound.size(), 1u);
+  EXPECT_NE(rewound[0].summary.find("force-push"), std::string::npos) << rewound[0].summary;
+}
+
 TEST_F(LoopTest, RemovedObjectIsPruned) {
   source_.set({{"a.yaml", thing("a") + thing("b")}});
   controller_->reconcileOnce("test", true);
