@@ -2,18 +2,14 @@
 
 #include <chrono>
 
+#include <sodium.h>
+
 #include "reconciler/inventory.h"
 #include "reconciler/sqlite.h"
 
 namespace hyper::controller {
 
 namespace {
-
-int64_t nowMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 constexpr const char* kColumns =
     "id, at, type, level, object, revision, reconcile_id, message, details_json";
@@ -37,6 +33,24 @@ Event eventFromRow(const sqlite::Statement& st) {
 }
 
 }  // namespace
+
+int64_t nowMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string newReconcileId() {
+  unsigned char bytes[6];
+  randombytes_buf(bytes, sizeof bytes);
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += kHex[b >> 4];
+    out += kHex[b & 0xf];
+  }
+  return out;
+}
 
 nlohmann::json Event::toJson() const {
   return {{"id", id},

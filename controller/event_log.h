@@ -15,6 +15,11 @@ struct sqlite3;
 
 namespace hyper::controller {
 
+// Unix time in milliseconds, as events carry it.
+int64_t nowMillis();
+// A short random id (12 hex digits) that ties a reconcile's log lines, events and journal rows.
+std::string newReconcileId();
+
 // One thing that happened: a reconcile's result, a drift, a rejected revision, a source error.
 struct Event {
   int64_t id = 0;     // increasing; the cursor for `hyperctl events -f`

@@ -7,11 +7,13 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <optional>
 
 #include <sodium.h>
 #include <CLI/CLI.hpp>
 
 #include "controller/client.h"
+#include "controller/event_log.h"
 #include "controller/hyperctl_remote.h"
 #include "controller/output.h"
 #include "providers/builtin.h"
@@ -35,18 +37,6 @@ int64_t nowSeconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string newReconcileId() {
-  unsigned char bytes[6];
-  randombytes_buf(bytes, sizeof bytes);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : bytes) {
-    out += kHex[b >> 4];
-    out += kHex[b & 0xf];
-  }
-  return out;
 }
 
 int fail(const std::string& message) {
@@ -115,6 +105,22 @@ void printPlan(const Plan& plan, const std::string& output) {
   }
 }
 
+// Observes and plans, prints the plan; nullopt (errors printed) when it cannot be applied.
+std::optional<PlanResult> planAndPrint(Engine& engine, const Revision& revision,
+                                       const std::vector<ManagedRecord>& managed, bool prune,
+                                       const std::string& output) {
+  PlanResult planned = engine.plan(revision, managed, PlanOptions{prune});
+  if (!planned.diagnostics.empty()) {
+    std::cerr << planned.diagnostics.format();
+  }
+  if (planned.diagnostics.hasErrors()) {
+    fail("cannot plan revision " + revision.id + "; nothing was applied");
+    return std::nullopt;
+  }
+  printPlan(planned.plan, output);
+  return planned;
+}
+
 int runValidate(const std::vector<std::string>& paths) {
   auto engine = makeEngine();
   if (!engine) {
@@ -171,15 +177,11 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
     if (!managed.isOk()) {
       return fail(managed.status().message());
     }
-    PlanResult planned = engine->plan(*revision, *managed, PlanOptions{prune});
-    if (!planned.diagnostics.empty()) {
-      std::cerr << planned.diagnostics.format();
+    auto planned = planAndPrint(*engine, *revision, *managed, prune, output);
+    if (!planned) {
+      return kExitError;
     }
-    if (planned.diagnostics.hasErrors()) {
-      return fail("cannot plan revision " + revision->id + "; nothing was applied");
-    }
-    printPlan(planned.plan, output);
-    if (!planned.plan.empty() && output != "json") {
+    if (!planned->plan.empty() && output != "json") {
       // The plan reads the same as the one a real apply prints first: say that it stopped there.
       std::cout << "Dry run: nothing was applied.\n";
     }
@@ -200,20 +202,17 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
   if (!managed.isOk()) {
     return fail(managed.status().message());
   }
-  PlanResult planned = engine->plan(*revision, *managed, PlanOptions{prune});
-  if (!planned.diagnostics.empty()) {
-    std::cerr << planned.diagnostics.format();
+  auto plannedOr = planAndPrint(*engine, *revision, *managed, prune, output);
+  if (!plannedOr) {
+    return kExitError;
   }
-  if (planned.diagnostics.hasErrors()) {
-    return fail("cannot plan revision " + revision->id + "; nothing was applied");
-  }
-  printPlan(planned.plan, output);
+  const PlanResult& planned = *plannedOr;
   if (planned.plan.empty()) {
     return kExitOk;
   }
   ApplyOptions options;
   options.parallelism = g.parallelism;
-  options.reconcileId = newReconcileId();
+  options.reconcileId = controller::newReconcileId();
   ApplyReport report = engine->apply(planned.plan, *revision, *managed, *inventory, options);
   for (const auto& o : report.outcomes) {
     if (o.skipped) {

@@ -16,24 +16,6 @@ namespace hyper::controller {
 
 namespace {
 
-int64_t nowMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string newReconcileId() {
-  unsigned char bytes[6];
-  randombytes_buf(bytes, sizeof bytes);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : bytes) {
-    out += kHex[b >> 4];
-    out += kHex[b & 0xf];
-  }
-  return out;
-}
-
 // The field-level difference of an action, as JSON; sensitive fields carry no values (the plan
 // never holds them).
 nlohmann::json changesJson(const PlanAction& action) {
