@@ -601,8 +601,10 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
                        std::string(actionTypeName(o.type)) + " succeeded");
         } else {
           s.failures += o.skipped ? 0 : 1;
-          auto delay = std::min<std::chrono::milliseconds>(
-              options.backoffMax, options.backoffBase * (1LL << std::min(s.failures - 1, 20)));
+          // A skipped action is not a failure of its own: it has no backoff (failures may be 0).
+          int exponent = std::clamp(s.failures - 1, 0, 20);
+          auto delay = std::min<std::chrono::milliseconds>(options.backoffMax,
+                                                           options.backoffBase * (1LL << exponent));
           s.retryAt = now + (o.skipped ? std::chrono::milliseconds(0) : delay);
           setCondition(s, "Ready", false, o.skipped ? "DependencyFailed" : "ActionFailed",
                        o.status.message());
