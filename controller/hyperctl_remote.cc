@@ -57,6 +57,16 @@ std::optional<ApiClient> connect(const RemoteOptions& o, bool* error) {
   return ApiClient(**endpoint);
 }
 
+// The running hyperd, or nullopt after printing why not (`absent`: the message when none runs).
+std::optional<ApiClient> requireHyperd(const RemoteOptions& o, const std::string& absent) {
+  bool error = false;
+  auto client = connect(o, &error);
+  if (!client && !error) {
+    fail(absent);
+  }
+  return client;
+}
+
 std::string conditionSummary(const nlohmann::json& object, const char* type) {
   for (const auto& c : object.value("conditions", nlohmann::json::array())) {
     if (c.value("type", "") == type) {
@@ -80,18 +90,23 @@ std::string conditionMessage(const nlohmann::json& object) {
   return "";
 }
 
+// "~ path: before -> after" for each change of a drift; sensitive values are never shown.
+void printChanges(const nlohmann::json& drift, const char* indent) {
+  for (const auto& c : drift.value("changes", nlohmann::json::array())) {
+    std::cout << indent << "~ " << c.value("path", "") << ": "
+              << (c.value("sensitive", false) ? "(sensitive)"
+                                              : str(c, "before") + " -> " + str(c, "after"))
+              << "\n";
+  }
+}
+
 void printEvent(const nlohmann::json& e) {
   std::cout << isoTime(e.value("at", int64_t{0})) << "  " << e.value("level", "") << "  "
             << e.value("type", "") << "  "
             << (str(e, "object").empty() ? "" : str(e, "object") + ": ") << e.value("message", "")
             << "\n";
   if (e.value("type", "") == "drift" && e.contains("details")) {
-    for (const auto& c : e["details"].value("changes", nlohmann::json::array())) {
-      std::cout << "      ~ " << c.value("path", "") << ": "
-                << (c.value("sensitive", false) ? "(sensitive)"
-                                                : str(c, "before") + " -> " + str(c, "after"))
-                << "\n";
-    }
+    printChanges(e["details"], "      ");
   }
   if (e.value("type", "") == "revision-rejected" && e.contains("details")) {
     for (const auto& p : e["details"].value("problems", nlohmann::json::array())) {
@@ -235,14 +250,11 @@ int runEvents(const RemoteOptions& o, bool follow, int limit) {
 }
 
 int runDrift(const RemoteOptions& o) {
-  bool error = false;
-  auto client = connect(o, &error);
-  if (error) {
-    return kExitError;
-  }
+  auto client =
+      requireHyperd(o, "no hyperd is running for state dir " + o.stateDir +
+                           "; `hyperctl diff -f DIR` compares the host with manifests without it");
   if (!client) {
-    return fail("no hyperd is running for state dir " + o.stateDir +
-                "; `hyperctl diff -f DIR` compares the host with manifests without it");
+    return kExitError;
   }
   auto drift = client->get("/v1/drift");
   if (!drift.isOk()) {
@@ -256,26 +268,17 @@ int runDrift(const RemoteOptions& o) {
     for (const auto& d : *drift) {
       std::cout << str(d, "kind") << "/" << str(d, "name") << ": " << str(d["drift"], "reason")
                 << "\n";
-      for (const auto& c : d["drift"].value("changes", nlohmann::json::array())) {
-        std::cout << "    ~ " << c.value("path", "") << ": "
-                  << (c.value("sensitive", false) ? "(sensitive)"
-                                                  : str(c, "before") + " -> " + str(c, "after"))
-                  << "\n";
-      }
+      printChanges(d["drift"], "    ");
     }
   }
   return drift->empty() ? kExitOk : kExitChanges;
 }
 
 int runReconcile(const RemoteOptions& o, int waitSeconds) {
-  bool error = false;
-  auto client = connect(o, &error);
-  if (error) {
-    return kExitError;
-  }
+  auto client = requireHyperd(o, "no hyperd is running for state dir " + o.stateDir +
+                                     "; use `hyperctl apply -f DIR` to converge without it");
   if (!client) {
-    return fail("no hyperd is running for state dir " + o.stateDir +
-                "; use `hyperctl apply -f DIR` to converge without it");
+    return kExitError;
   }
   auto r = client->post("/v1/reconcile?wait=" + std::to_string(waitSeconds), waitSeconds + 5);
   if (!r.isOk()) {
@@ -299,13 +302,9 @@ int runReconcile(const RemoteOptions& o, int waitSeconds) {
 }
 
 int runSuspend(const RemoteOptions& o, bool suspend) {
-  bool error = false;
-  auto client = connect(o, &error);
-  if (error) {
-    return kExitError;
-  }
+  auto client = requireHyperd(o, "no hyperd is running for state dir " + o.stateDir);
   if (!client) {
-    return fail("no hyperd is running for state dir " + o.stateDir);
+    return kExitError;
   }
   auto r = client->post(suspend ? "/v1/suspend" : "/v1/resume");
   if (!r.isOk()) {
