@@ -1,0 +1,35 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "broker/paths.h"
+#include "broker/rules.h"
+#include "reconciler/status.h"
+
+namespace hyper::broker {
+
+// Who is on the other end of a Unix socket, as the kernel recorded it at connect() (SO_PEERCRED),
+// with the user's entry and every group the system gives it (getgrouplist), so that group rules
+// match exactly what the run will get from initgroups.
+struct Caller {
+  pid_t pid = 0;
+  UserInfo user;
+  std::vector<gid_t> groups;  // primary first, then supplementary
+};
+
+Result<Caller> identifyPeer(int socketFd);
+
+// The passwd entry and group list of `uid`; an error when the uid has no entry.
+Result<Caller> lookupCaller(uid_t uid, gid_t gid);
+
+// Whether `caller` is listed in `rule` by uid or by one of its groups.
+bool callerAllowed(const Rule& rule, const Caller& caller);
+
+// The gid of a group name, or nullopt when there is no such group.
+std::optional<gid_t> groupId(const std::string& name);
+
+}  // namespace hyper::broker

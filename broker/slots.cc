@@ -1,0 +1,81 @@
+#include "broker/slots.h"
+
+#include <chrono>
+
+namespace hyper::broker {
+
+void RuleSlots::setLimit(int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  limit_ = limit;
+  cv_.notify_all();
+}
+
+bool RuleSlots::acquire(const std::function<bool()>& abandoned,
+                        const std::function<void()>& onQueued) {
+  std::unique_lock<std::mutex> lock(mu_);
+  uint64_t ticket = nextTicket_++;
+  bool notified = false;
+  while (!(ticket == serving_ && running_ < limit_)) {
+    if (!notified) {
+      notified = true;
+      lock.unlock();
+      onQueued();
+      lock.lock();
+      continue;
+    }
+    // The wake-up interval only bounds how late a hang-up of a waiting client is noticed.
+    cv_.wait_for(lock, std::chrono::milliseconds(200));
+    if (ticket == serving_ && running_ < limit_) {
+      break;
+    }
+    lock.unlock();
+    bool gone = abandoned();
+    lock.lock();
+    if (gone) {
+      // Leave the line: if we are at its head, the next ticket moves up; otherwise our ticket is
+      // skipped when the head reaches it.
+      if (ticket == serving_) {
+        advance();
+      } else {
+        skipped_.insert(ticket);
+      }
+      cv_.notify_all();
+      return false;
+    }
+  }
+  ++running_;
+  advance();
+  cv_.notify_all();
+  return true;
+}
+
+void RuleSlots::advance() {
+  ++serving_;
+  while (skipped_.erase(serving_) > 0) {
+    ++serving_;
+  }
+}
+
+void RuleSlots::release() {
+  std::lock_guard<std::mutex> lock(mu_);
+  --running_;
+  cv_.notify_all();
+}
+
+int RuleSlots::running() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return running_;
+}
+
+std::shared_ptr<RuleSlots> SlotTable::forRule(const std::string& name, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& slot = slots_[name];
+  if (!slot) {
+    slot = std::make_shared<RuleSlots>(limit);
+  } else {
+    slot->setLimit(limit);
+  }
+  return slot;
+}
+
+}  // namespace hyper::broker
