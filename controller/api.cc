@@ -94,7 +94,8 @@ void ApiServer::stop() {
 
 void ApiServer::routes() {
   auto& s = *server_;
-  s.set_payload_max_length(1 << 20);
+  // Large enough for a whole manifest tree sent by `hyperctl diff` (POST /v1/plan).
+  s.set_payload_max_length(size_t{64} << 20);
 
   // Bearer token on /v1/* except the webhook (which has its own signature).
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -132,6 +133,37 @@ void ApiServer::routes() {
   });
   s.Get("/v1/plan", [this](const httplib::Request&, httplib::Response& res) {
     sendJson(res, controller_.lastPlanJson());
+  });
+
+  // A preview plan for manifests the client sends (`hyperctl diff` against this hyperd):
+  // {"files": [{"path", "content"}], "prune": bool, "color": bool}.
+  s.Post("/v1/plan", [this](const httplib::Request& req, httplib::Response& res) {
+    nlohmann::json body = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (!body.is_object() || !body.contains("files") || !body["files"].is_array()) {
+      sendError(res, 400,
+                "expected a JSON object {\"files\": [{\"path\": ..., \"content\": ...}], "
+                "\"prune\": bool}");
+      return;
+    }
+    std::vector<SourceFile> files;
+    for (const auto& f : body["files"]) {
+      if (!f.is_object() || !f.contains("path") || !f["path"].is_string() ||
+          !f.contains("content") || !f["content"].is_string()) {
+        sendError(res, 400,
+                  "files[" + std::to_string(files.size()) +
+                      "]: expected {\"path\": string, \"content\": string}");
+        return;
+      }
+      files.push_back({f["path"].get<std::string>(), f["content"].get<std::string>()});
+    }
+    bool prune = body.value("prune", false);
+    bool color = body.value("color", false);
+    nlohmann::json answer = controller_.preview(files, prune, color);
+    spdlog::info("plan preview for {} ({} files): {}", req.remote_addr, files.size(),
+                 answer.value("ok", false)
+                     ? std::to_string(answer["plan"]["actions"].size()) + " actions"
+                     : std::to_string(answer.value("errors", 0)) + " errors");
+    sendJson(res, answer);
   });
 
   s.Get("/v1/events", [this](const httplib::Request& req, httplib::Response& res) {

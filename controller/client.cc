@@ -171,10 +171,11 @@ Result<nlohmann::json> ApiClient::get(const std::string& path) const {
   return decode("GET " + endpoint_.url + path, r);
 }
 
-Result<nlohmann::json> ApiClient::post(const std::string& path, int timeoutSeconds) const {
+Result<nlohmann::json> ApiClient::post(const std::string& path, int timeoutSeconds,
+                                       const nlohmann::json& body) const {
   auto client = makeClient(endpoint_.url, timeoutSeconds);
-  auto r =
-      client->Post(path, {{"Authorization", "Bearer " + endpoint_.token}}, "", "application/json");
+  auto r = client->Post(path, {{"Authorization", "Bearer " + endpoint_.token}},
+                        body.is_null() ? "" : body.dump(), "application/json");
   return decode("POST " + endpoint_.url + path, r);
 }
 

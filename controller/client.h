@@ -37,7 +37,8 @@ class ApiClient {
   explicit ApiClient(Endpoint endpoint) : endpoint_(std::move(endpoint)) {}
 
   Result<nlohmann::json> get(const std::string& path) const;
-  Result<nlohmann::json> post(const std::string& path, int timeoutSeconds = 10) const;
+  Result<nlohmann::json> post(const std::string& path, int timeoutSeconds = 10,
+                              const nlohmann::json& body = nullptr) const;
   // Follows /v1/events as Server-Sent Events; `onEvent` returns false to stop.
   Status follow(int64_t after, size_t limit,
                 const std::function<bool(const nlohmann::json&)>& onEvent) const;

@@ -311,6 +311,7 @@ Result<HyperdConfig> parseConfig(const std::string& text, const std::string& dis
   cfg.source.ref = source.value("ref", cfg.source.ref);
   cfg.source.path = source.value("path", cfg.source.path);
   reader.duration(source, "interval", "source.interval", cfg.source.interval, true);
+  reader.duration(source, "timeout", "source.timeout", cfg.source.timeout, true);
   reader.duration(v, "driftInterval", "driftInterval", cfg.driftInterval, true);
   reader.duration(v, "debounce", "debounce", cfg.debounce, false);
   if (v.value("driftPolicy", "correct") == "alert") {

@@ -55,6 +55,8 @@ struct HyperdConfig {
     std::string ref = "main";
     std::string path;  // sub-path within the source; "" is its root
     std::chrono::milliseconds interval{30000};
+    // git over http(s): connect deadline and longest silence of the remote during a fetch
+    std::chrono::milliseconds timeout{30000};
   } source;
 
   std::chrono::milliseconds driftInterval{60000};

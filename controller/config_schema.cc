@@ -36,7 +36,7 @@ std::string_view hyperdConfigSchema() {
       "type": "object",
       "additionalProperties": false,
       "required": ["url"],
-      "description": "a mapping with url and optionally ref, path and interval",
+      "description": "a mapping with url and optionally ref, path, interval and timeout",
       "properties": {
         "url": {
           "type": "string",
@@ -52,7 +52,8 @@ std::string_view hyperdConfigSchema() {
           "type": "string",
           "description": "a sub-path within the source (default: its root)"
         },
-        "interval": {"$ref": "#/definitions/duration"}
+        "interval": {"$ref": "#/definitions/duration"},
+        "timeout": {"$ref": "#/definitions/duration"}
       }
     },
     "driftInterval": {"$ref": "#/definitions/duration"},

@@ -1,5 +1,7 @@
 #include "controller/git_source.h"
 
+#include "controller/git_stream.h"
+
 #include <git2.h>
 
 #include <algorithm>
@@ -238,6 +240,7 @@ GitSource::~GitSource() {
 Result<std::unique_ptr<GitSource>> GitSource::open(const SourceSpec& spec) {
   std::string shown = "git " + stripUrlCredentials(spec.location);
   HYPER_RETURN_IF_ERROR(initLibgit2().withContext("open " + shown));
+  HYPER_RETURN_IF_ERROR(installGitNetworkTimeout(spec.timeout).withContext("open " + shown));
   if (spec.location.empty()) {
     return Status::error("open git source <- no repository URL given");
   }

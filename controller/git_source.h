@@ -27,8 +27,8 @@ namespace hyper::controller {
 // skipped, symlinks and submodules ignored), with repository-relative paths, sorted. Blob contents
 // are kept in memory by blob id between fetches, so an unchanged file is not read again.
 //
-// Not thread-safe (see Source). No network timeout beyond the operating system's: libgit2 1.5 has
-// no connect timeout option.
+// Not thread-safe (see Source). http(s) connections time out after spec.timeout without progress
+// (git_stream.h); ssh relies on the operating system's timeouts.
 class GitSource : public Source {
  public:
   static Result<std::unique_ptr<GitSource>> open(const SourceSpec& spec);

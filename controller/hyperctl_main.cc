@@ -135,8 +135,26 @@ int runValidate(const std::vector<std::string>& paths) {
   return kExitOk;
 }
 
-int runDiff(const GlobalOptions& g, const std::vector<std::string>& paths, bool prune,
-            const std::string& output) {
+int runDiff(const GlobalOptions& g, const RemoteOptions& remote,
+            const std::vector<std::string>& paths, bool prune, const std::string& output,
+            bool local) {
+  if (!local) {
+    // With a hyperd running for the state dir (or --server), its view is the one that counts:
+    // it plans against its own inventory and observation.
+    auto files = readManifestFiles(paths);
+    if (!files.isOk()) {
+      return fail(files.status().message());
+    }
+    if (files->empty()) {
+      return fail("no manifest files (*.yaml, *.yml, *.json) found in the given paths");
+    }
+    RemoteOptions o = remote;
+    o.stateDir = g.stateDir;
+    o.output = output;
+    if (auto code = runRemoteDiff(o, *files, prune)) {
+      return *code;
+    }
+  }
   auto engine = makeEngine();
   if (!engine) {
     return kExitError;
@@ -427,6 +445,8 @@ int main(int argc, char** argv) {
   diff->add_option("-f,--filename", paths, "manifest files or directories")->required();
   diff->add_flag("--prune", prune, "plan deletes of managed objects gone from the source");
   diff->add_option("-o,--output", output, "text or json")->check(CLI::IsMember({"text", "json"}));
+  bool local = false;
+  diff->add_flag("--local", local, "plan here even when a hyperd runs for the state dir");
 
   auto* apply = app.add_subcommand("apply", "converge the host to the manifests");
   apply->add_option("-f,--filename", paths, "manifest files or directories")->required();
@@ -473,7 +493,7 @@ int main(int argc, char** argv) {
   if (*validate) {
     code = runValidate(paths);
   } else if (*diff) {
-    code = runDiff(g, paths, prune, output);
+    code = runDiff(g, remote, paths, prune, output, local);
   } else if (*apply) {
     code = runApply(g, paths, prune, dryRun, output);
   } else if (*status || *events || *drift || *reconcile || *suspend || *resume) {

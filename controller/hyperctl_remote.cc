@@ -315,4 +315,40 @@ int runSuspend(const RemoteOptions& o, bool suspend) {
   return kExitOk;
 }
 
+std::optional<int> runRemoteDiff(const RemoteOptions& o, const std::vector<SourceFile>& files,
+                                 bool prune) {
+  bool error = false;
+  auto client = connect(o, &error);
+  if (error) {
+    return kExitError;
+  }
+  if (!client) {
+    return std::nullopt;
+  }
+  nlohmann::json body = {{"files", nlohmann::json::array()},
+                         {"prune", prune},
+                         {"color", o.output != "json" && isatty(STDOUT_FILENO) != 0}};
+  for (const auto& f : files) {
+    body["files"].push_back({{"path", f.path}, {"content", f.content}});
+  }
+  // A reconcile in flight is waited for: allow for a slow apply.
+  auto answer = client->post("/v1/plan", 600, body);
+  if (!answer.isOk()) {
+    return fail(answer.status().message());
+  }
+  std::cerr << answer->value("diagnostics", "");
+  if (!answer->value("ok", false)) {
+    int errors = answer->value("errors", 0);
+    return fail(std::to_string(errors) + (errors == 1 ? " problem" : " problems") +
+                " found by hyperd; nothing to compare");
+  }
+  const nlohmann::json& plan = (*answer)["plan"];
+  if (o.output == "json") {
+    std::cout << plan.dump(2) << "\n";
+  } else {
+    std::cout << answer->value("text", "");
+  }
+  return plan.value("actions", nlohmann::json::array()).empty() ? kExitOk : kExitChanges;
+}
+
 }  // namespace hyper::ctl

@@ -1,8 +1,14 @@
 #pragma once
 
+#include <optional>
 #include <string>
+#include <vector>
+
+#include "reconciler/loader.h"
 
 namespace hyper::ctl {
+
+using hyper::SourceFile;
 
 // hyperctl's commands that talk to a running hyperd (found through --state-dir or --server):
 // status, events, drift, reconcile, suspend, resume. status and events also work without a
@@ -20,5 +26,11 @@ int runEvents(const RemoteOptions& o, bool follow, int limit);
 int runDrift(const RemoteOptions& o);
 int runReconcile(const RemoteOptions& o, int waitSeconds);
 int runSuspend(const RemoteOptions& o, bool suspend);
+
+// `hyperctl diff` through the running hyperd (POST /v1/plan): hyperd loads `files`, observes and
+// plans against its inventory, and applies nothing. nullopt when no hyperd runs for the state
+// dir and no --server is given: the caller plans locally.
+std::optional<int> runRemoteDiff(const RemoteOptions& o, const std::vector<SourceFile>& files,
+                                 bool prune);
 
 }  // namespace hyper::ctl

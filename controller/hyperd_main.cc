@@ -19,6 +19,7 @@
 #include "controller/config.h"
 #include "controller/event_log.h"
 #include "controller/host_events.h"
+#include "controller/logging.h"
 #include "controller/loop.h"
 #include "controller/metrics.h"
 #include "controller/source.h"
@@ -96,7 +97,7 @@ int run(const HyperdConfig& initial, const std::string& configPath) {
     return 1;
   }
   SourceSpec spec{config.source.url, config.source.ref, config.source.path,
-                  config.stateDir + "/source"};
+                  config.stateDir + "/source", config.source.timeout};
   auto source = openSource(spec);
   if (!source.isOk()) {
     spdlog::critical("{}", source.status().message());
@@ -209,16 +210,20 @@ int main(int argc, char** argv) {
   CLI::App app{"hyperd: the hyper GitOps controller"};
   std::string configPath;
   std::string source, ref = "main", path, interval = "30s", driftInterval = "60s";
+  std::string sourceTimeout = "30s";
   std::string webhookSecretFile, gitlabTokenFile, stateDir = "/var/lib/hyper";
   std::string listen = "127.0.0.1:7400", driftPolicy = "correct", debounce = "500ms";
   int parallelism = 4;
   bool noPrune = false;
-  std::string logLevel = "info";
+  std::string logLevel = "info", logFormat = "text";
   app.add_option("--config", configPath, "config file (YAML, schemaVersion \"1\")");
   app.add_option("--source", source, "a directory, or a git URL (path, file://, http(s)://)");
   app.add_option("--ref", ref, "git branch, tag or commit")->capture_default_str();
   app.add_option("--path", path, "sub-path with the manifests");
   app.add_option("--interval", interval, "source poll interval")->capture_default_str();
+  app.add_option("--source-timeout", sourceTimeout,
+                 "git over http(s): connect deadline and longest silence of the remote")
+      ->capture_default_str();
   app.add_option("--drift-interval", driftInterval, "full observe interval")->capture_default_str();
   app.add_option("--drift-policy", driftPolicy, "correct | alert, for objects that do not say")
       ->check(CLI::IsMember({"correct", "alert"}))
@@ -234,27 +239,34 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--no-prune", noPrune, "keep objects removed from the source");
   app.add_option("--log-level", logLevel, "trace|debug|info|warn|error")->capture_default_str();
+  app.add_option("--log-format", logFormat, "text | json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 1;
   }
-  spdlog::set_level(spdlog::level::from_str(logLevel));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
+  if (hyper::Status logging = setupLogging(logFormat, logLevel); !logging.isOk()) {
+    std::cerr << "error: " << logging.message() << "\n";
+    return 1;
+  }
 
   if (configPath.empty() == source.empty()) {
     std::cerr << "error: give exactly one of --config FILE or --source DIR|URL\n";
     return 1;
   }
-  nlohmann::json flags = {{"schemaVersion", "1"},
-                          {"source", {{"url", source}, {"ref", ref}, {"interval", interval}}},
-                          {"driftInterval", driftInterval},
-                          {"driftPolicy", driftPolicy},
-                          {"prune", !noPrune},
-                          {"parallelism", parallelism},
-                          {"stateDir", stateDir},
-                          {"listen", listen},
-                          {"debounce", debounce}};
+  nlohmann::json flags = {
+      {"schemaVersion", "1"},
+      {"source",
+       {{"url", source}, {"ref", ref}, {"interval", interval}, {"timeout", sourceTimeout}}},
+      {"driftInterval", driftInterval},
+      {"driftPolicy", driftPolicy},
+      {"prune", !noPrune},
+      {"parallelism", parallelism},
+      {"stateDir", stateDir},
+      {"listen", listen},
+      {"debounce", debounce}};
   if (!path.empty()) {
     flags["source"]["path"] = path;
   }

@@ -10,6 +10,7 @@
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 
+#include "reconciler/log_context.h"
 #include "reconciler/sha256.h"
 
 namespace hyper::controller {
@@ -199,9 +200,13 @@ void Controller::emit(Event event, bool alert) {
   auto log = event.level == "error"     ? spdlog::level::err
              : event.level == "warning" ? spdlog::level::warn
                                         : spdlog::level::info;
-  spdlog::log(log, "[{}] {}{}{}", event.reconcileId.empty() ? "-" : event.reconcileId,
-              event.object.empty() ? "" : event.object + ": ", event.message,
-              event.revision.empty() ? "" : " (revision " + event.revision + ")");
+  {
+    // The log pattern prints the thread's reconcile id; an event recovered from the journal
+    // belongs to the reconcile that wrote it.
+    ReconcileIdScope scope(event.reconcileId);
+    spdlog::log(log, "{}{}{}", event.object.empty() ? "" : event.object + ": ", event.message,
+                event.revision.empty() ? "" : " (revision " + event.revision + ")");
+  }
   if (alert) {
     Alert a;
     a.kind = event.type;
@@ -260,6 +265,7 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
   summary.reconcileId = newReconcileId();
   summary.trigger = trigger;
   const std::string& rid = summary.reconcileId;
+  ReconcileIdScope logScope(rid);  // every log line of this reconcile, on any thread, names it
   auto since = [](std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   };
@@ -879,6 +885,44 @@ nlohmann::json Controller::driftJson() const {
       out.push_back({{"kind", id.kind}, {"name", id.name}, {"drift", s.drift}});
     }
   }
+  return out;
+}
+
+nlohmann::json Controller::preview(const std::vector<SourceFile>& files, bool prune, bool color) {
+  std::lock_guard<std::mutex> one(reconcileMu_);  // no observe races with a reconcile's apply
+  nlohmann::json out = {{"ok", false}, {"errors", 0}, {"diagnostics", ""}};
+  auto countErrors = [](const Diagnostics& d) {
+    size_t n = 0;
+    for (const auto& item : d.items()) {
+      n += item.severity == Severity::Error ? 1 : 0;
+    }
+    return n;
+  };
+  RevisionResult loaded = engine_.loadDetached(files);
+  std::string diagnostics = loaded.diagnostics.format();
+  if (!loaded.revision) {
+    out["diagnostics"] = diagnostics;
+    out["errors"] = countErrors(loaded.diagnostics);
+    return out;
+  }
+  out["revision"] = loaded.revision->id;
+  auto records = inventory_.snapshot();
+  if (!records.isOk()) {
+    out["diagnostics"] = diagnostics + "error: inventory: " + records.status().message() + "\n";
+    out["errors"] = 1;
+    return out;
+  }
+  PlanResult planned = engine_.plan(*loaded.revision, **records, PlanOptions{prune});
+  out["diagnostics"] = diagnostics + planned.diagnostics.format();
+  if (planned.diagnostics.hasErrors()) {
+    out["errors"] = countErrors(planned.diagnostics);
+    return out;
+  }
+  nlohmann::json plan = planned.plan.toJson();
+  plan["hash"] = planned.plan.hash();
+  out["ok"] = true;
+  out["plan"] = std::move(plan);
+  out["text"] = planned.plan.render(color);
   return out;
 }
 

@@ -141,6 +141,10 @@ class Controller {
   nlohmann::json objectsJson() const;  // every object's conditions
   nlohmann::json driftJson() const;    // objects that are drifted now, with their difference
   nlohmann::json lastPlanJson() const;
+  // `hyperctl diff` against this hyperd: loads `files` (not the source), observes and plans
+  // against the inventory as a reconcile would, and applies nothing. Waits for a reconcile in
+  // flight. {"ok", "revision", "diagnostics" (file:line:column text), "errors", "plan", "text"}.
+  nlohmann::json preview(const std::vector<SourceFile>& files, bool prune, bool color);
   std::optional<ObjectStatus> objectStatus(const ObjectId& id) const;
   bool ready() const;  // a valid revision is in force and the first reconcile finished
   std::string appliedRevision() const;

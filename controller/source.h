@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +56,8 @@ struct SourceSpec {
   std::string ref;       // git: branch, tag or 40-hex commit; default "main"
   std::string path;      // sub-path within the repository or directory ("" = the root)
   std::string cacheDir;  // git: where the local clone lives (under the state dir)
+  // git over http(s): connect deadline and the longest wait for any read or write (git_stream.h).
+  std::chrono::milliseconds timeout{30000};
 };
 
 // A directory when `location` is an existing directory that is not a bare git repository (no

@@ -117,13 +117,25 @@ Provider* Engine::providerForKind(const std::string& kind) const {
 }
 
 RevisionResult Engine::load(const std::vector<SourceFile>& files) {
-  RevisionResult result;
   LoadResult loaded = loader_.load(files);
   if (loaded.unchanged && lastRevision_ && lastRevision_->id == loaded.revision) {
+    RevisionResult result;
     result.revision = lastRevision_;
     result.unchanged = true;
     return result;
   }
+  RevisionResult result = check(std::move(loaded));
+  lastRevision_ = result.revision;  // null after a rejected revision
+  return result;
+}
+
+RevisionResult Engine::loadDetached(const std::vector<SourceFile>& files) const {
+  ManifestLoader loader(schemas_);
+  return check(loader.load(files));
+}
+
+RevisionResult Engine::check(LoadResult loaded) const {
+  RevisionResult result;
   result.diagnostics = std::move(loaded.diagnostics);
 
   auto revision = std::make_shared<Revision>();
@@ -188,10 +200,8 @@ RevisionResult Engine::load(const std::vector<SourceFile>& files) {
   }
 
   if (result.diagnostics.hasErrors()) {
-    lastRevision_.reset();
     return result;
   }
-  lastRevision_ = revision;
   result.revision = std::move(revision);
   return result;
 }

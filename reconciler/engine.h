@@ -63,8 +63,12 @@ class Engine {
   Engine(std::vector<std::unique_ptr<Provider>> providers,
          std::shared_ptr<const SchemaRegistry> schemas);
 
-  // Loads and fully validates. A revision with any error is rejected as a whole.
+  // Loads and fully validates. A revision with any error is rejected as a whole. Parsed files
+  // are cached by content, so a reload re-parses only what changed.
   RevisionResult load(const std::vector<SourceFile>& files);
+  // The same without touching the cache: for a preview (a `hyperctl diff` sent to hyperd) that
+  // must not evict the source's files.
+  RevisionResult loadDetached(const std::vector<SourceFile>& files) const;
 
   // Observes (one batch per provider) and plans against the inventory's records.
   PlanResult plan(const Revision& revision, const std::vector<ManagedRecord>& managed,
@@ -84,6 +88,9 @@ class Engine {
   const std::vector<std::unique_ptr<Provider>>& providers() const { return providers_; }
 
  private:
+  // Validation and the dependency graph of a parsed revision.
+  RevisionResult check(LoadResult loaded) const;
+
   std::vector<std::unique_ptr<Provider>> providers_;
   std::map<std::string, Provider*> byKind_;
   std::shared_ptr<const SchemaRegistry> schemas_;

@@ -1,5 +1,7 @@
 #include "reconciler/executor.h"
 
+#include "reconciler/log_context.h"
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -96,11 +98,15 @@ class PlanRun {
         std::clamp<size_t>(static_cast<size_t>(std::max(parallelism, 1)), 1, nodes_.size());
     std::vector<std::thread> threads;
     threads.reserve(workers);
+    const std::string& reconcileId = currentReconcileId();
     for (size_t w = 0; w < workers; ++w) {
       // Out of threads (EAGAIN) is an environmental failure: run with the workers we have, and on
       // this thread alone if there are none, rather than let the exception escape.
       try {
-        threads.emplace_back([this] { work(); });
+        threads.emplace_back([this, reconcileId] {
+          ReconcileIdScope scope(reconcileId);  // the providers' log lines name the reconcile
+          work();
+        });
       } catch (const std::system_error&) {
         break;
       }

@@ -971,6 +971,34 @@ TEST_F(HyperdTest, HyperctlWorksThroughTheRunningHyperd) {
   EXPECT_TRUE(contains(r.out, "applying:  active")) << r.describe();
   EXPECT_TRUE(contains(r.out, "Network/svc")) << r.describe();
 
+  // diff goes through hyperd: it plans the sent manifests against its inventory.
+  ASSERT_TRUE(tmp_->write("next/nets.yaml", docs({network("svc", "10.95.1.0/24", 1450),
+                                                  network("other", "10.95.2.0/24", 1500)}))
+                  .isOk());
+  r = hyperctl({"diff", "-f", tmp_->path() + "/next"});
+  EXPECT_EQ(r.exitCode, 2) << r.describe();
+  EXPECT_TRUE(contains(r.out, "~ Network/svc will be updated")) << r.describe();
+  EXPECT_TRUE(contains(r.out, "Plan: 0 to create, 1 to update, 0 to replace, 0 to delete."))
+      << r.describe();
+  EXPECT_TRUE(contains(readFile(logPath_), "plan preview for 127.0.0.1 (1 files): 1 actions"))
+      << "the diff did not reach hyperd";
+  r = hyperctl({"diff", "-f", src});
+  EXPECT_EQ(r.exitCode, 0) << r.describe();
+  EXPECT_TRUE(contains(r.out, "No changes.")) << r.describe();
+  ASSERT_TRUE(tmp_->write("bad/nets.yaml",
+                          "apiVersion: hyper.dev/v1alpha1\nkind: Network\n"
+                          "metadata: {name: svc}\nspec: {cidr: 10.95.1.0/33}\n")
+                  .isOk());
+  r = hyperctl({"diff", "-f", tmp_->path() + "/bad"});
+  EXPECT_EQ(r.exitCode, 1) << r.describe();
+  EXPECT_TRUE(contains(r.err, tmp_->path() + "/bad/nets.yaml:4:")) << r.describe();
+  EXPECT_TRUE(contains(r.err, "found by hyperd")) << r.describe();
+  // --local plans in hyperctl itself, with the same result.
+  r = hyperctl({"diff", "--local", "-f", tmp_->path() + "/next"});
+  EXPECT_EQ(r.exitCode, 2) << r.describe();
+  EXPECT_TRUE(contains(r.out, "~ Network/svc will be updated")) << r.describe();
+  EXPECT_EQ(mtu("hb-svc"), 1400) << "a diff changed the host";
+
   HttpReply m = http("GET", "/metrics", {}, "", false);
   ASSERT_EQ(m.status, 200) << m.body;
   EXPECT_GE(metric(m.body, "hyper_reconciles_total"), 3) << m.body;

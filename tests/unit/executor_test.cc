@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "reconciler/log_context.h"
 #include "tests/fakes/fake_provider.h"
 
 namespace hyper {
@@ -392,6 +393,26 @@ TEST(ExecutorTest, CycleFailsInsteadOfHanging) {
       << outcomes[0].status.message();
   EXPECT_TRUE(outcomes[3].status.isOk());
   EXPECT_EQ(rec.order(), std::vector<std::string>{"create free"});
+}
+
+TEST(ExecutorTest, WorkersCarryTheCallersReconcileId) {
+  Plan plan;
+  plan.actions = {act(ActionType::Create, "a"), act(ActionType::Create, "b"),
+                  act(ActionType::Create, "c", {"a"})};
+  std::mutex mu;
+  std::set<std::string> seen;
+  {
+    ReconcileIdScope scope("r-test-1");
+    executePlan(plan,
+                [&](const PlanAction&) {
+                  std::lock_guard<std::mutex> lk(mu);
+                  seen.insert(currentReconcileId());
+                  return Status::ok();
+                },
+                {4});
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"r-test-1"}));
+  EXPECT_EQ(currentReconcileId(), "");  // the scope restored the thread's previous (none)
 }
 
 }  // namespace

@@ -1,0 +1,297 @@
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "controller/git_source.h"
+#include "host/command.h"
+
+// The git source over real smart HTTP: `git http-backend` (git's own CGI server) behind a
+// cpp-httplib server on 127.0.0.1, port 0, that demands HTTP basic authentication. And remotes that
+// never answer: hyperd's loop must get an error within the source timeout, not hang.
+
+namespace hyper::controller {
+namespace {
+namespace fs = std::filesystem;
+
+const char* kUser = "hyper";
+const char* kPassword = "s3cret-pw";
+
+std::string base64(const std::string& in) {
+  std::string out(sodium_base64_encoded_len(in.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(in.data()),
+                    in.size(), sodium_base64_VARIANT_ORIGINAL);
+  out.resize(std::strlen(out.c_str()));
+  return out;
+}
+
+std::string manifest(const std::string& name, const std::string& cidr) {
+  return "apiVersion: hyper.dev/v1alpha1\nkind: Network\nmetadata:\n  name: " + name +
+         "\nspec:\n  cidr: " + cidr + "\n";
+}
+
+// Serves the bare repositories under `root` read-only over smart HTTP, behind basic auth.
+class GitHttpServer {
+ public:
+  explicit GitHttpServer(std::string root) : root_(std::move(root)) {
+    auto handler = [this](const httplib::Request& req, httplib::Response& res) { serve(req, res); };
+    server_.Get(R"(/.*)", handler);
+    server_.Post(R"(/.*)", handler);
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~GitHttpServer() {
+    server_.stop();
+    thread_.join();
+  }
+  int port() const { return port_; }
+  int requests() const { return requests_.load(); }
+
+ private:
+  void serve(const httplib::Request& req, httplib::Response& res) {
+    ++requests_;
+    if (req.get_header_value("Authorization") !=
+        "Basic " + base64(std::string(kUser) + ":" + kPassword)) {
+      res.status = 401;
+      res.set_header("WWW-Authenticate", "Basic realm=\"git\"");
+      return;
+    }
+    std::string query;
+    for (const auto& [k, v] : req.params) {
+      query += (query.empty() ? "" : "&") + k + "=" + v;
+    }
+    std::vector<std::string> argv = {"env",
+                                     "GIT_PROJECT_ROOT=" + root_,
+                                     "GIT_HTTP_EXPORT_ALL=1",
+                                     "REQUEST_METHOD=" + req.method,
+                                     "PATH_INFO=" + req.path,
+                                     "QUERY_STRING=" + query,
+                                     "REMOTE_USER=" + std::string(kUser),
+                                     "REMOTE_ADDR=127.0.0.1",
+                                     "CONTENT_TYPE=" + req.get_header_value("Content-Type"),
+                                     "CONTENT_LENGTH=" + std::to_string(req.body.size())};
+    if (req.has_header("Content-Encoding")) {
+      argv.push_back("HTTP_CONTENT_ENCODING=" + req.get_header_value("Content-Encoding"));
+    }
+    argv.insert(argv.end(), {"git", "http-backend"});
+    auto out = host::runCommand(argv, req.body);
+    if (!out.isOk() || out->exitCode != 0) {
+      res.status = 500;
+      return;
+    }
+    // CGI output: headers, a blank line, the body.
+    const std::string& o = out->out;
+    size_t end = o.find("\r\n\r\n");
+    size_t skip = 4;
+    if (end == std::string::npos) {
+      end = o.find("\n\n");
+      skip = 2;
+    }
+    if (end == std::string::npos) {
+      res.status = 500;
+      return;
+    }
+    std::string contentType = "application/octet-stream";
+    std::istringstream headers(o.substr(0, end));
+    for (std::string line; std::getline(headers, line);) {
+      if (!line.empty() && line.back() == '\r') {
+        line.pop_back();
+      }
+      size_t colon = line.find(':');
+      if (colon == std::string::npos) {
+        continue;
+      }
+      std::string name = line.substr(0, colon);
+      std::string value = line.substr(colon + 1);
+      value.erase(0, value.find_first_not_of(' '));
+      if (name == "Status") {
+        res.status = std::stoi(value);
+      } else if (name == "Content-Type") {
+        contentType = value;
+      } else {
+        res.set_header(name, value);
+      }
+    }
+    res.set_content(o.substr(end + skip), contentType);
+  }
+
+  std::string root_;
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+  std::atomic<int> requests_{0};
+};
+
+// A TCP listener on 127.0.0.1 that completes handshakes (the kernel does) and never says a word.
+class SilentListener {
+ public:
+  explicit SilentListener(int backlog) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(listen(fd_, backlog), 0);
+    socklen_t len = sizeof(addr);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~SilentListener() {
+    for (int fd : clients_) {
+      close(fd);
+    }
+    close(fd_);
+  }
+  int port() const { return port_; }
+  // Fills the accept queue (never accepted), so that further SYNs are dropped.
+  void fillQueue() {
+    for (int i = 0; i < 2; ++i) {
+      int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(port_);
+      connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+      clients_.push_back(c);
+    }
+    usleep(100 * 1000);  // let the handshakes land in the queue
+  }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::vector<int> clients_;
+};
+
+class GitHttpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_GE(sodium_init(), 0);
+    std::string tmpl = (fs::temp_directory_path() / "hyper-githttp-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    root_ = tmpl;
+    work_ = root_ + "/work";
+    git({"init", "--quiet", "--bare", "-b", "main", root_ + "/repos/env.git"});
+    git({"init", "--quiet", "-b", "main", work_});
+    git({"-C", work_, "remote", "add", "origin", root_ + "/repos/env.git"});
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+
+  void git(std::vector<std::string> args) {
+    std::vector<std::string> argv = {"git",
+                                     "-c",
+                                     "user.name=hyper test",
+                                     "-c",
+                                     "user.email=test@hyper.invalid",
+                                     "-c",
+                                     "commit.gpgsign=false"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto out = host::runChecked(argv);
+    ASSERT_TRUE(out.isOk()) << out.status().message();
+  }
+
+  void commitAndPush(const std::string& path, const std::string& content) {
+    std::ofstream(work_ + "/" + path, std::ios::trunc) << content;
+    git({"-C", work_, "add", "-A"});
+    git({"-C", work_, "commit", "--quiet", "-m", "change " + path});
+    git({"-C", work_, "push", "--quiet", "origin", "HEAD:refs/heads/main"});
+  }
+
+  std::unique_ptr<GitSource> open(const std::string& url, std::chrono::milliseconds timeout) {
+    SourceSpec spec{url, "main", "", root_ + "/cache-" + std::to_string(++n_), timeout};
+    auto src = GitSource::open(spec);
+    EXPECT_TRUE(src.isOk()) << src.status().message();
+    return src.isOk() ? std::move(src).value() : nullptr;
+  }
+
+  std::string root_, work_;
+  int n_ = 0;
+};
+
+TEST_F(GitHttpTest, FetchesOverSmartHttpWithCredentialsFromTheUrl) {
+  commitAndPush("a.yaml", manifest("a", "10.1.0.0/24"));
+  GitHttpServer server(root_ + "/repos");
+  std::string url = "http://" + std::string(kUser) + ":" + kPassword +
+                    "@127.0.0.1:" + std::to_string(server.port()) + "/env.git";
+  auto src = open(url, std::chrono::seconds(10));
+  ASSERT_TRUE(src);
+  EXPECT_EQ(src->describe(),
+            "git http://127.0.0.1:" + std::to_string(server.port()) + "/env.git ref main");
+
+  auto changed = src->changed();
+  ASSERT_TRUE(changed.isOk()) << changed.status().message();
+  EXPECT_TRUE(*changed);
+  auto snap = src->fetch();
+  ASSERT_TRUE(snap.isOk()) << snap.status().message();
+  ASSERT_EQ(snap->files.size(), 1u);
+  EXPECT_EQ(snap->files[0].path, "a.yaml");
+
+  changed = src->changed();
+  ASSERT_TRUE(changed.isOk()) << changed.status().message();
+  EXPECT_FALSE(*changed);
+
+  commitAndPush("b.yaml", manifest("b", "10.2.0.0/24"));
+  changed = src->changed();
+  ASSERT_TRUE(changed.isOk()) << changed.status().message();
+  EXPECT_TRUE(*changed);
+  auto next = src->fetch();
+  ASSERT_TRUE(next.isOk()) << next.status().message();
+  EXPECT_EQ(next->files.size(), 2u);
+  EXPECT_NE(next->commit, snap->commit);
+  EXPECT_GT(server.requests(), 0);
+}
+
+TEST_F(GitHttpTest, AWrongPasswordIsAnAuthenticationErrorThatNeverShowsIt) {
+  commitAndPush("a.yaml", manifest("a", "10.1.0.0/24"));
+  GitHttpServer server(root_ + "/repos");
+  std::string url =
+      "http://hyper:not-the-password@127.0.0.1:" + std::to_string(server.port()) + "/env.git";
+  auto src = open(url, std::chrono::seconds(10));
+  ASSERT_TRUE(src);
+  auto r = src->fetch();
+  ASSERT_FALSE(r.isOk());
+  const std::string& msg = r.status().message();
+  EXPECT_NE(msg.find("authentication"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("not-the-password"), std::string::npos) << msg;
+}
+
+TEST_F(GitHttpTest, ARemoteThatNeverAnswersTimesOut) {
+  SilentListener silent(16);
+  auto src = open("http://127.0.0.1:" + std::to_string(silent.port()) + "/env.git",
+                  std::chrono::milliseconds(700));
+  ASSERT_TRUE(src);
+  auto r = src->fetch();
+  ASSERT_FALSE(r.isOk());
+  EXPECT_NE(r.status().message().find("no data from 127.0.0.1:" + std::to_string(silent.port()) +
+                                      " for 700ms (network timeout)"),
+            std::string::npos)
+      << r.status().message();
+}
+
+TEST_F(GitHttpTest, AHostThatDropsConnectionsTimesOutConnecting) {
+  SilentListener full(0);
+  full.fillQueue();  // the kernel now drops SYNs to this port, as a firewall that drops would
+  auto src = open("http://127.0.0.1:" + std::to_string(full.port()) + "/env.git",
+                  std::chrono::milliseconds(700));
+  ASSERT_TRUE(src);
+  auto r = src->fetch();
+  ASSERT_FALSE(r.isOk());
+  EXPECT_NE(r.status().message().find("connect to 127.0.0.1:" + std::to_string(full.port()) +
+                                      " timed out after 700ms"),
+            std::string::npos)
+      << r.status().message();
+}
+
+}  // namespace
+}  // namespace hyper::controller
