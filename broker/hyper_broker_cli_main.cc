@@ -146,11 +146,10 @@ int main(int argc, char** argv) {
   std::string line =
       hyper::broker::runRequestToJson(req).dump(-1, ' ', false, Json::error_handler_t::replace) +
       "\n";
-  if (!hyper::broker::sendAll(*fd, line)) {
-    std::fprintf(stderr, "hyper-broker-cli: send the request to the broker at %s: %s\n",
-                 socket.c_str(), std::strerror(errno));
-    return 1;
-  }
+  // A broker that refuses early may close before reading all of the request: what it sent
+  // (an error frame) is still read below, and the send error reported only if there is nothing.
+  bool sent = hyper::broker::sendAll(*fd, line);
+  int sendErr = errno;
   std::string buffer;
   bool rejected = false;
   while (hyper::broker::readFrameLine(*fd, buffer, line)) {
@@ -196,6 +195,11 @@ int main(int argc, char** argv) {
     } else {
       // Unknown frame types are skipped: a newer broker may send more.
     }
+  }
+  if (!sent) {
+    std::fprintf(stderr, "hyper-broker-cli: send the request to the broker at %s: %s\n",
+                 socket.c_str(), std::strerror(sendErr));
+    return 1;
   }
   std::fprintf(stderr,
                "hyper-broker-cli: invalid response from the broker: the connection closed "

@@ -9,3 +9,7 @@ build-release/bench/hyper_bench "$@"
 echo
 # hyperd: push-to-converged through the webhook, and the cost of a poll, for 10k manifests in git.
 build-release/bench/hyper_hyperd_bench
+echo
+# hyper-broker: `hyper-broker-cli make` over `make` on a no-op Makefile, and throughput of many
+# small requests at once (needs root; prints "skipped" otherwise).
+build-release/bench/hyper_broker_bench

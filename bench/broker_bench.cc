@@ -1,0 +1,222 @@
+// hyper_broker_bench: what a run through hyper-broker costs over running the command directly.
+//   1. overhead: `hyper-broker-cli make` against `make` on a no-op Makefile (target: < 2 ms added)
+//   2. throughput: many small requests from several clients at once
+// Runs as root (the broker must be able to setuid; the rule allows uid 0 for the benchmark).
+// Prints figures; asserts nothing about time. Exits non-zero only when a run fails.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "broker/client.h"
+#include "broker/request.h"
+#include "broker/runner.h"
+
+extern char** environ;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::json;
+
+double msSince(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+// Runs argv in `cwd` with stdout/stderr to /dev/null; returns the exit code.
+int spawnWait(const std::vector<std::string>& argv, const std::string& cwd) {
+  std::vector<char*> cargv;
+  for (const auto& a : argv) {
+    cargv.push_back(const_cast<char*>(a.c_str()));
+  }
+  cargv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
+  pid_t pid;
+  int rc = posix_spawn(&pid, cargv[0], &actions, nullptr, cargv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    return -1;
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+struct Stats {
+  double median = 0;
+  double mean = 0;
+  double p90 = 0;
+};
+
+Stats summarise(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  Stats s;
+  s.median = v[v.size() / 2];
+  s.p90 = v[v.size() * 9 / 10];
+  for (double x : v) {
+    s.mean += x;
+  }
+  s.mean /= static_cast<double>(v.size());
+  return s;
+}
+
+// One request over the socket from this process; returns the exit code (-1: protocol failure).
+int inProcessRun(const std::string& socket, const std::string& cwd) {
+  auto fd = hyper::broker::connectBroker(socket);
+  if (!fd.isOk()) {
+    return -1;
+  }
+  hyper::broker::RunRequest req;
+  req.command = "make";
+  req.args = {"-s"};
+  req.cwd = cwd;
+  int code = -1;
+  if (hyper::broker::sendAll(*fd, hyper::broker::runRequestToJson(req).dump() + "\n")) {
+    std::string buffer, line;
+    while (hyper::broker::readFrameLine(*fd, buffer, line)) {
+      Json frame = Json::parse(line, nullptr, false);
+      if (frame.is_object() && frame.value("type", "") == "exit") {
+        code = frame.value("code", -1);
+        break;
+      }
+    }
+  }
+  close(*fd);
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int iterations = argc > 1 ? std::atoi(argv[1]) : 200;
+  if (geteuid() != 0) {
+    std::printf("hyper_broker_bench: skipped (needs root to run the broker)\n");
+    return 0;
+  }
+  char pattern[] = "/tmp/hyper-broker-bench.XXXXXX";
+  if (mkdtemp(pattern) == nullptr) {
+    std::perror("mkdtemp");
+    return 1;
+  }
+  std::string dir = pattern;
+  std::string ws = dir + "/ws";
+  std::filesystem::create_directories(ws);
+  std::ofstream(ws + "/Makefile") << "all:\n\t@:\n";
+  const unsigned clients = std::max(4u, std::thread::hardware_concurrency());
+  Json rules = {{"schemaVersion", "1"},
+                {"rules",
+                 {{{"name", "make"},
+                   {"command", "/usr/bin/make"},
+                   {"callers", {{"uids", {0}}}},
+                   {"workspace", ws},
+                   {"env", {"PATH"}},
+                   {"concurrency", clients}}}}};
+  std::ofstream(dir + "/rules.json") << rules.dump();
+  std::string socket = dir + "/broker.sock";
+
+  pid_t broker = fork();
+  if (broker == 0) {
+    int log = open((dir + "/broker.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(log, STDERR_FILENO);
+    execl(HYPER_BROKER_PATH, HYPER_BROKER_PATH, "--socket", socket.c_str(), "--rules",
+          (dir + "/rules.json").c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  for (int i = 0; i < 200 && !std::filesystem::exists(socket); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  setenv("HYPER_BROKER_SOCKET", socket.c_str(), 1);
+  int failures = 0;
+
+  // 1. Overhead over running make directly, interleaved so that drift hits both alike.
+  std::vector<double> direct, viaCli, viaSocket;
+  for (int i = 0; i < iterations + 10; ++i) {
+    auto t = Clock::now();
+    int a = spawnWait({"/usr/bin/make", "-s"}, ws);
+    double d = msSince(t);
+    t = Clock::now();
+    int b = spawnWait({HYPER_BROKER_CLI_PATH, "make", "-s"}, ws);
+    double c = msSince(t);
+    t = Clock::now();
+    int s = inProcessRun(socket, ws);
+    double k = msSince(t);
+    if (a != 0 || b != 0 || s != 0) {
+      ++failures;
+      std::fprintf(stderr, "run failed: make %d, via cli %d, via socket %d\n", a, b, s);
+      continue;
+    }
+    if (i >= 10) {  // warm-up excluded
+      direct.push_back(d);
+      viaCli.push_back(c);
+      viaSocket.push_back(k);
+    }
+  }
+  if (!direct.empty()) {
+    Stats d = summarise(direct), c = summarise(viaCli), k = summarise(viaSocket);
+    std::printf("broker overhead, no-op Makefile, %zu runs each (median / mean / p90, ms)\n",
+                direct.size());
+    std::printf("  make directly                 %7.3f / %7.3f / %7.3f\n", d.median, d.mean, d.p90);
+    std::printf("  hyper-broker-cli make         %7.3f / %7.3f / %7.3f\n", c.median, c.mean, c.p90);
+    std::printf("  request from this process     %7.3f / %7.3f / %7.3f\n", k.median, k.mean, k.p90);
+    std::printf(
+        "  added by the broker (cli - direct, median): %.3f ms, ratio %.2fx  "
+        "(target < 2 ms added)\n",
+        c.median - d.median, c.median / d.median);
+  }
+
+  // 2. Throughput: `clients` threads, each sending requests back to back over its own
+  // connections (one request per connection, as the protocol has it).
+  const int perClient = std::max(20, iterations / 2);
+  std::atomic<int> bad{0};
+  auto t = Clock::now();
+  std::vector<std::thread> threads;
+  for (unsigned c = 0; c < clients; ++c) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < perClient; ++i) {
+        if (inProcessRun(socket, ws) != 0) {
+          ++bad;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) {
+    th.join();
+  }
+  double total = msSince(t);
+  int requests = static_cast<int>(clients) * perClient;
+  std::printf(
+      "throughput: %d no-op make runs from %u concurrent clients (rule concurrency %u): "
+      "%.0f ms, %.0f runs/s, %.3f ms per run\n",
+      requests, clients, clients, total, requests * 1000.0 / total, total / requests);
+  failures += bad;
+
+  kill(broker, SIGTERM);
+  int status;
+  waitpid(broker, &status, 0);
+  std::filesystem::remove_all(dir);
+  if (failures > 0) {
+    std::fprintf(stderr, "hyper_broker_bench: %d run(s) failed\n", failures);
+    return 1;
+  }
+  return 0;
+}
