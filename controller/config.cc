@@ -312,6 +312,7 @@ Result<HyperdConfig> parseConfig(const std::string& text, const std::string& dis
   cfg.source.path = source.value("path", cfg.source.path);
   reader.duration(source, "interval", "source.interval", cfg.source.interval, true);
   reader.duration(source, "timeout", "source.timeout", cfg.source.timeout, true);
+  cfg.source.caFile = source.value("caFile", cfg.source.caFile);
   reader.duration(v, "driftInterval", "driftInterval", cfg.driftInterval, true);
   reader.duration(v, "debounce", "debounce", cfg.debounce, false);
   if (v.value("driftPolicy", "correct") == "alert") {

@@ -57,6 +57,7 @@ struct HyperdConfig {
     std::chrono::milliseconds interval{30000};
     // git over http(s): connect deadline and longest silence of the remote during a fetch
     std::chrono::milliseconds timeout{30000};
+    std::string caFile;  // https: extra CA certificates (PEM) to trust
   } source;
 
   std::chrono::milliseconds driftInterval{60000};

@@ -36,7 +36,7 @@ std::string_view hyperdConfigSchema() {
       "type": "object",
       "additionalProperties": false,
       "required": ["url"],
-      "description": "a mapping with url and optionally ref, path, interval and timeout",
+      "description": "a mapping with url and optionally ref, path, interval, timeout and caFile",
       "properties": {
         "url": {
           "type": "string",
@@ -53,7 +53,12 @@ std::string_view hyperdConfigSchema() {
           "description": "a sub-path within the source (default: its root)"
         },
         "interval": {"$ref": "#/definitions/duration"},
-        "timeout": {"$ref": "#/definitions/duration"}
+        "timeout": {"$ref": "#/definitions/duration"},
+        "caFile": {
+          "type": "string",
+          "minLength": 1,
+          "description": "a PEM file of CA certificates to trust for https, besides the system's"
+        }
       }
     },
     "driftInterval": {"$ref": "#/definitions/duration"},

@@ -241,6 +241,19 @@ Result<std::unique_ptr<GitSource>> GitSource::open(const SourceSpec& spec) {
   std::string shown = "git " + stripUrlCredentials(spec.location);
   HYPER_RETURN_IF_ERROR(initLibgit2().withContext("open " + shown));
   HYPER_RETURN_IF_ERROR(installGitNetworkTimeout(spec.timeout).withContext("open " + shown));
+  if (!spec.caFile.empty()) {
+    std::error_code ec;
+    if (!fs::is_regular_file(spec.caFile, ec)) {
+      return Status::error("open " + shown + " <- CA file " + spec.caFile +
+                           " does not exist or is not a regular file (expected PEM certificates)");
+    }
+    // Adds to the system's trust store (set up at libgit2 init); does not replace it.
+    if (git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, spec.caFile.c_str(), nullptr) < 0) {
+      const git_error* e = git_error_last();
+      return Status::error("open " + shown + " <- CA file " + spec.caFile + ": " +
+                           (e != nullptr && e->message != nullptr ? e->message : "not loadable"));
+    }
+  }
   if (spec.location.empty()) {
     return Status::error("open git source <- no repository URL given");
   }

@@ -96,8 +96,8 @@ int run(const HyperdConfig& initial, const std::string& configPath) {
     spdlog::critical("{}", events.status().message());
     return 1;
   }
-  SourceSpec spec{config.source.url, config.source.ref, config.source.path,
-                  config.stateDir + "/source", config.source.timeout};
+  SourceSpec spec{config.source.url,           config.source.ref,     config.source.path,
+                  config.stateDir + "/source", config.source.timeout, config.source.caFile};
   auto source = openSource(spec);
   if (!source.isOk()) {
     spdlog::critical("{}", source.status().message());
@@ -210,7 +210,7 @@ int main(int argc, char** argv) {
   CLI::App app{"hyperd: the hyper GitOps controller"};
   std::string configPath;
   std::string source, ref = "main", path, interval = "30s", driftInterval = "60s";
-  std::string sourceTimeout = "30s";
+  std::string sourceTimeout = "30s", sourceCaFile;
   std::string webhookSecretFile, gitlabTokenFile, stateDir = "/var/lib/hyper";
   std::string listen = "127.0.0.1:7400", driftPolicy = "correct", debounce = "500ms";
   int parallelism = 4;
@@ -224,6 +224,8 @@ int main(int argc, char** argv) {
   app.add_option("--source-timeout", sourceTimeout,
                  "git over http(s): connect deadline and longest silence of the remote")
       ->capture_default_str();
+  app.add_option("--source-ca-file", sourceCaFile,
+                 "https: PEM CA certificates to trust besides the system's");
   app.add_option("--drift-interval", driftInterval, "full observe interval")->capture_default_str();
   app.add_option("--drift-policy", driftPolicy, "correct | alert, for objects that do not say")
       ->check(CLI::IsMember({"correct", "alert"}))
@@ -269,6 +271,9 @@ int main(int argc, char** argv) {
       {"debounce", debounce}};
   if (!path.empty()) {
     flags["source"]["path"] = path;
+  }
+  if (!sourceCaFile.empty()) {
+    flags["source"]["caFile"] = sourceCaFile;
   }
   if (!webhookSecretFile.empty()) {
     flags["webhook"]["githubSecretFile"] = webhookSecretFile;

@@ -58,6 +58,9 @@ struct SourceSpec {
   std::string cacheDir;  // git: where the local clone lives (under the state dir)
   // git over http(s): connect deadline and the longest wait for any read or write (git_stream.h).
   std::chrono::milliseconds timeout{30000};
+  // https: a PEM file of extra CA certificates to trust (a private git server), besides the
+  // system's. Process-wide, as libgit2's TLS context is.
+  std::string caFile;
 };
 
 // A directory when `location` is an existing directory that is not a bare git repository (no

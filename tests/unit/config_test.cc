@@ -58,6 +58,8 @@ source:
   ref: v1.2
   path: envs/host1
   interval: 2m
+  timeout: 5s
+  caFile: /etc/hyper/git-ca.pem
 driftInterval: 90s
 driftPolicy: alert
 prune: false
@@ -82,6 +84,8 @@ debounce: 250ms
   EXPECT_EQ(cfg->source.ref, "v1.2");
   EXPECT_EQ(cfg->source.path, "envs/host1");
   EXPECT_EQ(cfg->source.interval, 2min);
+  EXPECT_EQ(cfg->source.timeout, 5s);
+  EXPECT_EQ(cfg->source.caFile, "/etc/hyper/git-ca.pem");
   EXPECT_EQ(cfg->driftInterval, 90s);
   EXPECT_EQ(cfg->driftPolicy, DriftPolicy::Alert);
   EXPECT_FALSE(cfg->prune);
@@ -113,6 +117,8 @@ TEST(ConfigTest, DefaultsForAMinimalConfig) {
   EXPECT_EQ(cfg->source.ref, "main");
   EXPECT_EQ(cfg->source.path, "");
   EXPECT_EQ(cfg->source.interval, 30s);
+  EXPECT_EQ(cfg->source.timeout, 30s);
+  EXPECT_EQ(cfg->source.caFile, "");
   EXPECT_EQ(cfg->driftInterval, 60s);
   EXPECT_EQ(cfg->driftPolicy, DriftPolicy::Correct);
   EXPECT_TRUE(cfg->prune);
