@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
   int failures = 0;
 
   // 1. Overhead over running make directly, interleaved so that drift hits both alike.
-  std::vector<double> direct, viaCli, viaSocket;
+  std::vector<double> direct, viaCli, viaSocket, spawnOnly;
   for (int i = 0; i < iterations + 10; ++i) {
     auto t = Clock::now();
     int a = spawnWait({"/usr/bin/make", "-s"}, ws);
@@ -160,6 +160,9 @@ int main(int argc, char** argv) {
     t = Clock::now();
     int s = inProcessRun(socket, ws);
     double k = msSince(t);
+    t = Clock::now();
+    spawnWait({"/bin/true"}, ws);
+    double p = msSince(t);
     if (a != 0 || b != 0 || s != 0) {
       ++failures;
       std::fprintf(stderr, "run failed: make %d, via cli %d, via socket %d\n", a, b, s);
@@ -169,19 +172,27 @@ int main(int argc, char** argv) {
       direct.push_back(d);
       viaCli.push_back(c);
       viaSocket.push_back(k);
+      spawnOnly.push_back(p);
     }
   }
   if (!direct.empty()) {
-    Stats d = summarise(direct), c = summarise(viaCli), k = summarise(viaSocket);
+    Stats d = summarise(direct), c = summarise(viaCli), k = summarise(viaSocket),
+          p = summarise(spawnOnly);
     std::printf("broker overhead, no-op Makefile, %zu runs each (median / mean / p90, ms)\n",
                 direct.size());
     std::printf("  make directly                 %7.3f / %7.3f / %7.3f\n", d.median, d.mean, d.p90);
     std::printf("  hyper-broker-cli make         %7.3f / %7.3f / %7.3f\n", c.median, c.mean, c.p90);
     std::printf("  request from this process     %7.3f / %7.3f / %7.3f\n", k.median, k.mean, k.p90);
+    std::printf("  /bin/true (a process creation) %7.3f / %7.3f / %7.3f\n", p.median, p.mean,
+                p.p90);
     std::printf(
         "  added by the broker (cli - direct, median): %.3f ms, ratio %.2fx  "
         "(target < 2 ms added)\n",
         c.median - d.median, c.median / d.median);
+    std::printf(
+        "  of that, the client is one more process creation; the rest (socket, checks, fork as "
+        "the user): %.3f ms\n",
+        c.median - d.median - p.median);
   }
 
   // 2. Throughput: `clients` threads, each sending requests back to back over its own

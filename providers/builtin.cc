@@ -1,5 +1,6 @@
 #include "providers/builtin.h"
 
+#include "providers/broker/broker_provider.h"
 #include "providers/net/net_provider.h"
 
 namespace hyper::providers {
@@ -7,6 +8,8 @@ namespace hyper::providers {
 std::vector<std::unique_ptr<Provider>> builtinProviders() {
   std::vector<std::unique_ptr<Provider>> out;
   out.push_back(std::make_unique<net::NetProvider>());
+  out.push_back(
+      std::make_unique<broker::BrokerProvider>(broker::BrokerProviderConfig::fromEnvironment()));
   return out;
 }
 
