@@ -1,0 +1,207 @@
+#include "guest/initramfs.h"
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "guest/cpio_archive.h"
+#include "host/command.h"
+
+namespace hyper::guest {
+
+namespace {
+
+std::string canonicalName(std::string_view name) {
+  std::string out(name);
+  for (char& c : out) {
+    if (c == '-') {
+      c = '_';
+    }
+  }
+  return out;
+}
+
+// "kernel/drivers/net/virtio_net.ko[.xz]" -> "virtio_net".
+std::string moduleNameOf(std::string_view path) {
+  size_t slash = path.rfind('/');
+  std::string_view base = slash == std::string_view::npos ? path : path.substr(slash + 1);
+  size_t ko = base.find(".ko");
+  return canonicalName(ko == std::string_view::npos ? base : base.substr(0, ko));
+}
+
+Result<std::string> readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return Status::error("read " + path + " <- cannot open");
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) {
+    return Status::error("read " + path + " <- I/O error");
+  }
+  return ss.str();
+}
+
+constexpr std::string_view kInitScript = R"INIT(#!/bin/busybox sh
+# hyper guest init (guest/initramfs.cc). Reads hyper.* parameters from the kernel command line.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+
+while read -r m; do
+  insmod "/lib/modules/$m.ko" || echo "hyper-init: insmod $m failed"
+done </etc/hyper/modules
+
+# A graceful stop is the ACPI power button (QMP system_powerdown): power off on its first event.
+for d in /sys/class/input/event*; do
+  if [ "$(cat "$d/device/name" 2>/dev/null)" = "Power Button" ]; then
+    (dd if="/dev/input/${d##*/}" bs=24 count=1 of=/dev/null 2>/dev/null
+     echo hyper-poweroff; sync; poweroff -f) &
+  fi
+done
+
+ip=""; gw=""; ping=2; ready=hyper-ready
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    hyper.ip=*) ip=${arg#hyper.ip=} ;;
+    hyper.gw=*) gw=${arg#hyper.gw=} ;;
+    hyper.ping=*) ping=${arg#hyper.ping=} ;;
+    hyper.ready=*) ready=${arg#hyper.ready=} ;;
+  esac
+done
+
+ip link set lo up
+if [ -n "$ip" ]; then
+  ip link set eth0 up && ip addr add "$ip" dev eth0 || echo "hyper-init: cannot configure eth0 $ip"
+  if [ -n "$gw" ]; then
+    ip route add default via "$gw" || echo "hyper-init: cannot add default route via $gw"
+  fi
+fi
+
+echo "$ready"
+while true; do
+  if [ -n "$gw" ] && [ "$ping" != 0 ]; then
+    if ping -c 1 -W 1 "$gw" >/dev/null 2>&1; then echo hyper-ping-ok; else echo hyper-ping-fail; fi
+    sleep "$ping"
+  else
+    sleep 3600
+  fi
+done
+)INIT";
+
+}  // namespace
+
+const std::vector<std::string>& defaultGuestModules() {
+  static const std::vector<std::string> modules = {"virtio_ring", "virtio",       "virtio_mmio",
+                                                   "failover",    "net_failover", "virtio_net",
+                                                   "button",      "evdev"};
+  return modules;
+}
+
+std::string_view guestInitScript() { return kInitScript; }
+
+Result<std::vector<ModuleFile>> resolveModules(std::string_view modulesDep,
+                                               const std::vector<std::string>& wanted) {
+  // name -> (path, dependency paths) from lines "path: dep dep ...".
+  std::map<std::string, std::pair<std::string, std::vector<std::string>>> deps;
+  std::istringstream lines{std::string(modulesDep)};
+  std::string line;
+  while (std::getline(lines, line)) {
+    size_t colon = line.find(':');
+    if (colon == std::string::npos) {
+      continue;
+    }
+    std::string path = line.substr(0, colon);
+    std::vector<std::string> list;
+    std::istringstream rest(line.substr(colon + 1));
+    for (std::string d; rest >> d;) {
+      list.push_back(d);
+    }
+    deps[moduleNameOf(path)] = {path, std::move(list)};
+  }
+
+  std::vector<ModuleFile> order;
+  std::set<std::string> done;
+  for (const auto& w : wanted) {
+    std::string name = canonicalName(w);
+    auto it = deps.find(name);
+    if (it == deps.end()) {
+      return Status::error("resolve module " + w + " <- not in modules.dep");
+    }
+    // modules.dep lists every (transitive) dependency, the ones loaded last first: load them in
+    // reverse, then the module.
+    const auto& [path, list] = it->second;
+    for (auto d = list.rbegin(); d != list.rend(); ++d) {
+      std::string depName = moduleNameOf(*d);
+      if (done.insert(depName).second) {
+        order.push_back({depName, *d});
+      }
+    }
+    if (done.insert(name).second) {
+      order.push_back({name, path});
+    }
+  }
+  return order;
+}
+
+Result<std::string> buildInitramfs(const InitramfsSpec& spec) {
+  const std::string what = "build initramfs";
+  std::string modulesDir = spec.kernelModulesDir;
+  while (modulesDir.size() > 1 && modulesDir.back() == '/') {
+    modulesDir.pop_back();
+  }
+  auto dep = readFile(modulesDir + "/modules.dep");
+  if (!dep.isOk()) {
+    return dep.status().withContext(what);
+  }
+  auto modules = resolveModules(*dep, spec.modules);
+  if (!modules.isOk()) {
+    return modules.status().withContext(what + " from " + modulesDir);
+  }
+  auto busybox = readFile(spec.busybox);
+  if (!busybox.isOk()) {
+    return busybox.status().withContext(what);
+  }
+
+  CpioArchive cpio;
+  for (const char* dir : {"dev", "proc", "sys", "tmp", "etc/hyper", "lib/modules"}) {
+    cpio.addDirectory(dir);
+  }
+  cpio.addFile("bin/busybox", std::move(*busybox), 0755);
+  cpio.addSymlink("bin/sh", "busybox");
+  cpio.addFile("init", std::string(kInitScript), 0755);
+
+  std::string list;
+  for (const auto& m : *modules) {
+    std::string path = modulesDir + "/" + m.relativePath;
+    std::string contents;
+    if (m.relativePath.ends_with(".ko")) {
+      HYPER_ASSIGN_OR_RETURN(contents, readFile(path));
+    } else if (m.relativePath.ends_with(".ko.xz")) {
+      auto r = host::runChecked({"xz", "-dc", path});
+      if (!r.isOk()) {
+        return r.status().withContext(what + " <- decompress " + m.name);
+      }
+      contents = std::move(*r);
+    } else {
+      return Status::error(what + " <- module " + path + ": only .ko and .ko.xz are supported");
+    }
+    cpio.addFile("lib/modules/" + m.name + ".ko", std::move(contents));
+    list += m.name + "\n";
+  }
+  cpio.addFile("etc/hyper/modules", list);
+
+  // gzip -n: no file name and no timestamp in the header, so the output depends on the input
+  // only. The command rather than zlib: it is what the kernel's initramfs tools use, and one
+  // fewer library to link into hyperd.
+  auto gz = host::runChecked({"gzip", "-n", "-9", "-c"}, cpio.serialize());
+  if (!gz.isOk()) {
+    return gz.status().withContext(what + " <- compress");
+  }
+  return std::move(*gz);
+}
+
+}  // namespace hyper::guest

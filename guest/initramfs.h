@@ -1,0 +1,49 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "reconciler/status.h"
+
+namespace hyper::guest {
+
+// The kernel modules a Debian kernel needs as modules to reach hyper's VMs over virtio-mmio
+// (QEMU microvm) and to power off on an ACPI power button (graceful stop): button and evdev let
+// the init notice `system_powerdown`.
+const std::vector<std::string>& defaultGuestModules();
+
+// One module file to put in the image, in load order.
+struct ModuleFile {
+  std::string name;          // "virtio_net"
+  std::string relativePath;  // "kernel/drivers/net/virtio_net.ko", as modules.dep names it
+};
+
+// Resolves `wanted` module names (dashes and underscores are equivalent, as for modprobe) against
+// the text of a modules.dep, and returns every module needed in an order insmod can load them:
+// each module after all of its dependencies, each once. Pure. Errors name the missing module.
+Result<std::vector<ModuleFile>> resolveModules(std::string_view modulesDep,
+                                               const std::vector<std::string>& wanted);
+
+struct InitramfsSpec {
+  std::string kernelModulesDir;  // lib/modules/<version>/ of the guest kernel (with modules.dep)
+  std::string busybox = "/bin/busybox";  // a static busybox
+  std::vector<std::string> modules = defaultGuestModules();
+};
+
+// The /init of hyper's guest image (a busybox shell script). It mounts proc, sys and dev, loads
+// the modules listed in /etc/hyper/modules, configures eth0 from the kernel command line, prints
+// the readiness line and then keeps reporting whether the gateway answers:
+//   hyper.ip=10.77.0.10/24  address of eth0          hyper.gw=10.77.0.1  default route
+//   hyper.ping=2            seconds between pings of the gateway (0: never)
+//   hyper.ready=LINE        the readiness line (default hyper-ready)
+// Console lines: "hyper-ready", then "hyper-ping-ok" / "hyper-ping-fail" each ping, and
+// "hyper-poweroff" when the ACPI power button is pressed (it then powers off).
+std::string_view guestInitScript();
+
+// Builds the initramfs in memory: a newc cpio of busybox, the resolved modules (decompressed when
+// shipped as .ko.xz, because busybox insmod does not read them) and the init, compressed with
+// `gzip -n -9` (no name, no timestamp). The same inputs give byte-identical output.
+Result<std::string> buildInitramfs(const InitramfsSpec& spec);
+
+}  // namespace hyper::guest

@@ -1,0 +1,531 @@
+#include "providers/vmm/qemu_driver.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "host/command.h"
+#include "providers/vmm/exit_watcher.h"
+#include "providers/vmm/qmp_client.h"
+#include "providers/vmm/tap_device.h"
+#include "reconciler/names.h"
+
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+namespace hyper::providers::vmm {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr int kMinMemoryMiB = 64;  // below this Debian's kernel and initramfs do not unpack
+constexpr int kMaxVcpus = 255;
+
+const char* kPidFile = "qemu.pid";
+const char* kQmpSocket = "qmp.sock";
+const char* kConsoleLog = "console.log";
+const char* kVmJson = "vm.json";
+
+// Owns a file descriptor.
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+bool hasParam(const std::string& cmdline, const std::string& key) {
+  std::istringstream words(cmdline);
+  for (std::string w; words >> w;) {
+    if (w.rfind(key + "=", 0) == 0 || w == key) {
+      return true;
+    }
+  }
+  return false;
+}
+
+Result<std::string> readSmallFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return Status::error("read " + path + " <- cannot open");
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Json specToJson(const VmSpec& s) {
+  return Json{{"name", s.name},     {"vcpus", s.vcpus},   {"memoryMiB", s.memoryMiB},
+              {"kernel", s.kernel}, {"initrd", s.initrd}, {"cmdline", s.cmdline},
+              {"tap", s.tap},       {"mac", s.mac}};
+}
+
+VmSpec specFromJson(const Json& j) {
+  VmSpec s;
+  if (!j.is_object()) {
+    return s;
+  }
+  s.name = j.value("name", "");
+  s.vcpus = j.value("vcpus", 0);
+  s.memoryMiB = j.value("memoryMiB", 0);
+  s.kernel = j.value("kernel", "");
+  s.initrd = j.value("initrd", "");
+  s.cmdline = j.value("cmdline", "");
+  s.tap = j.value("tap", "");
+  s.mac = j.value("mac", "");
+  return s;
+}
+
+// Waits for the process behind `pidfd` to exit; true when it did within the timeout.
+bool waitExit(int pidfd, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    pollfd p{pidfd, POLLIN, 0};
+    int rc = ::poll(&p, 1, left.count() < 0 ? 0 : static_cast<int>(left.count()));
+    if (rc > 0) {
+      return true;
+    }
+    if (rc == 0 || errno != EINTR) {
+      return false;
+    }
+  }
+}
+
+Status validateSpec(const VmSpec& spec) {
+  if (std::string why = checkDnsLabel(spec.name); !why.empty()) {
+    return Status::error("name '" + spec.name + "' " + why);
+  }
+  if (spec.vcpus < 1 || spec.vcpus > kMaxVcpus) {
+    return Status::error("vcpus must be 1-" + std::to_string(kMaxVcpus) + ", got " +
+                         std::to_string(spec.vcpus));
+  }
+  if (spec.memoryMiB < kMinMemoryMiB) {
+    return Status::error("memoryMiB must be at least " + std::to_string(kMinMemoryMiB) + ", got " +
+                         std::to_string(spec.memoryMiB));
+  }
+  std::error_code ec;
+  if (spec.kernel.empty() || !fs::is_regular_file(spec.kernel, ec)) {
+    return Status::error("kernel '" + spec.kernel + "' is not a file");
+  }
+  if (!spec.initrd.empty() && !fs::is_regular_file(spec.initrd, ec)) {
+    return Status::error("initrd '" + spec.initrd + "' is not a file");
+  }
+  if (!spec.tap.empty() && !interfaceExists(spec.tap)) {
+    return Status::error("tap '" + spec.tap + "' does not exist in this network namespace");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+std::string lastLines(const std::string& path, size_t n) {
+  std::ifstream in(path, std::ios::binary);
+  std::deque<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') {
+      line.pop_back();
+    }
+    lines.push_back(std::move(line));
+    if (lines.size() > n) {
+      lines.pop_front();
+    }
+  }
+  std::string out;
+  for (const auto& l : lines) {
+    out += l + "\n";
+  }
+  return out;
+}
+
+bool isQemuOfRunDir(pid_t pid, const std::string& pidFile) {
+  auto raw = readSmallFile("/proc/" + std::to_string(pid) + "/cmdline");
+  if (!raw.isOk() || raw->empty()) {
+    return false;
+  }
+  std::vector<std::string> argv;
+  size_t start = 0;
+  while (start < raw->size()) {
+    size_t end = raw->find('\0', start);
+    if (end == std::string::npos) {
+      end = raw->size();
+    }
+    argv.push_back(raw->substr(start, end - start));
+    start = end + 1;
+  }
+  if (argv.empty() || fs::path(argv[0]).filename().string().rfind("qemu-system-", 0) != 0) {
+    return false;
+  }
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] == "-pidfile" && argv[i + 1] == pidFile) {
+      return true;
+    }
+  }
+  return false;
+}
+
+QemuDriver::QemuDriver(QemuDriverOptions options) : options_(std::move(options)) {}
+
+std::string QemuDriver::runDirFor(const std::string& name) const {
+  return (fs::path(options_.runRoot) / name).string();
+}
+
+std::string QemuDriver::effectiveCmdline(const std::string& cmdline, Accel accel, long tscKhz) {
+  std::string out = cmdline;
+  auto append = [&out](const std::string& param) {
+    if (!out.empty()) {
+      out += ' ';
+    }
+    out += param;
+  };
+  if (!hasParam(out, "console")) {
+    append("console=ttyS0");
+  }
+  if (!hasParam(out, "panic")) {
+    append("panic=-1");
+  }
+  if (accel == Accel::Tcg && tscKhz > 0 && !hasParam(out, "tsc_early_khz")) {
+    append("tsc_early_khz=" + std::to_string(tscKhz));
+  }
+  return out;
+}
+
+std::vector<std::string> QemuDriver::buildArgv(const std::string& qemuBinary, const VmSpec& spec,
+                                               Accel accel, const std::string& runDir,
+                                               long tscKhz) {
+  const std::string dir = runDir + "/";
+  std::vector<std::string> argv = {
+      qemuBinary,
+      "-name",
+      spec.name,
+      "-M",
+      "microvm",
+      "-accel",
+      std::string(accelName(accel)),
+      "-cpu",
+      accel == Accel::Kvm ? "host" : "max",
+      "-smp",
+      std::to_string(spec.vcpus),
+      "-m",
+      std::to_string(spec.memoryMiB),
+      "-nodefaults",
+      "-no-user-config",
+      "-nographic",
+      // A guest reboot or panic ends the process: hyper restarts VMs itself, and an exit is
+      // what the exit watcher can see.
+      "-no-reboot",
+      "-kernel",
+      spec.kernel,
+      "-append",
+      effectiveCmdline(spec.cmdline, accel, tscKhz),
+      "-serial",
+      "file:" + dir + kConsoleLog,
+      "-qmp",
+      "unix:" + dir + kQmpSocket + ",server=on,wait=off",
+      "-pidfile",
+      dir + kPidFile,
+      "-daemonize",
+  };
+  if (!spec.initrd.empty()) {
+    argv.insert(argv.end(), {"-initrd", spec.initrd});
+  }
+  if (!spec.tap.empty()) {
+    std::string device = "virtio-net-device,netdev=net0";
+    if (!spec.mac.empty()) {
+      device += ",mac=" + spec.mac;
+    }
+    argv.insert(argv.end(),
+                {"-netdev", "tap,id=net0,ifname=" + spec.tap + ",script=no,downscript=no",
+                 "-device", device});
+  }
+  return argv;
+}
+
+Result<std::optional<VmHandle>> QemuDriver::find(const std::string& name) {
+  const std::string dir = runDirFor(name);
+  const std::string pidFile = dir + "/" + kPidFile;
+  auto pidText = readSmallFile(pidFile);
+  if (!pidText.isOk()) {
+    return std::optional<VmHandle>();
+  }
+  pid_t pid = 0;
+  try {
+    pid = static_cast<pid_t>(std::stol(*pidText));
+  } catch (const std::exception&) {
+    return std::optional<VmHandle>();
+  }
+  if (pid <= 0 || !isQemuOfRunDir(pid, pidFile)) {
+    return std::optional<VmHandle>();
+  }
+  VmHandle h;
+  h.name = name;
+  h.driver = "qemu";
+  h.pid = pid;
+  h.runDir = dir;
+  h.consoleLog = dir + "/" + kConsoleLog;
+  h.controlSocket = dir + "/" + kQmpSocket;
+  if (auto meta = readSmallFile(dir + "/" + kVmJson); meta.isOk()) {
+    Json j = Json::parse(*meta, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object()) {
+      h.spec = specFromJson(j.value("spec", Json::object()));
+      h.accel = j.value("accel", "tcg") == "kvm" ? Accel::Kvm : Accel::Tcg;
+    }
+  }
+  h.spec.name = name;
+  return std::optional<VmHandle>(std::move(h));
+}
+
+Result<std::vector<VmHandle>> QemuDriver::list() {
+  std::vector<VmHandle> out;
+  std::error_code ec;
+  if (!fs::exists(options_.runRoot, ec)) {
+    return out;
+  }
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(options_.runRoot, ec)) {
+    if (entry.is_directory(ec)) {
+      names.push_back(entry.path().filename().string());
+    }
+  }
+  if (ec) {
+    return Status::error("list VMs in " + options_.runRoot + " <- " + ec.message());
+  }
+  std::sort(names.begin(), names.end());
+  for (const auto& n : names) {
+    HYPER_ASSIGN_OR_RETURN(std::optional<VmHandle> h, find(n));
+    if (h) {
+      out.push_back(std::move(*h));
+    }
+  }
+  return out;
+}
+
+Result<VmHandle> QemuDriver::start(const VmSpec& spec) {
+  const std::string what = "start VM " + spec.name;
+  HYPER_RETURN_IF_ERROR(validateSpec(spec).withContext(what));
+  const std::string dir = runDirFor(spec.name);
+  if (dir.size() + 1 + std::strlen(kQmpSocket) >= sizeof(sockaddr_un{}.sun_path)) {
+    return Status::error(what + " <- run dir " + dir + " too long for a Unix socket path");
+  }
+  HYPER_ASSIGN_OR_RETURN(std::optional<VmHandle> running, find(spec.name));
+  if (running) {
+    return std::move(*running);
+  }
+  HYPER_ASSIGN_OR_RETURN(AccelChoice accel, chooseAccel(spec.accel, options_.probe));
+  if (!accel.warning.empty()) {
+    std::fprintf(stderr, "hyper: VM %s: %s\n", spec.name.c_str(), accel.warning.c_str());
+  }
+  long tscKhz = accel.accel == Accel::Tcg ? hostTscKhz(options_.probe.cpuinfoPath) : 0;
+  std::vector<std::string> argv = buildArgv(options_.qemuBinary, spec, accel.accel, dir, tscKhz);
+
+  // A run dir without a live QEMU is what a crash left: start afresh.
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  fs::create_directories(dir, ec);
+  if (ec) {
+    return Status::error(what + " <- create " + dir + ": " + ec.message());
+  }
+  fs::permissions(dir, fs::perms::owner_all, ec);
+  Json meta = {{"driver", "qemu"},
+               {"spec", specToJson(spec)},
+               {"accel", std::string(accelName(accel.accel))},
+               {"accelWarning", accel.warning},
+               {"argv", argv}};
+  {
+    std::ofstream f(dir + "/" + kVmJson, std::ios::trunc);
+    f << meta.dump(2) << "\n";
+    if (!f) {
+      fs::remove_all(dir, ec);
+      return Status::error(what + " <- write " + dir + "/" + kVmJson);
+    }
+  }
+
+  auto run = host::runCommand(argv);
+  if (!run.isOk() || run->exitCode != 0) {
+    std::string cause = run.isOk() ? run->err : run.status().message();
+    while (!cause.empty() && (cause.back() == '\n' || cause.back() == '\r')) {
+      cause.pop_back();
+    }
+    if (cause.empty()) {
+      cause = "exited with status " + std::to_string(run->exitCode);
+    }
+    fs::remove_all(dir, ec);
+    return Status::error(what + " <- " + options_.qemuBinary + ": " + cause);
+  }
+  HYPER_ASSIGN_OR_RETURN(std::optional<VmHandle> started, find(spec.name));
+  if (!started) {
+    std::string console = lastLines(dir + "/" + kConsoleLog, 20);
+    fs::remove_all(dir, ec);
+    return Status::error(what + " <- QEMU exited right after starting; console:\n" + console);
+  }
+  return std::move(*started);
+}
+
+Result<VmStatus> QemuDriver::status(const VmHandle& vm) {
+  const std::string what = "status of VM " + vm.name;
+  HYPER_ASSIGN_OR_RETURN(std::unique_ptr<QmpClient> qmp, QmpClient::connect(vm.controlSocket));
+  auto r = qmp->execute("query-status");
+  if (!r.isOk()) {
+    return r.status().withContext(what);
+  }
+  VmStatus s;
+  s.detail = r->value("status", "");
+  if (s.detail == "running") {
+    s.state = VmRunState::Running;
+  } else if (s.detail == "paused" || s.detail == "suspended" || s.detail == "prelaunch") {
+    s.state = VmRunState::Paused;
+  } else if (s.detail == "shutdown") {
+    s.state = VmRunState::ShuttingDown;
+  } else {
+    s.state = VmRunState::Other;
+  }
+  return s;
+}
+
+Result<StopOutcome> QemuDriver::stop(const std::string& name, const StopOptions& options) {
+  const std::string what = "stop VM " + name;
+  const std::string dir = runDirFor(name);
+  auto removeRunDir = [&]() -> Status {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    if (ec) {
+      return Status::error(what + " <- remove " + dir + ": " + ec.message());
+    }
+    return Status::ok();
+  };
+  HYPER_ASSIGN_OR_RETURN(std::optional<VmHandle> vm, find(name));
+  if (!vm) {
+    HYPER_RETURN_IF_ERROR(removeRunDir());
+    return StopOutcome::AlreadyStopped;
+  }
+  // The pidfd pins the process: once it is open and the cmdline still matches, every signal
+  // below reaches this QEMU, never a process that reused its pid.
+  auto pidfdResult = openPidfd(vm->pid);
+  if (!pidfdResult.isOk()) {
+    HYPER_RETURN_IF_ERROR(removeRunDir());
+    return StopOutcome::AlreadyStopped;
+  }
+  Fd pidfd(*pidfdResult);
+  if (!isQemuOfRunDir(vm->pid, dir + "/" + kPidFile)) {
+    HYPER_RETURN_IF_ERROR(removeRunDir());
+    return StopOutcome::AlreadyStopped;
+  }
+
+  StopOutcome outcome = StopOutcome::Killed;
+  auto qmp = QmpClient::connect(vm->controlSocket);
+  if (qmp.isOk()) {
+    if ((*qmp)->execute("system_powerdown").isOk() &&
+        waitExit(pidfd.get(), options.powerdownGrace)) {
+      outcome = StopOutcome::Powerdown;
+    } else if ((*qmp)->execute("quit").isOk() && waitExit(pidfd.get(), options.quitGrace)) {
+      outcome = StopOutcome::Quit;
+    }
+  }
+  if (outcome == StopOutcome::Killed) {
+    if (::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0) != 0 && errno != ESRCH) {
+      return Status::error(what + " <- pidfd_send_signal SIGKILL: " + std::strerror(errno));
+    }
+    if (!waitExit(pidfd.get(), std::chrono::milliseconds(10000))) {
+      return Status::error(what + " <- QEMU pid " + std::to_string(vm->pid) +
+                           " still alive after SIGKILL");
+    }
+  }
+  HYPER_RETURN_IF_ERROR(removeRunDir());
+  return outcome;
+}
+
+Status QemuDriver::waitForConsoleLine(const VmHandle& vm, const std::string& line,
+                                      std::chrono::milliseconds timeout) {
+  const std::string what = "wait for '" + line + "' on the console of VM " + vm.name;
+  auto deadline = Clock::now() + timeout;
+  auto failure = [&](const std::string& why) {
+    return Status::error(what + " <- " + why + "; last console lines (" + vm.consoleLog + "):\n" +
+                         lastLines(vm.consoleLog, 15));
+  };
+  Fd notify(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+  if (notify.get() < 0) {
+    return Status::error(what + " <- inotify_init1: " + std::strerror(errno));
+  }
+  if (::inotify_add_watch(notify.get(), vm.consoleLog.c_str(), IN_MODIFY) < 0) {
+    return Status::error(what + " <- watch " + vm.consoleLog + ": " + std::strerror(errno));
+  }
+  auto pidfdResult = openPidfd(vm.pid);
+  if (!pidfdResult.isOk()) {
+    return failure("the VM is not running");
+  }
+  Fd pidfd(*pidfdResult);
+
+  std::ifstream log(vm.consoleLog, std::ios::binary);
+  std::string partial;
+  bool exited = false;
+  for (;;) {
+    // Read everything new; the check comes after the watch is armed, so nothing is missed.
+    char buf[4096];
+    log.clear();
+    while (log.read(buf, sizeof buf), log.gcount() > 0) {
+      partial.append(buf, static_cast<size_t>(log.gcount()));
+      size_t nl;
+      while ((nl = partial.find('\n')) != std::string::npos) {
+        std::string l = partial.substr(0, nl);
+        partial.erase(0, nl + 1);
+        while (!l.empty() && (l.back() == '\r' || l.back() == ' ')) {
+          l.pop_back();
+        }
+        // Kernel messages may share the line: accept the text at its end.
+        if (l.size() >= line.size() && l.compare(l.size() - line.size(), line.size(), line) == 0) {
+          return Status::ok();
+        }
+      }
+      log.clear();
+    }
+    if (exited) {
+      return failure("QEMU exited first");
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      return failure("timed out after " + std::to_string(timeout.count()) + " ms");
+    }
+    pollfd fds[2] = {{notify.get(), POLLIN, 0}, {pidfd.get(), POLLIN, 0}};
+    int rc = ::poll(fds, 2, static_cast<int>(left.count()));
+    if (rc < 0 && errno != EINTR) {
+      return Status::error(what + " <- poll: " + std::strerror(errno));
+    }
+    if (fds[0].revents & POLLIN) {
+      char events[4096];
+      while (::read(notify.get(), events, sizeof events) > 0) {
+      }
+    }
+    if (fds[1].revents & POLLIN) {
+      exited = true;  // one more read: the line may be the last thing it wrote
+    }
+  }
+}
+
+}  // namespace hyper::providers::vmm

@@ -1,0 +1,77 @@
+#include "providers/vmm/tap_device.h"
+
+#include <fstream>
+
+#include "host/command.h"
+#include "reconciler/names.h"
+
+namespace hyper::providers::vmm {
+
+namespace {
+
+// /sys/class/net is the view of the namespace sysfs was mounted in, not the calling thread's:
+// ask iproute2, which uses the thread's netlink socket.
+Result<std::string> aliasOf(const std::string& tap) {
+  HYPER_ASSIGN_OR_RETURN(host::CommandResult r,
+                         host::runCommand({"ip", "-o", "link", "show", "dev", tap}));
+  if (r.exitCode != 0) {
+    return Status::error("no such interface " + tap);
+  }
+  size_t at = r.out.find(" alias ");
+  if (at == std::string::npos) {
+    return std::string();
+  }
+  size_t start = at + 7;
+  size_t end = r.out.find_first_of(" \\\n", start);
+  return r.out.substr(start, end == std::string::npos ? std::string::npos : end - start);
+}
+
+}  // namespace
+
+std::string tapNameFor(std::string_view vmName) { return deriveInterfaceName("hv-", vmName); }
+
+std::string tapOwnerAlias(std::string_view vmName) { return "hyper:VM/" + std::string(vmName); }
+
+bool interfaceExists(const std::string& name) {
+  auto r = host::runCommand({"ip", "-o", "link", "show", "dev", name});
+  return r.isOk() && r->exitCode == 0;
+}
+
+Status createTap(const std::string& tap, const std::string& bridge, std::string_view vmName) {
+  const std::string what = "create tap " + tap + " for VM " + std::string(vmName);
+  const std::string alias = tapOwnerAlias(vmName);
+  auto current = aliasOf(tap);
+  if (current.isOk()) {
+    if (*current != alias) {
+      return Status::error(what + " <- " + tap + " exists and is not hyper's (alias '" + *current +
+                           "')");
+    }
+  } else {
+    HYPER_RETURN_IF_ERROR(host::runChecked({"ip", "tuntap", "add", "dev", tap, "mode", "tap"})
+                              .status()
+                              .withContext(what));
+    HYPER_RETURN_IF_ERROR(host::runChecked({"ip", "link", "set", "dev", tap, "alias", alias})
+                              .status()
+                              .withContext(what));
+  }
+  HYPER_RETURN_IF_ERROR(host::runChecked({"ip", "link", "set", "dev", tap, "master", bridge, "up"})
+                            .status()
+                            .withContext(what));
+  return Status::ok();
+}
+
+Status deleteTap(const std::string& tap, std::string_view vmName) {
+  auto current = aliasOf(tap);
+  if (!current.isOk()) {
+    return Status::ok();  // already gone
+  }
+  if (*current != tapOwnerAlias(vmName)) {
+    return Status::error("delete tap " + tap + " <- not hyper's tap of VM " + std::string(vmName) +
+                         " (alias '" + *current + "')");
+  }
+  return host::runChecked({"ip", "link", "del", "dev", tap})
+      .status()
+      .withContext("delete tap " + tap);
+}
+
+}  // namespace hyper::providers::vmm
