@@ -313,6 +313,8 @@ Result<HyperdConfig> parseConfig(const std::string& text, const std::string& dis
   reader.duration(source, "interval", "source.interval", cfg.source.interval, true);
   reader.duration(source, "timeout", "source.timeout", cfg.source.timeout, true);
   cfg.source.caFile = source.value("caFile", cfg.source.caFile);
+  cfg.source.sshKeyFile = source.value("sshKeyFile", cfg.source.sshKeyFile);
+  cfg.source.knownHostsFile = source.value("knownHostsFile", cfg.source.knownHostsFile);
   reader.duration(v, "driftInterval", "driftInterval", cfg.driftInterval, true);
   reader.duration(v, "debounce", "debounce", cfg.debounce, false);
   if (v.value("driftPolicy", "correct") == "alert") {
@@ -346,6 +348,8 @@ Result<HyperdConfig> parseConfig(const std::string& text, const std::string& dis
   cfg.webhook.githubSecret =
       reader.secret(cfg.webhook.githubSecretFile, "webhook.githubSecretFile");
   cfg.webhook.gitlabToken = reader.secret(cfg.webhook.gitlabTokenFile, "webhook.gitlabTokenFile");
+  // Only its mode and readability are checked here: libssh2 reads the key itself at each connect.
+  (void)reader.secret(cfg.source.sshKeyFile, "source.sshKeyFile");
   for (size_t i = 0; i < cfg.alerts.size(); ++i) {
     AlertSinkConfig& a = cfg.alerts[i];
     if (a.type == AlertSinkConfig::Type::Webhook) {

@@ -57,7 +57,9 @@ struct HyperdConfig {
     std::chrono::milliseconds interval{30000};
     // git over http(s): connect deadline and longest silence of the remote during a fetch
     std::chrono::milliseconds timeout{30000};
-    std::string caFile;  // https: extra CA certificates (PEM) to trust
+    std::string caFile;          // https: extra CA certificates (PEM) to trust
+    std::string sshKeyFile;      // ssh: private key (0600/0400), checked at load; "" = ssh agent
+    std::string knownHostsFile;  // ssh: OpenSSH known_hosts with the server's host key
   } source;
 
   std::chrono::milliseconds driftInterval{60000};

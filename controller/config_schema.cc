@@ -36,7 +36,7 @@ std::string_view hyperdConfigSchema() {
       "type": "object",
       "additionalProperties": false,
       "required": ["url"],
-      "description": "a mapping with url and optionally ref, path, interval, timeout and caFile",
+      "description": "a mapping with url and optionally ref, path, interval, timeout, caFile, sshKeyFile and knownHostsFile",
       "properties": {
         "url": {
           "type": "string",
@@ -58,6 +58,16 @@ std::string_view hyperdConfigSchema() {
           "type": "string",
           "minLength": 1,
           "description": "a PEM file of CA certificates to trust for https, besides the system's"
+        },
+        "sshKeyFile": {
+          "type": "string",
+          "minLength": 1,
+          "description": "the private key for ssh, readable only by its owner (mode 0600 or 0400); KEY.pub beside it is used when present"
+        },
+        "knownHostsFile": {
+          "type": "string",
+          "minLength": 1,
+          "description": "an OpenSSH known_hosts file listing the ssh server's host key (ssh URLs need it)"
         }
       }
     },

@@ -1,6 +1,8 @@
 #include "controller/git_source.h"
 
+#include "controller/config.h"
 #include "controller/git_stream.h"
+#include "controller/known_hosts.h"
 
 #include <git2.h>
 
@@ -119,14 +121,65 @@ std::string normalisePath(std::string path) {
   return fs::path(path).lexically_normal().generic_string();
 }
 
+// The URLs libgit2 1.5 sends over ssh: ssh://, ssh+git://, git+ssh://, and scp-like
+// "[user@]host:path" (no scheme, a colon, not an existing local path).
+bool isSshUrl(const std::string& url) {
+  for (const char* scheme : {"ssh://", "ssh+git://", "git+ssh://"}) {
+    if (url.rfind(scheme, 0) == 0) {
+      return true;
+    }
+  }
+  if (url.find("://") != std::string::npos || url.find(':') == std::string::npos) {
+    return false;
+  }
+  std::error_code ec;
+  return !fs::exists(url, ec);
+}
+
+// The port of an ssh URL (22 when it names none, and always for scp-like URLs).
+int sshUrlPort(const std::string& url) {
+  size_t scheme = url.find("://");
+  if (scheme == std::string::npos) {
+    return 22;
+  }
+  size_t start = scheme + 3;
+  size_t end = url.find_first_of("/?#", start);
+  std::string authority =
+      url.substr(start, end == std::string::npos ? std::string::npos : end - start);
+  if (size_t at = authority.rfind('@'); at != std::string::npos) {
+    authority.erase(0, at + 1);
+  }
+  size_t colon = authority.rfind(':');
+  size_t bracket = authority.rfind(']');
+  if (colon == std::string::npos || (bracket != std::string::npos && colon < bracket) ||
+      colon + 1 == authority.size()) {
+    return 22;
+  }
+  std::string digits = authority.substr(colon + 1);
+  if (digits.size() > 5 ||
+      !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); })) {
+    return 22;
+  }
+  return std::stoi(digits);
+}
+
+// What the remote callbacks need; one per connection, passed as libgit2's payload.
 struct CredentialState {
   std::string user;
   std::string password;
   int attempts = 0;
+  // ssh:
+  bool ssh = false;
+  int port = 22;
+  std::string keyFile;        // "" = the agent
+  std::string publicKeyFile;  // "" = derived from the private key by libssh2
+  std::string knownHostsFile;
+  bool hostKeyVerified = false;
+  bool keyOffered = false;
 };
 
-// Credentials from the URL's userinfo for http(s), or the ssh agent for ssh. libgit2 calls again
-// after each rejected credential, so the attempts are bounded.
+// Credentials from the URL's userinfo for http(s); for ssh the key file, or else the ssh agent.
+// libgit2 calls again after each rejected credential, so the attempts are bounded.
 int acquireCredential(git_credential** out, const char* /*url*/, const char* userFromUrl,
                       unsigned int allowed, void* payload) {
   auto* state = static_cast<CredentialState*>(payload);
@@ -135,20 +188,84 @@ int acquireCredential(git_credential** out, const char* /*url*/, const char* use
     return GIT_EAUTH;
   }
   std::string user = userFromUrl != nullptr && *userFromUrl != '\0' ? userFromUrl : state->user;
+  if (user.empty()) {
+    user = "git";
+  }
+  if (state->ssh && !state->hostKeyVerified) {
+    // checkHostKey runs first; never send credentials to a host that was not verified, whatever
+    // order a libgit2 version calls the callbacks in.
+    git_error_set_str(GIT_ERROR_SSH, "ssh host key not verified; refusing to authenticate");
+    return GIT_EAUTH;
+  }
   if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) != 0 && !state->password.empty()) {
     return git_credential_userpass_plaintext_new(out, state->user.c_str(), state->password.c_str());
   }
+  if ((allowed & GIT_CREDENTIAL_SSH_KEY) != 0 && !state->keyFile.empty()) {
+    if (state->keyOffered) {
+      // libgit2 asks again only when the server refused the key.
+      std::string message = "ssh authentication as " + user + " failed: the server refused key " +
+                            state->keyFile + " (is its public key in " + user +
+                            "'s authorized_keys?)";
+      git_error_set_str(GIT_ERROR_SSH, message.c_str());
+      return GIT_EAUTH;
+    }
+    state->keyOffered = true;
+    return git_credential_ssh_key_new(
+        out, user.c_str(), state->publicKeyFile.empty() ? nullptr : state->publicKeyFile.c_str(),
+        state->keyFile.c_str(), nullptr);
+  }
   if ((allowed & GIT_CREDENTIAL_SSH_KEY) != 0) {
-    return git_credential_ssh_key_from_agent(out, user.empty() ? "git" : user.c_str());
+    return git_credential_ssh_key_from_agent(out, user.c_str());
   }
   if ((allowed & GIT_CREDENTIAL_USERNAME) != 0) {
-    return git_credential_username_new(out, user.empty() ? "git" : user.c_str());
+    return git_credential_username_new(out, user.c_str());
   }
   return GIT_PASSTHROUGH;
 }
 
+// libgit2 1.5 checks no ssh host key itself: the key the server presented must be listed for the
+// host in the known_hosts file, re-read at every connection so that an edited file needs no
+// restart. TLS certificates keep libgit2's own verdict.
+int checkHostKey(git_cert* cert, int /*valid*/, const char* host, void* payload) {
+  auto* state = static_cast<CredentialState*>(payload);
+  if (cert == nullptr || cert->cert_type != GIT_CERT_HOSTKEY_LIBSSH2) {
+    return GIT_PASSTHROUGH;
+  }
+  std::string hostName = host != nullptr ? host : "";
+  auto fail = [](const std::string& message) {
+    git_error_set_str(GIT_ERROR_SSH, message.c_str());
+    return GIT_ECERTIFICATE;
+  };
+  if (state->knownHostsFile.empty()) {
+    return fail("refusing ssh to " + knownHostsName(hostName, state->port) +
+                ": no known_hosts file to check its host key against (set source.knownHostsFile "
+                "or --source-known-hosts)");
+  }
+  const auto* key = reinterpret_cast<const git_cert_hostkey*>(cert);
+  if ((key->type & GIT_CERT_SSH_RAW) == 0 || key->hostkey == nullptr || key->hostkey_len == 0) {
+    return fail("host key verification failed: " + knownHostsName(hostName, state->port) +
+                " presented no host key that can be checked");
+  }
+  auto hosts = KnownHosts::load(state->knownHostsFile);
+  if (!hosts.isOk()) {
+    return fail("host key verification failed <- " + hosts.status().message());
+  }
+  Status verified =
+      hosts->verify(hostName, state->port, std::string_view(key->hostkey, key->hostkey_len));
+  if (!verified.isOk()) {
+    return fail(verified.message());
+  }
+  state->hostKeyVerified = true;
+  // A new connection: its authentication starts afresh.
+  state->keyOffered = false;
+  state->attempts = 0;
+  return 0;
+}
+
 CredentialState credentialsFromUrl(const std::string& url) {
   CredentialState creds;
+  creds.ssh = isSshUrl(url);
+  creds.port = sshUrlPort(url);
   std::string userinfo = urlUserinfo(url);
   size_t colon = userinfo.find(':');
   creds.user = percentDecode(userinfo.substr(0, colon));
@@ -162,6 +279,7 @@ CredentialState credentialsFromUrl(const std::string& url) {
 int connectForFetch(git_remote* remote, CredentialState& creds) {
   git_remote_callbacks callbacks = GIT_REMOTE_CALLBACKS_INIT;
   callbacks.credentials = acquireCredential;
+  callbacks.certificate_check = checkHostKey;
   callbacks.payload = &creds;
   return git_remote_connect(remote, GIT_DIRECTION_FETCH, &callbacks, nullptr, nullptr);
 }
@@ -221,14 +339,24 @@ GitSource::GitSource(const SourceSpec& spec, git_repository* repo)
       shownUrl_(stripUrlCredentials(spec.location)),
       ref_(spec.ref.empty() ? "main" : spec.ref),
       path_(normalisePath(spec.path)),
-      cacheDir_(spec.cacheDir) {
+      cacheDir_(spec.cacheDir),
+      sshKeyFile_(spec.sshKeyFile),
+      knownHostsFile_(spec.knownHostsFile) {
   std::string userinfo = urlUserinfo(url_);
-  secretUserinfo_ = userinfo;
   size_t colon = userinfo.find(':');
+  // A lone http(s) userinfo is often a token; over ssh it is the login name, which messages may
+  // show (scrubbing "root" would also mangle every path under /root).
+  if (colon != std::string::npos || !isSshUrl(url_)) {
+    secretUserinfo_ = userinfo;
+  }
   if (colon != std::string::npos) {
     secretPassword_ = userinfo.substr(colon + 1);
   }
   pinned_ = isFullCommitId(ref_);
+  std::error_code ec;
+  if (!sshKeyFile_.empty() && fs::is_regular_file(sshKeyFile_ + ".pub", ec)) {
+    sshPublicKeyFile_ = sshKeyFile_ + ".pub";
+  }
 }
 
 GitSource::~GitSource() {
@@ -259,6 +387,27 @@ Result<std::unique_ptr<GitSource>> GitSource::open(const SourceSpec& spec) {
   }
   if (spec.cacheDir.empty()) {
     return Status::error("open " + shown + " <- no cache directory given");
+  }
+  if (isSshUrl(spec.location)) {
+    // Secure by default: an ssh host whose key is not checked could be anyone.
+    if (spec.knownHostsFile.empty()) {
+      return Status::error("open " + shown +
+                           " <- ssh needs a known_hosts file with the server's host key to check "
+                           "it against: set source.knownHostsFile (--source-known-hosts), e.g. "
+                           "from ssh-keyscan once the fingerprints are verified");
+    }
+    auto hosts = KnownHosts::load(spec.knownHostsFile);
+    if (!hosts.isOk()) {
+      return hosts.status().withContext("open " + shown);
+    }
+    if (!spec.sshKeyFile.empty()) {
+      // The same rules as every secret file (owner-only mode, regular, readable, not empty);
+      // libssh2 reads the key itself at each connection.
+      auto key = readSecretFile(spec.sshKeyFile);
+      if (!key.isOk()) {
+        return key.status().withContext("open " + shown + " <- ssh key");
+      }
+    }
   }
   std::error_code ec;
   bool exists = fs::exists(spec.cacheDir, ec);
@@ -341,6 +490,9 @@ Result<GitSource::RemoteRef> GitSource::findRef(git_remote* remote) const {
 Result<GitSource::Fetched> GitSource::fetchCommit() {
   HYPER_RETURN_IF_ERROR(checkLocalPath(url_));
   CredentialState creds = credentialsFromUrl(url_);  // declared first: outlives the remote
+  creds.keyFile = sshKeyFile_;
+  creds.publicKeyFile = sshPublicKeyFile_;
+  creds.knownHostsFile = knownHostsFile_;
   git_remote* rawRemote = nullptr;
   if (git_remote_create_anonymous(&rawRemote, repo_, url_.c_str()) < 0) {
     return gitError("");
@@ -354,6 +506,7 @@ Result<GitSource::Fetched> GitSource::fetchCommit() {
 
   git_fetch_options opts = GIT_FETCH_OPTIONS_INIT;
   opts.callbacks.credentials = acquireCredential;
+  opts.callbacks.certificate_check = checkHostKey;
   opts.callbacks.payload = &creds;
   opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
   opts.update_fetchhead = 0;
@@ -562,6 +715,9 @@ Result<bool> GitSource::changed() {
   }
   std::string context = "ls-remote " + shownUrl_ + " ref " + ref_;
   CredentialState creds = credentialsFromUrl(url_);  // declared first: outlives the remote
+  creds.keyFile = sshKeyFile_;
+  creds.publicKeyFile = sshPublicKeyFile_;
+  creds.knownHostsFile = knownHostsFile_;
   git_remote* rawRemote = nullptr;
   if (git_remote_create_anonymous(&rawRemote, repo_, url_.c_str()) < 0) {
     return gitError(context);

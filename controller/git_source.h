@@ -27,8 +27,13 @@ namespace hyper::controller {
 // skipped, symlinks and submodules ignored), with repository-relative paths, sorted. Blob contents
 // are kept in memory by blob id between fetches, so an unchanged file is not read again.
 //
+// ssh (ssh://, scp-like): open() refuses it without spec.knownHostsFile; at every connection the
+// host key the server presents must be listed for the host there (known_hosts.h), before any
+// credential is sent. Authentication uses spec.sshKeyFile (an unencrypted private key, mode 0600
+// or 0400, KEY.pub beside it when present) or else the ssh agent, as the URL's user or "git".
+//
 // Not thread-safe (see Source). http(s) connections time out after spec.timeout without progress
-// (git_stream.h); ssh relies on the operating system's timeouts.
+// (git_stream.h); ssh gets the connect deadline only.
 class GitSource : public Source {
  public:
   static Result<std::unique_ptr<GitSource>> open(const SourceSpec& spec);
@@ -75,6 +80,9 @@ class GitSource : public Source {
   std::string cacheDir_;
   std::string secretUserinfo_;  // "user:password" from the URL, for scrubbing messages
   std::string secretPassword_;
+  std::string sshKeyFile_;        // "" = the ssh agent
+  std::string sshPublicKeyFile_;  // sshKeyFile_ + ".pub" when that exists
+  std::string knownHostsFile_;
   bool pinned_ = false;
   // Set by the last successful fetch().
   std::optional<std::string> lastRemoteId_;  // the id the remote advertised for the ref

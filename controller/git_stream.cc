@@ -21,12 +21,15 @@ namespace {
 
 std::atomic<int64_t> g_timeoutMs{0};
 
-// A C-layout struct: libgit2 hands back the git_stream pointer, which is the first member.
+// A C-layout struct: libgit2 hands back the git_stream pointer, which is the first member. The
+// first four members are laid out as libgit2's own git_socket_stream (parent, host, port, socket):
+// its ssh transport takes the socket stream it opened, casts it to that and gives the descriptor
+// to libssh2, so a different order would hand libssh2 a pointer's bits as a descriptor.
 struct TimedStream {
   git_stream parent;
-  int fd;
   char* host;
   char* port;
+  int fd;
   int64_t timeoutMs;  // fixed when the stream is created
 };
 

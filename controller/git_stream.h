@@ -12,7 +12,8 @@ namespace hyper::controller {
 // standard socket stream (git_stream_register, GIT_STREAM_STANDARD) with one that connects with a
 // deadline and puts a timeout on every read and write. http:// uses it directly and https:// wraps
 // it in TLS (libgit2's OpenSSL stream opens its socket through the same registry), so both time
-// out. ssh:// goes through libssh2's own socket and is not covered.
+// out. ssh:// connects through it too (with the deadline), but then libssh2 reads the socket
+// itself, waiting without a limit: an ssh remote that stops answering is not timed out.
 //
 // Process-wide, as libgit2's registry is. Calling it again changes the timeout for connections
 // opened afterwards. `timeout` must be positive.

@@ -98,6 +98,8 @@ int run(const HyperdConfig& initial, const std::string& configPath) {
   }
   SourceSpec spec{config.source.url,           config.source.ref,     config.source.path,
                   config.stateDir + "/source", config.source.timeout, config.source.caFile};
+  spec.sshKeyFile = config.source.sshKeyFile;
+  spec.knownHostsFile = config.source.knownHostsFile;
   auto source = openSource(spec);
   if (!source.isOk()) {
     spdlog::critical("{}", source.status().message());
@@ -211,13 +213,15 @@ int main(int argc, char** argv) {
   std::string configPath;
   std::string source, ref = "main", path, interval = "30s", driftInterval = "60s";
   std::string sourceTimeout = "30s", sourceCaFile;
+  std::string sourceSshKey, sourceKnownHosts;
   std::string webhookSecretFile, gitlabTokenFile, stateDir = "/var/lib/hyper";
   std::string listen = "127.0.0.1:7400", driftPolicy = "correct", debounce = "500ms";
   int parallelism = 4;
   bool noPrune = false;
   std::string logLevel = "info", logFormat = "text";
   app.add_option("--config", configPath, "config file (YAML, schemaVersion \"1\")");
-  app.add_option("--source", source, "a directory, or a git URL (path, file://, http(s)://)");
+  app.add_option("--source", source,
+                 "a directory, or a git URL (path, file://, http(s)://, ssh://)");
   app.add_option("--ref", ref, "git branch, tag or commit")->capture_default_str();
   app.add_option("--path", path, "sub-path with the manifests");
   app.add_option("--interval", interval, "source poll interval")->capture_default_str();
@@ -226,6 +230,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--source-ca-file", sourceCaFile,
                  "https: PEM CA certificates to trust besides the system's");
+  app.add_option("--source-ssh-key", sourceSshKey,
+                 "ssh: private key file (0600; KEY.pub beside it is used); default: the ssh agent");
+  app.add_option("--source-known-hosts", sourceKnownHosts,
+                 "ssh: OpenSSH known_hosts file with the server's host key (required for ssh)");
   app.add_option("--drift-interval", driftInterval, "full observe interval")->capture_default_str();
   app.add_option("--drift-policy", driftPolicy, "correct | alert, for objects that do not say")
       ->check(CLI::IsMember({"correct", "alert"}))
@@ -274,6 +282,12 @@ int main(int argc, char** argv) {
   }
   if (!sourceCaFile.empty()) {
     flags["source"]["caFile"] = sourceCaFile;
+  }
+  if (!sourceSshKey.empty()) {
+    flags["source"]["sshKeyFile"] = sourceSshKey;
+  }
+  if (!sourceKnownHosts.empty()) {
+    flags["source"]["knownHostsFile"] = sourceKnownHosts;
   }
   if (!webhookSecretFile.empty()) {
     flags["webhook"]["githubSecretFile"] = webhookSecretFile;

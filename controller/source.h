@@ -61,6 +61,11 @@ struct SourceSpec {
   // https: a PEM file of extra CA certificates to trust (a private git server), besides the
   // system's. Process-wide, as libgit2's TLS context is.
   std::string caFile;
+  // ssh: the private key to authenticate with (0600 or 0400; KEY.pub next to it is used when
+  // present); empty: the ssh agent. The host key must be listed in knownHostsFile (OpenSSH
+  // format); ssh without it is refused.
+  std::string sshKeyFile;
+  std::string knownHostsFile;
 };
 
 // A directory when `location` is an existing directory that is not a bare git repository (no

@@ -10,6 +10,7 @@ packages=(
   libgit2-dev libspdlog-dev libcpp-httplib-dev libssl-dev
   iproute2 nftables iputils-ping clang-format openssl
   qemu-system-x86 busybox-static cpio make kmod
+  openssh-server openssh-client
 )
 
 missing=()

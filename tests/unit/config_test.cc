@@ -52,6 +52,7 @@ TEST(ConfigTest, ValidConfigWithEveryField) {
   dir.write("github.secret", "gh-secret-value\n", 0600);
   dir.write("gitlab.token", "gl-token-value", 0400);
   dir.write("alert.key", "alert-key-value\r\n", 0600);
+  dir.write("ssh.key", "-----BEGIN OPENSSH PRIVATE KEY-----\n", 0400);
   auto cfg = parseConfig(dir.expand(R"(schemaVersion: "1"
 source:
   url: https://git.example.com/env.git
@@ -60,6 +61,8 @@ source:
   interval: 2m
   timeout: 5s
   caFile: /etc/hyper/git-ca.pem
+  sshKeyFile: $DIR/ssh.key
+  knownHostsFile: /etc/hyper/git-known-hosts
 driftInterval: 90s
 driftPolicy: alert
 prune: false
@@ -86,6 +89,8 @@ debounce: 250ms
   EXPECT_EQ(cfg->source.interval, 2min);
   EXPECT_EQ(cfg->source.timeout, 5s);
   EXPECT_EQ(cfg->source.caFile, "/etc/hyper/git-ca.pem");
+  EXPECT_EQ(cfg->source.sshKeyFile, dir.path() + "/ssh.key");
+  EXPECT_EQ(cfg->source.knownHostsFile, "/etc/hyper/git-known-hosts");
   EXPECT_EQ(cfg->driftInterval, 90s);
   EXPECT_EQ(cfg->driftPolicy, DriftPolicy::Alert);
   EXPECT_FALSE(cfg->prune);
@@ -253,6 +258,9 @@ INSTANTIATE_TEST_SUITE_P(
                           "alerts:\n  - type: webhook\n    url: http://127.0.0.1:9/x\n"
                           "    secretFile: $DIR/open.secret\n",
                       "cfg.yaml:7:5", "alerts[0].secretFile", "it has mode 0644"},
+        BadConfigCase{"SshKeyFileMode", std::string(kHead) + "  sshKeyFile: $DIR/open.secret\n",
+                      "cfg.yaml:4:3", "source.sshKeyFile",
+                      "read secret file $DIR/open.secret <- it has mode 0644"},
         BadConfigCase{"WebhookAlertWithoutUrl", std::string(kHead) + "alerts:\n  - type: webhook\n",
                       "cfg.yaml:5:5", "alerts[0]",
                       "missing required field \"url\" for type webhook"},
