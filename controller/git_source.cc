@@ -122,14 +122,16 @@ std::string normalisePath(std::string path) {
 }
 
 // The URLs libgit2 1.5 sends over ssh: ssh://, ssh+git://, git+ssh://, and scp-like
-// "[user@]host:path" (no scheme, a colon, not an existing local path).
+// "[user@]host:path" (no scheme, a colon before any slash, as git reads it, and not an existing
+// local path). Whatever this misses still meets checkHostKey.
 bool isSshUrl(const std::string& url) {
   for (const char* scheme : {"ssh://", "ssh+git://", "git+ssh://"}) {
     if (url.rfind(scheme, 0) == 0) {
       return true;
     }
   }
-  if (url.find("://") != std::string::npos || url.find(':') == std::string::npos) {
+  size_t colon = url.find(':');
+  if (url.find("://") != std::string::npos || colon == std::string::npos || url.find('/') < colon) {
     return false;
   }
   std::error_code ec;
