@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +19,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -60,6 +63,40 @@ int spawnWait(const std::vector<std::string>& argv, const std::string& cwd) {
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// CPU seconds of a process (own, and of its reaped children) from /proc/PID/stat: what the
+// broker itself spends per request, which the machine's load does not inflate the way it does
+// wall-clock time.
+struct CpuTimes {
+  double self = 0;
+  double children = 0;
+};
+
+CpuTimes cpuOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CpuTimes t;
+  size_t paren = content.rfind(')');
+  if (paren == std::string::npos) {
+    return t;
+  }
+  std::istringstream fields(content.substr(paren + 2));
+  std::vector<std::string> f{std::istream_iterator<std::string>(fields), {}};
+  // Fields after the name start at 3 (state); utime is 14, stime 15, cutime 16, cstime 17.
+  double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  if (f.size() > 14) {
+    t.self = (std::stod(f[11]) + std::stod(f[12])) / tick;
+    t.children = (std::stod(f[13]) + std::stod(f[14])) / tick;
+  }
+  return t;
+}
+
+double childrenCpu() {
+  struct rusage ru;
+  getrusage(RUSAGE_CHILDREN, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 struct Stats {
@@ -150,13 +187,20 @@ int main(int argc, char** argv) {
 
   // 1. Overhead over running make directly, interleaved so that drift hits both alike.
   std::vector<double> direct, viaCli, viaSocket, spawnOnly;
+  double directCpu = 0, cliCpu = 0;
+  CpuTimes brokerBefore = cpuOf(broker);
   for (int i = 0; i < iterations + 10; ++i) {
+    double cpu0 = childrenCpu();
     auto t = Clock::now();
     int a = spawnWait({"/usr/bin/make", "-s"}, ws);
     double d = msSince(t);
+    double cpu1 = childrenCpu();
     t = Clock::now();
     int b = spawnWait({HYPER_BROKER_CLI_PATH, "make", "-s"}, ws);
     double c = msSince(t);
+    double cpu2 = childrenCpu();
+    directCpu += cpu1 - cpu0;
+    cliCpu += cpu2 - cpu1;
     t = Clock::now();
     int s = inProcessRun(socket, ws);
     double k = msSince(t);
@@ -175,6 +219,7 @@ int main(int argc, char** argv) {
       spawnOnly.push_back(p);
     }
   }
+  CpuTimes brokerAfter = cpuOf(broker);
   if (!direct.empty()) {
     Stats d = summarise(direct), c = summarise(viaCli), k = summarise(viaSocket),
           p = summarise(spawnOnly);
@@ -193,6 +238,14 @@ int main(int argc, char** argv) {
         "  of that, the client is one more process creation; the rest (socket, checks, fork as "
         "the user): %.3f ms\n",
         c.median - d.median - p.median);
+    int runs = iterations + 10;
+    int brokerRequests = 2 * runs;  // the cli's and this process's
+    std::printf(
+        "  CPU per run (load-independent): make %.3f ms; hyper-broker-cli process %.3f ms; "
+        "hyper-broker itself %.3f ms per request; the make it ran %.3f ms\n",
+        directCpu * 1000 / runs, cliCpu * 1000 / runs,
+        (brokerAfter.self - brokerBefore.self) * 1000 / brokerRequests,
+        (brokerAfter.children - brokerBefore.children) * 1000 / brokerRequests);
   }
 
   // 2. Throughput: `clients` threads, each sending requests back to back over its own
