@@ -5,9 +5,11 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>
+#include <thread>
 
 #include <sodium.h>
 #include <CLI/CLI.hpp>
@@ -18,6 +20,7 @@
 #include "controller/output.h"
 #include "providers/builtin.h"
 #include "providers/net/net_spec.h"
+#include "providers/vmm/vm_provider.h"
 #include "reconciler/engine.h"
 #include "reconciler/state_lock.h"
 
@@ -286,6 +289,43 @@ std::string field(const ManagedRecord& r, const Json& spec, const ObservedState*
   return "-";
 }
 
+// `hyperctl logs vm/NAME [-f]`: the VM's serial console, from its run dir. -f follows it until
+// the VM stops (its run dir goes) or hyperctl is interrupted.
+int runLogs(const std::string& target, bool follow) {
+  size_t slash = target.find('/');
+  std::string kind = slash == std::string::npos ? "" : target.substr(0, slash);
+  std::string name = slash == std::string::npos ? "" : target.substr(slash + 1);
+  if ((kind != "vm" && kind != "VM") || name.empty()) {
+    return fail("logs: expected vm/NAME, got \"" + target + "\"");
+  }
+  const std::string runRoot = providers::vmm::VmProviderConfig::fromEnvironment().runRoot;
+  const std::string path = runRoot + "/" + name + "/console.log";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return fail("no console log for VM " + name + " at " + path +
+                " (it is kept while the VM runs; HYPER_VM_RUN_DIR sets the run dir)");
+  }
+  std::string chunk(64 * 1024, '\0');
+  for (;;) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    std::streamsize n = in.gcount();
+    if (n > 0) {
+      std::cout.write(chunk.data(), n);
+      std::cout.flush();
+      continue;
+    }
+    if (!follow) {
+      return kExitOk;
+    }
+    if (access(path.c_str(), F_OK) != 0) {
+      std::cerr << "VM " << name << " stopped\n";
+      return kExitOk;
+    }
+    in.clear();  // at end of file: wait for more
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
 int runGet(const GlobalOptions& g, const std::string& what, const std::string& name,
            const std::string& output) {
   auto alias = kindAliases().find(what);
@@ -431,6 +471,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   std::vector<std::string> paths;
+  bool follow = false;
   bool prune = false;
   bool dryRun = false;
   std::string output = "text";
@@ -454,6 +495,11 @@ int main(int argc, char** argv) {
   apply->add_flag("--dry-run", dryRun, "print the plan and change nothing");
   apply->add_option("-o,--output", output, "text or json")->check(CLI::IsMember({"text", "json"}));
 
+  std::string logsTarget;
+  auto* logs = app.add_subcommand("logs", "a VM's serial console: logs vm/NAME [-f]");
+  logs->add_option("target", logsTarget, "vm/NAME")->required();
+  logs->add_flag("-f,--follow", follow, "keep printing until the VM stops");
+
   auto* get = app.add_subcommand("get", "list managed objects and their state");
   get->add_option("type", getWhat, "networks | networkpolicies")->required();
   get->add_option("name", getName, "one object");
@@ -464,7 +510,6 @@ int main(int argc, char** argv) {
   RemoteOptions remote;
   app.add_option("--server", remote.server, "hyperd API URL (default: found in the state dir)");
   app.add_option("--token-file", remote.tokenFile, "hyperd API token (default: in the state dir)");
-  bool follow = false;
   int limit = 50;
   int waitSeconds = 120;
   auto* status = app.add_subcommand("status", "hyperd: source, revision, each object's conditions");
@@ -506,6 +551,8 @@ int main(int argc, char** argv) {
                         : runSuspend(remote, suspend->parsed());
   } else if (*get) {
     code = runGet(g, getWhat, getName, output);
+  } else if (*logs) {
+    code = runLogs(logsTarget, follow);
   }
   return code;
 }

@@ -127,6 +127,13 @@ int run(const HyperdConfig& initial, const std::string& configPath) {
     spdlog::warn("host events unavailable ({}); drift is found by the periodic check only",
                  host.status().message());
   }
+  // Providers that see host changes themselves (a VM process exiting) wake the loop the same way.
+  for (const auto& p : engine.providers()) {
+    if (int fd = p->eventFd(); fd >= 0) {
+      Provider* provider = p.get();
+      controller.addHostEvents(fd, [provider] { return provider->drainEvents(); });
+    }
+  }
 
   ApiOptions api;
   api.host = config.listenHost;

@@ -2,12 +2,14 @@
 
 #include "providers/broker/broker_provider.h"
 #include "providers/net/net_provider.h"
+#include "providers/vmm/vm_provider.h"
 
 namespace hyper::providers {
 
 std::vector<std::unique_ptr<Provider>> builtinProviders() {
   std::vector<std::unique_ptr<Provider>> out;
   out.push_back(std::make_unique<net::NetProvider>());
+  out.push_back(std::make_unique<vmm::VmProvider>());
   out.push_back(
       std::make_unique<broker::BrokerProvider>(broker::BrokerProviderConfig::fromEnvironment()));
   return out;

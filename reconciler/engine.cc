@@ -152,6 +152,7 @@ RevisionResult Engine::check(LoadResult loaded) const {
       continue;
     }
     requests[p].objects.push_back(o.get());
+    requests[p].revision = &revision->objects;
   }
   for (auto& [provider, request] : requests) {
     ValidateResponse response;
@@ -233,6 +234,7 @@ PlanResult Engine::plan(const Revision& revision, const std::vector<ManagedRecor
   auto requestFor = [&](Provider* p) -> ObserveRequest& {
     auto [it, fresh] = requests.try_emplace(p);
     if (fresh) {
+      it->second.revision = &revision.objects;
       it->second.desired.reserve(revision.objects.size());
       it->second.managed.reserve(managed.size());
     }

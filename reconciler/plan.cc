@@ -34,15 +34,20 @@ Json actionJson(const PlanAction& a) {
   for (const auto& d : a.dependsOn) {
     dependsOn.push_back(d.str());
   }
-  return {{"type", actionTypeName(a.type)},
-          {"id", a.id.str()},
-          {"kind", a.id.kind},
-          {"name", a.id.name},
-          {"provider", a.provider},
-          {"reason", a.reason},
-          {"drift", a.drift},
-          {"changes", std::move(changes)},
-          {"dependsOn", std::move(dependsOn)}};
+  Json out = {{"type", actionTypeName(a.type)},
+              {"id", a.id.str()},
+              {"kind", a.id.kind},
+              {"name", a.id.name},
+              {"provider", a.provider},
+              {"reason", a.reason},
+              {"drift", a.drift},
+              {"changes", std::move(changes)},
+              {"dependsOn", std::move(dependsOn)}};
+  if (!a.disruption.empty()) {
+    // Only where a provider says: the hashes of plans without it stay what they were.
+    out["disruption"] = a.disruption;
+  }
+  return out;
 }
 
 Json actionsJson(const std::vector<PlanAction>& actions) {
@@ -191,6 +196,11 @@ std::string Plan::render(bool color) const {
     }
     w.text(" ");
     w.text(style.verb);
+    if (!a.disruption.empty()) {
+      w.text(" [");
+      w.text(a.disruption);
+      w.text("]");
+    }
     if (a.drift || !a.reason.empty()) {
       w.text(" (");
       if (a.drift) {

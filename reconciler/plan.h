@@ -29,6 +29,9 @@ struct PlanAction {
   bool drift = false;  // the host changed, not the source
   std::vector<FieldChange> changes;
   std::vector<ObjectId> dependsOn;  // objects this one references (edges of the graph)
+  // How disruptive the action is for a running workload, where the provider says (VMs):
+  // "in-place", "restart" or "replace"; empty for kinds where it means nothing.
+  std::string disruption;
 };
 
 // The plan is a value (Terraform's plan/apply split). `hyperctl diff` prints the same Plan that

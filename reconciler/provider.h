@@ -1,6 +1,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +22,9 @@ struct ValidateRequest {
   // Every desired object of this provider's kinds, already schema-valid. Cross-object checks
   // (overlapping CIDRs, duplicate bridge names) happen here.
   std::vector<const Object*> objects;
+  // Every object of the revision, of every kind (read-only), for checks across kinds: a VM's
+  // address must lie in its Network's cidr.
+  const std::vector<std::shared_ptr<const Object>>* revision = nullptr;
 };
 struct ValidateResponse {
   Diagnostics diagnostics;  // fieldPath set, location filled in by the engine
@@ -35,6 +39,8 @@ struct Reference {
 struct ObserveRequest {
   std::vector<const Object*> desired;         // this provider's desired objects
   std::vector<const ManagedRecord*> managed;  // this provider's inventory rows
+  // Every object of the revision (read-only; null when observing without one, as `get` does).
+  const std::vector<std::shared_ptr<const Object>>* revision = nullptr;
 };
 
 // What the host has for one object.
@@ -97,6 +103,12 @@ class Provider {
   // Idempotent: applying an action twice equals applying it once, and applying after a crash
   // mid-way converges. May be called concurrently for independent objects.
   virtual void apply(const ApplyRequest& req, ApplyResponse& resp) = 0;
+
+  // A provider that learns of host changes by itself (a VM process exited) offers a file
+  // descriptor that becomes readable then; hyperd polls it with its host events and observes.
+  // -1: none. drainEvents() is called when it is readable; true when something changed.
+  virtual int eventFd() const { return -1; }
+  virtual bool drainEvents() { return false; }
 };
 
 }  // namespace hyper

@@ -11,11 +11,11 @@
 #include <fstream>
 #include <mutex>
 
-#include "guest/initramfs.h"
 #include "host/command.h"
 #include "providers/vmm/exit_watcher.h"
 #include "providers/vmm/qemu_driver.h"
 #include "providers/vmm/tap_device.h"
+#include "tests/integration/guest_util.h"
 #include "tests/integration/netns_util.h"
 
 namespace hyper::providers::vmm {
@@ -31,34 +31,16 @@ constexpr milliseconds kPingTimeout = seconds(60);
 
 const char* kBridge = "hb-vmm";
 
-// The guest kernel (scripts/guest-kernel.sh, cached) and an initramfs built from its modules,
-// shared by every test of the suite.
+// The guest kernel and image (tests/integration/guest_util.h), shared by every test.
 class VmmQemuTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto r = host::runCommand({"bash", std::string(HYPER_SOURCE_DIR) + "/scripts/guest-kernel.sh"});
-    if (!r.isOk() || r->exitCode != 0) {
-      skipReason_ = "cannot obtain the guest kernel (scripts/guest-kernel.sh): " +
-                    (r.isOk() ? r->err : r.status().message());
-      return;
-    }
-    std::string dir = r->out;
-    while (!dir.empty() && dir.back() == '\n') {
-      dir.pop_back();
-    }
-    dir = dir.substr(dir.rfind('\n') == std::string::npos ? 0 : dir.rfind('\n') + 1);
-    kernel_ = dir + "/vmlinuz";
+    const auto& image = test::guestImage();
+    skipReason_ = image.skipReason;
+    kernel_ = image.kernel;
+    initrd_ = image.initrd;
     tmp_ = fs::temp_directory_path() / ("hyper-vmm-it-" + std::to_string(::getpid()));
     fs::create_directories(tmp_);
-    guest::InitramfsSpec spec;
-    spec.kernelModulesDir = dir + "/modules";
-    auto image = guest::buildInitramfs(spec);
-    ASSERT_TRUE(image.isOk()) << image.status().message();
-    auto again = guest::buildInitramfs(spec);
-    ASSERT_TRUE(again.isOk()) << again.status().message();
-    ASSERT_EQ(*image, *again) << "the guest image is not reproducible";
-    initrd_ = (tmp_ / "guest.cpio.gz").string();
-    std::ofstream(initrd_, std::ios::binary) << *image;
   }
   static void TearDownTestSuite() {
     std::error_code ec;

@@ -1,0 +1,536 @@
+#include "providers/vmm/vm_provider.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+#include "providers/net/cidr.h"
+#include "providers/vmm/tap_device.h"
+
+namespace hyper::providers::vmm {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string join(const std::vector<std::string>& items, const std::string& sep) {
+  std::string out;
+  for (const auto& i : items) {
+    out += (out.empty() ? "" : sep) + i;
+  }
+  return out;
+}
+
+// Runs `body`, turning an exception from a library into a diagnostic: providers never throw.
+template <typename F>
+void guarded(Diagnostics& diagnostics, const std::string& object, const char* what, F&& body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    diagnostics.error(object, "", std::string(what) + ": " + e.what());
+  }
+}
+
+bool consoleHas(const std::string& path, const std::string& line) {
+  std::ifstream in(path);
+  for (std::string l; std::getline(in, l);) {
+    if (!l.empty() && l.back() == '\r') {
+      l.pop_back();
+    }
+    if (l == line) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// The address hyper gave a running VM, from the command line it was started with.
+std::string startedIp(const VmHandle& h) {
+  const std::string key = "hyper.ip=";
+  size_t at = h.spec.cmdline.find(key);
+  if (at == std::string::npos) {
+    return "";
+  }
+  size_t end = h.spec.cmdline.find_first_of(" /", at);
+  return h.spec.cmdline.substr(
+      at + key.size(), end == std::string::npos ? std::string::npos : end - at - key.size());
+}
+
+std::map<std::string, net::NetworkSpec> networksOf(
+    const std::vector<std::shared_ptr<const Object>>* revision) {
+  std::map<std::string, net::NetworkSpec> out;
+  if (revision == nullptr) {
+    return out;
+  }
+  for (const auto& o : *revision) {
+    if (o->id.kind == "Network") {
+      if (auto n = net::parseNetworkSpec(*o); n.isOk()) {
+        out[o->id.name] = *n;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+VmProviderConfig VmProviderConfig::fromEnvironment() {
+  VmProviderConfig c;
+  if (const char* dir = std::getenv("HYPER_VM_RUN_DIR"); dir != nullptr && *dir != '\0') {
+    c.runRoot = dir;
+  }
+  if (const char* accel = std::getenv("HYPER_VM_ACCEL"); accel != nullptr && *accel != '\0') {
+    if (auto mode = parseAccelMode(accel); mode.isOk()) {
+      c.accel = *mode;
+    } else {
+      spdlog::warn("HYPER_VM_ACCEL: {}; using auto", mode.status().message());
+    }
+  }
+  return c;
+}
+
+VmProvider::VmProvider(VmProviderConfig config)
+    : config_(std::move(config)),
+      driver_(std::make_unique<QemuDriver>(QemuDriverOptions{config_.runRoot})) {
+  eventFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+VmProvider::~VmProvider() {
+  watcher_.reset();  // no callback after this
+  if (eventFd_ >= 0) {
+    close(eventFd_);
+  }
+}
+
+int VmProvider::eventFd() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  supervise_ = true;
+  return eventFd_;
+}
+
+bool VmProvider::drainEvents() {
+  uint64_t n = 0;
+  return read(eventFd_, &n, sizeof n) == sizeof n && n > 0;
+}
+
+void VmProvider::validate(const ValidateRequest& req, ValidateResponse& resp) const {
+  auto networks = networksOf(req.revision);
+  std::map<std::pair<std::string, uint32_t>, std::string> used;  // (network, ip) -> VM
+  for (const Object* o : req.objects) {
+    const std::string object = o->id.str();
+    auto vm = parseVmManifest(o->id.name, o->spec);
+    if (!vm.isOk()) {
+      resp.diagnostics.error(object, "spec", vm.status().message());
+      continue;
+    }
+    if (!vm->ip) {
+      continue;
+    }
+    std::string ip = net::formatIpv4(*vm->ip);
+    if (vm->network.empty()) {
+      continue;  // the schema requires network.name with an ip
+    }
+    auto n = networks.find(vm->network);
+    if (n == networks.end()) {
+      continue;  // the reference check reports a missing network
+    }
+    const net::NetworkSpec& net = n->second;
+    if (!net.cidr.contains(*vm->ip) || *vm->ip == net.cidr.network() ||
+        *vm->ip == net.cidr.broadcast()) {
+      resp.diagnostics.error(object, "spec.network.ip",
+                             ip + " is not a host address of network " + vm->network + " (" +
+                                 net.cidr.str() + "): expected an address inside it");
+      continue;
+    }
+    if (*vm->ip == net.gateway) {
+      resp.diagnostics.error(object, "spec.network.ip",
+                             ip + " is the gateway of network " + vm->network +
+                                 ": expected another address of " + net.cidr.str());
+      continue;
+    }
+    auto [it, fresh] = used.try_emplace({vm->network, *vm->ip}, o->id.name);
+    if (!fresh) {
+      resp.diagnostics.error(object, "spec.network.ip",
+                             ip + " is already taken by VM " + it->second + " on network " +
+                                 vm->network + ": expected an address of its own");
+    }
+  }
+}
+
+std::vector<Reference> VmProvider::references(const Object& object) const {
+  if (object.spec.is_object() && object.spec.contains("network") &&
+      object.spec["network"].is_object() && object.spec["network"].contains("name") &&
+      object.spec["network"]["name"].is_string()) {
+    return {{"spec.network.name", {"Network", object.spec["network"]["name"].get<std::string>()}}};
+  }
+  return {};
+}
+
+void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
+  guarded(resp.diagnostics, "", "observe VMs", [&] {
+    // Placements: what every desired VM's address is, keeping the ones in the inventory.
+    std::vector<VmManifest> vms;
+    for (const Object* o : req.desired) {
+      if (auto vm = parseVmManifest(o->id.name, o->spec); vm.isOk()) {
+        vms.push_back(std::move(*vm));
+      }
+    }
+    std::map<std::string, uint32_t> previous;
+    for (const ManagedRecord* r : req.managed) {
+      if (r->handles.is_object() && r->handles.contains("ip") && r->handles["ip"].is_string()) {
+        if (auto ip = net::parseIpv4(r->handles["ip"].get<std::string>()); ip.isOk()) {
+          previous[r->id.name] = *ip;
+        }
+      }
+    }
+    auto placements = placeVms(vms, networksOf(req.revision), previous);
+
+    auto running = driver_->list();
+    if (!running.isOk()) {
+      resp.diagnostics.error("", "",
+                             "list VMs in " + config_.runRoot + ": " + running.status().message());
+      return;
+    }
+    std::map<std::string, const VmHandle*> byName;
+    for (const auto& h : *running) {
+      byName[h.name] = &h;
+    }
+    spdlog::debug("vmm: {} VM(s) running under {}", running->size(), config_.runRoot);
+    std::map<std::string, std::string> readyLines;
+    for (const auto& vm : vms) {
+      readyLines[vm.name] = vm.readyLine;
+    }
+    auto observeOne = [&](const ObjectId& id) {
+      ObservedState s;
+      auto it = byName.find(id.name);
+      if (it == byName.end()) {
+        s.fields = {{"running", false}};
+        s.note = "no VM process";
+        s.fingerprint = "stopped";
+      } else {
+        const VmHandle& h = *it->second;
+        s.exists = true;
+        auto line = readyLines.find(id.name);
+        s.fields = {{"running", true},
+                    {"pid", h.pid},
+                    {"ip", startedIp(h)},
+                    {"accel", std::string(accelName(h.accel))},
+                    {"ready", consoleHas(h.consoleLog, line != readyLines.end()
+                                                           ? line->second
+                                                           : std::string("hyper-ready"))}};
+        s.fingerprint = "pid:" + std::to_string(h.pid);
+      }
+      resp.observed[id] = std::move(s);
+    };
+    for (const Object* o : req.desired) {
+      observeOne(o->id);
+    }
+    for (const ManagedRecord* r : req.managed) {
+      if (resp.observed.count(r->id) == 0) {
+        observeOne(r->id);
+      }
+    }
+
+    std::lock_guard<std::mutex> lk(mu_);
+    placements_ = std::move(placements);
+    if (supervise_) {
+      if (!watcher_) {
+        int fd = eventFd_;
+        auto w = ExitWatcher::create([this, fd](const std::string& key, pid_t pid) {
+          spdlog::warn("VM {}: process {} exited", key, pid);
+          {
+            std::lock_guard<std::mutex> lk(mu_);
+            auto it = watched_.find(key);
+            if (it != watched_.end() && it->second == pid) {
+              watched_.erase(it);
+            }
+          }
+          uint64_t one = 1;
+          [[maybe_unused]] ssize_t n = write(fd, &one, sizeof one);
+        });
+        if (w.isOk()) {
+          watcher_ = std::move(*w);
+        } else {
+          spdlog::warn("VM exits are found by the periodic check only: {}", w.status().message());
+        }
+      }
+      if (watcher_) {
+        for (const auto& h : *running) {
+          auto it = watched_.find(h.name);
+          if (it != watched_.end() && it->second == h.pid) {
+            continue;
+          }
+          if (watcher_->watch(h.name, h.pid).isOk()) {
+            watched_[h.name] = h.pid;
+          }
+        }
+      }
+    }
+  });
+}
+
+void VmProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
+  guarded(resp.diagnostics, req.id.str(), "plan", [&] { planOne(req, resp); });
+}
+
+void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
+  const std::string object = req.id.str();
+  const bool runningNow = req.observed != nullptr && req.observed->exists;
+  if (!req.desired) {
+    if (req.managed) {
+      PlanAction action;
+      action.type = ActionType::Delete;
+      action.reason = runningNow ? "not in the source any more (prune): the VM is stopped"
+                                 : "not in the source any more (prune)";
+      resp.action = std::move(action);
+    }
+    return;
+  }
+  auto vm = parseVmManifest(req.id.name, req.desired->spec);
+  if (!vm.isOk()) {
+    resp.diagnostics.error(object, "spec", vm.status().message());
+    return;
+  }
+  // Host checks that decide whether the VM can start at all: before anything is applied.
+  std::error_code ec;
+  if (!fs::is_regular_file(vm->kernel, ec)) {
+    resp.diagnostics.error(object, "spec.kernel.path",
+                           vm->kernel +
+                               " does not exist or is not a file (expected a kernel "
+                               "image on this host)");
+  }
+  if (!vm->initrd.empty() && !fs::is_regular_file(vm->initrd, ec)) {
+    resp.diagnostics.error(object, "spec.initrd.path",
+                           vm->initrd +
+                               " does not exist or is not a file (expected an initramfs "
+                               "on this host)");
+  }
+  if (!vm->network.empty()) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (placements_.count(vm->name) == 0) {
+      resp.diagnostics.error(object, "spec.network",
+                             "no free address on network " + vm->network +
+                                 " (expected a network with room for this VM, or spec.network.ip)");
+    }
+  }
+  if (resp.diagnostics.hasErrors()) {
+    return;
+  }
+
+  PlanAction action;
+  if (!req.managed) {
+    action.type = ActionType::Create;
+    if (!vm->running) {
+      action.reason = "defined, kept stopped (running: false)";
+    } else {
+      action.disruption = "start";
+      action.reason = runningNow ? "the VM runs (started by hyper) but is not in the inventory"
+                                 : "not on the host";
+    }
+    diffJson("spec", nullptr, vm->bootJson(), action.changes);
+    resp.action = std::move(action);
+    return;
+  }
+
+  auto previous = parseVmManifest(req.id.name, req.managed->spec);
+  Json before = previous.isOk() ? previous->bootJson() : Json::object();
+  std::vector<FieldChange> boot;
+  diffJson("spec", before, vm->bootJson(), boot);
+  const bool wasRunning = previous.isOk() ? previous->running : true;
+
+  if (!boot.empty() && vm->running) {
+    std::vector<std::string> what;
+    for (auto& c : boot) {
+      c.forcesReplace = true;
+      what.push_back(c.path.substr(5));  // without "spec."
+    }
+    action.type = ActionType::Replace;
+    action.disruption = "replace";
+    action.reason = "spec changed (" + join(what, ", ") + "): the VM is stopped and started anew";
+    action.changes = std::move(boot);
+    resp.action = std::move(action);
+    return;
+  }
+  if (vm->running && !runningNow) {
+    action.type = ActionType::Update;
+    action.disruption = "start";
+    action.drift = wasRunning;
+    action.reason = wasRunning ? "the VM process is gone (exited or killed)" : "running: true";
+    action.changes.push_back({"status.running", false, true});
+    resp.action = std::move(action);
+    return;
+  }
+  if (!vm->running && runningNow) {
+    action.type = ActionType::Update;
+    action.disruption = "stop";
+    action.drift = !wasRunning;
+    action.reason = wasRunning ? "running: false" : "the VM was started by hand";
+    action.changes.push_back({"status.running", true, false});
+    resp.action = std::move(action);
+    return;
+  }
+  // Everything else changes nothing on the host: labels, readiness, drift policy, running while
+  // stopped, boot fields of a stopped VM (used at the next start).
+  std::vector<FieldChange> rest;
+  diffJson("spec", req.managed->spec, req.desired->spec, rest);
+  if (req.managed->labels != req.desired->labels) {
+    Json b = Json::object(), a = Json::object();
+    for (const auto& [k, v] : req.managed->labels) {
+      b[k] = v;
+    }
+    for (const auto& [k, v] : req.desired->labels) {
+      a[k] = v;
+    }
+    rest.push_back({"metadata.labels", b, a});
+  }
+  if (rest.empty()) {
+    return;
+  }
+  action.type = ActionType::Update;
+  action.disruption = "in-place";
+  action.reason = "spec changed; the VM keeps running";
+  action.changes = std::move(rest);
+  resp.action = std::move(action);
+}
+
+Status VmProvider::stopVm(const std::string& name) {
+  auto stopped = driver_->stop(name, config_.stop);
+  if (!stopped.isOk()) {
+    return stopped.status().withContext("stop VM " + name);
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (watcher_) {
+      watcher_->unwatch(name);
+    }
+    watched_.erase(name);
+  }
+  return deleteTap(tapNameFor(name), name).withContext("remove the tap of VM " + name);
+}
+
+Status VmProvider::startVm(const VmManifest& vm, ApplyResponse& resp) {
+  VmSpec spec;
+  spec.name = vm.name;
+  spec.vcpus = vm.vcpus;
+  spec.memoryMiB = vm.memoryMiB;
+  spec.kernel = vm.kernel;
+  spec.initrd = vm.initrd;
+  spec.cmdline = vm.cmdline;
+  spec.mac = vm.mac;
+  spec.accel = config_.accel;
+  Json handles = {{"mac", vm.mac}};
+  if (!vm.network.empty()) {
+    Placement p;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      auto it = placements_.find(vm.name);
+      if (it == placements_.end()) {
+        return Status::error("no address on network " + vm.network + " (apply before observe?)");
+      }
+      p = it->second;
+    }
+    spec.tap = tapNameFor(vm.name);
+    HYPER_RETURN_IF_ERROR(createTap(spec.tap, p.bridge, vm.name));
+    spec.cmdline += (spec.cmdline.empty() ? "" : " ") + p.cmdlineArgs();
+    handles["ip"] = p.ipString();
+    handles["tap"] = spec.tap;
+    handles["bridge"] = p.bridge;
+  }
+  auto started = driver_->start(spec);
+  if (!started.isOk()) {
+    Status cleanup = stopVm(vm.name);
+    (void)cleanup;
+    return started.status().withContext("start VM " + vm.name);
+  }
+  Status ready = driver_->waitForConsoleLine(*started, vm.readyLine,
+                                             std::chrono::seconds(vm.readyTimeoutSeconds));
+  if (!ready.isOk()) {
+    // Not ready is not started: leave nothing behind, and the loop retries with backoff.
+    Status cleanup = stopVm(vm.name);
+    (void)cleanup;
+    return ready.withContext("VM " + vm.name + " did not become ready (console line \"" +
+                             vm.readyLine + "\")");
+  }
+  {
+    // Under hyperd the new process is watched at once, not from the next observe.
+    std::lock_guard<std::mutex> lk(mu_);
+    if (watcher_ && watcher_->watch(vm.name, started->pid).isOk()) {
+      watched_[vm.name] = started->pid;
+    }
+  }
+  handles["pid"] = started->pid;
+  handles["accel"] = std::string(accelName(started->accel));
+  handles["runDir"] = started->runDir;
+  resp.handles = std::move(handles);
+  resp.fingerprint = "pid:" + std::to_string(started->pid);
+  return Status::ok();
+}
+
+void VmProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
+  const std::string object = req.action ? req.action->id.str() : "";
+  guarded(resp.diagnostics, object, "apply", [&] {
+    if (!req.action) {
+      resp.diagnostics.error("", "", "apply without an action");
+      return;
+    }
+    const ObjectId& id = req.action->id;
+    auto failWith = [&](const Status& s) { resp.diagnostics.error(object, "", s.message()); };
+    if (req.action->type == ActionType::Delete) {
+      if (Status s = stopVm(id.name); !s.isOk()) {
+        failWith(s);
+      }
+      return;
+    }
+    if (!req.desired) {
+      failWith(Status::error("no desired object for a " +
+                             std::string(actionTypeName(req.action->type))));
+      return;
+    }
+    auto vm = parseVmManifest(id.name, req.desired->spec);
+    if (!vm.isOk()) {
+      failWith(vm.status());
+      return;
+    }
+    auto found = driver_->find(id.name);
+    if (!found.isOk()) {
+      failWith(found.status());
+      return;
+    }
+    const bool runningNow = found->has_value();
+    if (req.action->type == ActionType::Replace && runningNow) {
+      if (Status s = stopVm(id.name); !s.isOk()) {
+        failWith(s);
+        return;
+      }
+    }
+    if (!vm->running) {
+      if (runningNow && req.action->type != ActionType::Replace) {
+        if (Status s = stopVm(id.name); !s.isOk()) {
+          failWith(s);
+          return;
+        }
+      }
+      resp.handles = {{"mac", vm->mac}, {"running", false}};
+      if (req.managed && req.managed->handles.is_object() && req.managed->handles.contains("ip")) {
+        resp.handles["ip"] = req.managed->handles["ip"];  // kept for the next start
+      }
+      resp.fingerprint = "stopped";
+      return;
+    }
+    if (req.action->disruption == "in-place" && runningNow && req.managed) {
+      resp.handles = req.managed->handles;
+      resp.fingerprint = req.managed->fingerprint;
+      return;
+    }
+    if (Status s = startVm(*vm, resp); !s.isOk()) {
+      failWith(s);
+    }
+  });
+}
+
+}  // namespace hyper::providers::vmm

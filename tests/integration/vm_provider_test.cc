@@ -1,0 +1,315 @@
+// The VM kind end to end through the real hyperctl: QEMU microVMs (TCG here) on a hyper Network in
+// a network namespace the test creates. Boots are few: each takes seconds under TCG.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "tests/integration/guest_util.h"
+#include "tests/integration/hyperctl_util.h"
+#include "tests/integration/netns_util.h"
+
+namespace hyper {
+namespace {
+namespace fs = std::filesystem;
+using test::CommandRun;
+
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+template <typename F>
+bool eventually(std::chrono::seconds limit, F&& done) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    if (done()) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return done();
+}
+
+// A daemon started for a test (stdout and stderr to a log file), stopped with SIGTERM, then
+// SIGKILL, when it goes out of scope.
+class Daemon {
+ public:
+  static std::unique_ptr<Daemon> start(const std::vector<std::string>& argv,
+                                       const std::string& log) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      std::vector<char*> args;
+      for (const auto& a : argv) {
+        args.push_back(const_cast<char*>(a.c_str()));
+      }
+      args.push_back(nullptr);
+      ::execvp(args[0], args.data());
+      ::_exit(127);
+    }
+    return pid > 0 ? std::unique_ptr<Daemon>(new Daemon(pid)) : nullptr;
+  }
+  ~Daemon() {
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < 100; ++i) {
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+
+ private:
+  explicit Daemon(pid_t pid) : pid_(pid) {}
+  pid_t pid_;
+};
+
+class VmProviderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) {
+      GTEST_SKIP() << "needs root (network namespaces, taps)";
+    }
+    const auto& image = test::guestImage();
+    if (!image.skipReason.empty()) {
+      GTEST_SKIP() << image.skipReason;
+    }
+    auto ns = test::NamedNetns::create(test::uniqueNetnsName("vm"));
+    ASSERT_TRUE(ns.isOk()) << ns.status().message();
+    ns_ = std::move(*ns);
+    ASSERT_TRUE(ns_->run({"ip", "link", "set", "lo", "up"}).isOk());
+    auto tmp = test::TempDir::create("vmprov");
+    ASSERT_TRUE(tmp.isOk()) << tmp.status().message();
+    tmp_ = std::move(*tmp);
+    runDir_ = tmp_->path() + "/run";
+    ::setenv("HYPER_VM_RUN_DIR", runDir_.c_str(), 1);  // hyperctl inherits it
+    cli_ = std::make_unique<test::Hyperctl>(ns_->name(), tmp_->path() + "/state");
+  }
+
+  void TearDown() override {
+    // Whatever a failed test left running goes before the namespace does.
+    if (tmp_ && fs::exists(runDir_)) {
+      for (const auto& d : fs::directory_iterator(runDir_)) {
+        std::string pid = readFile(d.path().string() + "/qemu.pid");
+        if (!pid.empty()) {
+          ::kill(std::stoi(pid), SIGKILL);
+        }
+      }
+    }
+    ::unsetenv("HYPER_VM_RUN_DIR");
+  }
+
+  std::string vm(const std::string& name, const std::string& extra, int memory = 256) const {
+    const auto& image = test::guestImage();
+    return "apiVersion: hyper.dev/v1alpha1\nkind: VM\nmetadata:\n  name: " + name +
+           "\n  labels: {role: web}\nspec:\n  memoryMiB: " + std::to_string(memory) +
+           "\n  kernel: {path: " + image.kernel + "}\n  initrd: {path: " + image.initrd +
+           "}\n  cmdline: \"quiet hyper.ping=1\"\n" + extra;
+  }
+  static std::string network() {
+    return "apiVersion: hyper.dev/v1alpha1\nkind: Network\nmetadata:\n  name: lab\nspec:\n"
+           "  cidr: 10.77.0.0/24\n";
+  }
+  void write(const std::string& dir, const std::string& file, const std::string& content) {
+    Status s = tmp_->write(dir + "/" + file, content);
+    ASSERT_TRUE(s.isOk()) << s.message();
+  }
+  CommandRun hyperctl(const std::vector<std::string>& args) const { return cli_->run(args); }
+
+  std::string qemuPid(const std::string& name) const {
+    std::string pid = readFile(runDir_ + "/" + name + "/qemu.pid");
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) {
+      pid.pop_back();
+    }
+    return pid;
+  }
+  // Alive and not a zombie: a daemonized QEMU that exited stays one until init reaps it.
+  bool processAlive(const std::string& pid) const {
+    if (pid.empty()) {
+      return false;
+    }
+    std::string stat = readFile("/proc/" + pid + "/stat");
+    size_t paren = stat.rfind(')');
+    return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
+  }
+  bool linkExists(const std::string& name) const {
+    auto r = ns_->exitCode({"ip", "link", "show", name});
+    return r.isOk() && *r == 0;
+  }
+
+  std::unique_ptr<test::NamedNetns> ns_;
+  std::unique_ptr<test::TempDir> tmp_;
+  std::unique_ptr<test::Hyperctl> cli_;
+  std::string runDir_;
+};
+
+TEST_F(VmProviderTest, BootsReplacesStopsAndPrunesWithNothingLeft) {
+  write("m", "net.yaml", network());
+  write("m", "web.yaml", vm("web-1", "  network: {name: lab, ip: 10.77.0.10}\n"));
+  const std::string dir = tmp_->path() + "/m";
+
+  CommandRun r = hyperctl({"apply", "-f", dir});
+  ASSERT_EQ(r.exitCode, 0) << r.describe();
+  EXPECT_TRUE(contains(r.out, "VM/web-1 will be created [start]")) << r.describe();
+  std::string pid = qemuPid("web-1");
+  ASSERT_TRUE(processAlive(pid)) << "no QEMU after apply\n" << r.describe();
+  EXPECT_TRUE(linkExists("hv-web-1")) << "no tap";
+
+  // Ready means the guest said so; then it pings its gateway through the tap and the bridge.
+  CommandRun logs = hyperctl({"logs", "vm/web-1"});
+  EXPECT_EQ(logs.exitCode, 0) << logs.describe();
+  EXPECT_TRUE(contains(logs.out, "hyper-ready")) << logs.describe();
+  EXPECT_TRUE(eventually(std::chrono::seconds(60), [&] {
+    return contains(hyperctl({"logs", "vm/web-1"}).out, "hyper-ping-ok");
+  })) << hyperctl({"logs", "vm/web-1"}).out;
+
+  r = hyperctl({"apply", "-f", dir});
+  EXPECT_EQ(r.exitCode, 0) << r.describe();
+  EXPECT_TRUE(contains(r.out, "No changes.")) << r.describe();
+  EXPECT_EQ(qemuPid("web-1"), pid) << "a no-op apply restarted the VM";
+
+  // A memory change replaces the VM, and says so before.
+  write("m", "web.yaml", vm("web-1", "  network: {name: lab, ip: 10.77.0.10}\n", 320));
+  r = hyperctl({"diff", "-f", dir});
+  EXPECT_EQ(r.exitCode, 2) << r.describe();
+  EXPECT_TRUE(contains(r.out, "VM/web-1 must be replaced [replace] (spec changed (memoryMiB)"))
+      << r.describe();
+  r = hyperctl({"diff", "-f", dir, "-o", "json"});
+  EXPECT_TRUE(contains(r.out, "\"disruption\": \"replace\"")) << r.describe();
+  r = hyperctl({"apply", "-f", dir});
+  ASSERT_EQ(r.exitCode, 0) << r.describe();
+  std::string replaced = qemuPid("web-1");
+  EXPECT_TRUE(processAlive(replaced));
+  EXPECT_NE(replaced, pid);
+  EXPECT_FALSE(processAlive(pid)) << "the old VM still runs";
+  EXPECT_TRUE(contains(readFile(runDir_ + "/web-1/vm.json"), "320")) << "not the new memory";
+
+  // running: false stops it and keeps it in the inventory.
+  write("m", "web.yaml",
+        vm("web-1", "  network: {name: lab, ip: 10.77.0.10}\n  running: false\n", 320));
+  r = hyperctl({"apply", "-f", dir});
+  ASSERT_EQ(r.exitCode, 0) << r.describe();
+  EXPECT_TRUE(contains(r.out, "[stop]")) << r.describe();
+  EXPECT_FALSE(processAlive(replaced)) << "still running with running: false";
+  EXPECT_FALSE(linkExists("hv-web-1")) << "the tap of a stopped VM was left";
+
+  // Started again, then pruned while running: stopped, tap removed, run dir gone.
+  write("m", "web.yaml", vm("web-1", "  network: {name: lab}\n", 320));
+  r = hyperctl({"apply", "-f", dir});
+  ASSERT_EQ(r.exitCode, 0) << r.describe();
+  std::string again = qemuPid("web-1");
+  ASSERT_TRUE(processAlive(again)) << r.describe();
+  fs::remove(dir + "/web.yaml");
+  r = hyperctl({"apply", "--prune", "-f", dir});
+  ASSERT_EQ(r.exitCode, 0) << r.describe();
+  EXPECT_TRUE(contains(r.out, "VM/web-1 will be deleted")) << r.describe();
+  EXPECT_FALSE(processAlive(again));
+  EXPECT_FALSE(linkExists("hv-web-1"));
+  EXPECT_FALSE(fs::exists(runDir_ + "/web-1")) << "run dir left behind";
+  auto links = ns_->run({"ip", "-o", "link", "show"});
+  ASSERT_TRUE(links.isOk());
+  EXPECT_FALSE(contains(*links, "hv-")) << *links;
+}
+
+TEST_F(VmProviderTest, BadInputIsRejectedBeforeAnythingStarts) {
+  write("m", "net.yaml", network());
+  write("m", "other.yaml", vm("db", "  network: {name: lab, ip: 10.77.0.20}\n"));
+  const std::string dir = tmp_->path() + "/m";
+  struct Case {
+    std::string manifest;
+    std::string expected;  // in stderr
+  };
+  const std::string k = test::guestImage().kernel;
+  std::vector<Case> cases = {
+      {vm("web", "  vcpus: 0\n"), "spec.vcpus"},
+      {vm("web", "", 16), "spec.memoryMiB"},
+      {"apiVersion: hyper.dev/v1alpha1\nkind: VM\nmetadata: {name: web}\nspec:\n"
+       "  kernel: {path: /nonexistent/vmlinuz}\n",
+       "/nonexistent/vmlinuz does not exist"},
+      {vm("web", "  network: {name: lab, ip: 10.78.0.5}\n"),
+       "10.78.0.5 is not a host address of network lab (10.77.0.0/24)"},
+      {vm("web", "  network: {name: lab, ip: 10.77.0.20}\n"),
+       "10.77.0.20 is already taken by VM db"},
+      {vm("Web_1", ""), "metadata.name"},
+  };
+  for (const auto& c : cases) {
+    write("m", "web.yaml", c.manifest);
+    CommandRun r = hyperctl({"apply", "-f", dir});
+    EXPECT_EQ(r.exitCode, 1) << r.describe();
+    EXPECT_TRUE(contains(r.err, c.expected)) << c.expected << "\n" << r.describe();
+    EXPECT_TRUE(contains(r.err, dir + "/web.yaml:")) << "no file:line\n" << r.describe();
+    EXPECT_FALSE(fs::exists(runDir_) && !fs::is_empty(runDir_)) << "a VM was started";
+    auto links = ns_->run({"ip", "-o", "link", "show"});
+    ASSERT_TRUE(links.isOk());
+    EXPECT_FALSE(contains(*links, "hb-lab")) << "the network was applied\n" << *links;
+  }
+}
+
+TEST_F(VmProviderTest, HyperdRestartsAKilledVmAtOnceOrOnlyReportsItUnderAlert) {
+  write("src", "net.yaml", network());
+  write("src", "web.yaml", vm("web-1", "  network: {name: lab}\n"));
+  const std::string log = tmp_->path() + "/hyperd.log";
+  // A drift check interval of an hour: only the exit notification can notice the kill in time.
+  auto hyperd = Daemon::start(
+      {"ip", "netns", "exec", ns_->name(), HYPERD_PATH, "--source", tmp_->path() + "/src",
+       "--state-dir", tmp_->path() + "/state", "--listen", "127.0.0.1:0", "--drift-interval", "1h",
+       "--debounce", "200ms", "--log-level", "debug"},
+      log);
+  ASSERT_TRUE(hyperd);
+  std::string pid;
+  ASSERT_TRUE(eventually(std::chrono::seconds(180), [&] {
+    pid = qemuPid("web-1");
+    return processAlive(pid) && contains(readFile(runDir_ + "/web-1/console.log"), "hyper-ready");
+  })) << readFile(log);
+  ASSERT_TRUE(eventually(std::chrono::seconds(60), [&] {
+    return hyperctl({"drift"}).exitCode == 0 && contains(hyperctl({"status"}).out, "VM/web-1");
+  })) << readFile(log);
+
+  ::kill(std::stoi(pid), SIGKILL);
+  std::string next;
+  ASSERT_TRUE(eventually(std::chrono::seconds(180),
+                         [&] {
+                           next = qemuPid("web-1");
+                           return !next.empty() && next != pid && processAlive(next);
+                         }))
+      << "the killed VM was not started again\n"
+      << readFile(log);
+  CommandRun events = hyperctl({"events"});
+  EXPECT_TRUE(contains(events.out, "drift  VM/web-1")) << events.describe();
+  EXPECT_TRUE(contains(readFile(log), "VM web-1: process " + pid + " exited")) << readFile(log);
+
+  // driftPolicy: alert is an in-place change; a kill is then only reported.
+  write("src", "web.yaml", vm("web-1", "  network: {name: lab}\n  driftPolicy: alert\n"));
+  // In sync through hyperd's own view once it has recorded the change.
+  ASSERT_TRUE(eventually(std::chrono::seconds(60), [&] {
+    return hyperctl({"diff", "-f", tmp_->path() + "/src"}).exitCode == 0;
+  })) << hyperctl({"diff", "-f", tmp_->path() + "/src"}).describe();
+  EXPECT_EQ(qemuPid("web-1"), next) << "an in-place change restarted the VM";
+  ::kill(std::stoi(next), SIGKILL);
+  ASSERT_TRUE(eventually(std::chrono::seconds(60), [&] {
+    return hyperctl({"drift"}).exitCode == 2;
+  })) << readFile(log);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_FALSE(processAlive(qemuPid("web-1"))) << "restarted despite driftPolicy: alert";
+  CommandRun drift = hyperctl({"drift"});
+  EXPECT_TRUE(contains(drift.out, "VM/web-1")) << drift.describe();
+}
+
+}  // namespace
+}  // namespace hyper
