@@ -323,6 +323,10 @@ Result<HyperdConfig> parseConfig(const std::string& text, const std::string& dis
   cfg.prune = v.value("prune", cfg.prune);
   cfg.parallelism = v.value("parallelism", cfg.parallelism);
   cfg.stateDir = v.value("stateDir", cfg.stateDir);
+  if (v.contains("broker")) {
+    cfg.brokerRules = v["broker"].value("rules", "");
+    cfg.brokerSocket = v["broker"].value("socket", "");
+  }
   cfg.allowNonLoopback = v.value("allowNonLoopback", cfg.allowNonLoopback);
   cfg.listen = v.value("listen", cfg.listen);
   reader.listen(cfg);

@@ -67,6 +67,9 @@ struct HyperdConfig {
   bool prune = true;
   int parallelism = 4;
   std::string stateDir = "/var/lib/hyper";
+  // hyper-broker's rule file and socket (BrokerRule objects); "" = environment, then defaults.
+  std::string brokerRules;
+  std::string brokerSocket;
 
   std::string listen = "127.0.0.1:7400";  // as written
   std::string listenHost = "127.0.0.1";   // without the brackets of an IPv6 address

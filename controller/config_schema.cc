@@ -86,6 +86,15 @@ std::string_view hyperdConfigSchema() {
       "maximum": 64,
       "description": "an integer from 1 to 64: actions run at once (default 4)"
     },
+    "broker": {
+      "type": "object",
+      "additionalProperties": false,
+      "description": "a mapping with rules (hyper-broker's rule file) and socket",
+      "properties": {
+        "rules": {"type": "string", "minLength": 1, "description": "the rule file BrokerRule objects are written to (default /etc/hyper/broker-rules.json)"},
+        "socket": {"type": "string", "minLength": 1, "description": "hyper-broker's socket (default /run/hyper/broker.sock)"}
+      }
+    },
     "stateDir": {
       "type": "string",
       "minLength": 1,

@@ -47,13 +47,16 @@ int fail(const std::string& message) {
   return kExitError;
 }
 
+// Where the providers find hyper-broker (--broker-rules, --broker-socket); set once in main().
+providers::BuiltinOptions builtinOptions;
+
 std::unique_ptr<Engine> makeEngine() {
   auto schemas = SchemaRegistry::builtin();
   if (!schemas.isOk()) {
     std::cerr << "error: " << schemas.status().message() << "\n";
     return nullptr;
   }
-  return std::make_unique<Engine>(providers::builtinProviders(), *schemas);
+  return std::make_unique<Engine>(providers::builtinProviders(builtinOptions), *schemas);
 }
 
 // Loads and validates; prints diagnostics to stderr. Null on any error.
@@ -466,6 +469,11 @@ int main(int argc, char** argv) {
   GlobalOptions g;
   app.add_option("--state-dir", g.stateDir, "state directory holding the inventory")
       ->capture_default_str();
+  app.add_option("--broker-rules", builtinOptions.brokerRules,
+                 "hyper-broker's rule file, written for BrokerRule objects "
+                 "(default $HYPER_BROKER_RULES or /etc/hyper/broker-rules.json)");
+  app.add_option("--broker-socket", builtinOptions.brokerSocket,
+                 "hyper-broker's socket (default $HYPER_BROKER_SOCKET or /run/hyper/broker.sock)");
   app.add_option("--parallelism", g.parallelism, "actions run at once")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();

@@ -85,7 +85,7 @@ int run(const HyperdConfig& initial, const std::string& configPath) {
     spdlog::critical("{}", schemas.status().message());
     return 1;
   }
-  Engine engine(providers::builtinProviders(), *schemas);
+  Engine engine(providers::builtinProviders({config.brokerRules, config.brokerSocket}), *schemas);
   auto inventory = Inventory::open(config.stateDir);
   if (!inventory.isOk()) {
     spdlog::critical("{}", inventory.status().message());
@@ -219,7 +219,7 @@ int main(int argc, char** argv) {
   CLI::App app{"hyperd: the hyper GitOps controller"};
   std::string configPath;
   std::string source, ref = "main", path, interval = "30s", driftInterval = "60s";
-  std::string sourceTimeout = "30s", sourceCaFile;
+  std::string sourceTimeout = "30s", sourceCaFile, brokerRules, brokerSocket;
   std::string sourceSshKey, sourceKnownHosts;
   std::string webhookSecretFile, gitlabTokenFile, stateDir = "/var/lib/hyper";
   std::string listen = "127.0.0.1:7400", driftPolicy = "correct", debounce = "500ms";
@@ -241,6 +241,8 @@ int main(int argc, char** argv) {
                  "ssh: private key file (0600; KEY.pub beside it is used); default: the ssh agent");
   app.add_option("--source-known-hosts", sourceKnownHosts,
                  "ssh: OpenSSH known_hosts file with the server's host key (required for ssh)");
+  app.add_option("--broker-rules", brokerRules, "hyper-broker's rule file (BrokerRule objects)");
+  app.add_option("--broker-socket", brokerSocket, "hyper-broker's socket");
   app.add_option("--drift-interval", driftInterval, "full observe interval")->capture_default_str();
   app.add_option("--drift-policy", driftPolicy, "correct | alert, for objects that do not say")
       ->check(CLI::IsMember({"correct", "alert"}))
@@ -286,6 +288,12 @@ int main(int argc, char** argv) {
       {"debounce", debounce}};
   if (!path.empty()) {
     flags["source"]["path"] = path;
+  }
+  if (!brokerRules.empty()) {
+    flags["broker"]["rules"] = brokerRules;
+  }
+  if (!brokerSocket.empty()) {
+    flags["broker"]["socket"] = brokerSocket;
   }
   if (!sourceCaFile.empty()) {
     flags["source"]["caFile"] = sourceCaFile;

@@ -6,12 +6,18 @@
 
 namespace hyper::providers {
 
-std::vector<std::unique_ptr<Provider>> builtinProviders() {
+std::vector<std::unique_ptr<Provider>> builtinProviders(const BuiltinOptions& options) {
   std::vector<std::unique_ptr<Provider>> out;
   out.push_back(std::make_unique<net::NetProvider>());
   out.push_back(std::make_unique<vmm::VmProvider>());
-  out.push_back(
-      std::make_unique<broker::BrokerProvider>(broker::BrokerProviderConfig::fromEnvironment()));
+  broker::BrokerProviderConfig broker = broker::BrokerProviderConfig::fromEnvironment();
+  if (!options.brokerRules.empty()) {
+    broker.rulesPath = options.brokerRules;
+  }
+  if (!options.brokerSocket.empty()) {
+    broker.socketPath = options.brokerSocket;
+  }
+  out.push_back(std::make_unique<broker::BrokerProvider>(broker));
   return out;
 }
 

@@ -64,14 +64,7 @@ class BrokerProviderTest : public ::testing::Test {
                                        socket_, tmp_->path() + "/broker.log");
     ASSERT_TRUE(broker.isOk()) << broker.status().message();
     broker_ = std::move(*broker);
-    ::setenv("HYPER_BROKER_RULES", rules_.c_str(), 1);
-    ::setenv("HYPER_BROKER_SOCKET", socket_.c_str(), 1);
     ASSERT_TRUE(tmp_->write("manifests/broker.yaml", manifest()).isOk());
-  }
-
-  void TearDown() override {
-    ::unsetenv("HYPER_BROKER_RULES");
-    ::unsetenv("HYPER_BROKER_SOCKET");
   }
 
   std::string manifest() const {
@@ -94,7 +87,10 @@ class BrokerProviderTest : public ::testing::Test {
   }
 
   CommandRun hyperctl(const std::vector<std::string>& args) const {
-    std::vector<std::string> argv = {HYPERCTL_PATH, "--state-dir", tmp_->path() + "/state"};
+    // The broker's files are named with hyperctl's flags (not the environment).
+    std::vector<std::string> argv = {HYPERCTL_PATH,    "--state-dir", tmp_->path() + "/state",
+                                     "--broker-rules", rules_,        "--broker-socket",
+                                     socket_};
     argv.insert(argv.end(), args.begin(), args.end());
     CommandRun run;
     for (const auto& a : argv) {
