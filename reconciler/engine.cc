@@ -235,6 +235,7 @@ PlanResult Engine::plan(const Revision& revision, const std::vector<ManagedRecor
     auto [it, fresh] = requests.try_emplace(p);
     if (fresh) {
       it->second.revision = &revision.objects;
+      it->second.inventory = &managed;
       it->second.desired.reserve(revision.objects.size());
       it->second.managed.reserve(managed.size());
     }

@@ -41,6 +41,9 @@ struct ObserveRequest {
   std::vector<const ManagedRecord*> managed;  // this provider's inventory rows
   // Every object of the revision (read-only; null when observing without one, as `get` does).
   const std::vector<std::shared_ptr<const Object>>* revision = nullptr;
+  // Every inventory record of every kind (read-only): what other providers applied (a VM's
+  // allocated address, for the policies that select it).
+  const std::vector<ManagedRecord>* inventory = nullptr;
 };
 
 // What the host has for one object.

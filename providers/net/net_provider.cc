@@ -1,9 +1,11 @@
 #include "providers/net/net_provider.h"
 
+#include <algorithm>
 #include <fstream>
 
 #include "host/command.h"
 #include "providers/net/link_state.h"
+#include "providers/net/placement.h"
 #include "reconciler/names.h"
 
 namespace hyper::providers::net {
@@ -339,7 +341,9 @@ void planNetwork(const PlanRequest& req, PlanResponse& resp) {
   resp.action = std::move(action);
 }
 
-void planPolicy(const PlanRequest& req, PlanResponse& resp) {
+// `selected`: the addresses the policy's selector selects now (empty without a selector).
+void planPolicy(const PlanRequest& req, const std::vector<std::string>& selected,
+                PlanResponse& resp) {
   auto desired = parsePolicySpec(*req.desired);
   if (!desired.isOk()) {
     resp.diagnostics.error(req.id.str(), "spec", desired.status().message());
@@ -350,6 +354,9 @@ void planPolicy(const PlanRequest& req, PlanResponse& resp) {
     action.type = ActionType::Create;
     action.reason = "not on the host";
     diffJson("spec", nullptr, desired->toJson(), action.changes);
+    if (desired->matchLabels) {
+      action.changes.push_back({"status.selected", nullptr, selected});
+    }
     resp.action = std::move(action);
     return;
   }
@@ -357,6 +364,14 @@ void planPolicy(const PlanRequest& req, PlanResponse& resp) {
   Json before = previous.isOk() ? previous->toJson() : req.managed->spec;
   std::vector<FieldChange> specChanges;
   diffJson("spec", before, desired->toJson(), specChanges);
+  if (desired->matchLabels) {
+    Json applied = req.managed->handles.is_object() && req.managed->handles.contains("selected")
+                       ? req.managed->handles["selected"]
+                       : Json::array();
+    if (applied != Json(selected)) {
+      specChanges.push_back({"status.selected", applied, selected});
+    }
+  }
   std::vector<FieldChange> drift;
   std::vector<std::string> why;
   nftDrift(req, drift, why);
@@ -364,7 +379,9 @@ void planPolicy(const PlanRequest& req, PlanResponse& resp) {
     return;
   }
   if (!specChanges.empty()) {
-    why.insert(why.begin(), "spec changed");
+    bool selectionOnly = specChanges.size() == 1 && specChanges[0].path == "status.selected";
+    why.insert(why.begin(),
+               selectionOnly ? "the VMs its selector selects changed" : "spec changed");
   }
   action.type = ActionType::Update;
   action.drift = !drift.empty();
@@ -432,6 +449,11 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
       auto spec = parsePolicySpec(r->id.name, r->spec);
       if (spec.isOk()) {
         model.policies[r->id.name] = std::move(*spec);
+        // As applied: another object's apply re-renders the table and must not change this set.
+        if (r->handles.is_object() && r->handles.contains("selected") &&
+            r->handles["selected"].is_array()) {
+          model.selected[r->id.name] = r->handles["selected"].get<std::vector<std::string>>();
+        }
         continue;
       }
       resp.diagnostics.add({Severity::Warning,
@@ -442,10 +464,44 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
                                 spec.status().message()});
     }
   }
+  // What each desired policy's selector selects now.
+  std::map<std::string, std::vector<std::string>> selection;
+  if (req.revision != nullptr) {
+    auto placements = placeRevisionVms(*req.revision, req.inventory);
+    for (const Object* o : req.desired) {
+      if (o->id.kind != "NetworkPolicy") {
+        continue;
+      }
+      auto policy = parsePolicySpec(*o);
+      if (!policy.isOk() || !policy->matchLabels) {
+        continue;
+      }
+      std::vector<std::string>& addresses = selection[o->id.name];
+      for (const auto& vm : *req.revision) {
+        if (vm->id.kind != "VM") {
+          continue;
+        }
+        auto placed = placements.find(vm->id.name);
+        if (placed == placements.end() || placed->second.network != policy->network) {
+          continue;
+        }
+        bool matches = true;
+        for (const auto& [k, v] : *policy->matchLabels) {
+          auto l = vm->labels.find(k);
+          matches = matches && l != vm->labels.end() && l->second == v;
+        }
+        if (matches) {
+          addresses.push_back(placed->second.ipString());
+        }
+      }
+      std::sort(addresses.begin(), addresses.end());
+    }
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     model_ = std::move(model);
     modelLoaded_ = true;
+    selection_ = std::move(selection);
   }
 
   auto links = dumpLinks();
@@ -508,7 +564,15 @@ void NetProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
   if (req.id.kind == "Network") {
     planNetwork(req, resp);
   } else if (req.id.kind == "NetworkPolicy") {
-    planPolicy(req, resp);
+    std::vector<std::string> selected;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = selection_.find(req.id.name);
+      if (it != selection_.end()) {
+        selected = it->second;
+      }
+    }
+    planPolicy(req, selected, resp);
   } else {
     resp.diagnostics.error(req.id.str(), "kind", "the net provider does not handle this kind");
   }
@@ -661,11 +725,15 @@ void NetProvider::applyPolicy(const ApplyRequest& req, ApplyResponse& resp) {
   std::lock_guard<std::mutex> lock(mu_);
   if (req.action->type == ActionType::Delete) {
     model_.policies.erase(id.name);
+    model_.selected.erase(id.name);
   } else {
     auto spec = parsePolicySpec(*req.desired);
     if (!spec.isOk()) {
       fail(resp, id, spec.status());
       return;
+    }
+    if (spec->matchLabels) {
+      model_.selected[id.name] = selection_[id.name];
     }
     model_.policies[id.name] = std::move(*spec);
   }
@@ -678,6 +746,9 @@ void NetProvider::applyPolicy(const ApplyRequest& req, ApplyResponse& resp) {
     resp.handles = {{"chains",
                      {policyChainName(id.name, Direction::Egress),
                       policyChainName(id.name, Direction::Ingress)}}};
+    if (model_.policies[id.name].matchLabels) {
+      resp.handles["selected"] = model_.selected[id.name];
+    }
     resp.fingerprint = std::move(*fp);
   }
 }

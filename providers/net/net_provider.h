@@ -47,8 +47,9 @@ class NetProvider : public Provider {
 
   // Pure. Network: no record -> Create; spec.bridge changed -> Replace; other spec changes ->
   // Update; bridge gone -> Create (drift); mtu, address, down, ip_forward or table changed by
-  // hand -> Update (drift). NetworkPolicy: spec changed -> Update; its chains, sets or rules
-  // changed by hand -> Update (drift). Not in the source -> Delete.
+  // hand -> Update (drift). NetworkPolicy: spec changed, or the VMs its selector selects changed
+  // (handles.selected) -> Update; its chains, sets or rules changed by hand -> Update (drift).
+  // Not in the source -> Delete.
   void plan(const PlanRequest& req, PlanResponse& resp) const override;
 
   // Network create/update/replace: one `ip -batch -` makes or fixes the bridge (alias, mtu, up,
@@ -69,9 +70,12 @@ class NetProvider : public Provider {
   // mu_ held.
   Result<std::string> replaceTableLocked(const ObjectId& id);
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   bool modelLoaded_ = false;
   NftModel model_;
+  // The addresses each policy with a selector selects now (the revision's VMs on its network with
+  // the labels, placed as the VM provider places them), sorted. From the last observe.
+  std::map<std::string, std::vector<std::string>> selection_;
 };
 
 }  // namespace hyper::providers::net

@@ -58,8 +58,8 @@ struct TrafficRule {
 struct PolicySpec {
   std::string name;     // metadata.name
   std::string network;  // the Network's name
-  // The VMs the policy applies to. nullopt: every address of the network. VMs are not modelled
-  // yet, so a selector selects no address today.
+  // The VMs the policy applies to (by their labels, on this network). nullopt: every address of
+  // the network.
   std::optional<std::map<std::string, std::string>> matchLabels;
   TrafficRule egress;
   TrafficRule ingress;

@@ -182,9 +182,18 @@ std::string renderNftTable(const NftModel& model) {
   }
   for (const auto& [name, p] : model.policies) {
     if (p.matchLabels) {
-      // VMs are not modelled yet: a selector selects no address, so the set stays empty.
-      out += "\tset " + policySelectorSetName(name) +
-             " {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t}\n\n";
+      // The VMs the selector selects; none selected is an empty set (the policy matches nothing).
+      out +=
+          "\tset " + policySelectorSetName(name) + " {\n\t\ttype ipv4_addr\n\t\tflags interval\n";
+      auto sel = model.selected.find(name);
+      if (sel != model.selected.end() && !sel->second.empty()) {
+        out += "\t\telements = { ";
+        for (size_t i = 0; i < sel->second.size(); ++i) {
+          out += (i > 0 ? ", " : "") + sel->second[i];
+        }
+        out += " }\n";
+      }
+      out += "\t}\n\n";
     }
   }
   for (const auto& [name, p] : model.policies) {

@@ -22,6 +22,8 @@ inline constexpr std::string_view kNftTable = "hyper";
 struct NftModel {
   std::map<std::string, NetworkSpec> networks;  // by name
   std::map<std::string, PolicySpec> policies;   // by name
+  // The addresses in each selector set (policies with matchLabels), by policy name.
+  std::map<std::string, std::vector<std::string>> selected;
 
   bool empty() const { return networks.empty() && policies.empty(); }
   bool anyNat() const;

@@ -173,22 +173,18 @@ std::vector<Reference> VmProvider::references(const Object& object) const {
 
 void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
   guarded(resp.diagnostics, "", "observe VMs", [&] {
-    // Placements: what every desired VM's address is, keeping the ones in the inventory.
+    // Placements: every VM's address, keeping the ones in the inventory. The net provider
+    // computes the same from the same input, for the policies that select VMs.
+    std::map<std::string, Placement> placements;
+    if (req.revision != nullptr) {
+      placements = net::placeRevisionVms(*req.revision, req.inventory);
+    }
     std::vector<VmManifest> vms;
     for (const Object* o : req.desired) {
       if (auto vm = parseVmManifest(o->id.name, o->spec); vm.isOk()) {
         vms.push_back(std::move(*vm));
       }
     }
-    std::map<std::string, uint32_t> previous;
-    for (const ManagedRecord* r : req.managed) {
-      if (r->handles.is_object() && r->handles.contains("ip") && r->handles["ip"].is_string()) {
-        if (auto ip = net::parseIpv4(r->handles["ip"].get<std::string>()); ip.isOk()) {
-          previous[r->id.name] = *ip;
-        }
-      }
-    }
-    auto placements = placeVms(vms, networksOf(req.revision), previous);
 
     auto running = driver_->list();
     if (!running.isOk()) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "providers/net/net_spec.h"
+#include "providers/net/placement.h"
 #include "reconciler/object.h"
 #include "reconciler/status.h"
 
@@ -37,25 +38,6 @@ Result<VmManifest> parseVmManifest(const std::string& name, const Json& spec);
 // on every host and after every restart.
 std::string deriveMac(const std::string& vmName);
 
-// Where a VM sits on its network.
-struct Placement {
-  std::string network;
-  uint32_t ip = 0;
-  int prefix = 0;
-  uint32_t gateway = 0;
-  std::string bridge;
-
-  std::string ipString() const;
-  // hyper's part of the kernel command line: "hyper.ip=10.77.0.10/24 hyper.gw=10.77.0.1".
-  std::string cmdlineArgs() const;
-};
-
-// Addresses for the VMs of a revision. An address written in the manifest is used as is; a VM
-// that had an address (`previous`, from the inventory) keeps it while it is free and inside the
-// cidr; the others get the lowest free host address, in name order. The network and broadcast
-// addresses and the gateway are never given. Deterministic for the same input.
-std::map<std::string, Placement> placeVms(const std::vector<VmManifest>& vms,
-                                          const std::map<std::string, net::NetworkSpec>& networks,
-                                          const std::map<std::string, uint32_t>& previous);
+using net::Placement;
 
 }  // namespace hyper::providers::vmm

@@ -184,6 +184,33 @@ TEST_F(VmProviderTest, BootsReplacesStopsAndPrunesWithNothingLeft) {
   EXPECT_TRUE(contains(r.out, "No changes.")) << r.describe();
   EXPECT_EQ(qemuPid("web-1"), pid) << "a no-op apply restarted the VM";
 
+  // An egress `none` policy on the VM's label stops its pings (the guest says so on its console);
+  // removing the policy lets them through again.
+  const std::string console = runDir_ + "/web-1/console.log";
+  write("m", "policy.yaml",
+        "apiVersion: hyper.dev/v1alpha1\nkind: NetworkPolicy\nmetadata: {name: web-out}\n"
+        "spec:\n  network: lab\n  selector: {matchLabels: {role: web}}\n"
+        "  egress: {mode: none}\n");
+  r = hyperctl({"apply", "-f", dir});
+  ASSERT_EQ(r.exitCode, 0) << r.describe();
+  auto table = ns_->run({"nft", "list", "set", "inet", "hyper", "pol-web-out-sel"});
+  ASSERT_TRUE(table.isOk()) << table.status().message();
+  EXPECT_TRUE(contains(*table, "10.77.0.10")) << "the VM is not in the selector set\n" << *table;
+  size_t mark = readFile(console).size();
+  EXPECT_TRUE(eventually(std::chrono::seconds(60), [&] {
+    return contains(readFile(console).substr(mark), "hyper-ping-fail");
+  })) << "pings still pass under egress none\n"
+      << readFile(console).substr(mark);
+  fs::remove(dir + "/policy.yaml");
+  r = hyperctl({"apply", "--prune", "-f", dir});
+  ASSERT_EQ(r.exitCode, 0) << r.describe();
+  mark = readFile(console).size();
+  EXPECT_TRUE(eventually(std::chrono::seconds(60), [&] {
+    return contains(readFile(console).substr(mark), "hyper-ping-ok");
+  })) << "pings still blocked after the policy went\n"
+      << readFile(console).substr(mark);
+  EXPECT_EQ(qemuPid("web-1"), pid) << "a policy change restarted the VM";
+
   // A memory change replaces the VM, and says so before.
   write("m", "web.yaml", vm("web-1", "  network: {name: lab, ip: 10.77.0.10}\n", 320));
   r = hyperctl({"diff", "-f", dir});

@@ -22,19 +22,15 @@ net::NetworkSpec lab(const char* cidr = "10.77.0.0/24") {
   return *net::parseNetworkSpec("lab", Json{{"cidr", cidr}});
 }
 
-VmManifest vm(const std::string& name, std::optional<uint32_t> address = std::nullopt) {
-  VmManifest m;
-  m.name = name;
-  m.network = "lab";
-  m.ip = address;
-  return m;
+net::VmAddressRequest vm(const std::string& name, std::optional<uint32_t> address = std::nullopt) {
+  return {name, "lab", address};
 }
 
 TEST(VmPlacementTest, WrittenThenKeptThenLowestFreeInNameOrder) {
   std::map<std::string, net::NetworkSpec> nets = {{"lab", lab()}};
   // a: keeps 10.77.0.9; b: written 10.77.0.2; c and d: lowest free (the gateway .1 and .2 taken).
-  auto p = placeVms({vm("a"), vm("b", ip("10.77.0.2")), vm("c"), vm("d")}, nets,
-                    {{"a", ip("10.77.0.9")}});
+  auto p = net::placeVms({vm("a"), vm("b", ip("10.77.0.2")), vm("c"), vm("d")}, nets,
+                         {{"a", ip("10.77.0.9")}});
   ASSERT_EQ(p.size(), 4u);
   EXPECT_EQ(p["a"].ipString(), "10.77.0.9");
   EXPECT_EQ(p["b"].ipString(), "10.77.0.2");
@@ -46,7 +42,7 @@ TEST(VmPlacementTest, WrittenThenKeptThenLowestFreeInNameOrder) {
 
 TEST(VmPlacementTest, APreviousAddressNowWrittenForAnotherVmIsGivenUp) {
   std::map<std::string, net::NetworkSpec> nets = {{"lab", lab()}};
-  auto p = placeVms({vm("a"), vm("b", ip("10.77.0.5"))}, nets, {{"a", ip("10.77.0.5")}});
+  auto p = net::placeVms({vm("a"), vm("b", ip("10.77.0.5"))}, nets, {{"a", ip("10.77.0.5")}});
   EXPECT_EQ(p["b"].ipString(), "10.77.0.5");
   EXPECT_EQ(p["a"].ipString(), "10.77.0.2");
 }
@@ -54,7 +50,7 @@ TEST(VmPlacementTest, APreviousAddressNowWrittenForAnotherVmIsGivenUp) {
 TEST(VmPlacementTest, AFullNetworkLeavesTheVmWithoutAnAddress) {
   // /30: .0 network, .1 gateway, .2 the only host address, .3 broadcast.
   std::map<std::string, net::NetworkSpec> nets = {{"lab", lab("10.77.0.0/30")}};
-  auto p = placeVms({vm("a"), vm("b")}, nets, {});
+  auto p = net::placeVms({vm("a"), vm("b")}, nets, {});
   EXPECT_EQ(p.size(), 1u);
   EXPECT_EQ(p["a"].ipString(), "10.77.0.2");
   EXPECT_EQ(p.count("b"), 0u);

@@ -1,0 +1,115 @@
+#include "providers/net/placement.h"
+
+#include <set>
+
+#include "providers/net/cidr.h"
+
+namespace hyper::providers::net {
+
+std::string Placement::ipString() const { return formatIpv4(ip); }
+
+std::string Placement::cmdlineArgs() const {
+  return "hyper.ip=" + formatIpv4(ip) + "/" + std::to_string(prefix) +
+         " hyper.gw=" + formatIpv4(gateway);
+}
+
+std::map<std::string, Placement> placeVms(const std::vector<VmAddressRequest>& vms,
+                                          const std::map<std::string, NetworkSpec>& networks,
+                                          const std::map<std::string, uint32_t>& previous) {
+  std::map<std::string, Placement> out;
+  std::map<std::string, std::set<uint32_t>> taken;  // per network
+  auto base = [&](const VmAddressRequest& vm) -> std::optional<Placement> {
+    auto n = networks.find(vm.network);
+    if (vm.network.empty() || n == networks.end()) {
+      return std::nullopt;
+    }
+    Placement p;
+    p.network = vm.network;
+    p.prefix = n->second.cidr.prefix;
+    p.gateway = n->second.gateway;
+    p.bridge = n->second.bridge;
+    return p;
+  };
+  auto usable = [&](const NetworkSpec& n, uint32_t a) {
+    return n.cidr.contains(a) && a != n.cidr.network() && a != n.cidr.broadcast() && a != n.gateway;
+  };
+  // 1. Written addresses.
+  for (const auto& vm : vms) {
+    auto p = base(vm);
+    if (p && vm.ip) {
+      p->ip = *vm.ip;
+      taken[vm.network].insert(*vm.ip);
+      out[vm.name] = *p;
+    }
+  }
+  // 2. Addresses the VMs already have.
+  for (const auto& vm : vms) {
+    auto p = base(vm);
+    auto prev = previous.find(vm.name);
+    if (!p || vm.ip || prev == previous.end()) {
+      continue;
+    }
+    const NetworkSpec& n = networks.at(vm.network);
+    if (usable(n, prev->second) && taken[vm.network].insert(prev->second).second) {
+      p->ip = prev->second;
+      out[vm.name] = *p;
+    }
+  }
+  // 3. The lowest free address for the rest, in name order.
+  for (const auto& vm : vms) {
+    auto p = base(vm);
+    if (!p || out.count(vm.name) > 0) {
+      continue;
+    }
+    const NetworkSpec& n = networks.at(vm.network);
+    for (uint32_t a = n.cidr.network() + 1; a < n.cidr.broadcast(); ++a) {
+      if (usable(n, a) && taken[vm.network].insert(a).second) {
+        p->ip = a;
+        out[vm.name] = *p;
+        break;
+      }
+    }
+    // A full network leaves the VM without a placement: the VM provider reports it.
+  }
+  return out;
+}
+
+std::map<std::string, Placement> placeRevisionVms(
+    const std::vector<std::shared_ptr<const Object>>& revision,
+    const std::vector<ManagedRecord>* inventory) {
+  std::map<std::string, NetworkSpec> networks;
+  std::vector<VmAddressRequest> vms;
+  for (const auto& o : revision) {
+    if (o->id.kind == "Network") {
+      if (auto n = parseNetworkSpec(*o); n.isOk()) {
+        networks[o->id.name] = *n;
+      }
+    } else if (o->id.kind == "VM" && o->spec.is_object() && o->spec.contains("network") &&
+               o->spec["network"].is_object()) {
+      const Json& n = o->spec["network"];
+      VmAddressRequest r;
+      r.name = o->id.name;
+      r.network = n.value("name", "");
+      if (n.contains("ip") && n["ip"].is_string()) {
+        if (auto ip = parseIpv4(n["ip"].get<std::string>()); ip.isOk()) {
+          r.ip = *ip;
+        }
+      }
+      vms.push_back(std::move(r));
+    }
+  }
+  std::map<std::string, uint32_t> previous;
+  if (inventory != nullptr) {
+    for (const auto& r : *inventory) {
+      if (r.id.kind == "VM" && r.handles.is_object() && r.handles.contains("ip") &&
+          r.handles["ip"].is_string()) {
+        if (auto ip = parseIpv4(r.handles["ip"].get<std::string>()); ip.isOk()) {
+          previous[r.id.name] = *ip;
+        }
+      }
+    }
+  }
+  return placeVms(vms, networks, previous);
+}
+
+}  // namespace hyper::providers::net
