@@ -13,3 +13,7 @@ echo
 # hyper-broker: `hyper-broker-cli make` over `make` on a no-op Makefile, and throughput of many
 # small requests at once (needs root; prints "skipped" otherwise).
 build-release/bench/hyper_broker_bench
+echo
+# VMs: apply -> Ready against the same QEMU command by hand, and no-op reconciles with 1, 5 and 10
+# VMs running (needs root and the guest kernel; boots 13 VMs under TCG: minutes).
+build-release/bench/hyper_vm_bench

@@ -197,17 +197,18 @@ TEST_F(VmProviderTest, BootsReplacesStopsAndPrunesWithNothingLeft) {
   ASSERT_TRUE(table.isOk()) << table.status().message();
   EXPECT_TRUE(contains(*table, "10.77.0.10")) << "the VM is not in the selector set\n" << *table;
   size_t mark = readFile(console).size();
-  EXPECT_TRUE(eventually(std::chrono::seconds(60), [&] {
-    return contains(readFile(console).substr(mark), "hyper-ping-fail");
-  })) << "pings still pass under egress none\n"
+  EXPECT_TRUE(
+      eventually(std::chrono::seconds(60),
+                 [&] { return contains(readFile(console).substr(mark), "hyper-ping-fail"); }))
+      << "pings still pass under egress none\n"
       << readFile(console).substr(mark);
   fs::remove(dir + "/policy.yaml");
   r = hyperctl({"apply", "--prune", "-f", dir});
   ASSERT_EQ(r.exitCode, 0) << r.describe();
   mark = readFile(console).size();
-  EXPECT_TRUE(eventually(std::chrono::seconds(60), [&] {
-    return contains(readFile(console).substr(mark), "hyper-ping-ok");
-  })) << "pings still blocked after the policy went\n"
+  EXPECT_TRUE(eventually(std::chrono::seconds(60),
+                         [&] { return contains(readFile(console).substr(mark), "hyper-ping-ok"); }))
+      << "pings still blocked after the policy went\n"
       << readFile(console).substr(mark);
   EXPECT_EQ(qemuPid("web-1"), pid) << "a policy change restarted the VM";
 
