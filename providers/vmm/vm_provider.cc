@@ -36,6 +36,8 @@ void guarded(Diagnostics& diagnostics, const std::string& object, const char* wh
   }
 }
 
+const std::string kDefaultReadyLine = "hyper-ready";
+
 bool consoleHas(const std::string& path, const std::string& line) {
   std::ifstream in(path);
   for (std::string l; std::getline(in, l);) {
@@ -212,13 +214,25 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
         const VmHandle& h = *it->second;
         s.exists = true;
         auto line = readyLines.find(id.name);
+        const std::string& readyLine = line != readyLines.end() ? line->second : kDefaultReadyLine;
+        // A console grows for as long as the VM runs: once a process was seen ready, its log is
+        // not read again.
+        bool ready = false;
+        {
+          std::lock_guard<std::mutex> lk(mu_);
+          auto seen = readySeen_.find(id.name);
+          ready = seen != readySeen_.end() && seen->second == h.pid;
+        }
+        if (!ready && consoleHas(h.consoleLog, readyLine)) {
+          ready = true;
+          std::lock_guard<std::mutex> lk(mu_);
+          readySeen_[id.name] = h.pid;
+        }
         s.fields = {{"running", true},
                     {"pid", h.pid},
                     {"ip", startedIp(h)},
                     {"accel", std::string(accelName(h.accel))},
-                    {"ready", consoleHas(h.consoleLog, line != readyLines.end()
-                                                           ? line->second
-                                                           : std::string("hyper-ready"))}};
+                    {"ready", ready}};
         s.fingerprint = "pid:" + std::to_string(h.pid);
       }
       resp.observed[id] = std::move(s);
@@ -455,6 +469,7 @@ Status VmProvider::startVm(const VmManifest& vm, ApplyResponse& resp) {
   {
     // Under hyperd the new process is watched at once, not from the next observe.
     std::lock_guard<std::mutex> lk(mu_);
+    readySeen_[vm.name] = started->pid;
     if (watcher_ && watcher_->watch(vm.name, started->pid).isOk()) {
       watched_[vm.name] = started->pid;
     }

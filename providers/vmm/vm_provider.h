@@ -63,6 +63,7 @@ class VmProvider : public Provider {
   mutable bool supervise_ = false;               // set by eventFd(): hyperd watches exits
   std::unique_ptr<ExitWatcher> watcher_;
   std::map<std::string, pid_t> watched_;
+  std::map<std::string, pid_t> readySeen_;  // VM name -> the process whose console said ready
 };
 
 }  // namespace hyper::providers::vmm
