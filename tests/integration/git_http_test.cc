@@ -13,6 +13,7 @@
 
 #include "controller/git_source.h"
 #include "host/command.h"
+#include "tests/integration/git_util.h"
 
 // The git source over real smart HTTP: `git http-backend` (git's own CGI server) behind a
 // cpp-httplib server on 127.0.0.1, port 0, that demands HTTP basic authentication. And remotes that
@@ -194,24 +195,9 @@ class GitHttpTest : public ::testing::Test {
     fs::remove_all(root_, ec);
   }
 
-  void git(std::vector<std::string> args) {
-    std::vector<std::string> argv = {"git",
-                                     "-c",
-                                     "user.name=hyper test",
-                                     "-c",
-                                     "user.email=test@hyper.invalid",
-                                     "-c",
-                                     "commit.gpgsign=false"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto out = host::runChecked(argv);
-    ASSERT_TRUE(out.isOk()) << out.status().message();
-  }
-
+  void git(const std::vector<std::string>& args) { test::runGit(args); }
   void commitAndPush(const std::string& path, const std::string& content) {
-    std::ofstream(work_ + "/" + path, std::ios::trunc) << content;
-    git({"-C", work_, "add", "-A"});
-    git({"-C", work_, "commit", "--quiet", "-m", "change " + path});
-    git({"-C", work_, "push", "--quiet", "origin", "HEAD:refs/heads/main"});
+    test::commitAndPush(work_, path, content);
   }
 
   std::unique_ptr<GitSource> open(const std::string& url, std::chrono::milliseconds timeout) {

@@ -9,6 +9,7 @@
 #include <map>
 
 #include "host/command.h"
+#include "tests/integration/git_util.h"
 
 // The git source against real repositories made with the git command line in a temporary
 // directory: a bare "remote" and a working clone that commits and pushes to it. No network: the
@@ -43,25 +44,7 @@ class GitSourceTest : public ::testing::Test {
     fs::remove_all(root_, ec);
   }
 
-  std::string git(std::vector<std::string> args) {
-    std::vector<std::string> argv = {"git",
-                                     "-c",
-                                     "user.name=hyper test",
-                                     "-c",
-                                     "user.email=test@hyper.invalid",
-                                     "-c",
-                                     "commit.gpgsign=false",
-                                     "-c",
-                                     "tag.gpgsign=false"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto out = host::runChecked(argv);
-    EXPECT_TRUE(out.isOk()) << out.status().message();
-    std::string s = out.isOk() ? *out : "";
-    while (!s.empty() && s.back() == '\n') {
-      s.pop_back();
-    }
-    return s;
-  }
+  std::string git(const std::vector<std::string>& args) { return test::runGit(args); }
 
   // Writes the files (an empty content deletes), commits everything, returns the commit id.
   std::string commit(const std::map<std::string, std::string>& files,

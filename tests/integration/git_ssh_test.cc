@@ -15,6 +15,7 @@
 
 #include "controller/git_source.h"
 #include "host/command.h"
+#include "tests/integration/git_util.h"
 
 // The git source over real ssh: OpenSSH's sshd on 127.0.0.1 (a free port), with a host key and a
 // client key made by ssh-keygen in a temporary directory, serving a bare repository made with the
@@ -163,24 +164,9 @@ class GitSshTest : public ::testing::Test {
     FAIL() << "sshd does not listen on 127.0.0.1:" << port_ << ":\n" << readFile(sshdLog_);
   }
 
-  void git(std::vector<std::string> args) {
-    std::vector<std::string> argv = {"git",
-                                     "-c",
-                                     "user.name=hyper test",
-                                     "-c",
-                                     "user.email=test@hyper.invalid",
-                                     "-c",
-                                     "commit.gpgsign=false"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto out = host::runChecked(argv);
-    ASSERT_TRUE(out.isOk()) << out.status().message();
-  }
-
+  void git(const std::vector<std::string>& args) { test::runGit(args); }
   void commitAndPush(const std::string& path, const std::string& content) {
-    std::ofstream(work_ + "/" + path, std::ios::trunc) << content;
-    git({"-C", work_, "add", "-A"});
-    git({"-C", work_, "commit", "--quiet", "-m", "change " + path});
-    git({"-C", work_, "push", "--quiet", "origin", "HEAD:refs/heads/main"});
+    test::commitAndPush(work_, path, content);
   }
 
   SourceSpec spec(const std::string& key, const std::string& knownHosts) {

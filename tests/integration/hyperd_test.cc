@@ -34,6 +34,7 @@
 #include "host/command.h"
 #include "reconciler/inventory.h"
 #include "reconciler/object.h"
+#include "tests/integration/git_util.h"
 #include "tests/integration/hyperctl_util.h"
 #include "tests/integration/netns_util.h"
 
@@ -392,21 +393,7 @@ class HyperdTest : public ::testing::Test {
 
   // ---- git ----
 
-  std::string git(std::vector<std::string> args) const {
-    std::vector<std::string> argv = {"git",
-                                     "-c",
-                                     "user.name=hyper test",
-                                     "-c",
-                                     "user.email=test@hyper.invalid",
-                                     "-c",
-                                     "commit.gpgsign=false",
-                                     "-c",
-                                     "init.defaultBranch=main"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto out = host::runChecked(argv);
-    EXPECT_TRUE(out.isOk()) << out.status().message();
-    return out.isOk() ? trimmed(*out) : "";
-  }
+  std::string git(const std::vector<std::string>& args) const { return test::runGit(args); }
 
   // A bare repository (the "remote" hyperd follows) and a working clone that pushes to it.
   void initRepo() {
