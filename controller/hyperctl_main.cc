@@ -271,6 +271,10 @@ const std::map<std::string, std::string>& kindAliases() {
       {"networkpolicy", "NetworkPolicy"},
       {"networkpolicies", "NetworkPolicy"},
       {"netpol", "NetworkPolicy"},
+      {"vm", "VM"},
+      {"vms", "VM"},
+      {"brokerrule", "BrokerRule"},
+      {"brokerrules", "BrokerRule"},
   };
   return aliases;
 }
@@ -333,7 +337,8 @@ int runGet(const GlobalOptions& g, const std::string& what, const std::string& n
            const std::string& output) {
   auto alias = kindAliases().find(what);
   if (alias == kindAliases().end()) {
-    return fail("unknown resource type \"" + what + "\" (expected networks or networkpolicies)");
+    return fail("unknown resource type \"" + what +
+                "\" (expected networks, networkpolicies, vms or brokerrules)");
   }
   const std::string& kind = alias->second;
   auto engine = makeEngine();
@@ -345,16 +350,16 @@ int runGet(const GlobalOptions& g, const std::string& what, const std::string& n
     return fail(all.status().message());
   }
   std::vector<ManagedRecord> records;
-  for (auto& r : *all) {
+  for (const auto& r : *all) {
     if (r.id.kind == kind && (name.empty() || r.id.name == name)) {
-      records.push_back(std::move(r));
+      records.push_back(r);
     }
   }
   if (!name.empty() && records.empty()) {
     return fail(kind + "/" + name + " is not managed by hyper (state dir " + g.stateDir + ")");
   }
   Diagnostics diags;
-  auto observed = engine->observeManaged(records, diags);
+  auto observed = engine->observeManaged(records, *all, diags);
   if (diags.hasErrors()) {
     std::cerr << diags.format();
     return kExitError;
@@ -429,6 +434,35 @@ int runGet(const GlobalOptions& g, const std::string& what, const std::string& n
       auto f = [&](const char* name) { return field(r, spec, row.observed, name); };
       table.push_back({r.id.name, f("cidr"), f("gateway"), f("bridge"), f("nat"), f("mtu"),
                        row.status, r.revision, age(r.appliedAt, now)});
+    }
+  } else if (kind == "VM") {
+    // Boot fields from the spec; address and pid from what the last apply recorded; running and
+    // ready from the host now (ready: the guest's line was seen on its console or channel).
+    header = {"NAME",  "NETWORK", "IP",     "VCPUS",    "MEMORY", "RUNNING",
+              "READY", "PID",     "STATUS", "REVISION", "AGE"};
+    for (const auto& row : rows) {
+      const auto& r = *row.record;
+      auto observedField = [&](const char* name) {
+        return row.observed && row.observed->fields.contains(name)
+                   ? row.observed->fields[name].dump()
+                   : std::string("-");
+      };
+      auto vm = providers::vmm::parseVmManifest(r.id.name, r.spec);
+      std::string network = vm.isOk() && !vm->network.empty() ? vm->network : "-";
+      std::string vcpus = vm.isOk() ? std::to_string(vm->vcpus) : "-";
+      std::string memory = vm.isOk() ? std::to_string(vm->memoryMiB) + "Mi" : "-";
+      table.push_back({r.id.name, network, field(r, Json::object(), row.observed, "ip"), vcpus,
+                       memory, observedField("running"), observedField("ready"),
+                       observedField("pid"), row.status, r.revision, age(r.appliedAt, now)});
+    }
+  } else if (kind == "BrokerRule") {
+    header = {"NAME", "COMMAND", "WORKSPACE", "CONCURRENCY", "STATUS", "REVISION", "AGE"};
+    for (const auto& row : rows) {
+      const auto& r = *row.record;
+      table.push_back({r.id.name, field(r, r.spec, row.observed, "command"),
+                       field(r, r.spec, row.observed, "workspace"),
+                       field(r, r.spec, row.observed, "concurrency"), row.status, r.revision,
+                       age(r.appliedAt, now)});
     }
   } else {
     header = {"NAME", "NETWORK", "EGRESS", "INGRESS", "STATUS", "REVISION", "AGE"};
@@ -509,7 +543,7 @@ int main(int argc, char** argv) {
   logs->add_flag("-f,--follow", follow, "keep printing until the VM stops");
 
   auto* get = app.add_subcommand("get", "list managed objects and their state");
-  get->add_option("type", getWhat, "networks | networkpolicies")->required();
+  get->add_option("type", getWhat, "networks | networkpolicies | vms | brokerrules")->required();
   get->add_option("name", getName, "one object");
   get->add_option("-o,--output", output, "table, yaml or json")
       ->check(CLI::IsMember({"table", "text", "yaml", "json"}));

@@ -63,13 +63,14 @@ for d in /sys/class/input/event*; do
   fi
 done
 
-ip=""; gw=""; ping=2; ready=hyper-ready
+ip=""; gw=""; ping=2; ready=hyper-ready; channel=""
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     hyper.ip=*) ip=${arg#hyper.ip=} ;;
     hyper.gw=*) gw=${arg#hyper.gw=} ;;
     hyper.ping=*) ping=${arg#hyper.ping=} ;;
     hyper.ready=*) ready=${arg#hyper.ready=} ;;
+    hyper.channel=*) channel=${arg#hyper.channel=} ;;
   esac
 done
 
@@ -81,7 +82,23 @@ if [ -n "$ip" ]; then
   fi
 fi
 
-echo "$ready"
+# Readiness goes to the console, or to the virtio-serial port named by hyper.channel (the host
+# reads that port, not the console, and the console only says where the line went).
+if [ -n "$channel" ]; then
+  sent=""
+  for p in /sys/class/virtio-ports/*; do
+    if [ "$(cat "$p/name" 2>/dev/null)" = "$channel" ]; then
+      echo "$ready" >"/dev/${p##*/}" && sent=yes
+    fi
+  done
+  if [ -n "$sent" ]; then
+    echo "hyper-init: readiness sent on channel $channel"
+  else
+    echo "hyper-init: no virtio-serial port named $channel"
+  fi
+else
+  echo "$ready"
+fi
 while true; do
   if [ -n "$gw" ] && [ "$ping" != 0 ]; then
     if ping -c 1 -W 1 "$gw" >/dev/null 2>&1; then echo hyper-ping-ok; else echo hyper-ping-fail; fi
@@ -97,7 +114,7 @@ done
 const std::vector<std::string>& defaultGuestModules() {
   static const std::vector<std::string> modules = {"virtio_ring", "virtio",       "virtio_mmio",
                                                    "failover",    "net_failover", "virtio_net",
-                                                   "button",      "evdev"};
+                                                   "button",      "evdev",        "virtio_console"};
   return modules;
 }
 

@@ -10,7 +10,7 @@ namespace hyper::guest {
 
 // The kernel modules a Debian kernel needs as modules to reach hyper's VMs over virtio-mmio
 // (QEMU microvm) and to power off on an ACPI power button (graceful stop): button and evdev let
-// the init notice `system_powerdown`.
+// the init notice `system_powerdown`; virtio_console gives it the virtio-serial readiness channel.
 const std::vector<std::string>& defaultGuestModules();
 
 // One module file to put in the image, in load order.
@@ -37,8 +37,10 @@ struct InitramfsSpec {
 //   hyper.ip=10.77.0.10/24  address of eth0          hyper.gw=10.77.0.1  default route
 //   hyper.ping=2            seconds between pings of the gateway (0: never)
 //   hyper.ready=LINE        the readiness line (default hyper-ready)
-// Console lines: "hyper-ready", then "hyper-ping-ok" / "hyper-ping-fail" each ping, and
-// "hyper-poweroff" when the ACPI power button is pressed (it then powers off).
+//   hyper.channel=NAME      write the readiness line to the virtio-serial port NAME instead of
+//                           the console (which then says "hyper-init: readiness sent on channel")
+// Console lines: "hyper-ready" (without a channel), then "hyper-ping-ok" / "hyper-ping-fail" each
+// ping, and "hyper-poweroff" when the ACPI power button is pressed (it then powers off).
 std::string_view guestInitScript();
 
 // Builds the initramfs in memory: a newc cpio of busybox, the resolved modules (decompressed when

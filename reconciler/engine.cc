@@ -471,12 +471,21 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
   return report;
 }
 
-std::map<ObjectId, ObservedState> Engine::observeManaged(const std::vector<ManagedRecord>& managed,
-                                                         Diagnostics& diagnostics) {
+std::map<ObjectId, ObservedState> Engine::observeManaged(
+    const std::vector<ManagedRecord>& managed, const std::vector<ManagedRecord>& inventory,
+    Diagnostics& diagnostics) {
+  std::vector<std::shared_ptr<const Object>> revision;
+  revision.reserve(inventory.size());
+  for (const auto& r : inventory) {
+    revision.push_back(std::make_shared<const Object>(objectFromRecord(r)));
+  }
   std::map<Provider*, ObserveRequest> requests;
   for (const auto& r : managed) {
     if (Provider* p = providerForKind(r.id.kind)) {
-      requests[p].managed.push_back(&r);
+      ObserveRequest& req = requests[p];
+      req.managed.push_back(&r);
+      req.revision = &revision;
+      req.inventory = &inventory;
     }
   }
   std::map<ObjectId, ObservedState> out;

@@ -80,8 +80,11 @@ class Engine {
                     const std::vector<ManagedRecord>& managed, Inventory& inventory,
                     const ApplyOptions& options);
 
-  // Observes managed objects only (for `get`): no source needed.
+  // Observes managed objects only (for `get`): no source needed. `inventory` is every record of
+  // every kind; it stands in for the revision (as last applied), so that providers that place
+  // objects against others (a VM on its Network) see the same context as at apply time.
   std::map<ObjectId, ObservedState> observeManaged(const std::vector<ManagedRecord>& managed,
+                                                   const std::vector<ManagedRecord>& inventory,
                                                    Diagnostics& diagnostics);
 
   Provider* providerForKind(const std::string& kind) const;

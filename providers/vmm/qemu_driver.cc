@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -83,7 +84,7 @@ Result<std::string> readSmallFile(const std::string& path) {
 Json specToJson(const VmSpec& s) {
   return Json{{"name", s.name},     {"vcpus", s.vcpus},   {"memoryMiB", s.memoryMiB},
               {"kernel", s.kernel}, {"initrd", s.initrd}, {"cmdline", s.cmdline},
-              {"tap", s.tap},       {"mac", s.mac}};
+              {"tap", s.tap},       {"mac", s.mac},       {"channels", s.channels}};
 }
 
 VmSpec specFromJson(const Json& j) {
@@ -99,6 +100,13 @@ VmSpec specFromJson(const Json& j) {
   s.cmdline = j.value("cmdline", "");
   s.tap = j.value("tap", "");
   s.mac = j.value("mac", "");
+  if (auto it = j.find("channels"); it != j.end() && it->is_array()) {
+    for (const auto& c : *it) {
+      if (c.is_string()) {
+        s.channels.push_back(c.get<std::string>());
+      }
+    }
+  }
   return s;
 }
 
@@ -137,6 +145,16 @@ Status validateSpec(const VmSpec& spec) {
   if (!spec.initrd.empty() && !fs::is_regular_file(spec.initrd, ec)) {
     return Status::error("initrd '" + spec.initrd + "' is not a file");
   }
+  for (size_t i = 0; i < spec.channels.size(); ++i) {
+    if (std::string why = checkChannelName(spec.channels[i]); !why.empty()) {
+      return Status::error("channel '" + spec.channels[i] + "' " + why);
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (spec.channels[j] == spec.channels[i]) {
+        return Status::error("channel '" + spec.channels[i] + "' is named twice");
+      }
+    }
+  }
   if (!spec.tap.empty() && !interfaceExists(spec.tap)) {
     return Status::error("tap '" + spec.tap + "' does not exist in this network namespace");
   }
@@ -144,6 +162,26 @@ Status validateSpec(const VmSpec& spec) {
 }
 
 }  // namespace
+
+std::string channelLogPath(const std::string& runDir, const std::string& channel) {
+  return runDir + "/channel-" + channel + ".log";
+}
+
+std::string checkChannelName(const std::string& name) {
+  if (name.empty() || name.size() > 63) {
+    return "must be 1-63 characters long";
+  }
+  if (!std::isalnum(static_cast<unsigned char>(name[0]))) {
+    return "must start with a letter or a digit";
+  }
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    if (!ok) {
+      return "may hold only a-z, 0-9, '.', '_' and '-'";
+    }
+  }
+  return "";
+}
 
 std::string lastLines(const std::string& path, size_t n) {
   std::ifstream in(path, std::ios::binary);
@@ -264,6 +302,18 @@ std::vector<std::string> QemuDriver::buildArgv(const std::string& qemuBinary, co
     argv.insert(argv.end(),
                 {"-netdev", "tap,id=net0,ifname=" + spec.tap + ",script=no,downscript=no",
                  "-device", device});
+  }
+  if (!spec.channels.empty()) {
+    // One virtio-serial controller (virtio-mmio on microvm), one port per channel, each port's
+    // guest output appended to a file in the run dir.
+    argv.insert(argv.end(), {"-device", "virtio-serial-device"});
+    for (size_t i = 0; i < spec.channels.size(); ++i) {
+      std::string id = "channel" + std::to_string(i);
+      argv.insert(
+          argv.end(),
+          {"-chardev", "file,id=" + id + ",path=" + channelLogPath(runDir, spec.channels[i]),
+           "-device", "virtserialport,chardev=" + id + ",name=" + spec.channels[i]});
+    }
   }
   return argv;
 }
@@ -461,9 +511,13 @@ Result<StopOutcome> QemuDriver::stop(const std::string& name, const StopOptions&
   return outcome;
 }
 
-Status QemuDriver::waitForConsoleLine(const VmHandle& vm, const std::string& line,
-                                      std::chrono::milliseconds timeout) {
-  const std::string what = "wait for '" + line + "' on the console of VM " + vm.name;
+Status QemuDriver::waitForLine(const VmHandle& vm, const std::string& channel,
+                               const std::string& line, std::chrono::milliseconds timeout) {
+  const std::string what =
+      "wait for '" + line + "' on " +
+      (channel.empty() ? std::string("the console") : "virtio-serial channel " + channel) +
+      " of VM " + vm.name;
+  const std::string path = channel.empty() ? vm.consoleLog : channelLogPath(vm.runDir, channel);
   auto deadline = Clock::now() + timeout;
   auto failure = [&](const std::string& why) {
     return Status::error(what + " <- " + why + "; last console lines (" + vm.consoleLog + "):\n" +
@@ -473,8 +527,11 @@ Status QemuDriver::waitForConsoleLine(const VmHandle& vm, const std::string& lin
   if (notify.get() < 0) {
     return Status::error(what + " <- inotify_init1: " + std::strerror(errno));
   }
-  if (::inotify_add_watch(notify.get(), vm.consoleLog.c_str(), IN_MODIFY) < 0) {
-    return Status::error(what + " <- watch " + vm.consoleLog + ": " + std::strerror(errno));
+  if (::inotify_add_watch(notify.get(), path.c_str(), IN_MODIFY) < 0) {
+    if (errno == ENOENT && !channel.empty()) {
+      return Status::error(what + " <- the VM was not started with that channel (no " + path + ")");
+    }
+    return Status::error(what + " <- watch " + path + ": " + std::strerror(errno));
   }
   auto pidfdResult = openPidfd(vm.pid);
   if (!pidfdResult.isOk()) {
@@ -482,7 +539,7 @@ Status QemuDriver::waitForConsoleLine(const VmHandle& vm, const std::string& lin
   }
   Fd pidfd(*pidfdResult);
 
-  std::ifstream log(vm.consoleLog, std::ios::binary);
+  std::ifstream log(path, std::ios::binary);
   std::string partial;
   bool exited = false;
   for (;;) {

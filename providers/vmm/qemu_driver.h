@@ -13,6 +13,7 @@ struct QemuDriverOptions {
   //   qemu.pid      QEMU's pid (QEMU writes and locks it)
   //   qmp.sock      the QMP socket
   //   console.log   the serial console
+  //   channel-NAME.log  what the guest wrote on virtio-serial channel NAME
   // Unix socket paths are limited to 107 bytes: keep the root short (/run/hyper/vm).
   std::string runRoot = "/run/hyper/vm";
   std::string qemuBinary = "qemu-system-x86_64";
@@ -33,8 +34,8 @@ class QemuDriver : public VmDriver {
   Result<std::vector<VmHandle>> list() override;
   Result<VmStatus> status(const VmHandle& vm) override;
   Result<StopOutcome> stop(const std::string& name, const StopOptions& options = {}) override;
-  Status waitForConsoleLine(const VmHandle& vm, const std::string& line,
-                            std::chrono::milliseconds timeout) override;
+  Status waitForLine(const VmHandle& vm, const std::string& channel, const std::string& line,
+                     std::chrono::milliseconds timeout) override;
 
   std::string runDirFor(const std::string& name) const;
 

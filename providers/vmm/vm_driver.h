@@ -23,8 +23,18 @@ struct VmSpec {
   std::string cmdline;  // kernel command line
   std::string tap;      // an existing tap device in the current netns, or empty: no network
   std::string mac;      // "52:54:00:..."; empty: the VMM's default
+  // virtio-serial ports the guest can write to, by name (the guest finds them under
+  // /sys/class/virtio-ports/*/name); what it writes is kept in channelLogPath(runDir, name).
+  std::vector<std::string> channels;
   AccelMode accel = AccelMode::Auto;
 };
+
+// Where a VM's output on the virtio-serial channel `channel` is kept: a file in its run dir.
+std::string channelLogPath(const std::string& runDir, const std::string& channel);
+
+// "" when `name` can name a channel (1-63 of a-z 0-9 . _ -, starting with a letter or digit: it
+// goes into a VMM option string and a file name), else what is wrong with it.
+std::string checkChannelName(const std::string& name);
 
 // A running (or just exited) VM as found in its run dir. Plain data: any process can rebuild it
 // from the run dir, which is how a restarted hyperd adopts the VMs it started before.
@@ -80,10 +90,11 @@ class VmDriver {
   virtual Result<VmStatus> status(const VmHandle& vm) = 0;
   // Graceful first (ACPI power button), then the VMM's quit, then SIGKILL; then the run dir goes.
   virtual Result<StopOutcome> stop(const std::string& name, const StopOptions& options = {}) = 0;
-  // Waits until `line` appears on the VM's console. The error on timeout (or when the VM exits
+  // Waits until `line` appears on the VM's console, or, when `channel` is not empty, on that
+  // virtio-serial channel (one of spec.channels). The error on timeout (or when the VM exits
   // first) carries the last console lines.
-  virtual Status waitForConsoleLine(const VmHandle& vm, const std::string& line,
-                                    std::chrono::milliseconds timeout) = 0;
+  virtual Status waitForLine(const VmHandle& vm, const std::string& channel,
+                             const std::string& line, std::chrono::milliseconds timeout) = 0;
 };
 
 // The last `n` lines of a console log (for error messages); empty when it cannot be read.

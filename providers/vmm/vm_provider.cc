@@ -38,7 +38,8 @@ void guarded(Diagnostics& diagnostics, const std::string& object, const char* wh
 
 const std::string kDefaultReadyLine = "hyper-ready";
 
-bool consoleHas(const std::string& path, const std::string& line) {
+// True when a console or channel log has `line` as a whole line.
+bool logHasLine(const std::string& path, const std::string& line) {
   std::ifstream in(path);
   for (std::string l; std::getline(in, l);) {
     if (!l.empty() && l.back() == '\r') {
@@ -127,7 +128,14 @@ void VmProvider::validate(const ValidateRequest& req, ValidateResponse& resp) co
     const std::string object = o->id.str();
     auto vm = parseVmManifest(o->id.name, o->spec);
     if (!vm.isOk()) {
-      resp.diagnostics.error(object, "spec", vm.status().message());
+      // parseVmManifest says "spec.field.path: what is wrong": the path goes to its own column.
+      const std::string& message = vm.status().message();
+      size_t colon = message.find(": ");
+      if (message.rfind("spec.", 0) == 0 && colon != std::string::npos) {
+        resp.diagnostics.error(object, message.substr(0, colon), message.substr(colon + 2));
+      } else {
+        resp.diagnostics.error(object, "spec", message);
+      }
       continue;
     }
     if (!vm->ip) {
@@ -199,9 +207,17 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
       byName[h.name] = &h;
     }
     spdlog::debug("vmm: {} VM(s) running under {}", running->size(), config_.runRoot);
-    std::map<std::string, std::string> readyLines;
+    // Where each VM says it is ready: (channel or "" for the console, line).
+    std::map<std::string, std::pair<std::string, std::string>> readySignals;
     for (const auto& vm : vms) {
-      readyLines[vm.name] = vm.readyLine;
+      readySignals[vm.name] = {vm.readyChannel, vm.readyLine};
+    }
+    for (const ManagedRecord* r : req.managed) {  // as last applied, for VMs not desired now
+      if (readySignals.count(r->id.name) == 0) {
+        if (auto vm = parseVmManifest(r->id.name, r->spec); vm.isOk()) {
+          readySignals[vm->name] = {vm->readyChannel, vm->readyLine};
+        }
+      }
     }
     auto observeOne = [&](const ObjectId& id) {
       ObservedState s;
@@ -213,8 +229,12 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
       } else {
         const VmHandle& h = *it->second;
         s.exists = true;
-        auto line = readyLines.find(id.name);
-        const std::string& readyLine = line != readyLines.end() ? line->second : kDefaultReadyLine;
+        auto signal = readySignals.find(id.name);
+        const std::string readyLine =
+            signal != readySignals.end() ? signal->second.second : kDefaultReadyLine;
+        const std::string readyLog = signal != readySignals.end() && !signal->second.first.empty()
+                                         ? channelLogPath(h.runDir, signal->second.first)
+                                         : h.consoleLog;
         // A console grows for as long as the VM runs: once a process was seen ready, its log is
         // not read again.
         bool ready = false;
@@ -223,7 +243,7 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
           auto seen = readySeen_.find(id.name);
           ready = seen != readySeen_.end() && seen->second == h.pid;
         }
-        if (!ready && consoleHas(h.consoleLog, readyLine)) {
+        if (!ready && logHasLine(readyLog, readyLine)) {
           ready = true;
           std::lock_guard<std::mutex> lk(mu_);
           readySeen_[id.name] = h.pid;
@@ -433,6 +453,11 @@ Status VmProvider::startVm(const VmManifest& vm, ApplyResponse& resp) {
   spec.cmdline = vm.cmdline;
   spec.mac = vm.mac;
   spec.accel = config_.accel;
+  if (!vm.readyChannel.empty()) {
+    // The port, and its name for the guest (hyper's guest image writes its line there).
+    spec.channels.push_back(vm.readyChannel);
+    spec.cmdline += (spec.cmdline.empty() ? "" : " ") + ("hyper.channel=" + vm.readyChannel);
+  }
   Json handles = {{"mac", vm.mac}};
   if (!vm.network.empty()) {
     Placement p;
@@ -457,13 +482,15 @@ Status VmProvider::startVm(const VmManifest& vm, ApplyResponse& resp) {
     (void)cleanup;
     return started.status().withContext("start VM " + vm.name);
   }
-  Status ready = driver_->waitForConsoleLine(*started, vm.readyLine,
-                                             std::chrono::seconds(vm.readyTimeoutSeconds));
+  Status ready = driver_->waitForLine(*started, vm.readyChannel, vm.readyLine,
+                                      std::chrono::seconds(vm.readyTimeoutSeconds));
   if (!ready.isOk()) {
     // Not ready is not started: leave nothing behind, and the loop retries with backoff.
     Status cleanup = stopVm(vm.name);
     (void)cleanup;
-    return ready.withContext("VM " + vm.name + " did not become ready (console line \"" +
+    std::string where =
+        vm.readyChannel.empty() ? "console line" : "line on channel " + vm.readyChannel + ":";
+    return ready.withContext("VM " + vm.name + " did not become ready (" + where + " \"" +
                              vm.readyLine + "\")");
   }
   {

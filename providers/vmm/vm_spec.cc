@@ -1,6 +1,7 @@
 #include "providers/vmm/vm_spec.h"
 
 #include "providers/net/cidr.h"
+#include "providers/vmm/vm_driver.h"
 #include "reconciler/sha256.h"
 
 namespace hyper::providers::vmm {
@@ -9,6 +10,11 @@ Json VmManifest::bootJson() const {
   Json j = {{"vcpus", vcpus},     {"memoryMiB", memoryMiB}, {"kernel", kernel}, {"initrd", initrd},
             {"cmdline", cmdline}, {"network", network},     {"mac", mac}};
   j["ip"] = ip ? Json(net::formatIpv4(*ip)) : Json("auto");
+  // Only when set: a channel is a device the VM boots with, and VMs without one keep the boot
+  // fields they were recorded with.
+  if (!readyChannel.empty()) {
+    j["readiness"] = {{"channel", readyChannel}};
+  }
   return j;
 }
 
@@ -44,8 +50,22 @@ Result<VmManifest> parseVmManifest(const std::string& name, const Json& spec) {
   }
   m.running = spec.value("running", m.running);
   if (spec.contains("readiness")) {
-    m.readyLine = spec["readiness"].value("consoleLine", m.readyLine);
-    m.readyTimeoutSeconds = spec["readiness"].value("timeoutSeconds", m.readyTimeoutSeconds);
+    const Json& r = spec["readiness"];
+    m.readyLine = r.value("consoleLine", m.readyLine);
+    m.readyTimeoutSeconds = r.value("timeoutSeconds", m.readyTimeoutSeconds);
+    if (r.contains("channel")) {
+      if (r.contains("consoleLine")) {
+        return Status::error(
+            "spec.readiness: consoleLine and channel exclude each other (readiness comes from "
+            "the console or from the channel)");
+      }
+      const Json& c = r["channel"];
+      m.readyChannel = c.value("name", "");
+      if (std::string why = checkChannelName(m.readyChannel); !why.empty()) {
+        return Status::error("spec.readiness.channel.name: '" + m.readyChannel + "' " + why);
+      }
+      m.readyLine = c.value("line", m.readyLine);
+    }
   }
   return m;
 }

@@ -25,7 +25,10 @@ struct VmManifest {
   std::optional<uint32_t> ip;
   std::string mac;  // as written, or derived from the name (deriveMac)
   bool running = true;
+  // Ready when the guest writes readyLine: on the serial console, or, when readyChannel is set,
+  // on that virtio-serial channel (the console is then free for anything).
   std::string readyLine = "hyper-ready";
+  std::string readyChannel;
   int readyTimeoutSeconds = 120;
 
   // What the VM is booted with: a change of any of these needs a new VM (stop, then start).

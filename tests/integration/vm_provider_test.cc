@@ -10,6 +10,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "tests/integration/guest_util.h"
@@ -20,6 +22,7 @@ namespace hyper {
 namespace {
 namespace fs = std::filesystem;
 using test::CommandRun;
+using Json = nlohmann::json;
 
 bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
@@ -237,12 +240,48 @@ TEST_F(VmProviderTest, BootsReplacesStopsAndPrunesWithNothingLeft) {
   EXPECT_FALSE(processAlive(replaced)) << "still running with running: false";
   EXPECT_FALSE(linkExists("hv-web-1")) << "the tap of a stopped VM was left";
 
-  // Started again, then pruned while running: stopped, tap removed, run dir gone.
-  write("m", "web.yaml", vm("web-1", "  network: {name: lab}\n", 320));
+  // Started again, ready through a virtio-serial channel this time (the guest writes its line
+  // there and the console only says so), then pruned while running: stopped, tap removed, run
+  // dir gone.
+  write("m", "web.yaml",
+        vm("web-1",
+           "  network: {name: lab}\n  readiness: {channel: {name: org.hyper.ready}, "
+           "timeoutSeconds: 600}\n",
+           320));
   r = hyperctl({"apply", "-f", dir});
   ASSERT_EQ(r.exitCode, 0) << r.describe();
   std::string again = qemuPid("web-1");
   ASSERT_TRUE(processAlive(again)) << r.describe();
+  EXPECT_TRUE(contains(readFile(runDir_ + "/web-1/channel-org.hyper.ready.log"), "hyper-ready"));
+  EXPECT_TRUE(contains(readFile(console), "readiness sent on channel org.hyper.ready"))
+      << readFile(console);
+  r = hyperctl({"apply", "-f", dir});
+  EXPECT_EQ(r.exitCode, 0) << r.describe();
+  EXPECT_TRUE(contains(r.out, "No changes.")) << r.describe();
+  r = hyperctl({"get", "vms", "web-1", "-o", "json"});
+  ASSERT_EQ(r.exitCode, 0) << r.describe();
+  Json got = Json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(got.is_object()) << r.describe();
+  EXPECT_EQ(got["status"]["observed"]["ready"], true) << "not seen ready through the channel\n"
+                                                      << r.describe();
+  EXPECT_EQ(got["status"]["observed"]["pid"], std::stoi(again)) << r.describe();
+  r = hyperctl({"get", "vms"});
+  ASSERT_EQ(r.exitCode, 0) << r.describe();
+  std::vector<std::string> row;  // the table's web-1 line, split at blanks
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("web-1 ", 0) == 0) {
+      std::istringstream words(line);
+      for (std::string w; words >> w;) {
+        row.push_back(w);
+      }
+    }
+  }
+  ASSERT_EQ(row.size(), 11u) << r.describe();
+  EXPECT_EQ(row[1], "lab");   // NETWORK
+  EXPECT_EQ(row[6], "true");  // READY
+  EXPECT_EQ(row[7], again);   // PID
+  EXPECT_EQ(row[8], "InSync") << r.describe();
   fs::remove(dir + "/web.yaml");
   r = hyperctl({"apply", "--prune", "-f", dir});
   ASSERT_EQ(r.exitCode, 0) << r.describe();

@@ -1,6 +1,7 @@
 // Real QEMU microVMs (TCG unless the host has KVM) in a network namespace the test creates:
-// boot, readiness, ping through a tap on a bridge, adoption by a second driver, graceful stop, and
-// exit notification through a pidfd. Two boots in all; each takes a few seconds under TCG.
+// boot, readiness through a virtio-serial channel, ping through a tap on a bridge, adoption by a
+// second driver, graceful stop, and exit notification through a pidfd. Two boots in all; each
+// takes a few seconds under TCG.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -136,6 +137,9 @@ TEST_F(VmmQemuTest, BootsPingsIsAdoptedAndStopsGracefully) {
   std::string name = "web-" + std::string(55, 'a') + "-one";
   ASSERT_EQ(name.size(), 63u);
   VmSpec spec = specFor(name, "10.77.0.10");
+  // Readiness on a virtio-serial channel: the guest writes its line there, not on the console.
+  spec.channels = {"org.hyper.ready"};
+  spec.cmdline += " hyper.channel=org.hyper.ready";
   ASSERT_TRUE(ns_->active());
   Status tap = createTap(spec.tap, kBridge, name);
   ASSERT_TRUE(tap.isOk()) << tap.message();
@@ -145,7 +149,7 @@ TEST_F(VmmQemuTest, BootsPingsIsAdoptedAndStopsGracefully) {
   auto started = std::chrono::steady_clock::now();
   auto vm = driver.start(spec);
   ASSERT_TRUE(vm.isOk()) << vm.status().message();
-  Status ready = driver.waitForConsoleLine(*vm, "hyper-ready", kBootTimeout);
+  Status ready = driver.waitForLine(*vm, "org.hyper.ready", "hyper-ready", kBootTimeout);
   ASSERT_TRUE(ready.isOk()) << ready.message();
   auto bootMs =
       std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - started);
@@ -153,15 +157,25 @@ TEST_F(VmmQemuTest, BootsPingsIsAdoptedAndStopsGracefully) {
               static_cast<long long>(bootMs.count()), std::string(accelName(vm->accel)).c_str());
 
   // The guest reaches its gateway, the bridge's address, through the tap.
-  Status ping = driver.waitForConsoleLine(*vm, "hyper-ping-ok", kPingTimeout);
+  Status ping = driver.waitForLine(*vm, "", "hyper-ping-ok", kPingTimeout);
   ASSERT_TRUE(ping.isOk()) << ping.message();
+  // The line came through the channel: the console only says where it went.
+  std::string console = lastLines(vm->consoleLog, 1000);
+  EXPECT_NE(console.find("readiness sent on channel org.hyper.ready"), std::string::npos)
+      << console;
+  EXPECT_EQ(console.find("\nhyper-ready\n"), std::string::npos) << console;
+  EXPECT_EQ(lastLines(channelLogPath(vm->runDir, "org.hyper.ready"), 10), "hyper-ready\n");
+  Status otherChannel = driver.waitForLine(*vm, "org.other", "hyper-ready", milliseconds(500));
+  ASSERT_FALSE(otherChannel.isOk());
+  EXPECT_NE(otherChannel.message().find("not started with that channel"), std::string::npos)
+      << otherChannel.message();
 
   auto st = driver.status(*vm);
   ASSERT_TRUE(st.isOk()) << st.status().message();
   EXPECT_EQ(st->state, VmRunState::Running) << st->detail;
 
   // A readiness line that never comes: the error carries the console's last lines.
-  Status never = driver.waitForConsoleLine(*vm, "no-such-line", milliseconds(1500));
+  Status never = driver.waitForLine(*vm, "", "no-such-line", milliseconds(1500));
   ASSERT_FALSE(never.isOk());
   EXPECT_NE(never.message().find("timed out"), std::string::npos) << never.message();
   EXPECT_NE(never.message().find("hyper-ping-ok"), std::string::npos) << never.message();

@@ -69,6 +69,33 @@ TEST(VmSpecTest, DefaultsAndDerivedMac) {
   EXPECT_NE(deriveMac("web-1"), deriveMac("web-2"));
 }
 
+TEST(VmSpecTest, ReadinessOnAChannel) {
+  auto m = parseVmManifest("web-1", Json::parse(R"({"kernel": {"path": "/k"},
+      "readiness": {"channel": {"name": "org.hyper.ready", "line": "up"}}})"));
+  ASSERT_TRUE(m.isOk()) << m.status().message();
+  EXPECT_EQ(m->readyChannel, "org.hyper.ready");
+  EXPECT_EQ(m->readyLine, "up");
+  EXPECT_EQ(m->bootJson()["readiness"]["channel"], "org.hyper.ready");
+
+  auto plain = parseVmManifest("web-1", Json::parse(R"({"kernel": {"path": "/k"}})"));
+  ASSERT_TRUE(plain.isOk());
+  EXPECT_FALSE(plain->bootJson().contains("readiness")) << "VMs without a channel changed boot";
+
+  auto both = parseVmManifest("web-1", Json::parse(R"({"kernel": {"path": "/k"},
+      "readiness": {"consoleLine": "x", "channel": {"name": "c"}}})"));
+  ASSERT_FALSE(both.isOk());
+  EXPECT_NE(both.status().message().find("spec.readiness: consoleLine and channel exclude"),
+            std::string::npos)
+      << both.status().message();
+
+  auto bad = parseVmManifest("web-1", Json::parse(R"({"kernel": {"path": "/k"},
+      "readiness": {"channel": {"name": "a,b"}}})"));
+  ASSERT_FALSE(bad.isOk());
+  EXPECT_NE(bad.status().message().find("spec.readiness.channel.name: 'a,b' may hold only"),
+            std::string::npos)
+      << bad.status().message();
+}
+
 class VmProviderTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -156,6 +183,38 @@ TEST_F(VmProviderTest, MemoryChangeIsAReplace) {
   ASSERT_EQ(resp.action->changes.size(), 1u);
   EXPECT_EQ(resp.action->changes[0].path, "spec.memoryMiB");
   EXPECT_TRUE(resp.action->changes[0].forcesReplace);
+}
+
+TEST_F(VmProviderTest, AReadinessChannelIsAReplaceAndItsLineIsNot) {
+  Json withChannel = vmSpec();
+  withChannel["readiness"] = {{"channel", {{"name", "org.hyper.ready"}}}};
+  auto rec = managed(vmSpec());
+  auto resp = plan(object("VM", "web", withChannel), &rec, true);
+  ASSERT_TRUE(resp.action) << resp.diagnostics.format();
+  EXPECT_EQ(resp.action->disruption, "replace") << "a new virtio-serial port needs a new VM";
+
+  Json otherLine = withChannel;
+  otherLine["readiness"]["channel"]["line"] = "up";
+  auto recChannel = managed(withChannel);
+  auto lineOnly = plan(object("VM", "web", otherLine), &recChannel, true);
+  ASSERT_TRUE(lineOnly.action) << lineOnly.diagnostics.format();
+  EXPECT_EQ(lineOnly.action->disruption, "in-place");
+}
+
+TEST_F(VmProviderTest, BadReadinessIsAnErrorOnItsField) {
+  Json spec = vmSpec();
+  spec["readiness"] = {{"consoleLine", "x"}, {"channel", {{"name", "c"}}}};
+  auto vm = object("VM", "web", spec);
+  std::vector<std::shared_ptr<const Object>> revision = {network_, vm};
+  ValidateRequest req;
+  req.objects = {vm.get()};
+  req.revision = &revision;
+  ValidateResponse resp;
+  provider_->validate(req, resp);
+  ASSERT_EQ(resp.diagnostics.items().size(), 1u) << resp.diagnostics.format();
+  EXPECT_EQ(resp.diagnostics.items()[0].fieldPath, "spec.readiness");
+  EXPECT_NE(resp.diagnostics.format().find("exclude each other"), std::string::npos)
+      << resp.diagnostics.format();
 }
 
 TEST_F(VmProviderTest, LabelsAreInPlace) {

@@ -54,6 +54,35 @@ TEST(VmmQemuArgv, MicrovmDetachedWithRunDirFiles) {
                       "quiet hyper.ip=10.77.0.10/24 console=ttyS0 panic=-1 tsc_early_khz=2096013"));
 }
 
+TEST(VmmQemuArgv, ChannelsAreVirtioSerialPortsLoggedInTheRunDir) {
+  VmSpec spec;
+  spec.name = "a";
+  spec.kernel = "/k";
+  spec.channels = {"org.hyper.ready", "logs"};
+  auto argv = QemuDriver::buildArgv("qemu", spec, Accel::Tcg, "/r/a", 0);
+  EXPECT_TRUE(hasPair(argv, "-device", "virtio-serial-device"));
+  EXPECT_TRUE(hasPair(argv, "-chardev", "file,id=channel0,path=/r/a/channel-org.hyper.ready.log"));
+  EXPECT_TRUE(hasPair(argv, "-device", "virtserialport,chardev=channel0,name=org.hyper.ready"));
+  EXPECT_TRUE(hasPair(argv, "-chardev", "file,id=channel1,path=/r/a/channel-logs.log"));
+  EXPECT_TRUE(hasPair(argv, "-device", "virtserialport,chardev=channel1,name=logs"));
+  EXPECT_EQ(channelLogPath("/r/a", "logs"), "/r/a/channel-logs.log");
+
+  spec.channels.clear();
+  auto plain = QemuDriver::buildArgv("qemu", spec, Accel::Tcg, "/r/a", 0);
+  EXPECT_FALSE(hasPair(plain, "-device", "virtio-serial-device"));
+}
+
+TEST(VmmQemuArgv, ChannelNames) {
+  EXPECT_EQ(checkChannelName("org.hyper.ready"), "");
+  EXPECT_EQ(checkChannelName("a_b-1"), "");
+  EXPECT_NE(checkChannelName(""), "");
+  EXPECT_NE(checkChannelName(std::string(64, 'a')), "");
+  EXPECT_NE(checkChannelName(".hidden"), "");
+  EXPECT_NE(checkChannelName("a,b"), "") << "a comma would end QEMU's option";
+  EXPECT_NE(checkChannelName("a/b"), "") << "a slash would leave the run dir";
+  EXPECT_NE(checkChannelName("Upper"), "");
+}
+
 TEST(VmmQemuArgv, KvmUsesTheHostCpuAndNoNetworkWithoutTap) {
   VmSpec spec;
   spec.name = "a";
@@ -116,6 +145,10 @@ TEST(VmmQemuDriver, BadSpecsAreRefusedBeforeAnythingStarts) {
   cases.back().spec.kernel = "/nonexistent/vmlinuz";
   cases.push_back({"initrd", ok});
   cases.back().spec.initrd = "/nonexistent/initrd";
+  cases.push_back({"channel 'x,y' may hold only", ok});
+  cases.back().spec.channels = {"x,y"};
+  cases.push_back({"channel 'c' is named twice", ok});
+  cases.back().spec.channels = {"c", "c"};
   for (const auto& c : cases) {
     auto r = driver.start(c.spec);
     ASSERT_FALSE(r.isOk()) << c.why;
