@@ -98,8 +98,10 @@ VmProviderConfig VmProviderConfig::fromEnvironment() {
 }
 
 VmProvider::VmProvider(VmProviderConfig config)
-    : config_(std::move(config)),
-      driver_(std::make_unique<QemuDriver>(QemuDriverOptions{config_.runRoot})) {
+    : VmProvider(config, std::make_unique<QemuDriver>(QemuDriverOptions{config.runRoot})) {}
+
+VmProvider::VmProvider(VmProviderConfig config, std::unique_ptr<VmDriver> driver)
+    : config_(std::move(config)), driver_(std::move(driver)) {
   eventFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }
 

@@ -35,7 +35,10 @@ struct VmProviderConfig {
 // with a pidfd, and an exit wakes the loop at once.
 class VmProvider : public Provider {
  public:
+  // QEMU (QemuDriver over config.runRoot).
   explicit VmProvider(VmProviderConfig config = VmProviderConfig::fromEnvironment());
+  // Any VMM behind the VmDriver contract (vm_driver.h): the provider uses nothing else of it.
+  VmProvider(VmProviderConfig config, std::unique_ptr<VmDriver> driver);
   ~VmProvider() override;
 
   std::string name() const override { return "vmm"; }
@@ -56,7 +59,7 @@ class VmProvider : public Provider {
   Status stopVm(const std::string& name);
 
   VmProviderConfig config_;
-  std::unique_ptr<QemuDriver> driver_;
+  std::unique_ptr<VmDriver> driver_;
   mutable std::mutex mu_;
   std::map<std::string, Placement> placements_;  // from the last observe, by VM name
   int eventFd_ = -1;                             // eventfd the exit watcher signals

@@ -1,0 +1,47 @@
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "providers/vmm/vm_driver.h"
+
+namespace hyper::test {
+
+// A VmDriver without a VMM, for unit tests of the vmm provider against the driver contract
+// (vm_driver.h) alone. Each "VM" is a run dir under `root` with a console log and one log per
+// channel. Its guest is a script of one step: at start it writes `readyLine` where the command
+// line says (hyper.channel=NAME: that channel, else the console), unless `guestSilent`.
+class FakeVmDriver : public providers::vmm::VmDriver {
+ public:
+  explicit FakeVmDriver(std::string root) : root_(std::move(root)) {}
+
+  std::string_view kind() const override { return "fake"; }
+  Result<providers::vmm::VmHandle> start(const providers::vmm::VmSpec& spec) override;
+  Result<std::optional<providers::vmm::VmHandle>> find(const std::string& name) override;
+  Result<std::vector<providers::vmm::VmHandle>> list() override;
+  Result<providers::vmm::VmStatus> status(const providers::vmm::VmHandle& vm) override;
+  Result<providers::vmm::StopOutcome> stop(const std::string& name,
+                                           const providers::vmm::StopOptions& options) override;
+  Status waitForLine(const providers::vmm::VmHandle& vm, const std::string& channel,
+                     const std::string& line, std::chrono::milliseconds timeout) override;
+
+  // What the provider asked for, in order: "start NAME", "wait NAME CHANNEL LINE", "stop NAME".
+  std::vector<std::string> calls() const;
+  // The spec of the last start of `name`.
+  providers::vmm::VmSpec lastSpec(const std::string& name) const;
+
+  std::string readyLine = "hyper-ready";
+  bool guestSilent = false;
+
+ private:
+  std::string root_;
+  mutable std::mutex mu_;
+  std::map<std::string, providers::vmm::VmHandle> running_;
+  std::map<std::string, providers::vmm::VmSpec> specs_;
+  std::vector<std::string> calls_;
+  pid_t nextPid_ = 4000000;  // above pid_max: never a real process
+};
+
+}  // namespace hyper::test

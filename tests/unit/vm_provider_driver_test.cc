@@ -1,0 +1,144 @@
+// The vmm provider against the VmDriver contract alone (a fake driver, no QEMU): what it asks a
+// driver for, and in what order, when VMs are created, replaced, found not ready and deleted. A
+// Firecracker or Cloud Hypervisor driver plugs in at the same place.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "providers/vmm/vm_provider.h"
+#include "reconciler/engine.h"
+#include "reconciler/inventory.h"
+#include "reconciler/schema.h"
+#include "tests/fakes/fake_vm_driver.h"
+
+namespace hyper::providers::vmm {
+namespace {
+
+namespace fs = std::filesystem;
+
+class VmProviderDriverTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "hyper-vmdrv-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    root_ = tmpl;
+    kernel_ = root_ + "/vmlinuz";
+    std::ofstream(kernel_) << "not really a kernel";
+    auto driver = std::make_unique<test::FakeVmDriver>(root_ + "/run");
+    driver_ = driver.get();
+    VmProviderConfig config;
+    config.runRoot = root_ + "/run";
+    std::vector<std::unique_ptr<Provider>> providers;
+    providers.push_back(std::make_unique<VmProvider>(config, std::move(driver)));
+    auto schemas = SchemaRegistry::builtin();
+    ASSERT_TRUE(schemas.isOk()) << schemas.status().message();
+    engine_ = std::make_unique<Engine>(std::move(providers), *schemas);
+    auto inventory = Inventory::open(root_ + "/state");
+    ASSERT_TRUE(inventory.isOk()) << inventory.status().message();
+    inventory_ = std::move(*inventory);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  std::string vm(const std::string& name, int memory, const std::string& extra = "") const {
+    return "apiVersion: hyper.dev/v1alpha1\nkind: VM\nmetadata: {name: " + name +
+           "}\nspec:\n  memoryMiB: " + std::to_string(memory) + "\n  kernel: {path: " + kernel_ +
+           "}\n  cmdline: quiet\n" + extra;
+  }
+
+  // Plans and applies; the rendered plan, or the first failure prefixed with "error: ".
+  std::string converge(const std::vector<SourceFile>& files) {
+    RevisionResult loaded = engine_->load(files);
+    if (!loaded.revision) {
+      return "error: " + loaded.diagnostics.format();
+    }
+    auto managed = inventory_->list();
+    if (!managed.isOk()) {
+      return "error: " + managed.status().message();
+    }
+    PlanResult planned = engine_->plan(*loaded.revision, *managed, PlanOptions{true});
+    if (planned.diagnostics.hasErrors()) {
+      return "error: " + planned.diagnostics.format();
+    }
+    ApplyReport report =
+        engine_->apply(planned.plan, *loaded.revision, *managed, *inventory_, ApplyOptions{});
+    for (const auto& o : report.outcomes) {
+      if (!o.status.isOk()) {
+        return "error: " + o.status.message();
+      }
+    }
+    return planned.plan.render();
+  }
+
+  std::string root_, kernel_;
+  test::FakeVmDriver* driver_ = nullptr;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<Inventory> inventory_;
+};
+
+TEST_F(VmProviderDriverTest, ChannelReadinessIsAskedOfTheDriver) {
+  const std::string channel = "  readiness: {channel: {name: org.hyper.ready, line: up}}\n";
+  driver_->readyLine = "up";
+  std::string out = converge({{"web.yaml", vm("web", 128, channel)}});
+  ASSERT_EQ(out.rfind("error", 0), std::string::npos) << out;
+  EXPECT_EQ(driver_->calls(),
+            (std::vector<std::string>{"start web", "wait web org.hyper.ready up"}));
+  VmSpec spec = driver_->lastSpec("web");
+  EXPECT_EQ(spec.channels, std::vector<std::string>{"org.hyper.ready"});
+  EXPECT_EQ(spec.cmdline, "quiet hyper.channel=org.hyper.ready");
+  EXPECT_EQ(spec.memoryMiB, 128);
+
+  // A second converge asks nothing of the driver; observe sees it ready through the channel's
+  // log, from the inventory alone (as `hyperctl get` does).
+  out = converge({{"web.yaml", vm("web", 128, channel)}});
+  EXPECT_EQ(out.rfind("error", 0), std::string::npos) << out;
+  EXPECT_EQ(driver_->calls().size(), 2u) << out;
+  auto managed = inventory_->list();
+  ASSERT_TRUE(managed.isOk());
+  Diagnostics diags;
+  auto observed = engine_->observeManaged(*managed, *managed, diags);
+  ASSERT_FALSE(diags.hasErrors()) << diags.format();
+  ObjectId id{"VM", "web"};
+  ASSERT_EQ(observed.count(id), 1u);
+  EXPECT_EQ(observed[id].fields["ready"], true) << observed[id].fields.dump();
+}
+
+TEST_F(VmProviderDriverTest, AReplaceStopsBeforeItStarts) {
+  ASSERT_EQ(converge({{"web.yaml", vm("web", 128)}}).rfind("error", 0), std::string::npos);
+  std::string out = converge({{"web.yaml", vm("web", 256)}});
+  ASSERT_EQ(out.rfind("error", 0), std::string::npos) << out;
+  EXPECT_EQ(driver_->calls(),
+            (std::vector<std::string>{"start web", "wait web console hyper-ready", "stop web",
+                                      "start web", "wait web console hyper-ready"}));
+  EXPECT_EQ(driver_->lastSpec("web").memoryMiB, 256);
+}
+
+TEST_F(VmProviderDriverTest, AGuestThatNeverSaysReadyIsStoppedAgain) {
+  driver_->guestSilent = true;
+  std::string out = converge({{"web.yaml", vm("web", 128)}});
+  EXPECT_NE(out.find("VM web did not become ready (console line \"hyper-ready\")"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(driver_->calls(),
+            (std::vector<std::string>{"start web", "wait web console hyper-ready", "stop web"}));
+  auto found = driver_->find("web");
+  ASSERT_TRUE(found.isOk());
+  EXPECT_FALSE(found->has_value()) << "a VM that never became ready was left running";
+  auto managed = inventory_->list();
+  ASSERT_TRUE(managed.isOk());
+  EXPECT_TRUE(managed->empty()) << "a failed start was recorded";
+}
+
+TEST_F(VmProviderDriverTest, PruneStopsIt) {
+  ASSERT_EQ(converge({{"web.yaml", vm("web", 128)}}).rfind("error", 0), std::string::npos);
+  std::string out = converge({});
+  ASSERT_EQ(out.rfind("error", 0), std::string::npos) << out;
+  EXPECT_EQ(driver_->calls().back(), "stop web");
+  auto found = driver_->find("web");
+  ASSERT_TRUE(found.isOk());
+  EXPECT_FALSE(found->has_value());
+}
+
+}  // namespace
+}  // namespace hyper::providers::vmm
