@@ -98,6 +98,7 @@ echo "\$ hyperctl logs vm/web-1 | tail -n 4"
 inns "$hyperctl" --state-dir "$state" logs vm/web-1 | tail -n 4
 echo "(Ready when the guest printed hyper-ready. Its pings to the gateway fail: lab-egress allows"
 echo " only 203.0.113.0/24 port 443 from the lab network.)"
+show inns "$hyperctl" --state-dir "$state" get vms
 rc=0; show inns "$hyperctl" --state-dir "$state" diff -f "$vms" || rc=$?
 echo "(diff exit code $rc: in sync)"
 
