@@ -255,6 +255,11 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
                     {"ip", startedIp(h)},
                     {"accel", std::string(accelName(h.accel))},
                     {"ready", ready}};
+        // A tap deleted by hand leaves the VM running without a network.
+        if (!h.spec.tap.empty() && !interfaceExists(h.spec.tap)) {
+          s.fields["tapGone"] = h.spec.tap;
+          s.note = "tap " + h.spec.tap + " is gone";
+        }
         s.fingerprint = "pid:" + std::to_string(h.pid);
       }
       resp.observed[id] = std::move(s);
@@ -385,6 +390,18 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
     action.disruption = "replace";
     action.reason = "spec changed (" + join(what, ", ") + "): the VM is stopped and started anew";
     action.changes = std::move(boot);
+    resp.action = std::move(action);
+    return;
+  }
+  if (vm->running && runningNow && req.observed->fields.contains("tapGone")) {
+    const std::string tap = req.observed->fields["tapGone"].get<std::string>();
+    action.type = ActionType::Update;
+    action.disruption = "restart";
+    action.drift = true;
+    action.reason = "its tap " + tap +
+                    " was deleted (by hand?): the VM is restarted on a new one to get its "
+                    "network back";
+    action.changes.push_back({"status.tap", tap, nullptr});
     resp.action = std::move(action);
     return;
   }
@@ -542,7 +559,8 @@ void VmProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
       return;
     }
     const bool runningNow = found->has_value();
-    if (req.action->type == ActionType::Replace && runningNow) {
+    const bool restart = req.action->disruption == "restart";
+    if ((req.action->type == ActionType::Replace || restart) && runningNow) {
       if (Status s = stopVm(id.name); !s.isOk()) {
         failWith(s);
         return;

@@ -25,8 +25,9 @@ struct VmProviderConfig {
 // The `VM` kind: a QEMU microVM per manifest, on a tap attached to its Network's bridge, with an
 // address from the manifest or allocated from the network and kept (inventory handles). Every VM
 // action says how disruptive it is (PlanAction::disruption): "in-place" (labels, readiness, drift
-// policy: nothing on the host changes), "start", "stop", or "replace" (vcpus, memory, kernel,
-// initrd, cmdline, network, address or MAC changed: stop, then start with the new spec).
+// policy: nothing on the host changes), "start", "stop", "restart" (the tap was deleted by hand:
+// stop, new tap, start), or "replace" (vcpus, memory, kernel, initrd, cmdline, network, address,
+// MAC or readiness channel changed: stop, then start with the new spec).
 //
 // A VM is Ready when its console shows the readiness line; apply waits for it and, when it does
 // not come, stops the VM again and fails with the last console lines (nothing is left behind).

@@ -215,6 +215,26 @@ TEST_F(VmProviderTest, BootsReplacesStopsAndPrunesWithNothingLeft) {
       << readFile(console).substr(mark);
   EXPECT_EQ(qemuPid("web-1"), pid) << "a policy change restarted the VM";
 
+  // Its tap deleted by hand: drift, planned as a restart, and after apply the guest pings again.
+  ASSERT_TRUE(ns_->run({"ip", "link", "del", "hv-web-1"}).isOk());
+  r = hyperctl({"diff", "-f", dir});
+  EXPECT_EQ(r.exitCode, 2) << r.describe();
+  EXPECT_TRUE(contains(r.out, "[restart]")) << r.describe();
+  EXPECT_TRUE(contains(r.out, "tap hv-web-1 was deleted")) << r.describe();
+  r = hyperctl({"apply", "-f", dir});
+  ASSERT_EQ(r.exitCode, 0) << r.describe();
+  std::string restarted = qemuPid("web-1");
+  EXPECT_NE(restarted, pid) << "not restarted";
+  EXPECT_TRUE(processAlive(restarted));
+  EXPECT_FALSE(processAlive(pid)) << "the VM without a tap still runs";
+  EXPECT_TRUE(linkExists("hv-web-1")) << "no new tap";
+  mark = readFile(console).size();
+  EXPECT_TRUE(eventually(std::chrono::seconds(60),
+                         [&] { return contains(readFile(console).substr(mark), "hyper-ping-ok"); }))
+      << "no network after the restart\n"
+      << readFile(console).substr(mark);
+  pid = restarted;
+
   // A memory change replaces the VM, and says so before.
   write("m", "web.yaml", vm("web-1", "  network: {name: lab, ip: 10.77.0.10}\n", 320));
   r = hyperctl({"diff", "-f", dir});

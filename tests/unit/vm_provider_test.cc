@@ -127,7 +127,7 @@ class VmProviderTest : public ::testing::Test {
 
   // observe (for placements) then plan one VM.
   PlanResponse plan(const std::shared_ptr<const Object>& desired, const ManagedRecord* managed,
-                    bool runningNow) {
+                    bool runningNow, Json observedFields = Json::object()) {
     std::vector<std::shared_ptr<const Object>> revision = {network_, desired};
     ObserveRequest oreq;
     oreq.desired = {desired.get()};
@@ -140,6 +140,7 @@ class VmProviderTest : public ::testing::Test {
     EXPECT_FALSE(oresp.diagnostics.hasErrors()) << oresp.diagnostics.format();
     ObservedState observed;
     observed.exists = runningNow;
+    observed.fields = std::move(observedFields);
     PlanRequest req;
     req.id = desired->id;
     req.desired = desired.get();
@@ -215,6 +216,17 @@ TEST_F(VmProviderTest, BadReadinessIsAnErrorOnItsField) {
   EXPECT_EQ(resp.diagnostics.items()[0].fieldPath, "spec.readiness");
   EXPECT_NE(resp.diagnostics.format().find("exclude each other"), std::string::npos)
       << resp.diagnostics.format();
+}
+
+TEST_F(VmProviderTest, ATapDeletedByHandIsARestart) {
+  auto rec = managed(vmSpec());
+  auto resp = plan(object("VM", "web", vmSpec()), &rec, true, {{"tapGone", "hv-web"}});
+  ASSERT_TRUE(resp.action) << resp.diagnostics.format();
+  EXPECT_EQ(resp.action->type, ActionType::Update);
+  EXPECT_EQ(resp.action->disruption, "restart");
+  EXPECT_TRUE(resp.action->drift);
+  EXPECT_NE(resp.action->reason.find("tap hv-web was deleted"), std::string::npos)
+      << resp.action->reason;
 }
 
 TEST_F(VmProviderTest, LabelsAreInPlace) {
