@@ -1,28 +1,29 @@
 // hyper-broker-cli: asks the host command broker to run a command and relays its output and exit
 // code. `hyper-broker-cli [--socket PATH] [--timeout S] CMD ARGS...`
+//
+// It runs once per make, so it is kept small and quick to start (see broker/client_wire.h and the
+// link options in CMakeLists.txt): no JSON library, no iostreams.
 #include <signal.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "broker/client.h"
-#include "broker/output.h"
+#include "broker/client_wire.h"
 #include "broker/request.h"
 #include "broker/runner.h"
 
 extern char** environ;
 
 namespace {
-
-using Json = nlohmann::json;
 
 constexpr const char* kDefaultSocket = "/run/hyper/broker.sock";
 
@@ -52,10 +53,16 @@ bool writeAll(int fd, const std::string& data) {
   return true;
 }
 
+// Names the request in the broker's log; unique enough, not a secret.
 std::string requestId() {
   unsigned char bytes[8] = {};
-  std::ifstream urandom("/dev/urandom", std::ios::binary);
-  urandom.read(reinterpret_cast<char*>(bytes), sizeof bytes);
+  if (::getrandom(bytes, sizeof bytes, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof bytes)) {
+    struct timespec now = {};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    unsigned long long mix = static_cast<unsigned long long>(now.tv_nsec) ^
+                             (static_cast<unsigned long long>(::getpid()) << 32);
+    std::memcpy(bytes, &mix, sizeof bytes);
+  }
   char hex[17];
   for (int i = 0; i < 8; ++i) {
     std::snprintf(hex + 2 * i, 3, "%02x", bytes[i]);
@@ -143,9 +150,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "hyper-broker-cli: %s\n", fd.status().message().c_str());
     return 1;
   }
-  std::string line =
-      hyper::broker::runRequestToJson(req).dump(-1, ' ', false, Json::error_handler_t::replace) +
-      "\n";
+  std::string line = hyper::broker::encodeRunRequest(req) + "\n";
   // A broker that refuses early may close before reading all of the request: what it sent
   // (an error frame) is still read below, and the send error reported only if there is nothing.
   bool sent = hyper::broker::sendAll(*fd, line);
@@ -153,16 +158,15 @@ int main(int argc, char** argv) {
   std::string buffer;
   bool rejected = false;
   while (hyper::broker::readFrameLine(*fd, buffer, line)) {
-    Json frame = Json::parse(line, nullptr, false);
-    if (frame.is_discarded() || !frame.is_object() || !frame.contains("type") ||
-        !frame["type"].is_string()) {
+    auto frame = hyper::broker::parseClientFrame(line);
+    if (!frame.isOk()) {
       std::fprintf(stderr, "hyper-broker-cli: invalid response from the broker: %.80s\n",
                    line.c_str());
       return 1;
     }
-    std::string type = frame["type"];
+    const std::string& type = frame->type;
     if (type == "stdout" || type == "stderr") {
-      auto data = hyper::broker::frameData(frame);
+      auto data = hyper::broker::clientFrameData(*frame);
       if (!data.isOk()) {
         std::fprintf(stderr, "hyper-broker-cli: invalid response from the broker: %s\n",
                      data.status().message().c_str());
@@ -176,22 +180,21 @@ int main(int argc, char** argv) {
     } else if (type == "error") {
       rejected = true;
       std::fprintf(stderr, "hyper-broker-cli: rejected: %s\n",
-                   frame.value("message", std::string("(no reason given)")).c_str());
+                   frame->message ? frame->message->c_str() : "(no reason given)");
     } else if (type == "queued") {
       // Waiting for a slot of the rule's concurrency limit; the run starts by itself.
     } else if (type == "exit") {
-      if (!frame.contains("code") || !frame["code"].is_number_integer()) {
+      if (!frame->code) {
         std::fprintf(stderr, "hyper-broker-cli: invalid response from the broker: %.80s\n",
                      line.c_str());
         return 1;
       }
-      int code = frame["code"];
-      if (frame.value("timedOut", false)) {
+      if (frame->timedOut) {
         std::fprintf(stderr, "hyper-broker-cli: %s timed out; the broker killed it\n",
                      req.command.c_str());
         return 124;
       }
-      return rejected ? 1 : code;
+      return rejected ? 1 : static_cast<int>(*frame->code);
     } else {
       // Unknown frame types are skipped: a newer broker may send more.
     }
