@@ -121,14 +121,7 @@ class FrameReader {
     while (true) {
       skipSpace();
       std::string key;
-      if (!readString(key)) {
-        return fail("expected a string key");
-      }
-      skipSpace();
-      if (!eat(':')) {
-        return fail("expected ':'");
-      }
-      skipSpace();
+      HYPER_RETURN_IF_ERROR(readKey(key));
       HYPER_RETURN_IF_ERROR(readMember(key, frame));
       skipSpace();
       if (eat(',')) {
@@ -213,14 +206,7 @@ class FrameReader {
       skipSpace();
       if (close == '}') {
         std::string key;
-        if (!readString(key)) {
-          return fail("expected a string key");
-        }
-        skipSpace();
-        if (!eat(':')) {
-          return fail("expected ':'");
-        }
-        skipSpace();
+        HYPER_RETURN_IF_ERROR(readKey(key));
       }
       HYPER_RETURN_IF_ERROR(skipValue(depth + 1));
       skipSpace();
@@ -337,6 +323,19 @@ class FrameReader {
 
   // A JSON string: escapes decoded (a \u escape of a lone surrogate is invalid), raw control
   // characters refused, other bytes copied as they are.
+  // An object member's `"key" :` and the blanks after it.
+  Status readKey(std::string& key) {
+    if (!readString(key)) {
+      return fail("expected a string key");
+    }
+    skipSpace();
+    if (!eat(':')) {
+      return fail("expected ':'");
+    }
+    skipSpace();
+    return Status::ok();
+  }
+
   bool readString(std::string& out) {
     if (!eat('"')) {
       return false;
