@@ -455,6 +455,9 @@ Status GitSource::gitError(const std::string& operation) const {
   while (!cause.empty() && (cause.back() == '\n' || cause.back() == '.')) {
     cause.pop_back();
   }
+  if (std::string idle = takeGitIdleTimeout(); !idle.empty()) {
+    cause = idle + " <- " + cause;  // the cause first; libgit2 saw only the closed socket
+  }
   if (cause.find("safe.directory") != std::string::npos) {
     // libgit2's ownership check on a local repository that belongs to another user (a bare
     // repository owned by a git user, read by hyperd as root) says only this.
@@ -490,6 +493,7 @@ Result<GitSource::RemoteRef> GitSource::findRef(git_remote* remote) const {
 }
 
 Result<GitSource::Fetched> GitSource::fetchCommit() {
+  (void)takeGitIdleTimeout();  // a note left by an earlier operation is not about this one
   HYPER_RETURN_IF_ERROR(checkLocalPath(url_));
   CredentialState creds = credentialsFromUrl(url_);  // declared first: outlives the remote
   creds.keyFile = sshKeyFile_;
@@ -716,6 +720,7 @@ Result<bool> GitSource::changed() {
     return true;
   }
   std::string context = "ls-remote " + shownUrl_ + " ref " + ref_;
+  (void)takeGitIdleTimeout();  // a note left by an earlier operation is not about this one
   CredentialState creds = credentialsFromUrl(url_);  // declared first: outlives the remote
   creds.keyFile = sshKeyFile_;
   creds.publicKeyFile = sshPublicKeyFile_;

@@ -4,17 +4,23 @@
 #include <git2.h>
 #include <git2/sys/stream.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 
 namespace hyper::controller {
 namespace {
@@ -33,23 +39,102 @@ struct TimedStream {
   int64_t timeoutMs;  // fixed when the stream is created
 };
 
-TimedStream* self(git_stream* s) { return reinterpret_cast<TimedStream*>(s); }
-
 std::string showDuration(int64_t ms) {
   return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
 }
 
-std::string where(const TimedStream* s) { return std::string(s->host) + ":" + s->port; }
+// --- The idle watchdog, for streams that libssh2 reads itself ---------------------------------
+//
+// An ssh stream's descriptor goes to libssh2, which reads and writes it directly and waits in
+// poll() without a limit: SO_RCVTIMEO does not help, and this stream's read() is never called.
+// So every connected stream is watched from one thread: when the kernel's TCP counters say that
+// nothing was received and nothing was sent for the timeout (TCP_INFO tcpi_last_data_recv and
+// tcpi_last_data_sent), the watchdog shuts the socket down. libssh2's wait then ends, the fetch
+// fails, and takeGitIdleTimeout() tells the thread that opened the stream why. Streams that go
+// through read()/write() (http, https) time out by themselves and leave the watch on first use.
+struct Watched {
+  std::string where;
+  int64_t timeoutMs = 0;
+  int64_t connectedAtMs = 0;
+  std::thread::id opener;
+};
 
-int fail(const std::string& message) {
-  git_error_set_str(GIT_ERROR_NET, message.c_str());
-  return -1;
+struct WatchState {
+  std::mutex mu;
+  std::map<int, Watched> watched;               // fd -> stream
+  std::map<std::thread::id, std::string> idle;  // opener -> why its stream was shut down
+  bool running = false;                         // the watchdog thread was started
+};
+
+// Never destroyed: the detached watchdog may still run while statics are torn down at exit.
+WatchState& watchState() {
+  static auto* state = new WatchState;
+  return *state;
 }
 
 int64_t nowMs() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
+}
+
+// Idle for `ms` in both directions, by the kernel's account; false when it cannot tell.
+bool idleFor(int fd, int64_t ms) {
+  tcp_info info{};
+  socklen_t len = sizeof(info);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) {
+    return false;
+  }
+  return info.tcpi_last_data_recv >= ms && info.tcpi_last_data_sent >= ms;
+}
+
+void watchdogLoop() {
+  WatchState& st = watchState();
+  for (;;) {
+    int64_t sleepMs = 1000;
+    {
+      std::lock_guard<std::mutex> lock(st.mu);
+      const int64_t now = nowMs();
+      for (auto it = st.watched.begin(); it != st.watched.end();) {
+        const Watched& w = it->second;
+        sleepMs = std::min(sleepMs, std::max<int64_t>(w.timeoutMs / 4, 20));
+        if (now - w.connectedAtMs >= w.timeoutMs && idleFor(it->first, w.timeoutMs)) {
+          shutdown(it->first, SHUT_RDWR);  // wakes libssh2; the descriptor stays its owner's
+          st.idle[w.opener] = "no data from " + w.where + " for " + showDuration(w.timeoutMs) +
+                              " (network timeout)";
+          it = st.watched.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(sleepMs));
+  }
+}
+
+void watch(int fd, const TimedStream* s, const std::string& where) {
+  WatchState& st = watchState();
+  std::lock_guard<std::mutex> lock(st.mu);
+  st.watched[fd] = Watched{where, s->timeoutMs, nowMs(), std::this_thread::get_id()};
+  if (!st.running) {
+    st.running = true;
+    std::thread(watchdogLoop).detach();  // process-wide, like libgit2's stream registry
+  }
+}
+
+void unwatch(int fd) {
+  WatchState& st = watchState();
+  std::lock_guard<std::mutex> lock(st.mu);
+  st.watched.erase(fd);
+}
+
+TimedStream* self(git_stream* s) { return reinterpret_cast<TimedStream*>(s); }
+
+std::string where(const TimedStream* s) { return std::string(s->host) + ":" + s->port; }
+
+int fail(const std::string& message) {
+  git_error_set_str(GIT_ERROR_NET, message.c_str());
+  return -1;
 }
 
 // Connects one address with the deadline; 0, or an errno value (ETIMEDOUT for the deadline).
@@ -133,11 +218,13 @@ int streamConnect(git_stream* stream) {
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   s->fd = fd;
+  watch(fd, s, where(s));
   return 0;
 }
 
 ssize_t streamRead(git_stream* stream, void* data, size_t len) {
   TimedStream* s = self(stream);
+  unwatch(s->fd);  // read through here: SO_RCVTIMEO times it out
   ssize_t n;
   do {
     n = recv(s->fd, data, len, 0);
@@ -154,6 +241,7 @@ ssize_t streamRead(git_stream* stream, void* data, size_t len) {
 
 ssize_t streamWrite(git_stream* stream, const char* data, size_t len, int /*flags*/) {
   TimedStream* s = self(stream);
+  unwatch(s->fd);
   ssize_t n;
   do {
     n = send(s->fd, data, len, MSG_NOSIGNAL);
@@ -171,6 +259,7 @@ ssize_t streamWrite(git_stream* stream, const char* data, size_t len, int /*flag
 int streamClose(git_stream* stream) {
   TimedStream* s = self(stream);
   if (s->fd >= 0) {
+    unwatch(s->fd);  // before close: the number may be reused at once
     close(s->fd);
     s->fd = -1;
   }
@@ -229,5 +318,17 @@ Status installGitNetworkTimeout(std::chrono::milliseconds timeout) {
 }
 
 std::chrono::milliseconds gitNetworkTimeout() { return std::chrono::milliseconds(g_timeoutMs); }
+
+std::string takeGitIdleTimeout() {
+  WatchState& st = watchState();
+  std::lock_guard<std::mutex> lock(st.mu);
+  auto it = st.idle.find(std::this_thread::get_id());
+  if (it == st.idle.end()) {
+    return "";
+  }
+  std::string why = std::move(it->second);
+  st.idle.erase(it);
+  return why;
+}
 
 }  // namespace hyper::controller

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <string>
 
 #include "reconciler/status.h"
 
@@ -13,7 +14,9 @@ namespace hyper::controller {
 // deadline and puts a timeout on every read and write. http:// uses it directly and https:// wraps
 // it in TLS (libgit2's OpenSSL stream opens its socket through the same registry), so both time
 // out. ssh:// connects through it too (with the deadline), but then libssh2 reads the socket
-// itself, waiting without a limit: an ssh remote that stops answering is not timed out.
+// itself and waits without a limit; for those streams a watchdog thread shuts the socket down
+// once the kernel reports no data in either direction for the timeout (TCP_INFO), and
+// takeGitIdleTimeout() says so to the thread whose operation then failed.
 //
 // Process-wide, as libgit2's registry is. Calling it again changes the timeout for connections
 // opened afterwards. `timeout` must be positive.
@@ -21,5 +24,10 @@ Status installGitNetworkTimeout(std::chrono::milliseconds timeout);
 
 // The timeout in force (0 when installGitNetworkTimeout was never called).
 std::chrono::milliseconds gitNetworkTimeout();
+
+// Why the watchdog shut down a stream this thread opened ("no data from HOST:PORT for 30s
+// (network timeout)"), once; "" when it did not. libgit2's own message for the failure that
+// follows names only the symptom (a lost banner, a closed socket).
+std::string takeGitIdleTimeout();
 
 }  // namespace hyper::controller

@@ -56,7 +56,8 @@ struct SourceSpec {
   std::string ref;       // git: branch, tag or 40-hex commit; default "main"
   std::string path;      // sub-path within the repository or directory ("" = the root)
   std::string cacheDir;  // git: where the local clone lives (under the state dir)
-  // git over http(s): connect deadline and the longest wait for any read or write (git_stream.h).
+  // git over the network: connect deadline and the longest wait for any read or write, or, for
+  // ssh, the longest silence in both directions (git_stream.h).
   std::chrono::milliseconds timeout{30000};
   // https: a PEM file of extra CA certificates to trust (a private git server), besides the
   // system's. Process-wide, as libgit2's TLS context is.

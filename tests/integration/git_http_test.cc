@@ -137,47 +137,6 @@ class GitHttpServer {
   std::atomic<int> requests_{0};
 };
 
-// A TCP listener on 127.0.0.1 that completes handshakes (the kernel does) and never says a word.
-class SilentListener {
- public:
-  explicit SilentListener(int backlog) {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(listen(fd_, backlog), 0);
-    socklen_t len = sizeof(addr);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-  }
-  ~SilentListener() {
-    for (int fd : clients_) {
-      close(fd);
-    }
-    close(fd_);
-  }
-  int port() const { return port_; }
-  // Fills the accept queue (never accepted), so that further SYNs are dropped.
-  void fillQueue() {
-    for (int i = 0; i < 2; ++i) {
-      int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      addr.sin_port = htons(port_);
-      connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-      clients_.push_back(c);
-    }
-    usleep(100 * 1000);  // let the handshakes land in the queue
-  }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-  std::vector<int> clients_;
-};
-
 class GitHttpTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -305,7 +264,7 @@ TEST_F(GitHttpTest, HttpsWithAPrivateCaNeedsTheCaFile) {
 }
 
 TEST_F(GitHttpTest, ARemoteThatNeverAnswersTimesOut) {
-  SilentListener silent(16);
+  test::SilentListener silent(16);
   auto src = open("http://127.0.0.1:" + std::to_string(silent.port()) + "/env.git",
                   std::chrono::milliseconds(700));
   ASSERT_TRUE(src);
@@ -318,7 +277,7 @@ TEST_F(GitHttpTest, ARemoteThatNeverAnswersTimesOut) {
 }
 
 TEST_F(GitHttpTest, AHostThatDropsConnectionsTimesOutConnecting) {
-  SilentListener full(0);
+  test::SilentListener full(0);
   full.fillQueue();  // the kernel now drops SYNs to this port, as a firewall that drops would
   auto src = open("http://127.0.0.1:" + std::to_string(full.port()) + "/env.git",
                   std::chrono::milliseconds(700));

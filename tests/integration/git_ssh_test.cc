@@ -234,6 +234,32 @@ TEST_F(GitSshTest, FetchesWithAKeyFileAndFollowsPushes) {
       << readFile(sshdLog_);
 }
 
+TEST_F(GitSshTest, AnSshRemoteThatNeverAnswersTimesOut) {
+  // Accepts the connection and never sends its banner: libssh2 alone would wait forever.
+  test::SilentListener silent(16);
+  const std::string where = "127.0.0.1:" + std::to_string(silent.port());
+  SourceSpec s = spec(ssh_ + "/id_ed25519", knownHosts_);
+  s.location = "ssh://git@" + where + bare_;
+  s.timeout = std::chrono::milliseconds(700);
+  auto src = open(s);
+  ASSERT_TRUE(src);
+  auto started = std::chrono::steady_clock::now();
+  auto r = src->fetch();
+  ASSERT_FALSE(r.isOk());
+  EXPECT_NE(r.status().message().find("no data from " + where + " for 700ms (network timeout)"),
+            std::string::npos)
+      << r.status().message();
+  // Not a timing assertion: a bound against the hang this test is about.
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(60));
+
+  // The next operation on a healthy remote carries no stale note.
+  auto good = open(spec(ssh_ + "/id_ed25519", knownHosts_));
+  ASSERT_TRUE(good);
+  commitAndPush("a.yaml", manifest("a", "10.1.0.0/24"));
+  auto fetched = good->fetch();
+  ASSERT_TRUE(fetched.isOk()) << fetched.status().message();
+}
+
 TEST_F(GitSshTest, HashedKnownHostsAreUnderstood) {
   commitAndPush("a.yaml", manifest("a", "10.1.0.0/24"));
   // ssh-keygen -H rewrites every name as |1|salt|HMAC-SHA1, as HashKnownHosts does.

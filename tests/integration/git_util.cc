@@ -1,6 +1,10 @@
 #include "tests/integration/git_util.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <fstream>
 
@@ -35,6 +39,38 @@ void commitAndPush(const std::string& work, const std::string& path, const std::
   runGit({"-C", work, "add", "-A"});
   runGit({"-C", work, "commit", "--quiet", "-m", "change " + path});
   runGit({"-C", work, "push", "--quiet", "origin", "HEAD:refs/heads/main"});
+}
+
+SilentListener::SilentListener(int backlog) {
+  fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  EXPECT_EQ(listen(fd_, backlog), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+  port_ = ntohs(addr.sin_port);
+}
+
+SilentListener::~SilentListener() {
+  for (int fd : clients_) {
+    close(fd);
+  }
+  close(fd_);
+}
+
+void SilentListener::fillQueue() {
+  for (int i = 0; i < 2; ++i) {
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port_);
+    connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    clients_.push_back(c);
+  }
+  usleep(100 * 1000);  // let the handshakes land in the queue
 }
 
 }  // namespace hyper::test
