@@ -34,11 +34,6 @@ std::string base64(const std::string& in) {
   return out;
 }
 
-std::string manifest(const std::string& name, const std::string& cidr) {
-  return "apiVersion: hyper.dev/v1alpha1\nkind: Network\nmetadata:\n  name: " + name +
-         "\nspec:\n  cidr: " + cidr + "\n";
-}
-
 // Serves the bare repositories under `root` read-only over smart HTTP, behind basic auth; over
 // TLS when given a certificate and key.
 class GitHttpServer {
@@ -171,7 +166,7 @@ class GitHttpTest : public ::testing::Test {
 };
 
 TEST_F(GitHttpTest, FetchesOverSmartHttpWithCredentialsFromTheUrl) {
-  commitAndPush("a.yaml", manifest("a", "10.1.0.0/24"));
+  commitAndPush("a.yaml", test::networkManifest("a", "10.1.0.0/24"));
   GitHttpServer server(root_ + "/repos");
   std::string url = "http://" + std::string(kUser) + ":" + kPassword +
                     "@127.0.0.1:" + std::to_string(server.port()) + "/env.git";
@@ -180,31 +175,12 @@ TEST_F(GitHttpTest, FetchesOverSmartHttpWithCredentialsFromTheUrl) {
   EXPECT_EQ(src->describe(),
             "git http://127.0.0.1:" + std::to_string(server.port()) + "/env.git ref main");
 
-  auto changed = src->changed();
-  ASSERT_TRUE(changed.isOk()) << changed.status().message();
-  EXPECT_TRUE(*changed);
-  auto snap = src->fetch();
-  ASSERT_TRUE(snap.isOk()) << snap.status().message();
-  ASSERT_EQ(snap->files.size(), 1u);
-  EXPECT_EQ(snap->files[0].path, "a.yaml");
-
-  changed = src->changed();
-  ASSERT_TRUE(changed.isOk()) << changed.status().message();
-  EXPECT_FALSE(*changed);
-
-  commitAndPush("b.yaml", manifest("b", "10.2.0.0/24"));
-  changed = src->changed();
-  ASSERT_TRUE(changed.isOk()) << changed.status().message();
-  EXPECT_TRUE(*changed);
-  auto next = src->fetch();
-  ASSERT_TRUE(next.isOk()) << next.status().message();
-  EXPECT_EQ(next->files.size(), 2u);
-  EXPECT_NE(next->commit, snap->commit);
+  test::expectFetchesAndFollowsAPush(*src, work_);
   EXPECT_GT(server.requests(), 0);
 }
 
 TEST_F(GitHttpTest, AWrongPasswordIsAnAuthenticationErrorThatNeverShowsIt) {
-  commitAndPush("a.yaml", manifest("a", "10.1.0.0/24"));
+  commitAndPush("a.yaml", test::networkManifest("a", "10.1.0.0/24"));
   GitHttpServer server(root_ + "/repos");
   std::string url =
       "http://hyper:not-the-password@127.0.0.1:" + std::to_string(server.port()) + "/env.git";
@@ -218,7 +194,7 @@ TEST_F(GitHttpTest, AWrongPasswordIsAnAuthenticationErrorThatNeverShowsIt) {
 }
 
 TEST_F(GitHttpTest, HttpsWithAPrivateCaNeedsTheCaFile) {
-  commitAndPush("a.yaml", manifest("a", "10.1.0.0/24"));
+  commitAndPush("a.yaml", test::networkManifest("a", "10.1.0.0/24"));
   // A CA and a server certificate for localhost, made here (libgit2 1.5 matches host names, not
   // IP addresses, against a certificate).
   const std::string d = root_ + "/tls";

@@ -25,11 +25,6 @@ namespace hyper::controller {
 namespace {
 namespace fs = std::filesystem;
 
-std::string manifest(const std::string& name, const std::string& cidr) {
-  return "apiVersion: hyper.dev/v1alpha1\nkind: Network\nmetadata:\n  name: " + name +
-         "\nspec:\n  cidr: " + cidr + "\n";
-}
-
 std::string readFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream s;
@@ -202,33 +197,15 @@ class GitSshTest : public ::testing::Test {
 };
 
 TEST_F(GitSshTest, FetchesWithAKeyFileAndFollowsPushes) {
-  commitAndPush("a.yaml", manifest("a", "10.1.0.0/24"));
+  commitAndPush("a.yaml", test::networkManifest("a", "10.1.0.0/24"));
   auto src = open(spec(ssh_ + "/id_ed25519", knownHosts_));
   ASSERT_TRUE(src);
   EXPECT_EQ(src->describe(), "git ssh://127.0.0.1:" + std::to_string(port_) + bare_ + " ref main");
 
-  auto changed = src->changed();
-  ASSERT_TRUE(changed.isOk()) << changed.status().message();
-  EXPECT_TRUE(*changed);
-  auto snap = src->fetch();
-  ASSERT_TRUE(snap.isOk()) << snap.status().message() << "\nsshd:\n" << readFile(sshdLog_);
-  ASSERT_EQ(snap->files.size(), 1u);
-  EXPECT_EQ(snap->files[0].path, "a.yaml");
-  EXPECT_EQ(snap->files[0].content, manifest("a", "10.1.0.0/24"));
-
-  changed = src->changed();
-  ASSERT_TRUE(changed.isOk()) << changed.status().message();
-  EXPECT_FALSE(*changed);
-
-  commitAndPush("b.yaml", manifest("b", "10.2.0.0/24"));
-  changed = src->changed();
-  ASSERT_TRUE(changed.isOk()) << changed.status().message();
-  EXPECT_TRUE(*changed);
-  auto next = src->fetch();
-  ASSERT_TRUE(next.isOk()) << next.status().message();
-  ASSERT_EQ(next->files.size(), 2u);
-  EXPECT_EQ(next->files[1].path, "b.yaml");
-  EXPECT_NE(next->commit, snap->commit);
+  test::expectFetchesAndFollowsAPush(*src, work_);
+  if (HasFatalFailure()) {
+    FAIL() << "sshd:\n" << readFile(sshdLog_);
+  }
   // It really went through sshd, with the key.
   EXPECT_NE(readFile(sshdLog_).find("Accepted publickey for root"), std::string::npos)
       << readFile(sshdLog_);
@@ -255,13 +232,13 @@ TEST_F(GitSshTest, AnSshRemoteThatNeverAnswersTimesOut) {
   // The next operation on a healthy remote carries no stale note.
   auto good = open(spec(ssh_ + "/id_ed25519", knownHosts_));
   ASSERT_TRUE(good);
-  commitAndPush("a.yaml", manifest("a", "10.1.0.0/24"));
+  commitAndPush("a.yaml", test::networkManifest("a", "10.1.0.0/24"));
   auto fetched = good->fetch();
   ASSERT_TRUE(fetched.isOk()) << fetched.status().message();
 }
 
 TEST_F(GitSshTest, HashedKnownHostsAreUnderstood) {
-  commitAndPush("a.yaml", manifest("a", "10.1.0.0/24"));
+  commitAndPush("a.yaml", test::networkManifest("a", "10.1.0.0/24"));
   // ssh-keygen -H rewrites every name as |1|salt|HMAC-SHA1, as HashKnownHosts does.
   auto hashed = host::runChecked({"ssh-keygen", "-q", "-H", "-f", knownHosts_});
   ASSERT_TRUE(hashed.isOk()) << hashed.status().message();
@@ -275,7 +252,7 @@ TEST_F(GitSshTest, HashedKnownHostsAreUnderstood) {
 }
 
 TEST_F(GitSshTest, AnUnknownHostKeyFailsBeforeAnyCredentialIsSent) {
-  commitAndPush("a.yaml", manifest("a", "10.1.0.0/24"));
+  commitAndPush("a.yaml", test::networkManifest("a", "10.1.0.0/24"));
   const std::string wrong = ssh_ + "/known_hosts.wrong";
   writeKnownHosts(wrong, "[127.0.0.1]:" + std::to_string(port_), ssh_ + "/impostor_host");
   auto src = open(spec(ssh_ + "/id_ed25519", wrong));
@@ -326,7 +303,7 @@ TEST_F(GitSshTest, SshWithoutKnownHostsIsRefused) {
 }
 
 TEST_F(GitSshTest, AKeyNotInAuthorizedKeysIsAnAuthenticationError) {
-  commitAndPush("a.yaml", manifest("a", "10.1.0.0/24"));
+  commitAndPush("a.yaml", test::networkManifest("a", "10.1.0.0/24"));
   auto src = open(spec(ssh_ + "/stranger_ed25519", knownHosts_));
   ASSERT_TRUE(src);
   auto r = src->fetch();

@@ -41,6 +41,36 @@ void commitAndPush(const std::string& work, const std::string& path, const std::
   runGit({"-C", work, "push", "--quiet", "origin", "HEAD:refs/heads/main"});
 }
 
+std::string networkManifest(const std::string& name, const std::string& cidr) {
+  return "apiVersion: hyper.dev/v1alpha1\nkind: Network\nmetadata:\n  name: " + name +
+         "\nspec:\n  cidr: " + cidr + "\n";
+}
+
+void expectFetchesAndFollowsAPush(controller::GitSource& src, const std::string& work) {
+  auto changed = src.changed();
+  ASSERT_TRUE(changed.isOk()) << changed.status().message();
+  EXPECT_TRUE(*changed);
+  auto snap = src.fetch();
+  ASSERT_TRUE(snap.isOk()) << snap.status().message();
+  ASSERT_EQ(snap->files.size(), 1u);
+  EXPECT_EQ(snap->files[0].path, "a.yaml");
+  EXPECT_EQ(snap->files[0].content, networkManifest("a", "10.1.0.0/24"));
+
+  changed = src.changed();
+  ASSERT_TRUE(changed.isOk()) << changed.status().message();
+  EXPECT_FALSE(*changed);
+
+  commitAndPush(work, "b.yaml", networkManifest("b", "10.2.0.0/24"));
+  changed = src.changed();
+  ASSERT_TRUE(changed.isOk()) << changed.status().message();
+  EXPECT_TRUE(*changed);
+  auto next = src.fetch();
+  ASSERT_TRUE(next.isOk()) << next.status().message();
+  ASSERT_EQ(next->files.size(), 2u);
+  EXPECT_EQ(next->files[1].path, "b.yaml");
+  EXPECT_NE(next->commit, snap->commit);
+}
+
 SilentListener::SilentListener(int backlog) {
   fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
