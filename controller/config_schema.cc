@@ -18,6 +18,7 @@ std::string_view hyperdConfigSchema() {
   "definitions": {
     "duration": {
       "type": "string",
+      "maxLength": 32,
       "pattern": "^[0-9]+(ms|s|m|h)$",
       "description": "a duration with a unit: 500ms, 30s, 2m or 1h"
     },
@@ -102,6 +103,7 @@ std::string_view hyperdConfigSchema() {
     },
     "listen": {
       "type": "string",
+      "maxLength": 300,
       "pattern": "^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$",
       "description": "HOST:PORT for the API on loopback, e.g. 127.0.0.1:7400 (default)"
     },
@@ -133,6 +135,7 @@ std::string_view hyperdConfigSchema() {
           },
           "url": {
             "type": "string",
+            "maxLength": 4096,
             "pattern": "^https?://[^/?#@\\s]+([/?#]\\S*)?$",
             "description": "an http:// or https:// URL without user information"
           },

@@ -34,6 +34,11 @@ using CommitPtr = GitPtr<git_commit, git_commit_free>;
 using TreePtr = GitPtr<git_tree, git_tree_free>;
 using TreeEntryPtr = GitPtr<git_tree_entry, git_tree_entry_free>;
 using BlobPtr = GitPtr<git_blob, git_blob_free>;
+using OdbPtr = GitPtr<git_odb, git_odb_free>;
+
+constexpr int kMaxDirectoryDepth = 64;
+// The loader's default limit (LoaderLimits::maxFileBytes): a bigger blob is reported, not read.
+const size_t kMaxFileBytes = LoaderLimits{}.maxFileBytes;
 using ReferencePtr = GitPtr<git_reference, git_reference_free>;
 using OdbPtr = GitPtr<git_odb, git_odb_free>;
 
@@ -597,7 +602,8 @@ void GitSource::keepTree(const std::string& key, TreeCache& next) const {
 }
 
 Result<std::shared_ptr<const GitSource::TreeListing>> GitSource::listTree(const git_oid& id,
-                                                                          TreeCache& next) {
+                                                                          TreeCache& next,
+                                                                          int depth) {
   std::string key = oidKey(id);
   if (auto it = next.find(key); it != next.end()) {
     return it->second;
@@ -621,7 +627,13 @@ Result<std::shared_ptr<const GitSource::TreeListing>> GitSource::listTree(const 
     }
     git_filemode_t mode = git_tree_entry_filemode(entry);
     if (mode == GIT_FILEMODE_TREE) {
-      HYPER_ASSIGN_OR_RETURN(auto sub, listTree(*git_tree_entry_id(entry), next));
+      // Listing recurses per directory level: a pushed tree must not choose the stack's depth.
+      if (depth + 1 > kMaxDirectoryDepth) {
+        return Status::error("read tree <- " + name + " is nested deeper than " +
+                             std::to_string(kMaxDirectoryDepth) +
+                             " directories (limit maxDirectoryDepth)");
+      }
+      HYPER_ASSIGN_OR_RETURN(auto sub, listTree(*git_tree_entry_id(entry), next, depth + 1));
       listing->subtrees.push_back(oidKey(*git_tree_entry_id(entry)));
       for (const auto& [path, blob] : sub->blobs) {
         listing->blobs.emplace_back(name + "/" + path, blob);
@@ -682,6 +694,11 @@ Result<std::vector<SourceFile>> GitSource::readFiles(const std::string& commitHe
   }
   const auto& blobs = listing ? listing->blobs : single;
 
+  git_odb* rawOdb = nullptr;
+  if (git_repository_odb(&rawOdb, repo_) < 0) {
+    return gitError("open object database");
+  }
+  OdbPtr odb(rawOdb);
   BlobCache nextBlobs;
   nextBlobs.reserve(blobs.size());
   std::vector<SourceFile> files;
@@ -694,6 +711,13 @@ Result<std::vector<SourceFile>> GitSource::readFiles(const std::string& commitHe
     } else if (auto old = blobs_.find(key); old != blobs_.end()) {
       content = old->second;
     } else {
+      // The size first, from the object's header: a blob over the limit is never inflated.
+      size_t size = 0;
+      git_object_t type = GIT_OBJECT_INVALID;
+      if (git_odb_read_header(&size, &type, odb.get(), &id) == 0 && size > kMaxFileBytes) {
+        files.push_back({prefix + path, "", size});
+        continue;
+      }
       git_blob* rawBlob = nullptr;
       if (git_blob_lookup(&rawBlob, repo_, &id) < 0) {
         return gitError("read " + prefix + path + " in commit " + commitHex);

@@ -66,7 +66,8 @@ class GitSource : public Source {
   Result<std::vector<SourceFile>> readFiles(const std::string& commitHex);
   // The manifests below a tree, from trees_ when its id was listed before; records every tree
   // used in `next`.
-  Result<std::shared_ptr<const TreeListing>> listTree(const git_oid& id, TreeCache& next);
+  Result<std::shared_ptr<const TreeListing>> listTree(const git_oid& id, TreeCache& next,
+                                                      int depth = 0);
   void keepTree(const std::string& key, TreeCache& next) const;
   // "<operation> <- <libgit2's last error>", with credentials scrubbed.
   Status gitError(const std::string& operation) const;

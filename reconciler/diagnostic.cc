@@ -25,7 +25,9 @@ std::string Diagnostic::format() const {
     out += object + ": ";
   }
   if (!fieldPath.empty()) {
-    out += fieldPath + ": ";
+    // A path holds the manifest's own keys, which may be huge: a person needs its start.
+    out += fieldPath.size() > 200 ? fieldPath.substr(0, 197) + "..." : fieldPath;
+    out += ": ";
   }
   out += summary;
   return out;

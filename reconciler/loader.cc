@@ -102,13 +102,26 @@ Result<std::vector<SourceFile>> readManifestFiles(const std::vector<std::string>
   return out;
 }
 
-ManifestLoader::ManifestLoader(std::shared_ptr<const SchemaRegistry> schemas)
-    : schemas_(std::move(schemas)) {}
+ManifestLoader::ManifestLoader(std::shared_ptr<const SchemaRegistry> schemas, LoaderLimits limits)
+    : schemas_(std::move(schemas)), limits_(limits) {}
 
 ManifestLoader::CachedFile ManifestLoader::parseFile(const SourceFile& file) const {
   CachedFile out;
+  size_t fileBytes = std::max(file.content.size(), file.unreadBytes);
+  if (fileBytes > limits_.maxFileBytes) {
+    out.diagnostics.add({Severity::Error,
+                         {file.path, 0, 0},
+                         "",
+                         "",
+                         "limit maxFileBytes exceeded: the file has " + std::to_string(fileBytes) +
+                             " bytes (expected at most " + std::to_string(limits_.maxFileBytes) +
+                             "; see docs/design.md, \"Limits\")"});
+    return out;
+  }
   auto fileName = std::make_shared<const std::string>(file.path);
-  std::vector<YamlDocument> docs = parseYamlDocuments(file.content, fileName, out.diagnostics);
+  std::vector<YamlDocument> docs =
+      parseYamlDocuments(file.content, fileName, out.diagnostics, limits_.yaml);
+  out.documents = docs.size();
   for (auto& doc : docs) {
     std::string kind, name;
     if (doc.value.is_object()) {
@@ -162,7 +175,7 @@ LoadResult ManifestLoader::load(const std::vector<SourceFile>& files) {
   std::vector<std::pair<const SourceFile*, std::string>> hashed;
   hashed.reserve(files.size());
   for (const auto& f : files) {
-    std::string hash = sha256Hex(f.content);
+    std::string hash = sha256Hex(f.content + std::to_string(f.unreadBytes));
     revisionInput += f.path;
     revisionInput += '\0';
     revisionInput += hash;
@@ -172,8 +185,36 @@ LoadResult ManifestLoader::load(const std::vector<SourceFile>& files) {
   result.revision = "dir:" + sha256Hex(revisionInput).substr(0, 16);
   result.unchanged = !lastRevision_.empty() && result.revision == lastRevision_;
 
+  // Counts and sizes first: a revision over them is refused before anything is parsed.
+  auto revisionLimit = [&](const SourceFile& at, const char* limit, size_t value,
+                           const std::string& what) {
+    result.diagnostics.add({Severity::Error,
+                            {at.path, 0, 0},
+                            "",
+                            "",
+                            "limit " + std::string(limit) + " exceeded: " + what +
+                                " (expected at most " + std::to_string(value) +
+                                "; see docs/design.md, \"Limits\")"});
+    lastRevision_.clear();
+    return result;
+  };
+  if (files.size() > limits_.maxFiles) {
+    return revisionLimit(files[limits_.maxFiles], "maxFiles", limits_.maxFiles,
+                         "the revision has " + std::to_string(files.size()) + " manifest files");
+  }
+  size_t totalBytes = 0;
+  for (const auto& f : files) {
+    totalBytes += f.content.size();
+    if (totalBytes > limits_.maxRevisionBytes) {
+      return revisionLimit(f, "maxRevisionBytes", limits_.maxRevisionBytes,
+                           "the revision's manifest files add up to more bytes, counting up "
+                           "to this one");
+    }
+  }
+
   // Parsed objects remember their file name, so the cache key is the path and the content.
   std::map<ObjectId, const Object*> seen;
+  size_t documents = 0;
   for (const auto& [file, hash] : hashed) {
     std::string key = file->path + '\0' + hash;
     std::shared_ptr<const CachedFile> parsed;
@@ -185,6 +226,12 @@ LoadResult ManifestLoader::load(const std::vector<SourceFile>& files) {
     }
     nextCache[key] = parsed;
     result.diagnostics.append(parsed->diagnostics);
+    documents += parsed->documents;
+    if (documents > limits_.maxDocuments) {
+      result.objects.clear();
+      return revisionLimit(*file, "maxDocuments", limits_.maxDocuments,
+                           "the revision has more documents, counting up to this file");
+    }
     for (const auto& object : parsed->objects) {
       auto [pos, inserted] = seen.emplace(object->id, object.get());
       if (!inserted) {

@@ -9,17 +9,33 @@
 #include "reconciler/object.h"
 #include "reconciler/schema.h"
 #include "reconciler/status.h"
+#include "reconciler/yaml_json.h"
 
 namespace hyper {
 
 struct SourceFile {
   std::string path;  // as shown in diagnostics
   std::string content;
+  // A reader that saw the file's size before reading it and found it over maxFileBytes leaves
+  // `content` empty and says how big it was; the loader reports it like any file over the limit.
+  size_t unreadBytes = 0;
 };
 
 // Reads manifest files: each path is a file or a directory searched recursively for *.yaml,
 // *.yml and *.json (hidden files and directories skipped), in sorted order.
 Result<std::vector<SourceFile>> readManifestFiles(const std::vector<std::string>& paths);
+
+// What one revision may cost, checked before anything is parsed (sizes and counts) or while it is
+// converted (YamlLimits), and always before schema validation. Defaults are far beyond a real
+// host's manifests (hyper_bench loads 100000 objects in 1000 files within them); a revision over
+// any of them is invalid like any other: reported with the limit's name, nothing applied.
+struct LoaderLimits {
+  size_t maxFileBytes = 4 << 20;
+  size_t maxRevisionBytes = size_t{256} << 20;
+  size_t maxFiles = 100000;
+  size_t maxDocuments = 250000;  // in the whole revision
+  YamlLimits yaml;
+};
 
 struct LoadResult {
   std::vector<std::shared_ptr<const Object>> objects;  // schema-valid, unique, sorted by kind/name
@@ -32,18 +48,21 @@ struct LoadResult {
 // unchanged file is never re-parsed and an unchanged revision costs one hash per file.
 class ManifestLoader {
  public:
-  explicit ManifestLoader(std::shared_ptr<const SchemaRegistry> schemas);
+  explicit ManifestLoader(std::shared_ptr<const SchemaRegistry> schemas,
+                          LoaderLimits limits = LoaderLimits{});
 
   LoadResult load(const std::vector<SourceFile>& files);
 
  private:
   struct CachedFile {
+    size_t documents = 0;  // non-empty documents, valid or not
     std::vector<std::shared_ptr<const Object>> objects;
     Diagnostics diagnostics;
   };
   CachedFile parseFile(const SourceFile& file) const;
 
   std::shared_ptr<const SchemaRegistry> schemas_;
+  LoaderLimits limits_;
   std::map<std::string, std::shared_ptr<const CachedFile>> cache_;  // content hash -> parsed
   std::string lastRevision_;
 };

@@ -1,7 +1,9 @@
 #include "reconciler/schema.h"
 
 #include <algorithm>
+#include <map>
 
+#include <re2/re2.h>
 #include <valijson/adapters/nlohmann_json_adapter.hpp>
 #include <valijson/schema.hpp>
 #include <valijson/schema_parser.hpp>
@@ -11,9 +13,15 @@
 namespace hyper {
 namespace {
 
+// JSON Schema `pattern` constraints are checked here with RE2 and never by valijson: valijson 1.0
+// hard-codes std::regex, whose matcher recurses once per input character and overflows an 8 MiB
+// stack at a few tens of thousands of characters (a 200000-character label key crashed hyperd).
+// RE2 matches in linear time without recursing on the input. Every string with a pattern also
+// has a maxLength (a test holds every schema to it), so the error a person reads is about length.
 struct KindSchema {
-  Json source;  // kept to explain errors: descriptions and property lists
-  valijson::Schema compiled;
+  Json source;                // kept to explain errors and to walk for patterns
+  valijson::Schema compiled;  // from `source` without its `pattern` keywords
+  std::map<std::string, std::unique_ptr<RE2>> patterns;  // by pattern text
 };
 
 std::string abbreviate(const Json& value) {
@@ -81,6 +89,149 @@ const Json* schemaChild(const Json& root, const Json* node, const std::string& k
     return resolve(root, &*extra);
   }
   return nullptr;
+}
+
+// Keywords whose value is a schema, or a map or list of schemas, in the JSON Schema drafts our
+// schemas use. A pattern is followed only where checkPatterns walks (properties,
+// additionalProperties, items, propertyNames, definitions through $ref); elsewhere it is refused
+// when the schema loads, so no pattern is ever silently unchecked.
+enum class SchemaSlot { Walked, NotWalked };
+
+Status collectPatterns(Json& node, SchemaSlot slot, const std::string& where, KindSchema& into) {
+  if (!node.is_object()) {
+    return Status::ok();
+  }
+  auto pattern = node.find("pattern");
+  if (pattern != node.end() && pattern->is_string()) {
+    if (slot == SchemaSlot::NotWalked) {
+      return Status::error("pattern at " + where + " is where hyper's pattern check does not walk");
+    }
+    std::string text = pattern->get<std::string>();
+    RE2::Options options;
+    options.set_encoding(RE2::Options::EncodingLatin1);  // bytes: any input is well-formed
+    options.set_log_errors(false);
+    auto re = std::make_unique<RE2>(text, options);
+    if (!re->ok()) {
+      return Status::error("pattern at " + where + " <- " + re->error());
+    }
+    into.patterns[text] = std::move(re);
+    node.erase(pattern);
+  }
+  // The caller keeps `source` whole; this copy loses what checkPatterns checks instead.
+  struct EraseAfter {
+    Json& node;
+    ~EraseAfter() { node.erase("propertyNames"); }
+  } eraseNames{node};
+  for (auto& [key, child] : node.items()) {
+    std::string at = where + "/" + key;
+    if (key == "properties" || key == "definitions" || key == "$defs") {
+      if (child.is_object()) {
+        for (auto& [name, sub] : child.items()) {
+          HYPER_RETURN_IF_ERROR(collectPatterns(sub, slot, at + "/" + name, into));
+        }
+      }
+    } else if (key == "additionalProperties" || key == "items") {
+      HYPER_RETURN_IF_ERROR(collectPatterns(child, slot, at, into));
+    } else if (key == "propertyNames") {
+      // Checked by checkPatterns alone: valijson reports a bad key only as a failure of the
+      // whole mapping, without naming the key.
+      if (slot == SchemaSlot::NotWalked) {
+        return Status::error("propertyNames at " + at + " is where hyper's check does not walk");
+      }
+      HYPER_RETURN_IF_ERROR(collectPatterns(child, slot, at, into));
+    } else if (key == "patternProperties" || key == "dependencies") {
+      if (child.is_object()) {
+        for (auto& [name, sub] : child.items()) {
+          HYPER_RETURN_IF_ERROR(collectPatterns(sub, SchemaSlot::NotWalked, at + "/" + name, into));
+        }
+      }
+    } else if (key == "allOf" || key == "anyOf" || key == "oneOf") {
+      if (child.is_array()) {
+        for (size_t i = 0; i < child.size(); ++i) {
+          HYPER_RETURN_IF_ERROR(
+              collectPatterns(child[i], SchemaSlot::NotWalked, at + "/" + std::to_string(i), into));
+        }
+      }
+    } else if (key == "not" || key == "if" || key == "then" || key == "else" || key == "contains") {
+      HYPER_RETURN_IF_ERROR(collectPatterns(child, SchemaSlot::NotWalked, at, into));
+    }
+  }
+  return Status::ok();
+}
+
+// Loads a schema document: its patterns into RE2, the rest into valijson.
+Status loadSchema(const std::string& text, KindSchema& out) {
+  try {
+    out.source = Json::parse(text);
+    Json withoutPatterns = out.source;
+    HYPER_RETURN_IF_ERROR(collectPatterns(withoutPatterns, SchemaSlot::Walked, "#", out));
+    valijson::SchemaParser parser;
+    valijson::adapters::NlohmannJsonAdapter adapter(withoutPatterns);
+    parser.populateSchema(adapter, out.compiled);
+  } catch (const std::exception& e) {
+    return Status::error(e.what());
+  }
+  return Status::ok();
+}
+
+struct PatternFailure {
+  std::string path;  // of the value, or of the key that failed propertyNames
+  bool isKey = false;
+  std::string found;             // the value or key, abbreviated
+  const Json* schema = nullptr;  // the schema node with the pattern (for its description)
+};
+
+bool matches(const KindSchema& kind, const Json& schema, const std::string& text) {
+  auto pattern = schema.find("pattern");
+  if (pattern == schema.end() || !pattern->is_string()) {
+    return true;
+  }
+  auto re = kind.patterns.find(pattern->get<std::string>());
+  return re == kind.patterns.end() || RE2::PartialMatch(text, *re->second);
+}
+
+bool keyAllowed(const KindSchema& kind, const Json& names, const std::string& key) {
+  auto max = names.find("maxLength");
+  if (max != names.end() && max->is_number_unsigned() && key.size() > max->get<size_t>()) {
+    return false;
+  }
+  auto min = names.find("minLength");
+  if (min != names.end() && min->is_number_unsigned() && key.size() < min->get<size_t>()) {
+    return false;
+  }
+  return matches(kind, names, key);
+}
+
+// Walks `value` with its schema and reports every string and key that fails its pattern. The
+// walk recurses with the document, whose depth the loader bounds (YamlLimits::maxDepth); the
+// depth check here only guards documents built elsewhere.
+void checkPatterns(const KindSchema& kind, const Json* schema, const Json& value,
+                   const std::string& path, int depth, std::vector<PatternFailure>& out) {
+  schema = resolve(kind.source, schema);
+  if (!schema || !schema->is_object() || depth > 256) {
+    return;
+  }
+  if (value.is_string()) {
+    if (!matches(kind, *schema, value.get_ref<const std::string&>())) {
+      out.push_back({path, false, abbreviate(value), schema});
+    }
+  } else if (value.is_object()) {
+    auto names = schema->find("propertyNames");
+    const Json* namesSchema = names == schema->end() ? nullptr : resolve(kind.source, &*names);
+    for (const auto& [key, child] : value.items()) {
+      std::string childPath = appendKey(path, key);
+      if (namesSchema && namesSchema->is_object() && !keyAllowed(kind, *namesSchema, key)) {
+        out.push_back({childPath, true, abbreviate(Json(key)), namesSchema});
+      }
+      checkPatterns(kind, schemaChild(kind.source, schema, key, false), child, childPath, depth + 1,
+                    out);
+    }
+  } else if (value.is_array()) {
+    const Json* items = schemaChild(kind.source, schema, "", true);
+    for (size_t i = 0; i < value.size(); ++i) {
+      checkPatterns(kind, items, value[i], appendIndex(path, i), depth + 1, out);
+    }
+  }
 }
 
 struct Located {
@@ -183,6 +334,22 @@ void explain(const valijson::ValidationResults::Error& error, const Json& doc,
   out.add(std::move(diag));
 }
 
+// Reports the strings and keys of `target` that fail their schema's patterns; true if none.
+bool explainPatterns(const KindSchema& kind, const Json& target, const std::string& prefix,
+                     const SourceMap& sourceMap, const std::string& objectLabel, Diagnostics& out) {
+  std::vector<PatternFailure> failures;
+  checkPatterns(kind, &kind.source, target, prefix, 0, failures);
+  for (const auto& f : failures) {
+    Diagnostic diag;
+    diag.object = objectLabel;
+    diag.fieldPath = f.path;
+    diag.summary = (f.isKey ? "invalid key " : "invalid value ") + f.found + expected(f.schema);
+    diag.where = sourceMap.locate(f.path);
+    out.add(std::move(diag));
+  }
+  return failures.empty();
+}
+
 // valijson reports a failure at every level above the one that failed ("Failed to validate
 // against schema associated with property name 'spec'"); keep only the deepest.
 std::vector<valijson::ValidationResults::Error> leafErrors(valijson::ValidationResults& results) {
@@ -228,14 +395,13 @@ Result<std::shared_ptr<const SchemaRegistry>> SchemaRegistry::fromSchemas(
   for (const auto& s : schemas) {
     auto kind = std::make_unique<KindSchema>();
     std::string kindName;
-    try {
-      kind->source = Json::parse(s.text);
-      kindName = kind->source.value("x-hyper-kind", "");
-      valijson::SchemaParser parser;
-      valijson::adapters::NlohmannJsonAdapter adapter(kind->source);
-      parser.populateSchema(adapter, kind->compiled);
-    } catch (const std::exception& e) {
-      return Status::error(std::string("load schema ") + s.fileName + " <- " + e.what());
+    Status loaded = loadSchema(s.text, *kind);
+    if (!loaded.isOk()) {
+      return Status::error(std::string("load schema ") + s.fileName + " <- " + loaded.message());
+    }
+    if (kind->source.is_object() && kind->source.contains("x-hyper-kind") &&
+        kind->source["x-hyper-kind"].is_string()) {
+      kindName = kind->source["x-hyper-kind"].get<std::string>();
     }
     if (kindName.empty()) {
       return Status::error(std::string("load schema ") + s.fileName +
@@ -267,7 +433,7 @@ std::vector<std::string> SchemaRegistry::kinds() const {
 
 void SchemaRegistry::validate(const Json& document, const SourceMap& sourceMap,
                               const std::string& objectLabel, Diagnostics& out) const {
-  auto run = [&](const KindSchema& schema, const Json& target, const std::string& prefix) {
+  auto runValijson = [&](const KindSchema& schema, const Json& target, const std::string& prefix) {
     std::lock_guard<std::mutex> lock(impl_->mu);
     valijson::adapters::NlohmannJsonAdapter adapter(target);
     // Fast path: most documents are valid, and validating without collecting results stops at
@@ -281,6 +447,10 @@ void SchemaRegistry::validate(const Json& document, const SourceMap& sourceMap,
       explain(error, target, prefix, schema, sourceMap, objectLabel, out);
     }
     return false;
+  };
+  auto run = [&](const KindSchema& schema, const Json& target, const std::string& prefix) {
+    bool ok = runValijson(schema, target, prefix);
+    return explainPatterns(schema, target, prefix, sourceMap, objectLabel, out) && ok;
   };
 
   if (!document.is_object()) {
@@ -315,13 +485,9 @@ void SchemaRegistry::validate(const Json& document, const SourceMap& sourceMap,
 Status validateWithSchema(const std::string& schemaText, const Json& document,
                           const SourceMap& sourceMap, Diagnostics& out) {
   KindSchema schema;
-  try {
-    schema.source = Json::parse(schemaText);
-    valijson::SchemaParser parser;
-    valijson::adapters::NlohmannJsonAdapter schemaAdapter(schema.source);
-    parser.populateSchema(schemaAdapter, schema.compiled);
-  } catch (const std::exception& e) {
-    return Status::error(std::string("load schema <- ") + e.what());
+  Status loaded = loadSchema(schemaText, schema);
+  if (!loaded.isOk()) {
+    return Status::error("load schema <- " + loaded.message());
   }
   valijson::Validator validator;
   valijson::adapters::NlohmannJsonAdapter adapter(document);
@@ -331,6 +497,7 @@ Status validateWithSchema(const std::string& schemaText, const Json& document,
       explain(error, document, "", schema, sourceMap, "", out);
     }
   }
+  explainPatterns(schema, document, "", sourceMap, "", out);
   return Status::ok();
 }
 

@@ -121,15 +121,47 @@ bool parseFloat(const std::string& s, Json& out) {
   return true;
 }
 
+// Input quoted in an error is cut short: the message is for a person, and the input may be huge.
+std::string shorten(const std::string& text) {
+  return text.size() > 60 ? text.substr(0, 57) + "..." : text;
+}
+
+std::string limitMessage(const char* limit, size_t value, const std::string& what) {
+  return "limit " + std::string(limit) + " exceeded: " + what + " (expected at most " +
+         std::to_string(value) + "; see docs/design.md, \"Limits\")";
+}
+
+// Converts one document at a time. The budget (nodes, bytes) is per document; once it runs out
+// the conversion stops at once, so an alias bomb costs at most the budget, not its expansion.
 class Converter {
  public:
-  Converter(std::shared_ptr<const std::string> file, Diagnostics& diags)
-      : file_(std::move(file)), diags_(diags) {}
+  Converter(std::shared_ptr<const std::string> file, Diagnostics& diags, const YamlLimits& limits)
+      : file_(std::move(file)), diags_(diags), limits_(limits) {}
+
+  void startDocument() {
+    nodes_ = 0;
+    bytes_ = 0;
+    exhausted_ = false;
+  }
 
   void convert(const YAML::Node& node, const std::string& path, Json& out, SourceMap& map,
                int depth) {
-    if (depth > 64) {
-      error(node.Mark(), path, "nesting deeper than 64 levels (expected a manifest, not this)");
+    if (exhausted_) {
+      return;
+    }
+    if (depth > limits_.maxDepth) {
+      error(node.Mark(), path,
+            limitMessage("maxDepth", static_cast<size_t>(limits_.maxDepth),
+                         "nesting deeper than " + std::to_string(limits_.maxDepth) + " levels"));
+      exhausted_ = true;
+      return;
+    }
+    if (++nodes_ > limits_.maxNodesPerDocument) {
+      error(node.Mark(), path,
+            limitMessage("maxNodesPerDocument", limits_.maxNodesPerDocument,
+                         "the document has more values than that, counting each use of an "
+                         "alias"));
+      exhausted_ = true;
       return;
     }
     switch (node.Type()) {
@@ -138,6 +170,9 @@ class Converter {
         out = nullptr;
         return;
       case YAML::NodeType::Scalar:
+        if (!charge(node, path, node.Scalar())) {
+          return;
+        }
         out = scalar(node, path);
         return;
       case YAML::NodeType::Sequence: {
@@ -145,9 +180,15 @@ class Converter {
         size_t i = 0;
         for (const auto& item : node) {
           std::string itemPath = appendIndex(path, i++);
+          if (!chargePath(item, itemPath)) {
+            return;
+          }
           record(map, itemPath, item.Mark());
           Json value;
           convert(item, itemPath, value, map, depth + 1);
+          if (exhausted_) {
+            return;
+          }
           out.push_back(std::move(value));
         }
         return;
@@ -162,15 +203,24 @@ class Converter {
             continue;
           }
           const std::string& key = kv.first.Scalar();
+          if (!charge(kv.first, path, key)) {
+            return;
+          }
           std::string keyPath = appendKey(path, key);
+          if (!chargePath(kv.first, keyPath)) {
+            return;
+          }
           if (!seen.insert(key).second) {
             error(kv.first.Mark(), keyPath,
-                  "duplicate key \"" + key + "\" (expected each field once per mapping)");
+                  "duplicate key \"" + shorten(key) + "\" (expected each field once per mapping)");
             continue;
           }
           record(map, keyPath, kv.first.Mark());
           Json value;
           convert(kv.second, keyPath, value, map, depth + 1);
+          if (exhausted_) {
+            return;
+          }
           out[key] = std::move(value);
         }
         return;
@@ -178,7 +228,60 @@ class Converter {
     }
   }
 
+  // True when a limit stopped the conversion: the document is partial and must not be checked
+  // further (its missing fields would only add errors that are not the user's).
+  bool exhausted() const { return exhausted_; }
+
+  // Reports that the file has more documents than allowed; the caller stops there.
+  void tooManyDocuments(const YAML::Mark& mark) {
+    error(mark, "",
+          limitMessage("maxDocumentsPerFile", limits_.maxDocumentsPerFile,
+                       "the file has more documents than that"));
+  }
+
+  // Adds the closing line for errors that were counted but not reported.
+  void finish() {
+    if (suppressed_ > 0) {
+      Diagnostic d;
+      d.where = {*file_, 0, 0};
+      d.summary = std::to_string(suppressed_) + " more error(s) in this file not shown (limit " +
+                  "maxErrorsPerFile " + std::to_string(limits_.maxErrorsPerFile) + ")";
+      diags_.add(std::move(d));
+    }
+  }
+
  private:
+  // Counts a key's or a scalar's bytes against the string and document limits.
+  bool charge(const YAML::Node& node, const std::string& path, const std::string& text) {
+    if (text.size() > limits_.maxStringBytes) {
+      error(node.Mark(), path,
+            limitMessage("maxStringBytes", limits_.maxStringBytes,
+                         "a string of " + std::to_string(text.size()) + " bytes"));
+      exhausted_ = true;
+      return false;
+    }
+    return chargeBytes(node, path, text.size());
+  }
+
+  // Every value's field path is kept (the source map), so paths are charged too: a wide mapping
+  // under a long key must not cost its width times the key.
+  bool chargePath(const YAML::Node& node, const std::string& path) {
+    return chargeBytes(node, path, path.size());
+  }
+
+  bool chargeBytes(const YAML::Node& node, const std::string& path, size_t n) {
+    bytes_ += n;
+    if (bytes_ > limits_.maxBytesPerDocument) {
+      error(node.Mark(), path,
+            limitMessage("maxBytesPerDocument", limits_.maxBytesPerDocument,
+                         "the document's keys, strings and field paths add up to more, "
+                         "counting each use of an alias"));
+      exhausted_ = true;
+      return false;
+    }
+    return true;
+  }
+
   Json scalar(const YAML::Node& node, const std::string& path) {
     const std::string& text = node.Scalar();
     const std::string& tag = node.Tag();
@@ -212,7 +315,7 @@ class Converter {
       return nullptr;
     }
     error(node.Mark(), path,
-          "unsupported or mismatched tag " + tag + " on \"" + text +
+          "unsupported or mismatched tag " + shorten(tag) + " on \"" + shorten(text) +
               "\" (expected a plain, quoted, !!str, !!int, !!float, !!bool or !!null scalar)");
     return text;
   }
@@ -225,22 +328,33 @@ class Converter {
   }
 
   void error(const YAML::Mark& mark, const std::string& path, std::string summary) {
+    if (reported_ >= limits_.maxErrorsPerFile) {
+      ++suppressed_;
+      return;
+    }
+    ++reported_;
     Diagnostic d;
     d.where = {*file_, mark.is_null() ? 0 : mark.line + 1, mark.is_null() ? 0 : mark.column + 1};
-    d.fieldPath = path;
+    d.fieldPath = path.size() > 200 ? path.substr(0, 197) + "..." : path;  // a key may be long
     d.summary = std::move(summary);
     diags_.add(std::move(d));
   }
 
   std::shared_ptr<const std::string> file_;
   Diagnostics& diags_;
+  const YamlLimits& limits_;
+  size_t nodes_ = 0;
+  size_t bytes_ = 0;
+  bool exhausted_ = false;
+  size_t reported_ = 0;
+  size_t suppressed_ = 0;
 };
 
 }  // namespace
 
 std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
                                              std::shared_ptr<const std::string> fileName,
-                                             Diagnostics& diagnostics) {
+                                             Diagnostics& diagnostics, const YamlLimits& limits) {
   std::vector<YAML::Node> nodes;
   try {
     nodes = YAML::LoadAll(content);
@@ -261,12 +375,16 @@ std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
   }
 
   std::vector<YamlDocument> docs;
-  Converter converter(fileName, diagnostics);
+  Converter converter(fileName, diagnostics, limits);
   int index = -1;
   for (const auto& node : nodes) {
     ++index;
     if (node.IsNull() || !node.IsDefined()) {
       continue;  // an empty document between two '---'
+    }
+    if (docs.size() == limits.maxDocumentsPerFile) {
+      converter.tooManyDocuments(node.Mark());
+      break;
     }
     YamlDocument doc;
     doc.index = index;
@@ -276,7 +394,11 @@ std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
                  mark.is_null() ? 1 : mark.column + 1};
     size_t errorsBefore = diagnostics.size();
     try {
+      converter.startDocument();
       converter.convert(node, "", doc.value, doc.sourceMap, 0);
+      if (converter.exhausted()) {
+        continue;
+      }
       doc.hasErrors = diagnostics.size() != errorsBefore;
     } catch (const std::exception& e) {
       diagnostics.add({Severity::Error, doc.where, "", "",
@@ -285,6 +407,7 @@ std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
     }
     docs.push_back(std::move(doc));
   }
+  converter.finish();
   return docs;
 }
 

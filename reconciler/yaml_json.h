@@ -9,6 +9,18 @@
 
 namespace hyper {
 
+// What one manifest file may cost while it is converted, checked before any schema runs. The
+// defaults are far beyond a real manifest; each is reported by its name when exceeded
+// (docs/design.md, "Limits"), and the document is rejected, never truncated.
+struct YamlLimits {
+  int maxDepth = 64;                     // nesting of mappings and lists
+  size_t maxNodesPerDocument = 100000;   // values produced, counting an alias at every use
+  size_t maxBytesPerDocument = 4 << 20;  // bytes of keys and strings produced, aliases counted
+  size_t maxStringBytes = 256 << 10;     // one key or scalar
+  size_t maxDocumentsPerFile = 10000;
+  size_t maxErrorsPerFile = 50;  // later errors are counted in one closing line
+};
+
 // One YAML document converted to JSON, with where each field was written.
 struct YamlDocument {
   Json value;
@@ -22,9 +34,12 @@ struct YamlDocument {
 // schema for plain scalars (null, true/false, integers, floats); quoted scalars stay strings.
 // Duplicate mapping keys, anchors that alias to non-scalars of unknown shape, and non-string keys
 // are reported as errors. Empty documents are skipped. On a syntax error the whole file is
-// reported and no document of it is returned.
+// reported and no document of it is returned. Aliases are allowed, but every use of one counts
+// against `limits` as if it were written out, so a "billion laughs" document is an error after
+// maxNodesPerDocument values, not an exhausted host.
 std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
                                              std::shared_ptr<const std::string> fileName,
-                                             Diagnostics& diagnostics);
+                                             Diagnostics& diagnostics,
+                                             const YamlLimits& limits = YamlLimits{});
 
 }  // namespace hyper

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   cmake ninja-build g++ pkg-config git
-  libyaml-cpp-dev nlohmann-json3-dev libvalijson-dev libsqlite3-dev libsodium-dev libcli11-dev
+  libyaml-cpp-dev nlohmann-json3-dev libvalijson-dev libre2-dev libsqlite3-dev libsodium-dev libcli11-dev
   libgtest-dev libgmock-dev
   libgit2-dev libspdlog-dev libcpp-httplib-dev libssl-dev
   iproute2 nftables iputils-ping clang-format openssl

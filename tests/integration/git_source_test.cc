@@ -392,3 +392,64 @@ TEST_F(GitSourceTest, AReopenedCacheFetchesIncrementally) {
 
 }  // namespace
 }  // namespace hyper::controller
+
+namespace hyper::controller {
+namespace {
+
+// A pushed blob over LoaderLimits::maxFileBytes is never inflated into memory: the source hands
+// the loader its size, and the loader reports it; a blob at the limit is read whole.
+TEST_F(GitSourceTest, ABlobOverTheFileLimitIsSizedNotRead) {
+  const size_t limit = LoaderLimits{}.maxFileBytes;
+  std::string atLimit = std::string(kNetwork) + "#";
+  atLimit += std::string(limit - atLimit.size(), 'x');
+  std::string c1 = commit({{"a.yaml", atLimit}, {"b.yaml", atLimit + "x"}});
+  push();
+  auto src = open(bare_);
+  ASSERT_TRUE(src);
+  Snapshot s = fetch(*src);
+  ASSERT_EQ(s.files.size(), 2u);
+  EXPECT_EQ(s.files[0].content.size(), limit);
+  EXPECT_EQ(s.files[0].unreadBytes, 0u);
+  EXPECT_EQ(s.files[1].content, "");
+  EXPECT_EQ(s.files[1].unreadBytes, limit + 1);
+
+  auto schemas = SchemaRegistry::builtin();
+  ASSERT_TRUE(schemas.isOk());
+  ManifestLoader loader(*schemas);
+  LoadResult r = loader.load(s.files);
+  EXPECT_NE(
+      r.diagnostics.format().find("b.yaml: error: limit maxFileBytes exceeded: the file has " +
+                                  std::to_string(limit + 1) + " bytes"),
+      std::string::npos)
+      << r.diagnostics.format();
+  EXPECT_EQ(r.diagnostics.format().find("a.yaml"), std::string::npos) << r.diagnostics.format();
+}
+
+// Listing a tree recurses per directory: 64 levels are listed, 65 are a source error.
+TEST_F(GitSourceTest, DirectoriesNestedPastTheLimitAreASourceError) {
+  std::string deep;
+  for (int i = 0; i < 64; ++i) {
+    deep += "d/";
+  }
+  commit({{deep + "net.yaml", kNetwork}});
+  push();
+  auto src = open(bare_);
+  ASSERT_TRUE(src);
+  Snapshot s = fetch(*src);
+  ASSERT_EQ(s.files.size(), 1u);
+  EXPECT_EQ(s.files[0].path, deep + "net.yaml");
+
+  commit({{"d/" + deep + "net.yaml", kNetwork}});
+  push();
+  auto again = open(bare_);
+  ASSERT_TRUE(again);
+  auto snap = again->fetch();
+  ASSERT_FALSE(snap.isOk());
+  EXPECT_NE(snap.status().message().find("nested deeper than 64 directories (limit "
+                                         "maxDirectoryDepth)"),
+            std::string::npos)
+      << snap.status().message();
+}
+
+}  // namespace
+}  // namespace hyper::controller
