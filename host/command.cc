@@ -177,6 +177,10 @@ Result<CommandResult> runCommand(const std::vector<std::string>& argv, const std
   posix_spawn_file_actions_adddup2(&actions, inRead.get(), STDIN_FILENO);
   posix_spawn_file_actions_adddup2(&actions, outWrite.get(), STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, errWrite.get(), STDERR_FILENO);
+  // The child gets stdin, stdout and stderr and nothing else: a descriptor another thread
+  // opened without O_CLOEXEC (cpp-httplib's sockets, a library's file) would otherwise live on
+  // in QEMU or a command, keeping a port bound or a peer waiting after hyperd has closed it.
+  posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
 
   // The child starts with no blocked signals and default SIGPIPE whatever this thread or the
   // daemon has set: `ip` and `nft` expect an ordinary environment.

@@ -13,7 +13,8 @@ struct CommandResult {
   std::string err;
 };
 
-// Runs argv[0] (looked up in PATH) directly, never through a shell, with `input` on stdin.
+// Runs argv[0] (looked up in PATH) directly, never through a shell, with `input` on stdin. The
+// child inherits no descriptor but its stdin, stdout and stderr.
 // Returns an error only when the command could not be started; a non-zero exit is a result.
 Result<CommandResult> runCommand(const std::vector<std::string>& argv,
                                  const std::string& input = "");

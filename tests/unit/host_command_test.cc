@@ -1,6 +1,9 @@
 #include "host/command.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace hyper::host {
 namespace {
@@ -45,6 +48,22 @@ TEST(CommandTest, ChildThatIgnoresStdinDoesNotKillUs) {
   auto r = runCommand({"true"}, std::string(1 << 20, 'x'));
   ASSERT_TRUE(r.isOk()) << r.status().message();
   EXPECT_EQ(r->exitCode, 0);
+}
+
+TEST(CommandTest, ChildInheritsOnlyStdinStdoutAndStderr) {
+  // Descriptors opened without O_CLOEXEC, as cpp-httplib and other libraries do.
+  int sock = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(sock, 0);
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ASSERT_EQ(fcntl(sock, F_GETFD) & FD_CLOEXEC, 0);
+  // The shell lists its own descriptors: what the command was started with.
+  auto r = runCommand({"sh", "-c", "ls /proc/$$/fd"});
+  ::close(sock);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  ASSERT_TRUE(r.isOk()) << r.status().message();
+  EXPECT_EQ(r->out, "0\n1\n2\n");
 }
 
 TEST(CommandTest, SignalBecomes128PlusN) {
