@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "controller/http_server.h"
 #include "controller/webhook_auth.h"
 
 namespace hyper::controller {
@@ -57,7 +58,7 @@ ApiServer::ApiServer(Controller& controller, EventLog& events, Metrics& metrics,
       events_(events),
       metrics_(metrics),
       options_(std::move(options)),
-      server_(std::make_unique<httplib::Server>()) {}
+      server_(std::make_unique<HttpServer>(options_.http)) {}
 
 ApiServer::~ApiServer() { stop(); }
 
@@ -92,22 +93,71 @@ void ApiServer::stop() {
   }
 }
 
+void ApiServer::refuse(const httplib::Request& req, httplib::Response& res, int status,
+                       const std::string& message) {
+  sendError(res, status, message);
+  // The body, if any, is not read: the connection cannot carry another request.
+  res.set_header("Connection", "close");
+  HttpServer::closeAfterResponse();
+  countRefusal(req, res);
+}
+
+void ApiServer::countRefusal(const httplib::Request& req, const httplib::Response& res) {
+  metrics_
+      .counter("hyper_api_refused_total", "API requests refused before their body was read",
+               {{"code", std::to_string(res.status)}})
+      .inc();
+  spdlog::warn("api: {} {} from {} refused before its body ({})", req.method, req.path,
+               req.remote_addr, res.status);
+}
+
+bool ApiServer::admit(const httplib::Request& req, httplib::Response& res) {
+  const bool webhook = req.path == "/v1/hooks/git";
+  // Bearer token on /v1/* except the webhook (which has its own signature).
+  if (req.path.rfind("/v1/", 0) == 0 && !webhook &&
+      !tokenMatches(options_.token, req.get_header_value("Authorization"))) {
+    res.set_header("WWW-Authenticate", "Bearer");
+    refuse(req, res, 401, "missing or wrong bearer token (hyperctl reads it from the state dir)");
+    return false;
+  }
+  // The webhook's body is read only for a request that can authenticate: a GitHub signature
+  // (checked over the body by the handler) or the right GitLab token.
+  if (webhook) {
+    bool github = !options_.githubSecret.empty() && req.has_header("X-Hub-Signature-256");
+    bool gitlab = !github && !options_.gitlabToken.empty() && req.has_header("X-Gitlab-Token") &&
+                  verifyGitlabToken(options_.gitlabToken, req.get_header_value("X-Gitlab-Token"));
+    if (!github && !gitlab) {
+      metrics_.counter("hyper_webhook_rejected_total", "push webhooks refused (bad signature)")
+          .inc();
+      refuse(req, res, 401,
+             options_.githubSecret.empty() && options_.gitlabToken.empty()
+                 ? "no webhook secret is configured"
+                 : "missing or bad signature");
+      return false;
+    }
+  }
+  auto cap = bodyMax_.find(req.path);
+  if (!server_->admitBody(req, res, cap == bodyMax_.end() ? options_.otherBodyMax : cap->second)) {
+    countRefusal(req, res);
+    return false;
+  }
+  return true;
+}
+
+void ApiServer::setBodyMax(const std::string& path, size_t bytes) { bodyMax_[path] = bytes; }
+
 void ApiServer::routes() {
   auto& s = *server_;
-  // Large enough for a whole manifest tree sent by `hyperctl diff` (POST /v1/plan).
-  s.set_payload_max_length(size_t{64} << 20);
-
-  // Bearer token on /v1/* except the webhook (which has its own signature).
+  // Second line only: admit() refuses a body over its route's cap before it is read.
+  s.set_payload_max_length(
+      std::max({options_.webhookBodyMax, options_.planBodyMax, options_.otherBodyMax}));
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (req.path.rfind("/v1/", 0) != 0 || req.path == "/v1/hooks/git") {
-      return httplib::Server::HandlerResponse::Unhandled;
-    }
-    if (!tokenMatches(options_.token, req.get_header_value("Authorization"))) {
-      res.set_header("WWW-Authenticate", "Bearer");
-      sendError(res, 401, "missing or wrong bearer token (hyperctl reads it from the state dir)");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
+    return admit(req, res) ? httplib::Server::HandlerResponse::Unhandled
+                           : httplib::Server::HandlerResponse::Handled;
+  });
+  // A client that asks before sending its body gets the same answer before sending it.
+  s.set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response& res) {
+    return admit(req, res) ? 100 : res.status;
   });
 
   s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
@@ -137,6 +187,7 @@ void ApiServer::routes() {
 
   // A preview plan for manifests the client sends (`hyperctl diff` against this hyperd):
   // {"files": [{"path", "content"}], "prune": bool, "color": bool}.
+  setBodyMax("/v1/plan", options_.planBodyMax);
   s.Post("/v1/plan", [this](const httplib::Request& req, httplib::Response& res) {
     nlohmann::json body = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
     if (!body.is_object() || !body.contains("files") || !body["files"].is_array()) {
@@ -184,11 +235,22 @@ void ApiServer::routes() {
       sendJson(res, out);
       return;
     }
-    // Server-Sent Events: the last `limit` events (or those after `after`), then live ones.
+    // Server-Sent Events: the last `limit` events (or those after `after`), then live ones. A
+    // follower holds its thread: over the cap it is refused, so that followers never take the
+    // threads the webhook and /healthz need.
+    auto slot = server_->holdLongRequest();
+    if (!slot) {
+      res.set_header("Retry-After", "10");
+      sendError(res, 503,
+                "too many event streams and waiting requests (at most " +
+                    std::to_string(options_.http.longRequests) +
+                    "); retry later, or read GET /v1/events without following");
+      return;
+    }
     auto cursor = std::make_shared<int64_t>(after);
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
-        "text/event-stream", [this, cursor, limit](size_t, httplib::DataSink& sink) {
+        "text/event-stream", [this, cursor, limit, slot](size_t, httplib::DataSink& sink) {
           auto batch = *cursor >= 0 ? events_.since(*cursor, 1000)
                                     : events_.latest(static_cast<size_t>(limit));
           if (!batch.isOk()) {
@@ -225,6 +287,17 @@ void ApiServer::routes() {
       sendJson(res, {{"accepted", true}}, 202);
       return;
     }
+    // A wait holds its thread, like an event stream, and counts against the same cap.
+    auto slot = server_->holdLongRequest();
+    if (!slot) {
+      sendJson(res,
+               {{"accepted", true},
+                {"error", "too many waiting requests and event streams (at most " +
+                              std::to_string(options_.http.longRequests) +
+                              "); the reconcile runs, but this request does not wait for it"}},
+               202);
+      return;
+    }
     ReconcileSummary summary;
     if (!controller_.waitFor(ticket, std::chrono::seconds(wait), &summary)) {
       sendJson(
@@ -246,6 +319,7 @@ void ApiServer::routes() {
 
   // Push webhook: GitHub (X-Hub-Signature-256) or GitLab (X-Gitlab-Token). A bad or missing
   // signature is 401 and starts nothing.
+  setBodyMax("/v1/hooks/git", options_.webhookBodyMax);
   s.Post("/v1/hooks/git", [this](const httplib::Request& req, httplib::Response& res) {
     bool ok = false;
     if (!options_.githubSecret.empty() && req.has_header("X-Hub-Signature-256")) {

@@ -1,18 +1,23 @@
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "controller/event_log.h"
+#include "controller/http_limits.h"
 #include "controller/loop.h"
 #include "controller/metrics.h"
 
 namespace httplib {
-class Server;
-}
+struct Request;
+struct Response;
+}  // namespace httplib
 
 namespace hyper::controller {
+
+class HttpServer;
 
 struct ApiOptions {
   std::string host = "127.0.0.1";
@@ -20,6 +25,13 @@ struct ApiOptions {
   std::string token;         // bearer token for /v1/* (not the webhook, not health/metrics)
   std::string githubSecret;  // X-Hub-Signature-256 key for /v1/hooks/git; empty: not accepted
   std::string gitlabToken;   // X-Gitlab-Token value; empty: not accepted
+  // Request bodies, refused before they are read when over (413): the push webhook (a push
+  // event is a few KiB; a bigger one is refused and the next poll finds the commit), the
+  // manifests `hyperctl diff` sends to POST /v1/plan, and every other route.
+  size_t webhookBodyMax = size_t{1} << 20;
+  size_t planBodyMax = size_t{32} << 20;
+  size_t otherBodyMax = size_t{64} << 10;
+  HttpLimits http;  // time, header bytes, keep-alive, threads, concurrent SSE streams and waits
 };
 
 // hyperd's HTTP API on loopback (cpp-httplib):
@@ -29,7 +41,10 @@ struct ApiOptions {
 //   follows POST /v1/reconcile[?wait=SECONDS]         reconcile now (fetching the source); wait for
 //   it POST /v1/suspend  /v1/resume POST /v1/hooks/git                        push webhook (GitHub
 //   or GitLab signature), no token
-// Every /v1/* route except the webhook needs `Authorization: Bearer <token>`.
+// Every /v1/* route except the webhook needs `Authorization: Bearer <token>`. The token, the
+// webhook's headers and the body's framing and size are checked before a body is read: a body
+// comes with one Content-Length (no chunked body, none that runs to end of stream), uncompressed,
+// and within the route's cap. Connections and streams are bounded by `ApiOptions::http`.
 class ApiServer {
  public:
   ApiServer(Controller& controller, EventLog& events, Metrics& metrics, ApiOptions options);
@@ -43,12 +58,21 @@ class ApiServer {
 
  private:
   void routes();
+  // The largest body a route takes (call before registering it); a route not named here takes
+  // at most ApiOptions::otherBodyMax. Bigger bodies are refused (413) before they are read.
+  void setBodyMax(const std::string& path, size_t bytes);
+  // Before routing (and before a 100 Continue): false when the request was refused in `res`.
+  bool admit(const httplib::Request& req, httplib::Response& res);
+  void refuse(const httplib::Request& req, httplib::Response& res, int status,
+              const std::string& message);
+  void countRefusal(const httplib::Request& req, const httplib::Response& res);
 
   Controller& controller_;
   EventLog& events_;
   Metrics& metrics_;
   ApiOptions options_;
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<HttpServer> server_;
+  std::map<std::string, size_t> bodyMax_;  // by path; set before start()
   std::thread thread_;
   int port_ = 0;
 };
