@@ -66,26 +66,13 @@ void addressOf(int fd, bool peer, std::string& ip, int& port) {
 // request; the connection is then closed.
 class ConnectionStream : public httplib::Stream {
  public:
-  ConnectionStream(int fd, const HttpLimits& limits) : fd_(fd), limits_(limits) {}
+  ConnectionStream(int fd, const HttpLimits& limits, const std::atomic<socket_t>& listener)
+      : fd_(fd), limits_(limits), listener_(listener) {}
 
   // Waits for the next request of a keep-alive connection: true when bytes (or end-of-stream)
   // are there, false after the idle limit or when the server stops.
-  bool waitForRequest(const std::atomic<socket_t>& listener) const {
-    if (pos_ < len_) {
-      return true;
-    }
-    auto deadline = SteadyClock::now() + limits_.keepAliveIdle;
-    while (listener != INVALID_SOCKET) {
-      int left = msUntil(deadline);
-      int n = pollFor(fd_, POLLIN, std::min(left, 100));
-      if (n != 0) {
-        return n > 0;
-      }
-      if (left == 0) {
-        return false;
-      }
-    }
-    return false;
+  bool waitForRequest() const {
+    return pos_ < len_ || waitReadable(SteadyClock::now() + limits_.keepAliveIdle) > 0;
   }
 
   void startRequest() {
@@ -114,9 +101,7 @@ class ConnectionStream : public httplib::Stream {
     }
   }
 
-  bool is_readable() const override {
-    return pos_ < len_ || pollFor(fd_, POLLIN, msUntil(deadline_)) > 0;
-  }
+  bool is_readable() const override { return pos_ < len_ || waitReadable(deadline_) > 0; }
 
   bool is_writable() const override {
     if (pollFor(fd_, POLLOUT, static_cast<int>(kWriteTimeout.count())) <= 0) {
@@ -137,8 +122,7 @@ class ConnectionStream : public httplib::Stream {
     }
     size = static_cast<size_t>(std::min<uint64_t>(size, budget_ - consumed_));
     if (pos_ == len_) {
-      int left = msUntil(deadline_);
-      int ready = left == 0 ? 0 : pollFor(fd_, POLLIN, left);
+      int ready = waitReadable(deadline_);
       if (ready == 0) {
         expired_ = true;
         return -1;
@@ -180,8 +164,22 @@ class ConnectionStream : public httplib::Stream {
   socket_t socket() const override { return fd_; }
 
  private:
+  // Like pollFor(POLLIN) until `deadline`, but gives up (0) as soon as the server stops, so
+  // that a half-sent request does not hold up the shutdown.
+  int waitReadable(SteadyClock::time_point deadline) const {
+    while (listener_ != INVALID_SOCKET) {
+      int left = msUntil(deadline);
+      int n = pollFor(fd_, POLLIN, std::min(left, 100));
+      if (n != 0 || left == 0) {
+        return n;
+      }
+    }
+    return 0;
+  }
+
   int fd_;
   const HttpLimits& limits_;
+  const std::atomic<socket_t>& listener_;
   SteadyClock::time_point deadline_ = SteadyClock::now();
   uint64_t consumed_ = 0;
   uint64_t budget_ = 0;
@@ -326,11 +324,11 @@ bool HttpServer::process_and_close_socket(socket_t sock) {
   // cpp-httplib accepts without SOCK_CLOEXEC: from here no child inherits the connection (one
   // spawned in the instant before is covered by host::runCommand closing what it was not given).
   ::fcntl(sock, F_SETFD, FD_CLOEXEC);
-  ConnectionStream connection(sock, limits_);
+  ConnectionStream connection(sock, limits_, svr_sock_);
   tlsConnection = &connection;
   bool ok = false;
   for (size_t served = 0; served < limits_.keepAliveRequests; ++served) {
-    if (svr_sock_ == INVALID_SOCKET || !connection.waitForRequest(svr_sock_)) {
+    if (!connection.waitForRequest()) {
       break;
     }
     connection.startRequest();
