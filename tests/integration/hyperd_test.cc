@@ -992,5 +992,59 @@ TEST_F(HyperdTest, HyperctlWorksThroughTheRunningHyperd) {
   EXPECT_GE(metric(m.body, "hyper_drift_total{kind=\"Network\"}"), 1) << m.body;
 }
 
+// Issue 11: one commit with a 200000-character label key (std::regex overflowed the stack on
+// it) and another file that is an alias bomb. hyperd rejects the revision like any invalid one,
+// keeps serving and keeps the last good revision, and a restart on that head is no crash loop.
+TEST_F(HyperdTest, AHostileCommitIsRejectedAndHyperdServesOnAcrossARestart) {
+  initRepo();
+  ASSERT_TRUE(
+      startHyperd({"--source", "file://" + bare_, "--interval", "1s", "--drift-interval", "60s"})
+          .isOk());
+  std::string good = network("alpha", "10.91.7.0/24", 1400);
+  std::string c1 = commit({{"nets.yaml", good}}, "one network");
+  push();
+  ASSERT_TRUE(eventually(kConverge, [&] { return convergedTo("git:" + c1); })) << status().dump(1);
+
+  std::string hugeKey =
+      "apiVersion: hyper.dev/v1alpha1\nkind: Network\nmetadata:\n  name: beta\n"
+      "  labels:\n    ? " +
+      std::string(200000, 'k') + "\n    : v\nspec:\n  cidr: 10.91.8.0/24\n";
+  std::string bomb = "a0: &a0 \"x\"\n";
+  for (int i = 1; i < 10; ++i) {
+    bomb += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int j = 0; j < 10; ++j) {
+      bomb += (j ? ", *a" : "*a") + std::to_string(i - 1);
+    }
+    bomb += "]\n";
+  }
+  std::string c2 = commit({{"huge.yaml", hugeKey}, {"bomb.yaml", bomb}}, "hostile");
+  push();
+  ASSERT_TRUE(eventually(kConverge, [&] { return status()["rejectedRevision"] == "git:" + c2; }))
+      << status().dump(1);
+  EXPECT_TRUE(hyperd_->running());
+  EXPECT_EQ(http("GET", "/healthz", {}, "", false).status, 200);
+  EXPECT_EQ(status()["revision"], "git:" + c1);
+  EXPECT_EQ(mtu("hb-alpha"), 1400);
+  EXPECT_FALSE(link("hb-beta").has_value());
+  std::vector<Json> rejected = eventsOf("revision-rejected");
+  ASSERT_EQ(rejected.size(), 1u) << events().dump(1);
+  std::string problems = rejected[0]["details"]["problems"].dump();
+  EXPECT_TRUE(contains(problems, "bomb.yaml")) << problems.substr(0, 2000);
+  EXPECT_TRUE(contains(problems, "limit maxNodesPerDocument exceeded")) << problems.substr(0, 2000);
+  EXPECT_TRUE(contains(problems, "huge.yaml")) << problems.substr(0, 2000);
+  EXPECT_TRUE(contains(problems, "invalid key")) << problems.substr(0, 2000);
+  EXPECT_LT(problems.size(), 4000u) << "the rejection quotes the input whole";
+
+  // Restarted on the same head: it starts, serves and reports the rejection again.
+  ASSERT_TRUE(
+      startHyperd({"--source", "file://" + bare_, "--interval", "1s", "--drift-interval", "60s"})
+          .isOk());
+  ASSERT_TRUE(eventually(kConverge, [&] { return status()["rejectedRevision"] == "git:" + c2; }))
+      << status().dump(1);
+  EXPECT_TRUE(hyperd_->running());
+  EXPECT_EQ(http("GET", "/healthz", {}, "", false).status, 200);
+  EXPECT_EQ(mtu("hb-alpha"), 1400) << "the last good revision's network was touched";
+}
+
 }  // namespace
 }  // namespace hyper
