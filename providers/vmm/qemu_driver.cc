@@ -552,11 +552,13 @@ Status QemuDriver::waitForLine(const VmHandle& vm, const std::string& channel,
       while ((nl = partial.find('\n')) != std::string::npos) {
         std::string l = partial.substr(0, nl);
         partial.erase(0, nl + 1);
-        while (!l.empty() && (l.back() == '\r' || l.back() == ' ')) {
+        if (!l.empty() && l.back() == '\r') {
           l.pop_back();
         }
-        // Kernel messages may share the line: accept the text at its end.
-        if (l.size() >= line.size() && l.compare(l.size() - line.size(), line.size(), line) == 0) {
+        // The whole line, as observe reads it (vm_provider.cc): a line that merely ends with it
+        // ("not hyper-ready", "xhyper-ready") is not the guest saying it is ready, and a VM that
+        // apply took for ready must not be found not ready by the next observe.
+        if (l == line) {
           return Status::ok();
         }
       }

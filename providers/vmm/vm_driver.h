@@ -90,9 +90,9 @@ class VmDriver {
   virtual Result<VmStatus> status(const VmHandle& vm) = 0;
   // Graceful first (ACPI power button), then the VMM's quit, then SIGKILL; then the run dir goes.
   virtual Result<StopOutcome> stop(const std::string& name, const StopOptions& options = {}) = 0;
-  // Waits until `line` appears on the VM's console, or, when `channel` is not empty, on that
-  // virtio-serial channel (one of spec.channels). The error on timeout (or when the VM exits
-  // first) carries the last console lines.
+  // Waits until `line` appears as a whole line (a trailing "\r" aside) on the VM's console, or,
+  // when `channel` is not empty, on that virtio-serial channel (one of spec.channels). The error
+  // on timeout (or when the VM exits first) carries the last console lines.
   virtual Status waitForLine(const VmHandle& vm, const std::string& channel,
                              const std::string& line, std::chrono::milliseconds timeout) = 0;
 };
