@@ -1,5 +1,6 @@
 #include "broker/daemon.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -14,12 +15,14 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 #include <thread>
 
 #include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "broker/log_text.h"
 #include "broker/output.h"
 #include "broker/paths.h"
 #include "broker/runner.h"
@@ -32,7 +35,6 @@ namespace {
 
 constexpr int kRequestReadTimeoutMs = 30000;
 constexpr int kSendTimeoutSec = 60;
-constexpr int kMaxConnections = 512;
 
 std::string errnoText(const std::string& what) { return what + ": " + std::strerror(errno); }
 
@@ -40,9 +42,33 @@ std::string dumpLine(const Json& j) {
   return j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
 }
 
+// argv as a JSON list: quoted and escaped, so safe on a log line.
 std::string quoteArgs(const std::vector<std::string>& args) {
   return Json(args).dump(-1, ' ', false, Json::error_handler_t::replace);
 }
+
+// The log file and its rotated predecessors are created 0640 and kept so: the lines name users,
+// commands and paths. Created before spdlog opens it (fopen would apply only the umask), and
+// corrected after, should it have existed with a wider mode.
+spdlog::file_event_handlers privateLogFile() {
+  spdlog::file_event_handlers handlers;
+  handlers.before_open = [](const spdlog::filename_t& name) {
+    int fd = ::open(name.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
+    if (fd >= 0) {
+      ::close(fd);
+    }
+  };
+  handlers.after_open = [](const spdlog::filename_t&, std::FILE* file) {
+    struct stat st;
+    if (::fstat(::fileno(file), &st) == 0 && (st.st_mode & 0027) != 0) {
+      ::fchmod(::fileno(file), st.st_mode & 0640);
+    }
+  };
+  return handlers;
+}
+
+// Starts a detached thread, as std::thread does (throwing std::system_error when it cannot).
+void startDetached(std::function<void()> fn) { std::thread(std::move(fn)).detach(); }
 
 enum class LineStatus { Ok, Closed, TooLong, TimedOut, Stopping, Error };
 
@@ -142,6 +168,15 @@ Result<BrokerConfig> loadBrokerConfig(const std::string& path, BrokerConfig c) {
       out = value.get<size_t>();
       return Status::ok();
     };
+    auto count = [&](int& out) -> Status {
+      if (!value.is_number_unsigned() || value.get<size_t>() == 0 ||
+          value.get<size_t>() > 1000000) {
+        return Status::error(path + ": " + key + ": expected an integer from 1 to 1000000, got " +
+                             value.dump());
+      }
+      out = static_cast<int>(value.get<size_t>());
+      return Status::ok();
+    };
     if (key == "socket") {
       HYPER_RETURN_IF_ERROR(str(c.socketPath));
     } else if (key == "rules") {
@@ -158,22 +193,33 @@ Result<BrokerConfig> loadBrokerConfig(const std::string& path, BrokerConfig c) {
       HYPER_RETURN_IF_ERROR(num(c.logMaxBytes));
     } else if (key == "logMaxFiles") {
       HYPER_RETURN_IF_ERROR(num(c.logMaxFiles));
+    } else if (key == "maxConnections") {
+      HYPER_RETURN_IF_ERROR(count(c.limits.maxConnections));
+    } else if (key == "maxConnectionsPerUid") {
+      HYPER_RETURN_IF_ERROR(count(c.limits.maxConnectionsPerUid));
+    } else if (key == "maxQueuedPerUid") {
+      HYPER_RETURN_IF_ERROR(count(c.limits.maxQueuedPerUid));
+    } else if (key == "queueTimeoutSec") {
+      HYPER_RETURN_IF_ERROR(count(c.limits.queueTimeoutSec));
     } else {
       return Status::error(path + ": " + key +
                            ": unknown field; expected socket, rules, group, mode, logFile, "
-                           "logMaxBytes or logMaxFiles");
+                           "logMaxBytes, logMaxFiles, maxConnections, maxConnectionsPerUid, "
+                           "maxQueuedPerUid or queueTimeoutSec");
     }
   }
   return c;
 }
 
-BrokerDaemon::BrokerDaemon(BrokerConfig config) : config_(std::move(config)) {
+BrokerDaemon::BrokerDaemon(BrokerConfig config, ThreadStarter startThread)
+    : config_(std::move(config)),
+      startThread_(startThread ? std::move(startThread) : ThreadStarter(startDetached)) {
   std::vector<spdlog::sink_ptr> sinks;
   sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
   if (!config_.logFile.empty()) {
     try {
       sinks.push_back(std::make_shared<spdlog::sinks::rotating_file_sink_mt>(
-          config_.logFile, config_.logMaxBytes, config_.logMaxFiles));
+          config_.logFile, config_.logMaxBytes, config_.logMaxFiles, false, privateLogFile()));
     } catch (const std::exception& e) {
       std::fprintf(stderr, "hyper-broker: log file %s: %s; logging to stderr only\n",
                    config_.logFile.c_str(), e.what());
@@ -188,6 +234,12 @@ BrokerDaemon::BrokerDaemon(BrokerConfig config) : config_(std::move(config)) {
 BrokerDaemon::~BrokerDaemon() {
   if (listenFd_ >= 0) {
     ::close(listenFd_);
+  }
+  // The parent groups made at start; left in place (EBUSY) while another broker's runs use them.
+  for (const auto* dir : {&cgroups_.v2, &cgroups_.v1Pids, &cgroups_.v1Memory}) {
+    if (!dir->empty()) {
+      ::rmdir(dir->c_str());
+    }
   }
   if (stopFd_ >= 0) {
     ::close(stopFd_);
@@ -204,7 +256,8 @@ Status BrokerDaemon::reload() {
     }
     rulesError_ = loaded.status().message();
     log_->error("rules not reloaded, {} rule(s) stay in force (hash {}): {}",
-                rules_ ? rules_->rules.size() : 0, rules_ ? rules_->hash : "", rulesError_);
+                rules_ ? rules_->rules.size() : 0, rules_ ? rules_->hash : "",
+                escapeForLog(rulesError_));
     return loaded.status();
   }
   rulesError_.clear();
@@ -303,6 +356,29 @@ Status BrokerDaemon::start() {
     log_->warn("no rules yet: every request is refused until {} is written", config_.rulesPath);
   }
   HYPER_RETURN_IF_ERROR(bindSocket().withContext("start broker"));
+  std::ifstream mounts("/proc/self/mounts");
+  std::stringstream mountsText;
+  mountsText << mounts.rdbuf();
+  std::ifstream self("/proc/self/cgroup");
+  std::stringstream selfText;
+  selfText << self.rdbuf();
+  cgroups_ = detectCgroups(mountsText.str(), selfText.str(), config_.cgroupParent);
+  if (!cgroups_.v2.empty()) {
+    log_->info("cgroups: runs with pidsMax or memoryMaxBytes get their own group under {}",
+               cgroups_.v2);
+  } else if (cgroups_.missing.empty()) {
+    log_->info("cgroups: runs with pidsMax or memoryMaxBytes get their own groups under {} and {}",
+               cgroups_.v1Pids, cgroups_.v1Memory);
+  } else {
+    log_->warn("cgroups: cannot apply {} of the rules ({}); such runs go without",
+               !cgroups_.pids() && !cgroups_.memory() ? "pidsMax or memoryMaxBytes"
+               : !cgroups_.pids()                     ? "pidsMax"
+                                                      : "memoryMaxBytes",
+               cgroups_.missing);
+  }
+  log_->info("limits: {} connections, {} per uid, {} queued requests per uid, {} s in a queue",
+             config_.limits.maxConnections, config_.limits.maxConnectionsPerUid,
+             config_.limits.maxQueuedPerUid, config_.limits.queueTimeoutSec);
   log_->info("listening on {} (group {}, mode {:04o})", config_.socketPath,
              config_.group.empty() ? "root" : config_.group, config_.mode);
   return Status::ok();
@@ -340,23 +416,7 @@ void BrokerDaemon::run() {
       }
       continue;
     }
-    {
-      std::lock_guard<std::mutex> lock(connMu_);
-      if (connections_ >= kMaxConnections) {
-        reject(fd, "the broker is serving " + std::to_string(kMaxConnections) +
-                       " connections; try again later");
-        ::close(fd);
-        continue;
-      }
-      ++connections_;
-    }
-    std::thread([this, fd] {
-      serve(fd);
-      ::close(fd);
-      std::lock_guard<std::mutex> lock(connMu_);
-      --connections_;
-      connCv_.notify_all();
-    }).detach();
+    accepted(fd);
   }
   ::close(listenFd_);
   listenFd_ = -1;
@@ -367,6 +427,64 @@ void BrokerDaemon::run() {
   }
   connCv_.wait(lock, [this] { return connections_ == 0; });
   log_->info("stopped");
+}
+
+// Admits a new connection under the limits and gives it a thread; whatever happens, `fd` is
+// answered and closed, and the counts are given back.
+void BrokerDaemon::accepted(int fd) {
+  struct ucred cred = {};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    log_->warn("refused a connection: getsockopt SO_PEERCRED: {}", std::strerror(errno));
+    ::close(fd);
+    return;
+  }
+  const uid_t uid = cred.uid;
+  const CallerLimits& limits = config_.limits;
+  {
+    std::lock_guard<std::mutex> lock(connMu_);
+    if (connections_ >= limits.maxConnections) {
+      log_->warn("refused a connection of uid={} pid={}: {} connections open (the limit)", uid,
+                 cred.pid, connections_);
+      reject(fd, "the broker is serving " + std::to_string(limits.maxConnections) +
+                     " connections (its limit); try again later");
+      ::close(fd);
+      return;
+    }
+    if (!connectionsPerUid_.tryAdd(uid, limits.maxConnectionsPerUid)) {
+      log_->warn(
+          "refused a connection of uid={} pid={}: the uid has {} connections open (the "
+          "limit per uid)",
+          uid, cred.pid, limits.maxConnectionsPerUid);
+      reject(fd, "uid " + std::to_string(uid) + " already has " +
+                     std::to_string(limits.maxConnectionsPerUid) +
+                     " connections to the broker (the limit per uid); try again later");
+      ::close(fd);
+      return;
+    }
+    ++connections_;
+  }
+  auto done = [this, fd, uid] {
+    ::close(fd);
+    connectionsPerUid_.remove(uid);
+    std::lock_guard<std::mutex> lock(connMu_);
+    --connections_;
+    connCv_.notify_all();
+  };
+  try {
+    startThread_([this, fd, done] {
+      serve(fd);
+      done();
+    });
+  } catch (const std::exception& e) {
+    // std::system_error when out of threads (RLIMIT_NPROC, memory), std::bad_alloc when out of
+    // memory: this caller is told, the daemon goes on.
+    log_->error("refused a connection of uid={} pid={}: cannot start a thread: {}", uid, cred.pid,
+                e.what());
+    reject(fd, std::string("the broker cannot serve the request now <- start a thread: ") +
+                   e.what() + "; try again later");
+    done();
+  }
 }
 
 void BrokerDaemon::serve(int fd) {
@@ -405,7 +523,7 @@ void BrokerDaemon::serve(int fd) {
   auto request = parseRequest(line);
   if (!request.isOk()) {
     log_->warn("refused user={} uid={}: {}", caller->user.name, caller->user.uid,
-               request.status().message());
+               escapeForLog(request.status().message()));
     reject(fd, request.status().message());
     return;
   }
@@ -432,12 +550,12 @@ void BrokerDaemon::serve(int fd) {
 void BrokerDaemon::handleRun(int fd, const Caller& caller, const RunRequest& req) {
   const uint64_t serial = ++serial_;
   const std::string id = req.requestId.empty() ? "#" + std::to_string(serial) : req.requestId;
-  const std::string who = "id=" + id + " user=" + caller.user.name +
+  const std::string who = "id=" + escapeForLog(id) + " user=" + escapeForLog(caller.user.name) +
                           " uid=" + std::to_string(caller.user.uid) +
                           " pid=" + std::to_string(caller.pid);
   auto refuse = [&](const std::string& why) {
-    log_->warn("refused {} command={} cwd={} args={}: {}", who, req.command, req.cwd,
-               quoteArgs(req.args), why);
+    log_->warn("refused {} command={} cwd={} args={}: {}", who, escapeForLog(req.command),
+               escapeForLog(req.cwd), quoteArgs(req.args), escapeForLog(why));
     reject(fd, why);
   };
 
@@ -505,33 +623,74 @@ void BrokerDaemon::handleRun(int fd, const Caller& caller, const RunRequest& req
       req.timeoutSec ? std::min(*req.timeoutSec, rule->maxTimeoutSec) : rule->defaultTimeoutSec;
   spec.killGraceSec = config_.killGraceSec;
 
+  spec.noNewPrivs = rule->noNewPrivs;
+
   auto slots = slots_.forRule(rule->name, rule->concurrency);
+  const CallerLimits& limits = config_.limits;
   bool queued = false;
-  bool gotSlot = slots->acquire([&] { return stopping_.load() || clientHungUp(fd); },
-                                [&] {
-                                  queued = true;
-                                  log_->info("queued {} rule={}: {} run(s) at the limit of {}", who,
-                                             rule->name, slots->running(), rule->concurrency);
-                                  sendAll(fd, queuedFrame(rule->name));
-                                });
-  if (!gotSlot) {
-    log_->warn("dropped {} rule={}: {} while queued", who, rule->name,
-               stopping_ ? "the broker is stopping" : "the client hung up");
-    if (stopping_) {
-      reject(fd, "the broker is stopping");
-    }
-    return;
+  auto wait = slots->acquire(
+      std::chrono::steady_clock::now() + std::chrono::seconds(limits.queueTimeoutSec),
+      [&] { return stopping_.load() || clientHungUp(fd); },
+      [&] {
+        if (!queuedPerUid_.tryAdd(caller.user.uid, limits.maxQueuedPerUid)) {
+          return false;
+        }
+        queued = true;
+        log_->info("queued {} rule={}: {} run(s) at the limit of {}", who, rule->name,
+                   slots->running(), rule->concurrency);
+        sendAll(fd, queuedFrame(rule->name));
+        return true;
+      });
+  if (queued) {
+    queuedPerUid_.remove(caller.user.uid);
   }
-  log_->info("start {} rule={} cwd={} args={} timeout={}s{}", who, rule->name, spec.cwd,
-             quoteArgs(spec.argv), spec.timeoutSec, queued ? " (was queued)" : "");
+  switch (wait) {
+    case SlotWait::Acquired:
+      break;
+    case SlotWait::Refused:
+      refuse("uid " + std::to_string(caller.user.uid) + " already has " +
+             std::to_string(limits.maxQueuedPerUid) +
+             " requests waiting for a slot (the limit per uid); try again later");
+      return;
+    case SlotWait::TimedOut:
+      refuse("waited " + std::to_string(limits.queueTimeoutSec) + " s for a slot of rule " +
+             rule->name + " (" + std::to_string(rule->concurrency) +
+             " run(s) at once) without getting one; try again later");
+      return;
+    case SlotWait::Abandoned:
+      log_->warn("dropped {} rule={}: {} while queued", who, rule->name,
+                 stopping_ ? "the broker is stopping" : "the client hung up");
+      if (stopping_) {
+        reject(fd, "the broker is stopping");
+      }
+      return;
+  }
+  std::unique_ptr<RunCgroup> cgroup;
+  if (rule->pidsMax > 0 || rule->memoryMaxBytes > 0) {
+    auto made = RunCgroup::create(
+        cgroups_, "run-" + std::to_string(::getpid()) + "-" + std::to_string(serial), rule->pidsMax,
+        rule->memoryMaxBytes);
+    if (!made.isOk()) {
+      slots->release();
+      refuse(made.status().message());
+      return;
+    }
+    cgroup = std::move(made).value();
+    spec.cgroupProcsFds = cgroup->procsFds();
+  }
+  log_->info("start {} rule={} cwd={} args={} timeout={}s{}", who, rule->name,
+             escapeForLog(spec.cwd), quoteArgs(spec.argv), spec.timeoutSec,
+             queued ? " (was queued)" : "");
   auto started = std::chrono::steady_clock::now();
   auto outcome = runStreaming(spec, fd, stopFd_);
+  cgroup.reset();  // kills what the run left in its group (setsid strays too) and removes it
   slots->release();
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (!outcome.isOk()) {
     log_->error("end {} rule={} cwd={} args={} exit=1 duration={:.3f}s: {}", who, rule->name,
-                spec.cwd, quoteArgs(spec.argv), seconds, outcome.status().message());
+                escapeForLog(spec.cwd), quoteArgs(spec.argv), seconds,
+                escapeForLog(outcome.status().message()));
     reject(fd, outcome.status().message());
     return;
   }
@@ -544,8 +703,8 @@ void BrokerDaemon::handleRun(int fd, const Caller& caller, const RunRequest& req
   }
   auto level = outcome->exitCode == 0 ? spdlog::level::info : spdlog::level::err;
   log_->log(level, "end {} rule={} cwd={} args={} exit={} timedOut={} duration={:.3f}s{}", who,
-            rule->name, spec.cwd, quoteArgs(spec.argv), outcome->exitCode, outcome->timedOut,
-            seconds, note);
+            rule->name, escapeForLog(spec.cwd), quoteArgs(spec.argv), outcome->exitCode,
+            outcome->timedOut, seconds, note);
   if (!outcome->clientGone) {
     sendAll(fd, exitFrame(outcome->exitCode, outcome->timedOut));
   }

@@ -4,12 +4,15 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "broker/cgroup.h"
+#include "broker/limits.h"
 #include "broker/peer.h"
 #include "broker/request.h"
 #include "broker/rules.h"
@@ -31,10 +34,16 @@ struct BrokerConfig {
   size_t logMaxBytes = 10 * 1024 * 1024;
   size_t logMaxFiles = 5;
   int killGraceSec = 5;  // between SIGTERM and SIGKILL when a run is cut short
+  CallerLimits limits;
+  // Each run whose rule sets pidsMax or memoryMaxBytes gets a cgroup under this parent group of
+  // the cgroup mounts the broker can write (see broker/cgroup.h).
+  std::string cgroupParent = "hyper-broker";
 };
 
 // Reads a JSON config file: {"socket":..., "rules":..., "group":..., "mode":"0660",
-// "logFile":..., "logMaxBytes":N, "logMaxFiles":N}. Fields left out keep `defaults`.
+// "logFile":..., "logMaxBytes":N, "logMaxFiles":N, "maxConnections":N,
+// "maxConnectionsPerUid":N, "maxQueuedPerUid":N, "queueTimeoutSec":N}. Fields left out keep
+// `defaults`.
 Result<BrokerConfig> loadBrokerConfig(const std::string& path, BrokerConfig defaults);
 
 // "0660" -> 0660; an error unless 1-4 octal digits.
@@ -44,7 +53,11 @@ Result<mode_t> parseMode(const std::string& text);
 // connection (see broker/request.h for the protocol and docs/broker.md for the whole picture).
 class BrokerDaemon {
  public:
-  explicit BrokerDaemon(BrokerConfig config);
+  // Starts `fn` on a thread of its own, detached; throws std::system_error when no thread can be
+  // created (what std::thread does). A seam for tests, which make it fail.
+  using ThreadStarter = std::function<void(std::function<void()> fn)>;
+
+  explicit BrokerDaemon(BrokerConfig config, ThreadStarter startThread = nullptr);
   ~BrokerDaemon();
   BrokerDaemon(const BrokerDaemon&) = delete;
   BrokerDaemon& operator=(const BrokerDaemon&) = delete;
@@ -70,12 +83,15 @@ class BrokerDaemon {
   nlohmann::json rulesReport() const;
 
  private:
+  void accepted(int fd);
   void serve(int fd);
   void handleRun(int fd, const Caller& caller, const RunRequest& req);
   Status bindSocket();
 
   BrokerConfig config_;
+  ThreadStarter startThread_;
   std::shared_ptr<spdlog::logger> log_;
+  CgroupSupport cgroups_;
   int listenFd_ = -1;
   int stopFd_ = -1;  // eventfd, readable once stop() was called
   std::atomic<bool> stopping_{false};
@@ -88,6 +104,8 @@ class BrokerDaemon {
   std::mutex connMu_;
   std::condition_variable connCv_;
   int connections_ = 0;
+  UidCounter connectionsPerUid_;
+  UidCounter queuedPerUid_;
   std::atomic<uint64_t> serial_{0};
 };
 

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   CLI::App app{"hyper-broker: runs allow-listed host commands for local callers, as themselves"};
   std::string configPath, socketPath, rulesPath, group, mode, logFile;
   size_t logMaxBytes = 0, logMaxFiles = 0;
+  int maxConnections = 0, maxConnectionsPerUid = 0, maxQueuedPerUid = 0, queueTimeout = 0;
   app.add_option("--config", configPath, "JSON config file (flags given as well override it)");
   app.add_option("--socket", socketPath, "Unix socket to listen on");
   app.add_option("--rules", rulesPath, "rule file (JSON) to load, and reload on SIGHUP");
@@ -21,6 +22,16 @@ int main(int argc, char** argv) {
   app.add_option("--log-file", logFile, "log file, rotated by size (besides stderr)");
   app.add_option("--log-max-bytes", logMaxBytes, "rotate the log file at this size");
   app.add_option("--log-max-files", logMaxFiles, "rotated log files to keep");
+  auto limit = [&](const char* name, int& value, const char* what) {
+    app.add_option(name, value, what)->check(CLI::Range(1, 1000000));
+  };
+  limit("--max-connections", maxConnections, "open connections of all callers (default 512)");
+  limit("--max-connections-per-uid", maxConnectionsPerUid,
+        "open connections of one uid (default 64)");
+  limit("--max-queued-per-uid", maxQueuedPerUid,
+        "requests of one uid waiting for a rule's slot (default 32)");
+  limit("--queue-timeout", queueTimeout,
+        "seconds a request may wait for a slot before it is refused (default 600)");
   CLI11_PARSE(app, argc, argv);
 
   hyper::broker::BrokerConfig config;
@@ -60,6 +71,14 @@ int main(int argc, char** argv) {
   }
   if (logMaxFiles > 0) {
     config.logMaxFiles = logMaxFiles;
+  }
+  for (auto [flag, field] : {std::pair{maxConnections, &config.limits.maxConnections},
+                             std::pair{maxConnectionsPerUid, &config.limits.maxConnectionsPerUid},
+                             std::pair{maxQueuedPerUid, &config.limits.maxQueuedPerUid},
+                             std::pair{queueTimeout, &config.limits.queueTimeoutSec}}) {
+    if (flag > 0) {
+      *field = flag;
+    }
   }
 
   // Signals are taken by one thread with sigwait; every other thread (connections, runs) has

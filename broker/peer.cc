@@ -17,9 +17,38 @@ Result<Caller> identifyPeer(int socketFd) {
   if (::getsockopt(socketFd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
     return Status::error(std::string("getsockopt SO_PEERCRED: ") + std::strerror(errno));
   }
+  // The groups the connecting process had at connect(): the run gets no group the caller itself
+  // had dropped (a container started with fewer groups, a `sg`/`newgrp` shell, a setgroups()).
+  std::vector<gid_t> peerGroups(64);
+  while (true) {
+    socklen_t bytes = static_cast<socklen_t>(peerGroups.size() * sizeof(gid_t));
+    if (::getsockopt(socketFd, SOL_SOCKET, SO_PEERGROUPS, peerGroups.data(), &bytes) == 0) {
+      peerGroups.resize(bytes / sizeof(gid_t));
+      break;
+    }
+    if (errno != ERANGE || bytes / sizeof(gid_t) <= peerGroups.size() ||
+        bytes / sizeof(gid_t) > 65536) {
+      return Status::error(std::string("getsockopt SO_PEERGROUPS: ") + std::strerror(errno));
+    }
+    peerGroups.resize(bytes / sizeof(gid_t));
+  }
   HYPER_ASSIGN_OR_RETURN(Caller caller, lookupCaller(cred.uid, cred.gid));
   caller.pid = cred.pid;
+  caller.groups = intersectGroups(caller.groups, peerGroups);
   return caller;
+}
+
+std::vector<gid_t> intersectGroups(const std::vector<gid_t>& userGroups,
+                                   const std::vector<gid_t>& processGroups) {
+  std::vector<gid_t> out;
+  for (size_t i = 0; i < userGroups.size(); ++i) {
+    gid_t g = userGroups[i];
+    // The first is the primary group (the peer's gid): the process has it whatever its list says.
+    if (i == 0 || std::find(processGroups.begin(), processGroups.end(), g) != processGroups.end()) {
+      out.push_back(g);
+    }
+  }
+  return out;
 }
 
 Result<Caller> lookupCaller(uid_t uid, gid_t gid) {

@@ -12,9 +12,10 @@
 
 namespace hyper::broker {
 
-// Who is on the other end of a Unix socket, as the kernel recorded it at connect() (SO_PEERCRED),
-// with the user's entry and every group the system gives it (getgrouplist), so that group rules
-// match exactly what the run will get from initgroups.
+// Who is on the other end of a Unix socket, as the kernel recorded it at connect() (SO_PEERCRED,
+// SO_PEERGROUPS), with the user's entry. Its groups are those the connecting process had that the
+// system also gives the user (getgrouplist): never one the process had dropped, never one the
+// user is not in. Rules match on exactly these, and the run gets exactly these.
 struct Caller {
   pid_t pid = 0;
   UserInfo user;
@@ -22,6 +23,11 @@ struct Caller {
 };
 
 Result<Caller> identifyPeer(int socketFd);
+
+// `userGroups` (primary first) without the supplementary groups `processGroups` lacks; the
+// primary group stays. Order kept.
+std::vector<gid_t> intersectGroups(const std::vector<gid_t>& userGroups,
+                                   const std::vector<gid_t>& processGroups);
 
 // The passwd entry and group list of `uid`; an error when the uid has no entry.
 Result<Caller> lookupCaller(uid_t uid, gid_t gid);

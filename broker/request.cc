@@ -2,15 +2,37 @@
 
 #include <set>
 
+#include "broker/bounded_json.h"
+#include "broker/log_text.h"
+
 namespace hyper::broker {
 
 using Json = nlohmann::json;
 
 namespace {
 
+// What was found, by kind only: a request's values are the caller's, and an error (which is
+// logged and sent back) never quotes or serialises them.
 std::string found(const Json& j) {
-  std::string dumped = j.dump(-1, ' ', false, Json::error_handler_t::replace);
-  return dumped.size() > 60 ? dumped.substr(0, 57) + "..." : dumped;
+  if (j.is_string()) {
+    return "a string of " + std::to_string(j.get_ref<const std::string&>().size()) + " bytes";
+  }
+  if (j.is_array()) {
+    return "an array of " + std::to_string(j.size()) + " elements";
+  }
+  if (j.is_object()) {
+    return "an object of " + std::to_string(j.size()) + " fields";
+  }
+  if (j.is_null()) {
+    return "null";
+  }
+  return std::string("a ") + j.type_name();  // "a number", "a boolean"
+}
+
+// A field name the caller chose, for an error message: escaped and cut short.
+std::string keyName(const std::string& key) {
+  std::string k = escapeForLog(key.size() > 40 ? key.substr(0, 40) : key);
+  return key.size() > 40 ? k + "..." : k;
 }
 
 Status fieldError(const std::string& field, const std::string& expected, const Json& got) {
@@ -20,10 +42,12 @@ Status fieldError(const std::string& field, const std::string& expected, const J
 }  // namespace
 
 Result<Request> parseRequest(const std::string& line) {
-  Json doc = Json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) {
-    return Status::error("request is not valid JSON");
+  // A request is an object holding at most arrays and objects of strings: depth 2.
+  auto parsed = parseBoundedJson(line, JsonLimits{kMaxRequestLine, kMaxRequestDepth});
+  if (!parsed.isOk()) {
+    return Status::error("request is " + parsed.status().message());
   }
+  Json doc = std::move(parsed).value();
   if (!doc.is_object()) {
     return Status::error("request: expected a JSON object, got " + found(doc));
   }
@@ -33,7 +57,7 @@ Result<Request> parseRequest(const std::string& line) {
       return Status::error(
           "request.admin: expected {\"admin\":\"rules\"} or "
           "{\"admin\":\"reload\"}, got " +
-          found(doc));
+          (doc.size() != 1 ? "other fields beside admin" : found(*admin)));
     }
     out.admin = AdminRequest{admin->get<std::string>()};
     return out;
@@ -42,7 +66,9 @@ Result<Request> parseRequest(const std::string& line) {
                                               "cwd",           "timeoutSec", "env"};
   for (const auto& [key, value] : doc.items()) {
     if (known.count(key) == 0) {
-      return Status::error("request." + key + ": unknown field");
+      return Status::error("request." + keyName(key) +
+                           ": unknown field; expected schemaVersion, requestId, command, args, "
+                           "cwd, timeoutSec or env");
     }
   }
   auto version = doc.find("schemaVersion");
@@ -93,7 +119,7 @@ Result<Request> parseRequest(const std::string& line) {
     }
     for (const auto& [key, value] : env->items()) {
       if (!value.is_string()) {
-        return fieldError("env." + key, "a string", value);
+        return fieldError("env." + keyName(key), "a string", value);
       }
       r.env[key] = value.get<std::string>();
     }

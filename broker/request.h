@@ -13,6 +13,9 @@ namespace hyper::broker {
 
 // The longest request line the broker reads; a longer one is answered with an error.
 constexpr size_t kMaxRequestLine = 256 * 1024;
+// The deepest nesting of objects and arrays a request may have (a valid one has 2); a deeper one
+// is refused before it is built.
+constexpr int kMaxRequestDepth = 8;
 
 // One run request, as the client sends it on one line:
 //   {"schemaVersion":"1","requestId":"...","command":"make","args":["-j4"],"cwd":"/...",
@@ -38,7 +41,9 @@ struct Request {
   std::optional<AdminRequest> admin;
 };
 
-// Parses and validates one request line. Errors say which field is wrong and what was expected.
+// Parses and validates one request line. Errors say which field is wrong and what was expected,
+// and never quote the caller's values (only their kind and size). No global state: a plain
+// function of the line (the fuzz target's entry point).
 Result<Request> parseRequest(const std::string& line);
 
 // The JSON line a client sends for `req` (without the newline).

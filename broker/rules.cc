@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "broker/bounded_json.h"
 #include "broker/paths.h"
 #include "reconciler/names.h"
 #include "reconciler/sha256.h"
@@ -75,6 +76,20 @@ class RuleParser {
     return static_cast<int>(it->get<long long>());
   }
 
+  // An optional integer from `min` to `max`; 0 when left out.
+  Result<long long> limit(const Json& obj, const std::string& path, const std::string& key,
+                          long long min, long long max) const {
+    auto it = obj.find(key);
+    if (it == obj.end()) {
+      return 0LL;
+    }
+    if (!it->is_number_integer() || it->get<long long>() < min || it->get<long long>() > max) {
+      return fail(path + "." + key, "expected an integer from " + std::to_string(min) + " to " +
+                                        std::to_string(max) + ", got " + found(*it));
+    }
+    return it->get<long long>();
+  }
+
   Status absolutePath(const std::string& path, const std::string& value) const {
     if (value.empty() || value[0] != '/') {
       return fail(path, "expected an absolute path, got \"" + value + "\"");
@@ -90,9 +105,10 @@ class RuleParser {
     if (!j.is_object()) {
       return fail(path, "expected an object, got " + found(j));
     }
-    HYPER_RETURN_IF_ERROR(checkKeys(j, path,
-                                    {"name", "command", "callers", "workspace", "pathMapping",
-                                     "env", "timeout", "concurrency"}));
+    HYPER_RETURN_IF_ERROR(
+        checkKeys(j, path,
+                  {"name", "command", "callers", "workspace", "pathMapping", "env", "timeout",
+                   "concurrency", "noNewPrivs", "pidsMax", "memoryMaxBytes"}));
     Rule r;
     HYPER_ASSIGN_OR_RETURN(r.name, string(j, path, "name", true));
     if (std::string bad = checkDnsLabel(r.name); !bad.empty()) {
@@ -193,6 +209,15 @@ class RuleParser {
       }
     }
     HYPER_ASSIGN_OR_RETURN(r.concurrency, positive(j, path, "concurrency", 1));
+    if (auto nnp = j.find("noNewPrivs"); nnp != j.end()) {
+      if (!nnp->is_boolean()) {
+        return fail(path + ".noNewPrivs", "expected true or false, got " + found(*nnp));
+      }
+      r.noNewPrivs = nnp->get<bool>();
+    }
+    HYPER_ASSIGN_OR_RETURN(r.pidsMax, limit(j, path, "pidsMax", 1, 4194304));
+    HYPER_ASSIGN_OR_RETURN(r.memoryMaxBytes,
+                           limit(j, path, "memoryMaxBytes", 1024 * 1024, 1LL << 50));
     return r;
   }
 
@@ -209,10 +234,11 @@ std::string Rule::commandName() const {
 
 Result<RuleSet> parseRules(const std::string& text, const std::string& sourceName) {
   RuleParser p(sourceName);
-  Json doc = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) {
-    return p.fail("", "not valid JSON");
+  auto parsed = parseBoundedJson(text, JsonLimits{kMaxRuleFileBytes, kMaxRuleFileDepth});
+  if (!parsed.isOk()) {
+    return p.fail("", parsed.status().message());
   }
+  Json doc = std::move(parsed).value();
   if (!doc.is_object()) {
     return p.fail("", "expected an object {\"schemaVersion\":\"1\",\"rules\":[...]}");
   }
@@ -246,12 +272,15 @@ Result<RuleSet> loadRules(const std::string& path) {
   if (!in) {
     return Status::error("read rules " + path + " <- " + std::strerror(errno));
   }
-  std::stringstream buf;
-  buf << in.rdbuf();
+  // Read at most one byte more than the limit: a huge (or endless) file is refused by size
+  // without being held in memory.
+  std::string text(kMaxRuleFileBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
   if (in.bad()) {
     return Status::error("read rules " + path + " <- read failed");
   }
-  return parseRules(buf.str(), path);
+  text.resize(static_cast<size_t>(in.gcount()));
+  return parseRules(text, path);
 }
 
 Json ruleToJson(const Rule& r) {
@@ -274,6 +303,16 @@ Json ruleToJson(const Rule& r) {
   j["env"] = r.env;
   j["timeout"] = {{"defaultSeconds", r.defaultTimeoutSec}, {"maxSeconds", r.maxTimeoutSec}};
   j["concurrency"] = r.concurrency;
+  // Written only when set, so that a file of rules without them keeps its bytes (and hash).
+  if (!r.noNewPrivs) {
+    j["noNewPrivs"] = false;
+  }
+  if (r.pidsMax > 0) {
+    j["pidsMax"] = r.pidsMax;
+  }
+  if (r.memoryMaxBytes > 0) {
+    j["memoryMaxBytes"] = r.memoryMaxBytes;
+  }
   return j;
 }
 

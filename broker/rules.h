@@ -29,6 +29,12 @@ struct Rule {
   int defaultTimeoutSec = 600;
   int maxTimeoutSec = 1800;
   int concurrency = 1;  // at most this many runs at once; more wait in a FIFO queue
+  // PR_SET_NO_NEW_PRIVS in the run (setuid binaries and file capabilities then give nothing).
+  bool noNewPrivs = true;
+  // The run's own cgroup limits (pids.max, memory.max; 0: none), where the host lets the broker
+  // create cgroups (see broker/cgroup.h).
+  long long pidsMax = 0;
+  long long memoryMaxBytes = 0;
 
   // The base name requests use to ask for this rule's command ("make" for /usr/bin/make).
   std::string commandName() const;
@@ -41,6 +47,11 @@ struct RuleSet {
   std::string hash;
 };
 
+// Bounds of a rule file: far above any real one (a rule is a few hundred bytes, nested 5 deep),
+// checked before anything is built from it.
+constexpr size_t kMaxRuleFileBytes = 4 * 1024 * 1024;
+constexpr int kMaxRuleFileDepth = 16;
+
 // Parses a rule file:
 //   {"schemaVersion":"1","rules":[{"name":"make","command":"/usr/bin/make",
 //     "callers":{"uids":[1000],"groups":["users"]},"workspace":"/home/{user}/workspace",
@@ -49,6 +60,8 @@ struct RuleSet {
 //     "concurrency":2}]}
 // Unknown fields are errors. Errors name the source, the field path, what was found and what was
 // expected: "rules.json: rules[0].command: expected an absolute path, got \"make\"".
+// A plain function of its arguments with no global state (the fuzz target's entry point); text
+// longer than kMaxRuleFileBytes or nested deeper than kMaxRuleFileDepth is refused unparsed.
 Result<RuleSet> parseRules(const std::string& text, const std::string& sourceName);
 
 // Reads and parses `path`.

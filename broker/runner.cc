@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -53,10 +54,18 @@ struct ChildFailure {
 };
 
 const char* stepName(int step) {
-  static const char* names[] = {"setpgid",   "dup2",   "close_range",
-                                "setgroups", "setgid", "setuid",
-                                "chdir",     "getcwd", "cwd escaped the workspace",
-                                "execve"};
+  static const char* names[] = {"setpgid",
+                                "dup2",
+                                "close_range",
+                                "setgroups",
+                                "setgid",
+                                "setuid",
+                                "chdir",
+                                "getcwd",
+                                "cwd escaped the workspace",
+                                "execve",
+                                "move into the run's cgroup",
+                                "prctl PR_SET_NO_NEW_PRIVS"};
   return step >= 0 && step < static_cast<int>(sizeof names / sizeof names[0]) ? names[step]
                                                                               : "start";
 }
@@ -76,7 +85,8 @@ bool underRoot(const char* path, const std::string& root) {
   return std::strncmp(path, root.c_str(), n) == 0 && (path[n] == '\0' || path[n] == '/');
 }
 
-// In the clone(CLONE_VM | CLONE_VFORK) child: only system calls from here to execve.
+// In the clone(CLONE_VM) child: only system calls from here to execve, and nothing written but
+// its own stack and errno.
 [[noreturn]] void execChild(const RunSpec& spec, char* const* argv, char* const* envp, int devNull,
                             int outW, int errW, int statusW) {
   if (::setpgid(0, 0) != 0) {
@@ -93,6 +103,12 @@ bool underRoot(const char* path, const std::string& root) {
   if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
     childFail(statusW, 2, errno);
   }
+  for (int fd : spec.cgroupProcsFds) {
+    // "0" is the writer itself: into the run's group while still root, before anything runs.
+    if (::write(fd, "0", 1) != 1) {
+      childFail(statusW, 10, errno);
+    }
+  }
   if (::syscall(SYS_setgroups, spec.groups.size(), spec.groups.data()) != 0) {
     childFail(statusW, 3, errno);
   }
@@ -101,6 +117,9 @@ bool underRoot(const char* path, const std::string& root) {
   }
   if (::syscall(SYS_setuid, spec.uid) != 0) {
     childFail(statusW, 5, errno);
+  }
+  if (spec.noNewPrivs && ::syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1UL, 0UL, 0UL, 0UL) != 0) {
+    childFail(statusW, 11, errno);
   }
   // chdir as the user, so that its permissions apply; then check where we are, in case a
   // component of the validated path was swapped for a symlink since the daemon resolved it.
@@ -113,6 +132,9 @@ bool underRoot(const char* path, const std::string& root) {
   }
   if (!underRoot(where, spec.workspace)) {
     childFail(statusW, 8, EPERM);
+  }
+  if (spec.stopBeforeExec) {
+    ::syscall(SYS_kill, ::syscall(SYS_getpid), SIGSTOP);
   }
   ::execve(spec.command.c_str(), argv, envp);
   childFail(statusW, 9, errno);
@@ -158,6 +180,9 @@ bool sendAll(int fd, const std::string& data) {
 }
 
 Result<RunOutcome> runStreaming(const RunSpec& spec, int clientFd, int stopFd) {
+  // The deadline counts from here, before the child exists: its time before execve is the run's.
+  const auto start = Clock::now();
+  const auto deadline = start + std::chrono::seconds(spec.timeoutSec);
   std::string what = "run " + spec.command;
   auto fail = [&](const char* step) {
     return Status::error(what + " <- " + step + ": " + std::strerror(errno));
@@ -180,7 +205,7 @@ Result<RunOutcome> runStreaming(const RunSpec& spec, int clientFd, int stopFd) {
     return fail("open /dev/null");
   }
 
-  // Everything the child needs is built before the fork.
+  // Everything the child needs is built before the clone.
   std::vector<char*> argv;
   for (const auto& a : spec.argv) {
     argv.push_back(const_cast<char*>(a.c_str()));
@@ -192,16 +217,22 @@ Result<RunOutcome> runStreaming(const RunSpec& spec, int clientFd, int stopFd) {
   }
   envp.push_back(nullptr);
 
-  // clone(CLONE_VM | CLONE_VFORK), as posix_spawn does: no copy of the daemon's page tables and
-  // no copy-on-write faults in the daemon afterwards, which is most of what a fork costs here.
-  // The child shares our memory until it execs, so it only makes system calls and writes to its
-  // own stack; credentials change through raw system calls, because glibc's setuid and friends
-  // would apply the change to every thread of what they take for this process: the daemon's.
+  // clone(CLONE_VM), as posix_spawn does: no copy of the daemon's page tables and no
+  // copy-on-write faults in the daemon afterwards, which is most of what a fork costs here. The
+  // child shares our memory until it execs, so it only makes system calls and writes to its own
+  // stack; credentials change through raw system calls, because glibc's setuid and friends would
+  // apply the change to every thread of what they take for this process: the daemon's.
+  // Unlike posix_spawn there is no CLONE_VFORK: a vfork parent sleeps until the child execs, and
+  // a child its user stopped before execve would hold this thread (and the rule's slot) forever.
+  // Instead this thread waits for the exec (the status pipe closing) under the run's deadline, and
+  // keeps everything the child reads (spec, argv, envp, stack) alive until the child has exec'd
+  // or is dead. While they share memory they also share errno; in that window this thread makes
+  // no call whose errno it reads.
   ChildArgs args{&spec,      argv.data(), envp.data(),  devNull.get(),
                  outW.get(), errW.get(),  statusW.get()};
   std::vector<char> stack(256 * 1024);
   void* stackTop = stack.data() + stack.size();
-  pid_t pid = ::clone(childMain, stackTop, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+  pid_t pid = ::clone(childMain, stackTop, CLONE_VM | SIGCHLD, &args);
   if (pid < 0) {
     return fail("clone");
   }
@@ -211,12 +242,55 @@ Result<RunOutcome> runStreaming(const RunSpec& spec, int clientFd, int stopFd) {
   statusW.reset();
   devNull.reset();
 
+  // Until the exec: the child's failure report, or end-of-file when execve closed the pipe.
+  RunOutcome early;
   ChildFailure failure{};
-  ssize_t got;
-  do {
-    got = ::read(statusR.get(), &failure, sizeof failure);
-  } while (got < 0 && errno == EINTR);
-  if (got == static_cast<ssize_t>(sizeof failure)) {
+  size_t got = 0;
+  bool execDone = false;
+  while (!execDone) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      early.timedOut = true;
+      break;
+    }
+    struct pollfd p[3] = {
+        {statusR.get(), POLLIN, 0}, {clientFd, POLLIN | POLLRDHUP, 0}, {stopFd, POLLIN, 0}};
+    int ready = ::poll(p, stopFd >= 0 ? 3 : 2,
+                       static_cast<int>(std::min<long long>(left.count() + 1, 60000)));
+    if (ready <= 0) {
+      continue;  // timeout or EINTR: the deadline is checked above
+    }
+    if (p[0].revents != 0) {
+      ssize_t n =
+          ::read(statusR.get(), reinterpret_cast<char*>(&failure) + got, sizeof failure - got);
+      if (n > 0) {
+        got += static_cast<size_t>(n);
+        execDone = got == sizeof failure;
+      } else if (n == 0) {
+        execDone = true;
+      }
+      continue;
+    }
+    if (p[1].revents != 0) {
+      early.clientGone = true;
+      break;
+    }
+    if (stopFd >= 0 && p[2].revents != 0) {
+      early.stopped = true;
+      break;
+    }
+  }
+  if (!execDone) {
+    // Stopped (or slow) before execve: SIGKILL reaches a stopped process too. Once it is reaped
+    // nothing shares our memory any more.
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    early.exitCode = early.timedOut ? 124 : exitCodeOf(status);
+    return early;
+  }
+  if (got == sizeof failure) {
     int status = 0;
     ::waitpid(pid, &status, 0);
     std::string reason = std::string(stepName(failure.step)) + ": " + std::strerror(failure.err);
@@ -230,8 +304,6 @@ Result<RunOutcome> runStreaming(const RunSpec& spec, int clientFd, int stopFd) {
   RunOutcome outcome;
   OutputFramer outFramer("stdout");
   OutputFramer errFramer("stderr");
-  const auto start = Clock::now();
-  const auto deadline = start + std::chrono::seconds(spec.timeoutSec);
   Clock::time_point killAt = Clock::time_point::max();
   Clock::time_point drainUntil = Clock::time_point::max();
   bool terminating = false;

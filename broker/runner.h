@@ -20,7 +20,12 @@ struct RunSpec {
   gid_t gid = 0;
   std::vector<gid_t> groups;  // supplementary groups, as getgrouplist gives them
   int timeoutSec = 600;
-  int killGraceSec = 5;  // between SIGTERM and SIGKILL to the process group
+  int killGraceSec = 5;             // between SIGTERM and SIGKILL to the process group
+  bool noNewPrivs = true;           // PR_SET_NO_NEW_PRIVS before execve
+  std::vector<int> cgroupProcsFds;  // cgroup.procs of the run's own groups (RunCgroup), or none
+  // For tests only: the child stops itself (SIGSTOP) after dropping privileges, right before
+  // execve, as a caller can make it do by signalling it there.
+  bool stopBeforeExec = false;
 };
 
 struct RunOutcome {
@@ -35,10 +40,13 @@ struct RunOutcome {
 // `clientFd` as NDJSON frames while it runs (the exit frame is left to the caller).
 //
 // The child: setpgid, stdin from /dev/null, every other descriptor closed on exec, signal mask
-// and SIGPIPE reset, then setgroups (the groups initgroups would set; initgroups itself reads NSS,
-// which is not safe after fork in a threaded process, so the list is read before the fork),
-// setgid, setuid, chdir, and execve of the absolute path.
+// and SIGPIPE reset, into its cgroups, then setgroups (the list is read before the fork: NSS is
+// not safe after fork in a threaded process), setgid, setuid, PR_SET_NO_NEW_PRIVS, chdir, and
+// execve of the absolute path.
 //
+// The timeout counts from before the child is created: a child stopped (SIGSTOP, which its user
+// may send once it runs as them) between the privilege drop and execve is killed at the deadline
+// like a command that runs too long, and a client hang-up or a stopping daemon ends that wait too.
 // The run ends early when the timeout expires, the client hangs up (a read of 0 or an error on
 // `clientFd`) or `stopFd` becomes readable: SIGTERM to the group, then SIGKILL after
 // killGraceSec. When the command's own process exits, whatever is left of its group is killed

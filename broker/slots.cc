@@ -1,5 +1,6 @@
 #include "broker/slots.h"
 
+#include <algorithm>
 #include <chrono>
 
 namespace hyper::broker {
@@ -10,21 +11,41 @@ void RuleSlots::setLimit(int limit) {
   cv_.notify_all();
 }
 
-bool RuleSlots::acquire(const std::function<bool()>& abandoned,
-                        const std::function<void()>& onQueued) {
+SlotWait RuleSlots::acquire(std::chrono::steady_clock::time_point deadline,
+                            const std::function<bool()>& abandoned,
+                            const std::function<bool()>& onQueued) {
   std::unique_lock<std::mutex> lock(mu_);
   uint64_t ticket = nextTicket_++;
   bool notified = false;
+  auto leave = [&](SlotWait why) {
+    // Leave the line: if we are at its head, the next ticket moves up; otherwise our ticket is
+    // skipped when the head reaches it.
+    if (ticket == serving_) {
+      advance();
+    } else {
+      skipped_.insert(ticket);
+    }
+    cv_.notify_all();
+    return why;
+  };
   while (!(ticket == serving_ && running_ < limit_)) {
     if (!notified) {
       notified = true;
       lock.unlock();
-      onQueued();
+      bool wait = onQueued();
       lock.lock();
+      if (!wait) {
+        return leave(SlotWait::Refused);
+      }
       continue;
     }
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      return leave(SlotWait::TimedOut);
+    }
     // The wake-up interval only bounds how late a hang-up of a waiting client is noticed.
-    cv_.wait_for(lock, std::chrono::milliseconds(200));
+    cv_.wait_for(lock, std::min<std::chrono::steady_clock::duration>(std::chrono::milliseconds(200),
+                                                                     deadline - now));
     if (ticket == serving_ && running_ < limit_) {
       break;
     }
@@ -32,21 +53,13 @@ bool RuleSlots::acquire(const std::function<bool()>& abandoned,
     bool gone = abandoned();
     lock.lock();
     if (gone) {
-      // Leave the line: if we are at its head, the next ticket moves up; otherwise our ticket is
-      // skipped when the head reaches it.
-      if (ticket == serving_) {
-        advance();
-      } else {
-        skipped_.insert(ticket);
-      }
-      cv_.notify_all();
-      return false;
+      return leave(SlotWait::Abandoned);
     }
   }
   ++running_;
   advance();
   cv_.notify_all();
-  return true;
+  return SlotWait::Acquired;
 }
 
 void RuleSlots::advance() {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -11,6 +12,14 @@
 
 namespace hyper::broker {
 
+// How a wait for a slot ended.
+enum class SlotWait {
+  Acquired,   // a slot is held; give it back with release()
+  Abandoned,  // `abandoned` said so (client gone, daemon stopping)
+  Refused,    // `onQueued` refused to wait (the caller's queue limit)
+  TimedOut,   // the deadline passed first
+};
+
 // The concurrency limit of one rule: at most `limit` runs hold a slot; others wait in arrival
 // order (FIFO tickets, so a steady stream of new requests cannot starve an old one). The limit may
 // change on a rule reload; runs already started keep their slot.
@@ -20,11 +29,14 @@ class RuleSlots {
 
   void setLimit(int limit);
 
-  // Blocks until a slot is free and this caller is first in line. `abandoned` is polled while
-  // waiting (a client that hung up, a daemon that stops); when it returns true the wait ends
-  // without a slot. `onQueued` is called once if the caller has to wait. Returns whether a slot
-  // was taken; a taken slot must be given back with release().
-  bool acquire(const std::function<bool()>& abandoned, const std::function<void()>& onQueued);
+  // Blocks until a slot is free and this caller is first in line, or `deadline` passes.
+  // `abandoned` is polled while waiting (a client that hung up, a daemon that stops); when it
+  // returns true the wait ends without a slot. `onQueued` is called once, before the first wait,
+  // if the caller has to wait; when it returns false the caller leaves the line at once (Refused).
+  // Whatever the outcome other than Acquired, the caller's place in line is given up, so the
+  // callers behind it move up.
+  SlotWait acquire(std::chrono::steady_clock::time_point deadline,
+                   const std::function<bool()>& abandoned, const std::function<bool()>& onQueued);
   void release();
 
   int running() const;

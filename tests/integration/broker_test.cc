@@ -8,13 +8,18 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <set>
 #include <sstream>
+#include <system_error>
 #include <thread>
 
 #include "broker/client.h"
+#include "broker/daemon.h"
 #include "broker/runner.h"
 #include "host/command.h"
 #include "reconciler/sha256.h"
@@ -39,7 +44,7 @@ bool contains(const std::string& haystack, const std::string& needle) {
 }
 
 // Makefiles of the workspace's project. Recipes use only sh and coreutils.
-const char* kMakefile = R"(ok:
+const char* kMakefile = R"MK(ok:
 	@echo out-line
 	@echo err-line >&2
 fail:
@@ -67,7 +72,21 @@ hold:
 	@rm -f a-running; echo A-done >> order.log
 probe:
 	@if [ -e a-running ]; then echo B-overlapped >> order.log; else echo B-after >> order.log; fi
-)";
+nnp:
+	@grep NoNewPrivs /proc/self/status
+limits:
+	@grep NoNewPrivs /proc/self/status
+	@cat /proc/self/cgroup
+	@while IFS=: read -r n c p; do \
+	  case "$$c" in \
+	    pids) echo "pids.max $$(cat /sys/fs/cgroup/pids$$p/pids.max 2>&1)";; \
+	    memory) echo "memory.limit_in_bytes $$(cat /sys/fs/cgroup/memory$$p/memory.limit_in_bytes 2>&1)";; \
+	    "") if [ -f /sys/fs/cgroup$$p/pids.max ]; then \
+	          echo "pids.max $$(cat /sys/fs/cgroup$$p/pids.max)"; \
+	          echo "memory.max $$(cat /sys/fs/cgroup$$p/memory.max)"; fi;; \
+	  esac; \
+	done < /proc/self/cgroup
+)MK";
 
 class BrokerIntegrationTest : public ::testing::Test {
  protected:
@@ -79,7 +98,10 @@ class BrokerIntegrationTest : public ::testing::Test {
     auto group = TestGroup::create("hbg" + sfx);
     ASSERT_TRUE(group.isOk()) << group.status().message();
     group_ = std::move(group).value().release();
-    auto user = TestUser::create("hba" + sfx, {group_->name()});
+    auto extra = TestGroup::create("hbx" + sfx);
+    ASSERT_TRUE(extra.isOk()) << extra.status().message();
+    extra_ = std::move(extra).value().release();
+    auto user = TestUser::create("hba" + sfx, {group_->name(), extra_->name()});
     ASSERT_TRUE(user.isOk()) << user.status().message();
     user_ = std::move(user).value().release();
     auto outsider = TestUser::create("hbo" + sfx, {});
@@ -126,6 +148,8 @@ class BrokerIntegrationTest : public ::testing::Test {
     user_ = nullptr;
     delete group_;
     group_ = nullptr;
+    delete extra_;
+    extra_ = nullptr;
   }
 
   void SetUp() override {
@@ -224,6 +248,7 @@ class BrokerIntegrationTest : public ::testing::Test {
   }
 
   static TestGroup* group_;
+  static TestGroup* extra_;  // user_ is in it, the rule does not name it
   static TestUser* user_;
   static TestUser* outsider_;
   static TempDir* tmp_;
@@ -232,6 +257,7 @@ class BrokerIntegrationTest : public ::testing::Test {
 };
 
 TestGroup* BrokerIntegrationTest::group_ = nullptr;
+TestGroup* BrokerIntegrationTest::extra_ = nullptr;
 TestUser* BrokerIntegrationTest::user_ = nullptr;
 TestUser* BrokerIntegrationTest::outsider_ = nullptr;
 TempDir* BrokerIntegrationTest::tmp_ = nullptr;
@@ -273,6 +299,9 @@ TEST_F(BrokerIntegrationTest, BuildRunsAsTheCallerWithItsGroups) {
   std::istringstream groups(run.out);
   std::vector<std::string> ids{std::istream_iterator<std::string>(groups), {}};
   EXPECT_NE(std::find(ids.begin(), ids.end(), std::to_string(group_->gid())), ids.end())
+      << run.describe();
+  // setpriv --init-groups gave the client every group of the user, so the run has them too.
+  EXPECT_NE(std::find(ids.begin(), ids.end(), std::to_string(extra_->gid())), ids.end())
       << run.describe();
   EXPECT_EQ(std::find(ids.begin(), ids.end(), "0"), ids.end()) << run.describe();
 }
@@ -621,6 +650,405 @@ TEST_F(BrokerIntegrationTest, MakeWrapperExecsTheClient) {
   ASSERT_TRUE(result.isOk()) << result.status().message();
   EXPECT_EQ(result->exitCode, 2) << result->err;
   EXPECT_EQ(result->out, "before-failure\n");
+}
+
+// ---- Hostile callers (issue 11, section 4) ----
+
+TEST_F(BrokerIntegrationTest, HundredThousandLevelsDeepIsRefusedAndTheDaemonServesOn) {
+  std::string deep =
+      "{\"schemaVersion\":\"1\",\"command\":\"make\",\"args\":" + std::string(100000, '[') +
+      std::string(100000, ']') + "}\n";
+  auto frames = rawRequest(*user_, deep);
+  ASSERT_EQ(frames.size(), 2u) << describe(frames);
+  EXPECT_EQ(frames[0].value("type", ""), "error");
+  EXPECT_EQ(frames[0].value("message", ""),
+            "request is nested deeper than 8 levels of objects and arrays")
+      << describe(frames);
+  EXPECT_EQ(frames[1].value("code", -1), 1);
+  // Unclosed too: the parse stops at the limit, it does not wait for the end.
+  auto unclosed = rawRequest(*user_, std::string(100000, '{') + "\n");
+  ASSERT_FALSE(unclosed.empty());
+  EXPECT_TRUE(contains(unclosed[0].value("message", ""), "not valid JSON") ||
+              contains(unclosed[0].value("message", ""), "nested deeper"))
+      << describe(unclosed);
+  expectServing();
+}
+
+TEST_F(BrokerIntegrationTest, MalformedFramesAreAnsweredWithoutTheCallersValue) {
+  const std::string marker = "HB-MARKER-91c2";
+  const std::vector<std::string> lines = {
+      "{\"schemaVersion\":\"1\",\"command\":\"" + marker,
+      "[\"" + marker + "\"]",
+      "\"" + marker + "\"",
+      "{\"admin\":\"" + marker + "\"}",
+      "{\"schemaVersion\":\"" + marker + "\",\"command\":\"make\",\"cwd\":\"/\"}",
+      "{\"schemaVersion\":\"1\",\"command\":\"make\",\"cwd\":\"/\",\"args\":[{\"" + marker +
+          "\":1}]}",
+      "{\"schemaVersion\":\"1\",\"command\":\"make\",\"cwd\":\"/\",\"env\":{\"A\":[\"" + marker +
+          "\"]}}",
+      "{\"schemaVersion\":\"1\",\"command\":\"make\",\"cwd\":\"/\",\"timeoutSec\":\"" + marker +
+          "\"}",
+      "{\"schemaVersion\":\"1\",\"command\":\"make\",\"cwd\":\"" + marker + "\"}",
+  };
+  for (const auto& line : lines) {
+    auto frames = rawRequest(*user_, line + "\n");
+    ASSERT_EQ(frames.size(), 2u) << line << "\n" << describe(frames);
+    EXPECT_EQ(frames[0].value("type", ""), "error") << line;
+    EXPECT_FALSE(contains(frames[0].value("message", ""), marker))
+        << line << " -> " << frames[0].value("message", "");
+    EXPECT_TRUE(contains(frames[0].value("message", ""), "request")) << frames[0].dump();
+  }
+  EXPECT_FALSE(contains(broker_->log(), marker)) << broker_->log();
+  expectServing();
+}
+
+TEST_F(BrokerIntegrationTest, CallerSuppliedStringsAreEscapedInTheLog) {
+  auto frames = rawRequest(*user_, Json{{"schemaVersion", "1"},
+                                        {"requestId", "rid\nFORGED-ID warn refused"},
+                                        {"command", "make"},
+                                        {"args", {"ok", "x\nFORGED-ARG info start"}},
+                                        {"cwd", proj_}}
+                                           .dump() +
+                                       "\n");
+  ASSERT_FALSE(frames.empty()) << describe(frames);
+  auto refused = rawRequest(*user_, Json{{"schemaVersion", "1"},
+                                         {"command", "make"},
+                                         {"cwd", proj_ + "\nFORGED-CWD error end\x1b[2J"}}
+                                            .dump() +
+                                        "\n");
+  ASSERT_FALSE(refused.empty());
+  EXPECT_EQ(refused[0].value("type", ""), "error") << describe(refused);
+  auto unknown = rawRequest(
+      *user_,
+      Json{{"schemaVersion", "1"}, {"command", "mak\nFORGED-CMD"}, {"cwd", proj_}}.dump() + "\n");
+  ASSERT_FALSE(unknown.empty());
+  std::string log = broker_->log();
+  std::istringstream lines(log);
+  std::string line;
+  while (std::getline(lines, line)) {
+    EXPECT_NE(line.rfind("FORGED", 0), 0u) << "a forged log line: " << line;
+    EXPECT_FALSE(contains(line, "\x1b")) << "an escape sequence reached the log: " << line;
+  }
+  EXPECT_TRUE(contains(log, "id=rid\\nFORGED-ID")) << log;
+  EXPECT_TRUE(contains(log, "x\\nFORGED-ARG")) << log;
+  EXPECT_TRUE(contains(log, "proj\\nFORGED-CWD error end\\x1b[2J")) << log;
+  EXPECT_TRUE(contains(log, "mak\\nFORGED-CMD")) << log;
+}
+
+TEST_F(BrokerIntegrationTest, LogFilesAreNotWorldReadable) {
+  struct stat st;
+  ASSERT_EQ(::stat((tmp_->path() + "/broker-rotating.log").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+
+  // A log file that exists with a wider mode is narrowed; rotated files are created 0640 too.
+  std::string logFile = tmp_->path() + "/rotatelog";  // no extension: rotated as rotatelog.1
+  std::ofstream(logFile) << "old line\n";
+  ASSERT_EQ(::chmod(logFile.c_str(), 0644), 0);
+  std::string sock = tmp_->path() + "/rotate.sock";
+  auto broker =
+      BrokerProcess::start({"--socket", sock, "--rules", rulesPath_, "--mode", "0666", "--log-file",
+                            logFile, "--log-max-bytes", "2000", "--log-max-files", "2"},
+                           sock, tmp_->path() + "/rotate-stderr.log");
+  ASSERT_TRUE(broker.isOk()) << broker.status().message();
+  for (int i = 0; i < 40 && !fs::exists(logFile + ".1"); ++i) {
+    auto fd = connectAs(sock, user_->uid(), user_->gid());
+    ASSERT_TRUE(fd.isOk()) << fd.status().message();
+    broker::sendAll(*fd, "{\"not\":\"a request\"}\n");
+    readFrames(*fd);
+    ::close(*fd);
+  }
+  ASSERT_TRUE(fs::exists(logFile + ".1")) << "the log never rotated";
+  for (const auto& f : {logFile, logFile + ".1"}) {
+    ASSERT_EQ(::stat(f.c_str(), &st), 0) << f;
+    EXPECT_EQ(st.st_mode & 0007, 0u) << f << " is readable by others";
+    EXPECT_EQ(st.st_mode & 07777, 0640u) << f;
+  }
+}
+
+TEST_F(BrokerIntegrationTest, ConnectionsPerUidAreCappedAndOtherUidsAreNot) {
+  std::string sock = tmp_->path() + "/capped.sock";
+  auto broker = BrokerProcess::start(
+      {"--socket", sock, "--rules", rulesPath_, "--mode", "0666", "--max-connections-per-uid", "2"},
+      sock, tmp_->path() + "/capped.log");
+  ASSERT_TRUE(broker.isOk()) << broker.status().message();
+  // Two idle connections of the user: the broker waits for their request lines.
+  auto a = connectAs(sock, user_->uid(), user_->gid());
+  auto b = connectAs(sock, user_->uid(), user_->gid());
+  ASSERT_TRUE(a.isOk() && b.isOk());
+  // The third is refused at once.
+  auto c = connectAs(sock, user_->uid(), user_->gid());
+  ASSERT_TRUE(c.isOk());
+  auto refused = readFrames(*c);
+  ::close(*c);
+  ASSERT_EQ(refused.size(), 2u) << (*broker)->log();
+  EXPECT_EQ(refused[0].value("message", ""),
+            "uid " + std::to_string(user_->uid()) +
+                " already has 2 connections to the broker (the limit per uid); try again later");
+  EXPECT_EQ(refused[1].value("code", -1), 1);
+  // Another uid is not affected: root's admin request and the outsider's (refused by the rule,
+  // not by the limit).
+  auto report = broker::adminRequest(sock, "rules");
+  EXPECT_TRUE(report.isOk()) << report.status().message();
+  auto other = connectAs(sock, outsider_->uid(), outsider_->gid());
+  ASSERT_TRUE(other.isOk());
+  broker::sendAll(*other, runLine("/tmp", {"ok"}));
+  auto otherFrames = readFrames(*other);
+  ::close(*other);
+  ASSERT_FALSE(otherFrames.empty());
+  EXPECT_TRUE(contains(otherFrames[0].value("message", ""), "is not allowed to run make"))
+      << describe(otherFrames);
+  // One connection closed: the user gets one again, and it is served.
+  ::close(*a);
+  std::vector<Json> served;
+  for (int i = 0; i < 100; ++i) {
+    auto d = connectAs(sock, user_->uid(), user_->gid());
+    ASSERT_TRUE(d.isOk());
+    broker::sendAll(*d, runLine(proj_, {"ok"}));
+    served = readFrames(*d);
+    ::close(*d);
+    if (!served.empty() && !contains(served[0].value("message", ""), "the limit per uid")) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_FALSE(served.empty());
+  EXPECT_EQ(stdoutOf(served), "out-line\n") << describe(served);
+  EXPECT_EQ(served.back().value("code", -1), 0) << describe(served);
+  ::close(*b);
+}
+
+TEST_F(BrokerIntegrationTest, QueuedRequestsPerUidAreCappedAndWaitNoLongerThanTheDeadline) {
+  fs::remove(proj_ + "/order.log");
+  fs::remove(proj_ + "/release");
+  fs::remove(proj_ + "/a-running");
+  std::string sock = tmp_->path() + "/queue.sock";
+  auto broker = BrokerProcess::start({"--socket", sock, "--rules", rulesPath_, "--mode", "0666",
+                                      "--max-queued-per-uid", "1", "--queue-timeout", "3"},
+                                     sock, tmp_->path() + "/queue.log");
+  ASSERT_TRUE(broker.isOk()) << broker.status().message();
+  // A holds the rule's only slot.
+  auto a = connectAs(sock, user_->uid(), user_->gid());
+  ASSERT_TRUE(a.isOk());
+  ASSERT_TRUE(broker::sendAll(*a, runLine(proj_, {"hold"})));
+  auto aStarted = readFrames(*a, [](const Json& f) {
+    return f.value("type", "") == "stdout" && contains(f.value("data", ""), "started");
+  });
+  ASSERT_TRUE(contains(stdoutOf(aStarted), "started")) << describe(aStarted);
+  // B waits: the one queued request the user may have.
+  auto b = connectAs(sock, user_->uid(), user_->gid());
+  ASSERT_TRUE(b.isOk());
+  ASSERT_TRUE(broker::sendAll(*b, runLine(proj_, {"probe"})));
+  auto bFirst = readFrames(*b, [](const Json&) { return true; });
+  ASSERT_EQ(bFirst.size(), 1u);
+  EXPECT_EQ(bFirst[0].value("type", ""), "queued") << describe(bFirst);
+  // C would be the second: refused at once, never queued.
+  auto c = connectAs(sock, user_->uid(), user_->gid());
+  ASSERT_TRUE(c.isOk());
+  ASSERT_TRUE(broker::sendAll(*c, runLine(proj_, {"probe"})));
+  auto cFrames = readFrames(*c);
+  ::close(*c);
+  ASSERT_EQ(cFrames.size(), 2u) << describe(cFrames);
+  EXPECT_EQ(cFrames[0].value("message", ""),
+            "uid " + std::to_string(user_->uid()) +
+                " already has 1 requests waiting for a slot (the limit per uid); try again later");
+  // B's wait ends at the queue deadline with a clear error.
+  auto bRest = readFrames(*b);
+  ::close(*b);
+  ASSERT_EQ(bRest.size(), 2u) << describe(bRest);
+  EXPECT_EQ(bRest[0].value("message", ""),
+            "waited 3 s for a slot of rule make (1 run(s) at once) without getting one; try again "
+            "later");
+  EXPECT_EQ(bRest[1].value("code", -1), 1);
+  std::ofstream(proj_ + "/release") << "go\n";
+  auto aRest = readFrames(*a);
+  ::close(*a);
+  ASSERT_FALSE(aRest.empty());
+  EXPECT_EQ(aRest.back().value("code", -1), 0) << describe(aRest);
+  EXPECT_EQ(readFile(proj_ + "/order.log"), "A-done\n") << "B or C ran";
+}
+
+TEST_F(BrokerIntegrationTest, FailedThreadCreationIsAnsweredAndTheDaemonServesOn) {
+  std::atomic<int> failures{1};
+  broker::BrokerConfig config;
+  config.socketPath = tmp_->path() + "/threads.sock";
+  config.rulesPath = rulesPath_;
+  config.mode = 0666;
+  broker::BrokerDaemon daemon(config, [&](std::function<void()> fn) {
+    if (failures.fetch_sub(1) > 0) {
+      throw std::system_error(EAGAIN, std::generic_category(), "pthread_create");
+    }
+    std::thread(std::move(fn)).detach();
+  });
+  ASSERT_TRUE(daemon.start().isOk());
+  std::thread loop([&] { daemon.run(); });
+  auto first = connectAs(config.socketPath, user_->uid(), user_->gid());
+  ASSERT_TRUE(first.isOk());
+  broker::sendAll(*first, runLine(proj_, {"ok"}));
+  auto refused = readFrames(*first);
+  ::close(*first);
+  auto second = connectAs(config.socketPath, user_->uid(), user_->gid());
+  ASSERT_TRUE(second.isOk());
+  broker::sendAll(*second, runLine(proj_, {"ok"}));
+  auto served = readFrames(*second);
+  ::close(*second);
+  daemon.stop();
+  loop.join();
+  ASSERT_EQ(refused.size(), 2u) << describe(refused);
+  EXPECT_TRUE(contains(refused[0].value("message", ""),
+                       "the broker cannot serve the request now <- start a thread: "
+                       "pthread_create: Resource temporarily unavailable"))
+      << describe(refused);
+  EXPECT_EQ(refused[1].value("code", -1), 1);
+  EXPECT_EQ(stdoutOf(served), "out-line\n") << describe(served);
+  EXPECT_EQ(served.back().value("code", -1), 0) << describe(served);
+}
+
+std::set<std::string> words(const std::string& text) {
+  std::istringstream in(text);
+  return {std::istream_iterator<std::string>(in), {}};
+}
+
+TEST_F(BrokerIntegrationTest, RunGetsTheGroupsOfTheCallingProcessNotAllOfTheUsers) {
+  // The client process holds its primary group, the rule's group and root's group 0 (which the
+  // user is not in), and has dropped extra_ (which the user is in).
+  auto fd =
+      connectAsWithGroups(socket_, user_->uid(), user_->gid(), {user_->gid(), group_->gid(), 0});
+  ASSERT_TRUE(fd.isOk()) << fd.status().message();
+  broker::sendAll(*fd, runLine(proj_, {"whoami"}));
+  auto frames = readFrames(*fd);
+  ::close(*fd);
+  ASSERT_FALSE(frames.empty());
+  EXPECT_EQ(frames.back().value("code", -1), 0) << describe(frames);
+  EXPECT_EQ(words(stdoutOf(frames)),
+            (std::set<std::string>{std::to_string(user_->gid()), std::to_string(group_->gid())}))
+      << describe(frames);
+
+  // A process that dropped the rule's group is not admitted through it.
+  auto dropped = connectAsWithGroups(socket_, user_->uid(), user_->gid(), {extra_->gid()});
+  ASSERT_TRUE(dropped.isOk());
+  broker::sendAll(*dropped, runLine(proj_, {"whoami"}));
+  auto refused = readFrames(*dropped);
+  ::close(*dropped);
+  ASSERT_FALSE(refused.empty());
+  EXPECT_TRUE(contains(refused[0].value("message", ""), "is not allowed to run make"))
+      << describe(refused);
+}
+
+TEST_F(BrokerIntegrationTest, RunHasNoNewPrivsByDefault) {
+  auto run = client(*user_, proj_, {"make", "nnp"});
+  EXPECT_EQ(run.exitCode, 0) << run.describe();
+  EXPECT_EQ(run.out, "NoNewPrivs:\t1\n") << run.describe();
+}
+
+// The runner on its own: the flag is what sets it (the same command without it has none).
+TEST_F(BrokerIntegrationTest, RunnerSetsNoNewPrivsOnlyWhenAsked) {
+  for (bool nnp : {true, false}) {
+    int pair[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    broker::RunSpec spec;
+    spec.command = "/bin/grep";
+    spec.argv = {"grep", "NoNewPrivs", "/proc/self/status"};
+    spec.cwd = proj_;
+    spec.workspace = ws_;
+    spec.uid = user_->uid();
+    spec.gid = user_->gid();
+    spec.groups = {user_->gid()};
+    spec.noNewPrivs = nnp;
+    auto outcome = broker::runStreaming(spec, pair[0], -1);
+    ::close(pair[0]);
+    auto frames = readFrames(pair[1]);
+    ::close(pair[1]);
+    ASSERT_TRUE(outcome.isOk()) << outcome.status().message();
+    EXPECT_EQ(stdoutOf(frames), nnp ? "NoNewPrivs:\t1\n" : "NoNewPrivs:\t0\n");
+  }
+}
+
+TEST_F(BrokerIntegrationTest, ChildStoppedBeforeExecIsKilledAtTheDeadline) {
+  for (bool stop : {true, false}) {
+    int pair[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    auto spec = std::make_shared<broker::RunSpec>();
+    spec->command = "/bin/true";
+    spec->argv = {"true"};
+    spec->cwd = proj_;
+    spec->workspace = ws_;
+    spec->uid = user_->uid();
+    spec->gid = user_->gid();
+    spec->groups = {user_->gid()};
+    spec->timeoutSec = 1;
+    spec->stopBeforeExec = stop;
+    // In a thread of its own, so that a run held forever fails the test instead of hanging it.
+    auto task = std::make_shared<std::packaged_task<Result<broker::RunOutcome>()>>(
+        [spec, fd = pair[0]] { return broker::runStreaming(*spec, fd, -1); });
+    auto result = task->get_future();
+    std::thread([task] { (*task)(); }).detach();
+    ASSERT_EQ(result.wait_for(std::chrono::seconds(60)), std::future_status::ready)
+        << "a child stopped before exec held the run past its deadline";
+    auto outcome = result.get();
+    ::close(pair[0]);
+    ::close(pair[1]);
+    ASSERT_TRUE(outcome.isOk()) << outcome.status().message();
+    EXPECT_EQ(outcome->timedOut, stop);
+    EXPECT_EQ(outcome->exitCode, stop ? 124 : 0);
+  }
+}
+
+TEST_F(BrokerIntegrationTest, RuleLimitsGiveTheRunItsOwnCgroup) {
+  // A broker whose rule asks for limits and lets setuid work again (noNewPrivs: false).
+  Json rules = Json::parse(rulesText());
+  rules["rules"][0]["pidsMax"] = 32;
+  rules["rules"][0]["memoryMaxBytes"] = 64 * 1024 * 1024;
+  rules["rules"][0]["noNewPrivs"] = false;
+  std::string limitedRules = tmp_->path() + "/limited-rules.json";
+  std::ofstream(limitedRules) << rules.dump(2);
+  std::string sock = tmp_->path() + "/limited.sock";
+  auto broker = BrokerProcess::start({"--socket", sock, "--rules", limitedRules, "--mode", "0666"},
+                                     sock, tmp_->path() + "/limited.log");
+  ASSERT_TRUE(broker.isOk()) << broker.status().message();
+  auto run = client(*user_, proj_, {"--socket", sock, "make", "limits"});
+  ASSERT_EQ(run.exitCode, 0) << run.describe();
+  EXPECT_TRUE(contains(run.out, "NoNewPrivs:\t0\n")) << run.describe();
+
+  // What this host lets the broker do, as the broker said at start.
+  std::string log = (*broker)->log();
+  if (contains(log, "cgroups: cannot apply")) {
+    GTEST_SKIP() << "this host has no writable cgroup v2 with pids and memory, nor v1 pids and "
+                    "memory hierarchies; the broker said so:\n"
+                 << log;
+  }
+  ASSERT_TRUE(contains(log, "cgroups: runs with pidsMax or memoryMaxBytes get their own")) << log;
+  EXPECT_TRUE(contains(run.out, "/hyper-broker/run-")) << run.describe();
+  bool v2 = contains(log, "get their own group under");
+  if (v2) {
+    EXPECT_TRUE(contains(run.out, "pids.max 32\n")) << run.describe();
+    EXPECT_TRUE(contains(run.out, "memory.max 67108864\n")) << run.describe();
+  } else {
+    EXPECT_TRUE(contains(run.out, "pids.max 32\n")) << run.describe();
+    EXPECT_TRUE(contains(run.out, "memory.limit_in_bytes 67108864\n")) << run.describe();
+  }
+  // The group is gone after the run.
+  std::istringstream lines(run.out);
+  std::string line;
+  int groups = 0;
+  while (std::getline(lines, line)) {
+    auto at = line.find("/hyper-broker/run-");
+    if (at == std::string::npos || line.find(':') == std::string::npos) {
+      continue;
+    }
+    std::string controller = line.substr(line.find(':') + 1);
+    controller = controller.substr(0, controller.find(':'));
+    std::string path = line.substr(line.rfind(':') + 1);
+    std::string dir = "/sys/fs/cgroup" + (controller.empty() ? "" : "/" + controller) + path;
+    ++groups;
+    EXPECT_FALSE(fs::exists(dir)) << dir << " is left behind";
+  }
+  EXPECT_GT(groups, 0) << run.describe();
+
+  // The shared broker's rule sets no limits: its runs get no group of their own.
+  auto plain = client(*user_, proj_, {"make", "limits"});
+  ASSERT_EQ(plain.exitCode, 0) << plain.describe();
+  EXPECT_FALSE(contains(plain.out, "/hyper-broker/run-")) << plain.describe();
+  EXPECT_TRUE(contains(plain.out, "NoNewPrivs:\t1\n")) << plain.describe();
 }
 
 }  // namespace

@@ -133,6 +133,22 @@ BrokerProcess::~BrokerProcess() {
 }
 
 Result<int> connectAs(const std::string& socketPath, uid_t uid, gid_t gid) {
+  // The groups the system gives the user, as a login (or setpriv --init-groups) would set them.
+  struct passwd* pw = ::getpwuid(uid);
+  std::vector<gid_t> groups = {gid};
+  if (pw != nullptr) {
+    int n = 256;
+    groups.resize(static_cast<size_t>(n));
+    if (::getgrouplist(pw->pw_name, gid, groups.data(), &n) < 0) {
+      n = 0;
+    }
+    groups.resize(static_cast<size_t>(n));
+  }
+  return connectAsWithGroups(socketPath, uid, gid, groups);
+}
+
+Result<int> connectAsWithGroups(const std::string& socketPath, uid_t uid, gid_t gid,
+                                const std::vector<gid_t>& groups) {
   struct sockaddr_un addr = {};
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, socketPath.c_str(), sizeof addr.sun_path - 1);
@@ -142,7 +158,8 @@ Result<int> connectAs(const std::string& socketPath, uid_t uid, gid_t gid) {
   }
   pid_t pid = ::fork();
   if (pid == 0) {
-    if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
+    if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(gid) != 0 ||
+        ::setuid(uid) != 0) {
       ::_exit(2);
     }
     ::_exit(::connect(fd, reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) == 0 ? 0 : 1);

@@ -70,9 +70,14 @@ class BrokerProcess {
   std::string logPath_;
 };
 
-// Connects to `socketPath` with the credentials of uid/gid: a child process drops to them and
-// calls connect() on a socket the parent keeps, so the broker's SO_PEERCRED names that user.
+// Connects to `socketPath` with the credentials of uid/gid and the user's groups (getgrouplist):
+// a child process drops to them and calls connect() on a socket the parent keeps, so the broker's
+// SO_PEERCRED and SO_PEERGROUPS name that user and those groups.
 Result<int> connectAs(const std::string& socketPath, uid_t uid, gid_t gid);
+
+// The same with exactly `groups` as the connecting process's supplementary groups.
+Result<int> connectAsWithGroups(const std::string& socketPath, uid_t uid, gid_t gid,
+                                const std::vector<gid_t>& groups);
 
 // Reads NDJSON frames from `fd` until an exit frame or end of stream (or `until` returns true
 // for a frame).

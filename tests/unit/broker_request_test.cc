@@ -70,16 +70,27 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(BrokerSlotsTest, SecondWaitsAndAbandonedWaiterLeavesTheLine) {
   RuleSlots slots(1);
+  auto far = std::chrono::steady_clock::now() + std::chrono::hours(1);
   bool queued = false;
-  ASSERT_TRUE(slots.acquire([] { return false; }, [&] { queued = true; }));
+  auto onQueued = [&] {
+    queued = true;
+    return true;
+  };
+  ASSERT_EQ(slots.acquire(
+                far, [] { return false; }, onQueued),
+            SlotWait::Acquired);
   EXPECT_FALSE(queued);
   // The slot is taken: a waiter that gives up gets none and is told it was queued.
-  EXPECT_FALSE(slots.acquire([] { return true; }, [&] { queued = true; }));
+  EXPECT_EQ(slots.acquire(
+                far, [] { return true; }, onQueued),
+            SlotWait::Abandoned);
   EXPECT_TRUE(queued);
   slots.release();
   // The abandoned ticket does not block the line.
   queued = false;
-  EXPECT_TRUE(slots.acquire([] { return true; }, [&] { queued = true; }));
+  EXPECT_EQ(slots.acquire(
+                far, [] { return true; }, onQueued),
+            SlotWait::Acquired);
   EXPECT_FALSE(queued);
   EXPECT_EQ(slots.running(), 1);
   slots.release();
