@@ -477,8 +477,11 @@ Result<std::optional<GitCredentials>> GitSource::fileCredentials() const {
 
 Result<GitCredentials> readGitCredentialsFile(const std::string& path) {
   const std::string op = "read git credentials file " + path;
-  HYPER_ASSIGN_OR_RETURN(SecretValue secret, readSecretFile(path));
-  const std::string& text = secret.reveal();
+  auto secret = readSecretFile(path);
+  if (!secret.isOk()) {
+    return secret.status().withContext("read git credentials");
+  }
+  const std::string& text = secret->reveal();
   const std::string expected = " (expected one line \"user:token\")";
   if (text.find_first_of("\r\n") != std::string::npos) {
     return Status::error(op + " <- more than one line" + expected);

@@ -210,9 +210,9 @@ TEST_F(GitHttpTest, CredentialsFromAFileWithOwnerOnlyMode) {
   ASSERT_EQ(::chmod(file.c_str(), 0644), 0);
   auto open644 = GitSource::open(spec);
   ASSERT_FALSE(open644.isOk()) << "a credentials file readable by others was accepted";
-  EXPECT_NE(
-      open644.status().message().find("read git credentials file " + file + " <- it has mode 0644"),
-      std::string::npos)
+  EXPECT_NE(open644.status().message().find("read git credentials <- read secret file " + file +
+                                            " <- it has mode 0644"),
+            std::string::npos)
       << open644.status().message();
   EXPECT_EQ(open644.status().message().find(kPassword), std::string::npos);
 

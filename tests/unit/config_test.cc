@@ -358,9 +358,9 @@ TEST(ConfigTest, SourceCredentialsFile) {
   ASSERT_FALSE(cfg) << "a 0644 credentials file was accepted";
   EXPECT_NE(cfg.status().message().find("hyperd.yaml:4:"), std::string::npos)
       << cfg.status().message();
-  EXPECT_NE(
-      cfg.status().message().find("read git credentials file " + creds + " <- it has mode 0644"),
-      std::string::npos)
+  EXPECT_NE(cfg.status().message().find("read git credentials <- read secret file " + creds +
+                                        " <- it has mode 0644"),
+            std::string::npos)
       << cfg.status().message();
   ASSERT_EQ(::chmod(creds.c_str(), 0600), 0);
   cfg = parseConfig(text, "hyperd.yaml");
