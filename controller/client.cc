@@ -18,14 +18,58 @@ namespace hyper::controller {
 
 namespace {
 
+// Endpoint and token files are small; a symlink planted in their place is refused, not followed
+// (O_NOFOLLOW), and no descriptor leaks to a child (O_CLOEXEC).
 Result<std::string> readFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0 && errno == ELOOP) {
+    return Status::error("read " + path +
+                         ": is a symbolic link; refused (expected a regular file)");
+  }
+  if (fd < 0) {
     return Status::error("read " + path + ": " + strerror(errno));
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  constexpr size_t kMaxBytes = 64 * 1024;
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      Status s = Status::error("read " + path + ": " + strerror(errno));
+      close(fd);
+      return s;
+    }
+    if (n == 0) {
+      break;
+    }
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > kMaxBytes) {
+      close(fd);
+      return Status::error("read " + path + ": larger than " + std::to_string(kMaxBytes) +
+                           " bytes; not an endpoint or token file");
+    }
+  }
+  close(fd);
+  return out;
+}
+
+// Creates `path` afresh (a file or symlink there is removed first; O_EXCL|O_NOFOLLOW then never
+// writes through a link planted in between), with `mode` and `text`.
+Status writeNewFile(const std::string& path, const std::string& text, mode_t mode) {
+  unlink(path.c_str());
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (fd < 0) {
+    return Status::error("write " + path + ": " + strerror(errno));
+  }
+  bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  close(fd);
+  if (!ok) {
+    return Status::error("write " + path + ": short write");
+  }
+  return Status::ok();
 }
 
 std::string trim(std::string s) {
@@ -62,7 +106,7 @@ std::string errorText(httplib::Error e) {
 // A writer holds the state dir's lock (see reconciler/state_lock.h) while hyperd runs; an endpoint
 // file without it was left by a hyperd that was killed.
 bool lockHeld(const std::string& stateDir) {
-  int fd = open((stateDir + "/lock").c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = open((stateDir + "/lock").c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     return false;
   }
@@ -102,26 +146,13 @@ Status writeEndpoint(const std::string& stateDir, const std::string& url,
                      const std::string& token) {
   const std::string tokenPath = stateDir + "/" + kTokenFile;
   // Created 0600 before any byte of the token is written; an existing file is replaced.
-  unlink(tokenPath.c_str());
-  int fd = open(tokenPath.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return Status::error("write " + tokenPath + ": " + strerror(errno));
-  }
-  std::string line = token + "\n";
-  bool ok = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
-  close(fd);
-  if (!ok) {
-    return Status::error("write " + tokenPath + ": short write");
-  }
+  HYPER_RETURN_IF_ERROR(writeNewFile(tokenPath, token + "\n", 0600));
   const std::string endpointPath = stateDir + "/" + kEndpointFile;
   const std::string tmp = endpointPath + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << nlohmann::json{{"url", url}, {"pid", getpid()}}.dump() << "\n";
-    if (!out) {
-      return Status::error("write " + tmp + ": " + strerror(errno));
-    }
-  }
+  HYPER_RETURN_IF_ERROR(
+      // Readable by others (umask permitting): it holds no secret, and a user with a token
+      // file of their own finds hyperd through it.
+      writeNewFile(tmp, nlohmann::json{{"url", url}, {"pid", getpid()}}.dump() + "\n", 0644));
   if (rename(tmp.c_str(), endpointPath.c_str()) != 0) {
     return Status::error("rename " + tmp + ": " + strerror(errno));
   }

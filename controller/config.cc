@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "controller/config_schema.h"
+#include "controller/source.h"
 #include "reconciler/diagnostic.h"
 #include "reconciler/schema.h"
 #include "reconciler/yaml_json.h"
@@ -315,6 +316,7 @@ Result<HyperdConfig> parseConfig(const std::string& text, const std::string& dis
   cfg.source.caFile = source.value("caFile", cfg.source.caFile);
   cfg.source.sshKeyFile = source.value("sshKeyFile", cfg.source.sshKeyFile);
   cfg.source.knownHostsFile = source.value("knownHostsFile", cfg.source.knownHostsFile);
+  cfg.source.credentialsFile = source.value("credentialsFile", cfg.source.credentialsFile);
   reader.duration(v, "driftInterval", "driftInterval", cfg.driftInterval, true);
   reader.duration(v, "debounce", "debounce", cfg.debounce, false);
   if (v.value("driftPolicy", "correct") == "alert") {
@@ -354,6 +356,12 @@ Result<HyperdConfig> parseConfig(const std::string& text, const std::string& dis
   cfg.webhook.gitlabToken = reader.secret(cfg.webhook.gitlabTokenFile, "webhook.gitlabTokenFile");
   // Only its mode and readability are checked here: libssh2 reads the key itself at each connect.
   (void)reader.secret(cfg.source.sshKeyFile, "source.sshKeyFile");
+  // Format and mode; the git source reads it again at every connection.
+  if (!cfg.source.credentialsFile.empty()) {
+    if (auto creds = readGitCredentialsFile(cfg.source.credentialsFile); !creds.isOk()) {
+      reader.error("source.credentialsFile", creds.status().message());
+    }
+  }
   for (size_t i = 0; i < cfg.alerts.size(); ++i) {
     AlertSinkConfig& a = cfg.alerts[i];
     if (a.type == AlertSinkConfig::Type::Webhook) {
@@ -366,17 +374,63 @@ Result<HyperdConfig> parseConfig(const std::string& text, const std::string& dis
   return cfg;
 }
 
+namespace {
+
+// "https://user:token@host/..." (a password or token in the userinfo); a user alone is a name.
+bool urlHasPassword(const std::string& url) {
+  size_t scheme = url.find("://");
+  if (scheme == std::string::npos) {
+    return false;
+  }
+  size_t start = scheme + 3;
+  size_t end = url.find_first_of("/?#", start);
+  std::string authority = url.substr(start, end == std::string::npos ? end : end - start);
+  size_t at = authority.rfind('@');
+  return at != std::string::npos && authority.substr(0, at).find(':') != std::string::npos;
+}
+
+}  // namespace
+
 Result<HyperdConfig> loadConfig(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return Status::error("read config " + path + " <- " + std::strerror(errno));
+  const std::string op = "read config " + path;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    return Status::error(op + " <- " + std::strerror(errno));
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) {
-    return Status::error("read config " + path + " <- I/O error");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return Status::error(op + " <- " + std::strerror(err));
   }
-  return parseConfig(text.str(), path);
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      ::close(fd);
+      return Status::error(op + " <- I/O error");
+    }
+    if (n == 0) {
+      break;
+    }
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  HYPER_ASSIGN_OR_RETURN(HyperdConfig cfg, parseConfig(text, path));
+  // A config that holds a secret itself (credentials in source.url) is a secret file: the
+  // same mode rule as every other one (checked on the file read, not the path).
+  if (urlHasPassword(cfg.source.url) && (st.st_mode & 077) != 0) {
+    return Status::error("load config " + path + " <- it holds a secret (credentials in " +
+                         "source.url) and has mode " + octalMode(st.st_mode) +
+                         ", readable or writable by group or others (expected 0600 or 0400: "
+                         "chmod 600 " +
+                         path + "; or move them to source.credentialsFile)");
+  }
+  return cfg;
 }
 
 }  // namespace hyper::controller

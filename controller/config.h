@@ -57,9 +57,10 @@ struct HyperdConfig {
     std::chrono::milliseconds interval{30000};
     // git over http(s): connect deadline and longest silence of the remote during a fetch
     std::chrono::milliseconds timeout{30000};
-    std::string caFile;          // https: extra CA certificates (PEM) to trust
-    std::string sshKeyFile;      // ssh: private key (0600/0400), checked at load; "" = ssh agent
-    std::string knownHostsFile;  // ssh: OpenSSH known_hosts with the server's host key
+    std::string caFile;           // https: extra CA certificates (PEM) to trust
+    std::string sshKeyFile;       // ssh: private key (0600/0400), checked at load; "" = ssh agent
+    std::string knownHostsFile;   // ssh: OpenSSH known_hosts with the server's host key
+    std::string credentialsFile;  // http(s): "user:token" (0600/0400), checked at load
   } source;
 
   std::chrono::milliseconds driftInterval{60000};

@@ -37,7 +37,7 @@ std::string_view hyperdConfigSchema() {
       "type": "object",
       "additionalProperties": false,
       "required": ["url"],
-      "description": "a mapping with url and optionally ref, path, interval, timeout, caFile, sshKeyFile and knownHostsFile",
+      "description": "a mapping with url and optionally ref, path, interval, timeout, caFile, sshKeyFile, knownHostsFile and credentialsFile",
       "properties": {
         "url": {
           "type": "string",
@@ -69,6 +69,11 @@ std::string_view hyperdConfigSchema() {
           "type": "string",
           "minLength": 1,
           "description": "an OpenSSH known_hosts file listing the ssh server's host key (ssh URLs need it)"
+        },
+        "credentialsFile": {
+          "type": "string",
+          "minLength": 1,
+          "description": "for http(s): a file holding one line user:token, readable only by its owner (mode 0600 or 0400); used instead of credentials in the url"
         }
       }
     },

@@ -348,7 +348,8 @@ GitSource::GitSource(const SourceSpec& spec, git_repository* repo)
       path_(normalisePath(spec.path)),
       cacheDir_(spec.cacheDir),
       sshKeyFile_(spec.sshKeyFile),
-      knownHostsFile_(spec.knownHostsFile) {
+      knownHostsFile_(spec.knownHostsFile),
+      credentialsFile_(spec.credentialsFile) {
   std::string userinfo = urlUserinfo(url_);
   size_t colon = userinfo.find(':');
   // A lone http(s) userinfo is often a token; over ssh it is the login name, which messages may
@@ -416,6 +417,14 @@ Result<std::unique_ptr<GitSource>> GitSource::open(const SourceSpec& spec) {
       }
     }
   }
+  if (!spec.credentialsFile.empty()) {
+    // Checked now, so a wrong mode or format stops start-up with its reason; read again at
+    // every connection.
+    auto creds = readGitCredentialsFile(spec.credentialsFile);
+    if (!creds.isOk()) {
+      return creds.status().withContext("open " + shown);
+    }
+  }
   std::error_code ec;
   bool exists = fs::exists(spec.cacheDir, ec);
   bool empty = !exists || fs::is_empty(spec.cacheDir, ec);
@@ -451,7 +460,42 @@ std::string GitSource::redact(std::string message) const {
     replaceAll(message, secretPassword_, "***");
     replaceAll(message, percentDecode(secretPassword_), "***");
   }
+  if (!fileToken_.empty()) {
+    replaceAll(message, fileToken_, "***");
+  }
   return message;
+}
+
+Result<std::optional<GitCredentials>> GitSource::fileCredentials() const {
+  if (credentialsFile_.empty()) {
+    return std::optional<GitCredentials>();
+  }
+  HYPER_ASSIGN_OR_RETURN(GitCredentials c, readGitCredentialsFile(credentialsFile_));
+  fileToken_ = c.token;
+  return std::optional<GitCredentials>(std::move(c));
+}
+
+Result<GitCredentials> readGitCredentialsFile(const std::string& path) {
+  const std::string op = "read git credentials file " + path;
+  auto secret = readSecretFile(path);
+  if (!secret.isOk()) {
+    return secret.status().withContext("read git credentials");
+  }
+  const std::string& text = secret->reveal();
+  const std::string expected = " (expected one line \"user:token\")";
+  if (text.find_first_of("\r\n") != std::string::npos) {
+    return Status::error(op + " <- more than one line" + expected);
+  }
+  size_t colon = text.find(':');
+  if (colon == std::string::npos) {
+    return Status::error(op + " <- no ':' between user and token" + expected);
+  }
+  GitCredentials c{text.substr(0, colon), text.substr(colon + 1)};
+  if (c.user.empty() || c.token.empty()) {
+    return Status::error(op + " <- " + (c.user.empty() ? "the user" : "the token") + " is empty" +
+                         expected);
+  }
+  return c;
 }
 
 Status GitSource::gitError(const std::string& operation) const {
@@ -501,6 +545,11 @@ Result<GitSource::Fetched> GitSource::fetchCommit() {
   (void)takeGitIdleTimeout();  // a note left by an earlier operation is not about this one
   HYPER_RETURN_IF_ERROR(checkLocalPath(url_));
   CredentialState creds = credentialsFromUrl(url_);  // declared first: outlives the remote
+  HYPER_ASSIGN_OR_RETURN(std::optional<GitCredentials> fromFile, fileCredentials());
+  if (fromFile) {
+    creds.user = fromFile->user;
+    creds.password = fromFile->token;
+  }
   creds.keyFile = sshKeyFile_;
   creds.publicKeyFile = sshPublicKeyFile_;
   creds.knownHostsFile = knownHostsFile_;
@@ -746,6 +795,11 @@ Result<bool> GitSource::changed() {
   std::string context = "ls-remote " + shownUrl_ + " ref " + ref_;
   (void)takeGitIdleTimeout();  // a note left by an earlier operation is not about this one
   CredentialState creds = credentialsFromUrl(url_);  // declared first: outlives the remote
+  HYPER_ASSIGN_OR_RETURN(std::optional<GitCredentials> fromFile, fileCredentials());
+  if (fromFile) {
+    creds.user = fromFile->user;
+    creds.password = fromFile->token;
+  }
   creds.keyFile = sshKeyFile_;
   creds.publicKeyFile = sshPublicKeyFile_;
   creds.knownHostsFile = knownHostsFile_;

@@ -72,6 +72,9 @@ class GitSource : public Source {
   // "<operation> <- <libgit2's last error>", with credentials scrubbed.
   Status gitError(const std::string& operation) const;
   std::string redact(std::string message) const;
+  // The credentials file's user and token, re-read at every connection (a rotated token needs
+  // no restart); nullopt without a file.
+  Result<std::optional<GitCredentials>> fileCredentials() const;
 
   git_repository* repo_ = nullptr;
   std::string url_;       // as given; may carry credentials, never shown
@@ -84,6 +87,8 @@ class GitSource : public Source {
   std::string sshKeyFile_;        // "" = the ssh agent
   std::string sshPublicKeyFile_;  // sshKeyFile_ + ".pub" when that exists
   std::string knownHostsFile_;
+  std::string credentialsFile_;
+  mutable std::string fileToken_;  // the credentials file's token as last read, for scrubbing
   bool pinned_ = false;
   // Set by the last successful fetch().
   std::optional<std::string> lastRemoteId_;  // the id the remote advertised for the ref

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -23,6 +24,7 @@
 #include "providers/vmm/vm_provider.h"
 #include "reconciler/engine.h"
 #include "reconciler/state_lock.h"
+#include "reconciler/text_escape.h"
 
 namespace hyper::ctl {
 namespace {
@@ -296,14 +298,16 @@ std::string field(const ManagedRecord& r, const Json& spec, const ObservedState*
   return "-";
 }
 
-// `hyperctl logs vm/NAME [-f]`: the VM's serial console, from its run dir. -f follows it until
-// the VM stops (its run dir goes) or hyperctl is interrupted.
-int runLogs(const std::string& target, bool follow) {
+// `hyperctl logs vm/NAME [-f] [--raw]`: the VM's serial console, from its run dir (the rotated
+// console.log.1 first, then console.log). -f follows it until the VM stops (its run dir goes) or
+// hyperctl is interrupted. Guest text reaches the terminal escaped (escapeControl: no escape
+// sequence of the guest's runs in the caller's terminal) unless `raw`.
+int runLogs(const std::string& target, bool follow, bool raw) {
   size_t slash = target.find('/');
   std::string kind = slash == std::string::npos ? "" : target.substr(0, slash);
   std::string name = slash == std::string::npos ? "" : target.substr(slash + 1);
   if ((kind != "vm" && kind != "VM") || name.empty()) {
-    return fail("logs: expected vm/NAME, got \"" + target + "\"");
+    return fail("logs: expected vm/NAME, got \"" + escapeControl(target) + "\"");
   }
   const std::string runRoot = providers::vmm::VmProviderConfig::fromEnvironment().runRoot;
   const std::string path = runRoot + "/" + name + "/console.log";
@@ -312,15 +316,45 @@ int runLogs(const std::string& target, bool follow) {
     return fail("no console log for VM " + name + " at " + path +
                 " (it is kept while the VM runs; HYPER_VM_RUN_DIR sets the run dir)");
   }
+  std::string pending;  // escaped output goes by whole lines, so a sequence is never split
+  auto emit = [&](std::string_view data, bool flush) {
+    if (raw) {
+      std::cout.write(data.data(), static_cast<std::streamsize>(data.size()));
+      return;
+    }
+    pending.append(data);
+    size_t nl;
+    while ((nl = pending.find('\n')) != std::string::npos) {
+      std::string_view l(pending.data(), nl);
+      if (!l.empty() && l.back() == '\r') {
+        l.remove_suffix(1);
+      }
+      std::cout << escapeControl(l) << '\n';
+      pending.erase(0, nl + 1);
+    }
+    if (flush || pending.size() > providers::vmm::kMaxPartialLineBytes) {
+      std::cout << escapeControl(pending);
+      pending.clear();
+    }
+  };
   std::string chunk(64 * 1024, '\0');
+  if (std::ifstream old(path + ".1", std::ios::binary); old) {
+    while (old.read(chunk.data(), static_cast<std::streamsize>(chunk.size())), old.gcount() > 0) {
+      emit(std::string_view(chunk.data(), static_cast<size_t>(old.gcount())), false);
+    }
+  }
+  std::streamoff offset = 0;
   for (;;) {
     in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
     std::streamsize n = in.gcount();
     if (n > 0) {
-      std::cout.write(chunk.data(), n);
+      offset += n;
+      emit(std::string_view(chunk.data(), static_cast<size_t>(n)), false);
       std::cout.flush();
       continue;
     }
+    emit("", true);
+    std::cout.flush();
     if (!follow) {
       return kExitOk;
     }
@@ -328,7 +362,13 @@ int runLogs(const std::string& target, bool follow) {
       std::cerr << "VM " << name << " stopped\n";
       return kExitOk;
     }
+    std::error_code ec;
+    auto size = std::filesystem::file_size(path, ec);
     in.clear();  // at end of file: wait for more
+    if (!ec && static_cast<std::streamoff>(size) < offset) {
+      in.seekg(0);  // rotated: the log starts again
+      offset = 0;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
 }
@@ -541,6 +581,9 @@ int main(int argc, char** argv) {
   auto* logs = app.add_subcommand("logs", "a VM's serial console: logs vm/NAME [-f]");
   logs->add_option("target", logsTarget, "vm/NAME")->required();
   logs->add_flag("-f,--follow", follow, "keep printing until the VM stops");
+  bool raw = false;
+  logs->add_flag("--raw", raw,
+                 "print the guest's bytes as they are (no escaping of control bytes)");
 
   auto* get = app.add_subcommand("get", "list managed objects and their state");
   get->add_option("type", getWhat, "networks | networkpolicies | vms | brokerrules")->required();
@@ -594,7 +637,7 @@ int main(int argc, char** argv) {
   } else if (*get) {
     code = runGet(g, getWhat, getName, output);
   } else if (*logs) {
-    code = runLogs(logsTarget, follow);
+    code = runLogs(logsTarget, follow, raw);
   }
   return code;
 }

@@ -100,6 +100,7 @@ int run(const HyperdConfig& initial, const std::string& configPath) {
                   config.stateDir + "/source", config.source.timeout, config.source.caFile};
   spec.sshKeyFile = config.source.sshKeyFile;
   spec.knownHostsFile = config.source.knownHostsFile;
+  spec.credentialsFile = config.source.credentialsFile;
   auto source = openSource(spec);
   if (!source.isOk()) {
     spdlog::critical("{}", source.status().message());
@@ -220,7 +221,7 @@ int main(int argc, char** argv) {
   std::string configPath;
   std::string source, ref = "main", path, interval = "30s", driftInterval = "60s";
   std::string sourceTimeout = "30s", sourceCaFile, brokerRules, brokerSocket;
-  std::string sourceSshKey, sourceKnownHosts;
+  std::string sourceSshKey, sourceKnownHosts, sourceCredentialsFile;
   std::string webhookSecretFile, gitlabTokenFile, stateDir = "/var/lib/hyper";
   std::string listen = "127.0.0.1:7400", driftPolicy = "correct", debounce = "500ms";
   int parallelism = 4;
@@ -241,6 +242,9 @@ int main(int argc, char** argv) {
                  "ssh: private key file (0600; KEY.pub beside it is used); default: the ssh agent");
   app.add_option("--source-known-hosts", sourceKnownHosts,
                  "ssh: OpenSSH known_hosts file with the server's host key (required for ssh)");
+  app.add_option(
+      "--source-credentials-file", sourceCredentialsFile,
+      "http(s): file with one line user:token (0600), instead of credentials in the URL");
   app.add_option("--broker-rules", brokerRules, "hyper-broker's rule file (BrokerRule objects)");
   app.add_option("--broker-socket", brokerSocket, "hyper-broker's socket");
   app.add_option("--drift-interval", driftInterval, "full observe interval")->capture_default_str();
@@ -303,6 +307,9 @@ int main(int argc, char** argv) {
   }
   if (!sourceKnownHosts.empty()) {
     flags["source"]["knownHostsFile"] = sourceKnownHosts;
+  }
+  if (!sourceCredentialsFile.empty()) {
+    flags["source"]["credentialsFile"] = sourceCredentialsFile;
   }
   if (!webhookSecretFile.empty()) {
     flags["webhook"]["githubSecretFile"] = webhookSecretFile;

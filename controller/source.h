@@ -67,7 +67,19 @@ struct SourceSpec {
   // format); ssh without it is refused.
   std::string sshKeyFile;
   std::string knownHostsFile;
+  // http(s): a file (mode 0600 or 0400) holding one line "user:token", read at every connection
+  // instead of credentials in the URL (which a command line shows to every local user). Its
+  // values win over the URL's userinfo and are scrubbed from every message like it.
+  std::string credentialsFile;
 };
+
+// The user and token of a credentials file (SourceSpec::credentialsFile). Errors name the file
+// and what was expected, never its content.
+struct GitCredentials {
+  std::string user;
+  std::string token;
+};
+Result<GitCredentials> readGitCredentialsFile(const std::string& path);
 
 // A directory when `location` is an existing directory that is not a bare git repository (no
 // HEAD/objects/refs) and has no scheme; git otherwise.

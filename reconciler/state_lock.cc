@@ -78,7 +78,12 @@ Result<std::unique_ptr<StateLock>> StateLock::acquire(const std::string& stateDi
   const std::string path = stateDir + "/lock";
   // O_CLOEXEC: processes hyper starts (QEMU, builds) must not inherit the lock and keep holding
   // it after hyper exits.
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  // O_NOFOLLOW: a symlink planted as the lock would have hyper truncate and write its target.
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0 && errno == ELOOP) {
+    return Status::error(context + " <- " + path +
+                         " is a symbolic link; refused (expected a regular file or none)");
+  }
   if (fd < 0) {
     return Status::error(context + " <- open " + path + ": " + errnoText());
   }

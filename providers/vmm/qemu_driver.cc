@@ -1,8 +1,10 @@
 #include "providers/vmm/qemu_driver.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -20,9 +22,13 @@
 
 #include "host/command.h"
 #include "providers/vmm/exit_watcher.h"
+#include "providers/vmm/guest_log.h"
 #include "providers/vmm/qmp_client.h"
 #include "providers/vmm/tap_device.h"
+#include "reconciler/fd.h"
 #include "reconciler/names.h"
+#include "reconciler/state_dir.h"
+#include "reconciler/text_escape.h"
 
 #ifndef SYS_pidfd_send_signal
 #define SYS_pidfd_send_signal 424
@@ -43,23 +49,6 @@ const char* kPidFile = "qemu.pid";
 const char* kQmpSocket = "qmp.sock";
 const char* kConsoleLog = "console.log";
 const char* kVmJson = "vm.json";
-
-// Owns a file descriptor.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 bool hasParam(const std::string& cmdline, const std::string& key) {
   std::istringstream words(cmdline);
@@ -184,17 +173,33 @@ std::string checkChannelName(const std::string& name) {
 }
 
 std::string lastLines(const std::string& path, size_t n) {
-  std::ifstream in(path, std::ios::binary);
+  // Guest text: read with a bounded line buffer, escaped before it reaches any message.
+  Fd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in.get() < 0) {
+    return "";
+  }
   std::deque<std::string> lines;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty() && line.back() == '\r') {
-      line.pop_back();
+  LineSplitter splitter;
+  auto keep = [&](std::string_view l) {
+    if (!l.empty() && l.back() == '\r') {
+      l.remove_suffix(1);
     }
-    lines.push_back(std::move(line));
+    lines.push_back(escapeControl(l));
     if (lines.size() > n) {
       lines.pop_front();
     }
+    return false;
+  };
+  char buf[64 * 1024];
+  for (;;) {
+    ssize_t got = ::read(in.get(), buf, sizeof buf);
+    if (got < 0 && errno == EINTR) {
+      continue;
+    }
+    if (got <= 0) {
+      break;
+    }
+    splitter.feed(std::string_view(buf, static_cast<size_t>(got)), keep);
   }
   std::string out;
   for (const auto& l : lines) {
@@ -283,8 +288,12 @@ std::vector<std::string> QemuDriver::buildArgv(const std::string& qemuBinary, co
       spec.kernel,
       "-append",
       effectiveCmdline(spec.cmdline, accel, tscKhz),
+      // append=on: hyper truncates the log when it outgrows its cap (guest_log.h), and QEMU
+      // then goes on writing at the new end instead of at its old offset.
+      "-chardev",
+      "file,id=console,path=" + dir + kConsoleLog + ",append=on",
       "-serial",
-      "file:" + dir + kConsoleLog,
+      "chardev:console",
       "-qmp",
       "unix:" + dir + kQmpSocket + ",server=on,wait=off",
       "-pidfile",
@@ -311,7 +320,8 @@ std::vector<std::string> QemuDriver::buildArgv(const std::string& qemuBinary, co
       std::string id = "channel" + std::to_string(i);
       argv.insert(
           argv.end(),
-          {"-chardev", "file,id=" + id + ",path=" + channelLogPath(runDir, spec.channels[i]),
+          {"-chardev",
+           "file,id=" + id + ",path=" + channelLogPath(runDir, spec.channels[i]) + ",append=on",
            "-device", "virtserialport,chardev=" + id + ",name=" + spec.channels[i]});
     }
   }
@@ -358,6 +368,9 @@ Result<std::vector<VmHandle>> QemuDriver::list() {
   if (!fs::exists(options_.runRoot, ec)) {
     return out;
   }
+  // Sockets and pid files there steer what hyper signals and talks to.
+  HYPER_RETURN_IF_ERROR(
+      checkPrivateDirectory(options_.runRoot, "VM run directory (HYPER_VM_RUN_DIR)"));
   std::vector<std::string> names;
   for (const auto& entry : fs::directory_iterator(options_.runRoot, ec)) {
     if (entry.is_directory(ec)) {
@@ -401,6 +414,11 @@ Result<VmHandle> QemuDriver::start(const VmSpec& spec) {
   fs::create_directories(dir, ec);
   if (ec) {
     return Status::error(what + " <- create " + dir + ": " + ec.message());
+  }
+  if (Status s = checkPrivateDirectory(options_.runRoot, "VM run directory (HYPER_VM_RUN_DIR)");
+      !s.isOk()) {
+    fs::remove_all(dir, ec);
+    return s.withContext(what);
   }
   fs::permissions(dir, fs::perms::owner_all, ec);
   Json meta = {{"driver", "qemu"},
@@ -539,30 +557,42 @@ Status QemuDriver::waitForLine(const VmHandle& vm, const std::string& channel,
   }
   Fd pidfd(*pidfdResult);
 
-  std::ifstream log(path, std::ios::binary);
-  std::string partial;
+  Fd log(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (log.get() < 0) {
+    return Status::error(what + " <- open " + path + ": " + std::strerror(errno));
+  }
+  LineSplitter splitter;  // bounded: a guest that never ends a line cannot grow it
+  auto matches = [&](std::string_view l) {
+    if (!l.empty() && l.back() == '\r') {
+      l.remove_suffix(1);
+    }
+    // The whole line, as observe reads it (vm_provider.cc): a line that merely ends with it
+    // ("not hyper-ready", "xhyper-ready") is not the guest saying it is ready, and a VM that
+    // apply took for ready must not be found not ready by the next observe.
+    return l == line;
+  };
+  off_t offset = 0;
   bool exited = false;
   for (;;) {
     // Read everything new; the check comes after the watch is armed, so nothing is missed.
+    struct stat st {};
+    if (::fstat(log.get(), &st) == 0 && st.st_size < offset) {
+      offset = 0;  // rotated (copy-truncate): start again at the new beginning
+      splitter.reset();
+    }
     char buf[4096];
-    log.clear();
-    while (log.read(buf, sizeof buf), log.gcount() > 0) {
-      partial.append(buf, static_cast<size_t>(log.gcount()));
-      size_t nl;
-      while ((nl = partial.find('\n')) != std::string::npos) {
-        std::string l = partial.substr(0, nl);
-        partial.erase(0, nl + 1);
-        if (!l.empty() && l.back() == '\r') {
-          l.pop_back();
-        }
-        // The whole line, as observe reads it (vm_provider.cc): a line that merely ends with it
-        // ("not hyper-ready", "xhyper-ready") is not the guest saying it is ready, and a VM that
-        // apply took for ready must not be found not ready by the next observe.
-        if (l == line) {
-          return Status::ok();
-        }
+    for (;;) {
+      ssize_t n = ::pread(log.get(), buf, sizeof buf, offset);
+      if (n < 0 && errno == EINTR) {
+        continue;
       }
-      log.clear();
+      if (n <= 0) {
+        break;
+      }
+      offset += n;
+      if (splitter.feed(std::string_view(buf, static_cast<size_t>(n)), matches)) {
+        return Status::ok();
+      }
     }
     if (exited) {
       return failure("QEMU exited first");

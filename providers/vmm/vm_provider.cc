@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -11,7 +12,9 @@
 #include <spdlog/spdlog.h>
 
 #include "providers/net/cidr.h"
+#include "providers/vmm/guest_log.h"
 #include "providers/vmm/tap_device.h"
+#include "reconciler/text_escape.h"
 
 namespace hyper::providers::vmm {
 namespace fs = std::filesystem;
@@ -37,20 +40,6 @@ void guarded(Diagnostics& diagnostics, const std::string& object, const char* wh
 }
 
 const std::string kDefaultReadyLine = "hyper-ready";
-
-// True when a console or channel log has `line` as a whole line.
-bool logHasLine(const std::string& path, const std::string& line) {
-  std::ifstream in(path);
-  for (std::string l; std::getline(in, l);) {
-    if (!l.empty() && l.back() == '\r') {
-      l.pop_back();
-    }
-    if (l == line) {
-      return true;
-    }
-  }
-  return false;
-}
 
 // The address hyper gave a running VM, from the command line it was started with.
 std::string startedIp(const VmHandle& h) {
@@ -92,6 +81,18 @@ VmProviderConfig VmProviderConfig::fromEnvironment() {
       c.accel = *mode;
     } else {
       spdlog::warn("HYPER_VM_ACCEL: {}; using auto", mode.status().message());
+    }
+  }
+  if (const char* max = std::getenv("HYPER_VM_LOG_MAX_BYTES"); max != nullptr && *max != '\0') {
+    char* end = nullptr;
+    errno = 0;
+    unsigned long long v = std::strtoull(max, &end, 10);
+    if (errno != 0 || end == max || *end != '\0' || v < 4096 || max[0] == '-') {
+      spdlog::warn(
+          "HYPER_VM_LOG_MAX_BYTES: expected a number of bytes >= 4096, got \"{}\"; using {}",
+          escapeControl(max), c.logMaxBytes);
+    } else {
+      c.logMaxBytes = v;
     }
   }
   return c;
@@ -231,6 +232,19 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
       } else {
         const VmHandle& h = *it->second;
         s.exists = true;
+        // The guest writes its logs without end: observe runs regularly, and keeps each under
+        // its cap (guest_log.h).
+        std::vector<std::string> logs = {h.consoleLog};
+        for (const auto& channel : h.spec.channels) {
+          logs.push_back(channelLogPath(h.runDir, channel));
+        }
+        for (const auto& log : logs) {
+          if (auto rotated = rotateLog(log, config_.logMaxBytes); !rotated.isOk()) {
+            spdlog::warn("vmm: {}", rotated.status().message());
+          } else if (*rotated) {
+            spdlog::info("vmm: {} passed {} bytes; rotated to {}.1", log, config_.logMaxBytes, log);
+          }
+        }
         auto signal = readySignals.find(id.name);
         const std::string readyLine =
             signal != readySignals.end() ? signal->second.second : kDefaultReadyLine;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "providers/vmm/exit_watcher.h"
+#include "providers/vmm/guest_log.h"
 #include "providers/vmm/qemu_driver.h"
 #include "providers/vmm/vm_spec.h"
 #include "reconciler/provider.h"
@@ -18,7 +19,10 @@ struct VmProviderConfig {
   std::string runRoot = "/run/hyper/vm";  // one run dir per VM (qemu_driver.h)
   AccelMode accel = AccelMode::Auto;
   StopOptions stop;
-  // HYPER_VM_RUN_DIR, HYPER_VM_ACCEL (auto | kvm | tcg); defaults otherwise.
+  // Cap per console or channel log; past it the log is rotated to LOG.1 (guest_log.h).
+  uint64_t logMaxBytes = kDefaultLogMaxBytes;
+  // HYPER_VM_RUN_DIR, HYPER_VM_ACCEL (auto | kvm | tcg), HYPER_VM_LOG_MAX_BYTES (>= 4096);
+  // defaults otherwise.
   static VmProviderConfig fromEnvironment();
 };
 

@@ -179,6 +179,68 @@ TEST_F(GitHttpTest, FetchesOverSmartHttpWithCredentialsFromTheUrl) {
   EXPECT_GT(server.requests(), 0);
 }
 
+// Every file under `dir` that contains `needle`: the cache must hold no credential.
+std::vector<std::string> filesContaining(const std::string& dir, const std::string& needle) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
+    if (!e.is_regular_file()) {
+      continue;
+    }
+    std::ifstream in(e.path(), std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (text.find(needle) != std::string::npos) {
+      out.push_back(e.path().string());
+    }
+  }
+  return out;
+}
+
+// Credentials from a file (--source-credentials-file) instead of the URL: owner-only mode, one
+// line user:token; the token never shows in describe(), errors or the cache.
+TEST_F(GitHttpTest, CredentialsFromAFileWithOwnerOnlyMode) {
+  commitAndPush("a.yaml", test::networkManifest("a", "10.1.0.0/24"));
+  GitHttpServer server(root_ + "/repos");
+  const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/env.git";
+  const std::string file = root_ + "/git-credentials";
+  std::ofstream(file) << kUser << ":" << kPassword << "\n";
+  SourceSpec spec{url, "main", "", root_ + "/cache-file", std::chrono::seconds(10)};
+  spec.credentialsFile = file;
+
+  ASSERT_EQ(::chmod(file.c_str(), 0644), 0);
+  auto open644 = GitSource::open(spec);
+  ASSERT_FALSE(open644.isOk()) << "a credentials file readable by others was accepted";
+  EXPECT_NE(open644.status().message().find("read git credentials <- read secret file " + file +
+                                            " <- it has mode 0644"),
+            std::string::npos)
+      << open644.status().message();
+  EXPECT_EQ(open644.status().message().find(kPassword), std::string::npos);
+
+  ASSERT_EQ(::chmod(file.c_str(), 0600), 0);
+  auto src = GitSource::open(spec);
+  ASSERT_TRUE(src.isOk()) << src.status().message();
+  EXPECT_EQ((*src)->describe(), "git " + url + " ref main");
+  test::expectFetchesAndFollowsAPush(**src, work_);
+  EXPECT_EQ(filesContaining(root_ + "/cache-file", kPassword), std::vector<std::string>{});
+
+  // One byte off: refused by the server, and the wrong token is scrubbed from the error.
+  std::ofstream(file, std::ios::trunc) << kUser << ":" << kPassword << "X\n";
+  auto r = (*src)->fetch();
+  ASSERT_FALSE(r.isOk()) << "a fetch with a wrong token from the file succeeded";
+  EXPECT_EQ(r.status().message().find(kPassword), std::string::npos) << r.status().message();
+
+  // No colon: a format error that names the file and never echoes the content.
+  std::ofstream(file, std::ios::trunc) << "just-a-token-value\n";
+  spec.cacheDir = root_ + "/cache-file2";
+  auto bad = GitSource::open(spec);
+  ASSERT_FALSE(bad.isOk());
+  EXPECT_NE(bad.status().message().find("no ':' between user and token (expected one line "
+                                        "\"user:token\")"),
+            std::string::npos)
+      << bad.status().message();
+  EXPECT_EQ(bad.status().message().find("just-a-token-value"), std::string::npos);
+}
+
 TEST_F(GitHttpTest, AWrongPasswordIsAnAuthenticationErrorThatNeverShowsIt) {
   commitAndPush("a.yaml", test::networkManifest("a", "10.1.0.0/24"));
   GitHttpServer server(root_ + "/repos");

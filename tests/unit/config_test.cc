@@ -318,6 +318,56 @@ TEST(ConfigTest, LoadConfigReadsTheFileAndNamesIt) {
             "read config " + dir.path() + "/absent.yaml <- No such file or directory");
 }
 
+// A config that holds a secret itself (a token in source.url) must be owner-only like any secret
+// file; the same config without the token, or with a user name alone, may be 0644.
+TEST(ConfigTest, AConfigHoldingASecretMustBeOwnerOnly) {
+  TempDir dir;
+  const std::string withToken =
+      "schemaVersion: \"1\"\nsource: {url: \"https://hyper:tok3n@git.example/env.git\"}\n";
+  std::string path = dir.write("secret.yaml", withToken, 0644);
+  auto open = loadConfig(path);
+  ASSERT_FALSE(open) << "a 0644 config with a token in source.url was accepted";
+  EXPECT_EQ(open.status().message(),
+            "load config " + path +
+                " <- it holds a secret (credentials in source.url) and has mode 0644, readable or "
+                "writable by group or others (expected 0600 or 0400: chmod 600 " +
+                path + "; or move them to source.credentialsFile)");
+  EXPECT_EQ(open.status().message().find("tok3n"), std::string::npos);
+  ASSERT_EQ(::chmod(path.c_str(), 0640), 0);
+  EXPECT_FALSE(loadConfig(path)) << "group-readable";
+  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  auto ok = loadConfig(path);
+  EXPECT_TRUE(ok) << ok.status().message();
+
+  std::string userOnly =
+      dir.write("user.yaml",
+                "schemaVersion: \"1\"\nsource: {url: \"ssh://git@git.example/env.git\"}\n", 0644);
+  auto plain = loadConfig(userOnly);
+  EXPECT_TRUE(plain || plain.status().message().find("holds a secret") == std::string::npos)
+      << plain.status().message();
+}
+
+// source.credentialsFile: owner-only, one line user:token.
+TEST(ConfigTest, SourceCredentialsFile) {
+  TempDir dir;
+  std::string creds = dir.write("creds", "hyper:tok3n\n", 0644);
+  const std::string text = dir.expand(
+      "schemaVersion: \"1\"\nsource:\n  url: https://git.example/env.git\n  credentialsFile: "
+      "$DIR/creds\n");
+  auto cfg = parseConfig(text, "hyperd.yaml");
+  ASSERT_FALSE(cfg) << "a 0644 credentials file was accepted";
+  EXPECT_NE(cfg.status().message().find("hyperd.yaml:4:"), std::string::npos)
+      << cfg.status().message();
+  EXPECT_NE(cfg.status().message().find("read git credentials <- read secret file " + creds +
+                                        " <- it has mode 0644"),
+            std::string::npos)
+      << cfg.status().message();
+  ASSERT_EQ(::chmod(creds.c_str(), 0600), 0);
+  cfg = parseConfig(text, "hyperd.yaml");
+  ASSERT_TRUE(cfg) << cfg.status().message();
+  EXPECT_EQ(cfg->source.credentialsFile, creds);
+}
+
 TEST(ConfigTest, ReadSecretFile) {
   TempDir dir;
   auto ok = readSecretFile(dir.write("a", "value-with-newline\n", 0600));

@@ -173,3 +173,68 @@ TEST(StateLockTest, LockFileIsCloseOnExec) {
 
 }  // namespace
 }  // namespace hyper
+
+namespace hyper {
+namespace {
+
+struct DirCase {
+  std::string name;
+  mode_t mode;
+  uid_t owner;        // 0: whoever runs the test
+  std::string error;  // "" when accepted
+};
+
+class StateDirModeTest : public ::testing::TestWithParam<DirCase> {};
+
+// Whoever can write the state dir can swap the inventory, the lock or the token: a directory
+// writable by group or others, or owned by another user, is refused with what was found.
+TEST_P(StateDirModeTest, RefusesWhatIsNotPrivate) {
+  const DirCase& c = GetParam();
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/state";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(dir.c_str(), c.mode), 0);
+  if (c.owner != 0) {
+    ASSERT_EQ(::chown(dir.c_str(), c.owner, c.owner), 0) << "needs root";
+  }
+  auto lock = StateLock::acquire(dir, "test");
+  if (c.error.empty()) {
+    EXPECT_TRUE(lock.isOk()) << lock.status().message();
+    return;
+  }
+  ASSERT_FALSE(lock.isOk());
+  EXPECT_NE(lock.status().message().find(dir + c.error), std::string::npos)
+      << lock.status().message();
+  EXPECT_FALSE(std::filesystem::exists(dir + "/lock")) << "a lock was made in a refused dir";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, StateDirModeTest,
+    ::testing::Values(
+        DirCase{"Private0700", 0700, 0, ""}, DirCase{"ReadableByOthers0755", 0755, 0, ""},
+        DirCase{"WorldWritable0777", 0777, 0,
+                " has mode 0777, writable by group or others; expected no group or other write"},
+        DirCase{"GroupWritable0770", 0770, 0, " has mode 0770, writable by group or others"},
+        DirCase{"OthersWritableOnly0702", 0702, 0, " has mode 0702, writable by group or others"},
+        DirCase{"OwnedByNobody", 0700, 65534,
+                " is owned by uid 65534 (mode 0700); expected owned by uid "}),
+    [](const auto& info) { return info.param.name; });
+
+// A symlink planted as the lock is refused, and its target is left untouched.
+TEST(StateLockTest, SymlinkedLockIsRefused) {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/state";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  const std::string target = tmp.path() + "/precious";
+  std::ofstream(target) << "keep me\n";
+  ASSERT_EQ(::symlink(target.c_str(), (dir + "/lock").c_str()), 0);
+  auto lock = StateLock::acquire(dir, "test");
+  ASSERT_FALSE(lock.isOk());
+  EXPECT_NE(lock.status().message().find(dir + "/lock is a symbolic link; refused"),
+            std::string::npos)
+      << lock.status().message();
+  EXPECT_EQ(readFile(target), "keep me\n");
+}
+
+}  // namespace
+}  // namespace hyper

@@ -30,6 +30,7 @@ class VmProviderDriverTest : public ::testing::Test {
     driver_ = driver.get();
     VmProviderConfig config;
     config.runRoot = root_ + "/run";
+    config.logMaxBytes = kLogCap;
     std::vector<std::unique_ptr<Provider>> providers;
     providers.push_back(std::make_unique<VmProvider>(config, std::move(driver)));
     auto schemas = SchemaRegistry::builtin();
@@ -71,6 +72,7 @@ class VmProviderDriverTest : public ::testing::Test {
     return planned.plan.render();
   }
 
+  static constexpr uint64_t kLogCap = 4096;
   std::string root_, kernel_;
   test::FakeVmDriver* driver_ = nullptr;
   std::unique_ptr<Engine> engine_;
@@ -102,6 +104,42 @@ TEST_F(VmProviderDriverTest, ChannelReadinessIsAskedOfTheDriver) {
   ObjectId id{"VM", "web"};
   ASSERT_EQ(observed.count(id), 1u);
   EXPECT_EQ(observed[id].fields["ready"], true) << observed[id].fields.dump();
+}
+
+// A guest that writes past the cap: observe rotates its console and its channel logs, keeps the
+// newest cap bytes in LOG.1, and a log at the cap (one byte short of rotation) is left alone.
+TEST_F(VmProviderDriverTest, ObserveRotatesGuestLogsPastTheirCap) {
+  const std::string channel = "  readiness: {channel: {name: org.hyper.ready, line: up}}\n";
+  driver_->readyLine = "up";
+  ASSERT_EQ(converge({{"web.yaml", vm("web", 128, channel)}}).rfind("error", 0), std::string::npos);
+  auto found = driver_->find("web");
+  ASSERT_TRUE(found.isOk() && found->has_value());
+  const std::string console = (*found)->consoleLog;
+  const std::string chan = channelLogPath((*found)->runDir, "org.hyper.ready");
+  std::ofstream(console, std::ios::binary) << std::string(kLogCap, 'a') << "TAIL";  // cap + 4
+  std::ofstream(chan, std::ios::binary) << std::string(kLogCap, 'b');               // at the cap
+  auto managed = inventory_->list();
+  ASSERT_TRUE(managed.isOk());
+  Diagnostics diags;
+  auto observed = engine_->observeManaged(*managed, *managed, diags);
+  ASSERT_FALSE(diags.hasErrors()) << diags.format();
+  EXPECT_EQ(fs::file_size(console), 0u) << "a console past its cap was not truncated";
+  ASSERT_TRUE(fs::exists(console + ".1"));
+  EXPECT_EQ(fs::file_size(console + ".1"), kLogCap);
+  std::ifstream old(console + ".1", std::ios::binary);
+  std::string kept((std::istreambuf_iterator<char>(old)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(kept.substr(kept.size() - 4), "TAIL") << "the newest bytes were not the ones kept";
+  EXPECT_EQ(fs::file_size(chan), kLogCap) << "a log at its cap was rotated";
+  EXPECT_FALSE(fs::exists(chan + ".1"));
+
+  // Past the cap the channel rotates too; the readiness line, now only in LOG.1, is still found
+  // (as a whole line: a prefix of it is not).
+  std::ofstream(chan, std::ios::binary) << "x\nup\n" << std::string(kLogCap - 3, 'b');
+  observed = engine_->observeManaged(*managed, *managed, diags);
+  EXPECT_EQ(fs::file_size(chan), 0u);
+  EXPECT_TRUE(logHasLine(chan, "up"));
+  EXPECT_FALSE(logHasLine(chan, "u"));
+  EXPECT_FALSE(logHasLine(chan, "x")) << "bytes older than the cap were kept";
 }
 
 TEST_F(VmProviderDriverTest, AReplaceStopsBeforeItStarts) {

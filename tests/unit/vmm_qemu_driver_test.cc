@@ -42,7 +42,9 @@ TEST(VmmQemuArgv, MicrovmDetachedWithRunDirFiles) {
   EXPECT_TRUE(hasPair(argv, "-m", "256"));
   EXPECT_TRUE(hasPair(argv, "-kernel", "/k/vmlinuz"));
   EXPECT_TRUE(hasPair(argv, "-initrd", "/k/initrd"));
-  EXPECT_TRUE(hasPair(argv, "-serial", "file:/run/v/web-1/console.log"));
+  // append=on: hyper's copy-truncate rotation (guest_log.h) relies on it.
+  EXPECT_TRUE(hasPair(argv, "-chardev", "file,id=console,path=/run/v/web-1/console.log,append=on"));
+  EXPECT_TRUE(hasPair(argv, "-serial", "chardev:console"));
   EXPECT_TRUE(hasPair(argv, "-qmp", "unix:/run/v/web-1/qmp.sock,server=on,wait=off"));
   EXPECT_TRUE(hasPair(argv, "-pidfile", "/run/v/web-1/qemu.pid"));
   EXPECT_TRUE(hasPair(argv, "-netdev", "tap,id=net0,ifname=hv-web-1,script=no,downscript=no"));
@@ -61,9 +63,10 @@ TEST(VmmQemuArgv, ChannelsAreVirtioSerialPortsLoggedInTheRunDir) {
   spec.channels = {"org.hyper.ready", "logs"};
   auto argv = QemuDriver::buildArgv("qemu", spec, Accel::Tcg, "/r/a", 0);
   EXPECT_TRUE(hasPair(argv, "-device", "virtio-serial-device"));
-  EXPECT_TRUE(hasPair(argv, "-chardev", "file,id=channel0,path=/r/a/channel-org.hyper.ready.log"));
+  EXPECT_TRUE(hasPair(argv, "-chardev",
+                      "file,id=channel0,path=/r/a/channel-org.hyper.ready.log,append=on"));
   EXPECT_TRUE(hasPair(argv, "-device", "virtserialport,chardev=channel0,name=org.hyper.ready"));
-  EXPECT_TRUE(hasPair(argv, "-chardev", "file,id=channel1,path=/r/a/channel-logs.log"));
+  EXPECT_TRUE(hasPair(argv, "-chardev", "file,id=channel1,path=/r/a/channel-logs.log,append=on"));
   EXPECT_TRUE(hasPair(argv, "-device", "virtserialport,chardev=channel1,name=logs"));
   EXPECT_EQ(channelLogPath("/r/a", "logs"), "/r/a/channel-logs.log");
 

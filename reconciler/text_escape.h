@@ -1,0 +1,14 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace hyper {
+
+// Text that came from a guest (console, channels) or any other untrusted writer, made safe for
+// events, alerts, logs and terminals: bytes below 0x20 other than tab, 0x7f, and every byte that
+// is not part of valid UTF-8 become "\xHH"; a backslash becomes "\\" so that the escaping cannot
+// be forged. Tab and valid UTF-8 ("é", "→") are kept as they are.
+std::string escapeControl(std::string_view text);
+
+}  // namespace hyper
