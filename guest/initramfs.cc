@@ -63,10 +63,13 @@ for d in /sys/class/input/event*; do
   fi
 done
 
-ip=""; gw=""; ping=2; ready=hyper-ready; channel=""
+ip=""; gw=""; ping=2; ready=hyper-ready; channel=""; mac=""; extra=""; targets=""
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     hyper.ip=*) ip=${arg#hyper.ip=} ;;
+    hyper.mac=*) mac=${arg#hyper.mac=} ;;
+    hyper.addr=*) extra=${arg#hyper.addr=} ;;
+    hyper.targets=*) targets=${arg#hyper.targets=} ;;
     hyper.gw=*) gw=${arg#hyper.gw=} ;;
     hyper.ping=*) ping=${arg#hyper.ping=} ;;
     hyper.ready=*) ready=${arg#hyper.ready=} ;;
@@ -75,8 +78,16 @@ for arg in $(cat /proc/cmdline); do
 done
 
 ip link set lo up
+# hyper.mac and hyper.addr make the guest misbehave on purpose (tests of the host's guard): a MAC
+# other than the one hyper gave, and a second address the guest takes for itself.
+if [ -n "$mac" ]; then
+  ip link set eth0 address "$mac" || echo "hyper-init: cannot set eth0 address $mac"
+fi
 if [ -n "$ip" ]; then
   ip link set eth0 up && ip addr add "$ip" dev eth0 || echo "hyper-init: cannot configure eth0 $ip"
+  if [ -n "$extra" ]; then
+    ip addr add "$extra" dev eth0 || echo "hyper-init: cannot add $extra to eth0"
+  fi
   if [ -n "$gw" ]; then
     ip route add default via "$gw" || echo "hyper-init: cannot add default route via $gw"
   fi
@@ -100,7 +111,15 @@ else
   echo "$ready"
 fi
 while true; do
-  if [ -n "$gw" ] && [ "$ping" != 0 ]; then
+  if [ -n "$targets" ]; then
+    for t in $(echo "$targets" | tr , ' '); do
+      for from in ${ip%/*} ${extra%/*}; do
+        if ping -c 1 -W 1 -I "$from" "$t" >/dev/null 2>&1; then r=ok; else r=fail; fi
+        echo "hyper-ping $t from $from $r"
+      done
+    done
+    sleep "$ping"
+  elif [ -n "$gw" ] && [ "$ping" != 0 ]; then
     if ping -c 1 -W 1 "$gw" >/dev/null 2>&1; then echo hyper-ping-ok; else echo hyper-ping-fail; fi
     sleep "$ping"
   else

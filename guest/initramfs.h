@@ -39,6 +39,11 @@ struct InitramfsSpec {
 //   hyper.ready=LINE        the readiness line (default hyper-ready)
 //   hyper.channel=NAME      write the readiness line to the virtio-serial port NAME instead of
 //                           the console (which then says "hyper-init: readiness sent on channel")
+//   hyper.targets=A,B       ping these instead of the gateway, from each of the guest's
+//                           addresses: "hyper-ping A from 10.77.0.10 ok|fail" per ping
+// For tests of the host's guard, a guest that misbehaves:
+//   hyper.mac=MAC           set eth0's MAC to this instead of the one hyper gave
+//   hyper.addr=A/P          add a second address to eth0 (pinged from too, with hyper.targets)
 // Console lines: "hyper-ready" (without a channel), then "hyper-ping-ok" / "hyper-ping-fail" each
 // ping, and "hyper-poweroff" when the ACPI power button is pressed (it then powers off).
 std::string_view guestInitScript();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 
 #include "host/command.h"
 #include "providers/net/link_state.h"
@@ -28,21 +29,58 @@ Result<LinkTable> dumpLinks() {
   return parseLinkTable(out);
 }
 
-// The table as it is; a missing table is an empty dump, not an error.
+// hyper's tables as they are (one listing for both); missing tables are an empty dump.
 Result<NftTableDump> dumpNftTable() {
-  std::vector<std::string> argv = {
-      "nft", "-j", "list", "table", std::string(kNftFamily), std::string(kNftTable)};
-  HYPER_ASSIGN_OR_RETURN(host::CommandResult r, host::runCommand(argv));
+  HYPER_ASSIGN_OR_RETURN(host::CommandResult r, host::runCommand({"nft", "-j", "list", "ruleset"}));
   if (r.exitCode != 0) {
-    if (r.err.find("No such file or directory") != std::string::npos) {
-      return NftTableDump{};
-    }
     std::string cause = r.err.substr(0, r.err.find('\n'));
     return Status::error(
-        "nft -j list table " + std::string(kNftFamily) + " " + std::string(kNftTable) + " <- " +
+        "nft -j list ruleset <- " +
         (cause.empty() ? "exited with status " + std::to_string(r.exitCode) : cause));
   }
   return parseNftTableDump(r.out);
+}
+
+// Per-interface switches under /proc/sys/net/ipv4 of the calling thread's namespace.
+std::string proxyArpPvlanPath(const std::string& bridge) {
+  return "/proc/sys/net/ipv4/conf/" + bridge + "/proxy_arp_pvlan";
+}
+
+std::optional<bool> readSwitch(const std::string& path) {
+  std::ifstream in(path);
+  std::string value;
+  if (!in || !(in >> value)) {
+    return std::nullopt;
+  }
+  return value != "0";
+}
+
+Status writeSwitch(const std::string& path, const std::string& value) {
+  std::ofstream out(path);
+  out << value << "\n";
+  out.flush();
+  if (!out) {
+    return Status::error("write " + value + " to " + path + " <- cannot write");
+  }
+  return Status::ok();
+}
+
+// VMs sit on isolated bridge ports (providers/vmm/tap_device.h): the bridge answers every ARP
+// request for an address of its subnet with its own MAC (private-VLAN proxy ARP, at once rather
+// than after the default random delay of up to 0.8 s), and the host routes between them, so
+// their traffic meets the inet table's conntrack-based policy whatever br_netfilter does.
+Status enableRouting(const std::string& bridge) {
+  HYPER_RETURN_IF_ERROR(writeSwitch(proxyArpPvlanPath(bridge), "1"));
+  HYPER_RETURN_IF_ERROR(writeSwitch("/proc/sys/net/ipv4/neigh/" + bridge + "/proxy_delay", "0"));
+  return Status::ok();
+}
+
+Json portsJson(const std::vector<TapBinding>& ports) {
+  Json out = Json::array();
+  for (const auto& p : ports) {
+    out.push_back(p.toJson());
+  }
+  return out;
 }
 
 // The switch is per network namespace: /proc/sys/net resolves to the namespace of the thread that
@@ -132,6 +170,9 @@ ObservedState observeNetwork(const ObjectId& id, const std::string& bridge, cons
     s.fields["mtu"] = link->mtu;
     s.fields["up"] = link->up;
     s.fields["addresses"] = link->ipv4Strings();
+    if (auto pvlan = readSwitch(proxyArpPvlanPath(bridge))) {
+      s.fields["proxyArpPvlan"] = *pvlan;
+    }
     if (!link->up) {
       s.note = "bridge " + bridge + " is down";
     }
@@ -229,7 +270,8 @@ void nftDrift(const PlanRequest& req, std::vector<FieldChange>& changes,
   why.push_back(join(partReasons, "; "));
 }
 
-void planNetwork(const PlanRequest& req, PlanResponse& resp) {
+// `ports`: the VMs' taps on this network now.
+void planNetwork(const PlanRequest& req, const std::vector<TapBinding>& ports, PlanResponse& resp) {
   const std::string object = req.id.str();
   auto desired = parseNetworkSpec(*req.desired);
   if (!desired.isOk()) {
@@ -255,6 +297,9 @@ void planNetwork(const PlanRequest& req, PlanResponse& resp) {
                                              " exists (made by hyper) but is not in the inventory"
                                        : "not on the host";
     diffJson("spec", nullptr, desired->toJson(), action.changes);
+    if (!ports.empty()) {
+      action.changes.push_back({"status.ports", nullptr, portsJson(ports)});
+    }
     resp.action = std::move(action);
     return;
   }
@@ -309,18 +354,35 @@ void planNetwork(const PlanRequest& req, PlanResponse& resp) {
       why.push_back("bridge " + desired->bridge + " changed by hand (" + join(what, ", ") + ")");
     }
   }
-  if (applied.nat && desired->nat && obs && obs->fields.is_object() &&
-      obs->fields.contains("ipForward") && obs->fields["ipForward"] == false) {
+  // Every network needs forwarding now (VMs reach each other through the host), not only NAT.
+  if (obs && obs->fields.is_object() && obs->fields.contains("ipForward") &&
+      obs->fields["ipForward"] == false) {
     drift.push_back({"status.ipForward", false, true});
     why.push_back("net.ipv4.ip_forward turned off by hand");
   }
+  if (!bridgeGone && obs->fields.is_object() && obs->fields.contains("proxyArpPvlan") &&
+      obs->fields["proxyArpPvlan"] == false) {
+    drift.push_back({"status.proxyArpPvlan", false, true});
+    why.push_back("proxy_arp_pvlan of bridge " + desired->bridge + " turned off by hand");
+  }
   nftDrift(req, drift, why);
 
+  bool specChanged = !specChanges.empty();
+  Json appliedPorts = req.managed->handles.is_object() && req.managed->handles.contains("ports")
+                          ? portsJson(TapBinding::listFromJson(req.managed->handles["ports"]))
+                          : Json::array();
+  bool portsChanged = appliedPorts != portsJson(ports);
+  if (portsChanged) {
+    specChanges.push_back({"status.ports", appliedPorts, portsJson(ports)});
+  }
   if (specChanges.empty() && drift.empty()) {
     return;
   }
   action.type = bridgeGone && specChanges.empty() ? ActionType::Create : ActionType::Update;
-  if (!specChanges.empty()) {
+  if (portsChanged) {
+    why.insert(why.begin(), "the VMs on it changed (their taps, addresses or MACs)");
+  }
+  if (specChanged) {
     why.insert(why.begin(), "spec changed");
   }
   action.drift = !drift.empty();
@@ -437,6 +499,10 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
       auto spec = parseNetworkSpec(r->id.name, r->spec);
       if (spec.isOk()) {
         model.networks[r->id.name] = std::move(*spec);
+        // As applied, like a policy's selection.
+        if (r->handles.is_object() && r->handles.contains("ports")) {
+          model.ports[r->id.name] = TapBinding::listFromJson(r->handles["ports"]);
+        }
         continue;
       }
       resp.diagnostics.add({Severity::Warning,
@@ -466,8 +532,20 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
   }
   // What each desired policy's selector selects now.
   std::map<std::string, std::vector<std::string>> selection;
+  std::map<std::string, std::vector<TapBinding>> ports;
   if (req.revision != nullptr) {
     auto placements = placeRevisionVms(*req.revision, req.inventory);
+    for (const auto& [vm, placed] : placements) {
+      TapBinding b{placed.tap, placed.ipString(), placed.mac, vm};
+      // A MAC the schema let through but nft could not take (upper case) binds nothing.
+      if (!TapBinding::listFromJson(Json::array({b.toJson()})).empty()) {
+        ports[placed.network].push_back(std::move(b));
+      }
+    }
+    for (auto& [network, list] : ports) {
+      std::sort(list.begin(), list.end(),
+                [](const TapBinding& a, const TapBinding& b) { return a.tap < b.tap; });
+    }
     for (const Object* o : req.desired) {
       if (o->id.kind != "NetworkPolicy") {
         continue;
@@ -476,23 +554,11 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
       if (!policy.isOk() || !policy->matchLabels) {
         continue;
       }
+      // Addresses that the bridge guard binds to the selected VMs' taps: a guest cannot send
+      // from another one (see renderNftBridgeTable).
       std::vector<std::string>& addresses = selection[o->id.name];
-      for (const auto& vm : *req.revision) {
-        if (vm->id.kind != "VM") {
-          continue;
-        }
-        auto placed = placements.find(vm->id.name);
-        if (placed == placements.end() || placed->second.network != policy->network) {
-          continue;
-        }
-        bool matches = true;
-        for (const auto& [k, v] : *policy->matchLabels) {
-          auto l = vm->labels.find(k);
-          matches = matches && l != vm->labels.end() && l->second == v;
-        }
-        if (matches) {
-          addresses.push_back(placed->second.ipString());
-        }
+      for (const auto& vm : selectVms(*policy, *req.revision, placements)) {
+        addresses.push_back(placements.at(vm).ipString());
       }
       std::sort(addresses.begin(), addresses.end());
     }
@@ -502,6 +568,7 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
     model_ = std::move(model);
     modelLoaded_ = true;
     selection_ = std::move(selection);
+    ports_ = std::move(ports);
   }
 
   auto links = dumpLinks();
@@ -562,7 +629,15 @@ void NetProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
     return;
   }
   if (req.id.kind == "Network") {
-    planNetwork(req, resp);
+    std::vector<TapBinding> ports;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = ports_.find(req.id.name);
+      if (it != ports_.end()) {
+        ports = it->second;
+      }
+    }
+    planNetwork(req, ports, resp);
   } else if (req.id.kind == "NetworkPolicy") {
     std::vector<std::string> selected;
     {
@@ -651,6 +726,7 @@ void NetProvider::applyNetwork(const ApplyRequest& req, ApplyResponse& resp) {
     }
     std::lock_guard<std::mutex> lock(mu_);
     model_.networks.erase(id.name);
+    model_.ports.erase(id.name);
     auto fp = replaceTableLocked(id);
     if (!fp.isOk()) {
       fail(resp, id, fp.status());
@@ -709,14 +785,20 @@ void NetProvider::applyNetwork(const ApplyRequest& req, ApplyResponse& resp) {
     return;
   }
 
+  if (Status routed = enableRouting(dev); !routed.isOk()) {
+    fail(resp, id, routed.withContext("configure bridge " + dev));
+    return;
+  }
+
   std::lock_guard<std::mutex> lock(mu_);
   model_.networks[id.name] = *spec;
+  model_.ports[id.name] = ports_[id.name];
   auto fp = replaceTableLocked(id);
   if (!fp.isOk()) {
     fail(resp, id, fp.status());
     return;
   }
-  resp.handles = {{"bridge", dev}};
+  resp.handles = {{"bridge", dev}, {"ports", portsJson(model_.ports[id.name])}};
   resp.fingerprint = std::move(*fp);
 }
 
@@ -758,8 +840,9 @@ Result<std::string> NetProvider::replaceTableLocked(const ObjectId& id) {
   HYPER_RETURN_IF_ERROR(host::runChecked({"nft", "-f", "-"}, renderNftReplace(model_))
                             .status()
                             .withContext("replace nftables " + table));
-  // Never switched back off: other things in the namespace may rely on forwarding.
-  if (model_.anyNat()) {
+  // Never switched back off: other things in the namespace may rely on forwarding. Every
+  // network needs it: its VMs reach each other through the host.
+  if (!model_.networks.empty()) {
     HYPER_RETURN_IF_ERROR(enableIpForward());
   }
   auto dump = dumpNftTable();

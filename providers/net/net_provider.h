@@ -15,9 +15,9 @@ namespace hyper::providers::net {
 // per-namespace ip_forward switch in /proc/sys.
 //
 // Ownership: hyper marks every bridge it creates with the ifalias "hyper:Network/<name>" and owns
-// exactly one nftables table, `inet hyper`, which it replaces as a whole. A link with the wanted
-// name but without that alias, or an IPv4 address overlapping the CIDR on a link hyper does not
-// own, is a collision reported at plan time; it is never taken over.
+// two nftables tables, `inet hyper` and `bridge hyper`, which it replaces as a whole. A link with
+// the wanted name but without that alias, or an IPv4 address overlapping the CIDR on a link hyper
+// does not own, is a collision reported at plan time; it is never taken over.
 //
 // The table is rendered from a model of the managed objects: observe() reloads it from the
 // inventory records (the last applied spec of each object) and every apply() updates it and
@@ -39,24 +39,29 @@ class NetProvider : public Provider {
   void validate(const ValidateRequest& req, ValidateResponse& resp) const override;
   std::vector<Reference> references(const Object& object) const override;
 
-  // One `ip -d -j addr show`, one `nft -j list table inet hyper` and one read of ip_forward.
-  // ObservedState.fields for a Network: {bridge, mtu, up, addresses, ipForward, nftables,
-  // foreign?}; for a NetworkPolicy: {nftables, chains}. "nftables" is "present", "flushed" or
-  // "missing"; the fingerprint is formatFingerprint() of what the object owns in the table.
+  // One `ip -d -j addr show`, one `nft -j list ruleset`, one read of ip_forward and one of each
+  // bridge's proxy_arp_pvlan. ObservedState.fields for a Network: {bridge, mtu, up, addresses,
+  // ipForward, proxyArpPvlan?, nftables, foreign?}; for a NetworkPolicy: {nftables, chains}.
+  // "nftables" is "present", "flushed" or "missing"; the fingerprint is formatFingerprint() of what
+  // the object owns in the table.
   void observe(const ObserveRequest& req, ObserveResponse& resp) override;
 
-  // Pure. Network: no record -> Create; spec.bridge changed -> Replace; other spec changes ->
-  // Update; bridge gone -> Create (drift); mtu, address, down, ip_forward or table changed by
-  // hand -> Update (drift). NetworkPolicy: spec changed, or the VMs its selector selects changed
-  // (handles.selected) -> Update; its chains, sets or rules changed by hand -> Update (drift).
-  // Not in the source -> Delete.
+  // Pure. Network: no record -> Create; spec.bridge changed -> Replace; other spec changes, or
+  // the VMs' taps on it changed (handles.ports) -> Update; bridge gone -> Create (drift); mtu,
+  // address, down, ip_forward, proxy_arp_pvlan or table changed by hand -> Update (drift).
+  // NetworkPolicy: spec changed, or the VMs its selector selects changed (handles.selected) ->
+  // Update; its chains, sets or rules changed by hand -> Update (drift). Not in the source ->
+  // Delete.
   void plan(const PlanRequest& req, PlanResponse& resp) const override;
 
   // Network create/update/replace: one `ip -batch -` makes or fixes the bridge (alias, mtu, up,
   // gateway address; other IPv4 addresses on it removed), after deleting the old bridge of a
-  // replace; then the table is re-rendered. Delete removes the bridge only if it carries hyper's
+  // replace; proxy_arp_pvlan on and proxy_delay 0 on the bridge, and ip_forward on, because VMs
+  // sit on isolated ports and reach each other through the host; then the tables are
+  // re-rendered. Delete removes the bridge only if it carries hyper's
   // alias. NetworkPolicy: the table is re-rendered with the policy set or removed. Handles:
-  // {"bridge"} or {"chains"}; the fingerprint is read back from the table just written.
+  // {"bridge", "ports"} or {"chains", "selected"?}; the fingerprint is read back from the table
+  // just written.
   void apply(const ApplyRequest& req, ApplyResponse& resp) override;
 
  private:
@@ -76,6 +81,9 @@ class NetProvider : public Provider {
   // The addresses each policy with a selector selects now (the revision's VMs on its network with
   // the labels, placed as the VM provider places them), sorted. From the last observe.
   std::map<std::string, std::vector<std::string>> selection_;
+  // The taps (with address and MAC) of the revision's VMs on each network, sorted by tap; from
+  // the last observe, placed as the VM provider places them.
+  std::map<std::string, std::vector<TapBinding>> ports_;
 };
 
 }  // namespace hyper::providers::net

@@ -1,5 +1,7 @@
 #include "providers/net/nft_ruleset.h"
 
+#include "providers/net/cidr.h"
+#include "reconciler/names.h"
 #include "reconciler/sha256.h"
 
 namespace hyper::providers::net {
@@ -94,6 +96,41 @@ void renderBaseChain(const NftModel& model, std::string_view name, std::string_v
   out += "\t}\n\n";
 }
 
+// Set elements as nft source: `"hv-a" . 52:54:00:12:34:56, "hv-b" . ...`. Names and values are
+// checked before (TapBinding::listFromJson, placement), so nothing here needs quoting.
+std::string elements(const std::vector<TapBinding>& ports, std::string TapBinding::*value) {
+  std::string out;
+  for (const auto& p : ports) {
+    out += (out.empty() ? "" : ", ") + ("\"" + p.tap + "\"") +
+           (value == nullptr ? "" : " . " + p.*value);
+  }
+  return out;
+}
+
+void renderSet(const std::string& name, const std::string& type, const std::string& items,
+               std::string& out) {
+  out += "\tset " + name + " {\n\t\ttype " + type + "\n";
+  if (!items.empty()) {
+    out += "\t\telements = { " + items + " }\n";
+  }
+  out += "\t}\n\n";
+}
+
+bool validTapBinding(const TapBinding& b) {
+  if (!checkInterfaceName(b.tap).empty() || b.tap.find('"') != std::string::npos ||
+      !parseIpv4(b.ip).isOk() || b.mac.size() != 17) {
+    return false;
+  }
+  for (size_t i = 0; i < b.mac.size(); ++i) {
+    char c = b.mac[i];
+    bool ok = i % 3 == 2 ? c == ':' : ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
+}
+
 std::string partDigest(const Json& part) { return sha256Hex(canonicalJson(part)).substr(0, 16); }
 
 std::string stringField(const Json& item, const char* key) {
@@ -132,7 +169,7 @@ std::string setDigest(const NftTableDump& dump, const std::string& set) {
 }
 
 std::string commentedRulesDigest(const NftTableDump& dump, const std::string& owner) {
-  if (!dump.present) {
+  if (!dump.present && !dump.bridgePresent) {
     return "absent";
   }
   Json part = Json::array();
@@ -145,6 +182,29 @@ std::string commentedRulesDigest(const NftTableDump& dump, const std::string& ow
 }
 
 }  // namespace
+
+Json TapBinding::toJson() const { return {{"tap", tap}, {"ip", ip}, {"mac", mac}, {"vm", vm}}; }
+
+std::vector<TapBinding> TapBinding::listFromJson(const Json& ports) {
+  std::vector<TapBinding> out;
+  if (!ports.is_array()) {
+    return out;
+  }
+  for (const auto& p : ports) {
+    if (!p.is_object()) {
+      continue;
+    }
+    auto str = [&](const char* key) {
+      auto it = p.find(key);
+      return it != p.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    TapBinding b{str("tap"), str("ip"), str("mac"), str("vm")};
+    if (validTapBinding(b)) {
+      out.push_back(std::move(b));
+    }
+  }
+  return out;
+}
 
 bool NftModel::anyNat() const {
   for (const auto& [name, n] : networks) {
@@ -167,10 +227,22 @@ std::string networkBridgeSetName(std::string_view network) {
   return "net-" + std::string(network) + "-bridge";
 }
 
+std::string networkTapSetName(std::string_view network) {
+  return "net-" + std::string(network) + "-taps";
+}
+
+std::string networkMacSetName(std::string_view network) {
+  return "net-" + std::string(network) + "-macs";
+}
+
+std::string networkAddrSetName(std::string_view network) {
+  return "net-" + std::string(network) + "-addrs";
+}
+
 const std::vector<std::string>& nftBaseChains() {
   static const std::vector<std::string> kChains = {
-      std::string(kEgressForward), std::string(kEgressInput), std::string(kIngressForward),
-      std::string(kIngressOutput), std::string(kNatPostrouting)};
+      std::string(kEgressForward), std::string(kEgressInput),    std::string(kIngressForward),
+      std::string(kIngressOutput), std::string(kNatPostrouting), std::string(kGuardChain)};
   return kChains;
 }
 
@@ -220,15 +292,64 @@ std::string renderNftTable(const NftModel& model) {
   return out;
 }
 
+std::string renderNftBridgeTable(const NftModel& model) {
+  std::string out =
+      "table " + std::string(kNftBridgeFamily) + " " + std::string(kNftTable) + " {\n";
+  static const std::vector<TapBinding> kNone;
+  auto portsOf = [&](const std::string& network) -> const std::vector<TapBinding>& {
+    auto it = model.ports.find(network);
+    return it == model.ports.end() ? kNone : it->second;
+  };
+  for (const auto& [name, n] : model.networks) {
+    const auto& ports = portsOf(name);
+    renderSet(networkTapSetName(name), "ifname", elements(ports, nullptr), out);
+    renderSet(networkMacSetName(name), "ifname . ether_addr", elements(ports, &TapBinding::mac),
+              out);
+    renderSet(networkAddrSetName(name), "ifname . ipv4_addr", elements(ports, &TapBinding::ip),
+              out);
+  }
+  out += "\tchain " + std::string(kGuardChain) + " {\n";
+  out += "\t\ttype filter hook prerouting priority filter; policy accept;\n";
+  for (const auto& [name, n] : model.networks) {
+    std::string from = "\t\tiifname @" + networkTapSetName(name) + " ";
+    std::string owner = comment("Network", name) + "\n";
+    std::string macs = "@" + networkMacSetName(name);
+    std::string addrs = "@" + networkAddrSetName(name);
+    out += from + "iifname . ether saddr != " + macs + " drop" + owner;
+    out += from + "iifname . arp saddr ether != " + macs + " drop" + owner;
+    out += from + "iifname . arp saddr ip != " + addrs + " drop" + owner;
+    out += from + "iifname . ip saddr != " + addrs + " drop" + owner;
+    out += from + "ether type != { ip, arp } drop" + owner;
+  }
+  out += "\t}\n}\n";
+  return out;
+}
+
 std::string renderNftReplace(const NftModel& model) {
-  std::string table = std::string(kNftFamily) + " " + std::string(kNftTable);
   // "table X {}" makes the delete valid when the table does not exist yet; the whole input is one
-  // transaction, so nobody ever sees the table missing or half written.
-  std::string out = "table " + table + " {}\ndelete table " + table + "\n";
+  // transaction, so nobody ever sees a table missing or half written.
+  std::string out;
+  for (std::string_view family : {kNftFamily, kNftBridgeFamily}) {
+    std::string table = std::string(family) + " " + std::string(kNftTable);
+    out += "table " + table + " {}\ndelete table " + table + "\n";
+  }
   if (!model.empty()) {
     out += renderNftTable(model);
+    out += renderNftBridgeTable(model);
   }
   return out;
+}
+
+bool NftTableDump::flushed() const {
+  if (!present) {
+    return false;
+  }
+  for (const auto& r : rules) {
+    if (stringField(r, "family") == kNftFamily) {
+      return false;
+    }
+  }
+  return true;
 }
 
 bool NftTableDump::hasChain(std::string_view name) const {
@@ -257,15 +378,16 @@ Result<NftTableDump> parseNftTableDump(std::string_view json) {
     if (!value.is_object()) {
       continue;
     }
-    // Only hyper's own table counts, whatever else the output holds.
-    if (stringField(value, "family") != kNftFamily ||
+    // Only hyper's own tables count, whatever else the output holds.
+    std::string family = stringField(value, "family");
+    if ((family != kNftFamily && family != kNftBridgeFamily) ||
         stringField(value, key == "table" ? "name" : "table") != kNftTable) {
       continue;
     }
     Json v = value;
     v.erase("handle");
     if (key == "table") {
-      dump.present = true;
+      (family == kNftFamily ? dump.present : dump.bridgePresent) = true;
     } else if (key == "set") {
       dump.sets.push_back(std::move(v));
     } else if (key == "chain") {
@@ -283,8 +405,10 @@ FingerprintParts fingerprintParts(const NftTableDump& dump, const ObjectId& id) 
     for (const auto& chain : nftBaseChains()) {
       parts["chain:" + chain] = chainDigest(dump, chain, /*commentedRules=*/false);
     }
-    std::string set = networkBridgeSetName(id.name);
-    parts["set:" + set] = setDigest(dump, set);
+    for (const std::string& set : {networkBridgeSetName(id.name), networkTapSetName(id.name),
+                                   networkMacSetName(id.name), networkAddrSetName(id.name)}) {
+      parts["set:" + set] = setDigest(dump, set);
+    }
   } else if (id.kind == "NetworkPolicy") {
     for (Direction d : {Direction::Egress, Direction::Ingress}) {
       std::string chain = policyChainName(id.name, d);

@@ -11,10 +11,26 @@
 
 namespace hyper::providers::net {
 
-// hyper owns exactly one nftables table, `inet hyper`, and replaces it as a whole in one
-// transaction; no other table is ever read or written.
+// hyper owns two nftables tables, `inet hyper` (policies, NAT) and `bridge hyper` (the guard on
+// every VM's tap), and replaces both as a whole in one transaction; no other table is ever read
+// or written.
 inline constexpr std::string_view kNftFamily = "inet";
+inline constexpr std::string_view kNftBridgeFamily = "bridge";
 inline constexpr std::string_view kNftTable = "hyper";
+
+// One VM's port on a network: its tap and the only IPv4 address and MAC the tap may carry.
+struct TapBinding {
+  std::string tap;  // "hv-web-1"
+  std::string ip;   // "10.77.0.10"
+  std::string mac;  // "52:54:00:12:34:56", lower case
+  std::string vm;   // the VM's name, for people reading the handles
+
+  Json toJson() const;
+  // From a Network's handles ("ports"); anything malformed is left out, never trusted: it goes
+  // into nft input.
+  static std::vector<TapBinding> listFromJson(const Json& ports);
+  bool operator==(const TapBinding&) const = default;
+};
 
 // What hyper's table enforces: the last applied spec of every managed Network and NetworkPolicy.
 // It is the inventory's view, not the manifests': a policy removed from the source but not pruned
@@ -24,6 +40,8 @@ struct NftModel {
   std::map<std::string, PolicySpec> policies;   // by name
   // The addresses in each selector set (policies with matchLabels), by policy name.
   std::map<std::string, std::vector<std::string>> selected;
+  // The VMs' taps on each network, by network name (sorted by tap).
+  std::map<std::string, std::vector<TapBinding>> ports;
 
   bool empty() const { return networks.empty() && policies.empty(); }
   bool anyNat() const;
@@ -36,6 +54,12 @@ enum class Direction { Egress, Ingress };
 std::string policyChainName(std::string_view policy, Direction d);  // "pol-web-egress"
 std::string policySelectorSetName(std::string_view policy);         // "pol-web-sel"
 std::string networkBridgeSetName(std::string_view network);         // "net-lab-bridge"
+// In `bridge hyper`: the network's taps, each tap's MAC (ifname . ether_addr) and IPv4 address
+// (ifname . ipv4_addr).
+std::string networkTapSetName(std::string_view network);   // "net-lab-taps"
+std::string networkMacSetName(std::string_view network);   // "net-lab-macs"
+std::string networkAddrSetName(std::string_view network);  // "net-lab-addrs"
+inline constexpr std::string_view kGuardChain = "guard-prerouting";
 
 // The base chains, always present while the table exists. Egress and ingress have their own base
 // chains (an accept in one does not skip the other): egress-forward and egress-input see traffic
@@ -53,30 +77,42 @@ const std::vector<std::string>& nftBaseChains();
 // Rules that belong to one object carry its id as comment ("NetworkPolicy/web").
 std::string renderNftTable(const NftModel& model);
 
-// The `nft -f -` input that replaces hyper's table atomically: it creates the table if missing,
-// deletes it and recreates it with the new contents in one transaction. With an empty model the
-// table is just deleted.
+// The `bridge hyper` table: one base chain guard-prerouting (bridge prerouting, before any
+// bridging or routing decision) that drops, per Network, every frame from one of its taps whose
+// Ethernet source is not the tap's MAC, every ARP whose sender MAC or IPv4 address is not the
+// tap's, every IPv4 packet whose source is not the tap's address, and everything that is neither
+// IPv4 nor ARP (IPv6, VLAN tags, ...): a guest cannot take another address or MAC. Pure and
+// stable like renderNftTable.
+std::string renderNftBridgeTable(const NftModel& model);
+
+// The `nft -f -` input that replaces hyper's tables atomically: it creates each table if
+// missing, deletes it and recreates it with the new contents in one transaction. With an empty
+// model the tables are just deleted.
 std::string renderNftReplace(const NftModel& model);
 
-// hyper's table as `nft -j list table inet hyper` prints it, with every "handle" removed.
+// hyper's tables as `nft -j list ruleset` prints them, with every "handle" removed. Object names
+// are unique across the two tables, so a part is found by name alone.
 struct NftTableDump {
-  bool present = false;
-  std::vector<Json> sets;    // the "set" objects, in listing order
-  std::vector<Json> chains;  // the "chain" objects
-  std::vector<Json> rules;   // the "rule" objects, grouped by chain in listing order
+  bool present = false;        // inet hyper
+  bool bridgePresent = false;  // bridge hyper
+  std::vector<Json> sets;      // the "set" objects, in listing order
+  std::vector<Json> chains;    // the "chain" objects
+  std::vector<Json> rules;     // the "rule" objects, grouped by chain in listing order
 
-  // Our table always holds rules while it exists; none at all means `nft flush table`.
-  bool flushed() const { return present && rules.empty(); }
+  // Our inet table always holds rules while it exists; none at all means `nft flush table`.
+  bool flushed() const;
   bool hasChain(std::string_view name) const;
 };
 
-// Parses the output of `nft -j list table inet hyper`. Pure.
+// Parses the output of `nft -j list ruleset` (or `list table`): only hyper's tables. Pure.
 Result<NftTableDump> parseNftTableDump(std::string_view json);
 
 // What one object owns in the table, as named parts with a short digest each (sha256 of the
 // canonical JSON of the part; "absent" when it is not there):
-//  - Network: "set:net-<name>-bridge", "rules:Network/<name>" and the base chains with their
-//    uncommented rules ("chain:egress-forward", ...), so a flushed or deleted table is seen;
+//  - Network: "set:net-<name>-bridge", its tap sets in the bridge table ("set:net-<name>-taps",
+//    "-macs", "-addrs"), "rules:Network/<name>" (its NAT and guard rules) and the base chains
+//    with their uncommented rules ("chain:egress-forward", ..., "chain:guard-prerouting"), so a
+//    flushed or deleted table is seen;
 //  - NetworkPolicy: "chain:pol-<name>-egress", "chain:pol-<name>-ingress" (each with its rules),
 //    "set:pol-<name>-sel" and "rules:NetworkPolicy/<name>" (its jumps and drops in base chains).
 using FingerprintParts = std::map<std::string, std::string>;

@@ -1,10 +1,20 @@
 #include "providers/net/placement.h"
 
+#include <algorithm>
 #include <set>
 
 #include "providers/net/cidr.h"
+#include "reconciler/names.h"
+#include "reconciler/sha256.h"
 
 namespace hyper::providers::net {
+
+std::string vmTapName(std::string_view vmName) { return deriveInterfaceName("hv-", vmName); }
+
+std::string vmDefaultMac(std::string_view vmName) {
+  std::string h = sha256Hex("hyper-vm-mac:" + std::string(vmName));
+  return "52:54:00:" + h.substr(0, 2) + ":" + h.substr(2, 2) + ":" + h.substr(4, 2);
+}
 
 std::string Placement::ipString() const { return formatIpv4(ip); }
 
@@ -25,6 +35,8 @@ std::map<std::string, Placement> placeVms(const std::vector<VmAddressRequest>& v
     }
     Placement p;
     p.network = vm.network;
+    p.tap = vmTapName(vm.name);
+    p.mac = vm.mac.empty() ? vmDefaultMac(vm.name) : vm.mac;
     p.prefix = n->second.cidr.prefix;
     p.gateway = n->second.gateway;
     p.bridge = n->second.bridge;
@@ -90,6 +102,9 @@ std::map<std::string, Placement> placeRevisionVms(
       VmAddressRequest r;
       r.name = o->id.name;
       r.network = n.value("name", "");
+      if (n.contains("mac") && n["mac"].is_string()) {
+        r.mac = n["mac"].get<std::string>();
+      }
       if (n.contains("ip") && n["ip"].is_string()) {
         if (auto ip = parseIpv4(n["ip"].get<std::string>()); ip.isOk()) {
           r.ip = *ip;
@@ -110,6 +125,34 @@ std::map<std::string, Placement> placeRevisionVms(
     }
   }
   return placeVms(vms, networks, previous);
+}
+
+std::vector<std::string> selectVms(const PolicySpec& policy,
+                                   const std::vector<std::shared_ptr<const Object>>& revision,
+                                   const std::map<std::string, Placement>& placements) {
+  std::vector<std::string> out;
+  if (!policy.matchLabels) {
+    return out;
+  }
+  for (const auto& vm : revision) {
+    if (vm->id.kind != "VM") {
+      continue;
+    }
+    auto placed = placements.find(vm->id.name);
+    if (placed == placements.end() || placed->second.network != policy.network) {
+      continue;
+    }
+    bool matches = true;
+    for (const auto& [k, v] : *policy.matchLabels) {
+      auto l = vm->labels.find(k);
+      matches = matches && l != vm->labels.end() && l->second == v;
+    }
+    if (matches) {
+      out.push_back(vm->id.name);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace hyper::providers::net

@@ -4,6 +4,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "providers/net/net_spec.h"
@@ -12,13 +13,25 @@
 
 namespace hyper::providers::net {
 
-// Where a VM sits on its network.
+// The tap of a VM: "hv-<name>" when that fits in IFNAMSIZ (15 bytes), else "hv-<head>-<hash>"
+// with a stable hash of the whole name (reconciler/names.h), so a 63-character VM name works and
+// the name is the same on every host and after every restart.
+std::string vmTapName(std::string_view vmName);
+
+// "52:54:00:xx:xx:xx" (QEMU's locally administered prefix) from a hash of the VM's name: the same
+// on every host and after every restart.
+std::string vmDefaultMac(std::string_view vmName);
+
+// Where a VM sits on its network. The tap, address and MAC are what the VM is booted with, and
+// the only ones its tap carries (the net provider's bridge guard drops everything else).
 struct Placement {
   std::string network;
   uint32_t ip = 0;
   int prefix = 0;
   uint32_t gateway = 0;
   std::string bridge;
+  std::string tap;  // vmTapName
+  std::string mac;  // spec.network.mac, else vmDefaultMac
 
   std::string ipString() const;
   // hyper's part of the kernel command line: "hyper.ip=10.77.0.10/24 hyper.gw=10.77.0.1".
@@ -30,6 +43,7 @@ struct VmAddressRequest {
   std::string name;
   std::string network;         // "" = none
   std::optional<uint32_t> ip;  // written in the manifest
+  std::string mac;             // written in the manifest; "" = vmDefaultMac(name)
 };
 
 // Addresses for the VMs of a revision. An address written in the manifest is used as is; a VM
@@ -47,5 +61,12 @@ std::map<std::string, Placement> placeVms(const std::vector<VmAddressRequest>& v
 std::map<std::string, Placement> placeRevisionVms(
     const std::vector<std::shared_ptr<const Object>>& revision,
     const std::vector<ManagedRecord>* inventory);
+
+// The VMs of a revision that a policy with a selector selects: placed on the policy's network,
+// with every label of matchLabels (same key, same value). Sorted by name; none without a
+// selector. Pure.
+std::vector<std::string> selectVms(const PolicySpec& policy,
+                                   const std::vector<std::shared_ptr<const Object>>& revision,
+                                   const std::map<std::string, Placement>& placements);
 
 }  // namespace hyper::providers::net

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "host/command.h"
+#include "providers/net/placement.h"
 #include "reconciler/names.h"
 
 namespace hyper::providers::vmm {
@@ -30,7 +31,7 @@ Result<std::string> aliasOf(const std::string& tap) {
 
 }  // namespace
 
-std::string tapNameFor(std::string_view vmName) { return deriveInterfaceName("hv-", vmName); }
+std::string tapNameFor(std::string_view vmName) { return net::vmTapName(vmName); }
 
 std::string tapOwnerAlias(std::string_view vmName) { return "hyper:VM/" + std::string(vmName); }
 
@@ -60,6 +61,13 @@ Status createTap(const std::string& tap, const std::string& bridge, std::string_
   HYPER_RETURN_IF_ERROR(host::runChecked({"ip", "link", "set", "dev", tap, "master", bridge, "up"})
                             .status()
                             .withContext(what));
+  // An isolated port reaches the bridge (the gateway) and nothing else: traffic between two VMs
+  // of a network is routed by the host, where the NetworkPolicy's stateful rules see it whether
+  // or not br_netfilter passes bridged frames through the IP hooks.
+  HYPER_RETURN_IF_ERROR(
+      host::runChecked({"ip", "link", "set", "dev", tap, "type", "bridge_slave", "isolated", "on"})
+          .status()
+          .withContext(what));
   return Status::ok();
 }
 

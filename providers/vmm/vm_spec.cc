@@ -2,7 +2,6 @@
 
 #include "providers/net/cidr.h"
 #include "providers/vmm/vm_driver.h"
-#include "reconciler/sha256.h"
 
 namespace hyper::providers::vmm {
 
@@ -70,9 +69,6 @@ Result<VmManifest> parseVmManifest(const std::string& name, const Json& spec) {
   return m;
 }
 
-std::string deriveMac(const std::string& vmName) {
-  std::string h = sha256Hex("hyper-vm-mac:" + vmName);
-  return "52:54:00:" + h.substr(0, 2) + ":" + h.substr(2, 2) + ":" + h.substr(4, 2);
-}
+std::string deriveMac(const std::string& vmName) { return net::vmDefaultMac(vmName); }
 
 }  // namespace hyper::providers::vmm

@@ -199,7 +199,14 @@ TEST_F(NetProviderIntegrationTest, ApplyCreatesBridgeAndTableAndPlanIsThenEmpty)
   EXPECT_TRUE(br->up);
   EXPECT_EQ(br->alias, "hyper:Network/lab");
   EXPECT_EQ(br->ipv4Strings(), std::vector<std::string>{"10.77.0.1/24"});
-  EXPECT_EQ(inventory_[lab.id].handles, Json({{"bridge", "hb-lab"}}));
+  EXPECT_EQ(inventory_[lab.id].handles, Json({{"bridge", "hb-lab"}, {"ports", Json::array()}}));
+  // VMs on the bridge reach each other through the host (their taps are isolated ports).
+  auto pvlan = run({"cat", "/proc/sys/net/ipv4/conf/hb-lab/proxy_arp_pvlan"});
+  ASSERT_TRUE(pvlan.isOk()) << pvlan.status().message();
+  EXPECT_EQ(*pvlan, "1\n");
+  auto guard = run({"nft", "list", "chain", "bridge", "hyper", "guard-prerouting"});
+  ASSERT_TRUE(guard.isOk()) << guard.status().message();
+  EXPECT_NE(guard->find("iifname @net-lab-taps"), std::string::npos) << *guard;
 
   auto table = run({"nft", "list", "table", "inet", "hyper"});
   ASSERT_TRUE(table.isOk()) << table.status().message();
@@ -349,6 +356,30 @@ TEST_F(NetProviderIntegrationTest, RuleChangedByHandNamesTheChain) {
   EXPECT_TRUE(plan({&lab, &web}).actions.empty());
 }
 
+TEST_F(NetProviderIntegrationTest, GuardChangedByHandIsDriftOfTheNetwork) {
+  Object lab = makeObject("Network", "lab", kLab);
+  converge({&lab});
+  std::string before = *run({"nft", "list", "table", "bridge", "hyper"});
+  ASSERT_TRUE(run({"nft", "flush", "chain", "bridge", "hyper", "guard-prerouting"}).isOk());
+  Planned p = plan({&lab});
+  ASSERT_EQ(p.actions.size(), 1u) << p.describe();
+  EXPECT_TRUE(p.actions[0].drift);
+  EXPECT_NE(p.actions[0].reason.find("nftables rules of Network/lab changed by hand"),
+            std::string::npos)
+      << p.actions[0].reason;
+  ASSERT_TRUE(apply(p, {&lab}).isOk());
+  EXPECT_EQ(*run({"nft", "list", "table", "bridge", "hyper"}), before);
+  EXPECT_TRUE(plan({&lab}).actions.empty());
+
+  ASSERT_TRUE(run({"nft", "delete", "table", "bridge", "hyper"}).isOk());
+  p = plan({&lab});
+  ASSERT_EQ(p.actions.size(), 1u) << p.describe();
+  EXPECT_NE(p.actions[0].reason.find("chain guard-prerouting deleted by hand"), std::string::npos)
+      << p.actions[0].reason;
+  ASSERT_TRUE(apply(p, {&lab}).isOk());
+  EXPECT_EQ(*run({"nft", "list", "table", "bridge", "hyper"}), before);
+}
+
 TEST_F(NetProviderIntegrationTest, ForeignBridgeIsACollisionNeverTakenOver) {
   ASSERT_TRUE(run({"ip", "link", "add", "hb-lab", "type", "bridge"}).isOk());
   Object lab = makeObject("Network", "lab", kLab);
@@ -415,8 +446,9 @@ TEST_F(NetProviderIntegrationTest, DeleteRemovesOnlyWhatHyperOwns) {
   EXPECT_NE(link("br-other"), nullptr);
   ASSERT_NE(link("hb-dmz"), nullptr);
   EXPECT_EQ(link("hb-dmz")->alias, "");
-  // Nothing managed is left, so neither is hyper's table.
+  // Nothing managed is left, so neither are hyper's tables.
   EXPECT_FALSE(tableExists("inet", "hyper"));
+  EXPECT_FALSE(tableExists("bridge", "hyper"));
   EXPECT_TRUE(inventory_.empty());
 }
 

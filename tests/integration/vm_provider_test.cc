@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -397,6 +398,158 @@ TEST_F(VmProviderTest, HyperdRestartsAKilledVmAtOnceOrOnlyReportsItUnderAlert) {
   CommandRun drift = hyperctl({"drift"});
   EXPECT_TRUE(contains(drift.out, "VM/web-1")) << drift.describe();
 }
+
+// NetworkPolicy against the guest, with real guests that misbehave (guest/initramfs.h: hyper.addr
+// adds an address the guest was not given, hyper.mac changes its MAC, hyper.targets pings other
+// VMs from each of its addresses). Run with br_netfilter's switch as this host has it, and with
+// it off inside the test's namespace: the result must not depend on it.
+class NetworkPolicyVmTest : public VmProviderTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  std::string guest(const std::string& name, const std::string& role, const std::string& ip,
+                    const std::string& args) const {
+    const auto& image = test::guestImage();
+    return "apiVersion: hyper.dev/v1alpha1\nkind: VM\nmetadata:\n  name: " + name +
+           "\n  labels: {role: " + role + "}\nspec:\n  kernel: {path: " + image.kernel +
+           "}\n  initrd: {path: " + image.initrd + "}\n  cmdline: \"quiet hyper.ping=1 " + args +
+           "\"\n  network: {name: lab, ip: " + ip + "}\n";
+  }
+  static std::string policy(const std::string& name, const std::string& role,
+                            const std::string& rule) {
+    return "apiVersion: hyper.dev/v1alpha1\nkind: NetworkPolicy\nmetadata: {name: " + name +
+           "}\nspec:\n  network: lab\n  selector: {matchLabels: {role: " + role + "}}\n  " + rule +
+           "\n";
+  }
+
+  // The result ("ok" or "fail") of the first ping "hyper-ping TARGET from SOURCE" that the VM
+  // prints after `mark` bytes of its console; "" when none comes.
+  std::string nextPing(const std::string& vm, size_t mark, const std::string& target,
+                       const std::string& source) const {
+    const std::string key = "hyper-ping " + target + " from " + source + " ";
+    const std::string console = runDir_ + "/" + vm + "/console.log";
+    std::string result;
+    eventually(std::chrono::seconds(60), [&] {
+      std::string text = readFile(console);
+      size_t at = text.find(key, std::min(mark, text.size()));
+      if (at == std::string::npos) {
+        return false;
+      }
+      size_t end = text.find_first_of("\r\n", at);
+      if (end == std::string::npos) {
+        return false;
+      }
+      result = text.substr(at + key.size(), end - at - key.size());
+      return true;
+    });
+    return result;
+  }
+  // Whether pings from `source` to `target` settle on `expected`: a new policy takes effect
+  // within a few pings, then two pings in a row must give it (the second one fully after the
+  // first, so an old result in flight does not count).
+  bool settles(const std::string& vm, const std::string& target, const std::string& source,
+               const std::string& expected) const {
+    const std::string console = runDir_ + "/" + vm + "/console.log";
+    for (int i = 0; i < 10; ++i) {
+      std::string r = nextPing(vm, readFile(console).size(), target, source);
+      if (r.empty()) {
+        return false;
+      }
+      if (r == expected) {
+        return nextPing(vm, readFile(console).size(), target, source) == expected;
+      }
+    }
+    return false;
+  }
+  std::string consoleTail(const std::string& vm) const {
+    std::string text = readFile(runDir_ + "/" + vm + "/console.log");
+    return text.substr(text.size() > 1500 ? text.size() - 1500 : 0);
+  }
+};
+
+TEST_P(NetworkPolicyVmTest, GuestsCannotEscapeTheirPolicyAndPolicyNeedsNoBrNetfilter) {
+  const char* kSwitch = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+  const std::string hostSwitch = readFile(kSwitch);
+  if (!GetParam()) {
+    // The namespace has its own copy of the switch (checked here): turning it off there leaves
+    // the host's alone.
+    auto off = ns_->run({"sysctl", "-w", "net.bridge.bridge-nf-call-iptables=0"});
+    if (!off.isOk()) {
+      GTEST_SKIP() << "no per-namespace net.bridge.bridge-nf-call-iptables here: "
+                   << off.status().message();
+    }
+    auto now = ns_->run({"cat", kSwitch});
+    ASSERT_TRUE(now.isOk());
+    ASSERT_EQ(*now, "0\n");
+    ASSERT_EQ(readFile(kSwitch), hostSwitch) << "the host's switch changed";
+  }
+  auto inNs = ns_->run({"cat", kSwitch});
+  std::cout << "bridge-nf-call-iptables in the namespace: " << (inNs.isOk() ? *inNs : "?")
+            << "on the host: " << hostSwitch;
+
+  // a: takes 10.77.0.99 besides its own 10.77.0.10, pings the gateway and b from both.
+  // b: pings the gateway and a. c: changes its MAC and pings the gateway.
+  write("m", "net.yaml", network());
+  write(
+      "m", "a.yaml",
+      guest("a", "a", "10.77.0.10", "hyper.addr=10.77.0.99/24 hyper.targets=10.77.0.1,10.77.0.11"));
+  write("m", "b.yaml", guest("b", "b", "10.77.0.11", "hyper.targets=10.77.0.1,10.77.0.10"));
+  write("m", "c.yaml",
+        guest("c", "c", "10.77.0.12", "hyper.mac=52:54:00:00:00:99 hyper.targets=10.77.0.1"));
+  const std::string dir = tmp_->path() + "/m";
+  CommandRun r = hyperctl({"apply", "-f", dir});
+  ASSERT_EQ(r.exitCode, 0) << r.describe();
+  const std::string pidA = qemuPid("a"), pidB = qemuPid("b");
+  ASSERT_TRUE(processAlive(pidA) && processAlive(pidB)) << r.describe();
+  r = hyperctl({"apply", "-f", dir});
+  EXPECT_TRUE(contains(r.out, "No changes.")) << r.describe();
+
+  auto guard = ns_->run({"nft", "list", "set", "bridge", "hyper", "net-lab-addrs"});
+  ASSERT_TRUE(guard.isOk()) << guard.status().message();
+  EXPECT_TRUE(contains(*guard, "\"hv-a\" . 10.77.0.10")) << *guard;
+  EXPECT_FALSE(contains(*guard, "10.77.0.99")) << *guard;
+
+  // No policy: from their own addresses a and b reach the gateway and each other (the control);
+  // a's second address reaches nothing, and c with its own MAC reaches nothing.
+  EXPECT_TRUE(settles("a", "10.77.0.1", "10.77.0.10", "ok")) << consoleTail("a");
+  EXPECT_TRUE(settles("a", "10.77.0.11", "10.77.0.10", "ok")) << consoleTail("a");
+  EXPECT_TRUE(settles("b", "10.77.0.10", "10.77.0.11", "ok")) << consoleTail("b");
+  EXPECT_TRUE(settles("a", "10.77.0.1", "10.77.0.99", "fail")) << consoleTail("a");
+  EXPECT_TRUE(settles("a", "10.77.0.11", "10.77.0.99", "fail")) << consoleTail("a");
+  EXPECT_TRUE(settles("c", "10.77.0.1", "10.77.0.12", "fail")) << consoleTail("c");
+
+  // b: ingress none. a cannot reach it; b still reaches a (answers to its own pings come in).
+  write("m", "b-in.yaml", policy("b-in", "b", "ingress: {mode: none}"));
+  r = hyperctl({"apply", "-f", dir});
+  ASSERT_EQ(r.exitCode, 0) << r.describe();
+  EXPECT_TRUE(settles("a", "10.77.0.11", "10.77.0.10", "fail")) << consoleTail("a");
+  EXPECT_TRUE(settles("a", "10.77.0.1", "10.77.0.10", "ok")) << consoleTail("a");
+  EXPECT_TRUE(settles("b", "10.77.0.10", "10.77.0.11", "ok")) << consoleTail("b");
+
+  // a: egress none as well. From either of its addresses it reaches nothing; b still reaches
+  // the gateway, and a still answers b.
+  write("m", "a-out.yaml", policy("a-out", "a", "egress: {mode: none}"));
+  r = hyperctl({"apply", "-f", dir});
+  ASSERT_EQ(r.exitCode, 0) << r.describe();
+  EXPECT_TRUE(settles("a", "10.77.0.1", "10.77.0.10", "fail")) << consoleTail("a");
+  EXPECT_TRUE(settles("a", "10.77.0.1", "10.77.0.99", "fail")) << consoleTail("a");
+  EXPECT_TRUE(settles("a", "10.77.0.11", "10.77.0.99", "fail")) << consoleTail("a");
+  EXPECT_TRUE(settles("b", "10.77.0.1", "10.77.0.11", "ok")) << consoleTail("b");
+  EXPECT_TRUE(settles("b", "10.77.0.10", "10.77.0.11", "ok")) << consoleTail("b");
+
+  // Both policies removed: everything is back, without restarting a VM.
+  fs::remove(dir + "/a-out.yaml");
+  fs::remove(dir + "/b-in.yaml");
+  r = hyperctl({"apply", "--prune", "-f", dir});
+  ASSERT_EQ(r.exitCode, 0) << r.describe();
+  EXPECT_TRUE(settles("a", "10.77.0.11", "10.77.0.10", "ok")) << consoleTail("a");
+  EXPECT_TRUE(settles("a", "10.77.0.1", "10.77.0.10", "ok")) << consoleTail("a");
+  EXPECT_TRUE(settles("a", "10.77.0.1", "10.77.0.99", "fail")) << consoleTail("a");
+  EXPECT_EQ(qemuPid("a"), pidA) << "a policy change restarted a VM";
+  EXPECT_EQ(qemuPid("b"), pidB) << "a policy change restarted a VM";
+  EXPECT_EQ(readFile(kSwitch), hostSwitch) << "the host's switch changed";
+}
+
+INSTANTIATE_TEST_SUITE_P(BrNetfilter, NetworkPolicyVmTest, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "AsOnHost" : "OffInNetns"; });
 
 }  // namespace
 }  // namespace hyper

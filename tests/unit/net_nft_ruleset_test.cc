@@ -36,12 +36,16 @@ NftModel richModel() {
       "ingress": {"mode": "none"}})");
   m.policies["isolate"] = policy("isolate", R"({"network": "dmz", "egress": {"mode": "none"}})");
   m.policies["orphan"] = policy("orphan", R"({"network": "gone", "egress": {"mode": "none"}})");
+  m.ports["lab"] = {{"hv-web-1", "10.77.0.10", "52:54:00:00:00:0a", "web-1"},
+                    {"hv-web-2", "10.77.0.11", "52:54:00:00:00:0b", "web-2"}};
   return m;
 }
 
 // Loaded into nft 1.0.6 as is (the integration tests load every rendering they make).
 constexpr const char* kGolden = R"nft(table inet hyper {}
 delete table inet hyper
+table bridge hyper {}
+delete table bridge hyper
 table inet hyper {
 	set net-dmz-bridge {
 		type ifname
@@ -121,6 +125,48 @@ table inet hyper {
 		ip saddr 10.77.0.0/24 ip daddr != 10.77.0.0/24 masquerade comment "Network/lab"
 	}
 }
+table bridge hyper {
+	set net-dmz-taps {
+		type ifname
+	}
+
+	set net-dmz-macs {
+		type ifname . ether_addr
+	}
+
+	set net-dmz-addrs {
+		type ifname . ipv4_addr
+	}
+
+	set net-lab-taps {
+		type ifname
+		elements = { "hv-web-1", "hv-web-2" }
+	}
+
+	set net-lab-macs {
+		type ifname . ether_addr
+		elements = { "hv-web-1" . 52:54:00:00:00:0a, "hv-web-2" . 52:54:00:00:00:0b }
+	}
+
+	set net-lab-addrs {
+		type ifname . ipv4_addr
+		elements = { "hv-web-1" . 10.77.0.10, "hv-web-2" . 10.77.0.11 }
+	}
+
+	chain guard-prerouting {
+		type filter hook prerouting priority filter; policy accept;
+		iifname @net-dmz-taps iifname . ether saddr != @net-dmz-macs drop comment "Network/dmz"
+		iifname @net-dmz-taps iifname . arp saddr ether != @net-dmz-macs drop comment "Network/dmz"
+		iifname @net-dmz-taps iifname . arp saddr ip != @net-dmz-addrs drop comment "Network/dmz"
+		iifname @net-dmz-taps iifname . ip saddr != @net-dmz-addrs drop comment "Network/dmz"
+		iifname @net-dmz-taps ether type != { ip, arp } drop comment "Network/dmz"
+		iifname @net-lab-taps iifname . ether saddr != @net-lab-macs drop comment "Network/lab"
+		iifname @net-lab-taps iifname . arp saddr ether != @net-lab-macs drop comment "Network/lab"
+		iifname @net-lab-taps iifname . arp saddr ip != @net-lab-addrs drop comment "Network/lab"
+		iifname @net-lab-taps iifname . ip saddr != @net-lab-addrs drop comment "Network/lab"
+		iifname @net-lab-taps ether type != { ip, arp } drop comment "Network/lab"
+	}
+}
 )nft";
 
 TEST(NftRulesetTest, RendersGoldenTransaction) {
@@ -139,9 +185,114 @@ TEST(NftRulesetTest, RenderingIsStable) {
   EXPECT_EQ(renderNftTable(a), renderNftTable(b));
 }
 
-TEST(NftRulesetTest, EmptyModelDeletesTheTable) {
-  EXPECT_EQ(renderNftReplace(NftModel{}), "table inet hyper {}\ndelete table inet hyper\n");
+TEST(NftRulesetTest, EmptyModelDeletesTheTables) {
+  EXPECT_EQ(renderNftReplace(NftModel{}),
+            "table inet hyper {}\ndelete table inet hyper\n"
+            "table bridge hyper {}\ndelete table bridge hyper\n");
 }
+
+// The text of one set of the bridge table.
+std::string setText(const std::string& table, const std::string& set) {
+  size_t at = table.find("\tset " + set + " {");
+  return at == std::string::npos ? "" : table.substr(at, table.find("\t}", at) - at);
+}
+
+TEST(NftRulesetTest, GuardBindsEachTapToItsMacAndAddressOnItsNetworkOnly) {
+  NftModel m = richModel();
+  m.ports["dmz"] = {{"hv-db", "10.78.0.5", "52:54:00:00:00:0c", "db"}};
+  std::string text = renderNftBridgeTable(m);
+  EXPECT_EQ(setText(text, "net-lab-taps"),
+            "\tset net-lab-taps {\n\t\ttype ifname\n"
+            "\t\telements = { \"hv-web-1\", \"hv-web-2\" }\n");
+  EXPECT_EQ(
+      setText(text, "net-lab-macs"),
+      "\tset net-lab-macs {\n\t\ttype ifname . ether_addr\n"
+      "\t\telements = { \"hv-web-1\" . 52:54:00:00:00:0a, \"hv-web-2\" . 52:54:00:00:00:0b }\n");
+  EXPECT_EQ(setText(text, "net-lab-addrs"),
+            "\tset net-lab-addrs {\n\t\ttype ifname . ipv4_addr\n"
+            "\t\telements = { \"hv-web-1\" . 10.77.0.10, \"hv-web-2\" . 10.77.0.11 }\n");
+  // The other network's tap is in its own sets, and only there.
+  EXPECT_EQ(setText(text, "net-dmz-taps"),
+            "\tset net-dmz-taps {\n\t\ttype ifname\n\t\telements = { \"hv-db\" }\n");
+  EXPECT_EQ(setText(text, "net-lab-taps").find("hv-db"), std::string::npos);
+  // Every check for each network: MAC, ARP sender MAC and address, IPv4 source, other protocols.
+  for (const char* rule : {
+           "iifname @net-lab-taps iifname . ether saddr != @net-lab-macs drop",
+           "iifname @net-lab-taps iifname . arp saddr ether != @net-lab-macs drop",
+           "iifname @net-lab-taps iifname . arp saddr ip != @net-lab-addrs drop",
+           "iifname @net-lab-taps iifname . ip saddr != @net-lab-addrs drop",
+           "iifname @net-lab-taps ether type != { ip, arp } drop",
+           "iifname @net-dmz-taps iifname . ip saddr != @net-dmz-addrs drop",
+       }) {
+    EXPECT_NE(text.find(std::string("\t\t") + rule + " comment \"Network/"), std::string::npos)
+        << rule << "\n"
+        << text;
+  }
+}
+
+TEST(NftRulesetTest, NetworkWithoutVmsHasEmptyTapSets) {
+  NftModel m;
+  m.networks["lab"] = network("lab", R"({"cidr": "10.77.0.0/24"})");
+  std::string text = renderNftBridgeTable(m);
+  EXPECT_EQ(setText(text, "net-lab-taps"), "\tset net-lab-taps {\n\t\ttype ifname\n");
+  EXPECT_EQ(text.find("elements"), std::string::npos) << text;
+}
+
+TEST(NftRulesetTest, AllowRulesKeepTheirProtocolAndPorts) {
+  NftModel m;
+  m.networks["lab"] = network("lab", R"({"cidr": "10.77.0.0/24"})");
+  m.policies["dns"] = policy("dns", R"({"network": "lab", "egress": {"mode": "allowlist",
+      "allow": [{"cidr": "10.77.0.1", "protocol": "udp", "ports": [53]},
+                {"cidr": "10.77.0.2", "protocol": "tcp", "ports": [53, 853]},
+                {"cidr": "10.77.0.3", "protocol": "udp"}]}})");
+  std::string text = renderNftTable(m);
+  EXPECT_NE(text.find("\t\tip daddr 10.77.0.1/32 udp dport { 53 } accept\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\t\tip daddr 10.77.0.2/32 tcp dport { 53, 853 } accept\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\t\tip daddr 10.77.0.3/32 meta l4proto udp accept\n"), std::string::npos)
+      << text;
+  // The near miss: a ported UDP rule never renders as "every UDP port".
+  EXPECT_EQ(text.find("ip daddr 10.77.0.1/32 meta l4proto udp"), std::string::npos) << text;
+  EXPECT_EQ(text.find("ip daddr 10.77.0.1/32 accept"), std::string::npos) << text;
+}
+
+struct BindingCase {
+  std::string name;
+  const char* json;
+  bool kept;
+};
+
+class TapBindingTest : public ::testing::TestWithParam<BindingCase> {};
+
+// Bindings come back from the inventory and go into nft input: anything off is left out.
+TEST_P(TapBindingTest, KeepsOnlyWellFormedBindings) {
+  auto list = TapBinding::listFromJson(Json::array({Json::parse(GetParam().json)}));
+  EXPECT_EQ(list.size(), GetParam().kept ? 1u : 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, TapBindingTest,
+    ::testing::Values(
+        BindingCase{"Good", R"({"tap": "hv-a", "ip": "10.77.0.10", "mac": "52:54:00:00:00:0a"})",
+                    true},
+        BindingCase{"UpperCaseMac",
+                    R"({"tap": "hv-a", "ip": "10.77.0.10", "mac": "52:54:00:00:00:0A"})", false},
+        BindingCase{"ShortMac", R"({"tap": "hv-a", "ip": "10.77.0.10", "mac": "52:54:00:00:00:0"})",
+                    false},
+        BindingCase{"MacWithDashes",
+                    R"({"tap": "hv-a", "ip": "10.77.0.10", "mac": "52-54-00-00-00-0a"})", false},
+        BindingCase{"QuoteInTap",
+                    R"({"tap": "hv-a\"", "ip": "10.77.0.10", "mac": "52:54:00:00:00:0a"})", false},
+        BindingCase{
+            "TapTooLong",
+            R"({"tap": "hv-0123456789abc", "ip": "10.77.0.10", "mac": "52:54:00:00:00:0a"})",
+            false},
+        BindingCase{"BadAddress",
+                    R"({"tap": "hv-a", "ip": "10.77.0.256", "mac": "52:54:00:00:00:0a"})", false},
+        BindingCase{"MissingMac", R"({"tap": "hv-a", "ip": "10.77.0.10"})", false}),
+    [](const auto& info) { return info.param.name; });
 
 TEST(NftRulesetTest, NetworkWithoutPoliciesHasOnlyTheSkeleton) {
   NftModel m;
@@ -151,6 +302,7 @@ TEST(NftRulesetTest, NetworkWithoutPoliciesHasOnlyTheSkeleton) {
   EXPECT_EQ(text.find("masquerade"), std::string::npos) << text;
   EXPECT_EQ(text.find("jump"), std::string::npos) << text;
   EXPECT_EQ(text.find("drop"), std::string::npos) << text;
+  text += renderNftBridgeTable(m);
   for (const auto& chain : nftBaseChains()) {
     EXPECT_NE(text.find("chain " + chain + " {"), std::string::npos) << chain;
   }
@@ -188,7 +340,8 @@ TEST(NftDumpTest, ParsesCapturedDumpWithoutHandles) {
   EXPECT_TRUE(dump.present);
   EXPECT_FALSE(dump.flushed());
   EXPECT_EQ(dump.sets.size(), 1u);
-  EXPECT_EQ(dump.chains.size(), 2u + nftBaseChains().size());
+  // Every base chain but guard-prerouting, which is in the bridge table (not in this capture).
+  EXPECT_EQ(dump.chains.size(), 2u + nftBaseChains().size() - 1);
   EXPECT_TRUE(dump.hasChain("pol-web-egress"));
   EXPECT_FALSE(dump.hasChain("pol-other-egress"));
   for (const auto* group : {&dump.sets, &dump.chains, &dump.rules}) {
@@ -219,7 +372,11 @@ TEST(NftFingerprintTest, AnObjectsPartsDoNotDependOnOtherObjects) {
     FingerprintParts a = fingerprintParts(small, id);
     EXPECT_EQ(a, fingerprintParts(large, id)) << id.str();
     for (const auto& [part, digest] : a) {
-      if (part != "set:pol-web-sel") {  // web has no selector
+      // web has no selector; the captures hold only the inet table (the bridge table's parts:
+      // ANetworkOwnsItsTapSetsInTheBridgeTable).
+      bool bridgePart = part == "chain:guard-prerouting" || part == "set:net-lab-taps" ||
+                        part == "set:net-lab-macs" || part == "set:net-lab-addrs";
+      if (part != "set:pol-web-sel" && !bridgePart) {
         EXPECT_NE(digest, "absent") << id.str() << " " << part;
       }
     }
@@ -260,6 +417,42 @@ TEST(NftFingerprintTest, SeesOneChangedRule) {
   EXPECT_EQ(before["chain:pol-web-ingress"], after["chain:pol-web-ingress"]);
   EXPECT_EQ(fingerprintParts(dump, {"Network", "lab"}),
             fingerprintParts(capturedDump("net_nft_dump_lab_web.json"), {"Network", "lab"}));
+}
+
+// A `bridge hyper` table as nft -j lists it, with one tap bound to `mac`.
+NftTableDump bridgeDump(const std::string& mac) {
+  auto dump = parseNftTableDump(R"({"nftables": [
+      {"table": {"family": "bridge", "name": "hyper", "handle": 1}},
+      {"set": {"family": "bridge", "name": "net-lab-taps", "table": "hyper", "type": "ifname",
+               "handle": 2, "elem": ["hv-a"]}},
+      {"set": {"family": "bridge", "name": "net-lab-macs", "table": "hyper",
+               "type": ["ifname", "ether_addr"], "handle": 3,
+               "elem": [{"concat": ["hv-a", ")" +
+                                mac + R"("]}]}},
+      {"chain": {"family": "bridge", "table": "hyper", "name": "guard-prerouting", "handle": 4,
+                 "type": "filter", "hook": "prerouting", "prio": -200, "policy": "accept"}},
+      {"rule": {"family": "bridge", "table": "hyper", "chain": "guard-prerouting", "handle": 5,
+                "comment": "Network/lab", "expr": [{"drop": null}]}}]})");
+  EXPECT_TRUE(dump.isOk()) << dump.status().message();
+  return dump.isOk() ? *dump : NftTableDump{};
+}
+
+TEST(NftFingerprintTest, ANetworkOwnsItsTapSetsInTheBridgeTable) {
+  NftTableDump a = bridgeDump("52:54:00:00:00:0a");
+  EXPECT_TRUE(a.bridgePresent);
+  EXPECT_FALSE(a.present);
+  EXPECT_FALSE(a.flushed());
+  FingerprintParts before = fingerprintParts(a, {"Network", "lab"});
+  for (const char* part :
+       {"set:net-lab-taps", "set:net-lab-macs", "chain:guard-prerouting", "rules:Network/lab"}) {
+    EXPECT_NE(before[part], "absent") << part;
+  }
+  // One MAC changed by hand (the last digit) is seen in that set, and only there.
+  FingerprintParts after = fingerprintParts(bridgeDump("52:54:00:00:00:0b"), {"Network", "lab"});
+  EXPECT_NE(before["set:net-lab-macs"], after["set:net-lab-macs"]);
+  EXPECT_EQ(before["set:net-lab-taps"], after["set:net-lab-taps"]);
+  EXPECT_EQ(before["rules:Network/lab"], after["rules:Network/lab"]);
+  EXPECT_EQ(fingerprintParts(a, {"Network", "dmz"})["set:net-dmz-taps"], "absent");
 }
 
 TEST(NftFingerprintTest, FormatRoundTrips) {

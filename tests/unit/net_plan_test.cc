@@ -19,9 +19,10 @@ Json webSpec() { return Json::parse(R"({"network": "lab", "egress": {"mode": "no
 ObservedState syncedBridge() {
   ObservedState s;
   s.exists = true;
-  s.fields = {{"bridge", "hb-lab"}, {"mtu", 1500},
-              {"up", true},         {"addresses", {"10.77.0.1/24"}},
-              {"ipForward", false}, {"nftables", "present"}};
+  s.fields = {{"bridge", "hb-lab"},   {"mtu", 1500},
+              {"up", true},           {"addresses", {"10.77.0.1/24"}},
+              {"ipForward", true},    {"proxyArpPvlan", true},
+              {"nftables", "present"}};
   s.fingerprint = kFp;
   return s;
 }
@@ -47,6 +48,7 @@ struct PlanCase {
   Json desired;  // null: not in the source
   Json managed;  // null: no inventory record
   std::string managedFingerprint;
+  Json managedPorts;  // the Network's handles.ports; null: none recorded
   ObservedState observed;
   // Expectations: no action when `action` is empty.
   std::optional<ActionType> action;
@@ -73,6 +75,9 @@ TEST_P(NetPlanTest, DecidesAction) {
   record.fingerprint = c.managedFingerprint;
   if (c.kind == "Network" && !c.managed.is_null()) {
     record.handles = {{"bridge", c.managed.value("bridge", "hb-lab")}};
+    if (!c.managedPorts.is_null()) {
+      record.handles["ports"] = c.managedPorts;
+    }
   }
 
   PlanRequest req;
@@ -144,7 +149,7 @@ ObservedState foreignAddress() {
 ObservedState bridgeGone() {
   ObservedState s = syncedBridge();
   s.exists = false;
-  s.fields = {{"bridge", "hb-lab"}, {"ipForward", false}, {"nftables", "present"}};
+  s.fields = {{"bridge", "hb-lab"}, {"ipForward", true}, {"nftables", "present"}};
   return s;
 }
 
@@ -264,15 +269,48 @@ INSTANTIATE_TEST_SUITE_P(
                  .desired = {{"cidr", "10.77.0.0/24"}, {"nat", true}},
                  .managed = {{"cidr", "10.77.0.0/24"}, {"nat", true}},
                  .managedFingerprint = kFp,
-                 .observed = syncedBridge(),
+                 .observed = with(syncedBridge(), "ipForward", false),
                  .action = ActionType::Update,
                  .drift = true,
                  .reason = "ip_forward turned off by hand",
                  .changes = {{"status.ipForward", false, true}}},
-        PlanCase{.name = "IpForwardOffWithoutNatIsFine",
+        // VMs of a network reach each other through the host: forwarding matters without NAT.
+        PlanCase{.name = "IpForwardTurnedOffWithoutNat",
                  .desired = labSpec(),
                  .managed = labSpec(),
                  .managedFingerprint = kFp,
+                 .observed = with(syncedBridge(), "ipForward", false),
+                 .action = ActionType::Update,
+                 .drift = true,
+                 .reason = "ip_forward turned off by hand",
+                 .changes = {{"status.ipForward", false, true}}},
+        PlanCase{.name = "ProxyArpPvlanTurnedOff",
+                 .desired = labSpec(),
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .observed = with(syncedBridge(), "proxyArpPvlan", false),
+                 .action = ActionType::Update,
+                 .drift = true,
+                 .reason = "proxy_arp_pvlan of bridge hb-lab turned off by hand",
+                 .changes = {{"status.proxyArpPvlan", false, true}}},
+        // The VM left the revision: its tap binding goes (this provider observed no VMs).
+        PlanCase{.name = "VmLeftTheNetwork",
+                 .desired = labSpec(),
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .managedPorts = Json::parse(R"([{"tap": "hv-web-1", "ip": "10.77.0.10",
+                                                  "mac": "52:54:00:00:00:0a", "vm": "web-1"}])"),
+                 .observed = syncedBridge(),
+                 .action = ActionType::Update,
+                 .reason = "the VMs on it changed",
+                 .changes = {{"status.ports", Json::parse(R"([{"tap": "hv-web-1",
+                                "ip": "10.77.0.10", "mac": "52:54:00:00:00:0a", "vm": "web-1"}])"),
+                              Json::array()}}},
+        PlanCase{.name = "NoVmsBeforeOrNow",
+                 .desired = labSpec(),
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .managedPorts = Json::array(),
                  .observed = syncedBridge()},
         PlanCase{.name = "TableFlushedByHand",
                  .desired = labSpec(),
