@@ -371,7 +371,7 @@ Result<Snapshot> DirSource::fetch() {
   for (const auto& f : snap.files) {
     input += f.path;
     input += '\0';
-    input += sha256Hex(f.content);
+    input += sha256Hex(f.content + std::to_string(f.unreadBytes));  // as ManifestLoader::load
     input += '\n';
   }
   snap.revision = "dir:" + sha256Hex(input).substr(0, 16);
