@@ -308,6 +308,31 @@ void ApiServer::routes() {
     }
     sendJson(res, summary.toJson());
   });
+  // Approves the held revision (`hyperctl approve REVISION`): {"revision": "git:<commit>"}; 409
+  // when nothing or another revision is held. ?wait=N waits for the reconcile that applies it.
+  s.Post("/v1/approve", [this](const httplib::Request& req, httplib::Response& res) {
+    nlohmann::json body = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (!body.is_object() || !body.contains("revision") || !body["revision"].is_string()) {
+      sendError(res, 400, "expected a JSON object {\"revision\": \"git:<commit>\"}");
+      return;
+    }
+    auto ticket = controller_.approve(body["revision"].get<std::string>());
+    if (!ticket.isOk()) {
+      sendError(res, 409, ticket.status().message());
+      return;
+    }
+    spdlog::warn("revision {} approved through the API by {}", body["revision"].get<std::string>(),
+                 req.remote_addr);
+    int64_t wait = queryInt(req, "wait", 0, 0, 600);
+    ReconcileSummary summary;
+    if (wait == 0 || !controller_.waitFor(*ticket, std::chrono::seconds(wait), &summary)) {
+      sendJson(res, {{"approved", true}}, 202);
+      return;
+    }
+    nlohmann::json out = summary.toJson();
+    out["approved"] = true;
+    sendJson(res, out);
+  });
   s.Post("/v1/suspend", [this](const httplib::Request&, httplib::Response& res) {
     controller_.setSuspended(true);
     sendJson(res, {{"suspended", true}});

@@ -323,6 +323,13 @@ Result<HyperdConfig> parseConfig(const std::string& text, const std::string& dis
     cfg.driftPolicy = DriftPolicy::Alert;
   }
   cfg.prune = v.value("prune", cfg.prune);
+  if (v.contains("hold")) {
+    const Json& hold = v["hold"];
+    cfg.hold.deleteAll = hold.value("deleteAll", cfg.hold.deleteAll);
+    cfg.hold.maxDeletedPercent = hold.value("maxDeletedPercent", cfg.hold.maxDeletedPercent);
+    cfg.hold.maxDeletedRunningVmsPercent =
+        hold.value("maxDeletedRunningVmsPercent", cfg.hold.maxDeletedRunningVmsPercent);
+  }
   cfg.parallelism = v.value("parallelism", cfg.parallelism);
   cfg.stateDir = v.value("stateDir", cfg.stateDir);
   if (v.contains("broker")) {

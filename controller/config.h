@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "controller/hold.h"
 #include "reconciler/status.h"
 
 namespace hyper::controller {
@@ -66,6 +67,8 @@ struct HyperdConfig {
   std::chrono::milliseconds driftInterval{60000};
   DriftPolicy driftPolicy = DriftPolicy::Correct;  // for objects that do not say
   bool prune = true;
+  // hold: a revision whose prune deletes this much waits for `hyperctl approve` (hold.h).
+  HoldPolicy hold;
   int parallelism = 4;
   std::string stateDir = "/var/lib/hyper";
   // hyper-broker's rule file and socket (BrokerRule objects); "" = environment, then defaults.

@@ -86,6 +86,29 @@ std::string_view hyperdConfigSchema() {
       "type": "boolean",
       "description": "true or false: delete managed objects that left the source (default true)"
     },
+    "hold": {
+      "type": "object",
+      "additionalProperties": false,
+      "description": "a mapping with deleteAll, maxDeletedPercent and maxDeletedRunningVmsPercent: when a revision is held until approved",
+      "properties": {
+        "deleteAll": {
+          "type": "boolean",
+          "description": "true or false: hold a revision that deletes every managed object (default true)"
+        },
+        "maxDeletedPercent": {
+          "type": "integer",
+          "minimum": 0,
+          "maximum": 100,
+          "description": "an integer from 0 to 100: hold a revision that deletes more than this share of the managed objects (default 100: never)"
+        },
+        "maxDeletedRunningVmsPercent": {
+          "type": "integer",
+          "minimum": 0,
+          "maximum": 100,
+          "description": "an integer from 0 to 100: hold a revision that deletes more than this share of the running VMs (default 50)"
+        }
+      }
+    },
     "parallelism": {
       "type": "integer",
       "minimum": 1,

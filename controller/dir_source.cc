@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <system_error>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -19,8 +21,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// IN_MODIFY only tells that a file is being written (writing_); its IN_CLOSE_WRITE is the change.
 constexpr uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE |
-                                IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF;
+                                IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_MODIFY;
 
 bool endsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
@@ -46,6 +49,19 @@ std::string joinPath(const std::string& a, const std::string& b) {
     return a;
   }
   return a + "/" + b;
+}
+
+// A file that may still be written: its size is not what was read, or it was modified within
+// `settle` (the check when inotify is not there to tell close-write).
+bool maybeBeingWritten(const SourceFile& f, std::chrono::milliseconds settle) {
+  struct stat st {};
+  if (::stat(f.path.c_str(), &st) != 0) {
+    return true;
+  }
+  auto mtime = std::chrono::system_clock::time_point(std::chrono::seconds(st.st_mtim.tv_sec) +
+                                                     std::chrono::nanoseconds(st.st_mtim.tv_nsec));
+  return static_cast<size_t>(st.st_size) != f.content.size() ||
+         std::chrono::system_clock::now() - mtime < settle;
 }
 
 }  // namespace
@@ -75,6 +91,7 @@ Result<std::unique_ptr<DirSource>> DirSource::open(const SourceSpec& spec) {
     return Status::error("open directory source <- no location given");
   }
   std::unique_ptr<DirSource> source(new DirSource(spec.location, spec.path));
+  source->settle_ = spec.settle;
   for (const auto& part : fs::path(source->path_)) {
     if (part == "..") {
       return Status::error("open " + source->describe() + " <- path " + source->path_ +
@@ -195,6 +212,7 @@ bool DirSource::drainWake() {
       if (ev->mask & IN_Q_OVERFLOW) {
         relevant = true;
         rescan_ = true;
+        writing_.clear();  // unknown now; a half-written file is still caught by its mtime
         continue;
       }
       auto watched = watches_.find(ev->wd);
@@ -246,6 +264,20 @@ bool DirSource::drainWake() {
         continue;
       }
       if (isManifestName(name)) {
+        if (ev->mask & IN_MODIFY) {
+          writing_.insert(rel);
+          continue;  // not a change yet: its close is
+        }
+        if ((ev->mask & IN_CREATE) && !(ev->mask & IN_ISDIR)) {
+          // A new file opened for writing (a link or a symlink is complete when it appears).
+          struct stat st {};
+          if (::lstat(joinPath(root_, rel).c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+              st.st_nlink == 1 && st.st_size == 0) {
+            writing_.insert(rel);
+          }
+        } else {
+          writing_.erase(rel);  // closed, moved, deleted
+        }
         relevant = true;
       }
     }
@@ -279,6 +311,23 @@ Result<Snapshot> DirSource::fetch() {
       rescanWatches();
     }
   }
+  std::string open = waitForWriters();
+  if (!open.empty()) {
+    dirty_ = true;
+    return Status::error("fetch " + describe() + " <- " + joinPath(root_, open) +
+                         " is being written (not closed after " + std::to_string(settle_.count()) +
+                         " ms); not read half-way");
+  }
+  std::error_code ec;
+  auto rootStatus = fs::status(root_, ec);
+  if (ec || !fs::exists(rootStatus)) {
+    dirty_ = true;
+    return Status::error("fetch " + describe() + " <- " + root_ + ": no such directory");
+  }
+  if (!fs::is_directory(rootStatus)) {
+    dirty_ = true;
+    return Status::error("fetch " + describe() + " <- " + root_ + " is not a directory");
+  }
   // Cleared before reading: a change made while reading shows up as a new event and another
   // fetch, never as a lost update.
   dirty_ = false;
@@ -287,6 +336,30 @@ Result<Snapshot> DirSource::fetch() {
     dirty_ = true;
     return files.status().withContext("fetch " + describe());
   }
+  // A write that began while the tree was read: wait for it and read again, once.
+  std::string suspect = settledOrSuspect(*files);
+  if (!suspect.empty()) {
+    open = waitForWriters();
+    files = readManifestFiles({root_});
+    if (!files.isOk()) {
+      dirty_ = true;
+      return files.status().withContext("fetch " + describe());
+    }
+    suspect = open.empty() ? settledOrSuspect(*files) : joinPath(root_, open);
+    if (!suspect.empty()) {
+      dirty_ = true;
+      return Status::error("fetch " + describe() + " <- " + suspect +
+                           " is being written (still changing after " +
+                           std::to_string(settle_.count()) + " ms); not read half-way");
+    }
+  }
+  if (files->empty()) {
+    dirty_ = true;
+    return Status::error("fetch " + describe() +
+                         " <- no manifest files (*.yaml, *.yml, *.json) in " + root_ +
+                         "; an empty or unmounted directory is not taken as \"delete everything\"");
+  }
+
   Snapshot snap;
   snap.files = std::move(files).value();
   for (auto& f : snap.files) {
@@ -298,11 +371,49 @@ Result<Snapshot> DirSource::fetch() {
   for (const auto& f : snap.files) {
     input += f.path;
     input += '\0';
-    input += sha256Hex(f.content);
+    input += sha256Hex(f.content + std::to_string(f.unreadBytes));  // as ManifestLoader::load
     input += '\n';
   }
   snap.revision = "dir:" + sha256Hex(input).substr(0, 16);
   return snap;
+}
+
+std::string DirSource::settledOrSuspect(const std::vector<SourceFile>& files) {
+  if (inotifyFd_ >= 0) {
+    drainWake();
+    return writing_.empty() ? "" : joinPath(root_, *writing_.begin());
+  }
+  for (const auto& f : files) {
+    if (maybeBeingWritten(f, settle_)) {
+      std::this_thread::sleep_for(settle_);  // polling: the settle interval is the only signal
+      return f.path;
+    }
+  }
+  return "";
+}
+
+std::string DirSource::waitForWriters() {
+  if (inotifyFd_ < 0) {
+    return "";
+  }
+  drainWake();
+  auto deadline = std::chrono::steady_clock::now() + settle_;
+  while (!writing_.empty() && inotifyFd_ >= 0) {
+    auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      break;
+    }
+    struct pollfd pfd = {inotifyFd_, POLLIN, 0};
+    int n = ::poll(&pfd, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno != EINTR) {
+      break;
+    }
+    if (n > 0) {
+      drainWake();
+    }
+  }
+  return writing_.empty() ? "" : *writing_.begin();
 }
 
 bool waitQuiet(Source& source, std::chrono::milliseconds quiet, std::chrono::milliseconds max) {

@@ -3,7 +3,9 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "controller/source.h"
 
@@ -22,6 +24,17 @@ namespace hyper::controller {
 // ".x.swp") and editor backups ("x~", "x.swp") are drained but not relevant; neither are files
 // that are not manifests. When inotify cannot be used (no instance or watch left) the source
 // degrades to polling: wakeFd() is -1 and changed() is always true.
+//
+// What fetch() refuses (a source error: the loop keeps the last good revision in force):
+//  - a root that is missing, not a directory or unreadable, and a root with no manifest file at
+//    all (an unmounted volume or a wrong path is not "delete everything"; a manifest file that
+//    holds no document is a revision with no objects, which hyperd holds for approval);
+//  - a symlink that leads out of the root (readManifestFiles); links inside it are followed;
+//  - a manifest file being written: one modified (IN_MODIFY) or newly created (IN_CREATE) whose
+//    IN_CLOSE_WRITE has not come yet is waited for up to `settle` (SourceSpec), then reported as
+//    "being written"; a write that starts while the tree is read makes it read again, once.
+//    Files moved into place (IN_MOVED_TO) are complete. Without inotify, a file whose size is
+//    not what was read, or whose mtime is within `settle`, is waited for and read again.
 class DirSource : public Source {
  public:
   static Result<std::unique_ptr<DirSource>> open(const SourceSpec& spec);
@@ -42,6 +55,12 @@ class DirSource : public Source {
  private:
   DirSource(std::string location, std::string path);
 
+  // Waits up to settle_ for the files in writing_ to be closed; the first one still open, or "".
+  std::string waitForWriters();
+  // After reading `files`: the path of one that may have been written meanwhile (a new IN_MODIFY;
+  // without inotify, a size or mtime that moved within settle_), or "" when all are settled.
+  std::string settledOrSuspect(const std::vector<SourceFile>& files);
+
   // Re-walks the tree and makes the watch set exactly its non-hidden directories (after a
   // directory move, a queue overflow, or a lost root watch).
   void rescanWatches();
@@ -56,6 +75,8 @@ class DirSource : public Source {
   std::map<int, std::string> watches_;  // watch descriptor -> directory relative to root_
   bool dirty_ = true;                   // a relevant change since the last successful fetch
   bool rescan_ = false;
+  std::set<std::string> writing_;  // manifests (relative to root_) modified and not yet closed
+  std::chrono::milliseconds settle_{2000};
 };
 
 // The debounce for a directory source's wake fd: drains events until no relevant one has come

@@ -2,6 +2,7 @@
 
 #include "controller/config.h"
 #include "controller/git_stream.h"
+#include "controller/hold.h"
 #include "controller/known_hosts.h"
 
 #include <git2.h>
@@ -841,6 +842,8 @@ Result<Snapshot> GitSource::fetch() {
     CommitPtr commit(rawCommit);
     const char* summary = git_commit_summary(commit.get());
     snap.message = summary != nullptr ? summary : "";
+    const char* whole = git_commit_message(commit.get());
+    snap.allowPrune = whole != nullptr && messageAllowsPrune(whole);
   }
   if (lastCommit_.has_value() && *lastCommit_ != fetched->commit) {
     git_oid previous;

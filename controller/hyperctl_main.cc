@@ -17,6 +17,7 @@
 
 #include "controller/client.h"
 #include "controller/event_log.h"
+#include "controller/hold.h"
 #include "controller/hyperctl_remote.h"
 #include "controller/output.h"
 #include "providers/builtin.h"
@@ -186,8 +187,29 @@ int runDiff(const GlobalOptions& g, const RemoteOptions& remote,
   return planned.plan.empty() ? kExitOk : kExitChanges;
 }
 
+// `apply --prune` asks hyperd's question (controller/hold.h, default thresholds): a plan that
+// deletes every managed object, or more than half of the running VMs, needs --yes. Prints why.
+bool refusedWithoutYes(const Revision& revision, const std::vector<ManagedRecord>& managed,
+                       bool prune, bool yes) {
+  if (!prune) {
+    return false;
+  }
+  controller::HoldVerdict verdict =
+      controller::judgeDeletions(controller::countDeletions(revision, managed), {});
+  if (!verdict.hold) {
+    return false;
+  }
+  if (yes) {
+    std::cerr << "warning: the plan " << verdict.reason << "; applying it (--yes)\n";
+    return false;
+  }
+  fail("the plan " + verdict.reason + "; nothing was applied. Check the paths given with -f; " +
+       "if this is meant, run again with --yes");
+  return true;
+}
+
 int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool prune, bool dryRun,
-             const std::string& output) {
+             bool yes, const std::string& output) {
   auto engine = makeEngine();
   if (!engine) {
     return kExitError;
@@ -206,6 +228,14 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
     auto planned = planAndPrint(*engine, *revision, *managed, prune, output);
     if (!planned) {
       return kExitError;
+    }
+    if (prune) {
+      controller::HoldVerdict verdict =
+          controller::judgeDeletions(controller::countDeletions(*revision, *managed), {});
+      if (verdict.hold) {
+        std::cerr << "warning: the plan " << verdict.reason
+                  << "; a real apply --prune needs --yes\n";
+      }
     }
     if (!planned->plan.empty() && output != "json") {
       // The plan reads the same as the one a real apply prints first: say that it stopped there.
@@ -235,6 +265,9 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
   const PlanResult& planned = *plannedOr;
   if (planned.plan.empty()) {
     return kExitOk;
+  }
+  if (refusedWithoutYes(*revision, *managed, prune, yes)) {
+    return kExitError;
   }
   ApplyOptions options;
   options.parallelism = g.parallelism;
@@ -575,6 +608,10 @@ int main(int argc, char** argv) {
   apply->add_option("-f,--filename", paths, "manifest files or directories")->required();
   apply->add_flag("--prune", prune, "delete managed objects gone from the source");
   apply->add_flag("--dry-run", dryRun, "print the plan and change nothing");
+  bool yes = false;
+  apply->add_flag("--yes", yes,
+                  "apply a --prune that deletes every managed object or more than half of the "
+                  "running VMs (refused without it)");
   apply->add_option("-o,--output", output, "text or json")->check(CLI::IsMember({"text", "json"}));
 
   std::string logsTarget;
@@ -612,6 +649,17 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   auto* suspend = app.add_subcommand("suspend", "hyperd stops applying (observes and alerts)");
   auto* resume = app.add_subcommand("resume", "hyperd applies again");
+  std::string approveRevision;
+  auto* approve = app.add_subcommand(
+      "approve", "apply the revision hyperd holds because it would delete too much");
+  approve
+      ->add_option("revision", approveRevision, "the held revision (git:<commit>, or the commit)")
+      ->required();
+  approve->add_option("--wait", waitSeconds, "seconds to wait for the result (0: do not wait)")
+      ->check(CLI::Range(0, 600))
+      ->capture_default_str();
+  approve->add_option("-o,--output", output, "text or json")
+      ->check(CLI::IsMember({"text", "json"}));
 
   try {
     app.parse(argc, argv);
@@ -625,11 +673,12 @@ int main(int argc, char** argv) {
   } else if (*diff) {
     code = runDiff(g, remote, paths, prune, output, local);
   } else if (*apply) {
-    code = runApply(g, paths, prune, dryRun, output);
-  } else if (*status || *events || *drift || *reconcile || *suspend || *resume) {
+    code = runApply(g, paths, prune, dryRun, yes, output);
+  } else if (*status || *events || *drift || *reconcile || *suspend || *resume || *approve) {
     remote.stateDir = g.stateDir;
     remote.output = output == "json" ? "json" : "text";
     code = *status      ? runStatus(remote)
+           : *approve   ? runApprove(remote, approveRevision, waitSeconds)
            : *events    ? runEvents(remote, follow, limit)
            : *drift     ? runDrift(remote)
            : *reconcile ? runReconcile(remote, waitSeconds)

@@ -175,6 +175,15 @@ int runStatus(const RemoteOptions& o) {
   if (!str(s, "rejectedRevision").empty()) {
     std::cout << "rejected:  " << str(s, "rejectedRevision") << " (invalid; see hyperctl events)\n";
   }
+  if (s.contains("held") && s["held"].is_object()) {
+    const auto& h = s["held"];
+    std::cout << "held:      " << str(h, "revision") << " " << str(h, "reason")
+              << "; approve with: hyperctl approve " << str(h, "revision") << "\n";
+    const auto& c = h.value("counts", nlohmann::json::object());
+    std::cout << "           " << c.value("deleted", 0) << " of " << c.value("managed", 0)
+              << " managed objects and " << c.value("deletedRunningVms", 0) << " of "
+              << c.value("runningVms", 0) << " running VMs would be deleted\n";
+  }
   if (!str(s, "sourceError").empty()) {
     std::cout << "source error: " << str(s, "sourceError") << "\n";
   }
@@ -313,6 +322,36 @@ int runSuspend(const RemoteOptions& o, bool suspend) {
   std::cout << (suspend ? "suspended: hyperd observes and alerts but applies nothing\n"
                         : "resumed: hyperd applies again\n");
   return kExitOk;
+}
+
+int runApprove(const RemoteOptions& o, const std::string& revision, int waitSeconds) {
+  auto client = requireHyperd(o, "no hyperd is running for state dir " + o.stateDir +
+                                     "; a held revision is hyperd's (hyperctl apply --prune "
+                                     "asks with --yes instead)");
+  if (!client) {
+    return kExitError;
+  }
+  auto r = client->post("/v1/approve?wait=" + std::to_string(waitSeconds), waitSeconds + 5,
+                        {{"revision", revision}});
+  if (!r.isOk()) {
+    return fail(r.status().message());
+  }
+  if (o.output == "json") {
+    std::cout << r->dump(2) << "\n";
+    return kExitOk;
+  }
+  if (!r->contains("reconcileId")) {
+    std::cout << "approved " << revision << "; hyperd applies it with its next reconcile\n";
+    return kExitOk;
+  }
+  std::cout << "approved " << revision << ": reconcile " << str(*r, "reconcileId")
+            << " at revision " << str(*r, "revision") << ": " << r->value("planned", 0)
+            << " planned, " << r->value("succeeded", 0) << " succeeded, " << r->value("failed", 0)
+            << " failed, " << r->value("deferred", 0) << " deferred\n";
+  if (!str(*r, "error").empty()) {
+    std::cerr << "error: " << str(*r, "error") << "\n";
+  }
+  return r->value("failed", 0) > 0 || !str(*r, "error").empty() ? kExitError : kExitOk;
 }
 
 std::optional<int> runRemoteDiff(const RemoteOptions& o, const std::vector<SourceFile>& files,

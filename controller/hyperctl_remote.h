@@ -26,6 +26,9 @@ int runEvents(const RemoteOptions& o, bool follow, int limit);
 int runDrift(const RemoteOptions& o);
 int runReconcile(const RemoteOptions& o, int waitSeconds);
 int runSuspend(const RemoteOptions& o, bool suspend);
+// Approves the revision hyperd holds (it would delete too much, controller/hold.h) and waits up
+// to `waitSeconds` for the reconcile that applies it.
+int runApprove(const RemoteOptions& o, const std::string& revision, int waitSeconds);
 
 // `hyperctl diff` through the running hyperd (POST /v1/plan): hyperd loads `files`, observes and
 // plans against its inventory, and applies nothing. nullopt when no hyperd runs for the state

@@ -32,6 +32,7 @@ namespace {
 LoopOptions loopOptions(const HyperdConfig& c) {
   LoopOptions o;
   o.prune = c.prune;
+  o.hold = c.hold;
   o.parallelism = c.parallelism;
   o.driftPolicy = c.driftPolicy;
   o.pollInterval = c.source.interval;

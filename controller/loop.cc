@@ -10,6 +10,7 @@
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 
+#include "controller/hold.h"
 #include "reconciler/log_context.h"
 #include "reconciler/sha256.h"
 
@@ -96,6 +97,7 @@ nlohmann::json ReconcileSummary::toJson() const {
                       {"drifted", drifted},
                       {"sourceChanged", sourceChanged},
                       {"revisionRejected", revisionRejected},
+                      {"revisionHeld", revisionHeld},
                       {"seconds", seconds},
                       {"fetchSeconds", fetchSeconds},
                       {"loadSeconds", loadSeconds},
@@ -307,6 +309,21 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
         lastSourceError_.clear();
       }
       bool same = current && snapshot->revision == current->id;
+      {
+        bool heldElsewhere;
+        {
+          std::lock_guard<std::mutex> lk(mu_);
+          heldElsewhere = held_ && held_->revision->id != snapshot->revision;
+        }
+        if (heldElsewhere) {
+          clearHold("the source moved on to " + snapshot->revision, rid);
+        }
+      }
+      bool heldBefore;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        heldBefore = held_ && held_->revision->id == snapshot->revision;
+      }
       bool rejectedBefore;
       {
         std::lock_guard<std::mutex> lk(mu_);
@@ -324,7 +341,7 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
         e.details = {{"previous", snapshot->previousCommit}, {"commit", snapshot->commit}};
         emit(std::move(e), /*alert=*/true);
       }
-      if (!same && !rejectedBefore) {
+      if (!same && !rejectedBefore && !heldBefore) {
         summary.sourceChanged = true;
         auto loadStart = std::chrono::steady_clock::now();
         RevisionResult loaded = engine_.load(snapshot->files);
@@ -353,22 +370,63 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
           // The loader names a revision after the content; the source's name (a commit) wins.
           auto named = std::make_shared<Revision>(*loaded.revision);
           named->id = snapshot->revision;
-          current = named;
           Snapshot meta = std::move(*snapshot);
           meta.files.clear();
-          std::lock_guard<std::mutex> lk(mu_);
-          current_ = current;
-          currentSnapshot_ = std::move(meta);
-          rejectedRevision_.clear();
+          if (holdIfTooDestructive(named, meta, options, rid)) {
+            summary.revisionHeld = true;
+          } else {
+            current = named;
+            std::lock_guard<std::mutex> lk(mu_);
+            current_ = current;
+            currentSnapshot_ = std::move(meta);
+            rejectedRevision_.clear();
+          }
         }
+      } else if (heldBefore) {
+        summary.revisionHeld = true;
       }
+    }
+  }
+  // An approved held revision comes into force, whatever triggered this reconcile.
+  {
+    std::optional<Held> approved;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (held_ && !approvedRevision_.empty() && held_->revision->id == approvedRevision_) {
+        approved = std::move(held_);
+        held_.reset();
+        approvedRevision_.clear();
+        current = approved->revision;
+        current_ = current;
+        currentSnapshot_ = approved->snapshot;
+        rejectedRevision_.clear();
+      } else if (held_) {
+        summary.revisionHeld = true;
+      }
+    }
+    if (approved) {
+      summary.sourceChanged = true;
+      summary.revisionHeld = false;
+      metrics_.gauge("hyper_revision_held", "1 while a source revision is held for approval")
+          .set(0);
+      Event e;
+      e.type = "revision-approved";
+      e.level = "warning";
+      e.reconcileId = rid;
+      e.revision = approved->revision->id;
+      e.message = "revision " + approved->revision->id +
+                  " approved (hyperctl approve): " + approved->verdict.reason + "; applying it";
+      e.details = approved->verdict.counts.toJson();
+      emit(std::move(e), /*alert=*/true);
     }
   }
   summary.revision = current ? current->id : "";
 
   if (!current) {
     if (summary.error.empty()) {
-      summary.error = "no valid revision yet";
+      std::string heldId = heldRevision();
+      summary.error = heldId.empty() ? "no valid revision yet"
+                                     : "no revision applied yet: " + heldId + " is held";
     }
     summary.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -687,6 +745,107 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
   return summary;
 }
 
+bool Controller::holdIfTooDestructive(const std::shared_ptr<const Revision>& next,
+                                      const Snapshot& snapshot, const LoopOptions& options,
+                                      const std::string& rid) {
+  if (!options.prune) {
+    return false;  // nothing is deleted without prune
+  }
+  auto records = inventory_.snapshot();
+  if (!records.isOk()) {
+    // Not judged: the plan below fails on the same inventory error and applies nothing.
+    return false;
+  }
+  HoldVerdict verdict = judgeDeletions(countDeletions(*next, **records), options.hold);
+  if (!verdict.hold) {
+    return false;
+  }
+  bool approvedByApi;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    approvedByApi = approvedRevision_ == next->id;
+    if (approvedByApi) {
+      approvedRevision_.clear();
+    }
+  }
+  if (snapshot.allowPrune || approvedByApi) {
+    Event e;
+    e.type = "revision-approved";
+    e.level = "warning";
+    e.reconcileId = rid;
+    e.revision = next->id;
+    e.message = "revision " + next->id + " " + verdict.reason + "; applying it: " +
+                (snapshot.allowPrune ? "its commit says Hyper-Allow-Prune: yes"
+                                     : "approved with hyperctl approve");
+    e.details = verdict.counts.toJson();
+    emit(std::move(e), /*alert=*/true);
+    return false;
+  }
+  std::string inForce;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    inForce = current_ ? current_->id : "";
+    held_ = Held{next, snapshot, verdict, nowMillis()};
+  }
+  metrics_.counter("hyper_revisions_held_total", "source revisions held for approval").inc();
+  metrics_.gauge("hyper_revision_held", "1 while a source revision is held for approval").set(1);
+  Event e;
+  e.type = "revision-held";
+  e.level = "warning";
+  e.reconcileId = rid;
+  e.revision = next->id;
+  e.message = "revision " + next->id + " held: it " + verdict.reason + "; " +
+              (inForce.empty() ? "nothing applied" : "revision " + inForce + " stays in force") +
+              "; approve with: hyperctl approve " + next->id;
+  e.details = verdict.counts.toJson();
+  e.details["reason"] = verdict.reason;
+  emit(std::move(e), /*alert=*/true);
+  return true;
+}
+
+void Controller::clearHold(const std::string& why, const std::string& rid) {
+  std::string id;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!held_) {
+      return;
+    }
+    id = held_->revision->id;
+    held_.reset();
+    approvedRevision_.clear();
+  }
+  metrics_.gauge("hyper_revision_held", "1 while a source revision is held for approval").set(0);
+  Event e;
+  e.type = "revision-unheld";
+  e.level = "info";
+  e.reconcileId = rid;
+  e.revision = id;
+  e.message = "revision " + id + " is no longer held: " + why;
+  emit(std::move(e), /*alert=*/false);
+}
+
+Result<uint64_t> Controller::approve(const std::string& revision) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!held_) {
+      return Status::error("approve " + revision + " <- no revision is held");
+    }
+    const std::string& id = held_->revision->id;
+    const std::string& commit = held_->snapshot.commit;
+    if (revision.empty() || (revision != id && revision != commit)) {
+      return Status::error("approve " + revision + " <- the revision held is " + id +
+                           " (an approval is for that exact revision)");
+    }
+    approvedRevision_ = id;
+  }
+  return trigger("approve", /*fetch=*/false);
+}
+
+std::string Controller::heldRevision() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return held_ ? held_->revision->id : "";
+}
+
 void Controller::updateObjectGauges() {
   std::map<std::string, int> counts;
   {
@@ -757,15 +916,16 @@ void Controller::run() {
       (void)!read(wakeFd_, &v, sizeof v);
     }
     if (sourceFd >= 0 && (fds[k++].revents & POLLIN)) {
-      // Debounce: a burst of editor writes is one reconcile.
+      // Debounce: a burst of editor writes is one reconcile. Only relevant events restart the
+      // quiet time: a long write (IN_MODIFY after IN_MODIFY) must not hold the loop here.
       bool relevant = source_.drainWake();
       auto quietUntil = std::chrono::steady_clock::now() + options.debounce;
-      while (std::chrono::steady_clock::now() < quietUntil && !stopping_) {
+      while (relevant && std::chrono::steady_clock::now() < quietUntil && !stopping_) {
         pollfd p{sourceFd, POLLIN, 0};
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
             quietUntil - std::chrono::steady_clock::now());
-        if (poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) > 0) {
-          relevant = source_.drainWake() || relevant;
+        if (poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) > 0 &&
+            source_.drainWake()) {
           quietUntil = std::chrono::steady_clock::now() + options.debounce;
         }
       }
@@ -856,6 +1016,21 @@ nlohmann::json Controller::statusJson() const {
       {"commit", currentSnapshot_.commit},
       {"message", currentSnapshot_.message},
       {"rejectedRevision", rejectedRevision_},
+      {"held", held_ ? nlohmann::json{{"revision", held_->revision->id},
+                                      {"commit", held_->snapshot.commit},
+                                      {"message", held_->snapshot.message},
+                                      {"reason", held_->verdict.reason},
+                                      {"counts", held_->verdict.counts.toJson()},
+                                      {"since", held_->since}}
+                     : nlohmann::json(nullptr)},
+      {"conditions",
+       nlohmann::json::array(
+           {{{"type", "Held"},
+             {"status", held_ ? "True" : "False"},
+             {"reason", held_ ? "TooManyDeletes" : "NotHeld"},
+             {"message", held_ ? "revision " + held_->revision->id + " " + held_->verdict.reason +
+                                     "; approve with: hyperctl approve " + held_->revision->id
+                               : ""}}})},
       {"sourceError", lastSourceError_},
       {"suspended", suspended_.load()},
       {"ready", firstReconcileDone_ && current_ != nullptr},

@@ -17,6 +17,7 @@
 #include "controller/alerts.h"
 #include "controller/config.h"
 #include "controller/event_log.h"
+#include "controller/hold.h"
 #include "controller/metrics.h"
 #include "controller/source.h"
 #include "reconciler/engine.h"
@@ -50,6 +51,8 @@ struct LoopOptions {
   std::chrono::milliseconds hostDebounce{100};     // quiet time after a netlink event
   std::chrono::milliseconds backoffBase{1000};     // first retry after a failed action
   std::chrono::milliseconds backoffMax{300000};
+  // A revision whose prune would delete this much is held until approved (controller/hold.h).
+  HoldPolicy hold;
 };
 
 // A condition as in Kubernetes: Ready, Reconciling, Stalled, Drifted.
@@ -84,7 +87,8 @@ struct ReconcileSummary {
   size_t drifted = 0;   // objects found drifted
   bool sourceChanged = false;
   bool revisionRejected = false;
-  std::string error;  // source or plan error, one line
+  bool revisionHeld = false;  // the source's revision is held (hold.h): the last good one stays
+  std::string error;          // source or plan error, one line
   double seconds = 0;
   // Where the time went: the source (check + fetch), load and validation, observe + plan (the
   // providers' observe is most of it), and apply (the providers' actions).
@@ -146,6 +150,13 @@ class Controller {
   // flight. {"ok", "revision", "diagnostics" (file:line:column text), "errors", "plan", "text"}.
   nlohmann::json preview(const std::vector<SourceFile>& files, bool prune, bool color);
   std::optional<ObjectStatus> objectStatus(const ObjectId& id) const;
+  // Approves the revision that is held (`hyperctl approve`): exactly that one, named by its
+  // revision id ("git:<commit>", "dir:<hash>") or its full commit id. It is applied by the
+  // reconcile this triggers; the returned ticket is for waitFor(). An error when nothing is held
+  // or another revision is.
+  Result<uint64_t> approve(const std::string& revision);
+  // The held revision's id, or "" when none is held.
+  std::string heldRevision() const;
   bool ready() const;  // a valid revision is in force and the first reconcile finished
   std::string appliedRevision() const;
 
@@ -163,6 +174,11 @@ class Controller {
   void emit(Event event, bool alert);
   void updateObjectGauges();
   std::string describeSource() const;
+  // The source's new, valid revision `next`: held (true: recorded and reported once) when its
+  // prune would delete too much and neither the revision itself nor an approval allows it.
+  bool holdIfTooDestructive(const std::shared_ptr<const Revision>& next, const Snapshot& snapshot,
+                            const LoopOptions& options, const std::string& rid);
+  void clearHold(const std::string& why, const std::string& rid);
 
   Engine& engine_;
   Inventory& inventory_;
@@ -185,6 +201,16 @@ class Controller {
   std::shared_ptr<const Revision> current_;  // the revision in force
   Snapshot currentSnapshot_;                 // its source metadata (files dropped)
   std::string rejectedRevision_;             // the newest source revision that failed validation
+  // The newest source revision, valid but held (hold.h) until approved; the last good revision
+  // stays in force meanwhile. A newer source revision replaces it and is judged anew.
+  struct Held {
+    std::shared_ptr<const Revision> revision;
+    Snapshot snapshot;  // files dropped
+    HoldVerdict verdict;
+    int64_t since = 0;  // unix milliseconds
+  };
+  std::optional<Held> held_;
+  std::string approvedRevision_;  // approve()d; taken by the next reconcile if still held
   std::string lastSourceError_;
   nlohmann::json lastPlan_ = nullptr;
   bool firstReconcileDone_ = false;

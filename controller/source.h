@@ -22,6 +22,9 @@ struct Snapshot {
   // force-push or a rollback); the loop reports it.
   bool rewound = false;
   std::string previousCommit;
+  // The revision approves its own mass delete (git: a `Hyper-Allow-Prune: yes` trailer in the
+  // commit message, controller/hold.h). A directory never does: approve it with hyperctl.
+  bool allowPrune = false;
 };
 
 // Where hyperd reads manifests from. Not thread-safe: the loop owns it and calls it from one
@@ -71,6 +74,9 @@ struct SourceSpec {
   // instead of credentials in the URL (which a command line shows to every local user). Its
   // values win over the URL's userinfo and are scrubbed from every message like it.
   std::string credentialsFile;
+  // directory: how long fetch() waits for a manifest file being written (modified, not yet
+  // closed) to be closed before it reports "still being written" instead of reading it half-way.
+  std::chrono::milliseconds settle{2000};
 };
 
 // The user and token of a credentials file (SourceSpec::credentialsFile). Errors name the file

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <system_error>
 
@@ -54,6 +55,36 @@ std::map<std::string, std::string> stringMap(const Json& metadata, const char* f
   return out;
 }
 
+// `target` is `root` or below it (both canonical: absolute, no symlinks, no "..").
+bool isWithin(const fs::path& target, const fs::path& root) {
+  auto t = target.begin();
+  for (auto r = root.begin(); r != root.end(); ++r, ++t) {
+    if (r->empty()) {
+      continue;  // a trailing separator
+    }
+    if (t == target.end() || *t != *r) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A symlink met while walking `root`: where it leads, when that is inside `root`; an error naming
+// it when it leads out (a manifest tree must not read /etc or another tenant's files through a
+// link); nullopt when it leads nowhere (dangling: skipped, as before).
+Result<std::optional<fs::path>> resolveInside(const fs::path& link, const fs::path& root) {
+  std::error_code ec;
+  fs::path target = fs::canonical(link, ec);
+  if (ec) {
+    return std::optional<fs::path>();
+  }
+  if (!isWithin(target, root)) {
+    return Status::error(link.string() + " is a symlink to " + target.string() + ", outside " +
+                         root.string() + " (links may only point inside the tree)");
+  }
+  return std::optional<fs::path>(target);
+}
+
 }  // namespace
 
 Result<std::vector<SourceFile>> readManifestFiles(const std::vector<std::string>& paths) {
@@ -72,6 +103,10 @@ Result<std::vector<SourceFile>> readManifestFiles(const std::vector<std::string>
       return Status::error("read manifests " + root + " <- not a file or directory");
     }
     std::vector<std::string> found;
+    fs::path canonicalRoot = fs::canonical(root, ec);
+    if (ec) {
+      return Status::error("read manifests " + root + " <- " + ec.message());
+    }
     fs::recursive_directory_iterator it(root, fs::directory_options::follow_directory_symlink, ec);
     if (ec) {
       return Status::error("read manifests " + root + " <- " + ec.message());
@@ -85,6 +120,16 @@ Result<std::vector<SourceFile>> readManifestFiles(const std::vector<std::string>
           it.disable_recursion_pending();
         }
         continue;
+      }
+      std::error_code linkEc;
+      if (it->is_symlink(linkEc)) {
+        auto inside = resolveInside(it->path(), canonicalRoot);
+        if (!inside.isOk()) {
+          return inside.status().withContext("read manifests " + root);
+        }
+        if (!inside->has_value()) {
+          continue;  // dangling
+        }
       }
       if (it->is_regular_file() && isManifestFile(it->path())) {
         found.push_back(it->path().string());

@@ -104,7 +104,8 @@ echo "(diff exit code $rc: in sync)"
 
 step "the VM leaves the manifests: apply --prune stops it and removes its tap"
 rm "$vms/vm.yaml"
-show inns "$hyperctl" --state-dir "$state" apply --prune -f "$vms"
+echo "(It is the only running VM: deleting more than half of them needs --yes.)"
+show inns "$hyperctl" --state-dir "$state" apply --prune --yes -f "$vms"
 show inns ip -br link show type tun
 rm -rf "$vms"
 

@@ -34,6 +34,7 @@ class FakeSource : public controller::Source {
     s.files = files_;
     s.rewound = rewindNext;
     s.previousCommit = rewindNext ? "fake:previous" : "";
+    s.allowPrune = allowPrune;
     rewindNext = false;
     return s;
   }
@@ -41,7 +42,7 @@ class FakeSource : public controller::Source {
   // A new revision; its id is the hash of the content.
   void set(std::vector<SourceFile> files) {
     files_ = std::move(files);
-    std::string all;
+    std::string all = allowPrune ? "allow-prune\n" : "";
     for (const auto& f : files_) {
       all += f.path + '\0' + f.content + '\0';
     }
@@ -51,6 +52,7 @@ class FakeSource : public controller::Source {
 
   std::string error;        // non-empty: changed() and fetch() fail with it
   bool rewindNext = false;  // the next fetch reports a force-push
+  bool allowPrune = false;  // the revision approves its own mass delete (Snapshot::allowPrune)
   int changedCalls = 0;
   int fetchCalls = 0;
 

@@ -124,6 +124,27 @@ TEST_F(GitSourceTest, FetchReturnsManifestsAtTheCommit) {
   EXPECT_EQ(src->describe(), "git " + bare_ + " ref main");
 }
 
+TEST_F(GitSourceTest, APruneTrailerInTheCommitMessageIsReadForThatCommitOnly) {
+  commit({{"net.yaml", kNetwork}}, "add the lab network");
+  push();
+  auto src = open(bare_);
+  ASSERT_TRUE(src);
+  EXPECT_FALSE(fetch(*src).allowPrune);
+  // Not a trailer of its own: the near miss stays unapproved.
+  commit({{"net.yaml", ""}}, "remove the lab\n\nNo Hyper-Allow-Prune: yes here");
+  push();
+  EXPECT_FALSE(fetch(*src).allowPrune);
+  commit({{"other.yaml", "a: 1\n"}}, "remove the lab\n\nHyper-Allow-Prune: yes");
+  push();
+  Snapshot approved = fetch(*src);
+  EXPECT_TRUE(approved.allowPrune);
+  EXPECT_EQ(approved.message, "remove the lab");
+  // The next commit is judged anew: the marker does not carry over.
+  commit({{"other.yaml", "a: 2\n"}}, "change other");
+  push();
+  EXPECT_FALSE(fetch(*src).allowPrune);
+}
+
 TEST_F(GitSourceTest, ChangedOnlyAfterAPush) {
   std::string c1 = commit({{"net.yaml", kNetwork}});
   push();

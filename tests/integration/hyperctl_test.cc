@@ -494,6 +494,49 @@ TEST_F(HyperctlTest, PruneDeletesExactlyWhatLeftTheSource) {
   EXPECT_EQ(d.exitCode, 0) << d.describe();
 }
 
+TEST_F(HyperctlTest, PruneOfEverythingIsRefusedWithoutYes) {
+  writeManifest("lab.yaml", kLab);
+  writeManifest("builds.yaml", kBuilds);
+  CommandRun r = apply();
+  ASSERT_EQ(r.exitCode, 0) << r.describe();
+  ASSERT_EQ(linkNames(), (std::set<std::string>{"lo", "hb-lab", "hb-builds"}));
+
+  // Every manifest gone (one file that says nothing is left): refused, nothing deleted.
+  std::filesystem::remove(manifests_ + "/lab.yaml");
+  std::filesystem::remove(manifests_ + "/builds.yaml");
+  writeManifest("empty.yaml", "# nothing here\n");
+  r = apply({"--prune"});
+  EXPECT_EQ(r.exitCode, 1) << r.describe();
+  EXPECT_TRUE(contains(r.err, "deletes every managed object (2 of 2)")) << r.describe();
+  EXPECT_TRUE(contains(r.err, "nothing was applied")) << r.describe();
+  EXPECT_TRUE(contains(r.err, "--yes")) << r.describe();
+  EXPECT_EQ(linkNames(), (std::set<std::string>{"lo", "hb-lab", "hb-builds"}));
+  EXPECT_EQ(itemNames(getJson("networks")), (std::vector<std::string>{"builds", "lab"}));
+  // A dry run says so and changes nothing.
+  r = apply({"--prune", "--dry-run"});
+  EXPECT_EQ(r.exitCode, 0) << r.describe();
+  EXPECT_TRUE(contains(r.err, "needs --yes")) << r.describe();
+
+  // The near miss: one of the two kept is not "everything", and applies without --yes.
+  writeManifest("lab.yaml", kLab);
+  r = apply({"--prune"});
+  EXPECT_EQ(r.exitCode, 0) << r.describe();
+  EXPECT_TRUE(contains(r.out, "Network/builds deleted")) << r.describe();
+  EXPECT_EQ(linkNames(), (std::set<std::string>{"lo", "hb-lab"}));
+
+  // And the last one, with --yes.
+  std::filesystem::remove(manifests_ + "/lab.yaml");
+  r = apply({"--prune"});
+  EXPECT_EQ(r.exitCode, 1) << r.describe();
+  EXPECT_TRUE(contains(r.err, "every managed object (1 of 1)")) << r.describe();
+  EXPECT_EQ(linkNames(), (std::set<std::string>{"lo", "hb-lab"}));
+  r = apply({"--prune", "--yes"});
+  EXPECT_EQ(r.exitCode, 0) << r.describe();
+  EXPECT_TRUE(contains(r.out, "Network/lab deleted")) << r.describe();
+  EXPECT_EQ(linkNames(), (std::set<std::string>{"lo"}));
+  EXPECT_TRUE(itemNames(getJson("networks")).empty());
+}
+
 TEST_F(HyperctlTest, InvalidDirectoryAppliesNothing) {
   writeManifest("good.yaml", kLab);
   writeManifest("bad.yaml", kBadBuilds);

@@ -615,6 +615,58 @@ TEST_F(HyperdTest, GitPushesConvergeAndABadRevisionKeepsTheLastGoodOne) {
   }
 }
 
+TEST_F(HyperdTest, APushDeletingEveryManifestIsHeldUntilApproved) {
+  initRepo();
+  std::string c1 = commit({{"nets.yaml", docs({network("keep1", "10.93.1.0/24", 1400),
+                                               network("keep2", "10.93.2.0/24", 1400)})}},
+                          "two networks");
+  push();
+  ASSERT_TRUE(
+      startHyperd({"--source", "file://" + bare_, "--interval", "1s", "--drift-interval", "60s"})
+          .isOk());
+  ASSERT_TRUE(eventually(kConverge, [&] { return convergedTo("git:" + c1); })) << status().dump(1);
+  ASSERT_EQ(mtu("hb-keep1"), 1400);
+
+  fs::remove(work_ + "/nets.yaml");
+  std::string c2 = commit({}, "remove everything");
+  push();
+  ASSERT_TRUE(eventually(kConverge, [&] {
+    Json s = status();
+    return s.is_object() && s["held"].is_object() && s["held"].value("revision", "") == "git:" + c2;
+  })) << status().dump(1);
+  Json s = status();
+  EXPECT_EQ(s["revision"], "git:" + c1) << s.dump(1);
+  EXPECT_EQ(s["held"]["counts"]["deleted"], 2) << s.dump(1);
+  EXPECT_EQ(s["conditions"][0]["type"], "Held") << s.dump(1);
+  EXPECT_EQ(s["conditions"][0]["status"], "True") << s.dump(1);
+  EXPECT_EQ(mtu("hb-keep1"), 1400);  // nothing deleted
+  EXPECT_EQ(mtu("hb-keep2"), 1400);
+  EXPECT_EQ(eventsOf("revision-held").size(), 1u);
+  CommandRun st = hyperctl({"status"});
+  EXPECT_EQ(st.exitCode, 0) << st.describe();
+  EXPECT_TRUE(contains(st.out, "held:      git:" + c2 + " deletes every managed object (2 of 2)"))
+      << st.describe();
+  EXPECT_TRUE(contains(st.out, "hyperctl approve git:" + c2)) << st.describe();
+  HttpReply metrics = http("GET", "/metrics", {}, "", false);
+  EXPECT_EQ(metric(metrics.body, "hyper_revision_held"), 1) << metrics.body;
+
+  // Only that revision can be approved: the one in force is refused.
+  CommandRun wrong = hyperctl({"approve", "git:" + c1});
+  EXPECT_EQ(wrong.exitCode, 1) << wrong.describe();
+  EXPECT_TRUE(contains(wrong.err, "the revision held is git:" + c2)) << wrong.describe();
+  EXPECT_EQ(mtu("hb-keep1"), 1400);
+
+  CommandRun ok = hyperctl({"approve", c2, "--wait", "60"});
+  EXPECT_EQ(ok.exitCode, 0) << ok.describe();
+  EXPECT_TRUE(contains(ok.out, "at revision git:" + c2 + ": 2 planned, 2 succeeded"))
+      << ok.describe();
+  ASSERT_TRUE(eventually(kConverge, [&] { return convergedTo("git:" + c2); })) << status().dump(1);
+  EXPECT_FALSE(link("hb-keep1").has_value());
+  EXPECT_FALSE(link("hb-keep2").has_value());
+  EXPECT_TRUE(status()["held"].is_null()) << status().dump(1);
+  EXPECT_EQ(eventsOf("revision-approved").size(), 1u);
+}
+
 TEST_F(HyperdTest, PushWebhookNeedsAValidSignature) {
   initRepo();
   std::string c1 = commit({{"nets.yaml", network("hook", "10.96.1.0/24", 1400)}}, "hook network");

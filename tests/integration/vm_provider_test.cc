@@ -304,7 +304,8 @@ TEST_F(VmProviderTest, BootsReplacesStopsAndPrunesWithNothingLeft) {
   EXPECT_EQ(row[7], again);   // PID
   EXPECT_EQ(row[8], "InSync") << r.describe();
   fs::remove(dir + "/web.yaml");
-  r = hyperctl({"apply", "--prune", "-f", dir});
+  // The only running VM: more than half of them, which apply --prune asks --yes for.
+  r = hyperctl({"apply", "--prune", "--yes", "-f", dir});
   ASSERT_EQ(r.exitCode, 0) << r.describe();
   EXPECT_TRUE(contains(r.out, "VM/web-1 will be deleted")) << r.describe();
   EXPECT_FALSE(processAlive(again));

@@ -139,6 +139,18 @@ TEST(ConfigTest, DefaultsForAMinimalConfig) {
   ASSERT_EQ(cfg->alerts.size(), 1u);  // the log, unless the file says otherwise
   EXPECT_EQ(cfg->alerts[0].type, AlertSinkConfig::Type::Log);
   EXPECT_EQ(cfg->debounce, 500ms);
+  EXPECT_TRUE(cfg->hold.deleteAll);
+  EXPECT_EQ(cfg->hold.maxDeletedPercent, 100);
+  EXPECT_EQ(cfg->hold.maxDeletedRunningVmsPercent, 50);
+
+  auto hold = parseConfig(
+      "schemaVersion: \"1\"\nsource: {url: /srv/env}\nhold: {deleteAll: false, "
+      "maxDeletedPercent: 30}\n",
+      "h.yaml");
+  ASSERT_TRUE(hold) << hold.status().message();
+  EXPECT_FALSE(hold->hold.deleteAll);
+  EXPECT_EQ(hold->hold.maxDeletedPercent, 30);
+  EXPECT_EQ(hold->hold.maxDeletedRunningVmsPercent, 50);  // not given: the default
 
   auto none = parseConfig("schemaVersion: \"1\"\nsource: {url: /srv/env}\nalerts: []\n", "m.yaml");
   ASSERT_TRUE(none) << none.status().message();
@@ -206,6 +218,11 @@ INSTANTIATE_TEST_SUITE_P(
                       "cfg.yaml:4:1", "parallelism", "wrong type: found a string \"four\""},
         BadConfigCase{"ParallelismOutOfRange", std::string(kHead) + "parallelism: 65\n",
                       "cfg.yaml:4:1", "parallelism", "found 65, which is out of range"},
+        BadConfigCase{"HoldPercentOver100",
+                      std::string(kHead) + "hold:\n  maxDeletedPercent: 101\n", "cfg.yaml:5:3",
+                      "hold.maxDeletedPercent", "found 101, which is out of range"},
+        BadConfigCase{"HoldUnknownField", std::string(kHead) + "hold:\n  allowEmpty: true\n",
+                      "cfg.yaml:5:3", "hold.allowEmpty", "unknown field \"allowEmpty\""},
         BadConfigCase{"WrongTypePrune", std::string(kHead) + "prune: \"yes\"\n", "cfg.yaml:4:1",
                       "prune", "wrong type: found a string"},
         BadConfigCase{"DurationWithoutUnit", std::string(kHead) + "driftInterval: 30\n",

@@ -1,8 +1,10 @@
 #include "controller/dir_source.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -307,7 +309,113 @@ TEST_F(DirSourceTest, RenamedDirectoriesStayWatched) {
 
   fs::remove_all(fs::path(root_) / "environments");
   EXPECT_TRUE(waitQuiet(*src, 50ms, 2000ms));
-  EXPECT_TRUE(fetch(*src).files.empty());
+  // No manifest left: a source error, not an empty revision.
+  auto gone = src->fetch();
+  ASSERT_FALSE(gone.isOk());
+  EXPECT_NE(gone.status().message().find("no manifest files"), std::string::npos)
+      << gone.status().message();
+}
+
+TEST_F(DirSourceTest, EmptyOrMissingRootIsASourceErrorNotAnEmptyRevision) {
+  auto src = open();
+  ASSERT_TRUE(src);
+  auto empty = src->fetch();
+  ASSERT_FALSE(empty.isOk());
+  EXPECT_NE(empty.status().message().find("no manifest files"), std::string::npos)
+      << empty.status().message();
+  EXPECT_NE(empty.status().message().find(root_), std::string::npos) << empty.status().message();
+  write("README.md", "not a manifest\n");
+  write(".hidden.yaml", kNetwork);
+  EXPECT_FALSE(src->fetch().isOk());
+  // The near miss: a manifest file with no document is there, and says "nothing" (a revision
+  // with no objects, which hyperd holds for approval).
+  write("empty.yaml", "# everything removed on purpose\n");
+  EXPECT_EQ(paths(fetch(*src)), (std::vector<std::string>{"empty.yaml"}));
+
+  // A sub-path that is a file, and a root removed after open.
+  auto file = open("empty.yaml");
+  ASSERT_TRUE(file);
+  auto notDir = file->fetch();
+  ASSERT_FALSE(notDir.isOk());
+  EXPECT_NE(notDir.status().message().find("not a directory"), std::string::npos)
+      << notDir.status().message();
+  fs::remove_all(root_);
+  auto missing = src->fetch();
+  ASSERT_FALSE(missing.isOk());
+  EXPECT_NE(missing.status().message().find("no such directory"), std::string::npos)
+      << missing.status().message();
+}
+
+TEST_F(DirSourceTest, ASymlinkOutOfTheRootIsAnErrorNamingIt) {
+  write("net.yaml", kNetwork);
+  write("sub/real.yaml", "a: 1\n");
+  // A sibling whose name starts like the root's: outside, though its path has the root's prefix.
+  std::string sibling = root_ + "2";
+  fs::create_directories(sibling);
+  std::ofstream(sibling + "/secret.yaml") << "a: 2\n";
+  // Inside the root: followed.
+  fs::create_symlink("sub/real.yaml", fs::path(root_) / "link.yaml");
+  auto src = open();
+  ASSERT_TRUE(src);
+  EXPECT_EQ(paths(fetch(*src)),
+            (std::vector<std::string>{"link.yaml", "net.yaml", "sub/real.yaml"}));
+
+  fs::create_symlink(sibling + "/secret.yaml", fs::path(root_) / "evil.yaml");
+  auto out = src->fetch();
+  ASSERT_FALSE(out.isOk());
+  EXPECT_NE(out.status().message().find(root_ + "/evil.yaml is a symlink to " + sibling),
+            std::string::npos)
+      << out.status().message();
+  fs::remove(fs::path(root_) / "evil.yaml");
+
+  // A directory link out of the root, one level down.
+  fs::create_directory_symlink(sibling, fs::path(root_) / "sub/elsewhere");
+  out = src->fetch();
+  ASSERT_FALSE(out.isOk());
+  EXPECT_NE(out.status().message().find("sub/elsewhere"), std::string::npos)
+      << out.status().message();
+  fs::remove(fs::path(root_) / "sub/elsewhere");
+  EXPECT_TRUE(src->fetch().isOk());
+  fs::remove_all(sibling);
+}
+
+TEST_F(DirSourceTest, AFileWrittenInTwoStepsIsNotReadHalfWay) {
+  write("a.yaml", kNetwork);
+  SourceSpec spec;
+  spec.location = root_;
+  spec.settle = 200ms;
+  auto opened = DirSource::open(spec);
+  ASSERT_TRUE(opened.isOk()) << opened.status().message();
+  auto& src = **opened;
+  ASSERT_GE(src.wakeFd(), 0);
+  // A file written and closed just before is read at once.
+  write("b.yaml", kNetwork);
+  EXPECT_EQ(paths(fetch(src)), (std::vector<std::string>{"a.yaml", "b.yaml"}));
+
+  std::string whole = std::string(kNetwork) + "  mtu: 1400\n";
+  std::string path = root_ + "/c.yaml";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  size_t half = whole.size() / 2;
+  ASSERT_EQ(::write(fd, whole.data(), half), static_cast<ssize_t>(half));
+  auto during = src.fetch();
+  ASSERT_FALSE(during.isOk()) << "read half-way: " << during->files.size() << " files";
+  EXPECT_NE(during.status().message().find(path + " is being written"), std::string::npos)
+      << during.status().message();
+  ASSERT_EQ(::write(fd, whole.data() + half, whole.size() - half),
+            static_cast<ssize_t>(whole.size() - half));
+  ::close(fd);
+  Snapshot after = fetch(src);
+  ASSERT_EQ(paths(after), (std::vector<std::string>{"a.yaml", "b.yaml", "c.yaml"}));
+  EXPECT_EQ(after.files[2].content, whole);
+
+  // An existing file rewritten in place (truncate, then write) is waited for the same way.
+  fd = ::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, whole.data(), half), static_cast<ssize_t>(half));
+  EXPECT_FALSE(src.fetch().isOk());
+  ::close(fd);
+  EXPECT_TRUE(src.fetch().isOk());
 }
 
 TEST_F(DirSourceTest, OpenSourcePicksDirectoryOrGit) {

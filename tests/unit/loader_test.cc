@@ -186,5 +186,36 @@ TEST(LoaderTest, ReadManifestFilesWalksDirectoriesSortedAndSkipsHidden) {
   ASSERT_EQ(system(("rm -rf " + root).c_str()), 0);
 }
 
+TEST(LoaderTest, ReadManifestFilesNeverFollowsALinkOutOfTheRoot) {
+  char tmpl[] = "/tmp/hyper-loader-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string root = tmpl;
+  // The sibling's path starts with the root's: a string-prefix check would let it through.
+  std::string sibling = root + "-x";
+  std::string cmd = "mkdir -p " + root + "/in " + sibling + " && echo 'x: 1' > " + root +
+                    "/in/a.yaml && echo 'x: 2' > " + sibling + "/b.yaml && ln -s in/a.yaml " +
+                    root + "/inside.yaml && ln -s in " + root + "/indir";
+  ASSERT_EQ(system(cmd.c_str()), 0);
+  auto files = readManifestFiles({root});
+  ASSERT_TRUE(files.isOk()) << files.status().message();
+  ASSERT_EQ(files->size(), 3u);  // in/a.yaml, indir/a.yaml and inside.yaml: links inside are read
+  EXPECT_EQ((*files)[2].path, root + "/inside.yaml");
+
+  ASSERT_EQ(system(("ln -s " + sibling + "/b.yaml " + root + "/in/out.yaml").c_str()), 0);
+  auto out = readManifestFiles({root});
+  ASSERT_FALSE(out.isOk());
+  EXPECT_NE(out.status().message().find("/out.yaml is a symlink to " + sibling + "/b.yaml"),
+            std::string::npos)
+      << out.status().message();
+  ASSERT_EQ(
+      system(("rm " + root + "/in/out.yaml && ln -s " + sibling + " " + root + "/outdir").c_str()),
+      0);
+  out = readManifestFiles({root});
+  ASSERT_FALSE(out.isOk());
+  EXPECT_NE(out.status().message().find(root + "/outdir is a symlink"), std::string::npos)
+      << out.status().message();
+  ASSERT_EQ(system(("rm -rf " + root + " " + sibling).c_str()), 0);
+}
+
 }  // namespace
 }  // namespace hyper

@@ -52,6 +52,12 @@ std::string thing(const std::string& name, const std::string& extraSpec = "") {
          "\nspec:\n  size: 1\n" + extraSpec + "---\n";
 }
 
+std::string vm(const std::string& name, bool running = true) {
+  return "apiVersion: hyper.dev/v1alpha1\nkind: VM\nmetadata:\n  name: " + name +
+         "\nspec:\n  kernel: {path: /boot/vmlinuz}\n  running: " + (running ? "true" : "false") +
+         "\n---\n";
+}
+
 class LoopTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -62,7 +68,9 @@ class LoopTest : public ::testing::Test {
     schemas.push_back({"fake.schema.json", R"({"x-hyper-kind":"FakeThing","type":"object"})"});
     auto registry = SchemaRegistry::fromSchemas(schemas);
     ASSERT_TRUE(registry.isOk()) << registry.status().message();
-    auto provider = std::make_unique<FakeProvider>();
+    // VM too: the hold counts running VMs (the fake stands in for the VM provider).
+    auto provider =
+        std::make_unique<FakeProvider>("fake", std::vector<std::string>{"FakeThing", "VM"});
     fake_ = provider.get();
     std::vector<std::unique_ptr<Provider>> providers;
     providers.push_back(std::move(provider));
@@ -332,6 +340,143 @@ TEST_F(LoopTest, InterruptedJournalEntriesAreClosedAtStartup) {
   EXPECT_TRUE(left->empty());
   auto types = eventTypes();
   EXPECT_NE(std::find(types.begin(), types.end(), "action-interrupted"), types.end());
+}
+
+TEST_F(LoopTest, RevisionDeletingEverythingIsHeldUntilApproved) {
+  source_.set({{"a.yaml", thing("a") + thing("b")}});
+  controller_->reconcileOnce("test", true);
+  std::string good = source_.revision();
+  source_.set({});  // every manifest deleted
+  std::string empty = source_.revision();
+  ReconcileSummary s = controller_->reconcileOnce("webhook", true);
+  EXPECT_TRUE(s.revisionHeld);
+  EXPECT_EQ(s.revision, good);
+  EXPECT_EQ(controller_->appliedRevision(), good);
+  EXPECT_EQ(controller_->heldRevision(), empty);
+  EXPECT_TRUE(fake_->hostState({"FakeThing", "a"}).has_value());
+  EXPECT_TRUE(fake_->hostState({"FakeThing", "b"}).has_value());
+  nlohmann::json status = controller_->statusJson();
+  ASSERT_TRUE(status["held"].is_object()) << status.dump();
+  EXPECT_EQ(status["held"]["revision"], empty);
+  EXPECT_EQ(status["held"]["counts"]["managed"], 2);
+  EXPECT_EQ(status["held"]["counts"]["deleted"], 2);
+  EXPECT_EQ(status["held"]["counts"]["objects"], 0);
+  EXPECT_EQ(status["conditions"][0]["type"], "Held");
+  EXPECT_EQ(status["conditions"][0]["status"], "True");
+  auto held = sink_.of("revision-held");
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_NE(held[0].summary.find("every managed object (2 of 2)"), std::string::npos)
+      << held[0].summary;
+  EXPECT_NE(held[0].summary.find("hyperctl approve " + empty), std::string::npos);
+  auto types = eventTypes();
+  EXPECT_NE(std::find(types.begin(), types.end(), "revision-held"), types.end());
+  EXPECT_NE(metrics_.render().find("hyper_revision_held 1"), std::string::npos);
+  // Still held on the next poll, and one hold is one alert.
+  s = controller_->reconcileOnce("poll", true);
+  EXPECT_TRUE(s.revisionHeld);
+  EXPECT_EQ(sink_.of("revision-held").size(), 1u);
+  EXPECT_TRUE(fake_->hostState({"FakeThing", "a"}).has_value());
+
+  // Approval names that exact revision: the one in force, or a near one, is refused.
+  EXPECT_FALSE(controller_->approve(good).isOk());
+  EXPECT_FALSE(controller_->approve(empty.substr(0, empty.size() - 1)).isOk());
+  EXPECT_FALSE(fake_->hostState({"FakeThing", "a"}) == std::nullopt);
+  ASSERT_TRUE(controller_->approve(empty).isOk());
+  s = controller_->reconcileOnce("approve", false);
+  EXPECT_FALSE(s.revisionHeld);
+  EXPECT_EQ(s.revision, empty);
+  EXPECT_EQ(s.succeeded, 2u);
+  EXPECT_FALSE(fake_->hostState({"FakeThing", "a"}).has_value());
+  EXPECT_FALSE(fake_->hostState({"FakeThing", "b"}).has_value());
+  EXPECT_EQ(controller_->heldRevision(), "");
+  EXPECT_TRUE(controller_->statusJson()["held"].is_null());
+  EXPECT_EQ(controller_->statusJson()["conditions"][0]["status"], "False");
+  EXPECT_EQ(sink_.of("revision-approved").size(), 1u);
+  EXPECT_NE(metrics_.render().find("hyper_revision_held 0"), std::string::npos);
+  // Nothing is held any more: an approval now is an error, not a standing permission.
+  EXPECT_FALSE(controller_->approve(empty).isOk());
+}
+
+TEST_F(LoopTest, ALaterRevisionIsJudgedAnew) {
+  source_.set({{"a.yaml", thing("a") + thing("b")}});
+  controller_->reconcileOnce("test", true);
+  source_.set({});
+  std::string first = source_.revision();
+  controller_->reconcileOnce("webhook", true);
+  ASSERT_EQ(controller_->heldRevision(), first);
+  ASSERT_TRUE(controller_->approve(first).isOk());
+  // Before the approval is taken, the source moves on to another revision that deletes
+  // everything (one new object, both managed ones gone): that one is held, the approval of the
+  // first does not carry over.
+  source_.set({{"c.yaml", thing("c")}});
+  std::string second = source_.revision();
+  ReconcileSummary s = controller_->reconcileOnce("webhook", true);
+  EXPECT_TRUE(s.revisionHeld);
+  EXPECT_EQ(controller_->heldRevision(), second);
+  EXPECT_TRUE(fake_->hostState({"FakeThing", "a"}).has_value());
+  EXPECT_FALSE(fake_->hostState({"FakeThing", "c"}).has_value());
+  EXPECT_EQ(sink_.of("revision-held").size(), 2u);
+  EXPECT_FALSE(controller_->approve(first).isOk());
+  // A revision that keeps one managed object is not held, and ends the hold.
+  source_.set({{"a.yaml", thing("a") + thing("c")}});
+  s = controller_->reconcileOnce("webhook", true);
+  EXPECT_FALSE(s.revisionHeld);
+  EXPECT_EQ(controller_->heldRevision(), "");
+  EXPECT_FALSE(fake_->hostState({"FakeThing", "b"}).has_value());
+  EXPECT_TRUE(fake_->hostState({"FakeThing", "c"}).has_value());
+}
+
+TEST_F(LoopTest, DeletingHalfTheRunningVmsAppliesOneMoreIsHeld) {
+  source_.set({{"a.yaml", thing("a") + vm("vm0") + vm("vm1") + vm("vm2") + vm("vm3") +
+                              vm("vm-off", /*running=*/false)}});
+  controller_->reconcileOnce("test", true);
+  ASSERT_TRUE(fake_->hostState({"VM", "vm3"}).has_value());
+  // Three of four running VMs: held.
+  source_.set({{"a.yaml", thing("a") + vm("vm0") + vm("vm-off", false)}});
+  ReconcileSummary s = controller_->reconcileOnce("webhook", true);
+  EXPECT_TRUE(s.revisionHeld);
+  EXPECT_TRUE(fake_->hostState({"VM", "vm1"}).has_value());
+  nlohmann::json held = controller_->statusJson()["held"];
+  ASSERT_TRUE(held.is_object());
+  EXPECT_EQ(held["counts"]["runningVms"], 4);
+  EXPECT_EQ(held["counts"]["deletedRunningVms"], 3);
+  EXPECT_NE(held["reason"].get<std::string>().find("3 of 4 running VMs"), std::string::npos);
+  // Exactly half of them, and the stopped one (not running, not counted): applied.
+  source_.set({{"a.yaml", thing("a") + vm("vm0") + vm("vm1")}});
+  s = controller_->reconcileOnce("webhook", true);
+  EXPECT_FALSE(s.revisionHeld);
+  EXPECT_EQ(controller_->heldRevision(), "");
+  EXPECT_FALSE(fake_->hostState({"VM", "vm2"}).has_value());
+  EXPECT_FALSE(fake_->hostState({"VM", "vm3"}).has_value());
+  EXPECT_FALSE(fake_->hostState({"VM", "vm-off"}).has_value());
+  EXPECT_TRUE(fake_->hostState({"VM", "vm1"}).has_value());
+}
+
+TEST_F(LoopTest, ARevisionThatSaysSoApprovesItself) {
+  source_.set({{"a.yaml", thing("a") + thing("b")}});
+  controller_->reconcileOnce("test", true);
+  source_.allowPrune = true;  // git: "Hyper-Allow-Prune: yes" in the commit message
+  source_.set({});
+  ReconcileSummary s = controller_->reconcileOnce("webhook", true);
+  EXPECT_FALSE(s.revisionHeld);
+  EXPECT_EQ(s.revision, source_.revision());
+  EXPECT_FALSE(fake_->hostState({"FakeThing", "a"}).has_value());
+  EXPECT_TRUE(sink_.of("revision-held").empty());
+  auto approved = sink_.of("revision-approved");
+  ASSERT_EQ(approved.size(), 1u);
+  EXPECT_NE(approved[0].summary.find("Hyper-Allow-Prune"), std::string::npos);
+}
+
+TEST_F(LoopTest, NoPruneHoldsNothing) {
+  LoopOptions options;
+  options.prune = false;
+  controller_->setOptions(options);
+  source_.set({{"a.yaml", thing("a")}});
+  controller_->reconcileOnce("test", true);
+  source_.set({});
+  ReconcileSummary s = controller_->reconcileOnce("webhook", true);
+  EXPECT_FALSE(s.revisionHeld);
+  EXPECT_TRUE(fake_->hostState({"FakeThing", "a"}).has_value());  // not pruned either
 }
 
 }  // namespace
