@@ -5,8 +5,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <set>
+#include <sstream>
 #include <string_view>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 namespace hyper {
@@ -350,6 +352,44 @@ class Converter {
   size_t suppressed_ = 0;
 };
 
+// yaml-cpp 0.7 (Debian 12) consumes nothing at a token that cannot start a node at the top of a
+// document (a lone ','): its parser then reports one empty document after another at the same
+// place, and LoadAll collects them until memory runs out. A first pass over the events alone stops
+// at a document that starts where the previous one started, before LoadAll builds anything.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (seen_ && mark.pos == last_.pos) {
+      throw YAML::ParserException(mark, "unexpected token at the start of a document");
+    }
+    seen_ = true;
+    last_ = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+  // Throws YAML::ParserException (as LoadAll would) at the first document that does not advance.
+  void check(const std::string& content) {
+    std::istringstream in(content);
+    YAML::Parser parser(in);
+    while (parser.HandleNextDocument(*this)) {
+    }
+  }
+
+ private:
+  bool seen_ = false;
+  YAML::Mark last_;
+};
+
 }  // namespace
 
 std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
@@ -357,6 +397,7 @@ std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
                                              Diagnostics& diagnostics, const YamlLimits& limits) {
   std::vector<YAML::Node> nodes;
   try {
+    DocumentStarts().check(content);
     nodes = YAML::LoadAll(content);
   } catch (const YAML::Exception& e) {
     Diagnostic d;
