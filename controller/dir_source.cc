@@ -60,7 +60,7 @@ bool maybeBeingWritten(const SourceFile& f, std::chrono::milliseconds settle) {
   }
   auto mtime = std::chrono::system_clock::time_point(std::chrono::seconds(st.st_mtim.tv_sec) +
                                                      std::chrono::nanoseconds(st.st_mtim.tv_nsec));
-  return static_cast<size_t>(st.st_size) != f.content.size() ||
+  return static_cast<size_t>(st.st_size) != std::max(f.content.size(), f.unreadBytes) ||
          std::chrono::system_clock::now() - mtime < settle;
 }
 

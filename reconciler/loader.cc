@@ -1,5 +1,7 @@
 #include "reconciler/loader.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -138,9 +140,22 @@ Result<std::vector<SourceFile>> readManifestFiles(const std::vector<std::string>
     std::sort(found.begin(), found.end());
     files.insert(files.end(), found.begin(), found.end());
   }
+  // Sizes before contents: a file over the default maxFileBytes, or any file once the revision
+  // is over maxRevisionBytes or maxFiles, is passed on with its size and never read, so a huge
+  // file in a watched directory costs a stat, not its size in memory. The loader reports it.
+  const LoaderLimits limits;
   std::vector<SourceFile> out;
   out.reserve(files.size());
+  size_t total = 0;
   for (const auto& f : files) {
+    struct stat st {};
+    size_t size = ::stat(f.c_str(), &st) == 0 ? static_cast<size_t>(st.st_size) : 0;
+    total += size;
+    if (size > limits.maxFileBytes || total > limits.maxRevisionBytes ||
+        out.size() >= limits.maxFiles) {
+      out.push_back({f, "", size});
+      continue;
+    }
     HYPER_ASSIGN_OR_RETURN(std::string content, readFile(f));
     out.push_back({f, std::move(content)});
   }
@@ -249,7 +264,7 @@ LoadResult ManifestLoader::load(const std::vector<SourceFile>& files) {
   }
   size_t totalBytes = 0;
   for (const auto& f : files) {
-    totalBytes += f.content.size();
+    totalBytes += std::max(f.content.size(), f.unreadBytes);
     if (totalBytes > limits_.maxRevisionBytes) {
       return revisionLimit(f, "maxRevisionBytes", limits_.maxRevisionBytes,
                            "the revision's manifest files add up to more bytes, counting up "

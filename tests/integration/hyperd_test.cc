@@ -900,7 +900,8 @@ TEST_F(HyperdTest, KilledMidApplyRestartsWithoutDuplicatesOrLeaks) {
   EXPECT_EQ(madeNames, bridgeNames);
   auto tables = inNs({"nft", "list", "tables"});
   ASSERT_TRUE(tables.isOk()) << tables.status().message();
-  EXPECT_EQ(*tables, "table inet hyper\n");
+  // hyper's two tables, once each: the policy table and the taps' guard.
+  EXPECT_EQ(*tables, "table inet hyper\ntable bridge hyper\n");
   auto table = inNs({"nft", "-j", "list", "table", "inet", "hyper"});
   ASSERT_TRUE(table.isOk()) << table.status().message();
   std::map<std::string, Json> bridgeSets;

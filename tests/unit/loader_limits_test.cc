@@ -1,8 +1,12 @@
 // Hostile and mistaken manifests: every limit of LoaderLimits / YamlLimits is an ordinary error
 // with a location and the limit's name, one step past the limit, and nothing at the limit.
 
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
+
+#include <stdlib.h>
 
 #include <gtest/gtest.h>
 
@@ -357,6 +361,41 @@ TEST(SchemaPatternTest, ConfigSchemaPatternsAreCheckedToo) {
                                  {{"listen", "127.0.0.1:7400"}}, map, good)
                   .isOk());
   EXPECT_EQ(good.format().find("listen"), std::string::npos) << good.format();
+}
+
+}  // namespace
+}  // namespace hyper
+
+namespace hyper {
+namespace {
+
+// A file over maxFileBytes in a directory is sized, not read: the directory source and
+// `hyperctl -f` never hold it in memory, and the loader reports it like a git blob over it.
+TEST(LoaderLimitTest, ADirectoryFileOverTheLimitIsSizedNotRead) {
+  char tmpl[] = "/tmp/hyper-limits.XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  const size_t limit = LoaderLimits{}.maxFileBytes;
+  std::string small = network("lab");
+  {
+    std::ofstream(dir + "/a.yaml") << small;
+    std::ofstream big(dir + "/b.yaml");
+    big << small << "#" << std::string(limit - small.size(), 'x');  // limit + 1 bytes
+  }
+  auto files = readManifestFiles({dir});
+  ASSERT_TRUE(files.isOk()) << files.status().message();
+  ASSERT_EQ(files->size(), 2u);
+  EXPECT_EQ((*files)[0].content, small);
+  EXPECT_EQ((*files)[1].content, "");
+  EXPECT_EQ((*files)[1].unreadBytes, limit + 1);
+  ManifestLoader loader(schemas());
+  LoadResult r = loader.load(*files);
+  EXPECT_NE(
+      r.diagnostics.format().find("b.yaml: error: limit maxFileBytes exceeded: the file has " +
+                                  std::to_string(limit + 1) + " bytes"),
+      std::string::npos)
+      << r.diagnostics.format();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
