@@ -356,11 +356,24 @@ class Converter {
 // document (a lone ','): its parser then reports one empty document after another at the same
 // place, and LoadAll collects them until memory runs out. A first pass over the events alone stops
 // at a document that starts where the previous one started, before LoadAll builds anything.
+// The same pass counts documents, empty ones included ("---" alone costs LoadAll a node each),
+// and stops at maxDocumentsPerFile before LoadAll builds any of them.
+struct TooManyDocuments : YAML::Exception {
+  using YAML::Exception::Exception;
+};
+
 class DocumentStarts : public YAML::EventHandler {
  public:
+  explicit DocumentStarts(size_t maxDocuments) : maxDocuments_(maxDocuments) {}
+
   void OnDocumentStart(const YAML::Mark& mark) override {
     if (seen_ && mark.pos == last_.pos) {
       throw YAML::ParserException(mark, "unexpected token at the start of a document");
+    }
+    if (++documents_ > maxDocuments_) {
+      throw TooManyDocuments(mark, limitMessage("maxDocumentsPerFile", maxDocuments_,
+                                                "the file has more documents (empty ones "
+                                                "counted)"));
     }
     seen_ = true;
     last_ = mark;
@@ -386,6 +399,8 @@ class DocumentStarts : public YAML::EventHandler {
   }
 
  private:
+  size_t maxDocuments_;
+  size_t documents_ = 0;
   bool seen_ = false;
   YAML::Mark last_;
 };
@@ -397,8 +412,12 @@ std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
                                              Diagnostics& diagnostics, const YamlLimits& limits) {
   std::vector<YAML::Node> nodes;
   try {
-    DocumentStarts().check(content);
+    DocumentStarts(limits.maxDocumentsPerFile).check(content);
     nodes = YAML::LoadAll(content);
+  } catch (const TooManyDocuments& e) {
+    diagnostics.add(
+        {Severity::Error, {*fileName, e.mark.line + 1, e.mark.column + 1}, "", "", e.msg});
+    return {};
   } catch (const YAML::Exception& e) {
     Diagnostic d;
     d.where = {*fileName, e.mark.is_null() ? 0 : e.mark.line + 1,

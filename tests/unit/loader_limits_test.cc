@@ -237,6 +237,13 @@ INSTANTIATE_TEST_SUITE_P(
                   [] { return with([](LoaderLimits& l) { l.yaml.maxDocumentsPerFile = 2; }); },
                   [] { return filesOf(1, 3); },
                   "limit maxDocumentsPerFile exceeded: the file has more documents"},
+        LimitCase{"EmptyDocumentsCountTowardsTheFileLimit",
+                  [] { return with([](LoaderLimits& l) { l.yaml.maxDocumentsPerFile = 3; }); },
+                  [] {
+                    return std::vector<SourceFile>{{"m/a.yaml", "---\n---\n---\n---\n"}};
+                  },
+                  "m/a.yaml:4:1: error: limit maxDocumentsPerFile exceeded: the file has more "
+                  "documents (empty ones counted)"},
         LimitCase{"ErrorsPerFileAreCountedNotListed",
                   [] { return with([](LoaderLimits& l) { l.yaml.maxErrorsPerFile = 3; }); },
                   [] {
