@@ -152,7 +152,10 @@ Result<BrokerConfig> loadBrokerConfig(const std::string& path, BrokerConfig c) {
   if (j.is_discarded() || !j.is_object()) {
     return Status::error(path + ": expected a JSON object");
   }
-  for (const auto& [key, value] : j.items()) {
+  for (const auto& item : j.items()) {
+    // Named, not a structured binding: clang 14 (the fuzz build) cannot capture those.
+    const std::string& key = item.key();
+    const Json& value = item.value();
     auto str = [&](std::string& out) -> Status {
       if (!value.is_string()) {
         return Status::error(path + ": " + key + ": expected a string, got " + value.dump());

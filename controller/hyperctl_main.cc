@@ -258,6 +258,17 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
   if (!managed.isOk()) {
     return fail(managed.status().message());
   }
+  // Actions a killed hyperctl or hyperd left half done: said once, then planned afresh like any
+  // other difference (every provider action is idempotent), so this apply finishes them.
+  auto interrupted = inventory->closeInterrupted();
+  if (!interrupted.isOk()) {
+    return fail(interrupted.status().message());
+  }
+  for (const auto& entry : *interrupted) {
+    std::cerr << "hyper: " << entry.action << " " << entry.object.str()
+              << " was interrupted (reconcile " << entry.reconcileId
+              << "); this apply finishes it\n";
+  }
   auto plannedOr = planAndPrint(*engine, *revision, *managed, prune, output);
   if (!plannedOr) {
     return kExitError;

@@ -234,14 +234,12 @@ void Controller::setCondition(ObjectStatus& s, const std::string& type, bool sta
 }
 
 void Controller::recoverJournal() {
-  auto unfinished = inventory_.unfinishedJournal();
+  auto unfinished = inventory_.closeInterrupted();
   if (!unfinished.isOk()) {
     spdlog::error("journal: {}", unfinished.status().message());
     return;
   }
   for (const auto& entry : *unfinished) {
-    (void)inventory_.journalEnd(entry.id, false,
-                                "interrupted: the process stopped while this action ran");
     Event e;
     e.type = "action-interrupted";
     e.level = "warning";

@@ -6,6 +6,7 @@
 #include <iterator>
 #include <set>
 
+#include "reconciler/crash_point.h"
 #include "reconciler/sha256.h"
 
 namespace hyper {
@@ -397,7 +398,11 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
     }
     const ManagedRecord* record = records.find(action.id);
 
+    // The crash points around each step: tests/integration/crash_points_test.cc kills the
+    // process at each in turn and proves the next apply finishes the work.
+    const std::string step = action.id.str() + " " + actionTypeName(action.type);
     HYPER_ASSIGN_OR_RETURN(int64_t journalId, inventory.journalBegin(options.reconcileId, action));
+    crashPoint("journal-begun " + step);
     ApplyRequest req{&action, desired, record};
     ApplyResponse resp;
     provider->apply(req, resp);
@@ -407,6 +412,7 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
       (void)inventory.journalEnd(journalId, false, message);
       return Status::error(message);
     }
+    crashPoint("host-changed " + step);
     Status recorded;
     if (action.type == ActionType::Delete) {
       recorded = inventory.remove(action.id);
@@ -427,7 +433,10 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
       (void)inventory.journalEnd(journalId, false, recorded.message());
       return recorded;
     }
-    return inventory.journalEnd(journalId, true, "");
+    crashPoint("recorded " + step);
+    Status ended = inventory.journalEnd(journalId, true, "");
+    crashPoint("journal-ended " + step);
+    return ended;
   };
 
   ApplyReport report;

@@ -396,6 +396,14 @@ Result<std::vector<JournalEntry>> Inventory::unfinishedJournal() const {
   return r;
 }
 
+Result<std::vector<JournalEntry>> Inventory::closeInterrupted() {
+  HYPER_ASSIGN_OR_RETURN(std::vector<JournalEntry> unfinished, unfinishedJournal());
+  for (const auto& entry : unfinished) {
+    HYPER_RETURN_IF_ERROR(journalEnd(entry.id, false, kInterrupted));
+  }
+  return unfinished;
+}
+
 Result<std::vector<JournalEntry>> Inventory::journal(int limit) const {
   std::lock_guard<std::mutex> lk(mu_);
   std::string sql =

@@ -73,6 +73,12 @@ class Inventory {
   Status journalEnd(int64_t entryId, bool succeeded, const std::string& detail);
   // Entries left "started" by a crash.
   Result<std::vector<JournalEntry>> unfinishedJournal() const;
+  // Marks the entries left "started" as failed with kInterrupted as their detail, and returns
+  // them as they were: what the holder of the state lock (hyperd at start, hyperctl apply) does
+  // before it plans, so that a crash is reported once and the next reconcile finishes the work.
+  Result<std::vector<JournalEntry>> closeInterrupted();
+  static constexpr const char* kInterrupted =
+      "interrupted: the process stopped while this action ran";
   Result<std::vector<JournalEntry>> journal(int limit) const;  // newest first
 
   Status recordRevision(const RevisionEntry& entry);

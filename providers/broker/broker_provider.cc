@@ -13,6 +13,7 @@
 
 #include "broker/client.h"
 #include "broker/rules.h"
+#include "reconciler/crash_point.h"
 #include "reconciler/sha256.h"
 
 namespace hyper::providers::broker {
@@ -60,11 +61,22 @@ RuleFile readRuleFile(const std::string& path) {
   return f;
 }
 
-// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename.
-Status writeAtomically(const std::string& path, const std::string& bytes) {
+// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename. Temp
+// files of this path that a killed writer left (`<path>.tmp.<pid>`) are removed first: only the
+// holder of the state lock writes the rules, so none of them is in use.
+Status writeAtomically(const std::string& path, const std::string& bytes,
+                       const std::string& object) {
   std::filesystem::path target(path);
   std::error_code ec;
   std::filesystem::create_directories(target.parent_path(), ec);
+  const std::string stalePrefix = target.filename().string() + ".tmp.";
+  for (std::filesystem::directory_iterator it(target.parent_path(), ec), end; !ec && it != end;
+       it.increment(ec)) {
+    if (it->path().filename().string().rfind(stalePrefix, 0) == 0) {
+      std::error_code ignored;
+      std::filesystem::remove(it->path(), ignored);
+    }
+  }
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
@@ -88,6 +100,7 @@ Status writeAtomically(const std::string& path, const std::string& bytes) {
     ::unlink(tmp.c_str());
     return Status::error("fsync " + tmp + " <- " + std::strerror(errno));
   }
+  crashPoint("rules-staged " + object);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
@@ -342,11 +355,12 @@ void BrokerProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
       return a.value("name", "") < b.value("name", "");
     });
     std::string bytes = Json{{"schemaVersion", "1"}, {"rules", kept}}.dump(2) + "\n";
-    Status written = writeAtomically(config_.rulesPath, bytes);
+    Status written = writeAtomically(config_.rulesPath, bytes, object);
     if (!written.isOk()) {
       resp.diagnostics.error(object, "", "write broker rules <- " + written.message());
       return;
     }
+    crashPoint("rules-written " + object);
     auto reloaded = hb::adminRequest(config_.socketPath, "reload");
     if (!reloaded.isOk()) {
       resp.diagnostics.error(

@@ -7,6 +7,7 @@
 #include "host/command.h"
 #include "providers/net/link_state.h"
 #include "providers/net/placement.h"
+#include "reconciler/crash_point.h"
 #include "reconciler/names.h"
 
 namespace hyper::providers::net {
@@ -724,6 +725,7 @@ void NetProvider::applyNetwork(const ApplyRequest& req, ApplyResponse& resp) {
       fail(resp, id, removed);
       return;
     }
+    crashPoint("bridge-deleted " + id.str());
     std::lock_guard<std::mutex> lock(mu_);
     model_.networks.erase(id.name);
     model_.ports.erase(id.name);
@@ -789,6 +791,7 @@ void NetProvider::applyNetwork(const ApplyRequest& req, ApplyResponse& resp) {
     fail(resp, id, routed.withContext("configure bridge " + dev));
     return;
   }
+  crashPoint("bridge-configured " + id.str());
 
   std::lock_guard<std::mutex> lock(mu_);
   model_.networks[id.name] = *spec;

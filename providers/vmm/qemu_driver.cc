@@ -25,6 +25,7 @@
 #include "providers/vmm/guest_log.h"
 #include "providers/vmm/qmp_client.h"
 #include "providers/vmm/tap_device.h"
+#include "reconciler/crash_point.h"
 #include "reconciler/fd.h"
 #include "reconciler/names.h"
 #include "reconciler/state_dir.h"
@@ -435,6 +436,7 @@ Result<VmHandle> QemuDriver::start(const VmSpec& spec) {
     }
   }
 
+  crashPoint("run-dir-written VM/" + spec.name);
   auto run = host::runCommand(argv);
   if (!run.isOk() || run->exitCode != 0) {
     std::string cause = run.isOk() ? run->err : run.status().message();

@@ -51,10 +51,12 @@ Status createTap(const std::string& tap, const std::string& bridge, std::string_
                            "')");
     }
   } else {
-    HYPER_RETURN_IF_ERROR(host::runChecked({"ip", "tuntap", "add", "dev", tap, "mode", "tap"})
-                              .status()
-                              .withContext(what));
-    HYPER_RETURN_IF_ERROR(host::runChecked({"ip", "link", "set", "dev", tap, "alias", alias})
+    // One `ip` process makes the tap and marks it ours: its whole input is written before we
+    // wait, so a hyper killed in between cannot leave an unmarked tap that it would then refuse
+    // to touch as someone else's.
+    HYPER_RETURN_IF_ERROR(host::runChecked({"ip", "-batch", "-"},
+                                           "tuntap add dev " + tap + " mode tap\nlink set dev " +
+                                               tap + " alias " + alias + "\n")
                               .status()
                               .withContext(what));
   }

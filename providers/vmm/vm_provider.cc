@@ -14,6 +14,7 @@
 #include "providers/net/cidr.h"
 #include "providers/vmm/guest_log.h"
 #include "providers/vmm/tap_device.h"
+#include "reconciler/crash_point.h"
 #include "reconciler/text_escape.h"
 
 namespace hyper::providers::vmm {
@@ -466,6 +467,7 @@ Status VmProvider::stopVm(const std::string& name) {
   if (!stopped.isOk()) {
     return stopped.status().withContext("stop VM " + name);
   }
+  crashPoint("vm-stopped VM/" + name);
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (watcher_) {
@@ -504,6 +506,7 @@ Status VmProvider::startVm(const VmManifest& vm, ApplyResponse& resp) {
     }
     spec.tap = tapNameFor(vm.name);
     HYPER_RETURN_IF_ERROR(createTap(spec.tap, p.bridge, vm.name));
+    crashPoint("tap-created VM/" + vm.name);
     spec.cmdline += (spec.cmdline.empty() ? "" : " ") + p.cmdlineArgs();
     handles["ip"] = p.ipString();
     handles["tap"] = spec.tap;
@@ -515,6 +518,7 @@ Status VmProvider::startVm(const VmManifest& vm, ApplyResponse& resp) {
     (void)cleanup;
     return started.status().withContext("start VM " + vm.name);
   }
+  crashPoint("vm-started VM/" + vm.name);
   Status ready = driver_->waitForLine(*started, vm.readyChannel, vm.readyLine,
                                       std::chrono::seconds(vm.readyTimeoutSeconds));
   if (!ready.isOk()) {

@@ -216,6 +216,36 @@ TEST(InventoryTest, JournalBeginEndAndUnfinished) {
             "inventory journal end #" + std::to_string(*c + 100) + " <- no such journal entry");
 }
 
+TEST(InventoryTest, CloseInterruptedMarksWhatACrashLeftStartedOnce) {
+  TempDir tmp;
+  {
+    auto inv = openOrDie(tmp.path());
+    ASSERT_TRUE(inv);
+    auto done = inv->journalBegin("rc-1", actionFor(ActionType::Create, "done"));
+    ASSERT_TRUE(done.isOk());
+    ASSERT_TRUE(inv->journalEnd(*done, true, "").isOk());
+    ASSERT_TRUE(inv->journalBegin("rc-1", actionFor(ActionType::Delete, "cut")).isOk());
+  }  // the process "dies" here: the entry of Network/cut stays started
+  auto inv = openOrDie(tmp.path());
+  ASSERT_TRUE(inv);
+  auto closed = inv->closeInterrupted();
+  ASSERT_TRUE(closed.isOk()) << closed.status().message();
+  ASSERT_EQ(closed->size(), 1u);
+  EXPECT_EQ((*closed)[0].object, (ObjectId{"Network", "cut"}));
+  EXPECT_EQ((*closed)[0].action, "delete");
+  EXPECT_EQ((*closed)[0].reconcileId, "rc-1");
+
+  auto recent = inv->journal(1);
+  ASSERT_TRUE(recent.isOk());
+  ASSERT_EQ(recent->size(), 1u);
+  EXPECT_EQ((*recent)[0].phase, "failed");
+  EXPECT_EQ((*recent)[0].detail, Inventory::kInterrupted);
+  // Reported once: the next holder of the state lock finds nothing left to close.
+  closed = inv->closeInterrupted();
+  ASSERT_TRUE(closed.isOk());
+  EXPECT_TRUE(closed->empty());
+}
+
 TEST(InventoryTest, Revisions) {
   TempDir tmp;
   auto inv = openOrDie(tmp.path());
