@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -220,16 +221,21 @@ Status ApiClient::follow(int64_t after, size_t limit,
   std::string buffer;
   bool stopped = false;
   std::string failure;
+  std::string failureBody;  // a refusal's JSON body ({"error": ...}), read up to 64 KiB
   auto r = client->Get(
       path, {{"Authorization", "Bearer " + endpoint_.token}, {"Accept", "text/event-stream"}},
       [&](const httplib::Response& res) {
         if (res.status != 200) {
           failure = "HTTP " + std::to_string(res.status);
-          return false;
         }
         return true;
       },
       [&](const char* data, size_t n) {
+        if (!failure.empty()) {
+          failureBody.append(
+              data, std::min(n, size_t{65536} - std::min(failureBody.size(), size_t{65536})));
+          return failureBody.size() < 65536;
+        }
         buffer.append(data, n);
         size_t end;
         while ((end = buffer.find("\n\n")) != std::string::npos) {
@@ -253,6 +259,10 @@ Status ApiClient::follow(int64_t after, size_t limit,
     return Status::ok();
   }
   if (!failure.empty()) {
+    nlohmann::json body = nlohmann::json::parse(failureBody, nullptr, /*allow_exceptions=*/false);
+    if (body.is_object() && body.contains("error") && body["error"].is_string()) {
+      failure += ": " + body["error"].get<std::string>();
+    }
     return Status::error("GET " + endpoint_.url + "/v1/events: " + failure);
   }
   if (!r) {

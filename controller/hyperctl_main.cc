@@ -24,6 +24,7 @@
 #include "providers/net/net_spec.h"
 #include "providers/vmm/vm_provider.h"
 #include "reconciler/engine.h"
+#include "reconciler/names.h"
 #include "reconciler/state_lock.h"
 #include "reconciler/text_escape.h"
 
@@ -90,14 +91,18 @@ std::shared_ptr<const Revision> loadRevision(Engine& engine, const std::vector<s
 }
 
 // The inventory's records, or none when the state directory does not exist yet (diff and get
-// must not create state).
+// must not create state). `unconfirmed`, when given, gets Inventory::unconfirmed().
 Result<std::vector<ManagedRecord>> readManaged(const std::string& stateDir,
-                                               std::unique_ptr<Inventory>* keep) {
+                                               std::unique_ptr<Inventory>* keep,
+                                               std::vector<ManagedRecord>* unconfirmed = nullptr) {
   if (access((stateDir + "/state.db").c_str(), F_OK) != 0 && keep == nullptr) {
     return std::vector<ManagedRecord>{};
   }
   HYPER_ASSIGN_OR_RETURN(auto inventory, Inventory::open(stateDir));
   HYPER_ASSIGN_OR_RETURN(auto records, inventory->list());
+  if (unconfirmed) {
+    HYPER_ASSIGN_OR_RETURN(*unconfirmed, inventory->unconfirmed());
+  }
   if (keep) {
     *keep = std::move(inventory);
   }
@@ -116,9 +121,10 @@ void printPlan(const Plan& plan, const std::string& output) {
 
 // Observes and plans, prints the plan; nullopt (errors printed) when it cannot be applied.
 std::optional<PlanResult> planAndPrint(Engine& engine, const Revision& revision,
-                                       const std::vector<ManagedRecord>& managed, bool prune,
+                                       const std::vector<ManagedRecord>& managed,
+                                       const std::vector<ManagedRecord>& unconfirmed, bool prune,
                                        const std::string& output) {
-  PlanResult planned = engine.plan(revision, managed, PlanOptions{prune});
+  PlanResult planned = engine.plan(revision, managed, PlanOptions{prune, &unconfirmed});
   if (!planned.diagnostics.empty()) {
     std::cerr << planned.diagnostics.format();
   }
@@ -172,11 +178,12 @@ int runDiff(const GlobalOptions& g, const RemoteOptions& remote,
   if (!revision) {
     return kExitError;
   }
-  auto managed = readManaged(g.stateDir, nullptr);
+  std::vector<ManagedRecord> unconfirmed;
+  auto managed = readManaged(g.stateDir, nullptr, &unconfirmed);
   if (!managed.isOk()) {
     return fail(managed.status().message());
   }
-  PlanResult planned = engine->plan(*revision, *managed, PlanOptions{prune});
+  PlanResult planned = engine->plan(*revision, *managed, PlanOptions{prune, &unconfirmed});
   if (!planned.diagnostics.empty()) {
     std::cerr << planned.diagnostics.format();
   }
@@ -221,11 +228,12 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
   }
   if (dryRun) {
     // A dry run is a diff that prints like apply: no lock, and no state is created.
-    auto managed = readManaged(g.stateDir, nullptr);
+    std::vector<ManagedRecord> unconfirmed;
+    auto managed = readManaged(g.stateDir, nullptr, &unconfirmed);
     if (!managed.isOk()) {
       return fail(managed.status().message());
     }
-    auto planned = planAndPrint(*engine, *revision, *managed, prune, output);
+    auto planned = planAndPrint(*engine, *revision, *managed, unconfirmed, prune, output);
     if (!planned) {
       return kExitError;
     }
@@ -254,7 +262,8 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
     return fail(lock.status().message());
   }
   std::unique_ptr<Inventory> inventory;
-  auto managed = readManaged(g.stateDir, &inventory);
+  std::vector<ManagedRecord> unconfirmed;
+  auto managed = readManaged(g.stateDir, &inventory, &unconfirmed);
   if (!managed.isOk()) {
     return fail(managed.status().message());
   }
@@ -269,7 +278,7 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
               << " was interrupted (reconcile " << entry.reconcileId
               << "); this apply finishes it\n";
   }
-  auto plannedOr = planAndPrint(*engine, *revision, *managed, prune, output);
+  auto plannedOr = planAndPrint(*engine, *revision, *managed, unconfirmed, prune, output);
   if (!plannedOr) {
     return kExitError;
   }
@@ -283,6 +292,7 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
   ApplyOptions options;
   options.parallelism = g.parallelism;
   options.reconcileId = controller::newReconcileId();
+  options.unconfirmed = &unconfirmed;
   ApplyReport report = engine->apply(planned.plan, *revision, *managed, *inventory, options);
   for (const auto& o : report.outcomes) {
     if (o.skipped) {
@@ -352,6 +362,10 @@ int runLogs(const std::string& target, bool follow, bool raw) {
   std::string name = slash == std::string::npos ? "" : target.substr(slash + 1);
   if ((kind != "vm" && kind != "VM") || name.empty()) {
     return fail("logs: expected vm/NAME, got \"" + escapeControl(target) + "\"");
+  }
+  // The name becomes a path under the run dir: only what a VM can be named gets there.
+  if (std::string why = checkDnsLabel(name); !why.empty()) {
+    return fail("logs: \"" + escapeControl(name) + "\" is not a VM name: " + why);
   }
   const std::string runRoot = providers::vmm::VmProviderConfig::fromEnvironment().runRoot;
   const std::string path = runRoot + "/" + name + "/console.log";

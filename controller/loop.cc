@@ -445,10 +445,17 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
     summary.error = "inventory: " + listed.status().message();
   }
   const std::vector<ManagedRecord>& managed = *records;
+  // Creates a crash or a failure left unconfirmed: deleted by a prune once gone from the source.
+  std::vector<ManagedRecord> unconfirmed;
+  if (auto found = inventory_.unconfirmed(); found.isOk()) {
+    unconfirmed = std::move(*found);
+  } else if (summary.error.empty()) {
+    summary.error = "inventory: " + found.status().message();
+  }
   PlanResult planned;
   if (summary.error.empty() || summary.error.rfind("source", 0) == 0) {
     auto planStart = std::chrono::steady_clock::now();
-    planned = engine_.plan(*current, managed, PlanOptions{options.prune});
+    planned = engine_.plan(*current, managed, PlanOptions{options.prune, &unconfirmed});
     summary.planSeconds = since(planStart);
   }
   std::map<ObjectId, std::string> planErrors;
@@ -591,6 +598,7 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
     applyOptions.parallelism = options.parallelism;
     applyOptions.reconcileId = rid;
     applyOptions.cancel = &stopping_;
+    applyOptions.unconfirmed = &unconfirmed;
     auto applyStart = std::chrono::steady_clock::now();
     report = engine_.apply(toRun, *current, managed, inventory_, applyOptions);
     summary.applySeconds = since(applyStart);
@@ -1085,7 +1093,13 @@ nlohmann::json Controller::preview(const std::vector<SourceFile>& files, bool pr
     out["errors"] = 1;
     return out;
   }
-  PlanResult planned = engine_.plan(*loaded.revision, **records, PlanOptions{prune});
+  auto unconfirmed = inventory_.unconfirmed();
+  if (!unconfirmed.isOk()) {
+    out["diagnostics"] = diagnostics + "error: inventory: " + unconfirmed.status().message() + "\n";
+    out["errors"] = 1;
+    return out;
+  }
+  PlanResult planned = engine_.plan(*loaded.revision, **records, PlanOptions{prune, &*unconfirmed});
   out["diagnostics"] = diagnostics + planned.diagnostics.format();
   if (planned.diagnostics.hasErrors()) {
     out["errors"] = countErrors(planned.diagnostics);

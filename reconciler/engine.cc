@@ -259,6 +259,20 @@ PlanResult Engine::plan(const Revision& revision, const std::vector<ManagedRecor
     }
     requestFor(p).managed.push_back(&r);
   }
+  // Unconfirmed creates gone from the source are observed and planned like managed records.
+  std::vector<const ManagedRecord*> unconfirmedGone;
+  if (options.unconfirmed) {
+    const RecordIndex managedIndex(managed);
+    for (const auto& r : *options.unconfirmed) {
+      if (revision.find(r.id) != nullptr || managedIndex.find(r.id) != nullptr) {
+        continue;
+      }
+      if (Provider* p = providerOf(r.id.kind)) {
+        requestFor(p).managed.push_back(&r);
+        unconfirmedGone.push_back(&r);
+      }
+    }
+  }
   for (auto& [provider, request] : requests) {
     ObserveResponse response;
     provider->observe(request, response);
@@ -337,6 +351,16 @@ PlanResult Engine::plan(const Revision& revision, const std::vector<ManagedRecor
     auto seen = result.observed.find(r.id);
     planOne(p, r.id, nullptr, &r, seen == result.observed.end() ? nullptr : &seen->second);
   }
+  for (const ManagedRecord* r : unconfirmedGone) {
+    Provider* p = providerOf(r->id.kind);
+    if (!options.prune) {
+      result.plan.orphans.push_back(r->id);
+      continue;
+    }
+    deleted.emplace_back(r->id, p->references(objectFromRecord(*r)));
+    auto seen = result.observed.find(r->id);
+    planOne(p, r->id, nullptr, r, seen == result.observed.end() ? nullptr : &seen->second);
+  }
 
   // The graph for ordering also covers deletes. It is copied only when deletes add to it, and
   // sorted only when there is more than one action: a no-op reconcile, the common case, does
@@ -382,6 +406,8 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
                           const std::vector<ManagedRecord>& managed, Inventory& inventory,
                           const ApplyOptions& options) {
   const RecordIndex records(managed);
+  const std::vector<ManagedRecord> none;
+  const RecordIndex unconfirmed(options.unconfirmed ? *options.unconfirmed : none);
 
   ActionRunner run = [&](const PlanAction& action) -> Status {
     Provider* provider = providerForKind(action.id.kind);
@@ -397,11 +423,16 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
       return Status::error(action.id.str() + " is not in revision " + revision.id);
     }
     const ManagedRecord* record = records.find(action.id);
+    if (record == nullptr && action.type == ActionType::Delete) {
+      record = unconfirmed.find(action.id);
+    }
 
     // The crash points around each step: tests/integration/crash_points_test.cc kills the
     // process at each in turn and proves the next apply finishes the work.
     const std::string step = action.id.str() + " " + actionTypeName(action.type);
-    HYPER_ASSIGN_OR_RETURN(int64_t journalId, inventory.journalBegin(options.reconcileId, action));
+    HYPER_ASSIGN_OR_RETURN(
+        int64_t journalId,
+        inventory.journalBegin(options.reconcileId, action, desired ? &desired->spec : nullptr));
     crashPoint("journal-begun " + step);
     ApplyRequest req{&action, desired, record};
     ApplyResponse resp;

@@ -34,6 +34,10 @@ struct RevisionResult {
 
 struct PlanOptions {
   bool prune = false;  // delete managed objects that left the source
+  // Inventory::unconfirmed(): objects whose create never completed. One still in the source is
+  // planned as a create (as without it); one gone from the source is deleted under prune (from
+  // this record: its spec names what the create made) and listed as an orphan otherwise.
+  const std::vector<ManagedRecord>* unconfirmed = nullptr;
 };
 
 struct PlanResult {
@@ -48,6 +52,9 @@ struct ApplyOptions {
   // When set (hyperd is stopping), actions not yet started fail with "cancelled" without touching
   // the host, so the dependents are skipped; actions in flight finish.
   const std::atomic<bool>* cancel = nullptr;
+  // The same list the plan had in PlanOptions: a delete of an unconfirmed object finds its record
+  // there.
+  const std::vector<ManagedRecord>* unconfirmed = nullptr;
 };
 
 struct ApplyReport {

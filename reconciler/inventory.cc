@@ -66,6 +66,12 @@ CREATE TABLE events (
   details_json TEXT NOT NULL
 );
 )sql",
+    // 3: the spec a create was started with, so that an object whose create never completed
+    // (killed, or failed part-way) can still be deleted by a prune (Inventory::unconfirmed).
+    R"sql(
+ALTER TABLE journal ADD COLUMN spec_json TEXT NOT NULL DEFAULT '';
+CREATE INDEX journal_by_object ON journal (kind, name, id);
+)sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
 
@@ -343,22 +349,25 @@ Status Inventory::remove(const ObjectId& id) {
   return Status::ok();
 }
 
-Result<int64_t> Inventory::journalBegin(const std::string& reconcileId, const PlanAction& action) {
+Result<int64_t> Inventory::journalBegin(const std::string& reconcileId, const PlanAction& action,
+                                        const Json* spec) {
   std::lock_guard<std::mutex> lk(mu_);
   const std::string context =
       "inventory journal " + std::string(actionTypeName(action.type)) + " " + action.id.str();
   auto st = Statement::prepare(
       db_,
-      "INSERT INTO journal (reconcile_id, kind, name, action, phase, started_at) "
-      "VALUES (?1, ?2, ?3, ?4, 'started', ?5)");
+      "INSERT INTO journal (reconcile_id, kind, name, action, phase, started_at, spec_json) "
+      "VALUES (?1, ?2, ?3, ?4, 'started', ?5, ?6)");
   if (!st.isOk()) {
     return st.status().withContext(context);
   }
+  const bool keepSpec = action.type == ActionType::Create && spec != nullptr;
   st->bind(1, reconcileId)
       .bind(2, action.id.kind)
       .bind(3, action.id.name)
       .bind(4, std::string(actionTypeName(action.type)))
-      .bind(5, nowSeconds());
+      .bind(5, nowSeconds())
+      .bind(6, keepSpec ? canonicalJson(*spec) : std::string());
   Status s = st->run();
   if (!s.isOk()) {
     return s.withContext(context);
@@ -394,6 +403,40 @@ Result<std::vector<JournalEntry>> Inventory::unfinishedJournal() const {
     return r.status().withContext("inventory unfinished journal");
   }
   return r;
+}
+
+Result<std::vector<ManagedRecord>> Inventory::unconfirmed() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  // The index on (kind, name, id) finds each candidate's newest entry; the phase index finds
+  // the candidates, so a long journal of successes costs nothing here.
+  auto st = Statement::prepare(db_,
+                               "SELECT j.kind, j.name, j.spec_json FROM journal j "
+                               "WHERE j.phase IN ('started', 'failed') AND j.action = 'create' "
+                               "AND j.id = (SELECT MAX(k.id) FROM journal k "
+                               "            WHERE k.kind = j.kind AND k.name = j.name) "
+                               "AND NOT EXISTS (SELECT 1 FROM objects o "
+                               "                WHERE o.kind = j.kind AND o.name = j.name) "
+                               "ORDER BY j.kind, j.name");
+  if (!st.isOk()) {
+    return st.status().withContext("inventory unconfirmed creates");
+  }
+  std::vector<ManagedRecord> out;
+  while (true) {
+    HYPER_ASSIGN_OR_RETURN(bool row, st->step());
+    if (!row) {
+      break;
+    }
+    ManagedRecord r;
+    r.id = {st->text(0), st->text(1)};
+    // An entry written before the spec was kept, or a damaged one: the provider then falls back
+    // to the names it derives from the object's name.
+    Json spec = Json::parse(st->text(2), nullptr, /*allow_exceptions=*/false);
+    r.spec = spec.is_object() ? std::move(spec) : Json::object();
+    r.handles = Json::object();
+    r.fingerprint = kUnconfirmed;
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 Result<std::vector<JournalEntry>> Inventory::closeInterrupted() {

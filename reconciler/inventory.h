@@ -69,7 +69,9 @@ class Inventory {
   Status put(const ManagedRecord& record);  // insert or replace
   Status remove(const ObjectId& id);
 
-  Result<int64_t> journalBegin(const std::string& reconcileId, const PlanAction& action);
+  // `spec` (a create's desired spec) is kept with the entry: see unconfirmed().
+  Result<int64_t> journalBegin(const std::string& reconcileId, const PlanAction& action,
+                               const Json* spec = nullptr);
   Status journalEnd(int64_t entryId, bool succeeded, const std::string& detail);
   // Entries left "started" by a crash.
   Result<std::vector<JournalEntry>> unfinishedJournal() const;
@@ -79,6 +81,14 @@ class Inventory {
   Result<std::vector<JournalEntry>> closeInterrupted();
   static constexpr const char* kInterrupted =
       "interrupted: the process stopped while this action ran";
+  // Objects hyper began to create and never saw created: no record, and their newest journal
+  // entry is a create that did not succeed (killed, or failed part-way). Whatever that attempt
+  // left on the host (a bridge, a running QEMU) is hyper's, yet no record names it: each comes
+  // back as a record built from the entry (kind, name, the spec it was created with, no handles,
+  // fingerprint kUnconfirmed) for the engine to delete when a prune finds the object gone from
+  // the source (PlanOptions::unconfirmed). Sorted by kind, then name.
+  Result<std::vector<ManagedRecord>> unconfirmed() const;
+  static constexpr const char* kUnconfirmed = "unconfirmed-create";
   Result<std::vector<JournalEntry>> journal(int limit) const;  // newest first
 
   Status recordRevision(const RevisionEntry& entry);

@@ -2,7 +2,8 @@
 // crash_point.h) at every crash point of an apply that creates a Network, a NetworkPolicy, a
 // BrokerRule and a VM, and of the prune that deletes them again. After each kill one more
 // hyperctl apply must finish the work: one QEMU for the VM, one tap, one bridge, hyper's two nft
-// tables and the rule in the broker's file, then an empty plan; after the prune nothing at all.
+// tables and the rule in the broker's file, then an empty plan; after the prune nothing at all,
+// also when the source lost everything between the killed apply and the next run.
 // Every point is walked in its own state directory, in one network namespace that must be as
 // empty after each walk as before the first. The table of points covered is printed.
 #include <gtest/gtest.h>
@@ -284,19 +285,31 @@ TEST_F(CrashPointsTest, AKillAtAnyPointOfApplyOrPruneIsFinishedByTheNextApply) {
       << "the prune left something";
   const std::string pruned = hostState();
 
-  struct Step {
+  // Three walks. "apply": killed applying the full source, then the same apply again.
+  // "prune": applied, killed pruning everything, then the same prune again. "apply-prune": killed
+  // applying, and then the source loses everything: the prune must find what the killed create
+  // left although no record names it (an unconfirmed create, Inventory::unconfirmed).
+  struct Walk {
     const char* name;
-    std::vector<std::string> args;
+    bool applyFirst;                 // apply the full source before the run that is killed
+    std::vector<std::string> crash;  // the run that is killed
+    std::vector<std::string> next;   // the one run that must finish the work
+    std::string source;              // what `next` converges to (for the diff)
+    std::string expected;            // hostState() after `next`
     std::vector<LoggedPoint> points;
   };
-  std::vector<Step> steps = {{"apply", applyArgs(), readCrashLog(calibration + "/apply.log")},
-                             {"prune", pruneArgs(), readCrashLog(calibration + "/prune.log")}};
+  const std::vector<LoggedPoint> applyPoints = readCrashLog(calibration + "/apply.log");
+  const std::vector<LoggedPoint> prunePoints = readCrashLog(calibration + "/prune.log");
+  const std::vector<Walk> walks = {
+      {"apply", false, applyArgs(), applyArgs(), "/full", converged, applyPoints},
+      {"prune", true, pruneArgs(), pruneArgs(), "/none", pruned, prunePoints},
+      {"apply-prune", false, applyArgs(), pruneArgs(), "/none", pruned, applyPoints}};
   // The points a walk must cover: every journal step of all four objects, both ways, and each
   // provider's points between two host changes.
   std::string all;
-  for (const auto& s : steps) {
-    for (const auto& p : s.points) {
-      all += std::string(s.name) + ": " + p.name + "\n";
+  for (const auto& w : walks) {
+    for (const auto& p : w.points) {
+      all += std::string(w.name) + ": " + p.name + "\n";
     }
   }
   for (const char* must :
@@ -312,29 +325,28 @@ TEST_F(CrashPointsTest, AKillAtAnyPointOfApplyOrPruneIsFinishedByTheNextApply) {
 
   std::string table = "crash points walked (hyperctl killed with SIGKILL at each):\n";
   char row[512];
-  std::snprintf(row, sizeof row, "%3s  %-5s  %-48s  %-11s  %s\n", "#", "step", "point",
-                "interrupted", "next apply");
+  std::snprintf(row, sizeof row, "%3s  %-11s  %-48s  %-11s  %s\n", "#", "walk", "point",
+                "interrupted", "after one more run");
   table += row;
   int walked = 0;
   // HYPER_TEST_CRASH_WALK=TEXT walks only the points whose name contains TEXT (to debug one).
   const char* only = std::getenv("HYPER_TEST_CRASH_WALK");
-  for (size_t si = 0; si < steps.size(); ++si) {
-    const Step& step = steps[si];
-    for (const LoggedPoint& point : step.points) {
+  for (const Walk& w : walks) {
+    for (const LoggedPoint& point : w.points) {
       if (only != nullptr && !contains(point.name, only)) {
         continue;
       }
       const std::string where =
-          std::string(step.name) + " point " + std::to_string(point.n) + " (" + point.name + ")";
+          std::string(w.name) + " point " + std::to_string(point.n) + " (" + point.name + ")";
       SCOPED_TRACE(where);
       const std::string walk = tmp_->path() + "/walk-" + std::to_string(++walked);
       const std::string state = walk + "/state";
-      if (si == 1) {
+      if (w.applyFirst) {
         r = hyperctl(state, applyArgs(), 0, "");
         ASSERT_EQ(r.exitCode, 0) << r.describe();
       }
       // Killed where it should be, and nowhere else.
-      r = hyperctl(state, step.args, point.n, walk + "/crash.log");
+      r = hyperctl(state, w.crash, point.n, walk + "/crash.log");
       std::vector<LoggedPoint> log = readCrashLog(walk + "/crash.log");
       ASSERT_FALSE(log.empty()) << r.describe();
       ASSERT_TRUE(log.back().killed && log.back().n == point.n && log.back().name == point.name)
@@ -343,38 +355,38 @@ TEST_F(CrashPointsTest, AKillAtAnyPointOfApplyOrPruneIsFinishedByTheNextApply) {
       EXPECT_NE(r.exitCode, 0) << r.describe();
       EXPECT_FALSE(contains(r.out, "Apply complete")) << r.describe();
 
-      // One more apply finishes the work, and says what was interrupted (every point but the
+      // One more run finishes the work, and says what was interrupted (every point but the
       // last of an action lies inside its journal entry).
       auto started = std::chrono::steady_clock::now();
-      CommandRun again = hyperctl(state, step.args, 0, "");
+      CommandRun again = hyperctl(state, w.next, 0, "");
       double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       ASSERT_EQ(again.exitCode, 0) << again.describe();
       const bool insideEntry = point.name.rfind("journal-ended ", 0) != 0;
       EXPECT_EQ(contains(again.err, "was interrupted"), insideEntry) << again.describe();
-      CommandRun diff =
-          hyperctl(state, {"diff", "-f", tmp_->path() + (si == 0 ? "/full" : "/none")}, 0, "");
-      EXPECT_EQ(diff.exitCode, 0) << "not converged after one apply\n" << diff.describe();
-      ASSERT_EQ(hostState(), si == 0 ? converged : pruned) << "after the kill and one apply\n"
-                                                           << again.describe();
+      CommandRun diff = hyperctl(state, {"diff", "-f", tmp_->path() + w.source}, 0, "");
+      EXPECT_EQ(diff.exitCode, 0) << "not converged after one run\n" << diff.describe();
+      EXPECT_FALSE(contains(diff.out, "orphan")) << diff.describe();
+      ASSERT_EQ(hostState(), w.expected) << "after the kill and one run\n" << again.describe();
 
-      // Back to nothing for the next walk: the prune (when the walk was of the apply) must
-      // leave exactly what the calibration prune left.
-      if (si == 0) {
+      // Back to nothing for the next walk: the prune must leave exactly what the calibration
+      // prune left.
+      if (w.expected != pruned) {
         r = hyperctl(state, pruneArgs(), 0, "");
         ASSERT_EQ(r.exitCode, 0) << r.describe();
         ASSERT_EQ(hostState(), pruned) << "the prune after the walk left something";
       }
-      std::snprintf(row, sizeof row, "%3d  %-5s  %-48s  %-11s  %s (%.1f s)\n", walked, step.name,
-                    point.name.c_str(), insideEntry ? "yes" : "no", "converged, empty plan",
+      std::snprintf(row, sizeof row, "%3d  %-11s  %-48s  %-11s  %s (%.1f s)\n", walked, w.name,
+                    point.name.c_str(), insideEntry ? "yes" : "no",
+                    w.expected == pruned ? "nothing left, empty plan" : "converged, empty plan",
                     seconds);
       table += row;
     }
   }
   std::cout << table << std::flush;
   if (only == nullptr) {
-    EXPECT_EQ(walked, static_cast<int>(steps[0].points.size() + steps[1].points.size()));
-    EXPECT_GE(walked, 40) << table;
+    EXPECT_EQ(walked, static_cast<int>(2 * applyPoints.size() + prunePoints.size()));
+    EXPECT_GE(walked, 60) << table;
   }
 }
 

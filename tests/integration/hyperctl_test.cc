@@ -19,6 +19,7 @@
 #include <set>
 #include <sstream>
 
+#include "host/command.h"
 #include "reconciler/diagnostic.h"
 #include "reconciler/object.h"
 #include "reconciler/yaml_json.h"
@@ -678,6 +679,48 @@ TEST_F(HyperctlTest, DryRunPrintsThePlanAndChangesNothing) {
   EXPECT_FALSE(link("hb-builds").has_value());
   EXPECT_EQ(getJson("networks"), inventoryBefore);
   EXPECT_EQ(diff().exitCode, 2) << "the changes are still pending";
+}
+
+}  // namespace
+}  // namespace hyper
+
+namespace hyper {
+namespace {
+
+// `hyperctl logs` prints what a guest wrote: hostile bytes. Escape sequences reach the terminal
+// escaped (a guest cannot retitle the window, clear the screen or fake a prompt), the rotated
+// log comes first, --raw gives the bytes as they are, and a name that is no VM name never
+// becomes a path. No VM is needed: the console log is a file in the VM's run dir.
+TEST(HyperctlLogsTest, GuestBytesAreEscapedUnlessRawAndTheNameIsChecked) {
+  auto tmp = test::TempDir::create("logs");
+  ASSERT_TRUE(tmp.isOk()) << tmp.status().message();
+  const std::string runDir = (*tmp)->path() + "/run";
+  ASSERT_TRUE((*tmp)->write("run/web-1/console.log.1", "booting\r\n").isOk());
+  const std::string hostile = "\x1b]0;pwned\x07hi \x1b[2J\\x41 \xff\xfe caf\xc3\xa9\r\nlast";
+  ASSERT_TRUE((*tmp)->write("run/web-1/console.log", hostile).isOk());
+  auto logs = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {"env", "HYPER_VM_RUN_DIR=" + runDir, HYPERCTL_PATH, "logs"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return host::runCommand(argv);
+  };
+  auto r = logs({"vm/web-1"});
+  ASSERT_TRUE(r.isOk()) << r.status().message();
+  EXPECT_EQ(r->exitCode, 0) << r->err;
+  EXPECT_EQ(r->out, "booting\n\\x1b]0;pwned\\x07hi \\x1b[2J\\\\x41 \\xff\\xfe caf\xc3\xa9\nlast");
+  EXPECT_EQ(r->out.find('\x1b'), std::string::npos);
+
+  r = logs({"--raw", "vm/web-1"});
+  ASSERT_TRUE(r.isOk()) << r.status().message();
+  EXPECT_EQ(r->exitCode, 0) << r->err;
+  EXPECT_EQ(r->out, "booting\r\n" + hostile);
+
+  for (std::string bad : {"vm/../web-1", "vm/a/b", "vm/\x1b[2J"}) {
+    r = logs({bad});
+    ASSERT_TRUE(r.isOk()) << r.status().message();
+    EXPECT_EQ(r->exitCode, 1) << bad << "\n" << r->out;
+    EXPECT_NE(r->err.find("is not a VM name"), std::string::npos) << r->err;
+    EXPECT_EQ(r->err.find('\x1b'), std::string::npos) << "an escape reached stderr";
+  }
 }
 
 }  // namespace

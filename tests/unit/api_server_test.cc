@@ -22,6 +22,7 @@
 #include <functional>
 #include <sstream>
 
+#include "controller/client.h"
 #include "controller/loop.h"
 #include "controller/webhook_auth.h"
 #include "host/command.h"
@@ -550,6 +551,12 @@ TEST_F(ApiServerTest, FollowersOverTheCapAreRefusedAndTheWebhookStillAnswers) {
   std::string refused = over.exchange(follow, nullptr);
   EXPECT_EQ(statusOf(refused), 503) << refused;
   EXPECT_NE(refused.find("too many event streams"), std::string::npos) << refused;
+  // hyperctl events -f (ApiClient::follow) says why, not only the status code.
+  controller::ApiClient client({"http://127.0.0.1:" + std::to_string(port()), std::string(kToken)});
+  Status followed = client.follow(-1, 10, [](const nlohmann::json&) { return true; });
+  ASSERT_FALSE(followed.isOk());
+  EXPECT_NE(followed.message().find("HTTP 503: too many event streams"), std::string::npos)
+      << followed.message();
 
   // While the followers hold their threads: /healthz and a signed webhook answer (at all: the
   // deadline is the generous one; nothing here is a timing assertion).

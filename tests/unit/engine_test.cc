@@ -769,3 +769,74 @@ INSTANTIATE_TEST_SUITE_P(Bounds, EngineParallelismTest, ::testing::Values(1, 2, 
 
 }  // namespace
 }  // namespace hyper
+
+namespace hyper {
+namespace {
+
+// A create killed after the host changed but before the record was written, and the object then
+// removed from the source: the prune deletes what the create left (from the spec its journal
+// entry kept), where without it the host object would be hyper's but named by no record.
+TEST_F(EngineTest, AnUnconfirmedCreateGoneFromTheSourceIsDeletedByAPrune) {
+  auto keep = loadValid({{"m/a.yaml", thing("a", {"size: 1"})}});
+  reconcile(*keep);
+  // What the kill left: b on the host, its create journalled "started", no record.
+  PlanAction create;
+  create.id = fakeId("b");
+  create.type = ActionType::Create;
+  Json spec = {{"size", 2}};
+  ASSERT_TRUE(inventory_->journalBegin("rc-killed", create, &spec).isOk());
+  fake_->setHostState(fakeId("b"), spec);
+  auto unconfirmed = inventory_->unconfirmed();
+  ASSERT_TRUE(unconfirmed.isOk()) << unconfirmed.status().message();
+  ASSERT_EQ(unconfirmed->size(), 1u);
+  EXPECT_EQ((*unconfirmed)[0].id, fakeId("b"));
+  EXPECT_EQ((*unconfirmed)[0].spec, spec);
+  EXPECT_EQ((*unconfirmed)[0].fingerprint, Inventory::kUnconfirmed);
+
+  // Without prune it is an orphan, as a record would be; without the list, nothing at all.
+  PlanResult listed = engine_->plan(*keep, managed(), PlanOptions{false, &*unconfirmed});
+  ASSERT_FALSE(listed.diagnostics.hasErrors()) << listed.diagnostics.format();
+  EXPECT_TRUE(listed.plan.actions.empty()) << listed.plan.render();
+  EXPECT_EQ(listed.plan.orphans, std::vector<ObjectId>{fakeId("b")});
+  EXPECT_TRUE(engine_->plan(*keep, managed(), PlanOptions{true}).plan.actions.empty());
+
+  PlanResult pruned = engine_->plan(*keep, managed(), PlanOptions{true, &*unconfirmed});
+  ASSERT_FALSE(pruned.diagnostics.hasErrors()) << pruned.diagnostics.format();
+  ASSERT_EQ(pruned.plan.actions.size(), 1u) << pruned.plan.render();
+  EXPECT_EQ(pruned.plan.actions[0].id, fakeId("b"));
+  EXPECT_EQ(pruned.plan.actions[0].type, ActionType::Delete);
+  ApplyOptions options;
+  options.reconcileId = "rc-prune";
+  options.unconfirmed = &*unconfirmed;
+  ApplyReport report = engine_->apply(pruned.plan, *keep, managed(), *inventory_, options);
+  EXPECT_TRUE(report.ok()) << pruned.plan.render();
+  EXPECT_FALSE(fake_->hostState(fakeId("b")).has_value()) << "the leftover of b is still there";
+  EXPECT_TRUE(fake_->hostState(fakeId("a")).has_value());
+  unconfirmed = inventory_->unconfirmed();
+  ASSERT_TRUE(unconfirmed.isOk());
+  EXPECT_TRUE(unconfirmed->empty()) << "a confirmed delete ends it";
+}
+
+// Still in the source, an unconfirmed create is simply created again and then confirmed.
+TEST_F(EngineTest, AnUnconfirmedCreateStillInTheSourceIsCreatedAgain) {
+  PlanAction create;
+  create.id = fakeId("a");
+  create.type = ActionType::Create;
+  Json spec = {{"size", 1}};
+  ASSERT_TRUE(inventory_->journalBegin("rc-killed", create, &spec).isOk());
+  auto unconfirmed = inventory_->unconfirmed();
+  ASSERT_TRUE(unconfirmed.isOk());
+  ASSERT_EQ(unconfirmed->size(), 1u);
+  auto revision = loadValid({{"m/a.yaml", thing("a", {"size: 1"})}});
+  PlanResult planned = engine_->plan(*revision, managed(), PlanOptions{true, &*unconfirmed});
+  ASSERT_EQ(planned.plan.actions.size(), 1u) << planned.plan.render();
+  EXPECT_EQ(planned.plan.actions[0].type, ActionType::Create);
+  EXPECT_TRUE(applyPlan(planned.plan, *revision).ok());
+  EXPECT_EQ(inventoryById().count(fakeId("a")), 1u);
+  unconfirmed = inventory_->unconfirmed();
+  ASSERT_TRUE(unconfirmed.isOk());
+  EXPECT_TRUE(unconfirmed->empty());
+}
+
+}  // namespace
+}  // namespace hyper

@@ -98,7 +98,7 @@ TEST(InventoryTest, OpenCreatesPrivateStateDirectoryAndSchema) {
   EXPECT_EQ(st.st_mode & 0777, 0700u);
   EXPECT_TRUE(std::filesystem::exists(dir + "/state.db"));
   EXPECT_EQ(pragma(dir + "/state.db", "journal_mode"), "wal");
-  EXPECT_EQ(pragma(dir + "/state.db", "user_version"), "2");
+  EXPECT_EQ(pragma(dir + "/state.db", "user_version"), "3");
 }
 
 TEST(InventoryTest, PutGetListRemoveRoundTrip) {
@@ -290,7 +290,7 @@ TEST(InventoryTest, ReopenPersists) {
   ASSERT_TRUE(unfinished.isOk());
   ASSERT_EQ(unfinished->size(), 1u);
   EXPECT_EQ((*unfinished)[0].id, entry);
-  EXPECT_EQ(pragma(tmp.path() + "/state.db", "user_version"), "2");
+  EXPECT_EQ(pragma(tmp.path() + "/state.db", "user_version"), "3");
 }
 
 TEST(InventoryTest, RefusesANewerSchema) {
@@ -305,7 +305,7 @@ TEST(InventoryTest, RefusesANewerSchema) {
   ASSERT_FALSE(inv.isOk());
   EXPECT_EQ(inv.status().message(), "inventory open " + tmp.path() +
                                         "/state.db <- state database has schema version 99, "
-                                        "newer than this hyper understands (2); upgrade hyper");
+                                        "newer than this hyper understands (3); upgrade hyper");
 }
 
 TEST(InventoryTest, CorruptRowIsAnErrorWithContext) {
