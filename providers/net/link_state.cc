@@ -54,6 +54,13 @@ Result<LinkTable> parseLinkTable(std::string_view ipJson) {
       if (auto kind = it->find("info_kind"); kind != it->end() && kind->is_string()) {
         link.kind = kind->get<std::string>();
       }
+      if (auto port = it->find("info_slave_data"); port != it->end() && port->is_object()) {
+        auto isolated = port->find("isolated");
+        link.isolated = isolated != port->end() && isolated->is_boolean() && isolated->get<bool>();
+      }
+    }
+    if (auto it = item.find("master"); it != item.end() && it->is_string()) {
+      link.master = it->get<std::string>();
     }
     if (auto it = item.find("addr_info"); it != item.end() && it->is_array()) {
       for (const auto& a : *it) {

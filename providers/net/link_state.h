@@ -21,6 +21,8 @@ struct LinkState {
   bool up = false;         // administratively up (IFF_UP), not the carrier
   std::string alias;       // ifalias; empty when unset
   std::vector<Cidr> ipv4;  // IPv4 addresses with their prefix length, in listing order
+  std::string master;      // the bridge this link is a port of; empty when none
+  bool isolated = false;   // a bridge port with the isolated flag (info_slave_data.isolated)
 
   // "10.77.0.1/24" for each IPv4 address.
   std::vector<std::string> ipv4Strings() const;

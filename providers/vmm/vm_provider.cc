@@ -7,11 +7,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 
 #include <spdlog/spdlog.h>
 
+#include "host/command.h"
 #include "providers/net/cidr.h"
+#include "providers/net/link_state.h"
 #include "providers/vmm/guest_log.h"
 #include "providers/vmm/tap_device.h"
 #include "reconciler/crash_point.h"
@@ -207,8 +210,20 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
       return;
     }
     std::map<std::string, const VmHandle*> byName;
+    bool anyTap = false;
     for (const auto& h : *running) {
       byName[h.name] = &h;
+      anyTap = anyTap || !h.spec.tap.empty();
+    }
+    // The taps' state, from one dump for all VMs: whether each still exists and is still an
+    // isolated port of a bridge (what keeps a guest's traffic on the host's policy path).
+    std::optional<net::LinkTable> links;
+    if (anyTap) {
+      if (auto dump = host::runChecked({"ip", "-d", "-j", "addr", "show"}); dump.isOk()) {
+        if (auto table = net::parseLinkTable(*dump); table.isOk()) {
+          links = std::move(*table);
+        }
+      }
     }
     spdlog::debug("vmm: {} VM(s) running under {}", running->size(), config_.runRoot);
     // Where each VM says it is ready: (channel or "" for the console, line).
@@ -271,9 +286,17 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
                     {"accel", std::string(accelName(h.accel))},
                     {"ready", ready}};
         // A tap deleted by hand leaves the VM running without a network.
-        if (!h.spec.tap.empty() && !interfaceExists(h.spec.tap)) {
-          s.fields["tapGone"] = h.spec.tap;
-          s.note = "tap " + h.spec.tap + " is gone";
+        if (!h.spec.tap.empty()) {
+          const net::LinkState* tap = links ? links->find(h.spec.tap) : nullptr;
+          if (links ? tap == nullptr : !interfaceExists(h.spec.tap)) {
+            s.fields["tapGone"] = h.spec.tap;
+            s.note = "tap " + h.spec.tap + " is gone";
+          } else if (tap != nullptr && (tap->master.empty() || !tap->isolated)) {
+            // Taken off its bridge or its isolation turned off by hand, or made by a hyper from
+            // before isolated ports: its guest could reach its neighbours around the policy.
+            s.fields["tapUnguarded"] = h.spec.tap;
+            s.note = "tap " + h.spec.tap + " is not an isolated bridge port";
+          }
         }
         s.fingerprint = "pid:" + std::to_string(h.pid);
       }
@@ -417,6 +440,18 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
                     " was deleted (by hand?): the VM is restarted on a new one to get its "
                     "network back";
     action.changes.push_back({"status.tap", tap, nullptr});
+    resp.action = std::move(action);
+    return;
+  }
+  if (vm->running && runningNow && req.observed->fields.contains("tapUnguarded")) {
+    const std::string tap = req.observed->fields["tapUnguarded"].get<std::string>();
+    action.type = ActionType::Update;
+    action.disruption = "in-place";
+    action.drift = true;
+    action.reason = "its tap " + tap +
+                    " is no longer an isolated port of its bridge (changed by hand, or made by an "
+                    "older hyper): set again, without a restart";
+    action.changes.push_back({"status.tapIsolated", false, true});
     resp.action = std::move(action);
     return;
   }
@@ -599,6 +634,18 @@ void VmProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
       return;
     }
     if (req.action->disruption == "in-place" && runningNow && req.managed) {
+      // The tap is put back on its bridge as an isolated port (createTap is idempotent): what a
+      // tapUnguarded drift needs, and a no-op otherwise.
+      const Json& h = req.managed->handles;
+      if (h.is_object() && h.value("tap", Json()).is_string() &&
+          h.value("bridge", Json()).is_string()) {
+        if (Status s =
+                createTap(h["tap"].get<std::string>(), h["bridge"].get<std::string>(), id.name);
+            !s.isOk()) {
+          failWith(s);
+          return;
+        }
+      }
       resp.handles = req.managed->handles;
       resp.fingerprint = req.managed->fingerprint;
       return;

@@ -188,6 +188,27 @@ TEST_F(VmProviderTest, BootsReplacesStopsAndPrunesWithNothingLeft) {
   EXPECT_TRUE(contains(r.out, "No changes.")) << r.describe();
   EXPECT_EQ(qemuPid("web-1"), pid) << "a no-op apply restarted the VM";
 
+  // Its tap's isolation turned off by hand (the guest could reach its neighbours around the
+  // policy): drift, set again in place, the same QEMU.
+  auto isolated = [&] {
+    auto d = ns_->run({"ip", "-d", "-j", "link", "show", "dev", "hv-web-1"});
+    return d.isOk() && contains(*d, "\"isolated\":true");
+  };
+  ASSERT_TRUE(isolated()) << "the tap is not an isolated port";
+  ASSERT_TRUE(
+      ns_->run({"ip", "link", "set", "dev", "hv-web-1", "type", "bridge_slave", "isolated", "off"})
+          .isOk());
+  ASSERT_FALSE(isolated());
+  r = hyperctl({"diff", "-f", dir});
+  EXPECT_EQ(r.exitCode, 2) << r.describe();
+  EXPECT_TRUE(contains(r.out, "no longer an isolated port")) << r.describe();
+  r = hyperctl({"apply", "-f", dir});
+  ASSERT_EQ(r.exitCode, 0) << r.describe();
+  EXPECT_TRUE(isolated()) << "not set again";
+  EXPECT_EQ(qemuPid("web-1"), pid) << "isolating the tap again restarted the VM";
+  r = hyperctl({"diff", "-f", dir});
+  EXPECT_EQ(r.exitCode, 0) << r.describe();
+
   // An egress `none` policy on the VM's label stops its pings (the guest says so on its console);
   // removing the policy lets them through again.
   const std::string console = runDir_ + "/web-1/console.log";

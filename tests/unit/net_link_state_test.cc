@@ -11,13 +11,14 @@ constexpr const char* kCaptured = R"json([
 {"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"mtu":65536,"qdisc":"noqueue","operstate":"UNKNOWN","link_type":"loopback","address":"00:00:00:00:00:00","broadcast":"00:00:00:00:00:00","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8,"scope":"host","label":"lo","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"::1","prefixlen":128,"scope":"host","valid_life_time":4294967295,"preferred_life_time":4294967295}]},
 {"ifindex":2,"ifname":"hb-lab","flags":["BROADCAST","MULTICAST","UP"],"mtu":1400,"qdisc":"noqueue","operstate":"UNKNOWN","link_type":"ether","address":"4e:27:65:af:68:e9","broadcast":"ff:ff:ff:ff:ff:ff","linkinfo":{"info_kind":"bridge","info_data":{"forward_delay":1500,"hello_time":200,"max_age":2000}},"ifalias":"hyper:Network/lab","addr_info":[{"family":"inet","local":"10.77.0.1","prefixlen":24,"scope":"global","label":"hb-lab","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"fe80::b44a:88ff:feb1:4176","prefixlen":64,"scope":"link","tentative":true,"valid_life_time":4294967295,"preferred_life_time":4294967295}]},
 {"ifindex":3,"link":"vh","ifname":"vc","flags":["BROADCAST","MULTICAST","M-DOWN"],"mtu":1500,"qdisc":"noop","operstate":"DOWN","link_type":"ether","address":"4a:1a:ab:25:b1:9d","broadcast":"ff:ff:ff:ff:ff:ff","linkinfo":{"info_kind":"veth"},"addr_info":[]},
-{"ifindex":4,"link":"vc","ifname":"vh","flags":["BROADCAST","MULTICAST","M-DOWN"],"mtu":1500,"qdisc":"noop","master":"hb-lab","operstate":"DOWN","link_type":"ether","address":"4e:27:65:af:68:e9","broadcast":"ff:ff:ff:ff:ff:ff","linkinfo":{"info_kind":"veth","info_slave_kind":"bridge","info_slave_data":{"state":"disabled","priority":32,"cost":2}},"addr_info":[]}
+{"ifindex":4,"link":"vc","ifname":"vh","flags":["BROADCAST","MULTICAST","M-DOWN"],"mtu":1500,"qdisc":"noop","master":"hb-lab","operstate":"DOWN","link_type":"ether","address":"4e:27:65:af:68:e9","broadcast":"ff:ff:ff:ff:ff:ff","linkinfo":{"info_kind":"veth","info_slave_kind":"bridge","info_slave_data":{"state":"disabled","priority":32,"cost":2}},"addr_info":[]},
+{"ifindex":5,"ifname":"hv-web-1","flags":["BROADCAST","MULTICAST","UP"],"mtu":1500,"master":"hb-lab","linkinfo":{"info_kind":"tun","info_slave_kind":"bridge","info_slave_data":{"state":"forwarding","isolated":true}},"ifalias":"hyper:VM/web-1","addr_info":[]}
 ])json";
 
 TEST(LinkStateTest, ParsesCapturedDump) {
   auto table = parseLinkTable(kCaptured);
   ASSERT_TRUE(table.isOk()) << table.status().message();
-  ASSERT_EQ(table->links.size(), 4u);
+  ASSERT_EQ(table->links.size(), 5u);
 
   const LinkState* lo = table->find("lo");
   ASSERT_NE(lo, nullptr);
@@ -39,6 +40,15 @@ TEST(LinkStateTest, ParsesCapturedDump) {
   EXPECT_FALSE(port->up);
   EXPECT_EQ(port->alias, "");
   EXPECT_TRUE(port->ipv4.empty());
+  EXPECT_EQ(port->master, "hb-lab");
+  EXPECT_FALSE(port->isolated);
+
+  const LinkState* tap = table->find("hv-web-1");
+  ASSERT_NE(tap, nullptr);
+  EXPECT_EQ(tap->master, "hb-lab");
+  EXPECT_TRUE(tap->isolated);
+  EXPECT_EQ(bridge->master, "");
+  EXPECT_FALSE(bridge->isolated);
 
   EXPECT_EQ(table->find("hb-other"), nullptr);
 }
