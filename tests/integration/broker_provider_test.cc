@@ -92,19 +92,7 @@ class BrokerProviderTest : public ::testing::Test {
                                      "--broker-rules", rules_,        "--broker-socket",
                                      socket_};
     argv.insert(argv.end(), args.begin(), args.end());
-    CommandRun run;
-    for (const auto& a : argv) {
-      run.command += (run.command.empty() ? "" : " ") + a;
-    }
-    auto result = host::runCommand(argv);
-    if (!result.isOk()) {
-      run.err = result.status().message();
-      return run;
-    }
-    run.exitCode = result->exitCode;
-    run.out = result->out;
-    run.err = result->err;
-    return run;
+    return test::runArgv(argv);
   }
 
   CommandRun make(const TestUser& u) const {

@@ -198,19 +198,7 @@ class BrokerIntegrationTest : public ::testing::Test {
     argv.insert(argv.end(), env.begin(), env.end());
     argv.push_back(HYPER_BROKER_CLI_PATH);
     argv.insert(argv.end(), args.begin(), args.end());
-    CommandRun run;
-    for (const auto& a : argv) {
-      run.command += (run.command.empty() ? "" : " ") + a;
-    }
-    auto result = host::runCommand(argv);
-    if (!result.isOk()) {
-      run.err = result.status().message();
-      return run;
-    }
-    run.exitCode = result->exitCode;
-    run.out = std::move(result->out);
-    run.err = std::move(result->err);
-    return run;
+    return test::runArgv(argv);
   }
 
   // A raw request line from `user`; returns the frames up to the exit frame.

@@ -148,14 +148,8 @@ class CrashPointsTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    // A QEMU that a failed walk left goes before the namespace does.
-    if (tmp_ && fs::exists(runDir_)) {
-      for (const auto& d : fs::directory_iterator(runDir_)) {
-        std::string pid = readFile(d.path().string() + "/qemu.pid");
-        if (!pid.empty()) {
-          ::kill(std::stoi(pid), SIGKILL);
-        }
-      }
+    if (tmp_) {
+      test::killQemusUnder(runDir_);
     }
   }
 
@@ -184,19 +178,7 @@ class CrashPointsTest : public ::testing::Test {
       argv.push_back(a);
     }
     argv.insert(argv.end(), args.begin(), args.end());
-    CommandRun run;
-    for (const auto& a : argv) {
-      run.command += (run.command.empty() ? "" : " ") + a;
-    }
-    auto result = host::runCommand(argv);
-    if (!result.isOk()) {
-      run.err = result.status().message();
-      return run;
-    }
-    run.exitCode = result->exitCode;
-    run.out = std::move(result->out);
-    run.err = std::move(result->err);
-    return run;
+    return test::runArgv(argv);
   }
 
   std::vector<std::string> applyArgs() const { return {"apply", "-f", tmp_->path() + "/full"}; }

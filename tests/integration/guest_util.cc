@@ -1,5 +1,6 @@
 #include "tests/integration/guest_util.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -52,6 +53,20 @@ GuestImage make() {
 const GuestImage& guestImage() {
   static const GuestImage image = make();
   return image;
+}
+
+void killQemusUnder(const std::string& runDir) {
+  std::error_code ec;
+  if (!fs::is_directory(runDir, ec)) {
+    return;
+  }
+  for (const auto& d : fs::directory_iterator(runDir, ec)) {
+    std::ifstream in(d.path() / "qemu.pid");
+    long pid = 0;
+    if (in >> pid && pid > 1) {
+      ::kill(static_cast<pid_t>(pid), SIGKILL);
+    }
+  }
 }
 
 }  // namespace hyper::test

@@ -15,4 +15,8 @@ struct GuestImage {
 };
 const GuestImage& guestImage();
 
+// SIGKILLs the QEMU of every VM run dir under `runDir` (its qemu.pid): what a failed test left
+// running goes before the namespace and the directory it uses.
+void killQemusUnder(const std::string& runDir);
+
 }  // namespace hyper::test

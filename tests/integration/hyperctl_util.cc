@@ -53,6 +53,10 @@ CommandRun Hyperctl::run(const std::vector<std::string>& args) const {
   std::vector<std::string> argv = {"ip",          "netns",       "exec",   netns_,
                                    HYPERCTL_PATH, "--state-dir", stateDir_};
   argv.insert(argv.end(), args.begin(), args.end());
+  return runArgv(argv);
+}
+
+CommandRun runArgv(const std::vector<std::string>& argv) {
   CommandRun run;
   for (const auto& a : argv) {
     run.command += (run.command.empty() ? "" : " ") + a;

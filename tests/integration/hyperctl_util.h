@@ -36,6 +36,10 @@ struct CommandRun {
   std::string describe() const;
 };
 
+// Runs argv (never through a shell, stdin empty) and says how it went; `exitCode` -1 with the
+// reason in `err` when it could not be started.
+CommandRun runArgv(const std::vector<std::string>& argv);
+
 // The real hyperctl binary (HYPERCTL_PATH) run inside a named network namespace against one
 // state directory: `ip netns exec NETNS hyperctl --state-dir STATE_DIR args...`, never through a
 // shell, with stdin empty.

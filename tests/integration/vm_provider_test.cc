@@ -107,14 +107,8 @@ class VmProviderTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    // Whatever a failed test left running goes before the namespace does.
-    if (tmp_ && fs::exists(runDir_)) {
-      for (const auto& d : fs::directory_iterator(runDir_)) {
-        std::string pid = readFile(d.path().string() + "/qemu.pid");
-        if (!pid.empty()) {
-          ::kill(std::stoi(pid), SIGKILL);
-        }
-      }
+    if (tmp_) {
+      test::killQemusUnder(runDir_);
     }
     ::unsetenv("HYPER_VM_RUN_DIR");
   }
