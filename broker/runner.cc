@@ -227,7 +227,10 @@ Result<RunOutcome> runStreaming(const RunSpec& spec, int clientFd, int stopFd) {
   // Instead this thread waits for the exec (the status pipe closing) under the run's deadline, and
   // keeps everything the child reads (spec, argv, envp, stack) alive until the child has exec'd
   // or is dead. While they share memory they also share errno; in that window this thread makes
-  // no call whose errno it reads.
+  // no call whose errno it reads. No signal handler may run in the child before execve (it would
+  // run on the daemon's memory): hyper-broker installs none (its signals are taken by sigwait in
+  // one thread, SIGPIPE is ignored and reset to default in the child); keep it that way, or
+  // reset every handled signal in the child as posix_spawn does.
   ChildArgs args{&spec,      argv.data(), envp.data(),  devNull.get(),
                  outW.get(), errW.get(),  statusW.get()};
   std::vector<char> stack(256 * 1024);
