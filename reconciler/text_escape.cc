@@ -40,6 +40,19 @@ size_t utf8Length(std::string_view text, size_t i) {
 
 }  // namespace
 
+size_t firstInvalidUtf8(std::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    if (static_cast<unsigned char>(text[i]) < 0x80) {
+      ++i;
+    } else if (size_t n = utf8Length(text, i); n > 0) {
+      i += n;
+    } else {
+      return i;
+    }
+  }
+  return std::string_view::npos;
+}
+
 std::string escapeControl(std::string_view text) {
   static const char* kHex = "0123456789abcdef";
   std::string out;

@@ -11,4 +11,8 @@ namespace hyper {
 // be forged. Tab and valid UTF-8 ("é", "→") are kept as they are.
 std::string escapeControl(std::string_view text);
 
+// The offset of the first byte of `text` that is not part of valid UTF-8 (RFC 3629: no overlong
+// forms, surrogates or code points above U+10FFFF), or std::string_view::npos when it is valid.
+size_t firstInvalidUtf8(std::string_view text);
+
 }  // namespace hyper

@@ -11,8 +11,16 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include "reconciler/text_escape.h"
+
 namespace hyper {
 namespace {
+
+std::string hexByte(char c) {
+  static const char* kHex = "0123456789abcdef";
+  const auto b = static_cast<unsigned char>(c);
+  return {kHex[b >> 4], kHex[b & 0xf]};
+}
 
 constexpr const char* kStrTag = "tag:yaml.org,2002:str";
 constexpr const char* kIntTag = "tag:yaml.org,2002:int";
@@ -260,6 +268,18 @@ class Converter {
             limitMessage("maxStringBytes", limits_.maxStringBytes,
                          "a string of " + std::to_string(text.size()) + " bytes"));
       exhausted_ = true;
+      return false;
+    }
+    // YAML text is Unicode, and yaml-cpp passes any bytes through: checked here, once, so that
+    // nothing downstream meets invalid UTF-8 (valijson's maxLength counts characters with a
+    // decoder that reads out of bounds on a run of continuation bytes, found by fuzzing; JSON
+    // serialisation throws on it).
+    if (size_t bad = firstInvalidUtf8(text); bad != std::string_view::npos) {
+      error(node.Mark(), path,
+            "not valid UTF-8 (byte " + std::to_string(bad) + " of this " +
+                std::to_string(text.size()) + "-byte string is 0x" + hexByte(text[bad]) +
+                "); manifests must be UTF-8 text");
+      exhausted_ = true;  // the document goes, like one past a limit: no schema error on a hole
       return false;
     }
     return chargeBytes(node, path, text.size());

@@ -273,6 +273,41 @@ TEST(LoaderLimitTest, ErrorsQuoteHugeInputShortened) {
   }
 }
 
+// Found by fuzzing (tests/fuzz/corpus/plan/utf8-continuation-run): valijson's maxLength decodes
+// a run of UTF-8 continuation bytes by indexing a six-entry table with the run's length, an
+// out-of-bounds read that a long enough run turns into a crash. Invalid UTF-8 is refused while
+// converting, with where it is; valid UTF-8 of any script passes.
+TEST(LoaderLimitTest, InvalidUtf8IsRefusedWithItsPlaceBeforeTheSchemaSeesIt) {
+  ManifestLoader loader(schemas());
+  const std::string run(100000, '\xaa');
+  LoadResult r = loader.load({{"m/a.yaml", network("lab", "  labels: {env: \"" + run + "\"}\n")}});
+  ASSERT_TRUE(r.diagnostics.hasErrors());
+  EXPECT_TRUE(r.objects.empty());
+  const std::string all = r.diagnostics.format();
+  EXPECT_NE(all.find("m/a.yaml:5:"), std::string::npos) << all.substr(0, 600);
+  EXPECT_NE(all.find("metadata.labels.env"), std::string::npos) << all.substr(0, 600);
+  EXPECT_NE(all.find("not valid UTF-8 (byte 0 of this 100000-byte string is 0xaa)"),
+            std::string::npos)
+      << all.substr(0, 600);
+  EXPECT_LT(all.size(), 1000u) << "the bad bytes are not quoted back";
+
+  for (const std::string& bad : {std::string("\xc3"), std::string("\xc0\xaf"),
+                                 std::string("\xed\xa0\x80"), std::string("\xf4\x90\x80\x80")}) {
+    r = loader.load({{"m/a.yaml", network("lab", "  labels: {env: \"x" + bad + "\"}\n")}});
+    EXPECT_NE(r.diagnostics.format().find("not valid UTF-8 (byte 1 "), std::string::npos)
+        << r.diagnostics.format();
+  }
+  // In a key too.
+  r = loader.load({{"m/a.yaml", network("lab", "  labels: {\"k\xff\": v}\n")}});
+  EXPECT_NE(r.diagnostics.format().find("not valid UTF-8"), std::string::npos)
+      << r.diagnostics.format();
+  // Valid UTF-8 is not touched by this check (the label pattern may refuse it on its own).
+  r = loader.load(
+      {{"m/a.yaml",
+        network("lab", "  annotations: {note: \"caf\xc3\xa9 \xe2\x86\x92 \xf0\x9f\x99\x82\"}\n")}});
+  EXPECT_EQ(r.diagnostics.format().find("UTF-8"), std::string::npos) << r.diagnostics.format();
+}
+
 // Near misses of the patterns, now that RE2 checks them: one character off each way.
 struct PatternCase {
   std::string name;
