@@ -40,9 +40,11 @@ for t in "${targets[@]}"; do
   mkdir -p "$out/$t" "$out/$t.artifacts"
   log="$out/$t.log"
   # -rss_limit_mb and -timeout: memory and time blow-ups are findings too. ASan's leak check is on.
+  # Inputs take well under a second here; 30 s leaves room for a machine busy with other jobs
+  # (at 10 s, two runs beside a build stopped on inputs that take 0.4 s alone).
   set +e
   "$build/tests/fuzz/fuzz_$t" "$out/$t" "tests/fuzz/corpus/$t" -max_total_time="$seconds" \
-    -rss_limit_mb=2048 -timeout=10 -max_len=65536 -print_final_stats=1 \
+    -rss_limit_mb=2048 -timeout=30 -max_len=65536 -print_final_stats=1 \
     -artifact_prefix="$out/$t.artifacts/" >"$log" 2>&1
   rc=$?
   set -e
