@@ -4,8 +4,8 @@
 #include <string>
 #include <string_view>
 
+#include "base/status.h"
 #include "broker/request.h"
-#include "reconciler/status.h"
 
 namespace hyper::broker {
 

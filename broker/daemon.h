@@ -11,13 +11,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/status.h"
 #include "broker/cgroup.h"
 #include "broker/limits.h"
 #include "broker/peer.h"
 #include "broker/request.h"
 #include "broker/rules.h"
 #include "broker/slots.h"
-#include "reconciler/status.h"
 
 namespace spdlog {
 class logger;

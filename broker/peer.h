@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "broker/paths.h"
 #include "broker/rules.h"
-#include "reconciler/status.h"
 
 namespace hyper::broker {
 

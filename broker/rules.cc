@@ -6,10 +6,10 @@
 #include <set>
 #include <sstream>
 
+#include "base/names.h"
+#include "base/sha256.h"
 #include "broker/bounded_json.h"
 #include "broker/paths.h"
-#include "reconciler/names.h"
-#include "reconciler/sha256.h"
 
 namespace hyper::broker {
 

@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "reconciler/status.h"
+#include "base/status.h"
 
 namespace hyper::broker {
 

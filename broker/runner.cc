@@ -1,4 +1,5 @@
 #include "broker/runner.h"
+#include "base/fd.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -27,25 +28,6 @@ namespace hyper::broker {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // What the child reports through the exec-status pipe when a step before exec fails.
 struct ChildFailure {

@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "reconciler/status.h"
+#include "base/status.h"
 
 namespace spdlog {
 class logger;

@@ -1,4 +1,5 @@
 #include "controller/client.h"
+#include "base/file.h"
 
 #include <fcntl.h>
 #include <httplib.h>
@@ -21,40 +22,8 @@ namespace {
 
 // Endpoint and token files are small; a symlink planted in their place is refused, not followed
 // (O_NOFOLLOW), and no descriptor leaks to a child (O_CLOEXEC).
-Result<std::string> readFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0 && errno == ELOOP) {
-    return Status::error("read " + path +
-                         ": is a symbolic link; refused (expected a regular file)");
-  }
-  if (fd < 0) {
-    return Status::error("read " + path + ": " + strerror(errno));
-  }
-  constexpr size_t kMaxBytes = 64 * 1024;
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      Status s = Status::error("read " + path + ": " + strerror(errno));
-      close(fd);
-      return s;
-    }
-    if (n == 0) {
-      break;
-    }
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > kMaxBytes) {
-      close(fd);
-      return Status::error("read " + path + ": larger than " + std::to_string(kMaxBytes) +
-                           " bytes; not an endpoint or token file");
-    }
-  }
-  close(fd);
-  return out;
+Result<std::string> readSmallFile(const std::string& path) {
+  return readFile(path, 64 * 1024, Symlinks::Refuse);
 }
 
 // Creates `path` afresh (a file or symlink there is removed first; O_EXCL|O_NOFOLLOW then never
@@ -177,7 +146,7 @@ Result<std::optional<Endpoint>> discoverEndpoint(const std::string& stateDir,
     if (access(endpointPath.c_str(), F_OK) != 0) {
       return std::optional<Endpoint>();
     }
-    HYPER_ASSIGN_OR_RETURN(std::string text, readFile(endpointPath));
+    HYPER_ASSIGN_OR_RETURN(std::string text, readSmallFile(endpointPath));
     auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (!j.is_object() || !j.contains("url") || !j["url"].is_string() || !j.contains("pid") ||
         !j["pid"].is_number_integer()) {
@@ -189,7 +158,7 @@ Result<std::optional<Endpoint>> discoverEndpoint(const std::string& stateDir,
     }
     endpoint.url = j["url"].get<std::string>();
   }
-  auto token = readFile(tokenPath);
+  auto token = readSmallFile(tokenPath);
   if (!token.isOk()) {
     return token.status().withContext("hyperd token (run as root, or pass --token-file)");
   }

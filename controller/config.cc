@@ -22,8 +22,6 @@
 namespace hyper::controller {
 namespace {
 
-constexpr size_t kMaxSecretBytes = 64 * 1024;
-
 std::string abbreviate(std::string_view s) {
   return s.size() > 40 ? std::string(s.substr(0, 37)) + "..." : std::string(s);
 }
@@ -163,68 +161,6 @@ class ConfigReader {
 };
 
 }  // namespace
-
-Result<SecretValue> readSecretFile(const std::string& path) {
-  const std::string op = "read secret file " + path;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) {
-    return Status::error(op + " <- " + std::strerror(errno));
-  }
-  // Checked on the open file, not the path, so a swap between check and read changes nothing.
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    return Status::error(op + " <- " + std::strerror(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return Status::error(op + " <- not a regular file");
-  }
-  if ((st.st_mode & 077) != 0) {
-    ::close(fd);
-    return Status::error(op + " <- it has mode " + octalMode(st.st_mode) +
-                         ", readable or writable by group or others (expected 0600 or 0400: chmod "
-                         "600 " +
-                         path + ")");
-  }
-  if (static_cast<size_t>(st.st_size) > kMaxSecretBytes) {
-    ::close(fd);
-    return Status::error(op + " <- larger than 64 KiB (expected a short secret)");
-  }
-  std::string value;
-  char buf[4096];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return Status::error(op + " <- " + std::strerror(err));
-    }
-    if (n == 0) {
-      break;
-    }
-    value.append(buf, static_cast<size_t>(n));
-    if (value.size() > kMaxSecretBytes) {
-      ::close(fd);
-      return Status::error(op + " <- larger than 64 KiB (expected a short secret)");
-    }
-  }
-  ::close(fd);
-  if (!value.empty() && value.back() == '\n') {
-    value.pop_back();
-    if (!value.empty() && value.back() == '\r') {
-      value.pop_back();
-    }
-  }
-  if (value.empty()) {
-    return Status::error(op + " <- it is empty (expected the secret)");
-  }
-  return SecretValue(std::move(value));
-}
 
 Result<std::chrono::milliseconds> parseDuration(std::string_view text) {
   const std::string expected = " (expected digits and a unit: 500ms, 30s, 2m or 1h)";

@@ -14,7 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "reconciler/sha256.h"
+#include "base/sha256.h"
 
 namespace hyper::controller {
 namespace fs = std::filesystem;

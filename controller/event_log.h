@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "reconciler/status.h"
+#include "base/status.h"
 
 struct sqlite3;
 

@@ -3,7 +3,7 @@
 #include <chrono>
 #include <string>
 
-#include "reconciler/status.h"
+#include "base/status.h"
 
 namespace hyper::controller {
 

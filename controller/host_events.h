@@ -2,7 +2,7 @@
 
 #include <memory>
 
-#include "reconciler/status.h"
+#include "base/status.h"
 
 namespace hyper::controller {
 

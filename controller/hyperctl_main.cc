@@ -15,6 +15,9 @@
 #include <sodium.h>
 #include <CLI/CLI.hpp>
 
+#include "base/clock.h"
+#include "base/names.h"
+#include "base/text_escape.h"
 #include "controller/client.h"
 #include "controller/event_log.h"
 #include "controller/hold.h"
@@ -24,9 +27,7 @@
 #include "providers/net/net_spec.h"
 #include "providers/vmm/vm_provider.h"
 #include "reconciler/engine.h"
-#include "reconciler/names.h"
 #include "reconciler/state_lock.h"
-#include "reconciler/text_escape.h"
 
 namespace hyper::ctl {
 namespace {
@@ -39,12 +40,6 @@ struct GlobalOptions {
   std::string stateDir = "/var/lib/hyper";
   int parallelism = 4;
 };
-
-int64_t nowSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 int fail(const std::string& message) {
   std::cerr << "error: " << message << "\n";

@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "reconciler/log_context.h"
+#include "base/log_context.h"
 
 namespace hyper::controller {
 namespace {

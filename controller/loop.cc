@@ -10,9 +10,9 @@
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 
+#include "base/log_context.h"
+#include "base/sha256.h"
 #include "controller/hold.h"
-#include "reconciler/log_context.h"
-#include "reconciler/sha256.h"
 
 namespace hyper::controller {
 

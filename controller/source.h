@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "reconciler/loader.h"
-#include "reconciler/status.h"
 
 namespace hyper::controller {
 

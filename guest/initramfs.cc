@@ -1,4 +1,5 @@
 #include "guest/initramfs.h"
+#include "base/file.h"
 
 #include <fstream>
 #include <map>
@@ -28,19 +29,6 @@ std::string moduleNameOf(std::string_view path) {
   std::string_view base = slash == std::string_view::npos ? path : path.substr(slash + 1);
   size_t ko = base.find(".ko");
   return canonicalName(ko == std::string_view::npos ? base : base.substr(0, ko));
-}
-
-Result<std::string> readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return Status::error("read " + path + " <- cannot open");
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) {
-    return Status::error("read " + path + " <- I/O error");
-  }
-  return ss.str();
 }
 
 constexpr std::string_view kInitScript = R"INIT(#!/bin/busybox sh

@@ -1,4 +1,5 @@
 #include "host/command.h"
+#include "base/fd.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -22,27 +23,6 @@ namespace {
 std::string errnoText(const char* what, int err) {
   return std::string(what) + ": " + std::strerror(err);
 }
-
-// Owns a file descriptor; closes it once.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-
-  int get() const { return fd_; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // A pipe whose ends are close-on-exec, so that a command started concurrently by another thread
 // does not inherit them and keep our reads from ever seeing end-of-file.

@@ -1,4 +1,5 @@
 #include "reconciler/engine.h"
+#include "base/clock.h"
 
 #include <algorithm>
 #include <chrono>
@@ -6,18 +7,12 @@
 #include <iterator>
 #include <set>
 
-#include "reconciler/crash_point.h"
-#include "reconciler/sha256.h"
+#include "base/crash_point.h"
+#include "base/sha256.h"
 
 namespace hyper {
 
 namespace {
-
-int64_t nowSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string firstError(const Diagnostics& diags) {
   for (const auto& d : diags.items()) {

@@ -1,6 +1,6 @@
 #include "reconciler/executor.h"
 
-#include "reconciler/log_context.h"
+#include "base/log_context.h"
 
 #include <algorithm>
 #include <chrono>

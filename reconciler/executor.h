@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "reconciler/plan.h"
-#include "reconciler/status.h"
 
 namespace hyper {
 

@@ -1,4 +1,5 @@
 #include "reconciler/inventory.h"
+#include "base/clock.h"
 
 #include <sqlite3.h>
 
@@ -76,12 +77,6 @@ CREATE INDEX journal_creates_unconfirmed ON journal (kind, name)
 )sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
-
-int64_t nowSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 using sqlite::exec;
 using sqlite::Statement;

@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "reconciler/managed_record.h"
 #include "reconciler/plan.h"
-#include "reconciler/status.h"
 
 struct sqlite3;
 

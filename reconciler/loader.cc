@@ -1,4 +1,5 @@
 #include "reconciler/loader.h"
+#include "base/file.h"
 
 #include <sys/stat.h>
 
@@ -12,8 +13,8 @@
 #include <sstream>
 #include <system_error>
 
-#include "reconciler/names.h"
-#include "reconciler/sha256.h"
+#include "base/names.h"
+#include "base/sha256.h"
 #include "reconciler/yaml_json.h"
 
 namespace hyper {
@@ -29,19 +30,6 @@ bool isManifestFile(const fs::path& p) {
 bool isHidden(const fs::path& p) {
   std::string name = p.filename().string();
   return !name.empty() && name[0] == '.';
-}
-
-Result<std::string> readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return Status::error("read " + path + " <- " + std::strerror(errno));
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) {
-    return Status::error("read " + path + " <- I/O error");
-  }
-  return ss.str();
 }
 
 std::map<std::string, std::string> stringMap(const Json& metadata, const char* field) {

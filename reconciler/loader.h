@@ -5,10 +5,10 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "reconciler/diagnostic.h"
 #include "reconciler/object.h"
 #include "reconciler/schema.h"
-#include "reconciler/status.h"
 #include "reconciler/yaml_json.h"
 
 namespace hyper {

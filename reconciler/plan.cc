@@ -2,7 +2,7 @@
 
 #include <array>
 
-#include "reconciler/sha256.h"
+#include "base/sha256.h"
 
 namespace hyper {
 

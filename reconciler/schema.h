@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "reconciler/diagnostic.h"
 #include "reconciler/object.h"
-#include "reconciler/status.h"
 
 namespace hyper {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <utility>
 
-#include "reconciler/status.h"
+#include "base/status.h"
 
 namespace hyper::sqlite {
 

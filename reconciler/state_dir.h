@@ -8,7 +8,7 @@
 #include <cstring>
 #include <string>
 
-#include "reconciler/status.h"
+#include "base/status.h"
 
 namespace hyper {
 

@@ -11,7 +11,7 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
-#include "reconciler/text_escape.h"
+#include "base/text_escape.h"
 
 namespace hyper {
 namespace {

@@ -1,4 +1,5 @@
 #include "providers/broker/broker_provider.h"
+#include "base/file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -11,10 +12,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/crash_point.h"
+#include "base/sha256.h"
 #include "broker/client.h"
 #include "broker/rules.h"
-#include "reconciler/crash_point.h"
-#include "reconciler/sha256.h"
 
 namespace hyper::providers::broker {
 
@@ -59,54 +60,6 @@ RuleFile readRuleFile(const std::string& path) {
   }
   f.doc = hb::rulesToJson(parsed->rules);
   return f;
-}
-
-// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename. Temp
-// files of this path that a killed writer left (`<path>.tmp.<pid>`) are removed first: only the
-// holder of the state lock writes the rules, so none of them is in use.
-Status writeAtomically(const std::string& path, const std::string& bytes,
-                       const std::string& object) {
-  std::filesystem::path target(path);
-  std::error_code ec;
-  std::filesystem::create_directories(target.parent_path(), ec);
-  const std::string stalePrefix = target.filename().string() + ".tmp.";
-  for (std::filesystem::directory_iterator it(target.parent_path(), ec), end; !ec && it != end;
-       it.increment(ec)) {
-    if (it->path().filename().string().rfind(stalePrefix, 0) == 0) {
-      std::error_code ignored;
-      std::filesystem::remove(it->path(), ignored);
-    }
-  }
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return Status::error("open " + tmp + " <- " + std::strerror(errno));
-  }
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return Status::error("write " + tmp + " <- " + std::strerror(err));
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    return Status::error("fsync " + tmp + " <- " + std::strerror(errno));
-  }
-  crashPoint("rules-staged " + object);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return Status::error("rename " + tmp + " to " + path + " <- " + std::strerror(err));
-  }
-  return Status::ok();
 }
 
 const Json* findRule(const Json& rules, const std::string& name) {
@@ -355,7 +308,8 @@ void BrokerProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
       return a.value("name", "") < b.value("name", "");
     });
     std::string bytes = Json{{"schemaVersion", "1"}, {"rules", kept}}.dump(2) + "\n";
-    Status written = writeAtomically(config_.rulesPath, bytes, object);
+    Status written = writeFileAtomically(config_.rulesPath, bytes, 0644,
+                                         [&] { crashPoint("rules-staged " + object); });
     if (!written.isOk()) {
       resp.diagnostics.error(object, "", "write broker rules <- " + written.message());
       return;

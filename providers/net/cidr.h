@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "reconciler/status.h"
+#include "base/status.h"
 
 namespace hyper::providers::net {
 

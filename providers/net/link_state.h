@@ -4,8 +4,8 @@
 #include <string_view>
 #include <vector>
 
+#include "base/status.h"
 #include "providers/net/cidr.h"
-#include "reconciler/status.h"
 
 namespace hyper::providers::net {
 

@@ -1,14 +1,15 @@
 #include "providers/net/net_provider.h"
+#include "base/strings.h"
 
 #include <algorithm>
 #include <fstream>
 #include <optional>
 
+#include "base/crash_point.h"
+#include "base/names.h"
 #include "host/command.h"
 #include "providers/net/link_state.h"
 #include "providers/net/placement.h"
-#include "reconciler/crash_point.h"
-#include "reconciler/names.h"
 
 namespace hyper::providers::net {
 
@@ -16,14 +17,6 @@ namespace {
 
 constexpr const char* kIpForwardPath = "/proc/sys/net/ipv4/ip_forward";
 constexpr const char* kNeverTakeOver = "hyper never takes over interfaces it did not create";
-
-std::string join(const std::vector<std::string>& items, const std::string& sep) {
-  std::string out;
-  for (const auto& s : items) {
-    out += (out.empty() ? "" : sep) + s;
-  }
-  return out;
-}
 
 Result<LinkTable> dumpLinks() {
   HYPER_ASSIGN_OR_RETURN(std::string out, host::runChecked({"ip", "-d", "-j", "addr", "show"}));

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "reconciler/names.h"
+#include "base/names.h"
 
 namespace hyper::providers::net {
 

@@ -5,10 +5,10 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "providers/net/cidr.h"
 #include "reconciler/diagnostic.h"
 #include "reconciler/object.h"
-#include "reconciler/status.h"
 
 namespace hyper::providers::net {
 

@@ -1,8 +1,8 @@
 #include "providers/net/nft_ruleset.h"
 
+#include "base/names.h"
+#include "base/sha256.h"
 #include "providers/net/cidr.h"
-#include "reconciler/names.h"
-#include "reconciler/sha256.h"
 
 namespace hyper::providers::net {
 

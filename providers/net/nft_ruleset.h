@@ -5,9 +5,9 @@
 #include <string_view>
 #include <vector>
 
+#include "base/status.h"
 #include "providers/net/net_spec.h"
 #include "reconciler/object.h"
-#include "reconciler/status.h"
 
 namespace hyper::providers::net {
 

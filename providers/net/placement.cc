@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <set>
 
+#include "base/names.h"
+#include "base/sha256.h"
 #include "providers/net/cidr.h"
-#include "reconciler/names.h"
-#include "reconciler/sha256.h"
 
 namespace hyper::providers::net {
 

@@ -14,7 +14,7 @@
 namespace hyper::providers::net {
 
 // The tap of a VM: "hv-<name>" when that fits in IFNAMSIZ (15 bytes), else "hv-<head>-<hash>"
-// with a stable hash of the whole name (reconciler/names.h), so a 63-character VM name works and
+// with a stable hash of the whole name (base/names.h), so a 63-character VM name works and
 // the name is the same on every host and after every restart.
 std::string vmTapName(std::string_view vmName);
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <thread>
 
-#include "reconciler/status.h"
+#include "base/status.h"
 
 namespace hyper::providers::vmm {
 

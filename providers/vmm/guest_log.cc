@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "reconciler/fd.h"
+#include "base/fd.h"
 
 namespace hyper::providers::vmm {
 

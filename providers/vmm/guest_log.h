@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "reconciler/status.h"
+#include "base/status.h"
 
 namespace hyper::providers::vmm {
 

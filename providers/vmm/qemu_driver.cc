@@ -20,16 +20,16 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "base/crash_point.h"
+#include "base/fd.h"
+#include "base/names.h"
+#include "base/text_escape.h"
 #include "host/command.h"
 #include "providers/vmm/exit_watcher.h"
 #include "providers/vmm/guest_log.h"
 #include "providers/vmm/qmp_client.h"
 #include "providers/vmm/tap_device.h"
-#include "reconciler/crash_point.h"
-#include "reconciler/fd.h"
-#include "reconciler/names.h"
 #include "reconciler/state_dir.h"
-#include "reconciler/text_escape.h"
 
 #ifndef SYS_pidfd_send_signal
 #define SYS_pidfd_send_signal 424

@@ -4,9 +4,9 @@
 
 #include <fstream>
 
+#include "base/names.h"
 #include "host/command.h"
 #include "providers/net/placement.h"
-#include "reconciler/names.h"
 
 namespace hyper::providers::vmm {
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "providers/vmm/accel.h"
-#include "reconciler/status.h"
 
 namespace hyper::providers::vmm {
 

@@ -1,4 +1,5 @@
 #include "providers/vmm/vm_provider.h"
+#include "base/strings.h"
 
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -12,26 +13,18 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/crash_point.h"
+#include "base/text_escape.h"
 #include "host/command.h"
 #include "providers/net/cidr.h"
 #include "providers/net/link_state.h"
 #include "providers/vmm/guest_log.h"
 #include "providers/vmm/tap_device.h"
-#include "reconciler/crash_point.h"
-#include "reconciler/text_escape.h"
 
 namespace hyper::providers::vmm {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string join(const std::vector<std::string>& items, const std::string& sep) {
-  std::string out;
-  for (const auto& i : items) {
-    out += (out.empty() ? "" : sep) + i;
-  }
-  return out;
-}
 
 // Runs `body`, turning an exception from a library into a diagnostic: providers never throw.
 template <typename F>

@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "providers/net/net_spec.h"
 #include "providers/net/placement.h"
 #include "reconciler/object.h"
-#include "reconciler/status.h"
 
 namespace hyper::providers::vmm {
 

@@ -4,7 +4,7 @@
 #include <iterator>
 #include <thread>
 
-#include "reconciler/sha256.h"
+#include "base/sha256.h"
 
 namespace hyper::testing {
 

@@ -3,8 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "base/sha256.h"
 #include "controller/source.h"
-#include "reconciler/sha256.h"
 
 namespace hyper::testing {
 

@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "base/sha256.h"
 #include "reconciler/engine.h"
 #include "reconciler/schema.h"
-#include "reconciler/sha256.h"
 #include "tests/fakes/fake_provider.h"
 #include "tests/fuzz/fuzz_check.h"
 

@@ -10,9 +10,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/sha256.h"
 #include "broker/client.h"
 #include "host/command.h"
-#include "reconciler/sha256.h"
 #include "tests/integration/broker_util.h"
 #include "tests/integration/hyperctl_util.h"
 

@@ -18,11 +18,11 @@
 #include <system_error>
 #include <thread>
 
+#include "base/sha256.h"
 #include "broker/client.h"
 #include "broker/daemon.h"
 #include "broker/runner.h"
 #include "host/command.h"
-#include "reconciler/sha256.h"
 #include "tests/integration/broker_util.h"
 #include "tests/integration/hyperctl_util.h"
 

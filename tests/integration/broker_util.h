@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "reconciler/status.h"
+#include "base/status.h"
 #include "tests/integration/hyperctl_util.h"
 
 namespace hyper::test {

@@ -873,7 +873,7 @@ TEST_F(HyperdTest, KilledMidApplyRestartsWithoutDuplicatesOrLeaks) {
   ASSERT_TRUE(tmp_->write("src/nets.yaml", docs(all)).isOk());
   std::vector<std::string> args = {"--source", tmp_->path() + "/src", "--parallelism",
                                    "1",        "--drift-interval",    "60s"};
-  // Killed by its crash switch (reconciler/crash_point.h) in the middle of the apply: five points
+  // Killed by its crash switch (base/crash_point.h) in the middle of the apply: five points
   // per network in name order, so the 28th is the sixth network's bridge made but not recorded.
   const std::string crashLog = tmp_->path() + "/crash.log";
   hyperdEnv_ = {"HYPER_TEST_CRASH_AT=28", "HYPER_TEST_CRASH_LOG=" + crashLog};

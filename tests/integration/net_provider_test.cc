@@ -6,9 +6,9 @@
 #include <fstream>
 #include <thread>
 
+#include "base/sha256.h"
 #include "host/command.h"
 #include "providers/net/link_state.h"
-#include "reconciler/sha256.h"
 #include "tests/integration/netns_util.h"
 
 // Every test runs in a network namespace of its own, entered by the test thread; the provider's

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "reconciler/status.h"
+#include "base/status.h"
 
 namespace hyper::test {
 

@@ -1,5 +1,5 @@
 // reconciler/crash_point: the test-only switch that kills a process at its Nth crash point.
-#include "reconciler/crash_point.h"
+#include "base/crash_point.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>

@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "base/sha256.h"
 #include "reconciler/inventory.h"
 #include "reconciler/schema.h"
-#include "reconciler/sha256.h"
 #include "tests/fakes/fake_provider.h"
 
 namespace hyper {

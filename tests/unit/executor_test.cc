@@ -11,7 +11,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "reconciler/log_context.h"
+#include "base/log_context.h"
 #include "tests/fakes/fake_provider.h"
 
 namespace hyper {

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "reconciler/status.h"
+#include "base/status.h"
 
 namespace hyper {
 namespace {

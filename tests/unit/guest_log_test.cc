@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "base/text_escape.h"
 #include "providers/vmm/vm_driver.h"
-#include "reconciler/text_escape.h"
 
 namespace hyper::providers::vmm {
 namespace {

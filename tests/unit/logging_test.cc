@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "reconciler/log_context.h"
+#include "base/log_context.h"
 
 namespace hyper::controller {
 namespace {

@@ -1,9 +1,9 @@
-// checkDnsLabel (reconciler/names.h) at its edges: every object name, policy network and broker
+// checkDnsLabel (base/names.h) at its edges: every object name, policy network and broker
 // rule name passes through it, and names become interface names, nft set names and paths.
 
 #include <gtest/gtest.h>
 
-#include "reconciler/names.h"
+#include "base/names.h"
 
 namespace hyper {
 namespace {

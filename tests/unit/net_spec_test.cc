@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "reconciler/names.h"
+#include "base/names.h"
 
 namespace hyper::providers::net {
 namespace {

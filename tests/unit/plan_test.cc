@@ -4,7 +4,7 @@
 
 #include <functional>
 
-#include "reconciler/sha256.h"
+#include "base/sha256.h"
 
 namespace hyper {
 namespace {

@@ -1,4 +1,4 @@
-#include "reconciler/status.h"
+#include "base/status.h"
 
 #include <gtest/gtest.h>
 

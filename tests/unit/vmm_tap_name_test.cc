@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
+#include "base/names.h"
 #include "providers/vmm/tap_device.h"
-#include "reconciler/names.h"
 
 namespace hyper::providers::vmm {
 namespace {

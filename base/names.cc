@@ -1,8 +1,8 @@
-#include "reconciler/names.h"
+#include "base/names.h"
 
 #include <cstdio>
 
-#include "reconciler/sha256.h"
+#include "base/sha256.h"
 
 namespace hyper {
 

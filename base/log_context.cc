@@ -1,4 +1,4 @@
-#include "reconciler/log_context.h"
+#include "base/log_context.h"
 
 #include <utility>
 

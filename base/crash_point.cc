@@ -1,4 +1,4 @@
-#include "reconciler/crash_point.h"
+#include "base/crash_point.h"
 
 #include <fcntl.h>
 #include <signal.h>

@@ -1,4 +1,4 @@
-#include "reconciler/sha256.h"
+#include "base/sha256.h"
 
 #include <sodium.h>
 

@@ -1,4 +1,4 @@
-#include "reconciler/text_escape.h"
+#include "base/text_escape.h"
 
 namespace hyper {
 namespace {
