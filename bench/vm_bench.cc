@@ -157,12 +157,16 @@ int run(int rounds) {
   }
   const std::string root = tmpl;
   ::setenv("HYPER_VM_RUN_DIR", (root + "/run").c_str(), 1);
-  auto schemas = SchemaRegistry::builtin();
+  auto kinds = providers::builtinKinds();
   auto inventory = Inventory::open(root + "/state");
-  if (!schemas.isOk() || !inventory.isOk()) {
+  if (!kinds.isOk() || !inventory.isOk()) {
     return 1;
   }
-  Hyper h{std::make_unique<Engine>(providers::builtinProviders(), *schemas), std::move(*inventory)};
+  auto made = (*kinds)->makeProviders(Json::object());
+  if (!made.isOk()) {
+    return 1;
+  }
+  Hyper h{std::make_unique<Engine>(std::move(*made), (*kinds)->schemas()), std::move(*inventory)};
   providers::vmm::QemuDriver driver({root + "/run"});
   int status = 0;
 

@@ -15,6 +15,7 @@
 
 #include "controller/config_schema.h"
 #include "controller/source.h"
+#include "providers/builtin.h"
 #include "reconciler/diagnostic.h"
 #include "reconciler/schema.h"
 #include "reconciler/yaml_json.h"
@@ -199,6 +200,12 @@ Result<std::chrono::milliseconds> parseDuration(std::string_view text) {
 }
 
 Result<HyperdConfig> parseConfig(const std::string& text, const std::string& displayPath) {
+  HYPER_ASSIGN_OR_RETURN(auto kinds, providers::builtinKinds());
+  return parseConfig(text, displayPath, *kinds);
+}
+
+Result<HyperdConfig> parseConfig(const std::string& text, const std::string& displayPath,
+                                 const KindRegistry& kinds) {
   Diagnostics diags;
   auto fileName = std::make_shared<const std::string>(displayPath);
   std::vector<YamlDocument> docs = parseYamlDocuments(text, fileName, diags);
@@ -225,7 +232,7 @@ Result<HyperdConfig> parseConfig(const std::string& text, const std::string& dis
     return failure(diags);
   }
   Status schemaStatus =
-      validateWithSchema(std::string(hyperdConfigSchema()), doc.value, doc.sourceMap, diags);
+      validateWithSchema(hyperdConfigSchema(kinds), doc.value, doc.sourceMap, diags);
   if (!schemaStatus) {
     return schemaStatus.withContext("load config " + displayPath);  // a bug in config_schema.cc
   }
@@ -268,9 +275,8 @@ Result<HyperdConfig> parseConfig(const std::string& text, const std::string& dis
   }
   cfg.parallelism = v.value("parallelism", cfg.parallelism);
   cfg.stateDir = v.value("stateDir", cfg.stateDir);
-  if (v.contains("broker")) {
-    cfg.brokerRules = v["broker"].value("rules", "");
-    cfg.brokerSocket = v["broker"].value("socket", "");
+  if (v.contains("providers")) {
+    cfg.providers = v["providers"];
   }
   cfg.allowNonLoopback = v.value("allowNonLoopback", cfg.allowNonLoopback);
   cfg.listen = v.value("listen", cfg.listen);
@@ -335,6 +341,11 @@ bool urlHasPassword(const std::string& url) {
 }  // namespace
 
 Result<HyperdConfig> loadConfig(const std::string& path) {
+  HYPER_ASSIGN_OR_RETURN(auto kinds, providers::builtinKinds());
+  return loadConfig(path, *kinds);
+}
+
+Result<HyperdConfig> loadConfig(const std::string& path, const KindRegistry& kinds) {
   const std::string op = "read config " + path;
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) {
@@ -363,7 +374,7 @@ Result<HyperdConfig> loadConfig(const std::string& path) {
     text.append(buf, static_cast<size_t>(n));
   }
   ::close(fd);
-  HYPER_ASSIGN_OR_RETURN(HyperdConfig cfg, parseConfig(text, path));
+  HYPER_ASSIGN_OR_RETURN(HyperdConfig cfg, parseConfig(text, path, kinds));
   // A config that holds a secret itself (credentials in source.url) is a secret file: the
   // same mode rule as every other one (checked on the file read, not the path).
   if (urlHasPassword(cfg.source.url) && (st.st_mode & 077) != 0) {

@@ -9,14 +9,14 @@
 #include "base/secret.h"
 #include "base/status.h"
 #include "controller/hold.h"
+#include "reconciler/kind_registry.h"
+#include "reconciler/object.h"
 
 namespace hyper::controller {
 
 // "500ms", "30s", "2m", "1h": digits and one unit. A bare number, a negative or fractional value,
 // another unit and an overflow are errors.
 Result<std::chrono::milliseconds> parseDuration(std::string_view text);
-
-enum class DriftPolicy { Correct, Alert };
 
 struct AlertSinkConfig {
   enum class Type { Log, Webhook };
@@ -53,9 +53,9 @@ struct HyperdConfig {
   HoldPolicy hold;
   int parallelism = 4;
   std::string stateDir = "/var/lib/hyper";
-  // hyper-broker's rule file and socket (BrokerRule objects); "" = environment, then defaults.
-  std::string brokerRules;
-  std::string brokerSocket;
+  // providers.<name>: each provider's settings, checked against its settings schema (the kind
+  // registry's records); what a provider is not given comes from the environment or defaults.
+  Json providers = Json::object();
 
   std::string listen = "127.0.0.1:7400";  // as written
   std::string listenHost = "127.0.0.1";   // without the brackets of an IPv6 address
@@ -77,7 +77,11 @@ struct HyperdConfig {
 // Parses and validates a config. Errors are "file:line:column: error: field.path: what was
 // found (expected ...)", one per line, all of them at once; secret files are read only when the
 // rest is valid. `displayPath` is the file name used in messages.
+Result<HyperdConfig> parseConfig(const std::string& text, const std::string& displayPath,
+                                 const KindRegistry& kinds);
+// With the compiled-in providers (providers/builtin.h).
 Result<HyperdConfig> parseConfig(const std::string& text, const std::string& displayPath);
 Result<HyperdConfig> loadConfig(const std::string& path);
+Result<HyperdConfig> loadConfig(const std::string& path, const KindRegistry& kinds);
 
 }  // namespace hyper::controller

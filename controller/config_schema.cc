@@ -1,5 +1,7 @@
 #include "controller/config_schema.h"
 
+#include <nlohmann/json.hpp>
+
 namespace hyper::controller {
 
 // The single source of the config file's schema (see config_schema.h for why it is not in
@@ -115,14 +117,9 @@ std::string_view hyperdConfigSchema() {
       "maximum": 64,
       "description": "an integer from 1 to 64: actions run at once (default 4)"
     },
-    "broker": {
+    "providers": {
       "type": "object",
-      "additionalProperties": false,
-      "description": "a mapping with rules (hyper-broker's rule file) and socket",
-      "properties": {
-        "rules": {"type": "string", "minLength": 1, "description": "the rule file BrokerRule objects are written to (default /etc/hyper/broker-rules.json)"},
-        "socket": {"type": "string", "minLength": 1, "description": "hyper-broker's socket (default /run/hyper/broker.sock)"}
-      }
+      "description": "a mapping of provider settings, by provider (filled in from the kind registry)"
     },
     "stateDir": {
       "type": "string",
@@ -180,6 +177,12 @@ std::string_view hyperdConfigSchema() {
     "debounce": {"$ref": "#/definitions/duration"}
   }
 })json";
+}
+
+std::string hyperdConfigSchema(const KindRegistry& kinds) {
+  nlohmann::json schema = nlohmann::json::parse(hyperdConfigSchema());
+  schema["properties"]["providers"] = kinds.settingsSchema();
+  return schema.dump();
 }
 
 }  // namespace hyper::controller

@@ -47,14 +47,8 @@ const char* kConditionTypes[] = {"Ready", "Reconciling", "Stalled", "Drifted"};
 
 }  // namespace
 
-DriftPolicy driftPolicyOf(const Json& spec, DriftPolicy fallback) {
-  if (spec.is_object()) {
-    auto it = spec.find("driftPolicy");
-    if (it != spec.end() && it->is_string()) {
-      return *it == "alert" ? DriftPolicy::Alert : DriftPolicy::Correct;
-    }
-  }
-  return fallback;
+DriftPolicy driftPolicyOf(const Object* object, DriftPolicy fallback) {
+  return object != nullptr && object->driftPolicy ? *object->driftPolicy : fallback;
 }
 
 nlohmann::json ObjectStatus::toJson(const Clock& clock) const {
@@ -487,19 +481,6 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
   summary.planned = plan.actions.size();
   summary.planHash = plan.hash();
 
-  std::map<ObjectId, const ManagedRecord*> recordById;
-  for (const auto& r : managed) {
-    recordById[r.id] = &r;
-  }
-  auto specOf = [&](const ObjectId& id) -> const Json& {
-    static const Json kNull;
-    if (const Object* o = current->find(id)) {
-      return o->spec;
-    }
-    auto it = recordById.find(id);
-    return it == recordById.end() ? kNull : it->second->spec;
-  };
-
   // 3. Drift and deferral. The plan is computed whole; what is deferred is taken out of it, with
   // everything that depends on it.
   Clock::TimePoint now = clock_.now();
@@ -513,7 +494,7 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
       s.id = a.id;
       if (a.drift) {
         driftedActions.push_back(&a);
-        if (driftPolicyOf(specOf(a.id), options.driftPolicy) == DriftPolicy::Alert) {
+        if (driftPolicyOf(current->find(a.id), options.driftPolicy) == DriftPolicy::Alert) {
           deferred.insert(a.id);
           deferReason[a.id] = "drift policy is alert: not corrected";
         }

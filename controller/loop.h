@@ -37,8 +37,9 @@ class SteadyClock : public Clock {
   TimePoint now() const override { return std::chrono::steady_clock::now(); }
 };
 
-// Reads `spec.driftPolicy` ("correct" | "alert"); `fallback` when absent.
-DriftPolicy driftPolicyOf(const Json& spec, DriftPolicy fallback);
+// The object's spec.driftPolicy (Object::driftPolicy); `fallback` when it does not say or when
+// it is not in the source.
+DriftPolicy driftPolicyOf(const Object* object, DriftPolicy fallback);
 
 struct LoopOptions {
   bool prune =

@@ -1,22 +1,27 @@
 #pragma once
 
 #include <memory>
-#include <string>
 #include <vector>
 
-#include "reconciler/provider.h"
+#include "reconciler/kind_registry.h"
 
 namespace hyper::providers {
 
-// Where providers find the host facilities they manage. Empty: the environment
-// (HYPER_BROKER_RULES, HYPER_BROKER_SOCKET), then the defaults.
-struct BuiltinOptions {
-  std::string brokerRules;   // hyper-broker's rule file
-  std::string brokerSocket;  // hyper-broker's socket
-};
+// One line of a registration list: the record of the provider whose folder defines
+// `ProviderRecord hyper::providers::provider_<folder>()` (providers/<folder>/registration.cc).
+// The declaration is inside the line, so adding a provider to a list is that one line.
+#define HYPER_PROVIDER(folder)                          \
+  [] {                                                  \
+    extern ::hyper::ProviderRecord provider_##folder(); \
+    return provider_##folder();                         \
+  }()
 
-// Every provider compiled into hyper, as an explicit list of constructors (Terraform's
-// Provider.Resources): nothing registers itself, so a linker cannot silently drop one.
-std::vector<std::unique_ptr<Provider>> builtinProviders(const BuiltinOptions& options = {});
+// Every provider compiled into hyper, as an explicit list (Terraform's Provider.Resources):
+// nothing registers itself, so a linker cannot silently drop one. Adding a kind is a folder
+// under providers/ and one line here.
+std::vector<ProviderRecord> builtinProviderRecords();
+
+// The registry of builtinProviderRecords(); made once.
+Result<std::shared_ptr<const KindRegistry>> builtinKinds();
 
 }  // namespace hyper::providers

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,12 +57,21 @@ class SourceMap {
 };
 
 // One validated manifest document.
+// How the controller treats drift of an object (spec.driftPolicy, defined once in
+// schemas/object.schema.json for every kind): repair it, or only report it.
+enum class DriftPolicy { Correct, Alert };
+
+// The field of spec that belongs to the envelope, not to the kind: the loader takes it out of
+// spec into Object::driftPolicy, so no kind's schema or provider sees it.
+inline constexpr const char* kEnvelopeSpecField = "driftPolicy";
+
 struct Object {
   ObjectId id;
   std::map<std::string, std::string> labels;
   std::map<std::string, std::string> annotations;
-  Json spec;             // schema-valid; the provider parses it into its typed spec
-  SourceLocation where;  // the document's first line
+  Json spec;  // schema-valid; the provider parses it into its typed spec
+  std::optional<DriftPolicy> driftPolicy;  // spec.driftPolicy; empty: the controller's default
+  SourceLocation where;                    // the document's first line
   SourceMap sourceMap;
 
   // Where a field of this object is written; the document when the field is absent.

@@ -74,7 +74,7 @@ const Json* findRule(const Json& rules, const std::string& name) {
   return nullptr;
 }
 
-// The rule without its name: shaped like the BrokerRule spec (without driftPolicy).
+// The rule without its name: shaped like the BrokerRule spec.
 Json specShape(const Json& rule) {
   Json out = rule;
   out.erase("name");
@@ -96,7 +96,6 @@ BrokerProviderConfig BrokerProviderConfig::fromEnvironment() {
 
 Result<Json> ruleFromObject(const std::string& name, const Json& spec) {
   Json rule = spec.is_object() ? spec : Json::object();
-  rule.erase("driftPolicy");
   rule["name"] = name;
   Json file = {{"schemaVersion", "1"}, {"rules", Json::array({rule})}};
   auto parsed = hb::parseRules(file.dump(), "BrokerRule/" + name);

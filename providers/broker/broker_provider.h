@@ -41,7 +41,7 @@ class BrokerProvider : public Provider {
   std::mutex fileMu_;  // applies for different rules share one file
 };
 
-// The rule of the file for a BrokerRule (its name and spec without driftPolicy), normalised: the
+// The rule of the file for a BrokerRule (its name and spec), normalised: the
 // broker's defaults filled in, so that what the broker reports compares equal.
 Result<Json> ruleFromObject(const std::string& name, const Json& spec);
 

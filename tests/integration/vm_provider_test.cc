@@ -398,7 +398,8 @@ TEST_F(VmProviderTest, HyperdRestartsAKilledVmAtOnceOrOnlyReportsItUnderAlert) {
   EXPECT_TRUE(contains(events.out, "drift  VM/web-1")) << events.describe();
   EXPECT_TRUE(contains(readFile(log), "VM web-1: process " + pid + " exited")) << readFile(log);
 
-  // driftPolicy: alert is an in-place change; a kill is then only reported.
+  // driftPolicy: alert changes nothing on the host (the controller reads it, the VM provider never
+  // sees it); a kill is then only reported.
   write("src", "web.yaml", vm("web-1", "  network: {name: lab}\n  driftPolicy: alert\n"));
   // In sync through hyperd's own view once it has recorded the change.
   ASSERT_TRUE(eventually(std::chrono::seconds(60), [&] {

@@ -7,14 +7,13 @@ namespace {
 
 Json spec() {
   return Json::parse(R"({"command":"/usr/bin/make","callers":{"groups":["users"]},
-                         "workspace":"/home/{user}/ws","env":["CC"],"driftPolicy":"correct"})");
+                         "workspace":"/home/{user}/ws","env":["CC"]})");
 }
 
 TEST(BrokerProviderTest, RuleFromObjectFillsTheBrokerDefaults) {
   auto rule = ruleFromObject("make", spec());
   ASSERT_TRUE(rule.isOk()) << rule.status().message();
   EXPECT_EQ((*rule)["name"], "make");
-  EXPECT_FALSE(rule->contains("driftPolicy"));
   EXPECT_EQ((*rule)["concurrency"], 1);
   EXPECT_EQ((*rule)["timeout"]["defaultSeconds"], 600);
   EXPECT_FALSE(ruleFromObject("make", Json::parse(R"({"command":"make","callers":{"uids":[1]},

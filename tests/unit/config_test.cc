@@ -68,7 +68,7 @@ driftPolicy: alert
 prune: false
 parallelism: 8
 stateDir: $DIR/state
-broker: {rules: /etc/hyper/rules.json, socket: /run/b.sock}
+providers: {broker: {rules: /etc/hyper/rules.json, socket: /run/b.sock}}
 listen: "[::1]:0"
 webhook:
   githubSecretFile: $DIR/github.secret
@@ -97,8 +97,8 @@ debounce: 250ms
   EXPECT_FALSE(cfg->prune);
   EXPECT_EQ(cfg->parallelism, 8);
   EXPECT_EQ(cfg->stateDir, dir.path() + "/state");
-  EXPECT_EQ(cfg->brokerRules, "/etc/hyper/rules.json");
-  EXPECT_EQ(cfg->brokerSocket, "/run/b.sock");
+  EXPECT_EQ(cfg->providers["broker"]["rules"], "/etc/hyper/rules.json");
+  EXPECT_EQ(cfg->providers["broker"]["socket"], "/run/b.sock");
   EXPECT_EQ(cfg->listen, "[::1]:0");
   EXPECT_EQ(cfg->listenHost, "::1");
   EXPECT_EQ(cfg->listenPort, 0);

@@ -196,7 +196,7 @@ TEST_F(LoopTest, DriftIsAlertedOnceAndCorrected) {
 TEST_F(LoopTest, AlertOnlyDriftIsReportedNotCorrected) {
   source_.set({{"a.yaml", thing("a", "  driftPolicy: alert\n")}});
   controller_->reconcileOnce("test", true);
-  fake_->setHostState({"FakeThing", "a"}, {{"size", 7}, {"driftPolicy", "alert"}});
+  fake_->setHostState({"FakeThing", "a"}, {{"size", 7}});
   ReconcileSummary s = controller_->reconcileOnce("drift-check", false);
   EXPECT_EQ(s.drifted, 1u);
   EXPECT_EQ(s.deferred, 1u);
@@ -208,9 +208,12 @@ TEST_F(LoopTest, AlertOnlyDriftIsReportedNotCorrected) {
   controller_->reconcileOnce("drift-check", false);
   EXPECT_EQ(sink_.of("drift").size(), 1u);
   // The config default applies to objects that do not say.
-  EXPECT_EQ(driftPolicyOf(Json::object(), DriftPolicy::Alert), DriftPolicy::Alert);
-  EXPECT_EQ(driftPolicyOf(Json{{"driftPolicy", "correct"}}, DriftPolicy::Alert),
-            DriftPolicy::Correct);
+  Object says;
+  says.driftPolicy = DriftPolicy::Correct;
+  EXPECT_EQ(driftPolicyOf(nullptr, DriftPolicy::Alert), DriftPolicy::Alert);
+  EXPECT_EQ(driftPolicyOf(&says, DriftPolicy::Alert), DriftPolicy::Correct);
+  says.driftPolicy.reset();
+  EXPECT_EQ(driftPolicyOf(&says, DriftPolicy::Alert), DriftPolicy::Alert);
 }
 
 TEST_F(LoopTest, FailedObjectBacksOffWhileOthersGoOn) {

@@ -171,7 +171,6 @@ INSTANTIATE_TEST_SUITE_P(
                   R"({"readiness": {"channel": {"name": "c", "line": "b"}}})", Want::InPlace},
         FieldCase{"ReadinessTimeout", "{}", R"({"readiness": {"timeoutSeconds": 60}})",
                   Want::InPlace},
-        FieldCase{"DriftPolicy", "{}", R"({"driftPolicy": "alert"})", Want::InPlace},
         FieldCase{"Labels", "{}", "{}", Want::InPlace, "", true, {{"role", "web"}}},
         // Running and stopped.
         FieldCase{"RunningFalse", "{}", R"({"running": false})", Want::Stop},

@@ -1,0 +1,659 @@
+// hyperctl: validate, diff, apply and get hyper manifests against the host it runs on (the
+// network namespace it starts in) and the state directory it is given.
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <thread>
+
+#include <sodium.h>
+#include <CLI/CLI.hpp>
+
+#include "base/clock.h"
+#include "base/names.h"
+#include "base/text_escape.h"
+#include "controller/client.h"
+#include "controller/event_log.h"
+#include "controller/hold.h"
+#include "controller/hyperctl.h"
+#include "controller/hyperctl_remote.h"
+#include "controller/output.h"
+#include "providers/vmm/vm_provider.h"
+#include "reconciler/engine.h"
+#include "reconciler/state_lock.h"
+
+namespace hyper::ctl {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitError = 1;
+constexpr int kExitChanges = 2;
+
+struct GlobalOptions {
+  std::string stateDir = "/var/lib/hyper";
+  int parallelism = 4;
+};
+
+int fail(const std::string& message) {
+  std::cerr << "error: " << message << "\n";
+  return kExitError;
+}
+
+// The kinds hyperctl knows and the providers' settings (--<provider>-<setting>); set once in
+// hyperctlMain().
+const KindRegistry* kinds = nullptr;
+Json providerSettings = Json::object();
+
+std::unique_ptr<Engine> makeEngine() {
+  auto made = kinds->makeProviders(providerSettings);
+  if (!made.isOk()) {
+    std::cerr << "error: " << made.status().message() << "\n";
+    return nullptr;
+  }
+  return std::make_unique<Engine>(std::move(*made), kinds->schemas());
+}
+
+// Loads and validates; prints diagnostics to stderr. Null on any error.
+std::shared_ptr<const Revision> loadRevision(Engine& engine, const std::vector<std::string>& paths,
+                                             const char* consequence = "; nothing was applied") {
+  auto files = readManifestFiles(paths);
+  if (!files.isOk()) {
+    std::cerr << "error: " << files.status().message() << "\n";
+    return nullptr;
+  }
+  if (files->empty()) {
+    std::cerr << "error: no manifest files (*.yaml, *.yml, *.json) found in the given paths\n";
+    return nullptr;
+  }
+  RevisionResult loaded = engine.load(*files);
+  if (!loaded.diagnostics.empty()) {
+    std::cerr << loaded.diagnostics.format();
+  }
+  if (!loaded.revision) {
+    size_t n = 0;
+    for (const auto& d : loaded.diagnostics.items()) {
+      n += d.severity == Severity::Error ? 1 : 0;
+    }
+    std::cerr << "error: " << n << (n == 1 ? " problem" : " problems") << " found" << consequence
+              << "\n";
+  }
+  return loaded.revision;
+}
+
+// The inventory's records, or none when the state directory does not exist yet (diff and get
+// must not create state). `unconfirmed`, when given, gets Inventory::unconfirmed().
+Result<std::vector<ManagedRecord>> readManaged(const std::string& stateDir,
+                                               std::unique_ptr<Inventory>* keep,
+                                               std::vector<ManagedRecord>* unconfirmed = nullptr) {
+  if (access((stateDir + "/state.db").c_str(), F_OK) != 0 && keep == nullptr) {
+    return std::vector<ManagedRecord>{};
+  }
+  HYPER_ASSIGN_OR_RETURN(auto inventory, Inventory::open(stateDir));
+  HYPER_ASSIGN_OR_RETURN(auto records, inventory->list());
+  if (unconfirmed) {
+    HYPER_ASSIGN_OR_RETURN(*unconfirmed, inventory->unconfirmed());
+  }
+  if (keep) {
+    *keep = std::move(inventory);
+  }
+  return records;
+}
+
+void printPlan(const Plan& plan, const std::string& output) {
+  if (output == "json") {
+    Json j = plan.toJson();
+    j["hash"] = plan.hash();
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << plan.render(isatty(STDOUT_FILENO) != 0);
+  }
+}
+
+// Observes and plans, prints the plan; nullopt (errors printed) when it cannot be applied.
+std::optional<PlanResult> planAndPrint(Engine& engine, const Revision& revision,
+                                       const std::vector<ManagedRecord>& managed,
+                                       const std::vector<ManagedRecord>& unconfirmed, bool prune,
+                                       const std::string& output) {
+  PlanResult planned = engine.plan(revision, managed, PlanOptions{prune, &unconfirmed});
+  if (!planned.diagnostics.empty()) {
+    std::cerr << planned.diagnostics.format();
+  }
+  if (planned.diagnostics.hasErrors()) {
+    fail("cannot plan revision " + revision.id + "; nothing was applied");
+    return std::nullopt;
+  }
+  printPlan(planned.plan, output);
+  return planned;
+}
+
+int runValidate(const std::vector<std::string>& paths) {
+  auto engine = makeEngine();
+  if (!engine) {
+    return kExitError;
+  }
+  auto revision = loadRevision(*engine, paths, "");
+  if (!revision) {
+    return kExitError;
+  }
+  std::cout << revision->objects.size() << (revision->objects.size() == 1 ? " object" : " objects")
+            << " valid (revision " << revision->id << ")\n";
+  return kExitOk;
+}
+
+int runDiff(const GlobalOptions& g, const RemoteOptions& remote,
+            const std::vector<std::string>& paths, bool prune, const std::string& output,
+            bool local) {
+  if (!local) {
+    // With a hyperd running for the state dir (or --server), its view is the one that counts:
+    // it plans against its own inventory and observation.
+    auto files = readManifestFiles(paths);
+    if (!files.isOk()) {
+      return fail(files.status().message());
+    }
+    if (files->empty()) {
+      return fail("no manifest files (*.yaml, *.yml, *.json) found in the given paths");
+    }
+    RemoteOptions o = remote;
+    o.stateDir = g.stateDir;
+    o.output = output;
+    if (auto code = runRemoteDiff(o, *files, prune)) {
+      return *code;
+    }
+  }
+  auto engine = makeEngine();
+  if (!engine) {
+    return kExitError;
+  }
+  auto revision = loadRevision(*engine, paths);
+  if (!revision) {
+    return kExitError;
+  }
+  std::vector<ManagedRecord> unconfirmed;
+  auto managed = readManaged(g.stateDir, nullptr, &unconfirmed);
+  if (!managed.isOk()) {
+    return fail(managed.status().message());
+  }
+  PlanResult planned = engine->plan(*revision, *managed, PlanOptions{prune, &unconfirmed});
+  if (!planned.diagnostics.empty()) {
+    std::cerr << planned.diagnostics.format();
+  }
+  if (planned.diagnostics.hasErrors()) {
+    return fail("cannot plan revision " + revision->id);
+  }
+  printPlan(planned.plan, output);
+  return planned.plan.empty() ? kExitOk : kExitChanges;
+}
+
+// `apply --prune` asks hyperd's question (controller/hold.h, default thresholds): a plan that
+// deletes every managed object, or more than half of the running VMs, needs --yes. Prints why.
+bool refusedWithoutYes(const Revision& revision, const std::vector<ManagedRecord>& managed,
+                       bool prune, bool yes) {
+  if (!prune) {
+    return false;
+  }
+  controller::HoldVerdict verdict =
+      controller::judgeDeletions(controller::countDeletions(revision, managed), {});
+  if (!verdict.hold) {
+    return false;
+  }
+  if (yes) {
+    std::cerr << "warning: the plan " << verdict.reason << "; applying it (--yes)\n";
+    return false;
+  }
+  fail("the plan " + verdict.reason + "; nothing was applied. Check the paths given with -f; " +
+       "if this is meant, run again with --yes");
+  return true;
+}
+
+int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool prune, bool dryRun,
+             bool yes, const std::string& output) {
+  auto engine = makeEngine();
+  if (!engine) {
+    return kExitError;
+  }
+  // Validate before taking the lock, so a bad revision never waits on or blocks a writer.
+  auto revision = loadRevision(*engine, paths);
+  if (!revision) {
+    return kExitError;
+  }
+  if (dryRun) {
+    // A dry run is a diff that prints like apply: no lock, and no state is created.
+    std::vector<ManagedRecord> unconfirmed;
+    auto managed = readManaged(g.stateDir, nullptr, &unconfirmed);
+    if (!managed.isOk()) {
+      return fail(managed.status().message());
+    }
+    auto planned = planAndPrint(*engine, *revision, *managed, unconfirmed, prune, output);
+    if (!planned) {
+      return kExitError;
+    }
+    if (prune) {
+      controller::HoldVerdict verdict =
+          controller::judgeDeletions(controller::countDeletions(*revision, *managed), {});
+      if (verdict.hold) {
+        std::cerr << "warning: the plan " << verdict.reason
+                  << "; a real apply --prune needs --yes\n";
+      }
+    }
+    if (!planned->plan.empty() && output != "json") {
+      // The plan reads the same as the one a real apply prints first: say that it stopped there.
+      std::cout << "Dry run: nothing was applied.\n";
+    }
+    return kExitOk;
+  }
+  auto lock = StateLock::acquire(g.stateDir, "hyperctl apply");
+  if (!lock.isOk()) {
+    auto hyperd = controller::discoverEndpoint(g.stateDir, "", "");
+    if (hyperd.isOk() && *hyperd) {
+      return fail(lock.status().message() +
+                  "\nhyperd owns this state dir: change its source (git push, or edit its "
+                  "directory), or run `hyperctl reconcile`");
+    }
+    return fail(lock.status().message());
+  }
+  std::unique_ptr<Inventory> inventory;
+  std::vector<ManagedRecord> unconfirmed;
+  auto managed = readManaged(g.stateDir, &inventory, &unconfirmed);
+  if (!managed.isOk()) {
+    return fail(managed.status().message());
+  }
+  // Actions a killed hyperctl or hyperd left half done: said once, then planned afresh like any
+  // other difference (every provider action is idempotent), so this apply finishes them.
+  auto interrupted = inventory->closeInterrupted();
+  if (!interrupted.isOk()) {
+    return fail(interrupted.status().message());
+  }
+  for (const auto& entry : *interrupted) {
+    std::cerr << "hyper: " << entry.action << " " << entry.object.str()
+              << " was interrupted (reconcile " << entry.reconcileId
+              << "); this apply finishes it\n";
+  }
+  auto plannedOr = planAndPrint(*engine, *revision, *managed, unconfirmed, prune, output);
+  if (!plannedOr) {
+    return kExitError;
+  }
+  const PlanResult& planned = *plannedOr;
+  if (planned.plan.empty()) {
+    return kExitOk;
+  }
+  if (refusedWithoutYes(*revision, *managed, prune, yes)) {
+    return kExitError;
+  }
+  ApplyOptions options;
+  options.parallelism = g.parallelism;
+  options.reconcileId = controller::newReconcileId();
+  options.unconfirmed = &unconfirmed;
+  ApplyReport report = engine->apply(planned.plan, *revision, *managed, *inventory, options);
+  for (const auto& o : report.outcomes) {
+    if (o.skipped) {
+      std::cerr << "skipped " << o.id.str() << ": " << o.status.message() << "\n";
+    } else if (!o.status.isOk()) {
+      std::cerr << "failed " << o.id.str() << ": " << o.status.message() << "\n";
+    } else if (output != "json") {
+      std::printf("%s %s (%.0f ms)\n", o.id.str().c_str(),
+                  o.type == ActionType::Delete    ? "deleted"
+                  : o.type == ActionType::Create  ? "created"
+                  : o.type == ActionType::Replace ? "replaced"
+                                                  : "updated",
+                  o.seconds * 1000);
+    }
+  }
+  if (!report.ok()) {
+    return fail(std::to_string(report.failed()) + " of " + std::to_string(report.outcomes.size()) +
+                " actions did not complete (reconcile " + options.reconcileId + ")");
+  }
+  if (output != "json") {
+    std::cout << "Apply complete: " << report.outcomes.size() << " actions (reconcile "
+              << options.reconcileId << ").\n";
+  }
+  return kExitOk;
+}
+
+// `hyperctl logs vm/NAME [-f] [--raw]`: the VM's serial console, from its run dir (the rotated
+// console.log.1 first, then console.log). -f follows it until the VM stops (its run dir goes) or
+// hyperctl is interrupted. Guest text reaches the terminal escaped (escapeControl: no escape
+// sequence of the guest's runs in the caller's terminal) unless `raw`.
+int runLogs(const std::string& target, bool follow, bool raw) {
+  size_t slash = target.find('/');
+  std::string kind = slash == std::string::npos ? "" : target.substr(0, slash);
+  std::string name = slash == std::string::npos ? "" : target.substr(slash + 1);
+  if ((kind != "vm" && kind != "VM") || name.empty()) {
+    return fail("logs: expected vm/NAME, got \"" + escapeControl(target) + "\"");
+  }
+  // The name becomes a path under the run dir: only what a VM can be named gets there.
+  if (std::string why = checkDnsLabel(name); !why.empty()) {
+    return fail("logs: \"" + escapeControl(name) + "\" is not a VM name: " + why);
+  }
+  const std::string runRoot = providers::vmm::VmProviderConfig::fromEnvironment().runRoot;
+  const std::string path = runRoot + "/" + name + "/console.log";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return fail("no console log for VM " + name + " at " + path +
+                " (it is kept while the VM runs; HYPER_VM_RUN_DIR sets the run dir)");
+  }
+  std::string pending;  // escaped output goes by whole lines, so a sequence is never split
+  auto emit = [&](std::string_view data, bool flush) {
+    if (raw) {
+      std::cout.write(data.data(), static_cast<std::streamsize>(data.size()));
+      return;
+    }
+    pending.append(data);
+    size_t nl;
+    while ((nl = pending.find('\n')) != std::string::npos) {
+      std::string_view l(pending.data(), nl);
+      if (!l.empty() && l.back() == '\r') {
+        l.remove_suffix(1);
+      }
+      std::cout << escapeControl(l) << '\n';
+      pending.erase(0, nl + 1);
+    }
+    if (flush || pending.size() > providers::vmm::kMaxPartialLineBytes) {
+      std::cout << escapeControl(pending);
+      pending.clear();
+    }
+  };
+  std::string chunk(64 * 1024, '\0');
+  if (std::ifstream old(path + ".1", std::ios::binary); old) {
+    while (old.read(chunk.data(), static_cast<std::streamsize>(chunk.size())), old.gcount() > 0) {
+      emit(std::string_view(chunk.data(), static_cast<size_t>(old.gcount())), false);
+    }
+  }
+  std::streamoff offset = 0;
+  for (;;) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    std::streamsize n = in.gcount();
+    if (n > 0) {
+      offset += n;
+      emit(std::string_view(chunk.data(), static_cast<size_t>(n)), false);
+      std::cout.flush();
+      continue;
+    }
+    emit("", true);
+    std::cout.flush();
+    if (!follow) {
+      return kExitOk;
+    }
+    if (access(path.c_str(), F_OK) != 0) {
+      std::cerr << "VM " << name << " stopped\n";
+      return kExitOk;
+    }
+    std::error_code ec;
+    auto size = std::filesystem::file_size(path, ec);
+    in.clear();  // at end of file: wait for more
+    if (!ec && static_cast<std::streamoff>(size) < offset) {
+      in.seekg(0);  // rotated: the log starts again
+      offset = 0;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+int runGet(const GlobalOptions& g, const std::string& what, const std::string& name,
+           const std::string& output) {
+  const KindRecord* kindRecord = kinds->find(what);
+  if (kindRecord == nullptr) {
+    return fail("unknown resource type \"" + escapeControl(what) + "\" (expected " +
+                kinds->pluralsText() + ")");
+  }
+  const std::string& kind = kindRecord->kind;
+  auto engine = makeEngine();
+  if (!engine) {
+    return kExitError;
+  }
+  auto all = readManaged(g.stateDir, nullptr);
+  if (!all.isOk()) {
+    return fail(all.status().message());
+  }
+  std::vector<ManagedRecord> records;
+  for (const auto& r : *all) {
+    if (r.id.kind == kind && (name.empty() || r.id.name == name)) {
+      records.push_back(r);
+    }
+  }
+  if (!name.empty() && records.empty()) {
+    return fail(kind + "/" + name + " is not managed by hyper (state dir " + g.stateDir + ")");
+  }
+  Diagnostics diags;
+  auto observed = engine->observeManaged(records, *all, diags);
+  if (diags.hasErrors()) {
+    std::cerr << diags.format();
+    return kExitError;
+  }
+
+  // Status: what a plan against the last applied spec would do. In sync means no action.
+  struct Row {
+    const ManagedRecord* record;
+    const ObservedState* observed;
+    std::string status;
+    std::string detail;
+  };
+  std::vector<Row> rows;
+  for (const auto& r : records) {
+    Provider* p = engine->providerForKind(r.id.kind);
+    Object desired = objectFromRecord(r);
+    auto obs = observed.find(r.id);
+    PlanRequest req{r.id, &desired, obs == observed.end() ? nullptr : &obs->second, &r};
+    PlanResponse resp;
+    p->plan(req, resp);
+    std::string status = "InSync";
+    std::string detail;
+    if (resp.diagnostics.hasErrors()) {
+      status = "Error";
+      detail = resp.diagnostics.items().front().summary;
+    } else if (resp.action) {
+      status = resp.action->type == ActionType::Create ? "Missing" : "Drifted";
+      detail = resp.action->reason;
+    }
+    rows.push_back({&r, obs == observed.end() ? nullptr : &obs->second, status, detail});
+  }
+
+  if (output == "json" || output == "yaml") {
+    Json items = Json::array();
+    for (const auto& row : rows) {
+      Json item;
+      item["apiVersion"] = std::string(kApiVersion);
+      item["kind"] = row.record->id.kind;
+      item["metadata"]["name"] = row.record->id.name;
+      if (!row.record->labels.empty()) {
+        item["metadata"]["labels"] = row.record->labels;
+      }
+      item["spec"] = row.record->spec;
+      item["status"]["state"] = row.status;
+      if (!row.detail.empty()) {
+        item["status"]["detail"] = row.detail;
+      }
+      item["status"]["revision"] = row.record->revision;
+      item["status"]["appliedAt"] = row.record->appliedAt;
+      if (row.observed) {
+        item["status"]["observed"] = row.observed->fields;
+      }
+      items.push_back(item);
+    }
+    Json doc =
+        name.empty()
+            ? Json{{"apiVersion", std::string(kApiVersion)}, {"kind", "List"}, {"items", items}}
+            : items.front();
+    std::cout << (output == "json" ? doc.dump(2) + "\n" : toYaml(doc));
+    return kExitOk;
+  }
+
+  int64_t now = nowSeconds();
+  // NAME, the kind's columns (its wide ones with -o wide), STATUS, REVISION, AGE.
+  std::vector<const Column*> columns;
+  for (const auto& c : kindRecord->columns) {
+    if (!c.wide || output == "wide") {
+      columns.push_back(&c);
+    }
+  }
+  std::vector<std::string> header = {"NAME"};
+  for (const Column* c : columns) {
+    header.push_back(c->header);
+  }
+  header.insert(header.end(), {"STATUS", "REVISION", "AGE"});
+  std::vector<std::vector<std::string>> table;
+  for (const auto& row : rows) {
+    const auto& r = *row.record;
+    GetRow shown{&r, row.observed,
+                 kindRecord->withDefaults ? kindRecord->withDefaults(r.id.name, r.spec) : r.spec};
+    std::vector<std::string> cells = {r.id.name};
+    for (const Column* c : columns) {
+      cells.push_back(c->value(shown));
+    }
+    cells.insert(cells.end(), {row.status, r.revision, age(r.appliedAt, now)});
+    table.push_back(std::move(cells));
+  }
+  if (table.empty()) {
+    std::cout << "No " << kind << " objects are managed by hyper (state dir " << g.stateDir
+              << ").\n";
+    return kExitOk;
+  }
+  std::cout << renderTable(header, table);
+  for (const auto& row : rows) {
+    if (!row.detail.empty()) {
+      std::cout << "  " << row.record->id.str() << ": " << row.detail << "\n";
+    }
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
+  kinds = &registry;
+  if (sodium_init() < 0) {
+    std::cerr << "error: libsodium failed to initialise\n";
+    return kExitError;
+  }
+  CLI::App app{"hyperctl: declare microVM hosts in git and converge them"};
+  app.require_subcommand(1);
+  GlobalOptions g;
+  app.add_option("--state-dir", g.stateDir, "state directory holding the inventory")
+      ->capture_default_str();
+  // --<provider>-<setting>, from the providers' settings schemas (the kind registry).
+  std::vector<KindRegistry::Setting> settings = kinds->settings();
+  std::vector<std::string> settingValues(settings.size());
+  for (size_t i = 0; i < settings.size(); ++i) {
+    app.add_option(settings[i].flag(), settingValues[i], settings[i].description);
+  }
+  app.add_option("--parallelism", g.parallelism, "actions run at once")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+
+  std::vector<std::string> paths;
+  bool follow = false;
+  bool prune = false;
+  bool dryRun = false;
+  std::string output = "text";
+  std::string getWhat;
+  std::string getName;
+  int code = kExitOk;
+
+  auto* validate = app.add_subcommand("validate", "check manifests: exit 0, or 1 with errors");
+  validate->add_option("-f,--filename", paths, "manifest files or directories")->required();
+
+  auto* diff = app.add_subcommand("diff", "print the plan: exit 0 in sync, 2 changes, 1 error");
+  diff->add_option("-f,--filename", paths, "manifest files or directories")->required();
+  diff->add_flag("--prune", prune, "plan deletes of managed objects gone from the source");
+  diff->add_option("-o,--output", output, "text or json")->check(CLI::IsMember({"text", "json"}));
+  bool local = false;
+  diff->add_flag("--local", local, "plan here even when a hyperd runs for the state dir");
+
+  auto* apply = app.add_subcommand("apply", "converge the host to the manifests");
+  apply->add_option("-f,--filename", paths, "manifest files or directories")->required();
+  apply->add_flag("--prune", prune, "delete managed objects gone from the source");
+  apply->add_flag("--dry-run", dryRun, "print the plan and change nothing");
+  bool yes = false;
+  apply->add_flag("--yes", yes,
+                  "apply a --prune that deletes every managed object or more than half of the "
+                  "running VMs (refused without it)");
+  apply->add_option("-o,--output", output, "text or json")->check(CLI::IsMember({"text", "json"}));
+
+  std::string logsTarget;
+  auto* logs = app.add_subcommand("logs", "a VM's serial console: logs vm/NAME [-f]");
+  logs->add_option("target", logsTarget, "vm/NAME")->required();
+  logs->add_flag("-f,--follow", follow, "keep printing until the VM stops");
+  bool raw = false;
+  logs->add_flag("--raw", raw,
+                 "print the guest's bytes as they are (no escaping of control bytes)");
+
+  auto* get = app.add_subcommand("get", "list managed objects and their state");
+  get->add_option("type", getWhat, kinds->pluralsText())->required();
+  get->add_option("name", getName, "one object");
+  get->add_option("-o,--output", output, "table, wide (more columns), yaml or json")
+      ->check(CLI::IsMember({"table", "text", "wide", "yaml", "json"}));
+
+  // Commands served by a running hyperd (found through --state-dir, or --server).
+  RemoteOptions remote;
+  app.add_option("--server", remote.server, "hyperd API URL (default: found in the state dir)");
+  app.add_option("--token-file", remote.tokenFile, "hyperd API token (default: in the state dir)");
+  int limit = 50;
+  int waitSeconds = 120;
+  auto* status = app.add_subcommand("status", "hyperd: source, revision, each object's conditions");
+  status->add_option("-o,--output", output, "text or json")->check(CLI::IsMember({"text", "json"}));
+  auto* events = app.add_subcommand("events", "reconcile results, drift and errors");
+  events->add_flag("-f,--follow", follow, "keep printing new events");
+  events->add_option("--limit", limit, "how many past events")->check(CLI::Range(1, 10000));
+  events->add_option("-o,--output", output, "text or json")->check(CLI::IsMember({"text", "json"}));
+  auto* drift =
+      app.add_subcommand("drift", "objects whose host state differs: exit 0 none, 2 some");
+  drift->add_option("-o,--output", output, "text or json")->check(CLI::IsMember({"text", "json"}));
+  auto* reconcile = app.add_subcommand("reconcile", "ask hyperd to reconcile now");
+  reconcile->add_option("--wait", waitSeconds, "seconds to wait for the result (0: do not wait)")
+      ->check(CLI::Range(0, 600))
+      ->capture_default_str();
+  auto* suspend = app.add_subcommand("suspend", "hyperd stops applying (observes and alerts)");
+  auto* resume = app.add_subcommand("resume", "hyperd applies again");
+  std::string approveRevision;
+  auto* approve = app.add_subcommand(
+      "approve", "apply the revision hyperd holds because it would delete too much");
+  approve
+      ->add_option("revision", approveRevision, "the held revision (git:<commit>, or the commit)")
+      ->required();
+  approve->add_option("--wait", waitSeconds, "seconds to wait for the result (0: do not wait)")
+      ->check(CLI::Range(0, 600))
+      ->capture_default_str();
+  approve->add_option("-o,--output", output, "text or json")
+      ->check(CLI::IsMember({"text", "json"}));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : kExitError;
+  }
+  for (size_t i = 0; i < settings.size(); ++i) {
+    if (!settingValues[i].empty()) {
+      providerSettings[settings[i].provider][settings[i].key] = settingValues[i];
+    }
+  }
+
+  if (*validate) {
+    code = runValidate(paths);
+  } else if (*diff) {
+    code = runDiff(g, remote, paths, prune, output, local);
+  } else if (*apply) {
+    code = runApply(g, paths, prune, dryRun, yes, output);
+  } else if (*status || *events || *drift || *reconcile || *suspend || *resume || *approve) {
+    remote.stateDir = g.stateDir;
+    remote.output = output == "json" ? "json" : "text";
+    code = *status      ? runStatus(remote)
+           : *approve   ? runApprove(remote, approveRevision, waitSeconds)
+           : *events    ? runEvents(remote, follow, limit)
+           : *drift     ? runDrift(remote)
+           : *reconcile ? runReconcile(remote, waitSeconds)
+                        : runSuspend(remote, suspend->parsed());
+  } else if (*get) {
+    code = runGet(g, getWhat, getName, output);
+  } else if (*logs) {
+    code = runLogs(logsTarget, follow, raw);
+  }
+  return code;
+}
+
+}  // namespace hyper::ctl

@@ -1,0 +1,331 @@
+// hyperd: the GitOps controller. Watches a directory or git source, observes the host (the network
+// namespace it starts in), and converges it in a loop; drift is alerted and corrected; an HTTP API
+// on loopback serves hyperctl, health checks, metrics and push webhooks.
+
+#include <git2.h>
+#include <signal.h>
+#include <sodium.h>
+
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+
+#include "controller/alerts.h"
+#include "controller/api.h"
+#include "controller/client.h"
+#include "controller/config.h"
+#include "controller/event_log.h"
+#include "controller/host_events.h"
+#include "controller/hyperd.h"
+#include "controller/logging.h"
+#include "controller/loop.h"
+#include "controller/metrics.h"
+#include "controller/source.h"
+#include "reconciler/state_lock.h"
+
+namespace hyper::controller {
+namespace {
+
+LoopOptions loopOptions(const HyperdConfig& c) {
+  LoopOptions o;
+  o.prune = c.prune;
+  o.hold = c.hold;
+  o.parallelism = c.parallelism;
+  o.driftPolicy = c.driftPolicy;
+  o.pollInterval = c.source.interval;
+  o.driftInterval = c.driftInterval;
+  o.debounce = c.debounce;
+  return o;
+}
+
+Result<std::unique_ptr<AlertFanout>> makeAlerts(const HyperdConfig& c, Metrics& metrics) {
+  auto fanout = std::make_unique<AlertFanout>();
+  for (const auto& a : c.alerts) {
+    if (a.type == AlertSinkConfig::Type::Log) {
+      fanout->add(std::make_shared<LogAlertSink>());
+      continue;
+    }
+    WebhookAlertSink::Options o;
+    o.retry.maxAttempts = a.maxAttempts;
+    o.metrics = &metrics;
+    auto sink = WebhookAlertSink::create(
+        a.url, a.secret ? std::optional<std::string>(a.secret->reveal()) : std::nullopt, o);
+    if (!sink.isOk()) {
+      return sink.status().withContext("alert webhook");
+    }
+    fanout->add(std::shared_ptr<AlertSink>(std::move(*sink)));
+  }
+  return fanout;
+}
+
+// Flags become a config document, validated exactly like a config file.
+Result<HyperdConfig> configFromFlags(const nlohmann::json& flags, const KindRegistry& kinds) {
+  return parseConfig(flags.dump(2), "(command-line flags)", kinds);
+}
+
+int run(const HyperdConfig& initial, const std::string& configPath, const KindRegistry& kinds) {
+  HyperdConfig config = initial;
+  // Signals are taken by one thread with sigwait: block them everywhere before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto lock = StateLock::acquire(config.stateDir, "hyperd");
+  if (!lock.isOk()) {
+    spdlog::critical("{}", lock.status().message());
+    return 1;
+  }
+  auto made = kinds.makeProviders(config.providers);
+  if (!made.isOk()) {
+    spdlog::critical("{}", made.status().message());
+    return 1;
+  }
+  Engine engine(std::move(*made), kinds.schemas());
+  auto inventory = Inventory::open(config.stateDir);
+  if (!inventory.isOk()) {
+    spdlog::critical("{}", inventory.status().message());
+    return 1;
+  }
+  auto events = EventLog::open(config.stateDir);
+  if (!events.isOk()) {
+    spdlog::critical("{}", events.status().message());
+    return 1;
+  }
+  SourceSpec spec{config.source.url,           config.source.ref,     config.source.path,
+                  config.stateDir + "/source", config.source.timeout, config.source.caFile};
+  spec.sshKeyFile = config.source.sshKeyFile;
+  spec.knownHostsFile = config.source.knownHostsFile;
+  spec.credentialsFile = config.source.credentialsFile;
+  auto source = openSource(spec);
+  if (!source.isOk()) {
+    spdlog::critical("{}", source.status().message());
+    return 1;
+  }
+  Metrics metrics;
+  auto alertsOr = makeAlerts(config, metrics);
+  if (!alertsOr.isOk()) {
+    spdlog::critical("{}", alertsOr.status().message());
+    return 1;
+  }
+  std::unique_ptr<AlertFanout> alerts = std::move(*alertsOr);
+  Controller controller(engine, **inventory, **events, **source, *alerts, metrics,
+                        loopOptions(config));
+  controller.recoverJournal();
+
+  auto host = HostEvents::open();
+  if (host.isOk()) {
+    int route = (*host)->routeFd();
+    controller.addHostEvents(route, [route] { return HostEvents::drain(route); });
+    if (int nf = (*host)->netfilterFd(); nf >= 0) {
+      controller.addHostEvents(nf, [nf] { return HostEvents::drain(nf); });
+    }
+  } else {
+    spdlog::warn("host events unavailable ({}); drift is found by the periodic check only",
+                 host.status().message());
+  }
+  // Providers that see host changes themselves (a VM process exiting) wake the loop the same way.
+  for (const auto& p : engine.providers()) {
+    if (int fd = p->eventFd(); fd >= 0) {
+      Provider* provider = p.get();
+      controller.addHostEvents(fd, [provider] { return provider->drainEvents(); });
+    }
+  }
+
+  ApiOptions api;
+  api.host = config.listenHost;
+  api.port = config.listenPort;
+  api.token = newToken();
+  if (config.webhook.githubSecret) {
+    api.githubSecret = config.webhook.githubSecret->reveal();
+  }
+  if (config.webhook.gitlabToken) {
+    api.gitlabToken = config.webhook.gitlabToken->reveal();
+  }
+  ApiServer server(controller, **events, metrics, api);
+  if (Status s = server.start(); !s.isOk()) {
+    spdlog::critical("{}", s.message());
+    return 1;
+  }
+  if (Status s = writeEndpoint(config.stateDir, server.url(), api.token); !s.isOk()) {
+    spdlog::critical("{}", s.message());
+    return 1;
+  }
+  spdlog::info("hyperd: source {}; state {}; api {}", (*source)->describe(), config.stateDir,
+               server.url());
+  if (config.listenPort == 0) {
+    // Tests and scripts that ask for any port read the address from here.
+    std::cout << "hyperd: listening on " << server.url() << std::endl;
+  }
+
+  std::thread signalThread([&] {
+    while (true) {
+      int sig = 0;
+      if (sigwait(&signals, &sig) != 0) {
+        continue;
+      }
+      if (sig == SIGHUP) {
+        if (configPath.empty()) {
+          spdlog::info("SIGHUP: no config file to re-read (started with flags)");
+          controller.trigger("sighup", /*fetch=*/true);
+          continue;
+        }
+        auto next = loadConfig(configPath, kinds);
+        if (!next.isOk()) {
+          spdlog::error("SIGHUP: config not reloaded: {}", next.status().message());
+          continue;
+        }
+        controller.setOptions(loopOptions(*next));
+        if (next->source.url != config.source.url || next->listenPort != config.listenPort ||
+            next->stateDir != config.stateDir) {
+          spdlog::warn("SIGHUP: source, listen and stateDir changes need a restart");
+        }
+        spdlog::info("SIGHUP: config re-read from {}", configPath);
+        controller.trigger("sighup", /*fetch=*/true);
+        continue;
+      }
+      spdlog::info("{}: finishing the action in flight, then exiting", strsignal(sig));
+      controller.stop();
+      return;
+    }
+  });
+
+  controller.run();
+  server.stop();
+  events.value()->close();
+  alerts->flush(std::chrono::seconds(5));
+  removeEndpoint(config.stateDir);
+  signalThread.join();
+  spdlog::info("hyperd: stopped");
+  return 0;
+}
+
+}  // namespace
+
+int hyperdMain(int argc, char** argv, const KindRegistry& kinds) {
+  if (sodium_init() < 0) {
+    std::cerr << "error: libsodium failed to initialise\n";
+    return 1;
+  }
+  git_libgit2_init();
+  // A peer that goes away (an SSE client, a webhook receiver, a git remote) is an error value from
+  // write(), never a process-killing signal.
+  signal(SIGPIPE, SIG_IGN);
+  CLI::App app{"hyperd: the hyper GitOps controller"};
+  std::string configPath;
+  std::string source, ref = "main", path, interval = "30s", driftInterval = "60s";
+  std::string sourceTimeout = "30s", sourceCaFile;
+  std::string sourceSshKey, sourceKnownHosts, sourceCredentialsFile;
+  std::string webhookSecretFile, gitlabTokenFile, stateDir = "/var/lib/hyper";
+  std::string listen = "127.0.0.1:7400", driftPolicy = "correct", debounce = "500ms";
+  int parallelism = 4;
+  bool noPrune = false;
+  std::string logLevel = "info", logFormat = "text";
+  app.add_option("--config", configPath, "config file (YAML, schemaVersion \"1\")");
+  app.add_option("--source", source,
+                 "a directory, or a git URL (path, file://, http(s)://, ssh://)");
+  app.add_option("--ref", ref, "git branch, tag or commit")->capture_default_str();
+  app.add_option("--path", path, "sub-path with the manifests");
+  app.add_option("--interval", interval, "source poll interval")->capture_default_str();
+  app.add_option("--source-timeout", sourceTimeout,
+                 "git over http(s): connect deadline and longest silence of the remote")
+      ->capture_default_str();
+  app.add_option("--source-ca-file", sourceCaFile,
+                 "https: PEM CA certificates to trust besides the system's");
+  app.add_option("--source-ssh-key", sourceSshKey,
+                 "ssh: private key file (0600; KEY.pub beside it is used); default: the ssh agent");
+  app.add_option("--source-known-hosts", sourceKnownHosts,
+                 "ssh: OpenSSH known_hosts file with the server's host key (required for ssh)");
+  app.add_option(
+      "--source-credentials-file", sourceCredentialsFile,
+      "http(s): file with one line user:token (0600), instead of credentials in the URL");
+  // --<provider>-<setting>, from the providers' settings schemas (the kind registry).
+  std::vector<KindRegistry::Setting> settings = kinds.settings();
+  std::vector<std::string> settingValues(settings.size());
+  for (size_t i = 0; i < settings.size(); ++i) {
+    app.add_option(settings[i].flag(), settingValues[i], settings[i].description);
+  }
+  app.add_option("--drift-interval", driftInterval, "full observe interval")->capture_default_str();
+  app.add_option("--drift-policy", driftPolicy, "correct | alert, for objects that do not say")
+      ->check(CLI::IsMember({"correct", "alert"}))
+      ->capture_default_str();
+  app.add_option("--debounce", debounce, "quiet time after directory changes")
+      ->capture_default_str();
+  app.add_option("--webhook-secret-file", webhookSecretFile, "GitHub push webhook secret (0600)");
+  app.add_option("--gitlab-token-file", gitlabTokenFile, "GitLab push webhook token (0600)");
+  app.add_option("--state-dir", stateDir, "state directory")->capture_default_str();
+  app.add_option("--listen", listen, "API address (loopback)")->capture_default_str();
+  app.add_option("--parallelism", parallelism, "actions run at once")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_flag("--no-prune", noPrune, "keep objects removed from the source");
+  app.add_option("--log-level", logLevel, "trace|debug|info|warn|error")->capture_default_str();
+  app.add_option("--log-format", logFormat, "text | json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 1;
+  }
+  if (hyper::Status logging = setupLogging(logFormat, logLevel); !logging.isOk()) {
+    std::cerr << "error: " << logging.message() << "\n";
+    return 1;
+  }
+
+  if (configPath.empty() == source.empty()) {
+    std::cerr << "error: give exactly one of --config FILE or --source DIR|URL\n";
+    return 1;
+  }
+  nlohmann::json flags = {
+      {"schemaVersion", "1"},
+      {"source",
+       {{"url", source}, {"ref", ref}, {"interval", interval}, {"timeout", sourceTimeout}}},
+      {"driftInterval", driftInterval},
+      {"driftPolicy", driftPolicy},
+      {"prune", !noPrune},
+      {"parallelism", parallelism},
+      {"stateDir", stateDir},
+      {"listen", listen},
+      {"debounce", debounce}};
+  if (!path.empty()) {
+    flags["source"]["path"] = path;
+  }
+  for (size_t i = 0; i < settings.size(); ++i) {
+    if (!settingValues[i].empty()) {
+      flags["providers"][settings[i].provider][settings[i].key] = settingValues[i];
+    }
+  }
+  if (!sourceCaFile.empty()) {
+    flags["source"]["caFile"] = sourceCaFile;
+  }
+  if (!sourceSshKey.empty()) {
+    flags["source"]["sshKeyFile"] = sourceSshKey;
+  }
+  if (!sourceKnownHosts.empty()) {
+    flags["source"]["knownHostsFile"] = sourceKnownHosts;
+  }
+  if (!sourceCredentialsFile.empty()) {
+    flags["source"]["credentialsFile"] = sourceCredentialsFile;
+  }
+  if (!webhookSecretFile.empty()) {
+    flags["webhook"]["githubSecretFile"] = webhookSecretFile;
+  }
+  if (!gitlabTokenFile.empty()) {
+    flags["webhook"]["gitlabTokenFile"] = gitlabTokenFile;
+  }
+  hyper::Result<HyperdConfig> config =
+      configPath.empty() ? configFromFlags(flags, kinds) : loadConfig(configPath, kinds);
+  if (!config.isOk()) {
+    std::cerr << "error: " << config.status().message() << "\n";
+    return 1;
+  }
+  return run(*config, configPath, kinds);
+}
+
+}  // namespace hyper::controller

@@ -1,0 +1,49 @@
+// The VM provider's registration (providers/builtin.cc lists it).
+
+#include "providers/vmm/vm_provider.h"
+#include "providers/vmm/vm_spec.h"
+#include "reconciler/kind_registry.h"
+
+namespace hyper::providers {
+
+ProviderRecord provider_vmm() {
+  KindRecord vm;
+  vm.kind = "VM";
+  vm.plural = "vms";
+  vm.schema = embeddedSchemaText("vm.schema.json");
+  // Boot fields from the spec; address and pid from what the last apply recorded; running and
+  // ready from the host now (ready: the guest's line was seen on its console or channel).
+  auto fromManifest = [](auto show) {
+    return [show](const GetRow& row) {
+      auto parsed = vmm::parseVmManifest(row.record->id.name, row.record->spec);
+      return parsed.isOk() ? show(*parsed) : std::string("-");
+    };
+  };
+  auto observed = [](std::string name) {
+    return [name](const GetRow& row) { return row.observedField(name); };
+  };
+  vm.columns = {
+      {"NETWORK", fromManifest([](const vmm::VmManifest& m) {
+         return m.network.empty() ? std::string("-") : m.network;
+       })},
+      fieldColumn("IP", "ip"),  // handles.ip: the address the last apply booted it with
+      {"VCPUS", fromManifest([](const vmm::VmManifest& m) { return std::to_string(m.vcpus); })},
+      {"MEMORY",
+       fromManifest([](const vmm::VmManifest& m) { return std::to_string(m.memoryMiB) + "Mi"; })},
+      {"RUNNING", observed("running")},
+      {"READY", observed("ready")},
+      {"PID", observed("pid")},
+      fieldColumn("TAP", "tap", /*wide=*/true),
+      fieldColumn("ACCEL", "accel", /*wide=*/true),
+  };
+
+  ProviderRecord record;
+  record.name = "vmm";
+  record.kinds = {std::move(vm)};
+  record.make = [](const Json&) -> Result<std::unique_ptr<Provider>> {
+    return std::unique_ptr<Provider>(std::make_unique<vmm::VmProvider>());
+  };
+  return record;
+}
+
+}  // namespace hyper::providers

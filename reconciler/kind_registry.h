@@ -1,0 +1,114 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "reconciler/managed_record.h"
+#include "reconciler/provider.h"
+#include "reconciler/schema.h"
+
+namespace hyper {
+
+// The kind registry: everything hyper knows of a kind, in one record per provider, listed in one
+// place (providers/builtin.cc). hyperctl's `get` tables, type names, help and errors, hyperd's
+// and hyperctl's per-provider flags, hyperd's config schema (`providers.<name>`), the schemas
+// the loader validates with and the providers the engine drives are all made from the records;
+// no controller code names a kind.
+
+// One managed object as `hyperctl get` shows it.
+struct GetRow {
+  const ManagedRecord* record = nullptr;
+  const ObservedState* observed = nullptr;  // null: not observed
+  Json spec;  // record->spec with the kind's defaults filled in (KindRecord::withDefaults)
+
+  // spec[name], else the record's handles[name], else the observed fields[name]; "-" when none.
+  // Strings are shown bare, anything else as JSON.
+  std::string field(const std::string& name) const;
+  // The observed fields[name] as JSON text; "-" when not observed.
+  std::string observedField(const std::string& name) const;
+};
+
+// A column of `hyperctl get`.
+struct Column {
+  std::string header;  // "CIDR"
+  std::function<std::string(const GetRow&)> value;
+  bool wide = false;  // shown only with `-o wide`
+};
+// The column that shows row.field(name).
+Column fieldColumn(std::string header, std::string name, bool wide = false);
+
+struct KindRecord {
+  std::string kind;                     // "Network"
+  std::string plural;                   // "networks": `hyperctl get networks`
+  std::vector<std::string> shortNames;  // {"net"}
+  // The JSON Schema of the kind's spec (draft-07; "x-hyper-kind" names the kind). The envelope
+  // (apiVersion, metadata, spec.driftPolicy) is schemas/object.schema.json's, for every kind.
+  std::string schema;
+  // Printed between NAME and STATUS, REVISION, AGE.
+  std::vector<Column> columns;
+  // The spec with the kind's defaults filled in, for the columns; null: as written.
+  std::function<Json(const std::string& name, const Json& spec)> withDefaults;
+  // Field paths under spec ("token", "env[*].value") whose values are secret: never printed,
+  // logged or stored in clear. None of today's kinds has one.
+  std::vector<std::string> secretFields;
+};
+
+// One provider and the kinds it owns.
+struct ProviderRecord {
+  std::string name;  // "broker": hyperd's config `providers.broker`, flags --broker-<setting>
+  std::vector<KindRecord> kinds;
+  // The JSON Schema of the provider's settings (`providers.<name>`): a draft-07 object schema
+  // whose properties are strings; each is also a flag `--<name>-<property>` of hyperd and
+  // hyperctl, described by its "description". "": no settings.
+  std::string settingsSchema;
+  // Makes the provider from its settings (an object; {} when none are given). Its kinds() must be
+  // the record's kinds.
+  std::function<Result<std::unique_ptr<Provider>>(const Json& settings)> make;
+};
+
+class KindRegistry {
+ public:
+  // Checks the records: kind names, plurals and short names unique across all of them; every
+  // schema loads and names its kind; every settings schema is an object schema of strings.
+  static Result<std::shared_ptr<const KindRegistry>> create(std::vector<ProviderRecord> records);
+
+  const std::vector<ProviderRecord>& providers() const { return records_; }
+
+  // The kind that `type` names: its kind ("NetworkPolicy"), in any case ("networkpolicy"), its
+  // plural ("networkpolicies") or a short name ("netpol"). Null when none.
+  const KindRecord* find(std::string_view type) const;
+  // "networks, networkpolicies, vms or brokerrules": for help and errors.
+  std::string pluralsText() const;
+
+  // The envelope schema and every kind's.
+  std::shared_ptr<const SchemaRegistry> schemas() const { return schemas_; }
+
+  // One setting of one provider, for flags.
+  struct Setting {
+    std::string provider;     // "broker"
+    std::string key;          // "rules"
+    std::string description;  // from the settings schema
+    std::string flag() const { return "--" + provider + "-" + key; }
+  };
+  std::vector<Setting> settings() const;
+  // The `providers` property of hyperd's config schema: an object with one optional property per
+  // provider that has settings.
+  Json settingsSchema() const;
+
+  // Makes every provider, in record order, from `settings` (an object keyed by provider name;
+  // missing or null: {}). The error names the provider.
+  Result<std::vector<std::unique_ptr<Provider>>> makeProviders(const Json& settings) const;
+
+ private:
+  std::vector<ProviderRecord> records_;
+  std::shared_ptr<const SchemaRegistry> schemas_;
+};
+
+// The compiled-in text of schemas/<fileName> ("network.schema.json"); empty when there is none.
+std::string embeddedSchemaText(std::string_view fileName);
+
+}  // namespace hyper
