@@ -8,6 +8,7 @@ std::vector<ProviderRecord> testProviderRecords() {
   std::vector<ProviderRecord> out = builtinProviderRecords();
   std::vector<ProviderRecord> extra = {
       // One HYPER_PROVIDER(folder) line per folder of tests/kinds/:
+      HYPER_PROVIDER(widget),
   };
   for (auto& r : extra) {
     out.push_back(std::move(r));
