@@ -23,8 +23,8 @@
 #include "controller/hold.h"
 #include "controller/hyperctl_remote.h"
 #include "controller/output.h"
+#include "netmodel/net_spec.h"
 #include "providers/builtin.h"
-#include "providers/net/net_spec.h"
 #include "providers/vmm/vm_provider.h"
 #include "reconciler/engine.h"
 #include "reconciler/state_lock.h"
@@ -522,7 +522,7 @@ int runGet(const GlobalOptions& g, const std::string& what, const std::string& n
     header = {"NAME", "CIDR", "GATEWAY", "BRIDGE", "NAT", "MTU", "STATUS", "REVISION", "AGE"};
     for (const auto& row : rows) {
       const auto& r = *row.record;
-      auto normalised = providers::net::parseNetworkSpec(r.id.name, r.spec);
+      auto normalised = netmodel::parseNetworkSpec(r.id.name, r.spec);
       const Json spec = normalised.isOk() ? normalised->toJson() : r.spec;
       auto f = [&](const char* name) { return field(r, spec, row.observed, name); };
       table.push_back({r.id.name, f("cidr"), f("gateway"), f("bridge"), f("nat"), f("mtu"),
