@@ -8,10 +8,23 @@
 #include "base/crash_point.h"
 #include "base/names.h"
 #include "host/command.h"
-#include "providers/net/link_state.h"
-#include "providers/net/placement.h"
+#include "netmodel/link_state.h"
+#include "netmodel/placement.h"
 
 namespace hyper::providers::net {
+
+using netmodel::Cidr;
+using netmodel::kBridgePrefix;
+using netmodel::LinkState;
+using netmodel::LinkTable;
+using netmodel::NetworkSpec;
+using netmodel::ownerAlias;
+using netmodel::parseLinkTable;
+using netmodel::parseNetworkSpec;
+using netmodel::parsePolicySpec;
+using netmodel::placeRevisionVms;
+using netmodel::selectVms;
+using netmodel::validateNetObjects;
 
 namespace {
 
@@ -59,7 +72,7 @@ Status writeSwitch(const std::string& path, const std::string& value) {
   return Status::ok();
 }
 
-// VMs sit on isolated bridge ports (providers/vmm/tap_device.h): the bridge answers every ARP
+// VMs sit on isolated bridge ports (the VM provider's tap_device.h): the bridge answers every ARP
 // request for an address of its subnet with its own MAC (private-VLAN proxy ARP, at once rather
 // than after the default random delay of up to 0.8 s), and the host routes between them, so
 // their traffic meets the inet table's conntrack-based policy whatever br_netfilter does.

@@ -2,9 +2,18 @@
 
 #include "base/names.h"
 #include "base/sha256.h"
-#include "providers/net/cidr.h"
+#include "netmodel/cidr.h"
 
 namespace hyper::providers::net {
+
+using netmodel::AllowRule;
+using netmodel::NetworkSpec;
+using netmodel::parseIpv4;
+using netmodel::PolicySpec;
+using netmodel::Protocol;
+using netmodel::protocolName;
+using netmodel::TrafficMode;
+using netmodel::TrafficRule;
 
 namespace {
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "base/status.h"
-#include "providers/net/net_spec.h"
+#include "netmodel/net_spec.h"
 #include "reconciler/object.h"
 
 namespace hyper::providers::net {
@@ -36,8 +36,8 @@ struct TapBinding {
 // It is the inventory's view, not the manifests': a policy removed from the source but not pruned
 // stays enforced until it is deleted.
 struct NftModel {
-  std::map<std::string, NetworkSpec> networks;  // by name
-  std::map<std::string, PolicySpec> policies;   // by name
+  std::map<std::string, netmodel::NetworkSpec> networks;  // by name
+  std::map<std::string, netmodel::PolicySpec> policies;   // by name
   // The addresses in each selector set (policies with matchLabels), by policy name.
   std::map<std::string, std::vector<std::string>> selected;
   // The VMs' taps on each network, by network name (sorted by tap).

@@ -1,7 +1,7 @@
 // The net provider's registration: Network and NetworkPolicy (providers/builtin.cc lists it).
 
 #include "providers/net/net_provider.h"
-#include "providers/net/net_spec.h"
+#include "netmodel/net_spec.h"
 #include "reconciler/kind_registry.h"
 
 namespace hyper::providers {
@@ -13,7 +13,7 @@ ProviderRecord provider_net() {
   network.shortNames = {"net"};
   network.schema = embeddedSchemaText("network.schema.json");
   network.withDefaults = [](const std::string& name, const Json& spec) {
-    auto parsed = net::parseNetworkSpec(name, spec);
+    auto parsed = netmodel::parseNetworkSpec(name, spec);
     return parsed.isOk() ? parsed->toJson() : spec;
   };
   network.columns = {fieldColumn("CIDR", "cidr"), fieldColumn("GATEWAY", "gateway"),

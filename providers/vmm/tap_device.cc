@@ -6,7 +6,7 @@
 
 #include "base/names.h"
 #include "host/command.h"
-#include "providers/net/placement.h"
+#include "netmodel/placement.h"
 
 namespace hyper::providers::vmm {
 
@@ -31,7 +31,7 @@ Result<std::string> aliasOf(const std::string& tap) {
 
 }  // namespace
 
-std::string tapNameFor(std::string_view vmName) { return net::vmTapName(vmName); }
+std::string tapNameFor(std::string_view vmName) { return netmodel::vmTapName(vmName); }
 
 std::string tapOwnerAlias(std::string_view vmName) { return "hyper:VM/" + std::string(vmName); }
 

@@ -7,7 +7,7 @@
 
 namespace hyper::providers::vmm {
 
-// The tap of a VM (net::vmTapName, which the net provider uses for the bridge guard):
+// The tap of a VM (netmodel::vmTapName, which the net provider uses for the bridge guard):
 // "hv-<name>", or "hv-<head>-<hash>" when longer than IFNAMSIZ.
 std::string tapNameFor(std::string_view vmName);
 

@@ -16,8 +16,8 @@
 #include "base/crash_point.h"
 #include "base/text_escape.h"
 #include "host/command.h"
-#include "providers/net/cidr.h"
-#include "providers/net/link_state.h"
+#include "netmodel/cidr.h"
+#include "netmodel/link_state.h"
 #include "providers/vmm/guest_log.h"
 #include "providers/vmm/tap_device.h"
 
@@ -50,15 +50,15 @@ std::string startedIp(const VmHandle& h) {
       at + key.size(), end == std::string::npos ? std::string::npos : end - at - key.size());
 }
 
-std::map<std::string, net::NetworkSpec> networksOf(
+std::map<std::string, netmodel::NetworkSpec> networksOf(
     const std::vector<std::shared_ptr<const Object>>* revision) {
-  std::map<std::string, net::NetworkSpec> out;
+  std::map<std::string, netmodel::NetworkSpec> out;
   if (revision == nullptr) {
     return out;
   }
   for (const auto& o : *revision) {
     if (o->id.kind == "Network") {
-      if (auto n = net::parseNetworkSpec(*o); n.isOk()) {
+      if (auto n = netmodel::parseNetworkSpec(*o); n.isOk()) {
         out[o->id.name] = *n;
       }
     }
@@ -141,7 +141,7 @@ void VmProvider::validate(const ValidateRequest& req, ValidateResponse& resp) co
     if (!vm->ip) {
       continue;
     }
-    std::string ip = net::formatIpv4(*vm->ip);
+    std::string ip = netmodel::formatIpv4(*vm->ip);
     if (vm->network.empty()) {
       continue;  // the schema requires network.name with an ip
     }
@@ -149,7 +149,7 @@ void VmProvider::validate(const ValidateRequest& req, ValidateResponse& resp) co
     if (n == networks.end()) {
       continue;  // the reference check reports a missing network
     }
-    const net::NetworkSpec& net = n->second;
+    const netmodel::NetworkSpec& net = n->second;
     if (!net.cidr.contains(*vm->ip) || *vm->ip == net.cidr.network() ||
         *vm->ip == net.cidr.broadcast()) {
       resp.diagnostics.error(object, "spec.network.ip",
@@ -187,7 +187,7 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
     // computes the same from the same input, for the policies that select VMs.
     std::map<std::string, Placement> placements;
     if (req.revision != nullptr) {
-      placements = net::placeRevisionVms(*req.revision, req.inventory);
+      placements = netmodel::placeRevisionVms(*req.revision, req.inventory);
     }
     std::vector<VmManifest> vms;
     for (const Object* o : req.desired) {
@@ -210,10 +210,10 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
     }
     // The taps' state, from one dump for all VMs: whether each still exists and is still an
     // isolated port of a bridge (what keeps a guest's traffic on the host's policy path).
-    std::optional<net::LinkTable> links;
+    std::optional<netmodel::LinkTable> links;
     if (anyTap) {
       if (auto dump = host::runChecked({"ip", "-d", "-j", "addr", "show"}); dump.isOk()) {
-        if (auto table = net::parseLinkTable(*dump); table.isOk()) {
+        if (auto table = netmodel::parseLinkTable(*dump); table.isOk()) {
           links = std::move(*table);
         }
       }
@@ -280,7 +280,7 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
                     {"ready", ready}};
         // A tap deleted by hand leaves the VM running without a network.
         if (!h.spec.tap.empty()) {
-          const net::LinkState* tap = links ? links->find(h.spec.tap) : nullptr;
+          const netmodel::LinkState* tap = links ? links->find(h.spec.tap) : nullptr;
           if (links ? tap == nullptr : !interfaceExists(h.spec.tap)) {
             s.fields["tapGone"] = h.spec.tap;
             s.note = "tap " + h.spec.tap + " is gone";

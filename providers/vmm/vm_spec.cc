@@ -1,6 +1,6 @@
 #include "providers/vmm/vm_spec.h"
 
-#include "providers/net/cidr.h"
+#include "netmodel/cidr.h"
 #include "providers/vmm/vm_driver.h"
 
 namespace hyper::providers::vmm {
@@ -8,7 +8,7 @@ namespace hyper::providers::vmm {
 Json VmManifest::bootJson() const {
   Json j = {{"vcpus", vcpus},     {"memoryMiB", memoryMiB}, {"kernel", kernel}, {"initrd", initrd},
             {"cmdline", cmdline}, {"network", network},     {"mac", mac}};
-  j["ip"] = ip ? Json(net::formatIpv4(*ip)) : Json("auto");
+  j["ip"] = ip ? Json(netmodel::formatIpv4(*ip)) : Json("auto");
   // Only when set: a channel is a device the VM boots with, and VMs without one keep the boot
   // fields they were recorded with.
   if (!readyChannel.empty()) {
@@ -36,7 +36,7 @@ Result<VmManifest> parseVmManifest(const std::string& name, const Json& spec) {
     const Json& n = spec["network"];
     m.network = n.value("name", "");
     if (n.contains("ip")) {
-      auto ip = net::parseIpv4(n["ip"].get<std::string>());
+      auto ip = netmodel::parseIpv4(n["ip"].get<std::string>());
       if (!ip.isOk()) {
         return Status::error("spec.network.ip: " + ip.status().message());
       }
@@ -69,6 +69,6 @@ Result<VmManifest> parseVmManifest(const std::string& name, const Json& spec) {
   return m;
 }
 
-std::string deriveMac(const std::string& vmName) { return net::vmDefaultMac(vmName); }
+std::string deriveMac(const std::string& vmName) { return netmodel::vmDefaultMac(vmName); }
 
 }  // namespace hyper::providers::vmm

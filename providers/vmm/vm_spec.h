@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "base/status.h"
-#include "providers/net/net_spec.h"
-#include "providers/net/placement.h"
+#include "netmodel/net_spec.h"
+#include "netmodel/placement.h"
 #include "reconciler/object.h"
 
 namespace hyper::providers::vmm {
@@ -41,6 +41,6 @@ Result<VmManifest> parseVmManifest(const std::string& name, const Json& spec);
 // on every host and after every restart.
 std::string deriveMac(const std::string& vmName);
 
-using net::Placement;
+using netmodel::Placement;
 
 }  // namespace hyper::providers::vmm

@@ -8,7 +8,7 @@
 
 #include "base/sha256.h"
 #include "host/command.h"
-#include "providers/net/link_state.h"
+#include "netmodel/link_state.h"
 #include "tests/integration/netns_util.h"
 
 // Every test runs in a network namespace of its own, entered by the test thread; the provider's
@@ -17,6 +17,10 @@
 // apply in dependency order, record what was applied) with a small in-memory inventory.
 
 namespace hyper::providers::net {
+
+using netmodel::LinkState;
+using netmodel::LinkTable;
+using netmodel::parseLinkTable;
 namespace {
 
 struct Planned {

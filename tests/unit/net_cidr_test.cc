@@ -1,8 +1,8 @@
-#include "providers/net/cidr.h"
+#include "netmodel/cidr.h"
 
 #include <gtest/gtest.h>
 
-namespace hyper::providers::net {
+namespace hyper::netmodel {
 namespace {
 
 struct ParseCase {
@@ -100,4 +100,4 @@ TEST(Ipv4Test, FormatRoundTrips) {
 }
 
 }  // namespace
-}  // namespace hyper::providers::net
+}  // namespace hyper::netmodel

@@ -1,8 +1,8 @@
-#include "providers/net/link_state.h"
+#include "netmodel/link_state.h"
 
 #include <gtest/gtest.h>
 
-namespace hyper::providers::net {
+namespace hyper::netmodel {
 namespace {
 
 // Captured from `ip -d -j addr show` (iproute2 6.1) in a namespace holding hyper's bridge with its
@@ -95,4 +95,4 @@ TEST(LinkStateTest, SkipsBadAddressesKeepsGoodOnes) {
 }
 
 }  // namespace
-}  // namespace hyper::providers::net
+}  // namespace hyper::netmodel

@@ -12,6 +12,9 @@
 #include "providers/net/nft_ruleset.h"
 
 namespace hyper::providers::net {
+
+using netmodel::parseNetworkSpec;
+using netmodel::parsePolicySpec;
 namespace {
 
 // What one rendered accept rule lets through.

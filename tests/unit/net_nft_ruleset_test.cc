@@ -6,6 +6,11 @@
 #include <sstream>
 
 namespace hyper::providers::net {
+
+using netmodel::NetworkSpec;
+using netmodel::parseNetworkSpec;
+using netmodel::parsePolicySpec;
+using netmodel::PolicySpec;
 namespace {
 
 NetworkSpec network(const std::string& name, const char* spec) {

@@ -1,8 +1,8 @@
-#include "providers/net/placement.h"
+#include "netmodel/placement.h"
 
 #include <gtest/gtest.h>
 
-namespace hyper::providers::net {
+namespace hyper::netmodel {
 namespace {
 
 std::shared_ptr<const Object> object(const std::string& kind, const std::string& name,
@@ -84,4 +84,4 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return info.param.name; });
 
 }  // namespace
-}  // namespace hyper::providers::net
+}  // namespace hyper::netmodel

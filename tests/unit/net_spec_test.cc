@@ -1,10 +1,10 @@
-#include "providers/net/net_spec.h"
+#include "netmodel/net_spec.h"
 
 #include <gtest/gtest.h>
 
 #include "base/names.h"
 
-namespace hyper::providers::net {
+namespace hyper::netmodel {
 namespace {
 
 Object makeObject(const std::string& kind, const std::string& name, const Json& spec) {
@@ -251,4 +251,4 @@ TEST(NetSpecParseTest, PolicyDefaultsAreNormalised) {
 }
 
 }  // namespace
-}  // namespace hyper::providers::net
+}  // namespace hyper::netmodel

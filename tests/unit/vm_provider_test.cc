@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "providers/net/cidr.h"
+#include "netmodel/cidr.h"
 
 // The VM provider's pure parts: addresses, validation, and how each change is planned (with its
 // disruption class). No QEMU: the run root is an empty temporary directory, so observe finds no
@@ -16,21 +16,22 @@ namespace hyper::providers::vmm {
 namespace {
 namespace fs = std::filesystem;
 
-uint32_t ip(const char* s) { return *net::parseIpv4(s); }
+uint32_t ip(const char* s) { return *netmodel::parseIpv4(s); }
 
-net::NetworkSpec lab(const char* cidr = "10.77.0.0/24") {
-  return *net::parseNetworkSpec("lab", Json{{"cidr", cidr}});
+netmodel::NetworkSpec lab(const char* cidr = "10.77.0.0/24") {
+  return *netmodel::parseNetworkSpec("lab", Json{{"cidr", cidr}});
 }
 
-net::VmAddressRequest vm(const std::string& name, std::optional<uint32_t> address = std::nullopt) {
+netmodel::VmAddressRequest vm(const std::string& name,
+                              std::optional<uint32_t> address = std::nullopt) {
   return {name, "lab", address};
 }
 
 TEST(VmPlacementTest, WrittenThenKeptThenLowestFreeInNameOrder) {
-  std::map<std::string, net::NetworkSpec> nets = {{"lab", lab()}};
+  std::map<std::string, netmodel::NetworkSpec> nets = {{"lab", lab()}};
   // a: keeps 10.77.0.9; b: written 10.77.0.2; c and d: lowest free (the gateway .1 and .2 taken).
-  auto p = net::placeVms({vm("a"), vm("b", ip("10.77.0.2")), vm("c"), vm("d")}, nets,
-                         {{"a", ip("10.77.0.9")}});
+  auto p = netmodel::placeVms({vm("a"), vm("b", ip("10.77.0.2")), vm("c"), vm("d")}, nets,
+                              {{"a", ip("10.77.0.9")}});
   ASSERT_EQ(p.size(), 4u);
   EXPECT_EQ(p["a"].ipString(), "10.77.0.9");
   EXPECT_EQ(p["b"].ipString(), "10.77.0.2");
@@ -41,16 +42,16 @@ TEST(VmPlacementTest, WrittenThenKeptThenLowestFreeInNameOrder) {
 }
 
 TEST(VmPlacementTest, APreviousAddressNowWrittenForAnotherVmIsGivenUp) {
-  std::map<std::string, net::NetworkSpec> nets = {{"lab", lab()}};
-  auto p = net::placeVms({vm("a"), vm("b", ip("10.77.0.5"))}, nets, {{"a", ip("10.77.0.5")}});
+  std::map<std::string, netmodel::NetworkSpec> nets = {{"lab", lab()}};
+  auto p = netmodel::placeVms({vm("a"), vm("b", ip("10.77.0.5"))}, nets, {{"a", ip("10.77.0.5")}});
   EXPECT_EQ(p["b"].ipString(), "10.77.0.5");
   EXPECT_EQ(p["a"].ipString(), "10.77.0.2");
 }
 
 TEST(VmPlacementTest, AFullNetworkLeavesTheVmWithoutAnAddress) {
   // /30: .0 network, .1 gateway, .2 the only host address, .3 broadcast.
-  std::map<std::string, net::NetworkSpec> nets = {{"lab", lab("10.77.0.0/30")}};
-  auto p = net::placeVms({vm("a"), vm("b")}, nets, {});
+  std::map<std::string, netmodel::NetworkSpec> nets = {{"lab", lab("10.77.0.0/30")}};
+  auto p = netmodel::placeVms({vm("a"), vm("b")}, nets, {});
   EXPECT_EQ(p.size(), 1u);
   EXPECT_EQ(p["a"].ipString(), "10.77.0.2");
   EXPECT_EQ(p.count("b"), 0u);

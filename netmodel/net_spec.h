@@ -6,11 +6,11 @@
 #include <vector>
 
 #include "base/status.h"
-#include "providers/net/cidr.h"
+#include "netmodel/cidr.h"
 #include "reconciler/diagnostic.h"
 #include "reconciler/object.h"
 
-namespace hyper::providers::net {
+namespace hyper::netmodel {
 
 inline constexpr int kDefaultMtu = 1500;  // the kernel's default for a new bridge
 inline constexpr int kMinNetworkPrefix = 8;
@@ -82,4 +82,4 @@ Result<PolicySpec> parsePolicySpec(const Object& object);
 // names its object and field path. Pure.
 void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& diagnostics);
 
-}  // namespace hyper::providers::net
+}  // namespace hyper::netmodel

@@ -1,8 +1,8 @@
-#include "providers/net/link_state.h"
+#include "netmodel/link_state.h"
 
 #include <nlohmann/json.hpp>
 
-namespace hyper::providers::net {
+namespace hyper::netmodel {
 
 std::string ownerAlias(std::string_view networkName) {
   return "hyper:Network/" + std::string(networkName);
@@ -86,4 +86,4 @@ Result<LinkTable> parseLinkTable(std::string_view ipJson) {
   return table;
 }
 
-}  // namespace hyper::providers::net
+}  // namespace hyper::netmodel

@@ -5,9 +5,9 @@
 #include <vector>
 
 #include "base/status.h"
-#include "providers/net/cidr.h"
+#include "netmodel/cidr.h"
 
-namespace hyper::providers::net {
+namespace hyper::netmodel {
 
 // The ifalias hyper writes on every link it creates: the mark of ownership. A link without it is
 // never changed or deleted by hyper, whatever its name.
@@ -39,4 +39,4 @@ struct LinkTable {
 // and a link without a name or an address without `local` is skipped rather than fatal.
 Result<LinkTable> parseLinkTable(std::string_view ipJson);
 
-}  // namespace hyper::providers::net
+}  // namespace hyper::netmodel

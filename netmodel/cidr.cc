@@ -1,8 +1,8 @@
-#include "providers/net/cidr.h"
+#include "netmodel/cidr.h"
 
 #include <algorithm>
 
-namespace hyper::providers::net {
+namespace hyper::netmodel {
 
 namespace {
 
@@ -91,4 +91,4 @@ bool Cidr::overlaps(const Cidr& other) const { return contains(other) || other.c
 
 std::string Cidr::str() const { return formatIpv4(address) + "/" + std::to_string(prefix); }
 
-}  // namespace hyper::providers::net
+}  // namespace hyper::netmodel

@@ -7,11 +7,11 @@
 #include <string_view>
 #include <vector>
 
-#include "providers/net/net_spec.h"
+#include "netmodel/net_spec.h"
 #include "reconciler/managed_record.h"
 #include "reconciler/object.h"
 
-namespace hyper::providers::net {
+namespace hyper::netmodel {
 
 // The tap of a VM: "hv-<name>" when that fits in IFNAMSIZ (15 bytes), else "hv-<head>-<hash>"
 // with a stable hash of the whole name (base/names.h), so a 63-character VM name works and
@@ -69,4 +69,4 @@ std::vector<std::string> selectVms(const PolicySpec& policy,
                                    const std::vector<std::shared_ptr<const Object>>& revision,
                                    const std::map<std::string, Placement>& placements);
 
-}  // namespace hyper::providers::net
+}  // namespace hyper::netmodel

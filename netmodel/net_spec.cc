@@ -1,10 +1,10 @@
-#include "providers/net/net_spec.h"
+#include "netmodel/net_spec.h"
 
 #include <algorithm>
 
 #include "base/names.h"
 
-namespace hyper::providers::net {
+namespace hyper::netmodel {
 
 namespace {
 
@@ -454,4 +454,4 @@ void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& 
   }
 }
 
-}  // namespace hyper::providers::net
+}  // namespace hyper::netmodel

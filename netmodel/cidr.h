@@ -6,7 +6,7 @@
 
 #include "base/status.h"
 
-namespace hyper::providers::net {
+namespace hyper::netmodel {
 
 // Parses a dotted-quad IPv4 address ("10.77.0.1"): exactly four decimal octets of 0-255. The
 // result is in host byte order. Errors say which octet is wrong.
@@ -41,4 +41,4 @@ struct Cidr {
   bool operator==(const Cidr&) const = default;
 };
 
-}  // namespace hyper::providers::net
+}  // namespace hyper::netmodel

@@ -1,13 +1,13 @@
-#include "providers/net/placement.h"
+#include "netmodel/placement.h"
 
 #include <algorithm>
 #include <set>
 
 #include "base/names.h"
 #include "base/sha256.h"
-#include "providers/net/cidr.h"
+#include "netmodel/cidr.h"
 
-namespace hyper::providers::net {
+namespace hyper::netmodel {
 
 std::string vmTapName(std::string_view vmName) { return deriveInterfaceName("hv-", vmName); }
 
@@ -155,4 +155,4 @@ std::vector<std::string> selectVms(const PolicySpec& policy,
   return out;
 }
 
-}  // namespace hyper::providers::net
+}  // namespace hyper::netmodel
