@@ -84,6 +84,8 @@ std::string thing(const std::string& name, const std::string& extraSpec = "") {
          "\nspec:\n  size: 1\n" + extraSpec + "---\n";
 }
 
+ObjectId fakeId(const std::string& name) { return {"FakeThing", name}; }
+
 PlanAction action(const std::string& name, std::vector<std::string> dependsOn = {}) {
   PlanAction a;
   a.id = {"FakeThing", name};
@@ -332,11 +334,11 @@ TEST(LoopPlanErrorsOf, KeysErrorsByObjectAndIgnoresWarnings) {
   d.add({Severity::Warning, {}, "FakeThing/b", "", "only a warning"});
   auto errors = planErrorsOf(d);
   ASSERT_EQ(errors.size(), 2u);
-  ASSERT_TRUE(errors.count(ObjectId{"FakeThing", "a"}));
-  EXPECT_NE(errors[ObjectId{"FakeThing", "a"}].find("too big"), std::string::npos);
+  ASSERT_TRUE(errors.count(fakeId("a")));
+  EXPECT_NE(errors[fakeId("a")].find("too big"), std::string::npos);
   ASSERT_TRUE(errors.count(ObjectId{}));
   EXPECT_NE(errors[ObjectId{}].find("the whole plan"), std::string::npos);
-  EXPECT_FALSE(errors.count(ObjectId{"FakeThing", "b"}));
+  EXPECT_FALSE(errors.count(fakeId("b")));
 }
 
 // --- 3. Defer ---
@@ -347,7 +349,7 @@ TEST_F(LoopStepsTest, DeferActionsDefersEverythingWhileSuspended) {
   controller_->setSuspended(true);
   Deferral d = steps_->deferActions(planned.planned.plan, *current, {}, options_, clock_.now());
   EXPECT_EQ(d.deferred.size(), 2u);
-  EXPECT_EQ(d.reasons[ObjectId{"FakeThing", "a"}], "suspended");
+  EXPECT_EQ(d.reasons[fakeId("a")], "suspended");
   EXPECT_TRUE(d.drifted.empty());
   controller_->setSuspended(false);
   d = steps_->deferActions(planned.planned.plan, *current, {}, options_, clock_.now());
@@ -365,8 +367,8 @@ TEST_F(LoopStepsTest, DeferActionsBacksOffAFailedObjectUntilItsRetryTime) {
   ASSERT_EQ(planned.planned.plan.actions.size(), 1u);  // b was created
   Deferral d =
       steps_->deferActions(planned.planned.plan, *current, managed, options_, clock_.now());
-  ASSERT_EQ(d.deferred.count(ObjectId{"FakeThing", "a"}), 1u);
-  EXPECT_EQ(d.reasons[ObjectId{"FakeThing", "a"}], "backing off after 1 failure(s)");
+  ASSERT_EQ(d.deferred.count(fakeId("a")), 1u);
+  EXPECT_EQ(d.reasons[fakeId("a")], "backing off after 1 failure(s)");
   clock_.advance(milliseconds(1000));  // backoffBase
   d = steps_->deferActions(planned.planned.plan, *current, managed, options_, clock_.now());
   EXPECT_TRUE(d.deferred.empty());
@@ -383,7 +385,7 @@ TEST_F(LoopStepsTest, DeferActionsKeepsAlertOnlyDriftAndListsAllDrift) {
       steps_->deferActions(planned.planned.plan, *current, records(), options_, clock_.now());
   EXPECT_EQ(d.drifted.size(), 2u);
   EXPECT_EQ(d.deferred, (std::set<ObjectId>{{"FakeThing", "a"}}));
-  EXPECT_EQ(d.reasons[ObjectId{"FakeThing", "a"}], "drift policy is alert: not corrected");
+  EXPECT_EQ(d.reasons[fakeId("a")], "drift policy is alert: not corrected");
 }
 
 TEST(LoopDeferDependents, DefersWhatWaitsForADeferredActionTransitively) {
@@ -395,10 +397,9 @@ TEST(LoopDeferDependents, DefersWhatWaitsForADeferredActionTransitively) {
   deferDependents(plan, d);
   EXPECT_EQ(d.deferred,
             (std::set<ObjectId>{{"FakeThing", "a"}, {"FakeThing", "b"}, {"FakeThing", "c"}}));
-  EXPECT_EQ(d.reasons[ObjectId{"FakeThing", "b"}], "waits for FakeThing/a (suspended)");
-  EXPECT_EQ(d.reasons[ObjectId{"FakeThing", "c"}],
-            "waits for FakeThing/b (waits for FakeThing/a (suspended))");
-  EXPECT_FALSE(d.reasons.count(ObjectId{"FakeThing", "d"}));
+  EXPECT_EQ(d.reasons[fakeId("b")], "waits for FakeThing/a (suspended)");
+  EXPECT_EQ(d.reasons[fakeId("c")], "waits for FakeThing/b (waits for FakeThing/a (suspended))");
+  EXPECT_FALSE(d.reasons.count(fakeId("d")));
 }
 
 TEST(LoopDeferDependents, ADependencyListedLaterInThePlanIsFollowed) {
@@ -409,7 +410,7 @@ TEST(LoopDeferDependents, ADependencyListedLaterInThePlanIsFollowed) {
   d.reasons[{"FakeThing", "z"}] = "backing off after 2 failure(s)";
   deferDependents(plan, d);
   EXPECT_EQ(d.deferred.size(), 3u);
-  EXPECT_EQ(d.reasons[ObjectId{"FakeThing", "x"}],
+  EXPECT_EQ(d.reasons[fakeId("x")],
             "waits for FakeThing/y (waits for FakeThing/z (backing off after 2 failure(s)))");
 }
 
@@ -456,8 +457,8 @@ TEST_F(LoopStepsTest, ReportDriftAlertsOncePerDistinctDrift) {
   steps_->reportDrift(d, "fake:1");
   drift = eventsOf("drift");
   ASSERT_EQ(drift.size(), 2u);
-  EXPECT_EQ(drift[0].message, "spec changed on the host; drift policy is alert: not corrected");
-  EXPECT_EQ(drift[0].details["corrected"], false);
+  EXPECT_EQ(drift[1].message, "spec changed on the host; drift policy is alert: not corrected");
+  EXPECT_EQ(drift[1].details["corrected"], false);
   EXPECT_EQ(
       metrics_.counter("hyper_drift_total", "drifts detected", {{"kind", "FakeThing"}}).value(), 2);
 }
