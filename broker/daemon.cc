@@ -132,6 +132,71 @@ void reject(int fd, const std::string& message) {
   sendAll(fd, errorFrame(message) + exitFrame(1, false));
 }
 
+// The first rule for `command` that `caller` may use; an error (the refusal's reason) when no
+// rule names the command or none of those allows the caller.
+Result<const Rule*> ruleFor(const RuleSet& rules, const Caller& caller,
+                            const std::string& command) {
+  bool commandKnown = false;
+  for (const auto& r : rules.rules) {
+    if (r.commandName() == command || r.command == command) {
+      commandKnown = true;
+      if (callerAllowed(r, caller)) {
+        return &r;
+      }
+    }
+  }
+  if (!commandKnown) {
+    return Status::error("no rule allows the command \"" + command + "\"");
+  }
+  return Status::error("user " + caller.user.name + " (uid " + std::to_string(caller.user.uid) +
+                       ") is not allowed to run " + command + " by any rule");
+}
+
+// What a run allowed by `rule` executes: the caller's cwd mapped and confined to the rule's
+// workspace, make's path arguments confined too, the filtered environment, the caller's ids, the
+// timeout within the rule's limit. An error is the refusal's reason.
+Result<RunSpec> runSpecFor(const Rule& rule, const Caller& caller, const RunRequest& req,
+                           int killGraceSec) {
+  std::string workspace = expandTemplate(rule.workspace, caller.user);
+  char resolved[PATH_MAX];
+  if (::realpath(workspace.c_str(), resolved) == nullptr) {
+    return Status::error("workspace " + workspace + " of rule " + rule.name + " <- " +
+                         std::strerror(errno));
+  }
+  std::string root = resolved;
+  std::string mappedCwd = mapPath(req.cwd, rule.pathMapping, caller.user);
+  auto cwd = confine(mappedCwd, "/", root, "cwd");
+  if (!cwd.isOk()) {
+    return cwd.status();
+  }
+  std::vector<std::string> args = req.args;
+  std::string name = rule.commandName();
+  if (name == "make" || name == "gmake") {
+    auto checked = confineMakeArgs(req.args, *cwd, root, rule.pathMapping, caller.user);
+    if (!checked.isOk()) {
+      return checked.status();
+    }
+    args = std::move(checked).value();
+  }
+
+  RunSpec spec;
+  spec.command = rule.command;
+  spec.argv.push_back(name);
+  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+  spec.env = filterEnv(req.env, rule.env, caller.user);
+  spec.cwd = *cwd;
+  spec.workspace = root;
+  spec.uid = caller.user.uid;
+  spec.gid = caller.user.gid;
+  spec.groups = caller.groups;
+  spec.timeoutSec =
+      req.timeoutSec ? std::min(*req.timeoutSec, rule.maxTimeoutSec) : rule.defaultTimeoutSec;
+  spec.killGraceSec = killGraceSec;
+
+  spec.noNewPrivs = rule.noNewPrivs;
+  return spec;
+}
+
 }  // namespace
 
 Result<mode_t> parseMode(const std::string& text) {
@@ -567,66 +632,19 @@ void BrokerDaemon::handleRun(int fd, const Caller& caller, const RunRequest& req
     std::lock_guard<std::mutex> lock(rulesMu_);
     rules = rules_;
   }
-  const Rule* rule = nullptr;
-  bool commandKnown = false;
-  for (const auto& r : rules->rules) {
-    if (r.commandName() == req.command || r.command == req.command) {
-      commandKnown = true;
-      if (callerAllowed(r, caller)) {
-        rule = &r;
-        break;
-      }
-    }
-  }
-  if (!commandKnown) {
-    refuse("no rule allows the command \"" + req.command + "\"");
+  auto allowed = ruleFor(*rules, caller, req.command);
+  if (!allowed.isOk()) {
+    refuse(allowed.status().message());
     return;
   }
-  if (rule == nullptr) {
-    refuse("user " + caller.user.name + " (uid " + std::to_string(caller.user.uid) +
-           ") is not allowed to run " + req.command + " by any rule");
-    return;
-  }
+  const Rule* rule = *allowed;
 
-  std::string workspace = expandTemplate(rule->workspace, caller.user);
-  char resolved[PATH_MAX];
-  if (::realpath(workspace.c_str(), resolved) == nullptr) {
-    refuse("workspace " + workspace + " of rule " + rule->name + " <- " + std::strerror(errno));
+  auto built = runSpecFor(*rule, caller, req, config_.killGraceSec);
+  if (!built.isOk()) {
+    refuse(built.status().message());
     return;
   }
-  std::string root = resolved;
-  std::string mappedCwd = mapPath(req.cwd, rule->pathMapping, caller.user);
-  auto cwd = confine(mappedCwd, "/", root, "cwd");
-  if (!cwd.isOk()) {
-    refuse(cwd.status().message());
-    return;
-  }
-  std::vector<std::string> args = req.args;
-  std::string name = rule->commandName();
-  if (name == "make" || name == "gmake") {
-    auto checked = confineMakeArgs(req.args, *cwd, root, rule->pathMapping, caller.user);
-    if (!checked.isOk()) {
-      refuse(checked.status().message());
-      return;
-    }
-    args = std::move(checked).value();
-  }
-
-  RunSpec spec;
-  spec.command = rule->command;
-  spec.argv.push_back(name);
-  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-  spec.env = filterEnv(req.env, rule->env, caller.user);
-  spec.cwd = *cwd;
-  spec.workspace = root;
-  spec.uid = caller.user.uid;
-  spec.gid = caller.user.gid;
-  spec.groups = caller.groups;
-  spec.timeoutSec =
-      req.timeoutSec ? std::min(*req.timeoutSec, rule->maxTimeoutSec) : rule->defaultTimeoutSec;
-  spec.killGraceSec = config_.killGraceSec;
-
-  spec.noNewPrivs = rule->noNewPrivs;
+  RunSpec spec = std::move(built).value();
 
   auto slots = slots_.forRule(rule->name, rule->concurrency);
   const CallerLimits& limits = config_.limits;

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,16 +71,10 @@ std::string requestId() {
   return hex;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  std::string socket;
-  if (const char* env = std::getenv("HYPER_BROKER_SOCKET"); env != nullptr && *env != '\0') {
-    socket = env;
-  } else {
-    socket = kDefaultSocket;
-  }
-  hyper::broker::RunRequest req;
+// The options and the command with its arguments into `socket` and `req`; an exit code when
+// main should return it (usage or a usage error).
+std::optional<int> parseCommandLine(int argc, char** argv, std::string& socket,
+                                    hyper::broker::RunRequest& req) {
   int i = 1;
   // Options end at the first word that is not one of ours: that is the command, and everything
   // after it is its own (make -j4 -C dir ...).
@@ -130,34 +125,17 @@ int main(int argc, char** argv) {
   for (; i < argc; ++i) {
     req.args.push_back(argv[i]);
   }
-  char cwd[PATH_MAX];
-  if (::getcwd(cwd, sizeof cwd) == nullptr) {
-    std::fprintf(stderr, "hyper-broker-cli: getcwd: %s\n", std::strerror(errno));
-    return 1;
-  }
-  req.cwd = cwd;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const char* eq = std::strchr(*e, '=');
-    if (eq != nullptr) {
-      req.env[std::string(*e, static_cast<size_t>(eq - *e))] = eq + 1;
-    }
-  }
-  req.requestId = requestId();
+  return std::nullopt;
+}
 
-  signal(SIGPIPE, SIG_IGN);
-  auto fd = hyper::broker::connectBroker(socket);
-  if (!fd.isOk()) {
-    std::fprintf(stderr, "hyper-broker-cli: %s\n", fd.status().message().c_str());
-    return 1;
-  }
-  std::string line = hyper::broker::encodeRunRequest(req) + "\n";
-  // A broker that refuses early may close before reading all of the request: what it sent
-  // (an error frame) is still read below, and the send error reported only if there is nothing.
-  bool sent = hyper::broker::sendAll(*fd, line);
-  int sendErr = errno;
+// The broker's frames to our stdout and stderr until its exit frame; the exit code. A failed
+// request send (`sent` false, `sendErr` its errno) is reported only if nothing came back.
+int relayFrames(int fd, const hyper::broker::RunRequest& req, bool sent, int sendErr,
+                const std::string& socket) {
+  std::string line;
   std::string buffer;
   bool rejected = false;
-  while (hyper::broker::readFrameLine(*fd, buffer, line)) {
+  while (hyper::broker::readFrameLine(fd, buffer, line)) {
     auto frame = hyper::broker::parseClientFrame(line);
     if (!frame.isOk()) {
       std::fprintf(stderr, "hyper-broker-cli: invalid response from the broker: %.80s\n",
@@ -208,4 +186,45 @@ int main(int argc, char** argv) {
                "hyper-broker-cli: invalid response from the broker: the connection closed "
                "before the exit status\n");
   return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string socket;
+  if (const char* env = std::getenv("HYPER_BROKER_SOCKET"); env != nullptr && *env != '\0') {
+    socket = env;
+  } else {
+    socket = kDefaultSocket;
+  }
+  hyper::broker::RunRequest req;
+  if (std::optional<int> exit = parseCommandLine(argc, argv, socket, req)) {
+    return *exit;
+  }
+  char cwd[PATH_MAX];
+  if (::getcwd(cwd, sizeof cwd) == nullptr) {
+    std::fprintf(stderr, "hyper-broker-cli: getcwd: %s\n", std::strerror(errno));
+    return 1;
+  }
+  req.cwd = cwd;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const char* eq = std::strchr(*e, '=');
+    if (eq != nullptr) {
+      req.env[std::string(*e, static_cast<size_t>(eq - *e))] = eq + 1;
+    }
+  }
+  req.requestId = requestId();
+
+  signal(SIGPIPE, SIG_IGN);
+  auto fd = hyper::broker::connectBroker(socket);
+  if (!fd.isOk()) {
+    std::fprintf(stderr, "hyper-broker-cli: %s\n", fd.status().message().c_str());
+    return 1;
+  }
+  std::string line = hyper::broker::encodeRunRequest(req) + "\n";
+  // A broker that refuses early may close before reading all of the request: what it sent
+  // (an error frame) is still read below, and the send error reported only if there is nothing.
+  bool sent = hyper::broker::sendAll(*fd, line);
+  int sendErr = errno;
+  return relayFrames(*fd, req, sent, sendErr, socket);
 }

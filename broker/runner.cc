@@ -161,6 +161,8 @@ bool sendAll(int fd, const std::string& data) {
   return true;
 }
 
+// Stays long (~260 lines): the CLONE_VM child shares this frame's stack, argv and pipes until it
+// execs, so spawn, the wait for the exec and the streaming are kept in one frame on purpose.
 Result<RunOutcome> runStreaming(const RunSpec& spec, int clientFd, int stopFd) {
   // The deadline counts from here, before the child exists: its time before execve is the run's.
   const auto start = Clock::now();

@@ -159,7 +159,15 @@ void ApiServer::routes() {
   s.set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response& res) {
     return admit(req, res) ? 100 : res.status;
   });
+  readRoutes();
+  previewRoute();
+  eventsRoute();
+  actionRoutes();
+  webhookRoute();
+}
 
+void ApiServer::readRoutes() {
+  auto& s = *server_;
   s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
   });
@@ -184,7 +192,10 @@ void ApiServer::routes() {
   s.Get("/v1/plan", [this](const httplib::Request&, httplib::Response& res) {
     sendJson(res, controller_.lastPlanJson());
   });
+}
 
+void ApiServer::previewRoute() {
+  auto& s = *server_;
   // A preview plan for manifests the client sends (`hyperctl diff` against this hyperd):
   // {"files": [{"path", "content"}], "prune": bool, "color": bool}.
   setBodyMax("/v1/plan", options_.planBodyMax);
@@ -216,7 +227,10 @@ void ApiServer::routes() {
                      : std::to_string(answer.value("errors", 0)) + " errors");
     sendJson(res, answer);
   });
+}
 
+void ApiServer::eventsRoute() {
+  auto& s = *server_;
   s.Get("/v1/events", [this](const httplib::Request& req, httplib::Response& res) {
     int64_t limit = queryInt(req, "limit", 100, 1, 10000);
     bool follow = req.get_header_value("Accept").find("text/event-stream") != std::string::npos;
@@ -279,7 +293,10 @@ void ApiServer::routes() {
           return server_->is_running();
         });
   });
+}
 
+void ApiServer::actionRoutes() {
+  auto& s = *server_;
   s.Post("/v1/reconcile", [this](const httplib::Request& req, httplib::Response& res) {
     uint64_t ticket = controller_.trigger("api", /*fetch=*/true);
     int64_t wait = queryInt(req, "wait", 0, 0, 600);
@@ -341,7 +358,10 @@ void ApiServer::routes() {
     controller_.setSuspended(false);
     sendJson(res, {{"suspended", false}});
   });
+}
 
+void ApiServer::webhookRoute() {
+  auto& s = *server_;
   // Push webhook: GitHub (X-Hub-Signature-256) or GitLab (X-Gitlab-Token). A bad or missing
   // signature is 401 and starts nothing.
   setBodyMax("/v1/hooks/git", options_.webhookBodyMax);

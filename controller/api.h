@@ -57,7 +57,14 @@ class ApiServer {
   std::string url() const;
 
  private:
+  // Every route, in groups: admission, then the read-only views, the plan preview, the event
+  // log, the actions (reconcile, approve, suspend, resume), the push webhook.
   void routes();
+  void readRoutes();
+  void previewRoute();
+  void eventsRoute();
+  void actionRoutes();
+  void webhookRoute();
   // The largest body a route takes (call before registering it); a route not named here takes
   // at most ApiOptions::otherBodyMax. Bigger bodies are refused (413) before they are read.
   void setBodyMax(const std::string& path, size_t bytes);

@@ -13,6 +13,7 @@
 #include "base/log_context.h"
 #include "base/sha256.h"
 #include "controller/hold.h"
+#include "controller/loop_steps.h"
 
 namespace hyper::controller {
 
@@ -245,215 +246,17 @@ void Controller::recoverJournal() {
   }
 }
 
-ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetch) {
-  std::lock_guard<std::mutex> one(reconcileMu_);
-  auto started = std::chrono::steady_clock::now();
-  LoopOptions options;
-  std::shared_ptr<const Revision> current;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    options = options_;
-    current = current_;
-  }
-  ReconcileSummary summary;
-  summary.reconcileId = newReconcileId();
-  summary.trigger = trigger;
-  const std::string& rid = summary.reconcileId;
-  ReconcileIdScope logScope(rid);  // every log line of this reconcile, on any thread, names it
-  auto since = [](std::chrono::steady_clock::time_point t) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-  };
+namespace {
 
-  // 1. Source: only when it may have moved; a failure keeps the last good revision in force.
-  if (fetch || !current) {
-    auto fetchStart = std::chrono::steady_clock::now();
-    auto moved = source_.changed();
-    Result<Snapshot> snapshot = Status::error("not fetched");
-    Status failure = moved.status();
-    if (moved.isOk() && *moved) {
-      snapshot = source_.fetch();
-      failure = snapshot.status();
-    }
-    summary.fetchSeconds = since(fetchStart);
-    if (!failure.isOk()) {
-      std::string message = failure.message();
-      metrics_.counter("hyper_source_fetch_errors_total", "source checks or fetches that failed")
-          .inc();
-      summary.error = "source " + describeSource() + ": " + message;
-      bool fresh;
-      {
-        std::lock_guard<std::mutex> lk(mu_);
-        fresh = lastSourceError_ != message;
-        lastSourceError_ = message;
-      }
-      if (fresh) {
-        Event e;
-        e.type = "source-error";
-        e.level = "error";
-        e.reconcileId = rid;
-        e.message =
-            summary.error + (current ? "; revision " + current->id + " stays in force" : "");
-        emit(std::move(e), /*alert=*/true);
-      }
-    } else if (*moved) {
-      {
-        std::lock_guard<std::mutex> lk(mu_);
-        lastSourceError_.clear();
-      }
-      bool same = current && snapshot->revision == current->id;
-      {
-        bool heldElsewhere;
-        {
-          std::lock_guard<std::mutex> lk(mu_);
-          heldElsewhere = held_ && held_->revision->id != snapshot->revision;
-        }
-        if (heldElsewhere) {
-          clearHold("the source moved on to " + snapshot->revision, rid);
-        }
-      }
-      bool heldBefore;
-      {
-        std::lock_guard<std::mutex> lk(mu_);
-        heldBefore = held_ && held_->revision->id == snapshot->revision;
-      }
-      bool rejectedBefore;
-      {
-        std::lock_guard<std::mutex> lk(mu_);
-        rejectedBefore = snapshot->revision == rejectedRevision_;
-      }
-      if (snapshot->rewound) {
-        Event e;
-        e.type = "source-rewound";
-        e.level = "warning";
-        e.reconcileId = rid;
-        e.revision = snapshot->revision;
-        e.message = "the source's ref moved from " + snapshot->previousCommit.substr(0, 12) +
-                    " to " + snapshot->commit.substr(0, 12) +
-                    ", which does not contain it (force-push or rollback)";
-        e.details = {{"previous", snapshot->previousCommit}, {"commit", snapshot->commit}};
-        emit(std::move(e), /*alert=*/true);
-      }
-      if (!same && !rejectedBefore && !heldBefore) {
-        summary.sourceChanged = true;
-        auto loadStart = std::chrono::steady_clock::now();
-        RevisionResult loaded = engine_.load(snapshot->files);
-        summary.loadSeconds = since(loadStart);
-        if (!loaded.revision) {
-          summary.revisionRejected = true;
-          std::vector<std::string> problems;
-          for (const auto& d : loaded.diagnostics.items()) {
-            if (d.severity == Severity::Error) {
-              problems.push_back(d.format());
-            }
-          }
-          Event e;
-          e.type = "revision-rejected";
-          e.level = "error";
-          e.reconcileId = rid;
-          e.revision = snapshot->revision;
-          e.message = "revision " + snapshot->revision +
-                      " rejected: " + std::to_string(problems.size()) + " problem(s); " +
-                      (current ? "revision " + current->id + " stays in force" : "nothing applied");
-          e.details = {{"problems", problems}};
-          emit(std::move(e), /*alert=*/true);
-          std::lock_guard<std::mutex> lk(mu_);
-          rejectedRevision_ = snapshot->revision;
-        } else {
-          // The loader names a revision after the content; the source's name (a commit) wins.
-          auto named = std::make_shared<Revision>(*loaded.revision);
-          named->id = snapshot->revision;
-          Snapshot meta = std::move(*snapshot);
-          meta.files.clear();
-          if (holdIfTooDestructive(named, meta, options, rid)) {
-            summary.revisionHeld = true;
-          } else {
-            current = named;
-            std::lock_guard<std::mutex> lk(mu_);
-            current_ = current;
-            currentSnapshot_ = std::move(meta);
-            rejectedRevision_.clear();
-          }
-        }
-      } else if (heldBefore) {
-        summary.revisionHeld = true;
-      }
-    }
-  }
-  // An approved held revision comes into force, whatever triggered this reconcile.
-  {
-    std::optional<Held> approved;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      if (held_ && !approvedRevision_.empty() && held_->revision->id == approvedRevision_) {
-        approved = std::move(held_);
-        held_.reset();
-        approvedRevision_.clear();
-        current = approved->revision;
-        current_ = current;
-        currentSnapshot_ = approved->snapshot;
-        rejectedRevision_.clear();
-      } else if (held_) {
-        summary.revisionHeld = true;
-      }
-    }
-    if (approved) {
-      summary.sourceChanged = true;
-      summary.revisionHeld = false;
-      metrics_.gauge("hyper_revision_held", "1 while a source revision is held for approval")
-          .set(0);
-      Event e;
-      e.type = "revision-approved";
-      e.level = "warning";
-      e.reconcileId = rid;
-      e.revision = approved->revision->id;
-      e.message = "revision " + approved->revision->id +
-                  " approved (hyperctl approve): " + approved->verdict.reason + "; applying it";
-      e.details = approved->verdict.counts.toJson();
-      emit(std::move(e), /*alert=*/true);
-    }
-  }
-  summary.revision = current ? current->id : "";
+double secondsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
 
-  if (!current) {
-    if (summary.error.empty()) {
-      std::string heldId = heldRevision();
-      summary.error = heldId.empty() ? "no valid revision yet"
-                                     : "no revision applied yet: " + heldId + " is held";
-    }
-    summary.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    summary.finishedAt = nowMillis();
-    std::lock_guard<std::mutex> lk(mu_);
-    lastSummary_ = summary;
-    firstReconcileDone_ = true;  // publishes the summary; ready() also needs a revision
-    return summary;
-  }
+}  // namespace
 
-  // 2. Observe and plan against the inventory.
-  // A shared snapshot of the cached records: no copy, and the apply below does not change it.
-  std::shared_ptr<const std::vector<ManagedRecord>> records;
-  if (auto listed = inventory_.snapshot(); listed.isOk()) {
-    records = std::move(*listed);
-  } else {
-    records = std::make_shared<const std::vector<ManagedRecord>>();
-    summary.error = "inventory: " + listed.status().message();
-  }
-  const std::vector<ManagedRecord>& managed = *records;
-  // Creates a crash or a failure left unconfirmed: deleted by a prune once gone from the source.
-  std::vector<ManagedRecord> unconfirmed;
-  if (auto found = inventory_.unconfirmed(); found.isOk()) {
-    unconfirmed = std::move(*found);
-  } else if (summary.error.empty()) {
-    summary.error = "inventory: " + found.status().message();
-  }
-  PlanResult planned;
-  if (summary.error.empty() || summary.error.rfind("source", 0) == 0) {
-    auto planStart = std::chrono::steady_clock::now();
-    planned = engine_.plan(*current, managed, PlanOptions{options.prune, &unconfirmed});
-    summary.planSeconds = since(planStart);
-  }
+std::map<ObjectId, std::string> planErrorsOf(const Diagnostics& diagnostics) {
   std::map<ObjectId, std::string> planErrors;
-  for (const auto& d : planned.diagnostics.items()) {
+  for (const auto& d : diagnostics.items()) {
     if (d.severity == Severity::Error) {
       ObjectId id;
       if (auto slash = d.object.find('/'); slash != std::string::npos) {
@@ -462,53 +265,12 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
       planErrors[id] = d.format();
     }
   }
-  if (!planErrors.empty()) {
-    summary.error = "plan: " + planErrors.begin()->second;
-    Event e;
-    e.type = "plan-error";
-    e.level = "error";
-    e.reconcileId = rid;
-    e.revision = current->id;
-    e.message = summary.error;
-    std::vector<std::string> all;
-    for (const auto& [id, m] : planErrors) {
-      all.push_back(m);
-    }
-    e.details = {{"problems", all}};
-    emit(std::move(e), /*alert=*/true);
-  }
-  const Plan& plan = planned.plan;
-  summary.planned = plan.actions.size();
-  summary.planHash = plan.hash();
+  return planErrors;
+}
 
-  // 3. Drift and deferral. The plan is computed whole; what is deferred is taken out of it, with
-  // everything that depends on it.
-  Clock::TimePoint now = clock_.now();
-  std::set<ObjectId> deferred;
-  std::map<ObjectId, std::string> deferReason;
-  std::vector<const PlanAction*> driftedActions;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    for (const auto& a : plan.actions) {
-      ObjectStatus& s = objects_[a.id];
-      s.id = a.id;
-      if (a.drift) {
-        driftedActions.push_back(&a);
-        if (driftPolicyOf(current->find(a.id), options.driftPolicy) == DriftPolicy::Alert) {
-          deferred.insert(a.id);
-          deferReason[a.id] = "drift policy is alert: not corrected";
-        }
-      }
-      if (s.failures > 0 && now < s.retryAt) {
-        deferred.insert(a.id);
-        deferReason[a.id] = "backing off after " + std::to_string(s.failures) + " failure(s)";
-      }
-      if (suspended_) {
-        deferred.insert(a.id);
-        deferReason[a.id] = "suspended";
-      }
-    }
-  }
+void deferDependents(const Plan& plan, Deferral& deferral) {
+  auto& deferred = deferral.deferred;
+  auto& deferReason = deferral.reasons;
   for (bool grew = true; grew;) {
     grew = false;
     for (const auto& a : plan.actions) {
@@ -525,10 +287,356 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
       }
     }
   }
+}
 
-  // Drift: one event and alert per distinct drift, then corrected unless deferred.
-  summary.drifted = driftedActions.size();
-  for (const PlanAction* a : driftedActions) {
+Plan withoutDeferred(const Plan& plan, const std::set<ObjectId>& deferred) {
+  Plan toRun;
+  toRun.revision = plan.revision;
+  for (const auto& a : plan.actions) {
+    if (!deferred.count(a.id)) {
+      toRun.actions.push_back(a);
+    }
+  }
+  return toRun;
+}
+
+std::chrono::milliseconds backoffDelay(int failures, const LoopOptions& options) {
+  int exponent = std::clamp(failures - 1, 0, 20);
+  return std::min<std::chrono::milliseconds>(options.backoffMax,
+                                             options.backoffBase * (1LL << exponent));
+}
+
+ActionTally tallyOutcomes(const ApplyReport& report, Metrics& metrics) {
+  ActionTally tally;
+  for (const auto& o : report.outcomes) {
+    const char* result = o.status.isOk() ? "succeeded" : o.skipped ? "skipped" : "failed";
+    metrics
+        .counter("hyper_actions_total", "provider actions by result",
+                 {{"action", actionTypeName(o.type)}, {"result", result}})
+        .inc();
+    if (o.status.isOk()) {
+      ++tally.succeeded;
+    } else {
+      ++tally.failed;
+    }
+  }
+  return tally;
+}
+
+ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetch) {
+  std::lock_guard<std::mutex> one(reconcileMu_);
+  auto started = std::chrono::steady_clock::now();
+  LoopOptions options;
+  std::shared_ptr<const Revision> inForce;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    options = options_;
+    inForce = current_;
+  }
+  ReconcileSummary summary;
+  summary.reconcileId = newReconcileId();
+  summary.trigger = trigger;
+  const std::string& rid = summary.reconcileId;
+  ReconcileIdScope logScope(rid);  // every log line of this reconcile, on any thread, names it
+
+  // 1. Source: only when it may have moved; a failure keeps the last good revision in force.
+  SourceStep source = advanceSource(fetch, std::move(inForce), options, rid);
+  summary.error = source.error;
+  summary.sourceChanged = source.sourceChanged;
+  summary.revisionRejected = source.revisionRejected;
+  summary.revisionHeld = source.revisionHeld;
+  summary.fetchSeconds = source.fetchSeconds;
+  summary.loadSeconds = source.loadSeconds;
+  summary.revision = source.current ? source.current->id : "";
+  if (!source.current) {
+    if (summary.error.empty()) {
+      std::string heldId = heldRevision();
+      summary.error = heldId.empty() ? "no valid revision yet"
+                                     : "no revision applied yet: " + heldId + " is held";
+    }
+    finishReconcile(summary, started, nullptr);  // ready() also needs a revision
+    return summary;
+  }
+  const Revision& current = *source.current;
+
+  // 2. Observe and plan against the inventory.
+  PlanStep planned = planRevision(current, options, summary.error, rid);
+  summary.error = planned.error;
+  summary.planSeconds = planned.planSeconds;
+  const Plan& plan = planned.planned.plan;
+  summary.planned = plan.actions.size();
+  summary.planHash = plan.hash();
+
+  // 3. Drift and deferral. The plan is computed whole; what is deferred is taken out of it, with
+  // everything that depends on it.
+  Clock::TimePoint now = clock_.now();
+  Deferral deferral = deferActions(plan, current, *planned.records, options, now);
+  summary.drifted = deferral.drifted.size();
+  reportDrift(deferral, current.id, rid);
+  Plan toRun = withoutDeferred(plan, deferral.deferred);
+  summary.deferred = plan.actions.size() - toRun.actions.size();
+
+  // 4. Apply.
+  ApplyStep applied = applyPlan({toRun, plan.actions.empty() && planned.planErrors.empty(), current,
+                                 *planned.records, &planned.unconfirmed, options, rid});
+  summary.applySeconds = applied.applySeconds;
+
+  // 5. Record: conditions, backoff, events, metrics.
+  ActionTally tally = tallyOutcomes(applied.report, metrics_);
+  summary.succeeded = tally.succeeded;
+  summary.failed = tally.failed;
+  recordObjects({plan, summary.planHash, current, deferral, planned.planErrors, applied.report,
+                 options, now, rid});
+  finishReconcile(summary, started, &current);
+  return summary;
+}
+
+SourceStep Controller::advanceSource(bool fetch, std::shared_ptr<const Revision> current,
+                                     const LoopOptions& options, const std::string& rid) {
+  SourceStep step;
+  step.current = std::move(current);
+  if (fetch || !step.current) {
+    if (std::optional<Snapshot> snapshot = fetchSource(step, rid)) {
+      adoptSnapshot(std::move(*snapshot), options, rid, step);
+    }
+  }
+  takeApprovedRevision(rid, step);
+  return step;
+}
+
+std::optional<Snapshot> Controller::fetchSource(SourceStep& step, const std::string& rid) {
+  auto fetchStart = std::chrono::steady_clock::now();
+  auto moved = source_.changed();
+  Result<Snapshot> snapshot = Status::error("not fetched");
+  Status failure = moved.status();
+  if (moved.isOk() && *moved) {
+    snapshot = source_.fetch();
+    failure = snapshot.status();
+  }
+  step.fetchSeconds = secondsSince(fetchStart);
+  if (failure.isOk()) {
+    if (!*moved) {
+      return std::nullopt;
+    }
+    return std::move(*snapshot);
+  }
+  std::string message = failure.message();
+  metrics_.counter("hyper_source_fetch_errors_total", "source checks or fetches that failed").inc();
+  step.error = "source " + describeSource() + ": " + message;
+  bool fresh;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    fresh = lastSourceError_ != message;
+    lastSourceError_ = message;
+  }
+  if (fresh) {
+    Event e;
+    e.type = "source-error";
+    e.level = "error";
+    e.reconcileId = rid;
+    e.message =
+        step.error + (step.current ? "; revision " + step.current->id + " stays in force" : "");
+    emit(std::move(e), /*alert=*/true);
+  }
+  return std::nullopt;
+}
+
+void Controller::adoptSnapshot(Snapshot snapshot, const LoopOptions& options,
+                               const std::string& rid, SourceStep& step) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    lastSourceError_.clear();
+  }
+  bool same = step.current && snapshot.revision == step.current->id;
+  {
+    bool heldElsewhere;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      heldElsewhere = held_ && held_->revision->id != snapshot.revision;
+    }
+    if (heldElsewhere) {
+      clearHold("the source moved on to " + snapshot.revision, rid);
+    }
+  }
+  bool heldBefore;
+  bool rejectedBefore;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    heldBefore = held_ && held_->revision->id == snapshot.revision;
+    rejectedBefore = snapshot.revision == rejectedRevision_;
+  }
+  if (snapshot.rewound) {
+    Event e;
+    e.type = "source-rewound";
+    e.level = "warning";
+    e.reconcileId = rid;
+    e.revision = snapshot.revision;
+    e.message = "the source's ref moved from " + snapshot.previousCommit.substr(0, 12) + " to " +
+                snapshot.commit.substr(0, 12) +
+                ", which does not contain it (force-push or rollback)";
+    e.details = {{"previous", snapshot.previousCommit}, {"commit", snapshot.commit}};
+    emit(std::move(e), /*alert=*/true);
+  }
+  if (!same && !rejectedBefore && !heldBefore) {
+    loadRevision(std::move(snapshot), options, rid, step);
+  } else if (heldBefore) {
+    step.revisionHeld = true;
+  }
+}
+
+void Controller::loadRevision(Snapshot snapshot, const LoopOptions& options, const std::string& rid,
+                              SourceStep& step) {
+  step.sourceChanged = true;
+  auto loadStart = std::chrono::steady_clock::now();
+  RevisionResult loaded = engine_.load(snapshot.files);
+  step.loadSeconds = secondsSince(loadStart);
+  if (!loaded.revision) {
+    step.revisionRejected = true;
+    std::vector<std::string> problems;
+    for (const auto& d : loaded.diagnostics.items()) {
+      if (d.severity == Severity::Error) {
+        problems.push_back(d.format());
+      }
+    }
+    Event e;
+    e.type = "revision-rejected";
+    e.level = "error";
+    e.reconcileId = rid;
+    e.revision = snapshot.revision;
+    e.message =
+        "revision " + snapshot.revision + " rejected: " + std::to_string(problems.size()) +
+        " problem(s); " +
+        (step.current ? "revision " + step.current->id + " stays in force" : "nothing applied");
+    e.details = {{"problems", problems}};
+    emit(std::move(e), /*alert=*/true);
+    std::lock_guard<std::mutex> lk(mu_);
+    rejectedRevision_ = snapshot.revision;
+    return;
+  }
+  // The loader names a revision after the content; the source's name (a commit) wins.
+  auto named = std::make_shared<Revision>(*loaded.revision);
+  named->id = snapshot.revision;
+  Snapshot meta = std::move(snapshot);
+  meta.files.clear();
+  if (holdIfTooDestructive(named, meta, options, rid)) {
+    step.revisionHeld = true;
+    return;
+  }
+  step.current = named;
+  std::lock_guard<std::mutex> lk(mu_);
+  current_ = step.current;
+  currentSnapshot_ = std::move(meta);
+  rejectedRevision_.clear();
+}
+
+void Controller::takeApprovedRevision(const std::string& rid, SourceStep& step) {
+  std::optional<Held> approved;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (held_ && !approvedRevision_.empty() && held_->revision->id == approvedRevision_) {
+      approved = std::move(held_);
+      held_.reset();
+      approvedRevision_.clear();
+      step.current = approved->revision;
+      current_ = step.current;
+      currentSnapshot_ = approved->snapshot;
+      rejectedRevision_.clear();
+    } else if (held_) {
+      step.revisionHeld = true;
+    }
+  }
+  if (!approved) {
+    return;
+  }
+  step.sourceChanged = true;
+  step.revisionHeld = false;
+  metrics_.gauge("hyper_revision_held", "1 while a source revision is held for approval").set(0);
+  Event e;
+  e.type = "revision-approved";
+  e.level = "warning";
+  e.reconcileId = rid;
+  e.revision = approved->revision->id;
+  e.message = "revision " + approved->revision->id +
+              " approved (hyperctl approve): " + approved->verdict.reason + "; applying it";
+  e.details = approved->verdict.counts.toJson();
+  emit(std::move(e), /*alert=*/true);
+}
+
+PlanStep Controller::planRevision(const Revision& current, const LoopOptions& options,
+                                  const std::string& priorError, const std::string& rid) {
+  PlanStep step;
+  step.error = priorError;
+  if (auto listed = inventory_.snapshot(); listed.isOk()) {
+    step.records = std::move(*listed);
+  } else {
+    step.records = std::make_shared<const std::vector<ManagedRecord>>();
+    step.error = "inventory: " + listed.status().message();
+  }
+  if (auto found = inventory_.unconfirmed(); found.isOk()) {
+    step.unconfirmed = std::move(*found);
+  } else if (step.error.empty()) {
+    step.error = "inventory: " + found.status().message();
+  }
+  if (step.error.empty() || step.error.rfind("source", 0) == 0) {
+    auto planStart = std::chrono::steady_clock::now();
+    step.planned =
+        engine_.plan(current, *step.records, PlanOptions{options.prune, &step.unconfirmed});
+    step.planSeconds = secondsSince(planStart);
+  }
+  step.planErrors = planErrorsOf(step.planned.diagnostics);
+  if (!step.planErrors.empty()) {
+    step.error = "plan: " + step.planErrors.begin()->second;
+    Event e;
+    e.type = "plan-error";
+    e.level = "error";
+    e.reconcileId = rid;
+    e.revision = current.id;
+    e.message = step.error;
+    std::vector<std::string> all;
+    for (const auto& [id, m] : step.planErrors) {
+      all.push_back(m);
+    }
+    e.details = {{"problems", all}};
+    emit(std::move(e), /*alert=*/true);
+  }
+  return step;
+}
+
+Deferral Controller::deferActions(const Plan& plan, const Revision& current,
+                                  const std::vector<ManagedRecord>& /*managed*/,
+                                  const LoopOptions& options, Clock::TimePoint now) {
+  Deferral deferral;
+  auto& deferred = deferral.deferred;
+  auto& deferReason = deferral.reasons;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (const auto& a : plan.actions) {
+      ObjectStatus& s = objects_[a.id];
+      s.id = a.id;
+      if (a.drift) {
+        deferral.drifted.push_back(&a);
+        if (driftPolicyOf(current.find(a.id), options.driftPolicy) == DriftPolicy::Alert) {
+          deferred.insert(a.id);
+          deferReason[a.id] = "drift policy is alert: not corrected";
+        }
+      }
+      if (s.failures > 0 && now < s.retryAt) {
+        deferred.insert(a.id);
+        deferReason[a.id] = "backing off after " + std::to_string(s.failures) + " failure(s)";
+      }
+      if (suspended_) {
+        deferred.insert(a.id);
+        deferReason[a.id] = "suspended";
+      }
+    }
+  }
+  deferDependents(plan, deferral);
+  return deferral;
+}
+
+void Controller::reportDrift(const Deferral& deferral, const std::string& revision,
+                             const std::string& rid) {
+  for (const PlanAction* a : deferral.drifted) {
     nlohmann::json diff = changesJson(*a);
     std::string key = sha256Hex(a->reason + diff.dump());
     bool fresh;
@@ -542,66 +650,49 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
     }
     if (fresh) {
       metrics_.counter("hyper_drift_total", "drifts detected", {{"kind", a->id.kind}}).inc();
-      bool corrected = !deferred.count(a->id);
+      bool corrected = !deferral.deferred.count(a->id);
       Event e;
       e.type = "drift";
       e.level = "warning";
       e.object = a->id.str();
       e.reconcileId = rid;
-      e.revision = current->id;
-      e.message = a->reason + (corrected ? "; correcting" : "; " + deferReason[a->id]);
+      e.revision = revision;
+      e.message = a->reason + (corrected ? "; correcting" : "; " + deferral.reasons.at(a->id));
       e.details = {
           {"action", actionTypeName(a->type)}, {"changes", diff}, {"corrected", corrected}};
       emit(std::move(e), /*alert=*/true);
     }
   }
+}
 
-  Plan toRun;
-  toRun.revision = plan.revision;
-  for (const auto& a : plan.actions) {
-    if (!deferred.count(a.id)) {
-      toRun.actions.push_back(a);
-    }
-  }
-  summary.deferred = plan.actions.size() - toRun.actions.size();
-
-  // 4. Apply.
-  std::atomic<bool> cancel{false};
-  ApplyReport report;
-  if (!toRun.actions.empty()) {
+ApplyStep Controller::applyPlan(const ApplyInput& in) {
+  ApplyStep step;
+  if (!in.toRun.actions.empty()) {
     {
       std::lock_guard<std::mutex> lk(mu_);
-      for (const auto& a : toRun.actions) {
+      for (const auto& a : in.toRun.actions) {
         setCondition(objects_[a.id], "Reconciling", true, actionTypeName(a.type), a.reason);
       }
     }
     ApplyOptions applyOptions;
-    applyOptions.parallelism = options.parallelism;
-    applyOptions.reconcileId = rid;
+    applyOptions.parallelism = in.options.parallelism;
+    applyOptions.reconcileId = in.reconcileId;
     applyOptions.cancel = &stopping_;
-    applyOptions.unconfirmed = &unconfirmed;
+    applyOptions.unconfirmed = in.unconfirmed;
     auto applyStart = std::chrono::steady_clock::now();
-    report = engine_.apply(toRun, *current, managed, inventory_, applyOptions);
-    summary.applySeconds = since(applyStart);
-  } else if (plan.actions.empty() && planErrors.empty()) {
+    step.report = engine_.apply(in.toRun, in.current, in.managed, inventory_, applyOptions);
+    step.applySeconds = secondsSince(applyStart);
+  } else if (in.refreshOnly) {
     // Nothing to do: still refresh records whose labels or spec text moved without a host change.
-    report = engine_.apply(toRun, *current, managed, inventory_, ApplyOptions{});
+    step.report = engine_.apply(in.toRun, in.current, in.managed, inventory_, ApplyOptions{});
   }
+  return step;
+}
 
-  // 5. Record: conditions, backoff, events, metrics.
+void Controller::recordObjects(const RecordInput& in) {
   std::map<ObjectId, const ActionOutcome*> outcomeById;
-  for (const auto& o : report.outcomes) {
+  for (const auto& o : in.report.outcomes) {
     outcomeById[o.id] = &o;
-    const char* result = o.status.isOk() ? "succeeded" : o.skipped ? "skipped" : "failed";
-    metrics_
-        .counter("hyper_actions_total", "provider actions by result",
-                 {{"action", actionTypeName(o.type)}, {"result", result}})
-        .inc();
-    if (o.status.isOk()) {
-      ++summary.succeeded;
-    } else {
-      ++summary.failed;
-    }
   }
   std::map<ObjectId, std::string> revisionById;
   if (auto listed = inventory_.snapshot(); listed.isOk()) {
@@ -613,18 +704,18 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
   {
     std::lock_guard<std::mutex> lk(mu_);
     std::set<ObjectId> planned;
-    for (const auto& a : plan.actions) {
+    for (const auto& a : in.plan.actions) {
       planned.insert(a.id);
     }
     // Objects that are neither in the revision nor managed any more are forgotten.
     for (auto it = objects_.begin(); it != objects_.end();) {
-      if (!current->find(it->first) && !revisionById.count(it->first)) {
+      if (!in.current.find(it->first) && !revisionById.count(it->first)) {
         it = objects_.erase(it);
       } else {
         ++it;
       }
     }
-    for (const auto& o : current->objects) {
+    for (const auto& o : in.current.objects) {
       objects_[o->id].id = o->id;
     }
     for (auto& [id, s] : objects_) {
@@ -632,66 +723,34 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
         s.revision = rev->second;
       }
       auto out = outcomeById.find(id);
-      bool isDeferred = deferred.count(id) > 0;
-      if (auto err = planErrors.find(id); err != planErrors.end()) {
+      if (auto err = in.planErrors.find(id); err != in.planErrors.end()) {
         setCondition(s, "Ready", false, "PlanFailed", err->second);
         setCondition(s, "Stalled", true, "PlanFailed", err->second);
         setCondition(s, "Reconciling", false, "PlanFailed", "");
         continue;
       }
       if (out != outcomeById.end()) {
-        const ActionOutcome& o = *out->second;
-        setCondition(s, "Reconciling", false, o.status.isOk() ? "Done" : "Failed", "");
-        if (o.status.isOk()) {
-          s.failures = 0;
-          s.driftKey.clear();
-          s.drift = nullptr;
-          setCondition(s, "Drifted", false, "InSync", "");
-          setCondition(s, "Stalled", false, "Applied", "");
-          setCondition(s, "Ready", true, "Applied",
-                       std::string(actionTypeName(o.type)) + " succeeded");
-        } else {
-          s.failures += o.skipped ? 0 : 1;
-          // A skipped action is not a failure of its own: it has no backoff (failures may be 0).
-          int exponent = std::clamp(s.failures - 1, 0, 20);
-          auto delay = std::min<std::chrono::milliseconds>(options.backoffMax,
-                                                           options.backoffBase * (1LL << exponent));
-          s.retryAt = now + (o.skipped ? std::chrono::milliseconds(0) : delay);
-          setCondition(s, "Ready", false, o.skipped ? "DependencyFailed" : "ActionFailed",
-                       o.status.message());
-          setCondition(s, "Stalled", !o.skipped, o.skipped ? "DependencyFailed" : "ActionFailed",
-                       o.status.message());
-          if (!o.skipped) {
-            Event e;
-            e.type = "action-failed";
-            e.level = "error";
-            e.object = id.str();
-            e.reconcileId = rid;
-            e.revision = current->id;
-            e.message = o.status.message() + "; retry in " +
-                        std::to_string(delay.count() / 1000.0).substr(0, 5) + " s";
-            e.details = {{"failures", s.failures}};
-            failures.push_back(std::move(e));
-          }
+        if (auto failed = recordOutcome(s, *out->second, in)) {
+          failures.push_back(std::move(*failed));
         }
-      } else if (isDeferred) {
-        setCondition(s, "Reconciling", false, "Deferred", deferReason[id]);
-        setCondition(s, "Ready", false, "Deferred", deferReason[id]);
+      } else if (in.deferral.deferred.count(id) > 0) {
+        setCondition(s, "Reconciling", false, "Deferred", in.deferral.reasons.at(id));
+        setCondition(s, "Ready", false, "Deferred", in.deferral.reasons.at(id));
       } else if (!planned.count(id)) {
         setCondition(s, "Reconciling", false, "Done", "");
         setCondition(s, "Stalled", false, "InSync", "");
         setCondition(s, "Drifted", false, "InSync", "");
-        setCondition(s, "Ready", true, "InSync", "the host matches revision " + current->id);
+        setCondition(s, "Ready", true, "InSync", "the host matches revision " + in.current.id);
         s.driftKey.clear();
         s.drift = nullptr;
         s.failures = 0;
       }
     }
-    lastPlan_ = plan.toJson();
-    lastPlan_["hash"] = summary.planHash;
-    lastPlan_["reconcileId"] = rid;
+    lastPlan_ = in.plan.toJson();
+    lastPlan_["hash"] = in.planHash;
+    lastPlan_["reconcileId"] = in.reconcileId;
     lastPlan_["deferred"] = nlohmann::json::object();
-    for (const auto& [id, why] : deferReason) {
+    for (const auto& [id, why] : in.deferral.reasons) {
       lastPlan_["deferred"][id.str()] = why;
     }
   }
@@ -699,37 +758,74 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
     emit(std::move(e), /*alert=*/true);
   }
   updateObjectGauges();
+}
 
-  summary.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+std::optional<Event> Controller::recordOutcome(ObjectStatus& s, const ActionOutcome& o,
+                                               const RecordInput& in) {
+  setCondition(s, "Reconciling", false, o.status.isOk() ? "Done" : "Failed", "");
+  if (o.status.isOk()) {
+    s.failures = 0;
+    s.driftKey.clear();
+    s.drift = nullptr;
+    setCondition(s, "Drifted", false, "InSync", "");
+    setCondition(s, "Stalled", false, "Applied", "");
+    setCondition(s, "Ready", true, "Applied", std::string(actionTypeName(o.type)) + " succeeded");
+    return std::nullopt;
+  }
+  s.failures += o.skipped ? 0 : 1;
+  // A skipped action is not a failure of its own: it has no backoff (failures may be 0).
+  auto delay = backoffDelay(s.failures, in.options);
+  s.retryAt = in.now + (o.skipped ? std::chrono::milliseconds(0) : delay);
+  setCondition(s, "Ready", false, o.skipped ? "DependencyFailed" : "ActionFailed",
+               o.status.message());
+  setCondition(s, "Stalled", !o.skipped, o.skipped ? "DependencyFailed" : "ActionFailed",
+               o.status.message());
+  if (o.skipped) {
+    return std::nullopt;
+  }
+  Event e;
+  e.type = "action-failed";
+  e.level = "error";
+  e.object = s.id.str();
+  e.reconcileId = in.reconcileId;
+  e.revision = in.current.id;
+  e.message = o.status.message() + "; retry in " +
+              std::to_string(delay.count() / 1000.0).substr(0, 5) + " s";
+  e.details = {{"failures", s.failures}};
+  return e;
+}
+
+void Controller::finishReconcile(ReconcileSummary& summary,
+                                 std::chrono::steady_clock::time_point started,
+                                 const Revision* current) {
+  summary.seconds = secondsSince(started);
   summary.finishedAt = nowMillis();
-  metrics_
-      .histogram("hyper_reconcile_duration_seconds", "reconcile duration",
-                 {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30})
-      .observe(summary.seconds);
-  metrics_.counter("hyper_reconciles_total", "reconciles run").inc();
-
-  if (summary.planned > 0 || summary.sourceChanged) {
-    Event e;
-    e.type = "reconciled";
-    e.level = summary.failed ? "error" : "info";
-    e.reconcileId = rid;
-    e.revision = current->id;
-    char line[200];
-    std::snprintf(line, sizeof line,
-                  "reconciled (%s): %zu planned, %zu succeeded, %zu failed, %zu deferred in %.3f s",
-                  trigger.c_str(), summary.planned, summary.succeeded, summary.failed,
-                  summary.deferred, summary.seconds);
-    e.message = line;
-    e.details = summary.toJson();
-    emit(std::move(e), /*alert=*/false);
+  if (current) {
+    metrics_
+        .histogram("hyper_reconcile_duration_seconds", "reconcile duration",
+                   {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30})
+        .observe(summary.seconds);
+    metrics_.counter("hyper_reconciles_total", "reconciles run").inc();
+    if (summary.planned > 0 || summary.sourceChanged) {
+      Event e;
+      e.type = "reconciled";
+      e.level = summary.failed ? "error" : "info";
+      e.reconcileId = summary.reconcileId;
+      e.revision = current->id;
+      char line[200];
+      std::snprintf(
+          line, sizeof line,
+          "reconciled (%s): %zu planned, %zu succeeded, %zu failed, %zu deferred in %.3f s",
+          summary.trigger.c_str(), summary.planned, summary.succeeded, summary.failed,
+          summary.deferred, summary.seconds);
+      e.message = line;
+      e.details = summary.toJson();
+      emit(std::move(e), /*alert=*/false);
+    }
   }
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    lastSummary_ = summary;
-    firstReconcileDone_ = true;
-  }
-  return summary;
+  std::lock_guard<std::mutex> lk(mu_);
+  lastSummary_ = summary;
+  firstReconcileDone_ = true;  // publishes the summary; ready() also needs a revision
 }
 
 bool Controller::holdIfTooDestructive(const std::shared_ptr<const Revision>& next,
@@ -854,6 +950,39 @@ void Controller::updateObjectGauges() {
 
 std::string Controller::describeSource() const { return source_.describe(); }
 
+bool Controller::sourceSettled(int sourceFd, const LoopOptions& options) {
+  // Debounce: a burst of editor writes is one reconcile. Only relevant events restart the
+  // quiet time: a long write (IN_MODIFY after IN_MODIFY) must not hold the loop here.
+  bool relevant = source_.drainWake();
+  auto quietUntil = std::chrono::steady_clock::now() + options.debounce;
+  while (relevant && std::chrono::steady_clock::now() < quietUntil && !stopping_) {
+    pollfd p{sourceFd, POLLIN, 0};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        quietUntil - std::chrono::steady_clock::now());
+    if (poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) > 0 &&
+        source_.drainWake()) {
+      quietUntil = std::chrono::steady_clock::now() + options.debounce;
+    }
+  }
+  return relevant;
+}
+
+bool Controller::hostSettled(int fd, const std::function<bool()>& drain,
+                             const LoopOptions& options) {
+  bool changed = drain();
+  auto quietUntil = std::chrono::steady_clock::now() + options.hostDebounce;
+  while (std::chrono::steady_clock::now() < quietUntil) {
+    pollfd p{fd, POLLIN, 0};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        quietUntil - std::chrono::steady_clock::now());
+    if (poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) > 0) {
+      changed = drain() || changed;
+      quietUntil = std::chrono::steady_clock::now() + options.hostDebounce;
+    }
+  }
+  return changed;
+}
+
 void Controller::run() {
   Clock::TimePoint nextPoll = clock_.now();
   Clock::TimePoint nextDrift = clock_.now();
@@ -902,40 +1031,12 @@ void Controller::run() {
       uint64_t v;
       (void)!read(wakeFd_, &v, sizeof v);
     }
-    if (sourceFd >= 0 && (fds[k++].revents & POLLIN)) {
-      // Debounce: a burst of editor writes is one reconcile. Only relevant events restart the
-      // quiet time: a long write (IN_MODIFY after IN_MODIFY) must not hold the loop here.
-      bool relevant = source_.drainWake();
-      auto quietUntil = std::chrono::steady_clock::now() + options.debounce;
-      while (relevant && std::chrono::steady_clock::now() < quietUntil && !stopping_) {
-        pollfd p{sourceFd, POLLIN, 0};
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            quietUntil - std::chrono::steady_clock::now());
-        if (poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) > 0 &&
-            source_.drainWake()) {
-          quietUntil = std::chrono::steady_clock::now() + options.debounce;
-        }
-      }
-      if (relevant) {
-        trigger("source-change", /*fetch=*/true);
-      }
+    if (sourceFd >= 0 && (fds[k++].revents & POLLIN) && sourceSettled(sourceFd, options)) {
+      trigger("source-change", /*fetch=*/true);
     }
     for (const auto& [fd, drain] : hostEvents) {
-      if (fds[k++].revents & POLLIN) {
-        bool changed = drain();
-        auto quietUntil = std::chrono::steady_clock::now() + options.hostDebounce;
-        while (std::chrono::steady_clock::now() < quietUntil) {
-          pollfd p{fd, POLLIN, 0};
-          auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-              quietUntil - std::chrono::steady_clock::now());
-          if (poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) > 0) {
-            changed = drain() || changed;
-            quietUntil = std::chrono::steady_clock::now() + options.hostDebounce;
-          }
-        }
-        if (changed) {
-          trigger("host-event", /*fetch=*/false);
-        }
+      if ((fds[k++].revents & POLLIN) && hostSettled(fd, drain, options)) {
+        trigger("host-event", /*fetch=*/false);
       }
     }
     now = clock_.now();

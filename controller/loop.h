@@ -24,6 +24,14 @@
 
 namespace hyper::controller {
 
+// The steps of a reconcile and their inputs and outputs (controller/loop_steps.h).
+struct SourceStep;
+struct PlanStep;
+struct Deferral;
+struct ApplyInput;
+struct ApplyStep;
+struct RecordInput;
+
 // Time for backoff and timers; tests inject a manual clock.
 class Clock {
  public:
@@ -180,6 +188,51 @@ class Controller {
   bool holdIfTooDestructive(const std::shared_ptr<const Revision>& next, const Snapshot& snapshot,
                             const LoopOptions& options, const std::string& rid);
   void clearHold(const std::string& why, const std::string& rid);
+  // run()'s debounce after the source's wake fd was readable: waits for `debounce` of quiet;
+  // true when a relevant change was seen (a reconcile with a fetch follows).
+  bool sourceSettled(int sourceFd, const LoopOptions& options);
+  // The same for a host event source after `hostDebounce`: true when the host changed.
+  bool hostSettled(int fd, const std::function<bool()>& drain, const LoopOptions& options);
+
+  // reconcileOnce's steps, in order (controller/loop_steps.h has their inputs and outputs).
+  // 1. Advance the source: fetch when it may have moved, load, reject or hold, take an approval.
+  SourceStep advanceSource(bool fetch, std::shared_ptr<const Revision> current,
+                           const LoopOptions& options, const std::string& rid);
+  // The source's snapshot when it moved and was fetched; a failure is step.error (reported once).
+  std::optional<Snapshot> fetchSource(SourceStep& step, const std::string& rid);
+  // A fetched snapshot: a hold on another revision ends, a rewind is reported, and a revision
+  // neither in force, rejected nor held before is loaded.
+  void adoptSnapshot(Snapshot snapshot, const LoopOptions& options, const std::string& rid,
+                     SourceStep& step);
+  // Loads `snapshot`: rejected (reported), held, or the revision in force.
+  void loadRevision(Snapshot snapshot, const LoopOptions& options, const std::string& rid,
+                    SourceStep& step);
+  // An approved held revision comes into force, whatever triggered the reconcile.
+  void takeApprovedRevision(const std::string& rid, SourceStep& step);
+  // 2. Plan against the inventory; plan errors are reported. `priorError`: the reconcile's error
+  // so far (a source error still plans).
+  PlanStep planRevision(const Revision& current, const LoopOptions& options,
+                        const std::string& priorError, const std::string& rid);
+  // 3. Defer: backoff, alert-only drift policy, suspension, and what depends on those.
+  Deferral deferActions(const Plan& plan, const Revision& current,
+                        const std::vector<ManagedRecord>& managed, const LoopOptions& options,
+                        Clock::TimePoint now);
+  // Drift: one event and alert per distinct drift; the objects are marked Drifted.
+  void reportDrift(const Deferral& deferral, const std::string& revision, const std::string& rid);
+  // 4. Apply what is not deferred.
+  ApplyStep applyPlan(const ApplyInput& in);
+  // 5. Record: conditions and backoff of every object, forgotten objects, the last plan; the
+  // action failures are reported, then the object gauges.
+  void recordObjects(const RecordInput& in);
+  // One object with an action outcome: conditions and backoff; the failure event, if any.
+  std::optional<Event> recordOutcome(ObjectStatus& s, const ActionOutcome& o,
+                                     const RecordInput& in);
+  // The summary's duration; with a revision in force also the reconcile metrics and the
+  // "reconciled" event; then it is published as the last reconcile's.
+  void finishReconcile(ReconcileSummary& summary, std::chrono::steady_clock::time_point started,
+                       const Revision* current);
+
+  friend class LoopStepsPeer;  // tests/unit/loop_steps_test.cc
 
   Engine& engine_;
   Inventory& inventory_;

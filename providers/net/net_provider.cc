@@ -278,6 +278,7 @@ void nftDrift(const PlanRequest& req, std::vector<FieldChange>& changes,
 }
 
 // `ports`: the VMs' taps on this network now.
+// Stays long: one Network's parts in apply order; split once the concurrent net/ rework lands.
 void planNetwork(const PlanRequest& req, const std::vector<TapBinding>& ports, PlanResponse& resp) {
   const std::string object = req.id.str();
   auto desired = parseNetworkSpec(*req.desired);
@@ -499,6 +500,7 @@ void NetProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
   guarded(resp.diagnostics, "", "observe", [&] { observeAll(req, resp); });
 }
 
+// Stays long: one host dump shared by every Network; split once the concurrent net/ rework lands.
 void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
   NftModel model;
   for (const ManagedRecord* r : req.managed) {

@@ -181,6 +181,7 @@ std::vector<Reference> VmProvider::references(const Object& object) const {
   return {};
 }
 
+// Stays long: one batch for all VMs over shared host dumps; split once the vmm/ rework lands.
 void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
   guarded(resp.diagnostics, "", "observe VMs", [&] {
     // Placements: every VM's address, keeping the ones in the inventory. The net provider
@@ -346,6 +347,7 @@ void VmProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
   guarded(resp.diagnostics, req.id.str(), "plan", [&] { planOne(req, resp); });
 }
 
+// Stays long: one VM's checks in apply order; split once the concurrent vmm/ rework lands.
 void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
   const std::string object = req.id.str();
   const bool runningNow = req.observed != nullptr && req.observed->exists;
