@@ -1,7 +1,7 @@
 // The net provider's registration: Network and NetworkPolicy (providers/builtin.cc lists it).
 
-#include "providers/net/net_provider.h"
 #include "netmodel/net_spec.h"
+#include "providers/net/net_provider.h"
 #include "reconciler/kind_registry.h"
 
 namespace hyper::providers {
