@@ -149,6 +149,20 @@ TEST(InventoryTest, PutGetListRemoveRoundTrip) {
   EXPECT_TRUE(inv->remove(lab.id).isOk());
 }
 
+// A record written before driftPolicy moved to the envelope reads back without it.
+TEST(InventoryTest, ARecordedSpecLosesTheEnvelopesDriftPolicy) {
+  TempDir tmp;
+  auto inv = openOrDie(tmp.path());
+  ASSERT_TRUE(inv);
+  ManagedRecord old = record("VM", "web");
+  old.spec["driftPolicy"] = "alert";
+  ASSERT_TRUE(inv->put(old).isOk());
+  auto got = inv->get({"VM", "web"});
+  ASSERT_TRUE(got.isOk() && got->has_value());
+  EXPECT_FALSE((*got)->spec.contains("driftPolicy"));
+  EXPECT_EQ((*got)->spec["mtu"], 1500);
+}
+
 TEST(InventoryTest, ValuesAreBoundNotSpliced) {
   TempDir tmp;
   auto inv = openOrDie(tmp.path());
