@@ -1,5 +1,4 @@
 #include "broker/runner.h"
-#include "base/fd.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -17,6 +16,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "base/fd.h"
 #include "broker/output.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC

@@ -1,5 +1,4 @@
 #include "controller/client.h"
-#include "base/file.h"
 
 #include <fcntl.h>
 #include <httplib.h>
@@ -15,6 +14,8 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+
+#include "base/file.h"
 
 namespace hyper::controller {
 

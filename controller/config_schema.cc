@@ -10,6 +10,7 @@ namespace hyper::controller {
 // value of the wrong type gets one error, not two. Checks a schema cannot express well are done in
 // config.cc after validation: durations that parse but are zero or overflow, a listen address that
 // is not loopback, the fields each alert type allows, and the secret files themselves.
+// Long: the schema's JSON text, one property per config field.
 std::string_view hyperdConfigSchema() {
   return R"json({
   "$schema": "http://json-schema.org/draft-07/schema#",

@@ -524,6 +524,8 @@ int runGet(const GlobalOptions& g, const std::string& what, const std::string& n
 
 }  // namespace
 
+// Long on purpose: the command line is declared in one place, so every subcommand and flag can be
+// read top to bottom; each subcommand's work is its own run* function.
 int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
   kinds = &registry;
   if (sodium_init() < 0) {

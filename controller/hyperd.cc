@@ -66,6 +66,8 @@ Result<HyperdConfig> configFromFlags(const nlohmann::json& flags, const KindRegi
   return parseConfig(flags.dump(2), "(command-line flags)", kinds);
 }
 
+// Long on purpose: hyperd's start-up in the order it happens (lock, engine, inventory, source,
+// alerts, host events, API, signals), each step a few lines that stop the start on error.
 int run(const HyperdConfig& initial, const std::string& configPath, const KindRegistry& kinds) {
   HyperdConfig config = initial;
   // Signals are taken by one thread with sigwait: block them everywhere before any thread starts.

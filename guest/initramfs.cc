@@ -1,11 +1,11 @@
 #include "guest/initramfs.h"
-#include "base/file.h"
 
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
 
+#include "base/file.h"
 #include "guest/cpio_archive.h"
 #include "host/command.h"
 

@@ -1,5 +1,4 @@
 #include "host/command.h"
-#include "base/fd.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -13,6 +12,8 @@
 #include <cstring>
 #include <ctime>
 #include <tuple>
+
+#include "base/fd.h"
 
 extern char** environ;
 

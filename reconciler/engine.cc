@@ -1,5 +1,4 @@
 #include "reconciler/engine.h"
-#include "base/clock.h"
 
 #include <algorithm>
 #include <chrono>
@@ -7,6 +6,7 @@
 #include <iterator>
 #include <set>
 
+#include "base/clock.h"
 #include "base/crash_point.h"
 #include "base/sha256.h"
 

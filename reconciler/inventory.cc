@@ -1,5 +1,4 @@
 #include "reconciler/inventory.h"
-#include "base/clock.h"
 
 #include <sqlite3.h>
 
@@ -8,6 +7,7 @@
 #include <iterator>
 #include <utility>
 
+#include "base/clock.h"
 #include "reconciler/sqlite.h"
 #include "reconciler/state_dir.h"
 

@@ -1,5 +1,4 @@
 #include "reconciler/loader.h"
-#include "base/file.h"
 
 #include <sys/stat.h>
 
@@ -13,6 +12,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "base/file.h"
 #include "base/names.h"
 #include "base/sha256.h"
 #include "reconciler/yaml_json.h"

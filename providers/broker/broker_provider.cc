@@ -1,5 +1,4 @@
 #include "providers/broker/broker_provider.h"
-#include "base/file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -13,6 +12,7 @@
 #include <sstream>
 
 #include "base/crash_point.h"
+#include "base/file.h"
 #include "base/sha256.h"
 #include "broker/client.h"
 #include "broker/rules.h"

@@ -1,5 +1,4 @@
 #include "providers/net/net_provider.h"
-#include "base/strings.h"
 
 #include <algorithm>
 #include <fstream>
@@ -7,6 +6,7 @@
 
 #include "base/crash_point.h"
 #include "base/names.h"
+#include "base/strings.h"
 #include "host/command.h"
 #include "netmodel/link_state.h"
 #include "netmodel/placement.h"

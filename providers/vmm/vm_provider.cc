@@ -1,5 +1,4 @@
 #include "providers/vmm/vm_provider.h"
-#include "base/strings.h"
 
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -14,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "base/crash_point.h"
+#include "base/strings.h"
 #include "base/text_escape.h"
 #include "host/command.h"
 #include "netmodel/cidr.h"
