@@ -67,7 +67,7 @@ class ConfigReader {
     if (where.line == 0) {
       where = doc_.where;
     }
-    diags_.add({Severity::Error, std::move(where), "", path, std::move(summary)});
+    diags_.add({Severity::Error, std::move(where), {}, path, std::move(summary)});
   }
 
   void duration(const Json& parent, const char* key, const std::string& path,
@@ -215,19 +215,25 @@ Result<HyperdConfig> parseConfig(const std::string& text, const std::string& dis
   if (docs.empty()) {
     diags.add({Severity::Error,
                {displayPath, 1, 1},
-               "",
+               {},
                "",
                "the config is empty (expected a mapping with schemaVersion and source)"});
     return failure(diags);
   }
   if (docs.size() > 1) {
-    diags.add({Severity::Error, docs[1].where, "", "",
+    diags.add({Severity::Error,
+               docs[1].where,
+               {},
+               "",
                "a second YAML document (expected one config document per file)"});
     return failure(diags);
   }
   const YamlDocument& doc = docs[0];
   if (!doc.value.is_object()) {
-    diags.add({Severity::Error, doc.where, "", "",
+    diags.add({Severity::Error,
+               doc.where,
+               {},
+               "",
                "the config is not a mapping (expected a mapping with schemaVersion and source)"});
     return failure(diags);
   }

@@ -133,10 +133,17 @@ int run(const HyperdConfig& initial, const std::string& configPath, const KindRe
   }
   // Providers that see host changes themselves (a VM process exiting) wake the loop the same way.
   for (const auto& p : engine.providers()) {
-    if (int fd = p->eventFd(); fd >= 0) {
-      Provider* provider = p.get();
-      controller.addHostEvents(fd, [provider] { return provider->drainEvents(); });
+    auto* events = dynamic_cast<EventSource*>(p.get());
+    if (events == nullptr) {
+      continue;
     }
+    auto fd = events->startWatching();
+    if (!fd.isOk()) {
+      spdlog::warn("{}: no events ({}); its drift is found by the periodic check only", p->name(),
+                   fd.status().message());
+      continue;
+    }
+    controller.addHostEvents(*fd, [events] { return events->drainEvents(); });
   }
 
   ApiOptions api;

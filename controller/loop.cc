@@ -52,6 +52,10 @@ DriftPolicy driftPolicyOf(const Object* object, DriftPolicy fallback) {
   return object != nullptr && object->driftPolicy ? *object->driftPolicy : fallback;
 }
 
+std::string terminalSpecKey(const Object* object) {
+  return object ? sha256Hex(canonicalJson(object->spec)) : "absent";
+}
+
 nlohmann::json ObjectStatus::toJson(const Clock& clock) const {
   nlohmann::json conds = nlohmann::json::array();
   for (const char* type : kConditionTypes) {
@@ -70,7 +74,9 @@ nlohmann::json ObjectStatus::toJson(const Clock& clock) const {
                       {"revision", revision},
                       {"conditions", conds},
                       {"failures", failures}};
-  if (failures > 0) {
+  if (!terminalSpec.empty()) {
+    j["terminal"] = true;  // not retried until its spec changes
+  } else if (failures > 0) {
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(retryAt - clock.now());
     j["retryInMs"] = std::max<int64_t>(0, wait.count());
   }
@@ -258,11 +264,7 @@ std::map<ObjectId, std::string> planErrorsOf(const Diagnostics& diagnostics) {
   std::map<ObjectId, std::string> planErrors;
   for (const auto& d : diagnostics.items()) {
     if (d.severity == Severity::Error) {
-      ObjectId id;
-      if (auto slash = d.object.find('/'); slash != std::string::npos) {
-        id = {d.object.substr(0, slash), d.object.substr(slash + 1)};
-      }
-      planErrors[id] = d.format();
+      planErrors[d.object] = d.format();
     }
   }
   return planErrors;
@@ -620,6 +622,16 @@ Deferral Controller::deferActions(const Plan& plan, const Revision& current,
           deferReason[a.id] = "drift policy is alert: not corrected";
         }
       }
+      if (!s.terminalSpec.empty()) {
+        if (s.terminalSpec == terminalSpecKey(current.find(a.id))) {
+          deferred.insert(a.id);
+          deferReason[a.id] = "failed for good: not retried until its spec changes";
+          continue;
+        }
+        // The spec moved since: a fresh start, without the old backoff.
+        s.terminalSpec.clear();
+        s.failures = 0;
+      }
       if (s.failures > 0 && now < s.retryAt) {
         deferred.insert(a.id);
         deferReason[a.id] = "backing off after " + std::to_string(s.failures) + " failure(s)";
@@ -678,6 +690,7 @@ ApplyStep Controller::applyPlan(const ApplyInput& in) {
     applyOptions.parallelism = in.options.parallelism;
     applyOptions.reconcileId = in.reconcileId;
     applyOptions.cancel = &stopping_;
+    applyOptions.actionTimeout = in.options.actionTimeout;
     applyOptions.unconfirmed = in.unconfirmed;
     auto applyStart = std::chrono::steady_clock::now();
     step.report = engine_.apply(in.toRun, in.current, in.managed, inventory_, applyOptions);
@@ -744,6 +757,7 @@ void Controller::recordObjects(const RecordInput& in) {
         s.driftKey.clear();
         s.drift = nullptr;
         s.failures = 0;
+        s.terminalSpec.clear();
       }
     }
     lastPlan_ = in.plan.toJson();
@@ -765,6 +779,7 @@ std::optional<Event> Controller::recordOutcome(ObjectStatus& s, const ActionOutc
   setCondition(s, "Reconciling", false, o.status.isOk() ? "Done" : "Failed", "");
   if (o.status.isOk()) {
     s.failures = 0;
+    s.terminalSpec.clear();
     s.driftKey.clear();
     s.drift = nullptr;
     setCondition(s, "Drifted", false, "InSync", "");
@@ -773,9 +788,15 @@ std::optional<Event> Controller::recordOutcome(ObjectStatus& s, const ActionOutc
     return std::nullopt;
   }
   s.failures += o.skipped ? 0 : 1;
-  // A skipped action is not a failure of its own: it has no backoff (failures may be 0).
-  auto delay = backoffDelay(s.failures, in.options);
+  // A skipped action is not a failure of its own: it has no backoff (failures may be 0). The
+  // provider may say when to retry (at most the longest backoff), or that retrying cannot help.
+  auto delay = o.retryAfter ? std::min(*o.retryAfter, in.options.backoffMax)
+                            : backoffDelay(s.failures, in.options);
   s.retryAt = in.now + (o.skipped ? std::chrono::milliseconds(0) : delay);
+  if (o.terminal && !o.skipped) {
+    s.terminalSpec = terminalSpecKey(in.current.find(o.id));
+    s.retryAt = Clock::TimePoint::max();
+  }
   setCondition(s, "Ready", false, o.skipped ? "DependencyFailed" : "ActionFailed",
                o.status.message());
   setCondition(s, "Stalled", !o.skipped, o.skipped ? "DependencyFailed" : "ActionFailed",
@@ -789,8 +810,10 @@ std::optional<Event> Controller::recordOutcome(ObjectStatus& s, const ActionOutc
   e.object = s.id.str();
   e.reconcileId = in.reconcileId;
   e.revision = in.current.id;
-  e.message = o.status.message() + "; retry in " +
-              std::to_string(delay.count() / 1000.0).substr(0, 5) + " s";
+  e.message =
+      o.status.message() +
+      (o.terminal ? std::string("; not retried until its spec changes")
+                  : "; retry in " + std::to_string(delay.count() / 1000.0).substr(0, 5) + " s");
   e.details = {{"failures", s.failures}};
   return e;
 }

@@ -49,6 +49,10 @@ class SteadyClock : public Clock {
 // it is not in the source.
 DriftPolicy driftPolicyOf(const Object* object, DriftPolicy fallback);
 
+// What a terminal failure waits to change: the object's desired spec (its canonical JSON's
+// digest), or "absent" when it is not in the source.
+std::string terminalSpecKey(const Object* object);
+
 struct LoopOptions {
   bool prune =
       true;  // GitOps: an object removed from the source is deleted (only if hyper made it)
@@ -60,6 +64,8 @@ struct LoopOptions {
   std::chrono::milliseconds hostDebounce{100};     // quiet time after a netlink event
   std::chrono::milliseconds backoffBase{1000};     // first retry after a failed action
   std::chrono::milliseconds backoffMax{300000};
+  // How long one action may take before its provider gives up (ApplyRequest::deadline).
+  std::chrono::milliseconds actionTimeout{std::chrono::minutes(15)};
   // A revision whose prune would delete this much is held until approved (controller/hold.h).
   HoldPolicy hold;
 };
@@ -76,8 +82,11 @@ struct ObjectStatus {
   ObjectId id;
   std::string revision;  // the revision it was last applied from (the inventory's)
   std::map<std::string, Condition> conditions;
-  int failures = 0;                // consecutive failed actions
-  Clock::TimePoint retryAt{};      // no action before this (backoff)
+  int failures = 0;            // consecutive failed actions
+  Clock::TimePoint retryAt{};  // no action before this (backoff)
+  // After a terminal failure (ApplyResponse::terminal): the key of the desired spec it failed
+  // with (terminalSpecKey); no retry until the spec differs. Empty otherwise.
+  std::string terminalSpec;
   std::string driftKey;            // the drift last alerted, so one drift is one alert
   nlohmann::json drift = nullptr;  // the field-level difference while drifted
 

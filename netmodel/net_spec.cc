@@ -12,7 +12,7 @@ namespace {
 // error; validate() reports them all.
 class SpecReader {
  public:
-  explicit SpecReader(std::string object) : object_(std::move(object)) {}
+  explicit SpecReader(ObjectId object) : object_(std::move(object)) {}
 
   void error(const std::string& fieldPath, std::string summary) {
     diagnostics_.error(object_, fieldPath, std::move(summary));
@@ -25,14 +25,14 @@ class SpecReader {
   Status firstError() const {
     for (const auto& d : diagnostics_.items()) {
       if (d.severity == Severity::Error) {
-        return Status::error(object_ + ": " + d.fieldPath + ": " + d.summary);
+        return Status::error(object_.str() + ": " + d.fieldPath + ": " + d.summary);
       }
     }
     return Status::ok();
   }
 
  private:
-  std::string object_;
+  ObjectId object_;
   Diagnostics diagnostics_;
 };
 
@@ -384,7 +384,7 @@ Json PolicySpec::toJson() const {
 }
 
 Result<NetworkSpec> parseNetworkSpec(const std::string& name, const Json& spec) {
-  SpecReader r("Network/" + name);
+  SpecReader r(ObjectId{"Network", name});
   NetworkSpec out;
   readNetwork(r, name, spec, out);
   HYPER_RETURN_IF_ERROR(r.firstError());
@@ -396,7 +396,7 @@ Result<NetworkSpec> parseNetworkSpec(const Object& object) {
 }
 
 Result<PolicySpec> parsePolicySpec(const std::string& name, const Json& spec) {
-  SpecReader r("NetworkPolicy/" + name);
+  SpecReader r(ObjectId{"NetworkPolicy", name});
   PolicySpec out;
   readPolicy(r, name, spec, out);
   HYPER_RETURN_IF_ERROR(r.firstError());
@@ -415,7 +415,7 @@ void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& 
   };
   std::vector<Parsed> networks;
   for (const Object* o : objects) {
-    SpecReader r(o->id.str());
+    SpecReader r(o->id);
     if (o->id.kind == "Network") {
       NetworkSpec spec;
       readNetwork(r, o->id.name, o->spec, spec);
@@ -437,14 +437,14 @@ void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& 
     for (size_t i = 0; i < j; ++i) {
       const Parsed& a = networks[i];
       if (a.cidrOk && b.cidrOk && a.spec.cidr.overlaps(b.spec.cidr)) {
-        diagnostics.error(b.object->id.str(), "spec.cidr",
+        diagnostics.error(b.object->id, "spec.cidr",
                           b.spec.cidr.str() + " overlaps " + a.spec.cidr.str() + " of " +
                               a.object->id.str() +
                               " (expected the CIDRs of different Networks not to overlap)");
       }
       if (a.spec.bridge == b.spec.bridge) {
         bool explicitName = field(b.object->spec, "bridge") != nullptr;
-        diagnostics.error(b.object->id.str(), "spec.bridge",
+        diagnostics.error(b.object->id, "spec.bridge",
                           "bridge name " + b.spec.bridge +
                               (explicitName ? "" : " (derived from the name)") +
                               " is also the bridge of " + a.object->id.str() +

@@ -22,7 +22,7 @@ std::string Diagnostic::format() const {
   }
   out += severity == Severity::Error ? "error: " : "warning: ";
   if (!object.empty()) {
-    out += object + ": ";
+    out += object.str() + ": ";
   }
   if (!fieldPath.empty()) {
     // A path holds the manifest's own keys, which may be huge: a person needs its start.

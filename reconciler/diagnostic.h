@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "reconciler/object_id.h"
+
 namespace hyper {
 
 // Where something is in the manifests. Lines and columns are 1-based; 0 means unknown.
@@ -22,7 +24,7 @@ enum class Severity { Error, Warning };
 struct Diagnostic {
   Severity severity = Severity::Error;
   SourceLocation where;
-  std::string object;     // "Network/lab", empty when the document has no identity yet
+  ObjectId object;        // empty when the finding is about no one object (a file, a dump)
   std::string fieldPath;  // "spec.egress.allow[0].cidr", empty for the whole document
   std::string summary;    // what is wrong and what was expected
 
@@ -33,7 +35,7 @@ struct Diagnostic {
 class Diagnostics {
  public:
   void add(Diagnostic d) { items_.push_back(std::move(d)); }
-  void error(std::string object, std::string fieldPath, std::string summary) {
+  void error(ObjectId object, std::string fieldPath, std::string summary) {
     add({Severity::Error, {}, std::move(object), std::move(fieldPath), std::move(summary)});
   }
   void append(const Diagnostics& other) {

@@ -103,7 +103,7 @@ std::vector<const ManagedRecord*> observeAll(const Revision& revision,
     if (!p) {
       result.diagnostics.add({Severity::Warning,
                               {},
-                              r.id.str(),
+                              r.id,
                               "",
                               "in the inventory but no provider handles kind " + r.id.kind});
       continue;
@@ -254,7 +254,7 @@ RevisionResult Engine::check(LoadResult loaded) const {
   for (const auto& o : revision->objects) {
     Provider* p = providerForKind(o->id.kind);
     if (!p) {
-      result.diagnostics.add({Severity::Error, o->locate("kind"), o->id.str(), "kind",
+      result.diagnostics.add({Severity::Error, o->locate("kind"), o->id, "kind",
                               "no provider handles kind \"" + o->id.kind + "\""});
       continue;
     }
@@ -267,7 +267,7 @@ RevisionResult Engine::check(LoadResult loaded) const {
     for (auto& d : response.diagnostics.items()) {
       if (!d.where.known()) {
         for (const auto* o : request.objects) {
-          if (o->id.str() == d.object) {
+          if (o->id == d.object) {
             d.where = o->locate(d.fieldPath);
             break;
           }
@@ -287,7 +287,7 @@ RevisionResult Engine::check(LoadResult loaded) const {
     for (const auto& ref : p->references(*o)) {
       if (!revision->find(ref.target)) {
         result.diagnostics.add(
-            {Severity::Error, o->locate(ref.fieldPath), o->id.str(), ref.fieldPath,
+            {Severity::Error, o->locate(ref.fieldPath), o->id, ref.fieldPath,
              "refers to " + ref.target.str() + ", which is not defined in this revision " +
                  "(expected the name of a " + ref.target.kind + " in the manifests)"});
         continue;
@@ -302,8 +302,8 @@ RevisionResult Engine::check(LoadResult loaded) const {
     }
     text += cycle.front().str();
     const Object* first = revision->find(cycle.front());
-    result.diagnostics.add({Severity::Error, first ? first->where : SourceLocation{},
-                            cycle.front().str(), "",
+    result.diagnostics.add({Severity::Error, first ? first->where : SourceLocation{}, cycle.front(),
+                            "",
                             "reference cycle: " + text + " (expected references to form no loop)"});
   }
 
@@ -356,7 +356,7 @@ PlanResult Engine::plan(const Revision& revision, const std::vector<ManagedRecor
     if (!resp.diagnostics.empty()) {
       for (auto& d : resp.diagnostics.items()) {
         if (d.object.empty()) {
-          d.object = id.str();
+          d.object = id;
         }
         if (!d.where.known() && desired) {
           d.where = desired->locate(d.fieldPath);
@@ -426,7 +426,7 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
   const std::vector<ManagedRecord> none;
   const RecordIndex unconfirmed(options.unconfirmed ? *options.unconfirmed : none);
 
-  ActionRunner run = [&](const PlanAction& action) -> Status {
+  ActionRunner run = [&](const PlanAction& action) -> ActionResult {
     Provider* provider = providerForKind(action.id.kind);
     if (!provider) {
       return Status::error("no provider handles kind " + action.id.kind);
@@ -451,14 +451,24 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
         int64_t journalId,
         inventory.journalBegin(options.reconcileId, action, desired ? &desired->spec : nullptr));
     crashPoint("journal-begun " + step);
-    ApplyRequest req{&action, desired, record};
+    ApplyRequest req;
+    req.action = &action;
+    req.desired = desired;
+    req.managed = record;
+    req.cancel = options.cancel;
+    if (options.actionTimeout.count() > 0) {
+      req.deadline = ApplyRequest::Clock::now() + options.actionTimeout;
+    }
     ApplyResponse resp;
     provider->apply(req, resp);
     if (resp.diagnostics.hasErrors()) {
       std::string message = std::string(actionTypeName(action.type)) + " " + action.id.str() +
                             " <- " + firstError(resp.diagnostics);
       (void)inventory.journalEnd(journalId, false, message);
-      return Status::error(message);
+      ActionResult failed(Status::error(message));
+      failed.retryAfter = resp.retryAfter;
+      failed.terminal = resp.terminal;
+      return failed;
     }
     crashPoint("host-changed " + step);
     Status recorded;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -52,6 +53,8 @@ struct ApplyOptions {
   // When set (hyperd is stopping), actions not yet started fail with "cancelled" without touching
   // the host, so the dependents are skipped; actions in flight finish.
   const std::atomic<bool>* cancel = nullptr;
+  // How long one action may take (ApplyRequest::deadline); zero: no limit beyond the provider's.
+  std::chrono::milliseconds actionTimeout{0};
   // The same list the plan had in PlanOptions: a delete of an unconfirmed object finds its record
   // there.
   const std::vector<ManagedRecord>* unconfirmed = nullptr;

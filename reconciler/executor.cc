@@ -33,7 +33,7 @@ std::string describe(const PlanAction& a) {
   return std::string(actionTypeName(a.type)) + " of " + a.id.str();
 }
 
-Status runGuarded(const ActionRunner& run, const PlanAction& action) {
+ActionResult runGuarded(const ActionRunner& run, const PlanAction& action) {
   // The runner is other modules' code; an exception escaping on a worker thread would terminate
   // the process, so it becomes a failed action instead.
   try {
@@ -152,15 +152,19 @@ class PlanRun {
       lk.unlock();
 
       auto start = std::chrono::steady_clock::now();
-      Status status = runGuarded(run_, plan_.actions[i]);
+      ActionResult result = runGuarded(run_, plan_.actions[i]);
       double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
       lk.lock();
       --running_;
       outcomes_[i].seconds = seconds;
+      if (!result.status.isOk()) {
+        outcomes_[i].retryAfter = result.retryAfter;
+        outcomes_[i].terminal = result.terminal;
+      }
       std::vector<size_t> skips;
-      finish(i, std::move(status), /*skipped=*/false, skips);
+      finish(i, std::move(result.status), /*skipped=*/false, skips);
       settle(skips);
     }
   }

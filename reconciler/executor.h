@@ -1,6 +1,8 @@
 #pragma once
 
+#include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -9,16 +11,29 @@
 
 namespace hyper {
 
+// What running one action gave: its status and, for a failure, when to try again (the
+// provider's ApplyResponse::retryAfter and terminal). A bare Status converts.
+struct ActionResult {
+  Status status;
+  std::optional<std::chrono::milliseconds> retryAfter;
+  bool terminal = false;
+
+  ActionResult() = default;
+  ActionResult(Status s) : status(std::move(s)) {}  // NOLINT: implicit on purpose
+};
+
 struct ActionOutcome {
   ObjectId id;
   ActionType type = ActionType::Create;
   Status status;         // ok, or why the action failed
   bool skipped = false;  // not run because an action it depends on failed
   double seconds = 0;
+  std::optional<std::chrono::milliseconds> retryAfter;  // failed: retry after this long
+  bool terminal = false;  // failed: retry only once the desired spec changes
 };
 
 // Runs one action; must be safe to call from several threads for different objects.
-using ActionRunner = std::function<Status(const PlanAction&)>;
+using ActionRunner = std::function<ActionResult(const PlanAction&)>;
 
 struct ExecutorOptions {
   int parallelism = 4;  // bounded worker pool

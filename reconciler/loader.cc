@@ -159,7 +159,7 @@ ManifestLoader::CachedFile ManifestLoader::parseFile(const SourceFile& file) con
   if (fileBytes > limits_.maxFileBytes) {
     out.diagnostics.add({Severity::Error,
                          {file.path, 0, 0},
-                         "",
+                         {},
                          "",
                          "limit maxFileBytes exceeded: the file has " + std::to_string(fileBytes) +
                              " bytes (expected at most " + std::to_string(limits_.maxFileBytes) +
@@ -181,7 +181,7 @@ ManifestLoader::CachedFile ManifestLoader::parseFile(const SourceFile& file) con
         name = (*meta)["name"].get<std::string>();
       }
     }
-    std::string label = !kind.empty() && !name.empty() ? kind + "/" + name : "";
+    ObjectId label = !kind.empty() && !name.empty() ? ObjectId{kind, name} : ObjectId{};
     size_t errorsBefore = out.diagnostics.size();
     schemas_->validate(doc.value, doc.sourceMap, label, out.diagnostics);
     if (!name.empty()) {
@@ -242,7 +242,7 @@ LoadResult ManifestLoader::load(const std::vector<SourceFile>& files) {
                            const std::string& what) {
     result.diagnostics.add({Severity::Error,
                             {at.path, 0, 0},
-                            "",
+                            {},
                             "",
                             "limit " + std::string(limit) + " exceeded: " + what +
                                 " (expected at most " + std::to_string(value) +
@@ -287,7 +287,7 @@ LoadResult ManifestLoader::load(const std::vector<SourceFile>& files) {
     for (const auto& object : parsed->objects) {
       auto [pos, inserted] = seen.emplace(object->id, object.get());
       if (!inserted) {
-        result.diagnostics.add({Severity::Error, object->where, object->id.str(), "",
+        result.diagnostics.add({Severity::Error, object->where, object->id, "",
                                 object->id.str() + " is defined twice (first at " +
                                     pos->second->where.str() +
                                     "; expected each kind/name once per revision)"});

@@ -11,22 +11,13 @@
 #include <nlohmann/json.hpp>
 
 #include "reconciler/diagnostic.h"
+#include "reconciler/object_id.h"
 
 namespace hyper {
 
 using Json = nlohmann::json;
 
 inline constexpr std::string_view kApiVersion = "hyper.dev/v1alpha1";
-
-// Identity of a manifest object: kind/name. Names are DNS labels (validated at load).
-struct ObjectId {
-  std::string kind;
-  std::string name;
-
-  std::string str() const { return kind + "/" + name; }
-  bool operator==(const ObjectId&) const = default;
-  auto operator<=>(const ObjectId&) const = default;
-};
 
 // Maps field paths of one YAML document ("spec.egress.allow[0].cidr") to where they are written.
 // Kept compact because a revision holds one per object: one file name shared by every document

@@ -43,9 +43,12 @@ Json actionJson(const PlanAction& a) {
               {"drift", a.drift},
               {"changes", std::move(changes)},
               {"dependsOn", std::move(dependsOn)}};
-  if (!a.disruption.empty()) {
+  if (a.disruption != Disruption::None) {
     // Only where a provider says: the hashes of plans without it stay what they were.
-    out["disruption"] = a.disruption;
+    out["disruption"] = disruptionName(a.disruption);
+  }
+  if (!a.privateData.is_null()) {
+    out["private"] = a.privateData;
   }
   return out;
 }
@@ -160,6 +163,24 @@ const char* actionTypeName(ActionType t) {
   return "unknown";
 }
 
+const char* disruptionName(Disruption d) {
+  switch (d) {
+    case Disruption::None:
+      return "";
+    case Disruption::InPlace:
+      return "in-place";
+    case Disruption::Start:
+      return "start";
+    case Disruption::Stop:
+      return "stop";
+    case Disruption::Restart:
+      return "restart";
+    case Disruption::Replace:
+      return "replace";
+  }
+  return "";
+}
+
 Json Plan::toJson() const {
   Json orphanIds = Json::array();
   for (const auto& o : orphans) {
@@ -196,9 +217,9 @@ std::string Plan::render(bool color) const {
     }
     w.text(" ");
     w.text(style.verb);
-    if (!a.disruption.empty()) {
+    if (a.disruption != Disruption::None) {
       w.text(" [");
-      w.text(a.disruption);
+      w.text(disruptionName(a.disruption));
       w.text("]");
     }
     if (a.drift || !a.reason.empty()) {

@@ -11,6 +11,13 @@ enum class ActionType { Create, Update, Replace, Delete };
 
 const char* actionTypeName(ActionType t);  // "create", "update", "replace", "delete"
 
+// How disruptive an action is for a running workload, where the provider says (VMs); None for
+// kinds where it means nothing. Apply branches on it, so it is a value, not display text.
+enum class Disruption { None, InPlace, Start, Stop, Restart, Replace };
+
+// "in-place", "start", "stop", "restart", "replace"; "" for None.
+const char* disruptionName(Disruption d);
+
 // One field that differs between desired and observed (or last-applied) state.
 // A null `before` means the field is absent on the host; a null `after` means it goes away.
 struct FieldChange {
@@ -29,9 +36,11 @@ struct PlanAction {
   bool drift = false;  // the host changed, not the source
   std::vector<FieldChange> changes;
   std::vector<ObjectId> dependsOn;  // objects this one references (edges of the graph)
-  // How disruptive the action is for a running workload, where the provider says (VMs):
-  // "in-place", "restart" or "replace"; empty for kinds where it means nothing.
-  std::string disruption;
+  Disruption disruption = Disruption::None;
+  // What plan worked out that apply needs (a VM's placement, the VMs a policy selects), like
+  // Terraform's private plan data: apply reads it from the action instead of from provider
+  // members, so plan stays pure. Part of the plan's JSON and hash; not rendered. Never a secret.
+  Json privateData;
 };
 
 // The plan is a value (Terraform's plan/apply split). `hyperctl diff` prints the same Plan that

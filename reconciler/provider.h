@@ -1,11 +1,15 @@
 #pragma once
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "reconciler/diagnostic.h"
 #include "reconciler/managed_record.h"
 #include "reconciler/object.h"
@@ -53,6 +57,10 @@ struct ObservedState {
   std::string fingerprint;   // digest of what is on the host (compared with the inventory's)
   std::string foreignOwner;  // non-empty: something hyper does not own holds the name/address
   std::string note;          // human detail ("bridge is down")
+  // What observe worked out about the object's surroundings that plan needs and the host does not
+  // hold as the object's own state: the addresses a policy's selector picks, a VM's placement on
+  // its network. Never compared as drift; plan copies what apply needs into the action.
+  Json context;
 };
 
 struct ObserveResponse {
@@ -72,14 +80,35 @@ struct PlanResponse {
 };
 
 struct ApplyRequest {
+  using Clock = std::chrono::steady_clock;
+
   const PlanAction* action = nullptr;
   const Object* desired = nullptr;         // null for Delete
   const ManagedRecord* managed = nullptr;  // null when hyper never applied it
+  // An apply that waits (a VM start waiting for readiness) gives up at the deadline, and soon
+  // after `cancel` becomes true (hyperd is stopping), leaving nothing half-made behind.
+  Clock::time_point deadline = Clock::time_point::max();
+  const std::atomic<bool>* cancel = nullptr;
+
+  bool cancelled() const { return cancel && cancel->load(); }
+  // Time left before the deadline (zero when past it), at most `cap`.
+  std::chrono::milliseconds timeLeft(std::chrono::milliseconds cap) const {
+    if (deadline == Clock::time_point::max()) {
+      return cap;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    return std::clamp(left, std::chrono::milliseconds(0), cap);
+  }
 };
 struct ApplyResponse {
   Json handles;             // stored in the inventory
   std::string fingerprint;  // of the host state as this action left it
   Diagnostics diagnostics;  // any error means the action failed
+  // For a failed action (controller-runtime's RequeueAfter and TerminalError): try again after
+  // this long rather than after the loop's exponential backoff, or not at all until the object's
+  // desired spec changes (retrying cannot help: the host lacks what the spec asks for).
+  std::optional<std::chrono::milliseconds> retryAfter;
+  bool terminal = false;
 };
 
 class Provider {
@@ -106,12 +135,21 @@ class Provider {
   // Idempotent: applying an action twice equals applying it once, and applying after a crash
   // mid-way converges. May be called concurrently for independent objects.
   virtual void apply(const ApplyRequest& req, ApplyResponse& resp) = 0;
+};
 
-  // A provider that learns of host changes by itself (a VM process exited) offers a file
-  // descriptor that becomes readable then; hyperd polls it with its host events and observes.
-  // -1: none. drainEvents() is called when it is readable; true when something changed.
-  virtual int eventFd() const { return -1; }
-  virtual bool drainEvents() { return false; }
+// Optional abilities are small interfaces of their own that a provider also implements; the
+// engine and hyperd ask with dynamic_cast, so a provider without them carries no stubs.
+
+// A provider that learns of host changes by itself (a VM process exited) offers a file descriptor
+// that becomes readable then; hyperd polls it with its host events and observes at once.
+class EventSource {
+ public:
+  virtual ~EventSource() = default;
+  // Starts watching (hyperd calls it once, before its loop; hyperctl never does). The descriptor
+  // stays valid for the provider's life and becomes readable when something changed.
+  virtual Result<int> startWatching() = 0;
+  // Called when the descriptor is readable; true when something changed.
+  virtual bool drainEvents() = 0;
 };
 
 }  // namespace hyper

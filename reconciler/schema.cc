@@ -296,7 +296,7 @@ std::string knownFields(const Json* schema) {
 
 void explain(const valijson::ValidationResults::Error& error, const Json& doc,
              const std::string& prefix, const KindSchema& kind, const SourceMap& sourceMap,
-             const std::string& objectLabel, Diagnostics& out) {
+             const ObjectId& objectLabel, Diagnostics& out) {
   Located at = locate(error.context, doc, prefix, kind.source);
   const std::string& d = error.description;
   Diagnostic diag;
@@ -336,7 +336,7 @@ void explain(const valijson::ValidationResults::Error& error, const Json& doc,
 
 // Reports the strings and keys of `target` that fail their schema's patterns; true if none.
 bool explainPatterns(const KindSchema& kind, const Json& target, const std::string& prefix,
-                     const SourceMap& sourceMap, const std::string& objectLabel, Diagnostics& out) {
+                     const SourceMap& sourceMap, const ObjectId& objectLabel, Diagnostics& out) {
   std::vector<PatternFailure> failures;
   checkPatterns(kind, &kind.source, target, prefix, 0, failures);
   for (const auto& f : failures) {
@@ -432,7 +432,7 @@ std::vector<std::string> SchemaRegistry::kinds() const {
 }
 
 void SchemaRegistry::validate(const Json& document, const SourceMap& sourceMap,
-                              const std::string& objectLabel, Diagnostics& out) const {
+                              const ObjectId& objectLabel, Diagnostics& out) const {
   auto runValijson = [&](const KindSchema& schema, const Json& target, const std::string& prefix) {
     std::lock_guard<std::mutex> lock(impl_->mu);
     valijson::adapters::NlohmannJsonAdapter adapter(target);
@@ -502,10 +502,10 @@ Status validateWithSchema(const std::string& schemaText, const Json& document,
   valijson::ValidationResults results;
   if (!validator.validate(schema.compiled, adapter, &results)) {
     for (const auto& error : leafErrors(results)) {
-      explain(error, document, "", schema, sourceMap, "", out);
+      explain(error, document, "", schema, sourceMap, ObjectId{}, out);
     }
   }
-  explainPatterns(schema, document, "", sourceMap, "", out);
+  explainPatterns(schema, document, "", sourceMap, ObjectId{}, out);
   return Status::ok();
 }
 

@@ -33,7 +33,7 @@ class SchemaRegistry {
 
   // Validates a whole document (envelope, then its kind's schema). Each error carries the field
   // path and its location from `sourceMap`.
-  void validate(const Json& document, const SourceMap& sourceMap, const std::string& objectLabel,
+  void validate(const Json& document, const SourceMap& sourceMap, const ObjectId& object,
                 Diagnostics& out) const;
 
  private:

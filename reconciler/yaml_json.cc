@@ -436,7 +436,7 @@ std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
     nodes = YAML::LoadAll(content);
   } catch (const TooManyDocuments& e) {
     diagnostics.add(
-        {Severity::Error, {*fileName, e.mark.line + 1, e.mark.column + 1}, "", "", e.msg});
+        {Severity::Error, {*fileName, e.mark.line + 1, e.mark.column + 1}, {}, "", e.msg});
     return {};
   } catch (const YAML::Exception& e) {
     Diagnostic d;
@@ -448,7 +448,7 @@ std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
   } catch (const std::exception& e) {
     diagnostics.add({Severity::Error,
                      {*fileName, 0, 0},
-                     "",
+                     {},
                      "",
                      std::string("cannot parse YAML: ") + e.what()});
     return {};
@@ -481,7 +481,10 @@ std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
       }
       doc.hasErrors = diagnostics.size() != errorsBefore;
     } catch (const std::exception& e) {
-      diagnostics.add({Severity::Error, doc.where, "", "",
+      diagnostics.add({Severity::Error,
+                       doc.where,
+                       {},
+                       "",
                        std::string("cannot read YAML document: ") + e.what()});
       continue;
     }

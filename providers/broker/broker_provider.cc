@@ -14,24 +14,16 @@
 #include "base/crash_point.h"
 #include "base/file.h"
 #include "base/sha256.h"
+#include "base/strings.h"
 #include "broker/client.h"
 #include "broker/rules.h"
+#include "reconciler/provider_kit.h"
 
 namespace hyper::providers::broker {
 
 namespace {
 
 namespace hb = hyper::broker;
-
-template <typename Body>
-void guarded(Diagnostics& diagnostics, const std::string& object, const std::string& what,
-             Body&& body) {
-  try {
-    body();
-  } catch (const std::exception& e) {
-    diagnostics.error(object, "", what + " <- " + e.what());
-  }
-}
 
 struct RuleFile {
   bool exists = false;
@@ -106,7 +98,7 @@ Result<Json> ruleFromObject(const std::string& name, const Json& spec) {
 }
 
 void BrokerProvider::validate(const ValidateRequest& req, ValidateResponse& resp) const {
-  guarded(resp.diagnostics, "", "validate", [&] {
+  guarded(resp.diagnostics, {}, "validate", [&] {
     for (const Object* o : req.objects) {
       auto rule = ruleFromObject(o->id.name, o->spec);
       if (!rule.isOk()) {
@@ -119,7 +111,7 @@ void BrokerProvider::validate(const ValidateRequest& req, ValidateResponse& resp
           field = "spec." + message.substr(at + 9, end - at - 9);
           message = message.substr(end + 2);
         }
-        resp.diagnostics.error(o->id.str(), field, message);
+        resp.diagnostics.error(o->id, field, message);
       }
     }
   });
@@ -128,7 +120,7 @@ void BrokerProvider::validate(const ValidateRequest& req, ValidateResponse& resp
 std::vector<Reference> BrokerProvider::references(const Object&) const { return {}; }
 
 void BrokerProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
-  guarded(resp.diagnostics, "", "observe", [&] {
+  guarded(resp.diagnostics, {}, "observe", [&] {
     if (req.desired.empty() && req.managed.empty()) {
       return;  // no BrokerRules: nothing to ask the broker
     }
@@ -179,20 +171,14 @@ void BrokerProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
 }
 
 void BrokerProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
-  guarded(resp.diagnostics, req.id.str(), "plan", [&] {
+  guarded(resp.diagnostics, req.id, "plan", [&] {
     const ObservedState* obs = req.observed;
-    if (!req.desired) {
-      if (req.managed) {
-        PlanAction action;
-        action.type = ActionType::Delete;
-        action.reason = "not in the source any more (prune)";
-        resp.action = std::move(action);
-      }
+    if (planPrune(req, resp)) {
       return;
     }
     auto rule = ruleFromObject(req.id.name, req.desired->spec);
     if (!rule.isOk()) {
-      resp.diagnostics.error(req.id.str(), "spec", rule.status().message());
+      resp.diagnostics.error(req.id, "spec", rule.status().message());
       return;
     }
     Json want = specShape(*rule);
@@ -239,32 +225,17 @@ void BrokerProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
     if (!specChanges.empty()) {
       why.insert(why.begin(), "spec changed");
     }
-    action.drift = !drift.empty();
-    for (size_t i = 0; i < why.size(); ++i) {
-      action.reason += (i ? "; " : "") + why[i];
-    }
-    action.changes = std::move(specChanges);
-    for (auto& d : drift) {
-      bool merged = false;
-      for (auto& c : action.changes) {
-        if (c.path == d.path) {
-          c.before = d.before;
-          merged = true;
-        }
-      }
-      if (!merged) {
-        action.changes.push_back(std::move(d));
-      }
-    }
+    action.reason = join(why, "; ");
+    mergeDrift(action, std::move(specChanges), std::move(drift));
     resp.action = std::move(action);
   });
 }
 
 void BrokerProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
-  const std::string object = req.action ? req.action->id.str() : "";
+  const ObjectId object = req.action ? req.action->id : ObjectId{};
   guarded(resp.diagnostics, object, "apply", [&] {
     if (!req.action) {
-      resp.diagnostics.error("", "", "apply without an action");
+      resp.diagnostics.error({}, "", "apply without an action");
       return;
     }
     const ObjectId& id = req.action->id;
@@ -308,12 +279,12 @@ void BrokerProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
     });
     std::string bytes = Json{{"schemaVersion", "1"}, {"rules", kept}}.dump(2) + "\n";
     Status written = writeFileAtomically(config_.rulesPath, bytes, 0644,
-                                         [&] { crashPoint("rules-staged " + object); });
+                                         [&] { crashPoint("rules-staged " + object.str()); });
     if (!written.isOk()) {
       resp.diagnostics.error(object, "", "write broker rules <- " + written.message());
       return;
     }
-    crashPoint("rules-written " + object);
+    crashPoint("rules-written " + object.str());
     auto reloaded = hb::adminRequest(config_.socketPath, "reload");
     if (!reloaded.isOk()) {
       resp.diagnostics.error(

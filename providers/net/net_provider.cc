@@ -10,6 +10,7 @@
 #include "host/command.h"
 #include "netmodel/link_state.h"
 #include "netmodel/placement.h"
+#include "reconciler/provider_kit.h"
 
 namespace hyper::providers::net {
 
@@ -280,7 +281,7 @@ void nftDrift(const PlanRequest& req, std::vector<FieldChange>& changes,
 // `ports`: the VMs' taps on this network now.
 // Stays long: one Network's parts in apply order; split once the concurrent net/ rework lands.
 void planNetwork(const PlanRequest& req, const std::vector<TapBinding>& ports, PlanResponse& resp) {
-  const std::string object = req.id.str();
+  const ObjectId& object = req.id;
   auto desired = parseNetworkSpec(*req.desired);
   if (!desired.isOk()) {
     resp.diagnostics.error(object, "spec", desired.status().message());
@@ -393,21 +394,8 @@ void planNetwork(const PlanRequest& req, const std::vector<TapBinding>& ports, P
   if (specChanged) {
     why.insert(why.begin(), "spec changed");
   }
-  action.drift = !drift.empty();
   action.reason = join(why, "; ");
-  action.changes = std::move(specChanges);
-  for (auto& d : drift) {
-    bool merged = false;
-    for (auto& c : action.changes) {
-      if (c.path == d.path) {
-        c.before = d.before;
-        merged = true;
-      }
-    }
-    if (!merged) {
-      action.changes.push_back(std::move(d));
-    }
-  }
+  mergeDrift(action, std::move(specChanges), std::move(drift));
   resp.action = std::move(action);
 }
 
@@ -416,7 +404,7 @@ void planPolicy(const PlanRequest& req, const std::vector<std::string>& selected
                 PlanResponse& resp) {
   auto desired = parsePolicySpec(*req.desired);
   if (!desired.isOk()) {
-    resp.diagnostics.error(req.id.str(), "spec", desired.status().message());
+    resp.diagnostics.error(req.id, "spec", desired.status().message());
     return;
   }
   PlanAction action;
@@ -454,33 +442,19 @@ void planPolicy(const PlanRequest& req, const std::vector<std::string>& selected
                selectionOnly ? "the VMs its selector selects changed" : "spec changed");
   }
   action.type = ActionType::Update;
-  action.drift = !drift.empty();
   action.reason = join(why, "; ");
-  action.changes = std::move(specChanges);
-  action.changes.insert(action.changes.end(), drift.begin(), drift.end());
+  mergeDrift(action, std::move(specChanges), std::move(drift));
   resp.action = std::move(action);
 }
 
 void fail(ApplyResponse& resp, const ObjectId& id, const Status& status) {
-  resp.diagnostics.error(id.str(), "", status.message());
-}
-
-// Nothing may throw across the provider boundary: a library exception (nlohmann on a reply of
-// unexpected shape, std::bad_alloc) becomes an error diagnostic of the call.
-template <typename Body>
-void guarded(Diagnostics& diagnostics, const std::string& object, const std::string& what,
-             Body&& body) {
-  try {
-    body();
-  } catch (const std::exception& e) {
-    diagnostics.error(object, "", what + " <- " + e.what());
-  }
+  resp.diagnostics.error(id, "", status.message());
 }
 
 }  // namespace
 
 void NetProvider::validate(const ValidateRequest& req, ValidateResponse& resp) const {
-  guarded(resp.diagnostics, "", "validate",
+  guarded(resp.diagnostics, {}, "validate",
           [&] { validateNetObjects(req.objects, resp.diagnostics); });
 }
 
@@ -497,7 +471,7 @@ std::vector<Reference> NetProvider::references(const Object& object) const {
 }
 
 void NetProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
-  guarded(resp.diagnostics, "", "observe", [&] { observeAll(req, resp); });
+  guarded(resp.diagnostics, {}, "observe", [&] { observeAll(req, resp); });
 }
 
 // Stays long: one host dump shared by every Network; split once the concurrent net/ rework lands.
@@ -516,7 +490,7 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
       }
       resp.diagnostics.add({Severity::Warning,
                             {},
-                            r->id.str(),
+                            r->id,
                             "spec",
                             "inventory spec unreadable, left out of the nftables table <- " +
                                 spec.status().message()});
@@ -533,7 +507,7 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
       }
       resp.diagnostics.add({Severity::Warning,
                             {},
-                            r->id.str(),
+                            r->id,
                             "spec",
                             "inventory spec unreadable, left out of the nftables table <- " +
                                 spec.status().message()});
@@ -582,17 +556,17 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
 
   auto links = dumpLinks();
   if (!links.isOk()) {
-    resp.diagnostics.error("", "", links.status().withContext("observe links").message());
+    resp.diagnostics.error({}, "", links.status().withContext("observe links").message());
     return;
   }
   auto nft = dumpNftTable();
   if (!nft.isOk()) {
-    resp.diagnostics.error("", "", nft.status().withContext("observe nftables").message());
+    resp.diagnostics.error({}, "", nft.status().withContext("observe nftables").message());
     return;
   }
   auto ipForward = readIpForward();
   if (!ipForward.isOk()) {
-    resp.diagnostics.add({Severity::Warning, {}, "", "", ipForward.status().message()});
+    resp.diagnostics.add({Severity::Warning, {}, {}, "", ipForward.status().message()});
   }
 
   // Desired objects are observed as the manifest wants them (the bridge name it asks for); ones
@@ -624,17 +598,11 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
 }
 
 void NetProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
-  guarded(resp.diagnostics, req.id.str(), "plan", [&] { planOne(req, resp); });
+  guarded(resp.diagnostics, req.id, "plan", [&] { planOne(req, resp); });
 }
 
 void NetProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
-  if (!req.desired) {
-    if (req.managed) {
-      PlanAction action;
-      action.type = ActionType::Delete;
-      action.reason = "not in the source any more (prune)";
-      resp.action = std::move(action);
-    }
+  if (planPrune(req, resp)) {
     return;
   }
   if (req.id.kind == "Network") {
@@ -658,18 +626,18 @@ void NetProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
     }
     planPolicy(req, selected, resp);
   } else {
-    resp.diagnostics.error(req.id.str(), "kind", "the net provider does not handle this kind");
+    resp.diagnostics.error(req.id, "kind", "the net provider does not handle this kind");
   }
 }
 
 void NetProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
-  guarded(resp.diagnostics, req.action ? req.action->id.str() : "", "apply",
+  guarded(resp.diagnostics, req.action ? req.action->id : ObjectId{}, "apply",
           [&] { applyOne(req, resp); });
 }
 
 void NetProvider::applyOne(const ApplyRequest& req, ApplyResponse& resp) {
   if (!req.action) {
-    resp.diagnostics.error("", "", "apply without an action");
+    resp.diagnostics.error({}, "", "apply without an action");
     return;
   }
   const ObjectId& id = req.action->id;
@@ -715,7 +683,7 @@ void NetProvider::applyNetwork(const ApplyRequest& req, ApplyResponse& resp) {
       resp.diagnostics.add(
           {Severity::Warning,
            {},
-           id.str(),
+           id,
            "",
            "bridge " + bridge + " is not hyper's (alias \"" + link->alias + "\"); left alone"});
       return Status::ok();

@@ -20,21 +20,12 @@
 #include "netmodel/link_state.h"
 #include "providers/vmm/guest_log.h"
 #include "providers/vmm/tap_device.h"
+#include "reconciler/provider_kit.h"
 
 namespace hyper::providers::vmm {
 namespace fs = std::filesystem;
 
 namespace {
-
-// Runs `body`, turning an exception from a library into a diagnostic: providers never throw.
-template <typename F>
-void guarded(Diagnostics& diagnostics, const std::string& object, const char* what, F&& body) {
-  try {
-    body();
-  } catch (const std::exception& e) {
-    diagnostics.error(object, "", std::string(what) + ": " + e.what());
-  }
-}
 
 const std::string kDefaultReadyLine = "hyper-ready";
 
@@ -110,7 +101,10 @@ VmProvider::~VmProvider() {
   }
 }
 
-int VmProvider::eventFd() const {
+Result<int> VmProvider::startWatching() {
+  if (eventFd_ < 0) {
+    return Status::error("eventfd for VM exits could not be made");
+  }
   std::lock_guard<std::mutex> lk(mu_);
   supervise_ = true;
   return eventFd_;
@@ -125,7 +119,7 @@ void VmProvider::validate(const ValidateRequest& req, ValidateResponse& resp) co
   auto networks = networksOf(req.revision);
   std::map<std::pair<std::string, uint32_t>, std::string> used;  // (network, ip) -> VM
   for (const Object* o : req.objects) {
-    const std::string object = o->id.str();
+    const ObjectId& object = o->id;
     auto vm = parseVmManifest(o->id.name, o->spec);
     if (!vm.isOk()) {
       // parseVmManifest says "spec.field.path: what is wrong": the path goes to its own column.
@@ -183,7 +177,7 @@ std::vector<Reference> VmProvider::references(const Object& object) const {
 
 // Stays long: one batch for all VMs over shared host dumps; split once the vmm/ rework lands.
 void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
-  guarded(resp.diagnostics, "", "observe VMs", [&] {
+  guarded(resp.diagnostics, {}, "observe VMs", [&] {
     // Placements: every VM's address, keeping the ones in the inventory. The net provider
     // computes the same from the same input, for the policies that select VMs.
     std::map<std::string, Placement> placements;
@@ -199,7 +193,7 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
 
     auto running = driver_->list();
     if (!running.isOk()) {
-      resp.diagnostics.error("", "",
+      resp.diagnostics.error({}, "",
                              "list VMs in " + config_.runRoot + ": " + running.status().message());
       return;
     }
@@ -344,20 +338,16 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
 }
 
 void VmProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
-  guarded(resp.diagnostics, req.id.str(), "plan", [&] { planOne(req, resp); });
+  guarded(resp.diagnostics, req.id, "plan", [&] { planOne(req, resp); });
 }
 
 // Stays long: one VM's checks in apply order; split once the concurrent vmm/ rework lands.
 void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
-  const std::string object = req.id.str();
+  const ObjectId& object = req.id;
   const bool runningNow = req.observed != nullptr && req.observed->exists;
-  if (!req.desired) {
-    if (req.managed) {
-      PlanAction action;
-      action.type = ActionType::Delete;
-      action.reason = runningNow ? "not in the source any more (prune): the VM is stopped"
-                                 : "not in the source any more (prune)";
-      resp.action = std::move(action);
+  if (planPrune(req, resp)) {
+    if (resp.action && runningNow) {
+      resp.action->reason += ": the VM is stopped";
     }
     return;
   }
@@ -398,7 +388,7 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
     if (!vm->running) {
       action.reason = "defined, kept stopped (running: false)";
     } else {
-      action.disruption = "start";
+      action.disruption = Disruption::Start;
       action.reason = runningNow ? "the VM runs (started by hyper) but is not in the inventory"
                                  : "not on the host";
     }
@@ -420,7 +410,7 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
       what.push_back(c.path.substr(5));  // without "spec."
     }
     action.type = ActionType::Replace;
-    action.disruption = "replace";
+    action.disruption = Disruption::Replace;
     action.reason = "spec changed (" + join(what, ", ") + "): the VM is stopped and started anew";
     action.changes = std::move(boot);
     resp.action = std::move(action);
@@ -429,7 +419,7 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
   if (vm->running && runningNow && req.observed->fields.contains("tapGone")) {
     const std::string tap = req.observed->fields["tapGone"].get<std::string>();
     action.type = ActionType::Update;
-    action.disruption = "restart";
+    action.disruption = Disruption::Restart;
     action.drift = true;
     action.reason = "its tap " + tap +
                     " was deleted (by hand?): the VM is restarted on a new one to get its "
@@ -441,7 +431,7 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
   if (vm->running && runningNow && req.observed->fields.contains("tapUnguarded")) {
     const std::string tap = req.observed->fields["tapUnguarded"].get<std::string>();
     action.type = ActionType::Update;
-    action.disruption = "in-place";
+    action.disruption = Disruption::InPlace;
     action.drift = true;
     action.reason = "its tap " + tap +
                     " is no longer an isolated port of its bridge (changed by hand, or made by an "
@@ -452,7 +442,7 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
   }
   if (vm->running && !runningNow) {
     action.type = ActionType::Update;
-    action.disruption = "start";
+    action.disruption = Disruption::Start;
     action.drift = wasRunning;
     action.reason = wasRunning ? "the VM process is gone (exited or killed)" : "running: true";
     action.changes.push_back({"status.running", false, true});
@@ -461,7 +451,7 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
   }
   if (!vm->running && runningNow) {
     action.type = ActionType::Update;
-    action.disruption = "stop";
+    action.disruption = Disruption::Stop;
     action.drift = !wasRunning;
     action.reason = wasRunning ? "running: false" : "the VM was started by hand";
     action.changes.push_back({"status.running", true, false});
@@ -486,7 +476,7 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
     return;
   }
   action.type = ActionType::Update;
-  action.disruption = "in-place";
+  action.disruption = Disruption::InPlace;
   action.reason = "spec changed; the VM keeps running";
   action.changes = std::move(rest);
   resp.action = std::move(action);
@@ -577,10 +567,10 @@ Status VmProvider::startVm(const VmManifest& vm, ApplyResponse& resp) {
 }
 
 void VmProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
-  const std::string object = req.action ? req.action->id.str() : "";
+  const ObjectId object = req.action ? req.action->id : ObjectId{};
   guarded(resp.diagnostics, object, "apply", [&] {
     if (!req.action) {
-      resp.diagnostics.error("", "", "apply without an action");
+      resp.diagnostics.error({}, "", "apply without an action");
       return;
     }
     const ObjectId& id = req.action->id;
@@ -607,7 +597,7 @@ void VmProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
       return;
     }
     const bool runningNow = found->has_value();
-    const bool restart = req.action->disruption == "restart";
+    const bool restart = req.action->disruption == Disruption::Restart;
     if ((req.action->type == ActionType::Replace || restart) && runningNow) {
       if (Status s = stopVm(id.name); !s.isOk()) {
         failWith(s);
@@ -628,7 +618,7 @@ void VmProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
       resp.fingerprint = "stopped";
       return;
     }
-    if (req.action->disruption == "in-place" && runningNow && req.managed) {
+    if (req.action->disruption == Disruption::InPlace && runningNow && req.managed) {
       // The tap is put back on its bridge as an isolated port (createTap is idempotent): what a
       // tapUnguarded drift needs, and a no-op otherwise.
       const Json& h = req.managed->handles;

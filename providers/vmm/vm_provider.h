@@ -36,9 +36,9 @@ struct VmProviderConfig {
 // A VM is Ready when its console shows the readiness line; apply waits for it and, when it does
 // not come, stops the VM again and fails with the last console lines (nothing is left behind).
 // VMs outlive the process that started them; any later hyperctl or hyperd adopts them from the
-// run dirs. Under hyperd (after eventFd() is asked for) every running VM's process is watched
+// run dirs. Under hyperd (after startWatching()) every running VM's process is watched
 // with a pidfd, and an exit wakes the loop at once.
-class VmProvider : public Provider {
+class VmProvider : public Provider, public EventSource {
  public:
   // QEMU (QemuDriver over config.runRoot).
   explicit VmProvider(VmProviderConfig config = VmProviderConfig::fromEnvironment());
@@ -53,7 +53,9 @@ class VmProvider : public Provider {
   void observe(const ObserveRequest& req, ObserveResponse& resp) override;
   void plan(const PlanRequest& req, PlanResponse& resp) const override;
   void apply(const ApplyRequest& req, ApplyResponse& resp) override;
-  int eventFd() const override;
+  // hyperd: from now on every running VM's process is watched, and an exit makes the descriptor
+  // readable.
+  Result<int> startWatching() override;
   bool drainEvents() override;
 
   const std::string& runRoot() const { return config_.runRoot; }
@@ -68,7 +70,7 @@ class VmProvider : public Provider {
   mutable std::mutex mu_;
   std::map<std::string, Placement> placements_;  // from the last observe, by VM name
   int eventFd_ = -1;                             // eventfd the exit watcher signals
-  mutable bool supervise_ = false;               // set by eventFd(): hyperd watches exits
+  bool supervise_ = false;                       // set by startWatching(): hyperd watches exits
   std::unique_ptr<ExitWatcher> watcher_;
   std::map<std::string, pid_t> watched_;
   std::map<std::string, pid_t> readySeen_;  // VM name -> the process whose console said ready

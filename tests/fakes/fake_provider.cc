@@ -34,7 +34,7 @@ void FakeProvider::validate(const ValidateRequest& req, ValidateResponse& resp) 
     }
     auto it = o->spec.find("invalid");
     if (it != o->spec.end() && *it == true) {
-      resp.diagnostics.error(o->id.str(), "spec.invalid", "injected validation error");
+      resp.diagnostics.error(o->id, "spec.invalid", "injected validation error");
     }
   }
 }
@@ -95,7 +95,7 @@ void FakeProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
   std::lock_guard<std::mutex> lk(mu_);
   ++observeCalls_;
   if (failObserve_) {
-    resp.diagnostics.error("", "", "injected observe failure");
+    resp.diagnostics.error({}, "", "injected observe failure");
     return;
   }
   auto host = host_.begin();
@@ -168,7 +168,7 @@ void FakeProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
 
 void FakeProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
   if (!req.action) {
-    resp.diagnostics.error("", "", "apply without an action");
+    resp.diagnostics.error({}, "", "apply without an action");
     return;
   }
   const PlanAction& action = *req.action;
@@ -194,7 +194,7 @@ void FakeProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
   std::lock_guard<std::mutex> lk(mu_);
   --inFlight_;
   if (fail) {
-    resp.diagnostics.error(action.id.str(), "", "injected failure");
+    resp.diagnostics.error(action.id, "", "injected failure");
     return;
   }
   if (action.type == ActionType::Delete) {
@@ -202,7 +202,7 @@ void FakeProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
     return;
   }
   if (!written) {
-    resp.diagnostics.error(action.id.str(), "",
+    resp.diagnostics.error(action.id, "",
                            std::string(actionTypeName(action.type)) + " without a desired object");
     return;
   }

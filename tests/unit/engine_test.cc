@@ -184,7 +184,8 @@ TEST_P(EngineRejectsRevisionTest, NamesLocationObjectAndField) {
   ASSERT_TRUE(r.diagnostics.hasErrors());
   bool matched = false;
   for (const auto& d : r.diagnostics.items()) {
-    if (d.severity == Severity::Error && d.where.str() == c.where && d.object == c.object &&
+    if (d.severity == Severity::Error && d.where.str() == c.where &&
+        (d.object.empty() ? std::string() : d.object.str()) == c.object &&
         d.fieldPath == c.fieldPath && d.summary.find(c.message) != std::string::npos) {
       matched = true;
     }

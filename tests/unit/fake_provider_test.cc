@@ -211,7 +211,7 @@ TEST(FakeProviderTest, ReferencesAndValidation) {
   ValidateResponse vresp;
   fake.validate(vreq, vresp);
   ASSERT_EQ(vresp.diagnostics.size(), 1u);
-  EXPECT_EQ(vresp.diagnostics.items()[0].object, "FakeThing/bad");
+  EXPECT_EQ(vresp.diagnostics.items()[0].object.str(), "FakeThing/bad");
   EXPECT_EQ(vresp.diagnostics.items()[0].fieldPath, "spec.invalid");
 }
 

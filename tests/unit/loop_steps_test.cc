@@ -329,9 +329,9 @@ TEST_F(LoopStepsTest, PlanRevisionReportsPlanErrors) {
 
 TEST(LoopPlanErrorsOf, KeysErrorsByObjectAndIgnoresWarnings) {
   Diagnostics d;
-  d.error("FakeThing/a", "spec.size", "too big");
-  d.error("", "", "the whole plan");
-  d.add({Severity::Warning, {}, "FakeThing/b", "", "only a warning"});
+  d.error(fakeId("a"), "spec.size", "too big");
+  d.error({}, "", "the whole plan");
+  d.add({Severity::Warning, {}, fakeId("b"), "", "only a warning"});
   auto errors = planErrorsOf(d);
   ASSERT_EQ(errors.size(), 2u);
   ASSERT_TRUE(errors.count(fakeId("a")));

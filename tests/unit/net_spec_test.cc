@@ -36,7 +36,8 @@ TEST_P(NetSpecValidateTest, ReportsObjectFieldAndExpectation) {
   bool matched = false;
   for (const auto& d : diags.items()) {
     matched =
-        matched || (d.severity == Severity::Error && d.object == c.object &&
+        matched || (d.severity == Severity::Error &&
+                    (d.object.empty() ? std::string() : d.object.str()) == c.object &&
                     d.fieldPath == c.fieldPath && d.summary.find(c.summary) != std::string::npos);
   }
   EXPECT_TRUE(matched) << "expected " << c.object << " " << c.fieldPath << " ~ \"" << c.summary

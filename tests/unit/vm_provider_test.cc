@@ -172,7 +172,7 @@ TEST_F(VmProviderTest, ANewVmIsAStart) {
   ASSERT_FALSE(resp.diagnostics.hasErrors()) << resp.diagnostics.format();
   ASSERT_TRUE(resp.action);
   EXPECT_EQ(resp.action->type, ActionType::Create);
-  EXPECT_EQ(resp.action->disruption, "start");
+  EXPECT_EQ(resp.action->disruption, Disruption::Start);
 }
 
 TEST_F(VmProviderTest, MemoryChangeIsAReplace) {
@@ -180,7 +180,7 @@ TEST_F(VmProviderTest, MemoryChangeIsAReplace) {
   auto resp = plan(object("VM", "web", vmSpec(512)), &rec, true);
   ASSERT_TRUE(resp.action) << resp.diagnostics.format();
   EXPECT_EQ(resp.action->type, ActionType::Replace);
-  EXPECT_EQ(resp.action->disruption, "replace");
+  EXPECT_EQ(resp.action->disruption, Disruption::Replace);
   EXPECT_NE(resp.action->reason.find("memoryMiB"), std::string::npos) << resp.action->reason;
   ASSERT_EQ(resp.action->changes.size(), 1u);
   EXPECT_EQ(resp.action->changes[0].path, "spec.memoryMiB");
@@ -193,14 +193,15 @@ TEST_F(VmProviderTest, AReadinessChannelIsAReplaceAndItsLineIsNot) {
   auto rec = managed(vmSpec());
   auto resp = plan(object("VM", "web", withChannel), &rec, true);
   ASSERT_TRUE(resp.action) << resp.diagnostics.format();
-  EXPECT_EQ(resp.action->disruption, "replace") << "a new virtio-serial port needs a new VM";
+  EXPECT_EQ(resp.action->disruption, Disruption::Replace)
+      << "a new virtio-serial port needs a new VM";
 
   Json otherLine = withChannel;
   otherLine["readiness"]["channel"]["line"] = "up";
   auto recChannel = managed(withChannel);
   auto lineOnly = plan(object("VM", "web", otherLine), &recChannel, true);
   ASSERT_TRUE(lineOnly.action) << lineOnly.diagnostics.format();
-  EXPECT_EQ(lineOnly.action->disruption, "in-place");
+  EXPECT_EQ(lineOnly.action->disruption, Disruption::InPlace);
 }
 
 TEST_F(VmProviderTest, BadReadinessIsAnErrorOnItsField) {
@@ -224,7 +225,7 @@ TEST_F(VmProviderTest, ATapDeletedByHandIsARestart) {
   auto resp = plan(object("VM", "web", vmSpec()), &rec, true, {{"tapGone", "hv-web"}});
   ASSERT_TRUE(resp.action) << resp.diagnostics.format();
   EXPECT_EQ(resp.action->type, ActionType::Update);
-  EXPECT_EQ(resp.action->disruption, "restart");
+  EXPECT_EQ(resp.action->disruption, Disruption::Restart);
   EXPECT_TRUE(resp.action->drift);
   EXPECT_NE(resp.action->reason.find("tap hv-web was deleted"), std::string::npos)
       << resp.action->reason;
@@ -235,7 +236,7 @@ TEST_F(VmProviderTest, LabelsAreInPlace) {
   auto resp = plan(object("VM", "web", vmSpec(), {{"role", "db"}}), &rec, true);
   ASSERT_TRUE(resp.action) << resp.diagnostics.format();
   EXPECT_EQ(resp.action->type, ActionType::Update);
-  EXPECT_EQ(resp.action->disruption, "in-place");
+  EXPECT_EQ(resp.action->disruption, Disruption::InPlace);
 }
 
 TEST_F(VmProviderTest, NothingChangedIsNoAction) {
@@ -250,7 +251,7 @@ TEST_F(VmProviderTest, AVanishedProcessIsDriftThatStartsIt) {
   auto resp = plan(object("VM", "web", vmSpec()), &rec, false);
   ASSERT_TRUE(resp.action);
   EXPECT_TRUE(resp.action->drift);
-  EXPECT_EQ(resp.action->disruption, "start");
+  EXPECT_EQ(resp.action->disruption, Disruption::Start);
 }
 
 TEST_F(VmProviderTest, RunningFalseStopsIt) {
@@ -260,7 +261,7 @@ TEST_F(VmProviderTest, RunningFalseStopsIt) {
   auto resp = plan(object("VM", "web", spec), &rec, true);
   ASSERT_TRUE(resp.action);
   EXPECT_FALSE(resp.action->drift);
-  EXPECT_EQ(resp.action->disruption, "stop");
+  EXPECT_EQ(resp.action->disruption, Disruption::Stop);
 }
 
 TEST_F(VmProviderTest, AMissingKernelIsAnErrorOnItsField) {
@@ -292,13 +293,13 @@ TEST_F(VmProviderTest, ValidateChecksAddressesAgainstTheNetwork) {
   provider_->validate(req, resp);
   std::string text = resp.diagnostics.format();
   ASSERT_EQ(resp.diagnostics.items().size(), 3u) << text;
-  EXPECT_EQ(resp.diagnostics.items()[0].object, "VM/a");
+  EXPECT_EQ(resp.diagnostics.items()[0].object.str(), "VM/a");
   EXPECT_NE(text.find("10.78.0.5 is not a host address of network lab (10.77.0.0/24)"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("10.77.0.1 is the gateway of network lab"), std::string::npos) << text;
   EXPECT_NE(text.find("10.77.0.7 is already taken by VM c"), std::string::npos) << text;
-  EXPECT_EQ(resp.diagnostics.items()[2].object, "VM/d");
+  EXPECT_EQ(resp.diagnostics.items()[2].object.str(), "VM/d");
 }
 
 }  // namespace

@@ -115,7 +115,7 @@ TEST_P(VmReplaceFieldsTest, PlansWhatTheFieldNeeds) {
   switch (c.want) {
     case Want::Replace:
       EXPECT_EQ(a.type, ActionType::Replace) << a.reason;
-      EXPECT_EQ(a.disruption, "replace") << a.reason;
+      EXPECT_EQ(a.disruption, Disruption::Replace) << a.reason;
       ASSERT_EQ(a.changes.size(), 1u) << a.reason;
       EXPECT_EQ(a.changes[0].path, c.replacedPath);
       EXPECT_TRUE(a.changes[0].forcesReplace);
@@ -123,7 +123,7 @@ TEST_P(VmReplaceFieldsTest, PlansWhatTheFieldNeeds) {
       break;
     case Want::InPlace:
       EXPECT_EQ(a.type, ActionType::Update) << a.reason;
-      EXPECT_EQ(a.disruption, "in-place") << a.reason;
+      EXPECT_EQ(a.disruption, Disruption::InPlace) << a.reason;
       EXPECT_FALSE(a.changes.empty());
       for (const auto& change : a.changes) {
         EXPECT_FALSE(change.forcesReplace) << change.path;
@@ -131,7 +131,7 @@ TEST_P(VmReplaceFieldsTest, PlansWhatTheFieldNeeds) {
       break;
     case Want::Stop:
       EXPECT_EQ(a.type, ActionType::Update) << a.reason;
-      EXPECT_EQ(a.disruption, "stop") << a.reason;
+      EXPECT_EQ(a.disruption, Disruption::Stop) << a.reason;
       break;
     case Want::Nothing:
       break;

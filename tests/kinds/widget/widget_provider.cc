@@ -40,7 +40,7 @@ class WidgetProvider : public Provider {
   void validate(const ValidateRequest& req, ValidateResponse& resp) const override {
     for (const Object* o : req.objects) {
       if (o->spec.value("color", "") == "blue" && o->spec.value("size", 1) > 50) {
-        resp.diagnostics.error(o->id.str(), "spec.size", "a blue widget is at most 50");
+        resp.diagnostics.error(o->id, "spec.size", "a blue widget is at most 50");
       }
     }
   }
@@ -100,7 +100,7 @@ class WidgetProvider : public Provider {
     }
     std::string text = normal(req.desired->spec).dump();
     if (Status s = writeFileAtomically(path, text); !s.isOk()) {
-      resp.diagnostics.error(req.action->id.str(), "", s.message());
+      resp.diagnostics.error(req.action->id, "", s.message());
       return;
     }
     resp.fingerprint = text;
