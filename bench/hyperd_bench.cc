@@ -27,9 +27,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "controller/api.h"
-#include "controller/loop.h"
-#include "controller/webhook_auth.h"
+#include "hyperd/api.h"
+#include "hyperd/loop.h"
+#include "hyperd/webhook_auth.h"
 #include "tests/fakes/fake_provider.h"
 
 namespace hyper::bench {

@@ -20,8 +20,8 @@
 #include <string>
 #include <vector>
 
-#include "controller/git_source.h"
 #include "host/command.h"
+#include "source/git_source.h"
 
 namespace hyper::bench {
 namespace {

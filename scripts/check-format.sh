@@ -2,7 +2,7 @@
 # Fails when a C++ file of the project's own differs from the root .clang-format style.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-files=$(git ls-files '*.cc' '*.h' 2>/dev/null || find reconciler providers controller host tests bench -name '*.cc' -o -name '*.h')
+files=$(git ls-files '*.cc' '*.h' 2>/dev/null || find reconciler providers controller source hyperd hyperctl host tests bench -name '*.cc' -o -name '*.h')
 if [ -z "$files" ]; then
   exit 0
 fi

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "base/sha256.h"
-#include "controller/source.h"
+#include "source/source.h"
 
 namespace hyper::testing {
 

@@ -1,4 +1,4 @@
-// hyperd's config parser (controller/config.h: parseConfig from text) on arbitrary bytes.
+// hyperd's config parser (hyperd/config.h: parseConfig from text) on arbitrary bytes.
 // parseConfig reads the secret and key files a valid config names; a fuzz target must not read
 // the host's files, so inputs that could name one (any "File" key, written plainly or through a
 // YAML escape) are skipped. Invariants: no crash; a config that parses parses again the same.
@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "controller/config.h"
+#include "hyperd/config.h"
 #include "tests/fuzz/fuzz_check.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

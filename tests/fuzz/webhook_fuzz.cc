@@ -1,6 +1,6 @@
-// Push webhook authentication (controller/webhook_auth.h) on arbitrary secrets, bodies and
+// Push webhook authentication (hyperd/webhook_auth.h) on arbitrary secrets, bodies and
 // headers. hyperd reads nothing of a push payload but its signature: a verified push only
-// triggers a fetch of the configured source (controller/api.cc), so the signature and token
+// triggers a fetch of the configured source (hyperd/api.cc), so the signature and token
 // checks are the whole parser. Input: secret, body and header separated by NUL bytes.
 // Invariants: no crash; an empty secret never verifies; the right signature verifies (lower or
 // upper case hex); one hex digit changed, anywhere in the 64, does not; a random header verifies
@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "controller/webhook_auth.h"
+#include "hyperd/webhook_auth.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace {

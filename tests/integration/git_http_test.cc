@@ -11,8 +11,8 @@
 #include <fstream>
 #include <thread>
 
-#include "controller/git_source.h"
 #include "host/command.h"
+#include "source/git_source.h"
 #include "tests/integration/git_util.h"
 
 // The git source over real smart HTTP: `git http-backend` (git's own CGI server) behind a

@@ -1,4 +1,4 @@
-#include "controller/git_source.h"
+#include "source/git_source.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>

@@ -13,8 +13,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "controller/git_source.h"
 #include "host/command.h"
+#include "source/git_source.h"
 #include "tests/integration/git_util.h"
 
 // The git source over real ssh: OpenSSH's sshd on 127.0.0.1 (a free port), with a host key and a

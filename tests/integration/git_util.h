@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "controller/git_source.h"
+#include "source/git_source.h"
 
 namespace hyper::test {
 

@@ -2,7 +2,7 @@
 
 #include <iostream>
 
-#include "controller/hyperctl.h"
+#include "hyperctl/hyperctl.h"
 #include "tests/kinds/kinds.h"
 
 int main(int argc, char** argv) {

@@ -2,7 +2,7 @@
 
 #include <iostream>
 
-#include "controller/hyperd.h"
+#include "hyperd/hyperd.h"
 #include "tests/kinds/kinds.h"
 
 int main(int argc, char** argv) {

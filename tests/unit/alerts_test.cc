@@ -1,4 +1,4 @@
-#include "controller/alerts.h"
+#include "hyperd/alerts.h"
 
 #include <algorithm>
 #include <atomic>
@@ -16,8 +16,8 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
-#include "controller/metrics.h"
-#include "controller/webhook_auth.h"
+#include "hyperd/metrics.h"
+#include "hyperd/webhook_auth.h"
 
 namespace hyper::controller {
 namespace {

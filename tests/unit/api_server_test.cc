@@ -1,8 +1,8 @@
-// hyperd's API (controller/api.h, controller/http_server.h) under hostile clients: a real server
+// hyperd's API (hyperd/api.h, hyperd/http_server.h) under hostile clients: a real server
 // on port 0, a controller over the fake provider and source, and raw sockets that frame requests
 // the way an attacker would (chunked, compressed, without a length, a byte at a time).
 
-#include "controller/api.h"
+#include "hyperd/api.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -23,9 +23,9 @@
 #include <sstream>
 
 #include "controller/client.h"
-#include "controller/loop.h"
-#include "controller/webhook_auth.h"
 #include "host/command.h"
+#include "hyperd/loop.h"
+#include "hyperd/webhook_auth.h"
 #include "tests/fakes/fake_provider.h"
 #include "tests/fakes/fake_source.h"
 

@@ -7,8 +7,8 @@
 
 #include <string>
 
-#include "controller/api.h"
-#include "controller/webhook_auth.h"
+#include "hyperd/api.h"
+#include "hyperd/webhook_auth.h"
 
 namespace hyper::controller {
 namespace {

@@ -1,4 +1,4 @@
-#include "controller/config.h"
+#include "hyperd/config.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "controller/dir_source.h"
+#include "source/dir_source.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "controller/git_source.h"
+#include "source/git_source.h"
 
 namespace hyper::controller {
 namespace {

@@ -4,8 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include "controller/config.h"
-#include "controller/config_schema.h"
+#include "hyperd/config.h"
+#include "hyperd/config_schema.h"
 #include "providers/builtin.h"
 #include "reconciler/loader.h"
 #include "tests/fakes/fake_provider.h"

@@ -1,4 +1,4 @@
-// Near misses for known_hosts matching (controller/known_hosts.h): a host name one character off,
+// Near misses for known_hosts matching (source/known_hosts.h): a host name one character off,
 // a port one off, a wildcard one character short of matching, and a key one byte off, shorter or
 // longer. Each is refused; its twin that does match is accepted. The far-off cases are in
 // known_hosts_test.cc.
@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
-#include "controller/known_hosts.h"
+#include "source/known_hosts.h"
 
 namespace hyper::controller {
 namespace {

@@ -1,4 +1,4 @@
-#include "controller/known_hosts.h"
+#include "source/known_hosts.h"
 
 #include <gtest/gtest.h>
 #include <sodium.h>

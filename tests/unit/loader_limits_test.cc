@@ -10,7 +10,7 @@
 
 #include <gtest/gtest.h>
 
-#include "controller/config_schema.h"
+#include "hyperd/config_schema.h"
 #include "reconciler/loader.h"
 #include "reconciler/schema.h"
 #include "reconciler/yaml_json.h"

@@ -1,4 +1,4 @@
-#include "controller/logging.h"
+#include "hyperd/logging.h"
 
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>

@@ -1,4 +1,4 @@
-// The loop's per-object backoff up to and past its cap (controller/loop.h, LoopOptions): every
+// The loop's per-object backoff up to and past its cap (hyperd/loop.h, LoopOptions): every
 // failed attempt doubles the wait from backoffBase until it would pass backoffMax, then it stays
 // at backoffMax exactly, however many failures follow. The manual clock is moved to each retry
 // time, so nothing sleeps. loop_test.cc has the first steps.
@@ -8,7 +8,7 @@
 
 #include <filesystem>
 
-#include "controller/loop.h"
+#include "hyperd/loop.h"
 #include "tests/fakes/fake_provider.h"
 #include "tests/fakes/fake_source.h"
 

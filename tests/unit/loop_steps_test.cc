@@ -1,9 +1,9 @@
-// The steps of Controller::reconcileOnce (controller/loop_steps.h), one at a time: advance the
+// The steps of Controller::reconcileOnce (hyperd/loop_steps.h), one at a time: advance the
 // source, plan, defer, report drift, apply, record, finish. The member steps are reached through
 // LoopStepsPeer (a friend of Controller); the free ones directly. Fake provider, in-memory source,
 // real SQLite inventory and event log in a temp dir, manual clock. loop_test.cc tests the whole.
 
-#include "controller/loop_steps.h"
+#include "hyperd/loop_steps.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>

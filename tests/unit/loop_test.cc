@@ -1,7 +1,7 @@
-// The hyperd loop (controller/loop.h) against the fake provider and an in-memory source, with a
+// The hyperd loop (hyperd/loop.h) against the fake provider and an in-memory source, with a
 // real SQLite inventory and event log in a temp dir and a manual clock for backoff.
 
-#include "controller/loop.h"
+#include "hyperd/loop.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-#include "controller/api.h"
+#include "hyperd/api.h"
 
 #include <httplib.h>
 #include <sodium.h>
@@ -7,8 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "controller/http_server.h"
-#include "controller/webhook_auth.h"
+#include "hyperd/http_server.h"
+#include "hyperd/webhook_auth.h"
 
 namespace hyper::controller {
 

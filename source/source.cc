@@ -1,10 +1,10 @@
-#include "controller/source.h"
+#include "source/source.h"
 
 #include <filesystem>
 #include <system_error>
 
-#include "controller/dir_source.h"
-#include "controller/git_source.h"
+#include "source/dir_source.h"
+#include "source/git_source.h"
 
 namespace hyper::controller {
 namespace fs = std::filesystem;

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "controller/loop.h"
+#include "hyperd/loop.h"
 
 namespace hyper::controller {
 

@@ -1,4 +1,4 @@
-#include "controller/git_stream.h"
+#include "source/git_stream.h"
 
 #include <fcntl.h>
 #include <git2.h>

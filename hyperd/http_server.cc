@@ -1,4 +1,4 @@
-#include "controller/http_server.h"
+#include "hyperd/http_server.h"
 
 #include <fcntl.h>
 #include <netdb.h>

@@ -1,8 +1,8 @@
-// hyperctl (controller/hyperctl.cc), with the compiled-in providers.
+// hyperctl (hyperctl/hyperctl.cc), with the compiled-in providers.
 
 #include <iostream>
 
-#include "controller/hyperctl.h"
+#include "hyperctl/hyperctl.h"
 #include "providers/builtin.h"
 
 int main(int argc, char** argv) {

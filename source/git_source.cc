@@ -1,9 +1,9 @@
-#include "controller/git_source.h"
+#include "source/git_source.h"
 
-#include "controller/config.h"
-#include "controller/git_stream.h"
+#include "base/secret.h"
 #include "controller/hold.h"
-#include "controller/known_hosts.h"
+#include "source/git_stream.h"
+#include "source/known_hosts.h"
 
 #include <git2.h>
 

@@ -1,4 +1,4 @@
-#include "controller/dir_source.h"
+#include "source/dir_source.h"
 
 #include <poll.h>
 #include <sys/inotify.h>

@@ -6,9 +6,9 @@
 #include <thread>
 
 #include "controller/event_log.h"
-#include "controller/http_limits.h"
-#include "controller/loop.h"
-#include "controller/metrics.h"
+#include "hyperd/http_limits.h"
+#include "hyperd/loop.h"
+#include "hyperd/metrics.h"
 
 namespace httplib {
 struct Request;

@@ -1,4 +1,4 @@
-#include "controller/host_events.h"
+#include "hyperd/host_events.h"
 
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>

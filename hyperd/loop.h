@@ -14,17 +14,17 @@
 
 #include <nlohmann/json.hpp>
 
-#include "controller/alerts.h"
-#include "controller/config.h"
 #include "controller/event_log.h"
 #include "controller/hold.h"
-#include "controller/metrics.h"
-#include "controller/source.h"
+#include "hyperd/alerts.h"
+#include "hyperd/config.h"
+#include "hyperd/metrics.h"
 #include "reconciler/engine.h"
+#include "source/source.h"
 
 namespace hyper::controller {
 
-// The steps of a reconcile and their inputs and outputs (controller/loop_steps.h).
+// The steps of a reconcile and their inputs and outputs (hyperd/loop_steps.h).
 struct SourceStep;
 struct PlanStep;
 struct Deferral;
@@ -203,7 +203,7 @@ class Controller {
   // The same for a host event source after `hostDebounce`: true when the host changed.
   bool hostSettled(int fd, const std::function<bool()>& drain, const LoopOptions& options);
 
-  // reconcileOnce's steps, in order (controller/loop_steps.h has their inputs and outputs).
+  // reconcileOnce's steps, in order (hyperd/loop_steps.h has their inputs and outputs).
   // 1. Advance the source: fetch when it may have moved, load, reject or hold, take an approval.
   SourceStep advanceSource(bool fetch, std::shared_ptr<const Revision> current,
                            const LoopOptions& options, const std::string& rid);

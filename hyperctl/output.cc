@@ -1,4 +1,4 @@
-#include "controller/output.h"
+#include "hyperctl/output.h"
 
 #include <algorithm>
 

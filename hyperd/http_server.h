@@ -5,7 +5,7 @@
 #include <atomic>
 #include <memory>
 
-#include "controller/http_limits.h"
+#include "hyperd/http_limits.h"
 
 namespace hyper::controller {
 

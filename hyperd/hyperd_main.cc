@@ -1,8 +1,8 @@
-// hyperd: the GitOps controller (controller/hyperd.cc), with the compiled-in providers.
+// hyperd: the GitOps controller (hyperd/hyperd.cc), with the compiled-in providers.
 
 #include <iostream>
 
-#include "controller/hyperd.h"
+#include "hyperd/hyperd.h"
 #include "providers/builtin.h"
 
 int main(int argc, char** argv) {

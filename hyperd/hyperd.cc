@@ -13,18 +13,18 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
-#include "controller/alerts.h"
-#include "controller/api.h"
 #include "controller/client.h"
-#include "controller/config.h"
 #include "controller/event_log.h"
-#include "controller/host_events.h"
-#include "controller/hyperd.h"
-#include "controller/logging.h"
-#include "controller/loop.h"
-#include "controller/metrics.h"
-#include "controller/source.h"
+#include "hyperd/alerts.h"
+#include "hyperd/api.h"
+#include "hyperd/config.h"
+#include "hyperd/host_events.h"
+#include "hyperd/hyperd.h"
+#include "hyperd/logging.h"
+#include "hyperd/loop.h"
+#include "hyperd/metrics.h"
 #include "reconciler/state_lock.h"
+#include "source/source.h"
 
 namespace hyper::controller {
 namespace {

@@ -1,4 +1,4 @@
-#include "controller/config_schema.h"
+#include "hyperd/config_schema.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,4 +1,4 @@
-#include "controller/config.h"
+#include "hyperd/config.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -13,12 +13,12 @@
 #include <memory>
 #include <sstream>
 
-#include "controller/config_schema.h"
-#include "controller/source.h"
+#include "hyperd/config_schema.h"
 #include "providers/builtin.h"
 #include "reconciler/diagnostic.h"
 #include "reconciler/schema.h"
 #include "reconciler/yaml_json.h"
+#include "source/source.h"
 
 namespace hyper::controller {
 namespace {

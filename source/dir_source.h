@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "controller/source.h"
+#include "source/source.h"
 
 namespace hyper::controller {
 

@@ -1,4 +1,4 @@
-#include "controller/metrics.h"
+#include "hyperd/metrics.h"
 
 #include <algorithm>
 #include <charconv>

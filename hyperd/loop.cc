@@ -1,4 +1,4 @@
-#include "controller/loop.h"
+#include "hyperd/loop.h"
 
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -13,7 +13,7 @@
 #include "base/log_context.h"
 #include "base/sha256.h"
 #include "controller/hold.h"
-#include "controller/loop_steps.h"
+#include "hyperd/loop_steps.h"
 
 namespace hyper::controller {
 

@@ -1,4 +1,4 @@
-#include "controller/hyperctl_remote.h"
+#include "hyperctl/hyperctl_remote.h"
 
 #include <unistd.h>
 
@@ -7,7 +7,7 @@
 
 #include "controller/client.h"
 #include "controller/event_log.h"
-#include "controller/output.h"
+#include "hyperctl/output.h"
 #include "reconciler/inventory.h"
 
 namespace hyper::ctl {

@@ -1,4 +1,4 @@
-#include "controller/webhook_auth.h"
+#include "hyperd/webhook_auth.h"
 
 #include <array>
 #include <cstddef>

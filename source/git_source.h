@@ -6,7 +6,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "controller/source.h"
+#include "source/source.h"
 
 struct git_repository;
 struct git_remote;

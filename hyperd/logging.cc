@@ -1,4 +1,4 @@
-#include "controller/logging.h"
+#include "hyperd/logging.h"
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
