@@ -181,6 +181,8 @@ void FakeProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
     maxInFlight_ = std::max(maxInFlight_, inFlight_);
     delay = applyDelay_;
     fail = failApply_.count(action.id) > 0;
+    lastDeadline_ = req.deadline;
+    lastCancel_ = req.cancel;
   }
   // Sleeping outside the lock lets independent applies overlap, which is what the delay is for.
   if (delay.count() > 0) {
@@ -195,6 +197,8 @@ void FakeProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
   --inFlight_;
   if (fail) {
     resp.diagnostics.error(action.id, "", "injected failure");
+    resp.retryAfter = failRetryAfter_;
+    resp.terminal = failTerminal_;
     return;
   }
   if (action.type == ActionType::Delete) {
@@ -224,6 +228,23 @@ void FakeProvider::setSensitiveFields(std::set<std::string> topLevelSpecFields) 
 void FakeProvider::setFailApply(std::set<ObjectId> ids) {
   std::lock_guard<std::mutex> lk(mu_);
   failApply_ = std::move(ids);
+}
+
+void FakeProvider::setFailureHint(std::optional<std::chrono::milliseconds> retryAfter,
+                                  bool terminal) {
+  std::lock_guard<std::mutex> lk(mu_);
+  failRetryAfter_ = retryAfter;
+  failTerminal_ = terminal;
+}
+
+ApplyRequest::Clock::time_point FakeProvider::lastApplyDeadline() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return lastDeadline_;
+}
+
+const std::atomic<bool>* FakeProvider::lastApplyCancel() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return lastCancel_;
 }
 
 void FakeProvider::setFailObserve(bool fail) {

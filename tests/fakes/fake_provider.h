@@ -50,7 +50,9 @@ class FakeProvider : public Provider {
   void setReplaceFields(std::set<std::string> topLevelSpecFields);
   void setSensitiveFields(std::set<std::string> topLevelSpecFields);
   void setFailApply(std::set<ObjectId> ids);  // apply of these fails with "injected failure"
-  void setFailObserve(bool fail);             // observe reports "injected observe failure"
+  // What an injected failure tells the loop (ApplyResponse::retryAfter, terminal).
+  void setFailureHint(std::optional<std::chrono::milliseconds> retryAfter, bool terminal);
+  void setFailObserve(bool fail);  // observe reports "injected observe failure"
   void setApplyDelay(std::chrono::milliseconds delay);
 
   // The simulated host: hand changes (drift) and inspection.
@@ -64,6 +66,9 @@ class FakeProvider : public Provider {
   int applyCalls() const;
   std::vector<ObjectId> applyOrder() const;  // in the order apply calls started
   int maxConcurrentApplies() const;
+  // The deadline and cancel flag of the last apply call (ApplyRequest).
+  ApplyRequest::Clock::time_point lastApplyDeadline() const;
+  const std::atomic<bool>* lastApplyCancel() const;
   void resetCounters();
 
  private:
@@ -81,6 +86,10 @@ class FakeProvider : public Provider {
   std::set<std::string> replaceFields_;
   std::set<std::string> sensitiveFields_;
   std::set<ObjectId> failApply_;
+  std::optional<std::chrono::milliseconds> failRetryAfter_;
+  bool failTerminal_ = false;
+  ApplyRequest::Clock::time_point lastDeadline_{};
+  const std::atomic<bool>* lastCancel_ = nullptr;
   bool failObserve_ = false;
   std::chrono::milliseconds applyDelay_{0};
   int observeCalls_ = 0;

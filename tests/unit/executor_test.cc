@@ -417,3 +417,33 @@ TEST(ExecutorTest, WorkersCarryTheCallersReconcileId) {
 
 }  // namespace
 }  // namespace hyper
+
+namespace hyper {
+namespace {
+
+// What a failed action says about retrying reaches its outcome; a success carries none of it.
+TEST(ExecutorTest, RetryHintsOfFailuresReachTheOutcome) {
+  Plan plan;
+  plan.actions = {act(ActionType::Create, "later"), act(ActionType::Create, "never"),
+                  act(ActionType::Create, "fine")};
+  ActionRunner run = [](const PlanAction& a) -> ActionResult {
+    ActionResult r(a.id.name == "fine" ? Status::ok() : Status::error("no"));
+    r.retryAfter = std::chrono::milliseconds(a.id.name == "later" ? 2500 : 100);
+    r.terminal = a.id.name == "never";
+    if (a.id.name == "fine") {
+      r.terminal = true;  // ignored: only a failure is retried
+    }
+    return r;
+  };
+  auto outcomes = executePlan(plan, run, ExecutorOptions{2});
+  ASSERT_EQ(outcomes.size(), 3u);
+  EXPECT_EQ(outcomes[0].retryAfter, std::chrono::milliseconds(2500));
+  EXPECT_FALSE(outcomes[0].terminal);
+  EXPECT_TRUE(outcomes[1].terminal);
+  EXPECT_TRUE(outcomes[2].status.isOk());
+  EXPECT_FALSE(outcomes[2].retryAfter.has_value());
+  EXPECT_FALSE(outcomes[2].terminal);
+}
+
+}  // namespace
+}  // namespace hyper

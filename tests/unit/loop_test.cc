@@ -258,6 +258,69 @@ TEST_F(LoopTest, BackoffGrowsExponentially) {
   EXPECT_EQ(fake_->applyCalls(), calls + 1);
 }
 
+// A provider that says when to retry (RequeueAfter) overrides the exponential backoff.
+TEST_F(LoopTest, ProviderRetryAfterReplacesTheBackoff) {
+  fake_->setFailApply({{"FakeThing", "bad"}});
+  fake_->setFailureHint(std::chrono::seconds(10), /*terminal=*/false);
+  source_.set({{"a.yaml", thing("bad")}});
+  controller_->reconcileOnce("test", true);
+  auto st = controller_->objectStatus({"FakeThing", "bad"});
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->toJson(clock_).value("retryInMs", 0), 10000);
+  int calls = fake_->applyCalls();
+  clock_.advance(std::chrono::milliseconds(1001));  // past the 1 s the backoff would give
+  controller_->reconcileOnce("retry", false);
+  EXPECT_EQ(fake_->applyCalls(), calls);
+  clock_.advance(std::chrono::milliseconds(9000));
+  controller_->reconcileOnce("retry", false);
+  EXPECT_EQ(fake_->applyCalls(), calls + 1);
+}
+
+// A terminal failure (TerminalError) is not retried at all until the object's spec changes.
+TEST_F(LoopTest, TerminalFailureWaitsForASpecChange) {
+  fake_->setFailApply({{"FakeThing", "bad"}});
+  fake_->setFailureHint(std::nullopt, /*terminal=*/true);
+  source_.set({{"a.yaml", thing("bad")}});
+  controller_->reconcileOnce("test", true);
+  auto failed = sink_.of("action-failed");
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_NE(failed[0].summary.find("not retried until its spec changes"), std::string::npos)
+      << failed[0].summary;
+  auto st = controller_->objectStatus({"FakeThing", "bad"});
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(st->toJson(clock_).value("terminal", false));
+
+  int calls = fake_->applyCalls();
+  clock_.advance(std::chrono::hours(24));
+  ReconcileSummary s = controller_->reconcileOnce("retry", false);
+  EXPECT_EQ(fake_->applyCalls(), calls) << "a terminal failure is not retried on time alone";
+  EXPECT_EQ(s.deferred, 1u);
+
+  // A new spec is a new attempt, at once and without the old failure count.
+  fake_->setFailApply({});
+  source_.set({{"a.yaml", thing("bad", "  fixed: true\n")}});
+  s = controller_->reconcileOnce("push", true);
+  EXPECT_EQ(fake_->applyCalls(), calls + 1);
+  EXPECT_EQ(s.succeeded, 1u);
+  EXPECT_TRUE(condition("bad", "Ready"));
+  st = controller_->objectStatus({"FakeThing", "bad"});
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(st->terminalSpec.empty());
+}
+
+// Every apply gets the loop's deadline and its stop flag (ApplyRequest).
+TEST_F(LoopTest, AppliesCarryADeadlineAndTheStopFlag) {
+  source_.set({{"a.yaml", thing("a")}});
+  auto before = std::chrono::steady_clock::now();
+  controller_->reconcileOnce("test", true);
+  ASSERT_EQ(fake_->applyCalls(), 1);
+  auto deadline = fake_->lastApplyDeadline();
+  EXPECT_GE(deadline, before + LoopOptions{}.actionTimeout);
+  EXPECT_LE(deadline, std::chrono::steady_clock::now() + LoopOptions{}.actionTimeout);
+  ASSERT_NE(fake_->lastApplyCancel(), nullptr);
+  EXPECT_FALSE(fake_->lastApplyCancel()->load());
+}
+
 TEST_F(LoopTest, SuspendedAppliesNothingButStillReportsDrift) {
   source_.set({{"a.yaml", thing("a")}});
   controller_->reconcileOnce("test", true);

@@ -308,9 +308,45 @@ INSTANTIATE_TEST_SUITE_P(
         HashMutation{"ExtraAction",
                      [](Plan& p) { p.actions.push_back(action(ActionType::Delete, "VM", "z")); }},
         HashMutation{"Order", [](Plan& p) { std::swap(p.actions[0], p.actions[1]); }},
+        HashMutation{"Disruption", [](Plan& p) { p.actions[1].disruption = Disruption::Restart; }},
+        HashMutation{"PrivateData",
+                     [](Plan& p) {
+                       p.actions[1].privateData = {{"tap", "hyt-a"}};
+                     }},
         HashMutation{"BecomesSensitive",
                      [](Plan& p) { p.actions[1].changes[0].sensitive = true; }}),
     [](const ::testing::TestParamInfo<HashMutation>& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace hyper
+
+namespace hyper {
+namespace {
+
+TEST(PlanDisruptionTest, NamedInTextAndJsonAbsentWhenNone) {
+  EXPECT_STREQ(disruptionName(Disruption::None), "");
+  EXPECT_STREQ(disruptionName(Disruption::InPlace), "in-place");
+  EXPECT_STREQ(disruptionName(Disruption::Restart), "restart");
+  Plan p;
+  p.actions.push_back(action(ActionType::Update, "VM", "a", "tap deleted by hand"));
+  EXPECT_FALSE(p.toJson()["actions"][0].contains("disruption"));
+  EXPECT_EQ(p.render().find('['), std::string::npos);
+  p.actions[0].disruption = Disruption::Restart;
+  EXPECT_EQ(p.toJson()["actions"][0]["disruption"], "restart");
+  EXPECT_NE(p.render().find("VM/a will be updated in place [restart]"), std::string::npos)
+      << p.render();
+}
+
+// Private plan data travels in the JSON (and so the hash) for apply, but is not shown to people.
+TEST(PlanPrivateDataTest, InJsonNotInText) {
+  Plan p;
+  p.actions.push_back(action(ActionType::Create, "VM", "a"));
+  const std::string textBefore = p.render();
+  EXPECT_FALSE(p.toJson()["actions"][0].contains("private"));
+  p.actions[0].privateData = {{"tap", "hyt-a"}};
+  EXPECT_EQ(p.toJson()["actions"][0]["private"]["tap"], "hyt-a");
+  EXPECT_EQ(p.render(), textBefore);
+}
 
 }  // namespace
 }  // namespace hyper
