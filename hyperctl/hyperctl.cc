@@ -56,7 +56,7 @@ std::unique_ptr<Engine> makeEngine() {
     std::cerr << "error: " << made.status().message() << "\n";
     return nullptr;
   }
-  return std::make_unique<Engine>(std::move(*made), kinds->schemas());
+  return std::make_unique<Engine>(std::move(*made), *kinds);
 }
 
 // Loads and validates; prints diagnostics to stderr. Null on any error.
@@ -456,6 +456,8 @@ int runGet(const GlobalOptions& g, const std::string& what, const std::string& n
   if (output == "json" || output == "yaml") {
     Json items = Json::array();
     for (const auto& row : rows) {
+      // The spec, and the observed fields shaped like it, without their secret values.
+      const SecretFields& secrets = kinds->secretFieldsOf(row.record->id.kind);
       Json item;
       item["apiVersion"] = std::string(kApiVersion);
       item["kind"] = row.record->id.kind;
@@ -463,7 +465,7 @@ int runGet(const GlobalOptions& g, const std::string& what, const std::string& n
       if (!row.record->labels.empty()) {
         item["metadata"]["labels"] = row.record->labels;
       }
-      item["spec"] = row.record->spec;
+      item["spec"] = secrets.redactSpec(row.record->spec);
       item["status"]["state"] = row.status;
       if (!row.detail.empty()) {
         item["status"]["detail"] = row.detail;
@@ -471,7 +473,7 @@ int runGet(const GlobalOptions& g, const std::string& what, const std::string& n
       item["status"]["revision"] = row.record->revision;
       item["status"]["appliedAt"] = row.record->appliedAt;
       if (row.observed) {
-        item["status"]["observed"] = row.observed->fields;
+        item["status"]["observed"] = secrets.redactSpec(row.observed->fields);
       }
       items.push_back(item);
     }

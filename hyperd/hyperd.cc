@@ -88,7 +88,7 @@ int run(const HyperdConfig& initial, const std::string& configPath, const KindRe
     spdlog::critical("{}", made.status().message());
     return 1;
   }
-  Engine engine(std::move(*made), kinds.schemas());
+  Engine engine(std::move(*made), kinds);
   auto inventory = Inventory::open(config.stateDir);
   if (!inventory.isOk()) {
     spdlog::critical("{}", inventory.status().message());

@@ -218,6 +218,11 @@ Engine::Engine(std::vector<std::unique_ptr<Provider>> providers,
   }
 }
 
+Engine::Engine(std::vector<std::unique_ptr<Provider>> providers, const KindRegistry& kinds)
+    : Engine(std::move(providers), kinds.schemas()) {
+  secretFields_ = kinds.secretFields();
+}
+
 Provider* Engine::providerForKind(const std::string& kind) const {
   auto it = byKind_.find(kind);
   return it == byKind_.end() ? nullptr : it->second;
@@ -367,6 +372,12 @@ PlanResult Engine::plan(const Revision& revision, const std::vector<ManagedRecor
     if (resp.action) {
       resp.action->id = id;
       resp.action->provider = provider->name();
+      // Whatever the provider put in its changes, a secret field's value leaves here hidden.
+      if (auto secrets = secretFields_.find(id.kind); secrets != secretFields_.end()) {
+        for (auto& change : resp.action->changes) {
+          secrets->second.redact(change);
+        }
+      }
       actions.push_back(std::move(*resp.action));
     }
   };

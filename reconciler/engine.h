@@ -11,6 +11,7 @@
 #include "reconciler/executor.h"
 #include "reconciler/graph.h"
 #include "reconciler/inventory.h"
+#include "reconciler/kind_registry.h"
 #include "reconciler/loader.h"
 #include "reconciler/plan.h"
 #include "reconciler/provider.h"
@@ -72,6 +73,8 @@ class Engine {
  public:
   Engine(std::vector<std::unique_ptr<Provider>> providers,
          std::shared_ptr<const SchemaRegistry> schemas);
+  // The kinds' schemas and secret fields (every planned change is redacted with them).
+  Engine(std::vector<std::unique_ptr<Provider>> providers, const KindRegistry& kinds);
 
   // Loads and fully validates. A revision with any error is rejected as a whole. Parsed files
   // are cached by content, so a reload re-parses only what changed.
@@ -107,6 +110,7 @@ class Engine {
   std::vector<std::unique_ptr<Provider>> providers_;
   std::map<std::string, Provider*> byKind_;
   std::shared_ptr<const SchemaRegistry> schemas_;
+  std::map<std::string, SecretFields> secretFields_;  // by kind
   ManifestLoader loader_;
   std::shared_ptr<const Revision> lastRevision_;
 };

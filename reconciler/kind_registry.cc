@@ -103,6 +103,13 @@ Result<std::shared_ptr<const KindRegistry>> KindRegistry::create(
                                "\" is already another kind's");
         }
       }
+      auto secrets = SecretFields::parse(k.secretFields);
+      if (!secrets.isOk()) {
+        return Status::error("kind " + k.kind + ": " + secrets.status().message());
+      }
+      if (!secrets->empty()) {
+        out->secretFields_[k.kind] = std::move(*secrets);
+      }
       schemaNames.push_back(k.kind + " schema");
       schemaTexts.push_back(k.schema);
     }
@@ -122,6 +129,12 @@ Result<std::shared_ptr<const KindRegistry>> KindRegistry::create(
   }
   out->records_ = std::move(records);
   return std::shared_ptr<const KindRegistry>(std::move(out));
+}
+
+const SecretFields& KindRegistry::secretFieldsOf(const std::string& kind) const {
+  static const SecretFields kNone;
+  auto it = secretFields_.find(kind);
+  return it == secretFields_.end() ? kNone : it->second;
 }
 
 const KindRecord* KindRegistry::find(std::string_view type) const {

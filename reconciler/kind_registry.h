@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -10,6 +11,7 @@
 #include "reconciler/managed_record.h"
 #include "reconciler/provider.h"
 #include "reconciler/schema.h"
+#include "reconciler/secret_fields.h"
 
 namespace hyper {
 
@@ -52,8 +54,12 @@ struct KindRecord {
   std::vector<Column> columns;
   // The spec with the kind's defaults filled in, for the columns; null: as written.
   std::function<Json(const std::string& name, const Json& spec)> withDefaults;
-  // Field paths under spec ("token", "env[*].value") whose values are secret: never printed,
-  // logged or stored in clear. None of today's kinds has one.
+  // Field paths under spec ("token", "env[*].value") whose values are secret: the engine redacts
+  // them from every plan change (so from diff, events and status), `hyperctl get -o json` from
+  // specs and observed fields (reconciler/secret_fields.h). The inventory keeps the spec as
+  // applied, since plan compares against it: a value that must not rest on disk in clear is
+  // written sealed in the manifest (the Secret kind) and is opened only by its provider.
+  // Only the test kind Widget has one today.
   std::vector<std::string> secretFields;
 };
 
@@ -86,6 +92,9 @@ class KindRegistry {
 
   // The envelope schema and every kind's.
   std::shared_ptr<const SchemaRegistry> schemas() const { return schemas_; }
+  // The kind's secret fields, parsed (empty for a kind without, or not known).
+  const SecretFields& secretFieldsOf(const std::string& kind) const;
+  const std::map<std::string, SecretFields>& secretFields() const { return secretFields_; }
 
   // One setting of one provider, for flags.
   struct Setting {
@@ -106,6 +115,7 @@ class KindRegistry {
  private:
   std::vector<ProviderRecord> records_;
   std::shared_ptr<const SchemaRegistry> schemas_;
+  std::map<std::string, SecretFields> secretFields_;  // kinds with any
 };
 
 // The compiled-in text of schemas/<fileName> ("network.schema.json"); empty when there is none.

@@ -26,7 +26,8 @@ constexpr const char* kWidgetSchema = R"json({
   "required": ["color"],
   "properties": {
     "color": {"type": "string", "enum": ["red", "green", "blue"], "description": "red, green or blue"},
-    "size": {"type": "integer", "minimum": 1, "maximum": 100, "description": "an integer from 1 to 100 (default 1)"}
+    "size": {"type": "integer", "minimum": 1, "maximum": 100, "description": "an integer from 1 to 100 (default 1)"},
+    "serial": {"type": "string", "description": "a secret string"}
   }
 })json";
 
@@ -128,6 +129,7 @@ ProviderRecord provider_widget() {
   widget.shortNames = {"wg"};
   widget.schema = kWidgetSchema;
   widget.columns = {fieldColumn("COLOR", "color"), fieldColumn("SIZE", "size", /*wide=*/true)};
+  widget.secretFields = {"serial"};  // kept on the "host" in clear, shown nowhere else
 
   ProviderRecord record;
   record.name = "widget";

@@ -157,6 +157,32 @@ TEST_F(WidgetKindTest, HyperctlValidatesDiffsAppliesAndGetsTheExtraKind) {
   EXPECT_TRUE(contains(wide.out, "7")) << wide.out;
   EXPECT_FALSE(contains(wide.out, "red")) << wide.out;
 
+  // A secret field (KindRecord::secretFields): diff says it changed, and never shows it.
+  ASSERT_TRUE(tmp_->write("src/widgets.yaml", widget("a", "  color: red\n  serial: hush-1111\n") +
+                                                  widget("b", "  color: green\n  size: 7\n"))
+                  .isOk());
+  CommandRun secretCreate = hyperctl({"diff", "-f", src});
+  EXPECT_EQ(secretCreate.exitCode, 2) << secretCreate.describe();
+  EXPECT_FALSE(contains(secretCreate.out + secretCreate.err, "hush")) << secretCreate.describe();
+  ASSERT_EQ(hyperctl({"apply", "-f", src}).exitCode, 0);
+  EXPECT_TRUE(contains(slurp(hostDir_ + "/a"), "hush-1111")) << "the host has it";
+  ASSERT_TRUE(tmp_->write("src/widgets.yaml", widget("a", "  color: red\n  serial: hush-2222\n") +
+                                                  widget("b", "  color: green\n  size: 7\n"))
+                  .isOk());
+  for (const char* output : {"text", "json"}) {
+    CommandRun secretDiff = hyperctl({"diff", "-f", src, "-o", output});
+    EXPECT_EQ(secretDiff.exitCode, 2) << secretDiff.describe();
+    EXPECT_TRUE(contains(secretDiff.out, "Widget/a")) << secretDiff.describe();
+    EXPECT_TRUE(contains(secretDiff.out, "sensitive")) << secretDiff.describe();
+    EXPECT_FALSE(contains(secretDiff.out + secretDiff.err, "hush")) << secretDiff.describe();
+  }
+  ASSERT_EQ(hyperctl({"apply", "-f", src}).exitCode, 0);
+  EXPECT_TRUE(contains(slurp(hostDir_ + "/a"), "hush-2222"));
+  CommandRun secretGet = hyperctl({"get", "widgets", "-o", "json"});
+  EXPECT_EQ(secretGet.exitCode, 0) << secretGet.describe();
+  EXPECT_TRUE(contains(secretGet.out, "(sensitive value)")) << secretGet.out;
+  EXPECT_FALSE(contains(secretGet.out, "hush")) << secretGet.out;
+
   // Changed by hand: get says Drifted.
   { std::ofstream(hostDir_ + "/a") << R"({"color":"blue","size":1})"; }
   CommandRun drifted = hyperctl({"get", "widget", "a"});
@@ -177,7 +203,8 @@ TEST_F(WidgetKindTest, HyperctlValidatesDiffsAppliesAndGetsTheExtraKind) {
 }
 
 TEST_F(WidgetKindTest, HyperdConvergesRepairsDriftAndReportsStatusForTheExtraKind) {
-  ASSERT_TRUE(tmp_->write("src/widgets.yaml", widget("a", "  color: red\n")).isOk());
+  ASSERT_TRUE(
+      tmp_->write("src/widgets.yaml", widget("a", "  color: red\n  serial: hush-3333\n")).isOk());
   const std::string state = tmp_->path() + "/hyperd-state";
   // The provider's setting reaches it through hyperd's config (providers.widget.dir).
   ASSERT_TRUE(tmp_->write("hyperd.yaml", "schemaVersion: \"1\"\nsource:\n  url: " + tmp_->path() +
@@ -189,7 +216,7 @@ TEST_F(WidgetKindTest, HyperdConvergesRepairsDriftAndReportsStatusForTheExtraKin
   hyperd_ = startHyperd({"--config", tmp_->path() + "/hyperd.yaml"});
   ASSERT_GT(hyperd_, 0);
   ASSERT_TRUE(eventually(std::chrono::seconds(30), [&] {
-    return slurp(hostDir_ + "/a") == R"({"color":"red","size":1})";
+    return slurp(hostDir_ + "/a") == R"({"color":"red","serial":"hush-3333","size":1})";
   })) << slurp(tmp_->path() + "/hyperd.log");
 
   CommandRun status;
@@ -204,13 +231,21 @@ TEST_F(WidgetKindTest, HyperdConvergesRepairsDriftAndReportsStatusForTheExtraKin
   EXPECT_EQ(object + " " + ready + " " + drifted, "Widget/a True False") << status.out;
 
   // Changed by hand: hyperd finds the drift and repairs it.
-  { std::ofstream(hostDir_ + "/a") << R"({"color":"blue","size":1})"; }
+  { std::ofstream(hostDir_ + "/a") << R"({"color":"blue","serial":"hush-4444","size":1})"; }
   EXPECT_TRUE(eventually(std::chrono::seconds(30), [&] {
-    return slurp(hostDir_ + "/a") == R"({"color":"red","size":1})";
+    return slurp(hostDir_ + "/a") == R"({"color":"red","serial":"hush-3333","size":1})";
   })) << slurp(tmp_->path() + "/hyperd.log");
   CommandRun events = hyperctl({"events"}, state);
   EXPECT_TRUE(contains(events.out, "drift")) << events.describe();
   EXPECT_TRUE(contains(events.out, "Widget/a")) << events.describe();
+  // The secret field, on the host and in the source, reaches no event, status or log.
+  CommandRun jsonEvents = hyperctl({"events", "-o", "json"}, state);
+  CommandRun jsonStatus = hyperctl({"status", "-o", "json"}, state);
+  EXPECT_TRUE(contains(jsonEvents.out, "blue")) << "the drift's other values are shown";
+  for (const std::string& text :
+       {jsonEvents.out, jsonStatus.out, slurp(tmp_->path() + "/hyperd.log")}) {
+    EXPECT_FALSE(contains(text, "hush")) << text;
+  }
 
   // A bad setting is refused with the field path, like any config field.
   ASSERT_TRUE(tmp_->write("bad.yaml",
