@@ -9,14 +9,6 @@ namespace hyper::controller {
 
 namespace {
 
-bool isRunningVm(const ManagedRecord& r) {
-  if (r.id.kind != "VM") {
-    return false;
-  }
-  auto it = r.spec.is_object() ? r.spec.find("running") : r.spec.end();
-  return !r.spec.is_object() || it == r.spec.end() || !it->is_boolean() || it->get<bool>();
-}
-
 // more than `percent`% of `whole`, in integers: part * 100 > whole * percent.
 bool over(size_t part, size_t whole, int percent) {
   return whole > 0 && part * 100 > whole * static_cast<size_t>(std::clamp(percent, 0, 100));
@@ -38,16 +30,17 @@ nlohmann::json DeletionCounts::toJson() const {
           {"deletedRunningVms", deletedRunningVms}};
 }
 
-DeletionCounts countDeletions(const Revision& revision, const std::vector<ManagedRecord>& managed) {
+DeletionCounts countDeletions(const Revision& revision, const std::vector<ManagedRecord>& managed,
+                              const std::function<bool(const ManagedRecord&)>& running) {
   DeletionCounts c;
   c.objects = revision.objects.size();
   c.managed = managed.size();
   for (const auto& r : managed) {
     bool gone = revision.find(r.id) == nullptr;
-    bool running = isRunningVm(r);
+    bool runs = running && running(r);
     c.deleted += gone ? 1 : 0;
-    c.runningVms += running ? 1 : 0;
-    c.deletedRunningVms += gone && running ? 1 : 0;
+    c.runningVms += runs ? 1 : 0;
+    c.deletedRunningVms += gone && runs ? 1 : 0;
   }
   return c;
 }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -28,11 +29,15 @@ struct HoldPolicy {
   // Held when more than this percentage of the running VMs would be deleted (2 of 4 applies, 3 of
   // 4 is held; deleting the only running VM is held). 100: never for this reason alone.
   int maxDeletedRunningVmsPercent = 50;
+  // Which managed objects are running VMs (or other running work): KindRegistry::runningObjects(),
+  // from the kinds' records. Null: none are.
+  std::function<bool(const ManagedRecord&)> running;
 };
 
 // What a revision's prune would delete, counted against the inventory: a managed object that the
-// revision no longer has is deleted by a prune; nothing else is. A running VM is a managed VM
-// whose last applied spec does not say `running: false`.
+// revision no longer has is deleted by a prune; nothing else is. A running VM is a managed object
+// for which `running` says so (its kind's KindRecord::running: a VM whose last applied spec does
+// not say `running: false`).
 struct DeletionCounts {
   size_t objects = 0;  // in the revision
   size_t managed = 0;
@@ -51,7 +56,8 @@ struct HoldVerdict {
   DeletionCounts counts;
 };
 
-DeletionCounts countDeletions(const Revision& revision, const std::vector<ManagedRecord>& managed);
+DeletionCounts countDeletions(const Revision& revision, const std::vector<ManagedRecord>& managed,
+                              const std::function<bool(const ManagedRecord&)>& running);
 HoldVerdict judgeDeletions(const DeletionCounts& counts, const HoldPolicy& policy);
 
 // The marker by which a commit approves its own mass delete: a line of its message (a git

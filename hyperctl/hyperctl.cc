@@ -24,7 +24,6 @@
 #include "hyperctl/hyperctl.h"
 #include "hyperctl/hyperctl_remote.h"
 #include "hyperctl/output.h"
-#include "providers/vmm/vm_provider.h"
 #include "reconciler/engine.h"
 #include "reconciler/state_lock.h"
 
@@ -197,8 +196,8 @@ bool refusedWithoutYes(const Revision& revision, const std::vector<ManagedRecord
   if (!prune) {
     return false;
   }
-  controller::HoldVerdict verdict =
-      controller::judgeDeletions(controller::countDeletions(revision, managed), {});
+  controller::HoldVerdict verdict = controller::judgeDeletions(
+      controller::countDeletions(revision, managed, kinds->runningObjects()), {});
   if (!verdict.hold) {
     return false;
   }
@@ -234,8 +233,8 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
       return kExitError;
     }
     if (prune) {
-      controller::HoldVerdict verdict =
-          controller::judgeDeletions(controller::countDeletions(*revision, *managed), {});
+      controller::HoldVerdict verdict = controller::judgeDeletions(
+          controller::countDeletions(*revision, *managed, kinds->runningObjects()), {});
       if (verdict.hold) {
         std::cerr << "warning: the plan " << verdict.reason
                   << "; a real apply --prune needs --yes\n";
@@ -315,27 +314,40 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
   return kExitOk;
 }
 
-// `hyperctl logs vm/NAME [-f] [--raw]`: the VM's serial console, from its run dir (the rotated
-// console.log.1 first, then console.log). -f follows it until the VM stops (its run dir goes) or
-// hyperctl is interrupted. Guest text reaches the terminal escaped (escapeControl: no escape
-// sequence of the guest's runs in the caller's terminal) unless `raw`.
-int runLogs(const std::string& target, bool follow, bool raw) {
+// A guest line longer than this is printed in pieces, so one endless line cannot grow hyperctl.
+constexpr size_t kMaxPartialLineBytes = 64 * 1024;
+
+// `hyperctl logs KIND/NAME [-f] [--raw]`: an object's log, from the files its kind's record
+// names (KindRecord::logs; a VM's serial console in its run dir), oldest first. -f follows the
+// last until it is gone (the object stopped) or hyperctl is interrupted. What a guest wrote
+// reaches the terminal escaped (escapeControl: no escape sequence of the guest's runs in the
+// caller's terminal) unless `raw`.
+int runLogs(const GlobalOptions& g, const std::string& target, bool follow, bool raw) {
+  auto withLogs = [](const KindRecord& k) { return static_cast<bool>(k.logs); };
   size_t slash = target.find('/');
-  std::string kind = slash == std::string::npos ? "" : target.substr(0, slash);
+  std::string type = slash == std::string::npos ? "" : target.substr(0, slash);
   std::string name = slash == std::string::npos ? "" : target.substr(slash + 1);
-  if ((kind != "vm" && kind != "VM") || name.empty()) {
-    return fail("logs: expected vm/NAME, got \"" + escapeControl(target) + "\"");
+  const KindRecord* kind = type.empty() ? nullptr : kinds->find(type);
+  if (kind == nullptr || name.empty()) {
+    return fail("logs: expected KIND/NAME (" + kinds->pluralsText(withLogs) + "), got \"" +
+                escapeControl(target) + "\"");
   }
-  // The name becomes a path under the run dir: only what a VM can be named gets there.
+  if (!kind->logs) {
+    return fail("logs: " + kind->kind + " keeps no logs (" + kinds->pluralsText(withLogs) + " do)");
+  }
+  // The name becomes a path: only what an object can be named gets there.
   if (std::string why = checkDnsLabel(name); !why.empty()) {
-    return fail("logs: \"" + escapeControl(name) + "\" is not a VM name: " + why);
+    return fail("logs: \"" + escapeControl(name) + "\" is not a " + kind->kind + " name: " + why);
   }
-  const std::string runRoot = providers::vmm::VmProviderConfig::fromEnvironment().runRoot;
-  const std::string path = runRoot + "/" + name + "/console.log";
+  LogFiles where = kind->logs(name, g.stateDir);
+  if (where.files.empty()) {
+    return fail("no log for " + kind->kind + " " + name);
+  }
+  const std::string path = where.files.back();
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return fail("no console log for VM " + name + " at " + path +
-                " (it is kept while the VM runs; HYPER_VM_RUN_DIR sets the run dir)");
+    return fail("no log for " + kind->kind + " " + name + " at " + path +
+                (where.whenMissing.empty() ? "" : " (" + where.whenMissing + ")"));
   }
   std::string pending;  // escaped output goes by whole lines, so a sequence is never split
   auto emit = [&](std::string_view data, bool flush) {
@@ -353,15 +365,17 @@ int runLogs(const std::string& target, bool follow, bool raw) {
       std::cout << escapeControl(l) << '\n';
       pending.erase(0, nl + 1);
     }
-    if (flush || pending.size() > providers::vmm::kMaxPartialLineBytes) {
+    if (flush || pending.size() > kMaxPartialLineBytes) {
       std::cout << escapeControl(pending);
       pending.clear();
     }
   };
   std::string chunk(64 * 1024, '\0');
-  if (std::ifstream old(path + ".1", std::ios::binary); old) {
-    while (old.read(chunk.data(), static_cast<std::streamsize>(chunk.size())), old.gcount() > 0) {
-      emit(std::string_view(chunk.data(), static_cast<size_t>(old.gcount())), false);
+  for (size_t i = 0; i + 1 < where.files.size(); ++i) {
+    if (std::ifstream old(where.files[i], std::ios::binary); old) {
+      while (old.read(chunk.data(), static_cast<std::streamsize>(chunk.size())), old.gcount() > 0) {
+        emit(std::string_view(chunk.data(), static_cast<size_t>(old.gcount())), false);
+      }
     }
   }
   std::streamoff offset = 0;
@@ -380,7 +394,7 @@ int runLogs(const std::string& target, bool follow, bool raw) {
       return kExitOk;
     }
     if (access(path.c_str(), F_OK) != 0) {
-      std::cerr << "VM " << name << " stopped\n";
+      std::cerr << kind->kind << " " << name << " stopped\n";
       return kExitOk;
     }
     std::error_code ec;
@@ -579,12 +593,15 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
   apply->add_option("-o,--output", output, "text or json")->check(CLI::IsMember({"text", "json"}));
 
   std::string logsTarget;
-  auto* logs = app.add_subcommand("logs", "a VM's serial console: logs vm/NAME [-f]");
-  logs->add_option("target", logsTarget, "vm/NAME")->required();
-  logs->add_flag("-f,--follow", follow, "keep printing until the VM stops");
+  auto* logs =
+      app.add_subcommand("logs", "an object's log (a VM's serial console): logs KIND/NAME [-f]");
+  logs->add_option("target", logsTarget,
+                   "KIND/NAME, KIND one of " +
+                       kinds->pluralsText([](const KindRecord& k) { return bool(k.logs); }))
+      ->required();
+  logs->add_flag("-f,--follow", follow, "keep printing until the object stops");
   bool raw = false;
-  logs->add_flag("--raw", raw,
-                 "print the guest's bytes as they are (no escaping of control bytes)");
+  logs->add_flag("--raw", raw, "print the log's bytes as they are (no escaping of control bytes)");
 
   auto* get = app.add_subcommand("get", "list managed objects and their state");
   get->add_option("type", getWhat, kinds->pluralsText())->required();
@@ -655,7 +672,7 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
   } else if (*get) {
     code = runGet(g, getWhat, getName, output);
   } else if (*logs) {
-    code = runLogs(logsTarget, follow, raw);
+    code = runLogs(g, logsTarget, follow, raw);
   }
   return code;
 }

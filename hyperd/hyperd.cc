@@ -29,10 +29,11 @@
 namespace hyper::controller {
 namespace {
 
-LoopOptions loopOptions(const HyperdConfig& c) {
+LoopOptions loopOptions(const HyperdConfig& c, const KindRegistry& kinds) {
   LoopOptions o;
   o.prune = c.prune;
   o.hold = c.hold;
+  o.hold.running = kinds.runningObjects();
   o.parallelism = c.parallelism;
   o.driftPolicy = c.driftPolicy;
   o.pollInterval = c.source.interval;
@@ -117,7 +118,7 @@ int run(const HyperdConfig& initial, const std::string& configPath, const KindRe
   }
   std::unique_ptr<AlertFanout> alerts = std::move(*alertsOr);
   Controller controller(engine, **inventory, **events, **source, *alerts, metrics,
-                        loopOptions(config));
+                        loopOptions(config, kinds));
   controller.recoverJournal();
 
   auto host = HostEvents::open();
@@ -189,7 +190,7 @@ int run(const HyperdConfig& initial, const std::string& configPath, const KindRe
           spdlog::error("SIGHUP: config not reloaded: {}", next.status().message());
           continue;
         }
-        controller.setOptions(loopOptions(*next));
+        controller.setOptions(loopOptions(*next, kinds));
         if (next->source.url != config.source.url || next->listenPort != config.listenPort ||
             next->stateDir != config.stateDir) {
           spdlog::warn("SIGHUP: source, listen and stateDir changes need a restart");

@@ -862,7 +862,8 @@ bool Controller::holdIfTooDestructive(const std::shared_ptr<const Revision>& nex
     // Not judged: the plan below fails on the same inventory error and applies nothing.
     return false;
   }
-  HoldVerdict verdict = judgeDeletions(countDeletions(*next, **records), options.hold);
+  HoldVerdict verdict =
+      judgeDeletions(countDeletions(*next, **records, options.hold.running), options.hold);
   if (!verdict.hold) {
     return false;
   }

@@ -131,6 +131,21 @@ Result<std::shared_ptr<const KindRegistry>> KindRegistry::create(
   return std::shared_ptr<const KindRegistry>(std::move(out));
 }
 
+std::function<bool(const ManagedRecord&)> KindRegistry::runningObjects() const {
+  std::map<std::string, std::function<bool(const Json&)>> byKind;
+  for (const auto& p : records_) {
+    for (const auto& k : p.kinds) {
+      if (k.running) {
+        byKind[k.kind] = k.running;
+      }
+    }
+  }
+  return [byKind = std::move(byKind)](const ManagedRecord& r) {
+    auto it = byKind.find(r.id.kind);
+    return it != byKind.end() && it->second(r.spec);
+  };
+}
+
 const SecretFields& KindRegistry::secretFieldsOf(const std::string& kind) const {
   static const SecretFields kNone;
   auto it = secretFields_.find(kind);
@@ -151,11 +166,13 @@ const KindRecord* KindRegistry::find(std::string_view type) const {
   return nullptr;
 }
 
-std::string KindRegistry::pluralsText() const {
+std::string KindRegistry::pluralsText(const std::function<bool(const KindRecord&)>& only) const {
   std::vector<std::string> plurals;
   for (const auto& p : records_) {
     for (const auto& k : p.kinds) {
-      plurals.push_back(k.plural);
+      if (!only || only(k)) {
+        plurals.push_back(k.plural);
+      }
     }
   }
   std::string out;

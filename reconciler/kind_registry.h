@@ -43,6 +43,15 @@ struct Column {
 // The column that shows row.field(name).
 Column fieldColumn(std::string header, std::string name, bool wide = false);
 
+// Where an object's log is kept, for `hyperctl logs KIND/NAME [-f]`.
+struct LogFiles {
+  // Oldest first: a rotated file, then the one being written, which -f follows until it is gone
+  // (the object stopped).
+  std::vector<std::string> files;
+  // Said when the last file does not exist: "it is kept while the VM runs; ...".
+  std::string whenMissing;
+};
+
 struct KindRecord {
   std::string kind;                     // "Network"
   std::string plural;                   // "networks": `hyperctl get networks`
@@ -61,6 +70,13 @@ struct KindRecord {
   // written sealed in the manifest (the Secret kind) and is opened only by its provider.
   // Only the test kind Widget has one today.
   std::vector<std::string> secretFields;
+  // The log of the object `name` (a DNS label; checked before), with hyperctl's state dir. Null:
+  // the kind keeps no logs.
+  std::function<LogFiles(const std::string& name, const std::string& stateDir)> logs;
+  // Whether an object of the kind, as last applied (`spec`), is running work that a delete
+  // interrupts (a VM that is not `running: false`): a revision deleting more than half of the
+  // running objects is held (controller/hold.h). Null: never.
+  std::function<bool(const Json& spec)> running;
 };
 
 // One provider and the kinds it owns.
@@ -87,11 +103,14 @@ class KindRegistry {
   // The kind that `type` names: its kind ("NetworkPolicy"), in any case ("networkpolicy"), its
   // plural ("networkpolicies") or a short name ("netpol"). Null when none.
   const KindRecord* find(std::string_view type) const;
-  // "networks, networkpolicies, vms or brokerrules": for help and errors.
-  std::string pluralsText() const;
+  // "networks, networkpolicies, vms or brokerrules": for help and errors. `only`: the kinds for
+  // which it is true ("vms" for the kinds with logs).
+  std::string pluralsText(const std::function<bool(const KindRecord&)>& only = nullptr) const;
 
   // The envelope schema and every kind's.
   std::shared_ptr<const SchemaRegistry> schemas() const { return schemas_; }
+  // Whether a managed object is running work (its kind's KindRecord::running), for the hold.
+  std::function<bool(const ManagedRecord&)> runningObjects() const;
   // The kind's secret fields, parsed (empty for a kind without, or not known).
   const SecretFields& secretFieldsOf(const std::string& kind) const;
   const std::map<std::string, SecretFields>& secretFields() const { return secretFields_; }

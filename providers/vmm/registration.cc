@@ -37,6 +37,18 @@ ProviderRecord provider_vmm() {
       fieldColumn("ACCEL", "accel", /*wide=*/true),
   };
 
+  vm.logs = [](const std::string& name, const std::string&) {
+    const std::string dir = vmm::VmProviderConfig::fromEnvironment().runRoot + "/" + name;
+    return LogFiles{{dir + "/console.log.1", dir + "/console.log"},
+                    "it is kept while the VM runs; HYPER_VM_RUN_DIR sets the run dir"};
+  };
+  // Running unless its spec says `running: false` (a spec that does not parse counts as running:
+  // the hold errs on the side of keeping it).
+  vm.running = [](const Json& spec) {
+    auto it = spec.is_object() ? spec.find("running") : spec.end();
+    return !spec.is_object() || it == spec.end() || !it->is_boolean() || it->get<bool>();
+  };
+
   ProviderRecord record;
   record.name = "vmm";
   record.kinds = {std::move(vm)};

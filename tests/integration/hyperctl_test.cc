@@ -721,6 +721,22 @@ TEST(HyperctlLogsTest, GuestBytesAreEscapedUnlessRawAndTheNameIsChecked) {
     EXPECT_NE(r->err.find("is not a VM name"), std::string::npos) << r->err;
     EXPECT_EQ(r->err.find('\x1b'), std::string::npos) << "an escape reached stderr";
   }
+
+  // The kinds' records say which keep logs.
+  r = logs({"network/lab"});
+  ASSERT_TRUE(r.isOk()) << r.status().message();
+  EXPECT_EQ(r->exitCode, 1);
+  EXPECT_NE(r->err.find("Network keeps no logs (vms do)"), std::string::npos) << r->err;
+  r = logs({"gadget/x"});
+  ASSERT_TRUE(r.isOk()) << r.status().message();
+  EXPECT_EQ(r->exitCode, 1);
+  EXPECT_NE(r->err.find("expected KIND/NAME (vms)"), std::string::npos) << r->err;
+  r = logs({"vm/web-2"});
+  ASSERT_TRUE(r.isOk()) << r.status().message();
+  EXPECT_EQ(r->exitCode, 1);
+  EXPECT_NE(r->err.find("no log for VM web-2 at " + runDir + "/web-2/console.log"),
+            std::string::npos)
+      << r->err;
 }
 
 }  // namespace

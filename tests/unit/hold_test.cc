@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "providers/builtin.h"
 #include "reconciler/engine.h"
 
 namespace hyper::controller {
@@ -33,12 +34,21 @@ TEST(HoldTest, CountsWhatAPruneDeletesAndWhichVmsRun) {
   std::vector<ManagedRecord> managed = {record("Network", "lab"), record("VM", "a"),
                                         record("VM", "b", {{"running", true}}),
                                         record("VM", "off", {{"running", false}})};
-  DeletionCounts c = countDeletions(revisionWith({{"Network", "lab"}, {"VM", "b"}}), managed);
+  // Which objects run is the VM kind's record's to say (KindRecord::running).
+  auto kinds = providers::builtinKinds();
+  ASSERT_TRUE(kinds.isOk()) << kinds.status().message();
+  DeletionCounts c = countDeletions(revisionWith({{"Network", "lab"}, {"VM", "b"}}), managed,
+                                    (*kinds)->runningObjects());
   EXPECT_EQ(c.objects, 2u);
   EXPECT_EQ(c.managed, 4u);
   EXPECT_EQ(c.deleted, 2u);  // VM/a and VM/off
   EXPECT_EQ(c.runningVms, 2u);
   EXPECT_EQ(c.deletedRunningVms, 1u);  // VM/off is stopped
+
+  // Without the kinds' say, nothing runs.
+  DeletionCounts none = countDeletions(revisionWith({}), managed, nullptr);
+  EXPECT_EQ(none.deleted, 4u);
+  EXPECT_EQ(none.runningVms, 0u);
 }
 
 struct VerdictCase {

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "providers/builtin.h"
 #include "tests/fakes/fake_provider.h"
 #include "tests/fakes/fake_source.h"
 
@@ -83,6 +84,10 @@ class LoopTest : public ::testing::Test {
     events_ = std::move(*events);
     LoopOptions options;
     options.backoffBase = std::chrono::milliseconds(1000);
+    // Which objects run, from the VM kind's record, as hyperd sets it.
+    auto builtin = providers::builtinKinds();
+    ASSERT_TRUE(builtin.isOk()) << builtin.status().message();
+    options.hold.running = (*builtin)->runningObjects();
     controller_ = std::make_unique<Controller>(*engine_, *inventory_, *events_, source_, sink_,
                                                metrics_, options, clock_);
   }
