@@ -49,8 +49,9 @@ int fail(const std::string& message) {
 const KindRegistry* kinds = nullptr;
 Json providerSettings = Json::object();
 
-std::unique_ptr<Engine> makeEngine() {
-  auto made = kinds->makeProviders(providerSettings);
+// `stateDir`: where providers keep files of their own (the artifact store); "" for validate.
+std::unique_ptr<Engine> makeEngine(const std::string& stateDir = "") {
+  auto made = kinds->makeProviders(providerSettings, stateDir);
   if (!made.isOk()) {
     std::cerr << "error: " << made.status().message() << "\n";
     return nullptr;
@@ -165,7 +166,7 @@ int runDiff(const GlobalOptions& g, const RemoteOptions& remote,
       return *code;
     }
   }
-  auto engine = makeEngine();
+  auto engine = makeEngine(g.stateDir);
   if (!engine) {
     return kExitError;
   }
@@ -212,7 +213,7 @@ bool refusedWithoutYes(const Revision& revision, const std::vector<ManagedRecord
 
 int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool prune, bool dryRun,
              bool yes, const std::string& output) {
-  auto engine = makeEngine();
+  auto engine = makeEngine(g.stateDir);
   if (!engine) {
     return kExitError;
   }
@@ -416,7 +417,7 @@ int runGet(const GlobalOptions& g, const std::string& what, const std::string& n
                 kinds->pluralsText() + ")");
   }
   const std::string& kind = kindRecord->kind;
-  auto engine = makeEngine();
+  auto engine = makeEngine(g.stateDir);
   if (!engine) {
     return kExitError;
   }

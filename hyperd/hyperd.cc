@@ -84,7 +84,7 @@ int run(const HyperdConfig& initial, const std::string& configPath, const KindRe
     spdlog::critical("{}", lock.status().message());
     return 1;
   }
-  auto made = kinds.makeProviders(config.providers);
+  auto made = kinds.makeProviders(config.providers, config.stateDir);
   if (!made.isOk()) {
     spdlog::critical("{}", made.status().message());
     return 1;

@@ -7,6 +7,7 @@ std::vector<ProviderRecord> builtinProviderRecords() {
       HYPER_PROVIDER(net),
       HYPER_PROVIDER(vmm),
       HYPER_PROVIDER(broker),
+      HYPER_PROVIDER(build),
   };
 }
 

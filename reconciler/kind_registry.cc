@@ -217,14 +217,14 @@ Json KindRegistry::settingsSchema() const {
 }
 
 Result<std::vector<std::unique_ptr<Provider>>> KindRegistry::makeProviders(
-    const Json& settings) const {
+    const Json& settings, const std::string& stateDir) const {
   std::vector<std::unique_ptr<Provider>> out;
   for (const auto& p : records_) {
     Json mine = Json::object();
     if (settings.is_object() && settings.contains(p.name) && settings[p.name].is_object()) {
       mine = settings[p.name];
     }
-    auto made = p.make(mine);
+    auto made = p.make(mine, stateDir);
     if (!made.isOk()) {
       return Status::error("provider " + p.name + " <- " + made.status().message());
     }

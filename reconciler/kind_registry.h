@@ -89,7 +89,11 @@ struct ProviderRecord {
   std::string settingsSchema;
   // Makes the provider from its settings (an object; {} when none are given). Its kinds() must be
   // the record's kinds.
-  std::function<Result<std::unique_ptr<Provider>>(const Json& settings)> make;
+  // `stateDir` is the state directory of the hyperd or hyperctl making it (for a provider that
+  // keeps files there, like the Build provider's artifact store).
+  std::function<Result<std::unique_ptr<Provider>>(const Json& settings,
+                                                  const std::string& stateDir)>
+      make;
 };
 
 class KindRegistry {
@@ -129,7 +133,8 @@ class KindRegistry {
 
   // Makes every provider, in record order, from `settings` (an object keyed by provider name;
   // missing or null: {}). The error names the provider.
-  Result<std::vector<std::unique_ptr<Provider>>> makeProviders(const Json& settings) const;
+  Result<std::vector<std::unique_ptr<Provider>>> makeProviders(
+      const Json& settings, const std::string& stateDir = "") const;
 
  private:
   std::vector<ProviderRecord> records_;

@@ -25,7 +25,7 @@ ProviderRecord provider_broker() {
       "socket": {"type": "string", "minLength": 1, "description": "hyper-broker's socket (default $HYPER_BROKER_SOCKET or /run/hyper/broker.sock)"}
     }
   })json";
-  record.make = [](const Json& settings) -> Result<std::unique_ptr<Provider>> {
+  record.make = [](const Json& settings, const std::string&) -> Result<std::unique_ptr<Provider>> {
     broker::BrokerProviderConfig config = broker::BrokerProviderConfig::fromEnvironment();
     config.rulesPath = settings.value("rules", config.rulesPath);
     config.socketPath = settings.value("socket", config.socketPath);

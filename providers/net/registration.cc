@@ -37,7 +37,7 @@ ProviderRecord provider_net() {
   ProviderRecord record;
   record.name = "net";
   record.kinds = {std::move(network), std::move(policy)};
-  record.make = [](const Json&) -> Result<std::unique_ptr<Provider>> {
+  record.make = [](const Json&, const std::string&) -> Result<std::unique_ptr<Provider>> {
     return std::unique_ptr<Provider>(std::make_unique<net::NetProvider>());
   };
   return record;

@@ -52,7 +52,7 @@ ProviderRecord provider_vmm() {
   ProviderRecord record;
   record.name = "vmm";
   record.kinds = {std::move(vm)};
-  record.make = [](const Json&) -> Result<std::unique_ptr<Provider>> {
+  record.make = [](const Json&, const std::string&) -> Result<std::unique_ptr<Provider>> {
     return std::unique_ptr<Provider>(std::make_unique<vmm::VmProvider>());
   };
   return record;

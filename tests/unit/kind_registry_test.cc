@@ -32,7 +32,7 @@ ProviderRecord fakeRecord(std::string name, std::string kind, std::string plural
   p.kinds = {k};
   p.settingsSchema = R"({"type": "object", "additionalProperties": false,
       "properties": {"dir": {"type": "string", "description": "where things are"}}})";
-  p.make = [name, kind](const Json&) -> Result<std::unique_ptr<Provider>> {
+  p.make = [name, kind](const Json&, const std::string&) -> Result<std::unique_ptr<Provider>> {
     return std::unique_ptr<Provider>(
         std::make_unique<testing::FakeProvider>(name, std::vector<std::string>{kind}));
   };
@@ -108,7 +108,7 @@ TEST(KindRegistryTest, MakesProvidersAndChecksTheirKindsAgainstTheRecord) {
   EXPECT_EQ((*made)[0]->kinds(), std::vector<std::string>{"Thing"});
 
   ProviderRecord liar = fakeRecord("a", "Thing", "things");
-  liar.make = [](const Json&) -> Result<std::unique_ptr<Provider>> {
+  liar.make = [](const Json&, const std::string&) -> Result<std::unique_ptr<Provider>> {
     return std::unique_ptr<Provider>(
         std::make_unique<testing::FakeProvider>("a", std::vector<std::string>{"Gadget"}));
   };
@@ -139,12 +139,12 @@ TEST(KindRegistryTest, GetRowFieldsComeFromSpecThenHandlesThenObserved) {
 TEST(KindRegistryTest, TheBuiltinRecordsMatchTheirProviders) {
   auto r = providers::builtinKinds();
   ASSERT_TRUE(r.isOk()) << r.status().message();
-  EXPECT_EQ((*r)->pluralsText(), "networks, networkpolicies, vms or brokerrules");
+  EXPECT_EQ((*r)->pluralsText(), "networks, networkpolicies, vms, brokerrules or builds");
   EXPECT_EQ((*r)->find("netpol")->kind, "NetworkPolicy");
   EXPECT_EQ((*r)->find("vm")->kind, "VM");
   auto made = (*r)->makeProviders(Json::object());
   ASSERT_TRUE(made.isOk()) << made.status().message();
-  EXPECT_EQ(made->size(), 3u);
+  EXPECT_EQ(made->size(), 4u);
 }
 
 TEST(KindRegistryTest, HyperdConfigChecksProviderSettingsWithTheRecordsSchemas) {

@@ -114,7 +114,7 @@ class EngineSecretFieldsTest : public ::testing::Test {
     ProviderRecord record;
     record.name = "fake";
     record.kinds = {thing};
-    record.make = [](const Json&) -> Result<std::unique_ptr<Provider>> {
+    record.make = [](const Json&, const std::string&) -> Result<std::unique_ptr<Provider>> {
       return std::unique_ptr<Provider>(std::make_unique<FakeProvider>());
     };
     auto kinds = KindRegistry::create({record});

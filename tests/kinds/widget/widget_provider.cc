@@ -141,7 +141,7 @@ ProviderRecord provider_widget() {
       "dir": {"type": "string", "minLength": 1, "description": "the directory the widgets are kept in"}
     }
   })json";
-  record.make = [](const Json& settings) -> Result<std::unique_ptr<Provider>> {
+  record.make = [](const Json& settings, const std::string&) -> Result<std::unique_ptr<Provider>> {
     std::string dir = settings.value("dir", "");
     if (dir.empty()) {
       return Status::error("no widget directory (providers.widget.dir, --widget-dir)");

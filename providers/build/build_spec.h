@@ -1,0 +1,38 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "reconciler/diagnostic.h"
+#include "reconciler/object.h"
+
+namespace hyper::providers::build {
+
+// One file an initramfs Build puts in its image.
+struct ImageFile {
+  std::string path;  // "/init": absolute, no "." or ".." segment (the schema's pattern)
+  uint32_t mode = 0644;
+  std::string content;
+};
+
+// A Build's spec, as the provider uses it (schemas/build.schema.json has the syntax).
+struct BuildSpec {
+  std::string type;  // "initramfs"
+  // initramfs
+  bool busybox = true;  // the static busybox as /bin/busybox, /bin/sh a link to it
+  std::vector<ImageFile> files;
+};
+
+// Parses a schema-valid spec. Semantic errors (a path that is "." or "..", given twice, or that
+// busybox already takes) go to `diags` with the field path ("spec.initramfs.files[1].path").
+BuildSpec parseBuildSpec(const ObjectId& id, const Json& spec, Diagnostics& diags);
+
+// The initramfs image: a newc cpio (entries sorted, mtime 0, uid/gid 0, modes as given,
+// parents implied) compressed by `gzip -n -9`. `busybox` is the binary's bytes (used when
+// spec.busybox). The same spec and busybox give the same bytes on any host, at any time, under any
+// umask or TZ.
+Result<std::string> buildInitramfsImage(const BuildSpec& spec, const std::string& busybox);
+
+}  // namespace hyper::providers::build

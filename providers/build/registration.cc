@@ -1,0 +1,76 @@
+// The Build provider's registration (providers/builtin.cc lists it).
+
+#include "providers/build/build_provider.h"
+#include "reconciler/kind_registry.h"
+
+namespace hyper::providers {
+
+ProviderRecord provider_build() {
+  KindRecord b;
+  b.kind = "Build";
+  b.plural = "builds";
+  b.schema = embeddedSchemaText("build.schema.json");
+  // From what the last apply recorded (handles): the key it built, the first artifact's digest,
+  // whether the store already had it.
+  auto handle = [](const GetRow& row, const char* name) -> const Json* {
+    const Json& h = row.record->handles;
+    auto it = h.is_object() ? h.find(name) : h.end();
+    return it == h.end() ? nullptr : &*it;
+  };
+  auto firstArtifact = [handle](const GetRow& row, const char* field) -> std::string {
+    const Json* artifacts = handle(row, "artifacts");
+    if (artifacts == nullptr || !artifacts->is_object() || artifacts->empty()) {
+      return "-";
+    }
+    const Json& a = artifacts->begin().value();
+    return a.contains(field)
+               ? (a[field].is_string() ? a[field].get<std::string>() : a[field].dump())
+               : "-";
+  };
+  b.columns = {
+      fieldColumn("TYPE", "type"),
+      {"KEY",
+       [handle](const GetRow& row) {
+         const Json* key = handle(row, "key");
+         return key && key->is_string() ? key->get<std::string>().substr(0, 12) : "-";
+       }},
+      {"DIGEST",
+       [firstArtifact](const GetRow& row) {
+         std::string d = firstArtifact(row, "digest");
+         return d.size() > 19 ? d.substr(0, 19) : d;  // "sha256:" and 12 hex
+       }},
+      {"CACHED",
+       [handle](const GetRow& row) {
+         const Json* c = handle(row, "cached");
+         return c && c->is_boolean() ? (c->get<bool>() ? "true" : "false") : "-";
+       }},
+      {"SIZE", [firstArtifact](const GetRow& row) { return firstArtifact(row, "size"); },
+       /*wide=*/true},
+  };
+  b.logs = [](const std::string& name, const std::string& stateDir) {
+    return LogFiles{{stateDir + "/builds/" + name + ".log"},
+                    "written by the build's last apply in this state dir"};
+  };
+
+  ProviderRecord record;
+  record.name = "build";
+  record.kinds = {std::move(b)};
+  record.settingsSchema = R"json({
+    "type": "object",
+    "additionalProperties": false,
+    "description": "a mapping with busybox",
+    "properties": {
+      "busybox": {"type": "string", "minLength": 1, "description": "the static busybox initramfs builds put in their images (default /bin/busybox)"}
+    }
+  })json";
+  record.make = [](const Json& settings,
+                   const std::string& stateDir) -> Result<std::unique_ptr<Provider>> {
+    build::BuildProviderConfig config;
+    config.stateDir = stateDir;
+    config.busybox = settings.value("busybox", config.busybox);
+    return std::unique_ptr<Provider>(std::make_unique<build::BuildProvider>(config));
+  };
+  return record;
+}
+
+}  // namespace hyper::providers

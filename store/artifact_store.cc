@@ -1,0 +1,164 @@
+#include "store/artifact_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "base/fd.h"
+#include "base/file.h"
+#include "base/sha256.h"
+
+namespace hyper::store {
+
+namespace {
+
+constexpr std::string_view kPrefix = "sha256:";
+
+bool isHex64(std::string_view s) {
+  if (s.size() != 64) {
+    return false;
+  }
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Status errnoStatus(const std::string& what) {
+  return Status::error(what + " <- " + std::strerror(errno));
+}
+
+Status syncDirectory(const std::string& dir) {
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid() || ::fsync(fd.get()) != 0) {
+    return errnoStatus("fsync " + dir);
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+std::string digestOf(std::string_view bytes) { return std::string(kPrefix) + sha256Hex(bytes); }
+
+bool isDigest(std::string_view digest) {
+  return digest.substr(0, kPrefix.size()) == kPrefix && isHex64(digest.substr(kPrefix.size()));
+}
+
+Status ArtifactStore::makeDirectories() const {
+  for (const char* sub : {"sha256", "keys", "tmp"}) {
+    std::error_code ec;
+    std::filesystem::create_directories(root_ + "/" + sub, ec);
+    if (ec) {
+      return Status::error("create " + root_ + "/" + sub + " <- " + ec.message());
+    }
+  }
+  return Status::ok();
+}
+
+std::string ArtifactStore::pathOf(const std::string& digest) const {
+  if (!isDigest(digest)) {
+    return "";
+  }
+  return root_ + "/sha256/" + digest.substr(kPrefix.size());
+}
+
+bool ArtifactStore::has(const std::string& digest) const {
+  std::string path = pathOf(digest);
+  struct stat st {};
+  return !path.empty() && ::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+Result<std::string> ArtifactStore::put(std::string_view bytes) {
+  const std::string digest = digestOf(bytes);
+  if (has(digest)) {
+    return digest;
+  }
+  HYPER_RETURN_IF_ERROR(makeDirectories());
+  static std::atomic<unsigned> counter{0};
+  const std::string tmp = root_ + "/tmp/" + std::to_string(::getpid()) + "." +
+                          std::to_string(counter.fetch_add(1)) + "." +
+                          digest.substr(kPrefix.size(), 16);
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid()) {
+    return errnoStatus("create " + tmp);
+  }
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      Status s = errnoStatus("write " + tmp);
+      ::unlink(tmp.c_str());
+      return s;
+    }
+    done += static_cast<size_t>(n);
+  }
+  // Read-only from here on: an artifact never changes under the digest that names it.
+  if (::fchmod(fd.get(), 0444) != 0 || ::fsync(fd.get()) != 0) {
+    Status s = errnoStatus("fsync " + tmp);
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  fd.reset();
+  const std::string path = pathOf(digest);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    Status s = errnoStatus("rename " + tmp + " to " + path);
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  HYPER_RETURN_IF_ERROR(syncDirectory(root_ + "/sha256"));
+  return digest;
+}
+
+Result<std::string> ArtifactStore::read(const std::string& digest, size_t maxBytes) const {
+  std::string path = pathOf(digest);
+  if (path.empty()) {
+    return Status::error("\"" + digest + "\" is not an artifact digest (sha256:<64 hex>)");
+  }
+  HYPER_ASSIGN_OR_RETURN(std::string bytes, readFile(path, maxBytes, Symlinks::Refuse));
+  if (digestOf(bytes) != digest) {
+    return Status::error("artifact " + path + " no longer has its digest " + digest +
+                         ": it was changed on disk");
+  }
+  return bytes;
+}
+
+Status ArtifactStore::recordKey(const std::string& key, const nlohmann::json& result) {
+  if (!isHex64(key)) {
+    return Status::error("\"" + key + "\" is not a build key (64 hex)");
+  }
+  HYPER_RETURN_IF_ERROR(makeDirectories());
+  return writeFileAtomically(root_ + "/keys/" + key + ".json", result.dump(), 0644);
+}
+
+std::optional<nlohmann::json> ArtifactStore::lookupKey(const std::string& key) const {
+  if (!isHex64(key)) {
+    return std::nullopt;
+  }
+  auto text = readFile(root_ + "/keys/" + key + ".json", 1 << 20, Symlinks::Refuse);
+  if (!text.isOk()) {
+    return std::nullopt;
+  }
+  nlohmann::json record = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (!record.is_object() || !record.contains("artifacts") || !record["artifacts"].is_object()) {
+    return std::nullopt;  // unreadable: built again
+  }
+  for (const auto& [name, artifact] : record["artifacts"].items()) {
+    if (!artifact.is_object() || !artifact.contains("digest") || !artifact["digest"].is_string() ||
+        !has(artifact["digest"].get<std::string>())) {
+      return std::nullopt;  // an artifact was collected or removed: not a hit
+    }
+  }
+  return record;
+}
+
+}  // namespace hyper::store

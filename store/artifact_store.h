@@ -1,0 +1,57 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "base/status.h"
+
+namespace hyper::store {
+
+// The content-addressed artifact store under `<state-dir>/store`, shared by every build and
+// read by the VMs that boot from its artifacts:
+//   sha256/<hex>       an artifact, immutable (0444), named by the SHA-256 of its bytes, shared
+//                      by every build that produced the same bytes
+//   keys/<key>.json    what the build with that key produced ({"artifacts": {NAME: {"digest",
+//                      "size"}}, ...}): a key found here whose artifacts are all present is a
+//                      cache hit that does no work
+//   tmp/               artifacts being written; renamed into sha256/ once whole and fsynced
+// A digest is written "sha256:<64 hex>" everywhere outside the store's own paths.
+class ArtifactStore {
+ public:
+  // Nothing is read or made until used: reading a store that does not exist finds nothing, and
+  // the first put() or recordKey() makes the directories.
+  explicit ArtifactStore(std::string root) : root_(std::move(root)) {}
+
+  const std::string& root() const { return root_; }
+
+  // Stores `bytes` (written to tmp/, fsynced, made read-only, renamed; the directory fsynced)
+  // and returns its digest. Storing bytes already there writes nothing.
+  Result<std::string> put(std::string_view bytes);
+
+  // "sha256:<hex>" of well-formed digests: true when the artifact is in the store.
+  bool has(const std::string& digest) const;
+  // The artifact's path, or "" for a digest that is not "sha256:" and 64 lowercase hex digits.
+  std::string pathOf(const std::string& digest) const;
+  // Reads an artifact back, checking that its bytes still have its digest (an artifact changed
+  // on disk is an error that says so). More than `maxBytes` is an error.
+  Result<std::string> read(const std::string& digest, size_t maxBytes) const;
+
+  // Records what the build with `key` (64 hex) produced; atomically, replacing any earlier record.
+  Status recordKey(const std::string& key, const nlohmann::json& result);
+  // The record of `key` when it exists and every artifact it names is present.
+  std::optional<nlohmann::json> lookupKey(const std::string& key) const;
+
+ private:
+  Status makeDirectories() const;
+  std::string root_;
+};
+
+// "sha256:<hex>" of `bytes`.
+std::string digestOf(std::string_view bytes);
+// True for "sha256:" followed by 64 lowercase hex digits.
+bool isDigest(std::string_view digest);
+
+}  // namespace hyper::store
