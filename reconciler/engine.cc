@@ -470,6 +470,18 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
     if (options.actionTimeout.count() > 0) {
       req.deadline = ApplyRequest::Clock::now() + options.actionTimeout;
     }
+    if (action.type != ActionType::Delete) {
+      for (const ObjectId& dep : action.dependsOn) {
+        auto current = inventory.get(dep);
+        if (!current.isOk()) {
+          (void)inventory.journalEnd(journalId, false, current.status().message());
+          return current.status();
+        }
+        if (*current) {
+          req.references.emplace(dep, std::move(**current));
+        }
+      }
+    }
     ApplyResponse resp;
     provider->apply(req, resp);
     if (resp.diagnostics.hasErrors()) {

@@ -89,6 +89,10 @@ struct ApplyRequest {
   // after `cancel` becomes true (hyperd is stopping), leaving nothing half-made behind.
   Clock::time_point deadline = Clock::time_point::max();
   const std::atomic<bool>* cancel = nullptr;
+  // The inventory records, read as this apply starts, of the objects this one references
+  // (action->dependsOn; applied before it): what they hold now, such as the artifact digest a
+  // Build has just produced for the VM that boots from it. An object never applied is absent.
+  std::map<ObjectId, ManagedRecord> references;
 
   bool cancelled() const { return cancel && cancel->load(); }
   // Time left before the deadline (zero when past it), at most `cap`.

@@ -183,6 +183,7 @@ void FakeProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
     fail = failApply_.count(action.id) > 0;
     lastDeadline_ = req.deadline;
     lastCancel_ = req.cancel;
+    referencesSeen_[action.id] = req.references;
   }
   // Sleeping outside the lock lets independent applies overlap, which is what the delay is for.
   if (delay.count() > 0) {
@@ -235,6 +236,12 @@ void FakeProvider::setFailureHint(std::optional<std::chrono::milliseconds> retry
   std::lock_guard<std::mutex> lk(mu_);
   failRetryAfter_ = retryAfter;
   failTerminal_ = terminal;
+}
+
+std::map<ObjectId, ManagedRecord> FakeProvider::referencesSeenBy(const ObjectId& id) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = referencesSeen_.find(id);
+  return it == referencesSeen_.end() ? std::map<ObjectId, ManagedRecord>{} : it->second;
 }
 
 ApplyRequest::Clock::time_point FakeProvider::lastApplyDeadline() const {

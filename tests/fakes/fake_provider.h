@@ -69,6 +69,8 @@ class FakeProvider : public Provider {
   // The deadline and cancel flag of the last apply call (ApplyRequest).
   ApplyRequest::Clock::time_point lastApplyDeadline() const;
   const std::atomic<bool>* lastApplyCancel() const;
+  // ApplyRequest::references of the last apply of `id`.
+  std::map<ObjectId, ManagedRecord> referencesSeenBy(const ObjectId& id) const;
   void resetCounters();
 
  private:
@@ -90,6 +92,7 @@ class FakeProvider : public Provider {
   bool failTerminal_ = false;
   ApplyRequest::Clock::time_point lastDeadline_{};
   const std::atomic<bool>* lastCancel_ = nullptr;
+  std::map<ObjectId, std::map<ObjectId, ManagedRecord>> referencesSeen_;
   bool failObserve_ = false;
   std::chrono::milliseconds applyDelay_{0};
   int observeCalls_ = 0;

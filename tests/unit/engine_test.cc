@@ -298,6 +298,28 @@ TEST_F(EngineTest, ChainNeverOverlapsEvenWithSpareWorkers) {
   EXPECT_EQ(fake_->maxConcurrentApplies(), 1) << "a dependent started before its dependency ended";
 }
 
+// An apply sees the records of what its object references as they are after those were applied
+// in the same run: a VM gets the digest its Build has just produced.
+TEST_F(EngineTest, ApplySeesTheReferencedRecordsAsJustApplied) {
+  auto first = loadValid({{"m/a.yaml", documents({thing("user", {"dependsOn: base", "v: 1"}),
+                                                  thing("base", {"v: 1"})})}});
+  ASSERT_NE(first, nullptr);
+  ASSERT_TRUE(applyPlan(planFor(*first), *first).ok());
+  auto seen = fake_->referencesSeenBy(fakeId("user"));
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen.begin()->first, fakeId("base"));
+  EXPECT_EQ(seen.begin()->second.spec["v"], 1) << "base was applied first, in this very run";
+
+  auto second = loadValid({{"m/a.yaml", documents({thing("user", {"dependsOn: base", "v: 2"}),
+                                                   thing("base", {"v: 2"})})}});
+  ASSERT_NE(second, nullptr);
+  ASSERT_TRUE(applyPlan(planFor(*second), *second).ok());
+  seen = fake_->referencesSeenBy(fakeId("user"));
+  ASSERT_EQ(seen.count(fakeId("base")), 1u);
+  EXPECT_EQ(seen[fakeId("base")].spec["v"], 2) << "not the record from before this apply";
+  EXPECT_TRUE(fake_->referencesSeenBy(fakeId("base")).empty());
+}
+
 // --- Apply, record, converge ---
 
 TEST_F(EngineTest, ApplyRecordsObjectsAndRevisionThenPlanIsEmpty) {
