@@ -22,7 +22,7 @@ cleanup() {
     if [ -f "$pidfile" ]; then kill -9 "$(cat "$pidfile")" 2>/dev/null || true; fi
   done
   ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$state"
+  rm -rf "$state" "${state2:-}"
 }
 trap cleanup EXIT
 
@@ -47,11 +47,23 @@ show inns "$hyperctl" --state-dir "$state" apply -f manifests/examples/
 step "what hyper manages now"
 show inns "$hyperctl" --state-dir "$state" get networks
 show inns "$hyperctl" --state-dir "$state" get networkpolicies
+show inns "$hyperctl" --state-dir "$state" get builds
+show inns "$hyperctl" --state-dir "$state" logs build/hello-initrd
 show inns ip -br addr show type bridge
 show inns nft list table inet hyper
 
 step "a second apply has nothing to do"
 show inns "$hyperctl" --state-dir "$state" apply -f manifests/examples/
+
+step "builds are reproducible: another state directory, another umask and TZ, the same digest"
+state2=$(mktemp -d /tmp/hyper-demo-state2.XXXXXX)
+echo "\$ (umask 077; TZ=Pacific/Kiritimati hyperctl --state-dir $state2 apply -f manifests/examples/builds.yaml)"
+(umask 077; TZ=Pacific/Kiritimati "$hyperctl" --state-dir "$state2" apply -f manifests/examples/builds.yaml >/dev/null)
+one=$(ls "$state/store/sha256"); two=$(ls "$state2/store/sha256")
+echo "first:  sha256:$one"
+echo "second: sha256:$two"
+if [ "$one" != "$two" ]; then echo "hyper: the two builds differ" >&2; exit 1; fi
+rm -rf "$state2"
 
 step "someone changes the host by hand: deletes a bridge and flushes the firewall table"
 show inns ip link del hb-lab
