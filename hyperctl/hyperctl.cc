@@ -10,6 +10,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include <sodium.h>
@@ -26,6 +27,7 @@
 #include "hyperctl/output.h"
 #include "reconciler/engine.h"
 #include "reconciler/state_lock.h"
+#include "store/artifact_store.h"
 
 namespace hyper::ctl {
 namespace {
@@ -409,6 +411,56 @@ int runLogs(const GlobalOptions& g, const std::string& target, bool follow, bool
   }
 }
 
+// `hyperctl gc`: removes from the artifact store (<state-dir>/store) every artifact that neither
+// a managed object's handles nor the last `keepRevisions` applied revisions reference. Under the
+// state lock, so never while an apply (or hyperd, which collects on its own) writes the store.
+int runGc(const GlobalOptions& g, int keepRevisions, bool dryRun, const std::string& output) {
+  if (keepRevisions < 0) {
+    return fail("gc: --keep-revisions must be 0 or more");
+  }
+  auto lock = StateLock::acquire(g.stateDir, "hyperctl gc");
+  if (!lock.isOk()) {
+    return fail(lock.status().message());
+  }
+  std::set<std::string> keep;
+  if (access((g.stateDir + "/state.db").c_str(), F_OK) == 0) {
+    auto inventory = Inventory::open(g.stateDir);
+    if (!inventory.isOk()) {
+      return fail(inventory.status().message());
+    }
+    auto live = (*inventory)->referencedDigests();
+    auto recent = (*inventory)->revisionDigests(static_cast<size_t>(keepRevisions));
+    if (!live.isOk() || !recent.isOk()) {
+      return fail(!live.isOk() ? live.status().message() : recent.status().message());
+    }
+    keep = std::move(*live);
+    keep.insert(recent->begin(), recent->end());
+  }
+  store::ArtifactStore artifacts(g.stateDir + "/store");
+  auto report = artifacts.collectGarbage(keep, dryRun);
+  if (!report.isOk()) {
+    return fail(report.status().message());
+  }
+  if (output == "json") {
+    Json j = {{"kept", report->kept},
+              {"keptBytes", report->keptBytes},
+              {"removed", report->removed},
+              {"removedBytes", report->removedBytes},
+              {"recordsRemoved", report->recordsRemoved},
+              {"dryRun", dryRun}};
+    std::cout << j.dump(2) << "\n";
+    return kExitOk;
+  }
+  for (const auto& d : report->removed) {
+    std::cout << (dryRun ? "would remove " : "removed ") << d << "\n";
+  }
+  std::cout << (dryRun ? "Would remove " : "Removed ") << report->removed.size() << " artifacts ("
+            << report->removedBytes << " bytes) and " << report->recordsRemoved
+            << " build records; kept " << report->kept << " (" << report->keptBytes
+            << " bytes) that the inventory or the last " << keepRevisions << " revisions use.\n";
+  return kExitOk;
+}
+
 int runGet(const GlobalOptions& g, const std::string& what, const std::string& name,
            const std::string& output) {
   const KindRecord* kindRecord = kinds->find(what);
@@ -604,6 +656,14 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
   bool raw = false;
   logs->add_flag("--raw", raw, "print the log's bytes as they are (no escaping of control bytes)");
 
+  int keepRevisions = 10;
+  auto* gc = app.add_subcommand(
+      "gc", "remove artifacts that no managed object and no recent revision uses from the store");
+  gc->add_option("--keep-revisions", keepRevisions,
+                 "keep what the last N applied revisions used (default 10), for rollbacks");
+  gc->add_flag("--dry-run", dryRun, "say what would be removed and remove nothing");
+  gc->add_option("-o,--output", output, "text or json")->check(CLI::IsMember({"text", "json"}));
+
   auto* get = app.add_subcommand("get", "list managed objects and their state");
   get->add_option("type", getWhat, kinds->pluralsText())->required();
   get->add_option("name", getName, "one object");
@@ -674,6 +734,8 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
     code = runGet(g, getWhat, getName, output);
   } else if (*logs) {
     code = runLogs(g, logsTarget, follow, raw);
+  } else if (*gc) {
+    code = runGc(g, keepRevisions, dryRun, output);
   }
   return code;
 }

@@ -1,5 +1,8 @@
 #include "reconciler/inventory.h"
 
+#include <cctype>
+#include <set>
+
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -74,6 +77,11 @@ ALTER TABLE journal ADD COLUMN spec_json TEXT NOT NULL DEFAULT '';
 CREATE INDEX journal_by_object ON journal (kind, name, id);
 CREATE INDEX journal_creates_unconfirmed ON journal (kind, name)
   WHERE action = 'create' AND phase != 'succeeded';
+)sql",
+    // 4: the artifact digests the inventory referenced when a revision was recorded, so that
+    // garbage collection keeps what the last revisions used (a rollback finds it in the store).
+    R"sql(
+ALTER TABLE revisions ADD COLUMN artifacts_json TEXT NOT NULL DEFAULT '[]';
 )sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
@@ -462,15 +470,101 @@ Result<std::vector<JournalEntry>> Inventory::journal(int limit) const {
   return r;
 }
 
-Status Inventory::recordRevision(const RevisionEntry& entry) {
-  std::lock_guard<std::mutex> lk(mu_);
-  const std::string context = "inventory record revision " + entry.revision;
+// Every "sha256:<64 hex>" in `text`.
+static void findDigests(std::string_view text, std::set<std::string>& out) {
+  static constexpr std::string_view kPrefix = "sha256:";
+  for (size_t at = text.find(kPrefix); at != std::string_view::npos;
+       at = text.find(kPrefix, at + 1)) {
+    std::string_view hex = text.substr(at + kPrefix.size(), 64);
+    bool ok = hex.size() == 64;
+    for (size_t i = 0; ok && i < hex.size(); ++i) {
+      char c = hex[i];
+      ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+    }
+    // Exactly 64: a longer run of hex is something else.
+    size_t end = at + kPrefix.size() + 64;
+    if (ok && end < text.size() && std::isxdigit(static_cast<unsigned char>(text[end]))) {
+      ok = false;
+    }
+    if (ok) {
+      out.insert(std::string(text.substr(at, kPrefix.size() + 64)));
+    }
+  }
+}
+
+Result<std::set<std::string>> Inventory::referencedDigestsLocked() const {
   auto st = Statement::prepare(
-      db_, "INSERT INTO revisions (revision, plan_hash, result, at) VALUES (?1, ?2, ?3, ?4)");
+      db_, "SELECT handles_json FROM objects WHERE instr(handles_json, 'sha256:') > 0");
+  if (!st.isOk()) {
+    return st.status();
+  }
+  std::set<std::string> out;
+  for (;;) {
+    HYPER_ASSIGN_OR_RETURN(bool row, st->step());
+    if (!row) {
+      break;
+    }
+    findDigests(st->text(0), out);
+  }
+  return out;
+}
+
+Result<std::set<std::string>> Inventory::referencedDigests() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto r = referencedDigestsLocked();
+  if (!r.isOk()) {
+    return r.status().withContext("inventory artifact digests");
+  }
+  return r;
+}
+
+Result<std::set<std::string>> Inventory::revisionDigests(size_t lastRevisions) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  const std::string context = "inventory artifact digests of the last revisions";
+  auto st =
+      Statement::prepare(db_, "SELECT revision, artifacts_json FROM revisions ORDER BY id DESC");
   if (!st.isOk()) {
     return st.status().withContext(context);
   }
-  st->bind(1, entry.revision).bind(2, entry.planHash).bind(3, entry.result).bind(4, entry.at);
+  std::set<std::string> revisions;
+  std::set<std::string> out;
+  for (;;) {
+    auto row = st->step();
+    if (!row.isOk()) {
+      return row.status().withContext(context);
+    }
+    if (!*row) {
+      break;
+    }
+    // Every record of the newest revisions (hyperd records one per reconcile that applied).
+    std::string revision = st->text(0);
+    if (revisions.count(revision) == 0 && revisions.size() >= lastRevisions) {
+      break;
+    }
+    revisions.insert(revision);
+    findDigests(st->text(1), out);
+  }
+  return out;
+}
+
+Status Inventory::recordRevision(const RevisionEntry& entry) {
+  std::lock_guard<std::mutex> lk(mu_);
+  const std::string context = "inventory record revision " + entry.revision;
+  auto digests = referencedDigestsLocked();
+  if (!digests.isOk()) {
+    return digests.status().withContext(context);
+  }
+  auto st = Statement::prepare(db_,
+                               "INSERT INTO revisions (revision, plan_hash, result, at, "
+                               "artifacts_json) VALUES (?1, ?2, ?3, ?4, ?5)");
+  if (!st.isOk()) {
+    return st.status().withContext(context);
+  }
+  st->bind(1, entry.revision)
+      .bind(2, entry.planHash)
+      .bind(3, entry.result)
+      .bind(4, entry.at)
+      .bind(5, Json(*digests).dump());
   return st->run().withContext(context);
 }
 

@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -91,12 +92,20 @@ class Inventory {
   static constexpr const char* kUnconfirmed = "unconfirmed-create";
   Result<std::vector<JournalEntry>> journal(int limit) const;  // newest first
 
+  // Records an applied revision with the artifact digests ("sha256:<64 hex>" anywhere in any
+  // record's handles) the inventory references now.
   Status recordRevision(const RevisionEntry& entry);
   Result<std::optional<RevisionEntry>> lastRevision() const;
+  // The artifact digests the records' handles reference now: what garbage collection keeps.
+  Result<std::set<std::string>> referencedDigests() const;
+  // The digests recorded with the last `lastRevisions` distinct revisions (newest first), so that
+  // a rollback to one of them finds its artifacts.
+  Result<std::set<std::string>> revisionDigests(size_t lastRevisions) const;
 
  private:
   explicit Inventory(sqlite3* db) : db_(db) {}
   Result<Records> readRecordsLocked() const;
+  Result<std::set<std::string>> referencedDigestsLocked() const;
 
   sqlite3* db_;
   mutable std::mutex mu_;  // guards db_ and the cache below

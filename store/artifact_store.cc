@@ -161,4 +161,67 @@ std::optional<nlohmann::json> ArtifactStore::lookupKey(const std::string& key) c
   return record;
 }
 
+Result<ArtifactStore::GcReport> ArtifactStore::collectGarbage(const std::set<std::string>& keep,
+                                                              bool dryRun) {
+  GcReport report;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(root_ + "/sha256", ec)) {
+    return report;  // nothing was ever stored
+  }
+  std::set<std::string> removed;
+  for (fs::directory_iterator it(root_ + "/sha256", ec), end; !ec && it != end; it.increment(ec)) {
+    std::string hex = it->path().filename().string();
+    if (!isHex64(hex)) {
+      continue;
+    }
+    std::string digest = std::string(kPrefix) + hex;
+    std::error_code sizeError;
+    uint64_t size = it->is_regular_file(sizeError) ? fs::file_size(it->path(), sizeError) : 0;
+    if (keep.count(digest) > 0) {
+      ++report.kept;
+      report.keptBytes += size;
+      continue;
+    }
+    if (!dryRun && ::unlink(it->path().c_str()) != 0 && errno != ENOENT) {
+      return errnoStatus("gc: remove " + it->path().string());
+    }
+    removed.insert(digest);
+    report.removedBytes += size;
+  }
+  if (ec) {
+    return Status::error("gc: list " + root_ + "/sha256 <- " + ec.message());
+  }
+  report.removed.assign(removed.begin(), removed.end());
+  for (fs::directory_iterator it(root_ + "/keys", ec), end; !ec && it != end; it.increment(ec)) {
+    auto text = readFile(it->path().string(), 1 << 20, Symlinks::Refuse);
+    nlohmann::json record =
+        text.isOk() ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
+    bool stale = !record.is_object() || !record.contains("artifacts");
+    if (!stale) {
+      for (const auto& [name, a] : record["artifacts"].items()) {
+        std::string digest = a.is_object() ? a.value("digest", "") : "";
+        stale = stale || removed.count(digest) > 0 || (!has(digest) && !dryRun);
+      }
+    }
+    if (stale) {
+      ++report.recordsRemoved;
+      if (!dryRun) {
+        std::error_code ignored;  // a record left behind only costs a miss later
+        fs::remove(it->path(), ignored);
+      }
+    }
+  }
+  if (!dryRun) {
+    for (fs::directory_iterator it(root_ + "/tmp", ec), end; !ec && it != end; it.increment(ec)) {
+      std::error_code ignored;
+      fs::remove(it->path(), ignored);
+    }
+  }
+  if (!dryRun && !removed.empty()) {
+    HYPER_RETURN_IF_ERROR(syncDirectory(root_ + "/sha256"));
+  }
+  return report;
+}
+
 }  // namespace hyper::store

@@ -1,8 +1,11 @@
 #pragma once
 
+#include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -38,6 +41,19 @@ class ArtifactStore {
   // Reads an artifact back, checking that its bytes still have its digest (an artifact changed
   // on disk is an error that says so). More than `maxBytes` is an error.
   Result<std::string> read(const std::string& digest, size_t maxBytes) const;
+
+  // What collectGarbage did (or, dry, would do).
+  struct GcReport {
+    size_t kept = 0;
+    uint64_t keptBytes = 0;
+    std::vector<std::string> removed;  // digests
+    uint64_t removedBytes = 0;
+    size_t recordsRemoved = 0;  // keys/*.json naming a removed artifact
+  };
+  // Removes every artifact whose digest is not in `keep`, the key records that name one, and
+  // whatever tmp/ holds (writes a crash cut short). The caller holds the state lock, so no build
+  // writes meanwhile. Files in sha256/ that are not named by a digest are left alone.
+  Result<GcReport> collectGarbage(const std::set<std::string>& keep, bool dryRun = false);
 
   // Records what the build with `key` (64 hex) produced; atomically, replacing any earlier record.
   Status recordKey(const std::string& key, const nlohmann::json& result);

@@ -89,5 +89,43 @@ TEST_F(ArtifactStoreTest, AKeyIsAHitOnlyWhileEveryArtifactIsThere) {
   EXPECT_FALSE(store.lookupKey("../x").has_value());
 }
 
+TEST_F(ArtifactStoreTest, GarbageCollectionRemovesWhatIsNotKeptAndItsRecords) {
+  ArtifactStore store(dir_);
+  auto kept = store.put("kept");
+  auto dropped = store.put("dropped");
+  ASSERT_TRUE(kept.isOk() && dropped.isOk());
+  const std::string keptKey(64, '1');
+  const std::string droppedKey(64, '2');
+  ASSERT_TRUE(store.recordKey(keptKey, {{"artifacts", {{"x", {{"digest", *kept}}}}}}).isOk());
+  ASSERT_TRUE(store.recordKey(droppedKey, {{"artifacts", {{"x", {{"digest", *dropped}}}}}}).isOk());
+  { std::ofstream(dir_ + "/tmp/123.0.half-written") << "partial"; }
+  { std::ofstream(dir_ + "/sha256/README") << "not an artifact"; }
+
+  auto dry = store.collectGarbage({*kept}, /*dryRun=*/true);
+  ASSERT_TRUE(dry.isOk()) << dry.status().message();
+  EXPECT_EQ(dry->removed, (std::vector<std::string>{*dropped}));
+  EXPECT_EQ(dry->recordsRemoved, 1u);
+  EXPECT_TRUE(store.has(*dropped)) << "a dry run removes nothing";
+  EXPECT_TRUE(store.lookupKey(droppedKey).has_value());
+
+  auto real = store.collectGarbage({*kept});
+  ASSERT_TRUE(real.isOk()) << real.status().message();
+  EXPECT_EQ(real->kept, 1u);
+  EXPECT_EQ(real->removed, (std::vector<std::string>{*dropped}));
+  EXPECT_EQ(real->removedBytes, 7u);
+  EXPECT_EQ(real->recordsRemoved, 1u);
+  EXPECT_TRUE(store.has(*kept));
+  EXPECT_FALSE(store.has(*dropped));
+  EXPECT_TRUE(store.lookupKey(keptKey).has_value());
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/keys/" + droppedKey + ".json"));
+  EXPECT_TRUE(std::filesystem::is_empty(dir_ + "/tmp"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/sha256/README")) << "not the store's to remove";
+
+  ArtifactStore never(dir_ + "/never-used");
+  auto empty = never.collectGarbage({});
+  ASSERT_TRUE(empty.isOk());
+  EXPECT_TRUE(empty->removed.empty());
+}
+
 }  // namespace
 }  // namespace hyper::store

@@ -98,7 +98,7 @@ TEST(InventoryTest, OpenCreatesPrivateStateDirectoryAndSchema) {
   EXPECT_EQ(st.st_mode & 0777, 0700u);
   EXPECT_TRUE(std::filesystem::exists(dir + "/state.db"));
   EXPECT_EQ(pragma(dir + "/state.db", "journal_mode"), "wal");
-  EXPECT_EQ(pragma(dir + "/state.db", "user_version"), "3");
+  EXPECT_EQ(pragma(dir + "/state.db", "user_version"), "4");
 }
 
 TEST(InventoryTest, PutGetListRemoveRoundTrip) {
@@ -304,7 +304,7 @@ TEST(InventoryTest, ReopenPersists) {
   ASSERT_TRUE(unfinished.isOk());
   ASSERT_EQ(unfinished->size(), 1u);
   EXPECT_EQ((*unfinished)[0].id, entry);
-  EXPECT_EQ(pragma(tmp.path() + "/state.db", "user_version"), "3");
+  EXPECT_EQ(pragma(tmp.path() + "/state.db", "user_version"), "4");
 }
 
 TEST(InventoryTest, RefusesANewerSchema) {
@@ -319,7 +319,32 @@ TEST(InventoryTest, RefusesANewerSchema) {
   ASSERT_FALSE(inv.isOk());
   EXPECT_EQ(inv.status().message(), "inventory open " + tmp.path() +
                                         "/state.db <- state database has schema version 99, "
-                                        "newer than this hyper understands (3); upgrade hyper");
+                                        "newer than this hyper understands (4); upgrade hyper");
+}
+
+// A state database of the previous schema (3: no artifacts per revision) is migrated in place, and
+// its revisions keep their history with no digests.
+TEST(InventoryTest, MigratesAVersion3DatabaseAndKeepsItsRevisions) {
+  TempDir tmp;
+  { ASSERT_TRUE(openOrDie(tmp.path())); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((tmp.path() + "/state.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "ALTER TABLE revisions DROP COLUMN artifacts_json;"
+                         "INSERT INTO revisions (revision, plan_hash, result, at) "
+                         "VALUES ('old', 'h', 'applied', 7);"
+                         "PRAGMA user_version = 3;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+
+  auto inv = openOrDie(tmp.path());
+  ASSERT_TRUE(inv);
+  EXPECT_EQ(pragma(tmp.path() + "/state.db", "user_version"), "4");
+  EXPECT_EQ((*inv->lastRevision())->revision, "old");
+  auto digests = inv->revisionDigests(10);
+  ASSERT_TRUE(digests.isOk()) << digests.status().message();
+  EXPECT_TRUE(digests->empty());
 }
 
 TEST(InventoryTest, CorruptRowIsAnErrorWithContext) {
@@ -514,6 +539,42 @@ TEST(InventoryTest, TwoConnectionsShareTheFile) {
   auto got = reader->get({"VM", "a"});
   ASSERT_TRUE(got.isOk());
   EXPECT_TRUE(got->has_value());
+}
+
+// Garbage collection's roots: the digests the records' handles name now, and those recorded with
+// the last N distinct revisions.
+TEST(InventoryTest, ArtifactDigestsOfTheRecordsAndOfTheLastRevisions) {
+  TempDir tmp;
+  auto inv = openOrDie(tmp.path());
+  ASSERT_TRUE(inv);
+  const std::string a = "sha256:" + std::string(64, 'a');
+  const std::string b = "sha256:" + std::string(64, 'b');
+  const std::string c = "sha256:" + std::string(64, 'c');
+  ManagedRecord build = record("Build", "initrd");
+  auto withDigest = [&](const std::string& d) {
+    // Anywhere in the handles; near misses (65 hex, upper case, too short) are no digest.
+    build.handles = {
+        {"artifacts", {{"initrd", {{"digest", d}}}}},
+        {"noise",
+         {"sha256:" + std::string(65, 'd'), "sha256:" + std::string(64, 'E'), "sha256:abc"}}};
+    return inv->put(build);
+  };
+  ASSERT_TRUE(inv->put(record("Network", "lab")).isOk());
+  ASSERT_TRUE(withDigest(a).isOk());
+  ASSERT_TRUE(inv->recordRevision({"r1", "h", "applied", 1}).isOk());
+  ASSERT_TRUE(withDigest(b).isOk());
+  ASSERT_TRUE(inv->recordRevision({"r2", "h", "applied", 2}).isOk());
+  ASSERT_TRUE(withDigest(c).isOk());
+  ASSERT_TRUE(inv->recordRevision({"r3", "h", "partial", 3}).isOk());
+  ASSERT_TRUE(inv->recordRevision({"r3", "h", "applied", 4}).isOk());
+
+  auto live = inv->referencedDigests();
+  ASSERT_TRUE(live.isOk()) << live.status().message();
+  EXPECT_EQ(*live, (std::set<std::string>{c}));
+  EXPECT_EQ(*inv->revisionDigests(0), (std::set<std::string>{}));
+  EXPECT_EQ(*inv->revisionDigests(1), (std::set<std::string>{c})) << "r3, recorded twice";
+  EXPECT_EQ(*inv->revisionDigests(2), (std::set<std::string>{b, c}));
+  EXPECT_EQ(*inv->revisionDigests(10), (std::set<std::string>{a, b, c}));
 }
 
 }  // namespace
