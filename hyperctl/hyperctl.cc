@@ -28,6 +28,7 @@
 #include "reconciler/engine.h"
 #include "reconciler/state_lock.h"
 #include "store/artifact_store.h"
+#include "store/provenance.h"
 
 namespace hyper::ctl {
 namespace {
@@ -461,6 +462,112 @@ int runGc(const GlobalOptions& g, int keepRevisions, bool dryRun, const std::str
   return kExitOk;
 }
 
+// `hyperctl keys`: the host's public signing key (made on first use).
+int runKeys(const GlobalOptions& g) {
+  auto key = store::HostKey::loadOrCreate(g.stateDir);
+  if (!key.isOk()) {
+    return fail(key.status().message());
+  }
+  std::cout << key->publicKeyText() << "  (keyid " << key->keyId() << ")\n";
+  return kExitOk;
+}
+
+// `hyperctl verify KIND/NAME`: for each artifact the object's last apply recorded
+// (handles.artifacts), the provenance beside it in the store is signed by this host's key, names
+// the artifact with its digest, and records the key, the spec and the inputs the inventory holds;
+// and the artifact's bytes still have that digest. Exit 0 when all holds, 1 otherwise.
+int runVerify(const GlobalOptions& g, const std::string& target) {
+  size_t slash = target.find('/');
+  const KindRecord* kind =
+      slash == std::string::npos ? nullptr : kinds->find(target.substr(0, slash));
+  std::string name = slash == std::string::npos ? "" : target.substr(slash + 1);
+  if (kind == nullptr || name.empty()) {
+    return fail("verify: expected KIND/NAME, got \"" + escapeControl(target) + "\"");
+  }
+  auto managed = readManaged(g.stateDir, nullptr);
+  if (!managed.isOk()) {
+    return fail(managed.status().message());
+  }
+  const ManagedRecord* record = nullptr;
+  for (const auto& r : *managed) {
+    if (r.id.kind == kind->kind && r.id.name == name) {
+      record = &r;
+    }
+  }
+  if (record == nullptr) {
+    return fail(kind->kind + "/" + escapeControl(name) + " is not managed by hyper (state dir " +
+                g.stateDir + ")");
+  }
+  const Json artifacts = record->handles.is_object()
+                             ? record->handles.value("artifacts", Json::object())
+                             : Json::object();
+  if (!artifacts.is_object() || artifacts.empty()) {
+    return fail(record->id.str() + " has no artifacts to verify");
+  }
+  auto key = store::HostKey::loadPublic(g.stateDir);
+  if (!key.isOk()) {
+    return fail(key.status().message());
+  }
+  store::ArtifactStore artifactStore(g.stateDir + "/store");
+  const Json inputs = record->handles.value("inputs", Json::object());
+  bool ok = true;
+  for (const auto& [artifact, a] : artifacts.items()) {
+    const std::string digest = a.is_object() ? a.value("digest", "") : "";
+    std::vector<std::string> failed;
+    auto envelope = artifactStore.provenanceOf(digest);
+    auto statement =
+        envelope.isOk() ? store::openEnvelope(*envelope, *key) : Result<Json>(envelope.status());
+    if (!statement.isOk()) {
+      failed.push_back("provenance: " + statement.status().message());
+    } else {
+      const Json& st = *statement;
+      bool named = false;
+      for (const auto& subject : st.value("subject", Json::array())) {
+        named = named || (subject.value("name", "") == artifact &&
+                          "sha256:" + subject["digest"].value("sha256", "") == digest);
+      }
+      if (!named) {
+        failed.push_back("the provenance does not name " + artifact + " with digest " + digest);
+      }
+      const Json predicate = st.value("predicate", Json::object());
+      const Json definition = predicate.value("buildDefinition", Json::object());
+      if (definition.value("externalParameters", Json::object()).value("spec", Json()) !=
+          record->spec) {
+        failed.push_back("the provenance's spec is not the one applied");
+      }
+      std::string invocation = predicate.value("runDetails", Json::object())
+                                   .value("metadata", Json::object())
+                                   .value("invocationId", "");
+      if (invocation != record->handles.value("key", "")) {
+        failed.push_back("the provenance's build key is not the one recorded");
+      }
+      Json recorded = Json::object();
+      for (const auto& d : definition.value("resolvedDependencies", Json::array())) {
+        recorded[d.value("name", "")] =
+            d.contains("digest") ? "sha256:" + d["digest"].value("sha256", "")
+                                 : d.value("annotations", Json::object()).value("version", "");
+      }
+      if (recorded != inputs) {
+        failed.push_back("the provenance's inputs are not the ones recorded");
+      }
+    }
+    auto bytes = artifactStore.read(digest, size_t{4} << 30);
+    if (!bytes.isOk()) {
+      failed.push_back("artifact: " + bytes.status().message());
+    }
+    if (failed.empty()) {
+      std::cout << "ok      " << artifact << " " << digest
+                << " (signed by this host, spec, key and inputs match)\n";
+    } else {
+      ok = false;
+      for (const auto& f : failed) {
+        std::cout << "FAILED  " << artifact << " " << digest << ": " << f << "\n";
+      }
+    }
+  }
+  return ok ? kExitOk : kExitError;
+}
+
 int runGet(const GlobalOptions& g, const std::string& what, const std::string& name,
            const std::string& output) {
   const KindRecord* kindRecord = kinds->find(what);
@@ -656,6 +763,12 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
   bool raw = false;
   logs->add_flag("--raw", raw, "print the log's bytes as they are (no escaping of control bytes)");
 
+  auto* keys = app.add_subcommand("keys", "print the host's public key that signs provenance");
+  std::string verifyTarget;
+  auto* verify = app.add_subcommand(
+      "verify", "check an object's artifacts against their signed provenance: verify KIND/NAME");
+  verify->add_option("target", verifyTarget, "KIND/NAME, e.g. build/guest-kernel")->required();
+
   int keepRevisions = 10;
   auto* gc = app.add_subcommand(
       "gc", "remove artifacts that no managed object and no recent revision uses from the store");
@@ -734,6 +847,10 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
     code = runGet(g, getWhat, getName, output);
   } else if (*logs) {
     code = runLogs(g, logsTarget, follow, raw);
+  } else if (*keys) {
+    code = runKeys(g);
+  } else if (*verify) {
+    code = runVerify(g, verifyTarget);
   } else if (*gc) {
     code = runGc(g, keepRevisions, dryRun, output);
   }

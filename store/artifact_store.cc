@@ -52,7 +52,7 @@ bool isDigest(std::string_view digest) {
 }
 
 Status ArtifactStore::makeDirectories() const {
-  for (const char* sub : {"sha256", "keys", "tmp"}) {
+  for (const char* sub : {"sha256", "keys", "tmp", "provenance"}) {
     std::error_code ec;
     std::filesystem::create_directories(root_ + "/" + sub, ec);
     if (ec) {
@@ -161,6 +161,28 @@ std::optional<nlohmann::json> ArtifactStore::lookupKey(const std::string& key) c
   return record;
 }
 
+Status ArtifactStore::putProvenance(const std::string& digest, const nlohmann::json& envelope) {
+  if (!isDigest(digest)) {
+    return Status::error("\"" + digest + "\" is not an artifact digest (sha256:<64 hex>)");
+  }
+  HYPER_RETURN_IF_ERROR(makeDirectories());
+  return writeFileAtomically(root_ + "/provenance/" + digest.substr(kPrefix.size()) + ".dsse.json",
+                             envelope.dump(), 0644);
+}
+
+Result<nlohmann::json> ArtifactStore::provenanceOf(const std::string& digest) const {
+  if (!isDigest(digest)) {
+    return Status::error("\"" + digest + "\" is not an artifact digest (sha256:<64 hex>)");
+  }
+  const std::string path = root_ + "/provenance/" + digest.substr(kPrefix.size()) + ".dsse.json";
+  HYPER_ASSIGN_OR_RETURN(std::string text, readFile(path, 16u << 20, Symlinks::Refuse));
+  nlohmann::json envelope = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (envelope.is_discarded()) {
+    return Status::error(path + " is not JSON");
+  }
+  return envelope;
+}
+
 Result<ArtifactStore::GcReport> ArtifactStore::collectGarbage(const std::set<std::string>& keep,
                                                               bool dryRun) {
   GcReport report;
@@ -188,6 +210,10 @@ Result<ArtifactStore::GcReport> ArtifactStore::collectGarbage(const std::set<std
     }
     removed.insert(digest);
     report.removedBytes += size;
+    if (!dryRun) {
+      std::error_code ignored;
+      fs::remove(root_ + "/provenance/" + hex + ".dsse.json", ignored);
+    }
   }
   if (ec) {
     return Status::error("gc: list " + root_ + "/sha256 <- " + ec.message());

@@ -42,6 +42,11 @@ class ArtifactStore {
   // on disk is an error that says so). More than `maxBytes` is an error.
   Result<std::string> read(const std::string& digest, size_t maxBytes) const;
 
+  // The signed provenance of an artifact (a DSSE envelope, provenance.h), kept beside it as
+  // provenance/<hex>.dsse.json; the last build that produced the bytes wrote it.
+  Status putProvenance(const std::string& digest, const nlohmann::json& envelope);
+  Result<nlohmann::json> provenanceOf(const std::string& digest) const;
+
   // What collectGarbage did (or, dry, would do).
   struct GcReport {
     size_t kept = 0;

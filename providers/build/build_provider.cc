@@ -185,6 +185,32 @@ void BuildProvider::writeLog(const std::string& name, const std::string& text) c
   (void)writeFileAtomically(dir + "/" + name + ".log", text, 0644);
 }
 
+Status BuildProvider::writeProvenance(const std::string& key, const Json& spec, const Json& record,
+                                      bool always) {
+  std::vector<store::ProvenanceSubject> subjects;
+  bool missing = always;
+  for (const auto& [name, a] : record["artifacts"].items()) {
+    subjects.push_back({name, a.value("digest", "")});
+    missing = missing || !store_.provenanceOf(subjects.back().digest).isOk();
+  }
+  if (!missing) {
+    return Status::ok();
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  if (!hostKey_) {
+    HYPER_ASSIGN_OR_RETURN(hostKey_, store::HostKey::loadOrCreate(config_.stateDir));
+  }
+  const std::string type = record.value("type", "");
+  Json statement =
+      store::provenanceStatement(subjects, "https://hyper.dev/build/" + type + "/v1", spec,
+                                 record.value("inputs", Json::object()), kBuilderVersion, key);
+  HYPER_ASSIGN_OR_RETURN(Json envelope, store::signEnvelope(statement, *hostKey_));
+  for (const auto& s : subjects) {
+    HYPER_RETURN_IF_ERROR(store_.putProvenance(s.digest, envelope));
+  }
+  return Status::ok();
+}
+
 void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
   const PlanAction& action = *req.action;
   guarded(resp.diagnostics, action.id, "apply", [&] {
@@ -246,6 +272,11 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
         return;
       }
       log += "initrd " + *digest + " (" + std::to_string(image->size()) + " bytes)\n";
+    }
+    if (Status s = writeProvenance(key, req.desired->spec, *record, /*always=*/!cached);
+        !s.isOk()) {
+      resp.diagnostics.error(action.id, "", "provenance <- " + s.message());
+      return;
     }
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                   std::chrono::steady_clock::now() - started)

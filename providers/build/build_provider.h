@@ -3,10 +3,12 @@
 #include <sys/types.h>
 
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "reconciler/provider.h"
 #include "store/artifact_store.h"
+#include "store/provenance.h"
 
 namespace hyper::providers::build {
 
@@ -23,6 +25,10 @@ struct BuildProviderConfig {
 // apply builds (or takes the store's result) and records {key, type, inputs, artifacts, cached}
 // in the handles. What an artifact is made of is deterministic (build_spec.h), so the same key
 // gives the same digest on any host.
+//
+// Every artifact gets an in-toto Statement with a SLSA provenance v1 predicate (the spec, each
+// input's digest or version, the builder, the key), signed with the host's ed25519 key in a DSSE
+// envelope and kept beside it in the store (store/provenance.h); `hyperctl verify` checks it.
 //
 // Builds run inside apply, one at a time per object; an initramfs takes well under a second.
 class BuildProvider : public Provider {
@@ -51,6 +57,8 @@ class BuildProvider : public Provider {
   Result<Json> resolveInputs(const Json& spec);
   Result<std::string> busyboxDigest();
   void writeLog(const std::string& name, const std::string& text) const;
+  // Signs and stores the provenance of `record`'s artifacts (when missing, or `always`).
+  Status writeProvenance(const std::string& key, const Json& spec, const Json& record, bool always);
 
   BuildProviderConfig config_;
   store::ArtifactStore store_;
@@ -59,6 +67,7 @@ class BuildProvider : public Provider {
   std::string busyboxStamp_;
   std::string busyboxDigest_;
   std::string gzipVersion_;
+  std::optional<store::HostKey> hostKey_;  // loaded (or made) by the first build that signs
 };
 
 // The key of a build: sha256 of {builder, spec, inputs} as canonical JSON (64 hex).

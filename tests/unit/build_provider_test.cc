@@ -12,6 +12,7 @@
 
 #include "host/command.h"
 #include "providers/build/build_spec.h"
+#include "store/provenance.h"
 
 namespace hyper::providers::build {
 namespace {
@@ -151,6 +152,33 @@ TEST_F(BuildProviderTest, BuildsOnceThenTheKeyIsACacheHit) {
   EXPECT_EQ(other.applied.handles["cached"], true);
   EXPECT_EQ(digestOf(other.applied), digest);
   EXPECT_EQ(std::filesystem::last_write_time(store.pathOf(digest)), before);
+}
+
+TEST_F(BuildProviderTest, EveryArtifactHasProvenanceSignedByTheHostKey) {
+  auto p = provider(dir_ + "/state");
+  Step built = reconcile(*p, "initrd", initramfsSpec(), nullptr);
+  ASSERT_FALSE(built.diagnostics.hasErrors()) << built.diagnostics.format();
+  store::ArtifactStore store(dir_ + "/state/store");
+  auto envelope = store.provenanceOf(digestOf(built.applied));
+  ASSERT_TRUE(envelope.isOk()) << envelope.status().message();
+  auto key = store::HostKey::loadPublic(dir_ + "/state");
+  ASSERT_TRUE(key.isOk()) << key.status().message();
+  auto statement = store::openEnvelope(*envelope, *key);
+  ASSERT_TRUE(statement.isOk()) << statement.status().message();
+  EXPECT_EQ("sha256:" + (*statement)["subject"][0]["digest"]["sha256"].get<std::string>(),
+            digestOf(built.applied));
+  const auto& definition = (*statement)["predicate"]["buildDefinition"];
+  EXPECT_EQ(definition["buildType"], "https://hyper.dev/build/initramfs/v1");
+  EXPECT_EQ(definition["externalParameters"]["spec"], initramfsSpec());
+  EXPECT_EQ((*statement)["predicate"]["runDetails"]["metadata"]["invocationId"],
+            built.applied.handles["key"]);
+  bool busybox = false;
+  for (const auto& d : definition["resolvedDependencies"]) {
+    busybox = busybox ||
+              (d["name"] == "busybox" && "sha256:" + d["digest"]["sha256"].get<std::string>() ==
+                                             built.applied.handles["inputs"]["busybox"]);
+  }
+  EXPECT_TRUE(busybox) << definition.dump();
 }
 
 TEST_F(BuildProviderTest, ASpecOrInputChangeRebuildsAndSaysWhatMoved) {

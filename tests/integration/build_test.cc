@@ -1,0 +1,126 @@
+// The Build kind through the real hyperctl: apply, get, logs, keys, verify, gc, and the same
+// digest from two state directories under different umasks and time zones. Needs no network
+// namespace (a build touches only the state directory) but runs busybox's and gzip's real bytes.
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "tests/integration/hyperctl_util.h"
+
+namespace hyper::test {
+namespace {
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+std::string initrd(const std::string& motd) {
+  return "apiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: web-initrd}\nspec:\n"
+         "  type: initramfs\n  initramfs:\n    files:\n"
+         "      - {path: /init, mode: \"0755\", content: \"#!/bin/sh\\necho hi\\n\"}\n"
+         "      - {path: /etc/motd, content: \"" +
+         motd + "\"}\n";
+}
+
+class BuildCommandTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists("/bin/busybox")) {
+      GTEST_SKIP() << "needs Debian's busybox-static (scripts/deps.sh installs it)";
+    }
+    auto tmp = TempDir::create("build");
+    ASSERT_TRUE(tmp.isOk()) << tmp.status().message();
+    tmp_ = std::move(*tmp);
+    ASSERT_TRUE(tmp_->write("src/builds.yaml", initrd("one")).isOk());
+  }
+  // hyperctl with a state dir of the test's, optionally under another umask and TZ (through sh,
+  // which only sets those and execs it).
+  CommandRun hyperctl(const std::string& state, std::vector<std::string> args,
+                      const std::string& umask = "", const std::string& tz = "") {
+    std::vector<std::string> argv;
+    if (!umask.empty()) {
+      argv = {"sh", "-c", "umask " + umask + "; exec \"$@\"", "sh", "env", "TZ=" + tz};
+    }
+    argv.push_back(HYPERCTL_PATH);
+    argv.push_back("--state-dir");
+    argv.push_back(tmp_->path() + "/" + state);
+    argv.insert(argv.end(), args.begin(), args.end());
+    return runArgv(argv);
+  }
+  std::unique_ptr<TempDir> tmp_;
+};
+
+TEST_F(BuildCommandTest, ApplyGetLogsVerifyAndGc) {
+  const std::string src = tmp_->path() + "/src";
+  CommandRun apply = hyperctl("state", {"apply", "-f", src});
+  ASSERT_EQ(apply.exitCode, 0) << apply.describe();
+  CommandRun get = hyperctl("state", {"get", "builds", "-o", "wide"});
+  ASSERT_EQ(get.exitCode, 0) << get.describe();
+  for (const char* column : {"TYPE", "KEY", "DIGEST", "CACHED", "SIZE", "initramfs", "false"}) {
+    EXPECT_TRUE(contains(get.out, column)) << column << "\n" << get.out;
+  }
+  CommandRun logs = hyperctl("state", {"logs", "build/web-initrd"});
+  EXPECT_EQ(logs.exitCode, 0) << logs.describe();
+  EXPECT_TRUE(contains(logs.out, "initrd sha256:")) << logs.out;
+  EXPECT_EQ(hyperctl("state", {"diff", "-f", src}).exitCode, 0) << "applied: nothing to do";
+
+  CommandRun keys = hyperctl("state", {"keys"});
+  EXPECT_EQ(keys.exitCode, 0) << keys.describe();
+  EXPECT_TRUE(contains(keys.out, "ed25519:")) << keys.out;
+  CommandRun verify = hyperctl("state", {"verify", "build/web-initrd"});
+  EXPECT_EQ(verify.exitCode, 0) << verify.describe();
+  EXPECT_TRUE(contains(verify.out, "ok      initrd sha256:")) << verify.out;
+
+  // A new spec: a second artifact. gc keeps both while the last revisions use them, and drops
+  // the old one when asked to keep no revision.
+  ASSERT_TRUE(tmp_->write("src/builds.yaml", initrd("two")).isOk());
+  ASSERT_EQ(hyperctl("state", {"apply", "-f", src}).exitCode, 0);
+  const std::string store = tmp_->path() + "/state/store/sha256";
+  auto count = [&] {
+    size_t n = 0;
+    for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(store)) {
+      ++n;
+    }
+    return n;
+  };
+  ASSERT_EQ(count(), 2u);
+  CommandRun keep = hyperctl("state", {"gc"});
+  EXPECT_EQ(keep.exitCode, 0) << keep.describe();
+  EXPECT_EQ(count(), 2u) << keep.out;
+  CommandRun drop = hyperctl("state", {"gc", "--keep-revisions", "0"});
+  EXPECT_EQ(drop.exitCode, 0) << drop.describe();
+  EXPECT_TRUE(contains(drop.out, "Removed 1 artifacts")) << drop.out;
+  EXPECT_EQ(count(), 1u);
+  EXPECT_EQ(hyperctl("state", {"verify", "build/web-initrd"}).exitCode, 0);
+
+  // The artifact changed on disk: verify says so and fails.
+  std::string artifact = std::filesystem::directory_iterator(store)->path().string();
+  ::chmod(artifact.c_str(), 0644);
+  { std::ofstream(artifact, std::ios::app) << "tampered"; }
+  CommandRun tampered = hyperctl("state", {"verify", "build/web-initrd"});
+  EXPECT_EQ(tampered.exitCode, 1) << tampered.describe();
+  EXPECT_TRUE(contains(tampered.out, "changed on disk")) << tampered.out;
+}
+
+TEST_F(BuildCommandTest, TheSameDigestFromAnotherStateDirUmaskAndTimeZone) {
+  const std::string src = tmp_->path() + "/src";
+  ASSERT_EQ(hyperctl("a", {"apply", "-f", src}, "022", "UTC").exitCode, 0);
+  CommandRun b = hyperctl("b", {"apply", "-f", src}, "077", "Pacific/Kiritimati");
+  ASSERT_EQ(b.exitCode, 0) << b.describe();
+  auto digests = [&](const std::string& state) {
+    std::vector<std::string> out;
+    for (auto& e :
+         std::filesystem::directory_iterator(tmp_->path() + "/" + state + "/store/sha256")) {
+      out.push_back(e.path().filename().string());
+    }
+    return out;
+  };
+  ASSERT_EQ(digests("a").size(), 1u);
+  EXPECT_EQ(digests("a"), digests("b"));
+}
+
+}  // namespace
+}  // namespace hyper::test
