@@ -58,6 +58,16 @@ Status initSodium() {
 
 }  // namespace
 
+HostKey HostKey::generate() {
+  (void)initSodium();  // keypair needs only the random source, which init reports on
+  HostKey made;
+  made.publicKey_.resize(crypto_sign_PUBLICKEYBYTES);
+  made.secretKey_.resize(crypto_sign_SECRETKEYBYTES);
+  crypto_sign_keypair(reinterpret_cast<unsigned char*>(made.publicKey_.data()),
+                      reinterpret_cast<unsigned char*>(made.secretKey_.data()));
+  return made;
+}
+
 Result<HostKey> HostKey::loadOrCreate(const std::string& stateDir) {
   HYPER_RETURN_IF_ERROR(initSodium());
   const std::string dir = stateDir + "/keys";
@@ -71,11 +81,7 @@ Result<HostKey> HostKey::loadOrCreate(const std::string& stateDir) {
   if (::lstat(path.c_str(), &st) != 0) {
     // None yet: made aside and linked into place, so two processes starting at once end up with
     // one key (the second link fails and that process loads the first one's).
-    HostKey made;
-    made.publicKey_.resize(crypto_sign_PUBLICKEYBYTES);
-    made.secretKey_.resize(crypto_sign_SECRETKEYBYTES);
-    crypto_sign_keypair(reinterpret_cast<unsigned char*>(made.publicKey_.data()),
-                        reinterpret_cast<unsigned char*>(made.secretKey_.data()));
+    HostKey made = generate();
     const std::string tmp = path + ".new." + std::to_string(::getpid());
     HYPER_RETURN_IF_ERROR(writeFileAtomically(tmp, made.secretKey_, 0600));
     int linked = ::link(tmp.c_str(), path.c_str());

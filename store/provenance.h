@@ -17,6 +17,8 @@ class HostKey {
   // Loads the key, or makes and saves one when there is none. A key file that is not a private
   // file of the right size is an error naming it (never its content).
   static Result<HostKey> loadOrCreate(const std::string& stateDir);
+  // A new pair in memory only (tests and fuzzing).
+  static HostKey generate();
   // Loads the public half only; an error when the state dir has no key yet.
   static Result<HostKey> loadPublic(const std::string& stateDir);
 
