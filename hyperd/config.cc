@@ -280,6 +280,11 @@ Result<HyperdConfig> parseConfig(const std::string& text, const std::string& dis
         hold.value("maxDeletedRunningVmsPercent", cfg.hold.maxDeletedRunningVmsPercent);
   }
   cfg.parallelism = v.value("parallelism", cfg.parallelism);
+  if (v.contains("gc")) {
+    const Json& gc = v["gc"];
+    reader.duration(gc, "interval", "gc.interval", cfg.gc.interval, false);
+    cfg.gc.keepRevisions = gc.value("keepRevisions", cfg.gc.keepRevisions);
+  }
   cfg.stateDir = v.value("stateDir", cfg.stateDir);
   if (v.contains("providers")) {
     cfg.providers = v["providers"];

@@ -52,6 +52,11 @@ struct HyperdConfig {
   // hold: a revision whose prune deletes this much waits for `hyperctl approve` (hold.h).
   HoldPolicy hold;
   int parallelism = 4;
+  // gc: the artifact store's garbage collection (hyperctl gc) on a timer; interval 0: never.
+  struct GcConfig {
+    std::chrono::milliseconds interval{std::chrono::hours(1)};
+    int keepRevisions = 10;
+  } gc;
   std::string stateDir = "/var/lib/hyper";
   // providers.<name>: each provider's settings, checked against its settings schema (the kind
   // registry's records); what a provider is not given comes from the environment or defaults.

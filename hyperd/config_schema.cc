@@ -112,6 +112,20 @@ std::string_view hyperdConfigSchema() {
         }
       }
     },
+    "gc": {
+      "type": "object",
+      "additionalProperties": false,
+      "description": "a mapping with interval and keepRevisions: when hyperd removes store artifacts nothing uses",
+      "properties": {
+        "interval": {"$ref": "#/definitions/duration"},
+        "keepRevisions": {
+          "type": "integer",
+          "minimum": 0,
+          "maximum": 10000,
+          "description": "an integer from 0 to 10000: keep what the last N applied revisions used (default 10)"
+        }
+      }
+    },
     "parallelism": {
       "type": "integer",
       "minimum": 1,

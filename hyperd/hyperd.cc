@@ -25,12 +25,39 @@
 #include "hyperd/metrics.h"
 #include "reconciler/state_lock.h"
 #include "source/source.h"
+#include "store/artifact_store.h"
 
 namespace hyper::controller {
 namespace {
 
-LoopOptions loopOptions(const HyperdConfig& c, const KindRegistry& kinds) {
+// The artifact store's garbage collection, as `hyperctl gc` does it: keep what the records and
+// the last revisions reference. Run by the loop's thread, never beside an apply.
+void collectGarbage(Inventory& inventory, const std::string& stateDir, int keepRevisions) {
+  auto live = inventory.referencedDigests();
+  auto recent = inventory.revisionDigests(static_cast<size_t>(std::max(keepRevisions, 0)));
+  if (!live.isOk() || !recent.isOk()) {
+    spdlog::warn("gc: skipped: {}",
+                 !live.isOk() ? live.status().message() : recent.status().message());
+    return;
+  }
+  std::set<std::string> keep = std::move(*live);
+  keep.insert(recent->begin(), recent->end());
+  store::ArtifactStore artifacts(stateDir + "/store");
+  auto report = artifacts.collectGarbage(keep);
+  if (!report.isOk()) {
+    spdlog::warn("gc: {}", report.status().message());
+  } else if (!report->removed.empty()) {
+    spdlog::info("gc: removed {} artifacts ({} bytes); kept {} ({} bytes)", report->removed.size(),
+                 report->removedBytes, report->kept, report->keptBytes);
+  }
+}
+
+LoopOptions loopOptions(const HyperdConfig& c, const KindRegistry& kinds, Inventory& inventory) {
   LoopOptions o;
+  o.maintenanceInterval = c.gc.interval;
+  o.maintenance = [&inventory, stateDir = c.stateDir, keep = c.gc.keepRevisions] {
+    collectGarbage(inventory, stateDir, keep);
+  };
   o.prune = c.prune;
   o.hold = c.hold;
   o.hold.running = kinds.runningObjects();
@@ -118,7 +145,7 @@ int run(const HyperdConfig& initial, const std::string& configPath, const KindRe
   }
   std::unique_ptr<AlertFanout> alerts = std::move(*alertsOr);
   Controller controller(engine, **inventory, **events, **source, *alerts, metrics,
-                        loopOptions(config, kinds));
+                        loopOptions(config, kinds, **inventory));
   controller.recoverJournal();
 
   auto host = HostEvents::open();
@@ -190,7 +217,7 @@ int run(const HyperdConfig& initial, const std::string& configPath, const KindRe
           spdlog::error("SIGHUP: config not reloaded: {}", next.status().message());
           continue;
         }
-        controller.setOptions(loopOptions(*next, kinds));
+        controller.setOptions(loopOptions(*next, kinds, **inventory));
         if (next->source.url != config.source.url || next->listenPort != config.listenPort ||
             next->stateDir != config.stateDir) {
           spdlog::warn("SIGHUP: source, listen and stateDir changes need a restart");

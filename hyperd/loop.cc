@@ -1010,6 +1010,7 @@ bool Controller::hostSettled(int fd, const std::function<bool()>& drain,
 void Controller::run() {
   Clock::TimePoint nextPoll = clock_.now();
   Clock::TimePoint nextDrift = clock_.now();
+  Clock::TimePoint nextMaintenance = Clock::TimePoint::min();  // set from the options below
   trigger("start", /*fetch=*/true);
   while (!stopping_) {
     LoopOptions options;
@@ -1028,7 +1029,14 @@ void Controller::run() {
       }
     }
     Clock::TimePoint now = clock_.now();
-    Clock::TimePoint deadline = std::min({nextPoll, nextDrift, retryAt});
+    const bool maintains = options.maintenance && options.maintenanceInterval.count() > 0;
+    if (!maintains) {
+      nextMaintenance = Clock::TimePoint::max();
+    } else if (nextMaintenance == Clock::TimePoint::min() ||
+               nextMaintenance == Clock::TimePoint::max()) {
+      nextMaintenance = now + options.maintenanceInterval;  // started, or newly configured
+    }
+    Clock::TimePoint deadline = std::min({nextPoll, nextDrift, retryAt, nextMaintenance});
     int timeoutMs =
         pending ? 0
                 : static_cast<int>(std::clamp<int64_t>(
@@ -1076,6 +1084,11 @@ void Controller::run() {
     }
     if (retryAt != Clock::TimePoint::max() && now >= retryAt) {
       trigger("retry", /*fetch=*/false);
+    }
+
+    if (maintains && now >= nextMaintenance) {
+      nextMaintenance = now + options.maintenanceInterval;
+      options.maintenance();
     }
 
     Pending take;

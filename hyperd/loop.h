@@ -68,6 +68,11 @@ struct LoopOptions {
   std::chrono::milliseconds actionTimeout{std::chrono::minutes(15)};
   // A revision whose prune would delete this much is held until approved (controller/hold.h).
   HoldPolicy hold;
+  // Housekeeping (hyperd: the artifact store's garbage collection) run by the loop's thread every
+  // maintenanceInterval, between reconciles, so it never runs beside an apply. Null or a zero
+  // interval: never.
+  std::function<void()> maintenance;
+  std::chrono::milliseconds maintenanceInterval{0};
 };
 
 // A condition as in Kubernetes: Ready, Reconciling, Stalled, Drifted.

@@ -67,6 +67,7 @@ driftInterval: 90s
 driftPolicy: alert
 prune: false
 parallelism: 8
+gc: {interval: 10m, keepRevisions: 3}
 stateDir: $DIR/state
 providers: {broker: {rules: /etc/hyper/rules.json, socket: /run/b.sock}}
 listen: "[::1]:0"
@@ -96,6 +97,8 @@ debounce: 250ms
   EXPECT_EQ(cfg->driftPolicy, DriftPolicy::Alert);
   EXPECT_FALSE(cfg->prune);
   EXPECT_EQ(cfg->parallelism, 8);
+  EXPECT_EQ(cfg->gc.interval, 10min);
+  EXPECT_EQ(cfg->gc.keepRevisions, 3);
   EXPECT_EQ(cfg->stateDir, dir.path() + "/state");
   EXPECT_EQ(cfg->providers["broker"]["rules"], "/etc/hyper/rules.json");
   EXPECT_EQ(cfg->providers["broker"]["socket"], "/run/b.sock");
@@ -131,6 +134,8 @@ TEST(ConfigTest, DefaultsForAMinimalConfig) {
   EXPECT_EQ(cfg->driftPolicy, DriftPolicy::Correct);
   EXPECT_TRUE(cfg->prune);
   EXPECT_EQ(cfg->parallelism, 4);
+  EXPECT_EQ(cfg->gc.interval, 1h);
+  EXPECT_EQ(cfg->gc.keepRevisions, 10);
   EXPECT_EQ(cfg->stateDir, "/var/lib/hyper");
   EXPECT_EQ(cfg->listenHost, "127.0.0.1");
   EXPECT_EQ(cfg->listenPort, 7400);
@@ -209,6 +214,10 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Values(
         BadConfigCase{"UnknownTopLevelField", std::string(kHead) + "colour: blue\n", "cfg.yaml:4:1",
                       "colour", "unknown field \"colour\""},
+        BadConfigCase{"GcKeepRevisionsNegative", std::string(kHead) + "gc:\n  keepRevisions: -1\n",
+                      "cfg.yaml:5:3", "gc.keepRevisions", "an integer from 0 to 10000"},
+        BadConfigCase{"GcIntervalNotADuration", std::string(kHead) + "gc:\n  interval: hourly\n",
+                      "cfg.yaml:5:3", "gc.interval", "hourly"},
         BadConfigCase{"UnknownNestedField", std::string(kHead) + "  branch: main\n", "cfg.yaml:4:3",
                       "source.branch", "unknown field \"branch\" (expected one of"},
         BadConfigCase{"UnknownAlertField",

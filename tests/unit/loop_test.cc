@@ -400,6 +400,53 @@ TEST_F(LoopTest, RunCoalescesTriggersAndStops) {
   EXPECT_FALSE(controller_->waitFor(controller_->trigger("late", false), std::chrono::seconds(1)));
 }
 
+// Housekeeping (hyperd's gc) runs on the loop's own thread at its interval, so never beside a
+// reconcile's applies, and reconciles go on around it.
+TEST_F(LoopTest, MaintenanceRunsOnTheLoopThreadBetweenReconciles) {
+  SteadyClock steady;
+  std::atomic<int> runs{0};
+  std::atomic<bool> overlapped{false};
+  std::thread::id loopThread;
+  std::mutex mu;
+  LoopOptions options;
+  options.maintenanceInterval = std::chrono::milliseconds(20);
+  options.maintenance = [&] {
+    std::lock_guard<std::mutex> lk(mu);
+    if (loopThread == std::thread::id()) {
+      loopThread = std::this_thread::get_id();
+    }
+    // Another thread would mean it could run beside an apply.
+    overlapped = overlapped || loopThread != std::this_thread::get_id();
+    ++runs;
+  };
+  Controller controller(*engine_, *inventory_, *events_, source_, sink_, metrics_, options, steady);
+  fake_->setApplyDelay(std::chrono::milliseconds(50));
+  source_.set({{"a.yaml", thing("a") + thing("b")}});
+  std::thread loop([&] { controller.run(); });
+  std::thread::id runner = loop.get_id();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (runs < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  controller.stop();
+  loop.join();
+  EXPECT_GE(runs.load(), 3);
+  EXPECT_EQ(loopThread, runner);
+  EXPECT_FALSE(overlapped.load());
+  EXPECT_TRUE(fake_->hostState({"FakeThing", "b"}).has_value()) << "reconciles went on";
+
+  // A zero interval: never.
+  std::atomic<int> never{0};
+  LoopOptions off;
+  off.maintenance = [&] { ++never; };
+  Controller idle(*engine_, *inventory_, *events_, source_, sink_, metrics_, off, steady);
+  std::thread idleLoop([&] { idle.run(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  idle.stop();
+  idleLoop.join();
+  EXPECT_EQ(never.load(), 0);
+}
+
 TEST_F(LoopTest, InterruptedJournalEntriesAreClosedAtStartup) {
   PlanAction action;
   action.id = {"FakeThing", "a"};
