@@ -560,16 +560,23 @@ Status VmProvider::startVm(const VmManifest& vm, const ApplyRequest& req, ApplyR
     return started.status().withContext("start VM " + vm.name);
   }
   crashPoint("vm-started VM/" + vm.name);
-  Status ready = driver_->waitForLine(*started, vm.readyChannel, vm.readyLine,
-                                      std::chrono::seconds(vm.readyTimeoutSeconds));
+  // The VM's own readiness timeout, cut short by the apply's deadline or by hyperd stopping.
+  const std::chrono::milliseconds readyTimeout = std::chrono::seconds(vm.readyTimeoutSeconds);
+  const std::chrono::milliseconds wait = req.timeLeft(readyTimeout);
+  Status ready = driver_->waitForLine(*started, vm.readyChannel, vm.readyLine, wait, req.cancel);
   if (!ready.isOk()) {
     // Not ready is not started: leave nothing behind, and the loop retries with backoff.
     Status cleanup = stopVm(vm.name);
     (void)cleanup;
     std::string where =
         vm.readyChannel.empty() ? "console line" : "line on channel " + vm.readyChannel + ":";
-    return ready.withContext("VM " + vm.name + " did not become ready (" + where + " \"" +
-                             vm.readyLine + "\")");
+    std::string why =
+        "VM " + vm.name + " did not become ready (" + where + " \"" + vm.readyLine + "\")";
+    if (wait < readyTimeout && !req.cancelled()) {
+      why += " before the apply's deadline (" + std::to_string(wait.count()) + " ms left of its " +
+             std::to_string(vm.readyTimeoutSeconds) + " s readiness timeout)";
+    }
+    return ready.withContext(why);
   }
   {
     // Under hyperd the new process is watched at once, not from the next observe.

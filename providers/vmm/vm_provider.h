@@ -58,7 +58,8 @@ class VmProvider : public Provider, public EventSource {
   // in PlanAction::privateData {"placement"}.
   void plan(const PlanRequest& req, PlanResponse& resp) const override;
   // A start boots the VM with the placement in req.action->privateData, never one a previous
-  // observe left behind.
+  // observe left behind; it waits for readiness at most until req.deadline and returns soon
+  // after req.cancel becomes true, with the VM stopped again (an ordinary failure: retried).
   void apply(const ApplyRequest& req, ApplyResponse& resp) override;
   // hyperd: makes the exit watcher (a thread and an epoll set); from now on every running VM's
   // process is watched (those already running from the next observe), and an exit makes the
@@ -72,7 +73,8 @@ class VmProvider : public Provider, public EventSource {
  private:
   void planOne(const PlanRequest& req, PlanResponse& resp) const;
   // Creates the tap (the placement is req.action->privateData), starts the VM and waits for it to
-  // be ready; when it is not ready the VM and its tap are removed again.
+  // be ready, until its readiness timeout, the request's deadline or its cancel flag, whichever
+  // comes first; when it is not ready the VM and its tap are removed again.
   Status startVm(const VmManifest& vm, const ApplyRequest& req, ApplyResponse& resp);
   Status stopVm(const std::string& name);
 
