@@ -23,6 +23,37 @@ std::string Placement::cmdlineArgs() const {
          " hyper.gw=" + formatIpv4(gateway);
 }
 
+Json Placement::toJson() const {
+  return {{"network", network}, {"ip", formatIpv4(ip)},
+          {"prefix", prefix},   {"gateway", formatIpv4(gateway)},
+          {"bridge", bridge},   {"tap", tap},
+          {"mac", mac}};
+}
+
+Result<Placement> Placement::fromJson(const Json& json) {
+  auto text = [&](const char* key) -> Result<std::string> {
+    if (!json.is_object() || !json.contains(key) || !json[key].is_string()) {
+      return Status::error(std::string("placement: expected a string at ") + key);
+    }
+    return json[key].get<std::string>();
+  };
+  Placement p;
+  HYPER_ASSIGN_OR_RETURN(p.network, text("network"));
+  HYPER_ASSIGN_OR_RETURN(std::string ip, text("ip"));
+  HYPER_ASSIGN_OR_RETURN(p.ip, parseIpv4(ip));
+  HYPER_ASSIGN_OR_RETURN(std::string gateway, text("gateway"));
+  HYPER_ASSIGN_OR_RETURN(p.gateway, parseIpv4(gateway));
+  HYPER_ASSIGN_OR_RETURN(p.bridge, text("bridge"));
+  HYPER_ASSIGN_OR_RETURN(p.tap, text("tap"));
+  HYPER_ASSIGN_OR_RETURN(p.mac, text("mac"));
+  if (!json.contains("prefix") || !json["prefix"].is_number_integer() ||
+      json["prefix"].get<int64_t>() < 0 || json["prefix"].get<int64_t>() > 32) {
+    return Status::error("placement: expected a prefix length of 0-32");
+  }
+  p.prefix = static_cast<int>(json["prefix"].get<int64_t>());
+  return p;
+}
+
 std::map<std::string, Placement> placeVms(const std::vector<VmAddressRequest>& vms,
                                           const std::map<std::string, NetworkSpec>& networks,
                                           const std::map<std::string, uint32_t>& previous) {

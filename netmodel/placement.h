@@ -36,6 +36,14 @@ struct Placement {
   std::string ipString() const;
   // hyper's part of the kernel command line: "hyper.ip=10.77.0.10/24 hyper.gw=10.77.0.1".
   std::string cmdlineArgs() const;
+
+  // {"network", "ip": "10.77.0.10", "prefix", "gateway": "10.77.0.1", "bridge", "tap", "mac"}:
+  // how a placement travels from observe to plan to apply (ObservedState::context,
+  // PlanAction::privateData). fromJson takes back exactly what toJson wrote, and refuses anything
+  // else (a missing field, an address that does not parse, a prefix outside 0-32).
+  Json toJson() const;
+  static Result<Placement> fromJson(const Json& json);
+  bool operator==(const Placement&) const = default;
 };
 
 // What placement needs of one VM.

@@ -91,6 +91,30 @@ Json portsJson(const std::vector<TapBinding>& ports) {
   return out;
 }
 
+// What observe worked out for an object from the revision travels in ObservedState::context, and
+// what apply needs of it in PlanAction::privateData, both under the same keys: "ports" (the taps
+// of the VMs on a Network) and "selected" (the addresses a NetworkPolicy's selector selects). A
+// missing key is an empty list.
+std::vector<TapBinding> portsIn(const Json& data) {
+  if (!data.is_object() || !data.contains("ports")) {
+    return {};
+  }
+  return TapBinding::listFromJson(data["ports"]);
+}
+
+std::vector<std::string> selectedIn(const Json& data) {
+  std::vector<std::string> out;
+  if (!data.is_object() || !data.contains("selected") || !data["selected"].is_array()) {
+    return out;
+  }
+  for (const auto& a : data["selected"]) {
+    if (a.is_string()) {
+      out.push_back(a.get<std::string>());
+    }
+  }
+  return out;
+}
+
 // The switch is per network namespace: /proc/sys/net resolves to the namespace of the thread that
 // opens it, which is the one hyper manages.
 Result<bool> readIpForward() {
@@ -550,8 +574,6 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
     std::lock_guard<std::mutex> lock(mu_);
     model_ = std::move(model);
     modelLoaded_ = true;
-    selection_ = std::move(selection);
-    ports_ = std::move(ports);
   }
 
   auto links = dumpLinks();
@@ -595,6 +617,18 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
       out[r->id] = observePolicy(r->id, *nft);
     }
   }
+  // Plan reads these from the observed state, never from the provider (it is pure).
+  for (auto& [id, state] : out) {
+    if (id.kind == "Network") {
+      if (auto it = ports.find(id.name); it != ports.end()) {
+        state.context["ports"] = portsJson(it->second);
+      }
+    } else if (id.kind == "NetworkPolicy") {
+      if (auto it = selection.find(id.name); it != selection.end()) {
+        state.context["selected"] = it->second;
+      }
+    }
+  }
 }
 
 void NetProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
@@ -605,26 +639,21 @@ void NetProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
   if (planPrune(req, resp)) {
     return;
   }
+  static const Json kNoContext;
+  const Json& context = req.observed ? req.observed->context : kNoContext;
+  // Apply renders the table from the action alone: what it needs of the revision goes along.
   if (req.id.kind == "Network") {
-    std::vector<TapBinding> ports;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = ports_.find(req.id.name);
-      if (it != ports_.end()) {
-        ports = it->second;
-      }
-    }
+    std::vector<TapBinding> ports = portsIn(context);
     planNetwork(req, ports, resp);
-  } else if (req.id.kind == "NetworkPolicy") {
-    std::vector<std::string> selected;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = selection_.find(req.id.name);
-      if (it != selection_.end()) {
-        selected = it->second;
-      }
+    if (resp.action && !ports.empty()) {
+      resp.action->privateData = {{"ports", portsJson(ports)}};
     }
+  } else if (req.id.kind == "NetworkPolicy") {
+    std::vector<std::string> selected = selectedIn(context);
     planPolicy(req, selected, resp);
+    if (resp.action && !selected.empty()) {
+      resp.action->privateData = {{"selected", selected}};
+    }
   } else {
     resp.diagnostics.error(req.id, "kind", "the net provider does not handle this kind");
   }
@@ -771,7 +800,7 @@ void NetProvider::applyNetwork(const ApplyRequest& req, ApplyResponse& resp) {
 
   std::lock_guard<std::mutex> lock(mu_);
   model_.networks[id.name] = *spec;
-  model_.ports[id.name] = ports_[id.name];
+  model_.ports[id.name] = portsIn(req.action->privateData);
   auto fp = replaceTableLocked(id);
   if (!fp.isOk()) {
     fail(resp, id, fp.status());
@@ -794,7 +823,7 @@ void NetProvider::applyPolicy(const ApplyRequest& req, ApplyResponse& resp) {
       return;
     }
     if (spec->matchLabels) {
-      model_.selected[id.name] = selection_[id.name];
+      model_.selected[id.name] = selectedIn(req.action->privateData);
     }
     model_.policies[id.name] = std::move(*spec);
   }

@@ -43,7 +43,10 @@ class NetProvider : public Provider {
   // bridge's proxy_arp_pvlan. ObservedState.fields for a Network: {bridge, mtu, up, addresses,
   // ipForward, proxyArpPvlan?, nftables, foreign?}; for a NetworkPolicy: {nftables, chains}.
   // "nftables" is "present", "flushed" or "missing"; the fingerprint is formatFingerprint() of what
-  // the object owns in the table.
+  // the object owns in the table. With a revision, ObservedState.context carries what the VMs of
+  // the revision (placed as the VM provider places them) mean for the object: a Network's
+  // {"ports": [TapBinding]} (its VMs' taps, sorted by tap), a selector policy's {"selected":
+  // [address]} (sorted). Observe also reloads the table's model from the inventory (see above).
   void observe(const ObserveRequest& req, ObserveResponse& resp) override;
 
   // Pure. Network: no record -> Create; spec.bridge changed -> Replace; other spec changes, or
@@ -51,7 +54,9 @@ class NetProvider : public Provider {
   // address, down, ip_forward, proxy_arp_pvlan or table changed by hand -> Update (drift).
   // NetworkPolicy: spec changed, or the VMs its selector selects changed (handles.selected) ->
   // Update; its chains, sets or rules changed by hand -> Update (drift). Not in the source ->
-  // Delete.
+  // Delete. Reads nothing but the request: the ports and selection come from
+  // req.observed->context, and the action carries them in PlanAction::privateData (same keys,
+  // left out when empty) for apply.
   void plan(const PlanRequest& req, PlanResponse& resp) const override;
 
   // Network create/update/replace: one `ip -batch -` makes or fixes the bridge (alias, mtu, up,
@@ -59,7 +64,8 @@ class NetProvider : public Provider {
   // replace; proxy_arp_pvlan on and proxy_delay 0 on the bridge, and ip_forward on, because VMs
   // sit on isolated ports and reach each other through the host; then the tables are
   // re-rendered. Delete removes the bridge only if it carries hyper's
-  // alias. NetworkPolicy: the table is re-rendered with the policy set or removed. Handles:
+  // alias. NetworkPolicy: the table is re-rendered with the policy set or removed. The Network's
+  // taps and the policy's selection are the action's privateData, as planned. Handles:
   // {"bridge", "ports"} or {"chains", "selected"?}; the fingerprint is read back from the table
   // just written.
   void apply(const ApplyRequest& req, ApplyResponse& resp) override;
@@ -78,12 +84,6 @@ class NetProvider : public Provider {
   mutable std::mutex mu_;
   bool modelLoaded_ = false;
   NftModel model_;
-  // The addresses each policy with a selector selects now (the revision's VMs on its network with
-  // the labels, placed as the VM provider places them), sorted. From the last observe.
-  std::map<std::string, std::vector<std::string>> selection_;
-  // The taps (with address and MAC) of the revision's VMs on each network, sorted by tap; from
-  // the last observe, placed as the VM provider places them.
-  std::map<std::string, std::vector<TapBinding>> ports_;
 };
 
 }  // namespace hyper::providers::net

@@ -173,6 +173,11 @@ std::string checkChannelName(const std::string& name) {
   return "";
 }
 
+std::string waitCancelledMessage(const std::string& vmName) {
+  // The one who sets an apply's cancel flag is hyperd, on its way out.
+  return "stopped waiting for VM " + vmName + " to be ready: hyperd is stopping";
+}
+
 std::string lastLines(const std::string& path, size_t n) {
   // Guest text: read with a bounded line buffer, escaped before it reaches any message.
   Fd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -532,7 +537,8 @@ Result<StopOutcome> QemuDriver::stop(const std::string& name, const StopOptions&
 }
 
 Status QemuDriver::waitForLine(const VmHandle& vm, const std::string& channel,
-                               const std::string& line, std::chrono::milliseconds timeout) {
+                               const std::string& line, std::chrono::milliseconds timeout,
+                               const std::atomic<bool>* cancel) {
   const std::string what =
       "wait for '" + line + "' on " +
       (channel.empty() ? std::string("the console") : "virtio-serial channel " + channel) +
@@ -599,9 +605,16 @@ Status QemuDriver::waitForLine(const VmHandle& vm, const std::string& channel,
     if (exited) {
       return failure("QEMU exited first");
     }
+    if (cancel != nullptr && cancel->load()) {
+      return Status::error(what + " <- " + waitCancelledMessage(vm.name));
+    }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) {
       return failure("timed out after " + std::to_string(timeout.count()) + " ms");
+    }
+    // Nothing signals the flag: with one, the wait wakes at least every slice to look at it.
+    if (cancel != nullptr) {
+      left = std::min(left, kWaitCancelSlice);
     }
     pollfd fds[2] = {{notify.get(), POLLIN, 0}, {pidfd.get(), POLLIN, 0}};
     int rc = ::poll(fds, 2, static_cast<int>(left.count()));

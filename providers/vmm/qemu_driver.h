@@ -35,7 +35,8 @@ class QemuDriver : public VmDriver {
   Result<VmStatus> status(const VmHandle& vm) override;
   Result<StopOutcome> stop(const std::string& name, const StopOptions& options = {}) override;
   Status waitForLine(const VmHandle& vm, const std::string& channel, const std::string& line,
-                     std::chrono::milliseconds timeout) override;
+                     std::chrono::milliseconds timeout,
+                     const std::atomic<bool>* cancel = nullptr) override;
 
   std::string runDirFor(const std::string& name) const;
 

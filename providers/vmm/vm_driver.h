@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -92,10 +93,19 @@ class VmDriver {
   virtual Result<StopOutcome> stop(const std::string& name, const StopOptions& options = {}) = 0;
   // Waits until `line` appears as a whole line (a trailing "\r" aside) on the VM's console, or,
   // when `channel` is not empty, on that virtio-serial channel (one of spec.channels). The error
-  // on timeout (or when the VM exits first) carries the last console lines.
+  // on timeout (or when the VM exits first) carries the last console lines. With `cancel`, it
+  // looks at the flag at least every kWaitCancelSlice and returns soon after it becomes true,
+  // with waitCancelledMessage() in the error. It never stops the VM: that is the caller's call.
   virtual Status waitForLine(const VmHandle& vm, const std::string& channel,
-                             const std::string& line, std::chrono::milliseconds timeout) = 0;
+                             const std::string& line, std::chrono::milliseconds timeout,
+                             const std::atomic<bool>* cancel = nullptr) = 0;
 };
+
+// How often at most a waitForLine with a cancel flag looks at it.
+inline constexpr std::chrono::milliseconds kWaitCancelSlice{100};
+
+// "stopped waiting for VM NAME to be ready: hyperd is stopping"
+std::string waitCancelledMessage(const std::string& vmName);
 
 // The last `n` lines of a console log (for error messages); empty when it cannot be read.
 std::string lastLines(const std::string& path, size_t n);

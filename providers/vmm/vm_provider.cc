@@ -57,6 +57,18 @@ std::map<std::string, netmodel::NetworkSpec> networksOf(
   return out;
 }
 
+// A VM's placement travels from observe to plan in ObservedState::context and from plan to apply
+// in PlanAction::privateData, under the same key.
+constexpr const char* kPlacementKey = "placement";
+
+std::optional<Placement> placementIn(const Json& data) {
+  if (!data.is_object() || !data.contains(kPlacementKey)) {
+    return std::nullopt;
+  }
+  auto p = Placement::fromJson(data[kPlacementKey]);
+  return p.isOk() ? std::optional<Placement>(std::move(*p)) : std::nullopt;
+}
+
 }  // namespace
 
 VmProviderConfig VmProviderConfig::fromEnvironment() {
@@ -106,7 +118,29 @@ Result<int> VmProvider::startWatching() {
     return Status::error("eventfd for VM exits could not be made");
   }
   std::lock_guard<std::mutex> lk(mu_);
-  supervise_ = true;
+  if (watcher_) {
+    return eventFd_;
+  }
+  int fd = eventFd_;
+  auto w = ExitWatcher::create([this, fd](const std::string& key, pid_t pid) {
+    spdlog::warn("VM {}: process {} exited", key, pid);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      auto it = watched_.find(key);
+      if (it != watched_.end() && it->second == pid) {
+        watched_.erase(it);
+      }
+    }
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(fd, &one, sizeof one);
+  });
+  if (w.isOk()) {
+    // The VMs running now are watched from the next observe, new ones as they start.
+    watcher_ = std::move(*w);
+  } else {
+    // Degraded, not fatal: the loop's periodic observe still finds an exited VM.
+    spdlog::warn("VM exits are found by the periodic check only: {}", w.status().message());
+  }
   return eventFd_;
 }
 
@@ -288,6 +322,9 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
         }
         s.fingerprint = "pid:" + std::to_string(h.pid);
       }
+      if (auto p = placements.find(id.name); p != placements.end()) {
+        s.context[kPlacementKey] = p->second.toJson();
+      }
       resp.observed[id] = std::move(s);
     };
     for (const Object* o : req.desired) {
@@ -300,37 +337,14 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
     }
 
     std::lock_guard<std::mutex> lk(mu_);
-    placements_ = std::move(placements);
-    if (supervise_) {
-      if (!watcher_) {
-        int fd = eventFd_;
-        auto w = ExitWatcher::create([this, fd](const std::string& key, pid_t pid) {
-          spdlog::warn("VM {}: process {} exited", key, pid);
-          {
-            std::lock_guard<std::mutex> lk(mu_);
-            auto it = watched_.find(key);
-            if (it != watched_.end() && it->second == pid) {
-              watched_.erase(it);
-            }
-          }
-          uint64_t one = 1;
-          [[maybe_unused]] ssize_t n = write(fd, &one, sizeof one);
-        });
-        if (w.isOk()) {
-          watcher_ = std::move(*w);
-        } else {
-          spdlog::warn("VM exits are found by the periodic check only: {}", w.status().message());
+    if (watcher_) {
+      for (const auto& h : *running) {
+        auto it = watched_.find(h.name);
+        if (it != watched_.end() && it->second == h.pid) {
+          continue;
         }
-      }
-      if (watcher_) {
-        for (const auto& h : *running) {
-          auto it = watched_.find(h.name);
-          if (it != watched_.end() && it->second == h.pid) {
-            continue;
-          }
-          if (watcher_->watch(h.name, h.pid).isOk()) {
-            watched_[h.name] = h.pid;
-          }
+        if (watcher_->watch(h.name, h.pid).isOk()) {
+          watched_[h.name] = h.pid;
         }
       }
     }
@@ -370,9 +384,11 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
                                " does not exist or is not a file (expected an initramfs "
                                "on this host)");
   }
+  // Observe placed the VM (context); plan reads it from there only, and hands it to apply.
+  const std::optional<Placement> placement =
+      req.observed != nullptr ? placementIn(req.observed->context) : std::nullopt;
   if (!vm->network.empty()) {
-    std::lock_guard<std::mutex> lk(mu_);
-    if (placements_.count(vm->name) == 0) {
+    if (!placement) {
       resp.diagnostics.error(object, "spec.network",
                              "no free address on network " + vm->network +
                                  " (expected a network with room for this VM, or spec.network.ip)");
@@ -381,6 +397,14 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
   if (resp.diagnostics.hasErrors()) {
     return;
   }
+  // Any action on a VM that should run may start it (apply starts a VM that exited after plan):
+  // each carries the placement apply boots it with.
+  auto decide = [&](PlanAction action) {
+    if (vm->running && !vm->network.empty()) {
+      action.privateData = {{kPlacementKey, placement->toJson()}};
+    }
+    resp.action = std::move(action);
+  };
 
   PlanAction action;
   if (!req.managed) {
@@ -393,7 +417,7 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
                                  : "not on the host";
     }
     diffJson("spec", nullptr, vm->bootJson(), action.changes);
-    resp.action = std::move(action);
+    decide(std::move(action));
     return;
   }
 
@@ -413,7 +437,7 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
     action.disruption = Disruption::Replace;
     action.reason = "spec changed (" + join(what, ", ") + "): the VM is stopped and started anew";
     action.changes = std::move(boot);
-    resp.action = std::move(action);
+    decide(std::move(action));
     return;
   }
   if (vm->running && runningNow && req.observed->fields.contains("tapGone")) {
@@ -425,7 +449,7 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
                     " was deleted (by hand?): the VM is restarted on a new one to get its "
                     "network back";
     action.changes.push_back({"status.tap", tap, nullptr});
-    resp.action = std::move(action);
+    decide(std::move(action));
     return;
   }
   if (vm->running && runningNow && req.observed->fields.contains("tapUnguarded")) {
@@ -437,7 +461,7 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
                     " is no longer an isolated port of its bridge (changed by hand, or made by an "
                     "older hyper): set again, without a restart";
     action.changes.push_back({"status.tapIsolated", false, true});
-    resp.action = std::move(action);
+    decide(std::move(action));
     return;
   }
   if (vm->running && !runningNow) {
@@ -446,7 +470,7 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
     action.drift = wasRunning;
     action.reason = wasRunning ? "the VM process is gone (exited or killed)" : "running: true";
     action.changes.push_back({"status.running", false, true});
-    resp.action = std::move(action);
+    decide(std::move(action));
     return;
   }
   if (!vm->running && runningNow) {
@@ -455,7 +479,7 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
     action.drift = !wasRunning;
     action.reason = wasRunning ? "running: false" : "the VM was started by hand";
     action.changes.push_back({"status.running", true, false});
-    resp.action = std::move(action);
+    decide(std::move(action));
     return;
   }
   // Everything else changes nothing on the host: labels, readiness, drift policy, running while
@@ -479,7 +503,7 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
   action.disruption = Disruption::InPlace;
   action.reason = "spec changed; the VM keeps running";
   action.changes = std::move(rest);
-  resp.action = std::move(action);
+  decide(std::move(action));
 }
 
 Status VmProvider::stopVm(const std::string& name) {
@@ -498,7 +522,7 @@ Status VmProvider::stopVm(const std::string& name) {
   return deleteTap(tapNameFor(name), name).withContext("remove the tap of VM " + name);
 }
 
-Status VmProvider::startVm(const VmManifest& vm, ApplyResponse& resp) {
+Status VmProvider::startVm(const VmManifest& vm, const ApplyRequest& req, ApplyResponse& resp) {
   VmSpec spec;
   spec.name = vm.name;
   spec.vcpus = vm.vcpus;
@@ -515,15 +539,12 @@ Status VmProvider::startVm(const VmManifest& vm, ApplyResponse& resp) {
   }
   Json handles = {{"mac", vm.mac}};
   if (!vm.network.empty()) {
-    Placement p;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      auto it = placements_.find(vm.name);
-      if (it == placements_.end()) {
-        return Status::error("no address on network " + vm.network + " (apply before observe?)");
-      }
-      p = it->second;
+    std::optional<Placement> planned = placementIn(req.action->privateData);
+    if (!planned) {
+      return Status::error("no address on network " + vm.network +
+                           " in the planned action (an action not made by plan?)");
     }
+    const Placement& p = *planned;
     spec.tap = tapNameFor(vm.name);
     HYPER_RETURN_IF_ERROR(createTap(spec.tap, p.bridge, vm.name));
     crashPoint("tap-created VM/" + vm.name);
@@ -539,16 +560,23 @@ Status VmProvider::startVm(const VmManifest& vm, ApplyResponse& resp) {
     return started.status().withContext("start VM " + vm.name);
   }
   crashPoint("vm-started VM/" + vm.name);
-  Status ready = driver_->waitForLine(*started, vm.readyChannel, vm.readyLine,
-                                      std::chrono::seconds(vm.readyTimeoutSeconds));
+  // The VM's own readiness timeout, cut short by the apply's deadline or by hyperd stopping.
+  const std::chrono::milliseconds readyTimeout = std::chrono::seconds(vm.readyTimeoutSeconds);
+  const std::chrono::milliseconds wait = req.timeLeft(readyTimeout);
+  Status ready = driver_->waitForLine(*started, vm.readyChannel, vm.readyLine, wait, req.cancel);
   if (!ready.isOk()) {
     // Not ready is not started: leave nothing behind, and the loop retries with backoff.
     Status cleanup = stopVm(vm.name);
     (void)cleanup;
     std::string where =
         vm.readyChannel.empty() ? "console line" : "line on channel " + vm.readyChannel + ":";
-    return ready.withContext("VM " + vm.name + " did not become ready (" + where + " \"" +
-                             vm.readyLine + "\")");
+    std::string why =
+        "VM " + vm.name + " did not become ready (" + where + " \"" + vm.readyLine + "\")";
+    if (wait < readyTimeout && !req.cancelled()) {
+      why += " before the apply's deadline (" + std::to_string(wait.count()) + " ms left of its " +
+             std::to_string(vm.readyTimeoutSeconds) + " s readiness timeout)";
+    }
+    return ready.withContext(why);
   }
   {
     // Under hyperd the new process is watched at once, not from the next observe.
@@ -635,7 +663,7 @@ void VmProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
       resp.fingerprint = req.managed->fingerprint;
       return;
     }
-    if (Status s = startVm(*vm, resp); !s.isOk()) {
+    if (Status s = startVm(*vm, req, resp); !s.isOk()) {
       failWith(s);
     }
   });

@@ -50,11 +50,21 @@ class VmProvider : public Provider, public EventSource {
   std::vector<std::string> kinds() const override { return {"VM"}; }
   void validate(const ValidateRequest& req, ValidateResponse& resp) const override;
   std::vector<Reference> references(const Object& object) const override;
+  // One driver list() for all VMs. With a revision, each VM placed on a network (placeRevisionVms:
+  // kept addresses first) gets ObservedState.context {"placement": Placement::toJson()}.
   void observe(const ObserveRequest& req, ObserveResponse& resp) override;
+  // Pure: reads the placement from req.observed->context only (no placement for a VM on a
+  // network is an error: the network is full); every action on a VM that should run carries it
+  // in PlanAction::privateData {"placement"}.
   void plan(const PlanRequest& req, PlanResponse& resp) const override;
+  // A start boots the VM with the placement in req.action->privateData, never one a previous
+  // observe left behind; it waits for readiness at most until req.deadline and returns soon
+  // after req.cancel becomes true, with the VM stopped again (an ordinary failure: retried).
   void apply(const ApplyRequest& req, ApplyResponse& resp) override;
-  // hyperd: from now on every running VM's process is watched, and an exit makes the descriptor
-  // readable.
+  // hyperd: makes the exit watcher (a thread and an epoll set); from now on every running VM's
+  // process is watched (those already running from the next observe), and an exit makes the
+  // descriptor readable. The eventfd itself is made with the provider and has no watcher behind
+  // it until this call. Idempotent.
   Result<int> startWatching() override;
   bool drainEvents() override;
 
@@ -62,15 +72,17 @@ class VmProvider : public Provider, public EventSource {
 
  private:
   void planOne(const PlanRequest& req, PlanResponse& resp) const;
-  Status startVm(const VmManifest& vm, ApplyResponse& resp);
+  // Creates the tap (the placement is req.action->privateData), starts the VM and waits for it to
+  // be ready, until its readiness timeout, the request's deadline or its cancel flag, whichever
+  // comes first; when it is not ready the VM and its tap are removed again.
+  Status startVm(const VmManifest& vm, const ApplyRequest& req, ApplyResponse& resp);
   Status stopVm(const std::string& name);
 
   VmProviderConfig config_;
   std::unique_ptr<VmDriver> driver_;
   mutable std::mutex mu_;
-  std::map<std::string, Placement> placements_;  // from the last observe, by VM name
-  int eventFd_ = -1;                             // eventfd the exit watcher signals
-  bool supervise_ = false;                       // set by startWatching(): hyperd watches exits
+  int eventFd_ = -1;  // eventfd the exit watcher signals
+  // Made by startWatching() (hyperd); null under hyperctl, which watches nothing.
   std::unique_ptr<ExitWatcher> watcher_;
   std::map<std::string, pid_t> watched_;
   std::map<std::string, pid_t> readySeen_;  // VM name -> the process whose console said ready

@@ -1,9 +1,11 @@
 #include "tests/fakes/fake_vm_driver.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <thread>
 
 namespace hyper::test {
 
@@ -76,20 +78,45 @@ Result<StopOutcome> FakeVmDriver::stop(const std::string& name, const StopOption
 }
 
 Status FakeVmDriver::waitForLine(const VmHandle& vm, const std::string& channel,
-                                 const std::string& line, std::chrono::milliseconds) {
+                                 const std::string& line, std::chrono::milliseconds timeout,
+                                 const std::atomic<bool>* cancel) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     calls_.push_back("wait " + vm.name + " " + (channel.empty() ? "console" : channel) + " " +
                      line);
+    waitTimeouts_.push_back(timeout);
   }
   std::string path = channel.empty() ? vm.consoleLog : channelLogPath(vm.runDir, channel);
-  std::ifstream in(path);
-  for (std::string l; std::getline(in, l);) {
-    if (l == line) {
+  auto hasLine = [&] {
+    std::ifstream in(path);
+    for (std::string l; std::getline(in, l);) {
+      if (l == line) {
+        return true;
+      }
+    }
+    return false;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (hasLine()) {
       return Status::ok();
     }
+    if (cancel != nullptr && cancel->load()) {
+      return Status::error("wait for '" + line + "' on VM " + vm.name + " <- " +
+                           waitCancelledMessage(vm.name) + " (fake)");
+    }
+    if (!waitsOutTimeout || std::chrono::steady_clock::now() >= deadline) {
+      return Status::error("wait for '" + line + "' on VM " + vm.name + " <- timed out (fake)");
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    std::this_thread::sleep_for(std::min(left, std::chrono::milliseconds(20)));
   }
-  return Status::error("wait for '" + line + "' on VM " + vm.name + " <- timed out (fake)");
+}
+
+std::vector<std::chrono::milliseconds> FakeVmDriver::waitTimeouts() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return waitTimeouts_;
 }
 
 std::vector<std::string> FakeVmDriver::calls() const {

@@ -25,7 +25,8 @@ class FakeVmDriver : public providers::vmm::VmDriver {
   Result<providers::vmm::StopOutcome> stop(const std::string& name,
                                            const providers::vmm::StopOptions& options) override;
   Status waitForLine(const providers::vmm::VmHandle& vm, const std::string& channel,
-                     const std::string& line, std::chrono::milliseconds timeout) override;
+                     const std::string& line, std::chrono::milliseconds timeout,
+                     const std::atomic<bool>* cancel = nullptr) override;
 
   // What the provider asked for, in order: "start NAME", "wait NAME CHANNEL LINE", "stop NAME".
   std::vector<std::string> calls() const;
@@ -34,6 +35,12 @@ class FakeVmDriver : public providers::vmm::VmDriver {
 
   std::string readyLine = "hyper-ready";
   bool guestSilent = false;
+  // A wait for a line that is not there fails at once unless this is set; then it waits like a
+  // real driver: until the line comes, the timeout passes or the cancel flag is set (looked at
+  // every kWaitCancelSlice at most).
+  bool waitsOutTimeout = false;
+  // The timeout of each wait, in order.
+  std::vector<std::chrono::milliseconds> waitTimeouts() const;
 
  private:
   std::string root_;
@@ -41,6 +48,7 @@ class FakeVmDriver : public providers::vmm::VmDriver {
   std::map<std::string, providers::vmm::VmHandle> running_;
   std::map<std::string, providers::vmm::VmSpec> specs_;
   std::vector<std::string> calls_;
+  std::vector<std::chrono::milliseconds> waitTimeouts_;
   pid_t nextPid_ = 4000000;  // above pid_max: never a real process
 };
 

@@ -9,6 +9,7 @@
 #include "base/sha256.h"
 #include "host/command.h"
 #include "netmodel/link_state.h"
+#include "netmodel/placement.h"
 #include "tests/integration/netns_util.h"
 
 // Every test runs in a network namespace of its own, entered by the test thread; the provider's
@@ -496,6 +497,106 @@ TEST_F(NetProviderIntegrationTest, PolicyLeftInInventoryStaysEnforcedUntilPruned
   table = run({"nft", "list", "table", "inet", "hyper"});
   ASSERT_TRUE(table.isOk());
   EXPECT_EQ(table->find("pol-web"), std::string::npos) << *table;
+}
+
+// Plan is pure and apply needs only the action: what the revision's VMs mean for a Network (its
+// taps) and a policy (the addresses it selects) goes from observe's context through plan into the
+// action. A provider that never observed plans the same actions from the same requests, and a
+// third one, which observed without the revision (so its model is loaded and nothing else),
+// applies them to the same table: the provider that observed with the revision then finds
+// nothing to do.
+TEST_F(NetProviderIntegrationTest, PlanIsPureAndApplyTakesTapsAndSelectionFromTheAction) {
+  auto lab = std::make_shared<Object>(makeObject("Network", "lab", kLab));
+  auto web = std::make_shared<Object>(
+      makeObject("NetworkPolicy", "web",
+                 R"({"network": "lab", "selector": {"matchLabels": {"role": "web"}},
+          "egress": {"mode": "none"}})"));
+  auto vm = std::make_shared<Object>(makeObject(
+      "VM", "web0",
+      R"({"kernel": {"path": "/vmlinuz"}, "network": {"name": "lab", "ip": "10.77.0.10"}})"));
+  vm->labels = {{"role", "web"}};
+  const std::vector<std::shared_ptr<const Object>> revision = {lab, web, vm};
+  const std::vector<const Object*> desired = {lab.get(), web.get()};
+
+  auto observeWith = [&](NetProvider& provider, bool withRevision) {
+    std::vector<ManagedRecord> all;
+    ObserveRequest req;
+    req.desired = desired;
+    for (const auto& [id, record] : inventory_) {
+      req.managed.push_back(&record);
+      all.push_back(record);
+    }
+    if (withRevision) {
+      req.revision = &revision;
+      req.inventory = &all;
+    }
+    ObserveResponse resp;
+    provider.observe(req, resp);
+    EXPECT_FALSE(resp.diagnostics.hasErrors()) << resp.diagnostics.format();
+    return resp.observed;
+  };
+
+  auto observed = observeWith(provider_, true);
+  const Json tap = {{"tap", "hv-web0"},
+                    {"ip", "10.77.0.10"},
+                    {"mac", netmodel::vmDefaultMac("web0")},
+                    {"vm", "web0"}};
+  EXPECT_EQ(observed[lab->id].context, Json({{"ports", Json::array({tap})}}));
+  EXPECT_EQ(observed[web->id].context, Json({{"selected", {"10.77.0.10"}}}));
+
+  NetProvider neverObserved;
+  std::vector<PlanAction> actions;
+  for (const Object* o : desired) {
+    PlanRequest req{o->id, o, &observed[o->id], nullptr};
+    PlanResponse mine, fresh;
+    provider_.plan(req, mine);
+    neverObserved.plan(req, fresh);
+    ASSERT_TRUE(mine.action.has_value()) << mine.diagnostics.format();
+    ASSERT_TRUE(fresh.action.has_value()) << fresh.diagnostics.format();
+    Plan a, b;
+    a.actions = {*mine.action};
+    b.actions = {*fresh.action};
+    EXPECT_EQ(a.toJson(), b.toJson()) << o->id.str();
+    fresh.action->id = o->id;
+    actions.push_back(*fresh.action);
+  }
+  EXPECT_EQ(actions[0].privateData, Json({{"ports", Json::array({tap})}}));
+  EXPECT_EQ(actions[1].privateData, Json({{"selected", {"10.77.0.10"}}}));
+
+  NetProvider applier;
+  auto bare = observeWith(applier, false);
+  EXPECT_TRUE(bare[lab->id].context.is_null()) << bare[lab->id].context.dump();
+  for (size_t i = 0; i < actions.size(); ++i) {
+    ApplyRequest req{&actions[i], desired[i], nullptr};
+    ApplyResponse resp;
+    applier.apply(req, resp);
+    ASSERT_FALSE(resp.diagnostics.hasErrors()) << resp.diagnostics.format();
+    ManagedRecord r;
+    r.id = desired[i]->id;
+    r.provider = "net";
+    r.spec = desired[i]->spec;
+    r.handles = resp.handles;
+    r.fingerprint = resp.fingerprint;
+    inventory_[r.id] = r;
+  }
+  EXPECT_EQ(inventory_[lab->id].handles["ports"], Json::array({tap}));
+  EXPECT_EQ(inventory_[web->id].handles["selected"], Json::array({"10.77.0.10"}));
+  auto sel = run({"nft", "list", "set", "inet", "hyper", "pol-web-sel"});
+  ASSERT_TRUE(sel.isOk()) << sel.status().message();
+  EXPECT_NE(sel->find("10.77.0.10"), std::string::npos) << *sel;
+  auto guard = run({"nft", "list", "table", "bridge", "hyper"});
+  ASSERT_TRUE(guard.isOk()) << guard.status().message();
+  EXPECT_NE(guard->find("hv-web0"), std::string::npos) << *guard;
+
+  // The provider that observed with the revision finds the table as it would have made it.
+  auto after = observeWith(provider_, true);
+  for (const Object* o : desired) {
+    PlanRequest req{o->id, o, &after[o->id], &inventory_[o->id]};
+    PlanResponse resp;
+    provider_.plan(req, resp);
+    EXPECT_FALSE(resp.diagnostics.hasErrors()) << resp.diagnostics.format();
+    EXPECT_FALSE(resp.action.has_value()) << o->id.str() << ": " << resp.action->reason;
+  }
 }
 
 TEST_F(NetProviderIntegrationTest, ConcurrentAppliesKeepEveryObjectInTheTable) {

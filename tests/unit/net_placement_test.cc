@@ -48,6 +48,35 @@ TEST(PlacementTest, EachVmGetsItsTapAndMac) {
   EXPECT_EQ(vmTapName(longName), vmTapName(longName));
 }
 
+// A placement travels as JSON from observe to plan to apply: it comes back as it went, and
+// anything apply could be misled by (a missing field, an address or prefix that is not one) is
+// refused rather than booted with.
+TEST(PlacementTest, JsonRoundTripsAndRefusesWhatItDidNotWrite) {
+  auto placed = placeRevisionVms(revision(), nullptr);
+  ASSERT_EQ(placed.count("web-2"), 1u);
+  const Placement& p = placed["web-2"];
+  Json json = p.toJson();
+  EXPECT_EQ(json["ip"], p.ipString());
+  EXPECT_EQ(json["gateway"], "10.77.0.1");
+  auto back = Placement::fromJson(json);
+  ASSERT_TRUE(back.isOk()) << back.status().message();
+  EXPECT_EQ(*back, p);
+  EXPECT_EQ(back->cmdlineArgs(), p.cmdlineArgs());
+
+  for (const char* key : {"network", "ip", "prefix", "gateway", "bridge", "tap", "mac"}) {
+    Json missing = json;
+    missing.erase(key);
+    EXPECT_FALSE(Placement::fromJson(missing).isOk()) << "without " << key;
+  }
+  Json badIp = json;
+  badIp["ip"] = "10.77.0.300";
+  EXPECT_FALSE(Placement::fromJson(badIp).isOk());
+  Json badPrefix = json;
+  badPrefix["prefix"] = 33;
+  EXPECT_FALSE(Placement::fromJson(badPrefix).isOk());
+  EXPECT_FALSE(Placement::fromJson(Json()).isOk());
+}
+
 struct SelectCase {
   std::string name;
   const char* policy;

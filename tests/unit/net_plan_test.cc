@@ -448,5 +448,99 @@ TEST(NetProviderTest, ApplyBeforeObserveIsRefused) {
   EXPECT_NE(resp.diagnostics.items()[0].summary.find("apply before observe"), std::string::npos);
 }
 
+// Plan is pure: the VMs' taps on a Network and the addresses a policy selects come from the
+// observed state's context (what observe worked out from the revision), never from what an
+// earlier observe left in the provider, and the action carries them to apply (privateData).
+// None of the providers below has observed anything.
+
+Json webTap() {
+  return {{"tap", "hv-web0"}, {"ip", "10.77.0.10"}, {"mac", "52:54:00:12:34:56"}, {"vm", "web0"}};
+}
+
+Json selectorSpec() {
+  return Json::parse(
+      R"({"network": "lab", "selector": {"matchLabels": {"role": "web"}}, "egress": {"mode": "none"}})");
+}
+
+// One action from two providers that never observed, for the same request: the two agree.
+PlanAction planTwice(const PlanRequest& req) {
+  PlanResponse first, second;
+  NetProvider().plan(req, first);
+  NetProvider().plan(req, second);
+  EXPECT_FALSE(first.diagnostics.hasErrors()) << first.diagnostics.format();
+  EXPECT_TRUE(first.action.has_value() && second.action.has_value());
+  if (!first.action || !second.action) {
+    return {};
+  }
+  Plan a, b;
+  a.actions = {*first.action};
+  b.actions = {*second.action};
+  EXPECT_EQ(a.toJson(), b.toJson());
+  return *first.action;
+}
+
+TEST(NetPlanPurityTest, TheTapsOfANetworkComeFromTheContextAndGoToTheAction) {
+  Object lab;
+  lab.id = {"Network", "lab"};
+  lab.spec = labSpec();
+  ManagedRecord record;
+  record.id = lab.id;
+  record.provider = "net";
+  record.spec = labSpec();
+  record.fingerprint = kFp;
+  record.handles = {{"bridge", "hb-lab"}, {"ports", Json::array()}};
+  ObservedState observed = syncedBridge();
+  PlanRequest req{lab.id, &lab, &observed, &record};
+
+  PlanResponse inSync;
+  NetProvider().plan(req, inSync);
+  EXPECT_FALSE(inSync.action.has_value()) << "no VM in the context, none applied: in sync";
+
+  observed.context = {{"ports", Json::array({webTap()})}};
+  PlanAction action = planTwice(req);
+  EXPECT_EQ(action.type, ActionType::Update);
+  EXPECT_NE(action.reason.find("the VMs on it changed"), std::string::npos) << action.reason;
+  ASSERT_EQ(action.changes.size(), 1u);
+  EXPECT_EQ(action.changes[0].path, "status.ports");
+  EXPECT_EQ(action.changes[0].after, Json::array({webTap()}));
+  EXPECT_EQ(action.privateData, Json({{"ports", Json::array({webTap()})}}));
+
+  // A create carries them too; a network without VMs carries nothing.
+  req.managed = nullptr;
+  EXPECT_EQ(planTwice(req).privateData, Json({{"ports", Json::array({webTap()})}}));
+  observed.context = nullptr;
+  EXPECT_TRUE(planTwice(req).privateData.is_null());
+}
+
+TEST(NetPlanPurityTest, TheSelectionOfAPolicyComesFromTheContextAndGoesToTheAction) {
+  Object web;
+  web.id = {"NetworkPolicy", "web"};
+  web.spec = selectorSpec();
+  ManagedRecord record;
+  record.id = web.id;
+  record.provider = "net";
+  record.spec = selectorSpec();
+  record.fingerprint = kPolicyFp;
+  record.handles = {{"chains", {"pol-web-egress", "pol-web-ingress"}}, {"selected", Json::array()}};
+  ObservedState observed = syncedPolicy();
+  observed.context = {{"selected", {"10.77.0.10"}}};
+  PlanRequest req{web.id, &web, &observed, &record};
+
+  PlanAction action = planTwice(req);
+  EXPECT_EQ(action.type, ActionType::Update);
+  EXPECT_NE(action.reason.find("the VMs its selector selects changed"), std::string::npos)
+      << action.reason;
+  ASSERT_EQ(action.changes.size(), 1u);
+  EXPECT_EQ(action.changes[0].path, "status.selected");
+  EXPECT_EQ(action.changes[0].after, Json::array({"10.77.0.10"}));
+  EXPECT_EQ(action.privateData, Json({{"selected", {"10.77.0.10"}}}));
+
+  // The applied selection equals the context's: nothing to do.
+  record.handles["selected"] = {"10.77.0.10"};
+  PlanResponse inSync;
+  NetProvider().plan(req, inSync);
+  EXPECT_FALSE(inSync.action.has_value()) << inSync.action->reason;
+}
+
 }  // namespace
 }  // namespace hyper::providers::net

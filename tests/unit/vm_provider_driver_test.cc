@@ -4,8 +4,11 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "providers/vmm/vm_provider.h"
 #include "reconciler/engine.h"
@@ -49,7 +52,8 @@ class VmProviderDriverTest : public ::testing::Test {
   }
 
   // Plans and applies; the rendered plan, or the first failure prefixed with "error: ".
-  std::string converge(const std::vector<SourceFile>& files) {
+  std::string converge(const std::vector<SourceFile>& files,
+                       const ApplyOptions& options = ApplyOptions{}) {
     RevisionResult loaded = engine_->load(files);
     if (!loaded.revision) {
       return "error: " + loaded.diagnostics.format();
@@ -63,7 +67,8 @@ class VmProviderDriverTest : public ::testing::Test {
       return "error: " + planned.diagnostics.format();
     }
     ApplyReport report =
-        engine_->apply(planned.plan, *loaded.revision, *managed, *inventory_, ApplyOptions{});
+        engine_->apply(planned.plan, *loaded.revision, *managed, *inventory_, options);
+    lastReport_ = report;
     for (const auto& o : report.outcomes) {
       if (!o.status.isOk()) {
         return "error: " + o.status.message();
@@ -77,6 +82,7 @@ class VmProviderDriverTest : public ::testing::Test {
   test::FakeVmDriver* driver_ = nullptr;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Inventory> inventory_;
+  ApplyReport lastReport_;
 };
 
 TEST_F(VmProviderDriverTest, ChannelReadinessIsAskedOfTheDriver) {
@@ -166,6 +172,83 @@ TEST_F(VmProviderDriverTest, AGuestThatNeverSaysReadyIsStoppedAgain) {
   auto managed = inventory_->list();
   ASSERT_TRUE(managed.isOk());
   EXPECT_TRUE(managed->empty()) << "a failed start was recorded";
+}
+
+// A start waits for readiness no longer than the apply may take: hyperd stopping (the cancel
+// flag, set here from another thread while the wait would last 60 s) or the apply's deadline ends
+// the wait soon, the VM is stopped again, nothing is recorded, and the failure is an ordinary
+// one (retried), not a terminal one. Bounds are loose: "well under the 60 s" is the point.
+class VmStartWaitTest : public VmProviderDriverTest {
+ protected:
+  const std::string readiness_ = "  readiness: {timeoutSeconds: 60}\n";
+
+  void expectStoppedAndNothingLeft(const std::string& out) {
+    EXPECT_EQ(driver_->calls(),
+              (std::vector<std::string>{"start web", "wait web console hyper-ready", "stop web"}))
+        << out;
+    auto found = driver_->find("web");
+    ASSERT_TRUE(found.isOk());
+    EXPECT_FALSE(found->has_value()) << "a VM whose wait was cut short was left running";
+    auto managed = inventory_->list();
+    ASSERT_TRUE(managed.isOk());
+    EXPECT_TRUE(managed->empty()) << "a failed start was recorded";
+    ASSERT_EQ(lastReport_.outcomes.size(), 1u);
+    EXPECT_FALSE(lastReport_.outcomes[0].terminal);
+    EXPECT_FALSE(lastReport_.outcomes[0].retryAfter.has_value());
+  }
+};
+
+TEST_F(VmStartWaitTest, HyperdStoppingEndsTheWaitAndStopsTheVm) {
+  driver_->guestSilent = true;
+  driver_->waitsOutTimeout = true;
+  std::atomic<bool> stopping{false};
+  ApplyOptions options;
+  options.cancel = &stopping;
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    stopping = true;
+  });
+  auto began = std::chrono::steady_clock::now();
+  std::string out = converge({{"web.yaml", vm("web", 128, readiness_)}}, options);
+  auto took = std::chrono::steady_clock::now() - began;
+  stopper.join();
+  EXPECT_LT(took, std::chrono::seconds(10)) << "the wait ran on after the cancel flag was set";
+  EXPECT_NE(out.find("stopped waiting for VM web to be ready: hyperd is stopping"),
+            std::string::npos)
+      << out;
+  ASSERT_EQ(driver_->waitTimeouts().size(), 1u);
+  EXPECT_EQ(driver_->waitTimeouts()[0], std::chrono::seconds(60));
+  expectStoppedAndNothingLeft(out);
+}
+
+TEST_F(VmStartWaitTest, TheApplyDeadlineCutsTheReadinessTimeoutShort) {
+  driver_->guestSilent = true;
+  driver_->waitsOutTimeout = true;
+  ApplyOptions options;
+  options.actionTimeout = std::chrono::milliseconds(300);
+  auto began = std::chrono::steady_clock::now();
+  std::string out = converge({{"web.yaml", vm("web", 128, readiness_)}}, options);
+  auto took = std::chrono::steady_clock::now() - began;
+  EXPECT_LT(took, std::chrono::seconds(10)) << "the wait ran past the apply's deadline";
+  ASSERT_EQ(driver_->waitTimeouts().size(), 1u);
+  EXPECT_LE(driver_->waitTimeouts()[0], std::chrono::milliseconds(300));
+  EXPECT_NE(out.find("VM web did not become ready (console line \"hyper-ready\") before the "
+                     "apply's deadline"),
+            std::string::npos)
+      << out;
+  expectStoppedAndNothingLeft(out);
+}
+
+// A guest that is ready in time is not disturbed by a deadline it does not reach.
+TEST_F(VmStartWaitTest, AReadyGuestWithinTheDeadlineStarts) {
+  driver_->waitsOutTimeout = true;
+  ApplyOptions options;
+  options.actionTimeout = std::chrono::seconds(30);
+  std::string out = converge({{"web.yaml", vm("web", 128, readiness_)}}, options);
+  ASSERT_EQ(out.rfind("error", 0), std::string::npos) << out;
+  ASSERT_EQ(driver_->waitTimeouts().size(), 1u);
+  EXPECT_GT(driver_->waitTimeouts()[0], std::chrono::seconds(20));
+  EXPECT_LE(driver_->waitTimeouts()[0], std::chrono::seconds(30));
 }
 
 TEST_F(VmProviderDriverTest, PruneStopsIt) {

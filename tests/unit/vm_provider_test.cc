@@ -142,6 +142,9 @@ class VmProviderTest : public ::testing::Test {
     ObservedState observed;
     observed.exists = runningNow;
     observed.fields = std::move(observedFields);
+    if (auto it = oresp.observed.find(desired->id); it != oresp.observed.end()) {
+      observed.context = it->second.context;  // the placement observe worked out
+    }
     PlanRequest req;
     req.id = desired->id;
     req.desired = desired.get();
@@ -166,6 +169,62 @@ class VmProviderTest : public ::testing::Test {
   std::unique_ptr<VmProvider> provider_;
   std::shared_ptr<const Object> network_;
 };
+
+// Plan is pure: the placement comes from the observed state's context, so a provider that never
+// observed plans the same action from the same request; the action carries the placement to
+// apply. Without it in the context (no observe with the revision) the VM has no address.
+TEST_F(VmProviderTest, PlanReadsThePlacementFromTheContextOnly) {
+  auto vm = object("VM", "web", vmSpec());
+  std::vector<std::shared_ptr<const Object>> revision = {network_, vm};
+  ObserveRequest oreq;
+  oreq.desired = {vm.get()};
+  oreq.revision = &revision;
+  ObserveResponse oresp;
+  provider_->observe(oreq, oresp);
+  ASSERT_FALSE(oresp.diagnostics.hasErrors()) << oresp.diagnostics.format();
+  ASSERT_EQ(oresp.observed.count(vm->id), 1u);
+  const ObservedState& observed = oresp.observed[vm->id];
+  ASSERT_TRUE(observed.context.contains("placement")) << observed.context.dump();
+  auto placed = Placement::fromJson(observed.context["placement"]);
+  ASSERT_TRUE(placed.isOk()) << placed.status().message();
+  EXPECT_EQ(placed->ipString(), "10.77.0.2");
+  EXPECT_EQ(placed->bridge, "hb-lab");
+
+  VmProviderConfig config;
+  config.runRoot = root_ + "/other";
+  VmProvider neverObserved(config);
+  PlanRequest req{vm->id, vm.get(), &observed, nullptr};
+  PlanResponse mine, fresh;
+  provider_->plan(req, mine);
+  neverObserved.plan(req, fresh);
+  ASSERT_TRUE(mine.action.has_value()) << mine.diagnostics.format();
+  ASSERT_TRUE(fresh.action.has_value()) << fresh.diagnostics.format();
+  Plan a, b;
+  a.actions = {*mine.action};
+  b.actions = {*fresh.action};
+  EXPECT_EQ(a.toJson(), b.toJson());
+  EXPECT_EQ(fresh.action->privateData, Json({{"placement", placed->toJson()}}));
+
+  // The provider that observed does not fall back on what it saw: no context, no address.
+  ObservedState bare = observed;
+  bare.context = nullptr;
+  PlanRequest withoutContext{vm->id, vm.get(), &bare, nullptr};
+  PlanResponse none;
+  provider_->plan(withoutContext, none);
+  EXPECT_FALSE(none.action.has_value());
+  EXPECT_NE(none.diagnostics.format().find("no free address on network lab"), std::string::npos)
+      << none.diagnostics.format();
+}
+
+// Only an action that may start the VM carries its placement.
+TEST_F(VmProviderTest, AVmKeptStoppedCarriesNoPlacement) {
+  Json spec = vmSpec();
+  spec["running"] = false;
+  auto resp = plan(object("VM", "web", spec), nullptr, false);
+  ASSERT_TRUE(resp.action) << resp.diagnostics.format();
+  EXPECT_EQ(resp.action->type, ActionType::Create);
+  EXPECT_TRUE(resp.action->privateData.is_null()) << resp.action->privateData.dump();
+}
 
 TEST_F(VmProviderTest, ANewVmIsAStart) {
   auto resp = plan(object("VM", "web", vmSpec()), nullptr, false);

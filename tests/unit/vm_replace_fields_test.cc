@@ -88,6 +88,9 @@ class VmReplaceFieldsTest : public ::testing::TestWithParam<FieldCase> {
     EXPECT_FALSE(oresp.diagnostics.hasErrors()) << oresp.diagnostics.format();
     ObservedState observed;
     observed.exists = c.runningNow;
+    if (auto it = oresp.observed.find(desired->id); it != oresp.observed.end()) {
+      observed.context = it->second.context;  // the placement observe worked out
+    }
     PlanRequest req;
     req.id = desired->id;
     req.desired = desired.get();

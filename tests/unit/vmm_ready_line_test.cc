@@ -10,8 +10,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "providers/vmm/qemu_driver.h"
 #include "providers/vmm/vm_provider.h"
@@ -121,6 +124,43 @@ TEST_F(ReadyLineTest, WaitForLineReadsTheChannelNotTheConsole) {
   std::ofstream(channelLogPath(root_, "org.hyper.ready"), std::ios::app) << "hyper-ready\n";
   Status s = driver.waitForLine(vm, "org.hyper.ready", "hyper-ready", std::chrono::seconds(60));
   EXPECT_TRUE(s.isOk()) << s.message();
+}
+
+// A wait that would last 60 s for a VM that runs and stays silent (a `sleep 30` child stands in
+// for QEMU) returns soon after the cancel flag is set from another thread, saying why; nothing
+// signals the flag, so this holds only because the wait looks at it between polls.
+TEST_F(ReadyLineTest, WaitForLineReturnsSoonAfterCancel) {
+  child_ = ::fork();
+  ASSERT_GE(child_, 0);
+  if (child_ == 0) {
+    ::execlp("sleep", "sleep", "30", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  VmHandle vm;
+  vm.name = "web";
+  vm.pid = child_;
+  vm.runDir = root_;
+  vm.consoleLog = root_ + "/console.log";
+  std::ofstream(vm.consoleLog) << "booting\n";
+  QemuDriverOptions options;
+  options.runRoot = root_;
+  QemuDriver driver(options);
+  std::atomic<bool> stopping{false};
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    stopping = true;
+  });
+  auto began = std::chrono::steady_clock::now();
+  Status s = driver.waitForLine(vm, "", "hyper-ready", std::chrono::seconds(60), &stopping);
+  auto took = std::chrono::steady_clock::now() - began;
+  stopper.join();
+  EXPECT_EQ(::waitpid(child_, nullptr, WNOHANG), 0) << "stopping the VM is not the wait's job";
+  ::kill(child_, SIGKILL);
+  EXPECT_LT(took, std::chrono::seconds(10)) << "the wait ran on after the cancel flag was set";
+  ASSERT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("stopped waiting for VM web to be ready: hyperd is stopping"),
+            std::string::npos)
+      << s.message();
 }
 
 // Observe: a VM that runs (a fake driver's) with that console is ready, or not.
