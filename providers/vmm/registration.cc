@@ -52,8 +52,10 @@ ProviderRecord provider_vmm() {
   ProviderRecord record;
   record.name = "vmm";
   record.kinds = {std::move(vm)};
-  record.make = [](const Json&, const std::string&) -> Result<std::unique_ptr<Provider>> {
-    return std::unique_ptr<Provider>(std::make_unique<vmm::VmProvider>());
+  record.make = [](const Json&, const std::string& stateDir) -> Result<std::unique_ptr<Provider>> {
+    vmm::VmProviderConfig config = vmm::VmProviderConfig::fromEnvironment();
+    config.storeRoot = stateDir + "/store";
+    return std::unique_ptr<Provider>(std::make_unique<vmm::VmProvider>(config));
   };
   return record;
 }

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 
@@ -18,6 +19,7 @@
 #include "host/command.h"
 #include "netmodel/cidr.h"
 #include "netmodel/link_state.h"
+#include "providers/vmm/boot_files.h"
 #include "providers/vmm/guest_log.h"
 #include "providers/vmm/tap_device.h"
 #include "reconciler/provider_kit.h"
@@ -60,6 +62,20 @@ std::map<std::string, netmodel::NetworkSpec> networksOf(
 // A VM's placement travels from observe to plan in ObservedState::context and from plan to apply
 // in PlanAction::privateData, under the same key.
 constexpr const char* kPlacementKey = "placement";
+// Context and private data: the Build artifacts a VM boots (boot_files.h).
+constexpr const char* kBootKey = "boot";
+// Private data of a replace planned only because a Build changes in this apply: apply keeps the
+// VM when the Build's new artifact turns out to be the bytes it runs.
+constexpr const char* kIfArtifactMovedKey = "ifArtifactMoved";
+
+// The digests of the Build artifacts a VM booted with, from its handles ({"initrd": digest}).
+Json bootDigestsOf(const ManagedRecord* record) {
+  if (record == nullptr || !record->handles.is_object() || !record->handles.contains("boot") ||
+      !record->handles["boot"].is_object()) {
+    return Json::object();
+  }
+  return record->handles["boot"];
+}
 
 std::optional<Placement> placementIn(const Json& data) {
   if (!data.is_object() || !data.contains(kPlacementKey)) {
@@ -201,12 +217,25 @@ void VmProvider::validate(const ValidateRequest& req, ValidateResponse& resp) co
 }
 
 std::vector<Reference> VmProvider::references(const Object& object) const {
-  if (object.spec.is_object() && object.spec.contains("network") &&
-      object.spec["network"].is_object() && object.spec["network"].contains("name") &&
-      object.spec["network"]["name"].is_string()) {
-    return {{"spec.network.name", {"Network", object.spec["network"]["name"].get<std::string>()}}};
+  std::vector<Reference> out;
+  auto named = [&](const char* field, const char* key) -> const Json* {
+    if (!object.spec.is_object() || !object.spec.contains(field) ||
+        !object.spec[field].is_object() || !object.spec[field].contains(key) ||
+        !object.spec[field][key].is_string()) {
+      return nullptr;
+    }
+    return &object.spec[field][key];
+  };
+  if (const Json* n = named("network", "name")) {
+    out.push_back({"spec.network.name", {"Network", n->get<std::string>()}});
   }
-  return {};
+  // A Build's artifact: the Build is applied first, and its record tells apply which bytes.
+  for (const char* field : {"kernel", "initrd"}) {
+    if (const Json* b = named(field, "build")) {
+      out.push_back({std::string("spec.") + field + ".build", {"Build", b->get<std::string>()}});
+    }
+  }
+  return out;
 }
 
 // Stays long: one batch for all VMs over shared host dumps; split once the vmm/ rework lands.
@@ -219,8 +248,14 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
       placements = netmodel::placeRevisionVms(*req.revision, req.inventory);
     }
     std::vector<VmManifest> vms;
+    std::map<std::string, Json> boots;  // the Build artifacts each VM boots, resolved
+    const store::ArtifactStore artifactStore(config_.storeRoot);
     for (const Object* o : req.desired) {
       if (auto vm = parseVmManifest(o->id.name, o->spec); vm.isOk()) {
+        if (Json boot = bootContext(*vm, req.revision, req.inventory, artifactStore);
+            !boot.is_null()) {
+          boots[vm->name] = std::move(boot);
+        }
         vms.push_back(std::move(*vm));
       }
     }
@@ -325,6 +360,9 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
       if (auto p = placements.find(id.name); p != placements.end()) {
         s.context[kPlacementKey] = p->second.toJson();
       }
+      if (auto b = boots.find(id.name); b != boots.end()) {
+        s.context[kBootKey] = b->second;
+      }
       resp.observed[id] = std::move(s);
     };
     for (const Object* o : req.desired) {
@@ -372,11 +410,20 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
   }
   // Host checks that decide whether the VM can start at all: before anything is applied.
   std::error_code ec;
-  if (!fs::is_regular_file(vm->kernel, ec)) {
+  if (vm->kernelBuild.empty() && !fs::is_regular_file(vm->kernel, ec)) {
     resp.diagnostics.error(object, "spec.kernel.path",
                            vm->kernel +
                                " does not exist or is not a file (expected a kernel "
                                "image on this host)");
+  }
+  // Build artifacts: what observe resolved from the Builds' records (boot_files.h).
+  const Json boot = req.observed != nullptr && req.observed->context.contains(kBootKey)
+                        ? req.observed->context[kBootKey]
+                        : Json::object();
+  for (const auto& [field, b] : boot.items()) {
+    if (b.contains("error")) {
+      resp.diagnostics.error(object, "spec." + field + ".build", b["error"].get<std::string>());
+    }
   }
   if (!vm->initrd.empty() && !fs::is_regular_file(vm->initrd, ec)) {
     resp.diagnostics.error(object, "spec.initrd.path",
@@ -406,6 +453,14 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
     resp.action = std::move(action);
   };
 
+  // The Build artifacts as they will boot: the digest, or a note that the Build is applied first.
+  Json artifactsNow = Json::object();
+  for (const auto& [field, b] : boot.items()) {
+    artifactsNow[field] = b.value("pending", false)
+                              ? Json("(what Build/" + b.value("build", "") + " makes now)")
+                              : b.value("digest", Json());
+  }
+
   PlanAction action;
   if (!req.managed) {
     action.type = ActionType::Create;
@@ -417,27 +472,52 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
                                  : "not on the host";
     }
     diffJson("spec", nullptr, vm->bootJson(), action.changes);
+    if (!artifactsNow.empty()) {
+      diffJson("build", nullptr, artifactsNow, action.changes);
+    }
     decide(std::move(action));
     return;
   }
 
   auto previous = parseVmManifest(req.id.name, req.managed->spec);
   Json before = previous.isOk() ? previous->bootJson() : Json::object();
-  std::vector<FieldChange> boot;
-  diffJson("spec", before, vm->bootJson(), boot);
+  std::vector<FieldChange> bootChanges;
+  diffJson("spec", before, vm->bootJson(), bootChanges);
+  // Which bytes a Build artifact is: the digest booted (handles) against the Build's now.
+  std::vector<FieldChange> artifactChanges;
+  if (vm->running) {
+    Json artifactsThen = bootDigestsOf(req.managed);
+    for (auto it = artifactsThen.begin(); it != artifactsThen.end();) {
+      it = artifactsNow.contains(it.key()) ? std::next(it) : artifactsThen.erase(it);
+    }
+    diffJson("build", artifactsThen, artifactsNow, artifactChanges);
+  }
   const bool wasRunning = previous.isOk() ? previous->running : true;
 
-  if (!boot.empty() && vm->running) {
+  if ((!bootChanges.empty() || !artifactChanges.empty()) && vm->running) {
     std::vector<std::string> what;
-    for (auto& c : boot) {
+    for (auto& c : bootChanges) {
       c.forcesReplace = true;
       what.push_back(c.path.substr(5));  // without "spec."
     }
+    bool onlyPending = bootChanges.empty();
+    for (auto& c : artifactChanges) {
+      c.forcesReplace = true;
+      const std::string field = c.path.substr(6);  // without "build."
+      const bool pending = boot.contains(field) && boot[field].value("pending", false);
+      onlyPending = onlyPending && pending;
+      what.push_back(field + (pending ? " (its Build is applied first)" : " from its Build"));
+    }
     action.type = ActionType::Replace;
     action.disruption = Disruption::Replace;
-    action.reason = "spec changed (" + join(what, ", ") + "): the VM is stopped and started anew";
-    action.changes = std::move(boot);
+    action.reason = (bootChanges.empty() ? "a new " : "spec changed (") + join(what, ", ") +
+                    (bootChanges.empty() ? "" : ")") + ": the VM is stopped and started anew";
+    action.changes = std::move(bootChanges);
+    action.changes.insert(action.changes.end(), artifactChanges.begin(), artifactChanges.end());
     decide(std::move(action));
+    if (onlyPending) {
+      resp.action->privateData[kIfArtifactMovedKey] = true;
+    }
     return;
   }
   if (vm->running && runningNow && req.observed->fields.contains("tapGone")) {
@@ -529,6 +609,17 @@ Status VmProvider::startVm(const VmManifest& vm, const ApplyRequest& req, ApplyR
   spec.memoryMiB = vm.memoryMiB;
   spec.kernel = vm.kernel;
   spec.initrd = vm.initrd;
+  Json boot = Json::object();  // the Build artifacts it boots, by digest
+  const store::ArtifactStore artifactStore(config_.storeRoot);
+  for (auto [field, ref, path] : {std::tuple{"kernel", &vm.kernelBuild, &spec.kernel},
+                                  std::tuple{"initrd", &vm.initrdBuild, &spec.initrd}}) {
+    if (ref->empty()) {
+      continue;
+    }
+    HYPER_ASSIGN_OR_RETURN(std::string digest, artifactDigest(*ref, req.references, artifactStore));
+    *path = artifactStore.pathOf(digest);
+    boot[field] = digest;
+  }
   spec.cmdline = vm.cmdline;
   spec.mac = vm.mac;
   spec.accel = config_.accel;
@@ -538,6 +629,9 @@ Status VmProvider::startVm(const VmManifest& vm, const ApplyRequest& req, ApplyR
     spec.cmdline += (spec.cmdline.empty() ? "" : " ") + ("hyper.channel=" + vm.readyChannel);
   }
   Json handles = {{"mac", vm.mac}};
+  if (!boot.empty()) {
+    handles["boot"] = boot;  // also what keeps them from the store's gc
+  }
   if (!vm.network.empty()) {
     std::optional<Placement> planned = placementIn(req.action->privateData);
     if (!planned) {
@@ -626,6 +720,25 @@ void VmProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
     }
     const bool runningNow = found->has_value();
     const bool restart = req.action->disruption == Disruption::Restart;
+    if (req.action->type == ActionType::Replace && runningNow && req.managed &&
+        req.action->privateData.is_object() &&
+        req.action->privateData.value(kIfArtifactMovedKey, false)) {
+      // Planned before its Build ran: keep the VM when the Build made the bytes it runs.
+      const store::ArtifactStore artifactStore(config_.storeRoot);
+      Json now = Json::object();
+      for (auto [field, ref] :
+           {std::pair{"kernel", &vm->kernelBuild}, std::pair{"initrd", &vm->initrdBuild}}) {
+        if (!ref->empty()) {
+          auto digest = artifactDigest(*ref, req.references, artifactStore);
+          now[field] = digest.isOk() ? Json(*digest) : Json();
+        }
+      }
+      if (now == bootDigestsOf(req.managed)) {
+        resp.handles = req.managed->handles;
+        resp.fingerprint = req.managed->fingerprint;
+        return;
+      }
+    }
     if ((req.action->type == ActionType::Replace || restart) && runningNow) {
       if (Status s = stopVm(id.name); !s.isOk()) {
         failWith(s);

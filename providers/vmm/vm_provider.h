@@ -17,6 +17,8 @@ namespace hyper::providers::vmm {
 
 struct VmProviderConfig {
   std::string runRoot = "/run/hyper/vm";  // one run dir per VM (qemu_driver.h)
+  // The artifact store kernels and initrds from Builds are booted from (<state-dir>/store).
+  std::string storeRoot;
   AccelMode accel = AccelMode::Auto;
   StopOptions stop;
   // Cap per console or channel log; past it the log is rotated to LOG.1 (guest_log.h).

@@ -6,8 +6,18 @@
 namespace hyper::providers::vmm {
 
 Json VmManifest::bootJson() const {
-  Json j = {{"vcpus", vcpus},     {"memoryMiB", memoryMiB}, {"kernel", kernel}, {"initrd", initrd},
-            {"cmdline", cmdline}, {"network", network},     {"mac", mac}};
+  // A Build's artifact as "build:NAME/ARTIFACT"; which bytes that is (the digest) the provider
+  // compares on its own, from the Build's record.
+  auto file = [](const std::string& path, const BuildRef& ref) {
+    return ref.empty() ? path : "build:" + ref.build + "/" + ref.artifact;
+  };
+  Json j = {{"vcpus", vcpus},
+            {"memoryMiB", memoryMiB},
+            {"kernel", file(kernel, kernelBuild)},
+            {"initrd", file(initrd, initrdBuild)},
+            {"cmdline", cmdline},
+            {"network", network},
+            {"mac", mac}};
   j["ip"] = ip ? Json(netmodel::formatIpv4(*ip)) : Json("auto");
   // Only when set: a channel is a device the VM boots with, and VMs without one keep the boot
   // fields they were recorded with.
@@ -25,12 +35,28 @@ Result<VmManifest> parseVmManifest(const std::string& name, const Json& spec) {
   }
   m.vcpus = spec.value("vcpus", m.vcpus);
   m.memoryMiB = spec.value("memoryMiB", m.memoryMiB);
-  if (spec.contains("kernel")) {
-    m.kernel = spec["kernel"].value("path", "");
-  }
-  if (spec.contains("initrd")) {
-    m.initrd = spec["initrd"].value("path", "");
-  }
+  // {path} or {build, artifact}: exactly one of path and build.
+  auto bootFile = [](const Json& spec, const char* field, const char* defaultArtifact,
+                     std::string& path, BuildRef& ref) -> Status {
+    if (!spec.contains(field)) {
+      return Status::ok();
+    }
+    const Json& f = spec[field];
+    path = f.value("path", "");
+    ref.build = f.value("build", "");
+    ref.artifact = f.value("artifact", ref.build.empty() ? "" : defaultArtifact);
+    const std::string where = std::string("spec.") + field;
+    if (path.empty() == ref.build.empty()) {
+      return Status::error(where + ": give either path (a file on the host) or build (a Build's " +
+                           "artifact), " + (path.empty() ? "not neither" : "not both"));
+    }
+    if (!path.empty() && f.contains("artifact")) {
+      return Status::error(where + ".artifact: only with build");
+    }
+    return Status::ok();
+  };
+  HYPER_RETURN_IF_ERROR(bootFile(spec, "kernel", "vmlinuz", m.kernel, m.kernelBuild));
+  HYPER_RETURN_IF_ERROR(bootFile(spec, "initrd", "initrd", m.initrd, m.initrdBuild));
   m.cmdline = spec.value("cmdline", "");
   if (spec.contains("network")) {
     const Json& n = spec["network"];

@@ -13,13 +13,24 @@
 
 namespace hyper::providers::vmm {
 
+// A kernel or initrd that a Build makes: {build: NAME, artifact: ARTIFACT}. The VM boots the
+// artifact's bytes from the content-addressed store; which digest is resolved from the Build's
+// inventory record (observe for plan, ApplyRequest::references for apply).
+struct BuildRef {
+  std::string build;     // "" = not from a build (a path)
+  std::string artifact;  // "vmlinuz", "initrd"
+  bool empty() const { return build.empty(); }
+};
+
 // A VM manifest's spec, typed and with its defaults (schemas/vm.schema.json checked the shape).
 struct VmManifest {
   std::string name;
   int vcpus = 1;
   int memoryMiB = 256;
-  std::string kernel;
-  std::string initrd;   // "" = none
+  std::string kernel;  // a path; "" when kernelBuild is set
+  std::string initrd;  // a path; "" = none, or initrdBuild is set
+  BuildRef kernelBuild;
+  BuildRef initrdBuild;
   std::string cmdline;  // as written; hyper appends the console and the address
   std::string network;  // "" = no network
   std::optional<uint32_t> ip;
