@@ -10,10 +10,8 @@
 
 #include "providers/build/build_provider.h"
 #include "providers/vmm/vm_provider.h"
-#include "reconciler/engine.h"
-#include "reconciler/inventory.h"
-#include "reconciler/schema.h"
 #include "store/artifact_store.h"
+#include "tests/fakes/engine_harness.h"
 #include "tests/fakes/fake_vm_driver.h"
 
 namespace hyper::providers::vmm {
@@ -39,12 +37,8 @@ class VmBootBuildTest : public ::testing::Test {
     providers.push_back(std::make_unique<VmProvider>(config, std::move(driver)));
     providers.push_back(std::make_unique<build::BuildProvider>(
         build::BuildProviderConfig{root_ + "/state", root_ + "/busybox"}));
-    auto schemas = SchemaRegistry::builtin();
-    ASSERT_TRUE(schemas.isOk()) << schemas.status().message();
-    engine_ = std::make_unique<Engine>(std::move(providers), *schemas);
-    auto inventory = Inventory::open(root_ + "/state");
-    ASSERT_TRUE(inventory.isOk()) << inventory.status().message();
-    inventory_ = std::move(*inventory);
+    harness_ = std::make_unique<test::EngineHarness>(std::move(providers), root_ + "/state");
+    ASSERT_EQ(harness_->error(), "");
   }
   void TearDown() override { fs::remove_all(root_); }
 
@@ -58,33 +52,11 @@ class VmBootBuildTest : public ::testing::Test {
            kernel_ + "}\n  initrd: " + initrd + "\n";
   }
 
-  // Plans and applies; the plan, or "error: " and what failed.
-  std::string converge(const std::string& yaml) {
-    RevisionResult loaded = engine_->load({{"m.yaml", yaml}});
-    if (!loaded.revision) {
-      return "error: " + loaded.diagnostics.format();
-    }
-    auto managed = inventory_->list();
-    if (!managed.isOk()) {
-      return "error: " + managed.status().message();
-    }
-    PlanResult planned = engine_->plan(*loaded.revision, *managed, PlanOptions{true});
-    if (planned.diagnostics.hasErrors()) {
-      return "error: " + planned.diagnostics.format();
-    }
-    ApplyReport report =
-        engine_->apply(planned.plan, *loaded.revision, *managed, *inventory_, ApplyOptions{});
-    for (const auto& o : report.outcomes) {
-      if (!o.status.isOk()) {
-        return "error: " + o.status.message();
-      }
-    }
-    return planned.plan.render();
-  }
+  std::string converge(const std::string& yaml) { return harness_->converge({{"m.yaml", yaml}}); }
 
   // The digest the Build's record names for its initrd.
   std::string buildDigest() {
-    auto r = inventory_->get({"Build", "initrd"});
+    auto r = harness_->inventory().get({"Build", "initrd"});
     if (!r.isOk() || !*r) {
       return "";
     }
@@ -93,8 +65,7 @@ class VmBootBuildTest : public ::testing::Test {
 
   std::string root_, kernel_;
   test::FakeVmDriver* driver_ = nullptr;
-  std::unique_ptr<Engine> engine_;
-  std::unique_ptr<Inventory> inventory_;
+  std::unique_ptr<test::EngineHarness> harness_;
 };
 
 TEST_F(VmBootBuildTest, TheVmBootsTheArtifactItsBuildMadeInTheSameApply) {
@@ -106,7 +77,7 @@ TEST_F(VmBootBuildTest, TheVmBootsTheArtifactItsBuildMadeInTheSameApply) {
   store::ArtifactStore store(root_ + "/state/store");
   EXPECT_EQ(driver_->lastSpec("web").initrd, store.pathOf(digest));
   EXPECT_EQ(driver_->lastSpec("web").kernel, kernel_);
-  auto vm = inventory_->get({"VM", "web"});
+  auto vm = harness_->inventory().get({"VM", "web"});
   ASSERT_TRUE(vm.isOk() && *vm);
   EXPECT_EQ((**vm).handles["boot"]["initrd"], digest) << "what gc keeps";
   EXPECT_EQ(converge(manifests("one")), "No changes. The host matches the desired state.\n")

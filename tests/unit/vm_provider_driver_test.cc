@@ -14,6 +14,7 @@
 #include "reconciler/engine.h"
 #include "reconciler/inventory.h"
 #include "reconciler/schema.h"
+#include "tests/fakes/engine_harness.h"
 #include "tests/fakes/fake_vm_driver.h"
 
 namespace hyper::providers::vmm {
@@ -36,12 +37,8 @@ class VmProviderDriverTest : public ::testing::Test {
     config.logMaxBytes = kLogCap;
     std::vector<std::unique_ptr<Provider>> providers;
     providers.push_back(std::make_unique<VmProvider>(config, std::move(driver)));
-    auto schemas = SchemaRegistry::builtin();
-    ASSERT_TRUE(schemas.isOk()) << schemas.status().message();
-    engine_ = std::make_unique<Engine>(std::move(providers), *schemas);
-    auto inventory = Inventory::open(root_ + "/state");
-    ASSERT_TRUE(inventory.isOk()) << inventory.status().message();
-    inventory_ = std::move(*inventory);
+    harness_ = std::make_unique<test::EngineHarness>(std::move(providers), root_ + "/state");
+    ASSERT_EQ(harness_->error(), "");
   }
   void TearDown() override { fs::remove_all(root_); }
 
@@ -51,38 +48,15 @@ class VmProviderDriverTest : public ::testing::Test {
            "}\n  cmdline: quiet\n" + extra;
   }
 
-  // Plans and applies; the rendered plan, or the first failure prefixed with "error: ".
   std::string converge(const std::vector<SourceFile>& files,
                        const ApplyOptions& options = ApplyOptions{}) {
-    RevisionResult loaded = engine_->load(files);
-    if (!loaded.revision) {
-      return "error: " + loaded.diagnostics.format();
-    }
-    auto managed = inventory_->list();
-    if (!managed.isOk()) {
-      return "error: " + managed.status().message();
-    }
-    PlanResult planned = engine_->plan(*loaded.revision, *managed, PlanOptions{true});
-    if (planned.diagnostics.hasErrors()) {
-      return "error: " + planned.diagnostics.format();
-    }
-    ApplyReport report =
-        engine_->apply(planned.plan, *loaded.revision, *managed, *inventory_, options);
-    lastReport_ = report;
-    for (const auto& o : report.outcomes) {
-      if (!o.status.isOk()) {
-        return "error: " + o.status.message();
-      }
-    }
-    return planned.plan.render();
+    return harness_->converge(files, options);
   }
 
   static constexpr uint64_t kLogCap = 4096;
   std::string root_, kernel_;
   test::FakeVmDriver* driver_ = nullptr;
-  std::unique_ptr<Engine> engine_;
-  std::unique_ptr<Inventory> inventory_;
-  ApplyReport lastReport_;
+  std::unique_ptr<test::EngineHarness> harness_;
 };
 
 TEST_F(VmProviderDriverTest, ChannelReadinessIsAskedOfTheDriver) {
@@ -102,10 +76,10 @@ TEST_F(VmProviderDriverTest, ChannelReadinessIsAskedOfTheDriver) {
   out = converge({{"web.yaml", vm("web", 128, channel)}});
   EXPECT_EQ(out.rfind("error", 0), std::string::npos) << out;
   EXPECT_EQ(driver_->calls().size(), 2u) << out;
-  auto managed = inventory_->list();
+  auto managed = harness_->inventory().list();
   ASSERT_TRUE(managed.isOk());
   Diagnostics diags;
-  auto observed = engine_->observeManaged(*managed, *managed, diags);
+  auto observed = harness_->engine().observeManaged(*managed, *managed, diags);
   ASSERT_FALSE(diags.hasErrors()) << diags.format();
   ObjectId id{"VM", "web"};
   ASSERT_EQ(observed.count(id), 1u);
@@ -124,10 +98,10 @@ TEST_F(VmProviderDriverTest, ObserveRotatesGuestLogsPastTheirCap) {
   const std::string chan = channelLogPath((*found)->runDir, "org.hyper.ready");
   std::ofstream(console, std::ios::binary) << std::string(kLogCap, 'a') << "TAIL";  // cap + 4
   std::ofstream(chan, std::ios::binary) << std::string(kLogCap, 'b');               // at the cap
-  auto managed = inventory_->list();
+  auto managed = harness_->inventory().list();
   ASSERT_TRUE(managed.isOk());
   Diagnostics diags;
-  auto observed = engine_->observeManaged(*managed, *managed, diags);
+  auto observed = harness_->engine().observeManaged(*managed, *managed, diags);
   ASSERT_FALSE(diags.hasErrors()) << diags.format();
   EXPECT_EQ(fs::file_size(console), 0u) << "a console past its cap was not truncated";
   ASSERT_TRUE(fs::exists(console + ".1"));
@@ -141,7 +115,7 @@ TEST_F(VmProviderDriverTest, ObserveRotatesGuestLogsPastTheirCap) {
   // Past the cap the channel rotates too; the readiness line, now only in LOG.1, is still found
   // (as a whole line: a prefix of it is not).
   std::ofstream(chan, std::ios::binary) << "x\nup\n" << std::string(kLogCap - 3, 'b');
-  observed = engine_->observeManaged(*managed, *managed, diags);
+  observed = harness_->engine().observeManaged(*managed, *managed, diags);
   EXPECT_EQ(fs::file_size(chan), 0u);
   EXPECT_TRUE(logHasLine(chan, "up"));
   EXPECT_FALSE(logHasLine(chan, "u"));
@@ -169,7 +143,7 @@ TEST_F(VmProviderDriverTest, AGuestThatNeverSaysReadyIsStoppedAgain) {
   auto found = driver_->find("web");
   ASSERT_TRUE(found.isOk());
   EXPECT_FALSE(found->has_value()) << "a VM that never became ready was left running";
-  auto managed = inventory_->list();
+  auto managed = harness_->inventory().list();
   ASSERT_TRUE(managed.isOk());
   EXPECT_TRUE(managed->empty()) << "a failed start was recorded";
 }
@@ -189,12 +163,12 @@ class VmStartWaitTest : public VmProviderDriverTest {
     auto found = driver_->find("web");
     ASSERT_TRUE(found.isOk());
     EXPECT_FALSE(found->has_value()) << "a VM whose wait was cut short was left running";
-    auto managed = inventory_->list();
+    auto managed = harness_->inventory().list();
     ASSERT_TRUE(managed.isOk());
     EXPECT_TRUE(managed->empty()) << "a failed start was recorded";
-    ASSERT_EQ(lastReport_.outcomes.size(), 1u);
-    EXPECT_FALSE(lastReport_.outcomes[0].terminal);
-    EXPECT_FALSE(lastReport_.outcomes[0].retryAfter.has_value());
+    ASSERT_EQ(harness_->lastReport().outcomes.size(), 1u);
+    EXPECT_FALSE(harness_->lastReport().outcomes[0].terminal);
+    EXPECT_FALSE(harness_->lastReport().outcomes[0].retryAfter.has_value());
   }
 };
 
