@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -22,6 +23,7 @@
 #include "controller/client.h"
 #include "controller/event_log.h"
 #include "controller/hold.h"
+#include "host/command.h"
 #include "hyperctl/hyperctl.h"
 #include "hyperctl/hyperctl_remote.h"
 #include "hyperctl/output.h"
@@ -462,6 +464,168 @@ int runGc(const GlobalOptions& g, int keepRevisions, bool dryRun, const std::str
   return kExitOk;
 }
 
+// The inputs recorded in an artifact's provenance ({name: digest or version}); empty when there is
+// none to read.
+Json provenanceInputs(const store::ArtifactStore& artifacts, const std::string& digest,
+                      const std::string& stateDir) {
+  Json out = Json::object();
+  auto key = store::HostKey::loadPublic(stateDir);
+  auto envelope = artifacts.provenanceOf(digest);
+  if (!key.isOk() || !envelope.isOk()) {
+    return out;
+  }
+  auto statement = store::openEnvelope(*envelope, *key);
+  if (!statement.isOk()) {
+    return out;
+  }
+  const Json deps = statement->value("predicate", Json::object())
+                        .value("buildDefinition", Json::object())
+                        .value("resolvedDependencies", Json::array());
+  for (const auto& d : deps) {
+    out[d.value("name", "")] = d.contains("digest")
+                                   ? "sha256:" + d["digest"].value("sha256", "")
+                                   : d.value("annotations", Json::object()).value("version", "");
+  }
+  return out;
+}
+
+// `hyperctl rebuild -f PATHS [--revision REV]`: makes every object of a reproducible kind (Build)
+// in the manifests again, with no cache (a scratch state dir, removed after), and compares each
+// artifact's digest with the one recorded when REV (default: the manifests' own revision) was
+// applied with this state dir. One line per artifact; for a difference, the inputs that moved
+// (from the recorded artifact's provenance) and, when diffoscope is installed, the start of its
+// report. Exit 0 all the same, 2 some differ, 1 error.
+int runRebuild(const GlobalOptions& g, const std::vector<std::string>& paths,
+               const std::string& wantedRevision) {
+  char tmpl[] = "/tmp/hyper-rebuild.XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) {
+    return fail(std::string("rebuild: scratch dir <- ") + std::strerror(errno));
+  }
+  const std::string scratch = tmpl;
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } cleanup{scratch};
+
+  auto engine = makeEngine(scratch);
+  if (!engine) {
+    return kExitError;
+  }
+  auto revision = loadRevision(*engine, paths, "; nothing was rebuilt");
+  if (!revision) {
+    return kExitError;
+  }
+  const std::string against = wantedRevision.empty() ? revision->id : wantedRevision;
+  if (access((g.stateDir + "/state.db").c_str(), F_OK) != 0) {
+    return fail("rebuild: no state in " + g.stateDir + ": nothing was applied there to compare");
+  }
+  auto inventory = Inventory::open(g.stateDir);
+  if (!inventory.isOk()) {
+    return fail(inventory.status().message());
+  }
+  auto recorded = (*inventory)->revisionArtifacts(against);
+  if (!recorded.isOk()) {
+    return fail(recorded.status().message() +
+                (wantedRevision.empty() ? " (--revision names the applied revision these "
+                                          "manifests are)"
+                                        : ""));
+  }
+  if (against != revision->id) {
+    std::cout << "comparing the manifests (" << revision->id << ") with revision " << against
+              << "\n";
+  }
+
+  auto scratchInventory = Inventory::open(scratch + "/state");
+  if (!scratchInventory.isOk()) {
+    return fail(scratchInventory.status().message());
+  }
+  PlanResult planned = engine->plan(*revision, {}, PlanOptions{});
+  auto reproducible = [](const std::string& kind) {
+    const KindRecord* k = kinds->find(kind);
+    return k != nullptr && k->reproducible;
+  };
+  Plan plan;
+  plan.revision = planned.plan.revision;
+  for (const auto& a : planned.plan.actions) {
+    if (reproducible(a.id.kind)) {
+      plan.actions.push_back(a);
+    }
+  }
+  Diagnostics errors;
+  for (const auto& d : planned.diagnostics.items()) {
+    if (d.severity == Severity::Error && (d.object.empty() || reproducible(d.object.kind))) {
+      errors.add(d);
+    }
+  }
+  if (errors.hasErrors()) {
+    std::cerr << errors.format();
+    return fail("rebuild: cannot plan the builds of " + revision->id);
+  }
+  if (plan.actions.empty()) {
+    return fail("rebuild: " + revision->id + " has no objects of a reproducible kind (" +
+                kinds->pluralsText([](const KindRecord& k) { return k.reproducible; }) + ")");
+  }
+  ApplyOptions options;
+  options.reconcileId = "rebuild";
+  ApplyReport report = engine->apply(plan, *revision, {}, **scratchInventory, options);
+  if (!report.ok()) {
+    for (const auto& o : report.outcomes) {
+      if (!o.status.isOk()) {
+        std::cerr << "error: " << o.status.message() << "\n";
+      }
+    }
+    return fail("rebuild: " + std::to_string(report.failed()) + " builds failed");
+  }
+
+  store::ArtifactStore store(g.stateDir + "/store");
+  store::ArtifactStore rebuiltStore(scratch + "/store");
+  bool differ = false;
+  for (const auto& a : plan.actions) {
+    auto rebuilt = (*scratchInventory)->get(a.id);
+    if (!rebuilt.isOk() || !*rebuilt) {
+      return fail("rebuild: " + a.id.str() + " left no record");
+    }
+    const Json artifacts = (**rebuilt).handles.value("artifacts", Json::object());
+    auto was = recorded->find(a.id.str());
+    for (const auto& [name, art] : artifacts.items()) {
+      const std::string digest = art.value("digest", "");
+      if (was != recorded->end() && was->second.count(digest) > 0) {
+        std::cout << "same       " << a.id.str() << " " << name << " " << digest << "\n";
+        continue;
+      }
+      differ = true;
+      if (was == recorded->end() || was->second.empty()) {
+        std::cout << "different  " << a.id.str() << " " << name << ": not built in " << against
+                  << "; rebuilt " << digest << "\n";
+        continue;
+      }
+      const std::string old = *was->second.begin();
+      std::cout << "different  " << a.id.str() << " " << name << ": recorded " << old
+                << ", rebuilt " << digest << "\n";
+      Json before = provenanceInputs(store, old, g.stateDir);
+      Json after = (**rebuilt).handles.value("inputs", Json::object());
+      for (const auto& [input, value] : after.items()) {
+        if (!before.contains(input) || before[input] != value) {
+          std::cout << "           input " << input << " moved: "
+                    << (before.contains(input) ? before[input].dump() : "(not recorded)") << " -> "
+                    << value.dump() << "\n";
+        }
+      }
+      if (store.has(old) && access("/usr/bin/diffoscope", X_OK) == 0) {
+        auto report = host::runCommand({"diffoscope", "--max-report-size", "4096", "--text", "-",
+                                        store.pathOf(old), rebuiltStore.pathOf(digest)});
+        if (report.isOk()) {
+          std::cout << report->out.substr(0, 4096) << "\n";
+        }
+      }
+    }
+  }
+  return differ ? kExitChanges : kExitOk;
+}
+
 // `hyperctl keys`: the host's public signing key (made on first use).
 int runKeys(const GlobalOptions& g) {
   auto key = store::HostKey::loadOrCreate(g.stateDir);
@@ -763,6 +927,13 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
   bool raw = false;
   logs->add_flag("--raw", raw, "print the log's bytes as they are (no escaping of control bytes)");
 
+  std::string rebuildRevision;
+  auto* rebuild = app.add_subcommand(
+      "rebuild", "build the manifests' Builds again without the cache and compare the digests");
+  rebuild->add_option("-f,--filename", paths, "manifest files or directories")->required();
+  rebuild->add_option("--revision", rebuildRevision,
+                      "the applied revision to compare with (default: the manifests' own)");
+
   auto* keys = app.add_subcommand("keys", "print the host's public key that signs provenance");
   std::string verifyTarget;
   auto* verify = app.add_subcommand(
@@ -847,6 +1018,8 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
     code = runGet(g, getWhat, getName, output);
   } else if (*logs) {
     code = runLogs(g, logsTarget, follow, raw);
+  } else if (*rebuild) {
+    code = runRebuild(g, paths, rebuildRevision);
   } else if (*keys) {
     code = runKeys(g);
   } else if (*verify) {

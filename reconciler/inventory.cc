@@ -81,7 +81,7 @@ CREATE INDEX journal_creates_unconfirmed ON journal (kind, name)
     // 4: the artifact digests the inventory referenced when a revision was recorded, so that
     // garbage collection keeps what the last revisions used (a rollback finds it in the store).
     R"sql(
-ALTER TABLE revisions ADD COLUMN artifacts_json TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE revisions ADD COLUMN artifacts_json TEXT NOT NULL DEFAULT '{}';
 )sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
@@ -492,30 +492,66 @@ static void findDigests(std::string_view text, std::set<std::string>& out) {
   }
 }
 
-Result<std::set<std::string>> Inventory::referencedDigestsLocked() const {
-  auto st = Statement::prepare(
-      db_, "SELECT handles_json FROM objects WHERE instr(handles_json, 'sha256:') > 0");
+Result<std::map<std::string, std::set<std::string>>> Inventory::digestsByObjectLocked() const {
+  auto st = Statement::prepare(db_,
+                               "SELECT kind, name, handles_json FROM objects WHERE "
+                               "instr(handles_json, 'sha256:') > 0");
   if (!st.isOk()) {
     return st.status();
   }
-  std::set<std::string> out;
+  std::map<std::string, std::set<std::string>> out;
   for (;;) {
     HYPER_ASSIGN_OR_RETURN(bool row, st->step());
     if (!row) {
       break;
     }
-    findDigests(st->text(0), out);
+    std::set<std::string> digests;
+    findDigests(st->text(2), digests);
+    if (!digests.empty()) {
+      out[st->text(0) + "/" + st->text(1)] = std::move(digests);
+    }
   }
   return out;
 }
 
 Result<std::set<std::string>> Inventory::referencedDigests() const {
   std::lock_guard<std::mutex> lk(mu_);
-  auto r = referencedDigestsLocked();
+  auto r = digestsByObjectLocked();
   if (!r.isOk()) {
     return r.status().withContext("inventory artifact digests");
   }
-  return r;
+  std::set<std::string> out;
+  for (const auto& [object, digests] : *r) {
+    out.insert(digests.begin(), digests.end());
+  }
+  return out;
+}
+
+Result<std::map<std::string, std::set<std::string>>> Inventory::revisionArtifacts(
+    const std::string& revision) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  const std::string context = "inventory artifacts of revision " + revision;
+  auto st = Statement::prepare(
+      db_, "SELECT artifacts_json FROM revisions WHERE revision = ?1 ORDER BY id DESC LIMIT 1");
+  if (!st.isOk()) {
+    return st.status().withContext(context);
+  }
+  st->bind(1, revision);
+  auto row = st->step();
+  if (!row.isOk()) {
+    return row.status().withContext(context);
+  }
+  if (!*row) {
+    return Status::error(context + ": no such revision was applied with this state dir");
+  }
+  HYPER_ASSIGN_OR_RETURN(Json j, parseColumn(st->text(0), "artifacts_json"));
+  std::map<std::string, std::set<std::string>> out;
+  if (j.is_object()) {
+    for (const auto& [object, digests] : j.items()) {
+      findDigests(digests.dump(), out[object]);
+    }
+  }
+  return out;
 }
 
 Result<std::set<std::string>> Inventory::revisionDigests(size_t lastRevisions) const {
@@ -550,9 +586,13 @@ Result<std::set<std::string>> Inventory::revisionDigests(size_t lastRevisions) c
 Status Inventory::recordRevision(const RevisionEntry& entry) {
   std::lock_guard<std::mutex> lk(mu_);
   const std::string context = "inventory record revision " + entry.revision;
-  auto digests = referencedDigestsLocked();
+  auto digests = digestsByObjectLocked();
   if (!digests.isOk()) {
     return digests.status().withContext(context);
+  }
+  Json artifacts = Json::object();
+  for (const auto& [object, set] : *digests) {
+    artifacts[object] = set;
   }
   auto st = Statement::prepare(db_,
                                "INSERT INTO revisions (revision, plan_hash, result, at, "
@@ -564,7 +604,7 @@ Status Inventory::recordRevision(const RevisionEntry& entry) {
       .bind(2, entry.planHash)
       .bind(3, entry.result)
       .bind(4, entry.at)
-      .bind(5, Json(*digests).dump());
+      .bind(5, artifacts.dump());
   return st->run().withContext(context);
 }
 

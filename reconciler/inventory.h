@@ -92,12 +92,16 @@ class Inventory {
   static constexpr const char* kUnconfirmed = "unconfirmed-create";
   Result<std::vector<JournalEntry>> journal(int limit) const;  // newest first
 
-  // Records an applied revision with the artifact digests ("sha256:<64 hex>" anywhere in any
-  // record's handles) the inventory references now.
+  // Records an applied revision with the artifact digests ("sha256:<64 hex>" anywhere in a
+  // record's handles) each object references now, as {"Kind/name": [digests]}.
   Status recordRevision(const RevisionEntry& entry);
   Result<std::optional<RevisionEntry>> lastRevision() const;
   // The artifact digests the records' handles reference now: what garbage collection keeps.
   Result<std::set<std::string>> referencedDigests() const;
+  // The artifact digests each object ("Build/initrd") referenced when `revision` was last
+  // recorded; an error when it never was.
+  Result<std::map<std::string, std::set<std::string>>> revisionArtifacts(
+      const std::string& revision) const;
   // The digests recorded with the last `lastRevisions` distinct revisions (newest first), so that
   // a rollback to one of them finds its artifacts.
   Result<std::set<std::string>> revisionDigests(size_t lastRevisions) const;
@@ -105,7 +109,7 @@ class Inventory {
  private:
   explicit Inventory(sqlite3* db) : db_(db) {}
   Result<Records> readRecordsLocked() const;
-  Result<std::set<std::string>> referencedDigestsLocked() const;
+  Result<std::map<std::string, std::set<std::string>>> digestsByObjectLocked() const;
 
   sqlite3* db_;
   mutable std::mutex mu_;  // guards db_ and the cache below

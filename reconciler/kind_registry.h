@@ -77,6 +77,10 @@ struct KindRecord {
   // interrupts (a VM that is not `running: false`): a revision deleting more than half of the
   // running objects is held (controller/hold.h). Null: never.
   std::function<bool(const Json& spec)> running;
+  // Its objects make content-addressed artifacts (handles.artifacts) from their spec and inputs
+  // alone, deterministically: `hyperctl rebuild` makes them again in a scratch state dir and
+  // compares digests. Only such kinds are applied by a rebuild.
+  bool reproducible = false;
 };
 
 // One provider and the kinds it owns.

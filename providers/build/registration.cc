@@ -47,6 +47,7 @@ ProviderRecord provider_build() {
       {"SIZE", [firstArtifact](const GetRow& row) { return firstArtifact(row, "size"); },
        /*wide=*/true},
   };
+  b.reproducible = true;
   b.logs = [](const std::string& name, const std::string& stateDir) {
     return LogFiles{{stateDir + "/builds/" + name + ".log"},
                     "written by the build's last apply in this state dir"};

@@ -105,6 +105,31 @@ TEST_F(BuildCommandTest, ApplyGetLogsVerifyAndGc) {
   EXPECT_TRUE(contains(tampered.out, "changed on disk")) << tampered.out;
 }
 
+// hyperctl rebuild: the Builds made again without the cache, compared with what the revision
+// recorded; a moved input is named.
+TEST_F(BuildCommandTest, RebuildProvesTheDigestsOrNamesTheInputThatMoved) {
+  const std::string src = tmp_->path() + "/src";
+  ASSERT_EQ(hyperctl("state", {"apply", "-f", src}).exitCode, 0);
+  CommandRun same = hyperctl("state", {"rebuild", "-f", src});
+  EXPECT_EQ(same.exitCode, 0) << same.describe();
+  EXPECT_TRUE(contains(same.out, "same       Build/web-initrd initrd sha256:")) << same.out;
+
+  // Another busybox (the provider's setting, here as a flag): the input moved, the bytes differ.
+  std::filesystem::copy_file("/bin/busybox", tmp_->path() + "/busybox");
+  { std::ofstream(tmp_->path() + "/busybox", std::ios::app) << "another build"; }
+  CommandRun moved =
+      hyperctl("state", {"--build-busybox", tmp_->path() + "/busybox", "rebuild", "-f", src});
+  EXPECT_EQ(moved.exitCode, 2) << moved.describe();
+  EXPECT_TRUE(contains(moved.out, "different  Build/web-initrd initrd: recorded sha256:"))
+      << moved.out;
+  EXPECT_TRUE(contains(moved.out, "input busybox moved")) << moved.out;
+
+  CommandRun unknown = hyperctl("state", {"rebuild", "-f", src, "--revision", "dir:nope"});
+  EXPECT_EQ(unknown.exitCode, 1) << unknown.describe();
+  EXPECT_TRUE(contains(unknown.err, "no such revision")) << unknown.err;
+  EXPECT_EQ(hyperctl("state", {"diff", "-f", src}).exitCode, 0) << "the state was not touched";
+}
+
 TEST_F(BuildCommandTest, TheSameDigestFromAnotherStateDirUmaskAndTimeZone) {
   const std::string src = tmp_->path() + "/src";
   ASSERT_EQ(hyperctl("a", {"apply", "-f", src}, "022", "UTC").exitCode, 0);

@@ -575,6 +575,14 @@ TEST(InventoryTest, ArtifactDigestsOfTheRecordsAndOfTheLastRevisions) {
   EXPECT_EQ(*inv->revisionDigests(1), (std::set<std::string>{c})) << "r3, recorded twice";
   EXPECT_EQ(*inv->revisionDigests(2), (std::set<std::string>{b, c}));
   EXPECT_EQ(*inv->revisionDigests(10), (std::set<std::string>{a, b, c}));
+
+  // What each object used, by revision: what hyperctl rebuild compares with.
+  auto r2 = inv->revisionArtifacts("r2");
+  ASSERT_TRUE(r2.isOk()) << r2.status().message();
+  EXPECT_EQ(*r2, (std::map<std::string, std::set<std::string>>{{"Build/initrd", {b}}}));
+  auto none = inv->revisionArtifacts("r9");
+  ASSERT_FALSE(none.isOk());
+  EXPECT_NE(none.status().message().find("no such revision"), std::string::npos);
 }
 
 }  // namespace
