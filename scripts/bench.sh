@@ -14,6 +14,10 @@ echo
 # small requests at once (needs root; prints "skipped" otherwise).
 build-release/bench/hyper_broker_bench
 echo
+# Builds: the cache-hit check of 1000 Builds, an initramfs build against find | cpio | gzip, and
+# the store's writes against cp + sync (under a minute; writes files of up to 64 MiB in $TMPDIR).
+build-release/bench/hyper_build_bench
+echo
 # VMs: apply -> Ready against the same QEMU command by hand, and no-op reconciles with 1, 5 and 10
 # VMs running (needs root and the guest kernel; boots 13 VMs under TCG: minutes).
 build-release/bench/hyper_vm_bench
