@@ -34,6 +34,14 @@ const Json& artifactsOf(const Json& handles) {
   return it != handles.end() && it->is_object() ? *it : kNone;
 }
 
+// handles.key: the key the last apply built; "" for none (a create that never completed has no
+// handles at all).
+std::string keyOf(const Json& handles) {
+  return handles.is_object() && handles.contains("key") && handles["key"].is_string()
+             ? handles["key"].get<std::string>()
+             : "";
+}
+
 }  // namespace
 
 std::string buildKey(const Json& spec, const Json& inputs) {
@@ -104,7 +112,7 @@ void BuildProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
         s.note = "artifact " + name + " (" + digest + ") is gone from the store";
       }
     }
-    s.fields = {{"key", r->handles.value("key", "")}, {"artifacts", artifacts}};
+    s.fields = {{"key", keyOf(r->handles)}, {"artifacts", artifacts}};
     s.fingerprint = s.exists ? r->fingerprint : "";
   };
   std::map<ObjectId, const ManagedRecord*> records;
@@ -122,8 +130,14 @@ void BuildProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
         return;
       }
       std::string key = buildKey(o->spec, *inputs);
-      s.context = {
-          {"key", key}, {"inputs", *inputs}, {"cached", store_.lookupKey(key).has_value()}};
+      s.context = {{"key", key}, {"inputs", *inputs}};
+      // Whether the store already has this key's artifacts matters only when there is something
+      // to build (plan says "no work"): a built object whose key is unchanged, the common case of
+      // a no-op reconcile, is not looked up (hyper_build_bench: the lookups were 40% of it).
+      const bool built = rec != records.end() && s.exists && keyOf(rec->second->handles) == key;
+      if (!built) {
+        s.context["cached"] = store_.lookupKey(key).has_value();
+      }
     });
   }
   for (const ManagedRecord* r : req.managed) {
@@ -153,7 +167,7 @@ void BuildProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
       a.changes.push_back({"key", Json(), key});
     } else {
       const Json& handles = req.managed->handles;
-      const std::string oldKey = handles.value("key", "");
+      const std::string oldKey = keyOf(handles);
       if (oldKey == key && req.observed->exists) {
         return;  // built, and its artifacts are in the store
       }
@@ -165,7 +179,9 @@ void BuildProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
       } else {
         std::vector<FieldChange> changes;
         diffJson("spec", req.managed->spec, req.desired->spec, changes);
-        diffJson("inputs", handles.value("inputs", Json::object()), context["inputs"], changes);
+        const Json inputsThen =
+            handles.is_object() && handles.contains("inputs") ? handles["inputs"] : Json::object();
+        diffJson("inputs", inputsThen, context["inputs"], changes);
         a.reason = changes.empty() ? "the builder changed"
                    : changes.front().path.rfind("inputs", 0) == 0
                        ? "an input changed (" + changes.front().path + ")"

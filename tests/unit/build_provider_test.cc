@@ -241,6 +241,18 @@ TEST_F(BuildProviderTest, SameDigestInAnotherStateDirUnderAnotherUmaskAndTimeZon
   EXPECT_EQ(digestOf(a.applied), digestOf(b.applied));
 }
 
+// A create that never completed leaves a record without handles (Inventory::unconfirmed): it
+// is built, not a crash.
+TEST_F(BuildProviderTest, ARecordWithoutHandlesIsBuilt) {
+  ManagedRecord unconfirmed;
+  unconfirmed.id = {"Build", "initrd"};
+  unconfirmed.spec = initramfsSpec();
+  Step s = reconcile(*provider(dir_ + "/state"), "initrd", initramfsSpec(), &unconfirmed);
+  ASSERT_FALSE(s.diagnostics.hasErrors()) << s.diagnostics.format();
+  ASSERT_TRUE(s.action.has_value());
+  EXPECT_TRUE(store::isDigest(digestOf(s.applied)));
+}
+
 TEST_F(BuildProviderTest, AMissingBusyboxIsAnErrorThatSaysWhere) {
   std::filesystem::remove(busybox_);
   Step s = reconcile(*provider(dir_ + "/state"), "initrd", initramfsSpec(), nullptr);
