@@ -6,7 +6,6 @@
 #include <filesystem>
 
 #include "base/file.h"
-#include "base/sha256.h"
 #include "host/command.h"
 #include "providers/build/build_spec.h"
 #include "reconciler/provider_kit.h"
@@ -46,7 +45,7 @@ std::string keyOf(const Json& handles) {
 
 std::string buildKey(const Json& spec, const Json& inputs) {
   Json keyed = {{"builder", BuildProvider::kBuilderVersion}, {"spec", spec}, {"inputs", inputs}};
-  return sha256Hex(canonicalJson(keyed));
+  return store::digestOf(canonicalJson(keyed)).substr(7);  // without "sha256:"
 }
 
 BuildProvider::BuildProvider(BuildProviderConfig config)
@@ -82,7 +81,7 @@ Result<std::string> BuildProvider::busyboxDigest() {
   return digest;
 }
 
-Result<Json> BuildProvider::resolveInputs(const Json& spec) {
+Result<Json> BuildProvider::resolveInputs(const Json& spec, std::optional<std::string>& busybox) {
   Json inputs = Json::object();
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -92,8 +91,10 @@ Result<Json> BuildProvider::resolveInputs(const Json& spec) {
     inputs["gzip"] = gzipVersion_;
   }
   if (spec.value("initramfs", Json::object()).value("busybox", true)) {
-    HYPER_ASSIGN_OR_RETURN(std::string digest, busyboxDigest());
-    inputs["busybox"] = digest;
+    if (!busybox) {
+      HYPER_ASSIGN_OR_RETURN(busybox, busyboxDigest());
+    }
+    inputs["busybox"] = *busybox;
   }
   return inputs;
 }
@@ -119,12 +120,14 @@ void BuildProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
   for (const ManagedRecord* r : req.managed) {
     records[r->id] = r;
   }
+  // Inputs are resolved once per observe, not once per Build: busybox is one file for all.
+  std::optional<std::string> busybox;
   for (const Object* o : req.desired) {
     ObservedState& s = resp.observed[o->id];
     auto rec = records.find(o->id);
     fromRecord(rec == records.end() ? nullptr : rec->second, s);
     guarded(resp.diagnostics, o->id, "observe", [&] {
-      auto inputs = resolveInputs(o->spec);
+      auto inputs = resolveInputs(o->spec, busybox);
       if (!inputs.isOk()) {
         resp.diagnostics.error(o->id, "", inputs.status().message());
         return;

@@ -53,8 +53,9 @@ class BuildProvider : public Provider {
   static constexpr const char* kBuilderVersion = "hyper-build/1";
 
  private:
-  // {"busybox": "sha256:...", "gzip": "gzip 1.12"}; only what the spec uses.
-  Result<Json> resolveInputs(const Json& spec);
+  // {"busybox": "sha256:...", "gzip": "gzip 1.12"}; only what the spec uses. `busybox` carries
+  // busybox's digest from one Build to the next of the same observe.
+  Result<Json> resolveInputs(const Json& spec, std::optional<std::string>& busybox);
   Result<std::string> busyboxDigest();
   void writeLog(const std::string& name, const std::string& text) const;
   // Signs and stores the provenance of `record`'s artifacts (when missing, or `always`).
