@@ -330,6 +330,7 @@ TEST(InventoryTest, MigratesAVersion3DatabaseAndKeepsItsRevisions) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((tmp.path() + "/state.db").c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db,
+                         "DROP INDEX objects_with_artifacts;"
                          "ALTER TABLE revisions DROP COLUMN artifacts_json;"
                          "INSERT INTO revisions (revision, plan_hash, result, at) "
                          "VALUES ('old', 'h', 'applied', 7);"
