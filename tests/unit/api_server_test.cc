@@ -28,6 +28,7 @@
 #include "hyperd/webhook_auth.h"
 #include "tests/fakes/fake_provider.h"
 #include "tests/fakes/fake_source.h"
+#include "tests/fakes/loop_world.h"
 
 namespace hyper::controller {
 namespace {
@@ -299,22 +300,13 @@ constexpr uint64_t kMiB = 1 << 20;
 class ApiServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/hyper-api-test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    auto schemas = embeddedSchemas();
-    schemas.push_back({"fake.schema.json", R"({"x-hyper-kind":"FakeThing","type":"object"})"});
-    auto registry = SchemaRegistry::fromSchemas(schemas);
-    ASSERT_TRUE(registry.isOk()) << registry.status().message();
-    std::vector<std::unique_ptr<Provider>> providers;
-    providers.push_back(std::make_unique<FakeProvider>());
-    engine_ = std::make_unique<Engine>(std::move(providers), *registry);
-    auto inventory = Inventory::open(dir_);
-    ASSERT_TRUE(inventory.isOk()) << inventory.status().message();
-    inventory_ = std::move(*inventory);
-    auto events = EventLog::open(dir_);
-    ASSERT_TRUE(events.isOk()) << events.status().message();
-    events_ = std::move(*events);
+    auto world = test::LoopWorld::create("api-test", {"FakeThing"});
+    ASSERT_TRUE(world.isOk()) << world.status().message();
+    world_ = std::move(*world);
+    dir_ = world_->dir();
+    engine_ = &world_->engine();
+    inventory_ = &world_->inventory();
+    events_ = &world_->events();
     controller_ = std::make_unique<Controller>(*engine_, *inventory_, *events_, source_, sink_,
                                                metrics_, LoopOptions{});
   }
@@ -324,7 +316,6 @@ class ApiServerTest : public ::testing::Test {
     }
     api_.reset();
     controller_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   static ApiOptions defaults() {
@@ -358,10 +349,11 @@ class ApiServerTest : public ::testing::Test {
         fixedBody(body));
   }
 
+  std::unique_ptr<test::LoopWorld> world_;  // outlives the controller (declared first)
   std::string dir_;
-  std::unique_ptr<Engine> engine_;
-  std::unique_ptr<Inventory> inventory_;
-  std::unique_ptr<EventLog> events_;
+  Engine* engine_ = nullptr;
+  Inventory* inventory_ = nullptr;
+  EventLog* events_ = nullptr;
   FakeSource source_;
   struct NullSink : AlertSink {
     void send(const Alert&) override {}

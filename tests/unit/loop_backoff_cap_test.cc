@@ -11,6 +11,7 @@
 #include "hyperd/loop.h"
 #include "tests/fakes/fake_provider.h"
 #include "tests/fakes/fake_source.h"
+#include "tests/fakes/loop_world.h"
 
 namespace hyper::controller {
 namespace {
@@ -36,29 +37,16 @@ class NullSink : public AlertSink {
 class LoopBackoffCapTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/hyper-loop-backoff.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    auto schemas = embeddedSchemas();
-    schemas.push_back({"fake.schema.json", R"({"x-hyper-kind":"FakeThing","type":"object"})"});
-    auto registry = SchemaRegistry::fromSchemas(schemas);
-    ASSERT_TRUE(registry.isOk()) << registry.status().message();
-    auto provider = std::make_unique<FakeProvider>();
-    fake_ = provider.get();
-    std::vector<std::unique_ptr<Provider>> providers;
-    providers.push_back(std::move(provider));
-    engine_ = std::make_unique<Engine>(std::move(providers), *registry);
-    auto inventory = Inventory::open(dir_);
-    ASSERT_TRUE(inventory.isOk()) << inventory.status().message();
-    inventory_ = std::move(*inventory);
-    auto events = EventLog::open(dir_);
-    ASSERT_TRUE(events.isOk()) << events.status().message();
-    events_ = std::move(*events);
+    auto world = test::LoopWorld::create("loop-backoff", {"FakeThing"});
+    ASSERT_TRUE(world.isOk()) << world.status().message();
+    world_ = std::move(*world);
+    dir_ = world_->dir();
+    fake_ = &world_->fake();
+    engine_ = &world_->engine();
+    inventory_ = &world_->inventory();
+    events_ = &world_->events();
   }
-  void TearDown() override {
-    controller_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { controller_.reset(); }
 
   void start(LoopOptions options) {
     controller_ = std::make_unique<Controller>(*engine_, *inventory_, *events_, source_, sink_,
@@ -90,11 +78,12 @@ class LoopBackoffCapTest : public ::testing::Test {
     return st ? st->failures : 0;
   }
 
+  std::unique_ptr<test::LoopWorld> world_;  // outlives the controller (declared first)
   std::string dir_;
   FakeProvider* fake_ = nullptr;
-  std::unique_ptr<Engine> engine_;
-  std::unique_ptr<Inventory> inventory_;
-  std::unique_ptr<EventLog> events_;
+  Engine* engine_ = nullptr;
+  Inventory* inventory_ = nullptr;
+  EventLog* events_ = nullptr;
   FakeSource source_;
   NullSink sink_;
   Metrics metrics_;

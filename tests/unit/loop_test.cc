@@ -12,6 +12,7 @@
 #include "providers/builtin.h"
 #include "tests/fakes/fake_provider.h"
 #include "tests/fakes/fake_source.h"
+#include "tests/fakes/loop_world.h"
 
 namespace hyper::controller {
 namespace {
@@ -62,26 +63,15 @@ std::string vm(const std::string& name, bool running = true) {
 class LoopTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/hyper-loop-test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    auto schemas = embeddedSchemas();
-    schemas.push_back({"fake.schema.json", R"({"x-hyper-kind":"FakeThing","type":"object"})"});
-    auto registry = SchemaRegistry::fromSchemas(schemas);
-    ASSERT_TRUE(registry.isOk()) << registry.status().message();
     // VM too: the hold counts running VMs (the fake stands in for the VM provider).
-    auto provider =
-        std::make_unique<FakeProvider>("fake", std::vector<std::string>{"FakeThing", "VM"});
-    fake_ = provider.get();
-    std::vector<std::unique_ptr<Provider>> providers;
-    providers.push_back(std::move(provider));
-    engine_ = std::make_unique<Engine>(std::move(providers), *registry);
-    auto inventory = Inventory::open(dir_);
-    ASSERT_TRUE(inventory.isOk()) << inventory.status().message();
-    inventory_ = std::move(*inventory);
-    auto events = EventLog::open(dir_);
-    ASSERT_TRUE(events.isOk()) << events.status().message();
-    events_ = std::move(*events);
+    auto world = test::LoopWorld::create("loop-test", {"FakeThing", "VM"});
+    ASSERT_TRUE(world.isOk()) << world.status().message();
+    world_ = std::move(*world);
+    dir_ = world_->dir();
+    fake_ = &world_->fake();
+    engine_ = &world_->engine();
+    inventory_ = &world_->inventory();
+    events_ = &world_->events();
     LoopOptions options;
     options.backoffBase = std::chrono::milliseconds(1000);
     // Which objects run, from the VM kind's record, as hyperd sets it.
@@ -91,10 +81,7 @@ class LoopTest : public ::testing::Test {
     controller_ = std::make_unique<Controller>(*engine_, *inventory_, *events_, source_, sink_,
                                                metrics_, options, clock_);
   }
-  void TearDown() override {
-    controller_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { controller_.reset(); }
 
   std::vector<std::string> eventTypes() {
     auto all = events_->latest(1000);
@@ -115,11 +102,12 @@ class LoopTest : public ::testing::Test {
     return it != s->conditions.end() && it->second.status;
   }
 
+  std::unique_ptr<test::LoopWorld> world_;  // outlives the controller (declared first)
   std::string dir_;
   FakeProvider* fake_ = nullptr;
-  std::unique_ptr<Engine> engine_;
-  std::unique_ptr<Inventory> inventory_;
-  std::unique_ptr<EventLog> events_;
+  Engine* engine_ = nullptr;
+  Inventory* inventory_ = nullptr;
+  EventLog* events_ = nullptr;
   FakeSource source_;
   RecordingSink sink_;
   Metrics metrics_;
