@@ -27,33 +27,38 @@ std::string digestIn(const ManagedRecord& record, const std::string& artifact,
 
 }  // namespace
 
-Json bootContext(const VmManifest& vm, const std::vector<std::shared_ptr<const Object>>* revision,
-                 const std::vector<ManagedRecord>* inventory, const store::ArtifactStore& store) {
+BuildIndex BuildIndex::of(const std::vector<std::shared_ptr<const Object>>* revision,
+                          const std::vector<ManagedRecord>* inventory) {
+  BuildIndex index;
+  if (revision != nullptr) {
+    for (const auto& o : *revision) {
+      if (o->id.kind == "Build") {
+        index.desired[o->id.name] = o.get();
+      }
+    }
+  }
+  if (inventory != nullptr) {
+    for (const auto& r : *inventory) {
+      if (r.id.kind == "Build") {
+        index.records[r.id.name] = &r;
+      }
+    }
+  }
+  return index;
+}
+
+Json bootContext(const VmManifest& vm, const BuildIndex& builds,
+                 const store::ArtifactStore& store) {
   Json out;
   auto one = [&](const char* field, const BuildRef& ref) {
     if (ref.empty()) {
       return;
     }
-    const ObjectId id{"Build", ref.build};
     Json c = {{"build", ref.build}, {"artifact", ref.artifact}};
-    const ManagedRecord* record = nullptr;
-    if (inventory != nullptr) {
-      for (const auto& r : *inventory) {
-        if (r.id == id) {
-          record = &r;
-          break;
-        }
-      }
-    }
-    const Object* desired = nullptr;
-    if (revision != nullptr) {
-      for (const auto& o : *revision) {
-        if (o->id == id) {
-          desired = o.get();
-          break;
-        }
-      }
-    }
+    auto r = builds.records.find(ref.build);
+    const ManagedRecord* record = r == builds.records.end() ? nullptr : r->second;
+    auto d = builds.desired.find(ref.build);
+    const Object* desired = d == builds.desired.end() ? nullptr : d->second;
     std::string available;
     std::string digest = record ? digestIn(*record, ref.artifact, &available) : "";
     const bool specMoved = record && desired && record->spec != desired->spec;

@@ -250,11 +250,14 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
     std::vector<VmManifest> vms;
     std::map<std::string, Json> boots;  // the Build artifacts each VM boots, resolved
     const store::ArtifactStore artifactStore(config_.storeRoot);
+    std::optional<BuildIndex> builds;  // made by the first VM that boots a Build's artifact
     for (const Object* o : req.desired) {
       if (auto vm = parseVmManifest(o->id.name, o->spec); vm.isOk()) {
-        if (Json boot = bootContext(*vm, req.revision, req.inventory, artifactStore);
-            !boot.is_null()) {
-          boots[vm->name] = std::move(boot);
+        if (!vm->kernelBuild.empty() || !vm->initrdBuild.empty()) {
+          if (!builds) {
+            builds = BuildIndex::of(req.revision, req.inventory);
+          }
+          boots[vm->name] = bootContext(*vm, *builds, artifactStore);
         }
         vms.push_back(std::move(*vm));
       }
