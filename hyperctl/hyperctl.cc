@@ -468,25 +468,16 @@ int runGc(const GlobalOptions& g, int keepRevisions, bool dryRun, const std::str
 // none to read.
 Json provenanceInputs(const store::ArtifactStore& artifacts, const std::string& digest,
                       const std::string& stateDir) {
-  Json out = Json::object();
   auto key = store::HostKey::loadPublic(stateDir);
   auto envelope = artifacts.provenanceOf(digest);
   if (!key.isOk() || !envelope.isOk()) {
-    return out;
+    return Json::object();
   }
   auto statement = store::openEnvelope(*envelope, *key);
   if (!statement.isOk()) {
-    return out;
+    return Json::object();
   }
-  const Json deps = statement->value("predicate", Json::object())
-                        .value("buildDefinition", Json::object())
-                        .value("resolvedDependencies", Json::array());
-  for (const auto& d : deps) {
-    out[d.value("name", "")] = d.contains("digest")
-                                   ? "sha256:" + d["digest"].value("sha256", "")
-                                   : d.value("annotations", Json::object()).value("version", "");
-  }
-  return out;
+  return store::statementInputs(*statement);
 }
 
 // `hyperctl rebuild -f PATHS [--revision REV]`: makes every object of a reproducible kind (Build)
@@ -705,13 +696,7 @@ int runVerify(const GlobalOptions& g, const std::string& target) {
       if (invocation != record->handles.value("key", "")) {
         failed.push_back("the provenance's build key is not the one recorded");
       }
-      Json recorded = Json::object();
-      for (const auto& d : definition.value("resolvedDependencies", Json::array())) {
-        recorded[d.value("name", "")] =
-            d.contains("digest") ? "sha256:" + d["digest"].value("sha256", "")
-                                 : d.value("annotations", Json::object()).value("version", "");
-      }
-      if (recorded != inputs) {
+      if (store::statementInputs(st) != inputs) {
         failed.push_back("the provenance's inputs are not the ones recorded");
       }
     }

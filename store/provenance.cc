@@ -186,6 +186,36 @@ nlohmann::json provenanceStatement(const std::vector<ProvenanceSubject>& subject
         {"runDetails", {{"builder", {{"id", builder}}}, {"metadata", {{"invocationId", key}}}}}}}};
 }
 
+nlohmann::json statementInputs(const nlohmann::json& statement) {
+  nlohmann::json out = nlohmann::json::object();
+  const nlohmann::json* deps = &statement;
+  for (const char* key : {"predicate", "buildDefinition", "resolvedDependencies"}) {
+    if (!deps->is_object() || !deps->contains(key)) {
+      return out;
+    }
+    deps = &(*deps)[key];
+  }
+  if (!deps->is_array()) {
+    return out;
+  }
+  auto text = [](const nlohmann::json& parent, const char* a, const char* b) -> std::string {
+    if (!parent.contains(a) || !parent[a].is_object() || !parent[a].contains(b) ||
+        !parent[a][b].is_string()) {
+      return "";
+    }
+    return parent[a][b].get<std::string>();
+  };
+  for (const auto& d : *deps) {
+    if (!d.is_object() || !d.contains("name") || !d["name"].is_string()) {
+      continue;
+    }
+    std::string digest = text(d, "digest", "sha256");
+    out[d["name"].get<std::string>()] =
+        digest.empty() ? text(d, "annotations", "version") : "sha256:" + digest;
+  }
+  return out;
+}
+
 Result<nlohmann::json> signEnvelope(const nlohmann::json& statement, const HostKey& hostKey) {
   std::string payload = statement.dump();
   HYPER_ASSIGN_OR_RETURN(std::string sig, hostKey.sign(pae(kPayloadType, payload)));

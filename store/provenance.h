@@ -48,6 +48,10 @@ nlohmann::json provenanceStatement(const std::vector<ProvenanceSubject>& subject
                                    const nlohmann::json& inputs, const std::string& builder,
                                    const std::string& key);
 
+// The inputs a statement records, back in the form provenanceStatement took them ({name: digest
+// or version}); what is not shaped as it writes them is left out.
+nlohmann::json statementInputs(const nlohmann::json& statement);
+
 // A DSSE envelope (payloadType application/vnd.in-toto+json) of `statement`, signed over the
 // DSSE pre-authentication encoding with `hostKey`.
 Result<nlohmann::json> signEnvelope(const nlohmann::json& statement, const HostKey& hostKey);

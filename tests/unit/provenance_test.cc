@@ -54,6 +54,21 @@ TEST_F(ProvenanceTest, TheHostKeyIsMadeOncePrivateAndLoadsAgain) {
   EXPECT_FALSE(HostKey::loadPublic(dir_ + "/none").isOk());
 }
 
+// The inputs come back as they went in; a dependency of another shape is left out, not thrown on.
+TEST_F(ProvenanceTest, StatementInputsReadBackWhatWasRecorded) {
+  nlohmann::json statement = sampleStatement();
+  EXPECT_EQ(statementInputs(statement),
+            (nlohmann::json{{"busybox", "sha256:" + std::string(64, 'b')}, {"gzip", "gzip 1.12"}}));
+  statement["predicate"]["buildDefinition"]["resolvedDependencies"].push_back(
+      {{"name", "odd"}, {"digest", "not an object"}});
+  statement["predicate"]["buildDefinition"]["resolvedDependencies"].push_back(42);
+  nlohmann::json back = statementInputs(statement);
+  EXPECT_EQ(back["odd"], "");
+  EXPECT_EQ(back.size(), 3u);
+  EXPECT_EQ(statementInputs(nlohmann::json::parse(R"({"predicate":[]})")),
+            nlohmann::json::object());
+}
+
 TEST_F(ProvenanceTest, AnEnvelopeOpensWithItsKeyOnlyAndUntouched) {
   auto key = HostKey::loadOrCreate(dir_ + "/one");
   auto other = HostKey::loadOrCreate(dir_ + "/two");
