@@ -17,4 +17,16 @@ std::string sha256Hex(std::string_view data) {
   return out;
 }
 
+bool isSha256Hex(std::string_view text) {
+  if (text.size() != 64) {
+    return false;
+  }
+  for (char c : text) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace hyper

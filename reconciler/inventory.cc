@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "base/clock.h"
+#include "base/sha256.h"
 #include "reconciler/sqlite.h"
 #include "reconciler/state_dir.h"
 
@@ -477,12 +478,7 @@ static void findDigests(std::string_view text, std::set<std::string>& out) {
   static constexpr std::string_view kPrefix = "sha256:";
   for (size_t at = text.find(kPrefix); at != std::string_view::npos;
        at = text.find(kPrefix, at + 1)) {
-    std::string_view hex = text.substr(at + kPrefix.size(), 64);
-    bool ok = hex.size() == 64;
-    for (size_t i = 0; ok && i < hex.size(); ++i) {
-      char c = hex[i];
-      ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-    }
+    bool ok = isSha256Hex(text.substr(at + kPrefix.size(), 64));
     // Exactly 64: a longer run of hex is something else.
     size_t end = at + kPrefix.size() + 64;
     if (ok && end < text.size() && std::isxdigit(static_cast<unsigned char>(text[end]))) {

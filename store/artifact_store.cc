@@ -12,24 +12,13 @@
 
 #include "base/fd.h"
 #include "base/file.h"
+#include "base/sha256.h"
 
 namespace hyper::store {
 
 namespace {
 
 constexpr std::string_view kPrefix = "sha256:";
-
-bool isHex64(std::string_view s) {
-  if (s.size() != 64) {
-    return false;
-  }
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-      return false;
-    }
-  }
-  return true;
-}
 
 Status errnoStatus(const std::string& what) {
   return Status::error(what + " <- " + std::strerror(errno));
@@ -62,7 +51,7 @@ std::string digestOf(std::string_view bytes) {
 }
 
 bool isDigest(std::string_view digest) {
-  return digest.substr(0, kPrefix.size()) == kPrefix && isHex64(digest.substr(kPrefix.size()));
+  return digest.substr(0, kPrefix.size()) == kPrefix && isSha256Hex(digest.substr(kPrefix.size()));
 }
 
 Status ArtifactStore::makeDirectories() const {
@@ -147,7 +136,7 @@ Result<std::string> ArtifactStore::read(const std::string& digest, size_t maxByt
 }
 
 Status ArtifactStore::recordKey(const std::string& key, const nlohmann::json& result) {
-  if (!isHex64(key)) {
+  if (!isSha256Hex(key)) {
     return Status::error("\"" + key + "\" is not a build key (64 hex)");
   }
   HYPER_RETURN_IF_ERROR(makeDirectories());
@@ -155,7 +144,7 @@ Status ArtifactStore::recordKey(const std::string& key, const nlohmann::json& re
 }
 
 std::optional<nlohmann::json> ArtifactStore::lookupKey(const std::string& key) const {
-  if (!isHex64(key)) {
+  if (!isSha256Hex(key)) {
     return std::nullopt;
   }
   auto text = readFile(root_ + "/keys/" + key + ".json", 1 << 20, Symlinks::Refuse);
@@ -208,7 +197,7 @@ Result<ArtifactStore::GcReport> ArtifactStore::collectGarbage(const std::set<std
   std::set<std::string> removed;
   for (fs::directory_iterator it(root_ + "/sha256", ec), end; !ec && it != end; it.increment(ec)) {
     std::string hex = it->path().filename().string();
-    if (!isHex64(hex)) {
+    if (!isSha256Hex(hex)) {
       continue;
     }
     std::string digest = std::string(kPrefix) + hex;
