@@ -431,13 +431,11 @@ int runGc(const GlobalOptions& g, int keepRevisions, bool dryRun, const std::str
     if (!inventory.isOk()) {
       return fail(inventory.status().message());
     }
-    auto live = (*inventory)->referencedDigests();
-    auto recent = (*inventory)->revisionDigests(static_cast<size_t>(keepRevisions));
-    if (!live.isOk() || !recent.isOk()) {
-      return fail(!live.isOk() ? live.status().message() : recent.status().message());
+    auto roots = (*inventory)->artifactRoots(static_cast<size_t>(keepRevisions));
+    if (!roots.isOk()) {
+      return fail(roots.status().message());
     }
-    keep = std::move(*live);
-    keep.insert(recent->begin(), recent->end());
+    keep = std::move(*roots);
   }
   store::ArtifactStore artifacts(g.stateDir + "/store");
   auto report = artifacts.collectGarbage(keep, dryRun);

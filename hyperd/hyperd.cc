@@ -33,17 +33,13 @@ namespace {
 // The artifact store's garbage collection, as `hyperctl gc` does it: keep what the records and
 // the last revisions reference. Run by the loop's thread, never beside an apply.
 void collectGarbage(Inventory& inventory, const std::string& stateDir, int keepRevisions) {
-  auto live = inventory.referencedDigests();
-  auto recent = inventory.revisionDigests(static_cast<size_t>(std::max(keepRevisions, 0)));
-  if (!live.isOk() || !recent.isOk()) {
-    spdlog::warn("gc: skipped: {}",
-                 !live.isOk() ? live.status().message() : recent.status().message());
+  auto keep = inventory.artifactRoots(static_cast<size_t>(std::max(keepRevisions, 0)));
+  if (!keep.isOk()) {
+    spdlog::warn("gc: skipped: {}", keep.status().message());
     return;
   }
-  std::set<std::string> keep = std::move(*live);
-  keep.insert(recent->begin(), recent->end());
   store::ArtifactStore artifacts(stateDir + "/store");
-  auto report = artifacts.collectGarbage(keep);
+  auto report = artifacts.collectGarbage(*keep);
   if (!report.isOk()) {
     spdlog::warn("gc: {}", report.status().message());
   } else if (!report->removed.empty()) {

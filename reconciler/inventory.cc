@@ -528,6 +528,13 @@ Result<std::set<std::string>> Inventory::referencedDigests() const {
   return out;
 }
 
+Result<std::set<std::string>> Inventory::artifactRoots(size_t lastRevisions) const {
+  HYPER_ASSIGN_OR_RETURN(std::set<std::string> roots, referencedDigests());
+  HYPER_ASSIGN_OR_RETURN(std::set<std::string> recent, revisionDigests(lastRevisions));
+  roots.insert(recent.begin(), recent.end());
+  return roots;
+}
+
 Result<std::map<std::string, std::set<std::string>>> Inventory::revisionArtifacts(
     const std::string& revision) const {
   std::lock_guard<std::mutex> lk(mu_);

@@ -98,6 +98,8 @@ class Inventory {
   Result<std::optional<RevisionEntry>> lastRevision() const;
   // The artifact digests the records' handles reference now: what garbage collection keeps.
   Result<std::set<std::string>> referencedDigests() const;
+  // What garbage collection keeps: referencedDigests() and revisionDigests(lastRevisions).
+  Result<std::set<std::string>> artifactRoots(size_t lastRevisions) const;
   // The artifact digests each object ("Build/initrd") referenced when `revision` was last
   // recorded; an error when it never was.
   Result<std::map<std::string, std::set<std::string>>> revisionArtifacts(

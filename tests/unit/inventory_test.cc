@@ -576,6 +576,8 @@ TEST(InventoryTest, ArtifactDigestsOfTheRecordsAndOfTheLastRevisions) {
   EXPECT_EQ(*inv->revisionDigests(1), (std::set<std::string>{c})) << "r3, recorded twice";
   EXPECT_EQ(*inv->revisionDigests(2), (std::set<std::string>{b, c}));
   EXPECT_EQ(*inv->revisionDigests(10), (std::set<std::string>{a, b, c}));
+  EXPECT_EQ(*inv->artifactRoots(0), (std::set<std::string>{c})) << "what the records use";
+  EXPECT_EQ(*inv->artifactRoots(2), (std::set<std::string>{b, c}));
 
   // What each object used, by revision: what hyperctl rebuild compares with.
   auto r2 = inv->revisionArtifacts("r2");
