@@ -8,9 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <tuple>
 
 #include "base/fd.h"
@@ -79,9 +81,17 @@ std::string joinArgv(const std::vector<std::string>& argv) {
   return out;
 }
 
+// Why pumping stopped before the child closed its pipes.
+enum class Stop { None, Timeout, Cancel };
+
 // Feeds `input` to the child's stdin and drains its stdout and stderr at the same time: a child
-// that fills one pipe while we block on another would otherwise deadlock with us.
-Status pumpPipes(Fd& in, Fd& out, Fd& err, const std::string& input, CommandResult& result) {
+// that fills one pipe while we block on another would otherwise deadlock with us. With a timeout
+// or a cancel flag, returns early (setting `stop`) when either fires; the caller kills the child.
+Status pumpPipes(Fd& in, Fd& out, Fd& err, const std::string& input, const CommandOptions& options,
+                 CommandResult& result, Stop& stop) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline =
+      options.timeout.count() > 0 ? Clock::now() + options.timeout : Clock::time_point::max();
   size_t written = 0;
   if (input.empty()) {
     in.reset();
@@ -108,7 +118,25 @@ Status pumpPipes(Fd& in, Fd& out, Fd& err, const std::string& input, CommandResu
       errIdx = n;
       fds[n++] = {err.get(), POLLIN, 0};
     }
-    if (::poll(fds, n, -1) < 0) {
+    int waitMs = -1;
+    if (options.cancel != nullptr) {
+      if (options.cancel->load()) {
+        stop = Stop::Cancel;
+        return Status::ok();
+      }
+      waitMs = 100;  // how soon a cancel is noticed
+    }
+    if (deadline != Clock::time_point::max()) {
+      auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) {
+        stop = Stop::Timeout;
+        return Status::ok();
+      }
+      waitMs = waitMs < 0 ? static_cast<int>(std::min<long long>(left, 1 << 30))
+                          : static_cast<int>(std::min<long long>(left, waitMs));
+    }
+    if (::poll(fds, n, waitMs) < 0) {
       if (errno == EINTR) {
         continue;
       }
@@ -133,7 +161,13 @@ Status pumpPipes(Fd& in, Fd& out, Fd& err, const std::string& input, CommandResu
       }
       ssize_t r = ::read(fd->get(), buf, sizeof buf);
       if (r > 0) {
-        sink->append(buf, static_cast<size_t>(r));
+        size_t keep = static_cast<size_t>(r);
+        if (options.maxOutputBytes > 0) {
+          keep = sink->size() >= options.maxOutputBytes
+                     ? 0
+                     : std::min(keep, options.maxOutputBytes - sink->size());
+        }
+        sink->append(buf, keep);
       } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
         fd->reset();
       }
@@ -145,6 +179,11 @@ Status pumpPipes(Fd& in, Fd& out, Fd& err, const std::string& input, CommandResu
 }  // namespace
 
 Result<CommandResult> runCommand(const std::vector<std::string>& argv, const std::string& input) {
+  return runCommand(argv, input, CommandOptions{});
+}
+
+Result<CommandResult> runCommand(const std::vector<std::string>& argv, const std::string& input,
+                                 const CommandOptions& options) {
   if (argv.empty()) {
     return Status::error("run command <- empty argv");
   }
@@ -162,6 +201,12 @@ Result<CommandResult> runCommand(const std::vector<std::string>& argv, const std
   // opened without O_CLOEXEC (cpp-httplib's sockets, a library's file) would otherwise live on
   // in QEMU or a command, keeping a port bound or a peer waiting after hyperd has closed it.
   posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
+  if (!options.cwd.empty()) {
+    posix_spawn_file_actions_addchdir_np(&actions, options.cwd.c_str());
+  }
+  // A command that may be killed early gets its own process group, so the kill reaches whatever
+  // it started (tar under dpkg-deb, gzip under tar).
+  const bool killable = options.timeout.count() > 0 || options.cancel != nullptr;
 
   // The child starts with no blocked signals and default SIGPIPE whatever this thread or the
   // daemon has set: `ip` and `nft` expect an ordinary environment.
@@ -174,7 +219,12 @@ Result<CommandResult> runCommand(const std::vector<std::string>& argv, const std
   sigaddset(&defaults, SIGPIPE);
   posix_spawnattr_setsigmask(&attr, &empty);
   posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  if (killable) {
+    posix_spawnattr_setpgroup(&attr, 0);
+    flags |= POSIX_SPAWN_SETPGROUP;
+  }
+  posix_spawnattr_setflags(&attr, flags);
 
   std::vector<char*> args;
   args.reserve(argv.size() + 1);
@@ -183,8 +233,31 @@ Result<CommandResult> runCommand(const std::vector<std::string>& argv, const std
   }
   args.push_back(nullptr);
 
+  // The environment: ours, with options.env's names replaced or added.
+  std::vector<std::string> envText;
+  std::vector<char*> envp;
+  char** environment = environ;
+  if (!options.env.empty()) {
+    std::map<std::string, std::string> byName;
+    for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+      std::string_view entry(*e);
+      byName[std::string(entry.substr(0, entry.find('=')))] = std::string(entry);
+    }
+    for (const auto& entry : options.env) {
+      byName[entry.substr(0, entry.find('='))] = entry;
+    }
+    for (auto& [name, entry] : byName) {
+      envText.push_back(std::move(entry));
+    }
+    for (auto& entry : envText) {
+      envp.push_back(entry.data());
+    }
+    envp.push_back(nullptr);
+    environment = envp.data();
+  }
+
   pid_t pid = -1;
-  int rc = posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
+  int rc = posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environment);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
@@ -196,10 +269,19 @@ Result<CommandResult> runCommand(const std::vector<std::string>& argv, const std
   errWrite.reset();
 
   CommandResult result;
-  Status pumped = pumpPipes(inWrite, outRead, errRead, input, result);
+  Stop stop = Stop::None;
+  Status pumped = pumpPipes(inWrite, outRead, errRead, input, options, result, stop);
+  if (stop != Stop::None) {
+    result.timedOut = stop == Stop::Timeout;
+    result.cancelled = stop == Stop::Cancel;
+    ::kill(-pid, SIGKILL);  // the whole group
+    inWrite.reset();
+    outRead.reset();
+    errRead.reset();
+  }
   if (!pumped.isOk()) {
     // We can no longer drain its output, so it could block forever: stop it before reaping.
-    ::kill(pid, SIGKILL);
+    ::kill(killable ? -pid : pid, SIGKILL);
     inWrite.reset();
     outRead.reset();
     errRead.reset();
@@ -222,7 +304,20 @@ Result<CommandResult> runCommand(const std::vector<std::string>& argv, const std
 }
 
 Result<std::string> runChecked(const std::vector<std::string>& argv, const std::string& input) {
-  HYPER_ASSIGN_OR_RETURN(CommandResult r, runCommand(argv, input));
+  return runChecked(argv, input, CommandOptions{});
+}
+
+Result<std::string> runChecked(const std::vector<std::string>& argv, const std::string& input,
+                               const CommandOptions& options) {
+  HYPER_ASSIGN_OR_RETURN(CommandResult r, runCommand(argv, input, options));
+  if (r.timedOut) {
+    return Status::error(joinArgv(argv) + " <- timed out after " +
+                         std::to_string(options.timeout.count()) +
+                         " ms (its process group killed)");
+  }
+  if (r.cancelled) {
+    return Status::error(joinArgv(argv) + " <- cancelled (its process group killed)");
+  }
   if (r.exitCode == 0) {
     return std::move(r.out);
   }

@@ -5,6 +5,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
 namespace hyper::host {
 namespace {
 
@@ -92,6 +100,84 @@ TEST(CommandTest, RunCheckedChainsFirstStderrLine) {
   auto silent = runChecked({"false"});
   ASSERT_FALSE(silent.isOk());
   EXPECT_EQ(silent.status().message(), "false <- exited with status 1");
+}
+
+TEST(CommandOptionsTest, RunsInCwdWithAddedEnvironment) {
+  CommandOptions options;
+  options.cwd = "/tmp";
+  options.env = {"HYPER_TEST_VALUE=forty two", "TZ=UTC"};
+  auto r = runChecked(
+      {"sh", "-c", "pwd; echo \"$HYPER_TEST_VALUE\"; echo \"$TZ\"; echo \"${PATH:+path}\""}, "",
+      options);
+  ASSERT_TRUE(r.isOk()) << r.status().message();
+  EXPECT_EQ(*r, "/tmp\nforty two\nUTC\npath\n");
+}
+
+TEST(CommandOptionsTest, TimeoutKillsTheWholeProcessGroup) {
+  // The shell starts a grandchild that would outlive a kill of the shell alone; it writes its pid.
+  char dir[] = "/tmp/hyper-cmd-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string pidFile = std::string(dir) + "/pid";
+  CommandOptions options;
+  options.timeout = std::chrono::milliseconds(300);
+  auto started = std::chrono::steady_clock::now();
+  auto r = runCommand({"sh", "-c", "sleep 30 & echo $! > " + pidFile + "; wait"}, "", options);
+  auto took = std::chrono::steady_clock::now() - started;
+  ASSERT_TRUE(r.isOk()) << r.status().message();
+  EXPECT_TRUE(r->timedOut);
+  EXPECT_FALSE(r->cancelled);
+  EXPECT_EQ(r->exitCode, 128 + SIGKILL);
+  EXPECT_LT(took, std::chrono::seconds(10));
+  std::ifstream in(pidFile);
+  pid_t grandchild = 0;
+  in >> grandchild;
+  ASSERT_GT(grandchild, 0);
+  // Killed with its group: gone (or a zombie about to be reaped by init) within a moment.
+  bool gone = false;
+  for (int i = 0; i < 50 && !gone; ++i) {
+    std::ifstream stat("/proc/" + std::to_string(grandchild) + "/stat");
+    std::string text;
+    std::getline(stat, text);
+    gone = text.empty() || text.find(") Z") != std::string::npos;
+    if (!gone) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  EXPECT_TRUE(gone) << "pid " << grandchild << " outlived the timeout";
+  std::filesystem::remove_all(dir);
+
+  auto checked = runChecked({"sleep", "30"}, "", options);
+  ASSERT_FALSE(checked.isOk());
+  EXPECT_EQ(checked.status().message(),
+            "sleep 30 <- timed out after 300 ms (its process group killed)");
+}
+
+TEST(CommandOptionsTest, CancelStopsTheCommandSoon) {
+  std::atomic<bool> cancel{false};
+  CommandOptions options;
+  options.cancel = &cancel;
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    cancel = true;
+  });
+  auto started = std::chrono::steady_clock::now();
+  auto r = runChecked({"sleep", "30"}, "", options);
+  auto took = std::chrono::steady_clock::now() - started;
+  canceller.join();
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.status().message(), "sleep 30 <- cancelled (its process group killed)");
+  EXPECT_LT(took, std::chrono::seconds(5));
+}
+
+TEST(CommandOptionsTest, OutputBeyondTheLimitIsDropped) {
+  CommandOptions options;
+  options.maxOutputBytes = 1000;
+  auto r =
+      runCommand({"sh", "-c", "head -c 100000 /dev/zero; head -c 5 /dev/zero >&2"}, "", options);
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->exitCode, 0);
+  EXPECT_EQ(r->out.size(), 1000u);
+  EXPECT_EQ(r->err.size(), 5u);
 }
 
 }  // namespace
