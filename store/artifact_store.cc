@@ -1,6 +1,7 @@
 #include "store/artifact_store.h"
 
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <memory>
+#include <vector>
 
 #include "base/fd.h"
 #include "base/file.h"
@@ -37,17 +40,59 @@ Status syncDirectory(const std::string& dir) {
 // OpenSSL's SHA-256 rather than base's (libsodium): it uses the CPU's SHA instructions where
 // there are some, and artifacts are the one place hyper hashes hundreds of megabytes
 // (hyper_build_bench: hashing bound ArtifactStore::put at a quarter of cp's speed).
-std::string digestOf(std::string_view bytes) {
-  unsigned char md[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), md);
+namespace {
+
+std::string digestText(const unsigned char* md) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out(kPrefix);
   out.reserve(kPrefix.size() + 2 * SHA256_DIGEST_LENGTH);
-  for (unsigned char c : md) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
+  for (size_t i = 0; i < SHA256_DIGEST_LENGTH; ++i) {
+    out += kHex[md[i] >> 4];
+    out += kHex[md[i] & 15];
   }
   return out;
+}
+
+// Hashes what `fd` holds from its current offset to the end.
+Result<std::string> digestOfFd(int fd, const std::string& path) {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
+    return Status::error("sha256 of " + path + " <- EVP_DigestInit_ex failed");
+  }
+  std::vector<char> buf(1 << 20);
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return errnoStatus("read " + path);
+    }
+    if (n == 0) {
+      break;
+    }
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  return digestText(md);
+}
+
+}  // namespace
+
+std::string digestOf(std::string_view bytes) {
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), md);
+  return digestText(md);
+}
+
+Result<std::string> digestOfFile(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) {
+    return errnoStatus("open " + path);
+  }
+  return digestOfFd(fd.get(), path);
 }
 
 bool isDigest(std::string_view digest) {
@@ -117,6 +162,45 @@ Result<std::string> ArtifactStore::put(std::string_view bytes) {
     Status s = errnoStatus("rename " + tmp + " to " + path);
     ::unlink(tmp.c_str());
     return s;
+  }
+  HYPER_RETURN_IF_ERROR(syncDirectory(root_ + "/sha256"));
+  return digest;
+}
+
+Result<std::string> ArtifactStore::makeScratchDir(const std::string& label) {
+  HYPER_RETURN_IF_ERROR(makeDirectories());
+  std::string pattern = root_ + "/tmp/" + label + ".XXXXXX";
+  std::vector<char> buf(pattern.begin(), pattern.end());
+  buf.push_back('\0');
+  if (::mkdtemp(buf.data()) == nullptr) {
+    return errnoStatus("create a scratch directory " + pattern);
+  }
+  return std::string(buf.data());
+}
+
+Result<std::string> ArtifactStore::adopt(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  struct stat st {};
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0) {
+    return errnoStatus("open " + path);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return Status::error("store " + path + ": not a regular file");
+  }
+  HYPER_ASSIGN_OR_RETURN(std::string digest, digestOfFd(fd.get(), path));
+  if (has(digest)) {
+    ::unlink(path.c_str());
+    return digest;
+  }
+  HYPER_RETURN_IF_ERROR(makeDirectories());
+  // Read-only from here on: an artifact never changes under the digest that names it.
+  if (::fchmod(fd.get(), 0444) != 0 || ::fsync(fd.get()) != 0) {
+    return errnoStatus("fsync " + path);
+  }
+  fd.reset();
+  const std::string target = pathOf(digest);
+  if (::rename(path.c_str(), target.c_str()) != 0) {
+    return errnoStatus("rename " + path + " to " + target);
   }
   HYPER_RETURN_IF_ERROR(syncDirectory(root_ + "/sha256"));
   return digest;
@@ -244,7 +328,7 @@ Result<ArtifactStore::GcReport> ArtifactStore::collectGarbage(const std::set<std
   if (!dryRun) {
     for (fs::directory_iterator it(root_ + "/tmp", ec), end; !ec && it != end; it.increment(ec)) {
       std::error_code ignored;
-      fs::remove(it->path(), ignored);
+      fs::remove_all(it->path(), ignored);  // a scratch directory too
     }
   }
   if (!dryRun && !removed.empty()) {

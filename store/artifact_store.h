@@ -34,6 +34,15 @@ class ArtifactStore {
   // and returns its digest. Storing bytes already there writes nothing.
   Result<std::string> put(std::string_view bytes);
 
+  // A fresh, empty directory under tmp/ (on the store's filesystem) for a build to write large
+  // outputs into; adopt() then moves them into place without a copy. The caller removes it; gc
+  // removes what a crash left.
+  Result<std::string> makeScratchDir(const std::string& label);
+  // Stores the file at `path` (inside a scratch directory, or anywhere on the store's
+  // filesystem), which is consumed: hashed while read, made read-only, fsynced and renamed into
+  // sha256/ (or removed when the store already has those bytes). Returns its digest.
+  Result<std::string> adopt(const std::string& path);
+
   // "sha256:<hex>" of well-formed digests: true when the artifact is in the store.
   bool has(const std::string& digest) const;
   // The artifact's path, or "" for a digest that is not "sha256:" and 64 lowercase hex digits.
@@ -72,6 +81,8 @@ class ArtifactStore {
 
 // "sha256:<hex>" of `bytes`.
 std::string digestOf(std::string_view bytes);
+// "sha256:<hex>" of a file's bytes, read in blocks (a kernel's modules are hundreds of MB).
+Result<std::string> digestOfFile(const std::string& path);
 // True for "sha256:" followed by 64 lowercase hex digits.
 bool isDigest(std::string_view digest);
 

@@ -127,5 +127,56 @@ TEST_F(ArtifactStoreTest, GarbageCollectionRemovesWhatIsNotKeptAndItsRecords) {
   EXPECT_TRUE(empty->removed.empty());
 }
 
+TEST_F(ArtifactStoreTest, AdoptMovesAScratchFileIntoPlaceByItsDigest) {
+  ArtifactStore store(dir_ + "/store");
+  auto scratch = store.makeScratchDir("build");
+  ASSERT_TRUE(scratch.isOk()) << scratch.status().message();
+  EXPECT_EQ(scratch->rfind(dir_ + "/store/tmp/build.", 0), 0u) << *scratch;
+  // Larger than one read block, so the digest is computed over several.
+  std::string bytes(3u << 20, 'x');
+  bytes += "end";
+  {
+    std::ofstream out(*scratch + "/big");
+    out << bytes;
+  }
+  auto fileDigest = digestOfFile(*scratch + "/big");
+  ASSERT_TRUE(fileDigest.isOk());
+  EXPECT_EQ(*fileDigest, digestOf(bytes));
+  auto d = store.adopt(*scratch + "/big");
+  ASSERT_TRUE(d.isOk()) << d.status().message();
+  EXPECT_EQ(*d, digestOf(bytes));
+  EXPECT_FALSE(std::filesystem::exists(*scratch + "/big")) << "consumed";
+  struct stat st {};
+  ASSERT_EQ(::stat(store.pathOf(*d).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0444u);
+  auto back = store.read(*d, 8u << 20);
+  ASSERT_TRUE(back.isOk());
+  EXPECT_EQ(*back, bytes);
+
+  // The same bytes again: nothing new, and the scratch copy is removed.
+  {
+    std::ofstream out(*scratch + "/again");
+    out << bytes;
+  }
+  auto again = store.adopt(*scratch + "/again");
+  ASSERT_TRUE(again.isOk());
+  EXPECT_EQ(*again, *d);
+  EXPECT_FALSE(std::filesystem::exists(*scratch + "/again"));
+
+  // Not a regular file: refused.
+  std::filesystem::create_directory(*scratch + "/dir");
+  auto dir = store.adopt(*scratch + "/dir");
+  ASSERT_FALSE(dir.isOk());
+  EXPECT_NE(dir.status().message().find("not a regular file"), std::string::npos)
+      << dir.status().message();
+  std::filesystem::create_symlink(store.pathOf(*d), *scratch + "/link");
+  EXPECT_FALSE(store.adopt(*scratch + "/link").isOk()) << "a symlink is not followed";
+
+  // gc removes a scratch directory a crash left behind, with what it holds.
+  ASSERT_TRUE(store.collectGarbage({*d}).isOk());
+  EXPECT_FALSE(std::filesystem::exists(*scratch));
+  EXPECT_TRUE(store.has(*d));
+}
+
 }  // namespace
 }  // namespace hyper::store
