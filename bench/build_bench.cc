@@ -551,7 +551,7 @@ void runInitramfs(const std::string& busybox, const TempDir& tmp) {
   }
   for (int r = 0; r < kReps; ++r) {
     Stopwatch sw;
-    auto image = providers::build::buildInitramfsImage(parsed, *busyboxBytes);
+    auto image = providers::build::buildInitramfsImage(parsed, *busyboxBytes, "", {});
     images.push_back(sw.elapsed());
     if (!image.isOk() || store::digestOf(*image) != digest) {
       problem("buildInitramfsImage gave other bytes than apply");

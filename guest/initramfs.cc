@@ -171,6 +171,30 @@ Result<std::vector<ModuleFile>> resolveModules(std::string_view modulesDep,
   return order;
 }
 
+Status addModules(CpioArchive& cpio, const std::string& modulesDir,
+                  const std::vector<ModuleFile>& modules) {
+  std::string list;
+  for (const auto& m : modules) {
+    std::string path = modulesDir + "/" + m.relativePath;
+    std::string contents;
+    if (m.relativePath.ends_with(".ko")) {
+      HYPER_ASSIGN_OR_RETURN(contents, readFile(path));
+    } else if (m.relativePath.ends_with(".ko.xz")) {
+      auto r = host::runChecked({"xz", "-dc", path});
+      if (!r.isOk()) {
+        return r.status().withContext("decompress " + m.name);
+      }
+      contents = std::move(*r);
+    } else {
+      return Status::error("module " + path + ": only .ko and .ko.xz are supported");
+    }
+    cpio.addFile("lib/modules/" + m.name + ".ko", std::move(contents));
+    list += m.name + "\n";
+  }
+  cpio.addFile("etc/hyper/modules", list);
+  return Status::ok();
+}
+
 Result<std::string> buildInitramfs(const InitramfsSpec& spec) {
   const std::string what = "build initramfs";
   std::string modulesDir = spec.kernelModulesDir;
@@ -198,25 +222,7 @@ Result<std::string> buildInitramfs(const InitramfsSpec& spec) {
   cpio.addSymlink("bin/sh", "busybox");
   cpio.addFile("init", std::string(kInitScript), 0755);
 
-  std::string list;
-  for (const auto& m : *modules) {
-    std::string path = modulesDir + "/" + m.relativePath;
-    std::string contents;
-    if (m.relativePath.ends_with(".ko")) {
-      HYPER_ASSIGN_OR_RETURN(contents, readFile(path));
-    } else if (m.relativePath.ends_with(".ko.xz")) {
-      auto r = host::runChecked({"xz", "-dc", path});
-      if (!r.isOk()) {
-        return r.status().withContext(what + " <- decompress " + m.name);
-      }
-      contents = std::move(*r);
-    } else {
-      return Status::error(what + " <- module " + path + ": only .ko and .ko.xz are supported");
-    }
-    cpio.addFile("lib/modules/" + m.name + ".ko", std::move(contents));
-    list += m.name + "\n";
-  }
-  cpio.addFile("etc/hyper/modules", list);
+  HYPER_RETURN_IF_ERROR(addModules(cpio, modulesDir, *modules).withContext(what));
 
   // gzip -n: no file name and no timestamp in the header, so the output depends on the input
   // only. The command rather than zlib: it is what the kernel's initramfs tools use, and one

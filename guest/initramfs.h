@@ -25,6 +25,14 @@ struct ModuleFile {
 Result<std::vector<ModuleFile>> resolveModules(std::string_view modulesDep,
                                                const std::vector<std::string>& wanted);
 
+class CpioArchive;
+
+// Adds resolved `modules`, read from `modulesDir` (lib/modules/<version>/ or a tree laid out like
+// it; .ko.xz decompressed, because busybox insmod does not read them), as lib/modules/NAME.ko,
+// and their load order, one name a line, as etc/hyper/modules: what guestInitScript() loads.
+Status addModules(CpioArchive& cpio, const std::string& modulesDir,
+                  const std::vector<ModuleFile>& modules);
+
 struct InitramfsSpec {
   std::string kernelModulesDir;  // lib/modules/<version>/ of the guest kernel (with modules.dep)
   std::string busybox = "/bin/busybox";  // a static busybox

@@ -8,6 +8,7 @@
 #include "base/file.h"
 #include "host/command.h"
 #include "providers/build/build_spec.h"
+#include "providers/build/kernel_build.h"
 #include "reconciler/provider_kit.h"
 
 namespace hyper::providers::build {
@@ -16,14 +17,24 @@ namespace {
 
 constexpr size_t kMaxBusyboxBytes = 64u << 20;
 
-// The first line of `gzip --version` ("gzip 1.12").
-Result<std::string> gzipVersion() {
-  HYPER_ASSIGN_OR_RETURN(std::string out, host::runChecked({"gzip", "--version"}));
+// The first line of `TOOL --version` ("gzip 1.12", "tar (GNU tar) 1.34", "kmod version 30").
+Result<std::string> firstVersionLine(const std::string& tool) {
+  HYPER_ASSIGN_OR_RETURN(std::string out, host::runChecked({tool, "--version"}));
   std::string line = out.substr(0, out.find('\n'));
   if (line.empty()) {
-    return Status::error("gzip --version printed nothing");
+    return Status::error(tool + " --version printed nothing");
   }
   return line;
+}
+
+// spec.initramfs.kernel.build, or "".
+std::string kernelBuildOf(const Json& spec) {
+  auto i = spec.find("initramfs");
+  if (i == spec.end() || !i->is_object()) {
+    return "";
+  }
+  auto k = i->find("kernel");
+  return k != i->end() && k->is_object() ? k->value("build", "") : "";
 }
 
 // The artifacts a record names ({"initrd": {"digest", "size"}}), as handles keep them.
@@ -49,12 +60,55 @@ std::string buildKey(const Json& spec, const Json& inputs) {
 }
 
 BuildProvider::BuildProvider(BuildProviderConfig config)
-    : config_(std::move(config)), store_(config_.stateDir + "/store") {}
+    : config_(std::move(config)),
+      store_(config_.stateDir + "/store"),
+      apt_(AptConfig{config_.debCache, config_.buildTimeout}) {}
 
 void BuildProvider::validate(const ValidateRequest& req, ValidateResponse& resp) const {
   for (const Object* o : req.objects) {
     parseBuildSpec(o->id, o->spec, resp.diagnostics);
   }
+}
+
+std::vector<Reference> BuildProvider::references(const Object& object) const {
+  std::string kernel = kernelBuildOf(object.spec);
+  if (kernel.empty()) {
+    return {};
+  }
+  return {{"spec.initramfs.kernel.build", {"Build", kernel}}};
+}
+
+Result<std::string> BuildProvider::toolVersion(const std::string& tool) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = toolVersions_.find(tool);
+    if (it != toolVersions_.end()) {
+      return it->second;
+    }
+  }
+  HYPER_ASSIGN_OR_RETURN(std::string line, firstVersionLine(tool));
+  std::lock_guard<std::mutex> lk(mu_);
+  toolVersions_[tool] = line;
+  return line;
+}
+
+Result<std::string> BuildProvider::modulesDep(const std::string& digest) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = modulesDeps_.find(digest);
+    if (it != modulesDeps_.end()) {
+      return it->second;
+    }
+  }
+  host::CommandOptions options;
+  options.timeout = std::chrono::seconds(60);
+  HYPER_ASSIGN_OR_RETURN(std::string dep, readModulesDep(store_.pathOf(digest), options));
+  std::lock_guard<std::mutex> lk(mu_);
+  if (modulesDeps_.size() > 16) {
+    modulesDeps_.clear();  // a handful of kernels at a time; no need to keep old ones
+  }
+  modulesDeps_[digest] = dep;
+  return dep;
 }
 
 Result<std::string> BuildProvider::busyboxDigest() {
@@ -81,20 +135,97 @@ Result<std::string> BuildProvider::busyboxDigest() {
   return digest;
 }
 
-Result<Json> BuildProvider::resolveInputs(const Json& spec, std::optional<std::string>& busybox) {
+// What one observe shares between its Builds: busybox's digest (one file for all) and the index
+// of the Builds an initramfs takes its kernel from (made by the first that needs it).
+struct BuildProvider::ObserveScope {
+  const ObserveRequest* req = nullptr;
+  std::optional<std::string> busybox;
+  std::optional<store::BuildIndex> builds;
+};
+
+std::optional<Json> BuildProvider::resolveInputs(const Object& object, ObserveScope& scope,
+                                                 Diagnostics& diags, std::string& pending) {
+  const Json& spec = object.spec;
+  const std::string type = spec.value("type", "");
   Json inputs = Json::object();
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    if (gzipVersion_.empty()) {
-      HYPER_ASSIGN_OR_RETURN(gzipVersion_, gzipVersion());
+  auto tool = [&](const std::string& name) {
+    auto v = toolVersion(name);
+    if (!v.isOk()) {
+      diags.error(object.id, "", v.status().message());
+      return false;
     }
-    inputs["gzip"] = gzipVersion_;
+    inputs[name] = *v;
+    return true;
+  };
+  if (type == "debian-kernel") {
+    const std::string package =
+        spec.value("debianKernel", Json::object()).value("package", "linux-image-amd64");
+    auto p = apt_.resolveKernel(package);
+    if (!p.isOk()) {
+      diags.error(object.id, "spec.debianKernel.package", p.status().message());
+      return std::nullopt;
+    }
+    inputs["package"] = p->name + " " + p->version;
+    inputs["deb"] = "sha256:" + p->sha256;
+    if (!tool("dpkg-deb") || !tool("depmod") || !tool("tar")) {
+      return std::nullopt;
+    }
+    return inputs;
   }
-  if (spec.value("initramfs", Json::object()).value("busybox", true)) {
-    if (!busybox) {
-      HYPER_ASSIGN_OR_RETURN(busybox, busyboxDigest());
+  if (!tool("gzip")) {
+    return std::nullopt;
+  }
+  const Json initramfs = spec.value("initramfs", Json::object());
+  if (initramfs.value("busybox", true)) {
+    if (!scope.busybox) {
+      auto digest = busyboxDigest();
+      if (!digest.isOk()) {
+        diags.error(object.id, "spec.initramfs.busybox", digest.status().message());
+        return std::nullopt;
+      }
+      scope.busybox = *digest;
     }
-    inputs["busybox"] = *busybox;
+    inputs["busybox"] = *scope.busybox;
+  }
+  const std::string kernel = kernelBuildOf(spec);
+  if (!kernel.empty()) {
+    if (!scope.builds) {
+      scope.builds = store::BuildIndex::of(scope.req->revision, scope.req->inventory);
+    }
+    const std::string artifact = initramfs["kernel"].value("artifact", "modules");
+    Json c = store::artifactContext(kernel, artifact, *scope.builds, store_);
+    if (c.contains("error")) {
+      diags.error(object.id, "spec.initramfs.kernel", c["error"].get<std::string>());
+      return std::nullopt;
+    }
+    if (c.value("pending", false)) {
+      pending = "Build/" + kernel;
+      return std::nullopt;
+    }
+    const std::string digest = c["digest"];
+    inputs["kernel"] = digest;
+    // A module the kernel does not have is the manifest's mistake: say so before any build.
+    Diagnostics local;
+    BuildSpec parsed = parseBuildSpec(object.id, spec, local);
+    auto dep = modulesDep(digest);
+    if (!dep.isOk()) {
+      diags.error(
+          object.id, "spec.initramfs.kernel",
+          "Build/" + kernel + "'s " + artifact + " " + digest + " <- " + dep.status().message());
+      return std::nullopt;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < parsed.modules.size(); ++i) {
+      if (!guest::resolveModules(*dep, {parsed.modules[i]}).isOk()) {
+        diags.error(object.id, "spec.initramfs.modules[" + std::to_string(i) + "]",
+                    "Build/" + kernel + "'s kernel has no module \"" + parsed.modules[i] +
+                        "\": expected a name from its modules.dep (like virtio_net)");
+        ok = false;
+      }
+    }
+    if (!ok) {
+      return std::nullopt;
+    }
   }
   return inputs;
 }
@@ -121,16 +252,21 @@ void BuildProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
     records[r->id] = r;
   }
   // Inputs are resolved once per observe, not once per Build: busybox is one file for all.
-  std::optional<std::string> busybox;
+  ObserveScope scope;
+  scope.req = &req;
   for (const Object* o : req.desired) {
     ObservedState& s = resp.observed[o->id];
     auto rec = records.find(o->id);
     fromRecord(rec == records.end() ? nullptr : rec->second, s);
     guarded(resp.diagnostics, o->id, "observe", [&] {
-      auto inputs = resolveInputs(o->spec, busybox);
-      if (!inputs.isOk()) {
-        resp.diagnostics.error(o->id, "", inputs.status().message());
+      std::string pending;
+      auto inputs = resolveInputs(*o, scope, resp.diagnostics, pending);
+      if (!pending.empty()) {
+        s.context = {{"pending", pending}};
         return;
+      }
+      if (!inputs) {
+        return;  // the diagnostics say why
       }
       std::string key = buildKey(o->spec, *inputs);
       s.context = {{"key", key}, {"inputs", *inputs}};
@@ -155,10 +291,29 @@ void BuildProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
     return;
   }
   guarded(resp.diagnostics, req.id, "plan", [&] {
-    if (req.observed == nullptr || !req.observed->context.contains("key")) {
-      return;  // observe said why
+    if (req.observed == nullptr) {
+      return;
     }
     const Json& context = req.observed->context;
+    if (context.contains("pending")) {
+      // Its inputs are known once the Build it takes from is built, earlier in the same apply.
+      const std::string waits = context["pending"];
+      PlanAction a;
+      a.type = req.managed == nullptr ? ActionType::Create : ActionType::Update;
+      a.reason = "waits for " + waits + ": an artifact of it is an input";
+      if (req.managed == nullptr) {
+        diffJson("spec", Json(), req.desired->spec, a.changes);
+      } else {
+        diffJson("spec", req.managed->spec, req.desired->spec, a.changes);
+      }
+      a.changes.push_back({"key", req.managed ? Json(keyOf(req.managed->handles)) : Json(),
+                           "(after " + waits + ")"});
+      resp.action = std::move(a);
+      return;
+    }
+    if (!context.contains("key")) {
+      return;  // observe said why
+    }
     const std::string key = context["key"];
     const bool cached = context.value("cached", false);
     PlanAction a;
@@ -230,6 +385,106 @@ Status BuildProvider::writeProvenance(const std::string& key, const Json& spec, 
   return Status::ok();
 }
 
+host::CommandOptions BuildProvider::commandOptions(const ApplyRequest& req) const {
+  host::CommandOptions options;
+  options.timeout = req.timeLeft(config_.buildTimeout);
+  if (options.timeout.count() <= 0) {
+    options.timeout = std::chrono::milliseconds(1);  // past the deadline: fail at once
+  }
+  options.cancel = req.cancel;
+  return options;
+}
+
+Result<Json> BuildProvider::buildInitramfs(const ApplyRequest& req, const Json& inputs,
+                                           std::string& log) {
+  const PlanAction& action = *req.action;
+  Diagnostics diags;
+  BuildSpec spec = parseBuildSpec(action.id, req.desired->spec, diags);
+  if (diags.hasErrors()) {
+    return Status::error(diags.items().front().summary);
+  }
+  std::string busybox;
+  if (spec.busybox) {
+    HYPER_ASSIGN_OR_RETURN(busybox, readFile(config_.busybox, kMaxBusyboxBytes));
+    if (store::digestOf(busybox) != inputs.value("busybox", "")) {
+      // Planned with other bytes: the key would lie. The next plan sees the new input.
+      return Status::error("busybox " + config_.busybox + " changed since the plan");
+    }
+  }
+  std::string scratch;
+  std::vector<guest::ModuleFile> modules;
+  struct Cleanup {
+    std::string* dir;
+    ~Cleanup() {
+      if (!dir->empty()) {
+        std::error_code ignored;
+        std::filesystem::remove_all(*dir, ignored);
+      }
+    }
+  } cleanup{&scratch};
+  if (!spec.kernel.empty()) {
+    const std::string digest = inputs.value("kernel", "");
+    const std::string tar = store_.pathOf(digest);
+    HYPER_ASSIGN_OR_RETURN(std::string dep, modulesDep(digest));
+    auto resolved = guest::resolveModules(dep, wantedModules(spec));
+    if (!resolved.isOk()) {
+      return resolved.status().withContext("Build/" + spec.kernel + "'s modules");
+    }
+    modules = std::move(*resolved);
+    HYPER_ASSIGN_OR_RETURN(scratch, store_.makeScratchDir("initramfs"));
+    HYPER_RETURN_IF_ERROR(extractModules(tar, modules, scratch, commandOptions(req)));
+    log += "modules from Build/" + spec.kernel + " " + digest + ":";
+    for (const auto& m : modules) {
+      log += " " + m.name;
+    }
+    log += "\n";
+  }
+  log += "initramfs: " + std::to_string(spec.files.size()) + " files" +
+         (spec.busybox ? ", busybox " + inputs.value("busybox", "") : "") +
+         (spec.hyperInit ? ", hyper's init" : "") + "\n";
+  HYPER_ASSIGN_OR_RETURN(std::string image, buildInitramfsImage(spec, busybox, scratch, modules));
+  HYPER_ASSIGN_OR_RETURN(std::string digest, store_.put(image));
+  log += "initrd " + digest + " (" + std::to_string(image.size()) + " bytes)\n";
+  return Json{{"artifacts", {{"initrd", {{"digest", digest}, {"size", image.size()}}}}}};
+}
+
+Result<Json> BuildProvider::buildDebianKernel(const ApplyRequest& req, const Json& inputs,
+                                              std::string& log) {
+  // "linux-image-6.1.0-57-amd64 6.1.192-3" and "sha256:<hex>", as observe resolved them.
+  const std::string package = inputs.value("package", "");
+  const std::string deb = inputs.value("deb", "");
+  DebianPackage p;
+  p.name = package.substr(0, package.find(' '));
+  p.version = package.find(' ') == std::string::npos ? "" : package.substr(package.find(' ') + 1);
+  p.sha256 = deb.rfind("sha256:", 0) == 0 ? deb.substr(7) : "";
+  if (p.name.empty() || p.version.empty() || p.sha256.empty()) {
+    return Status::error("planned without a resolved package (inputs.package, inputs.deb)");
+  }
+  log += "package " + p.name + " " + p.version + " (" + deb + ")\n";
+  HYPER_ASSIGN_OR_RETURN(std::string debPath, apt_.fetch(p, req.cancel));
+  log += "fetched " + debPath + "\n";
+  HYPER_ASSIGN_OR_RETURN(std::string scratch, store_.makeScratchDir("debian-kernel"));
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    }
+  } cleanup{scratch};
+  HYPER_ASSIGN_OR_RETURN(KernelOutputs out,
+                         unpackDebianKernel(debPath, scratch, commandOptions(req), log));
+  Json artifacts = Json::object();
+  for (const auto& [name, path] :
+       {std::pair<std::string, std::string>{"vmlinuz", out.vmlinuz}, {"modules", out.modulesTar}}) {
+    std::error_code ec;
+    const uint64_t size = std::filesystem::file_size(path, ec);
+    HYPER_ASSIGN_OR_RETURN(std::string digest, store_.adopt(path));
+    artifacts[name] = {{"digest", digest}, {"size", size}};
+    log += name + " " + digest + " (" + std::to_string(size) + " bytes)\n";
+  }
+  return Json{{"artifacts", artifacts}, {"kernelVersion", out.version}};
+}
+
 void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
   const PlanAction& action = *req.action;
   guarded(resp.diagnostics, action.id, "apply", [&] {
@@ -239,61 +494,72 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
       std::filesystem::remove(config_.stateDir + "/builds/" + action.id.name + ".log", ec);
       return;
     }
-    const std::string key = action.privateData.value("key", "");
-    const Json inputs = action.privateData.value("inputs", Json::object());
+    const Json& spec = req.desired->spec;
+    Json inputs =
+        action.privateData.is_object() ? action.privateData.value("inputs", Json()) : Json();
+    const std::string kernel = kernelBuildOf(spec);
+    if (!kernel.empty()) {
+      // The kernel Build was applied before this one: its record as it is now says which
+      // modules, whatever plan saw (it may have been waiting for that build).
+      const std::string artifact = spec["initramfs"]["kernel"].value("artifact", "modules");
+      auto digest = store::artifactDigest(kernel, artifact, req.references, store_);
+      if (!digest.isOk()) {
+        resp.diagnostics.error(action.id, "spec.initramfs.kernel", digest.status().message());
+        resp.retryAfter = std::chrono::seconds(5);
+        return;
+      }
+      if (!inputs.is_object()) {
+        // Planned while waiting for the kernel: the other inputs are resolved now.
+        inputs = Json::object();
+        auto gzip = toolVersion("gzip");
+        if (!gzip.isOk()) {
+          resp.diagnostics.error(action.id, "", gzip.status().message());
+          return;
+        }
+        inputs["gzip"] = *gzip;
+        if (spec["initramfs"].value("busybox", true)) {
+          auto busybox = busyboxDigest();
+          if (!busybox.isOk()) {
+            resp.diagnostics.error(action.id, "spec.initramfs.busybox", busybox.status().message());
+            return;
+          }
+          inputs["busybox"] = *busybox;
+        }
+      }
+      inputs["kernel"] = *digest;
+    }
+    if (!inputs.is_object()) {
+      resp.diagnostics.error(action.id, "", "planned without the build's inputs");
+      return;
+    }
+    const std::string key = buildKey(spec, inputs);
+    const std::string type = spec.value("type", "");
     auto started = std::chrono::steady_clock::now();
-    std::string log = "build " + action.id.name + " key " + key + "\n";
+    std::string log = "build " + action.id.name + " (" + type + ") key " + key + "\n";
     bool cached = false;
     std::optional<Json> record = store_.lookupKey(key);
     if (record) {
       cached = true;
       log += "cached: the store has this key's artifacts; nothing built\n";
     } else {
-      Diagnostics diags;
-      BuildSpec spec = parseBuildSpec(action.id, req.desired->spec, diags);
-      if (diags.hasErrors()) {
-        resp.diagnostics.append(diags);
+      writeLog(action.id.name, log + "building\n");
+      Result<Json> built = type == "debian-kernel" ? buildDebianKernel(req, inputs, log)
+                                                   : buildInitramfs(req, inputs, log);
+      if (!built.isOk()) {
+        writeLog(action.id.name, log + "failed: " + built.status().message() + "\n");
+        resp.diagnostics.error(action.id, "", built.status().message());
+        resp.retryAfter = std::chrono::seconds(5);
         return;
       }
-      std::string busybox;
-      if (spec.busybox) {
-        auto bytes = readFile(config_.busybox, kMaxBusyboxBytes);
-        if (!bytes.isOk()) {
-          resp.diagnostics.error(action.id, "", bytes.status().message());
-          return;
-        }
-        if (store::digestOf(*bytes) != inputs.value("busybox", "")) {
-          // Planned with other bytes: the key would lie. The next plan sees the new input.
-          resp.diagnostics.error(action.id, "",
-                                 "busybox " + config_.busybox + " changed since the plan");
-          resp.retryAfter = std::chrono::milliseconds(1000);
-          return;
-        }
-        busybox = std::move(*bytes);
-      }
-      log += "initramfs: " + std::to_string(spec.files.size()) + " files" +
-             (spec.busybox ? ", busybox " + inputs.value("busybox", "") : "") + "\n";
-      auto image = buildInitramfsImage(spec, busybox);
-      if (!image.isOk()) {
-        writeLog(action.id.name, log + "failed: " + image.status().message() + "\n");
-        resp.diagnostics.error(action.id, "", image.status().message());
-        return;
-      }
-      auto digest = store_.put(*image);
-      if (!digest.isOk()) {
-        resp.diagnostics.error(action.id, "", digest.status().message());
-        return;
-      }
-      Json artifacts = {{"initrd", {{"digest", *digest}, {"size", image->size()}}}};
-      record = Json{{"type", spec.type}, {"inputs", inputs}, {"artifacts", artifacts}};
+      record = *built;
+      (*record)["type"] = type;
+      (*record)["inputs"] = inputs;
       if (Status s = store_.recordKey(key, *record); !s.isOk()) {
         resp.diagnostics.error(action.id, "", s.message());
         return;
       }
-      log += "initrd " + *digest + " (" + std::to_string(image->size()) + " bytes)\n";
     }
-    if (Status s = writeProvenance(key, req.desired->spec, *record, /*always=*/!cached);
-        !s.isOk()) {
+    if (Status s = writeProvenance(key, spec, *record, /*always=*/!cached); !s.isOk()) {
       resp.diagnostics.error(action.id, "", "provenance <- " + s.message());
       return;
     }
@@ -307,6 +573,9 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
                     {"inputs", inputs},
                     {"artifacts", (*record)["artifacts"]},
                     {"cached", cached}};
+    if (record->contains("kernelVersion")) {
+      resp.handles["kernelVersion"] = (*record)["kernelVersion"];
+    }
     std::string fingerprint;
     for (const auto& [name, a] : (*record)["artifacts"].items()) {
       fingerprint += name + "=" + a.value("digest", "") + ";";

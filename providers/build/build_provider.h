@@ -2,12 +2,16 @@
 
 #include <sys/types.h>
 
+#include <chrono>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 
+#include "providers/build/debian_package.h"
 #include "reconciler/provider.h"
 #include "store/artifact_store.h"
+#include "store/build_refs.h"
 #include "store/provenance.h"
 
 namespace hyper::providers::build {
@@ -15,22 +19,36 @@ namespace hyper::providers::build {
 struct BuildProviderConfig {
   std::string stateDir;                  // the store is <stateDir>/store, logs <stateDir>/builds
   std::string busybox = "/bin/busybox";  // a static busybox (Debian's busybox-static)
+  std::string debCache = "/var/cache/hyper/debs";  // downloaded .debs, checked by their SHA256
+  std::chrono::milliseconds buildTimeout{std::chrono::minutes(20)};  // per build
 };
 
-// The `Build` kind: artifacts hyper builds, content-addressed in the store (store/). A build's
-// key is the SHA-256 of its canonical spec, the digest of every input (the busybox binary, the
-// gzip that compresses) and the builder's version; a key the store already has is a cache hit that
-// does no work. Observe resolves the inputs (hashing busybox once per change of the file) and
-// puts the key in ObservedState::context; plan compares it with the key the last apply built;
-// apply builds (or takes the store's result) and records {key, type, inputs, artifacts, cached}
-// in the handles. What an artifact is made of is deterministic (build_spec.h), so the same key
-// gives the same digest on any host.
+// The `Build` kind: artifacts hyper builds, content-addressed in the store (store/). Types:
+//   initramfs      a gzipped newc cpio: busybox, hyper's guest init, kernel modules taken from a
+//                  debian-kernel Build (resolved with their dependencies), files -> "initrd"
+//   debian-kernel  Debian's kernel package, downloaded by apt and checked against the archive's
+//                  SHA256 -> "vmlinuz" and "modules" (lib/modules/<version> with modules.dep)
+// A build's key is the SHA-256 of its canonical spec, every input (the busybox binary's digest,
+// the versions of gzip, tar and depmod, the exact package version and .deb digest a package name
+// resolves to today, the digest of a referenced Build's artifact) and the builder's version; a
+// key the store already has is a cache hit that does no work. Observe resolves the inputs
+// (hashing busybox once per change of the file, asking apt once per change of its lists) and puts
+// the key in ObservedState::context; plan compares it with the key the last apply built; apply
+// builds (or takes the store's result) and records {key, type, inputs, artifacts, cached} in the
+// handles. What an artifact is made of is deterministic (build_spec.h, kernel_build.h), so the
+// same key gives the same digest on any host.
+//
+// An initramfs whose kernel Build changes in the same apply has no key until that Build is built:
+// plan says it waits for it, and apply works the key out from the kernel's record as it is then
+// (ApplyRequest::references).
 //
 // Every artifact gets an in-toto Statement with a SLSA provenance v1 predicate (the spec, each
 // input's digest or version, the builder, the key), signed with the host's ed25519 key in a DSSE
 // envelope and kept beside it in the store (store/provenance.h); `hyperctl verify` checks it.
 //
-// Builds run inside apply, one at a time per object; an initramfs takes well under a second.
+// Builds run inside apply, one at a time per object, bounded by the build timeout and the
+// apply's deadline, and stopped (their process group killed) on cancel; an initramfs takes well
+// under a second, a kernel a few seconds once its .deb is cached.
 class BuildProvider : public Provider {
  public:
   explicit BuildProvider(BuildProviderConfig config);
@@ -39,7 +57,8 @@ class BuildProvider : public Provider {
   std::vector<std::string> kinds() const override { return {"Build"}; }
 
   void validate(const ValidateRequest& req, ValidateResponse& resp) const override;
-  std::vector<Reference> references(const Object&) const override { return {}; }
+  // An initramfs's kernel Build (spec.initramfs.kernel.build).
+  std::vector<Reference> references(const Object& object) const override;
   // ObservedState for a Build: exists when the inventory's artifacts are all in the store;
   // fields {key, artifacts} as last built; context {key, inputs, cached} for the spec now.
   void observe(const ObserveRequest& req, ObserveResponse& resp) override;
@@ -53,21 +72,36 @@ class BuildProvider : public Provider {
   static constexpr const char* kBuilderVersion = "hyper-build/1";
 
  private:
-  // {"busybox": "sha256:...", "gzip": "gzip 1.12"}; only what the spec uses. `busybox` carries
-  // busybox's digest from one Build to the next of the same observe.
-  Result<Json> resolveInputs(const Json& spec, std::optional<std::string>& busybox);
+  struct ObserveScope;
+  // The inputs of `object`'s build as they are now: flat {name: digest or version}, only what
+  // its type and spec use ({"busybox": "sha256:...", "gzip": "gzip 1.12", "kernel":
+  // "sha256:..."}). A referenced Build that changes in this apply leaves `pending` naming it.
+  // Errors go to `diags` with the field they come from.
+  std::optional<Json> resolveInputs(const Object& object, ObserveScope& scope, Diagnostics& diags,
+                                    std::string& pending);
   Result<std::string> busyboxDigest();
+  Result<std::string> toolVersion(const std::string& tool);
+  // modules.dep of a modules artifact, kept per digest (observe checks module names with it).
+  Result<std::string> modulesDep(const std::string& digest);
+
+  // The build itself: the artifacts it made ({name: {digest, size}}) and extra record fields.
+  Result<Json> buildInitramfs(const ApplyRequest& req, const Json& inputs, std::string& log);
+  Result<Json> buildDebianKernel(const ApplyRequest& req, const Json& inputs, std::string& log);
+  host::CommandOptions commandOptions(const ApplyRequest& req) const;
+
   void writeLog(const std::string& name, const std::string& text) const;
   // Signs and stores the provenance of `record`'s artifacts (when missing, or `always`).
   Status writeProvenance(const std::string& key, const Json& spec, const Json& record, bool always);
 
   BuildProviderConfig config_;
   store::ArtifactStore store_;
+  Apt apt_;
   std::mutex mu_;  // the caches below
   // busybox's digest, kept while the file's identity (device, inode, size, mtime) is unchanged.
   std::string busyboxStamp_;
   std::string busyboxDigest_;
-  std::string gzipVersion_;
+  std::map<std::string, std::string> toolVersions_;  // "gzip" -> "gzip 1.12"
+  std::map<std::string, std::string> modulesDeps_;   // modules digest -> modules.dep
   std::optional<store::HostKey> hostKey_;  // loaded (or made) by the first build that signs
 };
 

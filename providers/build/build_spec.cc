@@ -1,5 +1,6 @@
 #include "providers/build/build_spec.h"
 
+#include <map>
 #include <set>
 
 #include "guest/cpio_archive.h"
@@ -15,13 +16,44 @@ const std::set<std::string>& busyboxPaths() {
   return paths;
 }
 
+// Paths hyper's guest init takes when it is on.
+const std::set<std::string>& hyperInitPaths() {
+  static const std::set<std::string> paths = {"/init", "/etc/hyper/modules"};
+  return paths;
+}
+
 }  // namespace
 
 BuildSpec parseBuildSpec(const ObjectId& id, const Json& spec, Diagnostics& diags) {
   BuildSpec out;
   out.type = spec.value("type", "");
+  // Each type reads its own section; another type's section is a mistake worth naming.
+  const std::map<std::string, std::string> sections = {{"initramfs", "initramfs"},
+                                                       {"debian-kernel", "debianKernel"}};
+  for (const auto& [type, section] : sections) {
+    if (type != out.type && spec.contains(section)) {
+      auto own = sections.find(out.type);
+      diags.error(id, "spec." + section,
+                  "is for type " + type + ", and this Build's type is " + out.type +
+                      (own == sections.end() ? std::string()
+                                             : ": expected spec." + own->second + " instead"));
+    }
+  }
+  const Json debianKernel = spec.value("debianKernel", Json::object());
+  out.package = debianKernel.value("package", out.package);
   const Json initramfs = spec.value("initramfs", Json::object());
   out.busybox = initramfs.value("busybox", true);
+  out.hyperInit = initramfs.value("hyperInit", false);
+  if (initramfs.contains("kernel")) {
+    out.kernel = initramfs["kernel"].value("build", "");
+    out.kernelArtifact = initramfs["kernel"].value("artifact", out.kernelArtifact);
+  }
+  out.modules = initramfs.value("modules", std::vector<std::string>{});
+  if (!out.modules.empty() && out.kernel.empty()) {
+    diags.error(id, "spec.initramfs.modules",
+                "modules come from a kernel: expected spec.initramfs.kernel: {build: NAME} "
+                "naming a debian-kernel Build");
+  }
   std::set<std::string> seen;
   const Json files = initramfs.value("files", Json::array());
   for (size_t i = 0; i < files.size(); ++i) {
@@ -48,6 +80,12 @@ BuildSpec parseBuildSpec(const ObjectId& id, const Json& spec, Diagnostics& diag
       diags.error(id, field + ".path", "\"" + file.path + "\" is given twice");
       continue;
     }
+    if (out.hyperInit && hyperInitPaths().count(file.path) > 0) {
+      diags.error(id, field + ".path",
+                  "\"" + file.path + "\" is hyper's init's (hyperInit: true); set hyperInit: " +
+                      "false to provide your own");
+      continue;
+    }
     if (out.busybox && busyboxPaths().count(file.path) > 0) {
       diags.error(id, field + ".path",
                   "\"" + file.path + "\" is busybox's (busybox: true); set busybox: false to " +
@@ -59,7 +97,16 @@ BuildSpec parseBuildSpec(const ObjectId& id, const Json& spec, Diagnostics& diag
   return out;
 }
 
-Result<std::string> buildInitramfsImage(const BuildSpec& spec, const std::string& busybox) {
+std::vector<std::string> wantedModules(const BuildSpec& spec) {
+  if (spec.modules.empty() && spec.hyperInit && !spec.kernel.empty()) {
+    return guest::defaultGuestModules();
+  }
+  return spec.modules;
+}
+
+Result<std::string> buildInitramfsImage(const BuildSpec& spec, const std::string& busybox,
+                                        const std::string& modulesDir,
+                                        const std::vector<guest::ModuleFile>& modules) {
   guest::CpioArchive cpio;
   for (const char* dir : {"dev", "proc", "sys", "tmp"}) {
     cpio.addDirectory(dir);
@@ -67,6 +114,13 @@ Result<std::string> buildInitramfsImage(const BuildSpec& spec, const std::string
   if (spec.busybox) {
     cpio.addFile("bin/busybox", busybox, 0755);
     cpio.addSymlink("bin/sh", "busybox");
+  }
+  if (spec.hyperInit) {
+    cpio.addFile("init", std::string(guest::guestInitScript()), 0755);
+  }
+  if (!spec.kernel.empty() || spec.hyperInit) {
+    // Without a kernel the list is empty: the init then loads nothing.
+    HYPER_RETURN_IF_ERROR(guest::addModules(cpio, modulesDir, modules));
   }
   for (const auto& f : spec.files) {
     cpio.addFile(f.path, f.content, f.mode);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "guest/initramfs.h"
 #include "reconciler/diagnostic.h"
 #include "reconciler/object.h"
 
@@ -19,20 +20,36 @@ struct ImageFile {
 
 // A Build's spec, as the provider uses it (schemas/build.schema.json has the syntax).
 struct BuildSpec {
-  std::string type;  // "initramfs"
+  std::string type;  // "initramfs" | "debian-kernel"
+
   // initramfs
-  bool busybox = true;  // the static busybox as /bin/busybox, /bin/sh a link to it
+  bool busybox = true;     // the static busybox as /bin/busybox, /bin/sh a link to it
+  bool hyperInit = false;  // hyper's guest init (guest/initramfs.h) as /init
+  std::string kernel;      // the debian-kernel Build whose modules it takes; "" = none
+  std::string kernelArtifact = "modules";
+  std::vector<std::string> modules;  // names, resolved with their dependencies from modules.dep
   std::vector<ImageFile> files;
+
+  // debian-kernel
+  std::string package = "linux-image-amd64";
 };
 
 // Parses a schema-valid spec. Semantic errors (a path that is "." or "..", given twice, or that
-// busybox already takes) go to `diags` with the field path ("spec.initramfs.files[1].path").
+// busybox or hyper's init already takes; modules without a kernel; a section the type does not
+// use) go to `diags` with the field path ("spec.initramfs.files[1].path").
 BuildSpec parseBuildSpec(const ObjectId& id, const Json& spec, Diagnostics& diags);
 
 // The initramfs image: a newc cpio (entries sorted, mtime 0, uid/gid 0, modes as given,
 // parents implied) compressed by `gzip -n -9`. `busybox` is the binary's bytes (used when
-// spec.busybox). The same spec and busybox give the same bytes on any host, at any time, under any
-// umask or TZ.
-Result<std::string> buildInitramfsImage(const BuildSpec& spec, const std::string& busybox);
+// spec.busybox); `modulesDir` holds the resolved `modules` laid out as in lib/modules/<version>/
+// (used when spec.kernel). The same spec and inputs give the same bytes on any host, at any time,
+// under any umask or TZ.
+Result<std::string> buildInitramfsImage(const BuildSpec& spec, const std::string& busybox,
+                                        const std::string& modulesDir,
+                                        const std::vector<guest::ModuleFile>& modules);
+
+// The modules an initramfs asks for: spec.modules, or hyper's guest modules when it has hyper's
+// init and names none.
+std::vector<std::string> wantedModules(const BuildSpec& spec);
 
 }  // namespace hyper::providers::build
