@@ -127,6 +127,14 @@ std::vector<const ManagedRecord*> observeAll(const Revision& revision,
   for (auto& [provider, request] : requests) {
     ObserveResponse response;
     provider->observe(request, response);
+    // A finding about a desired object's field (a package apt does not know) is located there.
+    for (auto& d : response.diagnostics.items()) {
+      if (!d.where.known() && !d.object.empty()) {
+        if (const Object* o = revision.find(d.object)) {
+          d.where = o->locate(d.fieldPath);
+        }
+      }
+    }
     result.diagnostics.append(response.diagnostics);
     if (result.observed.empty()) {  // the first provider's map is taken whole, not re-inserted
       result.observed = std::move(response.observed);
