@@ -7,7 +7,7 @@
 //    under 5%), since a TCG boot varies by seconds between runs.
 // 2. A no-op reconcile (unchanged reload + observe + plan) with 1, 5 and 10 VMs running.
 //
-// Real QEMU (TCG here), the guest kernel from scripts/guest-kernel.sh and hyper's guest image. It
+// Real QEMU (TCG here), the guest kernel and hyper's guest image as Builds (guest_util.h). It
 // prints figures; it exits 1 only when something is functionally wrong. Needs root.
 
 #include <signal.h>

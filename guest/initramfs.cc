@@ -195,43 +195,4 @@ Status addModules(CpioArchive& cpio, const std::string& modulesDir,
   return Status::ok();
 }
 
-Result<std::string> buildInitramfs(const InitramfsSpec& spec) {
-  const std::string what = "build initramfs";
-  std::string modulesDir = spec.kernelModulesDir;
-  while (modulesDir.size() > 1 && modulesDir.back() == '/') {
-    modulesDir.pop_back();
-  }
-  auto dep = readFile(modulesDir + "/modules.dep");
-  if (!dep.isOk()) {
-    return dep.status().withContext(what);
-  }
-  auto modules = resolveModules(*dep, spec.modules);
-  if (!modules.isOk()) {
-    return modules.status().withContext(what + " from " + modulesDir);
-  }
-  auto busybox = readFile(spec.busybox);
-  if (!busybox.isOk()) {
-    return busybox.status().withContext(what);
-  }
-
-  CpioArchive cpio;
-  for (const char* dir : {"dev", "proc", "sys", "tmp", "etc/hyper", "lib/modules"}) {
-    cpio.addDirectory(dir);
-  }
-  cpio.addFile("bin/busybox", std::move(*busybox), 0755);
-  cpio.addSymlink("bin/sh", "busybox");
-  cpio.addFile("init", std::string(kInitScript), 0755);
-
-  HYPER_RETURN_IF_ERROR(addModules(cpio, modulesDir, *modules).withContext(what));
-
-  // gzip -n: no file name and no timestamp in the header, so the output depends on the input
-  // only. The command rather than zlib: it is what the kernel's initramfs tools use, and one
-  // fewer library to link into hyperd.
-  auto gz = host::runChecked({"gzip", "-n", "-9", "-c"}, cpio.serialize());
-  if (!gz.isOk()) {
-    return gz.status().withContext(what + " <- compress");
-  }
-  return std::move(*gz);
-}
-
 }  // namespace hyper::guest

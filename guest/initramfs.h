@@ -33,12 +33,6 @@ class CpioArchive;
 Status addModules(CpioArchive& cpio, const std::string& modulesDir,
                   const std::vector<ModuleFile>& modules);
 
-struct InitramfsSpec {
-  std::string kernelModulesDir;  // lib/modules/<version>/ of the guest kernel (with modules.dep)
-  std::string busybox = "/bin/busybox";  // a static busybox
-  std::vector<std::string> modules = defaultGuestModules();
-};
-
 // The /init of hyper's guest image (a busybox shell script). It mounts proc, sys and dev, loads
 // the modules listed in /etc/hyper/modules, configures eth0 from the kernel command line, prints
 // the readiness line and then keeps reporting whether the gateway answers:
@@ -55,10 +49,5 @@ struct InitramfsSpec {
 // Console lines: "hyper-ready" (without a channel), then "hyper-ping-ok" / "hyper-ping-fail" each
 // ping, and "hyper-poweroff" when the ACPI power button is pressed (it then powers off).
 std::string_view guestInitScript();
-
-// Builds the initramfs in memory: a newc cpio of busybox, the resolved modules (decompressed when
-// shipped as .ko.xz, because busybox insmod does not read them) and the init, compressed with
-// `gzip -n -9` (no name, no timestamp). The same inputs give byte-identical output.
-Result<std::string> buildInitramfs(const InitramfsSpec& spec);
 
 }  // namespace hyper::guest

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
@@ -86,10 +87,67 @@ Result<std::string> BuildProvider::toolVersion(const std::string& tool) {
       return it->second;
     }
   }
-  HYPER_ASSIGN_OR_RETURN(std::string line, firstVersionLine(tool));
+  std::string line;
+  if (tool == "erofs-utils") {
+    // mkfs.erofs has no --version: the package's version says which one makes the image.
+    HYPER_ASSIGN_OR_RETURN(
+        line, host::runChecked({"dpkg-query", "-W", "-f=erofs-utils ${Version}", "erofs-utils"}));
+  } else {
+    HYPER_ASSIGN_OR_RETURN(line, firstVersionLine(tool));
+  }
   std::lock_guard<std::mutex> lk(mu_);
   toolVersions_[tool] = line;
   return line;
+}
+
+Result<SuiteIndex> BuildProvider::suiteIndex(const std::string& mirror, const std::string& suite) {
+  const std::string stamp = aptListsStamp();
+  const std::string name = mirror + " " + suite;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stamp != listsStamp_) {
+      listsStamp_ = stamp;
+      suites_.clear();
+      missing_.clear();
+    }
+    auto it = suites_.find(name);
+    if (it != suites_.end()) {
+      return it->second;
+    }
+  }
+  HYPER_ASSIGN_OR_RETURN(SuiteIndex index, findSuiteIndex("/var/lib/apt/lists", mirror, suite));
+  std::lock_guard<std::mutex> lk(mu_);
+  if (stamp == listsStamp_) {
+    suites_[name] = index;
+  }
+  return index;
+}
+
+Result<std::vector<std::string>> BuildProvider::missingPackages(
+    const std::vector<std::string>& packages) {
+  const std::string stamp = aptListsStamp();
+  std::string name;
+  for (const auto& p : packages) {
+    name += p + " ";
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stamp != listsStamp_) {
+      listsStamp_ = stamp;
+      suites_.clear();
+      missing_.clear();
+    }
+    auto it = missing_.find(name);
+    if (it != missing_.end()) {
+      return it->second;
+    }
+  }
+  HYPER_ASSIGN_OR_RETURN(std::vector<std::string> unknown, unknownPackages(packages));
+  std::lock_guard<std::mutex> lk(mu_);
+  if (stamp == listsStamp_) {
+    missing_[name] = unknown;
+  }
+  return unknown;
 }
 
 Result<std::string> BuildProvider::modulesDep(const std::string& digest) {
@@ -168,6 +226,38 @@ std::optional<Json> BuildProvider::resolveInputs(const Object& object, ObserveSc
     inputs["package"] = p->name + " " + p->version;
     inputs["deb"] = "sha256:" + p->sha256;
     if (!tool("dpkg-deb") || !tool("depmod") || !tool("tar")) {
+      return std::nullopt;
+    }
+    return inputs;
+  }
+  if (type == "rootfs") {
+    const Json rootfs = spec.value("rootfs", Json::object());
+    const std::string suite = rootfs.value("suite", "");
+    const std::string mirror = rootfs.value("mirror", "http://deb.debian.org/debian");
+    auto index = suiteIndex(mirror, suite);
+    if (!index.isOk()) {
+      diags.error(object.id, "spec.rootfs.suite", index.status().message());
+      return std::nullopt;
+    }
+    const auto packages = rootfs.value("packages", std::vector<std::string>{});
+    auto missing = missingPackages(packages);
+    if (!missing.isOk()) {
+      diags.error(object.id, "spec.rootfs.packages", missing.status().message());
+      return std::nullopt;
+    }
+    for (const std::string& name : *missing) {
+      size_t i = std::find(packages.begin(), packages.end(), name) - packages.begin();
+      diags.error(object.id, "spec.rootfs.packages[" + std::to_string(i) + "]",
+                  "package \"" + name +
+                      "\" is not in the host's apt lists: expected a Debian package name "
+                      "(apt-get update refreshes the lists)");
+    }
+    if (!missing->empty()) {
+      return std::nullopt;
+    }
+    inputs["index"] = index->digest;
+    inputs["indexDate"] = suite + " " + index->date;
+    if (!tool("mmdebstrap") || !tool("erofs-utils")) {
       return std::nullopt;
     }
     return inputs;
@@ -485,6 +575,39 @@ Result<Json> BuildProvider::buildDebianKernel(const ApplyRequest& req, const Jso
   return Json{{"artifacts", artifacts}, {"kernelVersion", out.version}};
 }
 
+Result<Json> BuildProvider::buildRootfs(const ApplyRequest& req, const Json& key,
+                                        const Json& inputs, std::string& log) {
+  Diagnostics diags;
+  BuildSpec spec = parseBuildSpec(req.action->id, req.desired->spec, diags);
+  if (diags.hasErrors()) {
+    return Status::error(diags.items().front().summary);
+  }
+  HYPER_ASSIGN_OR_RETURN(SuiteIndex index,
+                         findSuiteIndex("/var/lib/apt/lists", spec.mirror, spec.suite));
+  if (index.digest != inputs.value("index", "")) {
+    // Planned with other lists: the key would lie. The next plan sees the new index.
+    return Status::error("the host's apt lists for " + spec.suite + " changed since the plan");
+  }
+  HYPER_ASSIGN_OR_RETURN(std::string scratch, store_.makeScratchDir("rootfs"));
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    }
+  } cleanup{scratch};
+  // The filesystem's UUID comes from the key: the same build, the same UUID, on any host.
+  HYPER_ASSIGN_OR_RETURN(std::string image,
+                         buildRootfsImage(spec, index, scratch, uuidFromHex(key.get<std::string>()),
+                                          commandOptions(req), log));
+  std::error_code ec;
+  const uint64_t size = std::filesystem::file_size(image, ec);
+  HYPER_ASSIGN_OR_RETURN(std::string digest, store_.adopt(image));
+  log += "rootfs " + digest + " (" + std::to_string(size) + " bytes)\n";
+  return Json{{"artifacts", {{"rootfs", {{"digest", digest}, {"size", size}}}}},
+              {"format", spec.format}};
+}
+
 void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
   const PlanAction& action = *req.action;
   guarded(resp.diagnostics, action.id, "apply", [&] {
@@ -544,6 +667,7 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
     } else {
       writeLog(action.id.name, log + "building\n");
       Result<Json> built = type == "debian-kernel" ? buildDebianKernel(req, inputs, log)
+                           : type == "rootfs"      ? buildRootfs(req, Json(key), inputs, log)
                                                    : buildInitramfs(req, inputs, log);
       if (!built.isOk()) {
         writeLog(action.id.name, log + "failed: " + built.status().message() + "\n");

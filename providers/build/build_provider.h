@@ -9,6 +9,7 @@
 #include <string>
 
 #include "providers/build/debian_package.h"
+#include "providers/build/rootfs_build.h"
 #include "reconciler/provider.h"
 #include "store/artifact_store.h"
 #include "store/build_refs.h"
@@ -28,6 +29,8 @@ struct BuildProviderConfig {
 //                  debian-kernel Build (resolved with their dependencies), files -> "initrd"
 //   debian-kernel  Debian's kernel package, downloaded by apt and checked against the archive's
 //                  SHA256 -> "vmlinuz" and "modules" (lib/modules/<version> with modules.dep)
+//   rootfs         a Debian root filesystem (mmdebstrap from the host's apt lists of a suite)
+//                  as a read-only erofs image -> "rootfs"
 // A build's key is the SHA-256 of its canonical spec, every input (the busybox binary's digest,
 // the versions of gzip, tar and depmod, the exact package version and .deb digest a package name
 // resolves to today, the digest of a referenced Build's artifact) and the builder's version; a
@@ -87,6 +90,12 @@ class BuildProvider : public Provider {
   // The build itself: the artifacts it made ({name: {digest, size}}) and extra record fields.
   Result<Json> buildInitramfs(const ApplyRequest& req, const Json& inputs, std::string& log);
   Result<Json> buildDebianKernel(const ApplyRequest& req, const Json& inputs, std::string& log);
+  Result<Json> buildRootfs(const ApplyRequest& req, const Json& key, const Json& inputs,
+                           std::string& log);
+  // The suite's index in the host's apt lists, and which packages they lack: kept until the
+  // lists change (apt-cache takes ~1 s).
+  Result<SuiteIndex> suiteIndex(const std::string& mirror, const std::string& suite);
+  Result<std::vector<std::string>> missingPackages(const std::vector<std::string>& packages);
   host::CommandOptions commandOptions(const ApplyRequest& req) const;
 
   void writeLog(const std::string& name, const std::string& text) const;
@@ -100,8 +109,11 @@ class BuildProvider : public Provider {
   // busybox's digest, kept while the file's identity (device, inode, size, mtime) is unchanged.
   std::string busyboxStamp_;
   std::string busyboxDigest_;
-  std::map<std::string, std::string> toolVersions_;  // "gzip" -> "gzip 1.12"
-  std::map<std::string, std::string> modulesDeps_;   // modules digest -> modules.dep
+  std::map<std::string, std::string> toolVersions_;          // "gzip" -> "gzip 1.12"
+  std::map<std::string, std::string> modulesDeps_;           // modules digest -> modules.dep
+  std::string listsStamp_;                                   // apt's lists the two below are for
+  std::map<std::string, SuiteIndex> suites_;                 // "mirror suite" -> index
+  std::map<std::string, std::vector<std::string>> missing_;  // packages -> unknown ones
   std::optional<store::HostKey> hostKey_;  // loaded (or made) by the first build that signs
 };
 

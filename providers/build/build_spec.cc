@@ -28,8 +28,8 @@ BuildSpec parseBuildSpec(const ObjectId& id, const Json& spec, Diagnostics& diag
   BuildSpec out;
   out.type = spec.value("type", "");
   // Each type reads its own section; another type's section is a mistake worth naming.
-  const std::map<std::string, std::string> sections = {{"initramfs", "initramfs"},
-                                                       {"debian-kernel", "debianKernel"}};
+  const std::map<std::string, std::string> sections = {
+      {"initramfs", "initramfs"}, {"debian-kernel", "debianKernel"}, {"rootfs", "rootfs"}};
   for (const auto& [type, section] : sections) {
     if (type != out.type && spec.contains(section)) {
       auto own = sections.find(out.type);
@@ -54,11 +54,23 @@ BuildSpec parseBuildSpec(const ObjectId& id, const Json& spec, Diagnostics& diag
                 "modules come from a kernel: expected spec.initramfs.kernel: {build: NAME} "
                 "naming a debian-kernel Build");
   }
+  const Json rootfs = spec.value("rootfs", Json::object());
+  out.suite = rootfs.value("suite", out.suite);
+  out.mirror = rootfs.value("mirror", out.mirror);
+  out.variant = rootfs.value("variant", out.variant);
+  out.packages = rootfs.value("packages", std::vector<std::string>{});
+  out.format = rootfs.value("format", out.format);
+  if (out.type != "initramfs") {
+    out.busybox = false;  // busybox and hyper's init are the initramfs's
+    out.hyperInit = false;
+  }
+  // Files: an initramfs's or a rootfs's, checked alike.
+  const std::string section = out.type == "rootfs" ? "rootfs" : "initramfs";
   std::set<std::string> seen;
-  const Json files = initramfs.value("files", Json::array());
+  const Json files = spec.value(section, Json::object()).value("files", Json::array());
   for (size_t i = 0; i < files.size(); ++i) {
     const Json& f = files[i];
-    const std::string field = "spec.initramfs.files[" + std::to_string(i) + "]";
+    const std::string field = "spec." + section + ".files[" + std::to_string(i) + "]";
     ImageFile file;
     file.path = f.value("path", "");
     file.content = f.value("content", "");

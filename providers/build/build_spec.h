@@ -20,7 +20,7 @@ struct ImageFile {
 
 // A Build's spec, as the provider uses it (schemas/build.schema.json has the syntax).
 struct BuildSpec {
-  std::string type;  // "initramfs" | "debian-kernel"
+  std::string type;  // "initramfs" | "debian-kernel" | "rootfs"
 
   // initramfs
   bool busybox = true;     // the static busybox as /bin/busybox, /bin/sh a link to it
@@ -32,6 +32,13 @@ struct BuildSpec {
 
   // debian-kernel
   std::string package = "linux-image-amd64";
+
+  // rootfs (files above are its files too)
+  std::string suite;
+  std::string mirror = "http://deb.debian.org/debian";
+  std::string variant = "minbase";
+  std::vector<std::string> packages;
+  std::string format = "erofs";
 };
 
 // Parses a schema-valid spec. Semantic errors (a path that is "." or "..", given twice, or that

@@ -106,9 +106,45 @@ std::string kernelImageDependency(std::string_view depends) {
   return count == 1 ? found : "";
 }
 
-std::string Apt::listsStamp() const {
+std::string aptListsStamp() {
   return statStamp("/var/lib/apt/lists") + "|" + statStamp("/var/cache/apt/pkgcache.bin") + "|" +
          statStamp("/etc/apt/sources.list") + "|" + statStamp("/etc/apt/sources.list.d");
+}
+
+Result<std::vector<std::string>> unknownPackages(const std::vector<std::string>& packages) {
+  if (packages.empty()) {
+    return std::vector<std::string>{};
+  }
+  std::vector<std::string> argv = {"apt-cache", "policy"};
+  argv.insert(argv.end(), packages.begin(), packages.end());
+  host::CommandOptions options;
+  options.timeout = std::chrono::seconds(60);
+  options.maxOutputBytes = 16u << 20;
+  HYPER_ASSIGN_OR_RETURN(std::string out, host::runChecked(argv, "", options));
+  // "NAME:" at the start of a line, then "  Candidate: VERSION" ("(none)": nothing to install).
+  std::map<std::string, bool> installable;
+  std::string current;
+  size_t start = 0;
+  while (start < out.size()) {
+    size_t end = out.find('\n', start);
+    end = end == std::string::npos ? out.size() : end;
+    std::string_view line(out.data() + start, end - start);
+    start = end + 1;
+    if (!line.empty() && line[0] != ' ' && line.back() == ':') {
+      current = std::string(line.substr(0, line.size() - 1));
+      installable[current] = false;
+    } else if (!current.empty() && trim(line).rfind("Candidate:", 0) == 0) {
+      installable[current] = trim(line) != "Candidate: (none)";
+    }
+  }
+  std::vector<std::string> unknown;
+  for (const auto& p : packages) {
+    auto it = installable.find(p);
+    if (it == installable.end() || !it->second) {
+      unknown.push_back(p);
+    }
+  }
+  return unknown;
 }
 
 Result<DebianPackage> Apt::show(const std::string& name) const {
@@ -140,7 +176,7 @@ Result<DebianPackage> Apt::show(const std::string& name) const {
 }
 
 Result<DebianPackage> Apt::resolveKernel(const std::string& name) {
-  const std::string stamp = listsStamp();
+  const std::string stamp = aptListsStamp();
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (stamp != stamp_) {

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 #include "host/command.h"
@@ -32,6 +33,14 @@ std::map<std::string, std::string> parseControlParagraph(std::string_view text);
 // linux-image-amd64 says which kernel it currently means.
 std::string kernelImageDependency(std::string_view depends);
 
+// Changes whenever apt's lists or sources do (their sizes and mtimes): what resolutions from the
+// lists are cached by.
+std::string aptListsStamp();
+
+// The names in `packages` that apt's lists do not have (no candidate version in any suite of
+// the host's sources), in their order; one `apt-cache policy` run.
+Result<std::vector<std::string>> unknownPackages(const std::vector<std::string>& packages);
+
 struct AptConfig {
   std::string debCache = "/var/cache/hyper/debs";  // verified .debs, named <sha256>.deb
   std::chrono::milliseconds timeout{std::chrono::minutes(10)};  // per download
@@ -55,7 +64,6 @@ class Apt {
 
  private:
   Result<DebianPackage> show(const std::string& name) const;
-  std::string listsStamp() const;
 
   AptConfig config_;
   std::mutex mu_;

@@ -3,10 +3,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
-#include "guest/initramfs.h"
+#include <nlohmann/json.hpp>
+
 #include "host/command.h"
 
 namespace hyper::test {
@@ -14,37 +16,64 @@ namespace fs = std::filesystem;
 
 namespace {
 
+constexpr const char* kManifests = R"(apiVersion: hyper.dev/v1alpha1
+kind: Build
+metadata: {name: guest-kernel}
+spec:
+  type: debian-kernel
+  debianKernel: {package: linux-image-amd64}
+---
+apiVersion: hyper.dev/v1alpha1
+kind: Build
+metadata: {name: guest-initrd}
+spec:
+  type: initramfs
+  initramfs:
+    kernel: {build: guest-kernel}
+    hyperInit: true
+)";
+
+// The artifact `artifact` of Build `name` in `get builds -o json` output, as a store path.
+std::string artifactPath(const nlohmann::json& list, const std::string& stateDir,
+                         const std::string& name, const std::string& artifact) {
+  for (const auto& item : list.value("items", nlohmann::json::array())) {
+    if (item["metadata"].value("name", "") != name) {
+      continue;
+    }
+    const auto& a = item["status"]["observed"]["artifacts"];
+    std::string digest = a.contains(artifact) ? a[artifact].value("digest", "") : "";
+    return digest.rfind("sha256:", 0) == 0 ? stateDir + "/store/sha256/" + digest.substr(7) : "";
+  }
+  return "";
+}
+
 GuestImage make() {
   GuestImage g;
-  auto r = host::runCommand({"bash", std::string(HYPER_SOURCE_DIR) + "/scripts/guest-kernel.sh"});
-  if (!r.isOk() || r->exitCode != 0) {
-    g.skipReason = "cannot obtain the guest kernel (scripts/guest-kernel.sh): " +
-                   (r.isOk() ? r->err : r.status().message());
+  const char* env = std::getenv("HYPER_TEST_GUEST_STATE");
+  const std::string state = env && *env ? env : "/var/cache/hyper/test-guest";
+  fs::path dir = fs::temp_directory_path() / ("hyper-guest-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "guest.yaml") << kManifests;
+  auto apply = host::runCommand(
+      {HYPERCTL_PATH, "--state-dir", state, "apply", "-f", (dir / "guest.yaml").string()});
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (!apply.isOk() || apply->exitCode != 0) {
+    g.skipReason = "cannot build the guest kernel and image (hyperctl apply in " + state +
+                   "): " + (apply.isOk() ? apply->err : apply.status().message());
     return g;
   }
-  std::string dir = r->out;
-  while (!dir.empty() && dir.back() == '\n') {
-    dir.pop_back();
-  }
-  dir = dir.substr(dir.rfind('\n') == std::string::npos ? 0 : dir.rfind('\n') + 1);
-  g.kernel = dir + "/vmlinuz";
-  guest::InitramfsSpec spec;
-  spec.kernelModulesDir = dir + "/modules";
-  auto image = guest::buildInitramfs(spec);
-  if (!image.isOk()) {
-    g.skipReason = "cannot build the guest image: " + image.status().message();
+  auto get = host::runCommand({HYPERCTL_PATH, "--state-dir", state, "get", "builds", "-o", "json"});
+  nlohmann::json list = get.isOk() ? nlohmann::json::parse(get->out, nullptr, false) : nullptr;
+  if (!list.is_object()) {
+    g.skipReason = "hyperctl get builds in " + state + " gave no JSON";
     return g;
   }
-  fs::path out = fs::temp_directory_path() / ("hyper-guest-" + std::to_string(::getpid()));
-  fs::create_directories(out);
-  g.initrd = (out / "guest.cpio.gz").string();
-  std::ofstream(g.initrd, std::ios::binary) << *image;
-  // Removed at exit: the image is per process.
-  static const std::string kDir = out.string();
-  std::atexit([] {
-    std::error_code ec;
-    fs::remove_all(kDir, ec);
-  });
+  g.kernel = artifactPath(list, state, "guest-kernel", "vmlinuz");
+  g.initrd = artifactPath(list, state, "guest-initrd", "initrd");
+  if (g.kernel.empty() || g.initrd.empty()) {
+    g.skipReason = "the guest Builds in " + state + " name no vmlinuz or initrd";
+  }
   return g;
 }
 

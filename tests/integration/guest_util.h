@@ -4,10 +4,12 @@
 
 namespace hyper::test {
 
-// The guest kernel (scripts/guest-kernel.sh, cached under /var/cache/hyper/guest) and an
-// initramfs built from its modules with hyper's guest image code, written under a directory of
-// the test process. Made once per process; `skipReason` is set instead when the kernel cannot be
-// obtained (no Debian package access).
+// The guest kernel and hyper's guest image, made the way a user makes them: Builds
+// (debian-kernel, and an initramfs with hyperInit and its modules) applied by the real hyperctl
+// into a state directory shared by the test processes (/var/cache/hyper/test-guest, or
+// $HYPER_TEST_GUEST_STATE), so only the first process builds and the rest are cache hits. The
+// paths are the artifacts in that state directory's store. Made once per process; `skipReason`
+// is set instead when they cannot be built (no Debian package access).
 struct GuestImage {
   std::string kernel;
   std::string initrd;

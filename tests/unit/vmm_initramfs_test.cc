@@ -8,6 +8,7 @@
 #include "guest/cpio_archive.h"
 #include "guest/initramfs.h"
 #include "host/command.h"
+#include "providers/build/build_spec.h"
 
 namespace hyper::guest {
 namespace {
@@ -138,7 +139,8 @@ TEST(VmmInitramfsModules, MissingModuleIsNamed) {
   EXPECT_NE(r.status().message().find("e1000"), std::string::npos) << r.status().message();
 }
 
-// A fake kernel module tree and busybox in a temporary directory.
+// hyper's guest image as the Build provider makes it (providers/build/build_spec.h: an initramfs
+// with hyperInit and a kernel's modules), from a fake kernel module tree in a temporary directory.
 class VmmInitramfsBuild : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -151,9 +153,9 @@ class VmmInitramfsBuild : public ::testing::Test {
           "kernel/drivers/net/net_failover.ko", "kernel/net/core/failover.ko"}) {
       std::ofstream(write(std::string("modules/") + m)) << "ELF " << m;
     }
-    std::ofstream(write("busybox")) << "fake busybox";
-    spec_.kernelModulesDir = (dir_ / "modules").string();
-    spec_.busybox = (dir_ / "busybox").string();
+    spec_.type = "initramfs";
+    spec_.hyperInit = true;
+    spec_.kernel = "guest-kernel";
     spec_.modules = {"virtio_mmio", "virtio_net"};
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -162,32 +164,39 @@ class VmmInitramfsBuild : public ::testing::Test {
     fs::create_directories(p.parent_path());
     return p.string();
   }
+  Result<std::string> build() {
+    HYPER_ASSIGN_OR_RETURN(auto modules, resolveModules(kModulesDep, spec_.modules));
+    return providers::build::buildInitramfsImage(spec_, busybox_, (dir_ / "modules").string(),
+                                                 modules);
+  }
 
   fs::path dir_;
-  InitramfsSpec spec_;
+  providers::build::BuildSpec spec_;
+  std::string busybox_ = "fake busybox";
 };
 
 TEST_F(VmmInitramfsBuild, SameInputsGiveIdenticalBytes) {
-  auto a = buildInitramfs(spec_);
+  auto a = build();
   ASSERT_TRUE(a.isOk()) << a.status().message();
-  auto b = buildInitramfs(spec_);
+  auto b = build();
   ASSERT_TRUE(b.isOk()) << b.status().message();
   EXPECT_EQ(*a, *b);
   EXPECT_EQ(a->substr(0, 2), std::string("\x1f\x8b", 2)) << "not gzip";
-  // Touching the inputs' timestamps changes nothing.
-  fs::last_write_time(spec_.busybox, fs::file_time_type::clock::now());
-  auto c = buildInitramfs(spec_);
+  // Touching the modules' timestamps changes nothing.
+  fs::last_write_time(dir_ / "modules/kernel/drivers/net/virtio_net.ko",
+                      fs::file_time_type::clock::now());
+  auto c = build();
   ASSERT_TRUE(c.isOk());
   EXPECT_EQ(*a, *c);
   // A different input does change the output.
-  std::ofstream(spec_.busybox) << "another busybox";
-  auto d = buildInitramfs(spec_);
+  busybox_ = "another busybox";
+  auto d = build();
   ASSERT_TRUE(d.isOk());
   EXPECT_NE(*a, *d);
 }
 
 TEST_F(VmmInitramfsBuild, HoldsInitBusyboxAndModulesInLoadOrder) {
-  auto image = buildInitramfs(spec_);
+  auto image = build();
   ASSERT_TRUE(image.isOk()) << image.status().message();
   auto cpio = host::runChecked({"gzip", "-dc"}, *image);
   ASSERT_TRUE(cpio.isOk()) << cpio.status().message();
@@ -207,12 +216,11 @@ TEST_F(VmmInitramfsBuild, HoldsInitBusyboxAndModulesInLoadOrder) {
   }
 }
 
-TEST_F(VmmInitramfsBuild, MissingModulesDirIsNamed) {
-  spec_.kernelModulesDir = "/nonexistent/lib/modules/6.1";
-  auto r = buildInitramfs(spec_);
+TEST_F(VmmInitramfsBuild, AMissingModuleFileIsNamed) {
+  fs::remove(dir_ / "modules/kernel/drivers/net/virtio_net.ko");
+  auto r = build();
   ASSERT_FALSE(r.isOk());
-  EXPECT_NE(r.status().message().find("/nonexistent/lib/modules/6.1/modules.dep"),
-            std::string::npos)
+  EXPECT_NE(r.status().message().find("kernel/drivers/net/virtio_net.ko"), std::string::npos)
       << r.status().message();
 }
 
