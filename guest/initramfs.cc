@@ -51,7 +51,7 @@ for d in /sys/class/input/event*; do
   fi
 done
 
-ip=""; gw=""; ping=2; ready=hyper-ready; channel=""; mac=""; extra=""; targets=""
+ip=""; gw=""; ping=2; ready=hyper-ready; channel=""; mac=""; extra=""; targets=""; disk=""
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     hyper.ip=*) ip=${arg#hyper.ip=} ;;
@@ -62,8 +62,19 @@ for arg in $(cat /proc/cmdline); do
     hyper.ping=*) ping=${arg#hyper.ping=} ;;
     hyper.ready=*) ready=${arg#hyper.ready=} ;;
     hyper.channel=*) channel=${arg#hyper.channel=} ;;
+    hyper.disk=*) disk=${arg#hyper.disk=} ;;
   esac
 done
+
+# hyper.disk=DIR: the VM's disk (/dev/vda, a rootfs Build's erofs image) mounted read-only there.
+if [ -n "$disk" ]; then
+  mkdir -p "$disk"
+  if mount -o ro /dev/vda "$disk"; then
+    echo "hyper-disk /dev/vda on $disk: $(cat "$disk/etc/debian_version" 2>/dev/null)"
+  else
+    echo "hyper-disk /dev/vda: mount failed"
+  fi
+fi
 
 ip link set lo up
 # hyper.mac and hyper.addr make the guest misbehave on purpose (tests of the host's guard): a MAC
@@ -119,9 +130,9 @@ done
 }  // namespace
 
 const std::vector<std::string>& defaultGuestModules() {
-  static const std::vector<std::string> modules = {"virtio_ring", "virtio",       "virtio_mmio",
-                                                   "failover",    "net_failover", "virtio_net",
-                                                   "button",      "evdev",        "virtio_console"};
+  static const std::vector<std::string> modules = {
+      "virtio_ring", "virtio", "virtio_mmio",    "failover",   "net_failover",   "virtio_net",
+      "button",      "evdev",  "virtio_console", "virtio_blk", "crc32c_generic", "erofs"};
   return modules;
 }
 

@@ -10,7 +10,9 @@ namespace hyper::guest {
 
 // The kernel modules a Debian kernel needs as modules to reach hyper's VMs over virtio-mmio
 // (QEMU microvm) and to power off on an ACPI power button (graceful stop): button and evdev let
-// the init notice `system_powerdown`; virtio_console gives it the virtio-serial readiness channel.
+// the init notice `system_powerdown`; virtio_console gives it the virtio-serial readiness channel;
+// virtio_blk and erofs let it mount a rootfs Build's image as its disk (crc32c_generic first:
+// erofs needs libcrc32c, which needs a crc32c implementation, a softdep modules.dep omits).
 const std::vector<std::string>& defaultGuestModules();
 
 // One module file to put in the image, in load order.
@@ -43,6 +45,8 @@ Status addModules(CpioArchive& cpio, const std::string& modulesDir,
 //                           the console (which then says "hyper-init: readiness sent on channel")
 //   hyper.targets=A,B       ping these instead of the gateway, from each of the guest's
 //                           addresses: "hyper-ping A from 10.77.0.10 ok|fail" per ping
+//   hyper.disk=/mnt         mount the VM's disk (/dev/vda) read-only there and print
+//                           "hyper-disk /dev/vda on /mnt: <its /etc/debian_version>"
 // For tests of the host's guard, a guest that misbehaves:
 //   hyper.mac=MAC           set eth0's MAC to this instead of the one hyper gave
 //   hyper.addr=A/P          add a second address to eth0 (pinged from too, with hyper.targets)

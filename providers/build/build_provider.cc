@@ -28,6 +28,16 @@ Result<std::string> firstVersionLine(const std::string& tool) {
   return line;
 }
 
+// hyper's guest init and its default modules are part of what an initramfs with hyperInit is made
+// of: their digest is an input, so a new hyper whose init changed builds the image again.
+std::string hyperInitDigest() {
+  std::string text(guest::guestInitScript());
+  for (const auto& m : guest::defaultGuestModules()) {
+    text += "\n" + m;
+  }
+  return store::digestOf(text);
+}
+
 // spec.initramfs.kernel.build, or "".
 std::string kernelBuildOf(const Json& spec) {
   auto i = spec.find("initramfs");
@@ -276,6 +286,9 @@ std::optional<Json> BuildProvider::resolveInputs(const Object& object, ObserveSc
       scope.busybox = *digest;
     }
     inputs["busybox"] = *scope.busybox;
+  }
+  if (initramfs.value("hyperInit", false)) {
+    inputs["hyperInit"] = hyperInitDigest();
   }
   const std::string kernel = kernelBuildOf(spec);
   if (!kernel.empty()) {
@@ -640,6 +653,9 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
           return;
         }
         inputs["gzip"] = *gzip;
+        if (spec["initramfs"].value("hyperInit", false)) {
+          inputs["hyperInit"] = hyperInitDigest();
+        }
         if (spec["initramfs"].value("busybox", true)) {
           auto busybox = busyboxDigest();
           if (!busybox.isOk()) {

@@ -13,6 +13,9 @@ Json bootContext(const VmManifest& vm, const BuildIndex& builds,
     out["initrd"] =
         store::artifactContext(vm.initrdBuild.build, vm.initrdBuild.artifact, builds, store);
   }
+  if (!vm.diskBuild.empty()) {
+    out["disk"] = store::artifactContext(vm.diskBuild.build, vm.diskBuild.artifact, builds, store);
+  }
   return out;
 }
 

@@ -13,7 +13,7 @@ namespace hyper::providers::vmm {
 // (store/build_refs.h reads the Build's record and the store).
 using store::BuildIndex;
 
-// In observe, for plan: {"kernel"|"initrd": store::artifactContext(...)} for each boot file from
+// In observe, for plan: {"kernel"|"initrd"|"disk": store::artifactContext(...)} for each file from
 // a build. Null when the VM boots no build's file.
 Json bootContext(const VmManifest& vm, const BuildIndex& builds, const store::ArtifactStore& store);
 

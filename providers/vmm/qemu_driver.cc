@@ -50,6 +50,7 @@ const char* kPidFile = "qemu.pid";
 const char* kQmpSocket = "qmp.sock";
 const char* kConsoleLog = "console.log";
 const char* kVmJson = "vm.json";
+const char* kDiskCopy = "disk.img";  // a writable disk: the VM's own copy
 
 bool hasParam(const std::string& cmdline, const std::string& key) {
   std::istringstream words(cmdline);
@@ -72,9 +73,14 @@ Result<std::string> readSmallFile(const std::string& path) {
 }
 
 Json specToJson(const VmSpec& s) {
-  return Json{{"name", s.name},     {"vcpus", s.vcpus},   {"memoryMiB", s.memoryMiB},
-              {"kernel", s.kernel}, {"initrd", s.initrd}, {"cmdline", s.cmdline},
-              {"tap", s.tap},       {"mac", s.mac},       {"channels", s.channels}};
+  Json j{{"name", s.name},     {"vcpus", s.vcpus},   {"memoryMiB", s.memoryMiB},
+         {"kernel", s.kernel}, {"initrd", s.initrd}, {"cmdline", s.cmdline},
+         {"tap", s.tap},       {"mac", s.mac},       {"channels", s.channels}};
+  if (!s.disk.empty()) {
+    j["disk"] = s.disk;
+    j["diskReadOnly"] = s.diskReadOnly;
+  }
+  return j;
 }
 
 VmSpec specFromJson(const Json& j) {
@@ -87,6 +93,8 @@ VmSpec specFromJson(const Json& j) {
   s.memoryMiB = j.value("memoryMiB", 0);
   s.kernel = j.value("kernel", "");
   s.initrd = j.value("initrd", "");
+  s.disk = j.value("disk", "");
+  s.diskReadOnly = j.value("diskReadOnly", true);
   s.cmdline = j.value("cmdline", "");
   s.tap = j.value("tap", "");
   s.mac = j.value("mac", "");
@@ -134,6 +142,9 @@ Status validateSpec(const VmSpec& spec) {
   }
   if (!spec.initrd.empty() && !fs::is_regular_file(spec.initrd, ec)) {
     return Status::error("initrd '" + spec.initrd + "' is not a file");
+  }
+  if (!spec.disk.empty() && !fs::is_regular_file(spec.disk, ec)) {
+    return Status::error("disk '" + spec.disk + "' is not a file");
   }
   for (size_t i = 0; i < spec.channels.size(); ++i) {
     if (std::string why = checkChannelName(spec.channels[i]); !why.empty()) {
@@ -309,6 +320,19 @@ std::vector<std::string> QemuDriver::buildArgv(const std::string& qemuBinary, co
   if (!spec.initrd.empty()) {
     argv.insert(argv.end(), {"-initrd", spec.initrd});
   }
+  if (!spec.disk.empty()) {
+    // A writable disk is the run dir's copy (start() makes it); QEMU's option syntax needs a
+    // comma in a path doubled.
+    std::string file = spec.diskReadOnly ? spec.disk : dir + kDiskCopy;
+    std::string escaped;
+    for (char c : file) {
+      escaped += c == ',' ? std::string(",,") : std::string(1, c);
+    }
+    argv.insert(argv.end(), {"-drive",
+                             "file=" + escaped + ",format=raw,if=none,id=disk0" +
+                                 (spec.diskReadOnly ? ",readonly=on" : ""),
+                             "-device", "virtio-blk-device,drive=disk0"});
+  }
   if (!spec.tap.empty()) {
     std::string device = "virtio-net-device,netdev=net0";
     if (!spec.mac.empty()) {
@@ -427,6 +451,16 @@ Result<VmHandle> QemuDriver::start(const VmSpec& spec) {
     return s.withContext(what);
   }
   fs::permissions(dir, fs::perms::owner_all, ec);
+  if (!spec.disk.empty() && !spec.diskReadOnly) {
+    // The VM's own copy: what it writes stays in its run dir and goes with it.
+    auto copied =
+        host::runChecked({"cp", "--reflink=auto", "--sparse=always", spec.disk, dir + kDiskCopy});
+    if (!copied.isOk() || ::chmod((dir + kDiskCopy).c_str(), 0600) != 0) {
+      fs::remove_all(dir, ec);
+      return Status::error(what + " <- copy the disk " + spec.disk + " into " + dir +
+                           (copied.isOk() ? std::string() : ": " + copied.status().message()));
+    }
+  }
   Json meta = {{"driver", "qemu"},
                {"spec", specToJson(spec)},
                {"accel", std::string(accelName(accel.accel))},

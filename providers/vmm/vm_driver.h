@@ -19,8 +19,12 @@ struct VmSpec {
   std::string name;  // a DNS label; names the run dir
   int vcpus = 1;
   int memoryMiB = 256;
-  std::string kernel;   // path to the kernel image
-  std::string initrd;   // path, or empty
+  std::string kernel;  // path to the kernel image
+  std::string initrd;  // path, or empty
+  // A virtio-blk disk (the guest's /dev/vda), or empty. Read-only: the file itself, opened
+  // read-only; writable: a copy in the run dir, so the file (a store artifact) never changes.
+  std::string disk;
+  bool diskReadOnly = true;
   std::string cmdline;  // kernel command line
   std::string tap;      // an existing tap device in the current netns, or empty: no network
   std::string mac;      // "52:54:00:..."; empty: the VMM's default

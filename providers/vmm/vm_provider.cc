@@ -230,7 +230,7 @@ std::vector<Reference> VmProvider::references(const Object& object) const {
     out.push_back({"spec.network.name", {"Network", n->get<std::string>()}});
   }
   // A Build's artifact: the Build is applied first, and its record tells apply which bytes.
-  for (const char* field : {"kernel", "initrd"}) {
+  for (const char* field : {"kernel", "initrd", "disk"}) {
     if (const Json* b = named(field, "build")) {
       out.push_back({std::string("spec.") + field + ".build", {"Build", b->get<std::string>()}});
     }
@@ -253,7 +253,7 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
     std::optional<BuildIndex> builds;  // made by the first VM that boots a Build's artifact
     for (const Object* o : req.desired) {
       if (auto vm = parseVmManifest(o->id.name, o->spec); vm.isOk()) {
-        if (!vm->kernelBuild.empty() || !vm->initrdBuild.empty()) {
+        if (vm->bootsBuilds()) {
           if (!builds) {
             builds = BuildIndex::of(req.revision, req.inventory);
           }
@@ -434,6 +434,12 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
                                " does not exist or is not a file (expected an initramfs "
                                "on this host)");
   }
+  if (!vm->disk.empty() && !fs::is_regular_file(vm->disk, ec)) {
+    resp.diagnostics.error(object, "spec.disk.path",
+                           vm->disk +
+                               " does not exist or is not a file (expected a disk image on this "
+                               "host)");
+  }
   // Observe placed the VM (context); plan reads it from there only, and hands it to apply.
   const std::optional<Placement> placement =
       req.observed != nullptr ? placementIn(req.observed->context) : std::nullopt;
@@ -612,10 +618,13 @@ Status VmProvider::startVm(const VmManifest& vm, const ApplyRequest& req, ApplyR
   spec.memoryMiB = vm.memoryMiB;
   spec.kernel = vm.kernel;
   spec.initrd = vm.initrd;
+  spec.disk = vm.disk;
+  spec.diskReadOnly = vm.diskReadOnly;
   Json boot = Json::object();  // the Build artifacts it boots, by digest
   const store::ArtifactStore artifactStore(config_.storeRoot);
   for (auto [field, ref, path] : {std::tuple{"kernel", &vm.kernelBuild, &spec.kernel},
-                                  std::tuple{"initrd", &vm.initrdBuild, &spec.initrd}}) {
+                                  std::tuple{"initrd", &vm.initrdBuild, &spec.initrd},
+                                  std::tuple{"disk", &vm.diskBuild, &spec.disk}}) {
     if (ref->empty()) {
       continue;
     }
@@ -729,8 +738,7 @@ void VmProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
       // Planned before its Build ran: keep the VM when the Build made the bytes it runs.
       const store::ArtifactStore artifactStore(config_.storeRoot);
       Json now = Json::object();
-      for (auto [field, ref] :
-           {std::pair{"kernel", &vm->kernelBuild}, std::pair{"initrd", &vm->initrdBuild}}) {
+      for (auto [field, ref] : vm->builtFiles()) {
         if (!ref->empty()) {
           auto digest = artifactDigest(*ref, req.references, artifactStore);
           now[field] = digest.isOk() ? Json(*digest) : Json();

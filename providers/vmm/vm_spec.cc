@@ -19,6 +19,10 @@ Json VmManifest::bootJson() const {
             {"network", network},
             {"mac", mac}};
   j["ip"] = ip ? Json(netmodel::formatIpv4(*ip)) : Json("auto");
+  // Only when set, like the channel below: VMs without a disk keep their recorded boot fields.
+  if (!disk.empty() || !diskBuild.empty()) {
+    j["disk"] = file(disk, diskBuild) + (diskReadOnly ? " (read-only)" : " (writable copy)");
+  }
   // Only when set: a channel is a device the VM boots with, and VMs without one keep the boot
   // fields they were recorded with.
   if (!readyChannel.empty()) {
@@ -57,6 +61,10 @@ Result<VmManifest> parseVmManifest(const std::string& name, const Json& spec) {
   };
   HYPER_RETURN_IF_ERROR(bootFile(spec, "kernel", "vmlinuz", m.kernel, m.kernelBuild));
   HYPER_RETURN_IF_ERROR(bootFile(spec, "initrd", "initrd", m.initrd, m.initrdBuild));
+  HYPER_RETURN_IF_ERROR(bootFile(spec, "disk", "rootfs", m.disk, m.diskBuild));
+  if (spec.contains("disk")) {
+    m.diskReadOnly = spec["disk"].value("readOnly", true);
+  }
   m.cmdline = spec.value("cmdline", "");
   if (spec.contains("network")) {
     const Json& n = spec["network"];

@@ -18,7 +18,7 @@ namespace hyper::providers::vmm {
 // inventory record (observe for plan, ApplyRequest::references for apply).
 struct BuildRef {
   std::string build;     // "" = not from a build (a path)
-  std::string artifact;  // "vmlinuz", "initrd"
+  std::string artifact;  // "vmlinuz", "initrd", "rootfs"
   bool empty() const { return build.empty(); }
 };
 
@@ -31,6 +31,9 @@ struct VmManifest {
   std::string initrd;  // a path; "" = none, or initrdBuild is set
   BuildRef kernelBuild;
   BuildRef initrdBuild;
+  std::string disk;  // a path; "" = none, or diskBuild is set
+  BuildRef diskBuild;
+  bool diskReadOnly = true;
   std::string cmdline;  // as written; hyper appends the console and the address
   std::string network;  // "" = no network
   std::optional<uint32_t> ip;
@@ -44,6 +47,13 @@ struct VmManifest {
 
   // What the VM is booted with: a change of any of these needs a new VM (stop, then start).
   Json bootJson() const;
+  // The files it boots from Builds: {"kernel", &kernelBuild}, {"initrd", ...}, {"disk", ...}.
+  std::vector<std::pair<const char*, const BuildRef*>> builtFiles() const {
+    return {{"kernel", &kernelBuild}, {"initrd", &initrdBuild}, {"disk", &diskBuild}};
+  }
+  bool bootsBuilds() const {
+    return !kernelBuild.empty() || !initrdBuild.empty() || !diskBuild.empty();
+  }
 };
 
 Result<VmManifest> parseVmManifest(const std::string& name, const Json& spec);

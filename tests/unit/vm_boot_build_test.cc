@@ -124,5 +124,31 @@ TEST_F(VmBootBuildTest, AnArtifactTheBuildDoesNotMakeIsAPlanErrorAtItsField) {
   EXPECT_NE(missing.find("nosuch"), std::string::npos) << missing;
 }
 
+TEST_F(VmBootBuildTest, ADiskFromABuildIsBootedReadOnlyOrAsAWritableCopy) {
+  // The initramfs Build stands in for a rootfs: the plumbing is the same for any artifact.
+  std::string yaml = manifests("one") + "  disk: {build: initrd, artifact: initrd}\n";
+  std::string out = converge(yaml);
+  ASSERT_EQ(out.rfind("error", 0), std::string::npos) << out;
+  EXPECT_NE(out.find("build.disk: \"(what Build/initrd makes now)\""), std::string::npos) << out;
+  const std::string digest = buildDigest();
+  store::ArtifactStore store(root_ + "/state/store");
+  EXPECT_EQ(driver_->lastSpec("web").disk, store.pathOf(digest));
+  EXPECT_TRUE(driver_->lastSpec("web").diskReadOnly);
+  auto vm = harness_->inventory().get({"VM", "web"});
+  ASSERT_TRUE(vm.isOk() && *vm);
+  EXPECT_EQ((**vm).handles["boot"]["disk"], digest) << "what gc keeps";
+
+  // Writable: a boot field of its own, so the VM is replaced and started on a copy.
+  out = converge(manifests("one") + "  disk: {build: initrd, artifact: initrd, readOnly: false}\n");
+  ASSERT_EQ(out.rfind("error", 0), std::string::npos) << out;
+  EXPECT_NE(out.find("must be replaced"), std::string::npos) << out;
+  EXPECT_NE(out.find("(writable copy)"), std::string::npos) << out;
+  EXPECT_FALSE(driver_->lastSpec("web").diskReadOnly);
+
+  std::string missing = converge(manifests("one") + "  disk: {path: /nonexistent/disk.img}\n");
+  EXPECT_EQ(missing.rfind("error", 0), 0u) << missing;
+  EXPECT_NE(missing.find("spec.disk.path"), std::string::npos) << missing;
+}
+
 }  // namespace
 }  // namespace hyper::providers::vmm

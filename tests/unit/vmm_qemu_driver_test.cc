@@ -86,6 +86,25 @@ TEST(VmmQemuArgv, ChannelNames) {
   EXPECT_NE(checkChannelName("Upper"), "");
 }
 
+TEST(VmmQemuArgv, ADiskIsVirtioBlkReadOnlyOrTheRunDirsCopy) {
+  VmSpec spec;
+  spec.name = "a";
+  spec.kernel = "/k";
+  spec.disk = "/store/sha256/ab,cd";
+  auto ro = QemuDriver::buildArgv("qemu", spec, Accel::Tcg, "/r/a", 0);
+  EXPECT_TRUE(
+      hasPair(ro, "-drive", "file=/store/sha256/ab,,cd,format=raw,if=none,id=disk0,readonly=on"))
+      << "the artifact itself, read-only, its comma doubled";
+  EXPECT_TRUE(hasPair(ro, "-device", "virtio-blk-device,drive=disk0"));
+  spec.diskReadOnly = false;
+  auto rw = QemuDriver::buildArgv("qemu", spec, Accel::Tcg, "/r/a", 0);
+  EXPECT_TRUE(hasPair(rw, "-drive", "file=/r/a/disk.img,format=raw,if=none,id=disk0"))
+      << "writable: the VM's own copy in its run dir";
+  spec.disk.clear();
+  auto none = QemuDriver::buildArgv("qemu", spec, Accel::Tcg, "/r/a", 0);
+  EXPECT_EQ(std::find(none.begin(), none.end(), "-drive"), none.end());
+}
+
 TEST(VmmQemuArgv, KvmUsesTheHostCpuAndNoNetworkWithoutTap) {
   VmSpec spec;
   spec.name = "a";
