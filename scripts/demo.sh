@@ -41,8 +41,14 @@ step "plan against an empty host (namespace $ns)"
 rc=0; show inns "$hyperctl" --state-dir "$state" diff -f manifests/examples/ || rc=$?
 echo "(diff exit code $rc: 2 means changes are pending)"
 
-step "apply: Debian's kernel and hyper's guest image are built, then the networks, the policies and a microVM booting from them"
-echo "(The kernel package is downloaded once into /var/cache/hyper/debs, checked against apt's SHA256.)"
+step "the Builds: Debian's kernel, hyper's guest image and a Debian rootfs"
+echo "(Built in the machine's own network namespace: they fetch from the Debian mirror, which the"
+echo " private namespace cannot reach, and write only the state directory. The kernel package is"
+echo " downloaded once into /var/cache/hyper/debs and checked against apt's SHA256; the rootfs is"
+echo " mmdebstrap from this machine's apt lists of bookworm, as an erofs image.)"
+show "$hyperctl" --state-dir "$state" apply -f manifests/examples/builds.yaml
+
+step "apply everything in the namespace: the Builds are cache hits; then the networks, the policies and a microVM booting from the Builds"
 show inns "$hyperctl" --state-dir "$state" apply -f manifests/examples/
 
 step "what hyper manages now"
@@ -54,17 +60,18 @@ show inns ip -br addr show type bridge
 show inns nft list table inet hyper
 sleep 3
 show inns "$hyperctl" --state-dir "$state" get vms
-echo "\$ hyperctl logs vm/web-1 | tail -n 4"
-inns "$hyperctl" --state-dir "$state" logs vm/web-1 | tail -n 4
-echo "(Ready when the guest printed hyper-ready. Its pings to the gateway fail: lab-egress allows"
-echo " only 203.0.113.0/24 port 443 from the lab network.)"
+echo "\$ hyperctl logs vm/web-1 | grep hyper- | head -n 4"
+inns "$hyperctl" --state-dir "$state" logs vm/web-1 | grep hyper- | head -n 4
+echo "(The guest mounted the rootfs Build as /dev/vda and read its Debian version; Ready when it"
+echo " printed hyper-ready. Its pings to the gateway fail: lab-egress allows only 203.0.113.0/24"
+echo " port 443 from the lab network.)"
 
 step "a second apply has nothing to do: every Build's key is unchanged, the VM runs"
 show inns "$hyperctl" --state-dir "$state" apply -f manifests/examples/
 
 step "builds are reproducible: rebuilt without the cache, under another umask and TZ, the same digests"
 echo "\$ (umask 077; TZ=Pacific/Kiritimati hyperctl --state-dir $state rebuild -f manifests/examples/)"
-(umask 077; TZ=Pacific/Kiritimati inns "$hyperctl" --state-dir "$state" rebuild -f manifests/examples/)
+(umask 077; TZ=Pacific/Kiritimati "$hyperctl" --state-dir "$state" rebuild -f manifests/examples/)
 show "$hyperctl" --state-dir "$state" verify build/guest-initrd
 
 step "someone changes the host by hand: deletes a bridge and flushes the firewall table"

@@ -118,7 +118,28 @@ Result<std::string> buildRootfsImage(const BuildSpec& spec, const SuiteIndex& in
   o.cwd = scratch;
   o.env = {"SOURCE_DATE_EPOCH=0", "TZ=UTC", "LC_ALL=C.UTF-8"};
   o.maxOutputBytes = 1u << 20;
-  HYPER_RETURN_IF_ERROR(host::runChecked(argv, "", o).status().withContext("mmdebstrap"));
+  HYPER_ASSIGN_OR_RETURN(host::CommandResult r, host::runCommand(argv, "", o));
+  if (r.exitCode != 0 || r.timedOut || r.cancelled) {
+    // Its whole stderr goes to the build log; the error keeps the line that says why.
+    log += r.err;
+    std::string why;
+    size_t start = 0;
+    while (start < r.err.size()) {
+      size_t end = r.err.find('\n', start);
+      end = end == std::string::npos ? r.err.size() : end;
+      std::string line = r.err.substr(start, end - start);
+      if (line.rfind("E: ", 0) == 0 && why.empty()) {
+        why = line.substr(3, 300);
+      }
+      start = end + 1;
+    }
+    if (r.timedOut || r.cancelled) {
+      why = r.timedOut ? "timed out (its process group killed)" : "cancelled";
+    }
+    return Status::error("mmdebstrap " + spec.suite + " (" + spec.variant + ") failed: " +
+                         (why.empty() ? "exit " + std::to_string(r.exitCode) : why) +
+                         " (the build log has its output; is " + spec.mirror + " reachable?)");
+  }
   log += "mmdebstrap " + spec.suite + " (" + spec.variant + ", index " + index.digest + ")\n";
   for (size_t i = 0; i < spec.files.size(); ++i) {
     const ImageFile& f = spec.files[i];
