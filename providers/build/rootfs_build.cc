@@ -136,8 +136,8 @@ Result<std::string> buildRootfsImage(const BuildSpec& spec, const SuiteIndex& in
     if (r.timedOut || r.cancelled) {
       why = r.timedOut ? "timed out (its process group killed)" : "cancelled";
     }
-    return Status::error("mmdebstrap " + spec.suite + " (" + spec.variant + ") failed: " +
-                         (why.empty() ? "exit " + std::to_string(r.exitCode) : why) +
+    return Status::error("mmdebstrap " + spec.suite + " (" + spec.variant +
+                         ") failed: " + (why.empty() ? "exit " + std::to_string(r.exitCode) : why) +
                          " (the build log has its output; is " + spec.mirror + " reachable?)");
   }
   log += "mmdebstrap " + spec.suite + " (" + spec.variant + ", index " + index.digest + ")\n";
