@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -216,6 +217,55 @@ bool refusedWithoutYes(const Revision& revision, const std::vector<ManagedRecord
   return true;
 }
 
+// While an apply waits for work that goes on in a provider (a build), prints what it goes
+// through, a line each, on the terminal (stderr, when it is one): the queue, each log line, the
+// end. Nothing when stderr is not a terminal (scripts read the plan and the result only).
+class ProgressPrinter {
+ public:
+  explicit ProgressPrinter(Engine& engine) {
+    for (const auto& p : engine.providers()) {
+      if (auto* source = dynamic_cast<ProgressSource*>(p.get())) {
+        sources_.push_back(source);
+      }
+    }
+    tty_ = ::isatty(STDERR_FILENO) == 1;
+    if (!sources_.empty()) {
+      thread_ = std::thread([this] {
+        while (!stop_.load()) {
+          print();
+          for (int i = 0; i < 5 && !stop_.load(); ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          }
+        }
+      });
+    }
+  }
+  ~ProgressPrinter() {
+    stop_ = true;
+    if (thread_.joinable()) {
+      thread_.join();
+    }
+    print();
+  }
+  ProgressPrinter(const ProgressPrinter&) = delete;
+  ProgressPrinter& operator=(const ProgressPrinter&) = delete;
+
+ private:
+  void print() {
+    for (ProgressSource* source : sources_) {
+      for (const ProgressEvent& e : source->takeProgress()) {
+        if (tty_ && e.type != "build-cached") {
+          std::cerr << "  " << e.object.str() << ": " << escapeControl(e.message) << "\n";
+        }
+      }
+    }
+  }
+  std::vector<ProgressSource*> sources_;
+  bool tty_ = false;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool prune, bool dryRun,
              bool yes, const std::string& output) {
   auto engine = makeEngine(g.stateDir);
@@ -294,7 +344,11 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
   options.parallelism = g.parallelism;
   options.reconcileId = controller::newReconcileId();
   options.unconfirmed = &unconfirmed;
-  ApplyReport report = engine->apply(planned.plan, *revision, *managed, *inventory, options);
+  ApplyReport report;
+  {
+    ProgressPrinter progress(*engine);
+    report = engine->apply(planned.plan, *revision, *managed, *inventory, options);
+  }
   for (const auto& o : report.outcomes) {
     if (o.skipped) {
       std::cerr << "skipped " << o.id.str() << ": " << o.status.message() << "\n";

@@ -169,6 +169,11 @@ int run(const HyperdConfig& initial, const std::string& configPath, const KindRe
     }
     controller.addHostEvents(*fd, [events] { return events->drainEvents(); });
   }
+  for (const auto& p : engine.providers()) {
+    if (auto* progress = dynamic_cast<ProgressSource*>(p.get())) {
+      controller.addProgressSource([progress] { return progress->takeProgress(); });
+    }
+  }
 
   ApiOptions api;
   api.host = config.listenHost;

@@ -94,6 +94,7 @@ nlohmann::json ReconcileSummary::toJson() const {
                       {"planned", planned},
                       {"succeeded", succeeded},
                       {"failed", failed},
+                      {"inProgress", inProgress},
                       {"deferred", deferred},
                       {"drifted", drifted},
                       {"sourceChanged", sourceChanged},
@@ -164,6 +165,38 @@ bool Controller::waitFor(uint64_t ticket, std::chrono::milliseconds timeout,
 void Controller::addHostEvents(int fd, std::function<bool()> drain) {
   std::lock_guard<std::mutex> lk(mu_);
   hostEvents_.emplace_back(fd, std::move(drain));
+}
+
+void Controller::addProgressSource(std::function<std::vector<ProgressEvent>()> take) {
+  std::lock_guard<std::mutex> lk(mu_);
+  progressSources_.push_back(std::move(take));
+}
+
+void Controller::takeProgress() {
+  std::vector<std::function<std::vector<ProgressEvent>()>> sources;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    sources = progressSources_;
+  }
+  for (const auto& take : sources) {
+    for (ProgressEvent& p : take()) {
+      for (const auto& sample : p.samples) {
+        if (sample.buckets.empty()) {
+          metrics_.counter(sample.name, sample.help, sample.labels).inc(sample.value);
+        } else {
+          metrics_.histogram(sample.name, sample.help, sample.buckets, sample.labels)
+              .observe(sample.value);
+        }
+      }
+      Event e;
+      e.type = p.type;
+      e.level = p.level;
+      e.object = p.object.str();
+      e.message = std::move(p.message);
+      e.details = std::move(p.details);
+      emit(std::move(e), /*alert=*/false);
+    }
+  }
 }
 
 void Controller::stop() {
@@ -311,13 +344,18 @@ std::chrono::milliseconds backoffDelay(int failures, const LoopOptions& options)
 ActionTally tallyOutcomes(const ApplyReport& report, Metrics& metrics) {
   ActionTally tally;
   for (const auto& o : report.outcomes) {
-    const char* result = o.status.isOk() ? "succeeded" : o.skipped ? "skipped" : "failed";
+    const char* result = o.status.isOk()             ? "succeeded"
+                         : o.inProgress || o.waiting ? "in-progress"
+                         : o.skipped                 ? "skipped"
+                                                     : "failed";
     metrics
         .counter("hyper_actions_total", "provider actions by result",
                  {{"action", actionTypeName(o.type)}, {"result", result}})
         .inc();
     if (o.status.isOk()) {
       ++tally.succeeded;
+    } else if (o.inProgress || o.waiting) {
+      ++tally.inProgress;
     } else {
       ++tally.failed;
     }
@@ -387,6 +425,7 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
   ActionTally tally = tallyOutcomes(applied.report, metrics_);
   summary.succeeded = tally.succeeded;
   summary.failed = tally.failed;
+  summary.inProgress = tally.inProgress;
   recordObjects({plan, summary.planHash, current, deferral, planned.planErrors, applied.report,
                  options, now, rid});
   finishReconcile(summary, started, &current);
@@ -692,6 +731,7 @@ ApplyStep Controller::applyPlan(const ApplyInput& in) {
     applyOptions.cancel = &stopping_;
     applyOptions.actionTimeout = in.options.actionTimeout;
     applyOptions.unconfirmed = in.unconfirmed;
+    applyOptions.deferLongWork = true;  // builds go on in their provider's queue
     auto applyStart = std::chrono::steady_clock::now();
     step.report = engine_.apply(in.toRun, in.current, in.managed, inventory_, applyOptions);
     step.applySeconds = secondsSince(applyStart);
@@ -750,6 +790,8 @@ void Controller::recordObjects(const RecordInput& in) {
         setCondition(s, "Reconciling", false, "Deferred", in.deferral.reasons.at(id));
         setCondition(s, "Ready", false, "Deferred", in.deferral.reasons.at(id));
       } else if (!planned.count(id)) {
+        s.inProgress = false;
+        s.checkAt = Clock::TimePoint::max();
         setCondition(s, "Reconciling", false, "Done", "");
         setCondition(s, "Stalled", false, "InSync", "");
         setCondition(s, "Drifted", false, "InSync", "");
@@ -776,6 +818,19 @@ void Controller::recordObjects(const RecordInput& in) {
 
 std::optional<Event> Controller::recordOutcome(ObjectStatus& s, const ActionOutcome& o,
                                                const RecordInput& in) {
+  if (o.inProgress || o.waiting) {
+    // Not a failure: the provider is doing it. Reconciling until it is done.
+    const char* reason = o.inProgress ? "InProgress" : "Waiting";
+    s.inProgress = true;
+    s.checkAt = in.now + std::min(o.retryAfter.value_or(std::chrono::seconds(30)),
+                                  std::chrono::milliseconds(in.options.backoffMax));
+    setCondition(s, "Reconciling", true, reason, o.status.message());
+    setCondition(s, "Ready", false, reason, o.status.message());
+    setCondition(s, "Stalled", false, reason, "");
+    return std::nullopt;
+  }
+  s.inProgress = false;
+  s.checkAt = Clock::TimePoint::max();
   setCondition(s, "Reconciling", false, o.status.isOk() ? "Done" : "Failed", "");
   if (o.status.isOk()) {
     s.failures = 0;
@@ -835,17 +890,21 @@ void Controller::finishReconcile(ReconcileSummary& summary,
       e.level = summary.failed ? "error" : "info";
       e.reconcileId = summary.reconcileId;
       e.revision = current->id;
-      char line[200];
-      std::snprintf(
-          line, sizeof line,
-          "reconciled (%s): %zu planned, %zu succeeded, %zu failed, %zu deferred in %.3f s",
-          summary.trigger.c_str(), summary.planned, summary.succeeded, summary.failed,
-          summary.deferred, summary.seconds);
+      char line[240];
+      std::snprintf(line, sizeof line,
+                    "reconciled (%s): %zu planned, %zu succeeded, %zu failed, %zu deferred in "
+                    "%.3f s",
+                    summary.trigger.c_str(), summary.planned, summary.succeeded, summary.failed,
+                    summary.deferred, summary.seconds);
       e.message = line;
+      if (summary.inProgress > 0) {
+        e.message += "; " + std::to_string(summary.inProgress) + " in progress";
+      }
       e.details = summary.toJson();
       emit(std::move(e), /*alert=*/false);
     }
   }
+  takeProgress();
   std::lock_guard<std::mutex> lk(mu_);
   lastSummary_ = summary;
   firstReconcileDone_ = true;  // publishes the summary; ready() also needs a revision
@@ -1026,6 +1085,9 @@ void Controller::run() {
         if (s.failures > 0) {
           retryAt = std::min(retryAt, s.retryAt);
         }
+        if (s.inProgress) {
+          retryAt = std::min(retryAt, s.checkAt);
+        }
       }
     }
     Clock::TimePoint now = clock_.now();
@@ -1085,6 +1147,7 @@ void Controller::run() {
     if (retryAt != Clock::TimePoint::max() && now >= retryAt) {
       trigger("retry", /*fetch=*/false);
     }
+    takeProgress();
 
     if (maintains && now >= nextMaintenance) {
       nextMaintenance = now + options.maintenanceInterval;

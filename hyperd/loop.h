@@ -92,6 +92,10 @@ struct ObjectStatus {
   // After a terminal failure (ApplyResponse::terminal): the key of the desired spec it failed
   // with (terminalSpecKey); no retry until the spec differs. Empty otherwise.
   std::string terminalSpec;
+  // Its action is in progress in the provider (a build), or waits for one that is: looked at
+  // again by checkAt, or sooner when the provider's EventSource wakes the loop. Not a failure.
+  bool inProgress = false;
+  Clock::TimePoint checkAt = Clock::TimePoint::max();
   std::string driftKey;            // the drift last alerted, so one drift is one alert
   nlohmann::json drift = nullptr;  // the field-level difference while drifted
 
@@ -105,9 +109,10 @@ struct ReconcileSummary {
   std::string planHash;
   size_t planned = 0;  // actions in the plan
   size_t succeeded = 0;
-  size_t failed = 0;    // failed or skipped
-  size_t deferred = 0;  // not run: backoff, alert-only drift, suspended
-  size_t drifted = 0;   // objects found drifted
+  size_t failed = 0;      // failed or skipped
+  size_t inProgress = 0;  // in progress in a provider (a build), or waiting for one
+  size_t deferred = 0;    // not run: backoff, alert-only drift, suspended
+  size_t drifted = 0;     // objects found drifted
   bool sourceChanged = false;
   bool revisionRejected = false;
   bool revisionHeld = false;  // the source's revision is held (hold.h): the last good one stays
@@ -150,6 +155,11 @@ class Controller {
   // Host event sources (netlink): when `fd` is readable, `drain` is called; true means the host
   // changed, and an observe-only reconcile follows after `hostDebounce` of quiet.
   void addHostEvents(int fd, std::function<bool()> drain);
+  // What a provider's own work went through (the Build provider's queue: queued, steps,
+  // finished): taken after every wake of the loop and every reconcile, into the event log (and
+  // so /v1/events and `hyperctl events`) and /metrics.
+  void addProgressSource(std::function<std::vector<ProgressEvent>()> take);
+  void takeProgress();
 
   // The loop: returns after stop(). Call from one thread.
   void run();
@@ -286,6 +296,7 @@ class Controller {
   std::atomic<bool> stopping_{false};
   int wakeFd_ = -1;  // eventfd: trigger() and stop() wake run()
   std::vector<std::pair<int, std::function<bool()>>> hostEvents_;
+  std::vector<std::function<std::vector<ProgressEvent>()>> progressSources_;
 };
 
 }  // namespace hyper::controller

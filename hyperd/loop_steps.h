@@ -80,7 +80,8 @@ struct RecordInput {
 
 struct ActionTally {
   size_t succeeded = 0;
-  size_t failed = 0;  // failed or skipped
+  size_t failed = 0;      // failed or skipped
+  size_t inProgress = 0;  // in progress in a provider, or waiting for one
 };
 
 // The free steps (no controller state).

@@ -199,12 +199,17 @@ const Object* Revision::find(const ObjectId& id) const {
   return it != objects.end() && (*it)->id == id ? it->get() : nullptr;
 }
 
-bool ApplyReport::ok() const { return failed() == 0; }
+bool ApplyReport::ok() const { return failed() == 0 && inProgress() == 0; }
 
 size_t ApplyReport::failed() const {
   return static_cast<size_t>(std::count_if(outcomes.begin(), outcomes.end(), [](const auto& o) {
-    return o.skipped || !o.status.isOk();
+    return (o.skipped || !o.status.isOk()) && !o.inProgress && !o.waiting;
   }));
+}
+
+size_t ApplyReport::inProgress() const {
+  return static_cast<size_t>(std::count_if(
+      outcomes.begin(), outcomes.end(), [](const auto& o) { return o.inProgress || o.waiting; }));
 }
 
 Object objectFromRecord(const ManagedRecord& record) {
@@ -475,6 +480,7 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
     req.desired = desired;
     req.managed = record;
     req.cancel = options.cancel;
+    req.mayDefer = options.deferLongWork;
     if (options.actionTimeout.count() > 0) {
       req.deadline = ApplyRequest::Clock::now() + options.actionTimeout;
     }
@@ -492,6 +498,16 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
     }
     ApplyResponse resp;
     provider->apply(req, resp);
+    if (resp.inProgress && !resp.diagnostics.hasErrors()) {
+      // Taken, not done: nothing is recorded; the next reconcile asks again.
+      (void)inventory.journalEnd(journalId, false, "in progress");
+      ActionResult pending(Status::error(
+          std::string(actionTypeName(action.type)) + " " + action.id.str() + ": in progress" +
+          (resp.progress.empty() ? "" : " (" + resp.progress + ")")));
+      pending.inProgress = true;
+      pending.retryAfter = resp.retryAfter;
+      return pending;
+    }
     if (resp.diagnostics.hasErrors()) {
       std::string message = std::string(actionTypeName(action.type)) + " " + action.id.str() +
                             " <- " + firstError(resp.diagnostics);

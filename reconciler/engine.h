@@ -59,12 +59,16 @@ struct ApplyOptions {
   // The same list the plan had in PlanOptions: a delete of an unconfirmed object finds its record
   // there.
   const std::vector<ManagedRecord>* unconfirmed = nullptr;
+  // ApplyRequest::mayDefer: providers may take long work (a build) into their own queue and
+  // answer "in progress" (hyperd, whose loop comes back); false: they finish it (hyperctl).
+  bool deferLongWork = false;
 };
 
 struct ApplyReport {
   std::vector<ActionOutcome> outcomes;
-  bool ok() const;
-  size_t failed() const;
+  bool ok() const;            // every action done
+  size_t failed() const;      // failed, or skipped because one failed
+  size_t inProgress() const;  // in progress, or waiting for one that is
 };
 
 // The reconcile engine: load -> validate -> graph -> observe -> plan -> execute -> record. It

@@ -26,6 +26,7 @@ struct Node {
   std::vector<size_t> dependents;   // actions that wait for this one
   std::optional<size_t> blockedBy;  // the first prerequisite that did not succeed
   bool succeeded = false;
+  bool inProgress = false;  // in progress, or waiting on one that is
   std::string cause;  // for an action that failed or was skipped: the root failure, for messages
 };
 
@@ -162,6 +163,8 @@ class PlanRun {
       if (!result.status.isOk()) {
         outcomes_[i].retryAfter = result.retryAfter;
         outcomes_[i].terminal = result.terminal;
+        outcomes_[i].inProgress = result.inProgress;
+        nodes_[i].inProgress = result.inProgress;
       }
       std::vector<size_t> skips;
       finish(i, std::move(result.status), /*skipped=*/false, skips);
@@ -190,7 +193,7 @@ class PlanRun {
     n.state = NodeState::Done;
     n.succeeded = status.isOk();
     if (!n.succeeded && !skipped) {
-      n.cause = describe(plan_.actions[i]) + " failed";
+      n.cause = describe(plan_.actions[i]) + (n.inProgress ? " is in progress" : " failed");
     }
     outcomes_[i].status = std::move(status);
     outcomes_[i].skipped = skipped;
@@ -220,6 +223,8 @@ class PlanRun {
       message += blocker.cause;
     }
     nodes_[i].cause = blocker.cause;
+    nodes_[i].inProgress = blocker.inProgress;
+    outcomes_[i].waiting = blocker.inProgress;
     finish(i, Status::error(message), /*skipped=*/true, skips);
   }
 

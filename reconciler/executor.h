@@ -17,6 +17,9 @@ struct ActionResult {
   Status status;
   std::optional<std::chrono::milliseconds> retryAfter;
   bool terminal = false;
+  // Not failed, not done: the provider took the work and runs it on its own (a build in its
+  // queue); `status` says so, and retryAfter is when to look again.
+  bool inProgress = false;
 
   ActionResult() = default;
   ActionResult(Status s) : status(std::move(s)) {}  // NOLINT: implicit on purpose
@@ -30,6 +33,11 @@ struct ActionOutcome {
   double seconds = 0;
   std::optional<std::chrono::milliseconds> retryAfter;  // failed: retry after this long
   bool terminal = false;  // failed: retry only once the desired spec changes
+  // The provider is still doing it (ActionResult::inProgress): not a failure. `waiting`: skipped
+  // only because an action it depends on is in progress (or waiting itself).
+  bool inProgress = false;
+  bool waiting = false;
+  bool failed() const { return !status.isOk() && !inProgress && !waiting; }
 };
 
 // Runs one action; must be safe to call from several threads for different objects.
@@ -42,7 +50,8 @@ struct ExecutorOptions {
 // Executes a plan in dependency order: deletes first, children before parents; then creates,
 // updates and replaces, parents before children. Actions whose dependencies are done run in
 // parallel on at most `parallelism` threads. An action whose dependency failed is skipped (and
-// reported), the rest go on. Returns one outcome per action, in plan order.
+// reported), the rest go on; one whose dependency is in progress is skipped as waiting. Returns one
+// outcome per action, in plan order.
 std::vector<ActionOutcome> executePlan(const Plan& plan, const ActionRunner& run,
                                        const ExecutorOptions& options);
 

@@ -93,6 +93,10 @@ struct ApplyRequest {
   // (action->dependsOn; applied before it): what they hold now, such as the artifact digest a
   // Build has just produced for the VM that boots from it. An object never applied is absent.
   std::map<ObjectId, ManagedRecord> references;
+  // The provider may take long work (a build) into a queue of its own and answer
+  // ApplyResponse::inProgress instead of waiting for it: hyperd's loop comes back (sooner when the
+  // provider's EventSource wakes it). False (hyperctl): the work is finished before apply returns.
+  bool mayDefer = false;
 
   bool cancelled() const { return cancel && cancel->load(); }
   // Time left before the deadline (zero when past it), at most `cap`.
@@ -113,6 +117,10 @@ struct ApplyResponse {
   // desired spec changes (retrying cannot help: the host lacks what the spec asks for).
   std::optional<std::chrono::milliseconds> retryAfter;
   bool terminal = false;
+  // With ApplyRequest::mayDefer: the work was taken and goes on (nothing is recorded yet; the
+  // object is Reconciling, and what depends on it waits). retryAfter: when to ask again.
+  bool inProgress = false;
+  std::string progress;  // one line on where it is ("queued", "mmdebstrap bookworm")
 };
 
 class Provider {
@@ -154,6 +162,36 @@ class EventSource {
   virtual Result<int> startWatching() = 0;
   // Called when the descriptor is readable; true when something changed.
   virtual bool drainEvents() = 0;
+};
+
+// One thing a provider's own work went through (a build queued, started, a step, finished, taken
+// from the cache), for the event log, the terminal of a waiting hyperctl and hyperd's metrics.
+struct ProgressEvent {
+  ObjectId object;
+  std::string type;  // "build-queued", "build-step", ...
+  std::string level = "info";
+  std::string message;  // one line for people; never a secret
+  Json details = Json::object();
+  // Measurements to add to hyperd's /metrics: a counter incremented by `value`, or a histogram
+  // observation of `value` in `buckets`.
+  struct Sample {
+    std::string name;
+    std::string help;
+    std::vector<std::pair<std::string, std::string>> labels;
+    double value = 1;
+    std::vector<double> buckets;  // empty: a counter
+  };
+  std::vector<Sample> samples;
+};
+
+// A provider whose work goes on beside the reconcile (the Build provider's queue) reports what it
+// went through here; hyperd takes it when its EventSource wakes the loop, hyperctl while it waits.
+class ProgressSource {
+ public:
+  virtual ~ProgressSource() = default;
+  // What happened since the last call, oldest first (bounded: the oldest are dropped beyond a few
+  // thousand untaken).
+  virtual std::vector<ProgressEvent> takeProgress() = 0;
 };
 
 }  // namespace hyper

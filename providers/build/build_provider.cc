@@ -1,9 +1,12 @@
 #include "providers/build/build_provider.h"
 
+#include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 
 #include "base/file.h"
@@ -73,7 +76,14 @@ std::string buildKey(const Json& spec, const Json& inputs) {
 BuildProvider::BuildProvider(BuildProviderConfig config)
     : config_(std::move(config)),
       store_(config_.stateDir + "/store"),
-      apt_(AptConfig{config_.debCache, config_.buildTimeout}) {}
+      apt_(AptConfig{config_.debCache, config_.buildTimeout}),
+      doneFd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      queue_(
+          config_.concurrency, [this](ProgressEvent e) { report(std::move(e)); },
+          [this] {
+            uint64_t one = 1;
+            (void)!::write(doneFd_.get(), &one, sizeof one);
+          }) {}
 
 void BuildProvider::validate(const ValidateRequest& req, ValidateResponse& resp) const {
   for (const Object* o : req.objects) {
@@ -488,21 +498,19 @@ Status BuildProvider::writeProvenance(const std::string& key, const Json& spec, 
   return Status::ok();
 }
 
-host::CommandOptions BuildProvider::commandOptions(const ApplyRequest& req) const {
+host::CommandOptions BuildProvider::commandOptions(const BuildContext& ctx) const {
   host::CommandOptions options;
-  options.timeout = req.timeLeft(config_.buildTimeout);
-  if (options.timeout.count() <= 0) {
-    options.timeout = std::chrono::milliseconds(1);  // past the deadline: fail at once
-  }
-  options.cancel = req.cancel;
+  auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(ctx.deadline - BuildJob::Clock::now());
+  options.timeout = std::max(left, std::chrono::milliseconds(1));  // past it: fail at once
+  options.cancel = ctx.cancel;
   return options;
 }
 
-Result<Json> BuildProvider::buildInitramfs(const ApplyRequest& req, const Json& inputs,
-                                           std::string& log) {
-  const PlanAction& action = *req.action;
+Result<Json> BuildProvider::buildInitramfs(const BuildContext& ctx, BuildLog& log) {
+  const Json& inputs = ctx.inputs;
   Diagnostics diags;
-  BuildSpec spec = parseBuildSpec(action.id, req.desired->spec, diags);
+  BuildSpec spec = parseBuildSpec(ctx.id, ctx.spec, diags);
   if (diags.hasErrors()) {
     return Status::error(diags.items().front().summary);
   }
@@ -535,12 +543,12 @@ Result<Json> BuildProvider::buildInitramfs(const ApplyRequest& req, const Json& 
     }
     modules = std::move(*resolved);
     HYPER_ASSIGN_OR_RETURN(scratch, store_.makeScratchDir("initramfs"));
-    HYPER_RETURN_IF_ERROR(extractModules(tar, modules, scratch, commandOptions(req)));
-    log += "modules from Build/" + spec.kernel + " " + digest + ":";
+    HYPER_RETURN_IF_ERROR(extractModules(tar, modules, scratch, commandOptions(ctx)));
+    std::string names;
     for (const auto& m : modules) {
-      log += " " + m.name;
+      names += " " + m.name;
     }
-    log += "\n";
+    log += "modules from Build/" + spec.kernel + " " + digest + ":" + names + "\n";
   }
   log += "initramfs: " + std::to_string(spec.files.size()) + " files" +
          (spec.busybox ? ", busybox " + inputs.value("busybox", "") : "") +
@@ -551,8 +559,8 @@ Result<Json> BuildProvider::buildInitramfs(const ApplyRequest& req, const Json& 
   return Json{{"artifacts", {{"initrd", {{"digest", digest}, {"size", image.size()}}}}}};
 }
 
-Result<Json> BuildProvider::buildDebianKernel(const ApplyRequest& req, const Json& inputs,
-                                              std::string& log) {
+Result<Json> BuildProvider::buildDebianKernel(const BuildContext& ctx, BuildLog& log) {
+  const Json& inputs = ctx.inputs;
   // "linux-image-6.1.0-57-amd64 6.1.192-3" and "sha256:<hex>", as observe resolved them.
   const std::string package = inputs.value("package", "");
   const std::string deb = inputs.value("deb", "");
@@ -564,7 +572,7 @@ Result<Json> BuildProvider::buildDebianKernel(const ApplyRequest& req, const Jso
     return Status::error("planned without a resolved package (inputs.package, inputs.deb)");
   }
   log += "package " + p.name + " " + p.version + " (" + deb + ")\n";
-  HYPER_ASSIGN_OR_RETURN(std::string debPath, apt_.fetch(p, req.cancel));
+  HYPER_ASSIGN_OR_RETURN(std::string debPath, apt_.fetch(p, ctx.cancel));
   log += "fetched " + debPath + "\n";
   HYPER_ASSIGN_OR_RETURN(std::string scratch, store_.makeScratchDir("debian-kernel"));
   struct Cleanup {
@@ -575,7 +583,7 @@ Result<Json> BuildProvider::buildDebianKernel(const ApplyRequest& req, const Jso
     }
   } cleanup{scratch};
   HYPER_ASSIGN_OR_RETURN(KernelOutputs out,
-                         unpackDebianKernel(debPath, scratch, commandOptions(req), log));
+                         unpackDebianKernel(debPath, scratch, commandOptions(ctx), log));
   Json artifacts = Json::object();
   for (const auto& [name, path] :
        {std::pair<std::string, std::string>{"vmlinuz", out.vmlinuz}, {"modules", out.modulesTar}}) {
@@ -588,10 +596,10 @@ Result<Json> BuildProvider::buildDebianKernel(const ApplyRequest& req, const Jso
   return Json{{"artifacts", artifacts}, {"kernelVersion", out.version}};
 }
 
-Result<Json> BuildProvider::buildRootfs(const ApplyRequest& req, const Json& key,
-                                        const Json& inputs, std::string& log) {
+Result<Json> BuildProvider::buildRootfs(const BuildContext& ctx, BuildLog& log) {
+  const Json& inputs = ctx.inputs;
   Diagnostics diags;
-  BuildSpec spec = parseBuildSpec(req.action->id, req.desired->spec, diags);
+  BuildSpec spec = parseBuildSpec(ctx.id, ctx.spec, diags);
   if (diags.hasErrors()) {
     return Status::error(diags.items().front().summary);
   }
@@ -610,9 +618,9 @@ Result<Json> BuildProvider::buildRootfs(const ApplyRequest& req, const Json& key
     }
   } cleanup{scratch};
   // The filesystem's UUID comes from the key: the same build, the same UUID, on any host.
-  HYPER_ASSIGN_OR_RETURN(std::string image,
-                         buildRootfsImage(spec, index, scratch, uuidFromHex(key.get<std::string>()),
-                                          commandOptions(req), log));
+  HYPER_ASSIGN_OR_RETURN(
+      std::string image,
+      buildRootfsImage(spec, index, scratch, uuidFromHex(ctx.key), commandOptions(ctx), log));
   std::error_code ec;
   const uint64_t size = std::filesystem::file_size(image, ec);
   HYPER_ASSIGN_OR_RETURN(std::string digest, store_.adopt(image));
@@ -673,41 +681,57 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
     }
     const std::string key = buildKey(spec, inputs);
     const std::string type = spec.value("type", "");
-    auto started = std::chrono::steady_clock::now();
-    std::string log = "build " + action.id.name + " (" + type + ") key " + key + "\n";
-    bool cached = false;
+    const std::string name = action.id.name;
     std::optional<Json> record = store_.lookupKey(key);
-    if (record) {
-      cached = true;
-      log += "cached: the store has this key's artifacts; nothing built\n";
+    bool cached = record.has_value();
+    if (cached) {
+      reportCached(action.id, type, key);
     } else {
-      writeLog(action.id.name, log + "building\n");
-      Result<Json> built = type == "debian-kernel" ? buildDebianKernel(req, inputs, log)
-                           : type == "rootfs"      ? buildRootfs(req, Json(key), inputs, log)
-                                                   : buildInitramfs(req, inputs, log);
-      if (!built.isOk()) {
-        writeLog(action.id.name, log + "failed: " + built.status().message() + "\n");
-        resp.diagnostics.error(action.id, "", built.status().message());
+      // Built by the queue, beside the reconcile: hyperctl waits for it here, hyperd's loop
+      // comes back when it is done (the EventSource wakes it).
+      BuildContext ctx;
+      ctx.id = action.id;
+      ctx.spec = spec;
+      ctx.inputs = inputs;
+      ctx.key = key;
+      auto job = queue_.submit(key, name, type,
+                               [this, ctx](BuildJob& job) mutable { return runBuild(ctx, job); });
+      if (!req.mayDefer) {
+        if (!queue_.wait(job, name, req.cancel, req.deadline)) {
+          resp.diagnostics.error(action.id, "",
+                                 req.cancelled() ? "cancelled while building (its process group "
+                                                   "killed)"
+                                                 : "the action's time ran out while building");
+          return;
+        }
+      } else if (std::string progress; queue_.stateOf(*job, &progress) != BuildJob::State::Done) {
+        resp.inProgress = true;
+        resp.progress = progress.empty() ? "queued" : progress;
+        resp.retryAfter = std::chrono::seconds(30);  // the EventSource wakes the loop sooner
+        return;
+      }
+      queue_.forget(job);
+      if (!job->result.isOk()) {
+        resp.diagnostics.error(action.id, "", job->result.message());
         resp.retryAfter = std::chrono::seconds(5);
         return;
       }
-      record = *built;
-      (*record)["type"] = type;
-      (*record)["inputs"] = inputs;
-      if (Status s = store_.recordKey(key, *record); !s.isOk()) {
-        resp.diagnostics.error(action.id, "", s.message());
+      record = store_.lookupKey(key);
+      if (!record) {
+        resp.diagnostics.error(
+            action.id, "",
+            "the build of key " + key + " finished but the store has no record of it");
         return;
       }
     }
-    if (Status s = writeProvenance(key, spec, *record, /*always=*/!cached); !s.isOk()) {
+    if (Status s = writeProvenance(key, spec, *record, /*always=*/false); !s.isOk()) {
       resp.diagnostics.error(action.id, "", "provenance <- " + s.message());
       return;
     }
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  std::chrono::steady_clock::now() - started)
-                  .count();
-    log += std::string(cached ? "done (cached)" : "built") + " in " + std::to_string(ms) + " ms\n";
-    writeLog(action.id.name, log);
+    if (cached) {
+      // The log of the build that made these artifacts stays; a cache hit says so at its end.
+      appendLog(name, "apply: cached (the store has key " + key.substr(0, 12) + ")\n");
+    }
     resp.handles = {{"key", key},
                     {"type", (*record).value("type", "")},
                     {"inputs", inputs},
@@ -717,11 +741,99 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
       resp.handles["kernelVersion"] = (*record)["kernelVersion"];
     }
     std::string fingerprint;
-    for (const auto& [name, a] : (*record)["artifacts"].items()) {
-      fingerprint += name + "=" + a.value("digest", "") + ";";
+    for (const auto& [artifact, a] : (*record)["artifacts"].items()) {
+      fingerprint += artifact + "=" + a.value("digest", "") + ";";
     }
     resp.fingerprint = fingerprint;
   });
+}
+
+Status BuildProvider::runBuild(const BuildContext& base, BuildJob& job) {
+  BuildContext ctx = base;
+  ctx.cancel = &job.cancel;
+  ctx.deadline = BuildJob::Clock::now() + config_.buildTimeout;
+  const std::string name = ctx.id.name;
+  const std::string type = ctx.spec.value("type", "");
+  auto started = std::chrono::steady_clock::now();
+  // Each line of the log goes to the log file as it comes, and out as a progress event.
+  std::string file;
+  BuildLog log([&](const std::string& line) {
+    file += line + "\n";
+    writeLog(name, file);
+    queue_.setProgress(job, line);
+    ProgressEvent e;
+    e.object = ctx.id;
+    e.type = "build-step";
+    e.message = line;
+    report(std::move(e));
+  });
+  log += "build " + name + " (" + type + ") key " + ctx.key + "\n";
+  Result<Json> built = type == "debian-kernel" ? buildDebianKernel(ctx, log)
+                       : type == "rootfs"      ? buildRootfs(ctx, log)
+                                               : buildInitramfs(ctx, log);
+  if (!built.isOk()) {
+    log += "failed: " + built.status().message() + "\n";
+    return built.status();
+  }
+  Json record = *built;
+  record["type"] = type;
+  record["inputs"] = ctx.inputs;
+  HYPER_RETURN_IF_ERROR(writeProvenance(ctx.key, ctx.spec, record, /*always=*/true));
+  // Recorded last: the key's record is what makes the next lookup a hit.
+  HYPER_RETURN_IF_ERROR(store_.recordKey(ctx.key, record));
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                  started)
+                .count();
+  log += "built in " + std::to_string(ms) + " ms\n";
+  return Status::ok();
+}
+
+void BuildProvider::reportCached(const ObjectId& id, const std::string& type,
+                                 const std::string& key) {
+  ProgressEvent e;
+  e.object = id;
+  e.type = "build-cached";
+  e.message = "cached: the store has key " + key.substr(0, 12) + "; nothing built";
+  e.samples.push_back({"hyper_build_cache_total",
+                       "Build applies by cache result",
+                       {{"result", "hit"}, {"type", type}},
+                       1,
+                       {}});
+  report(std::move(e));
+}
+
+void BuildProvider::report(ProgressEvent event) {
+  std::lock_guard<std::mutex> lk(progressMu_);
+  if (progress_.size() >= kMaxProgress) {
+    progress_.pop_front();
+  }
+  progress_.push_back(std::move(event));
+}
+
+std::vector<ProgressEvent> BuildProvider::takeProgress() {
+  std::lock_guard<std::mutex> lk(progressMu_);
+  std::vector<ProgressEvent> out(std::make_move_iterator(progress_.begin()),
+                                 std::make_move_iterator(progress_.end()));
+  progress_.clear();
+  return out;
+}
+
+Result<int> BuildProvider::startWatching() {
+  if (!doneFd_.valid()) {
+    return Status::error("eventfd <- " + std::string(std::strerror(errno)));
+  }
+  return doneFd_.get();
+}
+
+bool BuildProvider::drainEvents() {
+  uint64_t n = 0;
+  return ::read(doneFd_.get(), &n, sizeof n) == sizeof n && n > 0;
+}
+
+void BuildProvider::appendLog(const std::string& name, const std::string& text) const {
+  const std::string path = config_.stateDir + "/builds/" + name + ".log";
+  auto old = readFile(path, 16u << 20);
+  writeLog(name, (old.isOk() ? *old : std::string()) + text);
 }
 
 }  // namespace hyper::providers::build

@@ -3,11 +3,14 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 
+#include "base/fd.h"
+#include "providers/build/build_queue.h"
 #include "providers/build/debian_package.h"
 #include "providers/build/rootfs_build.h"
 #include "reconciler/provider.h"
@@ -22,6 +25,7 @@ struct BuildProviderConfig {
   std::string busybox = "/bin/busybox";  // a static busybox (Debian's busybox-static)
   std::string debCache = "/var/cache/hyper/debs";  // downloaded .debs, checked by their SHA256
   std::chrono::milliseconds buildTimeout{std::chrono::minutes(20)};  // per build
+  size_t concurrency = 2;  // builds at once (the queue's threads)
 };
 
 // The `Build` kind: artifacts hyper builds, content-addressed in the store (store/). Types:
@@ -49,10 +53,14 @@ struct BuildProviderConfig {
 // input's digest or version, the builder, the key), signed with the host's ed25519 key in a DSSE
 // envelope and kept beside it in the store (store/provenance.h); `hyperctl verify` checks it.
 //
-// Builds run inside apply, one at a time per object, bounded by the build timeout and the
-// apply's deadline, and stopped (their process group killed) on cancel; an initramfs takes well
-// under a second, a kernel a few seconds once its .deb is cached.
-class BuildProvider : public Provider {
+// Builds run on the provider's queue (build_queue.h), beside the reconcile: apply submits the key
+// (a key already building is joined, never built twice at once) and, when the engine allows it
+// (ApplyRequest::mayDefer, hyperd), answers "in progress" at once; the queue's EventSource wakes
+// hyperd's loop when the build is done, and the next apply records it. hyperctl waits for it
+// instead. A build has the build timeout (its process group killed past it); a Build whose spec
+// moves on while its old key builds cancels that job. What happens goes out as progress events
+// with the build metrics.
+class BuildProvider : public Provider, public EventSource, public ProgressSource {
  public:
   explicit BuildProvider(BuildProviderConfig config);
 
@@ -71,6 +79,13 @@ class BuildProvider : public Provider {
   void plan(const PlanRequest& req, PlanResponse& resp) const override;
   void apply(const ApplyRequest& req, ApplyResponse& resp) override;
 
+  // EventSource: readable when a queued build finished (hyperd's loop then records it).
+  Result<int> startWatching() override;
+  bool drainEvents() override;
+  // ProgressSource: queued, started, each log line, finished or failed, cached; with the build
+  // metrics (duration by type and result, queue wait, cache hits and misses).
+  std::vector<ProgressEvent> takeProgress() override;
+
   // The version of hyper's builders, part of every key: bump it when a builder's output changes.
   static constexpr const char* kBuilderVersion = "hyper-build/1";
 
@@ -87,16 +102,30 @@ class BuildProvider : public Provider {
   // modules.dep of a modules artifact, kept per digest (observe checks module names with it).
   Result<std::string> modulesDep(const std::string& digest);
 
+  // What a build runs with, on the queue's thread (nothing of the ApplyRequest, which is gone).
+  struct BuildContext {
+    ObjectId id;
+    Json spec;
+    Json inputs;
+    std::string key;
+    const std::atomic<bool>* cancel = nullptr;  // the job's: its owners left, or shutdown
+    BuildJob::Clock::time_point deadline = BuildJob::Clock::time_point::max();
+  };
+  // A queued job: builds, signs and records the key. The log goes to the log file and out as
+  // progress line by line.
+  Status runBuild(const BuildContext& ctx, BuildJob& job);
   // The build itself: the artifacts it made ({name: {digest, size}}) and extra record fields.
-  Result<Json> buildInitramfs(const ApplyRequest& req, const Json& inputs, std::string& log);
-  Result<Json> buildDebianKernel(const ApplyRequest& req, const Json& inputs, std::string& log);
-  Result<Json> buildRootfs(const ApplyRequest& req, const Json& key, const Json& inputs,
-                           std::string& log);
+  Result<Json> buildInitramfs(const BuildContext& ctx, BuildLog& log);
+  Result<Json> buildDebianKernel(const BuildContext& ctx, BuildLog& log);
+  Result<Json> buildRootfs(const BuildContext& ctx, BuildLog& log);
+  void reportCached(const ObjectId& id, const std::string& type, const std::string& key);
+  void report(ProgressEvent event);
+  void appendLog(const std::string& name, const std::string& text) const;
   // The suite's index in the host's apt lists, and which packages they lack: kept until the
   // lists change (apt-cache takes ~1 s).
   Result<SuiteIndex> suiteIndex(const std::string& mirror, const std::string& suite);
   Result<std::vector<std::string>> missingPackages(const std::vector<std::string>& packages);
-  host::CommandOptions commandOptions(const ApplyRequest& req) const;
+  host::CommandOptions commandOptions(const BuildContext& ctx) const;
 
   void writeLog(const std::string& name, const std::string& text) const;
   // Signs and stores the provenance of `record`'s artifacts (when missing, or `always`).
@@ -115,6 +144,13 @@ class BuildProvider : public Provider {
   std::map<std::string, SuiteIndex> suites_;                 // "mirror suite" -> index
   std::map<std::string, std::vector<std::string>> missing_;  // packages -> unknown ones
   std::optional<store::HostKey> hostKey_;  // loaded (or made) by the first build that signs
+
+  static constexpr size_t kMaxProgress = 5000;
+  std::mutex progressMu_;
+  std::deque<ProgressEvent> progress_;  // untaken, oldest first
+  Fd doneFd_;                           // eventfd: a job finished
+  // Last: destroyed first, so its threads are joined while everything they use still exists.
+  BuildQueue queue_;
 };
 
 // The key of a build: sha256 of {builder, spec, inputs} as canonical JSON (64 hex).

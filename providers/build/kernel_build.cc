@@ -17,7 +17,7 @@ host::CommandOptions inside(host::CommandOptions options, const std::string& cwd
 }  // namespace
 
 Result<KernelOutputs> unpackDebianKernel(const std::string& deb, const std::string& scratch,
-                                         const host::CommandOptions& options, std::string& log) {
+                                         const host::CommandOptions& options, BuildLog& log) {
   namespace fs = std::filesystem;
   const std::string root = scratch + "/root";
   HYPER_RETURN_IF_ERROR(

@@ -6,6 +6,7 @@
 #include "base/status.h"
 #include "guest/initramfs.h"
 #include "host/command.h"
+#include "providers/build/build_queue.h"
 
 namespace hyper::providers::build {
 
@@ -24,7 +25,7 @@ struct KernelOutputs {
 // dpkg-deb -x, depmod -b, tar: each within `options` (timeout, cancel; cwd is ignored). `log`
 // gets a line per step.
 Result<KernelOutputs> unpackDebianKernel(const std::string& deb, const std::string& scratch,
-                                         const host::CommandOptions& options, std::string& log);
+                                         const host::CommandOptions& options, BuildLog& log);
 
 // modules.dep of a modules archive (what unpackDebianKernel's modules.tar holds).
 Result<std::string> readModulesDep(const std::string& modulesTar,

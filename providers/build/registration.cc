@@ -59,9 +59,12 @@ ProviderRecord provider_build() {
   record.settingsSchema = R"json({
     "type": "object",
     "additionalProperties": false,
-    "description": "a mapping with busybox",
+    "description": "a mapping with busybox, debCache, concurrency, timeoutSeconds",
     "properties": {
-      "busybox": {"type": "string", "minLength": 1, "description": "the static busybox initramfs builds put in their images (default /bin/busybox)"}
+      "busybox": {"type": "string", "minLength": 1, "description": "the static busybox initramfs builds put in their images (default /bin/busybox)"},
+      "debCache": {"type": "string", "minLength": 1, "pattern": "^/", "description": "where downloaded .debs are kept, checked by their SHA256 (default /var/cache/hyper/debs)"},
+      "concurrency": {"type": "string", "pattern": "^([1-9]|1[0-6])$", "description": "builds that run at once, 1 to 16 (default 2)"},
+      "timeoutSeconds": {"type": "string", "pattern": "^[1-9][0-9]{0,4}$", "description": "seconds one build may take before its processes are killed, 1 to 99999 (default 1200)"}
     }
   })json";
   record.make = [](const Json& settings,
@@ -69,6 +72,15 @@ ProviderRecord provider_build() {
     build::BuildProviderConfig config;
     config.stateDir = stateDir;
     config.busybox = settings.value("busybox", config.busybox);
+    config.debCache = settings.value("debCache", config.debCache);
+    // Schema-checked digits: the settings are strings, since each is also a flag.
+    if (settings.contains("concurrency")) {
+      config.concurrency = std::stoul(settings["concurrency"].get<std::string>());
+    }
+    if (settings.contains("timeoutSeconds")) {
+      config.buildTimeout =
+          std::chrono::seconds(std::stol(settings["timeoutSeconds"].get<std::string>()));
+    }
     return std::unique_ptr<Provider>(std::make_unique<build::BuildProvider>(config));
   };
   return record;

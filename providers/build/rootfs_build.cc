@@ -75,7 +75,7 @@ std::string uuidFromHex(const std::string& hex) {
 
 Result<std::string> buildRootfsImage(const BuildSpec& spec, const SuiteIndex& index,
                                      const std::string& scratch, const std::string& uuid,
-                                     const host::CommandOptions& options, std::string& log) {
+                                     const host::CommandOptions& options, BuildLog& log) {
   namespace fs = std::filesystem;
   const std::string root = scratch + "/root";
   // The lists are copied in before mmdebstrap's apt runs, and its own update is skipped: the

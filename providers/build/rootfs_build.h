@@ -5,6 +5,7 @@
 
 #include "base/status.h"
 #include "host/command.h"
+#include "providers/build/build_queue.h"
 #include "providers/build/build_spec.h"
 
 namespace hyper::providers::build {
@@ -35,7 +36,7 @@ Result<SuiteIndex> findSuiteIndex(const std::string& listsDir, const std::string
 // root's, entries sorted, the filesystem UUID `uuid` (derived from the build key by the caller).
 Result<std::string> buildRootfsImage(const BuildSpec& spec, const SuiteIndex& index,
                                      const std::string& scratch, const std::string& uuid,
-                                     const host::CommandOptions& options, std::string& log);
+                                     const host::CommandOptions& options, BuildLog& log);
 
 // A UUID (8-4-4-4-12 hex) made of the first 32 hex digits of `hex`.
 std::string uuidFromHex(const std::string& hex);

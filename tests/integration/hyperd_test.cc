@@ -35,6 +35,7 @@
 #include "reconciler/inventory.h"
 #include "reconciler/object.h"
 #include "tests/integration/git_util.h"
+#include "tests/integration/guest_util.h"
 #include "tests/integration/hyperctl_util.h"
 #include "tests/integration/netns_util.h"
 
@@ -1104,6 +1105,79 @@ TEST_F(HyperdTest, AHostileCommitIsRejectedAndHyperdServesOnAcrossARestart) {
   EXPECT_TRUE(hyperd_->running());
   EXPECT_EQ(http("GET", "/healthz", {}, "", false).status, 200);
   EXPECT_EQ(mtu("hb-alpha"), 1400) << "the last good revision's network was touched";
+}
+
+// A Build runs beside the loop, not in it: while Debian's kernel builds (seconds), the loop goes on
+// and creates a Network; the Build is Reconciling (InProgress), not failed; the build's queue,
+// steps and end are events; the build metrics are on /metrics; the build's end wakes the loop,
+// which records it.
+TEST_F(HyperdTest, ABuildRunsBesideTheLoopWithItsProgressAsEvents) {
+  // The kernel's .deb is fetched into /var/cache/hyper/debs in this (the host's) namespace: the
+  // test's namespace cannot reach the Debian mirror.
+  const test::GuestImage& guest = test::guestImage();
+  if (!guest.skipReason.empty()) {
+    GTEST_SKIP() << guest.skipReason;
+  }
+  const std::string src = tmp_->path() + "/src";
+  ASSERT_TRUE(tmp_->write("src/net.yaml", network("beside", "10.93.1.0/24", 1400)).isOk());
+  ASSERT_TRUE(tmp_->write("src/kernel.yaml",
+                          "apiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: kernel}\n"
+                          "spec:\n  type: debian-kernel\n")
+                  .isOk());
+  ASSERT_TRUE(startHyperd({"--source", src, "--drift-interval", "60s"}).isOk());
+
+  auto condition = [&](const std::string& object, const std::string& type) -> Json {
+    Json all = api("/v1/objects");
+    for (const auto& o : all.is_array() ? all : Json::array()) {
+      if (o.value("kind", "") + "/" + o.value("name", "") != object) {
+        continue;
+      }
+      for (const auto& c : o["conditions"]) {
+        if (c.value("type", "") == type) {
+          return c;
+        }
+      }
+    }
+    return Json::object();
+  };
+  // Seen while the kernel builds: the Network is Ready, the Build is Reconciling, in progress.
+  bool sawInProgress = false;
+  ASSERT_TRUE(eventually(kConverge, [&] {
+    Json building = condition("Build/kernel", "Reconciling");
+    if (building.is_object() && building.value("status", "") == "True" &&
+        building.value("reason", "") == "InProgress" &&
+        condition("Network/beside", "Ready").value("status", "") == "True") {
+      sawInProgress = true;
+    }
+    return condition("Build/kernel", "Ready").value("status", "") == "True";
+  })) << api("/v1/objects").dump(1);
+  EXPECT_TRUE(sawInProgress) << "the Network did not converge while the kernel was building";
+  EXPECT_EQ(mtu("hb-beside"), 1400);
+
+  for (const char* type : {"build-queued", "build-started", "build-step", "build-finished"}) {
+    EXPECT_FALSE(eventsOf(type, "Build/kernel").empty()) << type << "\n" << events().dump(1);
+  }
+  EXPECT_TRUE(eventsOf("action-failed", "Build/kernel").empty()) << "in progress is no failure";
+  bool stepNamesThePackage = false;
+  for (const auto& e : eventsOf("build-step", "Build/kernel")) {
+    stepNamesThePackage = stepNamesThePackage || contains(e.value("message", ""), "linux-image-");
+  }
+  EXPECT_TRUE(stepNamesThePackage) << events().dump(1);
+
+  HttpReply metrics = http("GET", "/metrics", {}, "", false);
+  EXPECT_TRUE(contains(
+      metrics.body, "hyper_build_duration_seconds_count{result=\"ok\",type=\"debian-kernel\"} 1"))
+      << metrics.body;
+  EXPECT_TRUE(
+      contains(metrics.body, "hyper_build_cache_total{result=\"miss\",type=\"debian-kernel\"} 1"))
+      << metrics.body;
+  EXPECT_TRUE(
+      contains(metrics.body, "hyper_build_queue_wait_seconds_count{type=\"debian-kernel\"} 1"))
+      << metrics.body;
+
+  // The record is the build's: hyperctl sees the kernel built, with nothing left to do.
+  CommandRun get = hyperctl({"get", "builds"});
+  EXPECT_TRUE(contains(get.out, "debian-kernel")) << get.describe();
 }
 
 }  // namespace
