@@ -1141,8 +1141,9 @@ TEST_F(HyperdTest, ABuildRunsBesideTheLoopWithItsProgressAsEvents) {
     return Json::object();
   };
   // Seen while the kernel builds: the Network is Ready, the Build is Reconciling, in progress.
+  // The build takes seconds (unpacking ~70 MB, archiving ~400 MB): a minute is plenty.
   bool sawInProgress = false;
-  ASSERT_TRUE(eventually(kConverge, [&] {
+  ASSERT_TRUE(eventually(milliseconds(60000), [&] {
     Json building = condition("Build/kernel", "Reconciling");
     if (building.is_object() && building.value("status", "") == "True" &&
         building.value("reason", "") == "InProgress" &&
