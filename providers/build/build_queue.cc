@@ -148,8 +148,11 @@ void BuildQueue::workerLoop() {
                    std::to_string(static_cast<int>(took * 1000)) + " ms" +
                    (result.isOk() ? "" : ": " + result.message());
     done.details = {{"seconds", took}, {"result", outcome}, {"buildType", job->type}};
-    done.samples.push_back({"hyper_build_duration_seconds", "Build durations by type and result",
-                            {{"result", outcome}, {"type", job->type}}, took, buildBuckets()});
+    done.samples.push_back({"hyper_build_duration_seconds",
+                            "Build durations by type and result",
+                            {{"result", outcome}, {"type", job->type}},
+                            took,
+                            buildBuckets()});
     report_(std::move(done));
 
     lk.lock();
