@@ -99,6 +99,21 @@ std::vector<Reference> BuildProvider::references(const Object& object) const {
   return {{"spec.initramfs.kernel.build", {"Build", kernel}}};
 }
 
+std::string BuildProvider::cachedKey(const std::string& name, const Json& spec,
+                                     const Json& inputs) {
+  // Comparing the spec and inputs with the ones the key was made of costs a fraction of the
+  // canonical JSON and SHA-256 a key takes (hyper_build_bench: the keys were 40% of a no-op
+  // observe of 1,000 Builds).
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = keys_.find(name);
+  if (it != keys_.end() && it->second.spec == spec && it->second.inputs == inputs) {
+    return it->second.key;
+  }
+  std::string key = buildKey(spec, inputs);
+  keys_[name] = {spec, inputs, key};
+  return key;
+}
+
 Result<std::string> BuildProvider::toolVersion(const std::string& tool) {
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -381,7 +396,7 @@ void BuildProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
       if (!inputs) {
         return;  // the diagnostics say why
       }
-      std::string key = buildKey(o->spec, *inputs);
+      std::string key = cachedKey(o->id.name, o->spec, *inputs);
       s.context = {{"key", key}, {"inputs", *inputs}};
       // Whether the store already has this key's artifacts matters only when there is something
       // to build (plan says "no work"): a built object whose key is unchanged, the common case of

@@ -98,6 +98,8 @@ class BuildProvider : public Provider, public EventSource, public ProgressSource
   std::optional<Json> resolveInputs(const Object& object, ObserveScope& scope, Diagnostics& diags,
                                     std::string& pending);
   Result<std::string> busyboxDigest();
+  // buildKey, remembered per Build name while its spec and inputs stay the same.
+  std::string cachedKey(const std::string& name, const Json& spec, const Json& inputs);
   Result<std::string> toolVersion(const std::string& tool);
   // modules.dep of a modules artifact, kept per digest (observe checks module names with it).
   Result<std::string> modulesDep(const std::string& digest);
@@ -138,8 +140,14 @@ class BuildProvider : public Provider, public EventSource, public ProgressSource
   // busybox's digest, kept while the file's identity (device, inode, size, mtime) is unchanged.
   std::string busyboxStamp_;
   std::string busyboxDigest_;
-  std::map<std::string, std::string> toolVersions_;          // "gzip" -> "gzip 1.12"
-  std::map<std::string, std::string> modulesDeps_;           // modules digest -> modules.dep
+  std::map<std::string, std::string> toolVersions_;  // "gzip" -> "gzip 1.12"
+  std::map<std::string, std::string> modulesDeps_;   // modules digest -> modules.dep
+  struct KnownKey {
+    Json spec;
+    Json inputs;
+    std::string key;
+  };
+  std::map<std::string, KnownKey> keys_;                     // by Build name
   std::string listsStamp_;                                   // apt's lists the two below are for
   std::map<std::string, SuiteIndex> suites_;                 // "mirror suite" -> index
   std::map<std::string, std::vector<std::string>> missing_;  // packages -> unknown ones
