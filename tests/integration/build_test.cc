@@ -147,5 +147,21 @@ TEST_F(BuildCommandTest, TheSameDigestFromAnotherStateDirUmaskAndTimeZone) {
   EXPECT_EQ(digests("a"), digests("b"));
 }
 
+// While hyperctl apply waits for a build it prints the build's steps, on a terminal only.
+TEST_F(BuildCommandTest, ApplyPrintsBuildStepsOnATerminalOnly) {
+  const std::string src = tmp_->path() + "/src";
+  CommandRun plain = hyperctl("plain", {"apply", "-f", src});
+  ASSERT_EQ(plain.exitCode, 0) << plain.describe();
+  EXPECT_FALSE(contains(plain.err, "Build/web-initrd: ")) << plain.err;
+  // script(1) gives hyperctl a pseudo-terminal; what it printed is in script's output.
+  const std::string command =
+      std::string(HYPERCTL_PATH) + " --state-dir " + tmp_->path() + "/tty apply -f " + src;
+  CommandRun tty = runArgv({"script", "-qec", command, "/dev/null"});
+  ASSERT_EQ(tty.exitCode, 0) << tty.describe();
+  EXPECT_TRUE(contains(tty.out, "Build/web-initrd: build web-initrd (initramfs) key ")) << tty.out;
+  EXPECT_TRUE(contains(tty.out, "Build/web-initrd: initrd sha256:")) << tty.out;
+  EXPECT_TRUE(contains(tty.out, "Build/web-initrd: built in ")) << tty.out;
+}
+
 }  // namespace
 }  // namespace hyper::test
