@@ -73,6 +73,39 @@ std::string uuidFromHex(const std::string& hex) {
          "-" + h.substr(20, 12);
 }
 
+Status writeTreeFiles(const std::string& root, const std::vector<ImageFile>& files) {
+  namespace fs = std::filesystem;
+  for (size_t i = 0; i < files.size(); ++i) {
+    const ImageFile& f = files[i];
+    const std::string path = root + f.path;
+    // Never through a symlink: one the packages made (/bin -> usr/bin, or an absolute one) would
+    // lead the write elsewhere, possibly out of the image.
+    std::string at = root;
+    for (size_t start = 1; start < f.path.size();) {
+      size_t end = f.path.find('/', start);
+      if (end == std::string::npos) {
+        break;
+      }
+      at += "/" + f.path.substr(start, end - start);
+      struct stat st {};
+      if (::lstat(at.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+        return Status::error("spec.rootfs.files[" + std::to_string(i) +
+                             "].path: " + at.substr(root.size()) +
+                             " is a symlink in the image: expected a path through real "
+                             "directories (like /usr/bin rather than /bin)");
+      }
+      start = end + 1;
+    }
+    std::error_code ec;
+    fs::create_directories(fs::path(path).parent_path(), ec);
+    // A file the packages made is replaced, never followed.
+    fs::remove(path, ec);
+    HYPER_RETURN_IF_ERROR(writeFileAtomically(path, f.content, f.mode));
+    ::chmod(path.c_str(), f.mode);
+  }
+  return Status::ok();
+}
+
 Result<std::string> buildRootfsImage(const BuildSpec& spec, const SuiteIndex& index,
                                      const std::string& scratch, const std::string& uuid,
                                      const host::CommandOptions& options, BuildLog& log) {
@@ -141,34 +174,7 @@ Result<std::string> buildRootfsImage(const BuildSpec& spec, const SuiteIndex& in
                          " (the build log has its output; is " + spec.mirror + " reachable?)");
   }
   log += "mmdebstrap " + spec.suite + " (" + spec.variant + ", index " + index.digest + ")\n";
-  for (size_t i = 0; i < spec.files.size(); ++i) {
-    const ImageFile& f = spec.files[i];
-    const std::string path = root + f.path;
-    // Never through a symlink: one the packages made (/bin -> usr/bin, or an absolute one) would
-    // lead the write elsewhere, possibly out of the image.
-    std::string at = root;
-    for (size_t start = 1; start < f.path.size();) {
-      size_t end = f.path.find('/', start);
-      if (end == std::string::npos) {
-        break;
-      }
-      at += "/" + f.path.substr(start, end - start);
-      struct stat st {};
-      if (::lstat(at.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
-        return Status::error("spec.rootfs.files[" + std::to_string(i) +
-                             "].path: " + at.substr(root.size()) +
-                             " is a symlink in the image: expected a path through real "
-                             "directories (like /usr/bin rather than /bin)");
-      }
-      start = end + 1;
-    }
-    std::error_code ec;
-    fs::create_directories(fs::path(path).parent_path(), ec);
-    // A file the packages made is replaced, never followed.
-    fs::remove(path, ec);
-    HYPER_RETURN_IF_ERROR(writeFileAtomically(path, f.content, f.mode));
-    ::chmod(path.c_str(), f.mode);
-  }
+  HYPER_RETURN_IF_ERROR(writeTreeFiles(root, spec.files));
   if (!spec.files.empty()) {
     log += "files: " + std::to_string(spec.files.size()) + "\n";
   }

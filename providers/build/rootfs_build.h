@@ -38,6 +38,11 @@ Result<std::string> buildRootfsImage(const BuildSpec& spec, const SuiteIndex& in
                                      const std::string& scratch, const std::string& uuid,
                                      const host::CommandOptions& options, BuildLog& log);
 
+// Writes `files` into the tree at `root`, replacing what is there, never through a symlink in the
+// tree (one the packages made, /bin -> usr/bin or an absolute one, could lead out of it): such a
+// path is an error naming the file's field (spec.rootfs.files[i].path).
+Status writeTreeFiles(const std::string& root, const std::vector<ImageFile>& files);
+
 // A UUID (8-4-4-4-12 hex) made of the first 32 hex digits of `hex`.
 std::string uuidFromHex(const std::string& hex);
 

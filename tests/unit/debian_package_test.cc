@@ -6,7 +6,14 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "base/file.h"
 #include "providers/build/build_spec.h"
+#include "providers/build/rootfs_build.h"
 
 namespace hyper::providers::build {
 namespace {
@@ -93,6 +100,76 @@ TEST(KernelBuildSpecTest, HyperInitTakesItsPathsAndDefaultsTheModules) {
   parsed.hyperInit = false;
   parsed.modules.clear();
   EXPECT_TRUE(wantedModules(parsed).empty()) << "no defaults without hyper's init";
+}
+
+class RootfsPiecesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/hyper-rootfs-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+};
+
+TEST_F(RootfsPiecesTest, TheSuitesListsAreFoundByMirrorAndSuite) {
+  EXPECT_EQ(aptListPrefix("http://deb.debian.org/debian", "bookworm"),
+            "deb.debian.org_debian_dists_bookworm_");
+  EXPECT_EQ(aptListPrefix("https://mirror.example.org:8080/debian/", "trixie"),
+            "mirror.example.org:8080_debian_dists_trixie_");
+  const std::string prefix = dir_ + "/deb.debian.org_debian_dists_bookworm_";
+  std::ofstream(prefix + "InRelease") << "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n"
+                                         "Origin: Debian\nDate: Sat, 15 Nov 2026 09:00:00 UTC\n";
+  std::ofstream(prefix + "main_binary-amd64_Packages.lz4") << "x";
+  auto index = findSuiteIndex(dir_, "http://deb.debian.org/debian", "bookworm");
+  ASSERT_TRUE(index.isOk()) << index.status().message();
+  EXPECT_EQ(index->date, "Sat, 15 Nov 2026 09:00:00 UTC");
+  EXPECT_EQ(index->packages, std::vector<std::string>{prefix + "main_binary-amd64_Packages.lz4"});
+  EXPECT_EQ(index->digest.rfind("sha256:", 0), 0u);
+
+  auto none = findSuiteIndex(dir_, "http://deb.debian.org/debian", "sid");
+  ASSERT_FALSE(none.isOk());
+  EXPECT_NE(none.status().message().find("have no sid from http://deb.debian.org/debian"),
+            std::string::npos)
+      << none.status().message();
+  std::filesystem::remove(prefix + "main_binary-amd64_Packages.lz4");
+  auto noPackages = findSuiteIndex(dir_, "http://deb.debian.org/debian", "bookworm");
+  ASSERT_FALSE(noPackages.isOk());
+  EXPECT_NE(noPackages.status().message().find("no main/binary-amd64 Packages"), std::string::npos);
+  EXPECT_EQ(uuidFromHex("584cfca71523e596c1dcc50e771095ff6218236f"),
+            "584cfca7-1523-e596-c1dc-c50e771095ff");
+}
+
+TEST_F(RootfsPiecesTest, FilesAreWrittenIntoTheTreeNeverThroughASymlink) {
+  const std::string root = dir_ + "/root";
+  std::filesystem::create_directories(root + "/usr/bin");
+  std::filesystem::create_directories(root + "/etc");
+  std::filesystem::create_directory_symlink("usr/bin", root + "/bin");
+  std::filesystem::create_directory_symlink("/", root + "/host");
+  // A file that is a symlink is replaced, not followed.
+  std::ofstream(dir_ + "/outside") << "untouched";
+  std::filesystem::create_symlink(dir_ + "/outside", root + "/etc/motd");
+
+  ASSERT_TRUE(writeTreeFiles(root, {{"/etc/motd", 0644, "hello\n"},
+                                    {"/usr/bin/tool", 0755, "#!/bin/sh\n"},
+                                    {"/opt/new/file", 0600, "x"}})
+                  .isOk());
+  EXPECT_EQ(*readFile(root + "/etc/motd"), "hello\n");
+  EXPECT_EQ(*readFile(dir_ + "/outside"), "untouched");
+  EXPECT_FALSE(std::filesystem::is_symlink(root + "/etc/motd"));
+  struct stat st {};
+  ASSERT_EQ(::stat((root + "/usr/bin/tool").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0755u);
+  EXPECT_EQ(*readFile(root + "/opt/new/file"), "x");
+
+  Status through = writeTreeFiles(root, {{"/etc/ok", 0644, ""}, {"/bin/tool", 0755, ""}});
+  ASSERT_FALSE(through.isOk());
+  EXPECT_EQ(through.message(),
+            "spec.rootfs.files[1].path: /bin is a symlink in the image: expected a path through "
+            "real directories (like /usr/bin rather than /bin)");
+  EXPECT_FALSE(writeTreeFiles(root, {{"/host/tmp/escaped", 0644, "x"}}).isOk());
+  EXPECT_FALSE(std::filesystem::exists("/tmp/escaped"));
 }
 
 }  // namespace
