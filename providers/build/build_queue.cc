@@ -55,6 +55,13 @@ std::shared_ptr<BuildJob> BuildQueue::submit(const std::string& key, const std::
   std::shared_ptr<BuildJob> job;
   {
     std::lock_guard<std::mutex> lk(mu_);
+    // Done jobs nobody came back for (their Build left the manifests) go after a while.
+    const auto now = BuildJob::Clock::now();
+    for (auto it = jobs_.begin(); it != jobs_.end();) {
+      const bool stale = it->second->state == BuildJob::State::Done &&
+                         now - it->second->doneAt > std::chrono::minutes(10);
+      it = stale ? jobs_.erase(it) : std::next(it);
+    }
     // The owner's other unfinished job: its spec moved on. Cancelled when nobody else waits.
     for (auto& [k, other] : jobs_) {
       if (k != key && other->state != BuildJob::State::Done && other->owners.erase(owner) > 0 &&
