@@ -53,7 +53,7 @@ BuildProvider::BuildProvider(BuildProviderConfig config)
 
 void BuildProvider::validate(const ValidateRequest& req, ValidateResponse& resp) const {
   for (const Object* o : req.objects) {
-    parseBuildSpec(o->id, o->spec, resp.diagnostics);
+    parseBuildSpec(o->id, o->spec, resp.diagnostics, o->files);
   }
 }
 
@@ -81,8 +81,14 @@ Result<std::string> BuildProvider::busyboxDigest() {
   return digest;
 }
 
-Result<Json> BuildProvider::resolveInputs(const Json& spec, std::optional<std::string>& busybox) {
+Result<Json> BuildProvider::resolveInputs(const Object& object,
+                                          std::optional<std::string>& busybox) {
+  const Json& spec = object.spec;
   Json inputs = Json::object();
+  // A file source's bytes can move under an unchanged spec: each is an input by its digest.
+  for (const auto& [source, blob] : object.files) {
+    inputs["source:" + source] = blob->digest;
+  }
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (gzipVersion_.empty()) {
@@ -127,7 +133,7 @@ void BuildProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
     auto rec = records.find(o->id);
     fromRecord(rec == records.end() ? nullptr : rec->second, s);
     guarded(resp.diagnostics, o->id, "observe", [&] {
-      auto inputs = resolveInputs(o->spec, busybox);
+      auto inputs = resolveInputs(*o, busybox);
       if (!inputs.isOk()) {
         resp.diagnostics.error(o->id, "", inputs.status().message());
         return;
@@ -250,7 +256,7 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
       log += "cached: the store has this key's artifacts; nothing built\n";
     } else {
       Diagnostics diags;
-      BuildSpec spec = parseBuildSpec(action.id, req.desired->spec, diags);
+      BuildSpec spec = parseBuildSpec(action.id, req.desired->spec, diags, req.desired->files);
       if (diags.hasErrors()) {
         resp.diagnostics.append(diags);
         return;

@@ -53,9 +53,10 @@ class BuildProvider : public Provider {
   static constexpr const char* kBuilderVersion = "hyper-build/1";
 
  private:
-  // {"busybox": "sha256:...", "gzip": "gzip 1.12"}; only what the spec uses. `busybox` carries
-  // busybox's digest from one Build to the next of the same observe.
-  Result<Json> resolveInputs(const Json& spec, std::optional<std::string>& busybox);
+  // {"busybox": "sha256:...", "gzip": "gzip 1.12", "source:web/init.sh": "sha256:..."}; only
+  // what the spec uses (a file source's digest from Object::files). `busybox` carries busybox's
+  // digest from one Build to the next of the same observe.
+  Result<Json> resolveInputs(const Object& object, std::optional<std::string>& busybox);
   Result<std::string> busyboxDigest();
   void writeLog(const std::string& name, const std::string& text) const;
   // Signs and stores the provenance of `record`'s artifacts (when missing, or `always`).
