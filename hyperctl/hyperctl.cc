@@ -77,7 +77,9 @@ std::shared_ptr<const Revision> loadRevision(Engine& engine, const std::vector<s
     std::cerr << "error: no manifest files (*.yaml, *.yml, *.json) found in the given paths\n";
     return nullptr;
   }
-  RevisionResult loaded = engine.load(*files);
+  // File sources are read relative to each manifest's directory as -f found it.
+  DirectoryTree tree("");
+  RevisionResult loaded = engine.load(*files, &tree);
   if (!loaded.diagnostics.empty()) {
     std::cerr << loaded.diagnostics.format();
   }
@@ -138,6 +140,16 @@ std::optional<PlanResult> planAndPrint(Engine& engine, const Revision& revision,
   return planned;
 }
 
+// The file sources `files` name, read here as a local load reads them (refusals included), for
+// `hyperctl diff` through hyperd, which cannot read this machine's files.
+std::map<std::string, SourceTree::File> readFileSources(const std::vector<SourceFile>& files) {
+  DirectoryTree disk("");
+  RecordingTree tree(disk);
+  ManifestLoader loader(kinds->schemas(), LoaderLimits{}, kinds->fileSources());
+  (void)loader.load(files, &tree);  // hyperd says what is wrong, as it does for the manifests
+  return tree.reads();
+}
+
 int runValidate(const std::vector<std::string>& paths) {
   auto engine = makeEngine();
   if (!engine) {
@@ -168,7 +180,8 @@ int runDiff(const GlobalOptions& g, const RemoteOptions& remote,
     RemoteOptions o = remote;
     o.stateDir = g.stateDir;
     o.output = output;
-    if (auto code = runRemoteDiff(o, *files, prune)) {
+    if (auto code = runRemoteDiff(
+            o, *files, [&] { return readFileSources(*files); }, prune)) {
       return *code;
     }
   }

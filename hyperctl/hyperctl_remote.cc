@@ -354,8 +354,9 @@ int runApprove(const RemoteOptions& o, const std::string& revision, int waitSeco
   return r->value("failed", 0) > 0 || !str(*r, "error").empty() ? kExitError : kExitOk;
 }
 
-std::optional<int> runRemoteDiff(const RemoteOptions& o, const std::vector<SourceFile>& files,
-                                 bool prune) {
+std::optional<int> runRemoteDiff(
+    const RemoteOptions& o, const std::vector<SourceFile>& files,
+    const std::function<std::map<std::string, SourceTree::File>()>& sources, bool prune) {
   bool error = false;
   auto client = connect(o, &error);
   if (error) {
@@ -369,6 +370,9 @@ std::optional<int> runRemoteDiff(const RemoteOptions& o, const std::vector<Sourc
                          {"color", o.output != "json" && isatty(STDOUT_FILENO) != 0}};
   for (const auto& f : files) {
     body["files"].push_back({{"path", f.path}, {"content", f.content}});
+  }
+  for (const auto& [path, read] : sources()) {
+    body["sources"].push_back(sourceReadToJson(path, read));
   }
   // A reconcile in flight is waited for: allow for a slow apply.
   auto answer = client->post("/v1/plan", 600, body);

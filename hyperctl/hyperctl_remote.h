@@ -1,5 +1,7 @@
 #pragma once
 
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,10 +32,12 @@ int runSuspend(const RemoteOptions& o, bool suspend);
 // to `waitSeconds` for the reconcile that applies it.
 int runApprove(const RemoteOptions& o, const std::string& revision, int waitSeconds);
 
-// `hyperctl diff` through the running hyperd (POST /v1/plan): hyperd loads `files`, observes and
-// plans against its inventory, and applies nothing. nullopt when no hyperd runs for the state
-// dir and no --server is given: the caller plans locally.
-std::optional<int> runRemoteDiff(const RemoteOptions& o, const std::vector<SourceFile>& files,
-                                 bool prune);
+// `hyperctl diff` through the running hyperd (POST /v1/plan): hyperd loads `files` with the file
+// sources they name (`sources()`: read here, once a hyperd answers), observes and plans
+// against its inventory, and applies nothing. nullopt when no hyperd runs for the state dir and
+// no --server is given: the caller plans locally.
+std::optional<int> runRemoteDiff(
+    const RemoteOptions& o, const std::vector<SourceFile>& files,
+    const std::function<std::map<std::string, SourceTree::File>()>& sources, bool prune);
 
 }  // namespace hyper::ctl

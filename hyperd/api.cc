@@ -197,7 +197,9 @@ void ApiServer::readRoutes() {
 void ApiServer::previewRoute() {
   auto& s = *server_;
   // A preview plan for manifests the client sends (`hyperctl diff` against this hyperd):
-  // {"files": [{"path", "content"}], "prune": bool, "color": bool}.
+  // {"files": [{"path", "content"}], "sources": [sourceReadToJson(...)], "prune": bool,
+  // "color": bool}; "sources" are the file sources the manifests name, as the client read them
+  // (path: joinSourcePath of the manifest's directory and the source).
   setBodyMax("/v1/plan", options_.planBodyMax);
   s.Post("/v1/plan", [this](const httplib::Request& req, httplib::Response& res) {
     nlohmann::json body = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
@@ -218,9 +220,24 @@ void ApiServer::previewRoute() {
       }
       files.push_back({f["path"].get<std::string>(), f["content"].get<std::string>()});
     }
+    std::map<std::string, SourceTree::File> sources;
+    const nlohmann::json& sent = body.contains("sources") ? body["sources"] : nlohmann::json();
+    if (!sent.is_null() && !sent.is_array()) {
+      sendError(res, 400, "sources: expected a list of what the client read");
+      return;
+    }
+    for (size_t i = 0; sent.is_array() && i < sent.size(); ++i) {
+      auto read = sourceReadFromJson(sent[i]);
+      if (!read.isOk()) {
+        sendError(res, 400, "sources[" + std::to_string(i) + "]: " + read.status().message());
+        return;
+      }
+      sources.insert(std::move(*read));
+    }
     bool prune = body.value("prune", false);
     bool color = body.value("color", false);
-    nlohmann::json answer = controller_.preview(files, prune, color);
+    MemoryTree tree(std::move(sources));
+    nlohmann::json answer = controller_.preview(files, prune, color, &tree);
     spdlog::info("plan preview for {} ({} files): {}", req.remote_addr, files.size(),
                  answer.value("ok", false)
                      ? std::to_string(answer["plan"]["actions"].size()) + " actions"

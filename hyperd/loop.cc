@@ -488,6 +488,15 @@ void Controller::adoptSnapshot(Snapshot snapshot, const LoopOptions& options,
     std::lock_guard<std::mutex> lk(mu_);
     lastSourceError_.clear();
   }
+  // A directory's name covers its manifests only; the loader's also covers the file sources
+  // they name, which only a load finds. Loaded here once, the load is kept for loadRevision.
+  std::optional<RevisionResult> loaded;
+  if (snapshot.revisionFromLoader) {
+    auto loadStart = std::chrono::steady_clock::now();
+    loaded = engine_.load(snapshot.files, snapshot.tree.get());
+    step.loadSeconds = secondsSince(loadStart);
+    snapshot.revision = loaded->id;
+  }
   bool same = step.current && snapshot.revision == step.current->id;
   {
     bool heldElsewhere;
@@ -519,18 +528,22 @@ void Controller::adoptSnapshot(Snapshot snapshot, const LoopOptions& options,
     emit(std::move(e), /*alert=*/true);
   }
   if (!same && !rejectedBefore && !heldBefore) {
-    loadRevision(std::move(snapshot), options, rid, step);
+    loadRevision(std::move(snapshot), std::move(loaded), options, rid, step);
   } else if (heldBefore) {
     step.revisionHeld = true;
   }
 }
 
-void Controller::loadRevision(Snapshot snapshot, const LoopOptions& options, const std::string& rid,
+void Controller::loadRevision(Snapshot snapshot, std::optional<RevisionResult> preloaded,
+                              const LoopOptions& options, const std::string& rid,
                               SourceStep& step) {
   step.sourceChanged = true;
-  auto loadStart = std::chrono::steady_clock::now();
-  RevisionResult loaded = engine_.load(snapshot.files);
-  step.loadSeconds = secondsSince(loadStart);
+  if (!preloaded) {
+    auto loadStart = std::chrono::steady_clock::now();
+    preloaded = engine_.load(snapshot.files, snapshot.tree.get());
+    step.loadSeconds = secondsSince(loadStart);
+  }
+  RevisionResult loaded = std::move(*preloaded);
   if (!loaded.revision) {
     step.revisionRejected = true;
     std::vector<std::string> problems;
@@ -559,6 +572,7 @@ void Controller::loadRevision(Snapshot snapshot, const LoopOptions& options, con
   named->id = snapshot.revision;
   Snapshot meta = std::move(snapshot);
   meta.files.clear();
+  meta.tree.reset();
   if (holdIfTooDestructive(named, meta, options, rid)) {
     step.revisionHeld = true;
     return;
@@ -1251,7 +1265,8 @@ nlohmann::json Controller::driftJson() const {
   return out;
 }
 
-nlohmann::json Controller::preview(const std::vector<SourceFile>& files, bool prune, bool color) {
+nlohmann::json Controller::preview(const std::vector<SourceFile>& files, bool prune, bool color,
+                                   const SourceTree* tree) {
   std::lock_guard<std::mutex> one(reconcileMu_);  // no observe races with a reconcile's apply
   nlohmann::json out = {{"ok", false}, {"errors", 0}, {"diagnostics", ""}};
   auto countErrors = [](const Diagnostics& d) {
@@ -1261,7 +1276,7 @@ nlohmann::json Controller::preview(const std::vector<SourceFile>& files, bool pr
     }
     return n;
   };
-  RevisionResult loaded = engine_.loadDetached(files);
+  RevisionResult loaded = engine_.loadDetached(files, tree);
   std::string diagnostics = loaded.diagnostics.format();
   if (!loaded.revision) {
     out["diagnostics"] = diagnostics;

@@ -178,10 +178,12 @@ class Controller {
   nlohmann::json objectsJson() const;  // every object's conditions
   nlohmann::json driftJson() const;    // objects that are drifted now, with their difference
   nlohmann::json lastPlanJson() const;
-  // `hyperctl diff` against this hyperd: loads `files` (not the source), observes and plans
-  // against the inventory as a reconcile would, and applies nothing. Waits for a reconcile in
-  // flight. {"ok", "revision", "diagnostics" (file:line:column text), "errors", "plan", "text"}.
-  nlohmann::json preview(const std::vector<SourceFile>& files, bool prune, bool color);
+  // `hyperctl diff` against this hyperd: loads `files` (not the source) with their file sources
+  // from `tree` (what the client sent; null: none), observes and plans against the inventory as a
+  // reconcile would, and applies nothing. Waits for a reconcile in flight. {"ok", "revision",
+  // "diagnostics" (file:line:column text), "errors", "plan", "text"}.
+  nlohmann::json preview(const std::vector<SourceFile>& files, bool prune, bool color,
+                         const SourceTree* tree = nullptr);
   std::optional<ObjectStatus> objectStatus(const ObjectId& id) const;
   // Approves the revision that is held (`hyperctl approve`): exactly that one, named by its
   // revision id ("git:<commit>", "dir:<hash>") or its full commit id. It is applied by the
@@ -228,9 +230,10 @@ class Controller {
   // neither in force, rejected nor held before is loaded.
   void adoptSnapshot(Snapshot snapshot, const LoopOptions& options, const std::string& rid,
                      SourceStep& step);
-  // Loads `snapshot`: rejected (reported), held, or the revision in force.
-  void loadRevision(Snapshot snapshot, const LoopOptions& options, const std::string& rid,
-                    SourceStep& step);
+  // Loads `snapshot` (or takes `preloaded`, its load already made): rejected (reported), held,
+  // or the revision in force.
+  void loadRevision(Snapshot snapshot, std::optional<RevisionResult> preloaded,
+                    const LoopOptions& options, const std::string& rid, SourceStep& step);
   // An approved held revision comes into force, whatever triggered the reconcile.
   void takeApprovedRevision(const std::string& rid, SourceStep& step);
   // 2. Plan against the inventory; plan errors are reported. `priorError`: the reconcile's error
@@ -277,13 +280,13 @@ class Controller {
   ReconcileSummary lastSummary_;
   std::map<ObjectId, ObjectStatus> objects_;
   std::shared_ptr<const Revision> current_;  // the revision in force
-  Snapshot currentSnapshot_;                 // its source metadata (files dropped)
+  Snapshot currentSnapshot_;                 // its source metadata (files and tree dropped)
   std::string rejectedRevision_;             // the newest source revision that failed validation
   // The newest source revision, valid but held (hold.h) until approved; the last good revision
   // stays in force meanwhile. A newer source revision replaces it and is judged anew.
   struct Held {
     std::shared_ptr<const Revision> revision;
-    Snapshot snapshot;  // files dropped
+    Snapshot snapshot;  // files and tree dropped
     HoldVerdict verdict;
     int64_t since = 0;  // unix milliseconds
   };

@@ -234,6 +234,8 @@ Engine::Engine(std::vector<std::unique_ptr<Provider>> providers,
 Engine::Engine(std::vector<std::unique_ptr<Provider>> providers, const KindRegistry& kinds)
     : Engine(std::move(providers), kinds.schemas()) {
   secretFields_ = kinds.secretFields();
+  fileSources_ = kinds.fileSources();
+  loader_ = ManifestLoader(schemas_, LoaderLimits{}, fileSources_);
 }
 
 Provider* Engine::providerForKind(const std::string& kind) const {
@@ -241,11 +243,12 @@ Provider* Engine::providerForKind(const std::string& kind) const {
   return it == byKind_.end() ? nullptr : it->second;
 }
 
-RevisionResult Engine::load(const std::vector<SourceFile>& files) {
-  LoadResult loaded = loader_.load(files);
+RevisionResult Engine::load(const std::vector<SourceFile>& files, const SourceTree* tree) {
+  LoadResult loaded = loader_.load(files, tree);
   if (loaded.unchanged && lastRevision_ && lastRevision_->id == loaded.revision) {
     RevisionResult result;
     result.revision = lastRevision_;
+    result.id = loaded.revision;
     result.unchanged = true;
     return result;
   }
@@ -254,13 +257,15 @@ RevisionResult Engine::load(const std::vector<SourceFile>& files) {
   return result;
 }
 
-RevisionResult Engine::loadDetached(const std::vector<SourceFile>& files) const {
-  ManifestLoader loader(schemas_);
-  return check(loader.load(files));
+RevisionResult Engine::loadDetached(const std::vector<SourceFile>& files,
+                                    const SourceTree* tree) const {
+  ManifestLoader loader(schemas_, LoaderLimits{}, fileSources_);
+  return check(loader.load(files, tree));
 }
 
 RevisionResult Engine::check(LoadResult loaded) const {
   RevisionResult result;
+  result.id = loaded.revision;
   result.diagnostics = std::move(loaded.diagnostics);
 
   auto revision = std::make_shared<Revision>();

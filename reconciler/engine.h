@@ -30,6 +30,7 @@ struct Revision {
 
 struct RevisionResult {
   std::shared_ptr<const Revision> revision;  // null when diagnostics has errors
+  std::string id;  // the loader's revision id (LoadResult::revision), also of a rejected one
   Diagnostics diagnostics;
   bool unchanged = false;  // same content as the previous load: validation was not redone
 };
@@ -77,15 +78,18 @@ class Engine {
  public:
   Engine(std::vector<std::unique_ptr<Provider>> providers,
          std::shared_ptr<const SchemaRegistry> schemas);
-  // The kinds' schemas and secret fields (every planned change is redacted with them).
+  // The kinds' schemas, file sources (the loader reads them) and secret fields (every planned
+  // change is redacted with them).
   Engine(std::vector<std::unique_ptr<Provider>> providers, const KindRegistry& kinds);
 
   // Loads and fully validates. A revision with any error is rejected as a whole. Parsed files
-  // are cached by content, so a reload re-parses only what changed.
-  RevisionResult load(const std::vector<SourceFile>& files);
+  // are cached by content, so a reload re-parses only what changed. `tree` reads the kinds'
+  // file sources (ManifestLoader::load).
+  RevisionResult load(const std::vector<SourceFile>& files, const SourceTree* tree = nullptr);
   // The same without touching the cache: for a preview (a `hyperctl diff` sent to hyperd) that
   // must not evict the source's files.
-  RevisionResult loadDetached(const std::vector<SourceFile>& files) const;
+  RevisionResult loadDetached(const std::vector<SourceFile>& files,
+                              const SourceTree* tree = nullptr) const;
 
   // Observes (one batch per provider) and plans against the inventory's records.
   PlanResult plan(const Revision& revision, const std::vector<ManagedRecord>& managed,
@@ -114,7 +118,8 @@ class Engine {
   std::vector<std::unique_ptr<Provider>> providers_;
   std::map<std::string, Provider*> byKind_;
   std::shared_ptr<const SchemaRegistry> schemas_;
-  std::map<std::string, SecretFields> secretFields_;  // by kind
+  std::map<std::string, SecretFields> secretFields_;     // by kind
+  std::map<std::string, FileSourceFields> fileSources_;  // by kind
   ManifestLoader loader_;
   std::shared_ptr<const Revision> lastRevision_;
 };

@@ -110,6 +110,13 @@ Result<std::shared_ptr<const KindRegistry>> KindRegistry::create(
       if (!secrets->empty()) {
         out->secretFields_[k.kind] = std::move(*secrets);
       }
+      auto sources = FileSourceFields::parse(k.fileSources);
+      if (!sources.isOk()) {
+        return Status::error("kind " + k.kind + ": " + sources.status().message());
+      }
+      if (!sources->empty()) {
+        out->fileSources_[k.kind] = std::move(*sources);
+      }
       schemaNames.push_back(k.kind + " schema");
       schemaTexts.push_back(k.schema);
     }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "reconciler/file_sources.h"
 #include "reconciler/managed_record.h"
 #include "reconciler/provider.h"
 #include "reconciler/schema.h"
@@ -70,6 +71,11 @@ struct KindRecord {
   // written sealed in the manifest (the Secret kind) and is opened only by its provider.
   // Only the test kind Widget has one today.
   std::vector<std::string> secretFields;
+  // Field paths under spec ("initramfs.files[*].source") whose string values name files of the
+  // manifests' tree, relative to the directory of the manifest that declares the object (no
+  // "..", not absolute, no symlinks). The loader reads them at the manifest's revision into
+  // Object::files, where the provider takes the bytes; reconciler/file_sources.h.
+  std::vector<std::string> fileSources;
   // The log of the object `name` (a DNS label; checked before), with hyperctl's state dir. Null:
   // the kind keeps no logs.
   std::function<LogFiles(const std::string& name, const std::string& stateDir)> logs;
@@ -103,7 +109,8 @@ struct ProviderRecord {
 class KindRegistry {
  public:
   // Checks the records: kind names, plurals and short names unique across all of them; every
-  // schema loads and names its kind; every settings schema is an object schema of strings.
+  // schema loads and names its kind; every settings schema is an object schema of strings;
+  // secret and file source field paths parse.
   static Result<std::shared_ptr<const KindRegistry>> create(std::vector<ProviderRecord> records);
 
   const std::vector<ProviderRecord>& providers() const { return records_; }
@@ -122,6 +129,8 @@ class KindRegistry {
   // The kind's secret fields, parsed (empty for a kind without, or not known).
   const SecretFields& secretFieldsOf(const std::string& kind) const;
   const std::map<std::string, SecretFields>& secretFields() const { return secretFields_; }
+  // The kinds' file source fields, parsed, for the loader (kinds with any).
+  const std::map<std::string, FileSourceFields>& fileSources() const { return fileSources_; }
 
   // One setting of one provider, for flags.
   struct Setting {
@@ -143,7 +152,8 @@ class KindRegistry {
  private:
   std::vector<ProviderRecord> records_;
   std::shared_ptr<const SchemaRegistry> schemas_;
-  std::map<std::string, SecretFields> secretFields_;  // kinds with any
+  std::map<std::string, SecretFields> secretFields_;     // kinds with any
+  std::map<std::string, FileSourceFields> fileSources_;  // kinds with any
 };
 
 // The compiled-in text of schemas/<fileName> ("network.schema.json"); empty when there is none.

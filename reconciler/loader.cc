@@ -150,8 +150,9 @@ Result<std::vector<SourceFile>> readManifestFiles(const std::vector<std::string>
   return out;
 }
 
-ManifestLoader::ManifestLoader(std::shared_ptr<const SchemaRegistry> schemas, LoaderLimits limits)
-    : schemas_(std::move(schemas)), limits_(limits) {}
+ManifestLoader::ManifestLoader(std::shared_ptr<const SchemaRegistry> schemas, LoaderLimits limits,
+                               std::map<std::string, FileSourceFields> fileSources)
+    : schemas_(std::move(schemas)), limits_(limits), fileSources_(std::move(fileSources)) {}
 
 ManifestLoader::CachedFile ManifestLoader::parseFile(const SourceFile& file) const {
   CachedFile out;
@@ -220,7 +221,7 @@ ManifestLoader::CachedFile ManifestLoader::parseFile(const SourceFile& file) con
   return out;
 }
 
-LoadResult ManifestLoader::load(const std::vector<SourceFile>& files) {
+LoadResult ManifestLoader::load(const std::vector<SourceFile>& files, const SourceTree* tree) {
   LoadResult result;
   std::map<std::string, std::shared_ptr<const CachedFile>> nextCache;
   std::string revisionInput;
@@ -235,7 +236,6 @@ LoadResult ManifestLoader::load(const std::vector<SourceFile>& files) {
     hashed.emplace_back(&f, std::move(hash));
   }
   result.revision = "dir:" + sha256Hex(revisionInput).substr(0, 16);
-  result.unchanged = !lastRevision_.empty() && result.revision == lastRevision_;
 
   // Counts and sizes first: a revision over them is refused before anything is parsed.
   auto revisionLimit = [&](const SourceFile& at, const char* limit, size_t value,
@@ -263,6 +263,10 @@ LoadResult ManifestLoader::load(const std::vector<SourceFile>& files) {
                            "to this one");
     }
   }
+
+  // File sources count towards the revision's bytes after the manifests.
+  FileSourceResolver sources(tree,
+                             {limits_.maxSourceFileBytes, limits_.maxRevisionBytes - totalBytes});
 
   // Parsed objects remember their file name, so the cache key is the path and the content.
   std::map<ObjectId, const Object*> seen;
@@ -293,9 +297,20 @@ LoadResult ManifestLoader::load(const std::vector<SourceFile>& files) {
                                     "; expected each kind/name once per revision)"});
         continue;
       }
+      if (auto fields = fileSources_.find(object->id.kind); fields != fileSources_.end()) {
+        // A copy with its files, or null (refused: the diagnostics say why).
+        if (auto resolved = sources.resolve(object, fields->second, result.diagnostics)) {
+          result.objects.push_back(std::move(resolved));
+        }
+        continue;
+      }
       result.objects.push_back(object);
     }
   }
+  if (std::string read = sources.revisionInput(); !read.empty()) {
+    result.revision = "dir:" + sha256Hex(revisionInput + "sources\n" + read).substr(0, 16);
+  }
+  result.unchanged = !lastRevision_.empty() && result.revision == lastRevision_;
   cache_ = std::move(nextCache);
   lastRevision_ = result.revision;
   std::sort(result.objects.begin(), result.objects.end(),

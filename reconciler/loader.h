@@ -7,6 +7,7 @@
 
 #include "base/status.h"
 #include "reconciler/diagnostic.h"
+#include "reconciler/file_sources.h"
 #include "reconciler/object.h"
 #include "reconciler/schema.h"
 #include "reconciler/yaml_json.h"
@@ -22,7 +23,8 @@ struct SourceFile {
 };
 
 // Reads manifest files: each path is a file or a directory searched recursively for *.yaml,
-// *.yml and *.json (hidden files and directories skipped), in sorted order.
+// *.yml and *.json (hidden files and directories skipped), in sorted order. Each SourceFile::path
+// is the path as found from the given one, so DirectoryTree("") reads their file sources.
 Result<std::vector<SourceFile>> readManifestFiles(const std::vector<std::string>& paths);
 
 // What one revision may cost, checked before anything is parsed (sizes and counts) or while it is
@@ -31,7 +33,10 @@ Result<std::vector<SourceFile>> readManifestFiles(const std::vector<std::string>
 // any of them is invalid like any other: reported with the limit's name, nothing applied.
 struct LoaderLimits {
   size_t maxFileBytes = 4 << 20;
+  // Manifest files and file sources together.
   size_t maxRevisionBytes = size_t{256} << 20;
+  // One file source (KindRecord::fileSources): never read past it.
+  size_t maxSourceFileBytes = 16 << 20;
   size_t maxFiles = 100000;
   size_t maxDocuments = 250000;  // in the whole revision
   YamlLimits yaml;
@@ -40,18 +45,27 @@ struct LoaderLimits {
 struct LoadResult {
   std::vector<std::shared_ptr<const Object>> objects;  // schema-valid, unique, sorted by kind/name
   Diagnostics diagnostics;
-  std::string revision;    // "dir:" + sha256 over the sorted file hashes
+  // "dir:" + sha256 over the sorted file hashes, and those of the file sources read (when any)
+  std::string revision;
   bool unchanged = false;  // same content as the previous load(): nothing was re-parsed
 };
 
 // Parses and schema-validates manifests. Keeps a cache keyed by file content hash, so an
 // unchanged file is never re-parsed and an unchanged revision costs one hash per file.
+//
+// File sources (`fileSources`: the kinds' KindRecord::fileSources, by kind) are read at every
+// load, after parsing, through the tree given to load(): the cache holds parsed objects, never
+// their files, so a file source that changed under an unchanged manifest is read anew and
+// changes the revision id (FileSourceResolver).
 class ManifestLoader {
  public:
   explicit ManifestLoader(std::shared_ptr<const SchemaRegistry> schemas,
-                          LoaderLimits limits = LoaderLimits{});
+                          LoaderLimits limits = LoaderLimits{},
+                          std::map<std::string, FileSourceFields> fileSources = {});
 
-  LoadResult load(const std::vector<SourceFile>& files);
+  // `tree` reads the file sources relative to each manifest's directory (SourceFile::path); null:
+  // none can be read, and an object with one is an error.
+  LoadResult load(const std::vector<SourceFile>& files, const SourceTree* tree = nullptr);
 
  private:
   struct CachedFile {
@@ -63,6 +77,7 @@ class ManifestLoader {
 
   std::shared_ptr<const SchemaRegistry> schemas_;
   LoaderLimits limits_;
+  std::map<std::string, FileSourceFields> fileSources_;             // by kind; kinds with any
   std::map<std::string, std::shared_ptr<const CachedFile>> cache_;  // content hash -> parsed
   std::string lastRevision_;
 };

@@ -56,6 +56,12 @@ enum class DriftPolicy { Correct, Alert };
 // spec into Object::driftPolicy, so no kind's schema or provider sees it.
 inline constexpr const char* kEnvelopeSpecField = "driftPolicy";
 
+// A file a manifest names as a file source (KindRecord::fileSources), as read for one revision.
+struct SourceBlob {
+  std::string digest;  // "sha256:<64 hex>" of bytes
+  std::string bytes;
+};
+
 struct Object {
   ObjectId id;
   std::map<std::string, std::string> labels;
@@ -64,6 +70,11 @@ struct Object {
   std::optional<DriftPolicy> driftPolicy;  // spec.driftPolicy; empty: the controller's default
   SourceLocation where;                    // the document's first line
   SourceMap sourceMap;
+  // The file sources of the spec, keyed by the string as written there ("web/init.sh"), read by
+  // the loader from the tree the manifest came from at the same revision. Every file source of
+  // an object in a loaded revision is here; empty for kinds without file sources and for
+  // objects rebuilt from the inventory (objectFromRecord).
+  std::map<std::string, std::shared_ptr<const SourceBlob>> files;
 
   // Where a field of this object is written; the document when the field is absent.
   SourceLocation locate(std::string_view fieldPath) const;

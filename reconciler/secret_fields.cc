@@ -1,77 +1,11 @@
 #include "reconciler/secret_fields.h"
 
-#include <cctype>
-#include <optional>
-
 namespace hyper {
-
-namespace {
-
-struct PathSegment {
-  std::string key;
-  long index = -1;  // for an index segment (key empty); -1 only in patterns: "[*]"
-};
-
-bool keyChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; }
-
-// "spec.env[2].value" -> spec, env, [2], value. Also parses patterns ("[*]"). Nullopt when the
-// text is not such a path.
-std::optional<std::vector<PathSegment>> splitPath(const std::string& path, bool wildcards) {
-  std::vector<PathSegment> out;
-  size_t i = 0;
-  while (i < path.size()) {
-    if (!out.empty()) {
-      if (path[i] != '.') {
-        return std::nullopt;
-      }
-      ++i;
-    }
-    size_t start = i;
-    while (i < path.size() && keyChar(path[i])) {
-      ++i;
-    }
-    if (i == start) {
-      return std::nullopt;
-    }
-    out.push_back({path.substr(start, i - start), -1});
-    while (i < path.size() && path[i] == '[') {
-      size_t close = path.find(']', i);
-      if (close == std::string::npos || close == i + 1) {
-        return std::nullopt;
-      }
-      std::string inner = path.substr(i + 1, close - i - 1);
-      PathSegment s;
-      if (inner == "*") {
-        if (!wildcards) {
-          return std::nullopt;
-        }
-      } else {
-        if (inner.size() > 9) {
-          return std::nullopt;
-        }
-        for (char c : inner) {
-          if (!std::isdigit(static_cast<unsigned char>(c))) {
-            return std::nullopt;
-          }
-        }
-        s.index = std::stol(inner);
-      }
-      out.push_back(std::move(s));
-      i = close + 1;
-    }
-  }
-  if (out.empty()) {
-    return std::nullopt;
-  }
-  return out;
-}
-
-}  // namespace
 
 Result<SecretFields> SecretFields::parse(const std::vector<std::string>& paths) {
   SecretFields out;
   for (const auto& p : paths) {
-    auto split = splitPath(p, /*wildcards=*/true);
+    auto split = parseFieldPath(p, /*wildcards=*/true);
     if (!split) {
       return Status::error("secret field \"" + p +
                            "\" is not a field path under spec (expected names joined "
@@ -123,7 +57,7 @@ void SecretFields::redact(FieldChange& change) const {
     }
     return;
   }
-  auto path = splitPath(change.path, /*wildcards=*/false);
+  auto path = parseFieldPath(change.path, /*wildcards=*/false);
   if (!path) {
     // A path hyper's diff never makes: without knowing where it points, assume the worst.
     change.sensitive = true;
@@ -137,7 +71,7 @@ void SecretFields::redact(FieldChange& change) const {
     // indices match (a "[*]" matches any).
     size_t n = 0;
     while (n < path->size() && n < pattern.size()) {
-      const PathSegment& p = (*path)[n];
+      const FieldPathSegment& p = (*path)[n];
       const Segment& s = pattern[n];
       bool same =
           s.key.empty() ? (p.key.empty() && (s.index < 0 || s.index == p.index)) : p.key == s.key;

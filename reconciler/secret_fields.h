@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "reconciler/field_path.h"
 #include "reconciler/object.h"
 #include "reconciler/plan.h"
 
@@ -33,11 +34,8 @@ class SecretFields {
   static constexpr const char* kRedacted = "(sensitive value)";
 
  private:
-  struct Segment {
-    std::string key;  // empty for an index
-    long index = -1;  // -1: every item ("[*]"); used when key is empty
-  };
-  using Pattern = std::vector<Segment>;  // starts with the "spec" key
+  using Segment = FieldPathSegment;
+  using Pattern = FieldPattern;  // starts with the "spec" key
 
   // Replaces what `rest` names inside `value` by kRedacted; true when something was replaced.
   static bool redactIn(Json& value, const Segment* rest, const Segment* end);

@@ -263,7 +263,7 @@ bool DirSource::drainWake() {
         }
         continue;
       }
-      if (isManifestName(name)) {
+      if (isManifestName(name) || isReadSource(rel)) {
         if (ev->mask & IN_MODIFY) {
           writing_.insert(rel);
           continue;  // not a change yet: its close is
@@ -362,6 +362,16 @@ Result<Snapshot> DirSource::fetch() {
 
   Snapshot snap;
   snap.files = std::move(files).value();
+  previousReads_ = std::move(reads_);
+  reads_ = std::make_shared<SourceReads>();
+  snap.tree = std::make_shared<DirectoryTree>(
+      base_, [reads = std::weak_ptr<SourceReads>(reads_)](const std::string& path) {
+        if (auto r = reads.lock()) {
+          std::lock_guard<std::mutex> lk(r->mu);
+          r->paths.insert(path);
+        }
+      });
+  snap.revisionFromLoader = true;
   for (auto& f : snap.files) {
     f.path = fs::path(f.path).lexically_relative(base_).generic_string();
   }
@@ -376,6 +386,17 @@ Result<Snapshot> DirSource::fetch() {
   }
   snap.revision = "dir:" + sha256Hex(input).substr(0, 16);
   return snap;
+}
+
+bool DirSource::isReadSource(const std::string& rel) const {
+  const std::string path = joinPath(path_, rel);
+  for (const auto& reads : {reads_, previousReads_}) {
+    std::lock_guard<std::mutex> lk(reads->mu);
+    if (reads->paths.count(path) > 0) {
+      return true;
+    }
+  }
+  return false;
 }
 
 std::string DirSource::settledOrSuspect(const std::vector<SourceFile>& files) {

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -19,10 +20,16 @@ namespace hyper::controller {
 // over the sorted (path, sha256(content)) pairs — the same formula as ManifestLoader, so the two
 // agree on the revision of the same files.
 //
+// The snapshot's tree reads file sources below each manifest's directory (DirectoryTree over
+// <location>), and the loader names the revision (Snapshot::revisionFromLoader): the manifests'
+// hash above, with the file sources' digests added when there are any.
+//
 // The watch covers <location>/<path> and every non-hidden directory below it; directories created
 // or moved in later are added as their events arrive. Events on hidden names (".x", ".#x",
 // ".x.swp") and editor backups ("x~", "x.swp") are drained but not relevant; neither are files
-// that are not manifests. When inotify cannot be used (no instance or watch left) the source
+// that are not manifests, unless a load of one of the last two fetches read them as file sources
+// (or tried to: a missing one appearing is a change); those are relevant and waited for while
+// written like manifests. When inotify cannot be used (no instance or watch left) the source
 // degrades to polling: wakeFd() is -1 and changed() is always true.
 //
 // What fetch() refuses (a source error: the loop keeps the last good revision in force):
@@ -76,6 +83,15 @@ class DirSource : public Source {
   bool dirty_ = true;                   // a relevant change since the last successful fetch
   bool rescan_ = false;
   std::set<std::string> writing_;  // manifests (relative to root_) modified and not yet closed
+  // The files that loads through the trees of the last two fetches read as file sources
+  // (relative to base_, as SourceFile::path). Filled by the loader's thread through the tree.
+  struct SourceReads {
+    std::mutex mu;
+    std::set<std::string> paths;
+  };
+  bool isReadSource(const std::string& rel) const;  // `rel` relative to root_
+  std::shared_ptr<SourceReads> reads_ = std::make_shared<SourceReads>();
+  std::shared_ptr<SourceReads> previousReads_ = std::make_shared<SourceReads>();
   std::chrono::milliseconds settle_{2000};
 };
 

@@ -304,6 +304,147 @@ Status checkLocalPath(const std::string& url) {
   return Status::ok();
 }
 
+// A commit's tree, for the file sources of its manifests (Snapshot::tree). It has its own handle
+// on the cache repository, opened at the first read: a revision whose manifests name no file
+// source costs nothing, and the tree does not depend on the GitSource that made it.
+class GitCommitTree : public SourceTree {
+ public:
+  GitCommitTree(std::string cacheDir, std::string commitHex)
+      : cacheDir_(std::move(cacheDir)), commitHex_(std::move(commitHex)) {}
+
+  Result<File> read(const std::string& dir, const std::string& path,
+                    size_t maxBytes) const override {
+    const std::string context = "read " + joinSourcePath(dir, path) + " in commit " + commitHex_;
+    HYPER_RETURN_IF_ERROR(openOnce().withContext(context));
+    TreePtr current;
+    if (dir.empty()) {
+      git_tree* raw = nullptr;
+      if (git_tree_lookup(&raw, repo_.get(), git_tree_id(root_.get())) < 0) {
+        return error(context);
+      }
+      current.reset(raw);
+    } else {
+      git_tree_entry* rawEntry = nullptr;
+      if (git_tree_entry_bypath(&rawEntry, root_.get(), dir.c_str()) < 0) {
+        return error(context + " <- the manifest's directory " + dir);
+      }
+      TreeEntryPtr entry(rawEntry);
+      git_tree* raw = nullptr;
+      if (git_tree_entry_type(entry.get()) != GIT_OBJECT_TREE ||
+          git_tree_lookup(&raw, repo_.get(), git_tree_entry_id(entry.get())) < 0) {
+        return Status::error(context + " <- the manifest's directory " + dir + " is not a tree");
+      }
+      current.reset(raw);
+    }
+    File out;
+    std::string at;
+    size_t start = 0;
+    for (;;) {
+      size_t end = path.find('/', start);
+      const bool last = end == std::string::npos;
+      const std::string name = path.substr(start, last ? std::string::npos : end - start);
+      at = at.empty() ? name : at + "/" + name;
+      const git_tree_entry* entry = git_tree_entry_byname(current.get(), name.c_str());
+      if (entry == nullptr) {
+        out.refusal = File::Refusal::Missing;
+        out.at = at;
+        return out;
+      }
+      const git_filemode_t mode = git_tree_entry_filemode(entry);
+      if (mode == GIT_FILEMODE_LINK) {
+        out.refusal = File::Refusal::Symlink;
+        out.at = at;
+        return out;
+      }
+      if (!last) {
+        if (mode != GIT_FILEMODE_TREE) {
+          out.refusal = File::Refusal::NotAFile;
+          out.at = at;
+          out.detail = "not a directory";
+          return out;
+        }
+        git_tree* raw = nullptr;
+        if (git_tree_lookup(&raw, repo_.get(), git_tree_entry_id(entry)) < 0) {
+          return error(context);
+        }
+        current.reset(raw);
+        start = end + 1;
+        continue;
+      }
+      if (mode != GIT_FILEMODE_BLOB && mode != GIT_FILEMODE_BLOB_EXECUTABLE) {
+        out.refusal = File::Refusal::NotAFile;
+        out.at = at;
+        out.detail = mode == GIT_FILEMODE_TREE ? "a directory" : "a submodule";
+        return out;
+      }
+      // The size from the object's header first: a blob over the limit is never inflated.
+      git_odb* rawOdb = nullptr;
+      if (git_repository_odb(&rawOdb, repo_.get()) < 0) {
+        return error(context);
+      }
+      OdbPtr odb(rawOdb);
+      size_t size = 0;
+      git_object_t type = GIT_OBJECT_INVALID;
+      if (git_odb_read_header(&size, &type, odb.get(), git_tree_entry_id(entry)) < 0) {
+        return error(context);
+      }
+      if (size > maxBytes) {
+        out.refusal = File::Refusal::TooBig;
+        out.at = at;
+        out.size = size;
+        return out;
+      }
+      git_blob* rawBlob = nullptr;
+      if (git_blob_lookup(&rawBlob, repo_.get(), git_tree_entry_id(entry)) < 0) {
+        return error(context);
+      }
+      BlobPtr blob(rawBlob);
+      out.bytes.assign(static_cast<const char*>(git_blob_rawcontent(blob.get())),
+                       static_cast<size_t>(git_blob_rawsize(blob.get())));
+      return out;
+    }
+  }
+
+ private:
+  using RepositoryPtr = GitPtr<git_repository, git_repository_free>;
+
+  static Status error(const std::string& context) {
+    const git_error* e = git_error_last();
+    return Status::error(context + " <- " + (e != nullptr ? e->message : "unknown error"));
+  }
+
+  Status openOnce() const {
+    if (root_) {
+      return Status::ok();
+    }
+    git_repository* rawRepo = nullptr;
+    if (git_repository_open_bare(&rawRepo, cacheDir_.c_str()) < 0) {
+      return error("open cache " + cacheDir_);
+    }
+    RepositoryPtr repo(rawRepo);
+    git_oid id;
+    git_commit* rawCommit = nullptr;
+    if (git_oid_fromstr(&id, commitHex_.c_str()) < 0 ||
+        git_commit_lookup(&rawCommit, repo.get(), &id) < 0) {
+      return error("read commit");
+    }
+    CommitPtr commit(rawCommit);
+    git_tree* rawTree = nullptr;
+    if (git_commit_tree(&rawTree, commit.get()) < 0) {
+      return error("read the commit's tree");
+    }
+    repo_ = std::move(repo);
+    root_.reset(rawTree);
+    return Status::ok();
+  }
+
+  std::string cacheDir_;
+  std::string commitHex_;
+  // Opened by the first read; root_ (declared after) goes before the repository it belongs to.
+  mutable RepositoryPtr repo_;
+  mutable TreePtr root_;
+};
+
 }  // namespace
 
 struct GitSource::RemoteRef {
@@ -835,6 +976,7 @@ Result<Snapshot> GitSource::fetch() {
   snap.commit = fetched->commit;
   snap.revision = "git:" + fetched->commit;
   snap.files = std::move(files).value();
+  snap.tree = std::make_shared<GitCommitTree>(cacheDir_, fetched->commit);
   git_oid commitId;
   git_oid_fromstr(&commitId, fetched->commit.c_str());
   git_commit* rawCommit = nullptr;

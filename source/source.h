@@ -7,6 +7,7 @@
 
 #include "base/status.h"
 #include "reconciler/loader.h"
+#include "reconciler/source_tree.h"
 
 namespace hyper::controller {
 
@@ -18,6 +19,13 @@ struct Snapshot {
   std::string commit;             // git: the full commit id; dir: empty
   std::string message;            // git: the commit's subject line; dir: empty
   std::vector<SourceFile> files;  // manifests, paths relative to the source root (for diagnostics)
+  // Reads the file sources of this revision (Engine::load's tree): the directory, or the commit's
+  // tree. Keeps nothing of the Source alive; the loop drops it with the files.
+  std::shared_ptr<const SourceTree> tree;
+  // dir: `revision` covers the manifests only; the loader's id, which also covers the file
+  // sources they name, is the revision (the loop loads first and names it so). git: the commit
+  // covers everything.
+  bool revisionFromLoader = false;
   // git: the ref moved to a commit that does not contain the previously fetched one (a
   // force-push or a rollback); the loop reports it.
   bool rewound = false;

@@ -87,7 +87,7 @@ BuildProvider::BuildProvider(BuildProviderConfig config)
 
 void BuildProvider::validate(const ValidateRequest& req, ValidateResponse& resp) const {
   for (const Object* o : req.objects) {
-    parseBuildSpec(o->id, o->spec, resp.diagnostics);
+    parseBuildSpec(o->id, o->spec, resp.diagnostics, o->files);
   }
 }
 
@@ -241,6 +241,10 @@ std::optional<Json> BuildProvider::resolveInputs(const Object& object, ObserveSc
   const Json& spec = object.spec;
   const std::string type = spec.value("type", "");
   Json inputs = Json::object();
+  // A file source's bytes can move under an unchanged spec: each is an input by its digest.
+  for (const auto& [source, blob] : object.files) {
+    inputs["source:" + source] = blob->digest;
+  }
   auto tool = [&](const std::string& name) {
     auto v = toolVersion(name);
     if (!v.isOk()) {
@@ -525,7 +529,7 @@ host::CommandOptions BuildProvider::commandOptions(const BuildContext& ctx) cons
 Result<Json> BuildProvider::buildInitramfs(const BuildContext& ctx, BuildLog& log) {
   const Json& inputs = ctx.inputs;
   Diagnostics diags;
-  BuildSpec spec = parseBuildSpec(ctx.id, ctx.spec, diags);
+  BuildSpec spec = parseBuildSpec(ctx.id, ctx.spec, diags, ctx.files);
   if (diags.hasErrors()) {
     return Status::error(diags.items().front().summary);
   }
@@ -614,7 +618,7 @@ Result<Json> BuildProvider::buildDebianKernel(const BuildContext& ctx, BuildLog&
 Result<Json> BuildProvider::buildRootfs(const BuildContext& ctx, BuildLog& log) {
   const Json& inputs = ctx.inputs;
   Diagnostics diags;
-  BuildSpec spec = parseBuildSpec(ctx.id, ctx.spec, diags);
+  BuildSpec spec = parseBuildSpec(ctx.id, ctx.spec, diags, ctx.files);
   if (diags.hasErrors()) {
     return Status::error(diags.items().front().summary);
   }
@@ -670,6 +674,9 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
       if (!inputs.is_object()) {
         // Planned while waiting for the kernel: the other inputs are resolved now.
         inputs = Json::object();
+        for (const auto& [source, blob] : req.desired->files) {
+          inputs["source:" + source] = blob->digest;
+        }
         auto gzip = toolVersion("gzip");
         if (!gzip.isOk()) {
           resp.diagnostics.error(action.id, "", gzip.status().message());
@@ -709,6 +716,7 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
       ctx.spec = spec;
       ctx.inputs = inputs;
       ctx.key = key;
+      ctx.files = req.desired->files;
       auto job = queue_.submit(key, name, type,
                                [this, ctx](BuildJob& job) mutable { return runBuild(ctx, job); });
       if (!req.mayDefer) {

@@ -93,7 +93,8 @@ class BuildProvider : public Provider, public EventSource, public ProgressSource
   struct ObserveScope;
   // The inputs of `object`'s build as they are now: flat {name: digest or version}, only what
   // its type and spec use ({"busybox": "sha256:...", "gzip": "gzip 1.12", "kernel":
-  // "sha256:..."}). A referenced Build that changes in this apply leaves `pending` naming it.
+  // "sha256:...", "source:web/init.sh": "sha256:..."}; a file source's digest from
+  // Object::files). A referenced Build that changes in this apply leaves `pending` naming it.
   // Errors go to `diags` with the field they come from.
   std::optional<Json> resolveInputs(const Object& object, ObserveScope& scope, Diagnostics& diags,
                                     std::string& pending);
@@ -110,6 +111,7 @@ class BuildProvider : public Provider, public EventSource, public ProgressSource
     Json spec;
     Json inputs;
     std::string key;
+    std::map<std::string, std::shared_ptr<const SourceBlob>> files;  // Object::files
     const std::atomic<bool>* cancel = nullptr;  // the job's: its owners left, or shutdown
     BuildJob::Clock::time_point deadline = BuildJob::Clock::time_point::max();
   };

@@ -24,7 +24,8 @@ const std::set<std::string>& hyperInitPaths() {
 
 }  // namespace
 
-BuildSpec parseBuildSpec(const ObjectId& id, const Json& spec, Diagnostics& diags) {
+BuildSpec parseBuildSpec(const ObjectId& id, const Json& spec, Diagnostics& diags,
+                         const std::map<std::string, std::shared_ptr<const SourceBlob>>& sources) {
   BuildSpec out;
   out.type = spec.value("type", "");
   // Each type reads its own section; another type's section is a mistake worth naming.
@@ -73,7 +74,26 @@ BuildSpec parseBuildSpec(const ObjectId& id, const Json& spec, Diagnostics& diag
     const std::string field = "spec." + section + ".files[" + std::to_string(i) + "]";
     ImageFile file;
     file.path = f.value("path", "");
+    // Exactly one of the two, said at the entry (valijson's words for a oneOf are not a person's).
+    if (f.contains("content") == f.contains("source")) {
+      diags.error(id, field,
+                  std::string(f.contains("content") ? "has both content and source"
+                                                    : "has neither content nor source") +
+                      ": expected exactly one of content: TEXT and source: PATH");
+      continue;
+    }
     file.content = f.value("content", "");
+    file.source = f.value("source", "");
+    if (!file.source.empty()) {
+      auto blob = sources.find(file.source);
+      if (blob == sources.end() || !blob->second) {
+        diags.error(id, field + ".source",
+                    "\"" + file.source + "\" was not read (expected the loader to read it " +
+                        "from the manifest's directory)");
+        continue;
+      }
+      file.content = blob->second->bytes;
+    }
     file.mode = static_cast<uint32_t>(std::stoul(f.value("mode", "0644"), nullptr, 8));
     bool dotted = false;
     for (size_t start = 1; start <= file.path.size();) {

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,7 +17,8 @@ namespace hyper::providers::build {
 struct ImageFile {
   std::string path;  // "/init": absolute, no "." or ".." segment (the schema's pattern)
   uint32_t mode = 0644;
-  std::string content;
+  std::string content;  // as written, or the bytes of `source`
+  std::string source;   // the file source as written ("web/init.sh"); "" for content
 };
 
 // A Build's spec, as the provider uses it (schemas/build.schema.json has the syntax).
@@ -43,8 +46,11 @@ struct BuildSpec {
 
 // Parses a schema-valid spec. Semantic errors (a path that is "." or "..", given twice, or that
 // busybox or hyper's init already takes; modules without a kernel; a section the type does not
-// use) go to `diags` with the field path ("spec.initramfs.files[1].path").
-BuildSpec parseBuildSpec(const ObjectId& id, const Json& spec, Diagnostics& diags);
+// use) go to `diags` with the field path ("spec.initramfs.files[1].path"). A file's `source`
+// takes its bytes from `sources` (Object::files, read by the loader); one not there is an error.
+BuildSpec parseBuildSpec(
+    const ObjectId& id, const Json& spec, Diagnostics& diags,
+    const std::map<std::string, std::shared_ptr<const SourceBlob>>& sources = {});
 
 // The initramfs image: a newc cpio (entries sorted, mtime 0, uid/gid 0, modes as given,
 // parents implied) compressed by `gzip -n -9`. `busybox` is the binary's bytes (used when

@@ -47,6 +47,8 @@ ProviderRecord provider_build() {
       {"SIZE", [firstArtifact](const GetRow& row) { return firstArtifact(row, "size"); },
        /*wide=*/true},
   };
+  // A file's bytes from the manifests' tree instead of the manifest (build_spec.h).
+  b.fileSources = {"initramfs.files[*].source", "rootfs.files[*].source"};
   b.reproducible = true;
   b.logs = [](const std::string& name, const std::string& stateDir) {
     return LogFiles{{stateDir + "/builds/" + name + ".log"},
