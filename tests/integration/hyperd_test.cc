@@ -1181,5 +1181,46 @@ TEST_F(HyperdTest, ABuildRunsBesideTheLoopWithItsProgressAsEvents) {
   EXPECT_TRUE(contains(get.out, "debian-kernel")) << get.describe();
 }
 
+// A git revision's Builds rebuild to the digests hyperd recorded for that commit, from a checkout
+// of it; a later commit's change shows as different for the old revision, naming what moved.
+TEST_F(HyperdTest, AGitRevisionsBuildsRebuildFromACheckoutOfItsCommit) {
+  initRepo();
+  const std::string build = [](const std::string& motd) {
+    return "apiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: web}\nspec:\n"
+           "  type: initramfs\n  initramfs:\n    files:\n"
+           "      - {path: /init, mode: \"0755\", source: init.sh}\n"
+           "      - {path: /etc/motd, content: \"" +
+           motd + "\"}\n";
+  }("one");
+  std::string c1 = commit({{"build.yaml", build}, {"init.sh", "#!/bin/sh\necho one\n"}}, "a build");
+  push();
+  ASSERT_TRUE(
+      startHyperd({"--source", "file://" + bare_, "--interval", "1s", "--drift-interval", "60s"})
+          .isOk());
+  ASSERT_TRUE(eventually(milliseconds(30000), [&] {
+    return convergedTo("git:" + c1) && status()["lastReconcile"].value("inProgress", 1) == 0 &&
+           !hyperctl({"get", "builds"}).out.empty() &&
+           contains(hyperctl({"get", "builds"}).out, "initramfs");
+  })) << status().dump(1);
+  // A second commit changes the source file: a new artifact for the new revision.
+  std::string c2 = commit({{"init.sh", "#!/bin/sh\necho two\n"}}, "init two");
+  push();
+  ASSERT_TRUE(eventually(milliseconds(30000), [&] {
+    return convergedTo("git:" + c2) && status()["lastReconcile"].value("inProgress", 1) == 0;
+  })) << status().dump(1);
+  hyperd_.reset();  // rebuild reads the state hyperd wrote
+
+  // The working clone at the first commit: the same digest as hyperd recorded for it.
+  git({"-C", work_, "checkout", "--quiet", c1});
+  CommandRun same = hyperctl({"rebuild", "-f", work_, "--revision", "git:" + c1});
+  EXPECT_EQ(same.exitCode, 0) << same.describe();
+  EXPECT_TRUE(contains(same.out, "same       Build/web initrd sha256:")) << same.out;
+  // The second commit's checkout against the first revision: different, and the moved input is
+  // the source file.
+  git({"-C", work_, "checkout", "--quiet", c2});
+  CommandRun moved = hyperctl({"rebuild", "-f", work_, "--revision", "git:" + c1});
+  EXPECT_EQ(moved.exitCode, 2) << moved.describe();
+  EXPECT_TRUE(contains(moved.out, "input source:init.sh moved")) << moved.out;
+}
 }  // namespace
 }  // namespace hyper
