@@ -114,94 +114,65 @@ std::string BuildProvider::cachedKey(const std::string& name, const Json& spec,
   return key;
 }
 
-Result<std::string> BuildProvider::toolVersion(const std::string& tool) {
+template <typename T, typename Compute>
+Result<T> BuildProvider::remembered(std::map<std::string, T>& cache, const std::string& key,
+                                    const std::string& stamp, Compute compute) {
   {
     std::lock_guard<std::mutex> lk(mu_);
-    auto it = toolVersions_.find(tool);
-    if (it != toolVersions_.end()) {
-      return it->second;
-    }
-  }
-  std::string line;
-  if (tool == "erofs-utils") {
-    // mkfs.erofs has no --version: the package's version says which one makes the image.
-    HYPER_ASSIGN_OR_RETURN(
-        line, host::runChecked({"dpkg-query", "-W", "-f=erofs-utils ${Version}", "erofs-utils"}));
-  } else {
-    HYPER_ASSIGN_OR_RETURN(line, firstVersionLine(tool));
-  }
-  std::lock_guard<std::mutex> lk(mu_);
-  toolVersions_[tool] = line;
-  return line;
-}
-
-Result<SuiteIndex> BuildProvider::suiteIndex(const std::string& mirror, const std::string& suite) {
-  const std::string stamp = aptListsStamp();
-  const std::string name = mirror + " " + suite;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    if (stamp != listsStamp_) {
-      listsStamp_ = stamp;
+    if (!stamp.empty() && stamp != listsStamp_) {
+      listsStamp_ = stamp;  // apt's lists moved: what was read from them is read again
       suites_.clear();
       missing_.clear();
     }
-    auto it = suites_.find(name);
-    if (it != suites_.end()) {
+    auto it = cache.find(key);
+    if (it != cache.end()) {
       return it->second;
     }
   }
-  HYPER_ASSIGN_OR_RETURN(SuiteIndex index, findSuiteIndex("/var/lib/apt/lists", mirror, suite));
+  // Computed outside the lock (it runs commands); two observes may both compute it.
+  HYPER_ASSIGN_OR_RETURN(T value, compute());
   std::lock_guard<std::mutex> lk(mu_);
-  if (stamp == listsStamp_) {
-    suites_[name] = index;
+  if (stamp.empty() || stamp == listsStamp_) {
+    if (cache.size() >= 64) {
+      cache.clear();  // a handful of tools, kernels and suites at a time
+    }
+    cache[key] = value;
   }
-  return index;
+  return value;
+}
+
+Result<std::string> BuildProvider::toolVersion(const std::string& tool) {
+  return remembered<std::string>(toolVersions_, tool, "", [&]() -> Result<std::string> {
+    if (tool == "erofs-utils") {
+      // mkfs.erofs has no --version: the package's version says which one makes the image.
+      return host::runChecked({"dpkg-query", "-W", "-f=erofs-utils ${Version}", "erofs-utils"});
+    }
+    return firstVersionLine(tool);
+  });
+}
+
+Result<SuiteIndex> BuildProvider::suiteIndex(const std::string& mirror, const std::string& suite) {
+  return remembered<SuiteIndex>(suites_, mirror + " " + suite, aptListsStamp(), [&] {
+    return findSuiteIndex("/var/lib/apt/lists", mirror, suite);
+  });
 }
 
 Result<std::vector<std::string>> BuildProvider::missingPackages(
     const std::vector<std::string>& packages) {
-  const std::string stamp = aptListsStamp();
   std::string name;
   for (const auto& p : packages) {
     name += p + " ";
   }
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    if (stamp != listsStamp_) {
-      listsStamp_ = stamp;
-      suites_.clear();
-      missing_.clear();
-    }
-    auto it = missing_.find(name);
-    if (it != missing_.end()) {
-      return it->second;
-    }
-  }
-  HYPER_ASSIGN_OR_RETURN(std::vector<std::string> unknown, unknownPackages(packages));
-  std::lock_guard<std::mutex> lk(mu_);
-  if (stamp == listsStamp_) {
-    missing_[name] = unknown;
-  }
-  return unknown;
+  return remembered<std::vector<std::string>>(missing_, name, aptListsStamp(),
+                                              [&] { return unknownPackages(packages); });
 }
 
 Result<std::string> BuildProvider::modulesDep(const std::string& digest) {
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    auto it = modulesDeps_.find(digest);
-    if (it != modulesDeps_.end()) {
-      return it->second;
-    }
-  }
-  host::CommandOptions options;
-  options.timeout = std::chrono::seconds(60);
-  HYPER_ASSIGN_OR_RETURN(std::string dep, readModulesDep(store_.pathOf(digest), options));
-  std::lock_guard<std::mutex> lk(mu_);
-  if (modulesDeps_.size() > 16) {
-    modulesDeps_.clear();  // a handful of kernels at a time; no need to keep old ones
-  }
-  modulesDeps_[digest] = dep;
-  return dep;
+  return remembered<std::string>(modulesDeps_, digest, "", [&] {
+    host::CommandOptions options;
+    options.timeout = std::chrono::seconds(60);
+    return readModulesDep(store_.pathOf(digest), options);
+  });
 }
 
 Result<std::string> BuildProvider::busyboxDigest() {

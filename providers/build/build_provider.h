@@ -102,6 +102,11 @@ class BuildProvider : public Provider, public EventSource, public ProgressSource
   // buildKey, remembered per Build name while its spec and inputs stay the same.
   std::string cachedKey(const std::string& name, const Json& spec, const Json& inputs);
   Result<std::string> toolVersion(const std::string& tool);
+  // `cache[key]`, computed (outside the lock) when absent and kept. With a `stamp` (apt's lists),
+  // the caches read from apt's lists are emptied when it moved.
+  template <typename T, typename Compute>
+  Result<T> remembered(std::map<std::string, T>& cache, const std::string& key,
+                       const std::string& stamp, Compute compute);
   // modules.dep of a modules artifact, kept per digest (observe checks module names with it).
   Result<std::string> modulesDep(const std::string& digest);
 

@@ -38,6 +38,14 @@ std::string statStamp(const char* path) {
          std::to_string(st.st_mtim.tv_nsec);
 }
 
+// `apt-cache show --no-all-versions NAME`: the candidate version's paragraph.
+Result<host::CommandResult> aptCacheShow(const std::string& name) {
+  host::CommandOptions options;
+  options.timeout = std::chrono::seconds(60);
+  options.maxOutputBytes = 4 << 20;
+  return host::runCommand({"apt-cache", "show", "--no-all-versions", name}, "", options);
+}
+
 }  // namespace
 
 std::map<std::string, std::string> parseControlParagraph(std::string_view text) {
@@ -148,12 +156,7 @@ Result<std::vector<std::string>> unknownPackages(const std::vector<std::string>&
 }
 
 Result<DebianPackage> Apt::show(const std::string& name) const {
-  host::CommandOptions options;
-  options.timeout = std::chrono::seconds(60);
-  options.maxOutputBytes = 4 << 20;
-  HYPER_ASSIGN_OR_RETURN(
-      host::CommandResult r,
-      host::runCommand({"apt-cache", "show", "--no-all-versions", name}, "", options));
+  HYPER_ASSIGN_OR_RETURN(host::CommandResult r, aptCacheShow(name));
   auto fields = parseControlParagraph(r.out);
   if (r.exitCode != 0 || fields.count("Package") == 0) {
     std::string why = trim(r.err.substr(0, r.err.find('\n')));
@@ -188,12 +191,7 @@ Result<DebianPackage> Apt::resolveKernel(const std::string& name) {
       return it->second;
     }
   }
-  host::CommandOptions options;
-  options.timeout = std::chrono::seconds(60);
-  options.maxOutputBytes = 4 << 20;
-  HYPER_ASSIGN_OR_RETURN(
-      host::CommandResult meta,
-      host::runCommand({"apt-cache", "show", "--no-all-versions", name}, "", options));
+  HYPER_ASSIGN_OR_RETURN(host::CommandResult meta, aptCacheShow(name));
   auto fields = parseControlParagraph(meta.out);
   std::string target = name;
   if (meta.exitCode == 0 && fields.count("Package") > 0) {
