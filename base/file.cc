@@ -89,4 +89,11 @@ Status writeFileAtomically(const std::string& path, std::string_view bytes, mode
   return Status::ok();
 }
 
+RemoveTreeOnExit::~RemoveTreeOnExit() {
+  if (!path_.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+}
+
 }  // namespace hyper

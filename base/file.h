@@ -31,4 +31,18 @@ Result<std::string> readFile(const std::string& path, size_t maxBytes = SIZE_MAX
 Status writeFileAtomically(const std::string& path, std::string_view bytes, mode_t mode = 0644,
                            const std::function<void()>& beforeRename = {});
 
+// Removes a directory tree (a scratch directory) when it goes out of scope; nothing when `path`
+// is empty. Errors are ignored: what is left is a leftover for gc, never a failure.
+class RemoveTreeOnExit {
+ public:
+  explicit RemoveTreeOnExit(std::string path = "") : path_(std::move(path)) {}
+  ~RemoveTreeOnExit();
+  RemoveTreeOnExit(const RemoveTreeOnExit&) = delete;
+  RemoveTreeOnExit& operator=(const RemoveTreeOnExit&) = delete;
+  void reset(std::string path) { path_ = std::move(path); }
+
+ private:
+  std::string path_;
+};
+
 }  // namespace hyper

@@ -19,6 +19,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/clock.h"
+#include "base/file.h"
 #include "base/names.h"
 #include "base/text_escape.h"
 #include "controller/client.h"
@@ -558,13 +559,7 @@ int runRebuild(const GlobalOptions& g, const std::vector<std::string>& paths,
     return fail(std::string("rebuild: scratch dir <- ") + std::strerror(errno));
   }
   const std::string scratch = tmpl;
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() {
-      std::error_code ec;
-      std::filesystem::remove_all(dir, ec);
-    }
-  } cleanup{scratch};
+  RemoveTreeOnExit cleanup(scratch);
 
   auto engine = makeEngine(scratch);
   if (!engine) {

@@ -514,15 +514,7 @@ Result<Json> BuildProvider::buildInitramfs(const BuildContext& ctx, BuildLog& lo
   }
   std::string scratch;
   std::vector<guest::ModuleFile> modules;
-  struct Cleanup {
-    std::string* dir;
-    ~Cleanup() {
-      if (!dir->empty()) {
-        std::error_code ignored;
-        std::filesystem::remove_all(*dir, ignored);
-      }
-    }
-  } cleanup{&scratch};
+  RemoveTreeOnExit cleanup;
   if (!spec.kernel.empty()) {
     const std::string digest = inputs.value("kernel", "");
     const std::string tar = store_.pathOf(digest);
@@ -533,6 +525,7 @@ Result<Json> BuildProvider::buildInitramfs(const BuildContext& ctx, BuildLog& lo
     }
     modules = std::move(*resolved);
     HYPER_ASSIGN_OR_RETURN(scratch, store_.makeScratchDir("initramfs"));
+    cleanup.reset(scratch);
     HYPER_RETURN_IF_ERROR(extractModules(tar, modules, scratch, commandOptions(ctx)));
     std::string names;
     for (const auto& m : modules) {
@@ -565,13 +558,7 @@ Result<Json> BuildProvider::buildDebianKernel(const BuildContext& ctx, BuildLog&
   HYPER_ASSIGN_OR_RETURN(std::string debPath, apt_.fetch(p, ctx.cancel));
   log += "fetched " + debPath + "\n";
   HYPER_ASSIGN_OR_RETURN(std::string scratch, store_.makeScratchDir("debian-kernel"));
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() {
-      std::error_code ignored;
-      std::filesystem::remove_all(dir, ignored);
-    }
-  } cleanup{scratch};
+  RemoveTreeOnExit cleanup(scratch);
   HYPER_ASSIGN_OR_RETURN(KernelOutputs out,
                          unpackDebianKernel(debPath, scratch, commandOptions(ctx), log));
   Json artifacts = Json::object();
@@ -600,13 +587,7 @@ Result<Json> BuildProvider::buildRootfs(const BuildContext& ctx, BuildLog& log) 
     return Status::error("the host's apt lists for " + spec.suite + " changed since the plan");
   }
   HYPER_ASSIGN_OR_RETURN(std::string scratch, store_.makeScratchDir("rootfs"));
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() {
-      std::error_code ignored;
-      std::filesystem::remove_all(dir, ignored);
-    }
-  } cleanup{scratch};
+  RemoveTreeOnExit cleanup(scratch);
   // The filesystem's UUID comes from the key: the same build, the same UUID, on any host.
   HYPER_ASSIGN_OR_RETURN(
       std::string image,

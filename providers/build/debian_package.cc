@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "base/file.h"
 #include "base/sha256.h"
 #include "store/artifact_store.h"
 
@@ -233,13 +234,7 @@ Result<std::string> Apt::fetch(const DebianPackage& package, const std::atomic<b
     return Status::error("create a download directory in " + config_.debCache);
   }
   const std::string dir(buf.data());
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() {
-      std::error_code ignored;
-      std::filesystem::remove_all(dir, ignored);
-    }
-  } cleanup{dir};
+  RemoveTreeOnExit cleanup(dir);
   host::CommandOptions options;
   options.cwd = dir;
   options.timeout = config_.timeout;

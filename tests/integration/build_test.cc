@@ -40,15 +40,7 @@ class BuildCommandTest : public ::testing::Test {
   // which only sets those and execs it).
   CommandRun hyperctl(const std::string& state, std::vector<std::string> args,
                       const std::string& umask = "", const std::string& tz = "") {
-    std::vector<std::string> argv;
-    if (!umask.empty()) {
-      argv = {"sh", "-c", "umask " + umask + "; exec \"$@\"", "sh", "env", "TZ=" + tz};
-    }
-    argv.push_back(HYPERCTL_PATH);
-    argv.push_back("--state-dir");
-    argv.push_back(tmp_->path() + "/" + state);
-    argv.insert(argv.end(), args.begin(), args.end());
-    return runArgv(argv);
+    return runHyperctl(tmp_->path() + "/" + state, args, {umask, tz, {}, {}});
   }
   std::unique_ptr<TempDir> tmp_;
 };

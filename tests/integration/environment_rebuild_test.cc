@@ -114,15 +114,11 @@ class EnvironmentRebuildTest : public ::testing::Test {
 
   // hyperctl for `side`, under its umask and TZ, in its namespace or the host's.
   CommandRun hyperctl(const Side& side, bool inNamespace, std::vector<std::string> args) {
-    std::vector<std::string> argv;
+    HyperctlEnv how{side.umask, side.tz, {"HYPER_VM_RUN_DIR=" + side.run}, {}};
     if (inNamespace) {
-      argv = {"ip", "netns", "exec", side.ns->name()};
+      how.prefix = {"ip", "netns", "exec", side.ns->name()};
     }
-    argv.insert(argv.end(),
-                {"sh", "-c", "umask " + side.umask + "; exec \"$@\"", "sh", "env", "TZ=" + side.tz,
-                 "HYPER_VM_RUN_DIR=" + side.run, HYPERCTL_PATH, "--state-dir", side.state});
-    argv.insert(argv.end(), args.begin(), args.end());
-    return runArgv(argv);
+    return runHyperctl(side.state, args, how);
   }
 
   std::unique_ptr<TempDir> tmp_;

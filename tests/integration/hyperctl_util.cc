@@ -72,4 +72,22 @@ CommandRun runArgv(const std::vector<std::string>& argv) {
   return run;
 }
 
+CommandRun runHyperctl(const std::string& stateDir, const std::vector<std::string>& args,
+                       const HyperctlEnv& how) {
+  std::vector<std::string> argv = how.prefix;
+  if (!how.umask.empty()) {
+    argv.insert(argv.end(), {"sh", "-c", "umask " + how.umask + "; exec \"$@\"", "sh"});
+  }
+  if (!how.tz.empty() || !how.env.empty()) {
+    argv.push_back("env");
+    if (!how.tz.empty()) {
+      argv.push_back("TZ=" + how.tz);
+    }
+    argv.insert(argv.end(), how.env.begin(), how.env.end());
+  }
+  argv.insert(argv.end(), {HYPERCTL_PATH, "--state-dir", stateDir});
+  argv.insert(argv.end(), args.begin(), args.end());
+  return runArgv(argv);
+}
+
 }  // namespace hyper::test

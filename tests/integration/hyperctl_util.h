@@ -40,6 +40,19 @@ struct CommandRun {
 // reason in `err` when it could not be started.
 CommandRun runArgv(const std::vector<std::string>& argv);
 
+// How the reproducibility tests vary hyperctl's surroundings: its umask and TZ (through sh, which
+// only sets the umask and execs it; none when `umask` is empty) and variables added to its
+// environment ("HYPER_VM_RUN_DIR=..."). `prefix` goes before it all (`ip netns exec NETNS`).
+struct HyperctlEnv {
+  std::string umask;
+  std::string tz;
+  std::vector<std::string> env;
+  std::vector<std::string> prefix;
+};
+// The real hyperctl (HYPERCTL_PATH) against `stateDir`, in `how`'s surroundings.
+CommandRun runHyperctl(const std::string& stateDir, const std::vector<std::string>& args,
+                       const HyperctlEnv& how = {});
+
 // The real hyperctl binary (HYPERCTL_PATH) run inside a named network namespace against one
 // state directory: `ip netns exec NETNS hyperctl --state-dir STATE_DIR args...`, never through a
 // shell, with stdin empty.

@@ -50,15 +50,7 @@ class KernelBuildTest : public ::testing::Test {
   }
   CommandRun hyperctl(const std::string& state, std::vector<std::string> args,
                       const std::string& umask = "", const std::string& tz = "") {
-    std::vector<std::string> argv;
-    if (!umask.empty()) {
-      argv = {"sh", "-c", "umask " + umask + "; exec \"$@\"", "sh", "env", "TZ=" + tz};
-    }
-    argv.push_back(HYPERCTL_PATH);
-    argv.push_back("--state-dir");
-    argv.push_back(tmp_->path() + "/" + state);
-    argv.insert(argv.end(), args.begin(), args.end());
-    return runArgv(argv);
+    return runHyperctl(tmp_->path() + "/" + state, args, {umask, tz, {}, {}});
   }
   // The artifacts of a Build, from `get builds -o json` (status.observed.artifacts).
   Json artifacts(const std::string& state, const std::string& name) {

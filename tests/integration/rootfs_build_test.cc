@@ -67,13 +67,8 @@ class RootfsBuildTest : public ::testing::Test {
   }
   CommandRun hyperctl(const std::string& state, std::vector<std::string> args,
                       const std::string& umask = "022", const std::string& tz = "UTC") {
-    std::vector<std::string> argv = {"sh",  "-c",       "umask " + umask + "; exec \"$@\"", "sh",
-                                     "env", "TZ=" + tz, "HYPER_VM_RUN_DIR=" + runDir_};
-    argv.push_back(HYPERCTL_PATH);
-    argv.push_back("--state-dir");
-    argv.push_back(tmp_->path() + "/" + state);
-    argv.insert(argv.end(), args.begin(), args.end());
-    return runArgv(argv);
+    return runHyperctl(tmp_->path() + "/" + state, args,
+                       {umask, tz, {"HYPER_VM_RUN_DIR=" + runDir_}, {}});
   }
   std::string storeListing(const std::string& state) {
     std::string out;
