@@ -1,6 +1,7 @@
 // hyperctl: validate, diff, apply and get hyper manifests against the host it runs on (the
 // network namespace it starts in) and the state directory it is given.
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -231,6 +232,33 @@ bool refusedWithoutYes(const Revision& revision, const std::vector<ManagedRecord
   return true;
 }
 
+// Set by SIGINT or SIGTERM while an apply runs: actions not started yet are not started, and a
+// build being waited for is given up, so its queue kills the build's process group (which is not
+// in ours, so the terminal's Ctrl-C does not reach it) before hyperctl exits.
+std::atomic<bool> gInterrupted{false};
+
+// Catches SIGINT and SIGTERM into gInterrupted for its lifetime.
+class InterruptCatcher {
+ public:
+  InterruptCatcher() {
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { gInterrupted.store(true); };
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, &oldInt_);
+    ::sigaction(SIGTERM, &sa, &oldTerm_);
+  }
+  ~InterruptCatcher() {
+    ::sigaction(SIGINT, &oldInt_, nullptr);
+    ::sigaction(SIGTERM, &oldTerm_, nullptr);
+  }
+  InterruptCatcher(const InterruptCatcher&) = delete;
+  InterruptCatcher& operator=(const InterruptCatcher&) = delete;
+
+ private:
+  struct sigaction oldInt_ {};
+  struct sigaction oldTerm_ {};
+};
+
 // While an apply waits for work that goes on in a provider (a build), prints what it goes
 // through, a line each, on the terminal (stderr, when it is one): the queue, each log line, the
 // end. Nothing when stderr is not a terminal (scripts read the plan and the result only).
@@ -358,8 +386,10 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
   options.parallelism = g.parallelism;
   options.reconcileId = controller::newReconcileId();
   options.unconfirmed = &unconfirmed;
+  options.cancel = &gInterrupted;
   ApplyReport report;
   {
+    InterruptCatcher interrupts;
     ProgressPrinter progress(*engine);
     report = engine->apply(planned.plan, *revision, *managed, *inventory, options);
   }

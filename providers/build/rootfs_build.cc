@@ -129,7 +129,14 @@ Result<std::string> buildRootfsImage(const BuildSpec& spec, const SuiteIndex& in
     copy += " " + path;
   }
   copy += " \"$1/var/lib/apt/lists/\"";
-  std::vector<std::string> argv = {"mmdebstrap",
+  // In a mount namespace of its own: mmdebstrap mounts proc, sys and dev inside the tree, and a
+  // build killed (timeout, cancel) would leave those mounts on the host; they go with the
+  // namespace instead.
+  std::vector<std::string> argv = {"unshare",
+                                   "--mount",
+                                   "--propagation",
+                                   "private",
+                                   "mmdebstrap",
                                    "--quiet",
                                    "--mode=root",
                                    "--format=directory",

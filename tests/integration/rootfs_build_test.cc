@@ -11,6 +11,7 @@
 #include <fstream>
 #include <thread>
 
+#include "base/file.h"
 #include "tests/integration/guest_util.h"
 #include "tests/integration/hyperctl_util.h"
 
@@ -149,6 +150,28 @@ TEST_F(RootfsBuildTest, UnknownPackagesAndSuitesAreNamedWithTheirField) {
   EXPECT_EQ(suite.exitCode, 1) << suite.describe();
   EXPECT_TRUE(contains(suite.err, "spec.rootfs.suite")) << suite.err;
   EXPECT_TRUE(contains(suite.err, "have no hyper-no-such-suite from")) << suite.err;
+}
+
+// Ctrl-C while mmdebstrap runs: hyperctl gives the build up, its process group is killed, and
+// nothing is left: no mount of the build's tree on the host, no scratch directory.
+TEST_F(RootfsBuildTest, AnInterruptedBuildLeavesNoMountAndNoScratch) {
+  ASSERT_TRUE(tmp_->write("src/rootfs.yaml", rootfsBuild(mirror_, "[busybox]")).isOk());
+  // timeout(1) sends SIGINT after 8 s, well inside mmdebstrap's ~20 s, as a terminal's Ctrl-C.
+  CommandRun run = runHyperctl(tmp_->path() + "/s", {"apply", "-f", tmp_->path() + "/src"},
+                               {"", "", {}, {"timeout", "-s", "INT", "8"}});
+  EXPECT_EQ(run.exitCode, 124) << run.describe();  // timeout's: it had to send the signal
+  EXPECT_TRUE(contains(run.err, "cancelled while building (its process group killed)"))
+      << run.describe();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto mounts = readFile("/proc/self/mounts");
+  ASSERT_TRUE(mounts.isOk());
+  EXPECT_FALSE(contains(*mounts, tmp_->path())) << *mounts;
+  std::error_code ec;
+  size_t left = 0;
+  for ([[maybe_unused]] auto& e : fs::directory_iterator(tmp_->path() + "/s/store/tmp", ec)) {
+    ++left;
+  }
+  EXPECT_EQ(left, 0u) << "a scratch directory was left in the store";
 }
 
 }  // namespace
