@@ -14,6 +14,7 @@
 #include "providers/builtin.h"
 #include "reconciler/loader.h"
 #include "source/dir_source.h"
+#include "tests/fakes/temp_tree.h"
 
 namespace hyper {
 namespace {
@@ -34,25 +35,15 @@ bool readable(int fd, std::chrono::milliseconds timeout) {
   return ::poll(&pfd, 1, static_cast<int>(timeout.count())) == 1;
 }
 
-class DirSourceFileSourcesTest : public ::testing::Test {
+class DirSourceFileSourcesTest : public test::TempTreeTest {
  protected:
+  DirSourceFileSourcesTest() : TempTreeTest("hyper-dirsrc-files") {}
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "hyper-dirsrc-files-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    root_ = tmpl;
+    TempTreeTest::SetUp();
     auto kinds = providers::builtinKinds();
     ASSERT_TRUE(kinds.isOk()) << kinds.status().message();
     loader_ = std::make_unique<ManifestLoader>((*kinds)->schemas(), LoaderLimits{},
                                                (*kinds)->fileSources());
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
-  void write(const std::string& rel, const std::string& content) {
-    fs::path p = fs::path(root_) / rel;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
   }
   std::unique_ptr<DirSource> open(const std::string& path = "") {
     auto src = DirSource::open({root_, "", path, ""});
@@ -75,7 +66,6 @@ class DirSourceFileSourcesTest : public ::testing::Test {
     return r;
   }
 
-  std::string root_;
   std::unique_ptr<ManifestLoader> loader_;
 };
 

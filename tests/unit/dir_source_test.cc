@@ -14,6 +14,7 @@
 
 #include "reconciler/loader.h"
 #include "reconciler/schema.h"
+#include "tests/fakes/temp_tree.h"
 
 // The directory source against a real temporary directory and real inotify events.
 
@@ -35,23 +36,9 @@ bool readable(int fd, std::chrono::milliseconds timeout) {
   return ::poll(&pfd, 1, static_cast<int>(timeout.count())) == 1;
 }
 
-class DirSourceTest : public ::testing::Test {
+class DirSourceTest : public test::TempTreeTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "hyper-dirsrc-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    root_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
-
-  void write(const std::string& rel, const std::string& content) {
-    fs::path p = fs::path(root_) / rel;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
-  }
+  DirSourceTest() : TempTreeTest("hyper-dirsrc") {}
 
   std::unique_ptr<DirSource> open(const std::string& path = "") {
     auto src = DirSource::open({root_, "", path, ""});
@@ -72,8 +59,6 @@ class DirSourceTest : public ::testing::Test {
     }
     return out;
   }
-
-  std::string root_;
 };
 
 TEST_F(DirSourceTest, RevisionIsStableForSameContentAndChangesWithOneByte) {

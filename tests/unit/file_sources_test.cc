@@ -17,6 +17,7 @@
 #include "reconciler/kind_registry.h"
 #include "reconciler/loader.h"
 #include "reconciler/source_tree.h"
+#include "tests/fakes/temp_tree.h"
 
 namespace hyper {
 namespace {
@@ -114,24 +115,14 @@ std::string buildManifest(const std::string& name, const std::string& source) {
          Json(source).dump() + "\n";
 }
 
-class FileSourceLoaderTest : public ::testing::Test {
+class FileSourceLoaderTest : public test::TempTreeTest {
  protected:
+  FileSourceLoaderTest() : TempTreeTest("hyper-filesrc") {}
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "hyper-filesrc-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    root_ = tmpl;
+    TempTreeTest::SetUp();
     auto kinds = providers::builtinKinds();
     ASSERT_TRUE(kinds.isOk()) << kinds.status().message();
     kinds_ = *kinds;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
-  void write(const std::string& rel, const std::string& content) {
-    fs::path p = fs::path(root_) / rel;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
   }
   ManifestLoader loader(LoaderLimits limits = LoaderLimits{}) const {
     return ManifestLoader(kinds_->schemas(), limits, kinds_->fileSources());
@@ -144,7 +135,6 @@ class FileSourceLoaderTest : public ::testing::Test {
     return l.load(files.isOk() ? *files : std::vector<SourceFile>{}, &tree);
   }
 
-  std::string root_;
   std::shared_ptr<const KindRegistry> kinds_;
 };
 
