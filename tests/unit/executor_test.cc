@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "base/log_context.h"
+#include "reconciler/engine.h"
 #include "tests/fakes/fake_provider.h"
 
 namespace hyper {
@@ -443,6 +444,39 @@ TEST(ExecutorTest, RetryHintsOfFailuresReachTheOutcome) {
   EXPECT_TRUE(outcomes[2].status.isOk());
   EXPECT_FALSE(outcomes[2].retryAfter.has_value());
   EXPECT_FALSE(outcomes[2].terminal);
+}
+
+// Work a provider took into its own queue: not a failure, and what depends on it waits.
+TEST(ExecutorTest, InProgressIsNoFailureAndItsDependentsWait) {
+  Plan plan;
+  plan.actions = {act(ActionType::Create, "build"), act(ActionType::Create, "vm", {"build"}),
+                  act(ActionType::Create, "disk", {"vm"}), act(ActionType::Create, "net")};
+  ActionRunner run = [](const PlanAction& a) -> ActionResult {
+    if (a.id.name != "build") {
+      return Status::ok();
+    }
+    ActionResult r(Status::error("create FakeThing/build: in progress (queued)"));
+    r.inProgress = true;
+    r.retryAfter = std::chrono::seconds(30);
+    return r;
+  };
+  ApplyReport report;
+  report.outcomes = executePlan(plan, run, ExecutorOptions{2});
+  ASSERT_EQ(report.outcomes.size(), 4u);
+  EXPECT_TRUE(report.outcomes[0].inProgress);
+  EXPECT_FALSE(report.outcomes[0].failed());
+  EXPECT_EQ(report.outcomes[0].retryAfter, std::chrono::seconds(30));
+  for (size_t i : {1u, 2u}) {
+    EXPECT_TRUE(report.outcomes[i].skipped) << i;
+    EXPECT_TRUE(report.outcomes[i].waiting) << i << ": waits, through the chain";
+    EXPECT_FALSE(report.outcomes[i].failed()) << i;
+    EXPECT_NE(report.outcomes[i].status.message().find("is in progress"), std::string::npos)
+        << report.outcomes[i].status.message();
+  }
+  EXPECT_TRUE(report.outcomes[3].status.isOk()) << "independent work goes on";
+  EXPECT_EQ(report.failed(), 0u);
+  EXPECT_EQ(report.inProgress(), 3u);
+  EXPECT_FALSE(report.ok()) << "not done yet";
 }
 
 }  // namespace
