@@ -9,7 +9,7 @@ packages=(
   libgtest-dev libgmock-dev
   libgit2-dev libspdlog-dev libcpp-httplib-dev libssl-dev
   iproute2 nftables iputils-ping clang-format openssl
-  qemu-system-x86 busybox-static cpio make kmod mmdebstrap erofs-utils
+  qemu-system-x86 busybox-static cpio make kmod mmdebstrap erofs-utils gpg libdpkg-perl
   openssh-server openssh-client
 )
 
