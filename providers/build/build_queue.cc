@@ -53,6 +53,7 @@ std::shared_ptr<BuildJob> BuildQueue::submit(const std::string& key, const std::
                                              const std::string& type, Work work) {
   std::vector<ProgressEvent> events;
   std::shared_ptr<BuildJob> job;
+  bool fresh = false;
   {
     std::lock_guard<std::mutex> lk(mu_);
     // Done jobs nobody came back for (their Build left the manifests) go after a while.
@@ -88,15 +89,12 @@ std::shared_ptr<BuildJob> BuildQueue::submit(const std::string& key, const std::
       job->owners = {owner};
       job->queuedAt = BuildJob::Clock::now();
       jobs_[key] = job;
-      pending_.emplace_back(job, std::move(work));
-      if (idle_ == 0 && workers_.size() < concurrency_ && !stopping_) {
-        workers_.emplace_back([this] { workerLoop(); });
-      }
+      fresh = true;
       ProgressEvent e;
       e.object = {"Build", owner};
       e.type = "build-queued";
       e.message = "queued (" + type + ", key " + key.substr(0, 12) + ", " +
-                  std::to_string(pending_.size()) + " waiting)";
+                  std::to_string(pending_.size() + 1) + " waiting)";
       e.samples.push_back({"hyper_build_cache_total",
                            "Build applies by cache result",
                            {{"result", "miss"}, {"type", type}},
@@ -105,9 +103,20 @@ std::shared_ptr<BuildJob> BuildQueue::submit(const std::string& key, const std::
       events.push_back(std::move(e));
     }
   }
-  cv_.notify_one();
+  // Reported before a worker can see the job, so its build-started never comes first. A Build
+  // joining meanwhile shares it; one cancelling it meanwhile makes the worker skip the work.
   for (auto& e : events) {
     report_(std::move(e));
+  }
+  if (fresh) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      pending_.emplace_back(job, std::move(work));
+      if (pending_.size() > idle_ && workers_.size() < concurrency_ && !stopping_) {
+        workers_.emplace_back([this] { workerLoop(); });
+      }
+    }
+    cv_.notify_one();
   }
   return job;
 }
