@@ -66,11 +66,17 @@ for arg in $(cat /proc/cmdline); do
   esac
 done
 
-# hyper.disk=DIR: the VM's disk (/dev/vda, a rootfs Build's erofs image) mounted read-only there.
+# hyper.disk=DIR: the VM's disk (/dev/vda, a rootfs Build's erofs or ext4 image) mounted there:
+# writable when the disk and its filesystem are (mount falls back to read-only otherwise).
 if [ -n "$disk" ]; then
   mkdir -p "$disk"
-  if mount -o ro /dev/vda "$disk"; then
-    echo "hyper-disk /dev/vda on $disk: $(cat "$disk/etc/debian_version" 2>/dev/null)"
+  if mount /dev/vda "$disk" 2>/dev/null || mount -o ro /dev/vda "$disk"; then
+    how=ro
+    if touch "$disk/.hyper-rw" 2>/dev/null; then
+      how=rw
+      rm -f "$disk/.hyper-rw"
+    fi
+    echo "hyper-disk /dev/vda on $disk ($how): $(cat "$disk/etc/debian_version" 2>/dev/null)"
   else
     echo "hyper-disk /dev/vda: mount failed"
   fi
@@ -131,8 +137,9 @@ done
 
 const std::vector<std::string>& defaultGuestModules() {
   static const std::vector<std::string> modules = {
-      "virtio_ring", "virtio", "virtio_mmio",    "failover",   "net_failover",   "virtio_net",
-      "button",      "evdev",  "virtio_console", "virtio_blk", "crc32c_generic", "erofs"};
+      "virtio_ring",    "virtio", "virtio_mmio", "failover",       "net_failover",
+      "virtio_net",     "button", "evdev",       "virtio_console", "virtio_blk",
+      "crc32c_generic", "erofs",  "ext4"};
   return modules;
 }
 

@@ -11,8 +11,9 @@ namespace hyper::guest {
 // The kernel modules a Debian kernel needs as modules to reach hyper's VMs over virtio-mmio
 // (QEMU microvm) and to power off on an ACPI power button (graceful stop): button and evdev let
 // the init notice `system_powerdown`; virtio_console gives it the virtio-serial readiness channel;
-// virtio_blk and erofs let it mount a rootfs Build's image as its disk (crc32c_generic first:
-// erofs needs libcrc32c, which needs a crc32c implementation, a softdep modules.dep omits).
+// virtio_blk, erofs and ext4 let it mount a rootfs Build's image as its disk (crc32c_generic
+// first: erofs needs libcrc32c and ext4 crc32c, which need an implementation, a softdep
+// modules.dep omits).
 const std::vector<std::string>& defaultGuestModules();
 
 // One module file to put in the image, in load order.

@@ -143,9 +143,10 @@ Result<T> BuildProvider::remembered(std::map<std::string, T>& cache, const std::
 
 Result<std::string> BuildProvider::toolVersion(const std::string& tool) {
   return remembered<std::string>(toolVersions_, tool, "", [&]() -> Result<std::string> {
-    if (tool == "erofs-utils") {
-      // mkfs.erofs has no --version: the package's version says which one makes the image.
-      return host::runChecked({"dpkg-query", "-W", "-f=erofs-utils ${Version}", "erofs-utils"});
+    if (tool == "erofs-utils" || tool == "e2fsprogs") {
+      // mkfs.erofs has no --version, mke2fs's -V goes to stderr: the package's version says which
+      // one makes the image.
+      return host::runChecked({"dpkg-query", "-W", "-f=" + tool + " ${Version}", tool});
     }
     return firstVersionLine(tool);
   });
@@ -267,7 +268,8 @@ std::optional<Json> BuildProvider::resolveInputs(const Object& object, ObserveSc
     }
     inputs["index"] = index->digest;
     inputs["indexDate"] = suite + " " + index->date;
-    if (!tool("mmdebstrap") || !tool("erofs-utils")) {
+    if (!tool("mmdebstrap") ||
+        !tool(rootfs.value("format", "erofs") == "ext4" ? "e2fsprogs" : "erofs-utils")) {
       return std::nullopt;
     }
     return inputs;

@@ -61,6 +61,12 @@ BuildSpec parseBuildSpec(const ObjectId& id, const Json& spec, Diagnostics& diag
   out.variant = rootfs.value("variant", out.variant);
   out.packages = rootfs.value("packages", std::vector<std::string>{});
   out.format = rootfs.value("format", out.format);
+  out.sizeMiB = rootfs.value("sizeMiB", 0u);
+  if (out.sizeMiB != 0 && out.format != "ext4") {
+    diags.error(id, "spec.rootfs.sizeMiB",
+                "an " + out.format +
+                    " image is as big as its contents: expected sizeMiB only with format: ext4");
+  }
   if (out.type != "initramfs") {
     out.busybox = false;  // busybox and hyper's init are the initramfs's
     out.hyperInit = false;

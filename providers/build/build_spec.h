@@ -41,7 +41,8 @@ struct BuildSpec {
   std::string mirror = "http://deb.debian.org/debian";
   std::string variant = "minbase";
   std::vector<std::string> packages;
-  std::string format = "erofs";
+  std::string format = "erofs";  // "erofs" | "ext4"
+  uint32_t sizeMiB = 0;          // ext4: the image's size; 0 = from the tree
 };
 
 // Parses a schema-valid spec. Semantic errors (a path that is "." or "..", given twice, or that

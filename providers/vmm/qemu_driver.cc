@@ -453,9 +453,9 @@ Result<VmHandle> QemuDriver::start(const VmSpec& spec) {
   fs::permissions(dir, fs::perms::owner_all, ec);
   if (!spec.disk.empty() && !spec.diskReadOnly) {
     // The VM's own copy: what it writes stays in its run dir and goes with it.
-    auto copied =
-        host::runChecked({"cp", "--reflink=auto", "--sparse=always", spec.disk, dir + kDiskCopy});
-    if (!copied.isOk() || ::chmod((dir + kDiskCopy).c_str(), 0600) != 0) {
+    const std::string copy = dir + "/" + kDiskCopy;
+    auto copied = host::runChecked({"cp", "--reflink=auto", "--sparse=always", spec.disk, copy});
+    if (!copied.isOk() || ::chmod(copy.c_str(), 0600) != 0) {
       fs::remove_all(dir, ec);
       return Status::error(what + " <- copy the disk " + spec.disk + " into " + dir +
                            (copied.isOk() ? std::string() : ": " + copied.status().message()));

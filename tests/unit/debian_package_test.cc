@@ -8,12 +8,18 @@
 
 #include <sys/stat.h>
 
+#include <fcntl.h>
+
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "base/file.h"
+#include "host/command.h"
 #include "providers/build/build_spec.h"
 #include "providers/build/rootfs_build.h"
+#include "store/artifact_store.h"
 
 namespace hyper::providers::build {
 namespace {
@@ -170,6 +176,120 @@ TEST_F(RootfsPiecesTest, FilesAreWrittenIntoTheTreeNeverThroughASymlink) {
             "real directories (like /usr/bin rather than /bin)");
   EXPECT_FALSE(writeTreeFiles(root, {{"/host/tmp/escaped", 0644, "x"}}).isOk());
   EXPECT_FALSE(std::filesystem::exists("/tmp/escaped"));
+}
+
+TEST(Ext4InodesTest, UsedInodesAreThoseNoFreeRangeNames) {
+  const std::string dump =
+      "Filesystem volume name:   <none>\n"
+      "Inodes per group:         16\n"
+      "Group 0: (Blocks 0-32767) csum 0x1234 [ITABLE_ZEROED]\n"
+      "  Free inodes: 12-14, 16\n"
+      "Group 1: (Blocks 32768-65535)\n"
+      "  Free inodes: 17-32\n"
+      "Group 2: (Blocks 65536-98303)\n"
+      "  Free inodes: \n";
+  auto used = usedInodes(dump);
+  ASSERT_TRUE(used.isOk()) << used.status().message();
+  std::vector<uint64_t> want = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 15};
+  for (uint64_t i = 33; i <= 48; ++i) {
+    want.push_back(i);
+  }
+  EXPECT_EQ(*used, want);
+  EXPECT_FALSE(usedInodes("Group 0:\n  Free inodes: 1-8\n").isOk()) << "no inodes per group";
+}
+
+// Two trees with the same contents, made in a different order, on different filesystems, at
+// other times, with other timestamps: the same image bytes; and the image is a clean ext4 with
+// the tree in it and every timestamp 0.
+TEST_F(RootfsPiecesTest, AnExt4ImageIsTheSameFromAnyCopyOfTheTreeAtAnyTime) {
+  namespace fs = std::filesystem;
+  auto makeTree = [](const std::string& root, bool reversed) {
+    std::vector<int> order;
+    for (int i = 0; i < 300; ++i) {
+      order.push_back(reversed ? 299 - i : i);
+    }
+    fs::create_directories(root + "/etc");
+    fs::create_directories(root + "/var/empty");
+    for (int i : order) {  // enough entries for a hashed (htree) directory
+      std::ofstream(root + "/etc/f" + std::to_string(i)) << "file " << i << "\n";
+    }
+    std::ofstream(root + "/etc/motd") << "a hyper rootfs\n";
+    fs::create_hard_link(root + "/etc/motd", root + "/etc/motd.link");
+    fs::create_symlink("motd", root + "/etc/short");
+    fs::create_symlink(std::string(100, 'x'), root + "/etc/long");
+    ::chmod((root + "/etc/f7").c_str(), 0700);
+  };
+  const std::string a = dir_ + "/a";
+  makeTree(a, false);
+  // tmpfs lists a directory in another order than ext4 does, when the machine has one.
+  std::string b = dir_ + "/b";
+  char shm[] = "/dev/shm/hyper-ext4-test.XXXXXX";
+  std::string shmDir;
+  if (fs::is_directory("/dev/shm") && ::mkdtemp(shm) != nullptr) {
+    shmDir = shm;
+    b = shmDir + "/b";
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  makeTree(b, true);
+  struct timespec times[2] = {{12345, 678}, {98765, 432}};
+  ::utimensat(AT_FDCWD, (b + "/etc/motd").c_str(), times, AT_SYMLINK_NOFOLLOW);
+
+  const std::string uuid = uuidFromHex("584cfca71523e596c1dcc50e771095ff6218236f");
+  ASSERT_TRUE(makeExt4Image(a, dir_ + "/a.ext4", uuid, 0, {}).isOk());
+  ASSERT_TRUE(makeExt4Image(b, dir_ + "/b.ext4", uuid, 0, {}).isOk());
+  if (!shmDir.empty()) {
+    fs::remove_all(shmDir);
+  }
+  auto da = store::digestOfFile(dir_ + "/a.ext4");
+  auto db = store::digestOfFile(dir_ + "/b.ext4");
+  ASSERT_TRUE(da.isOk() && db.isOk());
+  EXPECT_EQ(*da, *db) << "the same tree gives the same image";
+
+  auto check = host::runCommand({"e2fsck", "-fn", dir_ + "/a.ext4"});
+  ASSERT_TRUE(check.isOk());
+  EXPECT_EQ(check->exitCode, 0) << check->out << check->err;
+  auto motd = host::runChecked({"debugfs", "-R", "cat /etc/motd.link", dir_ + "/a.ext4"});
+  ASSERT_TRUE(motd.isOk()) << motd.status().message();
+  EXPECT_EQ(*motd, "a hyper rootfs\n");
+  auto stat = host::runChecked({"debugfs", "-R", "stat /etc/motd", dir_ + "/a.ext4"});
+  ASSERT_TRUE(stat.isOk());
+  for (const char* field :
+       {" ctime: 0x00000000:00000000", " atime: 0x00000000:00000000", " mtime: 0x00000000:00000000",
+        "crtime: 0x00000000:00000000", "Links: 2"}) {
+    EXPECT_NE(stat->find(field), std::string::npos) << field << " in\n" << *stat;
+  }
+  auto uuidLine = host::runChecked({"dumpe2fs", "-h", dir_ + "/a.ext4"});
+  ASSERT_TRUE(uuidLine.isOk());
+  EXPECT_NE(uuidLine->find("Filesystem UUID:          " + uuid), std::string::npos);
+
+  // Another UUID, other bytes; a size the tree does not fit in, an error at the field.
+  ASSERT_TRUE(makeExt4Image(a, dir_ + "/c.ext4",
+                            uuidFromHex("0000000000000000000000000000000000000001"), 0, {})
+                  .isOk());
+  EXPECT_NE(*store::digestOfFile(dir_ + "/c.ext4"), *da);
+  std::ofstream(a + "/big", std::ios::binary) << std::string(40u << 20, 'b');
+  Status small = makeExt4Image(a, dir_ + "/d.ext4", uuid, 48, {});
+  ASSERT_FALSE(small.isOk());
+  EXPECT_EQ(small.message().rfind("spec.rootfs.sizeMiB: the tree takes 41 MiB", 0), 0u)
+      << small.message();
+}
+
+TEST(KernelBuildSpecTest, SizeMiBIsForExt4Only) {
+  Diagnostics diags;
+  BuildSpec spec = parseBuildSpec(
+      {"Build", "web-rootfs"},
+      Json{{"type", "rootfs"}, {"rootfs", {{"suite", "bookworm"}, {"sizeMiB", 256}}}}, diags);
+  ASSERT_EQ(diags.items().size(), 1u);
+  EXPECT_EQ(diags.items()[0].fieldPath, "spec.rootfs.sizeMiB");
+  Diagnostics ok;
+  spec = parseBuildSpec(
+      {"Build", "web-rootfs"},
+      Json{{"type", "rootfs"},
+           {"rootfs", {{"suite", "bookworm"}, {"format", "ext4"}, {"sizeMiB", 256}}}},
+      ok);
+  EXPECT_FALSE(ok.hasErrors());
+  EXPECT_EQ(spec.format, "ext4");
+  EXPECT_EQ(spec.sizeMiB, 256u);
 }
 
 }  // namespace
