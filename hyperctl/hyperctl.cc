@@ -115,6 +115,20 @@ Result<std::vector<ManagedRecord>> readManaged(const std::string& stateDir,
   return records;
 }
 
+// Inventory::contentKeys of `content`: the build keys it was applied with here before (none when
+// there is no state yet, or it cannot be read: the Builds then resolve their inputs).
+KeptKeys keptKeysOf(const std::string& stateDir, const std::string& content) {
+  if (access((stateDir + "/state.db").c_str(), F_OK) != 0) {
+    return {};
+  }
+  auto inventory = Inventory::open(stateDir);
+  if (!inventory.isOk()) {
+    return {};
+  }
+  auto kept = (*inventory)->contentKeys(content);
+  return kept.isOk() ? std::move(*kept) : KeptKeys{};
+}
+
 void printPlan(const Plan& plan, const std::string& output) {
   if (output == "json") {
     Json j = plan.toJson();
@@ -129,8 +143,10 @@ void printPlan(const Plan& plan, const std::string& output) {
 std::optional<PlanResult> planAndPrint(Engine& engine, const Revision& revision,
                                        const std::vector<ManagedRecord>& managed,
                                        const std::vector<ManagedRecord>& unconfirmed, bool prune,
-                                       const std::string& output) {
-  PlanResult planned = engine.plan(revision, managed, PlanOptions{prune, &unconfirmed});
+                                       const std::string& output, const KeptKeys& kept) {
+  PlanOptions options{prune, &unconfirmed};
+  options.keptKeys = &kept;
+  PlanResult planned = engine.plan(revision, managed, options);
   if (!planned.diagnostics.empty()) {
     std::cerr << planned.diagnostics.format();
   }
@@ -200,7 +216,10 @@ int runDiff(const GlobalOptions& g, const RemoteOptions& remote,
   if (!managed.isOk()) {
     return fail(managed.status().message());
   }
-  PlanResult planned = engine->plan(*revision, *managed, PlanOptions{prune, &unconfirmed});
+  const KeptKeys kept = keptKeysOf(g.stateDir, revision->content);
+  PlanOptions planOptions{prune, &unconfirmed};
+  planOptions.keptKeys = &kept;
+  PlanResult planned = engine->plan(*revision, *managed, planOptions);
   if (!planned.diagnostics.empty()) {
     std::cerr << planned.diagnostics.format();
   }
@@ -326,7 +345,8 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
     if (!managed.isOk()) {
       return fail(managed.status().message());
     }
-    auto planned = planAndPrint(*engine, *revision, *managed, unconfirmed, prune, output);
+    auto planned = planAndPrint(*engine, *revision, *managed, unconfirmed, prune, output,
+                                keptKeysOf(g.stateDir, revision->content));
     if (!planned) {
       return kExitError;
     }
@@ -371,7 +391,9 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
               << " was interrupted (reconcile " << entry.reconcileId
               << "); this apply finishes it\n";
   }
-  auto plannedOr = planAndPrint(*engine, *revision, *managed, unconfirmed, prune, output);
+  auto kept = inventory->contentKeys(revision->content);
+  auto plannedOr = planAndPrint(*engine, *revision, *managed, unconfirmed, prune, output,
+                                kept.isOk() ? *kept : KeptKeys{});
   if (!plannedOr) {
     return kExitError;
   }
@@ -387,6 +409,7 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
   options.reconcileId = controller::newReconcileId();
   options.unconfirmed = &unconfirmed;
   options.cancel = &gInterrupted;
+  options.wholePlan = true;  // planned without errors (planAndPrint), applied whole
   ApplyReport report;
   {
     InterruptCatcher interrupts;

@@ -417,8 +417,11 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
   summary.deferred = plan.actions.size() - toRun.actions.size();
 
   // 4. Apply.
-  ApplyStep applied = applyPlan({toRun, plan.actions.empty() && planned.planErrors.empty(), current,
-                                 *planned.records, &planned.unconfirmed, options, rid});
+  const bool planClean = planned.planErrors.empty();
+  ApplyStep applied =
+      applyPlan({toRun, plan.actions.empty() && planClean, current, *planned.records,
+                 &planned.unconfirmed, options, rid,
+                 toRun.actions.size() == plan.actions.size() && planClean});
   summary.applySeconds = applied.applySeconds;
 
   // 5. Record: conditions, backoff, events, metrics.
@@ -634,8 +637,11 @@ PlanStep Controller::planRevision(const Revision& current, const LoopOptions& op
   }
   if (step.error.empty() || step.error.rfind("source", 0) == 0) {
     auto planStart = std::chrono::steady_clock::now();
-    step.planned =
-        engine_.plan(current, *step.records, PlanOptions{options.prune, &step.unconfirmed});
+    // The build keys this content was applied with before: its Builds take them again.
+    auto kept = inventory_.contentKeys(current.content);
+    PlanOptions planOptions{options.prune, &step.unconfirmed};
+    planOptions.keptKeys = kept.isOk() ? &*kept : nullptr;
+    step.planned = engine_.plan(current, *step.records, planOptions);
     step.planSeconds = secondsSince(planStart);
   }
   step.planErrors = planErrorsOf(step.planned.diagnostics);
@@ -746,12 +752,15 @@ ApplyStep Controller::applyPlan(const ApplyInput& in) {
     applyOptions.actionTimeout = in.options.actionTimeout;
     applyOptions.unconfirmed = in.unconfirmed;
     applyOptions.deferLongWork = true;  // builds go on in their provider's queue
+    applyOptions.wholePlan = in.wholePlan;
     auto applyStart = std::chrono::steady_clock::now();
     step.report = engine_.apply(in.toRun, in.current, in.managed, inventory_, applyOptions);
     step.applySeconds = secondsSince(applyStart);
   } else if (in.refreshOnly) {
     // Nothing to do: still refresh records whose labels or spec text moved without a host change.
-    step.report = engine_.apply(in.toRun, in.current, in.managed, inventory_, ApplyOptions{});
+    ApplyOptions refresh;
+    refresh.wholePlan = in.wholePlan;
+    step.report = engine_.apply(in.toRun, in.current, in.managed, inventory_, refresh);
   }
   return step;
 }
@@ -1296,7 +1305,10 @@ nlohmann::json Controller::preview(const std::vector<SourceFile>& files, bool pr
     out["errors"] = 1;
     return out;
   }
-  PlanResult planned = engine_.plan(*loaded.revision, **records, PlanOptions{prune, &*unconfirmed});
+  auto kept = inventory_.contentKeys(loaded.revision->content);
+  PlanOptions planOptions{prune, &*unconfirmed};
+  planOptions.keptKeys = kept.isOk() ? &*kept : nullptr;
+  PlanResult planned = engine_.plan(*loaded.revision, **records, planOptions);
   out["diagnostics"] = diagnostics + planned.diagnostics.format();
   if (planned.diagnostics.hasErrors()) {
     out["errors"] = countErrors(planned.diagnostics);

@@ -58,6 +58,9 @@ struct ApplyInput {
   const std::vector<ManagedRecord>* unconfirmed = nullptr;
   const LoopOptions& options;
   std::string reconcileId;
+  // toRun is the whole plan (nothing deferred) and it planned without errors
+  // (ApplyOptions::wholePlan).
+  bool wholePlan = false;
 };
 
 struct ApplyStep {

@@ -88,6 +88,7 @@ std::vector<const ManagedRecord*> observeAll(const Revision& revision,
     if (fresh) {
       it->second.revision = &revision.objects;
       it->second.inventory = &managed;
+      it->second.keptKeys = options.keptKeys;
       it->second.desired.reserve(revision.objects.size());
       it->second.managed.reserve(managed.size());
     }
@@ -270,6 +271,7 @@ RevisionResult Engine::check(LoadResult loaded) const {
 
   auto revision = std::make_shared<Revision>();
   revision->id = loaded.revision;
+  revision->content = loaded.revision;
   revision->objects = std::move(loaded.objects);
 
   // Semantic validation, one batch per provider.
@@ -586,6 +588,8 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
   entry.result =
       report.ok() ? "applied" : (report.failed() == plan.actions.size() ? "failed" : "partial");
   entry.at = nowSeconds();
+  entry.content = revision.content;
+  entry.converged = options.wholePlan && report.ok();
   (void)inventory.recordRevision(entry);
   return report;
 }

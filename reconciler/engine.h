@@ -21,6 +21,10 @@ namespace hyper {
 // A desired state that passed every check: schema, provider validation, references and cycles.
 struct Revision {
   std::string id;
+  // The loader's name for the content (manifests and the file sources they name): the same for
+  // the same content from any source, whatever `id` a source gives it (a git commit; a revert
+  // or an old commit has its own id and the content it had).
+  std::string content;
   std::vector<std::shared_ptr<const Object>> objects;  // sorted by kind/name, unique
   DependencyGraph graph;
 
@@ -41,6 +45,10 @@ struct PlanOptions {
   // planned as a create (as without it); one gone from the source is deleted under prune (from
   // this record: its spec names what the create made) and listed as an orphan otherwise.
   const std::vector<ManagedRecord>* unconfirmed = nullptr;
+  // Inventory::contentKeys(revision.content): the build keys objects of reproducible kinds had
+  // when this content was last applied in full (ObserveRequest::keptKeys). Null: none kept (a
+  // rebuild, which builds afresh).
+  const KeptKeys* keptKeys = nullptr;
 };
 
 struct PlanResult {
@@ -63,6 +71,11 @@ struct ApplyOptions {
   // ApplyRequest::mayDefer: providers may take long work (a build) into their own queue and
   // answer "in progress" (hyperd, whose loop comes back); false: they finish it (hyperctl).
   bool deferLongWork = false;
+  // The plan is the whole plan for the revision, which planned without errors: when every action
+  // succeeds the inventory matches the revision's content, and its build keys are kept for it
+  // (Inventory::recordRevision, RevisionEntry::converged). hyperd leaves it false while it holds
+  // actions back.
+  bool wholePlan = false;
 };
 
 struct ApplyReport {

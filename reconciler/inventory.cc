@@ -86,6 +86,18 @@ ALTER TABLE revisions ADD COLUMN artifacts_json TEXT NOT NULL DEFAULT '{}';
 CREATE INDEX objects_with_artifacts ON objects (kind, name)
   WHERE instr(handles_json, 'sha256:') > 0;
 )sql",
+    // 5: the build keys each content was applied with, so that applying that content again (a
+    // revert, an old commit) takes the same artifacts (Inventory::contentKeys).
+    R"sql(
+ALTER TABLE revisions ADD COLUMN content TEXT NOT NULL DEFAULT '';
+CREATE TABLE content_keys (
+  content TEXT NOT NULL,
+  object TEXT NOT NULL,
+  key TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY (content, object, key)
+) WITHOUT ROWID;
+)sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
 
@@ -604,7 +616,7 @@ Status Inventory::recordRevision(const RevisionEntry& entry) {
   }
   auto st = Statement::prepare(db_,
                                "INSERT INTO revisions (revision, plan_hash, result, at, "
-                               "artifacts_json) VALUES (?1, ?2, ?3, ?4, ?5)");
+                               "artifacts_json, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
   if (!st.isOk()) {
     return st.status().withContext(context);
   }
@@ -612,8 +624,101 @@ Status Inventory::recordRevision(const RevisionEntry& entry) {
       .bind(2, entry.planHash)
       .bind(3, entry.result)
       .bind(4, entry.at)
-      .bind(5, artifacts.dump());
-  return st->run().withContext(context);
+      .bind(5, artifacts.dump())
+      .bind(6, entry.content);
+  HYPER_RETURN_IF_ERROR(st->run().withContext(context));
+  if (!entry.converged || entry.content.empty()) {
+    return Status::ok();
+  }
+  // The content's build keys: only those it does not have yet are written, so that hyperd's
+  // converged reconciles (every one of them records) write nothing.
+  const int64_t seq = sqlite3_last_insert_rowid(db_);
+  auto keys = keysByObjectLocked();
+  if (!keys.isOk()) {
+    return keys.status().withContext(context);
+  }
+  auto known = contentKeysLocked(entry.content);
+  if (!known.isOk()) {
+    return known.status().withContext(context);
+  }
+  std::vector<std::pair<std::string, std::string>> fresh;
+  for (const auto& [object, key] : *keys) {
+    auto it = known->find(object);
+    if (it == known->end() ||
+        std::find(it->second.begin(), it->second.end(), key) == it->second.end()) {
+      fresh.emplace_back(object, key);
+    }
+  }
+  if (fresh.empty()) {
+    return Status::ok();
+  }
+  HYPER_RETURN_IF_ERROR(sqlite::exec(db_, "BEGIN").withContext(context));
+  auto insert = Statement::prepare(
+      db_,
+      "INSERT OR REPLACE INTO content_keys (content, object, key, seq) VALUES (?1, ?2, ?3, ?4)");
+  Status written = insert.isOk() ? Status::ok() : insert.status();
+  for (size_t i = 0; written.isOk() && i < fresh.size(); ++i) {
+    insert->reset();
+    insert->bind(1, entry.content).bind(2, fresh[i].first).bind(3, fresh[i].second).bind(4, seq);
+    written = insert->run();
+  }
+  HYPER_RETURN_IF_ERROR(
+      sqlite::exec(db_, written.isOk() ? "COMMIT" : "ROLLBACK").withContext(context));
+  return written.withContext(context);
+}
+
+Result<std::map<std::string, std::string>> Inventory::keysByObjectLocked() const {
+  auto st = Statement::prepare(db_,
+                               "SELECT kind, name, handles_json FROM objects WHERE "
+                               "instr(handles_json, 'sha256:') > 0");
+  if (!st.isOk()) {
+    return st.status();
+  }
+  std::map<std::string, std::string> out;
+  for (;;) {
+    HYPER_ASSIGN_OR_RETURN(bool row, st->step());
+    if (!row) {
+      break;
+    }
+    Json handles = Json::parse(st->text(2), nullptr, /*allow_exceptions=*/false);
+    if (!handles.is_object() || !handles.contains("key") || !handles["key"].is_string()) {
+      continue;
+    }
+    const std::string key = handles["key"];
+    if (key.size() == 64 && std::all_of(key.begin(), key.end(), [](char c) {
+          return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+        })) {
+      out[st->text(0) + "/" + st->text(1)] = key;
+    }
+  }
+  return out;
+}
+
+Result<KeptKeys> Inventory::contentKeysLocked(const std::string& content) const {
+  auto st = Statement::prepare(
+      db_, "SELECT object, key FROM content_keys WHERE content = ?1 ORDER BY object, seq DESC");
+  if (!st.isOk()) {
+    return st.status();
+  }
+  st->bind(1, content);
+  KeptKeys out;
+  for (;;) {
+    HYPER_ASSIGN_OR_RETURN(bool row, st->step());
+    if (!row) {
+      break;
+    }
+    out[st->text(0)].push_back(st->text(1));
+  }
+  return out;
+}
+
+Result<KeptKeys> Inventory::contentKeys(const std::string& content) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto keys = contentKeysLocked(content);
+  if (!keys.isOk()) {
+    return keys.status().withContext("inventory build keys of content " + content);
+  }
+  return keys;
 }
 
 Result<std::optional<RevisionEntry>> Inventory::lastRevision() const {

@@ -35,6 +35,8 @@ struct RevisionEntry {
   std::string planHash;
   std::string result;  // applied | failed | partial
   int64_t at = 0;
+  std::string content;     // Revision::content
+  bool converged = false;  // the whole plan applied: the inventory matches the content
 };
 
 // The embedded state database (SQLite, WAL) in the state directory: managed objects, the action
@@ -94,7 +96,12 @@ class Inventory {
 
   // Records an applied revision with the artifact digests ("sha256:<64 hex>" anywhere in a
   // record's handles) each object references now, as {"Kind/name": [digests]}.
+  // A converged entry also keeps, for its content, the build key of every record whose handles
+  // have one ({"key": "<64 hex>"}, a reproducible kind's): contentKeys() finds them.
   Status recordRevision(const RevisionEntry& entry);
+  // The build keys records had when `content` (Revision::content) was recorded converged, by
+  // "Kind/name", newest first; empty for a content never applied in full.
+  Result<KeptKeys> contentKeys(const std::string& content) const;
   Result<std::optional<RevisionEntry>> lastRevision() const;
   // The artifact digests the records' handles reference now: what garbage collection keeps.
   Result<std::set<std::string>> referencedDigests() const;
@@ -112,6 +119,8 @@ class Inventory {
   explicit Inventory(sqlite3* db) : db_(db) {}
   Result<Records> readRecordsLocked() const;
   Result<std::map<std::string, std::set<std::string>>> digestsByObjectLocked() const;
+  Result<std::map<std::string, std::string>> keysByObjectLocked() const;  // "Kind/name" -> key
+  Result<KeptKeys> contentKeysLocked(const std::string& content) const;
 
   sqlite3* db_;
   mutable std::mutex mu_;  // guards db_ and the cache below

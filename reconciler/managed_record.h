@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "reconciler/object.h"
 
@@ -22,5 +23,9 @@ struct ManagedRecord {
   std::string revision;     // source revision it was applied from
   int64_t appliedAt = 0;    // unix seconds
 };
+
+// The build keys (a reproducible kind's handles "key") a revision's content was applied with, by
+// "Kind/name", newest first (Inventory::contentKeys).
+using KeptKeys = std::map<std::string, std::vector<std::string>>;
 
 }  // namespace hyper

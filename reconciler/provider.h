@@ -48,6 +48,12 @@ struct ObserveRequest {
   // Every inventory record of every kind (read-only): what other providers applied (a VM's
   // allocated address, for the policies that select it).
   const std::vector<ManagedRecord>* inventory = nullptr;
+  // The build keys (handles "key") this revision's content was last applied with, in full, by
+  // "Kind/name", newest first (Inventory::contentKeys): a reproducible kind takes one again,
+  // when its artifacts are still there, rather than what its moving inputs (a Debian suite's
+  // lists) resolve to now. A revision keeps its artifacts; a rollback (a revert, an old commit)
+  // gets the ones it had. Null: none (a first apply, a rebuild).
+  const KeptKeys* keptKeys = nullptr;
 };
 
 // What the host has for one object.

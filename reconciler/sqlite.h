@@ -36,6 +36,13 @@ class Statement {
   Statement& bind(int index, const std::string& value);
   Statement& bind(int index, int64_t value);
 
+  // Makes it ready to run again with new parameters (a batch of inserts prepared once).
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    bindRc_ = SQLITE_OK;
+  }
+
   // true: a row is available; false: done.
   Result<bool> step();
   Status run();

@@ -335,6 +335,73 @@ std::optional<Json> BuildProvider::resolveInputs(const Object& object, ObserveSc
   return inputs;
 }
 
+std::optional<Json> BuildProvider::keptRecord(const Object& object, const std::string& key,
+                                              const std::string& kernelDigest) const {
+  std::optional<Json> record = store_.lookupKey(key);
+  if (!record || !record->contains("inputs") || !(*record)["inputs"].is_object()) {
+    return std::nullopt;  // gone from the store (gc), or not a record hyper wrote
+  }
+  const Json& inputs = (*record)["inputs"];
+  // The spec that made it: the key is of the spec and the inputs together.
+  if (buildKey(object.spec, inputs) != key) {
+    return std::nullopt;
+  }
+  // An initramfs takes the modules of the kernel its kernel Build has now, never others.
+  if (!kernelDigest.empty() && inputs.value("kernel", "") != kernelDigest) {
+    return std::nullopt;
+  }
+  return record;
+}
+
+bool BuildProvider::keepKey(const Object& object, const ManagedRecord* record, ObservedState& s,
+                            ObserveScope& scope) {
+  const ObserveRequest& req = *scope.req;
+  if (req.keptKeys == nullptr) {
+    return false;
+  }
+  auto kept = req.keptKeys->find(object.id.str());
+  if (kept == req.keptKeys->end() || kept->second.empty()) {
+    return false;
+  }
+  // Built from this spec and in force already: the common case of a converged reconcile,
+  // decided with no store lookup.
+  const bool sameSpec = record != nullptr && record->spec == object.spec;
+  if (sameSpec && s.exists && keyOf(record->handles) == kept->second.front()) {
+    s.context = {{"key", kept->second.front()}, {"kept", true}};
+    return true;
+  }
+  std::string kernelDigest;
+  const std::string kernel = kernelBuildOf(object.spec);
+  if (!kernel.empty()) {
+    if (!scope.builds) {
+      scope.builds = store::BuildIndex::of(req.revision, req.inventory);
+    }
+    const std::string artifact =
+        object.spec["initramfs"]["kernel"].value("artifact", std::string("modules"));
+    Json c = store::artifactContext(kernel, artifact, *scope.builds, store_);
+    if (c.contains("error")) {
+      return false;  // resolveInputs says what is wrong
+    }
+    if (c.value("pending", false)) {
+      // Known once that Build is applied: apply looks at these keys again then.
+      s.context = {{"pending", "Build/" + kernel}, {"keptKeys", kept->second}};
+      return true;
+    }
+    kernelDigest = c["digest"];
+  }
+  for (const std::string& key : kept->second) {
+    if (sameSpec && s.exists && keyOf(record->handles) == key) {
+      s.context = {{"key", key}, {"kept", true}};
+      return true;
+    }
+    if (std::optional<Json> found = keptRecord(object, key, kernelDigest)) {
+      s.context = {{"key", key}, {"inputs", (*found)["inputs"]}, {"cached", true}, {"kept", true}};
+      return true;
+    }
+  }
+  return false;
+}
+
 void BuildProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
   auto fromRecord = [&](const ManagedRecord* r, ObservedState& s) {
     if (r == nullptr) {
@@ -364,6 +431,10 @@ void BuildProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
     auto rec = records.find(o->id);
     fromRecord(rec == records.end() ? nullptr : rec->second, s);
     guarded(resp.diagnostics, o->id, "observe", [&] {
+      const ManagedRecord* record = rec == records.end() ? nullptr : rec->second;
+      if (keepKey(*o, record, s, scope)) {
+        return;
+      }
       std::string pending;
       auto inputs = resolveInputs(*o, scope, resp.diagnostics, pending);
       if (!pending.empty()) {
@@ -416,6 +487,9 @@ void BuildProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
       }
       a.changes.push_back({"key", req.managed ? Json(keyOf(req.managed->handles)) : Json(),
                            "(after " + waits + ")"});
+      if (context.contains("keptKeys")) {
+        a.privateData = {{"keptKeys", context["keptKeys"]}};
+      }
       resp.action = std::move(a);
       return;
     }
@@ -449,7 +523,10 @@ void BuildProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
         const Json inputsThen =
             handles.is_object() && handles.contains("inputs") ? handles["inputs"] : Json::object();
         diffJson("inputs", inputsThen, inputs, changes);
-        a.reason = changes.empty() ? "the builder changed"
+        a.reason = context.value("kept", false)
+                       ? "this content was applied before with key " + key.substr(0, 12) +
+                             ": its artifacts are taken again (no build)"
+                   : changes.empty() ? "the builder changed"
                    : changes.front().path.rfind("inputs", 0) == 0
                        ? "an input changed (" + changes.front().path + ")"
                        : "spec changed";
@@ -628,6 +705,18 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
         resp.diagnostics.error(action.id, "spec.initramfs.kernel", digest.status().message());
         resp.retryAfter = std::chrono::seconds(5);
         return;
+      }
+      if (!inputs.is_object() && action.privateData.is_object() &&
+          action.privateData.contains("keptKeys")) {
+        // Planned while waiting for the kernel, with keys this content was applied with: one
+        // made from the kernel's modules as they are now is taken again.
+        for (const auto& key : action.privateData["keptKeys"]) {
+          if (std::optional<Json> found =
+                  key.is_string() ? keptRecord(*req.desired, key, *digest) : std::nullopt) {
+            inputs = (*found)["inputs"];
+            break;
+          }
+        }
       }
       if (!inputs.is_object()) {
         // Planned while waiting for the kernel: the other inputs are resolved now.

@@ -34,7 +34,7 @@ struct BuildProviderConfig {
 //   debian-kernel  Debian's kernel package, downloaded by apt and checked against the archive's
 //                  SHA256 -> "vmlinuz" and "modules" (lib/modules/<version> with modules.dep)
 //   rootfs         a Debian root filesystem (mmdebstrap from the host's apt lists of a suite)
-//                  as a read-only erofs image -> "rootfs"
+//                  as an erofs (read-only) or ext4 image -> "rootfs"
 // A build's key is the SHA-256 of its canonical spec, every input (the busybox binary's digest,
 // the versions of gzip, tar and depmod, the exact package version and .deb digest a package name
 // resolves to today, the digest of a referenced Build's artifact) and the builder's version; a
@@ -44,6 +44,10 @@ struct BuildProviderConfig {
 // builds (or takes the store's result) and records {key, type, inputs, artifacts, cached} in the
 // handles. What an artifact is made of is deterministic (build_spec.h, kernel_build.h), so the
 // same key gives the same digest on any host.
+//
+// Content applied before keeps its key (ObserveRequest::keptKeys, keepKey): its Builds take the
+// artifacts they were applied with, not what moving inputs resolve to now, while the store has
+// them; a rollback (a revert, an old commit) gets back what ran then, with no build.
 //
 // An initramfs whose kernel Build changes in the same apply has no key until that Build is built:
 // plan says it waits for it, and apply works the key out from the kernel's record as it is then
@@ -99,6 +103,15 @@ class BuildProvider : public Provider, public EventSource, public ProgressSource
   std::optional<Json> resolveInputs(const Object& object, ObserveScope& scope, Diagnostics& diags,
                                     std::string& pending);
   Result<std::string> busyboxDigest();
+  // ObserveRequest::keptKeys: when this revision's content was applied before, the first key it
+  // was applied with that is still good (its artifacts in the store, made from this spec and, for
+  // an initramfs, from the kernel its kernel Build has now) goes in `s.context` as the key, with
+  // no input resolved. False: none is (or none was kept); resolve the inputs as usual.
+  bool keepKey(const Object& object, const ManagedRecord* record, ObservedState& s,
+               ObserveScope& scope);
+  // The store's record of `key` when it is such a key; `kernelDigest` "" for no kernel.
+  std::optional<Json> keptRecord(const Object& object, const std::string& key,
+                                 const std::string& kernelDigest) const;
   // buildKey, remembered per Build name while its spec and inputs stay the same.
   std::string cachedKey(const std::string& name, const Json& spec, const Json& inputs);
   Result<std::string> toolVersion(const std::string& tool);

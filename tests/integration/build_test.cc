@@ -122,6 +122,55 @@ TEST_F(BuildCommandTest, RebuildProvesTheDigestsOrNamesTheInputThatMoved) {
   EXPECT_EQ(hyperctl("state", {"diff", "-f", src}).exitCode, 0) << "the state was not touched";
 }
 
+// A revision's content applied again (a revert, an old commit, a directory put back) takes the
+// artifacts it was applied with, though an input (busybox here; Debian's lists in life) moved
+// since: no build, the same digest. New content resolves the inputs afresh.
+TEST_F(BuildCommandTest, ContentAppliedAgainTakesItsArtifactsThoughAnInputMoved) {
+  const std::string busybox = tmp_->path() + "/busybox";
+  std::filesystem::copy_file("/bin/busybox", busybox);
+  ASSERT_TRUE(tmp_->write("v2/builds.yaml", initrd("two")).isOk());
+  const std::string v1 = tmp_->path() + "/src";
+  const std::string v2 = tmp_->path() + "/v2";
+  auto run = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--build-busybox", busybox});
+    return hyperctl("state", args);
+  };
+  auto digest = [&] {
+    CommandRun verify = hyperctl("state", {"verify", "build/web-initrd"});
+    size_t at = verify.out.find("sha256:");
+    return at == std::string::npos ? verify.describe() : verify.out.substr(at, 71);
+  };
+  ASSERT_EQ(run({"apply", "-f", v1}).exitCode, 0);
+  const std::string first = digest();
+  ASSERT_EQ(run({"apply", "-f", v2}).exitCode, 0);
+  const std::string second = digest();
+  ASSERT_NE(first, second);
+
+  std::ofstream(busybox, std::ios::app) << "a newer busybox";
+  CommandRun steady = run({"diff", "-f", v2});
+  EXPECT_TRUE(contains(steady.out, "No changes")) << "v2 keeps its artifacts\n"
+                                                  << steady.describe();
+
+  CommandRun back = run({"apply", "-f", v1});
+  ASSERT_EQ(back.exitCode, 0) << back.describe();
+  EXPECT_TRUE(contains(back.out, "this content was applied before with key ")) << back.out;
+  EXPECT_EQ(digest(), first);
+  CommandRun log = hyperctl("state", {"logs", "build/web-initrd"});
+  EXPECT_TRUE(contains(log.out, "apply: cached")) << log.out;
+
+  // New content (v1 with a label) builds with the busybox it finds now.
+  ASSERT_TRUE(tmp_->write("v3/builds.yaml",
+                          std::string(initrd("one"))
+                              .replace(initrd("one").find("metadata: {name: web-initrd}"),
+                                       std::string("metadata: {name: web-initrd}").size(),
+                                       "metadata: {name: web-initrd, labels: {tier: web}}"))
+                  .isOk());
+  CommandRun fresh = run({"apply", "-f", tmp_->path() + "/v3"});
+  ASSERT_EQ(fresh.exitCode, 0) << fresh.describe();
+  EXPECT_TRUE(contains(fresh.out, "an input changed (inputs.busybox)")) << fresh.out;
+  EXPECT_NE(digest(), first);
+}
+
 TEST_F(BuildCommandTest, TheSameDigestFromAnotherStateDirUmaskAndTimeZone) {
   const std::string src = tmp_->path() + "/src";
   ASSERT_EQ(hyperctl("a", {"apply", "-f", src}, "022", "UTC").exitCode, 0);

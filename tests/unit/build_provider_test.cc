@@ -48,13 +48,14 @@ class BuildProviderTest : public ::testing::Test {
   };
   // observe, plan and (when there is an action) apply one Build named `name`.
   Step reconcile(BuildProvider& p, const std::string& name, const Json& spec,
-                 const ManagedRecord* record, bool apply = true) {
+                 const ManagedRecord* record, bool apply = true, const KeptKeys* kept = nullptr) {
     Step out;
     Object o;
     o.id = {"Build", name};
     o.spec = spec;
     ObserveRequest oreq;
     oreq.desired = {&o};
+    oreq.keptKeys = kept;
     if (record) {
       oreq.managed = {record};
     }
@@ -202,6 +203,53 @@ TEST_F(BuildProviderTest, ASpecOrInputChangeRebuildsAndSaysWhatMoved) {
   }
   EXPECT_TRUE(keyShown);
   EXPECT_NE(digestOf(input.applied), digestOf(first.applied));
+}
+
+// Content applied before keeps the key it was applied with while that key's artifacts are in the
+// store, whatever its moving inputs say now: a rollback takes what ran then, with no build.
+TEST_F(BuildProviderTest, AKeptKeyIsTakenAgainWhenItsArtifactsAreThere) {
+  auto p = provider(dir_ + "/state");
+  Step first = reconcile(*p, "initrd", initramfsSpec(), nullptr);
+  ASSERT_FALSE(first.diagnostics.hasErrors()) << first.diagnostics.format();
+  ManagedRecord then = recordOf("initrd", initramfsSpec(), first.applied);
+  const std::string keptKey = then.handles["key"];
+
+  // An input moves (busybox) and another content applies its build.
+  std::ofstream(busybox_) << "a newer busybox";
+  Step moved = reconcile(*p, "initrd", initramfsSpec(), &then);
+  ASSERT_TRUE(moved.action.has_value());
+  ManagedRecord now = recordOf("initrd", initramfsSpec(), moved.applied);
+  ASSERT_NE(now.handles["key"], keptKey);
+
+  // Back to the first content: its key again, its artifacts, no build.
+  const KeptKeys kept{{"Build/initrd", {keptKey}}};
+  Step back = reconcile(*p, "initrd", initramfsSpec(), &now, /*apply=*/true, &kept);
+  ASSERT_TRUE(back.action.has_value()) << back.diagnostics.format();
+  EXPECT_EQ(back.action->type, ActionType::Update);
+  EXPECT_EQ(back.action->reason, "this content was applied before with key " +
+                                     keptKey.substr(0, 12) +
+                                     ": its artifacts are taken again (no build)");
+  EXPECT_EQ(back.applied.handles["key"], keptKey);
+  EXPECT_TRUE(back.applied.handles.value("cached", false));
+  EXPECT_EQ(digestOf(back.applied), digestOf(first.applied));
+
+  // In force: nothing to do, though busybox still says otherwise.
+  ManagedRecord restored = recordOf("initrd", initramfsSpec(), back.applied);
+  Step steady = reconcile(*p, "initrd", initramfsSpec(), &restored, /*apply=*/false, &kept);
+  EXPECT_FALSE(steady.action.has_value());
+  // Without the kept key, the moved input is seen.
+  Step fresh = reconcile(*p, "initrd", initramfsSpec(), &restored, /*apply=*/false);
+  ASSERT_TRUE(fresh.action.has_value());
+  EXPECT_NE(fresh.action->reason.find("inputs.busybox"), std::string::npos);
+
+  // A key that is not of this spec, or that the store does not have, is passed over.
+  Step other = reconcile(*p, "initrd", initramfsSpec("changed\n"), &restored, false, &kept);
+  ASSERT_TRUE(other.action.has_value());
+  EXPECT_EQ(other.action->reason, "spec changed");
+  const KeptKeys unknown{{"Build/initrd", {std::string(64, 'c')}}};
+  Step gone = reconcile(*p, "initrd", initramfsSpec(), &restored, false, &unknown);
+  ASSERT_TRUE(gone.action.has_value());
+  EXPECT_NE(gone.action->reason.find("inputs.busybox"), std::string::npos);
 }
 
 TEST_F(BuildProviderTest, AnArtifactGoneFromTheStoreIsDriftAndIsBuiltAgain) {

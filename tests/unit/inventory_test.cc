@@ -98,7 +98,7 @@ TEST(InventoryTest, OpenCreatesPrivateStateDirectoryAndSchema) {
   EXPECT_EQ(st.st_mode & 0777, 0700u);
   EXPECT_TRUE(std::filesystem::exists(dir + "/state.db"));
   EXPECT_EQ(pragma(dir + "/state.db", "journal_mode"), "wal");
-  EXPECT_EQ(pragma(dir + "/state.db", "user_version"), "4");
+  EXPECT_EQ(pragma(dir + "/state.db", "user_version"), "5");
 }
 
 TEST(InventoryTest, PutGetListRemoveRoundTrip) {
@@ -304,7 +304,7 @@ TEST(InventoryTest, ReopenPersists) {
   ASSERT_TRUE(unfinished.isOk());
   ASSERT_EQ(unfinished->size(), 1u);
   EXPECT_EQ((*unfinished)[0].id, entry);
-  EXPECT_EQ(pragma(tmp.path() + "/state.db", "user_version"), "4");
+  EXPECT_EQ(pragma(tmp.path() + "/state.db", "user_version"), "5");
 }
 
 TEST(InventoryTest, RefusesANewerSchema) {
@@ -319,7 +319,7 @@ TEST(InventoryTest, RefusesANewerSchema) {
   ASSERT_FALSE(inv.isOk());
   EXPECT_EQ(inv.status().message(), "inventory open " + tmp.path() +
                                         "/state.db <- state database has schema version 99, "
-                                        "newer than this hyper understands (4); upgrade hyper");
+                                        "newer than this hyper understands (5); upgrade hyper");
 }
 
 // A state database of the previous schema (3: no artifacts per revision) is migrated in place, and
@@ -330,6 +330,8 @@ TEST(InventoryTest, MigratesAVersion3DatabaseAndKeepsItsRevisions) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((tmp.path() + "/state.db").c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TABLE content_keys;"
+                         "ALTER TABLE revisions DROP COLUMN content;"
                          "DROP INDEX objects_with_artifacts;"
                          "ALTER TABLE revisions DROP COLUMN artifacts_json;"
                          "INSERT INTO revisions (revision, plan_hash, result, at) "
@@ -341,11 +343,58 @@ TEST(InventoryTest, MigratesAVersion3DatabaseAndKeepsItsRevisions) {
 
   auto inv = openOrDie(tmp.path());
   ASSERT_TRUE(inv);
-  EXPECT_EQ(pragma(tmp.path() + "/state.db", "user_version"), "4");
+  EXPECT_EQ(pragma(tmp.path() + "/state.db", "user_version"), "5");
   EXPECT_EQ((*inv->lastRevision())->revision, "old");
   auto digests = inv->revisionDigests(10);
   ASSERT_TRUE(digests.isOk()) << digests.status().message();
   EXPECT_TRUE(digests->empty());
+}
+
+// A converged revision keeps the build key of each record that has one for its content; one that
+// did not converge (a build in progress, a failure, actions held back) keeps none, so that a key
+// from before the content never passes for the content's.
+TEST(InventoryTest, AConvergedContentKeepsItsBuildKeysNewestFirst) {
+  TempDir tmp;
+  auto inv = openOrDie(tmp.path());
+  ASSERT_TRUE(inv);
+  const std::string k1(64, 'a');
+  const std::string k2(64, 'b');
+  auto build = [](const std::string& name, const std::string& key) {
+    ManagedRecord r = record("Build", name);
+    r.handles = {{"key", key},
+                 {"artifacts", {{"initrd", {{"digest", "sha256:" + std::string(64, key[0])}}}}}};
+    return r;
+  };
+  ManagedRecord network = record("Network", "lab");  // no key: not kept
+  ASSERT_TRUE(inv->put(network).isOk());
+  ASSERT_TRUE(inv->put(build("initrd", k1)).isOk());
+
+  RevisionEntry partial{"git:c1", "h", "partial", 1, "dir:content-1", false};
+  ASSERT_TRUE(inv->recordRevision(partial).isOk());
+  EXPECT_TRUE(inv->contentKeys("dir:content-1")->empty()) << "not converged: nothing kept";
+
+  RevisionEntry done{"git:c1", "h", "applied", 2, "dir:content-1", true};
+  ASSERT_TRUE(inv->recordRevision(done).isOk());
+  ASSERT_TRUE(inv->recordRevision(done).isOk()) << "recorded again: nothing new";
+  auto kept = inv->contentKeys("dir:content-1");
+  ASSERT_TRUE(kept.isOk()) << kept.status().message();
+  EXPECT_EQ(*kept, (KeptKeys{{"Build/initrd", {k1}}}));
+
+  // The same content later built another key (its artifacts were collected): newest first.
+  ASSERT_TRUE(inv->put(build("initrd", k2)).isOk());
+  RevisionEntry again{"git:c3", "h", "applied", 3, "dir:content-1", true};
+  ASSERT_TRUE(inv->recordRevision(again).isOk());
+  EXPECT_EQ(*inv->contentKeys("dir:content-1"), (KeptKeys{{"Build/initrd", {k2, k1}}}));
+  EXPECT_TRUE(inv->contentKeys("dir:other")->empty());
+
+  // A handle that is not a key (not 64 hex) is not kept.
+  ManagedRecord odd = build("odd", k1);
+  odd.handles["key"] = "not-a-key";
+  ASSERT_TRUE(inv->put(odd).isOk());
+  RevisionEntry other{"git:c4", "h", "applied", 4, "dir:content-2", true};
+  ASSERT_TRUE(inv->recordRevision(other).isOk());
+  EXPECT_EQ(inv->contentKeys("dir:content-2")->count("Build/odd"), 0u);
+  EXPECT_EQ(inv->contentKeys("dir:content-2")->at("Build/initrd"), std::vector<std::string>{k2});
 }
 
 TEST(InventoryTest, CorruptRowIsAnErrorWithContext) {

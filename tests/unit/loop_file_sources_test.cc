@@ -43,7 +43,10 @@ class LoopFileSourcesTest : public ::testing::Test {
     write("src/web/init.sh", "#!/bin/sh\necho one\n");
     auto kinds = providers::builtinKinds();
     ASSERT_TRUE(kinds.isOk()) << kinds.status().message();
-    auto made = (*kinds)->makeProviders(Json::object(), dir_ + "/state");
+    // A stand-in busybox (a Build with busybox: true takes its bytes): an input a test can move.
+    write("busybox", "not really busybox");
+    auto made =
+        (*kinds)->makeProviders(Json{{"build", {{"busybox", dir_ + "/busybox"}}}}, dir_ + "/state");
     ASSERT_TRUE(made.isOk()) << made.status().message();
     fs::create_directories(dir_ + "/state");
     fs::permissions(dir_ + "/state", fs::perms::owner_all);
@@ -134,6 +137,36 @@ TEST_F(LoopFileSourcesTest, AChangedFileSourceAloneIsANewRevisionThatRebuilds) {
   EXPECT_TRUE(refused.revisionRejected);
   EXPECT_EQ(refused.revision, changed.revision);
   EXPECT_EQ(builtDigest(), digest2);
+}
+
+// Content that comes back (a revert; here the directory put back as it was) takes the artifacts
+// it was applied with, though an input moved since: the loop applies the kept key (no build, so
+// nothing is in progress); while the content stays, the moved input changes nothing.
+TEST_F(LoopFileSourcesTest, ContentThatComesBackTakesItsArtifactsThoughAnInputMoved) {
+  std::string manifest = kManifest;
+  manifest.replace(manifest.find("busybox: false"), 14, "busybox: true");
+  write("src/build.yaml", manifest);
+  ReconcileSummary first = settle();
+  ASSERT_EQ(first.error, "");
+  const std::string digest1 = builtDigest();
+  ASSERT_FALSE(digest1.empty());
+
+  write("src/web/init.sh", "#!/bin/sh\necho two\n");
+  ASSERT_EQ(settle().error, "");
+  const std::string digest2 = builtDigest();
+  ASSERT_NE(digest2, digest1);
+
+  write("busybox", "a newer busybox");
+  ReconcileSummary steady = controller_->reconcileOnce("test", true);
+  EXPECT_EQ(steady.planned, 0u) << "the content keeps its key";
+  EXPECT_EQ(builtDigest(), digest2);
+
+  write("src/web/init.sh", "#!/bin/sh\necho one\n");
+  ReconcileSummary back = controller_->reconcileOnce("test", true);
+  EXPECT_EQ(back.revision, first.revision);
+  EXPECT_EQ(back.succeeded, 1u);
+  EXPECT_EQ(back.inProgress, 0u) << "a kept key is not built";
+  EXPECT_EQ(builtDigest(), digest1);
 }
 
 // `hyperctl diff` through hyperd: hyperd cannot read the client's files, so the client sends what
