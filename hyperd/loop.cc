@@ -418,10 +418,9 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
 
   // 4. Apply.
   const bool planClean = planned.planErrors.empty();
-  ApplyStep applied =
-      applyPlan({toRun, plan.actions.empty() && planClean, current, *planned.records,
-                 &planned.unconfirmed, options, rid,
-                 toRun.actions.size() == plan.actions.size() && planClean});
+  ApplyStep applied = applyPlan({toRun, plan.actions.empty() && planClean, current,
+                                 *planned.records, &planned.unconfirmed, options, rid,
+                                 toRun.actions.size() == plan.actions.size() && planClean});
   summary.applySeconds = applied.applySeconds;
 
   // 5. Record: conditions, backoff, events, metrics.
