@@ -13,6 +13,9 @@ namespace hyper::controller {
 // Where a running hyperd leaves its address and token, so hyperctl finds it through --state-dir.
 constexpr const char* kEndpointFile = "hyperd.json";  // {"url": "...", "pid": N}
 constexpr const char* kTokenFile = "hyperd.token";    // 0600, one line
+// The largest /v1/plan request hyperd reads (its manifests and base64 file sources): a
+// `hyperctl diff` past it plans locally instead of being refused.
+constexpr size_t kPlanBodyMax = size_t{32} << 20;
 
 // Writes both files (token 0600, created before it is written; endpoint written atomically).
 Status writeEndpoint(const std::string& stateDir, const std::string& url, const std::string& token);

@@ -374,6 +374,14 @@ std::optional<int> runRemoteDiff(
   for (const auto& [path, read] : sources()) {
     body["sources"].push_back(sourceReadToJson(path, read));
   }
+  // hyperd reads no plan request past its limit: big file sources are planned here instead,
+  // against the state dir (what `--local` does), saying so.
+  if (const size_t size = body.dump().size(); size > controller::kPlanBodyMax) {
+    std::cerr << "hyper: the manifests and their file sources make a " << (size >> 20)
+              << " MiB plan request, over hyperd's " << (controller::kPlanBodyMax >> 20)
+              << " MiB limit: planning here against the state dir (as --local)\n";
+    return std::nullopt;
+  }
   // A reconcile in flight is waited for: allow for a slow apply.
   auto answer = client->post("/v1/plan", 600, body);
   if (!answer.isOk()) {

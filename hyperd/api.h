@@ -5,6 +5,7 @@
 #include <string>
 #include <thread>
 
+#include "controller/client.h"
 #include "controller/event_log.h"
 #include "hyperd/http_limits.h"
 #include "hyperd/loop.h"
@@ -29,7 +30,7 @@ struct ApiOptions {
   // event is a few KiB; a bigger one is refused and the next poll finds the commit), the
   // manifests `hyperctl diff` sends to POST /v1/plan, and every other route.
   size_t webhookBodyMax = size_t{1} << 20;
-  size_t planBodyMax = size_t{32} << 20;
+  size_t planBodyMax = controller::kPlanBodyMax;
   size_t otherBodyMax = size_t{64} << 10;
   HttpLimits http;  // time, header bytes, keep-alive, threads, concurrent SSE streams and waits
 };

@@ -266,6 +266,7 @@ Result<HyperdConfig> parseConfig(const std::string& text, const std::string& dis
   cfg.source.sshKeyFile = source.value("sshKeyFile", cfg.source.sshKeyFile);
   cfg.source.knownHostsFile = source.value("knownHostsFile", cfg.source.knownHostsFile);
   cfg.source.credentialsFile = source.value("credentialsFile", cfg.source.credentialsFile);
+  cfg.source.poll = source.value("poll", cfg.source.poll);
   reader.duration(v, "driftInterval", "driftInterval", cfg.driftInterval, true);
   reader.duration(v, "debounce", "debounce", cfg.debounce, false);
   if (v.value("driftPolicy", "correct") == "alert") {

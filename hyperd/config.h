@@ -44,6 +44,7 @@ struct HyperdConfig {
     std::string sshKeyFile;       // ssh: private key (0600/0400), checked at load; "" = ssh agent
     std::string knownHostsFile;   // ssh: OpenSSH known_hosts with the server's host key
     std::string credentialsFile;  // http(s): "user:token" (0600/0400), checked at load
+    bool poll = false;            // directory: read every interval, no inotify (NFS)
   } source;
 
   std::chrono::milliseconds driftInterval{60000};

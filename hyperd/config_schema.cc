@@ -40,7 +40,7 @@ std::string_view hyperdConfigSchema() {
       "type": "object",
       "additionalProperties": false,
       "required": ["url"],
-      "description": "a mapping with url and optionally ref, path, interval, timeout, caFile, sshKeyFile, knownHostsFile and credentialsFile",
+      "description": "a mapping with url and optionally ref, path, interval, timeout, caFile, sshKeyFile, knownHostsFile, credentialsFile and poll",
       "properties": {
         "url": {
           "type": "string",
@@ -77,6 +77,10 @@ std::string_view hyperdConfigSchema() {
           "type": "string",
           "minLength": 1,
           "description": "for http(s): a file holding one line user:token, readable only by its owner (mode 0600 or 0400); used instead of credentials in the url"
+        },
+        "poll": {
+          "type": "boolean",
+          "description": "for a directory: true to read it every interval instead of watching it with inotify (a network filesystem's remote changes make no inotify event); default false"
         }
       }
     },

@@ -128,6 +128,7 @@ int run(const HyperdConfig& initial, const std::string& configPath, const KindRe
   spec.sshKeyFile = config.source.sshKeyFile;
   spec.knownHostsFile = config.source.knownHostsFile;
   spec.credentialsFile = config.source.credentialsFile;
+  spec.poll = config.source.poll;
   auto source = openSource(spec);
   if (!source.isOk()) {
     spdlog::critical("{}", source.status().message());
@@ -263,6 +264,7 @@ int hyperdMain(int argc, char** argv, const KindRegistry& kinds) {
   std::string listen = "127.0.0.1:7400", driftPolicy = "correct", debounce = "500ms";
   int parallelism = 4;
   bool noPrune = false;
+  bool sourcePoll = false;
   std::string logLevel = "info", logFormat = "text";
   app.add_option("--config", configPath, "config file (YAML, schemaVersion \"1\")");
   app.add_option("--source", source,
@@ -282,6 +284,9 @@ int hyperdMain(int argc, char** argv, const KindRegistry& kinds) {
   app.add_option(
       "--source-credentials-file", sourceCredentialsFile,
       "http(s): file with one line user:token (0600), instead of credentials in the URL");
+  app.add_flag(
+      "--source-poll", sourcePoll,
+      "a directory: read it every --interval instead of watching it (network filesystems)");
   // --<provider>-<setting>, from the providers' settings schemas (the kind registry).
   std::vector<KindRegistry::Setting> settings = kinds.settings();
   std::vector<std::string> settingValues(settings.size());
@@ -350,6 +355,9 @@ int hyperdMain(int argc, char** argv, const KindRegistry& kinds) {
   }
   if (!sourceCredentialsFile.empty()) {
     flags["source"]["credentialsFile"] = sourceCredentialsFile;
+  }
+  if (sourcePoll) {
+    flags["source"]["poll"] = true;
   }
   if (!webhookSecretFile.empty()) {
     flags["webhook"]["githubSecretFile"] = webhookSecretFile;

@@ -103,6 +103,9 @@ Result<std::unique_ptr<DirSource>> DirSource::open(const SourceSpec& spec) {
     return Status::error("open " + source->describe() + " <- " + source->base_ +
                          " is not a directory");
   }
+  if (spec.poll) {
+    return source;
+  }
   source->inotifyFd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (source->inotifyFd_ < 0) {
     spdlog::warn("{}: inotify unavailable ({}); polling instead", source->describe(),
@@ -183,12 +186,72 @@ void DirSource::rescanWatches() {
     }
   }
   watches_ = std::move(next);
+  watchReadDirs(/*force=*/true);
+}
+
+std::vector<std::string> DirSource::readSources() const {
+  std::vector<std::string> out;
+  const std::string prefix = path_.empty() ? "" : path_ + "/";
+  for (const auto& reads : {reads_, previousReads_}) {
+    std::lock_guard<std::mutex> lk(reads->mu);
+    for (const auto& p : reads->paths) {
+      if (p.compare(0, prefix.size(), prefix) == 0) {
+        out.push_back(p.substr(prefix.size()));
+      }
+    }
+  }
+  return out;
+}
+
+bool DirSource::isOnReadPath(const std::string& rel) const {
+  for (const std::string& p : readSources()) {
+    if (p == rel ||
+        (p.size() > rel.size() && p.compare(0, rel.size(), rel) == 0 && p[rel.size()] == '/')) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void DirSource::watchReadDirs(bool force) {
+  if (inotifyFd_ < 0) {
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lk(reads_->mu);
+    if (!force && readsWatchedOf_ == reads_.get() && readsWatched_ == reads_->paths.size()) {
+      return;
+    }
+    readsWatchedOf_ = reads_.get();
+    readsWatched_ = reads_->paths.size();
+  }
+  std::set<std::string> watched;
+  for (const auto& [wd, dir] : watches_) {
+    watched.insert(dir);
+  }
+  for (const std::string& rel : readSources()) {
+    for (size_t slash = rel.find('/'); slash != std::string::npos;
+         slash = rel.find('/', slash + 1)) {
+      const std::string dir = rel.substr(0, slash);
+      const size_t start = dir.rfind('/') == std::string::npos ? 0 : dir.rfind('/') + 1;
+      // A hidden directory: watchTree then watches the non-hidden ones below it.
+      std::error_code ec;
+      if (dir[start] == '.' && watched.insert(dir).second &&
+          fs::is_directory(joinPath(root_, dir), ec)) {
+        watchTree(dir, watches_);
+        if (inotifyFd_ < 0) {
+          return;
+        }
+      }
+    }
+  }
 }
 
 bool DirSource::drainWake() {
   if (inotifyFd_ < 0) {
     return false;
   }
+  watchReadDirs();
   bool relevant = false;
   alignas(struct inotify_event) char buf[16384];
   for (;;) {
@@ -237,10 +300,11 @@ bool DirSource::drainWake() {
         }
         continue;
       }
-      if (isIgnoredName(name)) {
+      std::string rel = joinPath(watched->second, name);
+      // Hidden names and editor backups are noise, unless a file source is (or lies below) one.
+      if (isIgnoredName(name) && !isOnReadPath(rel)) {
         continue;
       }
-      std::string rel = joinPath(watched->second, name);
       bool isDir = (ev->mask & IN_ISDIR) != 0;
       if (!isDir && (ev->mask & (IN_CREATE | IN_MOVED_TO)) && !isManifestName(name)) {
         // A symlink to a directory is read through by readManifestFiles.
@@ -408,6 +472,21 @@ std::string DirSource::settledOrSuspect(const std::vector<SourceFile>& files) {
     if (maybeBeingWritten(f, settle_)) {
       std::this_thread::sleep_for(settle_);  // polling: the settle interval is the only signal
       return f.path;
+    }
+  }
+  // The file sources the last load read (this load's are not known before it runs): one
+  // modified within the settle interval may be half-written.
+  for (const std::string& rel : readSources()) {
+    const std::string path = joinPath(root_, rel);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+      continue;  // gone: the load says so
+    }
+    auto mtime = std::chrono::system_clock::time_point(
+        std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec));
+    if (std::chrono::system_clock::now() - mtime < settle_) {
+      std::this_thread::sleep_for(settle_);
+      return path;
     }
   }
   return "";

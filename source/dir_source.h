@@ -28,9 +28,10 @@ namespace hyper::controller {
 // or moved in later are added as their events arrive. Events on hidden names (".x", ".#x",
 // ".x.swp") and editor backups ("x~", "x.swp") are drained but not relevant; neither are files
 // that are not manifests, unless a load of one of the last two fetches read them as file sources
-// (or tried to: a missing one appearing is a change); those are relevant and waited for while
-// written like manifests. When inotify cannot be used (no instance or watch left) the source
-// degrades to polling: wakeFd() is -1 and changed() is always true.
+// (or tried to: a missing one appearing is a change); those are relevant, whatever their name,
+// and waited for while written like manifests. A hidden directory on the path of such a file
+// source (".config/app.conf") is watched too. When inotify cannot be used (no instance or watch
+// left) the source degrades to polling: wakeFd() is -1 and changed() is always true.
 //
 // What fetch() refuses (a source error: the loop keeps the last good revision in force):
 //  - a root that is missing, not a directory or unreadable, and a root with no manifest file at
@@ -40,8 +41,9 @@ namespace hyper::controller {
 //  - a manifest file being written: one modified (IN_MODIFY) or newly created (IN_CREATE) whose
 //    IN_CLOSE_WRITE has not come yet is waited for up to `settle` (SourceSpec), then reported as
 //    "being written"; a write that starts while the tree is read makes it read again, once.
-//    Files moved into place (IN_MOVED_TO) are complete. Without inotify, a file whose size is
-//    not what was read, or whose mtime is within `settle`, is waited for and read again.
+//    Files moved into place (IN_MOVED_TO) are complete. Without inotify, a manifest whose size
+//    is not what was read, or a manifest or file source (of the last load) whose mtime is within
+//    `settle`, is waited for and read again.
 class DirSource : public Source {
  public:
   static Result<std::unique_ptr<DirSource>> open(const SourceSpec& spec);
@@ -90,6 +92,15 @@ class DirSource : public Source {
     std::set<std::string> paths;
   };
   bool isReadSource(const std::string& rel) const;  // `rel` relative to root_
+  // `rel` (relative to root_) is a read file source or a directory on the path to one.
+  bool isOnReadPath(const std::string& rel) const;
+  // The read file sources (relative to root_) of the last two loads.
+  std::vector<std::string> readSources() const;
+  // Watches the hidden directories on the paths of the read file sources (watchTree skips hidden
+  // names), when the reads changed since the last call or `force`.
+  void watchReadDirs(bool force = false);
+  size_t readsWatched_ = 0;
+  const SourceReads* readsWatchedOf_ = nullptr;
   std::shared_ptr<SourceReads> reads_ = std::make_shared<SourceReads>();
   std::shared_ptr<SourceReads> previousReads_ = std::make_shared<SourceReads>();
   std::chrono::milliseconds settle_{2000};

@@ -85,6 +85,10 @@ struct SourceSpec {
   // directory: how long fetch() waits for a manifest file being written (modified, not yet
   // closed) to be closed before it reports "still being written" instead of reading it half-way.
   std::chrono::milliseconds settle{2000};
+  // directory: no inotify; changed() is always true and every fetch reads the tree, checking
+  // files for being written by their size and mtime (a network filesystem, whose remote changes
+  // make no inotify event, needs this).
+  bool poll = false;
 };
 
 // The user and token of a credentials file (SourceSpec::credentialsFile). Errors name the file

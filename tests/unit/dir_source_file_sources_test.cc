@@ -7,9 +7,11 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "providers/builtin.h"
 #include "reconciler/loader.h"
@@ -137,6 +139,82 @@ TEST_F(DirSourceFileSourcesTest, AChangeToAFileALoadReadWakesTheWatcherOthersDoN
   EXPECT_TRUE(src->drainWake()) << "the missing file source appeared and the watcher slept";
   LoadResult found = fetchAndLoad(*src);
   EXPECT_FALSE(found.diagnostics.hasErrors()) << found.diagnostics.format();
+}
+
+// A file source under a hidden directory, or with a hidden name, which the walk and the watch
+// skip otherwise: the watch covers it once a load has read it.
+TEST_F(DirSourceFileSourcesTest, HiddenNamesOnAFileSourcesPathAreWatched) {
+  write("build.yaml",
+        "apiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: web}\nspec:\n"
+        "  type: initramfs\n  initramfs:\n    busybox: false\n    files:\n"
+        "      - {path: /init, source: .config/app/init.sh}\n"
+        "      - {path: /env, source: web/.env}\n");
+  write(".config/app/init.sh", "one\n");
+  write(".config/unrelated", "x\n");
+  write("web/.env", "A=1\n");
+  auto src = open();
+  ASSERT_TRUE(src);
+  ASSERT_GE(src->wakeFd(), 0);
+  LoadResult first = fetchAndLoad(*src);
+  ASSERT_FALSE(first.diagnostics.hasErrors()) << first.diagnostics.format();
+  ASSERT_FALSE(*src->changed());
+
+  write(".config/app/init.sh", "two\n");
+  ASSERT_TRUE(readable(src->wakeFd(), 2000ms)) << "no event from the hidden directory";
+  EXPECT_TRUE(src->drainWake());
+  fetchAndLoad(*src);
+  write("web/.env", "A=2\n");
+  ASSERT_TRUE(readable(src->wakeFd(), 2000ms));
+  EXPECT_TRUE(src->drainWake()) << "a hidden file source changed and the watcher slept";
+  fetchAndLoad(*src);
+  ASSERT_FALSE(*src->changed());
+  write(".config/unrelated", "y\n");
+  write("web/.other", "y\n");
+  if (readable(src->wakeFd(), 500ms)) {
+    EXPECT_FALSE(src->drainWake()) << "a hidden file no manifest names woke the loop";
+  }
+  EXPECT_FALSE(*src->changed());
+}
+
+// Polling (source.poll, or no inotify): a file source modified within the settle interval is
+// waited for, and one that keeps changing is reported as being written, not read half-way.
+TEST_F(DirSourceFileSourcesTest, PolledAFileSourceBeingWrittenIsNotReadHalfWay) {
+  write("build.yaml", buildManifest("web/init.sh"));
+  write("web/init.sh", "one\n");
+  controller::SourceSpec spec;
+  spec.location = root_;
+  spec.settle = 300ms;
+  spec.poll = true;
+  auto opened = DirSource::open(spec);
+  ASSERT_TRUE(opened.isOk()) << opened.status().message();
+  DirSource& src = **opened;
+  EXPECT_EQ(src.wakeFd(), -1);
+  EXPECT_TRUE(*src.changed());
+  // Settled before the first fetch, so it is read at once.
+  std::this_thread::sleep_for(400ms);
+  ASSERT_FALSE(fetchAndLoad(src).diagnostics.hasErrors());
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> writes{0};
+  std::thread writer([&] {
+    for (int i = 0; !stop.load() && i < 200; ++i) {
+      std::ofstream(root_ + "/web/init.sh", std::ios::app) << i << "\n";
+      ++writes;
+      std::this_thread::sleep_for(50ms);
+    }
+  });
+  while (writes.load() == 0) {
+    std::this_thread::sleep_for(1ms);
+  }
+  auto during = src.fetch();
+  stop = true;
+  writer.join();
+  ASSERT_FALSE(during.isOk()) << "a file source was read while it was being written";
+  EXPECT_NE(during.status().message().find(root_ + "/web/init.sh is being written"),
+            std::string::npos)
+      << during.status().message();
+  std::this_thread::sleep_for(400ms);
+  EXPECT_TRUE(src.fetch().isOk());
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "controller/client.h"
+#include "hyperctl/hyperctl_remote.h"
 #include "hyperd/api.h"
 #include "hyperd/loop.h"
 #include "providers/builtin.h"
@@ -217,6 +218,42 @@ TEST_F(LoopFileSourcesTest, ADiffSentToHyperdCarriesTheFileSourcesTheClientRead)
   auto bad = client.post("/v1/plan", 30, body);
   ASSERT_FALSE(bad.isOk());
   EXPECT_NE(bad.status().message().find("sources[0]"), std::string::npos) << bad.status().message();
+  api.stop();
+}
+
+// A diff whose file sources make a plan request over hyperd's limit is planned by hyperctl itself
+// (saying so) rather than sent to be refused with a 413; a small one goes to hyperd.
+TEST_F(LoopFileSourcesTest, ADiffTooBigForHyperdIsPlannedLocally) {
+  ASSERT_EQ(settle().succeeded, 1u);
+  ApiOptions options;
+  options.port = 0;
+  options.token = "t0ken";
+  ApiServer api(*controller_, *events_, metrics_, options);
+  ASSERT_TRUE(api.start().isOk());
+  write("token", "t0ken\n");
+  fs::permissions(dir_ + "/token", fs::perms::owner_read | fs::perms::owner_write);
+  ctl::RemoteOptions remote;
+  remote.server = "http://127.0.0.1:" + std::to_string(api.port());
+  remote.tokenFile = dir_ + "/token";
+  remote.output = "json";
+
+  write("next/build.yaml", kManifest);
+  auto files = readManifestFiles({dir_ + "/next"});
+  ASSERT_TRUE(files.isOk()) << files.status().message();
+  const std::string init = dir_ + "/next/web/init.sh";
+  auto sourcesOf = [&init](size_t bytes) {
+    return [&init, bytes] {
+      SourceTree::File f;
+      f.bytes = std::string(bytes, 'x');
+      return std::map<std::string, SourceTree::File>{{init, f}};
+    };
+  };
+  std::optional<int> small = ctl::runRemoteDiff(remote, *files, sourcesOf(100), false);
+  ASSERT_TRUE(small.has_value()) << "hyperd did not plan a small diff";
+  EXPECT_EQ(*small, 2) << "hyperd's plan: the init changed";
+  // 25 MiB of file source is over 33 MiB in base64.
+  std::optional<int> big = ctl::runRemoteDiff(remote, *files, sourcesOf(25u << 20), false);
+  EXPECT_FALSE(big.has_value()) << "sent to hyperd, answered " << big.value_or(-1);
   api.stop();
 }
 
