@@ -139,12 +139,12 @@ TEST(KindRegistryTest, GetRowFieldsComeFromSpecThenHandlesThenObserved) {
 TEST(KindRegistryTest, TheBuiltinRecordsMatchTheirProviders) {
   auto r = providers::builtinKinds();
   ASSERT_TRUE(r.isOk()) << r.status().message();
-  EXPECT_EQ((*r)->pluralsText(), "networks, networkpolicies, vms, brokerrules or builds");
+  EXPECT_EQ((*r)->pluralsText(), "networks, networkpolicies, vms, brokerrules, builds or secrets");
   EXPECT_EQ((*r)->find("netpol")->kind, "NetworkPolicy");
   EXPECT_EQ((*r)->find("vm")->kind, "VM");
   auto made = (*r)->makeProviders(Json::object());
   ASSERT_TRUE(made.isOk()) << made.status().message();
-  EXPECT_EQ(made->size(), 4u);
+  EXPECT_EQ(made->size(), 5u);
 }
 
 TEST(KindRegistryTest, HyperdConfigChecksProviderSettingsWithTheRecordsSchemas) {

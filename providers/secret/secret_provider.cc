@@ -1,0 +1,273 @@
+#include "providers/secret/secret_provider.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "reconciler/provider_kit.h"
+
+namespace hyper::providers::secret {
+
+namespace {
+
+const Json& section(const Json& spec, const char* name) {
+  static const Json empty = Json::object();
+  auto it = spec.find(name);
+  return it != spec.end() && it->is_object() ? *it : empty;
+}
+
+std::string field(const char* sectionName, const std::string& key) {
+  return std::string("spec.") + sectionName + "." + key;
+}
+
+}  // namespace
+
+Result<SecretBytes> readSecretFile(const std::string& path) {
+  // O_NOFOLLOW: a symlink is refused, never followed; the checks are made on what was opened.
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    int err = errno;
+    return Status::error(path + ": " +
+                         (err == ELOOP ? std::string("is a symlink (expected a regular file)")
+                                       : std::strerror(err)));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::error(path + ": not a regular file (expected a file of root's, mode 0600)");
+  }
+  if (st.st_uid != 0 || (st.st_mode & 077) != 0) {
+    ::close(fd);
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return Status::error(path + ": owner uid " + std::to_string(st.st_uid) + ", mode " + mode +
+                         ": expected a file owned by root that only its owner can read (mode "
+                         "0600 or 0400)");
+  }
+  if (static_cast<size_t>(st.st_size) > kMaxSecretValueBytes) {
+    ::close(fd);
+    return Status::error(path + ": " + std::to_string(st.st_size) + " bytes: expected at most " +
+                         std::to_string(kMaxSecretValueBytes));
+  }
+  auto out = SecretBytes::zeroed(kMaxSecretValueBytes + 1);
+  if (!out.isOk()) {
+    ::close(fd);
+    return out.status();
+  }
+  size_t got = 0;
+  while (got <= kMaxSecretValueBytes) {
+    ssize_t n = ::read(fd, out->data() + got, kMaxSecretValueBytes + 1 - got);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      break;
+    }
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (got > kMaxSecretValueBytes) {
+    return Status::error(path + ": grew past " + std::to_string(kMaxSecretValueBytes) +
+                         " bytes while read");
+  }
+  return SecretBytes::copyOf(out->view().substr(0, got));
+}
+
+void SecretProvider::validate(const ValidateRequest& req, ValidateResponse& resp) const {
+  for (const Object* o : req.objects) {
+    guarded(resp.diagnostics, o->id, "validate", [&] {
+      const Json& sealed = section(o->spec, "sealed");
+      const Json& fromFile = section(o->spec, "fromFile");
+      for (const auto& [key, value] : sealed.items()) {
+        if (!value.is_string()) {
+          continue;  // the schema says so
+        }
+        if (auto parsed = store::parseSealed(value.get<std::string>()); !parsed.isOk()) {
+          resp.diagnostics.error(o->id, field("sealed", key), parsed.status().message());
+        }
+        if (fromFile.contains(key)) {
+          resp.diagnostics.error(
+              o->id, field("fromFile", key),
+              "key \"" + key + "\" is also in spec.sealed: expected each key once");
+        }
+      }
+    });
+  }
+}
+
+Result<const KeyRing*> SecretProvider::ring() {
+  if (config_.stateDir.empty()) {
+    return Status::error("no state directory: Secrets are opened with the host's key ring");
+  }
+  // The active pointer moves on a rotation (by hyperctl while hyperd runs): reloaded then.
+  struct stat st {};
+  const std::string active = config_.stateDir + "/keys/seal/active";
+  std::string stamp = ::stat(active.c_str(), &st) == 0
+                          ? std::to_string(st.st_ino) + ":" + std::to_string(st.st_mtim.tv_sec) +
+                                "." + std::to_string(st.st_mtim.tv_nsec)
+                          : "";
+  if (!ring_ || stamp.empty() || stamp != ringStamp_) {
+    auto loaded = KeyRing::loadOrCreate(config_.stateDir);
+    if (!loaded.isOk()) {
+      return loaded.status();
+    }
+    ring_ = std::make_unique<KeyRing>(std::move(*loaded));
+    if (::stat(active.c_str(), &st) == 0) {
+      ringStamp_ = std::to_string(st.st_ino) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+                   std::to_string(st.st_mtim.tv_nsec);
+    }
+  }
+  return ring_.get();
+}
+
+std::optional<Json> SecretProvider::fingerprints(const Object& object, Diagnostics& diags) {
+  auto keys = ring();
+  if (!keys.isOk()) {
+    diags.error(object.id, "", keys.status().message());
+    return std::nullopt;
+  }
+  Json values = Json::object();
+  Json keyIds = Json::object();
+  bool ok = true;
+  for (const char* name : {"sealed", "fromFile"}) {
+    for (const auto& [key, value] : section(object.spec, name).items()) {
+      if (!value.is_string()) {
+        continue;
+      }
+      SealScope scope{"Secret", object.id.name, key};
+      Result<SecretBytes> opened = std::string(name) == "sealed"
+                                       ? (*keys)->open(value.get<std::string>(), scope)
+                                       : readSecretFile(value.get<std::string>());
+      if (!opened.isOk()) {
+        diags.error(object.id, field(name, key), opened.status().message());
+        ok = false;
+        continue;
+      }
+      values[key] = (*keys)->fingerprint(scope, opened->view());
+      if (std::string(name) == "sealed") {
+        keyIds[key] = value.get<std::string>().substr(9, 16);  // after "hyper:v1:"
+      }
+    }
+  }
+  if (!ok) {
+    return std::nullopt;
+  }
+  return Json{{"values", values}, {"keyIds", keyIds}};
+}
+
+Result<SecretBytes> SecretProvider::openValue(const Object& secret, const std::string& key) {
+  std::lock_guard<std::mutex> lk(mu_);
+  const Json& sealed = section(secret.spec, "sealed");
+  const Json& fromFile = section(secret.spec, "fromFile");
+  if (sealed.contains(key) && sealed[key].is_string()) {
+    HYPER_ASSIGN_OR_RETURN(const KeyRing* keys, ring());
+    auto opened = keys->open(sealed[key].get<std::string>(), {"Secret", secret.id.name, key});
+    return opened.isOk() ? std::move(opened)
+                         : Result<SecretBytes>(opened.status().withContext(secret.id.str() + " " +
+                                                                           field("sealed", key)));
+  }
+  if (fromFile.contains(key) && fromFile[key].is_string()) {
+    auto read = readSecretFile(fromFile[key].get<std::string>());
+    return read.isOk() ? std::move(read)
+                       : Result<SecretBytes>(read.status().withContext(secret.id.str() + " " +
+                                                                       field("fromFile", key)));
+  }
+  return Status::error(secret.id.str() + " has no value \"" + key +
+                       "\": expected a key of its spec.sealed or spec.fromFile");
+}
+
+void SecretProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (const Object* o : req.desired) {
+    ObservedState& s = resp.observed[o->id];
+    guarded(resp.diagnostics, o->id, "observe", [&] {
+      if (auto f = fingerprints(*o, resp.diagnostics)) {
+        s.context = std::move(*f);
+      }
+    });
+  }
+  for (const ManagedRecord* r : req.managed) {
+    ObservedState& s = resp.observed[r->id];
+    // Nothing of a Secret is on the host: it exists once applied.
+    s.exists = true;
+    s.fingerprint = r->fingerprint;
+  }
+}
+
+void SecretProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
+  if (planPrune(req, resp)) {
+    return;
+  }
+  guarded(resp.diagnostics, req.id, "plan", [&] {
+    if (req.observed == nullptr || !req.observed->context.contains("values")) {
+      return;  // observe said why
+    }
+    const Json& now = req.observed->context["values"];
+    const Json then = req.managed != nullptr && req.managed->handles.is_object()
+                          ? req.managed->handles.value("values", Json::object())
+                          : Json();
+    PlanAction a;
+    a.privateData = req.observed->context;
+    auto sectionOf = [&](const std::string& key) {
+      return section(req.desired->spec, "sealed").contains(key) ? "sealed" : "fromFile";
+    };
+    if (req.managed == nullptr) {
+      a.type = ActionType::Create;
+      a.reason = "not applied yet";
+      for (const auto& [key, fp] : now.items()) {
+        a.changes.push_back({field(sectionOf(key), key), Json(), "(sealed)"});
+      }
+    } else {
+      for (const auto& [key, fp] : now.items()) {
+        if (!then.contains(key)) {
+          a.changes.push_back({field(sectionOf(key), key), Json(), "(sealed)"});
+        } else if (then[key] != fp) {
+          a.changes.push_back({field(sectionOf(key), key), "(sealed)",
+                               std::string(sectionOf(key)) == "sealed" ? "(sealed value changed)"
+                                                                       : "(file's value changed)"});
+        }
+      }
+      const Json keyIdsThen = req.managed->handles.is_object()
+                                  ? req.managed->handles.value("keyIds", Json::object())
+                                  : Json::object();
+      for (const auto& [key, fp] : then.items()) {
+        if (!now.contains(key)) {
+          a.changes.push_back(
+              {field(keyIdsThen.contains(key) ? "sealed" : "fromFile", key), "(sealed)", Json()});
+        }
+      }
+      if (a.changes.empty()) {
+        return;
+      }
+      a.type = ActionType::Update;
+      a.reason = std::to_string(a.changes.size()) +
+                 (a.changes.size() == 1 ? " value changed" : " values changed");
+    }
+    // What the changes show are words, never a value, a fingerprint or the sealed text.
+    resp.action = std::move(a);
+  });
+}
+
+void SecretProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
+  const PlanAction& action = *req.action;
+  if (action.type == ActionType::Delete) {
+    return;  // nothing on the host
+  }
+  guarded(resp.diagnostics, action.id, "apply", [&] {
+    if (!action.privateData.is_object() || !action.privateData.contains("values")) {
+      resp.diagnostics.error(action.id, "", "planned without the values' fingerprints");
+      return;
+    }
+    resp.handles = action.privateData;
+    std::string fingerprint;
+    for (const auto& [key, fp] : action.privateData["values"].items()) {
+      fingerprint += key + "=" + fp.get<std::string>() + ";";
+    }
+    resp.fingerprint = fingerprint;
+  });
+}
+
+}  // namespace hyper::providers::secret
