@@ -34,6 +34,7 @@
 #include "reconciler/state_lock.h"
 #include "store/artifact_store.h"
 #include "store/provenance.h"
+#include "store/sealing.h"
 
 namespace hyper::ctl {
 namespace {
@@ -731,12 +732,98 @@ int runRebuild(const GlobalOptions& g, const std::vector<std::string>& paths,
 }
 
 // `hyperctl keys`: the host's public signing key (made on first use).
-int runKeys(const GlobalOptions& g) {
+// `hyperctl keys [rotate]`: the host's public keys, made on first use: the ed25519 key that
+// signs provenance and the X25519 sealing keys (the active one seals; the others still open what
+// was sealed to them). `rotate` makes a new sealing key the active one.
+int runKeys(const GlobalOptions& g, bool rotate) {
   auto key = store::HostKey::loadOrCreate(g.stateDir);
   if (!key.isOk()) {
     return fail(key.status().message());
   }
-  std::cout << key->publicKeyText() << "  (keyid " << key->keyId() << ")\n";
+  auto ring = store::KeyRing::loadOrCreate(g.stateDir);
+  if (!ring.isOk()) {
+    return fail(ring.status().message());
+  }
+  if (rotate) {
+    auto made = ring->rotate(g.stateDir);
+    if (!made.isOk()) {
+      return fail(made.status().message());
+    }
+    std::cout << "new active sealing key " << made->id
+              << "; values sealed to the others still open (`hyperctl secret seal` uses it "
+                 "from now on)\n";
+  }
+  std::cout << key->publicKeyText() << "  (keyid " << key->keyId() << ", signs provenance)\n";
+  for (const auto& k : ring->publicKeys()) {
+    std::cout << k.text() << "  (sealing key " << k.id
+              << (k.id == ring->active().id ? ", active" : "") << ")\n";
+  }
+  return kExitOk;
+}
+
+// `hyperctl secret seal --name NAME --key KEY [--pubkey FILE]`: seals standard input (one
+// trailing newline dropped unless --keep-newline) to the active sealing key of the state dir, or
+// to the public key in FILE (what `hyperctl keys` prints, committed beside the manifests), and
+// prints a Secret manifest holding it.
+int runSeal(const GlobalOptions& g, const std::string& name, const std::string& key,
+            const std::string& pubkeyFile, bool keepNewline) {
+  if (std::string problem = checkDnsLabel(name); !problem.empty()) {
+    return fail("secret seal: --name \"" + escapeControl(name) + "\": " + problem);
+  }
+  if (key.empty() || key.size() > 63 || !std::isalnum(static_cast<unsigned char>(key.front())) ||
+      key.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+          std::string::npos) {
+    return fail("secret seal: --key \"" + escapeControl(key) +
+                "\": expected 1-63 of A-Z a-z 0-9 . _ - starting alphanumeric");
+  }
+  store::SealingKey to;
+  if (!pubkeyFile.empty()) {
+    auto text = readFile(pubkeyFile, 4096);
+    if (!text.isOk()) {
+      return fail("secret seal: --pubkey " + text.status().message());
+    }
+    auto parsed = store::SealingKey::parse(*text);
+    if (!parsed.isOk()) {
+      return fail("secret seal: --pubkey " + pubkeyFile + ": " + parsed.status().message());
+    }
+    to = *parsed;
+  } else {
+    auto ring = store::KeyRing::loadOrCreate(g.stateDir);
+    if (!ring.isOk()) {
+      return fail("secret seal: " + ring.status().message() +
+                  " (or give --pubkey FILE with the host's public sealing key)");
+    }
+    to = ring->active();
+  }
+  // Read straight into locked memory, bounded.
+  auto value = store::SecretBytes::zeroed(store::kMaxSecretValueBytes + 2);
+  if (!value.isOk()) {
+    return fail(value.status().message());
+  }
+  size_t got = 0;
+  while (got < store::kMaxSecretValueBytes + 2) {
+    ssize_t n = ::read(STDIN_FILENO, value->data() + got, store::kMaxSecretValueBytes + 2 - got);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      break;
+    }
+    got += static_cast<size_t>(n);
+  }
+  if (!keepNewline && got > 0 && value->data()[got - 1] == '\n') {
+    --got;
+  }
+  if (got > store::kMaxSecretValueBytes) {
+    return fail("secret seal: the value on standard input is over " +
+                std::to_string(store::kMaxSecretValueBytes) + " bytes");
+  }
+  auto sealed = store::seal(to, {"Secret", name, key}, value->view().substr(0, got));
+  if (!sealed.isOk()) {
+    return fail("secret seal: " + sealed.status().message());
+  }
+  std::cout << "apiVersion: hyper.dev/v1alpha1\nkind: Secret\nmetadata: {name: " << name
+            << "}\nspec:\n  sealed:\n    " << key << ": \"" << *sealed << "\"\n";
   return kExitOk;
 }
 
@@ -1032,7 +1119,22 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
   rebuild->add_option("--revision", rebuildRevision,
                       "the applied revision to compare with (default: the manifests' own)");
 
-  auto* keys = app.add_subcommand("keys", "print the host's public key that signs provenance");
+  auto* keys = app.add_subcommand(
+      "keys", "print the host's public keys: the one that signs provenance, the sealing keys");
+  auto* keysRotate = keys->add_subcommand("rotate", "make a new sealing key the active one");
+  auto* secretCmd = app.add_subcommand("secret", "seal values for Secret manifests");
+  secretCmd->require_subcommand(1);
+  auto* seal = secretCmd->add_subcommand(
+      "seal", "seal standard input for a Secret and print its manifest (safe to commit)");
+  std::string sealName, sealKey, sealPubkey;
+  bool keepNewline = false;
+  seal->add_option("--name", sealName, "the Secret's name")->required();
+  seal->add_option("--key", sealKey, "the value's key in spec.sealed, like password")->required();
+  seal->add_option("--pubkey", sealPubkey,
+                   "a file with the host's public sealing key (x25519:..., from `hyperctl "
+                   "keys`); default: the state dir's active key");
+  seal->add_flag("--keep-newline", keepNewline,
+                 "keep a trailing newline of the input (dropped by default: `echo` adds one)");
   std::string verifyTarget;
   auto* verify = app.add_subcommand(
       "verify", "check an object's artifacts against their signed provenance: verify KIND/NAME");
@@ -1119,7 +1221,9 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
   } else if (*rebuild) {
     code = runRebuild(g, paths, rebuildRevision);
   } else if (*keys) {
-    code = runKeys(g);
+    code = runKeys(g, keysRotate->parsed());
+  } else if (*seal) {
+    code = runSeal(g, sealName, sealKey, sealPubkey, keepNewline);
   } else if (*verify) {
     code = runVerify(g, verifyTarget);
   } else if (*gc) {

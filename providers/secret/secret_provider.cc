@@ -25,7 +25,7 @@ std::string field(const char* sectionName, const std::string& key) {
 
 }  // namespace
 
-Result<SecretBytes> readSecretFile(const std::string& path) {
+Result<SecretBytes> readHostSecretFile(const std::string& path) {
   // O_NOFOLLOW: a symlink is refused, never followed; the checks are made on what was opened.
   int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
@@ -140,7 +140,7 @@ std::optional<Json> SecretProvider::fingerprints(const Object& object, Diagnosti
       SealScope scope{"Secret", object.id.name, key};
       Result<SecretBytes> opened = std::string(name) == "sealed"
                                        ? (*keys)->open(value.get<std::string>(), scope)
-                                       : readSecretFile(value.get<std::string>());
+                                       : readHostSecretFile(value.get<std::string>());
       if (!opened.isOk()) {
         diags.error(object.id, field(name, key), opened.status().message());
         ok = false;
@@ -170,7 +170,7 @@ Result<SecretBytes> SecretProvider::openValue(const Object& secret, const std::s
                                                                            field("sealed", key)));
   }
   if (fromFile.contains(key) && fromFile[key].is_string()) {
-    auto read = readSecretFile(fromFile[key].get<std::string>());
+    auto read = readHostSecretFile(fromFile[key].get<std::string>());
     return read.isOk() ? std::move(read)
                        : Result<SecretBytes>(read.status().withContext(secret.id.str() + " " +
                                                                        field("fromFile", key)));

@@ -61,8 +61,10 @@ class SecretProvider : public Provider {
 };
 
 // A host file a Secret's value comes from: a regular file (not a symlink) owned by root, mode
-// 0600 or 0400 (no group or other bits), at most kMaxSecretValueBytes. Errors say what was found
-// and expected, never the content.
-Result<SecretBytes> readSecretFile(const std::string& path);
+// 0600 or 0400 (no group or other bits), at most kMaxSecretValueBytes, read as it is (no newline
+// dropped) into locked memory. Stricter than base/secret.h's readSecretFile (hyperd's own secret
+// files, any owner): a Secret's file may be named by any manifest. Errors say what was found and
+// expected, never the content.
+Result<SecretBytes> readHostSecretFile(const std::string& path);
 
 }  // namespace hyper::providers::secret
