@@ -8,6 +8,8 @@
 #include <cstring>
 #include <vector>
 
+#include "base/base64.h"
+
 #include <sodium.h>
 
 #include "base/fd.h"
@@ -188,13 +190,7 @@ constexpr std::pair<SourceTree::File::Refusal, const char*> kRefusalNames[] = {
 
 nlohmann::json sourceReadToJson(const std::string& path, const SourceTree::File& file) {
   if (file.refusal == SourceTree::File::Refusal::None) {
-    std::string text(sodium_base64_ENCODED_LEN(file.bytes.size(), sodium_base64_VARIANT_ORIGINAL),
-                     '\0');
-    sodium_bin2base64(text.data(), text.size(),
-                      reinterpret_cast<const unsigned char*>(file.bytes.data()), file.bytes.size(),
-                      sodium_base64_VARIANT_ORIGINAL);
-    text.resize(text.size() - 1);  // the terminating NUL
-    return {{"path", path}, {"base64", std::move(text)}};
+    return {{"path", path}, {"base64", encodeBase64(file.bytes)}};
   }
   std::string refusal;
   for (const auto& [value, name] : kRefusalNames) {
@@ -221,14 +217,9 @@ Result<std::pair<std::string, SourceTree::File>> sourceReadFromJson(const nlohma
   }
   SourceTree::File file;
   if (const std::string* encoded = text("base64")) {
-    file.bytes.resize(encoded->size() / 4 * 3 + 3);
-    size_t length = 0;
-    if (sodium_base642bin(reinterpret_cast<unsigned char*>(file.bytes.data()), file.bytes.size(),
-                          encoded->data(), encoded->size(), nullptr, &length, nullptr,
-                          sodium_base64_VARIANT_ORIGINAL) != 0) {
+    if (!decodeBase64(*encoded, file.bytes)) {
       return Status::error(std::string("base64 that does not decode: ") + expected);
     }
-    file.bytes.resize(length);
     return std::make_pair(*path, std::move(file));
   }
   const std::string* refusal = text("refusal");

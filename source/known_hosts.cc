@@ -14,6 +14,8 @@
 #include <set>
 #include <sstream>
 
+#include "base/base64.h"
+
 namespace hyper::controller {
 namespace {
 
@@ -24,20 +26,6 @@ std::string lower(std::string_view s) {
   std::transform(out.begin(), out.end(), out.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return out;
-}
-
-// Strict base64 with padding, as ssh-keygen and ssh-keyscan write it.
-bool decodeBase64(std::string_view text, std::string& out) {
-  out.assign(text.size(), '\0');
-  size_t len = 0;
-  const char* end = nullptr;
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(),
-                        text.size(), nullptr, &len, &end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
-      end != text.data() + text.size()) {
-    return false;
-  }
-  out.resize(len);
-  return true;
 }
 
 // "*" matches any run of characters, "?" any one; the rest literally.

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "base/base64.h"
 #include "base/fd.h"
 #include "base/file.h"
 #include "base/sha256.h"
@@ -19,27 +20,13 @@ namespace {
 
 constexpr const char* kPayloadType = "application/vnd.in-toto+json";
 
-std::string base64(const std::string& bytes) {
-  std::string out(sodium_base64_ENCODED_LEN(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
-                    bytes.size(), sodium_base64_VARIANT_ORIGINAL);
-  out.resize(std::strlen(out.c_str()));
-  return out;
-}
+std::string base64(const std::string& bytes) { return encodeBase64(bytes); }
 
 Result<std::string> unbase64(const std::string& text, size_t maxBytes) {
-  const std::string error = "not base64 of at most " + std::to_string(maxBytes) + " bytes";
-  if (text.size() > (maxBytes / 3 + 2) * 4) {
-    return Status::error(error);  // decided before anything is allocated
+  std::string out;
+  if (!decodeBase64(text, out, maxBytes)) {
+    return Status::error("not base64 of at most " + std::to_string(maxBytes) + " bytes");
   }
-  std::string out(text.size() / 4 * 3 + 3, '\0');
-  size_t len = 0;
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(),
-                        text.size(), nullptr, &len, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0 ||
-      len > maxBytes) {
-    return Status::error(error);
-  }
-  out.resize(len);
   return out;
 }
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "base/base64.h"
 #include "base/file.h"
 #include "base/sha256.h"
 
@@ -34,26 +35,6 @@ Status initSodium() {
 
 const unsigned char* bytes(std::string_view s) {
   return reinterpret_cast<const unsigned char*>(s.data());
-}
-
-std::string toBase64(std::string_view in) {
-  std::string out(sodium_base64_ENCODED_LEN(in.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
-  sodium_bin2base64(out.data(), out.size(), bytes(in), in.size(), sodium_base64_VARIANT_ORIGINAL);
-  out.resize(out.size() - 1);  // the terminating NUL
-  return out;
-}
-
-bool fromBase64(std::string_view in, std::string& out) {
-  out.assign(in.size() / 4 * 3 + 3, '\0');
-  size_t len = 0;
-  const char* end = nullptr;
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), in.data(),
-                        in.size(), nullptr, &len, &end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
-      end != in.data() + in.size()) {
-    return false;
-  }
-  out.resize(len);
-  return true;
 }
 
 bool isKeyId(std::string_view id) {
@@ -156,7 +137,7 @@ SecretBytes::~SecretBytes() {
 
 std::string SealScope::text() const { return kind + "/" + name + "/" + key; }
 
-std::string SealingKey::text() const { return std::string(kKeyPrefix) + toBase64(publicKey); }
+std::string SealingKey::text() const { return std::string(kKeyPrefix) + encodeBase64(publicKey); }
 
 Result<SealingKey> SealingKey::parse(std::string_view text) {
   HYPER_RETURN_IF_ERROR(initSodium());
@@ -168,7 +149,7 @@ Result<SealingKey> SealingKey::parse(std::string_view text) {
   }
   std::string decoded;
   if (text.substr(0, kKeyPrefix.size()) != kKeyPrefix ||
-      !fromBase64(text.substr(kKeyPrefix.size()), decoded) ||
+      !decodeBase64(text.substr(kKeyPrefix.size()), decoded) ||
       decoded.size() != crypto_box_PUBLICKEYBYTES) {
     return Status::error(
         "not a sealing public key: expected \"x25519:\" and the base64 of 32 bytes, as "
@@ -199,7 +180,7 @@ Result<SealedValue> parseSealed(std::string_view text) {
   }
   SealedValue out;
   out.keyId = std::string(text.substr(0, colon));
-  if (!fromBase64(text.substr(colon + 1), out.payload) ||
+  if (!decodeBase64(text.substr(colon + 1), out.payload) ||
       out.payload.size() < kHeaderBytes + crypto_aead_xchacha20poly1305_ietf_ABYTES) {
     return Status::error("a sealed value's payload: expected the base64 of at least " +
                          std::to_string(kHeaderBytes + crypto_aead_xchacha20poly1305_ietf_ABYTES) +
@@ -244,7 +225,7 @@ Result<std::string> seal(const SealingKey& key, const SealScope& scope,
                                              bytes(ad), ad.size(), nullptr, bytes(nonce), aeadKey);
   sodium_memzero(aeadKey, sizeof aeadKey);
   payload.resize(at + written);
-  return std::string(kPrefix) + key.id + ":" + toBase64(payload);
+  return std::string(kPrefix) + key.id + ":" + encodeBase64(payload);
 }
 
 KeyRing::~KeyRing() = default;
