@@ -2,6 +2,7 @@
 // network namespace it starts in) and the state directory it is given.
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -735,6 +736,117 @@ int runRebuild(const GlobalOptions& g, const std::vector<std::string>& paths,
 // `hyperctl keys [rotate]`: the host's public keys, made on first use: the ed25519 key that
 // signs provenance and the X25519 sealing keys (the active one seals; the others still open what
 // was sealed to them). `rotate` makes a new sealing key the active one.
+// `hyperctl keys retire ID`: removes an old sealing key. Refused for the active key and while a
+// managed object's record says a value of it is sealed to that key (handles.keyIds): reseal and
+// apply first.
+int runKeysRetire(const GlobalOptions& g, const std::string& id) {
+  auto ring = store::KeyRing::loadOrCreate(g.stateDir);
+  if (!ring.isOk()) {
+    return fail(ring.status().message());
+  }
+  auto managed = readManaged(g.stateDir, nullptr);
+  if (!managed.isOk()) {
+    return fail(managed.status().message());
+  }
+  std::vector<std::string> users;
+  for (const auto& r : *managed) {
+    const Json ids =
+        r.handles.is_object() ? r.handles.value("keyIds", Json::object()) : Json::object();
+    if (!ids.is_object()) {
+      continue;
+    }
+    for (const auto& [key, used] : ids.items()) {
+      if (used == id) {
+        users.push_back(r.id.str() + " " + key);
+      }
+    }
+  }
+  if (!users.empty()) {
+    std::string list;
+    for (size_t i = 0; i < users.size() && i < 10; ++i) {
+      list += (i ? ", " : "") + users[i];
+    }
+    return fail("keys retire: sealing key " + id + " still opens " + std::to_string(users.size()) +
+                " applied value(s) (" + list +
+                "): `hyperctl secret reseal -f MANIFESTS`, apply, then retire it");
+  }
+  if (Status s = ring->retire(g.stateDir, id); !s.isOk()) {
+    return fail("keys retire: " + s.message());
+  }
+  std::cout << "retired sealing key " << id << "\n";
+  return kExitOk;
+}
+
+// `hyperctl secret reseal -f PATHS`: every sealed value of the Secrets in the manifests that is
+// not sealed to the active key is opened (with the state dir's ring, for the scope its manifest
+// gives: kind, name, key) and sealed again to the active key; the files are rewritten in place
+// with only those strings replaced. All values are opened before any file is written: one that
+// does not open writes nothing.
+int runReseal(const GlobalOptions& g, const std::vector<std::string>& paths) {
+  auto ring = store::KeyRing::loadOrCreate(g.stateDir);
+  if (!ring.isOk()) {
+    return fail(ring.status().message());
+  }
+  auto engine = makeEngine();
+  if (!engine) {
+    return kExitError;
+  }
+  auto revision = loadRevision(*engine, paths, "; nothing was resealed");
+  if (!revision) {
+    return kExitError;
+  }
+  // file -> (old text -> new text)
+  std::map<std::string, std::map<std::string, std::string>> edits;
+  size_t resealed = 0;
+  for (const auto& o : revision->objects) {
+    if (o->id.kind != "Secret" || !o->spec.contains("sealed") || !o->spec["sealed"].is_object()) {
+      continue;
+    }
+    for (const auto& [key, value] : o->spec["sealed"].items()) {
+      const std::string text = value.get<std::string>();
+      auto parsed = store::parseSealed(text);
+      if (parsed.isOk() && parsed->keyId == ring->active().id) {
+        continue;
+      }
+      const store::SealScope scope{"Secret", o->id.name, key};
+      auto opened = ring->open(text, scope);
+      if (!opened.isOk()) {
+        return fail(o->sourceMap.file() + ": " + o->id.str() + ": spec.sealed." + key + ": " +
+                    opened.status().message() + "; nothing was resealed");
+      }
+      auto sealed = store::seal(ring->active(), scope, opened->view());
+      if (!sealed.isOk()) {
+        return fail("secret reseal: " + sealed.status().message());
+      }
+      edits[o->sourceMap.file()][text] = *sealed;
+      std::cout << "resealed " << o->id.str() << " " << key << ": key "
+                << (parsed.isOk() ? parsed->keyId : "?") << " -> " << ring->active().id << "\n";
+      ++resealed;
+    }
+  }
+  for (const auto& [file, replace] : edits) {
+    auto content = readFile(file, size_t{4} << 20);
+    if (!content.isOk()) {
+      return fail("secret reseal: " + content.status().message());
+    }
+    std::string text = *content;
+    for (const auto& [from, to] : replace) {
+      for (size_t at = text.find(from); at != std::string::npos;
+           at = text.find(from, at + to.size())) {
+        text.replace(at, from.size(), to);
+      }
+    }
+    struct stat st {};
+    mode_t mode = ::stat(file.c_str(), &st) == 0 ? (st.st_mode & 07777) : 0644;
+    if (Status s = writeFileAtomically(file, text, mode); !s.isOk()) {
+      return fail("secret reseal: " + s.message());
+    }
+  }
+  std::cout << resealed << (resealed == 1 ? " value" : " values") << " resealed to key "
+            << ring->active().id << "\n";
+  return kExitOk;
+}
+
 int runKeys(const GlobalOptions& g, bool rotate) {
   auto key = store::HostKey::loadOrCreate(g.stateDir);
   if (!key.isOk()) {
@@ -1122,6 +1234,11 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
   auto* keys = app.add_subcommand(
       "keys", "print the host's public keys: the one that signs provenance, the sealing keys");
   auto* keysRotate = keys->add_subcommand("rotate", "make a new sealing key the active one");
+  std::string retireId;
+  auto* keysRetire = keys->add_subcommand(
+      "retire", "remove an old sealing key that no applied Secret value is sealed to");
+  keysRetire->add_option("id", retireId, "the key id (16 hex digits, from `hyperctl keys`)")
+      ->required();
   auto* secretCmd = app.add_subcommand("secret", "seal values for Secret manifests");
   secretCmd->require_subcommand(1);
   auto* seal = secretCmd->add_subcommand(
@@ -1133,6 +1250,9 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
   seal->add_option("--pubkey", sealPubkey,
                    "a file with the host's public sealing key (x25519:..., from `hyperctl "
                    "keys`); default: the state dir's active key");
+  auto* reseal = secretCmd->add_subcommand(
+      "reseal", "seal every value of the manifests' Secrets to the active key, in place");
+  reseal->add_option("-f,--filename", paths, "manifest files or directories")->required();
   seal->add_flag("--keep-newline", keepNewline,
                  "keep a trailing newline of the input (dropped by default: `echo` adds one)");
   std::string verifyTarget;
@@ -1220,8 +1340,12 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
     code = runLogs(g, logsTarget, follow, raw);
   } else if (*rebuild) {
     code = runRebuild(g, paths, rebuildRevision);
+  } else if (*keysRetire) {
+    code = runKeysRetire(g, retireId);
   } else if (*keys) {
     code = runKeys(g, keysRotate->parsed());
+  } else if (*reseal) {
+    code = runReseal(g, paths);
   } else if (*seal) {
     code = runSeal(g, sealName, sealKey, sealPubkey, keepNewline);
   } else if (*verify) {

@@ -433,6 +433,30 @@ Result<SealingKey> KeyRing::rotate(const std::string& stateDir) {
   return keys_.back().key;
 }
 
+Status KeyRing::retire(const std::string& stateDir, const std::string& id) {
+  auto it =
+      std::find_if(keys_.begin(), keys_.end(), [&](const Entry& e) { return e.key.id == id; });
+  if (it == keys_.end()) {
+    return Status::error("no sealing key " + id + " in " + ringDir(stateDir));
+  }
+  if (static_cast<size_t>(it - keys_.begin()) == active_) {
+    return Status::error("sealing key " + id +
+                         " is the active one: rotate first (`hyperctl keys rotate`)");
+  }
+  const std::string path = ringDir(stateDir) + "/" + id;
+  for (const char* suffix : {".x25519", ".pub"}) {
+    if (::unlink((path + suffix).c_str()) != 0 && errno != ENOENT) {
+      return Status::error("remove " + path + suffix + " <- " + std::strerror(errno));
+    }
+  }
+  const std::string activeId = keys_[active_].key.id;
+  keys_.erase(it);
+  active_ = static_cast<size_t>(std::find_if(keys_.begin(), keys_.end(),
+                                             [&](const Entry& e) { return e.key.id == activeId; }) -
+                                keys_.begin());
+  return Status::ok();
+}
+
 Result<SecretBytes> KeyRing::open(std::string_view sealedText, const SealScope& scope) const {
   HYPER_ASSIGN_OR_RETURN(SealedValue sealed, parseSealed(sealedText));
   auto it = std::find_if(keys_.begin(), keys_.end(),

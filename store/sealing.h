@@ -83,6 +83,9 @@ class KeyRing {
   std::vector<SealingKey> publicKeys() const;
   // Makes a new key and makes it the active one (written to `stateDir`).
   Result<SealingKey> rotate(const std::string& stateDir);
+  // Removes key `id` (its files in `stateDir` too): what was sealed to it no longer opens. The
+  // active key is refused; whether a Secret still uses it is the caller's to check.
+  Status retire(const std::string& stateDir, const std::string& id);
 
   // Opens a sealed value for `scope`. Errors name the key id or what failed, never the value:
   // a key this ring does not have, a value sealed for another scope (moved), or one altered.

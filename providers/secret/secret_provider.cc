@@ -233,6 +233,17 @@ void SecretProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
       const Json keyIdsThen = req.managed->handles.is_object()
                                   ? req.managed->handles.value("keyIds", Json::object())
                                   : Json::object();
+      // The same value sealed to another key (a reseal after a rotation): recorded, so that the
+      // old key is seen unused and may be retired.
+      const Json& keyIdsNow = req.observed->context.value("keyIds", Json::object());
+      for (const auto& [key, id] : keyIdsNow.items()) {
+        if (then.contains(key) && then[key] == now[key] && keyIdsThen.contains(key) &&
+            keyIdsThen[key] != id) {
+          a.changes.push_back({field("sealed", key),
+                               "(sealed to key " + keyIdsThen[key].get<std::string>() + ")",
+                               "(sealed to key " + id.get<std::string>() + ")"});
+        }
+      }
       for (const auto& [key, fp] : then.items()) {
         if (!now.contains(key)) {
           a.changes.push_back(
@@ -243,8 +254,16 @@ void SecretProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
         return;
       }
       a.type = ActionType::Update;
-      a.reason = std::to_string(a.changes.size()) +
-                 (a.changes.size() == 1 ? " value changed" : " values changed");
+      size_t resealed = 0;
+      for (const auto& c : a.changes) {
+        resealed +=
+            c.after.is_string() && c.after.get<std::string>().rfind("(sealed to key ", 0) == 0 ? 1
+                                                                                               : 0;
+      }
+      const size_t changed = a.changes.size() - resealed;
+      a.reason = changed == 0 ? "resealed to another key (the values are the same)"
+                              : std::to_string(changed) +
+                                    (changed == 1 ? " value changed" : " values changed");
     }
     // What the changes show are words, never a value, a fingerprint or the sealed text.
     resp.action = std::move(a);

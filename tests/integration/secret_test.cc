@@ -123,6 +123,35 @@ TEST_F(SecretCommandTest, SealApplyChangeRotateAndTheValueIsNowhere) {
       << refused.err;
   EXPECT_EQ(hyperctl({"get", "secrets", "cache"}).exitCode, 1) << "nothing applied";
 
+  // The old key cannot be retired while the applied value is sealed to it; resealed (the file
+  // rewritten in place, the value the same) and applied, it can.
+  const std::string oldId = next.out.substr(next.out.find("hyper:v1:") + 9, 16);
+  CommandRun inUse = hyperctl({"keys", "retire", oldId});
+  EXPECT_EQ(inUse.exitCode, 1);
+  EXPECT_TRUE(contains(inUse.err, "still opens 1 applied value(s) (Secret/db password)"))
+      << inUse.err;
+  CommandRun reseal = hyperctl({"secret", "reseal", "-f", tmp_->path() + "/v3"});
+  ASSERT_EQ(reseal.exitCode, 0) << reseal.describe();
+  EXPECT_TRUE(contains(reseal.out, "resealed Secret/db password: key " + oldId + " -> "))
+      << reseal.out;
+  std::ifstream in(tmp_->path() + "/v3/db.yaml");
+  std::stringstream resealedFile;
+  resealedFile << in.rdbuf();
+  EXPECT_FALSE(contains(resealedFile.str(), oldId)) << resealedFile.str();
+  EXPECT_TRUE(contains(resealedFile.str(), "kind: Secret\nmetadata: {name: db}"));
+  CommandRun resealPlan = hyperctl({"apply", "-f", tmp_->path() + "/v3"});
+  ASSERT_EQ(resealPlan.exitCode, 0) << resealPlan.describe();
+  EXPECT_TRUE(contains(resealPlan.out, "resealed to another key (the values are the same)"))
+      << resealPlan.out;
+  CommandRun retired = hyperctl({"keys", "retire", oldId});
+  EXPECT_EQ(retired.exitCode, 0) << retired.describe();
+  EXPECT_FALSE(contains(hyperctl({"keys"}).out, oldId));
+  EXPECT_EQ(hyperctl({"diff", "-f", tmp_->path() + "/v3"}).exitCode, 0);
+  // A value sealed only to the retired key no longer opens.
+  CommandRun gone = hyperctl({"diff", "-f", tmp_->path() + "/v1"});
+  EXPECT_EQ(gone.exitCode, 1);
+  EXPECT_TRUE(contains(gone.err, "which this host does not have")) << gone.err;
+
   // Bad input to seal itself.
   EXPECT_EQ(sealed("x", {"secret", "seal", "--name", "Not_A_Label", "--key", "k"}).exitCode, 1);
   CommandRun badPub = sealed("x", {"secret", "seal", "--name", "db", "--key", "k", "--pubkey",

@@ -17,6 +17,8 @@
 namespace hyper::store {
 namespace {
 
+namespace fs = std::filesystem;
+
 const SealScope kScope{"Secret", "db", "password"};
 
 std::string message(const Result<SecretBytes>& r) {
@@ -180,6 +182,19 @@ TEST_F(KeyRingTest, MadeOnceRotatedAndReloadedWithOldKeysOpeningOldValues) {
   ASSERT_TRUE(pub.isOk()) << pub.status().message();
   EXPECT_EQ(pub->size(), 2u);
   EXPECT_EQ(activeId, rotated->id);
+
+  // Retired: the active key is refused; the old one goes, with what it opened.
+  Status active = reloaded->retire(root_, rotated->id);
+  ASSERT_FALSE(active.isOk());
+  EXPECT_NE(active.message().find("is the active one"), std::string::npos);
+  ASSERT_TRUE(reloaded->retire(root_, id1).isOk());
+  EXPECT_FALSE(reloaded->open(old, kScope).isOk());
+  EXPECT_EQ(reloaded->active().id, rotated->id);
+  EXPECT_FALSE(fs::exists(dir + "/" + id1 + ".x25519"));
+  auto after = KeyRing::loadOrCreate(root_);
+  ASSERT_TRUE(after.isOk());
+  EXPECT_EQ(after->publicKeys().size(), 1u);
+  EXPECT_FALSE(reloaded->retire(root_, id1).isOk()) << "retired twice";
 }
 
 TEST_F(KeyRingTest, ALooseOrWrongKeyFileIsRefusedByName) {

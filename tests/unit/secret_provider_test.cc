@@ -128,6 +128,21 @@ TEST_F(SecretProviderTest, CreatedThenInSyncThenAChangedValueIsNamedNotShown) {
   EXPECT_EQ(changed.action->changes[0].path, "spec.sealed.password");
   EXPECT_EQ(changed.action->changes[0].after, "(sealed value changed)");
   EXPECT_EQ(changed.action->changes[1].path, "spec.sealed.user");
+
+  // The same values resealed to a new key: an update that records the key, no value change.
+  ManagedRecord rotatedRec = recordOf("db", rotated, changed.applied);
+  auto ring = KeyRing::loadOrCreate(root_ + "/state");
+  ASSERT_TRUE(ring.isOk());
+  auto next = ring->rotate(root_ + "/state");
+  ASSERT_TRUE(next.isOk());
+  key_ = *next;
+  Json moved = {{"sealed",
+                 {{"password", sealFor("db", "password", std::string(kCanary) + "2")},
+                  {"user", sealFor("db", "user", "app")}}}};
+  Step toNewKey = reconcile("db", moved, &rotatedRec);
+  ASSERT_TRUE(toNewKey.action.has_value()) << toNewKey.diagnostics.format();
+  EXPECT_EQ(toNewKey.action->reason, "resealed to another key (the values are the same)");
+  EXPECT_EQ(toNewKey.applied.handles["keyIds"]["password"], next->id);
 }
 
 TEST_F(SecretProviderTest, AMovedMalformedOrForeignValueIsAnErrorAtItsField) {
