@@ -33,6 +33,7 @@
 #include "hyperctl/output.h"
 #include "reconciler/engine.h"
 #include "reconciler/state_lock.h"
+#include "source/source.h"
 #include "store/artifact_store.h"
 #include "store/provenance.h"
 #include "store/sealing.h"
@@ -607,8 +608,75 @@ Json provenanceInputs(const store::ArtifactStore& artifacts, const std::string& 
 // applied with this state dir. One line per artifact; for a difference, the inputs that moved
 // (from the recorded artifact's provenance) and, when diffoscope is installed, the start of its
 // report. Exit 0 all the same, 2 some differ, 1 error.
+// The manifests of one commit of a git repository (`location`: a repository path, a working
+// copy or a URL, as hyperd's source takes it; `path`: the sub-path), read with the source hyperd
+// uses (libgit2, a bare clone in `scratch`), named "git:<commit>" as hyperd names it.
+std::shared_ptr<const Revision> loadGitRevision(Engine& engine, std::string location,
+                                                const std::string& path,
+                                                const std::string& revision,
+                                                const std::string& scratch) {
+  const std::string commit = revision.rfind("git:", 0) == 0 ? revision.substr(4) : "";
+  if (commit.size() != 40 || commit.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    std::cerr << "error: rebuild: --repo reads a commit: expected --revision git:<40 hex digits>, "
+                 "got \""
+              << escapeControl(revision) << "\"\n";
+    return nullptr;
+  }
+  // A working copy: its repository.
+  std::error_code ec;
+  if (std::filesystem::is_directory(location + "/.git", ec)) {
+    location += "/.git";
+  }
+  controller::SourceSpec spec;
+  spec.location = location;
+  spec.ref = commit;
+  spec.path = path;
+  spec.cacheDir = scratch + "/git";
+  auto source = controller::openSource(spec);
+  if (!source.isOk()) {
+    std::cerr << "error: rebuild: " << source.status().message() << "\n";
+    return nullptr;
+  }
+  if ((*source)->describe().rfind("git ", 0) != 0) {
+    std::cerr << "error: rebuild: " << location
+              << " is not a git repository (expected a repository, a working copy or a git "
+                 "URL)\n";
+    return nullptr;
+  }
+  auto snapshot = (*source)->fetch();
+  if (!snapshot.isOk()) {
+    std::cerr << "error: rebuild: " << snapshot.status().message() << "\n";
+    return nullptr;
+  }
+  if (snapshot->commit != commit) {
+    std::cerr << "error: rebuild: " << location << " gave commit " << snapshot->commit << " for "
+              << commit << "\n";
+    return nullptr;
+  }
+  RevisionResult loaded = engine.load(snapshot->files, snapshot->tree.get());
+  if (!loaded.diagnostics.empty()) {
+    std::cerr << loaded.diagnostics.format();
+  }
+  if (!loaded.revision) {
+    std::cerr << "error: the manifests of " << revision << " do not load; nothing was rebuilt\n";
+    return nullptr;
+  }
+  auto named = std::make_shared<Revision>(*loaded.revision);
+  named->id = snapshot->revision;
+  return named;
+}
+
 int runRebuild(const GlobalOptions& g, const std::vector<std::string>& paths,
-               const std::string& wantedRevision) {
+               const std::string& wantedRevision, const std::string& repo,
+               const std::string& repoPath) {
+  if (paths.empty() == repo.empty()) {
+    return fail(
+        "rebuild: expected -f MANIFESTS or --repo REPOSITORY (with --revision "
+        "git:<commit>), one of them");
+  }
+  if (!repoPath.empty() && repo.empty()) {
+    return fail("rebuild: --path is the sub-path within --repo");
+  }
   char tmpl[] = "/tmp/hyper-rebuild.XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) {
     return fail(std::string("rebuild: scratch dir <- ") + std::strerror(errno));
@@ -620,7 +688,8 @@ int runRebuild(const GlobalOptions& g, const std::vector<std::string>& paths,
   if (!engine) {
     return kExitError;
   }
-  auto revision = loadRevision(*engine, paths, "; nothing was rebuilt");
+  auto revision = repo.empty() ? loadRevision(*engine, paths, "; nothing was rebuilt")
+                               : loadGitRevision(*engine, repo, repoPath, wantedRevision, scratch);
   if (!revision) {
     return kExitError;
   }
@@ -1227,7 +1296,12 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
   std::string rebuildRevision;
   auto* rebuild = app.add_subcommand(
       "rebuild", "build the manifests' Builds again without the cache and compare the digests");
-  rebuild->add_option("-f,--filename", paths, "manifest files or directories")->required();
+  std::string rebuildRepo, rebuildPath;
+  rebuild->add_option("-f,--filename", paths, "manifest files or directories");
+  rebuild->add_option("--repo", rebuildRepo,
+                      "instead of -f: the git repository (a path, a working copy or a URL) whose "
+                      "commit --revision git:<commit> names");
+  rebuild->add_option("--path", rebuildPath, "with --repo: the manifests' sub-path in it");
   rebuild->add_option("--revision", rebuildRevision,
                       "the applied revision to compare with (default: the manifests' own)");
 
@@ -1339,7 +1413,7 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
   } else if (*logs) {
     code = runLogs(g, logsTarget, follow, raw);
   } else if (*rebuild) {
-    code = runRebuild(g, paths, rebuildRevision);
+    code = runRebuild(g, paths, rebuildRevision, rebuildRepo, rebuildPath);
   } else if (*keysRetire) {
     code = runKeysRetire(g, retireId);
   } else if (*keys) {

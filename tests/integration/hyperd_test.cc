@@ -1183,7 +1183,7 @@ TEST_F(HyperdTest, ABuildRunsBesideTheLoopWithItsProgressAsEvents) {
 
 // A git revision's Builds rebuild to the digests hyperd recorded for that commit, from a checkout
 // of it; a later commit's change shows as different for the old revision, naming what moved.
-TEST_F(HyperdTest, AGitRevisionsBuildsRebuildFromACheckoutOfItsCommit) {
+TEST_F(HyperdTest, AGitRevisionsBuildsRebuildFromItsCommit) {
   initRepo();
   const std::string build = [](const std::string& motd) {
     return "apiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: web}\nspec:\n"
@@ -1221,6 +1221,25 @@ TEST_F(HyperdTest, AGitRevisionsBuildsRebuildFromACheckoutOfItsCommit) {
   CommandRun moved = hyperctl({"rebuild", "-f", work_, "--revision", "git:" + c1});
   EXPECT_EQ(moved.exitCode, 2) << moved.describe();
   EXPECT_TRUE(contains(moved.out, "input source:init.sh moved")) << moved.out;
+
+  // Read from the repository itself: its commit, not the branch's head (c2) nor a checkout.
+  CommandRun fromRepo = hyperctl({"rebuild", "--repo", bare_, "--revision", "git:" + c1});
+  EXPECT_EQ(fromRepo.exitCode, 0) << fromRepo.describe();
+  EXPECT_TRUE(contains(fromRepo.out, "same       Build/web initrd sha256:")) << fromRepo.out;
+  // A working copy is its repository; c2 has a record of its own.
+  CommandRun fromWork = hyperctl({"rebuild", "--repo", work_, "--revision", "git:" + c2});
+  EXPECT_EQ(fromWork.exitCode, 0) << fromWork.describe();
+  // A commit the repository lacks, a revision that is no commit, -f and --repo together.
+  const std::string unknown(40, 'e');
+  CommandRun missing = hyperctl({"rebuild", "--repo", bare_, "--revision", "git:" + unknown});
+  EXPECT_EQ(missing.exitCode, 1);
+  EXPECT_TRUE(contains(missing.err, unknown)) << missing.describe();
+  CommandRun notGit = hyperctl({"rebuild", "--repo", bare_, "--revision", "dir:0123456789abcdef"});
+  EXPECT_EQ(notGit.exitCode, 1);
+  EXPECT_TRUE(contains(notGit.err, "expected --revision git:<40 hex digits>")) << notGit.err;
+  CommandRun both = hyperctl({"rebuild", "-f", work_, "--repo", bare_, "--revision", "git:" + c1});
+  EXPECT_EQ(both.exitCode, 1);
+  EXPECT_TRUE(contains(both.err, "one of them")) << both.err;
 }
 }  // namespace
 }  // namespace hyper
