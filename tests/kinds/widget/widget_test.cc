@@ -191,8 +191,8 @@ TEST_F(WidgetKindTest, HyperctlValidatesDiffsAppliesAndGetsTheExtraKind) {
   // An unknown type lists the known ones, the extra kind among them.
   CommandRun unknown = hyperctl({"get", "gadgets"});
   EXPECT_EQ(unknown.exitCode, 1);
-  EXPECT_TRUE(
-      contains(unknown.err, "networks, networkpolicies, vms, brokerrules, builds or widgets"))
+  EXPECT_TRUE(contains(unknown.err,
+                       "networks, networkpolicies, vms, brokerrules, builds, secrets or widgets"))
       << unknown.describe();
 
   // Pruned: gone from the source, deleted from the host.
