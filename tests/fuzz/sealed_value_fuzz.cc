@@ -6,8 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include <sodium.h>
-
+#include "base/base64.h"
 #include "store/sealing.h"
 #include "tests/fuzz/fuzz_check.h"
 
@@ -26,21 +25,10 @@ struct Fixture {
   Fixture() {
     size_t colon = sealed.rfind(':');
     prefix = sealed.substr(0, colon + 1);
-    std::string b64 = sealed.substr(colon + 1);
-    raw.resize(b64.size());
-    size_t len = 0;
-    sodium_base642bin(reinterpret_cast<unsigned char*>(raw.data()), raw.size(), b64.data(),
-                      b64.size(), nullptr, &len, nullptr, sodium_base64_VARIANT_ORIGINAL);
-    raw.resize(len);
+    hyper::decodeBase64(sealed.substr(colon + 1), raw);
   }
   std::string encode(const std::string& payload) const {
-    std::string out(sodium_base64_ENCODED_LEN(payload.size(), sodium_base64_VARIANT_ORIGINAL),
-                    '\0');
-    sodium_bin2base64(out.data(), out.size(),
-                      reinterpret_cast<const unsigned char*>(payload.data()), payload.size(),
-                      sodium_base64_VARIANT_ORIGINAL);
-    out.resize(out.size() - 1);
-    return prefix + out;
+    return prefix + hyper::encodeBase64(payload);
   }
 };
 

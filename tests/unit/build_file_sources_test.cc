@@ -15,6 +15,7 @@
 #include "providers/builtin.h"
 #include "reconciler/loader.h"
 #include "reconciler/source_tree.h"
+#include "tests/fakes/provider_step.h"
 
 namespace hyper::providers::build {
 namespace {
@@ -61,49 +62,12 @@ class BuildFileSourcesTest : public ::testing::Test {
     return loader_->load(*files, &tree);
   }
 
-  struct Step {
-    std::optional<PlanAction> action;
-    ApplyResponse applied;
-    Diagnostics diagnostics;
-  };
+  using Step = test::ProviderStep;
   Step reconcile(const Object& o, const ManagedRecord* record) {
-    Step out;
-    ValidateRequest vreq;
-    vreq.objects = {&o};
-    ValidateResponse vresp;
-    provider_->validate(vreq, vresp);
-    out.diagnostics.append(vresp.diagnostics);
-    ObserveRequest oreq;
-    oreq.desired = {&o};
-    if (record) {
-      oreq.managed = {record};
-    }
-    ObserveResponse oresp;
-    provider_->observe(oreq, oresp);
-    out.diagnostics.append(oresp.diagnostics);
-    ObservedState observed = oresp.observed[o.id];
-    PlanRequest preq{o.id, &o, &observed, record};
-    PlanResponse presp;
-    provider_->plan(preq, presp);
-    out.diagnostics.append(presp.diagnostics);
-    out.action = presp.action;
-    if (out.action) {
-      ApplyRequest areq;
-      areq.action = &*out.action;
-      areq.desired = &o;
-      areq.managed = record;
-      provider_->apply(areq, out.applied);
-      out.diagnostics.append(out.applied.diagnostics);
-    }
-    return out;
+    return test::reconcileOne(*provider_, o, record);
   }
   static ManagedRecord recordOf(const Object& o, const ApplyResponse& r) {
-    ManagedRecord rec;
-    rec.id = o.id;
-    rec.spec = o.spec;
-    rec.handles = r.handles;
-    rec.fingerprint = r.fingerprint;
-    return rec;
+    return test::recordOf(o, r);
   }
   // The bytes of /init in the image with `digest`.
   std::string initOf(const std::string& digest) {

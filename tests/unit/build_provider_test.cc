@@ -13,6 +13,7 @@
 #include "host/command.h"
 #include "providers/build/build_spec.h"
 #include "store/provenance.h"
+#include "tests/fakes/provider_step.h"
 
 namespace hyper::providers::build {
 namespace {
@@ -40,51 +41,20 @@ class BuildProviderTest : public ::testing::Test {
     return std::make_unique<BuildProvider>(BuildProviderConfig{stateDir, busybox_});
   }
 
-  struct Step {
-    ObservedState observed;
-    std::optional<PlanAction> action;
-    ApplyResponse applied;
-    Diagnostics diagnostics;
-  };
+  using Step = test::ProviderStep;
   // observe, plan and (when there is an action) apply one Build named `name`.
   Step reconcile(BuildProvider& p, const std::string& name, const Json& spec,
                  const ManagedRecord* record, bool apply = true, const KeptKeys* kept = nullptr) {
-    Step out;
     Object o;
     o.id = {"Build", name};
     o.spec = spec;
-    ObserveRequest oreq;
-    oreq.desired = {&o};
-    oreq.keptKeys = kept;
-    if (record) {
-      oreq.managed = {record};
-    }
-    ObserveResponse oresp;
-    p.observe(oreq, oresp);
-    out.diagnostics.append(oresp.diagnostics);
-    out.observed = oresp.observed[o.id];
-    PlanRequest preq{o.id, &o, &out.observed, record};
-    PlanResponse presp;
-    p.plan(preq, presp);
-    out.diagnostics.append(presp.diagnostics);
-    out.action = presp.action;
-    if (apply && out.action) {
-      ApplyRequest areq;
-      areq.action = &*out.action;
-      areq.desired = &o;
-      areq.managed = record;
-      p.apply(areq, out.applied);
-      out.diagnostics.append(out.applied.diagnostics);
-    }
-    return out;
+    return test::reconcileOne(p, o, record, {/*validate=*/false, apply, kept});
   }
   static ManagedRecord recordOf(const std::string& name, const Json& spec, const ApplyResponse& r) {
-    ManagedRecord rec;
-    rec.id = {"Build", name};
-    rec.spec = spec;
-    rec.handles = r.handles;
-    rec.fingerprint = r.fingerprint;
-    return rec;
+    Object o;
+    o.id = {"Build", name};
+    o.spec = spec;
+    return test::recordOf(o, r);
   }
   static std::string digestOf(const ApplyResponse& r) {
     return r.handles["artifacts"]["initrd"].value("digest", "");

@@ -5,12 +5,13 @@
 #include "store/sealing.h"
 
 #include <gtest/gtest.h>
-#include <sodium.h>
 #include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
+#include "base/base64.h"
 #include "base/file.h"
 #include "tests/fakes/temp_tree.h"
 
@@ -69,19 +70,10 @@ TEST(SealingTest, AValueMovedToAnotherSecretOrKeyDoesNotOpen) {
 // Decodes the payload, lets `edit` change it, encodes it back.
 std::string edited(const std::string& sealed, const std::function<void(std::string&)>& edit) {
   size_t colon = sealed.rfind(':');
-  std::string b64 = sealed.substr(colon + 1);
-  std::string raw(b64.size(), '\0');
-  size_t len = 0;
-  EXPECT_EQ(sodium_base642bin(reinterpret_cast<unsigned char*>(raw.data()), raw.size(), b64.data(),
-                              b64.size(), nullptr, &len, nullptr, sodium_base64_VARIANT_ORIGINAL),
-            0);
-  raw.resize(len);
+  std::string raw;
+  EXPECT_TRUE(decodeBase64(sealed.substr(colon + 1), raw));
   edit(raw);
-  std::string out(sodium_base64_ENCODED_LEN(raw.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(raw.data()),
-                    raw.size(), sodium_base64_VARIANT_ORIGINAL);
-  out.resize(out.size() - 1);
-  return sealed.substr(0, colon + 1) + out;
+  return sealed.substr(0, colon + 1) + encodeBase64(raw);
 }
 
 TEST(SealingTest, AnAlteredValueDoesNotOpen) {

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/fakes/provider_step.h"
 #include "tests/fakes/temp_tree.h"
 
 namespace hyper::providers::secret {
@@ -35,44 +36,12 @@ class SecretProviderTest : public test::TempTreeTest {
     EXPECT_TRUE(s.isOk());
     return s.isOk() ? *s : "";
   }
-  struct Step {
-    ObservedState observed;
-    std::optional<PlanAction> action;
-    ApplyResponse applied;
-    Diagnostics diagnostics;
-  };
+  using Step = test::ProviderStep;
   Step reconcile(const std::string& name, const Json& spec, const ManagedRecord* record) {
-    Step out;
     Object o;
     o.id = {"Secret", name};
     o.spec = spec;
-    ValidateRequest vreq;
-    vreq.objects = {&o};
-    ValidateResponse vresp;
-    provider_->validate(vreq, vresp);
-    out.diagnostics.append(vresp.diagnostics);
-    ObserveRequest oreq;
-    oreq.desired = {&o};
-    if (record) {
-      oreq.managed = {record};
-    }
-    ObserveResponse oresp;
-    provider_->observe(oreq, oresp);
-    out.diagnostics.append(oresp.diagnostics);
-    out.observed = oresp.observed[o.id];
-    PlanRequest preq{o.id, &o, &out.observed, record};
-    PlanResponse presp;
-    provider_->plan(preq, presp);
-    out.diagnostics.append(presp.diagnostics);
-    out.action = presp.action;
-    if (out.action) {
-      ApplyRequest areq;
-      areq.action = &*out.action;
-      areq.desired = &o;
-      areq.managed = record;
-      provider_->apply(areq, out.applied);
-      out.diagnostics.append(out.applied.diagnostics);
-    }
+    Step out = test::reconcileOne(*provider_, o, record);
     // Nothing the provider hands back holds the canary.
     std::string everything = out.diagnostics.format() + out.observed.context.dump() +
                              out.observed.fields.dump() + out.applied.handles.dump() +
@@ -88,12 +57,10 @@ class SecretProviderTest : public test::TempTreeTest {
     return out;
   }
   static ManagedRecord recordOf(const std::string& name, const Json& spec, const ApplyResponse& r) {
-    ManagedRecord rec;
-    rec.id = {"Secret", name};
-    rec.spec = spec;
-    rec.handles = r.handles;
-    rec.fingerprint = r.fingerprint;
-    return rec;
+    Object o;
+    o.id = {"Secret", name};
+    o.spec = spec;
+    return test::recordOf(o, r);
   }
   std::unique_ptr<SecretProvider> provider_;
   SealingKey key_;
