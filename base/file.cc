@@ -96,4 +96,14 @@ RemoveTreeOnExit::~RemoveTreeOnExit() {
   }
 }
 
+std::string siblingOfSelf(const std::string& name) {
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) {
+    return "";
+  }
+  const std::filesystem::path sibling = self.parent_path() / name;
+  return std::filesystem::is_regular_file(sibling, ec) ? sibling.string() : "";
+}
+
 }  // namespace hyper

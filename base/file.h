@@ -45,4 +45,8 @@ class RemoveTreeOnExit {
   std::string path_;
 };
 
+// `name` in the directory of the running program (/proc/self/exe), where hyper's programs are
+// built and installed side by side; "" when there is no such file.
+std::string siblingOfSelf(const std::string& name);
+
 }  // namespace hyper

@@ -78,4 +78,18 @@ std::string escapeControl(std::string_view text) {
   return out;
 }
 
+std::string quotedExcerpt(std::string_view text, size_t maxChars) {
+  std::string shown = escapeControl(text.substr(0, maxChars));
+  const bool cut = shown.size() > maxChars || text.size() > maxChars;
+  if (shown.size() > maxChars) {
+    shown.resize(maxChars);
+    // Not in the middle of an escape ("\x1"): back to its backslash.
+    size_t backslash = shown.rfind('\\');
+    if (backslash != std::string::npos && shown.size() - backslash < 4) {
+      shown.resize(backslash);
+    }
+  }
+  return "\"" + shown + (cut ? "..." : "") + "\"";
+}
+
 }  // namespace hyper

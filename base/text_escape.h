@@ -15,4 +15,9 @@ std::string escapeControl(std::string_view text);
 // forms, surrogates or code points above U+10FFFF), or std::string_view::npos when it is valid.
 size_t firstInvalidUtf8(std::string_view text);
 
+// `text` for an error message when it came from someone not trusted (a guest, a peer): escaped
+// (escapeControl), at most `maxChars` characters of it, escapes included (never cut inside one),
+// in double quotes, "..." before the closing quote when cut.
+std::string quotedExcerpt(std::string_view text, size_t maxChars = 80);
+
 }  // namespace hyper

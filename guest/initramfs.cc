@@ -52,6 +52,7 @@ for d in /sys/class/input/event*; do
 done
 
 ip=""; gw=""; ping=2; ready=hyper-ready; channel=""; mac=""; extra=""; targets=""; disk=""
+secrets=""; grants=""; builder=""
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     hyper.ip=*) ip=${arg#hyper.ip=} ;;
@@ -63,6 +64,9 @@ for arg in $(cat /proc/cmdline); do
     hyper.ready=*) ready=${arg#hyper.ready=} ;;
     hyper.channel=*) channel=${arg#hyper.channel=} ;;
     hyper.disk=*) disk=${arg#hyper.disk=} ;;
+    hyper.secrets=*) secrets=${arg#hyper.secrets=} ;;
+    hyper.secret=*) grants="$grants ${arg#hyper.secret=}" ;;
+    hyper.builder=*) builder=${arg#hyper.builder=} ;;
   esac
 done
 
@@ -96,6 +100,101 @@ if [ -n "$ip" ]; then
   if [ -n "$gw" ]; then
     ip route add default via "$gw" || echo "hyper-init: cannot add default route via $gw"
   fi
+fi
+
+# Secrets: hyper.secret=ID:PATH grants, asked of the host on the virtio-serial port named by
+# hyper.secrets (the protocol is in providers/vmm/secret_channel.h). Values go to a tmpfs with
+# mode 0400, never to a disk and never to the console; readiness waits until every one is stored,
+# then a background reader takes new values (rotations) for as long as the VM runs.
+secret_path() {
+  for g in $grants; do
+    if [ "${g%%:*}" = "$1" ]; then echo "${g#*:}"; return; fi
+  done
+}
+secret_store() {  # token id base64
+  path=$(secret_path "$2")
+  if [ -z "$path" ]; then
+    echo "failed $1 $2 not-granted" >&3
+    return
+  fi
+  if mkdir -p "${path%/*}" && (umask 077 && echo "$3" | base64 -d >"$path.new") &&
+     chmod 0400 "$path.new" && mv -f "$path.new" "$path"; then
+    echo "stored $1 $2 $(sha256sum "$path" | cut -d ' ' -f 1)" >&3
+    echo "hyper-secret $2 stored at $path ($(wc -c <"$path") bytes, mode 0400)"
+  else
+    rm -f "$path.new"
+    echo "failed $1 $2 cannot-write-$path" >&3
+    echo "hyper-secret $2: cannot write $path"
+  fi
+}
+secrets_missing() {
+  for g in $grants; do
+    [ -e "${g#*:}" ] || return 0
+  done
+  return 1
+}
+secret_serve() {  # $1 = boot: return once every grant is stored
+  while true; do
+    if [ "$1" = boot ] && ! secrets_missing; then return; fi
+    # Nothing to read while no host is connected (read ends at once): look again soon.
+    if ! IFS=" " read -r verb token id value <&3; then sleep 0.5; continue; fi
+    case "$verb" in
+      hello)
+        for g in $grants; do
+          [ -e "${g#*:}" ] || echo "get $token ${g%%:*}" >&3
+        done ;;
+      value) secret_store "$token" "$id" "$value" ;;
+      denied) echo "hyper-secret $id: denied by the host" ;;
+    esac
+  done
+}
+if [ -n "$secrets" ]; then
+  sport=""
+  for p in /sys/class/virtio-ports/*; do
+    if [ "$(cat "$p/name" 2>/dev/null)" = "$secrets" ]; then sport="/dev/${p##*/}"; fi
+  done
+  mkdir -p /run/secrets
+  mount -t tmpfs -o mode=0700,size=16m,nosuid,nodev,noexec hyper-secrets /run/secrets
+  if [ -n "$sport" ] && exec 3<>"$sport"; then
+    echo "hyper-init: asking for secrets on channel $secrets"
+    secret_serve boot
+    secret_serve live &
+  else
+    echo "hyper-init: no virtio-serial port named $secrets"
+  fi
+fi
+
+# A builder (hyper.builder=CHANNEL): the source disk (serial hyper-src, read-only) is copied to a
+# tmpfs at /build that the build's user owns, the output disk (serial hyper-out) is mounted at
+# /out, cgroup2 is mounted (seeds 000-002: runc and friends need it), and hyper-build-agent runs
+# the job the host sends on the channel. Then the output is synced and the VM powers off.
+if [ -n "$builder" ]; then
+  disk_by_serial() {
+    for b in /sys/block/vd*; do
+      if [ "$(cat "$b/serial" 2>/dev/null)" = "$1" ]; then echo "/dev/${b##*/}"; fi
+    done
+  }
+  mkdir -p /src /out /build /sys/fs/cgroup /tmp
+  mount -t cgroup2 cgroup2 /sys/fs/cgroup || echo "hyper-init: cgroup2 not mounted"
+  mount -t tmpfs -o mode=1777 tmp /tmp
+  src=$(disk_by_serial hyper-src); out=$(disk_by_serial hyper-out)
+  if [ -n "$src" ]; then mount -o ro "$src" /src || echo "hyper-init: cannot mount $src"; fi
+  if [ -n "$out" ]; then mount "$out" /out || echo "hyper-init: cannot mount $out"; fi
+  mount -t tmpfs -o mode=0755 build /build
+  cp -a /src/. /build/ 2>/dev/null
+  chown -R 1000:1000 /build /out
+  hostname builder
+  bport=""
+  for p in /sys/class/virtio-ports/*; do
+    if [ "$(cat "$p/name" 2>/dev/null)" = "$builder" ]; then bport="/dev/${p##*/}"; fi
+  done
+  echo "hyper-builder: source ${src:-none}, output ${out:-none}, channel ${bport:-none}"
+  /bin/hyper-build-agent --channel "$bport"
+  rc=$?
+  sync
+  umount /out 2>/dev/null
+  echo "hyper-builder-done $rc"
+  poweroff -f
 fi
 
 # Readiness goes to the console, or to the virtio-serial port named by hyper.channel (the host

@@ -717,11 +717,30 @@ int runRebuild(const GlobalOptions& g, const std::vector<std::string>& paths,
   if (!scratchInventory.isOk()) {
     return fail(scratchInventory.status().message());
   }
-  PlanResult planned = engine->plan(*revision, {}, PlanOptions{});
   auto reproducible = [](const std::string& kind) {
     const KindRecord* k = kinds->find(kind);
     return k != nullptr && k->reproducible;
   };
+  // Only the reproducible objects are planned: the others (a Secret sealed to the host's key,
+  // which the scratch state dir does not have) need not even observe. Builds refer only to
+  // Builds, so the subset keeps every edge it needs.
+  Revision builds;
+  builds.id = revision->id;
+  builds.content = revision->content;
+  for (const auto& o : revision->objects) {
+    if (reproducible(o->id.kind)) {
+      builds.objects.push_back(o);
+      builds.graph.addNode(o->id);
+    }
+  }
+  for (const auto& o : builds.objects) {
+    for (const ObjectId& to : revision->graph.dependencies(o->id)) {
+      if (reproducible(to.kind)) {
+        builds.graph.addEdge(o->id, to);
+      }
+    }
+  }
+  PlanResult planned = engine->plan(builds, {}, PlanOptions{});
   Plan plan;
   plan.revision = planned.plan.revision;
   for (const auto& a : planned.plan.actions) {
@@ -745,7 +764,7 @@ int runRebuild(const GlobalOptions& g, const std::vector<std::string>& paths,
   }
   ApplyOptions options;
   options.reconcileId = "rebuild";
-  ApplyReport report = engine->apply(plan, *revision, {}, **scratchInventory, options);
+  ApplyReport report = engine->apply(plan, builds, {}, **scratchInventory, options);
   if (!report.ok()) {
     for (const auto& o : report.outcomes) {
       if (!o.status.isOk()) {
@@ -847,15 +866,13 @@ int runKeysRetire(const GlobalOptions& g, const std::string& id) {
 }
 
 // `hyperctl secret reseal -f PATHS`: every sealed value of the Secrets in the manifests that is
-// not sealed to the active key is opened (with the state dir's ring, for the scope its manifest
-// gives: kind, name, key) and sealed again to the active key; the files are rewritten in place
-// with only those strings replaced. All values are opened before any file is written: one that
-// does not open writes nothing.
-int runReseal(const GlobalOptions& g, const std::vector<std::string>& paths) {
-  auto ring = store::KeyRing::loadOrCreate(g.stateDir);
-  if (!ring.isOk()) {
-    return fail(ring.status().message());
-  }
+// not sealed to the active key is opened for the scope its manifest gives (kind, name, key) and
+// sealed again to the active key; the files are rewritten in place with only those strings
+// replaced. Through the running hyperd (POST /v1/secrets/reseal) when there is one for the state
+// dir or --server names one, which holds the private keys; else with the state dir's key ring.
+// All values are resealed before any file is written: one that does not open writes nothing.
+int runReseal(const GlobalOptions& g, const RemoteOptions& remote,
+              const std::vector<std::string>& paths) {
   auto engine = makeEngine();
   if (!engine) {
     return kExitError;
@@ -864,34 +881,65 @@ int runReseal(const GlobalOptions& g, const std::vector<std::string>& paths) {
   if (!revision) {
     return kExitError;
   }
-  // file -> (old text -> new text)
-  std::map<std::string, std::map<std::string, std::string>> edits;
-  size_t resealed = 0;
+  struct Value {
+    std::string file, name, key, text, resealed, from;
+  };
+  std::vector<Value> values;
   for (const auto& o : revision->objects) {
     if (o->id.kind != "Secret" || !o->spec.contains("sealed") || !o->spec["sealed"].is_object()) {
       continue;
     }
     for (const auto& [key, value] : o->spec["sealed"].items()) {
-      const std::string text = value.get<std::string>();
-      auto parsed = store::parseSealed(text);
-      if (parsed.isOk() && parsed->keyId == ring->active().id) {
+      auto parsed = store::parseSealed(value.get<std::string>());
+      values.push_back({o->sourceMap.file(), o->id.name, key, value.get<std::string>(), "",
+                        parsed.isOk() ? parsed->keyId : "?"});
+    }
+  }
+  RemoteOptions o = remote;
+  o.stateDir = g.stateDir;
+  auto resealed = resealThroughHyperd(o, values.size(), [&](size_t i) {
+    return std::tuple<std::string, std::string, std::string>{values[i].name, values[i].key,
+                                                             values[i].text};
+  });
+  std::string active;
+  if (resealed.has_value()) {
+    if (!resealed->isOk()) {
+      return fail("secret reseal: " + resealed->status().message());
+    }
+    active = (**resealed).active;
+    for (size_t i = 0; i < values.size(); ++i) {
+      values[i].resealed = (**resealed).texts[i];
+    }
+  } else {
+    auto ring = store::KeyRing::loadOrCreate(g.stateDir);
+    if (!ring.isOk()) {
+      return fail(ring.status().message());
+    }
+    active = ring->active().id;
+    for (auto& v : values) {
+      if (v.from == active) {
+        v.resealed = v.text;
         continue;
       }
-      const store::SealScope scope{"Secret", o->id.name, key};
-      auto opened = ring->open(text, scope);
-      if (!opened.isOk()) {
-        return fail(o->sourceMap.file() + ": " + o->id.str() + ": spec.sealed." + key + ": " +
-                    opened.status().message() + "; nothing was resealed");
+      auto again = ring->reseal(v.text, {"Secret", v.name, v.key});
+      if (!again.isOk()) {
+        return fail(v.file + ": Secret/" + v.name + ": spec.sealed." + v.key + ": " +
+                    again.status().message() + "; nothing was resealed");
       }
-      auto sealed = store::seal(ring->active(), scope, opened->view());
-      if (!sealed.isOk()) {
-        return fail("secret reseal: " + sealed.status().message());
-      }
-      edits[o->sourceMap.file()][text] = *sealed;
-      std::cout << "resealed " << o->id.str() << " " << key << ": key "
-                << (parsed.isOk() ? parsed->keyId : "?") << " -> " << ring->active().id << "\n";
-      ++resealed;
+      v.resealed = *again;
     }
+  }
+  // file -> (old text -> new text)
+  std::map<std::string, std::map<std::string, std::string>> edits;
+  size_t count = 0;
+  for (const auto& v : values) {
+    if (v.resealed == v.text) {
+      continue;
+    }
+    edits[v.file][v.text] = v.resealed;
+    std::cout << "resealed Secret/" << v.name << " " << v.key << ": key " << v.from << " -> "
+              << active << "\n";
+    ++count;
   }
   for (const auto& [file, replace] : edits) {
     auto content = readFile(file, size_t{4} << 20);
@@ -911,8 +959,8 @@ int runReseal(const GlobalOptions& g, const std::vector<std::string>& paths) {
       return fail("secret reseal: " + s.message());
     }
   }
-  std::cout << resealed << (resealed == 1 ? " value" : " values") << " resealed to key "
-            << ring->active().id << "\n";
+  std::cout << count << (count == 1 ? " value" : " values") << " resealed to key " << active
+            << (resealed.has_value() ? " (by hyperd)" : "") << "\n";
   return kExitOk;
 }
 
@@ -942,12 +990,113 @@ int runKeys(const GlobalOptions& g, bool rotate) {
   return kExitOk;
 }
 
-// `hyperctl secret seal --name NAME --key KEY [--pubkey FILE]`: seals standard input (one
-// trailing newline dropped unless --keep-newline) to the active sealing key of the state dir, or
-// to the public key in FILE (what `hyperctl keys` prints, committed beside the manifests), and
-// prints a Secret manifest holding it.
-int runSeal(const GlobalOptions& g, const std::string& name, const std::string& key,
-            const std::string& pubkeyFile, bool keepNewline) {
+// `secret seal -f FILE`: a new FILE gets `manifest`; an existing one gets the value in the Secret
+// `name` it holds (other documents, other values, comments and layout kept): the sealed text of
+// `key` replaced, or a line added to its block-style spec.sealed (made when the Secret has only
+// fromFile values). The result is loaded again and must hold the new value and nothing else
+// changed, or the file is left as it was. Written atomically, its mode kept.
+int mergeSealed(const std::string& file, const std::string& name, const std::string& key,
+                const std::string& sealed, const std::string& manifest) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) {
+    if (Status s = writeFileAtomically(file, manifest, 0644); !s.isOk()) {
+      return fail("secret seal: " + s.message());
+    }
+    std::cout << "wrote Secret/" << name << " (" << key << ") to " << file << "\n";
+    return kExitOk;
+  }
+  auto engine = makeEngine();
+  if (!engine) {
+    return kExitError;
+  }
+  auto before = loadRevision(*engine, {file}, "; nothing was written");
+  if (!before) {
+    return kExitError;
+  }
+  const Object* secret = before->find({"Secret", name});
+  if (secret == nullptr) {
+    return fail("secret seal: " + file + " has no Secret " + name +
+                ": expected the file that holds it (or a new file); nothing was written");
+  }
+  auto content = readFile(file, size_t{4} << 20);
+  if (!content.isOk()) {
+    return fail("secret seal: " + content.status().message());
+  }
+  std::string text = *content;
+  const Json& section = secret->spec.contains("sealed") ? secret->spec["sealed"] : Json();
+  const std::string quotedValue = "\"" + sealed + "\"";
+  auto cannot = [&](const std::string& why) {
+    return fail("secret seal: cannot merge into " + file + ": " + why +
+                "; nothing was written (print the manifest without -f and edit it in)");
+  };
+  if (section.is_object() && section.contains(key)) {
+    const std::string old = section[key].get<std::string>();
+    size_t at = text.find(old);
+    if (at == std::string::npos || text.find(old, at + 1) != std::string::npos) {
+      return cannot("its sealed text for " + key + " is not written there once");
+    }
+    text.replace(at, old.size(), sealed);
+  } else {
+    // A line of its own before a key of the mapping (spec.sealed, or spec when it has none),
+    // indented as that key is: it must begin its line (a block mapping).
+    const Json& parent = section.is_object() ? section : secret->spec;
+    const std::string at = section.is_object() ? "spec.sealed" : "spec";
+    if (!parent.is_object() || parent.empty()) {
+      return cannot(at + " has no key to write beside");
+    }
+    const SourceLocation loc = secret->sourceMap.locate(at + "." + parent.begin().key());
+    size_t lineStart = 0;
+    for (int l = 1; l < loc.line && lineStart != std::string::npos; ++l) {
+      lineStart = text.find('\n', lineStart);
+      lineStart = lineStart == std::string::npos ? lineStart : lineStart + 1;
+    }
+    if (loc.line <= 0 || loc.column <= 0 || lineStart == std::string::npos ||
+        lineStart + loc.column - 1 >= text.size()) {
+      return cannot("the place of " + at + " is not known");
+    }
+    const size_t column = static_cast<size_t>(loc.column - 1);
+    const std::string indent = text.substr(lineStart, column);
+    if (indent.find_first_not_of(' ') != std::string::npos || text[lineStart + column] == '{') {
+      return cannot(at + " is not a block mapping");
+    }
+    const std::string lines = section.is_object() ? indent + key + ": " + quotedValue + "\n"
+                                                  : indent + "sealed:\n" + indent + "  " + key +
+                                                        ": " + quotedValue + "\n";
+    text.insert(lineStart, lines);
+  }
+  // The merged file: the same objects, and this one with the new value only.
+  auto again = engine->load({{file, text}}, nullptr);
+  const Object* merged = again.revision ? again.revision->find({"Secret", name}) : nullptr;
+  bool same = merged != nullptr && again.revision->objects.size() == before->objects.size() &&
+              merged->spec.contains("sealed") && merged->spec["sealed"].value(key, "") == sealed;
+  if (same) {
+    Json expected = secret->spec;
+    expected["sealed"][key] = sealed;
+    same = merged->spec == expected;
+    for (const auto& o : before->objects) {
+      const Object* now = again.revision->find(o->id);
+      same = same && now != nullptr && (o->id == merged->id || now->spec == o->spec);
+    }
+  }
+  if (!same) {
+    return cannot("the merged file did not load back as the same manifests with the new value");
+  }
+  if (Status s = writeFileAtomically(file, text, st.st_mode & 07777); !s.isOk()) {
+    return fail("secret seal: " + s.message());
+  }
+  std::cout << (section.is_object() && section.contains(key) ? "replaced " : "added ") << key
+            << " in Secret/" << name << " in " << file << "\n";
+  return kExitOk;
+}
+
+// `hyperctl secret seal --name NAME --key KEY [-f FILE] [--pubkey FILE]`: seals standard input
+// (one trailing newline dropped unless --keep-newline) to the active sealing key of the state
+// dir, to the public key in FILE (what `hyperctl keys` prints, committed beside the manifests),
+// or, with the global --server, to that hyperd's; and prints a Secret manifest holding it, or
+// with -f writes it into FILE (mergeSealed).
+int runSeal(const GlobalOptions& g, const RemoteOptions& remote, const std::string& name,
+            const std::string& key, const std::string& pubkeyFile, bool keepNewline,
+            const std::string& mergeInto) {
   if (std::string problem = checkDnsLabel(name); !problem.empty()) {
     return fail("secret seal: --name \"" + escapeControl(name) + "\": " + problem);
   }
@@ -966,6 +1115,19 @@ int runSeal(const GlobalOptions& g, const std::string& name, const std::string& 
     auto parsed = store::SealingKey::parse(*text);
     if (!parsed.isOk()) {
       return fail("secret seal: --pubkey " + pubkeyFile + ": " + parsed.status().message());
+    }
+    to = *parsed;
+  } else if (!remote.server.empty()) {
+    // The active key of the hyperd named: sealed here, the value never leaves this process.
+    RemoteOptions o = remote;
+    o.stateDir = g.stateDir;
+    auto text = fetchSealingKey(o);
+    if (!text.isOk()) {
+      return fail("secret seal: --server " + text.status().message());
+    }
+    auto parsed = store::SealingKey::parse(*text);
+    if (!parsed.isOk()) {
+      return fail("secret seal: --server " + remote.server + ": " + parsed.status().message());
     }
     to = *parsed;
   } else {
@@ -1003,9 +1165,14 @@ int runSeal(const GlobalOptions& g, const std::string& name, const std::string& 
   if (!sealed.isOk()) {
     return fail("secret seal: " + sealed.status().message());
   }
-  std::cout << "apiVersion: hyper.dev/v1alpha1\nkind: Secret\nmetadata: {name: " << name
-            << "}\nspec:\n  sealed:\n    " << key << ": \"" << *sealed << "\"\n";
-  return kExitOk;
+  const std::string manifest =
+      "apiVersion: hyper.dev/v1alpha1\nkind: Secret\nmetadata: {name: " + name +
+      "}\nspec:\n  sealed:\n    " + key + ": \"" + *sealed + "\"\n";
+  if (mergeInto.empty()) {
+    std::cout << manifest;
+    return kExitOk;
+  }
+  return mergeSealed(mergeInto, name, key, *sealed, manifest);
 }
 
 // `hyperctl verify KIND/NAME`: for each artifact the object's last apply recorded
@@ -1323,7 +1490,12 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
   seal->add_option("--key", sealKey, "the value's key in spec.sealed, like password")->required();
   seal->add_option("--pubkey", sealPubkey,
                    "a file with the host's public sealing key (x25519:..., from `hyperctl "
-                   "keys`); default: the state dir's active key");
+                   "keys`); default: the active key of the hyperd --server names, else of the "
+                   "state dir");
+  std::string sealInto;
+  seal->add_option("-f,--filename", sealInto,
+                   "write into this manifest file: the value added to (or replaced in) its "
+                   "Secret, or a new file");
   auto* reseal = secretCmd->add_subcommand(
       "reseal", "seal every value of the manifests' Secrets to the active key, in place");
   reseal->add_option("-f,--filename", paths, "manifest files or directories")->required();
@@ -1419,9 +1591,9 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
   } else if (*keys) {
     code = runKeys(g, keysRotate->parsed());
   } else if (*reseal) {
-    code = runReseal(g, paths);
+    code = runReseal(g, remote, paths);
   } else if (*seal) {
-    code = runSeal(g, sealName, sealKey, sealPubkey, keepNewline);
+    code = runSeal(g, remote, sealName, sealKey, sealPubkey, keepNewline, sealInto);
   } else if (*verify) {
     code = runVerify(g, verifyTarget);
   } else if (*gc) {

@@ -9,6 +9,7 @@
 #include "controller/event_log.h"
 #include "hyperctl/output.h"
 #include "reconciler/inventory.h"
+#include "store/sealing.h"
 
 namespace hyper::ctl {
 
@@ -400,6 +401,85 @@ std::optional<int> runRemoteDiff(
     std::cout << answer->value("text", "");
   }
   return plan.value("actions", nlohmann::json::array()).empty() ? kExitOk : kExitChanges;
+}
+
+namespace {
+
+// {"active": ID, "keys": [{"id", "publicKey"}]} of the hyperd `client` talks to.
+Result<std::pair<std::string, std::string>> activeKeyOf(const ApiClient& client) {
+  auto keys = client.get("/v1/keys");
+  if (!keys.isOk()) {
+    return keys.status();
+  }
+  const std::string active = str(*keys, "active");
+  for (const auto& k : keys->value("keys", nlohmann::json::array())) {
+    if (k.is_object() && str(k, "id") == active) {
+      return std::pair<std::string, std::string>{active, str(k, "publicKey")};
+    }
+  }
+  return Status::error("GET /v1/keys: no active sealing key in hyperd's answer");
+}
+
+}  // namespace
+
+std::optional<Result<Resealed>> resealThroughHyperd(
+    const RemoteOptions& o, size_t count,
+    const std::function<std::tuple<std::string, std::string, std::string>(size_t)>& value) {
+  bool error = false;
+  auto client = connect(o, &error);
+  if (error) {
+    return Result<Resealed>(Status::error("cannot reach hyperd"));
+  }
+  if (!client) {
+    return std::nullopt;
+  }
+  auto active = activeKeyOf(*client);
+  if (!active.isOk()) {
+    return Result<Resealed>(active.status());
+  }
+  Resealed out;
+  out.active = active->first;
+  nlohmann::json body = {{"values", nlohmann::json::array()}};
+  std::vector<size_t> sent;
+  for (size_t i = 0; i < count; ++i) {
+    auto [name, key, text] = value(i);
+    out.texts.push_back(text);
+    auto parsed = store::parseSealed(text);
+    if (parsed.isOk() && parsed->keyId == out.active) {
+      continue;
+    }
+    body["values"].push_back({{"name", name}, {"key", key}, {"sealed", text}});
+    sent.push_back(i);
+  }
+  if (sent.empty()) {
+    return Result<Resealed>(std::move(out));
+  }
+  auto answer = client->post("/v1/secrets/reseal", 60, body);
+  if (!answer.isOk()) {
+    return Result<Resealed>(answer.status());
+  }
+  const nlohmann::json list = answer->value("values", nlohmann::json::array());
+  if (!list.is_array() || list.size() != sent.size()) {
+    return Result<Resealed>(Status::error("POST /v1/secrets/reseal: expected " +
+                                          std::to_string(sent.size()) + " values back"));
+  }
+  for (size_t j = 0; j < sent.size(); ++j) {
+    out.texts[sent[j]] = str(list[j], "sealed");
+  }
+  return Result<Resealed>(std::move(out));
+}
+
+Result<std::string> fetchSealingKey(const RemoteOptions& o) {
+  bool error = false;
+  auto client = connect(o, &error);
+  if (error || !client) {
+    return Status::error("no hyperd at " + (o.server.empty() ? o.stateDir : o.server));
+  }
+  auto active = activeKeyOf(*client);
+  if (!active.isOk()) {
+    return active.status();
+  }
+  return active->second;
 }
 
 }  // namespace hyper::ctl

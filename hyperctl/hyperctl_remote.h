@@ -4,8 +4,10 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "base/status.h"
 #include "reconciler/loader.h"
 
 namespace hyper::ctl {
@@ -39,5 +41,22 @@ int runApprove(const RemoteOptions& o, const std::string& revision, int waitSeco
 std::optional<int> runRemoteDiff(
     const RemoteOptions& o, const std::vector<SourceFile>& files,
     const std::function<std::map<std::string, SourceTree::File>()>& sources, bool prune);
+
+// `hyperctl secret reseal` through the running hyperd, which holds the private keys: `count`
+// values, each (Secret name, value key, sealed text) from `value(i)`, those not sealed to its
+// active key sent to POST /v1/secrets/reseal. nullopt when no hyperd runs for the state dir and no
+// --server is given (the caller reseals with the state dir's ring); else every text as it is now
+// (unchanged where it was sealed to the active key already), or the error.
+struct Resealed {
+  std::string active;  // the active key's id
+  std::vector<std::string> texts;
+};
+std::optional<Result<Resealed>> resealThroughHyperd(
+    const RemoteOptions& o, size_t count,
+    const std::function<std::tuple<std::string, std::string, std::string>(size_t)>& value);
+
+// The active public sealing key of the hyperd --server names (GET /v1/keys), as its text
+// ("x25519:<base64>"), for `hyperctl secret seal --server`.
+Result<std::string> fetchSealingKey(const RemoteOptions& o);
 
 }  // namespace hyper::ctl

@@ -4,11 +4,14 @@
 #include <sodium.h>
 
 #include <chrono>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
+#include "base/text_escape.h"
 #include "hyperd/http_server.h"
 #include "hyperd/webhook_auth.h"
+#include "store/sealing.h"
 
 namespace hyper::controller {
 
@@ -163,7 +166,98 @@ void ApiServer::routes() {
   previewRoute();
   eventsRoute();
   actionRoutes();
+  secretRoutes();
   webhookRoute();
+}
+
+void ApiServer::secretRoutes() {
+  auto& s = *server_;
+  auto ring = [this](httplib::Response& res) -> std::optional<store::KeyRing> {
+    if (options_.stateDir.empty()) {
+      sendError(res, 503, "this hyperd has no state directory for sealing keys");
+      return std::nullopt;
+    }
+    auto loaded = store::KeyRing::loadOrCreate(options_.stateDir);
+    if (!loaded.isOk()) {
+      sendError(res, 500, loaded.status().message());
+      return std::nullopt;
+    }
+    return std::move(*loaded);
+  };
+  // {"active": ID, "keys": [{"id", "publicKey": "x25519:..."}]}: what `hyperctl secret seal
+  // --server` seals to.
+  s.Get("/v1/keys", [this, ring](const httplib::Request&, httplib::Response& res) {
+    auto keys = ring(res);
+    if (!keys) {
+      return;
+    }
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& k : keys->publicKeys()) {
+      list.push_back({{"id", k.id}, {"publicKey", k.text()}});
+    }
+    sendJson(res, {{"active", keys->active().id}, {"keys", list}});
+  });
+  // {"values": [{"name": SECRET, "key": KEY, "sealed": "hyper:v1:..."}]} -> the same list with
+  // "sealed" sealed again to the active key (and "from", "to": the key ids). Each value opens
+  // only for the Secret name and key it was sealed for: the scope it is sealed to again is the
+  // one its authentication proved. All or nothing: one that does not open is a 422 naming it.
+  // An audit event says how many and which (names, never values).
+  setBodyMax("/v1/secrets/reseal", options_.planBodyMax);
+  s.Post("/v1/secrets/reseal", [this, ring](const httplib::Request& req, httplib::Response& res) {
+    constexpr size_t kMaxValues = 4096;
+    nlohmann::json body = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (!body.is_object() || !body.contains("values") || !body["values"].is_array() ||
+        body["values"].size() > kMaxValues) {
+      sendError(res, 400,
+                "expected a JSON object {\"values\": [{\"name\": SECRET, \"key\": KEY, "
+                "\"sealed\": \"hyper:v1:...\"}]} with at most " +
+                    std::to_string(kMaxValues) + " values");
+      return;
+    }
+    auto keys = ring(res);
+    if (!keys) {
+      return;
+    }
+    nlohmann::json out = nlohmann::json::array();
+    std::vector<std::string> names;
+    for (size_t i = 0; i < body["values"].size(); ++i) {
+      const nlohmann::json& v = body["values"][i];
+      const std::string where = "values[" + std::to_string(i) + "]";
+      if (!v.is_object() || !v.contains("name") || !v["name"].is_string() || !v.contains("key") ||
+          !v["key"].is_string() || !v.contains("sealed") || !v["sealed"].is_string()) {
+        sendError(res, 400, where + ": expected {\"name\", \"key\", \"sealed\"} strings");
+        return;
+      }
+      const store::SealScope scope{"Secret", v["name"].get<std::string>(),
+                                   v["key"].get<std::string>()};
+      const std::string text = v["sealed"].get<std::string>();
+      auto parsed = store::parseSealed(text);
+      auto resealed = keys->reseal(text, scope);
+      if (!parsed.isOk() || !resealed.isOk()) {
+        sendError(res, 422,
+                  where + " (" + escapeControl(scope.text().substr(0, 200)) +
+                      "): " + (parsed.isOk() ? resealed.status() : parsed.status()).message() +
+                      "; nothing was resealed");
+        return;
+      }
+      out.push_back({{"name", scope.name},
+                     {"key", scope.key},
+                     {"sealed", *resealed},
+                     {"from", parsed->keyId},
+                     {"to", keys->active().id}});
+      names.push_back(scope.name + "/" + scope.key);
+    }
+    Event e;
+    e.type = "secrets-resealed";
+    e.level = "info";
+    e.message = std::to_string(names.size()) + " sealed value(s) sealed again to key " +
+                keys->active().id + " for " + req.remote_addr;
+    e.details = {{"values", names}, {"key", keys->active().id}};
+    if (auto logged = events_.append(std::move(e)); !logged.isOk()) {
+      spdlog::warn("api: reseal audit event not recorded: {}", logged.status().message());
+    }
+    sendJson(res, {{"values", out}});
+  });
 }
 
 void ApiServer::readRoutes() {

@@ -33,6 +33,9 @@ struct ApiOptions {
   size_t planBodyMax = controller::kPlanBodyMax;
   size_t otherBodyMax = size_t{64} << 10;
   HttpLimits http;  // time, header bytes, keep-alive, threads, concurrent SSE streams and waits
+  // The state directory whose sealing key ring /v1/keys and /v1/secrets/reseal use; "" = none
+  // (those routes answer 503).
+  std::string stateDir;
 };
 
 // hyperd's HTTP API on loopback (cpp-httplib):
@@ -42,6 +45,8 @@ struct ApiOptions {
 //   follows POST /v1/reconcile[?wait=SECONDS]         reconcile now (fetching the source); wait for
 //   it POST /v1/suspend  /v1/resume POST /v1/hooks/git                        push webhook (GitHub
 //   or GitLab signature), no token
+//   GET  /v1/keys                             the public sealing keys, the active one named
+//   POST /v1/secrets/reseal                   sealed values opened and sealed to the active key
 // Every /v1/* route except the webhook needs `Authorization: Bearer <token>`. The token, the
 // webhook's headers and the body's framing and size are checked before a body is read: a body
 // comes with one Content-Length (no chunked body, none that runs to end of stream), uncompressed,
@@ -65,6 +70,7 @@ class ApiServer {
   void previewRoute();
   void eventsRoute();
   void actionRoutes();
+  void secretRoutes();
   void webhookRoute();
   // The largest body a route takes (call before registering it); a route not named here takes
   // at most ApiOptions::otherBodyMax. Bigger bodies are refused (413) before they are read.

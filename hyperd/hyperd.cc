@@ -180,6 +180,7 @@ int run(const HyperdConfig& initial, const std::string& configPath, const KindRe
   api.host = config.listenHost;
   api.port = config.listenPort;
   api.token = newToken();
+  api.stateDir = config.stateDir;  // its sealing keys: /v1/keys, /v1/secrets/reseal
   if (config.webhook.githubSecret) {
     api.githubSecret = config.webhook.githubSecret->reveal();
   }

@@ -802,6 +802,10 @@ void Controller::recordObjects(const RecordInput& in) {
         setCondition(s, "Ready", false, "PlanFailed", err->second);
         setCondition(s, "Stalled", true, "PlanFailed", err->second);
         setCondition(s, "Reconciling", false, "PlanFailed", "");
+        // Planned again with backoff, like a failed action: what failed may be on the host (a
+        // Secret's file with loose permissions, a kernel not there yet) and be fixed by hand.
+        s.failures += 1;
+        s.retryAt = in.now + backoffDelay(s.failures, in.options);
         continue;
       }
       if (out != outcomeById.end()) {

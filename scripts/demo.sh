@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command 1, the main job: converge manifests/examples/ inside a private network namespace
-# and show the result, then a hand-made change detected by `diff` and repaired by `apply`.
+# and show the result (a microVM given a sealed secret among it), a new secret value delivered
+# live, then a hand-made change detected by `diff` and repaired by `apply`.
 # It never touches the machine's own interfaces or firewall, and removes everything it made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ cleanup() {
     if [ -f "$pidfile" ]; then kill -9 "$(cat "$pidfile")" 2>/dev/null || true; fi
   done
   ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$state" "${state2:-}"
+  rm -rf "$state" "${state2:-}" "${examples:-}"
 }
 trap cleanup EXIT
 
@@ -33,12 +34,21 @@ show() { printf '$ %s\n' "$*"; "$@"; }
 
 ip netns add "$ns"
 inns ip link set lo up
+# A copy of the examples: its Secret is sealed to this demo's key ring below.
+examples=$(mktemp -d /tmp/hyper-demo-examples.XXXXXX)
+cp manifests/examples/*.yaml "$examples/"
 
 step "validate the manifests"
-show "$hyperctl" validate -f manifests/examples/
+show "$hyperctl" validate -f "$examples"
+
+step "seal the VM's database password to this host's key (the committed one is sealed to no key here)"
+echo "\$ head -c 12 /dev/urandom | base64 | hyperctl secret seal --name web-db --key password -f secrets.yaml"
+head -c 12 /dev/urandom | base64 |
+  "$hyperctl" --state-dir "$state" secret seal --name web-db --key password -f "$examples/secrets.yaml"
+grep -A2 'sealed:' "$examples/secrets.yaml" | cut -c1-72 | sed 's/$/.../'
 
 step "plan against an empty host (namespace $ns)"
-rc=0; show inns "$hyperctl" --state-dir "$state" diff -f manifests/examples/ || rc=$?
+rc=0; show inns "$hyperctl" --state-dir "$state" diff -f "$examples" || rc=$?
 echo "(diff exit code $rc: 2 means changes are pending)"
 
 step "the Builds: Debian's kernel, hyper's guest image and a Debian rootfs"
@@ -46,10 +56,10 @@ echo "(Built in the machine's own network namespace: they fetch from the Debian 
 echo " private namespace cannot reach, and write only the state directory. The kernel package is"
 echo " downloaded once into /var/cache/hyper/debs and checked against apt's SHA256; the rootfs is"
 echo " mmdebstrap from this machine's apt lists of bookworm, as an erofs image.)"
-show "$hyperctl" --state-dir "$state" apply -f manifests/examples/builds.yaml
+show "$hyperctl" --state-dir "$state" apply -f "$examples/builds.yaml"
 
 step "apply everything in the namespace: the Builds are cache hits; then the networks, the policies and a microVM booting from the Builds"
-show inns "$hyperctl" --state-dir "$state" apply -f manifests/examples/
+show inns "$hyperctl" --state-dir "$state" apply -f "$examples"
 
 step "what hyper manages now"
 show inns "$hyperctl" --state-dir "$state" get networks
@@ -60,35 +70,44 @@ show inns ip -br addr show type bridge
 show inns nft list table inet hyper
 sleep 3
 show inns "$hyperctl" --state-dir "$state" get vms
-echo "\$ hyperctl logs vm/web-1 | grep hyper- | head -n 4"
-inns "$hyperctl" --state-dir "$state" logs vm/web-1 | grep hyper- | head -n 4
-echo "(The guest mounted the rootfs Build as /dev/vda and read its Debian version; Ready when it"
-echo " printed hyper-ready. Its pings to the gateway fail: lab-egress allows only 203.0.113.0/24"
-echo " port 443 from the lab network.)"
+echo "\$ hyperctl logs vm/web-1 | grep hyper- | head -n 5"
+inns "$hyperctl" --state-dir "$state" logs vm/web-1 | grep hyper- | head -n 5
+echo "(The guest mounted the rootfs Build as /dev/vda and read its Debian version, stored its"
+echo " password on a tmpfs, received over a virtio-serial channel: never on the host's disk, never"
+echo " on the console. Ready when it printed hyper-ready. Its pings to the gateway fail: lab-egress"
+echo " allows only 203.0.113.0/24 port 443 from the lab network.)"
 
 step "a second apply has nothing to do: every Build's key is unchanged, the VM runs"
-show inns "$hyperctl" --state-dir "$state" apply -f manifests/examples/
+show inns "$hyperctl" --state-dir "$state" apply -f "$examples"
+
+step "a new password: the plan names what changes, never the value; the running VM gets it live"
+head -c 12 /dev/urandom | base64 |
+  "$hyperctl" --state-dir "$state" secret seal --name web-db --key password -f "$examples/secrets.yaml"
+rc=0; show inns "$hyperctl" --state-dir "$state" diff -f "$examples" || rc=$?
+show inns "$hyperctl" --state-dir "$state" apply -f "$examples"
+echo "\$ hyperctl logs vm/web-1 | grep hyper-secret"
+inns "$hyperctl" --state-dir "$state" logs vm/web-1 | grep hyper-secret
 
 step "builds are reproducible: rebuilt without the cache, under another umask and TZ, the same digests"
-echo "\$ (umask 077; TZ=Pacific/Kiritimati hyperctl --state-dir $state rebuild -f manifests/examples/)"
-(umask 077; TZ=Pacific/Kiritimati "$hyperctl" --state-dir "$state" rebuild -f manifests/examples/)
+echo "\$ (umask 077; TZ=Pacific/Kiritimati hyperctl --state-dir $state rebuild -f "$examples")"
+(umask 077; TZ=Pacific/Kiritimati "$hyperctl" --state-dir "$state" rebuild -f "$examples")
 show "$hyperctl" --state-dir "$state" verify build/guest-initrd
 
 step "someone changes the host by hand: deletes a bridge and flushes the firewall table"
 show inns ip link del hb-lab
 show inns nft flush table inet hyper
-rc=0; show inns "$hyperctl" --state-dir "$state" diff -f manifests/examples/ || rc=$?
+rc=0; show inns "$hyperctl" --state-dir "$state" diff -f "$examples" || rc=$?
 echo "(diff exit code $rc: drift detected)"
 show inns "$hyperctl" --state-dir "$state" get networks
 
 step "apply repairs the drift"
-show inns "$hyperctl" --state-dir "$state" apply -f manifests/examples/
-rc=0; show inns "$hyperctl" --state-dir "$state" diff -f manifests/examples/ || rc=$?
+show inns "$hyperctl" --state-dir "$state" apply -f "$examples"
+rc=0; show inns "$hyperctl" --state-dir "$state" diff -f "$examples" || rc=$?
 echo "(diff exit code $rc: in sync)"
 
 step "a bad manifest is refused with its location, and nothing is applied"
 bad=$(mktemp -d /tmp/hyper-demo-bad.XXXXXX)
-cp manifests/examples/*.yaml "$bad/"
+cp "$examples"/*.yaml "$bad/"
 sed -i 's#cidr: 10.78.0.0/24#cidr: 10.78.0.0/33#' "$bad/networks.yaml"
 rc=0; show inns "$hyperctl" --state-dir "$state" apply -f "$bad" || rc=$?
 echo "(apply exit code $rc)"
@@ -96,7 +115,7 @@ rm -rf "$bad"
 
 step "the VM leaves the manifests: apply --prune stops it and removes its tap"
 vms=$(mktemp -d /tmp/hyper-demo-vm.XXXXXX)
-cp manifests/examples/*.yaml "$vms/"
+cp "$examples"/*.yaml "$vms/"
 show rm "$vms/vms.yaml"
 echo "(It is the only running VM: deleting more than half of them needs --yes.)"
 show inns "$hyperctl" --state-dir "$state" apply --prune --yes -f "$vms"

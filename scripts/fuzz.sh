@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 build=${HYPER_BUILD_DIR:-build-fuzz}
 out=${HYPER_FUZZ_OUT:-$build/out}
-targets=(manifest_loader yaml_json plan broker_request broker_rules webhook hyperd_config provenance debian_control)
+targets=(manifest_loader yaml_json plan broker_request broker_rules webhook hyperd_config provenance
+  debian_control sealed_value secret_channel build_agent_line)
 if [ -n "${HYPER_FUZZ_TARGETS:-}" ]; then
   read -r -a targets <<<"$HYPER_FUZZ_TARGETS"
 fi

@@ -506,4 +506,9 @@ Result<SecretBytes> KeyRing::open(std::string_view sealedText, const SealScope& 
   return SecretBytes::copyOf(buffer->view().substr(0, len));
 }
 
+Result<std::string> KeyRing::reseal(std::string_view sealedText, const SealScope& scope) const {
+  HYPER_ASSIGN_OR_RETURN(SecretBytes value, open(sealedText, scope));
+  return seal(active(), scope, value.view());
+}
+
 }  // namespace hyper::store

@@ -91,6 +91,11 @@ class KeyRing {
   // a key this ring does not have, a value sealed for another scope (moved), or one altered.
   Result<SecretBytes> open(std::string_view sealedText, const SealScope& scope) const;
 
+  // Opens `sealedText` for `scope` and seals the value again to the active key, for the same
+  // scope: the scope is the one the value's authentication proves, as a request can name no other
+  // (a value does not open for a scope it was not sealed for). The value stays in locked memory.
+  Result<std::string> reseal(std::string_view sealedText, const SealScope& scope) const;
+
   // "mac:" and a keyed BLAKE2b of the scope and the value, with a key only this host has
   // (<state-dir>/keys/seal/fingerprint.key, 0600): what the inventory records to see a value
   // change, which tells nothing of the value to whoever reads the database (no guessing a weak

@@ -176,28 +176,56 @@ Result<std::string> BuildProvider::modulesDep(const std::string& digest) {
   });
 }
 
-Result<std::string> BuildProvider::busyboxDigest() {
+namespace {
+
+// The digest of a tool file hyper puts in images (busybox, the build agent), read again only when
+// its stat stamp moved.
+Result<std::string> stampedDigest(const std::string& path, const std::string& what, std::mutex& mu,
+                                  std::string& stampCache, std::string& digestCache) {
   struct stat st {};
-  if (::stat(config_.busybox.c_str(), &st) != 0) {
-    return Status::error("busybox " + config_.busybox +
-                         " is missing (Debian's busybox-static has it; providers.build.busybox "
-                         "names another)");
+  if (::stat(path.c_str(), &st) != 0) {
+    return Status::error(what + " " + path + " is missing");
   }
   std::string stamp = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
                       std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
                       std::to_string(st.st_mtim.tv_nsec);
   {
-    std::lock_guard<std::mutex> lk(mu_);
-    if (stamp == busyboxStamp_) {
-      return busyboxDigest_;
+    std::lock_guard<std::mutex> lk(mu);
+    if (stamp == stampCache) {
+      return digestCache;
     }
   }
-  HYPER_ASSIGN_OR_RETURN(std::string bytes, readFile(config_.busybox, kMaxBusyboxBytes));
+  HYPER_ASSIGN_OR_RETURN(std::string bytes, readFile(path, kMaxBusyboxBytes));
   std::string digest = store::digestOf(bytes);
-  std::lock_guard<std::mutex> lk(mu_);
-  busyboxStamp_ = stamp;
-  busyboxDigest_ = digest;
+  std::lock_guard<std::mutex> lk(mu);
+  stampCache = stamp;
+  digestCache = digest;
   return digest;
+}
+
+}  // namespace
+
+Result<std::string> BuildProvider::busyboxDigest() {
+  auto d = stampedDigest(config_.busybox, "busybox", mu_, busyboxStamp_, busyboxDigest_);
+  if (!d.isOk()) {
+    return Status::error(
+        d.status().message() +
+        " (Debian's busybox-static has it; providers.build.busybox names another)");
+  }
+  return d;
+}
+
+Result<std::string> BuildProvider::buildAgentDigest() const {
+  if (config_.buildAgent.empty()) {
+    return std::string();
+  }
+  auto d = stampedDigest(config_.buildAgent, "hyper-build-agent", mu_, agentStamp_, agentDigest_);
+  if (!d.isOk()) {
+    return Status::error(d.status().message() +
+                         " (it is built beside hyperctl and hyperd; providers.build.buildAgent "
+                         "names another)");
+  }
+  return d;
 }
 
 // What one observe shares between its Builds: busybox's digest (one file for all) and the index
@@ -291,6 +319,14 @@ std::optional<Json> BuildProvider::resolveInputs(const Object& object, ObserveSc
   }
   if (initramfs.value("hyperInit", false)) {
     inputs["hyperInit"] = hyperInitDigest();
+    auto agent = buildAgentDigest();
+    if (!agent.isOk()) {
+      diags.error(object.id, "spec.initramfs.hyperInit", agent.status().message());
+      return std::nullopt;
+    }
+    if (!agent->empty()) {
+      inputs["buildAgent"] = *agent;
+    }
   }
   const std::string kernel = kernelBuildOf(spec);
   if (!kernel.empty()) {
@@ -350,6 +386,18 @@ std::optional<Json> BuildProvider::keptRecord(const Object& object, const std::s
   if (!kernelDigest.empty() && inputs.value("kernel", "") != kernelDigest) {
     return std::nullopt;
   }
+  // Nor another hyper's guest init: it speaks with this hyper (readiness, the secrets channel),
+  // so an image made by an older hyper is not kept, unlike one whose packages moved.
+  if (inputs.contains("hyperInit") && inputs["hyperInit"] != hyperInitDigest()) {
+    return std::nullopt;
+  }
+  // Nor another build agent than this hyper's (the builder channel's other end).
+  if (inputs.contains("hyperInit")) {
+    auto agent = buildAgentDigest();
+    if (!agent.isOk() || inputs.value("buildAgent", "") != *agent) {
+      return std::nullopt;
+    }
+  }
   return record;
 }
 
@@ -366,7 +414,10 @@ bool BuildProvider::keepKey(const Object& object, const ManagedRecord* record, O
   // Built from this spec and in force already: the common case of a converged reconcile,
   // decided with no store lookup.
   const bool sameSpec = record != nullptr && record->spec == object.spec;
-  if (sameSpec && s.exists && keyOf(record->handles) == kept->second.front()) {
+  const bool withHyperInit = object.spec.contains("initramfs") &&
+                             object.spec["initramfs"].is_object() &&
+                             object.spec["initramfs"].value("hyperInit", false);
+  if (sameSpec && s.exists && keyOf(record->handles) == kept->second.front() && !withHyperInit) {
     s.context = {{"key", kept->second.front()}, {"kept", true}};
     return true;
   }
@@ -390,7 +441,7 @@ bool BuildProvider::keepKey(const Object& object, const ManagedRecord* record, O
     kernelDigest = c["digest"];
   }
   for (const std::string& key : kept->second) {
-    if (sameSpec && s.exists && keyOf(record->handles) == key) {
+    if (sameSpec && s.exists && keyOf(record->handles) == key && !withHyperInit) {
       s.context = {{"key", key}, {"kept", true}};
       return true;
     }
@@ -619,7 +670,15 @@ Result<Json> BuildProvider::buildInitramfs(const BuildContext& ctx, BuildLog& lo
   log += "initramfs: " + std::to_string(spec.files.size()) + " files" +
          (spec.busybox ? ", busybox " + inputs.value("busybox", "") : "") +
          (spec.hyperInit ? ", hyper's init" : "") + "\n";
-  HYPER_ASSIGN_OR_RETURN(std::string image, buildInitramfsImage(spec, busybox, scratch, modules));
+  std::string agent;
+  if (spec.hyperInit && inputs.contains("buildAgent")) {
+    HYPER_ASSIGN_OR_RETURN(agent, readFile(config_.buildAgent, kMaxBusyboxBytes));
+    if (store::digestOf(agent) != inputs.value("buildAgent", "")) {
+      return Status::error("hyper-build-agent " + config_.buildAgent + " changed since the plan");
+    }
+  }
+  HYPER_ASSIGN_OR_RETURN(std::string image,
+                         buildInitramfsImage(spec, busybox, scratch, modules, agent));
   HYPER_ASSIGN_OR_RETURN(std::string digest, store_.put(image));
   log += "initrd " + digest + " (" + std::to_string(image.size()) + " bytes)\n";
   return Json{{"artifacts", {{"initrd", {{"digest", digest}, {"size", image.size()}}}}}};
@@ -732,6 +791,14 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
         inputs["gzip"] = *gzip;
         if (spec["initramfs"].value("hyperInit", false)) {
           inputs["hyperInit"] = hyperInitDigest();
+          auto agent = buildAgentDigest();
+          if (!agent.isOk()) {
+            resp.diagnostics.error(action.id, "spec.initramfs.hyperInit", agent.status().message());
+            return;
+          }
+          if (!agent->empty()) {
+            inputs["buildAgent"] = *agent;
+          }
         }
         if (spec["initramfs"].value("busybox", true)) {
           auto busybox = busyboxDigest();

@@ -23,6 +23,9 @@ namespace hyper::providers::build {
 struct BuildProviderConfig {
   std::string stateDir;                  // the store is <stateDir>/store, logs <stateDir>/builds
   std::string busybox = "/bin/busybox";  // a static busybox (Debian's busybox-static)
+  // hyper-build-agent (static), put at /bin/hyper-build-agent in images with hyperInit so that
+  // they can boot builder VMs; its digest is then an input. "" = images without it.
+  std::string buildAgent;
   std::string debCache = "/var/cache/hyper/debs";  // downloaded .debs, checked by their SHA256
   std::chrono::milliseconds buildTimeout{std::chrono::minutes(20)};  // per build
   size_t concurrency = 2;  // builds at once (the queue's threads)
@@ -103,6 +106,8 @@ class BuildProvider : public Provider, public EventSource, public ProgressSource
   std::optional<Json> resolveInputs(const Object& object, ObserveScope& scope, Diagnostics& diags,
                                     std::string& pending);
   Result<std::string> busyboxDigest();
+  // The digest of config_.buildAgent ("" when none is configured).
+  Result<std::string> buildAgentDigest() const;
   // ObserveRequest::keptKeys: when this revision's content was applied before, the first key it
   // was applied with that is still good (its artifacts in the store, made from this spec and, for
   // an initramfs, from the kernel its kernel Build has now) goes in `s.context` as the key, with
@@ -156,10 +161,12 @@ class BuildProvider : public Provider, public EventSource, public ProgressSource
   BuildProviderConfig config_;
   store::ArtifactStore store_;
   Apt apt_;
-  std::mutex mu_;  // the caches below
+  mutable std::mutex mu_;  // the caches below
   // busybox's digest, kept while the file's identity (device, inode, size, mtime) is unchanged.
   std::string busyboxStamp_;
   std::string busyboxDigest_;
+  mutable std::string agentStamp_;  // under mu_
+  mutable std::string agentDigest_;
   std::map<std::string, std::string> toolVersions_;  // "gzip" -> "gzip 1.12"
   std::map<std::string, std::string> modulesDeps_;   // modules digest -> modules.dep
   struct KnownKey {

@@ -144,7 +144,8 @@ std::vector<std::string> wantedModules(const BuildSpec& spec) {
 
 Result<std::string> buildInitramfsImage(const BuildSpec& spec, const std::string& busybox,
                                         const std::string& modulesDir,
-                                        const std::vector<guest::ModuleFile>& modules) {
+                                        const std::vector<guest::ModuleFile>& modules,
+                                        const std::string& buildAgent) {
   guest::CpioArchive cpio;
   for (const char* dir : {"dev", "proc", "sys", "tmp"}) {
     cpio.addDirectory(dir);
@@ -155,6 +156,9 @@ Result<std::string> buildInitramfsImage(const BuildSpec& spec, const std::string
   }
   if (spec.hyperInit) {
     cpio.addFile("init", std::string(guest::guestInitScript()), 0755);
+    if (!buildAgent.empty()) {
+      cpio.addFile("bin/hyper-build-agent", buildAgent, 0755);
+    }
   }
   if (!spec.kernel.empty() || spec.hyperInit) {
     // Without a kernel the list is empty: the init then loads nothing.

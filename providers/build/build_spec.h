@@ -57,10 +57,12 @@ BuildSpec parseBuildSpec(
 // parents implied) compressed by `gzip -n -9`. `busybox` is the binary's bytes (used when
 // spec.busybox); `modulesDir` holds the resolved `modules` laid out as in lib/modules/<version>/
 // (used when spec.kernel). The same spec and inputs give the same bytes on any host, at any time,
-// under any umask or TZ.
+// under any umask or TZ. `buildAgent`, when not empty, is hyper-build-agent's bytes, put at
+// /bin/hyper-build-agent (with spec.hyperInit: the image can boot a builder VM).
 Result<std::string> buildInitramfsImage(const BuildSpec& spec, const std::string& busybox,
                                         const std::string& modulesDir,
-                                        const std::vector<guest::ModuleFile>& modules);
+                                        const std::vector<guest::ModuleFile>& modules,
+                                        const std::string& buildAgent = "");
 
 // The modules an initramfs asks for: spec.modules, or hyper's guest modules when it has hyper's
 // init and names none.

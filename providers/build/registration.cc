@@ -1,5 +1,6 @@
 // The Build provider's registration (providers/builtin.cc lists it).
 
+#include "base/file.h"
 #include "providers/build/build_provider.h"
 #include "reconciler/kind_registry.h"
 
@@ -61,9 +62,10 @@ ProviderRecord provider_build() {
   record.settingsSchema = R"json({
     "type": "object",
     "additionalProperties": false,
-    "description": "a mapping with busybox, debCache, concurrency, timeoutSeconds",
+    "description": "a mapping with busybox, buildAgent, debCache, concurrency, timeoutSeconds",
     "properties": {
       "busybox": {"type": "string", "minLength": 1, "description": "the static busybox initramfs builds put in their images (default /bin/busybox)"},
+      "buildAgent": {"type": "string", "minLength": 1, "pattern": "^/", "description": "hyper-build-agent, put in images with hyperInit so they boot builder VMs (default: beside this program)"},
       "debCache": {"type": "string", "minLength": 1, "pattern": "^/", "description": "where downloaded .debs are kept, checked by their SHA256 (default /var/cache/hyper/debs)"},
       "concurrency": {"type": "string", "pattern": "^([1-9]|1[0-6])$", "description": "builds that run at once, 1 to 16 (default 2)"},
       "timeoutSeconds": {"type": "string", "pattern": "^[1-9][0-9]{0,4}$", "description": "seconds one build may take before its processes are killed, 1 to 99999 (default 1200)"}
@@ -74,6 +76,8 @@ ProviderRecord provider_build() {
     build::BuildProviderConfig config;
     config.stateDir = stateDir;
     config.busybox = settings.value("busybox", config.busybox);
+    // Built beside hyperctl and hyperd (and installed beside them).
+    config.buildAgent = settings.value("buildAgent", siblingOfSelf("hyper-build-agent"));
     config.debCache = settings.value("debCache", config.debCache);
     // Schema-checked digits: the settings are strings, since each is also a flag.
     if (settings.contains("concurrency")) {

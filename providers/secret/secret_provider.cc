@@ -1,12 +1,5 @@
 #include "providers/secret/secret_provider.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-
 #include "reconciler/provider_kit.h"
 
 namespace hyper::providers::secret {
@@ -24,57 +17,6 @@ std::string field(const char* sectionName, const std::string& key) {
 }
 
 }  // namespace
-
-Result<SecretBytes> readHostSecretFile(const std::string& path) {
-  // O_NOFOLLOW: a symlink is refused, never followed; the checks are made on what was opened.
-  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    int err = errno;
-    return Status::error(path + ": " +
-                         (err == ELOOP ? std::string("is a symlink (expected a regular file)")
-                                       : std::strerror(err)));
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return Status::error(path + ": not a regular file (expected a file of root's, mode 0600)");
-  }
-  if (st.st_uid != 0 || (st.st_mode & 077) != 0) {
-    ::close(fd);
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return Status::error(path + ": owner uid " + std::to_string(st.st_uid) + ", mode " + mode +
-                         ": expected a file owned by root that only its owner can read (mode "
-                         "0600 or 0400)");
-  }
-  if (static_cast<size_t>(st.st_size) > kMaxSecretValueBytes) {
-    ::close(fd);
-    return Status::error(path + ": " + std::to_string(st.st_size) + " bytes: expected at most " +
-                         std::to_string(kMaxSecretValueBytes));
-  }
-  auto out = SecretBytes::zeroed(kMaxSecretValueBytes + 1);
-  if (!out.isOk()) {
-    ::close(fd);
-    return out.status();
-  }
-  size_t got = 0;
-  while (got <= kMaxSecretValueBytes) {
-    ssize_t n = ::read(fd, out->data() + got, kMaxSecretValueBytes + 1 - got);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      break;
-    }
-    got += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  if (got > kMaxSecretValueBytes) {
-    return Status::error(path + ": grew past " + std::to_string(kMaxSecretValueBytes) +
-                         " bytes while read");
-  }
-  return SecretBytes::copyOf(out->view().substr(0, got));
-}
 
 void SecretProvider::validate(const ValidateRequest& req, ValidateResponse& resp) const {
   for (const Object* o : req.objects) {
@@ -98,33 +40,8 @@ void SecretProvider::validate(const ValidateRequest& req, ValidateResponse& resp
   }
 }
 
-Result<const KeyRing*> SecretProvider::ring() {
-  if (config_.stateDir.empty()) {
-    return Status::error("no state directory: Secrets are opened with the host's key ring");
-  }
-  // The active pointer moves on a rotation (by hyperctl while hyperd runs): reloaded then.
-  struct stat st {};
-  const std::string active = config_.stateDir + "/keys/seal/active";
-  std::string stamp = ::stat(active.c_str(), &st) == 0
-                          ? std::to_string(st.st_ino) + ":" + std::to_string(st.st_mtim.tv_sec) +
-                                "." + std::to_string(st.st_mtim.tv_nsec)
-                          : "";
-  if (!ring_ || stamp.empty() || stamp != ringStamp_) {
-    auto loaded = KeyRing::loadOrCreate(config_.stateDir);
-    if (!loaded.isOk()) {
-      return loaded.status();
-    }
-    ring_ = std::make_unique<KeyRing>(std::move(*loaded));
-    if (::stat(active.c_str(), &st) == 0) {
-      ringStamp_ = std::to_string(st.st_ino) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
-                   std::to_string(st.st_mtim.tv_nsec);
-    }
-  }
-  return ring_.get();
-}
-
 std::optional<Json> SecretProvider::fingerprints(const Object& object, Diagnostics& diags) {
-  auto keys = ring();
+  auto keys = ring_.get();
   if (!keys.isOk()) {
     diags.error(object.id, "", keys.status().message());
     return std::nullopt;
@@ -140,7 +57,7 @@ std::optional<Json> SecretProvider::fingerprints(const Object& object, Diagnosti
       SealScope scope{"Secret", object.id.name, key};
       Result<SecretBytes> opened = std::string(name) == "sealed"
                                        ? (*keys)->open(value.get<std::string>(), scope)
-                                       : readHostSecretFile(value.get<std::string>());
+                                       : store::readHostSecretFile(value.get<std::string>());
       if (!opened.isOk()) {
         diags.error(object.id, field(name, key), opened.status().message());
         ok = false;
@@ -159,28 +76,13 @@ std::optional<Json> SecretProvider::fingerprints(const Object& object, Diagnosti
 }
 
 Result<SecretBytes> SecretProvider::openValue(const Object& secret, const std::string& key) {
-  std::lock_guard<std::mutex> lk(mu_);
-  const Json& sealed = section(secret.spec, "sealed");
-  const Json& fromFile = section(secret.spec, "fromFile");
-  if (sealed.contains(key) && sealed[key].is_string()) {
-    HYPER_ASSIGN_OR_RETURN(const KeyRing* keys, ring());
-    auto opened = keys->open(sealed[key].get<std::string>(), {"Secret", secret.id.name, key});
-    return opened.isOk() ? std::move(opened)
-                         : Result<SecretBytes>(opened.status().withContext(secret.id.str() + " " +
-                                                                           field("sealed", key)));
-  }
-  if (fromFile.contains(key) && fromFile[key].is_string()) {
-    auto read = readHostSecretFile(fromFile[key].get<std::string>());
-    return read.isOk() ? std::move(read)
-                       : Result<SecretBytes>(read.status().withContext(secret.id.str() + " " +
-                                                                       field("fromFile", key)));
-  }
-  return Status::error(secret.id.str() + " has no value \"" + key +
-                       "\": expected a key of its spec.sealed or spec.fromFile");
+  auto lock = ring_.lock();
+  HYPER_ASSIGN_OR_RETURN(const KeyRing* keys, ring_.get());
+  return store::openSecretValue(*keys, secret.id.name, secret.spec, key);
 }
 
 void SecretProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
-  std::lock_guard<std::mutex> lk(mu_);
+  auto lock = ring_.lock();
   for (const Object* o : req.desired) {
     ObservedState& s = resp.observed[o->id];
     guarded(resp.diagnostics, o->id, "observe", [&] {

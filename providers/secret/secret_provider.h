@@ -8,6 +8,7 @@
 
 #include "reconciler/provider.h"
 #include "store/sealing.h"
+#include "store/secret_value.h"
 
 namespace hyper::providers::secret {
 
@@ -31,7 +32,8 @@ struct SecretProviderConfig {
 // opened: never in a record, a plan, a log line or an error.
 class SecretProvider : public Provider {
  public:
-  explicit SecretProvider(SecretProviderConfig config) : config_(std::move(config)) {}
+  explicit SecretProvider(SecretProviderConfig config)
+      : config_(std::move(config)), ring_(config_.stateDir) {}
 
   std::string name() const override { return "secret"; }
   std::vector<std::string> kinds() const override { return {"Secret"}; }
@@ -49,22 +51,11 @@ class SecretProvider : public Provider {
   Result<SecretBytes> openValue(const Object& secret, const std::string& key);
 
  private:
-  // The key ring, loaded on first use and again when `keys/seal/active` changed (a rotation).
-  Result<const KeyRing*> ring();
   // Opens and fingerprints every value of `object`; errors at their fields.
   std::optional<Json> fingerprints(const Object& object, Diagnostics& diags);
 
   SecretProviderConfig config_;
-  std::mutex mu_;
-  std::unique_ptr<KeyRing> ring_;
-  std::string ringStamp_;
+  store::KeyRingCache ring_;  // loaded on first use, again after a rotation
 };
-
-// A host file a Secret's value comes from: a regular file (not a symlink) owned by root, mode
-// 0600 or 0400 (no group or other bits), at most kMaxSecretValueBytes, read as it is (no newline
-// dropped) into locked memory. Stricter than base/secret.h's readSecretFile (hyperd's own secret
-// files, any owner): a Secret's file may be named by any manifest. Errors say what was found and
-// expected, never the content.
-Result<SecretBytes> readHostSecretFile(const std::string& path);
 
 }  // namespace hyper::providers::secret

@@ -72,10 +72,25 @@ Result<std::string> readSmallFile(const std::string& path) {
   return ss.str();
 }
 
+// A path in a QEMU option string: a comma doubled.
+std::string qemuOptionValue(const std::string& path) {
+  std::string escaped;
+  for (char c : path) {
+    escaped += c == ',' ? std::string(",,") : std::string(1, c);
+  }
+  return escaped;
+}
+
 Json specToJson(const VmSpec& s) {
   Json j{{"name", s.name},     {"vcpus", s.vcpus},   {"memoryMiB", s.memoryMiB},
          {"kernel", s.kernel}, {"initrd", s.initrd}, {"cmdline", s.cmdline},
          {"tap", s.tap},       {"mac", s.mac},       {"channels", s.channels}};
+  if (!s.socketChannels.empty()) {
+    j["socketChannels"] = s.socketChannels;
+  }
+  for (const auto& d : s.extraDisks) {
+    j["extraDisks"].push_back({{"path", d.path}, {"readOnly", d.readOnly}, {"serial", d.serial}});
+  }
   if (!s.disk.empty()) {
     j["disk"] = s.disk;
     j["diskReadOnly"] = s.diskReadOnly;
@@ -95,13 +110,24 @@ VmSpec specFromJson(const Json& j) {
   s.initrd = j.value("initrd", "");
   s.disk = j.value("disk", "");
   s.diskReadOnly = j.value("diskReadOnly", true);
+  if (auto it = j.find("extraDisks"); it != j.end() && it->is_array()) {
+    for (const auto& d : *it) {
+      if (d.is_object()) {
+        s.extraDisks.push_back(
+            {d.value("path", ""), d.value("readOnly", true), d.value("serial", "")});
+      }
+    }
+  }
   s.cmdline = j.value("cmdline", "");
   s.tap = j.value("tap", "");
   s.mac = j.value("mac", "");
-  if (auto it = j.find("channels"); it != j.end() && it->is_array()) {
-    for (const auto& c : *it) {
-      if (c.is_string()) {
-        s.channels.push_back(c.get<std::string>());
+  for (auto [key, list] :
+       {std::pair{"channels", &s.channels}, std::pair{"socketChannels", &s.socketChannels}}) {
+    if (auto it = j.find(key); it != j.end() && it->is_array()) {
+      for (const auto& c : *it) {
+        if (c.is_string()) {
+          list->push_back(c.get<std::string>());
+        }
       }
     }
   }
@@ -146,13 +172,27 @@ Status validateSpec(const VmSpec& spec) {
   if (!spec.disk.empty() && !fs::is_regular_file(spec.disk, ec)) {
     return Status::error("disk '" + spec.disk + "' is not a file");
   }
-  for (size_t i = 0; i < spec.channels.size(); ++i) {
-    if (std::string why = checkChannelName(spec.channels[i]); !why.empty()) {
-      return Status::error("channel '" + spec.channels[i] + "' " + why);
+  for (const auto& d : spec.extraDisks) {
+    if (!fs::is_regular_file(d.path, ec)) {
+      return Status::error("disk '" + d.path + "' is not a file");
+    }
+    if (d.serial.empty() || d.serial.size() > 20 ||
+        d.serial.find_first_not_of(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
+            std::string::npos) {
+      return Status::error("disk '" + d.path + "': serial '" + d.serial +
+                           "': expected 1-20 of A-Z a-z 0-9 - _");
+    }
+  }
+  std::vector<std::string> all = spec.channels;
+  all.insert(all.end(), spec.socketChannels.begin(), spec.socketChannels.end());
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (std::string why = checkChannelName(all[i]); !why.empty()) {
+      return Status::error("channel '" + all[i] + "' " + why);
     }
     for (size_t j = 0; j < i; ++j) {
-      if (spec.channels[j] == spec.channels[i]) {
-        return Status::error("channel '" + spec.channels[i] + "' is named twice");
+      if (all[j] == all[i]) {
+        return Status::error("channel '" + all[i] + "' is named twice");
       }
     }
   }
@@ -166,6 +206,10 @@ Status validateSpec(const VmSpec& spec) {
 
 std::string channelLogPath(const std::string& runDir, const std::string& channel) {
   return runDir + "/channel-" + channel + ".log";
+}
+
+std::string channelSocketPath(const std::string& runDir, const std::string& channel) {
+  return runDir + "/" + channel + ".sock";
 }
 
 std::string checkChannelName(const std::string& name) {
@@ -324,14 +368,18 @@ std::vector<std::string> QemuDriver::buildArgv(const std::string& qemuBinary, co
     // A writable disk is the run dir's copy (start() makes it); QEMU's option syntax needs a
     // comma in a path doubled.
     std::string file = spec.diskReadOnly ? spec.disk : dir + kDiskCopy;
-    std::string escaped;
-    for (char c : file) {
-      escaped += c == ',' ? std::string(",,") : std::string(1, c);
-    }
     argv.insert(argv.end(), {"-drive",
-                             "file=" + escaped + ",format=raw,if=none,id=disk0" +
+                             "file=" + qemuOptionValue(file) + ",format=raw,if=none,id=disk0" +
                                  (spec.diskReadOnly ? ",readonly=on" : ""),
                              "-device", "virtio-blk-device,drive=disk0"});
+  }
+  for (size_t i = 0; i < spec.extraDisks.size(); ++i) {
+    const auto& d = spec.extraDisks[i];
+    const std::string id = "disk" + std::to_string(i + 1);
+    argv.insert(argv.end(), {"-drive",
+                             "file=" + qemuOptionValue(d.path) + ",format=raw,if=none,id=" + id +
+                                 (d.readOnly ? ",readonly=on" : ""),
+                             "-device", "virtio-blk-device,drive=" + id + ",serial=" + d.serial});
   }
   if (!spec.tap.empty()) {
     std::string device = "virtio-net-device,netdev=net0";
@@ -342,10 +390,19 @@ std::vector<std::string> QemuDriver::buildArgv(const std::string& qemuBinary, co
                 {"-netdev", "tap,id=net0,ifname=" + spec.tap + ",script=no,downscript=no",
                  "-device", device});
   }
-  if (!spec.channels.empty()) {
+  if (!spec.channels.empty() || !spec.socketChannels.empty()) {
     // One virtio-serial controller (virtio-mmio on microvm), one port per channel, each port's
-    // guest output appended to a file in the run dir.
+    // guest output appended to a file in the run dir, or, for a socket channel, passed to whoever
+    // is connected to its socket (QEMU listens; wait=off: the VM starts without a client).
     argv.insert(argv.end(), {"-device", "virtio-serial-device"});
+    for (size_t i = 0; i < spec.socketChannels.size(); ++i) {
+      std::string id = "socket" + std::to_string(i);
+      argv.insert(argv.end(),
+                  {"-chardev",
+                   "socket,id=" + id + ",path=" +
+                       channelSocketPath(runDir, spec.socketChannels[i]) + ",server=on,wait=off",
+                   "-device", "virtserialport,chardev=" + id + ",name=" + spec.socketChannels[i]});
+    }
     for (size_t i = 0; i < spec.channels.size(); ++i) {
       std::string id = "channel" + std::to_string(i);
       argv.insert(
@@ -426,6 +483,12 @@ Result<VmHandle> QemuDriver::start(const VmSpec& spec) {
   const std::string dir = runDirFor(spec.name);
   if (dir.size() + 1 + std::strlen(kQmpSocket) >= sizeof(sockaddr_un{}.sun_path)) {
     return Status::error(what + " <- run dir " + dir + " too long for a Unix socket path");
+  }
+  for (const auto& channel : spec.socketChannels) {
+    if (channelSocketPath(dir, channel).size() >= sizeof(sockaddr_un{}.sun_path)) {
+      return Status::error(what + " <- " + channelSocketPath(dir, channel) +
+                           " too long for a Unix socket path (keep the run dir short)");
+    }
   }
   HYPER_ASSIGN_OR_RETURN(std::optional<VmHandle> running, find(spec.name));
   if (running) {

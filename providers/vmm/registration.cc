@@ -55,6 +55,7 @@ ProviderRecord provider_vmm() {
   record.make = [](const Json&, const std::string& stateDir) -> Result<std::unique_ptr<Provider>> {
     vmm::VmProviderConfig config = vmm::VmProviderConfig::fromEnvironment();
     config.storeRoot = stateDir + "/store";
+    config.stateDir = stateDir;  // its key ring opens the Secrets VMs get
     return std::unique_ptr<Provider>(std::make_unique<vmm::VmProvider>(config));
   };
   return record;

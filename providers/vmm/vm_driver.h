@@ -25,17 +25,33 @@ struct VmSpec {
   // read-only; writable: a copy in the run dir, so the file (a store artifact) never changes.
   std::string disk;
   bool diskReadOnly = true;
+  // More virtio-blk disks, after `disk`, each used where it is (a writable one is written in
+  // place: a builder's output image). The guest finds each by its serial
+  // (/sys/block/vdX/serial), not by its order.
+  struct ExtraDisk {
+    std::string path;
+    bool readOnly = true;
+    std::string serial;  // at most 20 of A-Z a-z 0-9 - _
+  };
+  std::vector<ExtraDisk> extraDisks;
   std::string cmdline;  // kernel command line
   std::string tap;      // an existing tap device in the current netns, or empty: no network
   std::string mac;      // "52:54:00:..."; empty: the VMM's default
   // virtio-serial ports the guest can write to, by name (the guest finds them under
   // /sys/class/virtio-ports/*/name); what it writes is kept in channelLogPath(runDir, name).
   std::vector<std::string> channels;
+  // virtio-serial ports the host talks on: the VMM listens on channelSocketPath(runDir, name) for
+  // one host connection at a time; nothing of what passes is written anywhere (the secrets
+  // channel, secret_channel.h).
+  std::vector<std::string> socketChannels;
   AccelMode accel = AccelMode::Auto;
 };
 
 // Where a VM's output on the virtio-serial channel `channel` is kept: a file in its run dir.
 std::string channelLogPath(const std::string& runDir, const std::string& channel);
+
+// Where the host connects to the VM's socket channel `channel`: a Unix socket in its run dir.
+std::string channelSocketPath(const std::string& runDir, const std::string& channel);
 
 // "" when `name` can name a channel (1-63 of a-z 0-9 . _ -, starting with a letter or digit: it
 // goes into a VMM option string and a file name), else what is wrong with it.

@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
@@ -22,6 +23,7 @@
 #include "providers/vmm/boot_files.h"
 #include "providers/vmm/guest_log.h"
 #include "providers/vmm/tap_device.h"
+#include "providers/vmm/vm_secrets.h"
 #include "reconciler/provider_kit.h"
 
 namespace hyper::providers::vmm {
@@ -67,6 +69,12 @@ constexpr const char* kBootKey = "boot";
 // Private data of a replace planned only because a Build changes in this apply: apply keeps the
 // VM when the Build's new artifact turns out to be the bytes it runs.
 constexpr const char* kIfArtifactMovedKey = "ifArtifactMoved";
+// Context: the fingerprints of the granted values now; handles: those delivered; private data:
+// the ids to deliver to the running VM.
+constexpr const char* kSecretsKey = "secrets";
+constexpr const char* kPushSecretsKey = "pushSecrets";
+// How long a running guest has to store a new value.
+constexpr std::chrono::milliseconds kLiveDeliveryTimeout{30000};
 
 // The digests of the Build artifacts a VM booted with, from its handles ({"initrd": digest}).
 Json bootDigestsOf(const ManagedRecord* record) {
@@ -118,7 +126,7 @@ VmProvider::VmProvider(VmProviderConfig config)
     : VmProvider(config, std::make_unique<QemuDriver>(QemuDriverOptions{config.runRoot})) {}
 
 VmProvider::VmProvider(VmProviderConfig config, std::unique_ptr<VmDriver> driver)
-    : config_(std::move(config)), driver_(std::move(driver)) {
+    : config_(std::move(config)), driver_(std::move(driver)), ring_(config_.stateDir) {
   eventFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }
 
@@ -165,6 +173,23 @@ bool VmProvider::drainEvents() {
   return read(eventFd_, &n, sizeof n) == sizeof n && n > 0;
 }
 
+std::vector<ProgressEvent> VmProvider::takeProgress() {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<ProgressEvent> out(std::make_move_iterator(progress_.begin()),
+                                 std::make_move_iterator(progress_.end()));
+  progress_.clear();
+  return out;
+}
+
+void VmProvider::report(ProgressEvent event) {
+  constexpr size_t kMaxUntaken = 4096;
+  std::lock_guard<std::mutex> lk(mu_);
+  progress_.push_back(std::move(event));
+  while (progress_.size() > kMaxUntaken) {
+    progress_.pop_front();
+  }
+}
+
 void VmProvider::validate(const ValidateRequest& req, ValidateResponse& resp) const {
   auto networks = networksOf(req.revision);
   std::map<std::pair<std::string, uint32_t>, std::string> used;  // (network, ip) -> VM
@@ -181,6 +206,11 @@ void VmProvider::validate(const ValidateRequest& req, ValidateResponse& resp) co
         resp.diagnostics.error(object, "spec", message);
       }
       continue;
+    }
+    if (req.revision != nullptr) {
+      if (auto [path, why] = checkGrants(*vm, *req.revision); !path.empty()) {
+        resp.diagnostics.error(object, path, why);
+      }
     }
     if (!vm->ip) {
       continue;
@@ -235,6 +265,17 @@ std::vector<Reference> VmProvider::references(const Object& object) const {
       out.push_back({std::string("spec.") + field + ".build", {"Build", b->get<std::string>()}});
     }
   }
+  // A Secret's value: the Secret is applied first, and its record is what apply delivers.
+  if (object.spec.is_object() && object.spec.contains("secrets") &&
+      object.spec["secrets"].is_array()) {
+    const Json& list = object.spec["secrets"];
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (list[i].is_object() && list[i].contains("secret") && list[i]["secret"].is_string()) {
+        out.push_back({"spec.secrets[" + std::to_string(i) + "].secret",
+                       {"Secret", list[i]["secret"].get<std::string>()}});
+      }
+    }
+  }
   return out;
 }
 
@@ -251,6 +292,9 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
     std::map<std::string, Json> boots;  // the Build artifacts each VM boots, resolved
     const store::ArtifactStore artifactStore(config_.storeRoot);
     std::optional<BuildIndex> builds;  // made by the first VM that boots a Build's artifact
+    // The fingerprints of the values each VM is granted, as the revision's Secrets hold them
+    // now: plan compares them with the ones delivered.
+    std::map<std::string, Json> secretsNow;
     for (const Object* o : req.desired) {
       if (auto vm = parseVmManifest(o->id.name, o->spec); vm.isOk()) {
         if (vm->bootsBuilds()) {
@@ -258,6 +302,12 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
             builds = BuildIndex::of(req.revision, req.inventory);
           }
           boots[vm->name] = bootContext(*vm, *builds, artifactStore);
+        }
+        if (!vm->secrets.empty() && req.revision != nullptr) {
+          auto lock = ring_.lock();
+          if (auto ring = ring_.get(); ring.isOk()) {
+            secretsNow[vm->name] = secretFingerprintsNow(*vm, *req.revision, **ring);
+          }
         }
         vms.push_back(std::move(*vm));
       }
@@ -365,6 +415,9 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
       }
       if (auto b = boots.find(id.name); b != boots.end()) {
         s.context[kBootKey] = b->second;
+      }
+      if (auto f = secretsNow.find(id.name); f != secretsNow.end()) {
+        s.context[kSecretsKey] = f->second;
       }
       resp.observed[id] = std::move(s);
     };
@@ -571,6 +624,39 @@ void VmProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
     decide(std::move(action));
     return;
   }
+  // A granted value changed (its Secret was resealed with another value, or its file changed):
+  // delivered to the running guest, or the VM restarted with it (onChange: restart).
+  if (vm->running && runningNow && !vm->secrets.empty() &&
+      req.observed->context.contains(kSecretsKey)) {
+    const Json& now = req.observed->context[kSecretsKey];
+    const Json delivered = req.managed->handles.is_object()
+                               ? req.managed->handles.value(kSecretsKey, Json::object())
+                               : Json::object();
+    Json push = Json::array();
+    bool restartVm = false;
+    for (const auto& m : vm->secrets) {
+      const Json fp = now.value(m.id(), Json());
+      if (!fp.is_string() || delivered.value(m.id(), Json()) == fp) {
+        continue;  // unknown now (the Secret's own plan says why), or the value delivered
+      }
+      push.push_back(m.id());
+      restartVm = restartVm || m.restartOnChange;
+      action.changes.push_back({"secrets." + m.id(), "(delivered)", "(value changed)"});
+    }
+    if (!push.empty()) {
+      action.type = ActionType::Update;
+      action.disruption = restartVm ? Disruption::Restart : Disruption::InPlace;
+      action.reason = restartVm ? "a secret it gets changed (onChange: restart): the VM is "
+                                  "restarted with the new value"
+                                : "a secret it gets changed: the new value is delivered to the "
+                                  "running guest";
+      decide(std::move(action));
+      if (!restartVm) {
+        resp.action->privateData[kPushSecretsKey] = std::move(push);
+      }
+      return;
+    }
+  }
   // Everything else changes nothing on the host: labels, readiness, drift policy, running while
   // stopped, boot fields of a stopped VM (used at the next start).
   std::vector<FieldChange> rest;
@@ -611,7 +697,81 @@ Status VmProvider::stopVm(const std::string& name) {
   return deleteTap(tapNameFor(name), name).withContext("remove the tap of VM " + name);
 }
 
+Result<std::vector<SecretGrant>> VmProvider::openSecrets(const VmManifest& vm,
+                                                         const ApplyRequest& req,
+                                                         const std::set<std::string>* only,
+                                                         Json& fingerprints) {
+  auto lock = ring_.lock();
+  HYPER_ASSIGN_OR_RETURN(const store::KeyRing* ring, ring_.get());
+  return openGrants(vm, req.references, *ring, only, fingerprints);
+}
+
+Status VmProvider::deliver(const VmManifest& vm, const std::string& runDir,
+                           const std::vector<SecretGrant>& grants, const Json& fingerprints,
+                           DeliveryMode mode, std::chrono::milliseconds timeout,
+                           const std::atomic<bool>* cancel, Json& handles) {
+  std::vector<std::string> stored;
+  Status delivered = deliverSecrets(channelSocketPath(runDir, kSecretsChannel), grants, mode,
+                                    timeout, cancel, &stored);
+  if (!handles.contains(kSecretsKey) || !handles[kSecretsKey].is_object()) {
+    handles[kSecretsKey] = Json::object();
+  }
+  const ObjectId vmId("VM", vm.name);
+  auto pathOf = [&](const std::string& id) {
+    for (const auto& m : vm.secrets) {
+      if (m.id() == id) {
+        return m.path;
+      }
+    }
+    return std::string();
+  };
+  const char* how = mode == DeliveryMode::Boot ? "boot" : "live";
+  for (const auto& id : stored) {
+    handles[kSecretsKey][id] = fingerprints.value(id, Json());
+    ProgressEvent e;
+    e.object = vmId;
+    e.type = "secret-delivered";
+    e.message = "secret " + id + " delivered to " + vmId.str() + " at " + pathOf(id) +
+                (mode == DeliveryMode::Push ? " (new value, live)" : "");
+    e.details = {{"secret", id}, {"path", pathOf(id)}, {"delivery", how}};
+    e.samples.push_back({"hyper_secret_deliveries_total",
+                         "Secret values delivered to VMs, by result",
+                         {{"result", "delivered"}}});
+    report(std::move(e));
+  }
+  if (!delivered.isOk()) {
+    std::string missing;
+    size_t failed = 0;
+    for (const auto& g : grants) {
+      if (std::find(stored.begin(), stored.end(), g.id) == stored.end()) {
+        missing += (missing.empty() ? "" : ", ") + g.id;
+        ++failed;
+      }
+    }
+    ProgressEvent e;
+    e.object = vmId;
+    e.type = "secret-delivery-failed";
+    e.level = "warn";
+    e.message =
+        "secret " + missing + " not delivered to " + vmId.str() + ": " + delivered.message();
+    e.details = {{"secrets", missing}, {"delivery", how}};
+    e.samples.push_back({"hyper_secret_deliveries_total",
+                         "Secret values delivered to VMs, by result",
+                         {{"result", "failed"}},
+                         static_cast<double>(failed)});
+    report(std::move(e));
+    return delivered.withContext("deliver " + missing + " to VM " + vm.name);
+  }
+  return Status::ok();
+}
+
 Status VmProvider::startVm(const VmManifest& vm, const ApplyRequest& req, ApplyResponse& resp) {
+  // The granted values are opened before anything starts: a VM never runs with a part of them.
+  std::vector<SecretGrant> grants;
+  Json fingerprints = Json::object();
+  if (!vm.secrets.empty()) {
+    HYPER_ASSIGN_OR_RETURN(grants, openSecrets(vm, req, nullptr, fingerprints));
+  }
   VmSpec spec;
   spec.name = vm.name;
   spec.vcpus = vm.vcpus;
@@ -639,6 +799,11 @@ Status VmProvider::startVm(const VmManifest& vm, const ApplyRequest& req, ApplyR
     // The port, and its name for the guest (hyper's guest image writes its line there).
     spec.channels.push_back(vm.readyChannel);
     spec.cmdline += (spec.cmdline.empty() ? "" : " ") + ("hyper.channel=" + vm.readyChannel);
+  }
+  if (!vm.secrets.empty()) {
+    // The channel, and what the guest asks for on it (ids and paths; never a value).
+    spec.socketChannels.push_back(kSecretsChannel);
+    spec.cmdline += (spec.cmdline.empty() ? "" : " ") + vm.secretArgs();
   }
   Json handles = {{"mac", vm.mac}};
   if (!boot.empty()) {
@@ -669,7 +834,18 @@ Status VmProvider::startVm(const VmManifest& vm, const ApplyRequest& req, ApplyR
   // The VM's own readiness timeout, cut short by the apply's deadline or by hyperd stopping.
   const std::chrono::milliseconds readyTimeout = std::chrono::seconds(vm.readyTimeoutSeconds);
   const std::chrono::milliseconds wait = req.timeLeft(readyTimeout);
-  Status ready = driver_->waitForLine(*started, vm.readyChannel, vm.readyLine, wait, req.cancel);
+  if (!grants.empty()) {
+    // The guest asks for its secrets before it says it is ready: within the same time.
+    Status delivered = deliver(vm, started->runDir, grants, fingerprints, DeliveryMode::Boot, wait,
+                               req.cancel, handles);
+    if (!delivered.isOk()) {
+      Status cleanup = stopVm(vm.name);
+      (void)cleanup;
+      return delivered.withContext("VM " + vm.name + " was stopped again");
+    }
+  }
+  Status ready = driver_->waitForLine(*started, vm.readyChannel, vm.readyLine,
+                                      req.timeLeft(readyTimeout), req.cancel);
   if (!ready.isOk()) {
     // Not ready is not started: leave nothing behind, and the loop retries with backoff.
     Status cleanup = stopVm(vm.name);
@@ -768,6 +944,32 @@ void VmProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
         resp.handles["ip"] = req.managed->handles["ip"];  // kept for the next start
       }
       resp.fingerprint = "stopped";
+      return;
+    }
+    if (req.action->disruption == Disruption::InPlace && runningNow && req.managed &&
+        req.action->privateData.is_object() && req.action->privateData.contains(kPushSecretsKey)) {
+      // New values for the running guest, over its secrets channel.
+      std::set<std::string> only;
+      for (const auto& id : req.action->privateData[kPushSecretsKey]) {
+        if (id.is_string()) {
+          only.insert(id.get<std::string>());
+        }
+      }
+      Json fingerprints = Json::object();
+      auto grants = openSecrets(*vm, req, &only, fingerprints);
+      if (!grants.isOk()) {
+        failWith(grants.status());
+        return;
+      }
+      Json handles = req.managed->handles;
+      Status delivered = deliver(*vm, (*found)->runDir, *grants, fingerprints, DeliveryMode::Push,
+                                 req.timeLeft(kLiveDeliveryTimeout), req.cancel, handles);
+      if (!delivered.isOk()) {
+        failWith(delivered);
+        return;
+      }
+      resp.handles = std::move(handles);
+      resp.fingerprint = req.managed->fingerprint;
       return;
     }
     if (req.action->disruption == Disruption::InPlace && runningNow && req.managed) {

@@ -2,16 +2,20 @@
 
 #include <sys/types.h>
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "providers/vmm/exit_watcher.h"
 #include "providers/vmm/guest_log.h"
 #include "providers/vmm/qemu_driver.h"
+#include "providers/vmm/secret_channel.h"
 #include "providers/vmm/vm_spec.h"
 #include "reconciler/provider.h"
+#include "store/secret_value.h"
 
 namespace hyper::providers::vmm {
 
@@ -19,6 +23,8 @@ struct VmProviderConfig {
   std::string runRoot = "/run/hyper/vm";  // one run dir per VM (qemu_driver.h)
   // The artifact store kernels and initrds from Builds are booted from (<state-dir>/store).
   std::string storeRoot;
+  // The state directory whose key ring opens the Secrets VMs get (spec.secrets); "" = none.
+  std::string stateDir;
   AccelMode accel = AccelMode::Auto;
   StopOptions stop;
   // Cap per console or channel log; past it the log is rotated to LOG.1 (guest_log.h).
@@ -40,7 +46,15 @@ struct VmProviderConfig {
 // VMs outlive the process that started them; any later hyperctl or hyperd adopts them from the
 // run dirs. Under hyperd (after startWatching()) every running VM's process is watched
 // with a pidfd, and an exit wakes the loop at once.
-class VmProvider : public Provider, public EventSource {
+//
+// A VM with `secrets:` boots with hyper's secrets channel (secret_channel.h): after QEMU starts,
+// apply answers the guest's requests with the values granted to it, opened from the Secrets'
+// records, and the VM counts as started only once the guest has stored every one (else it is
+// stopped again). A value that changes later is delivered to the running guest (in-place), or
+// the VM is restarted (onChange: restart). Each delivery is a progress event ("secret
+// db/password delivered to VM/web-1") and a count in hyper_secret_deliveries_total; no value is
+// ever in a record, a plan, an event or an error.
+class VmProvider : public Provider, public EventSource, public ProgressSource {
  public:
   // QEMU (QemuDriver over config.runRoot).
   explicit VmProvider(VmProviderConfig config = VmProviderConfig::fromEnvironment());
@@ -69,6 +83,7 @@ class VmProvider : public Provider, public EventSource {
   // it until this call. Idempotent.
   Result<int> startWatching() override;
   bool drainEvents() override;
+  std::vector<ProgressEvent> takeProgress() override;
 
   const std::string& runRoot() const { return config_.runRoot; }
 
@@ -79,6 +94,18 @@ class VmProvider : public Provider, public EventSource {
   // comes first; when it is not ready the VM and its tap are removed again.
   Status startVm(const VmManifest& vm, const ApplyRequest& req, ApplyResponse& resp);
   Status stopVm(const std::string& name);
+  // The values `vm` is granted (only those in `only`, when given), opened from the Secrets'
+  // records in req.references; their fingerprints go to `fingerprints`.
+  Result<std::vector<SecretGrant>> openSecrets(const VmManifest& vm, const ApplyRequest& req,
+                                               const std::set<std::string>* only,
+                                               Json& fingerprints);
+  // Delivers `grants` over the VM's secrets channel; what the guest stored is recorded in
+  // handles["secrets"] (by fingerprint) and reported, one progress event per value.
+  Status deliver(const VmManifest& vm, const std::string& runDir,
+                 const std::vector<SecretGrant>& grants, const Json& fingerprints,
+                 DeliveryMode mode, std::chrono::milliseconds timeout,
+                 const std::atomic<bool>* cancel, Json& handles);
+  void report(ProgressEvent event);
 
   VmProviderConfig config_;
   std::unique_ptr<VmDriver> driver_;
@@ -88,6 +115,8 @@ class VmProvider : public Provider, public EventSource {
   std::unique_ptr<ExitWatcher> watcher_;
   std::map<std::string, pid_t> watched_;
   std::map<std::string, pid_t> readySeen_;  // VM name -> the process whose console said ready
+  store::KeyRingCache ring_;                // opens what VMs are granted
+  std::deque<ProgressEvent> progress_;      // under mu_; bounded
 };
 
 }  // namespace hyper::providers::vmm

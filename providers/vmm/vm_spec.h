@@ -22,6 +22,20 @@ struct BuildRef {
   bool empty() const { return build.empty(); }
 };
 
+// A Secret's value the VM gets (spec.secrets[i]): over its secrets channel, at `path` in the
+// guest (tmpfs, mode 0400).
+struct SecretMount {
+  std::string secret;            // a Secret's name
+  std::string key;               // one of its values
+  std::string path;              // under /run/secrets/ (default /run/secrets/SECRET/KEY)
+  bool restartOnChange = false;  // onChange: restart (default live: delivered to the running VM)
+  std::string id() const { return secret + "/" + key; }  // "db/password", the channel's id
+};
+
+// At most this much of the kernel command line goes to secret grants (hyper.secret=ID:PATH each;
+// x86 allows 2048 bytes in all).
+constexpr size_t kMaxSecretGrantBytes = 1024;
+
 // A VM manifest's spec, typed and with its defaults (schemas/vm.schema.json checked the shape).
 struct VmManifest {
   std::string name;
@@ -44,6 +58,11 @@ struct VmManifest {
   std::string readyLine = "hyper-ready";
   std::string readyChannel;
   int readyTimeoutSeconds = 120;
+  std::vector<SecretMount> secrets;
+
+  // The kernel command line arguments that tell hyper's guest init its secrets channel and what
+  // to ask on it: "hyper.secrets=hyper.secrets hyper.secret=db/password:/run/secrets/db/password".
+  std::string secretArgs() const;
 
   // What the VM is booted with: a change of any of these needs a new VM (stop, then start).
   Json bootJson() const;

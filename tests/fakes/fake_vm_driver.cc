@@ -41,9 +41,30 @@ Result<VmHandle> FakeVmDriver::start(const VmSpec& spec) {
     }
     std::ofstream(where, std::ios::app) << readyLine << "\n";
   }
+  for (const auto& channel : spec.socketChannels) {
+    std::vector<std::string> ids;
+    std::istringstream args(spec.cmdline);
+    for (std::string w; args >> w;) {
+      if (w.rfind("hyper.secret=", 0) == 0) {
+        ids.push_back(w.substr(13, w.find(':') - 13));
+      }
+    }
+    auto guest = std::make_unique<FakeSecretGuest>(channelSocketPath(h.runDir, channel), ids);
+    if (configureGuest) {
+      configureGuest(*guest);
+    }
+    guest->start();
+    guests_[spec.name] = std::move(guest);
+  }
   running_[spec.name] = h;
   specs_[spec.name] = spec;
   return h;
+}
+
+FakeSecretGuest* FakeVmDriver::secretGuest(const std::string& name) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = guests_.find(name);
+  return it == guests_.end() ? nullptr : it->second.get();
 }
 
 Result<std::optional<VmHandle>> FakeVmDriver::find(const std::string& name) {
@@ -72,6 +93,7 @@ Result<VmStatus> FakeVmDriver::status(const VmHandle& vm) {
 Result<StopOutcome> FakeVmDriver::stop(const std::string& name, const StopOptions&) {
   std::lock_guard<std::mutex> lk(mu_);
   calls_.push_back("stop " + name);
+  guests_.erase(name);
   std::error_code ec;
   fs::remove_all(root_ + "/" + name, ec);
   return running_.erase(name) ? StopOutcome::Powerdown : StopOutcome::AlreadyStopped;

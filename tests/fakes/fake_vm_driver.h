@@ -1,11 +1,14 @@
 #pragma once
 
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "providers/vmm/vm_driver.h"
+#include "tests/fakes/fake_secret_guest.h"
 
 namespace hyper::test {
 
@@ -33,6 +36,11 @@ class FakeVmDriver : public providers::vmm::VmDriver {
   // The spec of the last start of `name`.
   providers::vmm::VmSpec lastSpec(const std::string& name) const;
 
+  // A VM started with the secrets channel gets a FakeSecretGuest on its socket, granted the ids
+  // of its command line (hyper.secret=ID:PATH); `configureGuest` may make it misbehave first.
+  FakeSecretGuest* secretGuest(const std::string& name);
+  std::function<void(FakeSecretGuest&)> configureGuest;
+
   std::string readyLine = "hyper-ready";
   bool guestSilent = false;
   // A wait for a line that is not there fails at once unless this is set; then it waits like a
@@ -49,6 +57,7 @@ class FakeVmDriver : public providers::vmm::VmDriver {
   std::map<std::string, providers::vmm::VmSpec> specs_;
   std::vector<std::string> calls_;
   std::vector<std::chrono::milliseconds> waitTimeouts_;
+  std::map<std::string, std::unique_ptr<FakeSecretGuest>> guests_;
   pid_t nextPid_ = 4000000;  // above pid_max: never a real process
 };
 

@@ -31,6 +31,7 @@
 #include <sstream>
 #include <thread>
 
+#include "base/base64.h"
 #include "host/command.h"
 #include "reconciler/inventory.h"
 #include "reconciler/object.h"
@@ -1241,5 +1242,268 @@ TEST_F(HyperdTest, AGitRevisionsBuildsRebuildFromItsCommit) {
   EXPECT_EQ(both.exitCode, 1);
   EXPECT_TRUE(contains(both.err, "one of them")) << both.err;
 }
+}  // namespace
+}  // namespace hyper
+
+namespace hyper {
+namespace {
+
+// Secrets end to end, with a real VM: a value sealed in git reaches the guest before it says it
+// is ready; a new value pushed is delivered to the running guest; a Secret read from a host file
+// with loose permissions is an error that names the file and never the value, and once the file
+// is fixed its value is delivered; a killed VM gets its value again at its new boot; after a
+// hyperd restart nothing is delivered twice. Three canaries (of other lengths: the guest's
+// console says how many bytes it stored, and nothing more) are then searched for, as they are
+// and in base64, in every byte hyper wrote (state directory, SQLite included; run directory;
+// hyperd's log) and answered (API, hyperctl): no hit.
+TEST_F(HyperdTest, ASealedValueReachesItsVmAndNothingElseEverShowsIt) {
+  const auto& image = test::guestImage();
+  if (!image.skipReason.empty()) {
+    GTEST_SKIP() << image.skipReason;
+  }
+  const std::string runDir = tmp_->path() + "/run";
+  ::setenv("HYPER_VM_RUN_DIR", runDir.c_str(), 1);  // hyperctl's too
+  hyperdEnv_ = {"HYPER_VM_RUN_DIR=" + runDir};
+  const std::vector<std::string> canaries = {"canary-one-3d9f0b", "canary-two-77a1e5c0",
+                                             "canary-three-file-5e0b2a9c"};
+  std::string answered;  // every API answer and hyperctl output, searched at the end
+  auto sealed = [&](const std::string& value) {
+    CommandRun r =
+        test::runArgv({"sh", "-c", "printf %s \"$0\" | \"$@\"", value, HYPERCTL_PATH, "--state-dir",
+                       stateDir_, "secret", "seal", "--name", "db", "--key", "password"});
+    EXPECT_EQ(r.exitCode, 0) << r.describe();
+    answered += r.err;
+    return r.out;
+  };
+  const std::string vm =
+      "apiVersion: hyper.dev/v1alpha1\nkind: VM\nmetadata: {name: web}\nspec:\n"
+      "  kernel: {path: " +
+      image.kernel + "}\n  initrd: {path: " + image.initrd +
+      "}\n  cmdline: quiet\n  secrets: [{secret: db, key: password}]\n";
+  auto console = [&] { return readFile(runDir + "/web/console.log"); };
+  auto storedLines = [&](size_t bytes) {
+    const std::string line = "hyper-secret db/password stored at /run/secrets/db/password (" +
+                             std::to_string(bytes) + " bytes, mode 0400)";
+    size_t n = 0;
+    const std::string c = console();
+    for (size_t at = c.find(line); at != std::string::npos; at = c.find(line, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  auto delivered = [&] {
+    std::vector<Json> out = eventsOf("secret-delivered", "VM/web");
+    for (const auto& e : out) {
+      answered += e.dump();
+    }
+    return out;
+  };
+  auto qemuPid = [&] { return trimmed(readFile(runDir + "/web/qemu.pid")); };
+
+  initRepo();
+  std::string c =
+      commit({{"db.yaml", sealed(canaries[0])}, {"web.yaml", vm}}, "a VM and its secret");
+  push();
+  ASSERT_TRUE(
+      startHyperd({"--source", "file://" + bare_, "--interval", "1s", "--drift-interval", "1h"})
+          .isOk());
+  ASSERT_TRUE(eventually(kConverge * 8, [&] { return convergedTo("git:" + c); }))
+      << status().dump(1) << console();
+  // Stored before ready: the readiness line comes after it.
+  EXPECT_EQ(storedLines(canaries[0].size()), 1u) << console();
+  EXPECT_LT(console().find("hyper-secret db/password stored"), console().find("hyper-ready"));
+  ASSERT_EQ(delivered().size(), 1u);
+  EXPECT_EQ(delivered()[0]["message"],
+            "secret db/password delivered to VM/web at /run/secrets/db/password");
+  const std::string pid = qemuPid();
+
+  // A new value: delivered live, the VM keeps running.
+  c = commit({{"db.yaml", sealed(canaries[1])}}, "rotate the password");
+  push();
+  ASSERT_TRUE(eventually(kConverge * 4, [&] { return convergedTo("git:" + c); }))
+      << status().dump(1);
+  EXPECT_EQ(storedLines(canaries[1].size()), 1u) << console();
+  EXPECT_EQ(qemuPid(), pid);
+  ASSERT_EQ(delivered().size(), 2u);
+  EXPECT_TRUE(contains(delivered()[1].value("message", ""), "(new value, live)"));
+
+  // From a host file that others may read: refused, naming the file; the VM keeps its value.
+  const std::string file = tmp_->path() + "/db-password";
+  ASSERT_TRUE(tmp_->write("db-password", canaries[2]).isOk());
+  ::chmod(file.c_str(), 0644);
+  c = commit({{"db.yaml",
+               "apiVersion: hyper.dev/v1alpha1\nkind: Secret\nmetadata: {name: db}\n"
+               "spec:\n  fromFile: {password: " +
+                   file + "}\n"}},
+             "the password from a host file");
+  push();
+  std::string refusal;
+  ASSERT_TRUE(eventually(kConverge * 4, [&] {
+    for (const auto& e : events().is_array() ? events() : Json::array()) {
+      const std::string m = e.dump();
+      if (contains(m, file + ": owner uid 0, mode 0644")) {
+        refusal = m;
+        return true;
+      }
+    }
+    return false;
+  })) << events().dump(1);
+  answered += refusal;
+  EXPECT_EQ(qemuPid(), pid);
+  // Fixed: delivered live at the next try (a plan error is retried with backoff).
+  ::chmod(file.c_str(), 0600);
+  ASSERT_TRUE(
+      eventually(kConverge * 8,
+                 [&] { return storedLines(canaries[2].size()) == 1 && convergedTo("git:" + c); }))
+      << status().dump(1) << console();
+  EXPECT_EQ(qemuPid(), pid);
+  EXPECT_EQ(delivered().size(), 3u);
+
+  // Killed: started again, and given its value again before it is ready.
+  ::kill(std::stoi(pid), SIGKILL);
+  ASSERT_TRUE(eventually(kConverge * 8,
+                         [&] {
+                           return qemuPid() != pid && !qemuPid().empty() &&
+                                  storedLines(canaries[2].size()) == 1 &&
+                                  contains(console(), "hyper-ready") && delivered().size() == 4;
+                         }))
+      << console() << events().dump(1);
+  HttpReply metrics = http("GET", "/metrics", {}, "", false);
+  EXPECT_TRUE(contains(metrics.body, "hyper_secret_deliveries_total{result=\"delivered\"} 4"))
+      << metrics.body;
+  answered += metrics.body;
+
+  // hyperd restarts: the VM is adopted, nothing is delivered again.
+  const std::string adopted = qemuPid();
+  ASSERT_TRUE(
+      startHyperd({"--source", "file://" + bare_, "--interval", "1s", "--drift-interval", "1h"})
+          .isOk());
+  ASSERT_TRUE(eventually(kConverge * 4, [&] { return convergedTo("git:" + c); }))
+      << status().dump(1);
+  EXPECT_EQ(qemuPid(), adopted);
+  EXPECT_EQ(delivered().size(), 4u);
+
+  // What hyper answered...
+  answered += status().dump() + events().dump() + http("GET", "/metrics", {}, "", false).body;
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"get", "vms", "-o", "json"},
+                                             {"get", "secrets", "-o", "json"},
+                                             {"status"},
+                                             {"events"},
+                                             {"drift"},
+                                             {"logs", "vm/web"},
+                                             {"diff", "-f", work_},
+                                             {"diff", "-f", work_, "-o", "json"},
+                                             {"diff", "--local", "-f", work_, "-o", "json"}}) {
+    CommandRun r = hyperctl(args);
+    answered += r.out + r.err;
+  }
+  // ... and every byte it wrote.
+  std::string written;
+  for (const std::string& dir : {stateDir_, runDir}) {
+    for (const auto& e : fs::recursive_directory_iterator(dir)) {
+      if (e.is_regular_file()) {
+        written += readFile(e.path().string());
+      }
+    }
+  }
+  written += readFile(logPath_);
+  for (const auto& canary : canaries) {
+    for (const std::string& form : {canary, encodeBase64(canary)}) {
+      EXPECT_FALSE(contains(answered, form)) << form << " in an answer";
+      EXPECT_FALSE(contains(written, form)) << form << " in a file hyper wrote";
+    }
+  }
+  EXPECT_TRUE(contains(written, "hyper-ready"));  // the search did read the console
+  ::unsetenv("HYPER_VM_RUN_DIR");
+}
+
+}  // namespace
+}  // namespace hyper
+
+namespace hyper {
+namespace {
+
+// Sealing from a machine without the host's keys: `hyperctl --server URL secret seal` seals to
+// hyperd's active key, and after a rotation `secret reseal -f` goes through hyperd (which holds
+// the private keys) and rewrites the file; a value moved to another Secret is refused by hyperd,
+// naming it, and nothing is written. The workstation's state dir never gets a key.
+TEST_F(HyperdTest, AWorkstationSealsAndResealsThroughHyperd) {
+  const std::string kCanary = "canary-reseal-4c1f9e2b";
+  ASSERT_TRUE(tmp_->write("src/.keep", "").isOk());
+  ASSERT_TRUE(startHyperd({"--source", tmp_->path() + "/src", "--drift-interval", "1h"}).isOk());
+  const std::string workstation = tmp_->path() + "/workstation";
+  std::string printed;
+  auto remote = [&](const std::vector<std::string>& args, const std::string& stdinValue = "") {
+    std::vector<std::string> argv = {"ip",
+                                     "netns",
+                                     "exec",
+                                     ns_->name(),
+                                     "sh",
+                                     "-c",
+                                     "printf %s \"$0\" | \"$@\"",
+                                     stdinValue,
+                                     HYPERCTL_PATH,
+                                     "--state-dir",
+                                     workstation,
+                                     "--server",
+                                     url_,
+                                     "--token-file",
+                                     stateDir_ + "/hyperd.token"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    CommandRun r = test::runArgv(argv);
+    printed += r.out + r.err;
+    return r;
+  };
+  const std::string file = tmp_->path() + "/src/db.yaml";
+  CommandRun seal =
+      remote({"secret", "seal", "--name", "db", "--key", "password", "-f", file}, kCanary);
+  ASSERT_EQ(seal.exitCode, 0) << seal.describe();
+  EXPECT_FALSE(fs::exists(workstation + "/keys")) << "sealed with hyperd's public key only";
+  CommandRun keys = hyperctl({"keys"});
+  const std::string first = keys.out.substr(keys.out.find("(sealing key ") + 13, 16);
+  EXPECT_TRUE(contains(readFile(file), "hyper:v1:" + first + ":")) << readFile(file);
+  std::string revision = waitConvergedAny();
+  ASSERT_FALSE(revision.empty()) << status().dump(1);
+
+  // A rotation on the host; the workstation reseals through hyperd.
+  CommandRun rotate = hyperctl({"keys", "rotate"});
+  ASSERT_EQ(rotate.exitCode, 0) << rotate.describe();
+  const std::string second = rotate.out.substr(rotate.out.find("key ") + 4, 16);
+  CommandRun reseal = remote({"secret", "reseal", "-f", tmp_->path() + "/src"});
+  ASSERT_EQ(reseal.exitCode, 0) << reseal.describe();
+  EXPECT_TRUE(contains(reseal.out, "resealed Secret/db password: key " + first + " -> " + second))
+      << reseal.out;
+  EXPECT_TRUE(contains(reseal.out, "1 value resealed to key " + second + " (by hyperd)"))
+      << reseal.out;
+  EXPECT_TRUE(contains(readFile(file), "hyper:v1:" + second + ":"));
+  EXPECT_FALSE(fs::exists(workstation + "/keys"));
+  // hyperd applies it: the same value, now sealed to the new key.
+  ASSERT_TRUE(eventually(kConverge, [&] {
+    Json s = status();
+    return s.is_object() && s.value("revision", "") != revision &&
+           convergedTo(s.value("revision", ""));
+  })) << status().dump(1);
+  std::vector<Json> audit = eventsOf("secrets-resealed");
+  ASSERT_EQ(audit.size(), 1u);
+  EXPECT_EQ(audit[0]["details"]["values"], Json::array({"db/password"}));
+
+  // Moved to another Secret: hyperd refuses to open it as that one; nothing is written.
+  hyperctl({"keys", "rotate"});
+  std::string moved = readFile(file);
+  moved.replace(moved.find("name: db"), 8, "name: cache");
+  ASSERT_TRUE(tmp_->write("moved/cache.yaml", moved).isOk());
+  CommandRun refused = remote({"secret", "reseal", "-f", tmp_->path() + "/moved"});
+  EXPECT_EQ(refused.exitCode, 1);
+  EXPECT_TRUE(contains(refused.err,
+                       "values[0] (Secret/cache/password): does not open as "
+                       "Secret/cache/password"))
+      << refused.err;
+  EXPECT_EQ(readFile(tmp_->path() + "/moved/cache.yaml"), moved);
+  EXPECT_EQ(eventsOf("secrets-resealed").size(), 1u);
+
+  EXPECT_FALSE(contains(printed + events().dump() + readFile(logPath_), kCanary));
+}
+
 }  // namespace
 }  // namespace hyper

@@ -166,3 +166,71 @@ TEST_F(SecretCommandTest, SealApplyChangeRotateAndTheValueIsNowhere) {
 
 }  // namespace
 }  // namespace hyper::test
+
+namespace hyper::test {
+namespace {
+
+// `secret seal -f FILE`: a new file gets the manifest; the Secret in an existing one gets a value
+// added or replaced, its comments, other values and other documents kept; a file where the value
+// cannot be placed safely (flow style, no such Secret) is left as it was.
+TEST_F(SecretCommandTest, SealIntoAFileMergesIntoItsSecret) {
+  const std::string file = tmp_->path() + "/m/db.yaml";
+  fs::create_directories(tmp_->path() + "/m");
+  auto seal = [&](const std::string& value, const std::string& name, const std::string& key,
+                  const std::string& into) {
+    return sealed(value, {"secret", "seal", "--name", name, "--key", key, "-f", into});
+  };
+  auto text = [](const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  CommandRun made = seal("pw-1", "db", "password", file);
+  ASSERT_EQ(made.exitCode, 0) << made.describe();
+  EXPECT_EQ(made.out, "wrote Secret/db (password) to " + file + "\n");
+  // Beside it: a comment and another document, which stay.
+  ASSERT_TRUE(tmp_->write("m/db.yaml", "# the database\n" + text(file) +
+                                           "---\napiVersion: hyper.dev/v1alpha1\nkind: Secret\n"
+                                           "metadata: {name: other}\nspec:\n  fromFile: {a: /x}\n")
+                  .isOk());
+  const std::string first = text(file);
+
+  CommandRun added = seal("user-1", "db", "user", file);
+  ASSERT_EQ(added.exitCode, 0) << added.describe();
+  EXPECT_EQ(added.out, "added user in Secret/db in " + file + "\n");
+  CommandRun replaced = seal(std::string(kCanary), "db", "password", file);
+  ASSERT_EQ(replaced.exitCode, 0) << replaced.describe();
+  EXPECT_EQ(replaced.out, "replaced password in Secret/db in " + file + "\n");
+  const std::string merged = text(file);
+  EXPECT_EQ(merged.rfind("# the database\n", 0), 0u) << merged;
+  EXPECT_TRUE(contains(merged, "metadata: {name: other}\nspec:\n  fromFile: {a: /x}\n")) << merged;
+  EXPECT_NE(merged, first);
+  EXPECT_FALSE(contains(merged, kCanary));
+  // Both values are there and open: applied (without the other document, whose file is not on
+  // this host), the Secret has two.
+  ASSERT_TRUE(tmp_->write("m/db.yaml", merged.substr(0, merged.find("---\n"))).isOk());
+  CommandRun apply = hyperctl({"apply", "-f", file});
+  ASSERT_EQ(apply.exitCode, 0) << apply.describe();
+  EXPECT_TRUE(contains(hyperctl({"get", "secrets"}).out, "db     2        "));
+
+  // Where it cannot be placed, nothing is written.
+  ASSERT_TRUE(tmp_->write("m/flow.yaml",
+                          "apiVersion: hyper.dev/v1alpha1\nkind: Secret\nmetadata: {name: f}\n"
+                          "spec: {fromFile: {a: /x}}\n")
+                  .isOk());
+  const std::string flow = text(tmp_->path() + "/m/flow.yaml");
+  CommandRun refused = seal("v", "f", "b", tmp_->path() + "/m/flow.yaml");
+  EXPECT_EQ(refused.exitCode, 1);
+  EXPECT_TRUE(contains(refused.err, "spec is not a block mapping; nothing was written"))
+      << refused.err;
+  EXPECT_EQ(text(tmp_->path() + "/m/flow.yaml"), flow);
+  CommandRun noSuch = seal("v", "nope", "b", file);
+  EXPECT_EQ(noSuch.exitCode, 1);
+  EXPECT_TRUE(contains(noSuch.err, "has no Secret nope")) << noSuch.err;
+  EXPECT_FALSE(contains(printed_, kCanary));
+  EXPECT_TRUE(filesHolding(kCanary).empty());
+}
+
+}  // namespace
+}  // namespace hyper::test

@@ -222,6 +222,40 @@ TEST_F(BuildProviderTest, AKeptKeyIsTakenAgainWhenItsArtifactsAreThere) {
   EXPECT_NE(gone.action->reason.find("inputs.busybox"), std::string::npos);
 }
 
+TEST_F(BuildProviderTest, AKeptImageWithAnotherHypersGuestInitIsNotTaken) {
+  // hyper's guest init speaks with this hyper (readiness, the secrets channel): an image an older
+  // hyper made is built again, though its content was applied in full.
+  const Json spec = Json::parse(R"({"type":"initramfs","initramfs":{"hyperInit":true}})");
+  auto p = provider(dir_ + "/state");
+  Step first = reconcile(*p, "initrd", spec, nullptr);
+  ASSERT_FALSE(first.diagnostics.hasErrors()) << first.diagnostics.format();
+  ManagedRecord now = recordOf("initrd", spec, first.applied);
+  const std::string key = now.handles["key"];
+  store::ArtifactStore store(dir_ + "/state/store");
+  std::optional<Json> made = store.lookupKey(key);
+  ASSERT_TRUE(made.has_value());
+  ASSERT_TRUE((*made)["inputs"].contains("hyperInit"));
+
+  // This hyper's own image: kept, nothing to do.
+  const KeptKeys keptNow{{"Build/initrd", {key}}};
+  Step steady = reconcile(*p, "initrd", spec, &now, /*apply=*/false, &keptNow);
+  EXPECT_FALSE(steady.action.has_value()) << steady.action->reason;
+
+  // The same content as an older hyper applied it: its init had another digest.
+  Json older = *made;
+  older["inputs"]["hyperInit"] = "sha256:" + std::string(64, '0');
+  const std::string olderKey = buildKey(spec, older["inputs"]);
+  ASSERT_TRUE(store.recordKey(olderKey, older).isOk());
+  ManagedRecord then = now;
+  then.handles["key"] = olderKey;
+  then.handles["inputs"] = older["inputs"];
+  const KeptKeys keptThen{{"Build/initrd", {olderKey}}};
+  Step again = reconcile(*p, "initrd", spec, &then, /*apply=*/false, &keptThen);
+  ASSERT_TRUE(again.action.has_value());
+  EXPECT_NE(again.action->reason.find("inputs.hyperInit"), std::string::npos)
+      << again.action->reason;
+}
+
 TEST_F(BuildProviderTest, AnArtifactGoneFromTheStoreIsDriftAndIsBuiltAgain) {
   auto p = provider(dir_ + "/state");
   Step first = reconcile(*p, "initrd", initramfsSpec(), nullptr);

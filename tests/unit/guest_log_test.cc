@@ -143,3 +143,18 @@ TEST_F(GuestLogTest, LogHasLineWantsAWholeLine) {
 
 }  // namespace
 }  // namespace hyper::providers::vmm
+
+namespace hyper {
+namespace {
+
+TEST(QuotedExcerptTest, EscapedCutShortNeverInsideAnEscape) {
+  EXPECT_EQ(quotedExcerpt("plain"), "\"plain\"");
+  EXPECT_EQ(quotedExcerpt("a\x1b[31mb"), "\"a\\x1b[31mb\"");
+  EXPECT_EQ(quotedExcerpt(std::string(100, 'x'), 10), "\"" + std::string(10, 'x') + "...\"");
+  // Ten bytes that each escape to four characters: cut at 10 characters, before the third
+  // escape, not inside it.
+  EXPECT_EQ(quotedExcerpt(std::string(10, '\x01'), 10), "\"\\x01\\x01...\"");
+}
+
+}  // namespace
+}  // namespace hyper

@@ -631,6 +631,12 @@ TEST_F(LoopRecordTest, RecordObjectsSetsEveryObjectsConditionsAndTheLastPlan) {
   EXPECT_FALSE(condition("b", "Ready")->status);
   EXPECT_EQ(condition("c", "Stalled")->reason, "PlanFailed");
   EXPECT_EQ(condition("c", "Ready")->message, "c: broken");
+  // Planned again after a backoff: what broke its plan may be fixed on the host.
+  auto c = controller_->objectStatus({"FakeThing", "c"});
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->failures, 1);
+  EXPECT_GT(c->retryAt, clock_.now());
+  EXPECT_LT(c->retryAt, Clock::TimePoint::max());
   EXPECT_TRUE(condition("d", "Ready")->status);
   EXPECT_EQ(condition("d", "Ready")->message, "the host matches revision " + current->id);
   auto failed = eventsOf("action-failed");
