@@ -1,7 +1,7 @@
 // hyper-build-agent: runs a build's steps inside a builder VM and reports over the builder's
 // virtio-serial channel (guest/build_protocol.h). Static, so that any builder rootfs can run it.
 // hyper's guest init starts it once the disks are mounted: `hyper-build-agent --channel
-// /dev/vportNpM`; tests run it on a socket pair with `--channel-fd N`.
+// /dev/vportNpM [--root /buildroot]`; tests run it on a socket pair with `--channel-fd N`.
 //
 // Each step is an argv (no shell), run in its own process group as the job's uid/gid with the
 // job's environment only, stdin from /dev/null, stdout and stderr streamed in chunks. A step that
@@ -33,6 +33,7 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kMaxHostLine = size_t{1} << 20;  // a job line
 
 int channel = -1;
+std::string root;  // --root: the steps run chrooted there ("" = the agent's own root)
 std::string inbuf;
 bool hostGone = false;  // read returned 0 (no host connected): look again later
 
@@ -126,6 +127,11 @@ BuildJob waitForJob() {
   ::dup2(out, 1);
   ::dup2(err, 2);
   ::signal(SIGPIPE, SIG_DFL);
+  // The builder's root filesystem (a rootfs Build, overlaid by the guest's init): the steps see
+  // its toolchain, with /build, /out, /tmp and /run/secrets bound in.
+  if (!root.empty() && (::chroot(root.c_str()) != 0 || ::chdir("/") != 0)) {
+    die("chroot " + root);
+  }
   if (job.gid >= 0 && (::setgroups(0, nullptr) != 0 || ::setgid(job.gid) != 0)) {
     die("setgid " + std::to_string(job.gid));
   }
@@ -224,10 +230,12 @@ int main(int argc, char** argv) {
       channel = ::open(argv[i + 1], O_RDWR | O_CLOEXEC);
     } else if (flag == "--channel-fd") {
       channel = std::atoi(argv[i + 1]);
+    } else if (flag == "--root") {
+      root = argv[i + 1];
     }
   }
   if (channel < 0) {
-    std::cerr << "usage: hyper-build-agent --channel PATH | --channel-fd N\n";
+    std::cerr << "usage: hyper-build-agent --channel PATH | --channel-fd N [--root DIR]\n";
     return 2;
   }
   send(std::string("hello ") + hyper::guest::kAgentHello);

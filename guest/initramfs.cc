@@ -52,7 +52,7 @@ for d in /sys/class/input/event*; do
 done
 
 ip=""; gw=""; ping=2; ready=hyper-ready; channel=""; mac=""; extra=""; targets=""; disk=""
-secrets=""; grants=""; builder=""
+secrets=""; grants=""; builder=""; keep=""
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     hyper.ip=*) ip=${arg#hyper.ip=} ;;
@@ -67,6 +67,7 @@ for arg in $(cat /proc/cmdline); do
     hyper.secrets=*) secrets=${arg#hyper.secrets=} ;;
     hyper.secret=*) grants="$grants ${arg#hyper.secret=}" ;;
     hyper.builder=*) builder=${arg#hyper.builder=} ;;
+    hyper.keep=*) keep=${arg#hyper.keep=} ;;
   esac
 done
 
@@ -188,12 +189,43 @@ if [ -n "$builder" ]; then
   for p in /sys/class/virtio-ports/*; do
     if [ "$(cat "$p/name" 2>/dev/null)" = "$builder" ]; then bport="/dev/${p##*/}"; fi
   done
-  echo "hyper-builder: source ${src:-none}, output ${out:-none}, channel ${bport:-none}"
-  /bin/hyper-build-agent --channel "$bport"
+  # The secrets the host delivered (above) are the build user's to read, for the build only.
+  if [ -n "$secrets" ]; then chown -R 1000:1000 /run/secrets; chmod 0500 /run/secrets; fi
+  # With a disk (hyper.disk=DIR, a rootfs Build): the steps run in it, chrooted, on an overlay
+  # whose writable layer is a tmpfs (the image is never written), with /build, /out, /tmp,
+  # /run/secrets, /proc, /sys and /dev bound in.
+  rootarg=""
+  if [ -n "$disk" ] && mountpoint -q "$disk"; then
+    mkdir -p /overlay /buildroot
+    mount -t tmpfs -o mode=0755 overlay /overlay
+    mkdir -p /overlay/upper /overlay/work
+    if mount -t overlay overlay -o "lowerdir=$disk,upperdir=/overlay/upper,workdir=/overlay/work" \
+        /buildroot; then
+      for d in build out tmp proc sys dev run/secrets; do mkdir -p "/buildroot/$d"; done
+      for d in build out tmp dev; do mount --bind "/$d" "/buildroot/$d"; done
+      mount -t proc proc /buildroot/proc
+      mount -t sysfs sys /buildroot/sys
+      mount -t cgroup2 cgroup2 /buildroot/sys/fs/cgroup 2>/dev/null
+      if [ -n "$secrets" ]; then mount --bind /run/secrets /buildroot/run/secrets; fi
+      rootarg="--root /buildroot"
+    else
+      echo "hyper-init: cannot overlay $disk"
+    fi
+  fi
+  echo "hyper-builder: source ${src:-none}, output ${out:-none}, channel ${bport:-none}," \
+    "root ${rootarg:-none}"
+  /bin/hyper-build-agent --channel "$bport" $rootarg
   rc=$?
   sync
-  umount /out 2>/dev/null
+  # The output disk is unmounted cleanly (its journal checkpointed) before the host reads it.
+  [ -n "$rootarg" ] && umount /buildroot/out 2>/dev/null
+  umount /out 2>/dev/null || mount -o remount,ro /out 2>/dev/null
   echo "hyper-builder-done $rc"
+  # hyper.keep=1 (keepFailed): a failed builder stays up for inspection until released.
+  if [ "$rc" != 0 ] && [ "$keep" = 1 ]; then
+    echo "hyper-builder-kept: the build failed; the builder stays up until released"
+    while true; do sleep 3600; done
+  fi
   poweroff -f
 fi
 
@@ -238,7 +270,7 @@ const std::vector<std::string>& defaultGuestModules() {
   static const std::vector<std::string> modules = {
       "virtio_ring",    "virtio", "virtio_mmio", "failover",       "net_failover",
       "virtio_net",     "button", "evdev",       "virtio_console", "virtio_blk",
-      "crc32c_generic", "erofs",  "ext4"};
+      "crc32c_generic", "erofs",  "ext4",        "overlay"};
   return modules;
 }
 

@@ -1,14 +1,19 @@
 #include "source/git_source.h"
 
+#include "base/fd.h"
 #include "base/secret.h"
 #include "controller/hold.h"
 #include "source/git_stream.h"
 #include "source/known_hosts.h"
 
+#include <fcntl.h>
 #include <git2.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
@@ -998,6 +1003,180 @@ Result<Snapshot> GitSource::fetch() {
   lastRemoteId_ = fetched->remoteId;
   lastCommit_ = fetched->commit;
   return snap;
+}
+
+namespace {
+
+// Writes one git tree below the directory `dirfd` (exportTree).
+class TreeWriter {
+ public:
+  TreeWriter(git_repository* repo, const TreeExportLimits& limits, ExportedTree& out)
+      : repo_(repo), limits_(limits), out_(out) {}
+
+  Status write(const git_tree* tree, int dirfd, const std::string& at, int depth) {
+    if (depth > limits_.maxDepth) {
+      return Status::error(at + ": deeper than " + std::to_string(limits_.maxDepth) +
+                           " directories");
+    }
+    const size_t count = git_tree_entrycount(tree);
+    for (size_t i = 0; i < count; ++i) {
+      const git_tree_entry* entry = git_tree_entry_byindex(tree, i);
+      const std::string name = git_tree_entry_name(entry);
+      const std::string path = at.empty() ? name : at + "/" + name;
+      if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos) {
+        return Status::error("an entry named \"" + name + "\" in " + (at.empty() ? "the top" : at) +
+                             ": expected a file name");
+      }
+      if (++entries_ > limits_.maxEntries) {
+        return Status::error("more than " + std::to_string(limits_.maxEntries) + " entries");
+      }
+      const git_filemode_t mode = git_tree_entry_filemode(entry);
+      if (mode == GIT_FILEMODE_TREE) {
+        git_tree* raw = nullptr;
+        if (git_tree_lookup(&raw, repo_, git_tree_entry_id(entry)) < 0) {
+          return gitFailure(path);
+        }
+        TreePtr sub(raw);
+        if (::mkdirat(dirfd, name.c_str(), 0755) != 0) {
+          return sysFailure(path, "mkdir");
+        }
+        Fd subfd(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!subfd.valid() || ::fchmod(subfd.get(), 0755) != 0) {
+          return sysFailure(path, "open");
+        }
+        HYPER_RETURN_IF_ERROR(write(sub.get(), subfd.get(), path, depth + 1));
+      } else if (mode == GIT_FILEMODE_BLOB || mode == GIT_FILEMODE_BLOB_EXECUTABLE ||
+                 mode == GIT_FILEMODE_LINK) {
+        HYPER_ASSIGN_OR_RETURN(BlobPtr blob, readBlob(entry, path, mode == GIT_FILEMODE_LINK));
+        const char* bytes = static_cast<const char*>(git_blob_rawcontent(blob.get()));
+        const size_t size = static_cast<size_t>(git_blob_rawsize(blob.get()));
+        if (mode == GIT_FILEMODE_LINK) {
+          const std::string target(bytes, size);
+          if (target.empty() || target.find('\0') != std::string::npos) {
+            return Status::error(path + ": a symlink whose target is empty or has a NUL byte");
+          }
+          if (::symlinkat(target.c_str(), dirfd, name.c_str()) != 0) {
+            return sysFailure(path, "symlink");
+          }
+          continue;
+        }
+        const mode_t fileMode = mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0755 : 0644;
+        Fd fd(::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                       fileMode));
+        if (!fd.valid() || ::fchmod(fd.get(), fileMode) != 0) {
+          return sysFailure(path, "create");
+        }
+        for (size_t done = 0; done < size;) {
+          ssize_t n = ::write(fd.get(), bytes + done, size - done);
+          if (n < 0 && errno == EINTR) {
+            continue;
+          }
+          if (n <= 0) {
+            return sysFailure(path, "write");
+          }
+          done += static_cast<size_t>(n);
+        }
+        ++out_.files;
+        out_.bytes += size;
+      } else {
+        return Status::error(path +
+                             ": a submodule (a commit in the tree): not supported, expected "
+                             "files, directories and symlinks");
+      }
+    }
+    return Status::ok();
+  }
+
+ private:
+  // The blob, its size checked from the object's header first: one over the limits is never
+  // inflated.
+  Result<BlobPtr> readBlob(const git_tree_entry* entry, const std::string& path, bool link) {
+    git_odb* rawOdb = nullptr;
+    if (git_repository_odb(&rawOdb, repo_) < 0) {
+      return gitFailure(path);
+    }
+    OdbPtr odb(rawOdb);
+    size_t size = 0;
+    git_object_t type = GIT_OBJECT_INVALID;
+    if (git_odb_read_header(&size, &type, odb.get(), git_tree_entry_id(entry)) < 0) {
+      return gitFailure(path);
+    }
+    const uint64_t most = link ? 4096 : limits_.maxFileBytes;
+    if (size > most) {
+      return Status::error(path + ": " + std::to_string(size) + " bytes, more than " +
+                           std::to_string(most) + (link ? " for a symlink's target" : ""));
+    }
+    if (out_.bytes + size > limits_.maxBytes) {
+      return Status::error(path + ": the tree's files are more than " +
+                           std::to_string(limits_.maxBytes) + " bytes together");
+    }
+    git_blob* raw = nullptr;
+    if (git_blob_lookup(&raw, repo_, git_tree_entry_id(entry)) < 0) {
+      return gitFailure(path);
+    }
+    return BlobPtr(raw);
+  }
+
+  static Status gitFailure(const std::string& path) {
+    const git_error* e = git_error_last();
+    return Status::error(path + " <- " + (e != nullptr ? e->message : "unknown error"));
+  }
+  static Status sysFailure(const std::string& path, const char* what) {
+    return Status::error(path + ": " + what + " <- " + std::strerror(errno));
+  }
+
+  git_repository* repo_;
+  const TreeExportLimits& limits_;
+  ExportedTree& out_;
+  size_t entries_ = 0;
+};
+
+}  // namespace
+
+Result<ExportedTree> GitSource::exportTree(const std::string& dest,
+                                           const TreeExportLimits& limits) {
+  const std::string context = "export " + shownUrl_ + " ref " + ref_ + " to " + dest;
+  auto fetched = fetchCommit();
+  if (!fetched.isOk()) {
+    return fetched.status().withContext(context);
+  }
+  ExportedTree out;
+  out.commit = fetched->commit;
+  git_oid commitId;
+  git_commit* rawCommit = nullptr;
+  if (git_oid_fromstr(&commitId, out.commit.c_str()) < 0 ||
+      git_commit_lookup(&rawCommit, repo_, &commitId) < 0) {
+    return gitError("read commit " + out.commit).withContext(context);
+  }
+  CommitPtr commit(rawCommit);
+  git_tree* rawTree = nullptr;
+  if (git_commit_tree(&rawTree, commit.get()) < 0) {
+    return gitError("read the tree of " + out.commit).withContext(context);
+  }
+  TreePtr tree(rawTree);
+  if (!path_.empty()) {
+    git_tree_entry* rawEntry = nullptr;
+    if (git_tree_entry_bypath(&rawEntry, tree.get(), path_.c_str()) < 0) {
+      return Status::error("no " + path_ + " in commit " + out.commit).withContext(context);
+    }
+    TreeEntryPtr entry(rawEntry);
+    git_tree* rawSub = nullptr;
+    if (git_tree_entry_type(entry.get()) != GIT_OBJECT_TREE ||
+        git_tree_lookup(&rawSub, repo_, git_tree_entry_id(entry.get())) < 0) {
+      return Status::error(path_ + " in commit " + out.commit + " is not a directory")
+          .withContext(context);
+    }
+    tree.reset(rawSub);
+  }
+  Fd top(::open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!top.valid()) {
+    return Status::error("open " + dest + " <- " + std::strerror(errno)).withContext(context);
+  }
+  TreeWriter writer(repo_, limits, out);
+  if (Status s = writer.write(tree.get(), top.get(), "", 0); !s.isOk()) {
+    return s.withContext(context + " (commit " + out.commit + ")");
+  }
+  return out;
 }
 
 }  // namespace hyper::controller

@@ -14,6 +14,21 @@ struct git_oid;
 
 namespace hyper::controller {
 
+// Limits of GitSource::exportTree: a tree that comes from git is hostile.
+struct TreeExportLimits {
+  size_t maxEntries = 100000;                 // files, directories and links, all together
+  uint64_t maxBytes = uint64_t{2} << 30;      // the files' bytes, all together
+  uint64_t maxFileBytes = uint64_t{1} << 30;  // one file
+  int maxDepth = 64;                          // directories below the top
+};
+
+// What exportTree wrote.
+struct ExportedTree {
+  std::string commit;  // 40 hex
+  size_t files = 0;
+  uint64_t bytes = 0;
+};
+
 // Manifests in a git repository, read with libgit2.
 //
 // The objects live in a bare repository at spec.cacheDir (created when missing) that hyper owns;
@@ -46,6 +61,15 @@ class GitSource : public Source {
   // Lists the remote's refs (no fetch) and compares the ref's id with the one last fetched.
   Result<bool> changed() override;
   Result<Snapshot> fetch() override;
+
+  // Fetches spec.ref as fetch() does and writes the whole tree below spec.path at that commit into
+  // `dest`, an existing empty directory (a build's source): directories 0755, files 0644 or 0755 as
+  // git has them, symlinks as symlinks with their target as written (never followed here).
+  // Entries go in with openat/mkdirat/symlinkat below descriptors of directories this call made,
+  // so no entry can lead the writing out of `dest`. A submodule, a name that is empty, "." or "..",
+  // or has a '/', a duplicate name, or a tree past `limits` is an error naming the entry's path;
+  // what was written by then is the caller's to remove.
+  Result<ExportedTree> exportTree(const std::string& dest, const TreeExportLimits& limits = {});
 
  private:
   struct RemoteRef;

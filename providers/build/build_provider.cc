@@ -13,6 +13,8 @@
 #include "host/command.h"
 #include "providers/build/build_spec.h"
 #include "providers/build/kernel_build.h"
+#include "providers/build/script_build.h"
+#include "providers/vmm/qemu_driver.h"
 #include "reconciler/provider_kit.h"
 
 namespace hyper::providers::build {
@@ -42,6 +44,59 @@ std::string hyperInitDigest() {
 }
 
 // spec.initramfs.kernel.build, or "".
+// A script's builder Builds: {field, Build name, artifact, input name}; absent ones left out.
+struct BuilderRef {
+  const char* field;
+  std::string build;
+  const char* artifact;
+  const char* input;
+};
+std::vector<BuilderRef> builderRefsOf(const Json& spec) {
+  std::vector<BuilderRef> out;
+  if (spec.value("type", "") != "script") {
+    return out;
+  }
+  const Json builder = spec.value("script", Json::object()).value("builder", Json::object());
+  for (const auto& [field, artifact, input] :
+       {std::tuple<const char*, const char*, const char*>{"kernel", "vmlinuz", "builderKernel"},
+        {"initrd", "initrd", "builderInitrd"},
+        {"rootfs", "rootfs", "builderRootfs"}}) {
+    auto it = builder.find(field);
+    if (it != builder.end() && it->is_object() && it->contains("build")) {
+      out.push_back({field, it->value("build", ""), artifact, input});
+    }
+  }
+  return out;
+}
+
+// A script's Secrets, by name.
+std::vector<std::string> scriptSecretsOf(const Json& spec) {
+  std::vector<std::string> out;
+  if (spec.value("type", "") != "script") {
+    return out;
+  }
+  for (const auto& s : spec.value("script", Json::object()).value("secrets", Json::array())) {
+    std::string name = s.value("secret", "");
+    if (std::find(out.begin(), out.end(), name) == out.end()) {
+      out.push_back(name);
+    }
+  }
+  return out;
+}
+
+// The objects of the request's revision (none when it has none).
+const std::vector<std::shared_ptr<const Object>>& revisionOf(const ObserveRequest& req) {
+  static const std::vector<std::shared_ptr<const Object>> kNone;
+  return req.revision != nullptr ? *req.revision : kNone;
+}
+
+// True when the file starts like an ext4 image (its superblock's magic at 1080).
+bool isExt4Image(const std::string& path) {
+  auto head = readFile(path, 2048);
+  return head.isOk() && head->size() >= 1082 && static_cast<unsigned char>((*head)[1080]) == 0x53 &&
+         static_cast<unsigned char>((*head)[1081]) == 0xEF;
+}
+
 std::string kernelBuildOf(const Json& spec) {
   auto i = spec.find("initramfs");
   if (i == spec.end() || !i->is_object()) {
@@ -77,6 +132,10 @@ BuildProvider::BuildProvider(BuildProviderConfig config)
     : config_(std::move(config)),
       store_(config_.stateDir + "/store"),
       apt_(AptConfig{config_.debCache, config_.buildTimeout}),
+      builders_(config_.builderDriver ? config_.builderDriver
+                                      : std::make_shared<vmm::QemuDriver>(
+                                            vmm::QemuDriverOptions{config_.builderRunRoot})),
+      keyRing_(config_.stateDir),
       doneFd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       queue_(
           config_.concurrency, [this](ProgressEvent e) { report(std::move(e)); },
@@ -92,11 +151,47 @@ void BuildProvider::validate(const ValidateRequest& req, ValidateResponse& resp)
 }
 
 std::vector<Reference> BuildProvider::references(const Object& object) const {
+  std::vector<Reference> out;
   std::string kernel = kernelBuildOf(object.spec);
-  if (kernel.empty()) {
-    return {};
+  if (!kernel.empty()) {
+    out.push_back({"spec.initramfs.kernel.build", {"Build", kernel}});
   }
-  return {{"spec.initramfs.kernel.build", {"Build", kernel}}};
+  for (const auto& r : builderRefsOf(object.spec)) {
+    out.push_back({std::string("spec.script.builder.") + r.field + ".build", {"Build", r.build}});
+  }
+  const Json secrets = object.spec.value("script", Json::object()).value("secrets", Json::array());
+  for (size_t i = 0; i < secrets.size() && object.spec.value("type", "") == "script"; ++i) {
+    out.push_back({"spec.script.secrets[" + std::to_string(i) + "].secret",
+                   {"Secret", secrets[i].value("secret", "")}});
+  }
+  return out;
+}
+
+Status BuildProvider::scriptInputs(
+    const Object& object, Json& inputs, std::string& pending,
+    const std::function<Json(const std::string&, const std::string&)>& digestOf, Diagnostics& diags,
+    bool inApply) {
+  for (const auto& r : builderRefsOf(object.spec)) {
+    Json c = digestOf(r.build, r.artifact);
+    const std::string field = std::string("spec.script.builder.") + r.field;
+    if (c.contains("error")) {
+      diags.error(object.id, field, c["error"].get<std::string>());
+      return Status::error(c["error"].get<std::string>());
+    }
+    if (c.value("pending", false)) {
+      pending = "Build/" + r.build;
+      return Status::ok();
+    }
+    inputs[r.input] = c["digest"];
+  }
+  auto e2fs = toolVersion("e2fsprogs");
+  if (!e2fs.isOk()) {
+    diags.error(object.id, "", e2fs.status().message());
+    return e2fs.status();
+  }
+  inputs["e2fsprogs"] = *e2fs;
+  (void)inApply;
+  return Status::ok();
 }
 
 std::string BuildProvider::cachedKey(const std::string& name, const Json& spec,
@@ -265,6 +360,59 @@ std::optional<Json> BuildProvider::resolveInputs(const Object& object, ObserveSc
     inputs["package"] = p->name + " " + p->version;
     inputs["deb"] = "sha256:" + p->sha256;
     if (!tool("dpkg-deb") || !tool("depmod") || !tool("tar")) {
+      return std::nullopt;
+    }
+    return inputs;
+  }
+  if (type == "script") {
+    if (!scope.builds) {
+      scope.builds = store::BuildIndex::of(scope.req->revision, scope.req->inventory);
+    }
+    // The builder's Builds must be of the types it boots; its Secrets must have the values.
+    for (const auto& r : builderRefsOf(spec)) {
+      const std::string want = std::string(r.field) == "kernel"   ? "debian-kernel"
+                               : std::string(r.field) == "initrd" ? "initramfs"
+                                                                  : "rootfs";
+      for (const auto& other : revisionOf(*scope.req)) {
+        if (other->id.kind != "Build" || other->id.name != r.build) {
+          continue;
+        }
+        const std::string otherType = other->spec.value("type", "");
+        const bool agent = other->spec.value("initramfs", Json::object()).value("hyperInit", false);
+        if (otherType != want || (want == "initramfs" && !agent)) {
+          diags.error(object.id, std::string("spec.script.builder.") + r.field + ".build",
+                      "Build/" + r.build + " is " +
+                          (otherType == want ? "an initramfs without hyperInit: true"
+                                             : "of type " + otherType) +
+                          ": expected " +
+                          (want == "initramfs" ? "an initramfs Build with hyperInit: true (hyper's "
+                                                 "init and build agent boot the builder)"
+                                               : "a Build of type " + want));
+          return std::nullopt;
+        }
+      }
+    }
+    const Json secrets = spec.value("script", Json::object()).value("secrets", Json::array());
+    for (size_t i = 0; i < secrets.size(); ++i) {
+      const std::string name = secrets[i].value("secret", "");
+      const std::string key = secrets[i].value("key", "");
+      for (const auto& other : revisionOf(*scope.req)) {
+        if (other->id.kind == "Secret" && other->id.name == name) {
+          const Json& sealed = other->spec.value("sealed", Json::object());
+          const Json& fromFile = other->spec.value("fromFile", Json::object());
+          if (!sealed.contains(key) && !fromFile.contains(key)) {
+            diags.error(object.id, "spec.script.secrets[" + std::to_string(i) + "].key",
+                        "Secret " + name + " has no value \"" + key +
+                            "\": expected a key of its spec.sealed or spec.fromFile");
+            return std::nullopt;
+          }
+        }
+      }
+    }
+    auto digestOf = [&](const std::string& build, const std::string& artifact) {
+      return store::artifactContext(build, artifact, *scope.builds, store_);
+    };
+    if (!scriptInputs(object, inputs, pending, digestOf, diags, false).isOk() || !pending.empty()) {
       return std::nullopt;
     }
     return inputs;
@@ -742,6 +890,78 @@ Result<Json> BuildProvider::buildRootfs(const BuildContext& ctx, BuildLog& log) 
               {"format", spec.format}};
 }
 
+Result<Json> BuildProvider::buildScript(const BuildContext& ctx, BuildLog& log) {
+  Diagnostics diags;
+  BuildSpec spec = parseBuildSpec(ctx.id, ctx.spec, diags, ctx.files);
+  if (diags.hasErrors()) {
+    return Status::error(diags.items().front().summary);
+  }
+  ScriptRun run;
+  run.buildName = ctx.id.name;
+  run.key = ctx.key;
+  auto artifactPath = [&](const char* input) -> Result<std::string> {
+    const std::string digest = ctx.inputs.value(input, "");
+    if (digest.empty()) {
+      return std::string();
+    }
+    if (!store_.has(digest)) {
+      return Status::error("the builder's " + std::string(input) + " " + digest +
+                           " is gone from the store");
+    }
+    return store_.pathOf(digest);
+  };
+  HYPER_ASSIGN_OR_RETURN(run.kernel, artifactPath("builderKernel"));
+  HYPER_ASSIGN_OR_RETURN(run.initrd, artifactPath("builderInitrd"));
+  HYPER_ASSIGN_OR_RETURN(run.rootfs, artifactPath("builderRootfs"));
+  run.rootfsWritable = !run.rootfs.empty() && isExt4Image(run.rootfs);
+  // The values are opened now, for this build only, and live in locked memory until it ends.
+  if (!spec.secrets.empty()) {
+    auto lock = keyRing_.lock();
+    HYPER_ASSIGN_OR_RETURN(const store::KeyRing* ring, keyRing_.get());
+    for (const auto& s : spec.secrets) {
+      auto secretSpec = ctx.secretSpecs.find(s.secret);
+      if (secretSpec == ctx.secretSpecs.end()) {
+        return Status::error("Secret/" + s.secret + " is not applied");
+      }
+      HYPER_ASSIGN_OR_RETURN(store::SecretBytes value,
+                             store::openSecretValue(*ring, s.secret, secretSpec->second, s.key));
+      run.secrets.push_back({s.id, std::move(value)});
+    }
+  }
+  HYPER_ASSIGN_OR_RETURN(run.scratch, store_.makeScratchDir("script"));
+  RemoveTreeOnExit cleanup(run.scratch);
+  run.gitCacheDir = config_.stateDir + "/git";
+  run.driver = builders_;
+  run.cancel = ctx.cancel;
+  run.deadline = ctx.deadline;
+  ScriptTimings timings;
+  HYPER_ASSIGN_OR_RETURN(std::vector<ScriptArtifact> outputs,
+                         runScriptBuild(spec, run, log, &timings));
+  ProgressEvent boot;
+  boot.object = ctx.id;
+  boot.type = "builder-boot";
+  boot.message = "builder booted in " + std::to_string(timings.bootSeconds) + " s";
+  boot.samples.push_back({"hyper_build_builder_boot_seconds",
+                          "time from a builder VM's start until its agent said hello",
+                          {},
+                          timings.bootSeconds,
+                          {0.5, 1, 2, 5, 10, 20, 30, 60, 120}});
+  report(std::move(boot));
+  Json artifacts = Json::object();
+  for (const auto& o : outputs) {
+    std::error_code ec;
+    const uint64_t size = std::filesystem::file_size(o.path, ec);
+    HYPER_ASSIGN_OR_RETURN(std::string digest, store_.adopt(o.path));
+    artifacts[o.name] = {{"digest", digest}, {"size", size}};
+    log += o.name + " " + digest + " (" + std::to_string(size) + " bytes)\n";
+  }
+  return Json{{"artifacts", artifacts}, {"commit", spec.gitCommit}};
+}
+
+Result<bool> BuildProvider::releaseBuilder(const std::string& buildName) {
+  return build::releaseBuilder(*builders_, buildName);
+}
+
 void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
   const PlanAction& action = *req.action;
   guarded(resp.diagnostics, action.id, "apply", [&] {
@@ -811,6 +1031,27 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
       }
       inputs["kernel"] = *digest;
     }
+    if (spec.value("type", "") == "script") {
+      // The builder's Builds were applied before this one: their records as they are now say
+      // which artifacts boot the builder, whatever plan saw (it may have waited for them).
+      Json now = Json::object();
+      std::string pending;
+      auto digestOf = [&](const std::string& build, const std::string& artifact) -> Json {
+        auto d = store::artifactDigest(build, artifact, req.references, store_);
+        return d.isOk() ? Json{{"digest", *d}} : Json{{"error", d.status().message()}};
+      };
+      if (!scriptInputs(*req.desired, now, pending, digestOf, resp.diagnostics, true).isOk()) {
+        resp.retryAfter = std::chrono::seconds(5);
+        return;
+      }
+      if (!inputs.is_object()) {
+        inputs = now;
+      } else {
+        for (const auto& [k, v] : now.items()) {
+          inputs[k] = v;
+        }
+      }
+    }
     if (!inputs.is_object()) {
       resp.diagnostics.error(action.id, "", "planned without the build's inputs");
       return;
@@ -831,6 +1072,18 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
       ctx.inputs = inputs;
       ctx.key = key;
       ctx.files = req.desired->files;
+      for (const std::string& secret : scriptSecretsOf(spec)) {
+        auto ref = req.references.find(ObjectId{"Secret", secret});
+        if (ref == req.references.end()) {
+          resp.diagnostics.error(action.id, "spec.script.secrets",
+                                 "Secret/" + secret +
+                                     " is not applied (expected it applied "
+                                     "before the Build that reads it)");
+          resp.retryAfter = std::chrono::seconds(5);
+          return;
+        }
+        ctx.secretSpecs[secret] = ref->second.spec;
+      }
       auto job = queue_.submit(key, name, type,
                                [this, ctx](BuildJob& job) mutable { return runBuild(ctx, job); });
       if (!req.mayDefer) {
@@ -907,6 +1160,7 @@ Status BuildProvider::runBuild(const BuildContext& base, BuildJob& job) {
   log += "build " + name + " (" + type + ") key " + ctx.key + "\n";
   Result<Json> built = type == "debian-kernel" ? buildDebianKernel(ctx, log)
                        : type == "rootfs"      ? buildRootfs(ctx, log)
+                       : type == "script"      ? buildScript(ctx, log)
                                                : buildInitramfs(ctx, log);
   if (!built.isOk()) {
     log += "failed: " + built.status().message() + "\n";

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -13,10 +14,12 @@
 #include "providers/build/build_queue.h"
 #include "providers/build/debian_package.h"
 #include "providers/build/rootfs_build.h"
+#include "providers/vmm/vm_driver.h"
 #include "reconciler/provider.h"
 #include "store/artifact_store.h"
 #include "store/build_refs.h"
 #include "store/provenance.h"
+#include "store/secret_value.h"
 
 namespace hyper::providers::build {
 
@@ -29,6 +32,10 @@ struct BuildProviderConfig {
   std::string debCache = "/var/cache/hyper/debs";  // downloaded .debs, checked by their SHA256
   std::chrono::milliseconds buildTimeout{std::chrono::minutes(20)};  // per build
   size_t concurrency = 2;  // builds at once (the queue's threads)
+  // Script builds' builder VMs: the driver, or, when null, QEMU with its run dirs under
+  // builderRunRoot (keep it short: Unix socket paths are limited to 107 bytes).
+  std::shared_ptr<vmm::VmDriver> builderDriver;
+  std::string builderRunRoot = "/run/hyper/builders";
 };
 
 // The `Build` kind: artifacts hyper builds, content-addressed in the store (store/). Types:
@@ -38,6 +45,8 @@ struct BuildProviderConfig {
 //                  SHA256 -> "vmlinuz" and "modules" (lib/modules/<version> with modules.dep)
 //   rootfs         a Debian root filesystem (mmdebstrap from the host's apt lists of a suite)
 //                  as an erofs (read-only) or ext4 image -> "rootfs"
+//   script         steps run from a git commit's source inside an ephemeral builder VM booted
+//                  from other Builds (script_build.h) -> each of spec.script.outputs
 // A build's key is the SHA-256 of its canonical spec, every input (the busybox binary's digest,
 // the versions of gzip, tar and depmod, the exact package version and .deb digest a package name
 // resolves to today, the digest of a referenced Build's artifact) and the builder's version; a
@@ -75,7 +84,8 @@ class BuildProvider : public Provider, public EventSource, public ProgressSource
   std::vector<std::string> kinds() const override { return {"Build"}; }
 
   void validate(const ValidateRequest& req, ValidateResponse& resp) const override;
-  // An initramfs's kernel Build (spec.initramfs.kernel.build).
+  // An initramfs's kernel Build (spec.initramfs.kernel.build); a script's builder Builds and its
+  // Secrets.
   std::vector<Reference> references(const Object& object) const override;
   // ObservedState for a Build: exists when the inventory's artifacts are all in the store;
   // fields {key, artifacts} as last built; context {key, inputs, cached} for the spec now.
@@ -92,6 +102,10 @@ class BuildProvider : public Provider, public EventSource, public ProgressSource
   // ProgressSource: queued, started, each log line, finished or failed, cached; with the build
   // metrics (duration by type and result, queue wait, cache hits and misses).
   std::vector<ProgressEvent> takeProgress() override;
+
+  // `hyperctl build release NAME`: stops the builder a failed script build kept (keepFailed).
+  // True when one was running.
+  Result<bool> releaseBuilder(const std::string& buildName);
 
   // The version of hyper's builders, part of every key: bump it when a builder's output changes.
   static constexpr const char* kBuilderVersion = "hyper-build/1";
@@ -135,6 +149,7 @@ class BuildProvider : public Provider, public EventSource, public ProgressSource
     Json inputs;
     std::string key;
     std::map<std::string, std::shared_ptr<const SourceBlob>> files;  // Object::files
+    std::map<std::string, Json> secretSpecs;    // script: each Secret's spec, by name (sealed text)
     const std::atomic<bool>* cancel = nullptr;  // the job's: its owners left, or shutdown
     BuildJob::Clock::time_point deadline = BuildJob::Clock::time_point::max();
   };
@@ -145,6 +160,12 @@ class BuildProvider : public Provider, public EventSource, public ProgressSource
   Result<Json> buildInitramfs(const BuildContext& ctx, BuildLog& log);
   Result<Json> buildDebianKernel(const BuildContext& ctx, BuildLog& log);
   Result<Json> buildRootfs(const BuildContext& ctx, BuildLog& log);
+  Result<Json> buildScript(const BuildContext& ctx, BuildLog& log);
+  // A script's builder inputs ({"builderKernel": digest, ...}) with `digestOf(build, artifact)`
+  // giving each referenced artifact's digest; pending names a Build not applied yet.
+  Status scriptInputs(const Object& object, Json& inputs, std::string& pending,
+                      const std::function<Json(const std::string&, const std::string&)>& digestOf,
+                      Diagnostics& diags, bool inApply);
   void reportCached(const ObjectId& id, const std::string& type, const std::string& key);
   void report(ProgressEvent event);
   void appendLog(const std::string& name, const std::string& text) const;
@@ -178,7 +199,9 @@ class BuildProvider : public Provider, public EventSource, public ProgressSource
   std::string listsStamp_;                                   // apt's lists the two below are for
   std::map<std::string, SuiteIndex> suites_;                 // "mirror suite" -> index
   std::map<std::string, std::vector<std::string>> missing_;  // packages -> unknown ones
-  std::optional<store::HostKey> hostKey_;  // loaded (or made) by the first build that signs
+  std::optional<store::HostKey> hostKey_;    // loaded (or made) by the first build that signs
+  std::shared_ptr<vmm::VmDriver> builders_;  // config_.builderDriver, or QEMU's
+  store::KeyRingCache keyRing_;              // opens a script build's secrets
 
   static constexpr size_t kMaxProgress = 5000;
   std::mutex progressMu_;

@@ -22,15 +22,110 @@ const std::set<std::string>& hyperInitPaths() {
   return paths;
 }
 
+void parseScript(const ObjectId& id, const Json& script, BuildSpec& out, Diagnostics& diags) {
+  const Json git = script.value("source", Json::object()).value("git", Json::object());
+  out.gitUrl = git.value("url", "");
+  out.gitCommit = git.value("commit", "");
+  out.gitPath = git.value("path", "");
+  if (out.gitUrl.find('@') != std::string::npos && out.gitUrl.find("://") != std::string::npos &&
+      out.gitUrl.find('@') < out.gitUrl.find('/', out.gitUrl.find("://") + 3)) {
+    diags.error(id, "spec.script.source.git.url",
+                "has credentials in it (user@ or user:token@): expected a URL without them; "
+                "a manifest and a build's provenance are read by anyone");
+  }
+  for (const std::string& segment : {std::string("/") + out.gitPath + "/"}) {
+    if (segment.find("/../") != std::string::npos || segment.find("/./") != std::string::npos) {
+      diags.error(id, "spec.script.source.git.path",
+                  "\"" + out.gitPath + "\" has a \".\" or \"..\" segment: expected a plain path");
+    }
+  }
+  const Json builder = script.value("builder", Json::object());
+  auto buildOf = [&](const char* field) {
+    auto it = builder.find(field);
+    return it != builder.end() && it->is_object() ? it->value("build", "") : std::string();
+  };
+  out.builderKernel = buildOf("kernel");
+  out.builderInitrd = buildOf("initrd");
+  out.builderRootfs = buildOf("rootfs");
+  out.builderVcpus = builder.value("vcpus", out.builderVcpus);
+  out.builderMemoryMiB = builder.value("memoryMiB", out.builderMemoryMiB);
+  out.steps = script.value("steps", std::vector<std::vector<std::string>>{});
+  const Json env = script.value("env", Json::object());
+  for (const auto& [name, value] : env.items()) {
+    bool fixed = false;
+    for (const char* f : kScriptFixedEnv) {
+      fixed = fixed || name == f;
+    }
+    if (fixed) {
+      diags.error(id, "spec.script.env." + name,
+                  "is set by hyper (SOURCE_DATE_EPOCH=0, HOME=/build, TZ=UTC, LC_ALL=C.UTF-8), so "
+                  "that the build gives the same bytes anywhere: expected another variable");
+      continue;
+    }
+    out.env[name] = value.is_string() ? value.get<std::string>() : "";
+  }
+  std::set<std::string> names, paths;
+  const Json outputs = script.value("outputs", Json::array());
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const std::string field = "spec.script.outputs[" + std::to_string(i) + "]";
+    ScriptOutput o{outputs[i].value("name", ""), outputs[i].value("path", "")};
+    if (("/" + o.path + "/").find("/../") != std::string::npos ||
+        ("/" + o.path + "/").find("/./") != std::string::npos) {
+      diags.error(id, field + ".path",
+                  "\"" + o.path + "\" has a \".\" or \"..\" segment: expected a plain path");
+      continue;
+    }
+    if (!names.insert(o.name).second) {
+      diags.error(id, field + ".name", "\"" + o.name + "\" is given twice");
+      continue;
+    }
+    if (!paths.insert(o.path).second) {
+      diags.error(id, field + ".path", "\"" + o.path + "\" is given twice");
+      continue;
+    }
+    out.outputs.push_back(std::move(o));
+  }
+  out.outputSizeMiB = script.value("outputSizeMiB", out.outputSizeMiB);
+  std::set<std::string> ids;
+  const Json secrets = script.value("secrets", Json::array());
+  for (size_t i = 0; i < secrets.size(); ++i) {
+    ScriptSecret g{secrets[i].value("secret", ""), secrets[i].value("key", ""), ""};
+    g.id = secrets[i].value("id", g.secret + "-" + g.key);
+    if (!ids.insert(g.id).second) {
+      diags.error(id, "spec.script.secrets[" + std::to_string(i) + "].id",
+                  "\"" + g.id + "\" is given twice: expected one file name per value");
+      continue;
+    }
+    out.secrets.push_back(std::move(g));
+  }
+  out.timeoutSeconds = script.value("timeoutSeconds", out.timeoutSeconds);
+  out.keepFailed = script.value("keepFailed", false);
+}
+
 }  // namespace
+
+std::map<std::string, std::string> scriptEnvironment(const BuildSpec& spec) {
+  std::map<std::string, std::string> env = {
+      {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}};
+  for (const auto& [k, v] : spec.env) {
+    env[k] = v;
+  }
+  env["SOURCE_DATE_EPOCH"] = "0";
+  env["HOME"] = "/build";
+  env["TZ"] = "UTC";
+  env["LC_ALL"] = "C.UTF-8";
+  return env;
+}
 
 BuildSpec parseBuildSpec(const ObjectId& id, const Json& spec, Diagnostics& diags,
                          const std::map<std::string, std::shared_ptr<const SourceBlob>>& sources) {
   BuildSpec out;
   out.type = spec.value("type", "");
   // Each type reads its own section; another type's section is a mistake worth naming.
-  const std::map<std::string, std::string> sections = {
-      {"initramfs", "initramfs"}, {"debian-kernel", "debianKernel"}, {"rootfs", "rootfs"}};
+  const std::map<std::string, std::string> sections = {{"initramfs", "initramfs"},
+                                                       {"debian-kernel", "debianKernel"},
+                                                       {"rootfs", "rootfs"},
+                                                       {"script", "script"}};
   for (const auto& [type, section] : sections) {
     if (type != out.type && spec.contains(section)) {
       auto own = sections.find(out.type);
@@ -67,6 +162,7 @@ BuildSpec parseBuildSpec(const ObjectId& id, const Json& spec, Diagnostics& diag
                 "an " + out.format +
                     " image is as big as its contents: expected sizeMiB only with format: ext4");
   }
+  parseScript(id, spec.value("script", Json::object()), out, diags);
   if (out.type != "initramfs") {
     out.busybox = false;  // busybox and hyper's init are the initramfs's
     out.hyperInit = false;

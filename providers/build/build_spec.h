@@ -21,9 +21,26 @@ struct ImageFile {
   std::string source;   // the file source as written ("web/init.sh"); "" for content
 };
 
+// A file a script build leaves under /out that becomes an artifact.
+struct ScriptOutput {
+  std::string name;  // the artifact's name
+  std::string path;  // "/out/usr/bin/app"
+};
+
+// A Secret's value a script build's steps read at /run/secrets/<id> while it runs.
+struct ScriptSecret {
+  std::string secret;
+  std::string key;
+  std::string id;  // default "<secret>-<key>"
+};
+
+// The environment hyper gives a script build's steps, whatever the spec says: a build's output
+// must not depend on the host's or the time's.
+inline constexpr const char* kScriptFixedEnv[] = {"SOURCE_DATE_EPOCH", "HOME", "TZ", "LC_ALL"};
+
 // A Build's spec, as the provider uses it (schemas/build.schema.json has the syntax).
 struct BuildSpec {
-  std::string type;  // "initramfs" | "debian-kernel" | "rootfs"
+  std::string type;  // "initramfs" | "debian-kernel" | "rootfs" | "script"
 
   // initramfs
   bool busybox = true;     // the static busybox as /bin/busybox, /bin/sh a link to it
@@ -43,7 +60,28 @@ struct BuildSpec {
   std::vector<std::string> packages;
   std::string format = "erofs";  // "erofs" | "ext4"
   uint32_t sizeMiB = 0;          // ext4: the image's size; 0 = from the tree
+
+  // script
+  std::string gitUrl;
+  std::string gitCommit;      // 40 hex
+  std::string gitPath;        // "" = the top
+  std::string builderKernel;  // Build names: debian-kernel, initramfs (with hyperInit), rootfs
+  std::string builderInitrd;
+  std::string builderRootfs;  // "" = the initrd's busybox
+  int builderVcpus = 1;
+  int builderMemoryMiB = 512;
+  std::vector<std::vector<std::string>> steps;
+  std::map<std::string, std::string> env;  // the spec's, without hyper's fixed ones
+  std::vector<ScriptOutput> outputs;
+  uint32_t outputSizeMiB = 256;
+  std::vector<ScriptSecret> secrets;
+  int timeoutSeconds = 900;
+  bool keepFailed = false;
 };
+
+// The environment a script build's steps get: PATH (the spec's or Debian's default), the spec's
+// variables, and hyper's fixed ones (SOURCE_DATE_EPOCH=0, HOME=/build, TZ=UTC, LC_ALL=C.UTF-8).
+std::map<std::string, std::string> scriptEnvironment(const BuildSpec& spec);
 
 // Parses a schema-valid spec. Semantic errors (a path that is "." or "..", given twice, or that
 // busybox or hyper's init already takes; modules without a kernel; a section the type does not

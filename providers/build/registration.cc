@@ -1,5 +1,7 @@
 // The Build provider's registration (providers/builtin.cc lists it).
 
+#include <cstdlib>
+
 #include "base/file.h"
 #include "providers/build/build_provider.h"
 #include "reconciler/kind_registry.h"
@@ -79,6 +81,10 @@ ProviderRecord provider_build() {
     // Built beside hyperctl and hyperd (and installed beside them).
     config.buildAgent = settings.value("buildAgent", siblingOfSelf("hyper-build-agent"));
     config.debCache = settings.value("debCache", config.debCache);
+    // Builder VMs' run dirs, like the VMs' (HYPER_VM_RUN_DIR): tests keep theirs apart.
+    if (const char* dir = std::getenv("HYPER_BUILDER_RUN_DIR"); dir != nullptr && *dir != '\0') {
+      config.builderRunRoot = dir;
+    }
     // Schema-checked digits: the settings are strings, since each is also a flag.
     if (settings.contains("concurrency")) {
       config.concurrency = std::stoul(settings["concurrency"].get<std::string>());

@@ -47,10 +47,10 @@ Result<store::SecretBytes> valueLine(const std::string& token, const SecretGrant
   return line;
 }
 
-// Connects to QEMU's end of the channel, trying again until the deadline while nothing listens
-// yet (QEMU makes the socket before it daemonizes, but a VM may be starting under another caller).
-Result<Fd> connectChannel(const std::string& path, Clock::time_point deadline,
-                          const std::atomic<bool>* cancel) {
+}  // namespace
+
+Result<Fd> connectChannelSocket(const std::string& path, Clock::time_point deadline,
+                                const std::atomic<bool>* cancel) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof addr.sun_path) {
@@ -74,8 +74,6 @@ Result<Fd> connectChannel(const std::string& path, Clock::time_point deadline,
   }
 }
 
-}  // namespace
-
 Status deliverSecrets(const std::string& socketPath, const std::vector<SecretGrant>& grants,
                       DeliveryMode mode, std::chrono::milliseconds timeout,
                       const std::atomic<bool>* cancel, std::vector<std::string>* stored) {
@@ -83,7 +81,7 @@ Status deliverSecrets(const std::string& socketPath, const std::vector<SecretGra
     return Status::ok();
   }
   const auto deadline = Clock::now() + timeout;
-  HYPER_ASSIGN_OR_RETURN(Fd fd, connectChannel(socketPath, deadline, cancel));
+  HYPER_ASSIGN_OR_RETURN(Fd fd, connectChannelSocket(socketPath, deadline, cancel));
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
   return deliverSecretsOn(fd.release(), grants, mode, std::max(left, std::chrono::milliseconds(0)),
                           cancel, stored);

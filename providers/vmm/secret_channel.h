@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
 #include "base/status.h"
 #include "store/sealing.h"
 
@@ -41,6 +42,13 @@ enum class DeliveryMode {
   Boot,  // hello, then answer the guest's gets until every grant is stored
   Push,  // send every grant unasked, wait until each is stored
 };
+
+// Connects to QEMU's end of a socket channel (VmSpec::socketChannels) at `path`, trying again
+// until `deadline` while nothing listens yet (QEMU makes the socket before it daemonizes, but a VM
+// may be starting under another caller). The descriptor is non-blocking.
+Result<Fd> connectChannelSocket(const std::string& path,
+                                std::chrono::steady_clock::time_point deadline,
+                                const std::atomic<bool>* cancel);
 
 // One delivery session on `socketPath`. `stored` receives the id of each value the guest
 // confirmed with the right hash, in order, also when the session fails later. The error says which

@@ -1,0 +1,215 @@
+// Script Builds (issue 15) through the real hyperctl: the source comes from a git repository at a
+// pinned commit, the steps run in an ephemeral builder VM under real QEMU booted from the Builds
+// of the same revision (Debian's kernel, hyper's initramfs with the build agent), the outputs come
+// back as content-addressed artifacts, a Secret's value is readable by the steps for the build and
+// nowhere else, a failing step is named with its exit code, and a build past its timeout is
+// killed and leaves no builder behind. Kept in one test: under TCG every builder boot counts.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "base/base64.h"
+#include "base/file.h"
+#include "store/artifact_store.h"
+#include "tests/integration/git_util.h"
+#include "tests/integration/guest_util.h"
+#include "tests/integration/hyperctl_util.h"
+
+namespace hyper {
+namespace {
+
+namespace fs = std::filesystem;
+using test::CommandRun;
+
+constexpr const char* kBuilderBuilds = R"(apiVersion: hyper.dev/v1alpha1
+kind: Build
+metadata: {name: builder-kernel}
+spec:
+  type: debian-kernel
+---
+apiVersion: hyper.dev/v1alpha1
+kind: Build
+metadata: {name: builder-initrd}
+spec:
+  type: initramfs
+  initramfs:
+    kernel: {build: builder-kernel}
+    hyperInit: true
+)";
+
+// A script Build of `source` (YAML flow text, "{url: R, commit: C}"), with `steps` as YAML flow
+// text.
+std::string scriptBuild(const std::string& name, const std::string& source,
+                        const std::string& steps, const std::string& extra = "") {
+  return "---\napiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: " + name +
+         "}\nspec:\n  type: script\n  script:\n    source: {git: " + source +
+         "}\n    builder: {kernel: {build: builder-kernel}, initrd: {build: builder-initrd}}\n"
+         "    steps: " +
+         steps + "\n    outputs: [{name: app, path: /out/app}]\n" + extra;
+}
+
+// The digest of Build `name`'s artifact `artifact` in `hyperctl get builds -o json`.
+std::string artifactDigest(const std::string& state, const std::string& name,
+                           const std::string& artifact) {
+  CommandRun get = test::runHyperctl(state, {"get", "builds", "-o", "json"});
+  auto list = nlohmann::json::parse(get.out, nullptr, false);
+  if (!list.is_object()) {
+    return "";
+  }
+  for (const auto& item : list.value("items", nlohmann::json::array())) {
+    if (item["metadata"].value("name", "") == name) {
+      const auto& a = item["status"]["observed"]["artifacts"];
+      return a.contains(artifact) ? a[artifact].value("digest", "") : "";
+    }
+  }
+  return "";
+}
+
+// Everything under `dir` as one string (logs, the database, the store's records): what a secret
+// must never be found in.
+std::string everythingUnder(const std::string& dir) {
+  std::string all;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file(ec) && it->file_size(ec) < (64u << 20)) {
+      auto bytes = readFile(it->path().string(), 64u << 20);
+      if (bytes.isOk()) {
+        all += *bytes;
+      }
+    }
+  }
+  return all;
+}
+
+TEST(ScriptBuildTest, StepsRunInABuilderVmFromAPinnedCommitAndTheirOutputIsAnArtifact) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "needs root";
+  }
+  if (!test::guestImage().skipReason.empty()) {
+    GTEST_SKIP() << test::guestImage().skipReason;
+  }
+  auto tmp = test::TempDir::create("script-build");
+  ASSERT_TRUE(tmp.isOk()) << tmp.status().message();
+  const std::string dir = (*tmp)->path();
+  const std::string runDir = "/tmp/hb-" + std::to_string(::getpid());
+  fs::create_directories(runDir);
+  struct Cleanup {
+    std::string runDir;
+    ~Cleanup() {
+      test::killQemusUnder(runDir);
+      std::error_code ec;
+      fs::remove_all(runDir, ec);
+    }
+  } cleanup{runDir};
+  test::HyperctlEnv how;
+  how.env = {"HYPER_BUILDER_RUN_DIR=" + runDir};
+
+  // The source: a generator script (executable in git) and a data file in a subdirectory.
+  const std::string repo = dir + "/app.git";
+  const std::string work = dir + "/work";
+  test::runGit({"init", "--quiet", "--bare", repo});
+  test::runGit({"clone", "--quiet", repo, work});
+  ASSERT_TRUE((*tmp)
+                  ->write("work/app/gen.sh",
+                          "#!/bin/sh\n"
+                          "echo \"$(cat data/greeting.txt) uid=$(id -u) host=$(hostname) "
+                          "pwd=$(pwd) home=$HOME epoch=$SOURCE_DATE_EPOCH tz=$TZ\"\n"
+                          "echo \"secret=$(sha256sum < /run/secrets/token | cut -c1-16)\"\n"
+                          "echo \"secrets=$(ls /run/secrets)\"\n"
+                          "echo \"net=$(ls /sys/class/net)\"\n")
+                  .isOk());
+  ASSERT_TRUE((*tmp)->write("work/app/data/greeting.txt", "hello from git\n").isOk());
+  ASSERT_TRUE((*tmp)->write("work/README", "not built\n").isOk());
+  fs::permissions(work + "/app/gen.sh", fs::perms::owner_exec, fs::perm_options::add);
+  test::runGit({"-C", work, "add", "-A"});
+  test::runGit({"-C", work, "commit", "--quiet", "-m", "app"});
+  test::runGit({"-C", work, "push", "--quiet", "origin", "HEAD:main"});
+  const std::string commit = test::runGit({"-C", work, "rev-parse", "HEAD"});
+  ASSERT_EQ(commit.size(), 40u);
+
+  const std::string state = dir + "/state";
+  const std::string value = "build-token-6c1f9e2a";  // the canary: it must show up nowhere
+  CommandRun seal =
+      test::runArgv({"sh", "-c", "printf %s \"$0\" | \"$@\"", value, HYPERCTL_PATH, "--state-dir",
+                     state, "secret", "seal", "--name", "npm", "--key", "token"});
+  ASSERT_EQ(seal.exitCode, 0) << seal.describe();
+  const std::string steps = "[[./gen.sh], [sh, -c, './gen.sh > /out/app && cat /out/app']]";
+  const std::string source = "{url: " + repo + ", commit: " + commit;
+  std::ofstream(dir + "/builds.yaml")
+      << kBuilderBuilds << "---\n"
+      << seal.out
+      << scriptBuild("app", source + ", path: app}", steps,
+                     "    secrets: [{secret: npm, key: token, id: token}]\n");
+  CommandRun apply = test::runHyperctl(state, {"apply", "-f", dir + "/builds.yaml"}, how);
+  ASSERT_EQ(apply.exitCode, 0) << apply.describe();
+
+  const std::string digest = artifactDigest(state, "app", "app");
+  ASSERT_EQ(digest.rfind("sha256:", 0), 0u) << digest;
+  auto bytes = readFile(state + "/store/sha256/" + digest.substr(7), 1 << 20);
+  ASSERT_TRUE(bytes.isOk());
+  const std::string tokenHash = store::digestOf(value).substr(7, 16);
+  EXPECT_EQ(*bytes,
+            "hello from git uid=1000 host=builder pwd=/build home=/build epoch=0 tz=UTC\n"
+            "secret=" +
+                tokenHash + "\nsecrets=token\nnet=lo\n");
+
+  // The log has each step and its output; the secret's value is nowhere in the state directory
+  // (logs, database, store records, provenance) nor in what hyperctl printed.
+  CommandRun logs = test::runHyperctl(state, {"logs", "build/app"});
+  EXPECT_NE(logs.out.find("step 0 start"), std::string::npos) << logs.out;
+  EXPECT_NE(logs.out.find("[1] hello from git uid=1000"), std::string::npos) << logs.out;
+  EXPECT_NE(logs.out.find("source " + repo + " commit " + commit + " path app"), std::string::npos)
+      << logs.out;
+  EXPECT_EQ(everythingUnder(state).find(value), std::string::npos);
+  EXPECT_EQ((apply.out + apply.err + logs.out).find(value), std::string::npos);
+  CommandRun verify = test::runHyperctl(state, {"verify", "build/app"});
+  EXPECT_EQ(verify.exitCode, 0) << verify.describe();
+  // The provenance (a DSSE envelope: base64 of the in-toto statement) names the commit and steps.
+  auto envelopeText = readFile(state + "/store/provenance/" + digest.substr(7) + ".dsse.json");
+  ASSERT_TRUE(envelopeText.isOk()) << envelopeText.status().message();
+  auto envelope = nlohmann::json::parse(*envelopeText, nullptr, false);
+  ASSERT_TRUE(envelope.is_object());
+  std::string statement;
+  ASSERT_TRUE(decodeBase64(envelope.value("payload", ""), statement));
+  EXPECT_NE(statement.find(commit), std::string::npos);
+  EXPECT_NE(statement.find("./gen.sh > /out/app"), std::string::npos);
+
+  // A failing step is named with its exit code; the builder is gone after it.
+  std::ofstream(dir + "/fail.yaml")
+      << kBuilderBuilds
+      << scriptBuild("broken", source + "}", "[['true'], [sh, -c, 'echo no >&2; exit 3']]");
+  CommandRun failed = test::runHyperctl(state, {"apply", "-f", dir + "/fail.yaml"}, how);
+  EXPECT_NE(failed.exitCode, 0);
+  EXPECT_NE(failed.err.find("step 1 [sh, -c, echo no >&2; exit 3] exited with code 3"),
+            std::string::npos)
+      << failed.describe();
+
+  // Past its timeout the builder is killed: no QEMU, no run dir left.
+  std::ofstream(dir + "/slow.yaml")
+      << kBuilderBuilds
+      << scriptBuild("slow", source + "}", "[[sleep, '600']]", "    timeoutSeconds: 10\n");
+  CommandRun slow = test::runHyperctl(state, {"apply", "-f", dir + "/slow.yaml"}, how);
+  EXPECT_NE(slow.exitCode, 0);
+  EXPECT_NE(slow.err.find("timeout"), std::string::npos) << slow.describe();
+  std::error_code ec;
+  EXPECT_TRUE(fs::is_empty(runDir, ec)) << "a builder's run dir is left in " << runDir;
+  CommandRun qemus = test::runArgv({"pgrep", "-f", runDir});
+  EXPECT_NE(qemus.exitCode, 0) << "a process of " << runDir << " still runs: " << qemus.out;
+
+  // The same key on a fresh state directory gives the same bytes (the kernel and image are
+  // cache hits of the .deb cache; the builder runs again).
+  const std::string state2 = dir + "/state2";
+  fs::create_directories(state2 + "/keys");
+  fs::copy(state + "/keys", state2 + "/keys", fs::copy_options::recursive, ec);
+  CommandRun again = test::runHyperctl(state2, {"apply", "-f", dir + "/builds.yaml"}, how);
+  ASSERT_EQ(again.exitCode, 0) << again.describe();
+  EXPECT_EQ(artifactDigest(state2, "app", "app"), digest);
+}
+
+}  // namespace
+}  // namespace hyper
