@@ -183,12 +183,20 @@ Result<nlohmann::json> ApiClient::post(const std::string& path, int timeoutSecon
 
 Status ApiClient::follow(int64_t after, size_t limit,
                          const std::function<bool(const nlohmann::json&)>& onEvent) const {
-  auto client = makeClient(endpoint_.url, 3600);
   std::string path = "/v1/events?limit=" + std::to_string(limit);
   if (after >= 0) {
     path += "&after=" + std::to_string(after);
   }
+  return followStream(path, onEvent);
+}
+
+Status ApiClient::followStream(const std::string& path,
+                               const std::function<bool(const nlohmann::json&)>& onEvent) const {
+  auto client = makeClient(endpoint_.url, 3600);
+  // One event is a few KiB at most; a server that sends more without a frame's end is not one.
+  constexpr size_t kMaxFrame = size_t{1} << 20;
   std::string buffer;
+  bool tooLong = false;
   bool stopped = false;
   std::string failure;
   std::string failureBody;  // a refusal's JSON body ({"error": ...}), read up to 64 KiB
@@ -207,6 +215,10 @@ Status ApiClient::follow(int64_t after, size_t limit,
           return failureBody.size() < 65536;
         }
         buffer.append(data, n);
+        if (buffer.size() > kMaxFrame && buffer.find("\n\n") == std::string::npos) {
+          tooLong = true;
+          return false;
+        }
         size_t end;
         while ((end = buffer.find("\n\n")) != std::string::npos) {
           std::string frame = buffer.substr(0, end);
@@ -228,15 +240,19 @@ Status ApiClient::follow(int64_t after, size_t limit,
   if (stopped) {
     return Status::ok();
   }
+  if (tooLong) {
+    return Status::error("GET " + endpoint_.url + path + ": an event longer than " +
+                         std::to_string(kMaxFrame) + " bytes");
+  }
   if (!failure.empty()) {
     nlohmann::json body = nlohmann::json::parse(failureBody, nullptr, /*allow_exceptions=*/false);
     if (body.is_object() && body.contains("error") && body["error"].is_string()) {
       failure += ": " + body["error"].get<std::string>();
     }
-    return Status::error("GET " + endpoint_.url + "/v1/events: " + failure);
+    return Status::error("GET " + endpoint_.url + path + ": " + failure);
   }
   if (!r) {
-    return Status::error("GET " + endpoint_.url + "/v1/events: " + errorText(r.error()));
+    return Status::error("GET " + endpoint_.url + path + ": " + errorText(r.error()));
   }
   return Status::ok();
 }

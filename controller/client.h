@@ -45,6 +45,9 @@ class ApiClient {
   // Follows /v1/events as Server-Sent Events; `onEvent` returns false to stop.
   Status follow(int64_t after, size_t limit,
                 const std::function<bool(const nlohmann::json&)>& onEvent) const;
+  // Any Server-Sent Events stream of hyperd's (`path` with its query), each frame's data as JSON.
+  Status followStream(const std::string& path,
+                      const std::function<bool(const nlohmann::json&)>& onEvent) const;
 
  private:
   Endpoint endpoint_;

@@ -452,7 +452,8 @@ constexpr size_t kMaxPartialLineBytes = 64 * 1024;
 // last until it is gone (the object stopped) or hyperctl is interrupted. What a guest wrote
 // reaches the terminal escaped (escapeControl: no escape sequence of the guest's runs in the
 // caller's terminal) unless `raw`.
-int runLogs(const GlobalOptions& g, const std::string& target, bool follow, bool raw) {
+int runLogs(const GlobalOptions& g, const RemoteOptions& remote, const std::string& target,
+            bool follow, bool raw) {
   auto withLogs = [](const KindRecord& k) { return static_cast<bool>(k.logs); };
   size_t slash = target.find('/');
   std::string type = slash == std::string::npos ? "" : target.substr(0, slash);
@@ -468,6 +469,14 @@ int runLogs(const GlobalOptions& g, const std::string& target, bool follow, bool
   // The name becomes a path: only what an object can be named gets there.
   if (std::string why = checkDnsLabel(name); !why.empty()) {
     return fail("logs: \"" + escapeControl(name) + "\" is not a " + kind->kind + " name: " + why);
+  }
+  // A Build's log through a running hyperd (or --server): typed events that end with the build.
+  if (kind->kind == "Build" && !raw) {
+    RemoteOptions o = remote;
+    o.stateDir = g.stateDir;
+    if (std::optional<int> code = runBuildLogsRemote(o, name, follow)) {
+      return *code;
+    }
   }
   LogFiles where = kind->logs(name, g.stateDir);
   if (where.files.empty()) {
@@ -1583,7 +1592,7 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
   } else if (*get) {
     code = runGet(g, getWhat, getName, output);
   } else if (*logs) {
-    code = runLogs(g, logsTarget, follow, raw);
+    code = runLogs(g, remote, logsTarget, follow, raw);
   } else if (*rebuild) {
     code = runRebuild(g, paths, rebuildRevision, rebuildRepo, rebuildPath);
   } else if (*keysRetire) {

@@ -5,6 +5,7 @@
 #include <ctime>
 #include <iostream>
 
+#include "base/text_escape.h"
 #include "controller/client.h"
 #include "controller/event_log.h"
 #include "hyperctl/output.h"
@@ -480,6 +481,58 @@ Result<std::string> fetchSealingKey(const RemoteOptions& o) {
     return active.status();
   }
   return active->second;
+}
+
+std::string buildEventLine(const nlohmann::json& e) {
+  const std::string type = e.value("type", "");
+  if (type == "step") {
+    const std::string phase = e.value("phase", "");
+    return "step " + std::to_string(e.value("step", 0)) + " " + phase +
+           (phase == "start" ? "" : " " + std::to_string(e.value("code", 0)));
+  }
+  if (type == "log" && e.contains("step")) {
+    return "[" + std::to_string(e.value("step", 0)) + (e.value("stream", "") == "err" ? "!" : "") +
+           "] " + e.value("text", "");
+  }
+  if (type == "status" && e.value("state", "") == "restarted") {
+    return "(a new build started)";
+  }
+  return e.value("text", "");
+}
+
+std::optional<int> runBuildLogsRemote(const RemoteOptions& o, const std::string& name,
+                                      bool follow) {
+  bool error = false;
+  auto client = connect(o, &error);
+  if (error) {
+    return kExitError;
+  }
+  if (!client) {
+    return std::nullopt;
+  }
+  bool failed = false;
+  Status s = client->followStream(
+      "/v1/builds/" + name + "/events" + (follow ? "?follow=1" : ""), [&](const nlohmann::json& e) {
+        if (e.value("type", "") == "heartbeat") {
+          return true;
+        }
+        if (o.output == "json") {
+          std::cout << e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+        } else {
+          // The text is the build log's: the provider escaped what the guest wrote.
+          std::cout << escapeControl(buildEventLine(e)) << "\n";
+        }
+        std::cout << std::flush;
+        if (e.value("type", "") == "status" && e.value("state", "") == "restarted") {
+          failed = false;
+        }
+        failed = failed || (e.value("type", "") == "status" && e.value("state", "") == "failed");
+        return true;
+      });
+  if (!s.isOk()) {
+    return fail(s.message());
+  }
+  return failed && follow ? kExitError : kExitOk;
 }
 
 }  // namespace hyper::ctl

@@ -59,4 +59,13 @@ std::optional<Result<Resealed>> resealThroughHyperd(
 // ("x25519:<base64>"), for `hyperctl secret seal --server`.
 Result<std::string> fetchSealingKey(const RemoteOptions& o);
 
+// `hyperctl logs build/NAME [-f]` through a running hyperd (GET /v1/builds/NAME/events): the
+// build's log as the provider wrote it, and with -f what comes until the build ends (exit 1 when
+// it failed). nullopt when no hyperd runs for the state dir (nor --server): the caller reads the
+// log file itself.
+std::optional<int> runBuildLogsRemote(const RemoteOptions& o, const std::string& name, bool follow);
+
+// The line a build log event stands for ("step 1 exit 2", "[1!] text"): the log's own form.
+std::string buildEventLine(const nlohmann::json& event);
+
 }  // namespace hyper::ctl

@@ -8,9 +8,18 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "base/fd.h"
+#include "base/names.h"
 #include "base/text_escape.h"
 #include "hyperd/http_server.h"
 #include "hyperd/webhook_auth.h"
+#include "providers/build/build_events.h"
 #include "store/sealing.h"
 
 namespace hyper::controller {
@@ -165,6 +174,7 @@ void ApiServer::routes() {
   readRoutes();
   previewRoute();
   eventsRoute();
+  buildEventsRoute();
   actionRoutes();
   secretRoutes();
   webhookRoute();
@@ -403,6 +413,117 @@ void ApiServer::eventsRoute() {
           }
           return server_->is_running();
         });
+  });
+}
+
+void ApiServer::buildEventsRoute() {
+  // A Build's log as typed Server-Sent Events (providers/build/build_events.h): what its log
+  // holds now, and with ?follow=1 what comes until the build ends, with a heartbeat event every
+  // 30 s of silence. ?after=N resumes after line N. A new build of the name (a new log file)
+  // starts again from its first line with a status event {"state": "restarted"}.
+  server_->Get(R"(/v1/builds/([^/]+)/events)", [this](const httplib::Request& req,
+                                                      httplib::Response& res) {
+    const std::string name = req.matches[1];
+    if (std::string why = checkDnsLabel(name); !why.empty()) {
+      sendError(res, 400, "\"" + escapeControl(name) + "\" is not a Build name: " + why);
+      return;
+    }
+    if (options_.stateDir.empty()) {
+      sendError(res, 404, "this hyperd has no state directory, so no build logs");
+      return;
+    }
+    const std::string path = options_.stateDir + "/builds/" + name + ".log";
+    if (::access(path.c_str(), F_OK) != 0) {
+      sendError(res, 404, "no log for Build " + name + " (it has not been built here)");
+      return;
+    }
+    const bool follow = queryInt(req, "follow", 0, 0, 1) == 1;
+    auto slot = server_->holdLongRequest();
+    if (!slot) {
+      res.set_header("Retry-After", "10");
+      sendError(res, 503,
+                "too many event streams and waiting requests (at most " +
+                    std::to_string(options_.http.longRequests) + "); retry later");
+      return;
+    }
+    struct Cursor {
+      int64_t line = 0;     // lines sent
+      int64_t skip = 0;     // ?after: lines not to send again
+      uint64_t offset = 0;  // bytes of the file read
+      ino_t inode = 0;
+      std::string partial;  // a line not finished yet
+      bool done = false;
+      bool final = false;  // the last line read ends a build
+      std::chrono::steady_clock::time_point lastSent = std::chrono::steady_clock::now();
+    };
+    auto cursor = std::make_shared<Cursor>();
+    cursor->skip = queryInt(req, "after", 0, 0, INT64_MAX);
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider("text/event-stream", [this, path, follow, cursor, slot](
+                                                              size_t, httplib::DataSink& sink) {
+      auto send = [&](const nlohmann::json& e) {
+        std::string frame =
+            "event: " + e.value("type", "log") +
+            "\ndata: " + e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n\n";
+        cursor->lastSent = std::chrono::steady_clock::now();
+        return sink.write(frame.data(), frame.size());
+      };
+      if (cursor->done) {
+        sink.done();
+        return true;
+      }
+      struct stat st {};
+      const bool exists = ::stat(path.c_str(), &st) == 0;
+      if (exists && cursor->inode != 0 &&
+          (st.st_ino != cursor->inode || static_cast<uint64_t>(st.st_size) < cursor->offset)) {
+        // A new build of this name started its log afresh.
+        *cursor = Cursor{};
+        if (!send({{"type", "status"}, {"state", "restarted"}, {"line", 0}})) {
+          return false;
+        }
+      }
+      if (exists) {
+        cursor->inode = st.st_ino;
+        Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        std::string chunk(64 * 1024, '\0');
+        ssize_t n = fd.valid() ? ::pread(fd.get(), chunk.data(), chunk.size(),
+                                         static_cast<off_t>(cursor->offset))
+                               : -1;
+        if (n > 0) {
+          cursor->offset += static_cast<uint64_t>(n);
+          cursor->partial.append(chunk.data(), static_cast<size_t>(n));
+          size_t start = 0, nl;
+          while ((nl = cursor->partial.find('\n', start)) != std::string::npos) {
+            std::string_view line(cursor->partial.data() + start, nl - start);
+            start = nl + 1;
+            ++cursor->line;
+            cursor->final = providers::build::isFinalBuildLine(line);
+            if (cursor->line > cursor->skip &&
+                !send(providers::build::buildLogEvent(line, cursor->line))) {
+              return false;
+            }
+          }
+          cursor->partial.erase(0, start);
+          if (cursor->partial.size() > 64 * 1024) {
+            cursor->partial.clear();  // the provider writes whole lines: never this long
+          }
+          if (static_cast<size_t>(n) == chunk.size()) {
+            return server_->is_running();  // more to read at once
+          }
+        }
+      }
+      if (!follow || cursor->final) {
+        cursor->done = true;
+        sink.done();
+        return true;
+      }
+      if (std::chrono::steady_clock::now() - cursor->lastSent >= std::chrono::seconds(30) &&
+          !send({{"type", "heartbeat"}, {"line", cursor->line}})) {
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      return server_->is_running() && sink.is_writable();
+    });
   });
 }
 

@@ -69,6 +69,7 @@ class ApiServer {
   void readRoutes();
   void previewRoute();
   void eventsRoute();
+  void buildEventsRoute();
   void actionRoutes();
   void secretRoutes();
   void webhookRoute();

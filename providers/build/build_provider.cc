@@ -1,5 +1,6 @@
 #include "providers/build/build_provider.h"
 
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1145,11 +1146,20 @@ Status BuildProvider::runBuild(const BuildContext& base, BuildJob& job) {
   const std::string name = ctx.id.name;
   const std::string type = ctx.spec.value("type", "");
   auto started = std::chrono::steady_clock::now();
-  // Each line of the log goes to the log file as it comes, and out as a progress event.
-  std::string file;
+  // Each line of the log is appended to the log file (started afresh: GET /v1/builds/NAME/events
+  // follows it) as it comes, and out as a progress event, except a step's output (the log and the
+  // build's event stream have it; the host's event log would drown in it).
+  writeLog(name, "");
+  Fd file(::open((config_.stateDir + "/builds/" + name + ".log").c_str(),
+                 O_WRONLY | O_APPEND | O_CLOEXEC));
   BuildLog log([&](const std::string& line) {
-    file += line + "\n";
-    writeLog(name, file);
+    if (file.valid()) {
+      const std::string text = line + "\n";
+      (void)!::write(file.get(), text.data(), text.size());
+    }
+    if (!line.empty() && line[0] == '[') {
+      return;
+    }
     queue_.setProgress(job, line);
     ProgressEvent e;
     e.object = ctx.id;

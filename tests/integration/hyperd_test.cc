@@ -1507,3 +1507,74 @@ TEST_F(HyperdTest, AWorkstationSealsAndResealsThroughHyperd) {
 
 }  // namespace
 }  // namespace hyper
+
+namespace hyper {
+namespace {
+
+// GET /v1/builds/NAME/events: a Build's log as typed Server-Sent Events (step, log, status), all
+// of it without following; with ?follow=1 (here through `hyperctl logs build/NAME -f`) the lines
+// that come until the build ends, after which the stream and hyperctl end (exit 1 for a failed
+// build). A name that is not a Build name is refused; a Build never built here is a 404.
+TEST_F(HyperdTest, ABuildsLogIsServedAsTypedEventsAndFollowedUntilTheBuildEnds) {
+  ASSERT_TRUE(tmp_->write("src/.keep", "").isOk());
+  ASSERT_TRUE(tmp_->write("state/builds/app.log",
+                          "build app (script) key 0123abcd\n"
+                          "step 0 start\n"
+                          "[0] compiling\n"
+                          "[0!] warning: x\n"
+                          "step 0 exit 0\n")
+                  .isOk());
+  ASSERT_TRUE(startHyperd({"--source", tmp_->path() + "/src", "--drift-interval", "1h"}).isOk());
+
+  HttpReply all = http("GET", "/v1/builds/app/events");
+  ASSERT_EQ(all.status, 200) << all.body;
+  std::vector<Json> events;
+  std::istringstream lines(all.body);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("data: ", 0) == 0) {
+      events.push_back(Json::parse(line.substr(6)));
+    }
+  }
+  ASSERT_EQ(events.size(), 5u) << all.body;
+  EXPECT_EQ(events[0]["type"], "status");
+  EXPECT_EQ(events[0]["state"], "started");
+  EXPECT_EQ(events[1], (Json{{"type", "step"}, {"step", 0}, {"phase", "start"}, {"line", 2}}));
+  EXPECT_EQ(
+      events[2],
+      (Json{{"type", "log"}, {"step", 0}, {"stream", "out"}, {"text", "compiling"}, {"line", 3}}));
+  EXPECT_EQ(events[3]["stream"], "err");
+  EXPECT_EQ(events[4]["code"], 0);
+  EXPECT_NE(all.body.find("event: step\n"), std::string::npos);
+  // ?after=N resumes after line N.
+  HttpReply after = http("GET", "/v1/builds/app/events?after=4");
+  EXPECT_EQ(std::count(after.body.begin(), after.body.end(), '\n'), 3) << after.body;
+
+  EXPECT_EQ(http("GET", "/v1/builds/Not_A_Name/events").status, 400);
+  EXPECT_EQ(http("GET", "/v1/builds/never-built/events").status, 404);
+
+  // Following: hyperctl prints the log so far, then what is appended, and ends with the build.
+  const std::string out = tmp_->path() + "/follow.out";
+  auto follower = ChildProcess::start({"ip", "netns", "exec", ns_->name(), HYPERCTL_PATH,
+                                       "--state-dir", stateDir_, "logs", "build/app", "-f"},
+                                      out);
+  ASSERT_TRUE(follower.isOk());
+  ASSERT_TRUE(eventually(milliseconds(10000), [&] {
+    return readFile(out).find("step 0 exit 0") != std::string::npos;
+  })) << readFile(out);
+  EXPECT_TRUE((*follower)->running()) << readFile(out);
+  {
+    std::ofstream log(stateDir_ + "/builds/app.log", std::ios::app);
+    log << "step 1 start\n[1!] no such file\nstep 1 exit 2\nfailed: step 1 [make] exited with "
+           "code 2\n";
+  }
+  std::optional<int> code = (*follower)->waitExit(milliseconds(10000));
+  ASSERT_TRUE(code.has_value()) << "hyperctl logs -f did not end with the build: " << readFile(out);
+  EXPECT_EQ(*code, 1);
+  EXPECT_EQ(readFile(out),
+            "build app (script) key 0123abcd\nstep 0 start\n[0] compiling\n[0!] warning: x\n"
+            "step 0 exit 0\nstep 1 start\n[1!] no such file\nstep 1 exit 2\n"
+            "failed: step 1 [make] exited with code 2\n");
+}
+
+}  // namespace
+}  // namespace hyper
