@@ -31,6 +31,9 @@
 #include "hyperctl/hyperctl.h"
 #include "hyperctl/hyperctl_remote.h"
 #include "hyperctl/output.h"
+#include "providers/build/build_provider.h"
+#include "providers/build/script_build.h"
+#include "providers/vmm/qemu_driver.h"
 #include "reconciler/engine.h"
 #include "reconciler/state_lock.h"
 #include "source/source.h"
@@ -441,6 +444,30 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
     std::cout << "Apply complete: " << report.outcomes.size() << " actions (reconcile "
               << options.reconcileId << ").\n";
   }
+  return kExitOk;
+}
+
+// `hyperctl build release NAME`: the builder a failed script build kept goes (its VM stopped, its
+// run dir removed). Builders run detached from whoever started them (hyperd or hyperctl apply),
+// so any process finds them under the builders' run root.
+int runReleaseBuilder(const std::string& name) {
+  if (std::string why = checkDnsLabel(name); !why.empty()) {
+    return fail("build release: \"" + escapeControl(name) + "\" is not a Build name: " + why);
+  }
+  std::string root = providers::build::BuildProviderConfig{}.builderRunRoot;
+  if (const char* dir = std::getenv("HYPER_BUILDER_RUN_DIR"); dir != nullptr && *dir != '\0') {
+    root = dir;
+  }
+  providers::vmm::QemuDriver driver({root});
+  auto released = providers::build::releaseBuilder(driver, name);
+  if (!released.isOk()) {
+    return fail("build release " + name + ": " + released.status().message());
+  }
+  if (!*released) {
+    return fail("build release " + name + ": no builder is kept for Build " + name + " (in " +
+                root + ")");
+  }
+  std::cout << "Released the builder of Build " << name << ".\n";
   return kExitOk;
 }
 
@@ -1489,6 +1516,12 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
       "retire", "remove an old sealing key that no applied Secret value is sealed to");
   keysRetire->add_option("id", retireId, "the key id (16 hex digits, from `hyperctl keys`)")
       ->required();
+  auto* buildCmd = app.add_subcommand("build", "act on script builds' builder VMs");
+  buildCmd->require_subcommand(1);
+  std::string releaseName;
+  auto* release = buildCmd->add_subcommand(
+      "release", "stop the builder VM a failed script build kept (keepFailed: true)");
+  release->add_option("name", releaseName, "the Build's name")->required();
   auto* secretCmd = app.add_subcommand("secret", "seal values for Secret manifests");
   secretCmd->require_subcommand(1);
   auto* seal = secretCmd->add_subcommand(
@@ -1605,6 +1638,8 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
     code = runSeal(g, remote, sealName, sealKey, sealPubkey, keepNewline, sealInto);
   } else if (*verify) {
     code = runVerify(g, verifyTarget);
+  } else if (*release) {
+    code = runReleaseBuilder(releaseName);
   } else if (*gc) {
     code = runGc(g, keepRevisions, dryRun, output);
   }

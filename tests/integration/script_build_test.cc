@@ -133,6 +133,7 @@ TEST(ScriptBuildTest, StepsRunInABuilderVmFromAPinnedCommitAndTheirOutputIsAnArt
   ASSERT_EQ(commit.size(), 40u);
 
   const std::string state = dir + "/state";
+  std::error_code ec;
   const std::string value = "build-token-6c1f9e2a";  // the canary: it must show up nowhere
   CommandRun seal =
       test::runArgv({"sh", "-c", "printf %s \"$0\" | \"$@\"", value, HYPERCTL_PATH, "--state-dir",
@@ -179,15 +180,28 @@ TEST(ScriptBuildTest, StepsRunInABuilderVmFromAPinnedCommitAndTheirOutputIsAnArt
   EXPECT_NE(statement.find(commit), std::string::npos);
   EXPECT_NE(statement.find("./gen.sh > /out/app"), std::string::npos);
 
-  // A failing step is named with its exit code; the builder is gone after it.
+  // A failing step is named with its exit code. With keepFailed its builder stays up for
+  // inspection until `hyperctl build release`.
   std::ofstream(dir + "/fail.yaml")
       << kBuilderBuilds
-      << scriptBuild("broken", source + "}", "[['true'], [sh, -c, 'echo no >&2; exit 3']]");
+      << scriptBuild("broken", source + "}", "[['true'], [sh, -c, 'echo no >&2; exit 3']]",
+                     "    keepFailed: true\n");
   CommandRun failed = test::runHyperctl(state, {"apply", "-f", dir + "/fail.yaml"}, how);
   EXPECT_NE(failed.exitCode, 0);
   EXPECT_NE(failed.err.find("step 1 [sh, -c, echo no >&2; exit 3] exited with code 3"),
             std::string::npos)
       << failed.describe();
+  CommandRun brokenLog = test::runHyperctl(state, {"logs", "build/broken"});
+  EXPECT_NE(brokenLog.out.find("[1!] no"), std::string::npos) << brokenLog.out;
+  EXPECT_NE(brokenLog.out.find("keepFailed: builder build-"), std::string::npos) << brokenLog.out;
+  EXPECT_FALSE(fs::is_empty(runDir, ec)) << "the failed builder was not kept";
+  CommandRun kept = test::runArgv({"pgrep", "-f", runDir});
+  EXPECT_EQ(kept.exitCode, 0) << "no QEMU runs for the kept builder";
+  CommandRun release = test::runHyperctl(state, {"build", "release", "broken"}, how);
+  EXPECT_EQ(release.exitCode, 0) << release.describe();
+  CommandRun again2 = test::runHyperctl(state, {"build", "release", "broken"}, how);
+  EXPECT_NE(again2.exitCode, 0) << again2.describe();
+  EXPECT_NE(again2.err.find("no builder is kept"), std::string::npos) << again2.describe();
 
   // Past its timeout the builder is killed: no QEMU, no run dir left.
   std::ofstream(dir + "/slow.yaml")
@@ -196,7 +210,6 @@ TEST(ScriptBuildTest, StepsRunInABuilderVmFromAPinnedCommitAndTheirOutputIsAnArt
   CommandRun slow = test::runHyperctl(state, {"apply", "-f", dir + "/slow.yaml"}, how);
   EXPECT_NE(slow.exitCode, 0);
   EXPECT_NE(slow.err.find("timeout"), std::string::npos) << slow.describe();
-  std::error_code ec;
   EXPECT_TRUE(fs::is_empty(runDir, ec)) << "a builder's run dir is left in " << runDir;
   CommandRun qemus = test::runArgv({"pgrep", "-f", runDir});
   EXPECT_NE(qemus.exitCode, 0) << "a process of " << runDir << " still runs: " << qemus.out;
