@@ -58,6 +58,49 @@ echo " downloaded once into /var/cache/hyper/debs and checked against apt's SHA2
 echo " mmdebstrap from this machine's apt lists of bookworm, as an erofs image.)"
 show "$hyperctl" --state-dir "$state" apply -f "$examples/builds.yaml"
 
+step "a build from source: a script Build runs a git commit's steps in an ephemeral builder VM"
+echo "(The builder boots guest-kernel and guest-initrd (hyper's init and build agent), runs the"
+echo " steps chrooted in web-rootfs as uid 1000, with no network device, a fixed environment and"
+echo " the commit's tree at /build; what they leave under /out becomes a content-addressed artifact.)"
+app=$state/app-src
+git init --quiet --bare "$app.git"
+git init --quiet -b main "$app"
+printf 'hello from a builder VM\n' >"$app/greeting.txt"
+printf '#!/bin/sh\necho "@GREETING@ (built from commit @COMMIT@)"\n' >"$app/hello.in"
+cat >"$app/build.sh" <<'SCRIPT'
+#!/bin/sh
+set -e
+echo "building on $(hostname) as uid $(id -u) in $(pwd), SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH"
+mkdir -p /out/bin
+sed -e "s/@GREETING@/$(cat greeting.txt)/" -e "s/@COMMIT@/$1/" hello.in >/out/bin/hello
+chmod 755 /out/bin/hello
+SCRIPT
+chmod +x "$app/build.sh"
+git -C "$app" add -A
+git -C "$app" -c user.name=demo -c user.email=demo@example.invalid commit --quiet -m "hello"
+git -C "$app" push --quiet "$app.git" main
+commit=$(git -C "$app" rev-parse HEAD)
+cat >"$examples/app-build.yaml" <<YAML
+apiVersion: hyper.dev/v1alpha1
+kind: Build
+metadata: {name: hello-app}
+spec:
+  type: script
+  script:
+    source: {git: {url: $app.git, commit: $commit}}
+    builder: {kernel: {build: guest-kernel}, initrd: {build: guest-initrd}, rootfs: {build: web-rootfs}}
+    steps: [[./build.sh, "${commit:0:12}"], [/out/bin/hello]]
+    outputs: [{name: hello, path: /out/bin/hello}]
+    timeoutSeconds: 300
+YAML
+sed -n '/script:/,$p' "$examples/app-build.yaml"
+show "$hyperctl" --state-dir "$state" apply -f "$examples/builds.yaml" -f "$examples/app-build.yaml"
+show "$hyperctl" --state-dir "$state" logs build/hello-app
+digest=$("$hyperctl" --state-dir "$state" get builds -o json | tr -d ' \n' |
+  grep -o '"name":"hello-app".*' | grep -o 'sha256:[0-9a-f]*' | head -1)
+echo "\$ cat \$state/store/sha256/${digest#sha256:}   # the artifact"
+cat "$state/store/sha256/${digest#sha256:}"
+
 step "apply everything in the namespace: the Builds are cache hits; then the networks, the policies and a microVM booting from the Builds"
 show inns "$hyperctl" --state-dir "$state" apply -f "$examples"
 
