@@ -23,6 +23,8 @@ namespace hyper::providers::build {
 namespace {
 
 constexpr size_t kMaxBusyboxBytes = 64u << 20;
+// An initramfs is held in memory while it is made: a file taken from an artifact is bounded.
+constexpr size_t kMaxArtifactFileBytes = 256u << 20;
 
 // The first line of `TOOL --version` ("gzip 1.12", "tar (GNU tar) 1.34", "kmod version 30").
 Result<std::string> firstVersionLine(const std::string& tool) {
@@ -80,6 +82,29 @@ std::vector<std::string> scriptSecretsOf(const Json& spec) {
     std::string name = s.value("secret", "");
     if (std::find(out.begin(), out.end(), name) == out.end()) {
       out.push_back(name);
+    }
+  }
+  return out;
+}
+
+// An initramfs's files taken from other Builds' artifacts.
+struct ArtifactFile {
+  std::string field;  // "spec.initramfs.files[2].artifact"
+  std::string path;
+  std::string build;
+  std::string name;
+};
+std::vector<ArtifactFile> artifactFilesOf(const Json& spec) {
+  std::vector<ArtifactFile> out;
+  if (spec.value("type", "") != "initramfs") {
+    return out;
+  }
+  const Json files = spec.value("initramfs", Json::object()).value("files", Json::array());
+  for (size_t i = 0; i < files.size(); ++i) {
+    auto a = files[i].find("artifact");
+    if (a != files[i].end() && a->is_object()) {
+      out.push_back({"spec.initramfs.files[" + std::to_string(i) + "].artifact",
+                     files[i].value("path", ""), a->value("build", ""), a->value("name", "")});
     }
   }
   return out;
@@ -159,6 +184,9 @@ std::vector<Reference> BuildProvider::references(const Object& object) const {
   }
   for (const auto& r : builderRefsOf(object.spec)) {
     out.push_back({std::string("spec.script.builder.") + r.field + ".build", {"Build", r.build}});
+  }
+  for (const auto& f : artifactFilesOf(object.spec)) {
+    out.push_back({f.field + ".build", {"Build", f.build}});
   }
   const Json secrets = object.spec.value("script", Json::object()).value("secrets", Json::array());
   for (size_t i = 0; i < secrets.size() && object.spec.value("type", "") == "script"; ++i) {
@@ -517,6 +545,21 @@ std::optional<Json> BuildProvider::resolveInputs(const Object& object, ObserveSc
       return std::nullopt;
     }
   }
+  for (const auto& f : artifactFilesOf(spec)) {
+    if (!scope.builds) {
+      scope.builds = store::BuildIndex::of(scope.req->revision, scope.req->inventory);
+    }
+    Json c = store::artifactContext(f.build, f.name, *scope.builds, store_);
+    if (c.contains("error")) {
+      diags.error(object.id, f.field, c["error"].get<std::string>());
+      return std::nullopt;
+    }
+    if (c.value("pending", false)) {
+      pending = "Build/" + f.build;
+      return std::nullopt;
+    }
+    inputs[artifactInput(f.path)] = c["digest"];
+  }
   return inputs;
 }
 
@@ -566,7 +609,9 @@ bool BuildProvider::keepKey(const Object& object, const ManagedRecord* record, O
   const bool withHyperInit = object.spec.contains("initramfs") &&
                              object.spec["initramfs"].is_object() &&
                              object.spec["initramfs"].value("hyperInit", false);
-  if (sameSpec && s.exists && keyOf(record->handles) == kept->second.front() && !withHyperInit) {
+  const std::vector<ArtifactFile> artifactFiles = artifactFilesOf(object.spec);
+  if (sameSpec && s.exists && keyOf(record->handles) == kept->second.front() && !withHyperInit &&
+      artifactFiles.empty()) {
     s.context = {{"key", kept->second.front()}, {"kept", true}};
     return true;
   }
@@ -589,12 +634,35 @@ bool BuildProvider::keepKey(const Object& object, const ManagedRecord* record, O
     }
     kernelDigest = c["digest"];
   }
+  // Files taken from other Builds' artifacts: only a key made from what they have now is kept.
+  Json fileDigests = Json::object();
+  for (const auto& f : artifactFiles) {
+    if (!scope.builds) {
+      scope.builds = store::BuildIndex::of(req.revision, req.inventory);
+    }
+    Json c = store::artifactContext(f.build, f.name, *scope.builds, store_);
+    if (c.contains("error")) {
+      return false;
+    }
+    if (c.value("pending", false)) {
+      s.context = {{"pending", "Build/" + f.build}, {"keptKeys", kept->second}};
+      return true;
+    }
+    fileDigests[artifactInput(f.path)] = c["digest"];
+  }
   for (const std::string& key : kept->second) {
-    if (sameSpec && s.exists && keyOf(record->handles) == key && !withHyperInit) {
+    if (sameSpec && s.exists && keyOf(record->handles) == key && !withHyperInit &&
+        artifactFiles.empty()) {
       s.context = {{"key", key}, {"kept", true}};
       return true;
     }
-    if (std::optional<Json> found = keptRecord(object, key, kernelDigest)) {
+    std::optional<Json> found = keptRecord(object, key, kernelDigest);
+    for (const auto& [input, digest] : fileDigests.items()) {
+      if (found && (*found)["inputs"].value(input, "") != digest) {
+        found.reset();
+      }
+    }
+    if (found) {
       s.context = {{"key", key}, {"inputs", (*found)["inputs"]}, {"cached", true}, {"kept", true}};
       return true;
     }
@@ -816,6 +884,18 @@ Result<Json> BuildProvider::buildInitramfs(const BuildContext& ctx, BuildLog& lo
     }
     log += "modules from Build/" + spec.kernel + " " + digest + ":" + names + "\n";
   }
+  for (auto& f : spec.files) {
+    if (f.artifactBuild.empty()) {
+      continue;
+    }
+    const std::string digest = inputs.value(artifactInput(f.path), "");
+    if (digest.empty() || !store_.has(digest)) {
+      return Status::error(f.path + ": Build/" + f.artifactBuild + "'s " + f.artifactName + " " +
+                           digest + " is not in the store");
+    }
+    HYPER_ASSIGN_OR_RETURN(f.content, readFile(store_.pathOf(digest), kMaxArtifactFileBytes));
+    log += f.path + " from Build/" + f.artifactBuild + "'s " + f.artifactName + " " + digest + "\n";
+  }
   log += "initramfs: " + std::to_string(spec.files.size()) + " files" +
          (spec.busybox ? ", busybox " + inputs.value("busybox", "") : "") +
          (spec.hyperInit ? ", hyper's init" : "") + "\n";
@@ -976,30 +1056,45 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
     Json inputs =
         action.privateData.is_object() ? action.privateData.value("inputs", Json()) : Json();
     const std::string kernel = kernelBuildOf(spec);
-    if (!kernel.empty()) {
-      // The kernel Build was applied before this one: its record as it is now says which
-      // modules, whatever plan saw (it may have been waiting for that build).
-      const std::string artifact = spec["initramfs"]["kernel"].value("artifact", "modules");
-      auto digest = store::artifactDigest(kernel, artifact, req.references, store_);
-      if (!digest.isOk()) {
-        resp.diagnostics.error(action.id, "spec.initramfs.kernel", digest.status().message());
-        resp.retryAfter = std::chrono::seconds(5);
-        return;
+    const std::vector<ArtifactFile> artifactFiles = artifactFilesOf(spec);
+    if (!kernel.empty() || !artifactFiles.empty()) {
+      // The Builds it takes from were applied before this one: their records as they are now
+      // say which modules and artifacts, whatever plan saw (it may have been waiting for them).
+      std::string kernelDigest;
+      if (!kernel.empty()) {
+        const std::string artifact = spec["initramfs"]["kernel"].value("artifact", "modules");
+        auto digest = store::artifactDigest(kernel, artifact, req.references, store_);
+        if (!digest.isOk()) {
+          resp.diagnostics.error(action.id, "spec.initramfs.kernel", digest.status().message());
+          resp.retryAfter = std::chrono::seconds(5);
+          return;
+        }
+        kernelDigest = *digest;
+      }
+      Json fileDigests = Json::object();
+      for (const auto& f : artifactFiles) {
+        auto digest = store::artifactDigest(f.build, f.name, req.references, store_);
+        if (!digest.isOk()) {
+          resp.diagnostics.error(action.id, f.field, digest.status().message());
+          resp.retryAfter = std::chrono::seconds(5);
+          return;
+        }
+        fileDigests[artifactInput(f.path)] = *digest;
       }
       if (!inputs.is_object() && action.privateData.is_object() &&
           action.privateData.contains("keptKeys")) {
-        // Planned while waiting for the kernel, with keys this content was applied with: one
-        // made from the kernel's modules as they are now is taken again.
+        // Planned while waiting, with keys this content was applied with: one made from the
+        // kernel's modules as they are now is taken again.
         for (const auto& key : action.privateData["keptKeys"]) {
           if (std::optional<Json> found =
-                  key.is_string() ? keptRecord(*req.desired, key, *digest) : std::nullopt) {
+                  key.is_string() ? keptRecord(*req.desired, key, kernelDigest) : std::nullopt) {
             inputs = (*found)["inputs"];
             break;
           }
         }
       }
       if (!inputs.is_object()) {
-        // Planned while waiting for the kernel: the other inputs are resolved now.
+        // Planned while waiting: the other inputs are resolved now.
         inputs = Json::object();
         for (const auto& [source, blob] : req.desired->files) {
           inputs["source:" + source] = blob->digest;
@@ -1030,7 +1125,12 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
           inputs["busybox"] = *busybox;
         }
       }
-      inputs["kernel"] = *digest;
+      if (!kernel.empty()) {
+        inputs["kernel"] = kernelDigest;
+      }
+      for (const auto& [input, digest] : fileDigests.items()) {
+        inputs[input] = digest;
+      }
     }
     if (spec.value("type", "") == "script") {
       // The builder's Builds were applied before this one: their records as they are now say

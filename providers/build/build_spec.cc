@@ -176,13 +176,30 @@ BuildSpec parseBuildSpec(const ObjectId& id, const Json& spec, Diagnostics& diag
     const std::string field = "spec." + section + ".files[" + std::to_string(i) + "]";
     ImageFile file;
     file.path = f.value("path", "");
-    // Exactly one of the two, said at the entry (valijson's words for a oneOf are not a person's).
-    if (f.contains("content") == f.contains("source")) {
+    // Exactly one, said at the entry (valijson's words for a oneOf are not a person's).
+    const int given = (f.contains("content") ? 1 : 0) + (f.contains("source") ? 1 : 0) +
+                      (f.contains("artifact") ? 1 : 0);
+    if (given != 1) {
+      const bool artifacts = section == "initramfs";
+      std::vector<std::string> named;
+      for (const char* k : {"content", "source", "artifact"}) {
+        if (f.contains(k)) {
+          named.push_back(k);
+        }
+      }
+      std::string what = given == 0   ? (artifacts ? "has none of content, source and artifact"
+                                                   : "has neither content nor source")
+                         : given == 2 ? "has both " + named[0] + " and " + named[1]
+                                      : "has content, source and artifact";
       diags.error(id, field,
-                  std::string(f.contains("content") ? "has both content and source"
-                                                    : "has neither content nor source") +
-                      ": expected exactly one of content: TEXT and source: PATH");
+                  what + ": expected exactly one of " +
+                      (artifacts ? "content: TEXT, source: PATH and artifact: {build, name}"
+                                 : "content: TEXT and source: PATH"));
       continue;
+    }
+    if (f.contains("artifact") && f["artifact"].is_object()) {
+      file.artifactBuild = f["artifact"].value("build", "");
+      file.artifactName = f["artifact"].value("name", "");
     }
     file.content = f.value("content", "");
     file.source = f.value("source", "");

@@ -19,7 +19,14 @@ struct ImageFile {
   uint32_t mode = 0644;
   std::string content;  // as written, or the bytes of `source`
   std::string source;   // the file source as written ("web/init.sh"); "" for content
+  // artifact: {build, name}: another Build's artifact (content filled in by the build from the
+  // store); both "" otherwise.
+  std::string artifactBuild;
+  std::string artifactName;
 };
+
+// The input name of an initramfs file taken from an artifact: "artifact:/bin/app".
+inline std::string artifactInput(const std::string& path) { return "artifact:" + path; }
 
 // A file a script build leaves under /out that becomes an artifact.
 struct ScriptOutput {

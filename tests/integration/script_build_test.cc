@@ -49,7 +49,7 @@ std::string scriptBuild(const std::string& name, const std::string& source,
          "}\nspec:\n  type: script\n  script:\n    source: {git: " + source +
          "}\n    builder: {kernel: {build: builder-kernel}, initrd: {build: builder-initrd}}\n"
          "    steps: " +
-         steps + "\n    outputs: [{name: app, path: /out/app}]\n" + extra;
+         steps + "\n" + extra + "    outputs:\n    - {name: app, path: /out/app}\n";
 }
 
 // The digest of Build `name`'s artifact `artifact` in `hyperctl get builds -o json`.
@@ -139,13 +139,16 @@ TEST(ScriptBuildTest, StepsRunInABuilderVmFromAPinnedCommitAndTheirOutputIsAnArt
       test::runArgv({"sh", "-c", "printf %s \"$0\" | \"$@\"", value, HYPERCTL_PATH, "--state-dir",
                      state, "secret", "seal", "--name", "npm", "--key", "token"});
   ASSERT_EQ(seal.exitCode, 0) << seal.describe();
-  const std::string steps = "[[./gen.sh], [sh, -c, './gen.sh > /out/app && cat /out/app']]";
+  const std::string steps =
+      "[[./gen.sh], [sh, -c, './gen.sh > /out/app && cat /out/app'], [sh, -c, 'printf "
+      "\"#!/bin/sh\\necho ran: %s\\n\" \"$(cat data/greeting.txt)\" > /out/run']]";
   const std::string source = "{url: " + repo + ", commit: " + commit;
   std::ofstream(dir + "/builds.yaml")
       << kBuilderBuilds << "---\n"
       << seal.out
       << scriptBuild("app", source + ", path: app}", steps,
-                     "    secrets: [{secret: npm, key: token, id: token}]\n");
+                     "    secrets: [{secret: npm, key: token, id: token}]\n")
+      << "    - {name: run, path: /out/run}\n";
   CommandRun apply = test::runHyperctl(state, {"apply", "-f", dir + "/builds.yaml"}, how);
   ASSERT_EQ(apply.exitCode, 0) << apply.describe();
 
@@ -179,6 +182,28 @@ TEST(ScriptBuildTest, StepsRunInABuilderVmFromAPinnedCommitAndTheirOutputIsAnArt
   ASSERT_TRUE(decodeBase64(envelope.value("payload", ""), statement));
   EXPECT_NE(statement.find(commit), std::string::npos);
   EXPECT_NE(statement.find("./gen.sh > /out/app"), std::string::npos);
+
+  // The artifact runs in a VM: an initramfs takes it as a file (artifact: {build, name}) and the
+  // VM's readiness line is what it prints.
+  const std::string vmRun = dir + "/vmrun";
+  std::ofstream(dir + "/vm.yaml")
+      << readFile(dir + "/builds.yaml").value()
+      << "---\napiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: app-initrd}\n"
+         "spec:\n  type: initramfs\n  initramfs:\n    files:\n"
+         "    - {path: /init, mode: \"0755\", content: \"#!/bin/sh\\n/bin/busybox --install -s "
+         "/bin\\n/bin/run\\npoweroff -f\\n\"}\n"
+         "    - {path: /bin/run, mode: \"0755\", artifact: {build: app, name: run}}\n"
+         "---\napiVersion: hyper.dev/v1alpha1\nkind: VM\nmetadata: {name: app-vm}\nspec:\n"
+         "  kernel: {build: builder-kernel}\n  initrd: {build: app-initrd}\n"
+         "  readiness: {consoleLine: \"ran: hello from git\"}\n";
+  test::HyperctlEnv vmHow = how;
+  vmHow.env.push_back("HYPER_VM_RUN_DIR=" + vmRun);
+  CommandRun vm = test::runHyperctl(state, {"apply", "-f", dir + "/vm.yaml"}, vmHow);
+  EXPECT_EQ(vm.exitCode, 0) << vm.describe();
+  auto console = readFile(vmRun + "/app-vm/console.log");
+  EXPECT_TRUE(console.isOk() && console->find("ran: hello from git") != std::string::npos)
+      << (console.isOk() ? *console : console.status().message());
+  test::killQemusUnder(vmRun);
 
   // A failing step is named with its exit code. With keepFailed its builder stays up for
   // inspection until `hyperctl build release`.

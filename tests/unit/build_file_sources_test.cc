@@ -152,12 +152,52 @@ TEST(BuildSpecSourcesTest, ExactlyOneOfContentAndSourceAndASourceMustHaveBeenRea
   EXPECT_EQ(d.items()[0].fieldPath, "spec.initramfs.files[0]");
   EXPECT_NE(d.items()[0].summary.find("has both content and source"), std::string::npos);
   EXPECT_EQ(d.items()[1].fieldPath, "spec.initramfs.files[1]");
-  EXPECT_NE(d.items()[1].summary.find("has neither content nor source"), std::string::npos);
+  EXPECT_NE(d.items()[1].summary.find("has none of content, source and artifact"),
+            std::string::npos);
   EXPECT_EQ(d.items()[2].fieldPath, "spec.initramfs.files[2].source");
   EXPECT_NE(d.items()[2].summary.find("\"c.sh\" was not read"), std::string::npos);
   ASSERT_EQ(parsed.files.size(), 1u);
   EXPECT_EQ(parsed.files[0].path, "/d");
   EXPECT_EQ(parsed.files[0].content, "the bytes of d.sh");
+}
+
+}  // namespace
+}  // namespace hyper::providers::build
+
+namespace hyper::providers::build {
+namespace {
+
+// An initramfs file may take another Build's artifact (a script build's output): the Build is
+// a reference of the initramfs, and the file's bytes come from the store at build time.
+TEST(BuildSpecSourcesTest, AnInitramfsFileMayBeAnotherBuildsArtifact) {
+  Json spec = Json::parse(R"({"type":"initramfs","initramfs":{"busybox":false,"files":[
+      {"path":"/bin/app","mode":"0755","artifact":{"build":"app","name":"app"}},
+      {"path":"/x","content":"x","artifact":{"build":"app","name":"app"}}]}})");
+  Diagnostics d;
+  BuildSpec parsed = parseBuildSpec({"Build", "img"}, spec, d);
+  ASSERT_EQ(d.items().size(), 1u) << d.format();
+  EXPECT_EQ(d.items()[0].fieldPath, "spec.initramfs.files[1]");
+  EXPECT_NE(d.items()[0].summary.find("has both content and artifact"), std::string::npos)
+      << d.items()[0].summary;
+  ASSERT_EQ(parsed.files.size(), 1u);
+  EXPECT_EQ(parsed.files[0].artifactBuild, "app");
+  EXPECT_EQ(parsed.files[0].artifactName, "app");
+  EXPECT_EQ(parsed.files[0].mode, 0755u);
+  EXPECT_EQ(artifactInput("/bin/app"), "artifact:/bin/app");
+
+  char tmpl[] = "/tmp/hyper-artifact-file.XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string tmp = tmpl;
+  BuildProvider provider(BuildProviderConfig{tmp + "/state"});
+  Object o;
+  o.id = {"Build", "img"};
+  o.spec = spec;
+  auto refs = provider.references(o);
+  ASSERT_EQ(refs.size(), 2u);
+  EXPECT_EQ(refs[0].fieldPath, "spec.initramfs.files[0].artifact.build");
+  EXPECT_EQ(refs[0].target, (ObjectId{"Build", "app"}));
+  std::error_code ec;
+  std::filesystem::remove_all(tmp, ec);
 }
 
 }  // namespace
