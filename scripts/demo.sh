@@ -92,14 +92,42 @@ spec:
     steps: [[./build.sh, "${commit:0:12}"], [/out/bin/hello]]
     outputs: [{name: hello, path: /out/bin/hello}]
     timeoutSeconds: 300
+---
+# The artifact in a guest: an initramfs takes it as /bin/hello, and a microVM runs it.
+apiVersion: hyper.dev/v1alpha1
+kind: Build
+metadata: {name: hello-app-initrd}
+spec:
+  type: initramfs
+  initramfs:
+    files:
+      - {path: /bin/hello, mode: "0755", artifact: {build: hello-app, name: hello}}
+      - path: /init
+        mode: "0755"
+        content: |
+          #!/bin/busybox sh
+          /bin/busybox --install -s /bin
+          /bin/hello
+          while true; do sleep 3600; done
+---
+apiVersion: hyper.dev/v1alpha1
+kind: VM
+metadata: {name: hello-app}
+spec:
+  kernel: {build: guest-kernel}
+  initrd: {build: hello-app-initrd}
+  readiness: {consoleLine: "hello from a builder VM (built from commit ${commit:0:12})"}
 YAML
-sed -n '/script:/,$p' "$examples/app-build.yaml"
+sed -n '/script:/,/timeoutSeconds/p' "$examples/app-build.yaml"
 show "$hyperctl" --state-dir "$state" apply -f "$examples/builds.yaml" -f "$examples/app-build.yaml"
 show "$hyperctl" --state-dir "$state" logs build/hello-app
 digest=$("$hyperctl" --state-dir "$state" get builds -o json | tr -d ' \n' |
   grep -o '"name":"hello-app".*' | grep -o 'sha256:[0-9a-f]*' | head -1)
 echo "\$ cat \$state/store/sha256/${digest#sha256:}   # the artifact"
 cat "$state/store/sha256/${digest#sha256:}"
+echo "(The same apply made an initramfs holding it as /bin/hello and booted a microVM that runs it:)"
+echo "\$ hyperctl --state-dir \$state logs vm/hello-app | grep 'hello from'"
+"$hyperctl" --state-dir "$state" logs vm/hello-app | grep -a "hello from a builder VM"
 
 step "apply everything in the namespace: the Builds are cache hits; then the networks, the policies and a microVM booting from the Builds"
 show inns "$hyperctl" --state-dir "$state" apply -f "$examples"
