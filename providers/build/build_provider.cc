@@ -1015,6 +1015,41 @@ Result<Json> BuildProvider::buildScript(const BuildContext& ctx, BuildLog& log) 
   run.driver = builders_;
   run.cancel = ctx.cancel;
   run.deadline = ctx.deadline;
+  // Every delivery is audited (an event naming the value and the build, never the value).
+  run.onSecretDelivery = [&](const std::vector<std::string>& stored, const Status& result) {
+    auto idOf = [&](const std::string& fileId) {
+      for (const auto& s : spec.secrets) {
+        if (s.id == fileId) {
+          return s.secret + "/" + s.key;
+        }
+      }
+      return fileId;
+    };
+    for (const std::string& id : stored) {
+      ProgressEvent e;
+      e.object = ctx.id;
+      e.type = "secret-delivered";
+      e.message = "secret " + idOf(id) + " delivered to " + ctx.id.str() + " at /run/secrets/" +
+                  id + " for the build";
+      e.details = {{"secret", idOf(id)}, {"path", "/run/secrets/" + id}};
+      e.samples.push_back({"hyper_build_secret_deliveries_total",
+                           "Secret values delivered to script builds, by result",
+                           {{"result", "delivered"}}});
+      report(std::move(e));
+    }
+    if (!result.isOk()) {
+      ProgressEvent e;
+      e.object = ctx.id;
+      e.type = "secret-delivery-failed";
+      e.level = "warn";
+      e.message = "secrets not delivered to " + ctx.id.str() + ": " + result.message();
+      e.samples.push_back({"hyper_build_secret_deliveries_total",
+                           "Secret values delivered to script builds, by result",
+                           {{"result", "failed"}},
+                           static_cast<double>(spec.secrets.size() - stored.size())});
+      report(std::move(e));
+    }
+  };
   ScriptTimings timings;
   HYPER_ASSIGN_OR_RETURN(std::vector<ScriptArtifact> outputs,
                          runScriptBuild(spec, run, log, &timings));

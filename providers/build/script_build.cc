@@ -257,6 +257,9 @@ Result<std::vector<ScriptArtifact>> runScriptBuild(const BuildSpec& spec, const 
         vmm::channelSocketPath(handle.runDir, vmm::kSecretsChannel), run.secrets,
         vmm::DeliveryMode::Boot, std::min(leftUntil(deadline), std::chrono::milliseconds(120000)),
         run.cancel, &stored);
+    if (run.onSecretDelivery) {
+      run.onSecretDelivery(stored, delivered);
+    }
     if (!delivered.isOk()) {
       return withConsole(delivered.withContext("deliver the build's secrets"));
     }

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +30,10 @@ struct ScriptRun {
   std::shared_ptr<vmm::VmDriver> driver;
   const std::atomic<bool>* cancel = nullptr;
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  // Told the ids the builder stored (in order) and how the delivery ended, when there are
+  // secrets: the caller's audit events and metrics.
+  std::function<void(const std::vector<std::string>& stored, const Status& result)>
+      onSecretDelivery;
   // At most this much of the steps' output goes to the build's log (the rest is counted).
   size_t maxLogBytes = size_t{1} << 20;
 };

@@ -1578,3 +1578,81 @@ TEST_F(HyperdTest, ABuildsLogIsServedAsTypedEventsAndFollowedUntilTheBuildEnds) 
 
 }  // namespace
 }  // namespace hyper
+
+namespace hyper {
+namespace {
+
+// A script Build converged by hyperd: the build runs on the queue beside the loop, its builder
+// gets a Secret (audited as an event naming the value's id and the Build, never the value), the
+// boot time is a metric, and the build's log is served as typed events with its steps.
+TEST_F(HyperdTest, HyperdRunsAScriptBuildAndAuditsItsSecret) {
+  const auto& image = test::guestImage();
+  if (!image.skipReason.empty()) {
+    GTEST_SKIP() << image.skipReason;
+  }
+  const std::string repo = tmp_->path() + "/app.git";
+  const std::string work = tmp_->path() + "/work";
+  test::runGit({"init", "--quiet", "--bare", repo});
+  test::runGit({"clone", "--quiet", repo, work});
+  ASSERT_TRUE(tmp_->write("work/msg.txt", "from hyperd\n").isOk());
+  test::runGit({"-C", work, "add", "-A"});
+  test::runGit({"-C", work, "commit", "--quiet", "-m", "app"});
+  test::runGit({"-C", work, "push", "--quiet", "origin", "HEAD:main"});
+  const std::string commit = test::runGit({"-C", work, "rev-parse", "HEAD"});
+  const std::string kCanary = "canary-build-secret-8e41d07a";
+  CommandRun seal =
+      test::runArgv({"sh", "-c", "printf %s \"$0\" | \"$@\"", kCanary, HYPERCTL_PATH, "--state-dir",
+                     stateDir_, "secret", "seal", "--name", "npm", "--key", "token"});
+  ASSERT_EQ(seal.exitCode, 0) << seal.describe();
+  ASSERT_TRUE(tmp_->write("src/secret.yaml", seal.out).isOk());
+  ASSERT_TRUE(
+      tmp_->write("src/builds.yaml",
+                  "apiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: k}\nspec:\n"
+                  "  type: debian-kernel\n---\napiVersion: hyper.dev/v1alpha1\nkind: Build\n"
+                  "metadata: {name: i}\nspec:\n  type: initramfs\n  initramfs:\n"
+                  "    kernel: {build: k}\n    hyperInit: true\n---\n"
+                  "apiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: app}\nspec:\n"
+                  "  type: script\n  script:\n    source: {git: {url: " +
+                      repo + ", commit: " + commit +
+                      "}}\n    builder: {kernel: {build: k}, initrd: {build: i}}\n"
+                      "    steps: [[sh, -c, 'cat msg.txt; wc -c < /run/secrets/tok > /out/n']]\n"
+                      "    outputs: [{name: n, path: /out/n}]\n"
+                      "    secrets: [{secret: npm, key: token, id: tok}]\n")
+          .isOk());
+  const std::string runDir = "/tmp/hbd-" + std::to_string(::getpid());
+  hyperdEnv_ = {"HYPER_BUILDER_RUN_DIR=" + runDir};
+  ASSERT_TRUE(startHyperd({"--source", tmp_->path() + "/src", "--drift-interval", "1h"}).isOk());
+  ASSERT_TRUE(eventually(milliseconds(240000), [&] {
+    return !eventsOf("secret-delivered", "Build/app").empty() &&
+           http("GET", "/v1/builds/app/events").body.find("built in") != std::string::npos;
+  })) << http("GET", "/v1/builds/app/events").body;
+  Json delivered = eventsOf("secret-delivered", "Build/app").front();
+  EXPECT_EQ(delivered["message"],
+            "secret npm/token delivered to Build/app at /run/secrets/tok for the build");
+  HttpReply log = http("GET", "/v1/builds/app/events");
+  EXPECT_NE(
+      log.body.find("\"step\":0,\"stream\":\"out\",\"text\":\"from hyperd\",\"type\":\"log\"}"),
+      std::string::npos)
+      << log.body;
+  EXPECT_NE(log.body.find("\"state\":\"succeeded\""), std::string::npos) << log.body;
+  HttpReply metrics = http("GET", "/metrics", {}, "", false);
+  EXPECT_NE(metrics.body.find("hyper_build_builder_boot_seconds_count 1"), std::string::npos)
+      << metrics.body;
+  EXPECT_NE(metrics.body.find("hyper_build_secret_deliveries_total{result=\"delivered\"} 1"),
+            std::string::npos);
+  // The value's length reached the artifact; the value itself is nowhere hyperd wrote or said.
+  std::string everything = log.body + metrics.body + events().dump();
+  hyperd_.reset();
+  everything += readFile(logPath_);
+  for (const auto& e : fs::recursive_directory_iterator(stateDir_)) {
+    if (e.is_regular_file() && e.file_size() < (64u << 20)) {
+      everything += readFile(e.path().string());
+    }
+  }
+  EXPECT_EQ(everything.find(kCanary), std::string::npos);
+  std::error_code ec;
+  fs::remove_all(runDir, ec);
+}
+
+}  // namespace
+}  // namespace hyper
