@@ -1082,6 +1082,8 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
   const PlanAction& action = *req.action;
   guarded(resp.diagnostics, action.id, "apply", [&] {
     if (action.type == ActionType::Delete) {
+      // Its build, queued or running, stops unless another Build waits for the same key.
+      queue_.leave(action.id.name);
       // The artifacts stay: other builds may share them, and gc decides.
       std::error_code ec;
       std::filesystem::remove(config_.stateDir + "/builds/" + action.id.name + ".log", ec);

@@ -49,6 +49,28 @@ BuildQueue::~BuildQueue() {
   }
 }
 
+void BuildQueue::leave(const std::string& owner) {
+  std::vector<ProgressEvent> events;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto& [k, job] : jobs_) {
+      if (job->state != BuildJob::State::Done && job->owners.erase(owner) > 0 &&
+          job->owners.empty()) {
+        job->cancel = true;
+        ProgressEvent e;
+        e.object = {"Build", owner};
+        e.type = "build-cancelled";
+        e.level = "warning";
+        e.message = "build of key " + k.substr(0, 12) + " cancelled: the Build was deleted";
+        events.push_back(std::move(e));
+      }
+    }
+  }
+  for (auto& e : events) {
+    report_(std::move(e));
+  }
+}
+
 std::shared_ptr<BuildJob> BuildQueue::submit(const std::string& key, const std::string& owner,
                                              const std::string& type, Work work) {
   std::vector<ProgressEvent> events;

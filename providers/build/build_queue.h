@@ -51,10 +51,12 @@ struct BuildJob {
 };
 
 // Builds run beside the reconcile, not in it: at most `concurrency` at once on the queue's own
-// threads, each key built once at a time whoever asks, a job its owners all left (their spec moved
-// on) cancelled, its process group killed. What happens is reported through `report` (events and
-// metrics for hyperd, lines for a waiting hyperctl), and `onDone` is called when a job finishes
-// (hyperd's loop is woken to record it).
+// threads, first come first served. That is fair between Build objects: a Build has at most one
+// unfinished job of its own (submitting a new key cancels its other one), so no Build can take
+// more than one place in the line, each key built once at a time whoever asks, a job its owners all
+// left (their spec moved on) cancelled, its process group killed. What happens is reported through
+// `report` (events and metrics for hyperd, lines for a waiting hyperctl), and `onDone` is called
+// when a job finishes (hyperd's loop is woken to record it).
 class BuildQueue {
  public:
   using Work = std::function<Status(BuildJob& job)>;
@@ -73,6 +75,9 @@ class BuildQueue {
   // `owner` leaves the job, and a job nobody waits for any more is cancelled.
   bool wait(const std::shared_ptr<BuildJob>& job, const std::string& owner,
             const std::atomic<bool>* cancel, BuildJob::Clock::time_point deadline);
+  // `owner` leaves every unfinished job (its Build was deleted: pruned); a job nobody else waits
+  // for is cancelled, its process group killed, or skipped when it has not started.
+  void leave(const std::string& owner);
   // Forgets a done job (its result was taken; the store keeps what it made).
   void forget(const std::shared_ptr<BuildJob>& job);
   // Reads a job's state and progress under the queue's lock.

@@ -139,6 +139,30 @@ TEST_F(BuildQueueTest, AJobItsOwnerMovedOnFromIsCancelled) {
   EXPECT_TRUE(s1->result.isOk());
 }
 
+TEST_F(BuildQueueTest, ADeletedBuildLeavesItsJobsAndOnlyLoneOnesAreCancelled) {
+  Gate gate;
+  auto q = queue(1);
+  auto running = q->submit("k1", "gone", "script", gate.work());
+  for (int i = 0; i < 500 && gate.running.load() < 1; ++i) {
+    std::this_thread::sleep_for(2ms);
+  }
+  auto queued = q->submit("k2", "other", "script", gate.work());
+  auto shared = q->submit("k2", "gone-too", "script", gate.work());
+  ASSERT_EQ(queued, shared);
+  q->leave("gone");      // its running job is cancelled
+  q->leave("gone-too");  // "other" still waits for k2: it stays
+  EXPECT_TRUE(running->cancel.load());
+  EXPECT_FALSE(queued->cancel.load());
+  ASSERT_TRUE(q->wait(running, "gone", nullptr, BuildJob::Clock::now() + 10s));
+  EXPECT_FALSE(running->result.isOk());
+  gate.open = true;
+  ASSERT_TRUE(q->wait(queued, "other", nullptr, BuildJob::Clock::now() + 10s));
+  EXPECT_TRUE(queued->result.isOk());
+  auto seen = types("gone");
+  EXPECT_NE(std::find(seen.begin(), seen.end(), "build-cancelled"), seen.end());
+  EXPECT_EQ(gate.runs.load(), 2);
+}
+
 TEST_F(BuildQueueTest, AWaiterThatGivesUpLeavesAndTheLoneJobIsCancelled) {
   Gate gate;
   auto q = queue(1);
