@@ -49,22 +49,27 @@ BuildQueue::~BuildQueue() {
   }
 }
 
+void BuildQueue::leaveLocked(const std::string& owner, const std::string& except,
+                             const std::string& why, std::vector<ProgressEvent>& events) {
+  for (auto& [k, job] : jobs_) {
+    if (k != except && job->state != BuildJob::State::Done && job->owners.erase(owner) > 0 &&
+        job->owners.empty()) {
+      job->cancel = true;
+      ProgressEvent e;
+      e.object = {"Build", owner};
+      e.type = "build-cancelled";
+      e.level = "warning";
+      e.message = "build of key " + k.substr(0, 12) + " cancelled: " + why;
+      events.push_back(std::move(e));
+    }
+  }
+}
+
 void BuildQueue::leave(const std::string& owner) {
   std::vector<ProgressEvent> events;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    for (auto& [k, job] : jobs_) {
-      if (job->state != BuildJob::State::Done && job->owners.erase(owner) > 0 &&
-          job->owners.empty()) {
-        job->cancel = true;
-        ProgressEvent e;
-        e.object = {"Build", owner};
-        e.type = "build-cancelled";
-        e.level = "warning";
-        e.message = "build of key " + k.substr(0, 12) + " cancelled: the Build was deleted";
-        events.push_back(std::move(e));
-      }
-    }
+    leaveLocked(owner, "", "the Build was deleted", events);
   }
   for (auto& e : events) {
     report_(std::move(e));
@@ -86,18 +91,7 @@ std::shared_ptr<BuildJob> BuildQueue::submit(const std::string& key, const std::
       it = stale ? jobs_.erase(it) : std::next(it);
     }
     // The owner's other unfinished job: its spec moved on. Cancelled when nobody else waits.
-    for (auto& [k, other] : jobs_) {
-      if (k != key && other->state != BuildJob::State::Done && other->owners.erase(owner) > 0 &&
-          other->owners.empty()) {
-        other->cancel = true;
-        ProgressEvent e;
-        e.object = {"Build", owner};
-        e.type = "build-cancelled";
-        e.level = "warning";
-        e.message = "build of key " + k.substr(0, 12) + " cancelled: the spec moved on";
-        events.push_back(std::move(e));
-      }
-    }
+    leaveLocked(owner, key, "the spec moved on", events);
     auto it = jobs_.find(key);
     // A job being cancelled (everyone had left it) is not joined: a new one replaces it.
     if (it != jobs_.end() && !it->second->cancel) {

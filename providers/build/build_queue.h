@@ -89,6 +89,9 @@ class BuildQueue {
 
  private:
   void workerLoop();
+  // With mu_ held: `owner` leaves its unfinished jobs but `except`; lone ones are cancelled.
+  void leaveLocked(const std::string& owner, const std::string& except, const std::string& why,
+                   std::vector<ProgressEvent>& events);
 
   const size_t concurrency_;
   std::function<void(ProgressEvent)> report_;
