@@ -21,3 +21,7 @@ echo
 # VMs: apply -> Ready against the same QEMU command by hand, and no-op reconciles with 1, 5 and 10
 # VMs running (needs root and the guest kernel; boots 13 VMs under TCG: minutes).
 build-release/bench/hyper_vm_bench
+# Builder VMs: a script build run on the host against the same build in an ephemeral builder VM
+# (needs root and the guest kernel; 3 builder boots under TCG and the builds in them: minutes).
+# echo
+# build-release/bench/hyper_builder_bench
