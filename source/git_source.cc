@@ -665,7 +665,7 @@ Status GitSource::gitError(const std::string& operation) const {
   return Status::error(redact(operation.empty() ? cause : operation + " <- " + cause));
 }
 
-Result<GitSource::RemoteRef> GitSource::findRef(git_remote* remote) const {
+Result<GitSource::RemoteRef> GitSource::findRef(git_remote* remote, bool peel) const {
   const git_remote_head** heads = nullptr;
   size_t count = 0;
   if (git_remote_ls(&heads, &count, remote) < 0) {
@@ -681,7 +681,16 @@ Result<GitSource::RemoteRef> GitSource::findRef(git_remote* remote) const {
   for (const auto& want : candidates) {
     for (size_t i = 0; i < count; ++i) {
       if (want == heads[i]->name) {
-        return RemoteRef{want, heads[i]->oid};
+        RemoteRef found{want, heads[i]->oid};
+        // An annotated tag is advertised twice: the tag object, then "<name>^{}" with the
+        // commit it points to.
+        const std::string peeled = want + "^{}";
+        for (size_t j = 0; peel && j < count; ++j) {
+          if (peeled == heads[j]->name) {
+            found.id = heads[j]->oid;
+          }
+        }
+        return found;
       }
     }
   }
@@ -956,6 +965,18 @@ Result<bool> GitSource::changed() {
   if (!lastRemoteId_.has_value()) {
     return true;
   }
+  HYPER_ASSIGN_OR_RETURN(std::string id, remoteId());
+  return id != *lastRemoteId_;
+}
+
+Result<std::string> GitSource::remoteCommit() {
+  if (pinned_) {
+    return ref_;
+  }
+  return remoteId(/*peel=*/true);
+}
+
+Result<std::string> GitSource::remoteId(bool peel) {
   std::string context = "ls-remote " + shownUrl_ + " ref " + ref_;
   (void)takeGitIdleTimeout();  // a note left by an earlier operation is not about this one
   CredentialState creds = credentialsFromUrl(url_);  // declared first: outlives the remote
@@ -976,12 +997,12 @@ Result<bool> GitSource::changed() {
   if (connectForFetch(remote.get(), creds) < 0) {
     return gitError(context);
   }
-  auto ref = findRef(remote.get());
+  auto ref = findRef(remote.get(), peel);
   git_remote_disconnect(remote.get());
   if (!ref.isOk()) {
     return ref.status().withContext(context);
   }
-  return oidHex(ref->id) != *lastRemoteId_;
+  return oidHex(ref->id);
 }
 
 Result<Snapshot> GitSource::fetch() {

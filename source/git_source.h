@@ -61,6 +61,9 @@ class GitSource : public Source {
   // Lists the remote's refs (no fetch) and compares the ref's id with the one last fetched.
   Result<bool> changed() override;
   Result<Snapshot> fetch() override;
+  // The commit spec.ref names on the remote now, from its list of refs (no fetch): a branch's
+  // tip, an annotated tag's commit; a pinned commit id as it is, without the network.
+  Result<std::string> remoteCommit();
 
   // Fetches spec.ref as fetch() does and writes the whole tree below spec.path at that commit into
   // `dest`, an existing empty directory (a build's source): directories 0755, files 0644 or 0755 as
@@ -83,8 +86,11 @@ class GitSource : public Source {
   using BlobCache = std::unordered_map<std::string, std::shared_ptr<const std::string>, OidKeyHash>;
   GitSource(const SourceSpec& spec, git_repository* repo);
 
-  // The remote ref spec.ref names, from the connected remote's advertisement.
-  Result<RemoteRef> findRef(git_remote* remote) const;
+  // The remote ref spec.ref names, from the connected remote's advertisement; with `peel`, an
+  // annotated tag's id is the commit's it points to rather than the tag object's.
+  Result<RemoteRef> findRef(git_remote* remote, bool peel = false) const;
+  // The id spec.ref names on the remote (ls-remote).
+  Result<std::string> remoteId(bool peel = false);
   // Brings the commit into the cache and returns it with the id the remote advertised.
   Result<Fetched> fetchCommit();
   Result<std::vector<SourceFile>> readFiles(const std::string& commitHex);

@@ -219,8 +219,44 @@ Status BuildProvider::scriptInputs(
     return e2fs.status();
   }
   inputs["e2fsprogs"] = *e2fs;
+  // A followed branch or tag: the commit it is at now is an input, so a new commit on it is a
+  // new key. Apply keeps the commit its plan resolved (the caller passes it in `inputs`).
+  const Json git = object.spec.value("script", Json::object())
+                       .value("source", Json::object())
+                       .value("git", Json::object());
+  if (git.contains("ref") && !inputs.contains("commit")) {
+    auto commit = refCommit(git.value("url", ""), git.value("ref", ""));
+    if (!commit.isOk()) {
+      diags.error(object.id, "spec.script.source.git.ref", commit.status().message());
+      return commit.status();
+    }
+    inputs["commit"] = *commit;
+  }
   (void)inApply;
   return Status::ok();
+}
+
+Result<std::string> BuildProvider::refCommit(const std::string& url, const std::string& ref) {
+  const std::string cacheKey = url + "\n" + ref;
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = refCommits_.find(cacheKey);
+    if (it != refCommits_.end() && now - it->second.second < kRefCommitTtl) {
+      return it->second.first;
+    }
+  }
+  BuildSpec spec;
+  spec.gitUrl = url;
+  spec.gitRef = ref;
+  HYPER_ASSIGN_OR_RETURN(std::string commit, resolveSourceCommit(spec, config_.stateDir + "/git",
+                                                                 std::chrono::seconds(30)));
+  std::lock_guard<std::mutex> lk(mu_);
+  if (refCommits_.size() >= 256) {
+    refCommits_.clear();
+  }
+  refCommits_[cacheKey] = {commit, now};
+  return commit;
 }
 
 std::string BuildProvider::cachedKey(const std::string& name, const Json& spec,
@@ -977,6 +1013,9 @@ Result<Json> BuildProvider::buildScript(const BuildContext& ctx, BuildLog& log) 
   if (diags.hasErrors()) {
     return Status::error(diags.items().front().summary);
   }
+  if (!spec.gitRef.empty()) {
+    spec.gitCommit = ctx.inputs.value("commit", "");  // resolved when it was planned
+  }
   ScriptRun run;
   run.buildName = ctx.id.name;
   run.key = ctx.key;
@@ -1173,6 +1212,9 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
       // The builder's Builds were applied before this one: their records as they are now say
       // which artifacts boot the builder, whatever plan saw (it may have waited for them).
       Json now = Json::object();
+      if (inputs.is_object() && inputs.contains("commit")) {
+        now["commit"] = inputs["commit"];  // the commit plan resolved a ref to
+      }
       std::string pending;
       auto digestOf = [&](const std::string& build, const std::string& artifact) -> Json {
         auto d = store::artifactDigest(build, artifact, req.references, store_);

@@ -166,6 +166,10 @@ class BuildProvider : public Provider, public EventSource, public ProgressSource
   Status scriptInputs(const Object& object, Json& inputs, std::string& pending,
                       const std::function<Json(const std::string&, const std::string&)>& digestOf,
                       Diagnostics& diags, bool inApply);
+  // The commit a followed branch or tag of `url` is at, from a ref listing kept for
+  // kRefCommitTtl (an observe per loop wake would otherwise ask the remote each time).
+  Result<std::string> refCommit(const std::string& url, const std::string& ref);
+  static constexpr std::chrono::seconds kRefCommitTtl{15};
   void reportCached(const ObjectId& id, const std::string& type, const std::string& key);
   void report(ProgressEvent event);
   void appendLog(const std::string& name, const std::string& text) const;
@@ -195,7 +199,9 @@ class BuildProvider : public Provider, public EventSource, public ProgressSource
     Json inputs;
     std::string key;
   };
-  std::map<std::string, KnownKey> keys_;                     // by Build name
+  std::map<std::string, KnownKey> keys_;  // by Build name
+  // "url\nref" -> the commit it named and when that was read
+  std::map<std::string, std::pair<std::string, std::chrono::steady_clock::time_point>> refCommits_;
   std::string listsStamp_;                                   // apt's lists the two below are for
   std::map<std::string, SuiteIndex> suites_;                 // "mirror suite" -> index
   std::map<std::string, std::vector<std::string>> missing_;  // packages -> unknown ones

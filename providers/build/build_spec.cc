@@ -26,7 +26,21 @@ void parseScript(const ObjectId& id, const Json& script, BuildSpec& out, Diagnos
   const Json git = script.value("source", Json::object()).value("git", Json::object());
   out.gitUrl = git.value("url", "");
   out.gitCommit = git.value("commit", "");
+  out.gitRef = git.value("ref", "");
   out.gitPath = git.value("path", "");
+  if (script.contains("source") && out.gitCommit.empty() == out.gitRef.empty()) {
+    diags.error(id, "spec.script.source.git",
+                out.gitCommit.empty()
+                    ? "has neither commit nor ref: expected the 40-hex commit to build, or a "
+                      "branch or tag (ref) to follow"
+                    : "has both commit and ref: expected one (a commit pins the source, a ref "
+                      "follows a branch or tag)");
+  }
+  if (!out.gitRef.empty() && out.gitRef.size() >= 5 &&
+      out.gitRef.compare(out.gitRef.size() - 5, 5, ".lock") == 0) {
+    diags.error(id, "spec.script.source.git.ref",
+                "\"" + out.gitRef + "\" ends in .lock: expected a branch or tag name git allows");
+  }
   if (out.gitUrl.find('@') != std::string::npos && out.gitUrl.find("://") != std::string::npos &&
       out.gitUrl.find('@') < out.gitUrl.find('/', out.gitUrl.find("://") + 3)) {
     diags.error(id, "spec.script.source.git.url",

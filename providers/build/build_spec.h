@@ -70,7 +70,8 @@ struct BuildSpec {
 
   // script
   std::string gitUrl;
-  std::string gitCommit;      // 40 hex
+  std::string gitCommit;      // 40 hex; "" with gitRef (the provider resolves it)
+  std::string gitRef;         // a branch or tag to follow, instead of gitCommit
   std::string gitPath;        // "" = the top
   std::string builderKernel;  // Build names: debian-kernel, initramfs (with hyperInit), rootfs
   std::string builderInitrd;

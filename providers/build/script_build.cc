@@ -93,6 +93,17 @@ class StepOutput {
 };
 
 // The builder's command line: hyper's init in builder mode, its channel, the rootfs, the grants.
+// The git source of a script build at `ref`, kept in one bare repository per URL.
+controller::SourceSpec sourceSpecOf(const BuildSpec& spec, const std::string& gitCacheDir,
+                                    const std::string& ref) {
+  controller::SourceSpec source;
+  source.location = spec.gitUrl;
+  source.ref = ref;
+  source.path = spec.gitPath;
+  source.cacheDir = gitCacheDir + "/" + store::digestOf(spec.gitUrl).substr(7, 32) + ".git";
+  return source;
+}
+
 std::string builderCmdline(const BuildSpec& spec, const ScriptRun& run) {
   std::string cmdline = "quiet hyper.builder=" + std::string(kBuildChannel);
   if (!run.rootfs.empty()) {
@@ -170,6 +181,26 @@ std::string describeStepFailure(const BuildSpec& spec, int step, int code) {
                      : "exited with code " + std::to_string(code));
 }
 
+Result<std::string> resolveSourceCommit(const BuildSpec& spec, const std::string& gitCacheDir,
+                                        std::chrono::milliseconds timeout) {
+  if (spec.gitRef.empty()) {
+    return spec.gitCommit;
+  }
+  controller::SourceSpec source = sourceSpecOf(spec, gitCacheDir, spec.gitRef);
+  source.timeout = timeout;
+  const std::string context =
+      "resolve ref " + spec.gitRef + " of " + controller::stripUrlCredentials(spec.gitUrl);
+  auto git = controller::GitSource::open(source);
+  if (!git.isOk()) {
+    return git.status().withContext(context);
+  }
+  auto commit = (*git)->remoteCommit();
+  if (!commit.isOk()) {
+    return commit.status().withContext(context);
+  }
+  return commit;
+}
+
 Result<std::vector<ScriptArtifact>> runScriptBuild(const BuildSpec& spec, const ScriptRun& run,
                                                    BuildLog& log, ScriptTimings* timings) {
   ScriptTimings t;
@@ -181,11 +212,10 @@ Result<std::vector<ScriptArtifact>> runScriptBuild(const BuildSpec& spec, const 
 
   // The source, at its pinned commit, as the builder's read-only disk.
   auto sourceStart = Clock::now();
-  controller::SourceSpec source;
-  source.location = spec.gitUrl;
-  source.ref = spec.gitCommit;
-  source.path = spec.gitPath;
-  source.cacheDir = run.gitCacheDir + "/" + store::digestOf(spec.gitUrl).substr(7, 32) + ".git";
+  if (spec.gitCommit.empty()) {
+    return Status::error("the source's commit is not resolved (ref " + spec.gitRef + ")");
+  }
+  controller::SourceSpec source = sourceSpecOf(spec, run.gitCacheDir, spec.gitCommit);
   source.timeout = std::min(leftUntil(deadline), std::chrono::milliseconds(300000));
   HYPER_ASSIGN_OR_RETURN(auto git, controller::GitSource::open(source));
   const std::string tree = run.scratch + "/src";

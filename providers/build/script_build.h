@@ -52,7 +52,8 @@ struct ScriptTimings {
   double teardownSeconds = 0;  // the job's end until the builder is gone and the outputs read
 };
 
-// A script build: the source fetched at its pinned commit by libgit2 (GitSource::exportTree)
+// A script build: the source fetched at its pinned commit (spec.gitCommit, which the caller
+// sets from resolveSourceCommit when the spec follows a ref) by libgit2 (GitSource::exportTree)
 // into an ext4 image (read-only in the builder, serial hyper-src), an empty ext4 output disk
 // (hyper-out, spec.outputSizeMiB), a builder VM with no network device at all, booted from
 // run.kernel and run.initrd with run.rootfs as its disk (the steps run chrooted in an overlay of
@@ -64,6 +65,12 @@ struct ScriptTimings {
 // that name or releaseBuilder. Errors say which step failed with which exit code, or what broke.
 Result<std::vector<ScriptArtifact>> runScriptBuild(const BuildSpec& spec, const ScriptRun& run,
                                                    BuildLog& log, ScriptTimings* timings = nullptr);
+
+// The commit a script build's source is at now: spec.gitCommit as it is, or the commit
+// spec.gitRef names on the remote (a ref listing, no fetch), read with the bare repository kept
+// for the URL under `gitCacheDir`. Errors name the URL (without credentials) and the ref.
+Result<std::string> resolveSourceCommit(const BuildSpec& spec, const std::string& gitCacheDir,
+                                        std::chrono::milliseconds timeout);
 
 // The builder VM of the Build `buildName`: "build-" and 16 hex of the name's SHA-256 (a VM name
 // is a DNS label; a Build's name may be longer).

@@ -1,9 +1,10 @@
 // Script Builds (issue 15) through the real hyperctl: the source comes from a git repository at a
-// pinned commit, the steps run in an ephemeral builder VM under real QEMU booted from the Builds
-// of the same revision (Debian's kernel, hyper's initramfs with the build agent), the outputs come
-// back as content-addressed artifacts, a Secret's value is readable by the steps for the build and
-// nowhere else, a failing step is named with its exit code, and a build past its timeout is
-// killed and leaves no builder behind. Kept in one test: under TCG every builder boot counts.
+// pinned commit (or a followed branch, resolved when planned), the steps run in an ephemeral
+// builder VM under real QEMU booted from the Builds of the same revision (Debian's kernel, hyper's
+// initramfs with the build agent), the outputs come back as content-addressed artifacts, a Secret's
+// value is readable by the steps for the build and nowhere else, a failing step is named with its
+// exit code, and a build past its timeout is killed and leaves no builder behind. Kept in one test:
+// under TCG every builder boot counts.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -238,6 +239,46 @@ TEST(ScriptBuildTest, StepsRunInABuilderVmFromAPinnedCommitAndTheirOutputIsAnArt
   EXPECT_TRUE(fs::is_empty(runDir, ec)) << "a builder's run dir is left in " << runDir;
   CommandRun qemus = test::runArgv({"pgrep", "-f", runDir});
   EXPECT_NE(qemus.exitCode, 0) << "a process of " << runDir << " still runs: " << qemus.out;
+
+  // A Build that follows a branch: plan resolves the branch to its commit (an input of the key),
+  // a push moves it, and the build runs at the commit its plan saw.
+  std::ofstream(dir + "/follow.yaml")
+      << kBuilderBuilds
+      << scriptBuild("follow", "{url: " + repo + ", ref: main, path: app}",
+                     "[[sh, -c, 'cat data/greeting.txt > /out/app']]");
+  auto plannedCommit = [&]() -> std::string {
+    CommandRun diff = test::runHyperctl(state, {"diff", "-f", dir + "/follow.yaml", "-o", "json"});
+    auto plan = nlohmann::json::parse(diff.out, nullptr, false);
+    if (!plan.is_object()) {
+      return "unparsable plan: " + diff.describe();
+    }
+    for (const auto& a : plan.value("actions", nlohmann::json::array())) {
+      if (a.value("id", "") == "Build/follow") {
+        return a["private"]["inputs"].value("commit", "no commit input");
+      }
+    }
+    return "no action for Build/follow: " + diff.out;
+  };
+  EXPECT_EQ(plannedCommit(), commit);
+  ASSERT_TRUE((*tmp)->write("work/app/data/greeting.txt", "hello again\n").isOk());
+  test::runGit({"-C", work, "commit", "--quiet", "-am", "again"});
+  test::runGit({"-C", work, "push", "--quiet", "origin", "HEAD:main"});
+  const std::string second = test::runGit({"-C", work, "rev-parse", "HEAD"});
+  ASSERT_NE(second, commit);
+  EXPECT_EQ(plannedCommit(), second);
+  CommandRun follow = test::runHyperctl(state, {"apply", "-f", dir + "/follow.yaml"}, how);
+  ASSERT_EQ(follow.exitCode, 0) << follow.describe();
+  const std::string followed = artifactDigest(state, "follow", "app");
+  ASSERT_EQ(followed.rfind("sha256:", 0), 0u) << followed;
+  auto followedBytes = readFile(state + "/store/sha256/" + followed.substr(7), 1 << 10);
+  EXPECT_EQ(followedBytes.isOk() ? *followedBytes : followedBytes.status().message(),
+            "hello again\n");
+  CommandRun followLog = test::runHyperctl(state, {"logs", "build/follow"});
+  EXPECT_NE(followLog.out.find("commit " + second + " path app"), std::string::npos)
+      << followLog.out;
+  CommandRun settled = test::runHyperctl(state, {"diff", "-f", dir + "/follow.yaml"});
+  EXPECT_EQ(settled.exitCode, 0) << settled.describe();
+  EXPECT_NE(settled.out.find("No changes"), std::string::npos) << settled.describe();
 
   // The same key on a fresh state directory gives the same bytes (the kernel and image are
   // cache hits of the .deb cache; the builder runs again).

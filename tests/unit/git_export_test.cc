@@ -437,5 +437,59 @@ TEST_F(GitExportTest, MissingDestinationIsAnError) {
   EXPECT_TRUE(contains(out.status().message(), "open " + dest_)) << out.status().message();
 }
 
+TEST_F(GitExportTest, RemoteCommitIsTheBranchTipAndFollowsIt) {
+  write("a", "1");
+  const std::string first = commit("first");
+  auto src = open("main");
+  ASSERT_TRUE(src.isOk()) << src.status().message();
+  auto at = (*src)->remoteCommit();
+  ASSERT_TRUE(at.isOk()) << at.status().message();
+  EXPECT_EQ(*at, first);
+  write("a", "2");
+  const std::string second = commit("second");
+  ASSERT_NE(second, first);
+  at = (*src)->remoteCommit();
+  ASSERT_TRUE(at.isOk()) << at.status().message();
+  EXPECT_EQ(*at, second);
+  // Only listed, never fetched: the cache has no objects of the second commit.
+  EXPECT_FALSE(fs::exists(root_ + "/cache/refs/heads/main"));
+}
+
+TEST_F(GitExportTest, RemoteCommitOfAnAnnotatedTagIsItsCommit) {
+  write("a", "1");
+  const std::string id = commit();
+  git({"-C", work_, "tag", "-a", "-m", "release", "v1", id});
+  git({"-C", work_, "push", "--quiet", bare_, "refs/tags/v1"});
+  const std::string tagObject = git({"-C", work_, "rev-parse", "v1"});
+  ASSERT_NE(tagObject, id);
+  auto src = open("v1");
+  ASSERT_TRUE(src.isOk()) << src.status().message();
+  auto at = (*src)->remoteCommit();
+  ASSERT_TRUE(at.isOk()) << at.status().message();
+  EXPECT_EQ(*at, id);
+}
+
+TEST_F(GitExportTest, RemoteCommitOfAPinnedCommitNeedsNoRemote) {
+  write("a", "1");
+  const std::string id = commit();
+  auto src = open(id);
+  ASSERT_TRUE(src.isOk()) << src.status().message();
+  fs::remove_all(bare_);
+  auto at = (*src)->remoteCommit();
+  ASSERT_TRUE(at.isOk()) << at.status().message();
+  EXPECT_EQ(*at, id);
+}
+
+TEST_F(GitExportTest, RemoteCommitOfAMissingRefIsAnErrorNamingIt) {
+  write("a", "1");
+  commit();
+  auto src = open("nope");
+  ASSERT_TRUE(src.isOk()) << src.status().message();
+  auto at = (*src)->remoteCommit();
+  ASSERT_FALSE(at.isOk());
+  EXPECT_TRUE(contains(at.status().message(), "no branch or tag \"nope\" on the remote"))
+      << at.status().message();
+}
+
 }  // namespace
 }  // namespace hyper::controller

@@ -255,17 +255,56 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(ScriptBuildSpecTest, GitPathWithDotSegmentIsAnError) {
   for (const char* path : {"../etc", "app/..", "a/./b"}) {
     Diagnostics d;
-    Json spec = scriptSpec(R"({"source":{"git":{"url":"/srv/app.git"}}})");
+    Json spec = scriptSpec(R"({"source":{"git":{"url":"/srv/app.git","ref":"main"}}})");
     spec["script"]["source"]["git"]["path"] = path;
     parseBuildSpec(kId, spec, d);
     ASSERT_EQ(d.items().size(), 1u) << path << ": " << d.format();
     EXPECT_EQ(d.items()[0].fieldPath, "spec.script.source.git.path") << path;
   }
   Diagnostics ok;
-  Json spec = scriptSpec(R"({"source":{"git":{"url":"/srv/app.git","path":"a..b/c"}}})");
+  Json spec =
+      scriptSpec(R"({"source":{"git":{"url":"/srv/app.git","ref":"main","path":"a..b/c"}}})");
   BuildSpec s = parseBuildSpec(kId, spec, ok);
   EXPECT_TRUE(ok.empty()) << ok.format();
   EXPECT_EQ(s.gitPath, "a..b/c");
+}
+
+TEST(ScriptBuildSpecTest, ARefIsFollowedInsteadOfACommit) {
+  Diagnostics d;
+  BuildSpec s = parseBuildSpec(
+      kId, scriptSpec(R"({"source":{"git":{"url":"/srv/app.git","ref":"release/v1"}}})"), d);
+  EXPECT_TRUE(d.empty()) << d.format();
+  EXPECT_EQ(s.gitRef, "release/v1");
+  EXPECT_EQ(s.gitCommit, "");
+}
+
+TEST(ScriptBuildSpecTest, CommitAndRefAreOneOrTheOther) {
+  Diagnostics both;
+  parseBuildSpec(kId,
+                 scriptSpec(R"({"source":{"git":{"url":"/srv/app.git","ref":"main","commit":")" +
+                            kCommit + R"("}}})"),
+                 both);
+  ASSERT_EQ(both.items().size(), 1u) << both.format();
+  EXPECT_EQ(both.items()[0].fieldPath, "spec.script.source.git");
+  EXPECT_NE(both.items()[0].summary.find("has both commit and ref"), std::string::npos)
+      << both.format();
+  Diagnostics neither;
+  parseBuildSpec(kId, scriptSpec(R"({"source":{"git":{"url":"/srv/app.git"}}})"), neither);
+  ASSERT_EQ(neither.items().size(), 1u) << neither.format();
+  EXPECT_EQ(neither.items()[0].fieldPath, "spec.script.source.git");
+  EXPECT_NE(neither.items()[0].summary.find("has neither commit nor ref"), std::string::npos)
+      << neither.format();
+}
+
+TEST(ScriptBuildSpecTest, ARefEndingInLockIsAnError) {
+  Diagnostics d;
+  parseBuildSpec(kId, scriptSpec(R"({"source":{"git":{"url":"/srv/app.git","ref":"main.lock"}}})"),
+                 d);
+  ASSERT_EQ(d.items().size(), 1u) << d.format();
+  EXPECT_EQ(d.items()[0].fieldPath, "spec.script.source.git.ref");
+  Diagnostics ok;
+  parseBuildSpec(kId, scriptSpec(R"({"source":{"git":{"url":"/srv/app.git","ref":"lock"}}})"), ok);
+  EXPECT_TRUE(ok.empty()) << ok.format();
 }
 
 TEST(ScriptBuildSpecTest, ScriptSectionOnARootfsBuildIsAnError) {
