@@ -228,9 +228,13 @@ class HyperdTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    // Children first: the namespace and the directory they use go after them.
+    // Children first: the namespace and the directory they use go after them. A VM's QEMU is
+    // daemonized, so it outlives hyperd: killed here by its pidfile, whatever the test did.
     hyperd_.reset();
     receiver_.reset();
+    if (tmp_) {
+      test::killQemusUnder(tmp_->path() + "/run");
+    }
     if (HasFailure() && tmp_) {
       std::printf("---- hyperd log (%s) ----\n%s---- end of hyperd log ----\n", logPath_.c_str(),
                   readFile(logPath_).c_str());
