@@ -52,6 +52,7 @@ for d in /sys/class/input/event*; do
 done
 
 ip=""; gw=""; ping=2; ready=hyper-ready; channel=""; mac=""; extra=""; targets=""; disk=""
+diskmounted=""
 secrets=""; grants=""; builder=""; keep=""
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
@@ -82,6 +83,7 @@ if [ -n "$disk" ]; then
       rm -f "$disk/.hyper-rw"
     fi
     echo "hyper-disk /dev/vda on $disk ($how): $(cat "$disk/etc/debian_version" 2>/dev/null)"
+    diskmounted=1
   else
     echo "hyper-disk /dev/vda: mount failed"
   fi
@@ -195,7 +197,7 @@ if [ -n "$builder" ]; then
   # whose writable layer is a tmpfs (the image is never written), with /build, /out, /tmp,
   # /run/secrets, /proc, /sys and /dev bound in.
   rootarg=""
-  if [ -n "$disk" ] && mountpoint -q "$disk"; then
+  if [ -n "$diskmounted" ]; then
     mkdir -p /overlay /buildroot
     mount -t tmpfs -o mode=0755 overlay /overlay
     mkdir -p /overlay/upper /overlay/work

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -96,6 +97,21 @@ void killQemusUnder(const std::string& runDir) {
       ::kill(static_cast<pid_t>(pid), SIGKILL);
     }
   }
+}
+
+std::string hostBookwormMirror() {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/var/lib/apt/lists", ec)) {
+    std::string name = e.path().filename().string();
+    const std::string suffix = "_dists_bookworm_InRelease";
+    if (name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      std::string path = name.substr(0, name.size() - suffix.size());
+      std::replace(path.begin(), path.end(), '_', '/');
+      return "http://" + path;
+    }
+  }
+  return "";
 }
 
 }  // namespace hyper::test

@@ -21,4 +21,8 @@ const GuestImage& guestImage();
 // running goes before the namespace and the directory it uses.
 void killQemusUnder(const std::string& runDir);
 
+// The mirror this host's apt lists hold bookworm from ("http://deb.debian.org/debian"), for
+// rootfs Builds; "" when they hold none.
+std::string hostBookwormMirror();
+
 }  // namespace hyper::test

@@ -24,23 +24,6 @@ bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
-// The mirror this host's apt lists hold bookworm from ("http://deb.debian.org/debian"): the
-// lists' file names keep the host and path with '/' as '_'.
-std::string hostBookwormMirror() {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/var/lib/apt/lists", ec)) {
-    std::string name = e.path().filename().string();
-    const std::string suffix = "_dists_bookworm_InRelease";
-    if (name.size() > suffix.size() &&
-        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
-      std::string path = name.substr(0, name.size() - suffix.size());
-      std::replace(path.begin(), path.end(), '_', '/');
-      return "http://" + path;
-    }
-  }
-  return "";
-}
-
 std::string rootfsBuild(const std::string& mirror, const std::string& packages) {
   return "apiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: web-rootfs}\nspec:\n"
          "  type: rootfs\n  rootfs:\n    suite: bookworm\n    mirror: " +
@@ -51,7 +34,7 @@ std::string rootfsBuild(const std::string& mirror, const std::string& packages) 
 class RootfsBuildTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    mirror_ = hostBookwormMirror();
+    mirror_ = test::hostBookwormMirror();
     ASSERT_NE(mirror_, "")
         << "the host's apt lists hold no bookworm (scripts/deps.sh updates them)";
     auto tmp = TempDir::create("rootfs");

@@ -290,5 +290,87 @@ TEST(ScriptBuildTest, StepsRunInABuilderVmFromAPinnedCommitAndTheirOutputIsAnArt
   EXPECT_EQ(artifactDigest(state2, "app", "app"), digest);
 }
 
+// The issue's own case: a small C program in a git repository, compiled by gcc in a builder VM
+// whose rootfs is a Debian rootfs Build with the toolchain (the steps run chrooted in it), and
+// the static binary booted in a VM that runs it.
+TEST(ScriptBuildTest, ACProgramCompiledByGccInABuilderRootfsRunsInAVm) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "needs root";
+  }
+  if (!test::guestImage().skipReason.empty()) {
+    GTEST_SKIP() << test::guestImage().skipReason;
+  }
+  const std::string mirror = test::hostBookwormMirror();
+  ASSERT_NE(mirror, "") << "the host's apt lists hold no bookworm (scripts/deps.sh updates them)";
+  auto tmp = test::TempDir::create("script-gcc");
+  ASSERT_TRUE(tmp.isOk()) << tmp.status().message();
+  const std::string dir = (*tmp)->path();
+  const std::string runDir = "/tmp/hg-" + std::to_string(::getpid());
+  fs::create_directories(runDir);
+  struct Cleanup {
+    std::string runDir;
+    ~Cleanup() {
+      test::killQemusUnder(runDir);
+      std::error_code ec;
+      fs::remove_all(runDir, ec);
+    }
+  } cleanup{runDir};
+  test::HyperctlEnv how;
+  how.env = {"HYPER_BUILDER_RUN_DIR=" + runDir, "HYPER_VM_RUN_DIR=" + runDir};
+
+  const std::string repo = dir + "/hello.git";
+  const std::string work = dir + "/work";
+  test::runGit({"init", "--quiet", "--bare", repo});
+  test::runGit({"clone", "--quiet", repo, work});
+  ASSERT_TRUE((*tmp)
+                  ->write("work/hello.c",
+                          "#include <stdio.h>\n\nint main(void) {\n"
+                          "  printf(\"hello from C, compiled by gcc %d in a builder VM\\n\", "
+                          "__GNUC__);\n  return 0;\n}\n")
+                  .isOk());
+  test::runGit({"-C", work, "add", "-A"});
+  test::runGit({"-C", work, "commit", "--quiet", "-m", "hello"});
+  test::runGit({"-C", work, "push", "--quiet", "origin", "HEAD:main"});
+  const std::string commit = test::runGit({"-C", work, "rev-parse", "HEAD"});
+
+  std::ofstream(dir + "/builds.yaml")
+      << kBuilderBuilds
+      << "---\napiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: gcc-rootfs}\n"
+         "spec:\n  type: rootfs\n  rootfs:\n    suite: bookworm\n    mirror: "
+      << mirror << "\n    packages: [gcc, libc6-dev]\n"
+      << "---\napiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: hello}\nspec:\n"
+         "  type: script\n  script:\n    source: {git: {url: "
+      << repo << ", commit: " << commit
+      << "}}\n    builder: {kernel: {build: builder-kernel}, initrd: {build: builder-initrd}, "
+         "rootfs: {build: gcc-rootfs}, memoryMiB: 1024}\n"
+         "    steps: [[gcc, -static, -O2, -o, /out/hello, hello.c]]\n"
+         "    outputs: [{name: hello, path: /out/hello}]\n"
+      << "---\napiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: hello-initrd}\n"
+         "spec:\n  type: initramfs\n  initramfs:\n    busybox: true\n    files:\n"
+         "    - {path: /init, mode: \"0755\", content: \"#!/bin/sh\\n/bin/hello\\n"
+         "/bin/busybox poweroff -f\\n\"}\n"
+         "    - {path: /bin/hello, mode: \"0755\", artifact: {build: hello, name: hello}}\n"
+         "---\napiVersion: hyper.dev/v1alpha1\nkind: VM\nmetadata: {name: hello-vm}\nspec:\n"
+         "  kernel: {build: builder-kernel}\n  initrd: {build: hello-initrd}\n"
+         "  readiness: {consoleLine: \"hello from C, compiled by gcc 12 in a builder VM\"}\n";
+  const std::string state = dir + "/state";
+  CommandRun apply = test::runHyperctl(state, {"apply", "-f", dir + "/builds.yaml"}, how);
+  ASSERT_EQ(apply.exitCode, 0) << apply.describe();
+  CommandRun logs = test::runHyperctl(state, {"logs", "build/hello"});
+  EXPECT_NE(logs.out.find("step 0 exit 0"), std::string::npos) << logs.out;
+  // gcc exists only in the rootfs: the step ran chrooted in it.
+  const std::string digest = artifactDigest(state, "hello", "hello");
+  ASSERT_EQ(digest.rfind("sha256:", 0), 0u) << digest;
+  auto binary = readFile(state + "/store/sha256/" + digest.substr(7), 16 << 20);
+  ASSERT_TRUE(binary.isOk()) << binary.status().message();
+  EXPECT_EQ(binary->substr(0, 4),
+            "\x7f"
+            "ELF");
+  auto console = readFile(runDir + "/hello-vm/console.log");
+  EXPECT_TRUE(console.isOk() && console->find("hello from C, compiled by gcc 12 in a builder VM") !=
+                                    std::string::npos)
+      << (console.isOk() ? *console : console.status().message());
+}
+
 }  // namespace
 }  // namespace hyper
