@@ -1601,6 +1601,14 @@ int hyperctlMain(int argc, char** argv, const KindRegistry& registry) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : kExitError;
   }
+  if (!g.stateDir.empty()) {
+    // Absolute: builds run tools (dpkg-deb, mmdebstrap) in other directories than this one.
+    std::error_code ec;
+    const std::filesystem::path abs = std::filesystem::absolute(g.stateDir, ec);
+    if (!ec) {
+      g.stateDir = abs.lexically_normal().string();
+    }
+  }
   for (size_t i = 0; i < settings.size(); ++i) {
     if (!settingValues[i].empty()) {
       providerSettings[settings[i].provider][settings[i].key] = settingValues[i];

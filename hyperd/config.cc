@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <memory>
@@ -287,6 +288,14 @@ Result<HyperdConfig> parseConfig(const std::string& text, const std::string& dis
     cfg.gc.keepRevisions = gc.value("keepRevisions", cfg.gc.keepRevisions);
   }
   cfg.stateDir = v.value("stateDir", cfg.stateDir);
+  if (!cfg.stateDir.empty()) {
+    // Absolute: builds run tools (dpkg-deb, mmdebstrap) in other directories than hyperd's.
+    std::error_code ec;
+    const std::filesystem::path abs = std::filesystem::absolute(cfg.stateDir, ec);
+    if (!ec) {
+      cfg.stateDir = abs.lexically_normal().string();
+    }
+  }
   if (v.contains("providers")) {
     cfg.providers = v["providers"];
   }

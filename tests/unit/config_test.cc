@@ -121,6 +121,15 @@ debounce: 250ms
   EXPECT_EQ(cfg->debounce, 250ms);
 }
 
+TEST(ConfigTest, ARelativeStateDirIsMadeAbsolute) {
+  // Builds run tools in other working directories (dpkg-deb -x, mmdebstrap): a relative state
+  // dir would point elsewhere for them.
+  auto cfg =
+      parseConfig("schemaVersion: \"1\"\nsource:\n  url: /srv/env\nstateDir: st/./x\n", "rel.yaml");
+  ASSERT_TRUE(cfg) << cfg.status().message();
+  EXPECT_EQ(cfg->stateDir, (std::filesystem::current_path() / "st/x").string());
+}
+
 TEST(ConfigTest, DefaultsForAMinimalConfig) {
   auto cfg = parseConfig("schemaVersion: \"1\"\nsource:\n  url: /srv/env\n", "min.yaml");
   ASSERT_TRUE(cfg) << cfg.status().message();
