@@ -53,6 +53,20 @@ std::string scriptBuild(const std::string& name, const std::string& source,
          steps + "\n" + extra + "    outputs:\n    - {name: app, path: /out/app}\n";
 }
 
+// A run directory for the builder VMs and VMs of one test: made at once; every QEMU under it
+// killed and the directory removed at the end, whatever the test did.
+struct RunDir {
+  explicit RunDir(std::string p) : path(std::move(p)) { fs::create_directories(path); }
+  ~RunDir() {
+    test::killQemusUnder(path);
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  RunDir(const RunDir&) = delete;
+  RunDir& operator=(const RunDir&) = delete;
+  std::string path;
+};
+
 // The digest of Build `name`'s artifact `artifact` in `hyperctl get builds -o json`.
 std::string artifactDigest(const std::string& state, const std::string& name,
                            const std::string& artifact) {
@@ -97,16 +111,9 @@ TEST(ScriptBuildTest, StepsRunInABuilderVmFromAPinnedCommitAndTheirOutputIsAnArt
   auto tmp = test::TempDir::create("script-build");
   ASSERT_TRUE(tmp.isOk()) << tmp.status().message();
   const std::string dir = (*tmp)->path();
-  const std::string runDir = "/tmp/hb-" + std::to_string(::getpid());
-  fs::create_directories(runDir);
-  struct Cleanup {
-    std::string runDir;
-    ~Cleanup() {
-      test::killQemusUnder(runDir);
-      std::error_code ec;
-      fs::remove_all(runDir, ec);
-    }
-  } cleanup{runDir};
+  // Short (a QMP socket path must fit in sun_path); killed and removed at the end.
+  const RunDir run("/tmp/hb-" + std::to_string(::getpid()));
+  const std::string& runDir = run.path;
   test::HyperctlEnv how;
   how.env = {"HYPER_BUILDER_RUN_DIR=" + runDir};
 
@@ -305,16 +312,9 @@ TEST(ScriptBuildTest, ACProgramCompiledByGccInABuilderRootfsRunsInAVm) {
   auto tmp = test::TempDir::create("script-gcc");
   ASSERT_TRUE(tmp.isOk()) << tmp.status().message();
   const std::string dir = (*tmp)->path();
-  const std::string runDir = "/tmp/hg-" + std::to_string(::getpid());
-  fs::create_directories(runDir);
-  struct Cleanup {
-    std::string runDir;
-    ~Cleanup() {
-      test::killQemusUnder(runDir);
-      std::error_code ec;
-      fs::remove_all(runDir, ec);
-    }
-  } cleanup{runDir};
+  // Short (a QMP socket path must fit in sun_path); killed and removed at the end.
+  const RunDir run("/tmp/hg-" + std::to_string(::getpid()));
+  const std::string& runDir = run.path;
   test::HyperctlEnv how;
   how.env = {"HYPER_BUILDER_RUN_DIR=" + runDir, "HYPER_VM_RUN_DIR=" + runDir};
 
