@@ -22,24 +22,32 @@ std::string limitText(size_t value) {
 
 }  // namespace
 
-Result<FileSourceFields> FileSourceFields::parse(const std::vector<std::string>& paths) {
+Result<FileSourceFields> FileSourceFields::parse(const std::vector<std::string>& paths,
+                                                 const std::vector<std::string>& directoryPaths) {
   FileSourceFields out;
-  for (const auto& p : paths) {
-    auto pattern = parseFieldPath(p, /*wildcards=*/true);
-    if (!pattern) {
-      return Status::error("file source field \"" + p +
-                           "\" is not a field path under spec (expected names joined "
-                           "by '.', each optionally followed by [*] or [N])");
+  for (const auto* list : {&paths, &directoryPaths}) {
+    for (const auto& p : *list) {
+      auto pattern = parseFieldPath(p, /*wildcards=*/true);
+      if (!pattern) {
+        return Status::error(std::string(list == &paths ? "file" : "directory") +
+                             " source field \"" + p +
+                             "\" is not a field path under spec (expected names joined "
+                             "by '.', each optionally followed by [*] or [N])");
+      }
+      out.patterns_.emplace_back(std::move(*pattern), list == &directoryPaths);
     }
-    out.patterns_.push_back(std::move(*pattern));
   }
   return out;
 }
 
 void FileSourceFields::forEach(
-    const Json& spec, const std::function<void(const std::string&, const Json&)>& visit) const {
-  for (const auto& pattern : patterns_) {
-    forEachField(spec, pattern, "spec", visit);
+    const Json& spec,
+    const std::function<void(const std::string&, const Json&, bool directory)>& visit) const {
+  for (const auto& [pattern, directory] : patterns_) {
+    const bool isDirectory = directory;
+    forEachField(spec, pattern, "spec", [&](const std::string& path, const Json& value) {
+      visit(path, value, isDirectory);
+    });
   }
 }
 
@@ -84,45 +92,72 @@ FileSourceResolver::FileSourceResolver(const SourceTree* tree, FileSourceLimits 
     : tree_(tree), limits_(limits) {}
 
 const FileSourceResolver::Outcome& FileSourceResolver::readOnce(const std::string& dir,
-                                                                const std::string& path) {
+                                                                const std::string& path,
+                                                                bool directory) {
   const std::string where = joinSourcePath(dir, path);
-  auto [it, inserted] = reads_.try_emplace(where);
+  auto [it, inserted] = reads_.try_emplace(directory ? where + "/" : where);
   Outcome& out = it->second;
   if (!inserted) {
     return out;
   }
   if (tree_ == nullptr) {
-    out.problem =
-        "cannot be read here: no source tree was given (file sources are read from the "
-        "manifests' directory or git commit)";
+    out.problem = std::string("cannot be read here: no source tree was given (") +
+                  (directory ? "directory" : "file") +
+                  " sources are read from the manifests' directory or git commit)";
     return out;
   }
-  auto read = tree_->read(dir, path, limits_.maxFileBytes);
+  auto read = directory ? tree_->readDirectory(dir, path, limits_.directory)
+                        : tree_->read(dir, path, limits_.maxFileBytes);
   if (!read.isOk()) {
     out.problem = "cannot be read <- " + read.status().message();
     return out;
   }
   const std::string at = joinSourcePath(dir, read->at);
+  const char* expected = directory ? "a directory" : "a file";
   switch (read->refusal) {
     case SourceTree::File::Refusal::None:
       break;
     case SourceTree::File::Refusal::Missing:
-      out.problem = "not found: " + at +
-                    " does not exist (expected a file at that path from the manifest's "
-                    "directory)";
+      out.problem = "not found: " + at + " does not exist (expected " + expected +
+                    " at that path from the manifest's directory)";
       return out;
     case SourceTree::File::Refusal::Symlink:
       out.problem = "reaches a symlink (" + at + "): expected a path inside the manifest's " +
                     "directory (no \"..\", not absolute, no symlinks)";
       return out;
     case SourceTree::File::Refusal::NotAFile:
-      out.problem =
-          "is not a regular file: " + at + " is " + read->detail + " (expected a regular file)";
+      if (directory && read->at == path) {
+        out.problem =
+            "is not a directory: " + at + " is " + read->detail + " (expected a directory)";
+      } else if (directory) {
+        out.problem = "holds " + at + ", which is " + read->detail +
+                      " (expected files, directories and symlinks only)";
+      } else {
+        out.problem =
+            "is not a regular file: " + at + " is " + read->detail + " (expected a regular file)";
+      }
       return out;
     case SourceTree::File::Refusal::TooBig:
-      out.limit = "maxSourceFileBytes";
-      out.problem = "(" + where + ") has " + std::to_string(read->size) + " bytes" +
-                    limitText(limits_.maxFileBytes);
+      out.limit = directory ? "maxSourceDirectoryBytes" : "maxSourceFileBytes";
+      out.problem = directory ? "(" + where + ") has more than " +
+                                    std::to_string(limits_.directory.maxBytes) +
+                                    " bytes in its files, counting up to " + at +
+                                    limitText(limits_.directory.maxBytes)
+                              : "(" + where + ") has " + std::to_string(read->size) + " bytes" +
+                                    limitText(limits_.maxFileBytes);
+      return out;
+    case SourceTree::File::Refusal::TooMany:
+      if (read->detail == "levels") {
+        out.limit = "maxSourceDirectoryDepth";
+        out.problem = "(" + where + ") is deeper than " +
+                      std::to_string(limits_.directory.maxDepth) + " levels at " + at +
+                      limitText(limits_.directory.maxDepth);
+      } else {
+        out.limit = "maxSourceDirectoryEntries";
+        out.problem = "(" + where + ") has more than " +
+                      std::to_string(limits_.directory.maxEntries) + " entries, counting up to " +
+                      at + limitText(limits_.directory.maxEntries);
+      }
       return out;
   }
   if (read->bytes.size() > limits_.maxTotalBytes ||
@@ -151,7 +186,8 @@ std::shared_ptr<const Object> FileSourceResolver::resolve(
   std::map<std::string, std::shared_ptr<const SourceBlob>> files;
   bool failed = false;
   bool any = false;
-  fields.forEach(object->spec, [&](const std::string& fieldPath, const Json& value) {
+  fields.forEach(object->spec, [&](const std::string& fieldPath, const Json& value,
+                                   bool directory) {
     any = true;
     auto error = [&](const std::string& summary) {
       diagnostics.add({Severity::Error, object->locate(fieldPath), object->id, fieldPath, summary});
@@ -164,11 +200,15 @@ std::shared_ptr<const Object> FileSourceResolver::resolve(
       return;
     }
     const std::string source = value.get<std::string>();
-    if (std::string problem = checkSourcePath(source); !problem.empty()) {
+    // A directory may be written with a "/" after it ("app/").
+    const std::string path = directory && source.size() > 1 && source.back() == '/'
+                                 ? source.substr(0, source.size() - 1)
+                                 : source;
+    if (std::string problem = checkSourcePath(path); !problem.empty()) {
       error(quoted(source) + " " + problem);
       return;
     }
-    const Outcome& read = readOnce(dir, source);
+    const Outcome& read = readOnce(dir, path, directory);
     if (!read.blob) {
       error(read.limit.empty()
                 ? quoted(source) + " " + read.problem

@@ -8,6 +8,7 @@
 
 #include "base/status.h"
 #include "reconciler/diagnostic.h"
+#include "reconciler/directory_archive.h"
 #include "reconciler/field_path.h"
 #include "reconciler/object.h"
 #include "reconciler/source_tree.h"
@@ -18,20 +19,27 @@ namespace hyper {
 // as "initramfs.files[*].source" whose string values are files of the manifests' tree, relative
 // to the directory of the manifest that declares the object. The loader reads them
 // (FileSourceResolver) into Object::files; the kind's provider takes the bytes from there.
+//
+// Directory sources (KindRecord::directorySources, like a script Build's source.path) name a
+// directory instead: the loader reads it whole into a directory archive (directory_archive.h),
+// kept in Object::files like a file's bytes.
 class FileSourceFields {
  public:
   // Checks the syntax as SecretFields::parse does; the error names the bad path.
-  static Result<FileSourceFields> parse(const std::vector<std::string>& paths);
+  static Result<FileSourceFields> parse(const std::vector<std::string>& paths,
+                                        const std::vector<std::string>& directoryPaths = {});
   FileSourceFields() = default;
 
   bool empty() const { return patterns_.empty(); }
   // Every field of `spec` that the declarations name, with its path from the object
-  // ("spec.initramfs.files[0].source"), in declaration then document order.
-  void forEach(const Json& spec,
-               const std::function<void(const std::string&, const Json&)>& visit) const;
+  // ("spec.initramfs.files[0].source") and whether it names a directory, in declaration (files
+  // first) then document order.
+  void forEach(
+      const Json& spec,
+      const std::function<void(const std::string&, const Json&, bool directory)>& visit) const;
 
  private:
-  std::vector<FieldPattern> patterns_;
+  std::vector<std::pair<FieldPattern, bool>> patterns_;  // and whether it names a directory
 };
 
 // What is wrong with `path` as a file source, or "" when it is a plain relative path: names
@@ -43,6 +51,7 @@ std::string checkSourcePath(std::string_view path);
 struct FileSourceLimits {
   size_t maxFileBytes = 16 << 20;   // one file source
   size_t maxTotalBytes = SIZE_MAX;  // all of a revision's file sources together
+  ArchiveLimits directory;          // one directory source
 };
 
 // Reads the file sources of one load's objects. Each distinct file (dir/path) is read once per
@@ -70,12 +79,12 @@ class FileSourceResolver {
     std::string problem;                     // follows the quoted source string
     std::string limit;                       // a limit's name when that is the problem
   };
-  const Outcome& readOnce(const std::string& dir, const std::string& path);
+  const Outcome& readOnce(const std::string& dir, const std::string& path, bool directory);
 
   const SourceTree* tree_;
   FileSourceLimits limits_;
   size_t totalBytes_ = 0;
-  std::map<std::string, Outcome> reads_;  // by joinSourcePath(dir, path)
+  std::map<std::string, Outcome> reads_;  // by joinSourcePath(dir, path) ("/" after a directory)
 };
 
 // The directory of a manifest file as SourceFile::path names it: "envs/a.yaml" -> "envs",

@@ -110,7 +110,7 @@ Result<std::shared_ptr<const KindRegistry>> KindRegistry::create(
       if (!secrets->empty()) {
         out->secretFields_[k.kind] = std::move(*secrets);
       }
-      auto sources = FileSourceFields::parse(k.fileSources);
+      auto sources = FileSourceFields::parse(k.fileSources, k.directorySources);
       if (!sources.isOk()) {
         return Status::error("kind " + k.kind + ": " + sources.status().message());
       }

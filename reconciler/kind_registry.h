@@ -76,6 +76,10 @@ struct KindRecord {
   // "..", not absolute, no symlinks). The loader reads them at the manifest's revision into
   // Object::files, where the provider takes the bytes; reconciler/file_sources.h.
   std::vector<std::string> fileSources;
+  // Field paths under spec ("script.source.path") whose string values name a directory of the
+  // manifests' tree, read whole (every file, directory and symlink below it) into a directory
+  // archive in Object::files (reconciler/directory_archive.h), with the same rules.
+  std::vector<std::string> directorySources;
   // The log of the object `name` (a DNS label; checked before), with hyperctl's state dir. Null:
   // the kind keeps no logs.
   std::function<LogFiles(const std::string& name, const std::string& stateDir)> logs;

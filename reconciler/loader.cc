@@ -266,7 +266,10 @@ LoadResult ManifestLoader::load(const std::vector<SourceFile>& files, const Sour
 
   // File sources count towards the revision's bytes after the manifests.
   FileSourceResolver sources(tree,
-                             {limits_.maxSourceFileBytes, limits_.maxRevisionBytes - totalBytes});
+                             {limits_.maxSourceFileBytes,
+                              limits_.maxRevisionBytes - totalBytes,
+                              {limits_.maxSourceDirectoryEntries, limits_.maxSourceDirectoryBytes,
+                               limits_.maxSourceDirectoryDepth}});
 
   // Parsed objects remember their file name, so the cache key is the path and the content.
   std::map<ObjectId, const Object*> seen;

@@ -37,6 +37,11 @@ struct LoaderLimits {
   size_t maxRevisionBytes = size_t{256} << 20;
   // One file source (KindRecord::fileSources): never read past it.
   size_t maxSourceFileBytes = 16 << 20;
+  // One directory source (KindRecord::directorySources): its files' bytes, its entries (files,
+  // directories and symlinks) and its depth.
+  size_t maxSourceDirectoryBytes = size_t{64} << 20;
+  size_t maxSourceDirectoryEntries = 10000;
+  size_t maxSourceDirectoryDepth = 64;
   size_t maxFiles = 100000;
   size_t maxDocuments = 250000;  // in the whole revision
   YamlLimits yaml;

@@ -7,7 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/fd.h"
 #include "base/status.h"
+#include "reconciler/directory_archive.h"
 
 namespace hyper {
 
@@ -27,6 +29,7 @@ class SourceTree {
       Symlink,   // `at` is a symlink
       NotAFile,  // `at` is not a regular file (or, on the way, not a directory): `detail` says
       TooBig,    // over maxBytes: `size`; nothing was read
+      TooMany,   // readDirectory: over maxEntries (`detail` "entries") or maxDepth ("levels")
     };
     Refusal refusal = Refusal::None;
     std::string at;      // for a refusal: the entry refused, relative to `dir` ("web")
@@ -43,6 +46,16 @@ class SourceTree {
   // past the limit.
   virtual Result<File> read(const std::string& dir, const std::string& path,
                             size_t maxBytes) const = 0;
+
+  // The directory `path` below `dir`, whole, as a directory archive (directory_archive.h) in
+  // File::bytes: every entry below it, none followed (a symlink is an entry with its target).
+  // The way there is checked as read() checks it, and the last entry must be a directory
+  // (NotAFile, detail "a file", otherwise). Refused at the entry where a limit is passed
+  // (TooBig: maxBytes of contents; TooMany: maxEntries or maxDepth) or that is neither a file,
+  // a directory nor a symlink (NotAFile: a FIFO, a device, a git submodule); `at` is then
+  // relative to `dir` like read()'s.
+  virtual Result<File> readDirectory(const std::string& dir, const std::string& path,
+                                     const ArchiveLimits& limits) const = 0;
 };
 
 // A file source's place in its tree: `dir`/`path`, as diagnostics show it.
@@ -60,13 +73,22 @@ class DirectoryTree : public SourceTree {
                          std::function<void(const std::string&)> onRead = nullptr);
   Result<File> read(const std::string& dir, const std::string& path,
                     size_t maxBytes) const override;
+  Result<File> readDirectory(const std::string& dir, const std::string& path,
+                             const ArchiveLimits& limits) const override;
 
  private:
+  // Opens `path` below `dir` one entry at a time (a directory when `directory`, else a regular
+  // file): an invalid Fd with the refusal in `out` when one is refused. `top` is set to the
+  // directory `dir` was opened as, for messages.
+  Result<Fd> walk(const std::string& dir, const std::string& path, bool directory, File& out,
+                  std::string& top) const;
+
   std::string base_;
   std::function<void(const std::string&)> onRead_;
 };
 
-// Wraps a tree and keeps every outcome it gave, refusals included, by joinSourcePath(dir, path):
+// Wraps a tree and keeps every outcome it gave, refusals included, by joinSourcePath(dir, path)
+// (a directory's with a "/" after it):
 // what `hyperctl diff` sends to hyperd with the manifests, since hyperd cannot read this
 // machine's files.
 class RecordingTree : public SourceTree {
@@ -74,6 +96,8 @@ class RecordingTree : public SourceTree {
   explicit RecordingTree(const SourceTree& inner) : inner_(inner) {}
   Result<File> read(const std::string& dir, const std::string& path,
                     size_t maxBytes) const override;
+  Result<File> readDirectory(const std::string& dir, const std::string& path,
+                             const ArchiveLimits& limits) const override;
   const std::map<std::string, File>& reads() const { return reads_; }
 
  private:
@@ -83,18 +107,23 @@ class RecordingTree : public SourceTree {
 
 // What another tree read (a RecordingTree's reads, sent by hyperctl to hyperd), by
 // joinSourcePath(dir, path); refusals are given back as they were, a file not there is missing.
+// A directory's archive is checked (decodeDirectoryArchive, within the limits) before it is
+// given back: it came from another process.
 class MemoryTree : public SourceTree {
  public:
   explicit MemoryTree(std::map<std::string, File> files) : files_(std::move(files)) {}
   Result<File> read(const std::string& dir, const std::string& path,
                     size_t maxBytes) const override;
+  Result<File> readDirectory(const std::string& dir, const std::string& path,
+                             const ArchiveLimits& limits) const override;
 
  private:
   std::map<std::string, File> files_;
 };
 
 // One read outcome as JSON, for POST /v1/plan's "sources": {"path", "base64"} for bytes,
-// {"path", "refusal": "missing"|"symlink"|"not-a-file"|"too-big", "at", "detail", "size"}
+// {"path", "refusal": "missing"|"symlink"|"not-a-file"|"too-big"|"too-many", "at", "detail",
+// "size"}
 // otherwise. fromJson's error says what was expected.
 nlohmann::json sourceReadToJson(const std::string& path, const SourceTree::File& file);
 Result<std::pair<std::string, SourceTree::File>> sourceReadFromJson(const nlohmann::json& j);

@@ -11,7 +11,7 @@ seconds=${1:-60}
 build=${HYPER_BUILD_DIR:-build-fuzz}
 out=${HYPER_FUZZ_OUT:-$build/out}
 targets=(manifest_loader yaml_json plan broker_request broker_rules webhook hyperd_config provenance
-  debian_control sealed_value secret_channel build_agent_line build_log_event)
+  debian_control sealed_value secret_channel build_agent_line build_log_event directory_archive)
 if [ -n "${HYPER_FUZZ_TARGETS:-}" ]; then
   read -r -a targets <<<"$HYPER_FUZZ_TARGETS"
 fi

@@ -320,27 +320,7 @@ class GitCommitTree : public SourceTree {
   Result<File> read(const std::string& dir, const std::string& path,
                     size_t maxBytes) const override {
     const std::string context = "read " + joinSourcePath(dir, path) + " in commit " + commitHex_;
-    HYPER_RETURN_IF_ERROR(openOnce().withContext(context));
-    TreePtr current;
-    if (dir.empty()) {
-      git_tree* raw = nullptr;
-      if (git_tree_lookup(&raw, repo_.get(), git_tree_id(root_.get())) < 0) {
-        return error(context);
-      }
-      current.reset(raw);
-    } else {
-      git_tree_entry* rawEntry = nullptr;
-      if (git_tree_entry_bypath(&rawEntry, root_.get(), dir.c_str()) < 0) {
-        return error(context + " <- the manifest's directory " + dir);
-      }
-      TreeEntryPtr entry(rawEntry);
-      git_tree* raw = nullptr;
-      if (git_tree_entry_type(entry.get()) != GIT_OBJECT_TREE ||
-          git_tree_lookup(&raw, repo_.get(), git_tree_entry_id(entry.get())) < 0) {
-        return Status::error(context + " <- the manifest's directory " + dir + " is not a tree");
-      }
-      current.reset(raw);
-    }
+    HYPER_ASSIGN_OR_RETURN(TreePtr current, openManifestDir(dir, context));
     File out;
     std::string at;
     size_t start = 0;
@@ -410,8 +390,166 @@ class GitCommitTree : public SourceTree {
     }
   }
 
+  Result<File> readDirectory(const std::string& dir, const std::string& path,
+                             const ArchiveLimits& limits) const override {
+    const std::string context =
+        "read the directory " + joinSourcePath(dir, path) + " in commit " + commitHex_;
+    HYPER_ASSIGN_OR_RETURN(TreePtr current, openManifestDir(dir, context));
+    File out;
+    std::string at;
+    size_t start = 0;
+    while (start <= path.size()) {
+      size_t end = path.find('/', start);
+      end = end == std::string::npos ? path.size() : end;
+      const std::string name = path.substr(start, end - start);
+      at = at.empty() ? name : at + "/" + name;
+      out.at = at;
+      const git_tree_entry* entry = git_tree_entry_byname(current.get(), name.c_str());
+      if (entry == nullptr) {
+        out.refusal = File::Refusal::Missing;
+        return out;
+      }
+      const git_filemode_t mode = git_tree_entry_filemode(entry);
+      if (mode != GIT_FILEMODE_TREE) {
+        out.refusal = mode == GIT_FILEMODE_LINK ? File::Refusal::Symlink : File::Refusal::NotAFile;
+        out.detail = end < path.size()             ? "not a directory"
+                     : mode == GIT_FILEMODE_COMMIT ? "a submodule"
+                                                   : "a file";
+        return out;
+      }
+      git_tree* raw = nullptr;
+      if (git_tree_lookup(&raw, repo_.get(), git_tree_entry_id(entry)) < 0) {
+        return error(context);
+      }
+      current.reset(raw);
+      start = end + 1;
+    }
+    std::vector<ArchiveEntry> entries;
+    size_t total = 0;
+    out.at.clear();
+    HYPER_RETURN_IF_ERROR(collect(current.get(), "", 0, limits, entries, total, out, context));
+    if (out.refusal != File::Refusal::None) {
+      out.at = joinSourcePath(path, out.at);
+      return out;
+    }
+    out.bytes = encodeDirectoryArchive(std::move(entries));
+    return out;
+  }
+
  private:
   using RepositoryPtr = GitPtr<git_repository, git_repository_free>;
+
+  // The tree of the manifest's directory `dir` ("" for the top).
+  Result<TreePtr> openManifestDir(const std::string& dir, const std::string& context) const {
+    HYPER_RETURN_IF_ERROR(openOnce().withContext(context));
+    git_tree* raw = nullptr;
+    if (dir.empty()) {
+      if (git_tree_lookup(&raw, repo_.get(), git_tree_id(root_.get())) < 0) {
+        return error(context);
+      }
+      return TreePtr(raw);
+    }
+    git_tree_entry* rawEntry = nullptr;
+    if (git_tree_entry_bypath(&rawEntry, root_.get(), dir.c_str()) < 0) {
+      return error(context + " <- the manifest's directory " + dir);
+    }
+    TreeEntryPtr entry(rawEntry);
+    if (git_tree_entry_type(entry.get()) != GIT_OBJECT_TREE ||
+        git_tree_lookup(&raw, repo_.get(), git_tree_entry_id(entry.get())) < 0) {
+      return Status::error(context + " <- the manifest's directory " + dir + " is not a tree");
+    }
+    return TreePtr(raw);
+  }
+
+  // The entries below `tree` (at `prefix` in the archive) into `entries`, as
+  // DirectoryTree::readDirectory collects a directory's; a refusal is left in `out`.
+  Status collect(const git_tree* tree, const std::string& prefix, size_t depth,
+                 const ArchiveLimits& limits, std::vector<ArchiveEntry>& entries, size_t& total,
+                 File& out, const std::string& context) const {
+    const size_t count = git_tree_entrycount(tree);
+    for (size_t i = 0; i < count; ++i) {
+      const git_tree_entry* e = git_tree_entry_byindex(tree, i);
+      const std::string rel =
+          prefix.empty() ? git_tree_entry_name(e) : prefix + "/" + git_tree_entry_name(e);
+      out.at = rel;
+      if (entries.size() >= limits.maxEntries) {
+        out.refusal = File::Refusal::TooMany;
+        out.detail = "entries";
+        out.size = limits.maxEntries + 1;
+        return Status::ok();
+      }
+      ArchiveEntry entry;
+      entry.path = rel;
+      const git_filemode_t mode = git_tree_entry_filemode(e);
+      if (mode == GIT_FILEMODE_TREE) {
+        if (depth + 1 > limits.maxDepth) {
+          out.refusal = File::Refusal::TooMany;
+          out.detail = "levels";
+          out.size = depth + 1;
+          return Status::ok();
+        }
+        git_tree* raw = nullptr;
+        if (git_tree_lookup(&raw, repo_.get(), git_tree_entry_id(e)) < 0) {
+          return error(context);
+        }
+        TreePtr sub(raw);
+        entry.type = ArchiveEntry::Type::Directory;
+        entries.push_back(std::move(entry));
+        HYPER_RETURN_IF_ERROR(
+            collect(sub.get(), rel, depth + 1, limits, entries, total, out, context));
+        if (out.refusal != File::Refusal::None) {
+          return Status::ok();
+        }
+        continue;
+      }
+      if (mode != GIT_FILEMODE_BLOB && mode != GIT_FILEMODE_BLOB_EXECUTABLE &&
+          mode != GIT_FILEMODE_LINK) {
+        out.refusal = File::Refusal::NotAFile;
+        out.detail = "a submodule";
+        return Status::ok();
+      }
+      // The size from the object's header first: a blob over the limit is never inflated.
+      git_odb* rawOdb = nullptr;
+      if (git_repository_odb(&rawOdb, repo_.get()) < 0) {
+        return error(context);
+      }
+      OdbPtr odb(rawOdb);
+      size_t size = 0;
+      git_object_t type = GIT_OBJECT_INVALID;
+      if (git_odb_read_header(&size, &type, odb.get(), git_tree_entry_id(e)) < 0) {
+        return error(context);
+      }
+      if (mode == GIT_FILEMODE_LINK && (size == 0 || size > 4095)) {
+        out.refusal = File::Refusal::NotAFile;
+        out.detail = "a symlink whose target has no or more than 4095 bytes";
+        return Status::ok();
+      }
+      if (size > limits.maxBytes - total) {
+        out.refusal = File::Refusal::TooBig;
+        out.size = total + size;
+        return Status::ok();
+      }
+      git_blob* rawBlob = nullptr;
+      if (git_blob_lookup(&rawBlob, repo_.get(), git_tree_entry_id(e)) < 0) {
+        return error(context);
+      }
+      BlobPtr blob(rawBlob);
+      entry.type = mode == GIT_FILEMODE_LINK              ? ArchiveEntry::Type::Symlink
+                   : mode == GIT_FILEMODE_BLOB_EXECUTABLE ? ArchiveEntry::Type::Executable
+                                                          : ArchiveEntry::Type::File;
+      entry.content.assign(static_cast<const char*>(git_blob_rawcontent(blob.get())),
+                           static_cast<size_t>(git_blob_rawsize(blob.get())));
+      if (entry.type == ArchiveEntry::Type::Symlink &&
+          entry.content.find('\0') != std::string::npos) {
+        out.refusal = File::Refusal::NotAFile;
+        out.detail = "a symlink whose target has a NUL byte";
+        return Status::ok();
+      }
+      total += entry.content.size();
+      entries.push_back(std::move(entry));
+    }
+    return Status::ok();
+  }
 
   static Status error(const std::string& context) {
     const git_error* e = git_error_last();

@@ -22,13 +22,34 @@ const std::set<std::string>& hyperInitPaths() {
   return paths;
 }
 
-void parseScript(const ObjectId& id, const Json& script, BuildSpec& out, Diagnostics& diags) {
-  const Json git = script.value("source", Json::object()).value("git", Json::object());
+void parseScript(const ObjectId& id, const Json& script, BuildSpec& out, Diagnostics& diags,
+                 const std::map<std::string, std::shared_ptr<const SourceBlob>>& sources) {
+  const Json source = script.value("source", Json::object());
+  const Json git = source.value("git", Json::object());
   out.gitUrl = git.value("url", "");
   out.gitCommit = git.value("commit", "");
   out.gitRef = git.value("ref", "");
   out.gitPath = git.value("path", "");
-  if (script.contains("source") && out.gitCommit.empty() == out.gitRef.empty()) {
+  out.sourcePath = source.value("path", "");
+  if (script.contains("source") && source.contains("git") == source.contains("path")) {
+    diags.error(id, "spec.script.source",
+                source.contains("git")
+                    ? "has both git and path: expected one (a git repository, or a directory "
+                      "of the manifests' own tree)"
+                    : "has neither git nor path: expected {git: {url, commit or ref}} or "
+                      "{path: DIR} (a directory beside the manifest)");
+  }
+  if (!out.sourcePath.empty()) {
+    auto blob = sources.find(out.sourcePath);
+    if (blob == sources.end() || !blob->second) {
+      diags.error(id, "spec.script.source.path",
+                  "\"" + out.sourcePath + "\" was not read (expected the loader to read it " +
+                      "from the manifest's directory)");
+    } else {
+      out.sourceTree = blob->second;
+    }
+  }
+  if (source.contains("git") && out.gitCommit.empty() == out.gitRef.empty()) {
     diags.error(id, "spec.script.source.git",
                 out.gitCommit.empty()
                     ? "has neither commit nor ref: expected the 40-hex commit to build, or a "
@@ -176,7 +197,7 @@ BuildSpec parseBuildSpec(const ObjectId& id, const Json& spec, Diagnostics& diag
                 "an " + out.format +
                     " image is as big as its contents: expected sizeMiB only with format: ext4");
   }
-  parseScript(id, spec.value("script", Json::object()), out, diags);
+  parseScript(id, spec.value("script", Json::object()), out, diags, sources);
   if (out.type != "initramfs") {
     out.busybox = false;  // busybox and hyper's init are the initramfs's
     out.hyperInit = false;

@@ -70,9 +70,13 @@ struct BuildSpec {
 
   // script
   std::string gitUrl;
-  std::string gitCommit;      // 40 hex; "" with gitRef (the provider resolves it)
-  std::string gitRef;         // a branch or tag to follow, instead of gitCommit
-  std::string gitPath;        // "" = the top
+  std::string gitCommit;  // 40 hex; "" with gitRef (the provider resolves it)
+  std::string gitRef;     // a branch or tag to follow, instead of gitCommit
+  std::string gitPath;    // "" = the top
+  // Or the source from the manifests' own tree: source.path as written ("app/") and the
+  // directory archive the loader read from it (Object::files; reconciler/directory_archive.h).
+  std::string sourcePath;
+  std::shared_ptr<const SourceBlob> sourceTree;
   std::string builderKernel;  // Build names: debian-kernel, initramfs (with hyperInit), rootfs
   std::string builderInitrd;
   std::string builderRootfs;  // "" = the initrd's busybox
@@ -94,7 +98,8 @@ std::map<std::string, std::string> scriptEnvironment(const BuildSpec& spec);
 // Parses a schema-valid spec. Semantic errors (a path that is "." or "..", given twice, or that
 // busybox or hyper's init already takes; modules without a kernel; a section the type does not
 // use) go to `diags` with the field path ("spec.initramfs.files[1].path"). A file's `source`
-// takes its bytes from `sources` (Object::files, read by the loader); one not there is an error.
+// takes its bytes from `sources` (Object::files, read by the loader), and so does a script's
+// source.path (its directory archive); one not there is an error.
 BuildSpec parseBuildSpec(
     const ObjectId& id, const Json& spec, Diagnostics& diags,
     const std::map<std::string, std::shared_ptr<const SourceBlob>>& sources = {});

@@ -52,6 +52,8 @@ ProviderRecord provider_build() {
   };
   // A file's bytes from the manifests' tree instead of the manifest (build_spec.h).
   b.fileSources = {"initramfs.files[*].source", "rootfs.files[*].source"};
+  // A script build's source from the manifests' own tree (script_build.h).
+  b.directorySources = {"script.source.path"};
   b.reproducible = true;
   b.logs = [](const std::string& name, const std::string& stateDir) {
     return LogFiles{{stateDir + "/builds/" + name + ".log"},

@@ -10,6 +10,7 @@
 #include "host/command.h"
 #include "providers/build/builder_session.h"
 #include "providers/build/rootfs_build.h"
+#include "reconciler/directory_archive.h"
 #include "source/git_source.h"
 #include "store/artifact_store.h"
 
@@ -210,21 +211,36 @@ Result<std::vector<ScriptArtifact>> runScriptBuild(const BuildSpec& spec, const 
   options.cancel = run.cancel;
   options.timeout = leftUntil(deadline);
 
-  // The source, at its pinned commit, as the builder's read-only disk.
+  // The source, at its pinned commit or as the manifests' revision has it, as the builder's
+  // read-only disk.
   auto sourceStart = Clock::now();
-  if (spec.gitCommit.empty()) {
-    return Status::error("the source's commit is not resolved (ref " + spec.gitRef + ")");
-  }
-  controller::SourceSpec source = sourceSpecOf(spec, run.gitCacheDir, spec.gitCommit);
-  source.timeout = std::min(leftUntil(deadline), std::chrono::milliseconds(300000));
-  HYPER_ASSIGN_OR_RETURN(auto git, controller::GitSource::open(source));
   const std::string tree = run.scratch + "/src";
   fs::create_directories(tree);
-  HYPER_ASSIGN_OR_RETURN(controller::ExportedTree exported, git->exportTree(tree));
-  git.reset();
-  log += "source " + controller::stripUrlCredentials(spec.gitUrl) + " commit " + exported.commit +
-         (spec.gitPath.empty() ? "" : " path " + spec.gitPath) + ": " +
-         std::to_string(exported.files) + " files, " + std::to_string(exported.bytes) + " bytes\n";
+  if (spec.sourceTree) {
+    // Checked again: the archive may have come over the API from a local caller.
+    auto entries = decodeDirectoryArchive(spec.sourceTree->bytes);
+    if (!entries.isOk()) {
+      return entries.status().withContext("the source " + spec.sourcePath);
+    }
+    HYPER_RETURN_IF_ERROR(
+        writeDirectoryArchive(*entries, tree).withContext("the source " + spec.sourcePath));
+    const ArchiveSummary summary = summarizeDirectoryArchive(*entries);
+    log += "source path " + spec.sourcePath + " " + spec.sourceTree->digest + ": " +
+           std::to_string(summary.files) + " files, " + std::to_string(summary.bytes) + " bytes\n";
+  } else {
+    if (spec.gitCommit.empty()) {
+      return Status::error("the source's commit is not resolved (ref " + spec.gitRef + ")");
+    }
+    controller::SourceSpec source = sourceSpecOf(spec, run.gitCacheDir, spec.gitCommit);
+    source.timeout = std::min(leftUntil(deadline), std::chrono::milliseconds(300000));
+    HYPER_ASSIGN_OR_RETURN(auto git, controller::GitSource::open(source));
+    HYPER_ASSIGN_OR_RETURN(controller::ExportedTree exported, git->exportTree(tree));
+    git.reset();
+    log += "source " + controller::stripUrlCredentials(spec.gitUrl) + " commit " + exported.commit +
+           (spec.gitPath.empty() ? "" : " path " + spec.gitPath) + ": " +
+           std::to_string(exported.files) + " files, " + std::to_string(exported.bytes) +
+           " bytes\n";
+  }
   HYPER_RETURN_IF_ERROR(
       makeExt4Image(tree, run.scratch + "/src.img", uuidFromHex(run.key), 0, options)
           .withContext("the source image"));

@@ -53,8 +53,9 @@ struct ScriptTimings {
 };
 
 // A script build: the source fetched at its pinned commit (spec.gitCommit, which the caller
-// sets from resolveSourceCommit when the spec follows a ref) by libgit2 (GitSource::exportTree)
-// into an ext4 image (read-only in the builder, serial hyper-src), an empty ext4 output disk
+// sets from resolveSourceCommit when the spec follows a ref) by libgit2 (GitSource::exportTree),
+// or written from the directory archive of spec.sourceTree (checked again: it may have come from
+// a caller), into an ext4 image (read-only in the builder, serial hyper-src), an empty ext4 output disk
 // (hyper-out, spec.outputSizeMiB), a builder VM with no network device at all, booted from
 // run.kernel and run.initrd with run.rootfs as its disk (the steps run chrooted in an overlay of
 // it), its secrets delivered over the secrets channel before the agent starts, the steps run by

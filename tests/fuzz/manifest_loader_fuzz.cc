@@ -32,12 +32,13 @@ std::shared_ptr<const hyper::SchemaRegistry> schemas() {
 
 // As providers/build/registration.cc declares it (this target links no provider).
 std::map<std::string, hyper::FileSourceFields> fileSources() {
-  auto fields = hyper::FileSourceFields::parse({"initramfs.files[*].source"});
+  auto fields =
+      hyper::FileSourceFields::parse({"initramfs.files[*].source"}, {"script.source.path"});
   FUZZ_CHECK(fields.isOk());
   return {{"Build", *fields}};
 }
 
-// A small tree beside fuzz.yaml: two files, a symlink and a directory.
+// A small tree beside fuzz.yaml: two files, a symlink and a directory (also as an archive).
 const hyper::MemoryTree& tree() {
   static const hyper::MemoryTree t = [] {
     using File = hyper::SourceTree::File;
@@ -49,6 +50,8 @@ const hyper::MemoryTree& tree() {
     files["web"].refusal = File::Refusal::NotAFile;
     files["web"].at = "web";
     files["web"].detail = "a directory";
+    files["web/"].bytes = hyper::encodeDirectoryArchive(
+        {{"init.sh", hyper::ArchiveEntry::Type::File, std::string("\0binary\xff", 8)}});
     return hyper::MemoryTree(std::move(files));
   }();
   return t;
@@ -57,10 +60,18 @@ const hyper::MemoryTree& tree() {
 // Every file source of `o` was checked and carries the bytes it names.
 void checkFiles(const hyper::Object& o, const hyper::FileSourceFields& fields) {
   size_t sources = 0;
-  fields.forEach(o.spec, [&](const std::string&, const hyper::Json& value) {
+  fields.forEach(o.spec, [&](const std::string&, const hyper::Json& value, bool directory) {
     FUZZ_CHECK(value.is_string());
     const std::string source = value.get<std::string>();
-    FUZZ_CHECK(hyper::checkSourcePath(source).empty());
+    std::string path = source;
+    if (directory && path.size() > 1 && path.back() == '/') {
+      path.pop_back();
+    }
+    FUZZ_CHECK(hyper::checkSourcePath(path).empty());
+    if (directory) {
+      FUZZ_CHECK(o.files.count(source) == 1 &&
+                 hyper::decodeDirectoryArchive(o.files.at(source)->bytes).isOk());
+    }
     auto it = o.files.find(source);
     FUZZ_CHECK(it != o.files.end() && it->second != nullptr);
     FUZZ_CHECK(it->second->digest == "sha256:" + hyper::sha256Hex(it->second->bytes));

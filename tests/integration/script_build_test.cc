@@ -1,5 +1,6 @@
 // Script Builds (issue 15) through the real hyperctl: the source comes from a git repository at a
-// pinned commit (or a followed branch, resolved when planned), the steps run in an ephemeral
+// pinned commit (or a followed branch, resolved when planned) or from a directory beside the
+// manifest, the steps run in an ephemeral
 // builder VM under real QEMU booted from the Builds of the same revision (Debian's kernel, hyper's
 // initramfs with the build agent), the outputs come back as content-addressed artifacts, a Secret's
 // value is readable by the steps for the build and nowhere else, a failing step is named with its
@@ -286,6 +287,32 @@ TEST(ScriptBuildTest, StepsRunInABuilderVmFromAPinnedCommitAndTheirOutputIsAnArt
   CommandRun settled = test::runHyperctl(state, {"diff", "-f", dir + "/follow.yaml"});
   EXPECT_EQ(settled.exitCode, 0) << settled.describe();
   EXPECT_NE(settled.out.find("No changes"), std::string::npos) << settled.describe();
+
+  // The source may be a directory of the manifests' own tree: read by the loader with the
+  // manifest (an executable keeps its mode), a change to a file in it is a new key.
+  ASSERT_TRUE((*tmp)->write("local/app/data/greeting.txt", "hello from the manifests\n").isOk());
+  ASSERT_TRUE((*tmp)->write("local/app/show.sh", "#!/bin/sh\ncat data/greeting.txt\n").isOk());
+  fs::permissions(dir + "/local/app/show.sh", fs::perms::owner_exec, fs::perm_options::add);
+  std::ofstream(dir + "/local/build.yaml")
+      << kBuilderBuilds
+      << "---\napiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: local}\nspec:\n"
+         "  type: script\n  script:\n    source: {path: app/}\n"
+         "    builder: {kernel: {build: builder-kernel}, initrd: {build: builder-initrd}}\n"
+         "    steps: [[sh, -c, './show.sh > /out/app']]\n"
+         "    outputs:\n    - {name: app, path: /out/app}\n";
+  CommandRun local = test::runHyperctl(state, {"apply", "-f", dir + "/local"}, how);
+  ASSERT_EQ(local.exitCode, 0) << local.describe();
+  const std::string localDigest = artifactDigest(state, "local", "app");
+  ASSERT_EQ(localDigest.rfind("sha256:", 0), 0u) << localDigest;
+  auto localBytes = readFile(state + "/store/sha256/" + localDigest.substr(7), 1 << 10);
+  EXPECT_EQ(localBytes.isOk() ? *localBytes : localBytes.status().message(),
+            "hello from the manifests\n");
+  CommandRun localLog = test::runHyperctl(state, {"logs", "build/local"});
+  EXPECT_NE(localLog.out.find("source path app/ sha256:"), std::string::npos) << localLog.out;
+  EXPECT_NE(localLog.out.find(": 2 files, 57 bytes"), std::string::npos) << localLog.out;
+  ASSERT_TRUE((*tmp)->write("local/app/data/greeting.txt", "changed\n").isOk());
+  CommandRun localDiff = test::runHyperctl(state, {"diff", "-f", dir + "/local"});
+  EXPECT_NE(localDiff.out.find("source:app/"), std::string::npos) << localDiff.describe();
 
   // The same key on a fresh state directory gives the same bytes (the kernel and image are
   // cache hits of the .deb cache; the builder runs again).

@@ -65,7 +65,8 @@ TEST(FileSourceFieldsTest, ParsesDeclarationsAndFindsEveryValueWithItsPath) {
   Json spec = Json::parse(
       R"({"one": "x", "a": {"files": [{"source": "p"}, {"content": "c"}, {"source": "q"}]}})");
   std::vector<std::string> seen;
-  fields->forEach(spec, [&](const std::string& path, const Json& value) {
+  fields->forEach(spec, [&](const std::string& path, const Json& value, bool directory) {
+    EXPECT_FALSE(directory) << path;
     seen.push_back(path + "=" + value.get<std::string>());
   });
   EXPECT_EQ(seen, (std::vector<std::string>{"spec.a.files[0].source=p", "spec.a.files[2].source=q",

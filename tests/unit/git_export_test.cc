@@ -11,6 +11,8 @@
 #include <sstream>
 
 #include "host/command.h"
+#include "reconciler/directory_archive.h"
+#include "reconciler/source_tree.h"
 #include "source/git_source.h"
 
 namespace hyper::controller {
@@ -489,6 +491,65 @@ TEST_F(GitExportTest, RemoteCommitOfAMissingRefIsAnErrorNamingIt) {
   ASSERT_FALSE(at.isOk());
   EXPECT_TRUE(contains(at.status().message(), "no branch or tag \"nope\" on the remote"))
       << at.status().message();
+}
+
+// --- a commit's tree read as a directory source (Snapshot::tree) -----------------------------
+
+TEST_F(GitExportTest, ADirectoryOfACommitIsTheArchiveTheSameDirectoryOnDiskGives) {
+  write("m/app.yaml", "# a manifest\n");
+  write("m/app/main.c", "int main(void) { return 0; }\n");
+  write("m/app/configure", "#!/bin/sh\n", 0755);
+  write("m/app/lib/util.c", std::string("bin\0ary", 7));
+  link("m/app/latest", "main.c");
+  const std::string id = commit();
+  auto src = open("main");
+  ASSERT_TRUE(src.isOk()) << src.status().message();
+  auto snapshot = (*src)->fetch();
+  ASSERT_TRUE(snapshot.isOk()) << snapshot.status().message();
+  ASSERT_TRUE(snapshot->tree);
+  auto fromGit = snapshot->tree->readDirectory("m", "app", {});
+  ASSERT_TRUE(fromGit.isOk()) << fromGit.status().message();
+  ASSERT_EQ(fromGit->refusal, SourceTree::File::Refusal::None);
+  DirectoryTree disk(work_);
+  auto fromDisk = disk.readDirectory("m", "app", {});
+  ASSERT_TRUE(fromDisk.isOk()) << fromDisk.status().message();
+  EXPECT_EQ(fromGit->bytes, fromDisk->bytes) << "the same content, other bytes";
+  auto entries = decodeDirectoryArchive(fromGit->bytes);
+  ASSERT_TRUE(entries.isOk()) << entries.status().message();
+  ASSERT_EQ(entries->size(), 5u);
+  EXPECT_EQ((*entries)[0].path, "configure");
+  EXPECT_EQ((*entries)[0].type, ArchiveEntry::Type::Executable);
+  EXPECT_EQ((*entries)[1].type, ArchiveEntry::Type::Symlink);
+  EXPECT_EQ((*entries)[1].content, "main.c");
+
+  auto file = snapshot->tree->readDirectory("m", "app/main.c", {});
+  ASSERT_TRUE(file.isOk()) << file.status().message();
+  EXPECT_EQ(file->refusal, SourceTree::File::Refusal::NotAFile);
+  EXPECT_EQ(file->detail, "a file");
+  EXPECT_EQ(snapshot->tree->readDirectory("m", "nope", {})->refusal,
+            SourceTree::File::Refusal::Missing);
+  auto few = snapshot->tree->readDirectory("m", "app", ArchiveLimits{.maxEntries = 3});
+  ASSERT_TRUE(few.isOk()) << few.status().message();
+  EXPECT_EQ(few->refusal, SourceTree::File::Refusal::TooMany);
+  EXPECT_EQ(few->at, "app/lib/util.c");
+  (void)id;
+}
+
+TEST_F(GitExportTest, ASubmoduleInADirectorySourceIsRefusedAtItsPlace) {
+  write("app/README", "top");
+  const std::string first = commit("first");
+  git({"-C", work_, "update-index", "--add", "--cacheinfo", "160000," + first + ",app/sub"});
+  git({"-C", work_, "commit", "--quiet", "-m", "add a submodule"});
+  git({"-C", work_, "push", "--quiet", bare_, "HEAD:refs/heads/main"});
+  auto src = open("main");
+  ASSERT_TRUE(src.isOk()) << src.status().message();
+  auto snapshot = (*src)->fetch();
+  ASSERT_TRUE(snapshot.isOk()) << snapshot.status().message();
+  auto read = snapshot->tree->readDirectory("", "app", {});
+  ASSERT_TRUE(read.isOk()) << read.status().message();
+  EXPECT_EQ(read->refusal, SourceTree::File::Refusal::NotAFile);
+  EXPECT_EQ(read->at, "app/sub");
+  EXPECT_EQ(read->detail, "a submodule");
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "providers/build/build_spec.h"
+#include "reconciler/directory_archive.h"
 
 namespace hyper::providers::build {
 namespace {
@@ -293,6 +294,41 @@ TEST(ScriptBuildSpecTest, CommitAndRefAreOneOrTheOther) {
   ASSERT_EQ(neither.items().size(), 1u) << neither.format();
   EXPECT_EQ(neither.items()[0].fieldPath, "spec.script.source.git");
   EXPECT_NE(neither.items()[0].summary.find("has neither commit nor ref"), std::string::npos)
+      << neither.format();
+}
+
+TEST(ScriptBuildSpecTest, APathSourceTakesTheDirectoryTheLoaderRead) {
+  auto blob = std::make_shared<SourceBlob>();
+  blob->bytes = encodeDirectoryArchive({{"main.c", ArchiveEntry::Type::File, "int main;"}});
+  blob->digest = "sha256:x";
+  Diagnostics d;
+  BuildSpec s =
+      parseBuildSpec(kId, scriptSpec(R"({"source":{"path":"app/"}})"), d, {{"app/", blob}});
+  EXPECT_TRUE(d.empty()) << d.format();
+  EXPECT_EQ(s.sourcePath, "app/");
+  EXPECT_EQ(s.sourceTree, blob);
+  EXPECT_TRUE(s.gitUrl.empty());
+
+  Diagnostics unread;
+  parseBuildSpec(kId, scriptSpec(R"({"source":{"path":"app/"}})"), unread);
+  EXPECT_EQ(fieldPaths(unread), std::vector<std::string>{"spec.script.source.path"})
+      << unread.format();
+  EXPECT_NE(unread.format().find("\"app/\" was not read"), std::string::npos) << unread.format();
+}
+
+TEST(ScriptBuildSpecTest, GitAndPathAreOneOrTheOther) {
+  Diagnostics both;
+  parseBuildSpec(kId,
+                 scriptSpec(R"({"source":{"path":"app","git":{"url":"/srv/app.git","commit":")" +
+                            kCommit + R"("}}})"),
+                 both, {{"app", std::make_shared<SourceBlob>()}});
+  EXPECT_EQ(fieldPaths(both), std::vector<std::string>{"spec.script.source"}) << both.format();
+  EXPECT_NE(both.format().find("has both git and path"), std::string::npos) << both.format();
+  Diagnostics neither;
+  parseBuildSpec(kId, scriptSpec(R"({"source":{}})"), neither);
+  EXPECT_EQ(fieldPaths(neither), std::vector<std::string>{"spec.script.source"})
+      << neither.format();
+  EXPECT_NE(neither.format().find("has neither git nor path"), std::string::npos)
       << neither.format();
 }
 
