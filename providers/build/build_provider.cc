@@ -9,9 +9,11 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <set>
 
 #include "base/file.h"
 #include "host/command.h"
+#include "netmodel/net_spec.h"
 #include "providers/build/build_spec.h"
 #include "providers/build/kernel_build.h"
 #include "providers/build/script_build.h"
@@ -116,6 +118,75 @@ const std::vector<std::shared_ptr<const Object>>& revisionOf(const ObserveReques
   return req.revision != nullptr ? *req.revision : kNone;
 }
 
+// The network of a script Build's builder from the revision: its NetworkPolicy `policy` (no
+// selector: the builder is no VM a selector could pick, so the policy must cover the whole
+// network) and that policy's Network, which carries no VM (builders take its addresses from the
+// top down, VMs from the bottom up; a network for builders only keeps them apart).
+// {"policy", "network", "bridge", "cidr", "gateway"}; null with an error in `diags` otherwise.
+Json builderNetworkOf(const Object& build, const std::string& policy,
+                      const std::vector<std::shared_ptr<const Object>>& revision,
+                      Diagnostics& diags) {
+  const std::string field = "spec.script.network.policy";
+  const Object* policyObject = nullptr;
+  for (const auto& o : revision) {
+    if (o->id.kind == "NetworkPolicy" && o->id.name == policy) {
+      policyObject = o.get();
+    }
+  }
+  if (policyObject == nullptr) {
+    diags.error(build.id, field,
+                "NetworkPolicy/" + policy + " is not in the revision: expected a NetworkPolicy " +
+                    "of that name (its network is the builder's)");
+    return nullptr;
+  }
+  auto p = netmodel::parsePolicySpec(*policyObject);
+  if (!p.isOk()) {
+    diags.error(build.id, field, "NetworkPolicy/" + policy + ": " + p.status().message());
+    return nullptr;
+  }
+  if (p->matchLabels) {
+    diags.error(build.id, field,
+                "NetworkPolicy/" + policy +
+                    " has a selector: expected a policy without one (a builder is no VM a "
+                    "selector picks; the policy of a build network covers all of it)");
+    return nullptr;
+  }
+  const Object* networkObject = nullptr;
+  std::vector<std::string> vms;
+  for (const auto& o : revision) {
+    if (o->id.kind == "Network" && o->id.name == p->network) {
+      networkObject = o.get();
+    }
+    if (o->id.kind == "VM" &&
+        o->spec.value("network", Json::object()).value("name", "") == p->network) {
+      vms.push_back(o->id.str());
+    }
+  }
+  if (networkObject == nullptr) {
+    diags.error(build.id, field,
+                "NetworkPolicy/" + policy + "'s Network/" + p->network + " is not in the revision");
+    return nullptr;
+  }
+  if (!vms.empty()) {
+    diags.error(build.id, field,
+                "Network/" + p->network + " (of NetworkPolicy/" + policy + ") carries " +
+                    vms.front() + (vms.size() > 1 ? " and others" : "") +
+                    ": expected a network for builders only (a builder's address must not be a "
+                    "VM's)");
+    return nullptr;
+  }
+  auto n = netmodel::parseNetworkSpec(*networkObject);
+  if (!n.isOk()) {
+    diags.error(build.id, field, "Network/" + p->network + ": " + n.status().message());
+    return nullptr;
+  }
+  return Json{{"policy", policy},
+              {"network", n->name},
+              {"bridge", n->bridge},
+              {"cidr", n->cidr.canonical().str()},
+              {"gateway", netmodel::formatIpv4(n->gateway)}};
+}
+
 // True when the file starts like an ext4 image (its superblock's magic at 1080).
 bool isExt4Image(const std::string& path) {
   auto head = readFile(path, 2048);
@@ -193,6 +264,13 @@ std::vector<Reference> BuildProvider::references(const Object& object) const {
     out.push_back({"spec.script.secrets[" + std::to_string(i) + "].secret",
                    {"Secret", secrets[i].value("secret", "")}});
   }
+  // The builder's policy is applied (and its Network, which it references) before the build.
+  const std::string policy = object.spec.value("script", Json::object())
+                                 .value("network", Json::object())
+                                 .value("policy", "");
+  if (!policy.empty() && object.spec.value("type", "") == "script") {
+    out.push_back({"spec.script.network.policy", {"NetworkPolicy", policy}});
+  }
   return out;
 }
 
@@ -257,6 +335,34 @@ Result<std::string> BuildProvider::refCommit(const std::string& url, const std::
   }
   refCommits_[cacheKey] = {commit, now};
   return commit;
+}
+
+Result<uint32_t> BuildProvider::claimBuilderAddress(const std::string& name,
+                                                    const std::string& network,
+                                                    uint32_t networkAddress, int prefix,
+                                                    uint32_t gateway) {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::set<uint32_t> taken;
+  for (const auto& [other, place] : builderAddresses_) {
+    if (other != name && place.first == network) {
+      taken.insert(place.second);
+    }
+  }
+  const netmodel::Cidr cidr{networkAddress, prefix};
+  for (uint32_t ip = cidr.broadcast() - 1; ip > cidr.network(); --ip) {
+    if (ip != gateway && taken.count(ip) == 0) {
+      builderAddresses_[name] = {network, ip};
+      return ip;
+    }
+  }
+  return Status::error("no free address for a builder on Network/" + network + " (" + cidr.str() +
+                       "): " + std::to_string(taken.size()) +
+                       " builders have one; expected a bigger cidr or fewer builds at once");
+}
+
+void BuildProvider::releaseBuilderAddress(const std::string& name) {
+  std::lock_guard<std::mutex> lk(mu_);
+  builderAddresses_.erase(name);
 }
 
 std::string BuildProvider::cachedKey(const std::string& name, const Json& spec,
@@ -473,6 +579,17 @@ std::optional<Json> BuildProvider::resolveInputs(const Object& object, ObserveSc
           }
         }
       }
+    }
+    // The builder's network: what it is now is an input (a build with another network may
+    // fetch other things).
+    const std::string policy =
+        spec.value("script", Json::object()).value("network", Json::object()).value("policy", "");
+    if (!policy.empty()) {
+      Json network = builderNetworkOf(object, policy, revisionOf(*scope.req), diags);
+      if (network.is_null()) {
+        return std::nullopt;
+      }
+      inputs["network"] = std::move(network);
     }
     auto digestOf = [&](const std::string& build, const std::string& artifact) {
       return store::artifactContext(build, artifact, *scope.builds, store_);
@@ -743,6 +860,15 @@ void BuildProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
       auto inputs = resolveInputs(*o, scope, resp.diagnostics, pending);
       if (!pending.empty()) {
         s.context = {{"pending", pending}};
+        // A builder's network is known while it waits (resolveInputs checked it): apply takes it
+        // from the plan, since it sees no revision.
+        const std::string policy = o->spec.value("script", Json::object())
+                                       .value("network", Json::object())
+                                       .value("policy", "");
+        if (!policy.empty() && o->spec.value("type", "") == "script") {
+          Diagnostics ignored;
+          s.context["network"] = builderNetworkOf(*o, policy, revisionOf(req), ignored);
+        }
         return;
       }
       if (!inputs) {
@@ -793,6 +919,9 @@ void BuildProvider::plan(const PlanRequest& req, PlanResponse& resp) const {
                            "(after " + waits + ")"});
       if (context.contains("keptKeys")) {
         a.privateData = {{"keptKeys", context["keptKeys"]}};
+      }
+      if (context.contains("network")) {
+        a.privateData["network"] = context["network"];
       }
       resp.action = std::move(a);
       return;
@@ -1055,6 +1184,24 @@ Result<Json> BuildProvider::buildScript(const BuildContext& ctx, BuildLog& log) 
   run.cancel = ctx.cancel;
   run.deadline = ctx.deadline;
   // Every delivery is audited (an event naming the value and the build, never the value).
+  if (ctx.inputs.contains("network")) {
+    const Json& n = ctx.inputs["network"];
+    auto cidr = netmodel::Cidr::parse(n.value("cidr", ""));
+    auto gateway = netmodel::parseIpv4(n.value("gateway", ""));
+    if (!cidr.isOk() || !gateway.isOk() || n.value("bridge", "").empty()) {
+      return Status::error("planned with a builder network that does not parse: " + n.dump());
+    }
+    BuilderNetwork network;
+    network.policy = n.value("policy", "");
+    network.network = n.value("network", "");
+    network.bridge = n.value("bridge", "");
+    network.prefix = cidr->prefix;
+    network.gateway = *gateway;
+    HYPER_ASSIGN_OR_RETURN(
+        network.ip,
+        claimBuilderAddress(ctx.id.name, network.network, cidr->network(), cidr->prefix, *gateway));
+    run.network = network;
+  }
   run.onSecretDelivery = [&](const std::vector<std::string>& stored, const Status& result) {
     auto idOf = [&](const std::string& fileId) {
       for (const auto& s : spec.secrets) {
@@ -1090,8 +1237,15 @@ Result<Json> BuildProvider::buildScript(const BuildContext& ctx, BuildLog& log) 
     }
   };
   ScriptTimings timings;
-  HYPER_ASSIGN_OR_RETURN(std::vector<ScriptArtifact> outputs,
-                         runScriptBuild(spec, run, log, &timings));
+  auto ran = runScriptBuild(spec, run, log, &timings);
+  if (run.network) {
+    // A kept builder keeps its address; the next build of the name takes it again.
+    auto kept = builders_->find(builderVmName(ctx.id.name));
+    if (!kept.isOk() || !kept->has_value()) {
+      releaseBuilderAddress(ctx.id.name);
+    }
+  }
+  HYPER_ASSIGN_OR_RETURN(std::vector<ScriptArtifact> outputs, std::move(ran));
   ProgressEvent boot;
   boot.object = ctx.id;
   boot.type = "builder-boot";
@@ -1214,6 +1368,15 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
       Json now = Json::object();
       if (inputs.is_object() && inputs.contains("commit")) {
         now["commit"] = inputs["commit"];  // the commit plan resolved a ref to
+      }
+      if (!inputs.is_object()) {
+        // Planned while waiting: what observe knew beside the builder's artifacts.
+        for (const auto& [source, blob] : req.desired->files) {
+          now["source:" + source] = blob->digest;
+        }
+        if (action.privateData.is_object() && action.privateData.contains("network")) {
+          now["network"] = action.privateData["network"];
+        }
       }
       std::string pending;
       auto digestOf = [&](const std::string& build, const std::string& artifact) -> Json {

@@ -170,6 +170,12 @@ class BuildProvider : public Provider, public EventSource, public ProgressSource
   // kRefCommitTtl (an observe per loop wake would otherwise ask the remote each time).
   Result<std::string> refCommit(const std::string& url, const std::string& ref);
   static constexpr std::chrono::seconds kRefCommitTtl{15};
+  // An address for Build `name`'s builder on `network`: the highest host address of `cidr` that
+  // is not the gateway and not another builder's (VMs take the lowest; the network is for
+  // builders only). Errors when every one is taken.
+  Result<uint32_t> claimBuilderAddress(const std::string& name, const std::string& network,
+                                       uint32_t networkAddress, int prefix, uint32_t gateway);
+  void releaseBuilderAddress(const std::string& name);
   void reportCached(const ObjectId& id, const std::string& type, const std::string& key);
   void report(ProgressEvent event);
   void appendLog(const std::string& name, const std::string& text) const;
@@ -202,6 +208,9 @@ class BuildProvider : public Provider, public EventSource, public ProgressSource
   std::map<std::string, KnownKey> keys_;  // by Build name
   // "url\nref" -> the commit it named and when that was read
   std::map<std::string, std::pair<std::string, std::chrono::steady_clock::time_point>> refCommits_;
+  // Builders' addresses on build networks, by Build name: (network, address). A name keeps its
+  // address while its builder is kept (keepFailed); the next build of the name takes it again.
+  std::map<std::string, std::pair<std::string, uint32_t>> builderAddresses_;
   std::string listsStamp_;                                   // apt's lists the two below are for
   std::map<std::string, SuiteIndex> suites_;                 // "mirror suite" -> index
   std::map<std::string, std::vector<std::string>> missing_;  // packages -> unknown ones

@@ -135,6 +135,7 @@ void parseScript(const ObjectId& id, const Json& script, BuildSpec& out, Diagnos
   }
   out.timeoutSeconds = script.value("timeoutSeconds", out.timeoutSeconds);
   out.keepFailed = script.value("keepFailed", false);
+  out.networkPolicy = script.value("network", Json::object()).value("policy", "");
 }
 
 }  // namespace

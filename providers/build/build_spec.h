@@ -87,6 +87,7 @@ struct BuildSpec {
   std::vector<ScriptOutput> outputs;
   uint32_t outputSizeMiB = 256;
   std::vector<ScriptSecret> secrets;
+  std::string networkPolicy;  // script.network.policy; "" = no network device at all
   int timeoutSeconds = 900;
   bool keepFailed = false;
 };

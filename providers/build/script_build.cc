@@ -8,8 +8,10 @@
 
 #include "base/text_escape.h"
 #include "host/command.h"
+#include "netmodel/placement.h"
 #include "providers/build/builder_session.h"
 #include "providers/build/rootfs_build.h"
+#include "providers/vmm/tap_device.h"
 #include "reconciler/directory_archive.h"
 #include "source/git_source.h"
 #include "store/artifact_store.h"
@@ -119,6 +121,11 @@ std::string builderCmdline(const BuildSpec& spec, const ScriptRun& run) {
   if (spec.keepFailed) {
     cmdline += " hyper.keep=1";
   }
+  if (run.network) {
+    cmdline += " hyper.ip=" + netmodel::formatIpv4(run.network->ip) + "/" +
+               std::to_string(run.network->prefix) +
+               " hyper.gw=" + netmodel::formatIpv4(run.network->gateway);
+  }
   return cmdline;
 }
 
@@ -164,6 +171,7 @@ Result<bool> releaseBuilder(vmm::VmDriver& driver, const std::string& buildName)
   vmm::StopOptions quick;
   quick.powerdownGrace = std::chrono::milliseconds(0);
   HYPER_RETURN_IF_ERROR(driver.stop(name, quick).status());
+  HYPER_RETURN_IF_ERROR(vmm::deleteTap(vmm::tapNameFor(name), name));
   return found.has_value();
 }
 
@@ -273,9 +281,30 @@ Result<std::vector<ScriptArtifact>> runScriptBuild(const BuildSpec& spec, const 
   } else if (*released) {
     log += "released the previous builder " + vm.name + "\n";
   }
+  bool keep = false;
+  // On a build network: a tap of its own on the bridge, gone with the builder (unless kept).
+  struct TapOnExit {
+    std::string tap;
+    std::string vm;
+    bool& keep;
+    ~TapOnExit() {
+      if (!tap.empty() && !keep) {
+        (void)vmm::deleteTap(tap, vm);
+      }
+    }
+  } tapOnExit{"", vm.name, keep};
+  std::string networkText = "no network";
+  if (run.network) {
+    vm.tap = vmm::tapNameFor(vm.name);
+    vm.mac = netmodel::vmDefaultMac(vm.name);
+    HYPER_RETURN_IF_ERROR(vmm::createTap(vm.tap, run.network->bridge, vm.name)
+                              .withContext("the builder's tap on " + run.network->bridge));
+    tapOnExit.tap = vm.tap;
+    networkText = "network " + run.network->network + " " + netmodel::formatIpv4(run.network->ip) +
+                  " by NetworkPolicy/" + run.network->policy;
+  }
   auto bootStart = Clock::now();
   HYPER_ASSIGN_OR_RETURN(vmm::VmHandle handle, run.driver->start(vm));
-  bool keep = false;
   struct StopOnExit {
     vmm::VmDriver& driver;
     std::string name;
@@ -295,7 +324,7 @@ Result<std::vector<ScriptArtifact>> runScriptBuild(const BuildSpec& spec, const 
   };
   log += "builder " + vm.name + " (" + std::to_string(vm.vcpus) + " vCPU, " +
          std::to_string(vm.memoryMiB) + " MiB, " + std::string(vmm::accelName(handle.accel)) +
-         ", no network) started\n";
+         ", " + networkText + ") started\n";
 
   if (!run.secrets.empty()) {
     std::vector<std::string> stored;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,17 @@
 #include "providers/vmm/vm_driver.h"
 
 namespace hyper::providers::build {
+
+// The builder's place on a build network (spec.networkPolicy): a tap on the Network's bridge and
+// an address the caller claimed for it.
+struct BuilderNetwork {
+  std::string policy;   // the NetworkPolicy whose rules are the builder's
+  std::string network;  // its Network
+  std::string bridge;
+  uint32_t ip = 0;
+  int prefix = 0;
+  uint32_t gateway = 0;
+};
 
 // What a script build runs with besides its spec: the builder's files (store paths of the
 // artifacts its key was made of), where it works, and the values of its secrets.
@@ -27,6 +39,7 @@ struct ScriptRun {
   std::string scratch;          // a fresh directory the build works in (the caller removes it)
   std::string gitCacheDir;      // where fetched repositories are kept (one bare repository per URL)
   std::vector<vmm::SecretGrant> secrets;  // by ScriptSecret::id, in the spec's order
+  std::optional<BuilderNetwork> network;  // none: no network device at all
   std::shared_ptr<vmm::VmDriver> driver;
   const std::atomic<bool>* cancel = nullptr;
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
@@ -55,8 +68,10 @@ struct ScriptTimings {
 // A script build: the source fetched at its pinned commit (spec.gitCommit, which the caller
 // sets from resolveSourceCommit when the spec follows a ref) by libgit2 (GitSource::exportTree),
 // or written from the directory archive of spec.sourceTree (checked again: it may have come from
-// a caller), into an ext4 image (read-only in the builder, serial hyper-src), an empty ext4 output disk
-// (hyper-out, spec.outputSizeMiB), a builder VM with no network device at all, booted from
+// a caller), into an ext4 image (read-only in the builder, serial hyper-src), an empty ext4 output
+// disk (hyper-out, spec.outputSizeMiB), a builder VM with no network device at all (or, with
+// run.network, one on a tap made for it on the build network's bridge as an isolated port, gone
+// with the builder), booted from
 // run.kernel and run.initrd with run.rootfs as its disk (the steps run chrooted in an overlay of
 // it), its secrets delivered over the secrets channel before the agent starts, the steps run by
 // hyper-build-agent as uid 1000 in /build with scriptEnvironment(spec), their output relayed to
@@ -77,7 +92,8 @@ Result<std::string> resolveSourceCommit(const BuildSpec& spec, const std::string
 // is a DNS label; a Build's name may be longer).
 std::string builderVmName(const std::string& buildName);
 
-// Stops a builder kept by keepFailed (or left by a crash). True when one was running.
+// Stops a builder kept by keepFailed (or left by a crash) and removes its tap, if it had one.
+// True when one was running.
 Result<bool> releaseBuilder(vmm::VmDriver& driver, const std::string& buildName);
 
 // The one line a step's failure is told with: "step 2 [make, install] exited with code 2".

@@ -20,6 +20,7 @@
 #include "tests/integration/git_util.h"
 #include "tests/integration/guest_util.h"
 #include "tests/integration/hyperctl_util.h"
+#include "tests/integration/netns_util.h"
 
 namespace hyper {
 namespace {
@@ -397,6 +398,105 @@ TEST(ScriptBuildTest, ACProgramCompiledByGccInABuilderRootfsRunsInAVm) {
   EXPECT_TRUE(console.isOk() && console->find("hello from C, compiled by gcc 12 in a builder VM") !=
                                     std::string::npos)
       << (console.isOk() ? *console : console.status().message());
+}
+
+// A builder on a build network: its NetworkPolicy's rules are its own (an allowed port on the
+// gateway answers, another does not), its tap is gone with it, and a build without a network
+// cannot reach the gateway at all. In a network namespace of the test's own.
+TEST(ScriptBuildTest, ABuilderReachesWhatItsNetworkPolicyAllowsAndNothingWithoutOne) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "needs root";
+  }
+  if (!test::guestImage().skipReason.empty()) {
+    GTEST_SKIP() << test::guestImage().skipReason;
+  }
+  auto tmp = test::TempDir::create("script-build-net");
+  ASSERT_TRUE(tmp.isOk()) << tmp.status().message();
+  const std::string dir = (*tmp)->path();
+  auto ns = test::NamedNetns::create(test::uniqueNetnsName("bnet"));
+  ASSERT_TRUE(ns.isOk()) << ns.status().message();
+  const RunDir run("/tmp/hbn-" + std::to_string(::getpid()));
+  test::HyperctlEnv how;
+  how.env = {"HYPER_BUILDER_RUN_DIR=" + run.path};
+  how.prefix = {"ip", "netns", "exec", (*ns)->name()};
+
+  // Two web servers in the namespace, on every address (the bridge's comes with the Network).
+  ASSERT_TRUE((*tmp)->write("www/hello.txt", "hello over the build network\n").isOk());
+  struct Servers {
+    std::string root;
+    ~Servers() { (void)test::runArgv({"pkill", "-f", "httpd -p 808[01] -h " + root}); }
+  } servers{dir + "/www"};
+  for (const char* port : {"8080", "8081"}) {
+    // It forks into the background; its output goes nowhere, so run() does not wait for it.
+    auto started = (*ns)->run({"sh", "-c",
+                               "exec busybox httpd -p " + std::string(port) + " -h " +
+                                   servers.root + " </dev/null >/dev/null 2>&1"});
+    ASSERT_TRUE(started.isOk()) << started.status().message();
+  }
+
+  const std::string network =
+      "---\napiVersion: hyper.dev/v1alpha1\nkind: Network\nmetadata: {name: builds}\n"
+      "spec: {cidr: 10.99.0.0/24}\n"
+      "---\napiVersion: hyper.dev/v1alpha1\nkind: NetworkPolicy\nmetadata: {name: builds-web}\n"
+      "spec:\n  network: builds\n  egress:\n    mode: allowlist\n"
+      "    allow: [{cidr: 10.99.0.1/32, ports: [8080], protocol: tcp}]\n";
+  const std::string steps =
+      "[[sh, -c, 'timeout 10 wget -q -O /out/app http://10.99.0.1:8080/hello.txt'], "
+      "[sh, -c, 'if timeout 5 wget -q -O /dev/null http://10.99.0.1:8081/hello.txt; then echo "
+      "reached 8081; exit 1; fi; echo 8081 blocked']]";
+  auto fetchBuild = [&](const std::string& name, const std::string& extra) {
+    return "---\napiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: " + name +
+           "}\nspec:\n  type: script\n  script:\n    source: {path: src}\n"
+           "    builder: {kernel: {build: builder-kernel}, initrd: {build: builder-initrd}}\n"
+           "    steps: " +
+           steps + "\n" + extra + "    outputs:\n    - {name: app, path: /out/app}\n";
+  };
+  ASSERT_TRUE((*tmp)->write("m/src/README", "nothing to build\n").isOk());
+  std::ofstream(dir + "/m/builds.yaml")
+      << kBuilderBuilds << network << fetchBuild("fetch", "    network: {policy: builds-web}\n");
+  const std::string state = dir + "/state";
+  CommandRun apply = test::runHyperctl(state, {"apply", "-f", dir + "/m"}, how);
+  ASSERT_EQ(apply.exitCode, 0) << apply.describe();
+  const std::string digest = artifactDigest(state, "fetch", "app");
+  ASSERT_EQ(digest.rfind("sha256:", 0), 0u) << digest;
+  auto bytes = readFile(state + "/store/sha256/" + digest.substr(7), 1 << 10);
+  EXPECT_EQ(bytes.isOk() ? *bytes : bytes.status().message(), "hello over the build network\n");
+  CommandRun log = test::runHyperctl(state, {"logs", "build/fetch"});
+  EXPECT_NE(log.out.find("network builds 10.99.0.254 by NetworkPolicy/builds-web) started"),
+            std::string::npos)
+      << log.out;
+  EXPECT_NE(log.out.find("[1] 8081 blocked"), std::string::npos) << log.out;
+  auto links = (*ns)->run({"ip", "-o", "link", "show"});
+  ASSERT_TRUE(links.isOk()) << links.status().message();
+  EXPECT_EQ(links->find("hv-build"), std::string::npos) << "the builder's tap is left: " << *links;
+
+  // Without a network the same step cannot reach the gateway.
+  std::ofstream(dir + "/m/offline.yaml") << fetchBuild("offline", "");
+  CommandRun offline = test::runHyperctl(state, {"apply", "-f", dir + "/m"}, how);
+  EXPECT_NE(offline.exitCode, 0) << offline.describe();
+  EXPECT_NE(offline.err.find("Build/offline"), std::string::npos) << offline.describe();
+  EXPECT_NE(offline.err.find("step 0 [sh, -c, timeout 10 wget"), std::string::npos)
+      << offline.describe();
+  fs::remove(dir + "/m/offline.yaml");
+
+  // A policy with a selector, or a network that carries a VM, is no build network.
+  std::ofstream(dir + "/m/more.yaml")
+      << "---\napiVersion: hyper.dev/v1alpha1\nkind: NetworkPolicy\nmetadata: {name: picky}\n"
+         "spec:\n  network: builds\n  selector: {matchLabels: {role: web}}\n"
+      << fetchBuild("picky", "    network: {policy: picky}\n");
+  CommandRun picky = test::runHyperctl(state, {"diff", "-f", dir + "/m"}, how);
+  EXPECT_NE(picky.err.find("spec.script.network.policy: NetworkPolicy/picky has a selector"),
+            std::string::npos)
+      << picky.describe();
+  std::ofstream(dir + "/m/more.yaml")
+      << "---\napiVersion: hyper.dev/v1alpha1\nkind: VM\nmetadata: {name: squatter}\nspec:\n"
+         "  kernel: {build: builder-kernel}\n  initrd: {build: builder-initrd}\n"
+         "  network: {name: builds}\n";
+  CommandRun squatted = test::runHyperctl(state, {"diff", "-f", dir + "/m"}, how);
+  EXPECT_NE(squatted.err.find("Network/builds (of NetworkPolicy/builds-web) carries VM/squatter: "
+                              "expected a network for builders only"),
+            std::string::npos)
+      << squatted.describe();
 }
 
 }  // namespace
