@@ -3,7 +3,9 @@
 #include <httplib.h>
 #include <sodium.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <optional>
 
 #include <spdlog/spdlog.h>
@@ -18,6 +20,7 @@
 #include "base/names.h"
 #include "base/text_escape.h"
 #include "hyperd/http_server.h"
+#include "hyperd/ui_assets.h"
 #include "hyperd/webhook_auth.h"
 #include "providers/build/build_events.h"
 #include "store/sealing.h"
@@ -55,6 +58,46 @@ std::string sseFrame(const Event& e) {
 }
 
 }  // namespace
+
+// The last `maxBytes` of `path` (a log being written): from the start of the first whole line in
+// them when the file is longer, so no line is shown cut. A regular file only (no FIFO waited on).
+Result<std::string> readFileTail(const std::string& path, size_t maxBytes) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  if (!fd.valid()) {
+    return Status::error("read " + path + " <- " + std::strerror(errno));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return Status::error("read " + path + ": not a regular file");
+  }
+  const off_t size = st.st_size;
+  // One byte before the part kept, to see whether it starts a line.
+  const off_t start =
+      size > static_cast<off_t>(maxBytes) ? size - static_cast<off_t>(maxBytes) - 1 : 0;
+  std::string out;
+  out.resize(static_cast<size_t>(size - start));
+  size_t got = 0;
+  while (got < out.size()) {
+    ssize_t n =
+        ::pread(fd.get(), out.data() + got, out.size() - got, start + static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return Status::error("read " + path + " <- " + std::strerror(errno));
+    }
+    if (n == 0) {
+      break;  // it shrank
+    }
+    got += static_cast<size_t>(n);
+  }
+  out.resize(got);
+  if (start > 0) {
+    size_t newline = out.find('\n');
+    out.erase(0, newline == std::string::npos ? out.size() : newline + 1);
+  }
+  return out;
+}
 
 bool tokenMatches(const std::string& expected, const std::string& header) {
   static const std::string kPrefix = "Bearer ";
@@ -125,12 +168,23 @@ void ApiServer::countRefusal(const httplib::Request& req, const httplib::Respons
 
 bool ApiServer::admit(const httplib::Request& req, httplib::Response& res) {
   const bool webhook = req.path == "/v1/hooks/git";
-  // Bearer token on /v1/* except the webhook (which has its own signature).
+  // Bearer token on /v1/* except the webhook (which has its own signature); the viewer token
+  // reads (GET) and does nothing else.
   if (req.path.rfind("/v1/", 0) == 0 && !webhook &&
       !tokenMatches(options_.token, req.get_header_value("Authorization"))) {
-    res.set_header("WWW-Authenticate", "Bearer");
-    refuse(req, res, 401, "missing or wrong bearer token (hyperctl reads it from the state dir)");
-    return false;
+    const bool viewer = !options_.viewerToken.empty() &&
+                        tokenMatches(options_.viewerToken, req.get_header_value("Authorization"));
+    if (viewer && req.method != "GET") {
+      refuse(req, res, 403,
+             "the viewer token only reads: " + req.method + " " + req.path +
+                 " needs the API token (<state-dir>/hyperd.token)");
+      return false;
+    }
+    if (!viewer) {
+      res.set_header("WWW-Authenticate", "Bearer");
+      refuse(req, res, 401, "missing or wrong bearer token (hyperctl reads it from the state dir)");
+      return false;
+    }
   }
   // The webhook's body is read only for a request that can authenticate: a GitHub signature
   // (checked over the body by the handler) or the right GitLab token.
@@ -284,6 +338,29 @@ void ApiServer::readRoutes() {
     res.set_content(metrics_.render(), "text/plain; version=0.0.4");
   });
 
+  // The status page: static files from the binary, no token (the page asks for one and sends it
+  // with each request; it is never in a URL). Nothing but this origin's files may run in it.
+  auto asset = [](const char* name, const char* type) {
+    return [name, type](const httplib::Request&, httplib::Response& res) {
+      auto it = uiAssets().find(name);
+      if (it == uiAssets().end()) {
+        sendError(res, 404, std::string("no ") + name + " in this build");
+        return;
+      }
+      res.set_header("Content-Security-Policy",
+                     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                     "connect-src 'self'; base-uri 'none'; form-action 'none'; "
+                     "frame-ancestors 'none'");
+      res.set_header("X-Content-Type-Options", "nosniff");
+      res.set_header("Referrer-Policy", "no-referrer");
+      res.set_header("Cache-Control", "no-store");
+      res.set_content(std::string(it->second), type);
+    };
+  };
+  s.Get("/", asset("index.html", "text/html; charset=utf-8"));
+  s.Get("/ui/app.js", asset("app.js", "text/javascript; charset=utf-8"));
+  s.Get("/ui/style.css", asset("style.css", "text/css; charset=utf-8"));
+
   s.Get("/v1/status", [this](const httplib::Request&, httplib::Response& res) {
     sendJson(res, controller_.statusJson());
   });
@@ -296,6 +373,29 @@ void ApiServer::readRoutes() {
   s.Get("/v1/plan", [this](const httplib::Request&, httplib::Response& res) {
     sendJson(res, controller_.lastPlanJson());
   });
+  // The end of an object's log: a VM's console, a build's log. Bounded: at most `bytes` (64 KiB
+  // by default, 1 MiB at most) from the end of the file, which is the guest's or a build's
+  // output: served as text, never interpreted.
+  s.Get(R"(/v1/logs/([A-Za-z][A-Za-z0-9]{0,62})/([a-z0-9][-a-z0-9]{0,252}))",
+        [this](const httplib::Request& req, httplib::Response& res) {
+          const std::string kind = req.matches[1];
+          const std::string name = req.matches[2];
+          std::optional<LogFiles> files = options_.logs ? options_.logs(kind, name) : std::nullopt;
+          if (!files || files->files.empty()) {
+            sendError(res, 404, "kind " + kind + " keeps no logs");
+            return;
+          }
+          const int64_t most = queryInt(req, "bytes", 64 << 10, 1, 1 << 20);
+          auto tail = readFileTail(files->files.back(), static_cast<size_t>(most));
+          if (!tail.isOk()) {
+            sendError(res, 404,
+                      "no log of " + kind + "/" + name + " (" + files->files.back() + ")" +
+                          (files->whenMissing.empty() ? "" : ": " + files->whenMissing));
+            return;
+          }
+          res.set_header("Cache-Control", "no-store");
+          res.set_content(*tail, "text/plain; charset=utf-8");
+        });
 }
 
 void ApiServer::previewRoute() {

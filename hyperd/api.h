@@ -1,7 +1,9 @@
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -10,6 +12,7 @@
 #include "hyperd/http_limits.h"
 #include "hyperd/loop.h"
 #include "hyperd/metrics.h"
+#include "reconciler/kind_registry.h"
 
 namespace httplib {
 struct Request;
@@ -22,8 +25,14 @@ class HttpServer;
 
 struct ApiOptions {
   std::string host = "127.0.0.1";
-  int port = 7400;           // 0: any free port (tests)
-  std::string token;         // bearer token for /v1/* (not the webhook, not health/metrics)
+  int port = 7400;    // 0: any free port (tests)
+  std::string token;  // bearer token for /v1/* (not the webhook, not health/metrics)
+  // A second bearer token that reads and does nothing else: GET routes only (the status page's
+  // viewers; <state-dir>/viewer.token). Empty: none.
+  std::string viewerToken;
+  // The log files of an object (KindRecord::logs) for GET /v1/logs/KIND/NAME; null, or nullopt
+  // for a kind without logs: 404.
+  std::function<std::optional<LogFiles>(const std::string& kind, const std::string& name)> logs;
   std::string githubSecret;  // X-Hub-Signature-256 key for /v1/hooks/git; empty: not accepted
   std::string gitlabToken;   // X-Gitlab-Token value; empty: not accepted
   // Request bodies, refused before they are read when over (413): the push webhook (a push
@@ -46,8 +55,12 @@ struct ApiOptions {
 //   it POST /v1/suspend  /v1/resume POST /v1/hooks/git                        push webhook (GitHub
 //   or GitLab signature), no token
 //   GET  /v1/keys                             the public sealing keys, the active one named
+//   GET  /v1/logs/KIND/NAME?bytes=N           the end of an object's log (a VM's console, a
+//                                             build's log), text
+//   GET  /  /ui/app.js  /ui/style.css         the status page (no token: it asks for one)
 //   POST /v1/secrets/reseal                   sealed values opened and sealed to the active key
-// Every /v1/* route except the webhook needs `Authorization: Bearer <token>`. The token, the
+// Every /v1/* route except the webhook needs `Authorization: Bearer <token>` (GET routes also
+// take the viewer token). The token, the
 // webhook's headers and the body's framing and size are checked before a body is read: a body
 // comes with one Content-Length (no chunked body, none that runs to end of stream), uncompressed,
 // and within the route's cap. Connections and streams are bounded by `ApiOptions::http`.

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include "base/file.h"
 #include "controller/client.h"
 #include "controller/event_log.h"
 #include "hyperd/alerts.h"
@@ -180,6 +181,15 @@ int run(const HyperdConfig& initial, const std::string& configPath, const KindRe
   api.host = config.listenHost;
   api.port = config.listenPort;
   api.token = newToken();
+  api.viewerToken = newToken();
+  api.logs = [&kinds, stateDir = config.stateDir](
+                 const std::string& kind, const std::string& name) -> std::optional<LogFiles> {
+    const KindRecord* record = kinds.find(kind);
+    if (record == nullptr || !record->logs) {
+      return std::nullopt;
+    }
+    return record->logs(name, stateDir);
+  };
   api.stateDir = config.stateDir;  // its sealing keys: /v1/keys, /v1/secrets/reseal
   if (config.webhook.githubSecret) {
     api.githubSecret = config.webhook.githubSecret->reveal();
@@ -193,6 +203,12 @@ int run(const HyperdConfig& initial, const std::string& configPath, const KindRe
     return 1;
   }
   if (Status s = writeEndpoint(config.stateDir, server.url(), api.token); !s.isOk()) {
+    spdlog::critical("{}", s.message());
+    return 1;
+  }
+  // The status page's read-only token: new at every start, 0600 like the API token.
+  const std::string viewerTokenPath = config.stateDir + "/viewer.token";
+  if (Status s = writeFileAtomically(viewerTokenPath, api.viewerToken + "\n", 0600); !s.isOk()) {
     spdlog::critical("{}", s.message());
     return 1;
   }
@@ -240,6 +256,7 @@ int run(const HyperdConfig& initial, const std::string& configPath, const KindRe
   events.value()->close();
   alerts->flush(std::chrono::seconds(5));
   removeEndpoint(config.stateDir);
+  ::unlink(viewerTokenPath.c_str());
   signalThread.join();
   spdlog::info("hyperd: stopped");
   return 0;

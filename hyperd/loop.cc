@@ -1261,7 +1261,16 @@ nlohmann::json Controller::objectsJson() const {
   std::lock_guard<std::mutex> lk(mu_);
   nlohmann::json out = nlohmann::json::array();
   for (const auto& [id, s] : objects_) {
-    out.push_back(s.toJson(clock_));
+    nlohmann::json j = s.toJson(clock_);
+    // What it references in the revision in force (the status page's tree): "Kind/name".
+    nlohmann::json dependsOn = nlohmann::json::array();
+    if (current_ && current_->graph.hasNode(id)) {
+      for (const ObjectId& d : current_->graph.dependencies(id)) {
+        dependsOn.push_back(d.str());
+      }
+    }
+    j["dependsOn"] = std::move(dependsOn);
+    out.push_back(std::move(j));
   }
   return out;
 }

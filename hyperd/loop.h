@@ -175,7 +175,7 @@ class Controller {
 
   // For the API and tests. Each is a consistent snapshot.
   nlohmann::json statusJson() const;   // source, revisions, last reconcile, counts
-  nlohmann::json objectsJson() const;  // every object's conditions
+  nlohmann::json objectsJson() const;  // every object's conditions and what it depends on
   nlohmann::json driftJson() const;    // objects that are drifted now, with their difference
   nlohmann::json lastPlanJson() const;
   // `hyperctl diff` against this hyperd: loads `files` (not the source) with their file sources

@@ -11,6 +11,7 @@ packages=(
   iproute2 nftables iputils-ping clang-format openssl
   qemu-system-x86 busybox-static cpio make kmod mmdebstrap erofs-utils gpg libdpkg-perl
   openssh-server openssh-client
+  chromium fonts-dejavu-core
 )
 
 missing=()

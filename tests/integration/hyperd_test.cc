@@ -35,6 +35,7 @@
 #include "host/command.h"
 #include "reconciler/inventory.h"
 #include "reconciler/object.h"
+#include "tests/integration/cdp_util.h"
 #include "tests/integration/git_util.h"
 #include "tests/integration/guest_util.h"
 #include "tests/integration/hyperctl_util.h"
@@ -1656,6 +1657,140 @@ TEST_F(HyperdTest, HyperdRunsAScriptBuildAndAuditsItsSecret) {
   EXPECT_EQ(everything.find(kCanary), std::string::npos);
   std::error_code ec;
   fs::remove_all(runDir, ec);
+}
+
+// The status page in Debian's headless Chromium, driven over the DevTools protocol: a wrong token
+// is refused, the viewer token reads but cannot act, the tree by references after a push, a
+// drift that appears live (no reload) with its field-level difference and goes after the repair
+// pushed to git, a held revision approved from the page. A screenshot of each step is kept in
+// the build directory; any console error of the page's JS fails the test.
+TEST_F(HyperdTest, TheStatusPageShowsTheLoopLiveInChromium) {
+  const std::string shots = std::string(HYPER_BINARY_DIR) + "/screenshots";
+  fs::create_directories(shots);
+  initRepo();
+  const std::string policy =
+      "apiVersion: hyper.dev/v1alpha1\nkind: NetworkPolicy\nmetadata: {name: web}\n"
+      "spec:\n  network: lab\n  egress: {mode: none}\n";
+  std::string c1 =
+      commit({{"nets.yaml", docs({network("lab", "10.93.5.0/24", 1400, "  driftPolicy: alert\n"),
+                                  network("edge", "10.93.6.0/24", 1400), policy})}},
+             "lab, edge and a policy");
+  push();
+  ASSERT_TRUE(
+      startHyperd({"--source", "file://" + bare_, "--interval", "1s", "--drift-interval", "60s"})
+          .isOk());
+  ASSERT_TRUE(eventually(kConverge, [&] { return convergedTo("git:" + c1); })) << status().dump(1);
+
+  auto browser =
+      test::Browser::launch({"ip", "netns", "exec", ns_->name()}, tmp_->path() + "/chromium");
+  if (!browser.isOk() && contains(browser.status().message(), "not installed")) {
+    GTEST_SKIP() << browser.status().message();
+  }
+  ASSERT_TRUE(browser.isOk()) << browser.status().message();
+  test::Browser& b = **browser;
+  auto shot = [&](const std::string& name) {
+    Status s = b.screenshot(shots + "/status-page-" + name + ".png");
+    EXPECT_TRUE(s.isOk()) << s.message();
+  };
+  auto expectTrue = [&](const std::string& expression, const std::string& what) {
+    Status s = b.waitFor(expression);
+    EXPECT_TRUE(s.isOk()) << what << ": " << s.message();
+    return s.isOk();
+  };
+  auto text = [&](const std::string& selector) {
+    auto v = b.eval("(document.querySelector('" + selector + "') || {}).textContent || ''");
+    return v.isOk() && v->is_string() ? v->get<std::string>() : std::string();
+  };
+
+  ASSERT_TRUE(b.navigate(url_ + "/").isOk());
+  ASSERT_TRUE(expectTrue("!document.getElementById('login').hidden", "the login form shows"));
+  EXPECT_TRUE(text("#app").find("lab") == std::string::npos) << "objects shown before signing in";
+
+  // A wrong token: refused, nothing but the form.
+  ASSERT_TRUE(b.type("#token", "not-the-token").isOk());
+  ASSERT_TRUE(b.click("#login-form button").isOk());
+  expectTrue("document.getElementById('login-error').textContent.includes('refused')",
+             "a wrong token is refused");
+  EXPECT_TRUE(b.eval("document.getElementById('app').hidden")->get<bool>());
+  shot("refused");
+
+  // The viewer token reads, and cannot act.
+  const std::string viewer = trimmed(readFile(stateDir_ + "/viewer.token"));
+  ASSERT_FALSE(viewer.empty());
+  ASSERT_TRUE(b.type("#token", viewer).isOk());
+  ASSERT_TRUE(b.click("#login-form button").isOk());
+  expectTrue("document.querySelector('[data-id=\"Network/lab\"]')", "the viewer sees the tree");
+  ASSERT_TRUE(b.click("#reconcile").isOk());
+  expectTrue("document.getElementById('action-result').textContent.includes('Not allowed')",
+             "the viewer token cannot reconcile");
+  ASSERT_TRUE(b.click("#logout").isOk());
+  expectTrue("!document.getElementById('login').hidden", "signed out");
+
+  // The API token: the tree by references, with state words.
+  ASSERT_TRUE(b.type("#token", token_).isOk());
+  ASSERT_TRUE(b.click("#login-form button").isOk());
+  expectTrue("document.querySelector('[data-id=\"Network/lab\"] [data-id=\"NetworkPolicy/web\"]')",
+             "the policy sits under its network");
+  expectTrue("document.getElementById('revision').textContent.includes('git:" + c1 + "')",
+             "the applied revision is shown");
+  expectTrue("document.getElementById('live').hidden === false", "events are followed live");
+  EXPECT_TRUE(contains(text("[data-id=\"Network/edge\"]"), "Ready"));
+  EXPECT_FALSE(contains(text("[data-id=\"Network/edge\"]"), "NetworkPolicy/web"));
+  shot("tree");
+
+  // A hand change: the drift appears without a reload, with its difference.
+  ASSERT_TRUE(b.eval("window.marker = 'same page'; true").isOk());
+  ASSERT_TRUE(inNs({"ip", "link", "set", "hb-lab", "mtu", "1234"}).isOk());
+  expectTrue(
+      "document.querySelector('[data-id=\"Network/lab\"] > .node-head')"
+      ".textContent.includes('Drifted')",
+      "the drift shows live");
+  EXPECT_TRUE(contains(text("[data-id=\"Network/lab\"] .drift"), "1234"))
+      << text("[data-id=\"Network/lab\"]");
+  EXPECT_EQ(b.eval("window.marker")->get<std::string>(), "same page") << "the page was reloaded";
+  shot("drift");
+
+  // The repair comes from git (the policy says correct now) and the drift goes.
+  std::string c2 = commit({{"nets.yaml", docs({network("lab", "10.93.5.0/24", 1400),
+                                               network("edge", "10.93.6.0/24", 1400), policy})}},
+                          "lab: correct drift");
+  push();
+  expectTrue(
+      "!document.querySelector('[data-id=\"Network/lab\"] > .node-head')"
+      ".textContent.includes('Drifted') && document.getElementById('revision')"
+      ".textContent.includes('git:" +
+          c2 + "')",
+      "the drift goes after the repair");
+  EXPECT_EQ(mtu("hb-lab"), 1400);
+
+  // A push deleting everything is held; approved from the page.
+  fs::remove(work_ + "/nets.yaml");
+  std::string c3 = commit({}, "remove everything");
+  push();
+  expectTrue(
+      "!document.getElementById('approve').hidden && "
+      "document.getElementById('held').textContent.includes('git:" +
+          c3 + "')",
+      "the held revision shows with its approve button");
+  shot("held");
+  ASSERT_TRUE(b.click("#approve").isOk());
+  expectTrue(
+      "document.getElementById('approve').hidden && "
+      "!document.querySelector('[data-id=\"Network/lab\"]')",
+      "approved: the objects go");
+  EXPECT_TRUE(eventually(kConverge, [&] { return convergedTo("git:" + c3); })) << status().dump(1);
+  EXPECT_FALSE(link("hb-lab").has_value());
+  shot("approved");
+
+  const auto& errors = b.consoleErrors();
+  EXPECT_TRUE(errors.empty()) << "the page's JS logged errors:\n"
+                              << [&] {
+                                   std::string all;
+                                   for (const auto& e : errors) {
+                                     all += e + "\n";
+                                   }
+                                   return all;
+                                 }();
 }
 
 }  // namespace

@@ -668,5 +668,89 @@ TEST_F(ApiServerTest, ApiSocketsAreCloseOnExecAndNoChildInheritsThem) {
   EXPECT_EQ(r->out, "0\n1\n2\n");
 }
 
+// --- The status page and the viewer token ------------------------------------------------------
+
+std::string request(int port, const std::string& method, const std::string& path,
+                    const std::string& token) {
+  RawClient c(port);
+  return c.exchange(method + " " + path + " HTTP/1.1\r\nHost: t\r\n" +
+                        (token.empty() ? "" : "Authorization: Bearer " + token + "\r\n") +
+                        (method == "POST" ? "Content-Length: 0\r\n" : "") + "\r\n",
+                    nullptr);
+}
+
+TEST_F(ApiServerTest, ThePageIsServedWithoutATokenAndOnlyItsOwnScriptMayRun) {
+  start();
+  std::string page = request(port(), "GET", "/", "");
+  EXPECT_EQ(statusOf(page), 200) << page;
+  EXPECT_NE(page.find("Content-Type: text/html"), std::string::npos) << page;
+  EXPECT_NE(page.find("Content-Security-Policy: default-src 'none'; script-src 'self'"),
+            std::string::npos)
+      << page;
+  EXPECT_NE(page.find("<script src=\"/ui/app.js\" defer></script>"), std::string::npos);
+  EXPECT_EQ(page.find("<script>"), std::string::npos) << "an inline script the policy would block";
+  std::string js = request(port(), "GET", "/ui/app.js", "");
+  EXPECT_EQ(statusOf(js), 200);
+  EXPECT_NE(js.find("Content-Type: text/javascript"), std::string::npos);
+  EXPECT_NE(js.find("sessionStorage"), std::string::npos);
+  EXPECT_EQ(js.find(".innerHTML"), std::string::npos) << "values must go in as text";
+  EXPECT_EQ(statusOf(request(port(), "GET", "/ui/style.css", "")), 200);
+  EXPECT_EQ(statusOf(request(port(), "GET", "/ui/other.js", "")), 404);
+  // The data is not: without a token, 401.
+  EXPECT_EQ(statusOf(request(port(), "GET", "/v1/objects", "")), 401);
+}
+
+TEST_F(ApiServerTest, TheViewerTokenReadsAndIsRefusedEverythingElse) {
+  ApiOptions o = defaults();
+  o.viewerToken = "viewer-token-for-tests";
+  start(o);
+  EXPECT_EQ(statusOf(request(port(), "GET", "/v1/status", o.viewerToken)), 200);
+  EXPECT_EQ(statusOf(request(port(), "GET", "/v1/objects", o.viewerToken)), 200);
+  for (const char* path : {"/v1/reconcile", "/v1/suspend", "/v1/approve", "/v1/plan"}) {
+    std::string refused = request(port(), "POST", path, o.viewerToken);
+    EXPECT_EQ(statusOf(refused), 403) << path << ": " << refused;
+    EXPECT_NE(refused.find("the viewer token only reads"), std::string::npos) << refused;
+  }
+  EXPECT_FALSE(controller_->suspended());
+  EXPECT_EQ(statusOf(request(port(), "POST", "/v1/suspend", kToken)), 200);
+  EXPECT_TRUE(controller_->suspended());
+  EXPECT_EQ(statusOf(request(port(), "GET", "/v1/status", "viewer-token-for-test")), 401);
+  // Without a viewer token configured, nothing but the API token opens /v1/.
+  api_.reset();
+  start();
+  EXPECT_EQ(statusOf(request(port(), "GET", "/v1/status", o.viewerToken)), 401);
+}
+
+TEST_F(ApiServerTest, AnObjectsLogIsServedFromItsEndAsText) {
+  const std::string log = dir_ + "/vm-web.console";
+  std::string text;
+  for (int i = 0; i < 2000; ++i) {
+    text += "line " + std::to_string(i) + "\n";
+  }
+  std::ofstream(log) << text;
+  ApiOptions o = defaults();
+  o.logs = [&](const std::string& kind, const std::string& name) -> std::optional<LogFiles> {
+    if (kind != "VM") {
+      return std::nullopt;
+    }
+    return LogFiles{{name == "web" ? log : dir_ + "/nope"}, "kept while the VM runs"};
+  };
+  start(o);
+  std::string tail = request(port(), "GET", "/v1/logs/VM/web?bytes=100", kToken);
+  EXPECT_EQ(statusOf(tail), 200) << tail;
+  const std::string body = tail.substr(tail.find("\r\n\r\n") + 4);
+  EXPECT_EQ(body.substr(0, 10), "line 1990\n") << body;  // whole lines only
+  std::string cut = request(port(), "GET", "/v1/logs/VM/web?bytes=95", kToken);
+  EXPECT_EQ(cut.substr(cut.find("\r\n\r\n") + 4, 10), "line 1991\n") << cut;
+  EXPECT_EQ(body.substr(body.size() - 10), "line 1999\n") << body;
+  EXPECT_LE(body.size(), 100u);
+  std::string gone = request(port(), "GET", "/v1/logs/VM/other", kToken);
+  EXPECT_EQ(statusOf(gone), 404);
+  EXPECT_NE(gone.find("kept while the VM runs"), std::string::npos) << gone;
+  EXPECT_EQ(statusOf(request(port(), "GET", "/v1/logs/Network/lab", kToken)), 404);
+  EXPECT_EQ(statusOf(request(port(), "GET", "/v1/logs/VM/..%2Fx", kToken)), 404);
+  EXPECT_EQ(statusOf(request(port(), "GET", "/v1/logs/VM/web", "")), 401);
+}
+
 }  // namespace
 }  // namespace hyper::controller

@@ -1,0 +1,17 @@
+# Writes a C++ source holding every file of hyperd/ui/ (the status page) as a string, keyed by
+# file name: hyperd serves them from the binary, with no build step and nothing fetched.
+file(GLOB files ${UI_DIR}/*.html ${UI_DIR}/*.js ${UI_DIR}/*.css)
+list(SORT files)
+set(body "// Generated from hyperd/ui/ by cmake/embed_ui.cmake. Do not edit.\n#include \"hyperd/ui_assets.h\"\n\nnamespace hyper::controller {\n\nconst std::map<std::string, std::string_view>& uiAssets() {\n  static const std::map<std::string, std::string_view> assets = {\n")
+foreach(f ${files})
+  get_filename_component(name ${f} NAME)
+  file(READ ${f} content)
+  string(FIND "${content}" ")hyperui\"" bad)
+  if(NOT bad EQUAL -1)
+    message(FATAL_ERROR "${f} contains the raw string delimiter )hyperui\"")
+  endif()
+  string(APPEND body "      {\"${name}\", R\"hyperui(${content})hyperui\"},\n")
+endforeach()
+string(APPEND body "  };\n  return assets;\n}\n\n}  // namespace hyper::controller\n")
+file(WRITE ${OUT}.tmp "${body}")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different ${OUT}.tmp ${OUT})
