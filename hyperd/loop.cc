@@ -977,7 +977,14 @@ bool Controller::holdIfTooDestructive(const std::shared_ptr<const Revision>& nex
   {
     std::lock_guard<std::mutex> lk(mu_);
     inForce = current_ ? current_->id : "";
-    held_ = Held{next, snapshot, verdict, nowMillis()};
+    std::vector<std::string> deletes;
+    for (const ManagedRecord& r : **records) {
+      if (next->find(r.id) == nullptr && deletes.size() < kHeldDeletesShown) {
+        deletes.push_back(r.id.str());
+      }
+    }
+    std::sort(deletes.begin(), deletes.end());
+    held_ = Held{next, snapshot, verdict, nowMillis(), std::move(deletes)};
   }
   metrics_.counter("hyper_revisions_held_total", "source revisions held for approval").inc();
   metrics_.gauge("hyper_revision_held", "1 while a source revision is held for approval").set(1);
@@ -1235,6 +1242,7 @@ nlohmann::json Controller::statusJson() const {
                                       {"message", held_->snapshot.message},
                                       {"reason", held_->verdict.reason},
                                       {"counts", held_->verdict.counts.toJson()},
+                                      {"deletes", held_->deletes},
                                       {"since", held_->since}}
                      : nlohmann::json(nullptr)},
       {"conditions",

@@ -289,7 +289,11 @@ class Controller {
     Snapshot snapshot;  // files and tree dropped
     HoldVerdict verdict;
     int64_t since = 0;  // unix milliseconds
+    // What applying it would delete ("Kind/name", sorted, at most kHeldDeletesShown): the status
+    // page shows it with the Approve button.
+    std::vector<std::string> deletes;
   };
+  static constexpr size_t kHeldDeletesShown = 200;
   std::optional<Held> held_;
   std::string approvedRevision_;  // approve()d; taken by the next reconcile if still held
   std::string lastSourceError_;

@@ -140,12 +140,14 @@ function renderStatus(st) {
   $("state").textContent = words.join(" · ");
   const banners = [];
   if (st.held) {
-    const c = st.held.counts || {};
     banners.push(el("div", { class: "banner", id: "held" },
       el("strong", {}, "Held: "),
       `revision ${st.held.revision} ${st.held.reason}`,
-      c.delete !== undefined ? ` (${c.delete} deletes)` : "",
-      st.held.message ? el("div", { class: "message" }, st.held.message) : null));
+      st.held.message ? el("div", { class: "message" }, "commit: " + st.held.message) : null,
+      (st.held.deletes || []).length
+        ? el("div", { id: "held-deletes" }, "Approving it deletes: ",
+          el("span", { class: "mono" }, st.held.deletes.join(", ")))
+        : null));
   }
   if (st.rejectedRevision) {
     banners.push(el("div", { class: "banner bad", id: "rejected" },

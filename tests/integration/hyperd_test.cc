@@ -1772,6 +1772,8 @@ TEST_F(HyperdTest, TheStatusPageShowsTheLoopLiveInChromium) {
       "document.getElementById('held').textContent.includes('git:" +
           c3 + "')",
       "the held revision shows with its approve button");
+  EXPECT_TRUE(contains(text("#held-deletes"), "Network/edge, Network/lab, NetworkPolicy/web"))
+      << text("#held");
   shot("held");
   ASSERT_TRUE(b.click("#approve").isOk());
   expectTrue(
