@@ -6,8 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+t_start=$(date +%s)
 bash scripts/deps.sh
+t_installed=$(date +%s)
 bash scripts/build.sh >/dev/null
+t_built=$(date +%s)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "hyper demo: needs root to create a network namespace" >&2
@@ -18,12 +21,15 @@ ns="hyper-demo-$$"
 state=$(mktemp -d /tmp/hyper-demo-state.XXXXXX)
 export HYPER_VM_RUN_DIR=$state/run
 cleanup() {
+  if [ -n "${hyperd_pid:-}" ]; then kill "$hyperd_pid" 2>/dev/null || true; wait "$hyperd_pid" 2>/dev/null || true; fi
+  pkill -f "httpd -p 127.0.0.1:9099 -h $state/receiver" 2>/dev/null || true
   # A microVM keeps its tap (and the namespace) alive: stop any the demo left first.
   for pidfile in "$HYPER_VM_RUN_DIR"/*/qemu.pid; do
     if [ -f "$pidfile" ]; then kill -9 "$(cat "$pidfile")" 2>/dev/null || true; fi
   done
   ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$state" "${state2:-}" "${examples:-}"
+  # hyperd's last writes may still be landing: try again for a moment.
+  for _ in 1 2 3 4 5; do rm -rf "$state" "${state2:-}" "${examples:-}" 2>/dev/null && break; sleep 1; done
 }
 trap cleanup EXIT
 
@@ -193,4 +199,133 @@ show inns "$hyperctl" --state-dir "$state" apply --prune --yes -f "$vms"
 show inns ip -br link show type tun
 rm -rf "$vms"
 
+step "the GitOps loop: hyperd follows a git repository"
+echo "(A bare repository stands for the remote; a post-receive hook tells hyperd of each push"
+echo " (GitLab-style webhook token), and hyperd also polls every 5 s. An alert receiver in the"
+echo " namespace prints what hyperd sends it: drift, rejected revisions.)"
+repo=$state/env.git
+work=$state/env
+git init --quiet --bare -b main "$repo"
+git clone --quiet "$repo" "$work" 2>/dev/null
+cp "$examples"/*.yaml "$work/"
+gitc() { git -C "$work" -c user.name=demo -c user.email=demo@example.invalid "$@"; }
+head -c 24 /dev/urandom | base64 >"$state/webhook.token"
+chmod 600 "$state/webhook.token"
+cat >"$repo/hooks/post-receive" <<HOOK
+#!/bin/sh
+ip netns exec $ns curl -s -o /dev/null -X POST -H "X-Gitlab-Token: \$(cat $state/webhook.token)" \\
+  -H 'Content-Type: application/json' --data-binary '{}' http://127.0.0.1:7400/v1/hooks/git || true
+HOOK
+chmod +x "$repo/hooks/post-receive"
+# The alert receiver: busybox httpd with a CGI script that appends each alert to a file.
+mkdir -p "$state/receiver/cgi-bin"
+cat >"$state/receiver/cgi-bin/alert" <<CGI
+#!/bin/busybox sh
+head -c "\$CONTENT_LENGTH" >>$state/alerts.jsonl
+echo >>$state/alerts.jsonl
+printf 'Content-Type: text/plain\r\n\r\nok\n'
+CGI
+chmod +x "$state/receiver/cgi-bin/alert"
+: >"$state/alerts.jsonl"
+inns busybox httpd -p 127.0.0.1:9099 -h "$state/receiver" </dev/null >/dev/null 2>&1
+cat >"$state/hyperd.yaml" <<YAML
+schemaVersion: "1"
+source: {url: "file://$repo", interval: 5s}
+stateDir: $state
+listen: 127.0.0.1:7400
+prune: true
+webhook: {gitlabTokenFile: $state/webhook.token}
+alerts:
+  - {type: webhook, url: "http://127.0.0.1:9099/cgi-bin/alert"}
+YAML
+cat "$state/hyperd.yaml"
+inns "$PWD/build/hyperd" --config "$state/hyperd.yaml" >"$state/hyperd.log" 2>&1 &
+hyperd_pid=$!
+for _ in $(seq 100); do [ -s "$state/hyperd.json" ] && break; sleep 0.1; done
+# Waits until hyperd has applied revision git:$1 with nothing failed; prints the seconds it took.
+converged() {
+  local start=$1 want=$2 last
+  for _ in $(seq 600); do
+    last=$(inns "$hyperctl" --state-dir "$state" status -o json 2>/dev/null | tr -d ' \n' |
+      grep -o '"lastReconcile":{[^{}]*}' || true)
+    if [[ $last == *"\"revision\":\"git:$want\""* && $last == *'"failed":0,'* &&
+      $last == *'"inProgress":0,'* ]]; then
+      echo "$(( ($(date +%s%N) - start) / 1000000 )) ms"
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "not converged; hyperd's log:" >&2
+  tail -n 30 "$state/hyperd.log" >&2
+  return 1
+}
+
+gitc add -A
+gitc commit --quiet -m "the examples"
+t0=$(date +%s%N)
+show gitc push --quiet origin main
+c1=$(gitc rev-parse HEAD)
+echo "push -> converged: $(converged "$t0" "$c1")"
+show inns "$hyperctl" --state-dir "$state" status
+
+step "a hand change: the lab bridge deleted; hyperd sees it (netlink), alerts and repairs it"
+show inns ip link del hb-lab
+for _ in $(seq 150); do grep -q '"kind":"drift"' "$state/alerts.jsonl" && inns ip link show hb-lab >/dev/null 2>&1 && break; sleep 0.2; done
+echo "the receiver got:"
+grep '"kind":"drift"' "$state/alerts.jsonl" | grep -o '"summary":"[^"]*"' | head -n 3 || true
+show inns ip -br link show hb-lab
+
+step "a bad push is rejected with its place; the last good revision stays in force"
+sed -i 's#cidr: 10.78.0.0/24#cidr: 10.78.0.0/33#' "$work/networks.yaml"
+gitc commit --quiet -am "builds network: a typo in the cidr"
+show gitc push --quiet origin main
+bad=$(gitc rev-parse HEAD)
+for _ in $(seq 150); do grep -q "git:$bad rejected" "$state/alerts.jsonl" && break; sleep 0.2; done
+echo "the receiver got:"
+grep "git:$bad rejected" "$state/alerts.jsonl" | grep -o '"problems":\[[^]]*\]' | head -n 1 || true
+inns "$hyperctl" --state-dir "$state" status | grep -E "^(revision|rejected)" || true
+
+step "git revert of the bad commit: a good revision is in force again"
+show gitc revert --no-edit HEAD
+t0=$(date +%s%N)
+show gitc push --quiet origin main
+c2=$(gitc rev-parse HEAD)
+echo "push -> converged: $(converged "$t0" "$c2")"
+
+step "a change and its revert: the previous state comes back with the same artifact digests"
+digest_of() {
+  inns "$hyperctl" --state-dir "$state" get builds -o json | tr -d ' \n' |
+    grep -o "\"name\":\"$1\".*" | grep -o 'sha256:[0-9a-f]\{64\}' | head -n 1
+}
+d1=$(digest_of hello-initrd)
+sed -i 's#content: "built by hyper\\n"#content: "built by hyper, second edition\\n"#' "$work/builds.yaml"
+gitc commit --quiet -am "hello-initrd: a new motd"
+t0=$(date +%s%N)
+show gitc push --quiet origin main
+echo "push -> converged: $(converged "$t0" "$(gitc rev-parse HEAD)")"
+d2=$(digest_of hello-initrd)
+show gitc revert --no-edit HEAD
+t0=$(date +%s%N)
+show gitc push --quiet origin main
+echo "push -> converged: $(converged "$t0" "$(gitc rev-parse HEAD)")"
+d3=$(digest_of hello-initrd)
+echo "hello-initrd: ${d1:0:19} -> ${d2:0:19} (the change) -> ${d3:0:19} (the revert)"
+if [ "$d1" = "$d3" ] && [ "$d1" != "$d2" ]; then
+  echo "(the revert gave back the very bytes of before: a Build's key is its content's)"
+fi
+show inns "$hyperctl" --state-dir "$state" status
+
+step "the status page"
+echo "hyperd serves it on its API address: http://127.0.0.1:7400/ (inside namespace $ns)."
+echo "Sign in with the token in $state/hyperd.token, or the read-only $state/viewer.token."
+echo "\$ ip netns exec $ns curl -s http://127.0.0.1:7400/ | grep -o '<title>.*</title>'"
+inns curl -s http://127.0.0.1:7400/ | grep -o '<title>.*</title>'
+if [ -t 0 ] && [ -z "${CI:-}" ]; then
+  echo "To open it from this machine's browser: ip netns exec $ns socat TCP-LISTEN:7401,fork TCP:127.0.0.1:7400"
+  read -r -p "Press Enter to stop hyperd and clean up. " _
+fi
+
+t_end=$(date +%s)
+echo
+echo "demo: $((t_end - t_start)) s in all: install $((t_installed - t_start)) s, build $((t_built - t_installed)) s, the story $((t_end - t_built)) s"
 step "done: removing namespace $ns"

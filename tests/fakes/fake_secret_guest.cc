@@ -1,5 +1,7 @@
 #include "tests/fakes/fake_secret_guest.h"
 
+#include <thread>
+
 #include <poll.h>
 #include <sodium.h>
 #include <sys/socket.h>
@@ -77,6 +79,10 @@ void FakeSecretGuest::handle(int fd) {
   };
   std::string buffer;
   int hellos = 0;
+  for (auto until = std::chrono::steady_clock::now() + readDelay;
+       !stop_ && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   while (!stop_) {
     size_t nl = buffer.find('\n');
     if (nl == std::string::npos) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <string>
@@ -30,7 +31,10 @@ class FakeSecretGuest {
   std::vector<std::string> controlLines() const;
 
   // Misbehaviour, set before start().
-  int ignoreHellos = 0;                // what the kernel drops before init opens the port
+  int ignoreHellos = 0;  // what the kernel drops before init opens the port
+  // Reads nothing for this long after the host connects, so its hellos queue up and are all
+  // answered at once (a guest slow to start reading its open port: TCG on a busy host).
+  std::chrono::milliseconds readDelay{0};
   bool wrongHash = false;              // answers stored with another SHA-256
   std::string failReason;              // answers "failed <id> <reason>" instead of storing
   bool silent = false;                 // never says anything

@@ -157,7 +157,25 @@ TEST_F(SecretChannelTest, AFloodingGuestIsCutOff) {
   g->start();
   Status s = deliver(grants({{"db/password", kCanary}}), DeliveryMode::Boot, milliseconds(10000));
   ASSERT_FALSE(s.isOk());
-  EXPECT_NE(s.message().find("more than 24 lines"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("lines on its secrets channel"), std::string::npos) << s.message();
+}
+
+// Seen in the demo on a busy host: the guest opened its port but read it only 12 s later, and
+// answered the 24 hellos queued by then all at once. Those answers are not a flood.
+TEST_F(SecretChannelTest, AGuestAnsweringEveryQueuedHelloAtOnceIsServed) {
+  auto g = guest({"db/password"});
+  g->readDelay = milliseconds(13000);
+  g->start();
+  std::vector<std::string> stored;
+  Status s =
+      deliver(grants({{"db/password", kCanary}}), DeliveryMode::Boot, milliseconds(30000), &stored);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_EQ(stored, std::vector<std::string>{"db/password"});
+  int hellos = 0;
+  for (const auto& line : g->controlLines()) {
+    hellos += line.rfind("hello ", 0) == 0 ? 1 : 0;
+  }
+  EXPECT_GE(hellos, 25) << "the hellos did not queue up: the case is not shown";
 }
 
 TEST_F(SecretChannelTest, ALineWithoutEndIsCutOff) {
