@@ -362,17 +362,7 @@ class GitCommitTree : public SourceTree {
         out.detail = mode == GIT_FILEMODE_TREE ? "a directory" : "a submodule";
         return out;
       }
-      // The size from the object's header first: a blob over the limit is never inflated.
-      git_odb* rawOdb = nullptr;
-      if (git_repository_odb(&rawOdb, repo_.get()) < 0) {
-        return error(context);
-      }
-      OdbPtr odb(rawOdb);
-      size_t size = 0;
-      git_object_t type = GIT_OBJECT_INVALID;
-      if (git_odb_read_header(&size, &type, odb.get(), git_tree_entry_id(entry)) < 0) {
-        return error(context);
-      }
+      HYPER_ASSIGN_OR_RETURN(size_t size, blobSize(entry, context));
       if (size > maxBytes) {
         out.refusal = File::Refusal::TooBig;
         out.at = at;
@@ -438,6 +428,21 @@ class GitCommitTree : public SourceTree {
 
  private:
   using RepositoryPtr = GitPtr<git_repository, git_repository_free>;
+
+  // A blob's size from its object's header: a blob over a limit is never inflated.
+  Result<size_t> blobSize(const git_tree_entry* entry, const std::string& context) const {
+    git_odb* rawOdb = nullptr;
+    if (git_repository_odb(&rawOdb, repo_.get()) < 0) {
+      return error(context);
+    }
+    OdbPtr odb(rawOdb);
+    size_t size = 0;
+    git_object_t type = GIT_OBJECT_INVALID;
+    if (git_odb_read_header(&size, &type, odb.get(), git_tree_entry_id(entry)) < 0) {
+      return error(context);
+    }
+    return size;
+  }
 
   // The tree of the manifest's directory `dir` ("" for the top).
   Result<TreePtr> openManifestDir(const std::string& dir, const std::string& context) const {
@@ -508,17 +513,7 @@ class GitCommitTree : public SourceTree {
         out.detail = "a submodule";
         return Status::ok();
       }
-      // The size from the object's header first: a blob over the limit is never inflated.
-      git_odb* rawOdb = nullptr;
-      if (git_repository_odb(&rawOdb, repo_.get()) < 0) {
-        return error(context);
-      }
-      OdbPtr odb(rawOdb);
-      size_t size = 0;
-      git_object_t type = GIT_OBJECT_INVALID;
-      if (git_odb_read_header(&size, &type, odb.get(), git_tree_entry_id(e)) < 0) {
-        return error(context);
-      }
+      HYPER_ASSIGN_OR_RETURN(size_t size, blobSize(e, context));
       if (mode == GIT_FILEMODE_LINK && (size == 0 || size > 4095)) {
         out.refusal = File::Refusal::NotAFile;
         out.detail = "a symlink whose target has no or more than 4095 bytes";
