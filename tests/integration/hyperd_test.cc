@@ -1738,6 +1738,20 @@ TEST_F(HyperdTest, TheStatusPageShowsTheLoopLiveInChromium) {
   EXPECT_FALSE(contains(text("[data-id=\"Network/edge\"]"), "NetworkPolicy/web"));
   shot("tree");
 
+  // Suspend and resume from the page.
+  ASSERT_TRUE(b.click("#suspend").isOk());
+  expectTrue(
+      "document.getElementById('state').textContent.includes('Suspended') && "
+      "document.getElementById('suspend').textContent === 'Resume'",
+      "suspended from the page");
+  EXPECT_TRUE(status().value("suspended", false)) << status().dump(1);
+  ASSERT_TRUE(b.click("#suspend").isOk());
+  expectTrue(
+      "!document.getElementById('state').textContent.includes('Suspended') && "
+      "document.getElementById('suspend').textContent === 'Suspend'",
+      "resumed from the page");
+  EXPECT_FALSE(status().value("suspended", true)) << status().dump(1);
+
   // A hand change: the drift appears without a reload, with its difference.
   ASSERT_TRUE(b.eval("window.marker = 'same page'; true").isOk());
   ASSERT_TRUE(inNs({"ip", "link", "set", "hb-lab", "mtu", "1234"}).isOk());
