@@ -1671,10 +1671,16 @@ TEST_F(HyperdTest, TheStatusPageShowsTheLoopLiveInChromium) {
   const std::string policy =
       "apiVersion: hyper.dev/v1alpha1\nkind: NetworkPolicy\nmetadata: {name: web}\n"
       "spec:\n  network: lab\n  egress: {mode: none}\n";
+  // A Build with nothing to fetch, for its log.
+  const std::string build =
+      "apiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: motd}\nspec:\n"
+      "  type: initramfs\n  initramfs:\n    busybox: false\n"
+      "    files: [{path: /etc/motd, content: \"from the status page test\\n\"}]\n";
   std::string c1 =
       commit({{"nets.yaml", docs({network("lab", "10.93.5.0/24", 1400, "  driftPolicy: alert\n"),
-                                  network("edge", "10.93.6.0/24", 1400), policy})}},
-             "lab, edge and a policy");
+                                  network("edge", "10.93.6.0/24", 1400), policy})},
+              {"build.yaml", build}},
+             "lab, edge, a policy and a build");
   push();
   ASSERT_TRUE(
       startHyperd({"--source", "file://" + bare_, "--interval", "1s", "--drift-interval", "60s"})
@@ -1738,6 +1744,16 @@ TEST_F(HyperdTest, TheStatusPageShowsTheLoopLiveInChromium) {
   EXPECT_FALSE(contains(text("[data-id=\"Network/edge\"]"), "NetworkPolicy/web"));
   shot("tree");
 
+  // A build's log on demand.
+  ASSERT_TRUE(b.click("[data-id=\"Build/motd\"] > .node-head button").isOk());
+  expectTrue(
+      "!document.getElementById('log-panel').hidden && "
+      "document.getElementById('log').textContent.includes('initramfs: 1 files')",
+      "the build's log shows");
+  EXPECT_TRUE(contains(text("#log-title"), "Log of Build/motd")) << text("#log-title");
+  shot("log");
+  ASSERT_TRUE(b.click("#log-close").isOk());
+
   // Suspend and resume from the page.
   ASSERT_TRUE(b.click("#suspend").isOk());
   expectTrue(
@@ -1779,6 +1795,7 @@ TEST_F(HyperdTest, TheStatusPageShowsTheLoopLiveInChromium) {
 
   // A push deleting everything is held; approved from the page.
   fs::remove(work_ + "/nets.yaml");
+  fs::remove(work_ + "/build.yaml");
   std::string c3 = commit({}, "remove everything");
   push();
   expectTrue(
