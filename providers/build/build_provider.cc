@@ -867,7 +867,10 @@ void BuildProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
                                        .value("policy", "");
         if (!policy.empty() && o->spec.value("type", "") == "script") {
           Diagnostics ignored;
-          s.context["network"] = builderNetworkOf(*o, policy, revisionOf(req), ignored);
+          Json network = builderNetworkOf(*o, policy, revisionOf(req), ignored);
+          if (network.is_object()) {
+            s.context["network"] = std::move(network);
+          }
         }
         return;
       }
@@ -1186,6 +1189,9 @@ Result<Json> BuildProvider::buildScript(const BuildContext& ctx, BuildLog& log) 
   // Every delivery is audited (an event naming the value and the build, never the value).
   if (ctx.inputs.contains("network")) {
     const Json& n = ctx.inputs["network"];
+    if (!n.is_object()) {
+      return Status::error("planned with a builder network that is not an object: " + n.dump());
+    }
     auto cidr = netmodel::Cidr::parse(n.value("cidr", ""));
     auto gateway = netmodel::parseIpv4(n.value("gateway", ""));
     if (!cidr.isOk() || !gateway.isOk() || n.value("bridge", "").empty()) {
@@ -1374,7 +1380,8 @@ void BuildProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
         for (const auto& [source, blob] : req.desired->files) {
           now["source:" + source] = blob->digest;
         }
-        if (action.privateData.is_object() && action.privateData.contains("network")) {
+        if (action.privateData.is_object() && action.privateData.contains("network") &&
+            action.privateData["network"].is_object()) {
           now["network"] = action.privateData["network"];
         }
       }
