@@ -49,6 +49,29 @@ const char* kindOf(mode_t mode) {
   return "not a regular file";
 }
 
+// Reads `fd` to its end into `into`, never more than `most` bytes. Returns how many bytes it saw:
+// more than `most` when the file has more (it grew since it was sized), and then `into` holds
+// only a part of it. `path` names the file in errors.
+Result<size_t> readAtMost(int fd, size_t most, std::string& into, const std::string& path) {
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return Status::error("read " + path + " <- " + std::strerror(errno));
+    }
+    if (n == 0) {
+      return into.size();
+    }
+    if (static_cast<size_t>(n) > most - into.size()) {
+      return into.size() + static_cast<size_t>(n);
+    }
+    into.append(buf, static_cast<size_t>(n));
+  }
+}
+
 }  // namespace
 
 std::string joinSourcePath(const std::string& dir, const std::string& path) {
@@ -138,28 +161,16 @@ Result<SourceTree::File> DirectoryTree::read(const std::string& dir, const std::
     out.size = static_cast<size_t>(st.st_size);
     return out;
   }
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(current.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      return Status::error("read " + joinSourcePath(top, at) + " <- " + std::strerror(errno));
-    }
-    if (n == 0) {
-      return out;
-    }
-    if (static_cast<size_t>(n) > maxBytes - out.bytes.size()) {
-      // It grew since fstat: still over the limit, still not read whole.
-      out.refusal = File::Refusal::TooBig;
-      out.at = at;
-      out.size = out.bytes.size() + static_cast<size_t>(n);
-      out.bytes.clear();
-      return out;
-    }
-    out.bytes.append(buf, static_cast<size_t>(n));
+  HYPER_ASSIGN_OR_RETURN(size_t seen,
+                         readAtMost(current.get(), maxBytes, out.bytes, joinSourcePath(top, at)));
+  if (seen > maxBytes) {
+    // It grew since fstat: still over the limit, still not read whole.
+    out.refusal = File::Refusal::TooBig;
+    out.at = at;
+    out.size = seen;
+    out.bytes.clear();
   }
+  return out;
 }
 
 namespace {
@@ -256,24 +267,13 @@ Status collectDirectory(int fd, const std::string& prefix, size_t depth, const s
       if (!f.valid()) {
         return Status::error("open " + joinSourcePath(top, rel) + " <- " + std::strerror(errno));
       }
-      char buf[65536];
-      for (;;) {
-        ssize_t n = ::read(f.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) {
-          continue;
-        }
-        if (n < 0) {
-          return Status::error("read " + joinSourcePath(top, rel) + " <- " + std::strerror(errno));
-        }
-        if (n == 0) {
-          break;
-        }
-        if (static_cast<size_t>(n) > limits.maxBytes - total - entry.content.size()) {
-          out.refusal = Refusal::TooBig;  // it grew since the look
-          out.size = total + entry.content.size() + static_cast<size_t>(n);
-          return Status::ok();
-        }
-        entry.content.append(buf, static_cast<size_t>(n));
+      const size_t budget = limits.maxBytes - total;
+      HYPER_ASSIGN_OR_RETURN(size_t seen,
+                             readAtMost(f.get(), budget, entry.content, joinSourcePath(top, rel)));
+      if (seen > budget) {
+        out.refusal = Refusal::TooBig;  // it grew since the look
+        out.size = total + seen;
+        return Status::ok();
       }
     } else {
       out.refusal = Refusal::NotAFile;
