@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# README command 1, the main job: converge manifests/examples/ inside a private network namespace
-# and show the result (a microVM given a sealed secret among it), a new secret value delivered
-# live, then a hand-made change detected by `diff` and repaired by `apply`.
+# README command 1, the main job: the GitOps loop on manifests/examples/, inside a private network
+# namespace. The examples are pushed to a local git repository that hyperd follows; each push
+# converges (networks, firewall policy, Builds, a microVM given a sealed secret), a build from
+# source runs in a builder VM, hand-made changes are alerted and repaired, a bad push is rejected
+# with its place, reverts give back the same artifacts, a push deleting the VMs is held; the
+# status page is saved as a screenshot and kept serving until Enter (on a terminal).
 # It never touches the machine's own interfaces or firewall, and removes everything it made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +12,13 @@ cd "$(dirname "$0")/.."
 t_start=$(date +%s)
 bash scripts/deps.sh
 t_installed=$(date +%s)
-bash scripts/build.sh >/dev/null
+# The build's progress on a terminal; quiet in CI and in logs.
+if [ -t 1 ] && [ -z "${CI:-}" ]; then
+  echo "hyper demo: building (scripts/build.sh)"
+  bash scripts/build.sh
+else
+  bash scripts/build.sh >/dev/null
+fi
 t_built=$(date +%s)
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -29,14 +38,27 @@ cleanup() {
   done
   ip netns del "$ns" 2>/dev/null || true
   # hyperd's last writes may still be landing: try again for a moment.
-  for _ in 1 2 3 4 5; do rm -rf "$state" "${state2:-}" "${examples:-}" 2>/dev/null && break; sleep 1; done
+  for _ in 1 2 3 4 5; do rm -rf "$state" "${examples:-}" 2>/dev/null && break; sleep 1; done
 }
 trap cleanup EXIT
 
 hyperctl=$PWD/build/hyperctl
 inns() { ip netns exec "$ns" "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-show() { printf '$ %s\n' "$*"; "$@"; }
+# Prints a command as a person would type it (the helpers below by what they run), then runs it.
+show() {
+  local shown=$*
+  case $1 in
+    hctl) shown="hyperctl ${*:2}" ;;
+    gitc) shown="git ${*:2}" ;;
+    inns) shown="${*:2}" ;;
+  esac
+  shown=${shown//$hyperctl/hyperctl}
+  printf '$ %s\n' "${shown//--state-dir $state /}"
+  "$@"
+}
+# hyperctl on the demo's state directory, in its namespace (everything after the loop starts is).
+hctl() { inns "$hyperctl" --state-dir "$state" "$@"; }
 
 ip netns add "$ns"
 inns ip link set lo up
@@ -44,7 +66,10 @@ inns ip link set lo up
 examples=$(mktemp -d /tmp/hyper-demo-examples.XXXXXX)
 cp manifests/examples/*.yaml "$examples/"
 
-step "validate the manifests"
+step "the manifests: manifests/examples/"
+awk '/^kind:/ {k = $2} /^metadata: *[{]name:/ {gsub(/[{}]/, ""); print k "/" $3; next}
+  /^metadata:$/ {m = 1; next} m && /^  name:/ {print k "/" $2; m = 0}' "$examples"/*.yaml |
+  paste -sd' ' | fold -s -w 96 | sed 's/^/  /'
 show "$hyperctl" validate -f "$examples"
 
 step "seal the VM's database password to this host's key (the committed one is sealed to no key here)"
@@ -53,156 +78,17 @@ head -c 12 /dev/urandom | base64 |
   "$hyperctl" --state-dir "$state" secret seal --name web-db --key password -f "$examples/secrets.yaml"
 grep -A2 'sealed:' "$examples/secrets.yaml" | cut -c1-72 | sed 's/$/.../'
 
-step "plan against an empty host (namespace $ns)"
-rc=0; show inns "$hyperctl" --state-dir "$state" diff -f "$examples" || rc=$?
-echo "(diff exit code $rc: 2 means changes are pending)"
-
-step "the Builds: Debian's kernel, hyper's guest image and a Debian rootfs"
-echo "(Built in the machine's own network namespace: they fetch from the Debian mirror, which the"
-echo " private namespace cannot reach, and write only the state directory. The kernel package is"
-echo " downloaded once into /var/cache/hyper/debs and checked against apt's SHA256; the rootfs is"
-echo " mmdebstrap from this machine's apt lists of bookworm, as an erofs image.)"
+step "first, the Builds that need Debian's mirror: the kernel, hyper's guest image, a Debian rootfs"
+echo "(Built in the machine's own network namespace, before hyperd starts in the private one, which"
+echo " cannot reach the mirror: the kernel package is downloaded once into /var/cache/hyper/debs and"
+echo " checked against apt's SHA256; the rootfs is mmdebstrap from this machine's apt lists of"
+echo " bookworm, as an erofs image. They write only the state directory; hyperd finds them cached.)"
 show "$hyperctl" --state-dir "$state" apply -f "$examples/builds.yaml"
 
-step "a build from source: a script Build runs a git commit's steps in an ephemeral builder VM"
-echo "(The builder boots guest-kernel and guest-initrd (hyper's init and build agent), runs the"
-echo " steps chrooted in web-rootfs as uid 1000, with no network device, a fixed environment and"
-echo " the commit's tree at /build; what they leave under /out becomes a content-addressed artifact.)"
-app=$state/app-src
-git init --quiet --bare "$app.git"
-git init --quiet -b main "$app"
-printf 'hello from a builder VM\n' >"$app/greeting.txt"
-printf '#!/bin/sh\necho "@GREETING@ (built from commit @COMMIT@)"\n' >"$app/hello.in"
-cat >"$app/build.sh" <<'SCRIPT'
-#!/bin/sh
-set -e
-echo "building on $(hostname) as uid $(id -u) in $(pwd), SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH"
-mkdir -p /out/bin
-sed -e "s/@GREETING@/$(cat greeting.txt)/" -e "s/@COMMIT@/$1/" hello.in >/out/bin/hello
-chmod 755 /out/bin/hello
-SCRIPT
-chmod +x "$app/build.sh"
-git -C "$app" add -A
-git -C "$app" -c user.name=demo -c user.email=demo@example.invalid commit --quiet -m "hello"
-git -C "$app" push --quiet "$app.git" main
-commit=$(git -C "$app" rev-parse HEAD)
-cat >"$examples/app-build.yaml" <<YAML
-apiVersion: hyper.dev/v1alpha1
-kind: Build
-metadata: {name: hello-app}
-spec:
-  type: script
-  script:
-    source: {git: {url: $app.git, commit: $commit}}
-    builder: {kernel: {build: guest-kernel}, initrd: {build: guest-initrd}, rootfs: {build: web-rootfs}}
-    steps: [[./build.sh, "${commit:0:12}"], [/out/bin/hello]]
-    outputs: [{name: hello, path: /out/bin/hello}]
-    timeoutSeconds: 300
----
-# The artifact in a guest: an initramfs takes it as /bin/hello, and a microVM runs it.
-apiVersion: hyper.dev/v1alpha1
-kind: Build
-metadata: {name: hello-app-initrd}
-spec:
-  type: initramfs
-  initramfs:
-    files:
-      - {path: /bin/hello, mode: "0755", artifact: {build: hello-app, name: hello}}
-      - path: /init
-        mode: "0755"
-        content: |
-          #!/bin/busybox sh
-          /bin/busybox --install -s /bin
-          /bin/hello
-          while true; do sleep 3600; done
----
-apiVersion: hyper.dev/v1alpha1
-kind: VM
-metadata: {name: hello-app}
-spec:
-  kernel: {build: guest-kernel}
-  initrd: {build: hello-app-initrd}
-  readiness: {consoleLine: "hello from a builder VM (built from commit ${commit:0:12})"}
-YAML
-sed -n '/script:/,/timeoutSeconds/p' "$examples/app-build.yaml"
-show "$hyperctl" --state-dir "$state" apply -f "$examples/builds.yaml" -f "$examples/app-build.yaml"
-show "$hyperctl" --state-dir "$state" logs build/hello-app
-digest=$("$hyperctl" --state-dir "$state" get builds -o json | tr -d ' \n' |
-  grep -o '"name":"hello-app".*' | grep -o 'sha256:[0-9a-f]*' | head -1)
-echo "\$ cat \$state/store/sha256/${digest#sha256:}   # the artifact"
-cat "$state/store/sha256/${digest#sha256:}"
-echo "(The same apply made an initramfs holding it as /bin/hello and booted a microVM that runs it:)"
-echo "\$ hyperctl --state-dir \$state logs vm/hello-app | grep 'hello from'"
-"$hyperctl" --state-dir "$state" logs vm/hello-app | grep -a "hello from a builder VM"
-
-step "apply everything in the namespace: the Builds are cache hits; then the networks, the policies and a microVM booting from the Builds"
-show inns "$hyperctl" --state-dir "$state" apply -f "$examples"
-
-step "what hyper manages now"
-show inns "$hyperctl" --state-dir "$state" get networks
-show inns "$hyperctl" --state-dir "$state" get networkpolicies
-show inns "$hyperctl" --state-dir "$state" get builds
-show inns "$hyperctl" --state-dir "$state" logs build/guest-initrd
-show inns ip -br addr show type bridge
-show inns nft list table inet hyper
-sleep 3
-show inns "$hyperctl" --state-dir "$state" get vms
-echo "\$ hyperctl logs vm/web-1 | grep hyper- | head -n 5"
-inns "$hyperctl" --state-dir "$state" logs vm/web-1 | grep hyper- | head -n 5
-echo "(The guest mounted the rootfs Build as /dev/vda and read its Debian version, stored its"
-echo " password on a tmpfs, received over a virtio-serial channel: never on the host's disk, never"
-echo " on the console. Ready when it printed hyper-ready. Its pings to the gateway fail: lab-egress"
-echo " allows only 203.0.113.0/24 port 443 from the lab network.)"
-
-step "a second apply has nothing to do: every Build's key is unchanged, the VM runs"
-show inns "$hyperctl" --state-dir "$state" apply -f "$examples"
-
-step "a new password: the plan names what changes, never the value; the running VM gets it live"
-head -c 12 /dev/urandom | base64 |
-  "$hyperctl" --state-dir "$state" secret seal --name web-db --key password -f "$examples/secrets.yaml"
-rc=0; show inns "$hyperctl" --state-dir "$state" diff -f "$examples" || rc=$?
-show inns "$hyperctl" --state-dir "$state" apply -f "$examples"
-echo "\$ hyperctl logs vm/web-1 | grep hyper-secret"
-inns "$hyperctl" --state-dir "$state" logs vm/web-1 | grep hyper-secret
-
-step "builds are reproducible: rebuilt without the cache, under another umask and TZ, the same digests"
-echo "\$ (umask 077; TZ=Pacific/Kiritimati hyperctl --state-dir $state rebuild -f "$examples")"
-(umask 077; TZ=Pacific/Kiritimati "$hyperctl" --state-dir "$state" rebuild -f "$examples")
-show "$hyperctl" --state-dir "$state" verify build/guest-initrd
-
-step "someone changes the host by hand: deletes a bridge and flushes the firewall table"
-show inns ip link del hb-lab
-show inns nft flush table inet hyper
-rc=0; show inns "$hyperctl" --state-dir "$state" diff -f "$examples" || rc=$?
-echo "(diff exit code $rc: drift detected)"
-show inns "$hyperctl" --state-dir "$state" get networks
-
-step "apply repairs the drift"
-show inns "$hyperctl" --state-dir "$state" apply -f "$examples"
-rc=0; show inns "$hyperctl" --state-dir "$state" diff -f "$examples" || rc=$?
-echo "(diff exit code $rc: in sync)"
-
-step "a bad manifest is refused with its location, and nothing is applied"
-bad=$(mktemp -d /tmp/hyper-demo-bad.XXXXXX)
-cp "$examples"/*.yaml "$bad/"
-sed -i 's#cidr: 10.78.0.0/24#cidr: 10.78.0.0/33#' "$bad/networks.yaml"
-rc=0; show inns "$hyperctl" --state-dir "$state" apply -f "$bad" || rc=$?
-echo "(apply exit code $rc)"
-rm -rf "$bad"
-
-step "the VM leaves the manifests: apply --prune stops it and removes its tap"
-vms=$(mktemp -d /tmp/hyper-demo-vm.XXXXXX)
-cp "$examples"/*.yaml "$vms/"
-show rm "$vms/vms.yaml"
-echo "(It is the only running VM: deleting more than half of them needs --yes.)"
-show inns "$hyperctl" --state-dir "$state" apply --prune --yes -f "$vms"
-show inns ip -br link show type tun
-rm -rf "$vms"
-
-step "the GitOps loop: hyperd follows a git repository"
+step "the GitOps loop: a git repository, hyperd following it, an alert receiver"
 echo "(A bare repository stands for the remote; a post-receive hook tells hyperd of each push"
 echo " (GitLab-style webhook token), and hyperd also polls every 5 s. An alert receiver in the"
-echo " namespace prints what hyperd sends it: drift, rejected revisions.)"
+echo " namespace prints what hyperd sends it: drift, rejected and held revisions.)"
 repo=$state/env.git
 work=$state/env
 git init --quiet --bare -b main "$repo"
@@ -238,16 +124,18 @@ webhook: {gitlabTokenFile: $state/webhook.token}
 alerts:
   - {type: webhook, url: "http://127.0.0.1:9099/cgi-bin/alert"}
 YAML
+echo "\$ cat hyperd.yaml"
 cat "$state/hyperd.yaml"
+echo "\$ ip netns exec $ns hyperd --config hyperd.yaml &"
 inns "$PWD/build/hyperd" --config "$state/hyperd.yaml" >"$state/hyperd.log" 2>&1 &
 hyperd_pid=$!
 for _ in $(seq 100); do [ -s "$state/hyperd.json" ] && break; sleep 0.1; done
-# Waits until hyperd has applied revision git:$1 with nothing failed; prints the seconds it took.
+# Waits until hyperd has applied revision git:$2 with nothing failed or in progress; prints the
+# milliseconds since $1.
 converged() {
   local start=$1 want=$2 last
-  for _ in $(seq 600); do
-    last=$(inns "$hyperctl" --state-dir "$state" status -o json 2>/dev/null | tr -d ' \n' |
-      grep -o '"lastReconcile":{[^{}]*}' || true)
+  for _ in $(seq 1500); do
+    last=$(hctl status -o json 2>/dev/null | tr -d ' \n' | grep -o '"lastReconcile":{[^{}]*}' || true)
     if [[ $last == *"\"revision\":\"git:$want\""* && $last == *'"failed":0,'* &&
       $last == *'"inProgress":0,'* ]]; then
       echo "$(( ($(date +%s%N) - start) / 1000000 )) ms"
@@ -259,21 +147,142 @@ converged() {
   tail -n 30 "$state/hyperd.log" >&2
   return 1
 }
+# Commits everything in the working copy with message $1, pushes, waits for hyperd to converge.
+push() {
+  gitc add -A
+  gitc commit --quiet -m "$1"
+  local t0 c
+  t0=$(date +%s%N)
+  show gitc push --quiet origin main
+  c=$(gitc rev-parse HEAD)
+  echo "push -> converged (git:${c:0:12}): $(converged "$t0" "$c")"
+}
+# The alerts received so far; alerted prints those after a mark.
+mark() { wc -l <"$state/alerts.jsonl"; }
+# Waits up to 30 s for an alert after line $1 matching $2 (a grep pattern), then prints the
+# matching alerts' field $3.
+alerted() {
+  local since=$1 pattern=$2 field=$3
+  for _ in $(seq 150); do tail -n +"$((since + 1))" "$state/alerts.jsonl" | grep -q "$pattern" && break; sleep 0.2; done
+  echo "the receiver got:"
+  tail -n +"$((since + 1))" "$state/alerts.jsonl" | grep "$pattern" |
+    grep -o "\"$field\":\"[^\"]*\"" | sort -u | head -n 4 || echo "  (nothing yet)"
+}
 
-gitc add -A
-gitc commit --quiet -m "the examples"
-t0=$(date +%s%N)
-show gitc push --quiet origin main
-c1=$(gitc rev-parse HEAD)
-echo "push -> converged: $(converged "$t0" "$c1")"
-show inns "$hyperctl" --state-dir "$state" status
+step "git push: hyperd converges the host to the examples"
+push "the examples"
+show hctl status
+show hctl get networks
+show hctl get networkpolicies
+show hctl get builds
+show hctl get vms
+show inns ip -br addr show type bridge
+show inns nft list table inet hyper
+echo "\$ hyperctl logs vm/web-1 | grep hyper- | head -n 5"
+hctl logs vm/web-1 | grep -a hyper- | head -n 5
+echo "(The guest mounted the rootfs Build as /dev/vda and read its Debian version, stored its"
+echo " password on a tmpfs, received over a virtio-serial channel: never on the host's disk, never"
+echo " on the console. Ready when it printed hyper-ready. Its pings to the gateway fail: lab-egress"
+echo " allows only 203.0.113.0/24 port 443 from the lab network.)"
 
-step "a hand change: the lab bridge deleted; hyperd sees it (netlink), alerts and repairs it"
+step "a change planned before it is pushed: hyperctl diff asks hyperd; the plan never shows the value"
+head -c 12 /dev/urandom | base64 |
+  "$hyperctl" --state-dir "$state" secret seal --name web-db --key password -f "$work/secrets.yaml"
+rc=0; show hctl diff -f "$work" || rc=$?
+echo "(diff exit code $rc: 2 means changes are pending)"
+push "web-db: a new password"
+echo "\$ hyperctl logs vm/web-1 | grep hyper-secret   # the running VM got it live"
+hctl logs vm/web-1 | grep -a hyper-secret
+
+step "a build from source: a script Build runs a git commit's steps in an ephemeral builder VM"
+echo "(The builder boots guest-kernel and guest-initrd (hyper's init and build agent), runs the"
+echo " steps chrooted in web-rootfs as uid 1000, with no network device, a fixed environment and"
+echo " the commit's tree at /build; what they leave under /out becomes a content-addressed artifact,"
+echo " which an initramfs takes as /bin/hello for a microVM that runs it.)"
+app=$state/app-src
+git init --quiet --bare "$app.git"
+git init --quiet -b main "$app"
+printf 'hello from a builder VM\n' >"$app/greeting.txt"
+printf '#!/bin/sh\necho "@GREETING@ (built from commit @COMMIT@)"\n' >"$app/hello.in"
+cat >"$app/build.sh" <<'SCRIPT'
+#!/bin/sh
+set -e
+echo "building on $(hostname) as uid $(id -u) in $(pwd), SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH"
+mkdir -p /out/bin
+sed -e "s/@GREETING@/$(cat greeting.txt)/" -e "s/@COMMIT@/$1/" hello.in >/out/bin/hello
+chmod 755 /out/bin/hello
+SCRIPT
+chmod +x "$app/build.sh"
+git -C "$app" add -A
+git -C "$app" -c user.name=demo -c user.email=demo@example.invalid commit --quiet -m "hello"
+git -C "$app" push --quiet "$app.git" main
+commit=$(git -C "$app" rev-parse HEAD)
+cat >"$work/app.yaml" <<YAML
+apiVersion: hyper.dev/v1alpha1
+kind: Build
+metadata: {name: hello-app}
+spec:
+  type: script
+  script:
+    source: {git: {url: $app.git, commit: $commit}}
+    builder: {kernel: {build: guest-kernel}, initrd: {build: guest-initrd}, rootfs: {build: web-rootfs}}
+    steps: [[./build.sh, "${commit:0:12}"], [/out/bin/hello]]
+    outputs: [{name: hello, path: /out/bin/hello}]
+    timeoutSeconds: 300
+---
+apiVersion: hyper.dev/v1alpha1
+kind: Build
+metadata: {name: hello-app-initrd}
+spec:
+  type: initramfs
+  initramfs:
+    files:
+      - {path: /bin/hello, mode: "0755", artifact: {build: hello-app, name: hello}}
+      - path: /init
+        mode: "0755"
+        content: |
+          #!/bin/busybox sh
+          /bin/busybox --install -s /bin
+          /bin/hello
+          while true; do sleep 3600; done
+---
+apiVersion: hyper.dev/v1alpha1
+kind: VM
+metadata: {name: hello-app}
+spec:
+  kernel: {build: guest-kernel}
+  initrd: {build: hello-app-initrd}
+  readiness: {consoleLine: "hello from a builder VM (built from commit ${commit:0:12})"}
+YAML
+echo "\$ cat app.yaml   # (the script Build)"
+sed -n '/script:/,/timeoutSeconds/p' "$work/app.yaml"
+push "hello-app: built from source, booted"
+show hctl logs build/hello-app
+digest=$(hctl get builds -o json | tr -d ' \n' | grep -o '"name":"hello-app".*' |
+  grep -o 'sha256:[0-9a-f]*' | head -1)
+echo "\$ cat \$state/store/sha256/${digest#sha256:}   # the artifact"
+cat "$state/store/sha256/${digest#sha256:}"
+echo "\$ hyperctl logs vm/hello-app | grep 'hello from'"
+hctl logs vm/hello-app | grep -a "hello from a builder VM"
+
+step "hand changes: the lab bridge deleted, web-1's QEMU killed; hyperd sees both, alerts, repairs"
+qemu_pid=$(cat "$HYPER_VM_RUN_DIR/web-1/qemu.pid")
+since=$(mark)
 show inns ip link del hb-lab
-for _ in $(seq 150); do grep -q '"kind":"drift"' "$state/alerts.jsonl" && inns ip link show hb-lab >/dev/null 2>&1 && break; sleep 0.2; done
-echo "the receiver got:"
-grep '"kind":"drift"' "$state/alerts.jsonl" | grep -o '"summary":"[^"]*"' | head -n 3 || true
+alerted "$since" '"kind":"drift"' summary
+for _ in $(seq 150); do inns ip link show hb-lab >/dev/null 2>&1 && break; sleep 0.2; done
 show inns ip -br link show hb-lab
+echo "\$ kill -9 \$(cat \$HYPER_VM_RUN_DIR/web-1/qemu.pid)   # QEMU $qemu_pid"
+since=$(mark)
+kill -9 "$qemu_pid"
+for _ in $(seq 300); do
+  new=$(cat "$HYPER_VM_RUN_DIR/web-1/qemu.pid" 2>/dev/null || true)
+  [ -n "$new" ] && [ "$new" != "$qemu_pid" ] && hctl get vms web-1 2>/dev/null | grep -q Running && break
+  sleep 0.2
+done
+alerted "$since" '"kind":"drift"' summary
+show hctl get vms web-1
+echo "(web-1 runs again as QEMU $(cat "$HYPER_VM_RUN_DIR/web-1/qemu.pid"), its password delivered again before it was ready.)"
 
 step "a bad push is rejected with its place; the last good revision stays in force"
 sed -i 's#cidr: 10.78.0.0/24#cidr: 10.78.0.0/33#' "$work/networks.yaml"
@@ -283,26 +292,22 @@ bad=$(gitc rev-parse HEAD)
 for _ in $(seq 150); do grep -q "git:$bad rejected" "$state/alerts.jsonl" && break; sleep 0.2; done
 echo "the receiver got:"
 grep "git:$bad rejected" "$state/alerts.jsonl" | grep -o '"problems":\[[^]]*\]' | head -n 1 || true
-inns "$hyperctl" --state-dir "$state" status | grep -E "^(revision|rejected)" || true
+hctl status | grep -E "^(revision|rejected)" || true
 
 step "git revert of the bad commit: a good revision is in force again"
 show gitc revert --no-edit HEAD
 t0=$(date +%s%N)
 show gitc push --quiet origin main
-c2=$(gitc rev-parse HEAD)
-echo "push -> converged: $(converged "$t0" "$c2")"
+echo "push -> converged: $(converged "$t0" "$(gitc rev-parse HEAD)")"
 
 step "a change and its revert: the previous state comes back with the same artifact digests"
 digest_of() {
-  inns "$hyperctl" --state-dir "$state" get builds -o json | tr -d ' \n' |
+  hctl get builds -o json | tr -d ' \n' |
     grep -o "\"name\":\"$1\".*" | grep -o 'sha256:[0-9a-f]\{64\}' | head -n 1
 }
 d1=$(digest_of hello-initrd)
 sed -i 's#content: "built by hyper\\n"#content: "built by hyper, second edition\\n"#' "$work/builds.yaml"
-gitc commit --quiet -am "hello-initrd: a new motd"
-t0=$(date +%s%N)
-show gitc push --quiet origin main
-echo "push -> converged: $(converged "$t0" "$(gitc rev-parse HEAD)")"
+push "hello-initrd: a new motd"
 d2=$(digest_of hello-initrd)
 show gitc revert --no-edit HEAD
 t0=$(date +%s%N)
@@ -313,13 +318,40 @@ echo "hello-initrd: ${d1:0:19} -> ${d2:0:19} (the change) -> ${d3:0:19} (the rev
 if [ "$d1" = "$d3" ] && [ "$d1" != "$d2" ]; then
   echo "(the revert gave back the very bytes of before: a Build's key is its content's)"
 fi
-show inns "$hyperctl" --state-dir "$state" status
+
+step "a push that would stop every VM is held, not applied"
+show gitc rm --quiet vms.yaml app.yaml
+gitc commit --quiet -m "remove the VMs"
+show gitc push --quiet origin main
+held=$(gitc rev-parse HEAD)
+alerted 0 "git:$held held" summary
+hctl status | grep -E "^(revision|held)" || true
+show hctl get vms
+echo "(hyperctl approve git:${held:0:12} would apply it; a revert makes it moot:)"
+show gitc revert --no-edit HEAD
+t0=$(date +%s%N)
+show gitc push --quiet origin main
+echo "push -> converged: $(converged "$t0" "$(gitc rev-parse HEAD)")"
+
+step "a past revision's Builds made again from its commit, without the cache: the same digests"
+first=$(gitc rev-list --max-parents=0 HEAD)
+echo "(Outside the namespace again: web-rootfs fetches from the mirror. Another umask and TZ.)"
+echo "\$ (umask 077; TZ=Pacific/Kiritimati hyperctl rebuild --repo env.git --revision git:${first:0:12})"
+(umask 077; TZ=Pacific/Kiritimati "$hyperctl" --state-dir "$state" rebuild --repo "$repo" --revision "git:$first")
+show "$hyperctl" --state-dir "$state" verify build/guest-initrd
 
 step "the status page"
+shot=$PWD/build/demo-status-page.png
 echo "hyperd serves it on its API address: http://127.0.0.1:7400/ (inside namespace $ns)."
 echo "Sign in with the token in $state/hyperd.token, or the read-only $state/viewer.token."
-echo "\$ ip netns exec $ns curl -s http://127.0.0.1:7400/ | grep -o '<title>.*</title>'"
-inns curl -s http://127.0.0.1:7400/ | grep -o '<title>.*</title>'
+echo "\$ ip netns exec $ns hyper-pageshot --token-file viewer.token --log VM/web-1 --out $shot"
+if inns "$PWD/build/hyper-pageshot" --token-file "$state/viewer.token" --log VM/web-1 \
+  --out "$shot" >/dev/null; then
+  echo "(a screenshot of the page, signed in with the viewer token, web-1's console open: $shot)"
+else
+  echo "(no screenshot: see the message above)"
+fi
+show hctl status
 if [ -t 0 ] && [ -z "${CI:-}" ]; then
   echo "To open it from this machine's browser: ip netns exec $ns socat TCP-LISTEN:7401,fork TCP:127.0.0.1:7400"
   read -r -p "Press Enter to stop hyperd and clean up. " _

@@ -1094,8 +1094,9 @@ Result<Json> BuildProvider::buildDebianKernel(const BuildContext& ctx, BuildLog&
     return Status::error("planned without a resolved package (inputs.package, inputs.deb)");
   }
   log += "package " + p.name + " " + p.version + " (" + deb + ")\n";
-  HYPER_ASSIGN_OR_RETURN(std::string debPath, apt_.fetch(p, ctx.cancel));
-  log += "fetched " + debPath + "\n";
+  HYPER_ASSIGN_OR_RETURN(
+      std::string debPath,
+      apt_.fetch(p, ctx.cancel, [&](const std::string& line) { log += line + "\n"; }));
   HYPER_ASSIGN_OR_RETURN(std::string scratch, store_.makeScratchDir("debian-kernel"));
   RemoveTreeOnExit cleanup(scratch);
   HYPER_ASSIGN_OR_RETURN(KernelOutputs out,

@@ -209,8 +209,14 @@ Result<DebianPackage> Apt::resolveKernel(const std::string& name) {
   return p;
 }
 
-Result<std::string> Apt::fetch(const DebianPackage& package, const std::atomic<bool>* cancel) {
+Result<std::string> Apt::fetch(const DebianPackage& package, const std::atomic<bool>* cancel,
+                               const std::function<void(const std::string&)>& say) {
   namespace fs = std::filesystem;
+  auto tell = [&](const std::string& line) {
+    if (say) {
+      say(line);
+    }
+  };
   if (!isSha256Hex(package.sha256)) {
     return Status::error("package " + package.name + " has no SHA256 to check its .deb against");
   }
@@ -223,6 +229,7 @@ Result<std::string> Apt::fetch(const DebianPackage& package, const std::atomic<b
   if (fs::exists(path, ec)) {
     auto digest = store::digestOfFile(path);
     if (digest.isOk() && *digest == "sha256:" + package.sha256) {
+      tell("found " + path + " (its SHA256 checked)");
       return path;
     }
     fs::remove(path, ec);  // other bytes under the name: fetched again
@@ -235,6 +242,10 @@ Result<std::string> Apt::fetch(const DebianPackage& package, const std::atomic<b
   }
   const std::string dir(buf.data());
   RemoveTreeOnExit cleanup(dir);
+  tell("downloading " + package.name + " " + package.version +
+       (package.size > 0 ? " (" + std::to_string((package.size + (1u << 20) - 1) >> 20) + " MiB)"
+                         : std::string()) +
+       " from the mirror in apt's sources (apt-get download) into " + config_.debCache);
   host::CommandOptions options;
   options.cwd = dir;
   options.timeout = config_.timeout;
@@ -263,6 +274,10 @@ Result<std::string> Apt::fetch(const DebianPackage& package, const std::atomic<b
   if (::rename(deb.c_str(), path.c_str()) != 0) {
     return Status::error("rename " + deb + " to " + path);
   }
+  std::error_code sizeError;
+  const uintmax_t fetched = fs::file_size(path, sizeError);
+  tell("downloaded " + path + (sizeError ? "" : " (" + std::to_string(fetched) + " bytes)") +
+       ", its SHA256 checked");
   return path;
 }
 

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -59,8 +60,10 @@ class Apt {
 
   // The path of `package`'s .deb in the cache, downloaded (apt-get download NAME=VERSION, within
   // the timeout, its process group killed past it) and checked against package.sha256 when not
-  // there yet. A cached file with other bytes is replaced.
-  Result<std::string> fetch(const DebianPackage& package, const std::atomic<bool>* cancel);
+  // there yet. A cached file with other bytes is replaced. `say` gets a line for people on what
+  // it does (found in the cache, or downloading what from where, and the size it got).
+  Result<std::string> fetch(const DebianPackage& package, const std::atomic<bool>* cancel,
+                            const std::function<void(const std::string&)>& say = {});
 
  private:
   Result<DebianPackage> show(const std::string& name) const;

@@ -35,7 +35,7 @@
 #include "host/command.h"
 #include "reconciler/inventory.h"
 #include "reconciler/object.h"
-#include "tests/integration/cdp_util.h"
+#include "tools/pageshot/cdp.h"
 #include "tests/integration/git_util.h"
 #include "tests/integration/guest_util.h"
 #include "tests/integration/hyperctl_util.h"
@@ -1688,12 +1688,12 @@ TEST_F(HyperdTest, TheStatusPageShowsTheLoopLiveInChromium) {
   ASSERT_TRUE(eventually(kConverge, [&] { return convergedTo("git:" + c1); })) << status().dump(1);
 
   auto browser =
-      test::Browser::launch({"ip", "netns", "exec", ns_->name()}, tmp_->path() + "/chromium");
+      cdp::Browser::launch({"ip", "netns", "exec", ns_->name()}, tmp_->path() + "/chromium");
   if (!browser.isOk() && contains(browser.status().message(), "not installed")) {
     GTEST_SKIP() << browser.status().message();
   }
   ASSERT_TRUE(browser.isOk()) << browser.status().message();
-  test::Browser& b = **browser;
+  cdp::Browser& b = **browser;
   auto shot = [&](const std::string& name) {
     Status s = b.screenshot(shots + "/status-page-" + name + ".png");
     EXPECT_TRUE(s.isOk()) << s.message();

@@ -147,6 +147,41 @@ TEST_F(RootfsPiecesTest, TheSuitesListsAreFoundByMirrorAndSuite) {
             "584cfca7-1523-e596-c1dc-c50e771095ff");
 }
 
+// What a kernel Build's log (and a waiting hyperctl's terminal) says about the .deb: found in
+// the cache with its digest checked, or what is downloaded from where. apt-get itself runs here
+// only for a package that does not exist (no network needed: it fails from the local lists).
+TEST_F(RootfsPiecesTest, FetchingADebSaysWhatItFindsOrDownloads) {
+  const std::string bytes = "not really a .deb";
+  const std::string sha = store::digestOf(bytes).substr(7);
+  ASSERT_TRUE(writeFileAtomically(dir_ + "/" + sha + ".deb", bytes, 0644).isOk());
+  Apt apt(AptConfig{dir_, std::chrono::seconds(30)});
+  std::vector<std::string> said;
+  auto say = [&](const std::string& line) { said.push_back(line); };
+  DebianPackage cached;
+  cached.name = "linux-image-test";
+  cached.version = "1.0";
+  cached.sha256 = sha;
+  auto path = apt.fetch(cached, nullptr, say);
+  ASSERT_TRUE(path.isOk()) << path.status().message();
+  EXPECT_EQ(*path, dir_ + "/" + sha + ".deb");
+  ASSERT_EQ(said.size(), 1u);
+  EXPECT_EQ(said[0], "found " + *path + " (its SHA256 checked)");
+
+  said.clear();
+  DebianPackage missing;
+  missing.name = "hyper-no-such-package";
+  missing.version = "9.9";
+  missing.sha256 = std::string(64, 'a');
+  missing.size = 5u << 20;
+  auto got = apt.fetch(missing, nullptr, say);
+  EXPECT_FALSE(got.isOk());
+  ASSERT_EQ(said.size(), 1u);
+  EXPECT_EQ(said[0],
+            "downloading hyper-no-such-package 9.9 (5 MiB) from the mirror in apt's "
+            "sources (apt-get download) into " +
+                dir_);
+}
+
 TEST_F(RootfsPiecesTest, FilesAreWrittenIntoTheTreeNeverThroughASymlink) {
   const std::string root = dir_ + "/root";
   std::filesystem::create_directories(root + "/usr/bin");

@@ -9,17 +9,23 @@
 
 #include "base/status.h"
 
-namespace hyper::test {
+namespace hyper::cdp {
 
 // Debian's headless Chromium driven through the DevTools protocol over a pipe
 // (--remote-debugging-pipe: JSON messages ended by NUL on fds 3 and 4). A pipe rather than
-// puppeteer-core or a WebSocket: nothing to fetch from npm at test time, no WebSocket client to
-// carry, no port to pick, and the browser goes when the pipe closes.
+// puppeteer-core or a WebSocket: nothing to fetch from npm, no WebSocket client to carry, no port
+// to pick, and the browser goes when the pipe closes. Used by the status page's browser test and
+// by hyper-pageshot (the demo's screenshot).
 //
-// One page, attached with a flat session. Every call has a deadline; the browser's console
-// errors and uncaught exceptions are collected (the tests fail on any).
+// One page, attached with a flat session. Every call has a deadline and what chromium sends is
+// bounded (kMaxMessageBytes); the browser's console errors and uncaught exceptions are collected
+// (the test fails on any, hyper-pageshot reports them).
 class Browser {
  public:
+  // More than this pending from chromium without a message end is an error (a screenshot of a
+  // long page is a few MB of base64).
+  static constexpr size_t kMaxMessageBytes = 64u << 20;
+
   // Starts chromium (`prefix` goes before it: `ip netns exec NS`), with a fresh profile under
   // `profileDir`, and opens a blank page of `width` x `height`. Skips (an error saying so) when
   // chromium is not installed.
@@ -41,8 +47,9 @@ class Browser {
   Status type(const std::string& selector, const std::string& text);
   // Clicks the element `selector` (its click(), after scrolling it into view).
   Status click(const std::string& selector);
-  // A PNG of the page as it is, written to `path`.
-  Status screenshot(const std::string& path);
+  // A PNG of the page as it is, written to `path`: the window, or with `fullPage` the whole
+  // document however long.
+  Status screenshot(const std::string& path, bool fullPage = false);
   // The console errors and uncaught exceptions seen so far, one line each.
   const std::vector<std::string>& consoleErrors();
 
@@ -65,4 +72,4 @@ class Browser {
   std::vector<std::string> errors_;
 };
 
-}  // namespace hyper::test
+}  // namespace hyper::cdp

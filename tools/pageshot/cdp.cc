@@ -1,4 +1,4 @@
-#include "tests/integration/cdp_util.h"
+#include "tools/pageshot/cdp.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -14,7 +15,7 @@
 #include "base/base64.h"
 #include "base/file.h"
 
-namespace hyper::test {
+namespace hyper::cdp {
 
 namespace {
 
@@ -200,6 +201,10 @@ Result<json> Browser::readUntil(int64_t id, Clock::time_point deadline) {
       return Status::error("chromium closed its pipe");
     }
     buffer_.append(chunk, static_cast<size_t>(n));
+    if (buffer_.size() > kMaxMessageBytes) {
+      return Status::error("chromium sent a message over " + std::to_string(kMaxMessageBytes) +
+                           " bytes");
+    }
   }
 }
 
@@ -278,8 +283,25 @@ Status Browser::click(const std::string& selector) {
   return Status::ok();
 }
 
-Status Browser::screenshot(const std::string& path) {
-  auto shot = call("Page.captureScreenshot", {{"format", "png"}});
+Status Browser::screenshot(const std::string& path, bool fullPage) {
+  json params = {{"format", "png"}};
+  if (fullPage) {
+    auto metrics = call("Page.getLayoutMetrics", json::object());
+    HYPER_RETURN_IF_ERROR(metrics.status());
+    const json size = metrics->value("cssContentSize", metrics->value("contentSize", json()));
+    if (!size.is_object() || !size.value("width", json()).is_number() ||
+        !size.value("height", json()).is_number()) {
+      return Status::error("screenshot: Page.getLayoutMetrics gave no content size");
+    }
+    // Bounded: a runaway page is cut at 20,000 pixels.
+    params["clip"] = {{"x", 0},
+                      {"y", 0},
+                      {"width", size["width"].get<double>()},
+                      {"height", std::min(size["height"].get<double>(), 20000.0)},
+                      {"scale", 1}};
+    params["captureBeyondViewport"] = true;
+  }
+  auto shot = call("Page.captureScreenshot", params);
   HYPER_RETURN_IF_ERROR(shot.status());
   std::string png;
   if (!decodeBase64(shot->value("data", ""), png) || png.size() < 8) {
@@ -293,4 +315,4 @@ const std::vector<std::string>& Browser::consoleErrors() {
   return errors_;
 }
 
-}  // namespace hyper::test
+}  // namespace hyper::cdp
