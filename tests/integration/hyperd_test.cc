@@ -35,11 +35,11 @@
 #include "host/command.h"
 #include "reconciler/inventory.h"
 #include "reconciler/object.h"
-#include "tools/pageshot/cdp.h"
 #include "tests/integration/git_util.h"
 #include "tests/integration/guest_util.h"
 #include "tests/integration/hyperctl_util.h"
 #include "tests/integration/netns_util.h"
+#include "tools/pageshot/cdp.h"
 
 namespace hyper {
 namespace {
@@ -1660,14 +1660,42 @@ TEST_F(HyperdTest, HyperdRunsAScriptBuildAndAuditsItsSecret) {
 }
 
 // The status page in Debian's headless Chromium, driven over the DevTools protocol: a wrong token
-// is refused, the viewer token reads but cannot act, the tree by references after a push, a
-// drift that appears live (no reload) with its field-level difference and goes after the repair
-// pushed to git, a held revision approved from the page. A screenshot of each step is kept in
-// the build directory; any console error of the page's JS fails the test.
+// is refused, the viewer token reads but cannot act, the tree by references after a push (a real
+// VM under its Network, the Build of its initrd and its sealed Secret, whose value the page never
+// shows), a build's log and the VM's console on demand, a drift that appears live (no reload)
+// with its field-level difference and goes after the repair pushed to git, a held revision
+// (deleting the running VM too) approved from the page. A screenshot of each step is kept in the
+// build directory; any console error of the page's JS fails the test.
 TEST_F(HyperdTest, TheStatusPageShowsTheLoopLiveInChromium) {
+  const auto& image = test::guestImage();
+  if (!image.skipReason.empty()) {
+    GTEST_SKIP() << image.skipReason;
+  }
   const std::string shots = std::string(HYPER_BINARY_DIR) + "/screenshots";
   fs::create_directories(shots);
+  // The VM's run dir in the test's own directory (TearDown kills a QEMU left there).
+  const std::string runDir = tmp_->path() + "/run";
+  hyperdEnv_ = {"HYPER_VM_RUN_DIR=" + runDir};
   initRepo();
+  const std::string kCanary = "canary-page-5c1e9a";
+  CommandRun seal =
+      test::runArgv({"sh", "-c", "printf %s \"$0\" | \"$@\"", kCanary, HYPERCTL_PATH, "--state-dir",
+                     stateDir_, "secret", "seal", "--name", "db", "--key", "password"});
+  ASSERT_EQ(seal.exitCode, 0) << seal.describe();
+  // hyper's guest image as a Build of the revision (the kernel's .deb is in the host's cache, put
+  // there by guestImage(): nothing is fetched from inside the namespace), booted by a VM on lab
+  // that takes the secret. The kernel is guestImage()'s, from the same .deb.
+  const std::string guestBuilds =
+      "apiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: guest-kernel}\nspec:\n"
+      "  type: debian-kernel\n  debianKernel: {package: linux-image-amd64}\n---\n"
+      "apiVersion: hyper.dev/v1alpha1\nkind: Build\nmetadata: {name: guest-initrd}\nspec:\n"
+      "  type: initramfs\n  initramfs:\n    kernel: {build: guest-kernel}\n    hyperInit: true\n";
+  const std::string vm =
+      "apiVersion: hyper.dev/v1alpha1\nkind: VM\nmetadata: {name: web}\nspec:\n"
+      "  kernel: {path: " +
+      image.kernel +
+      "}\n  initrd: {build: guest-initrd}\n  cmdline: \"quiet hyper.ping=0\"\n"
+      "  network: {name: lab}\n  secrets: [{secret: db, key: password}]\n";
   const std::string policy =
       "apiVersion: hyper.dev/v1alpha1\nkind: NetworkPolicy\nmetadata: {name: web}\n"
       "spec:\n  network: lab\n  egress: {mode: none}\n";
@@ -1679,13 +1707,36 @@ TEST_F(HyperdTest, TheStatusPageShowsTheLoopLiveInChromium) {
   std::string c1 =
       commit({{"nets.yaml", docs({network("lab", "10.93.5.0/24", 1400, "  driftPolicy: alert\n"),
                                   network("edge", "10.93.6.0/24", 1400), policy})},
-              {"build.yaml", build}},
-             "lab, edge, a policy and a build");
+              {"build.yaml", build},
+              {"guest.yaml", guestBuilds},
+              {"db.yaml", seal.out},
+              {"web.yaml", vm}},
+             "lab, edge, a policy, builds, a secret and a VM");
   push();
   ASSERT_TRUE(
       startHyperd({"--source", "file://" + bare_, "--interval", "1s", "--drift-interval", "60s"})
           .isOk());
-  ASSERT_TRUE(eventually(kConverge, [&] { return convergedTo("git:" + c1); })) << status().dump(1);
+  // Applied, the builds done (they run past the reconcile that starts them) and then the VM
+  // started, all 8 objects Ready. The VM boots under TCG: slow.
+  auto allReady = [&] {
+    if (!convergedTo("git:" + c1)) {
+      return false;
+    }
+    Json s = status();
+    return s["lastReconcile"].is_object() && s["lastReconcile"].value("inProgress", 1) == 0 &&
+           s.value("objects", 0) == 8 && s.value("ready_objects", 0) == 8;
+  };
+  ASSERT_TRUE(eventually(kConverge * 8, allReady))
+      << status().dump(1) << api("/v1/objects").dump(1) << readFile(runDir + "/web/console.log");
+  // The VM's QEMU, by its pidfile: it runs unless it has exited or is a zombie not yet reaped.
+  const std::string qemuPid = trimmed(readFile(runDir + "/web/qemu.pid"));
+  auto qemuRuns = [&] {
+    const std::string stat = readFile("/proc/" + qemuPid + "/stat");
+    size_t paren = stat.rfind(')');
+    return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
+  };
+  ASSERT_FALSE(qemuPid.empty()) << "no QEMU pidfile for VM/web under " << runDir;
+  ASSERT_TRUE(qemuRuns()) << "no QEMU runs as " << qemuPid;
 
   auto browser =
       cdp::Browser::launch({"ip", "netns", "exec", ns_->name()}, tmp_->path() + "/chromium");
@@ -1742,6 +1793,16 @@ TEST_F(HyperdTest, TheStatusPageShowsTheLoopLiveInChromium) {
   expectTrue("document.getElementById('live').hidden === false", "events are followed live");
   EXPECT_TRUE(contains(text("[data-id=\"Network/edge\"]"), "Ready"));
   EXPECT_FALSE(contains(text("[data-id=\"Network/edge\"]"), "NetworkPolicy/web"));
+  // The VM under each object it references: its network, its initrd's Build, its secret.
+  for (const std::string parent : {"Network/lab", "Build/guest-initrd", "Secret/db"}) {
+    expectTrue("document.querySelector('[data-id=\"" + parent + "\"] > ul > [data-id=\"VM/web\"]')",
+               "VM/web sits under " + parent);
+  }
+  EXPECT_TRUE(contains(text("[data-id=\"Secret/db\"] > .node-head"), "Ready"))
+      << text("[data-id=\"Secret/db\"]");
+  EXPECT_TRUE(
+      contains(text("[data-id=\"Network/lab\"] [data-id=\"VM/web\"] > .node-head"), "Ready"))
+      << text("[data-id=\"Network/lab\"]");
   shot("tree");
 
   // A build's log on demand.
@@ -1752,6 +1813,31 @@ TEST_F(HyperdTest, TheStatusPageShowsTheLoopLiveInChromium) {
       "the build's log shows");
   EXPECT_TRUE(contains(text("#log-title"), "Log of Build/motd")) << text("#log-title");
   shot("log");
+  ASSERT_TRUE(b.click("#log-close").isOk());
+
+  // The VM's console on demand, from its node: the guest booted and said it was ready.
+  ASSERT_TRUE(b.click("[data-id=\"VM/web\"] > .node-head button").isOk());
+  expectTrue(
+      "!document.getElementById('log-panel').hidden && "
+      "document.getElementById('log').textContent.includes('hyper-ready')",
+      "the VM's console shows");
+  EXPECT_TRUE(contains(text("#log-title"), "Console of VM/web")) << text("#log-title");
+  EXPECT_TRUE(
+      contains(text("#log"), "hyper-secret db/password stored at /run/secrets/db/password (" +
+                                 std::to_string(kCanary.size()) + " bytes, mode 0400)"))
+      << text("#log");
+  shot("console");
+  // The secret's value is nowhere on the page: not in what it shows (the Secret's node, the
+  // console), nor anywhere in its document, as it is or in base64.
+  auto innerText = b.eval("document.body.innerText");
+  auto html = b.eval("document.documentElement.outerHTML");
+  ASSERT_TRUE(innerText.isOk() && innerText->is_string()) << innerText.status().message();
+  ASSERT_TRUE(html.isOk() && html->is_string()) << html.status().message();
+  EXPECT_TRUE(contains(innerText->get<std::string>(), "Secret")) << "the page shows no Secret";
+  for (const std::string& form : {kCanary, encodeBase64(kCanary)}) {
+    EXPECT_FALSE(contains(innerText->get<std::string>(), form)) << form << " shown on the page";
+    EXPECT_FALSE(contains(html->get<std::string>(), form)) << form << " in the page's document";
+  }
   ASSERT_TRUE(b.click("#log-close").isOk());
 
   // Suspend and resume from the page.
@@ -1796,6 +1882,9 @@ TEST_F(HyperdTest, TheStatusPageShowsTheLoopLiveInChromium) {
   // A push deleting everything is held; approved from the page.
   fs::remove(work_ + "/nets.yaml");
   fs::remove(work_ + "/build.yaml");
+  for (const char* file : {"guest.yaml", "db.yaml", "web.yaml"}) {
+    fs::remove(work_ + "/" + file);
+  }
   std::string c3 = commit({}, "remove everything");
   push();
   expectTrue(
@@ -1803,8 +1892,11 @@ TEST_F(HyperdTest, TheStatusPageShowsTheLoopLiveInChromium) {
       "document.getElementById('held').textContent.includes('git:" +
           c3 + "')",
       "the held revision shows with its approve button");
-  EXPECT_TRUE(contains(text("#held-deletes"), "Network/edge, Network/lab, NetworkPolicy/web"))
+  EXPECT_TRUE(contains(text("#held-deletes"),
+                       "Build/guest-initrd, Build/guest-kernel, Build/motd, Network/edge, "
+                       "Network/lab, NetworkPolicy/web, Secret/db, VM/web"))
       << text("#held");
+  EXPECT_TRUE(qemuRuns()) << "QEMU " << qemuPid << " went before the approval";
   shot("held");
   ASSERT_TRUE(b.click("#approve").isOk());
   expectTrue(
@@ -1813,6 +1905,10 @@ TEST_F(HyperdTest, TheStatusPageShowsTheLoopLiveInChromium) {
       "approved: the objects go");
   EXPECT_TRUE(eventually(kConverge, [&] { return convergedTo("git:" + c3); })) << status().dump(1);
   EXPECT_FALSE(link("hb-lab").has_value());
+  // The running VM went with them: no node, no QEMU, no run dir.
+  EXPECT_TRUE(b.eval("!document.querySelector('[data-id=\"VM/web\"]')")->get<bool>());
+  EXPECT_FALSE(qemuRuns()) << "QEMU " << qemuPid << " still runs";
+  EXPECT_FALSE(fs::exists(runDir + "/web")) << runDir << "/web is still there";
   shot("approved");
 
   const auto& errors = b.consoleErrors();
