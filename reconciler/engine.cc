@@ -457,7 +457,17 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
   const std::vector<ManagedRecord> none;
   const RecordIndex unconfirmed(options.unconfirmed ? *options.unconfirmed : none);
 
-  ActionRunner run = [&](const PlanAction& action) -> ActionResult {
+  // An action's way through here, in three steps: begin (checks, the journal, the request), the
+  // provider's apply (alone, or in a batch with others of its provider), end (the record, the
+  // journal). A batch begins every action before the host changes and ends each after, so the
+  // journal holds every action and a crash anywhere in it is finished by the next apply.
+  struct Started {
+    Provider* provider = nullptr;
+    int64_t journalId = 0;
+    std::string step;  // "Kind/name Create", for crash points
+    ApplyRequest req;
+  };
+  auto begin = [&](const PlanAction& action, Started& s) -> Status {
     Provider* provider = providerForKind(action.id.kind);
     if (!provider) {
       return Status::error("no provider handles kind " + action.id.kind);
@@ -477,12 +487,12 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
 
     // The crash points around each step: tests/integration/crash_points_test.cc kills the
     // process at each in turn and proves the next apply finishes the work.
-    const std::string step = action.id.str() + " " + actionTypeName(action.type);
-    HYPER_ASSIGN_OR_RETURN(
-        int64_t journalId,
-        inventory.journalBegin(options.reconcileId, action, desired ? &desired->spec : nullptr));
-    crashPoint("journal-begun " + step);
-    ApplyRequest req;
+    s.step = action.id.str() + " " + actionTypeName(action.type);
+    HYPER_ASSIGN_OR_RETURN(s.journalId, inventory.journalBegin(options.reconcileId, action,
+                                                               desired ? &desired->spec : nullptr));
+    crashPoint("journal-begun " + s.step);
+    s.provider = provider;
+    ApplyRequest& req = s.req;
     req.action = &action;
     req.desired = desired;
     req.managed = record;
@@ -495,7 +505,7 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
       for (const ObjectId& dep : action.dependsOn) {
         auto current = inventory.get(dep);
         if (!current.isOk()) {
-          (void)inventory.journalEnd(journalId, false, current.status().message());
+          (void)inventory.journalEnd(s.journalId, false, current.status().message());
           return current.status();
         }
         if (*current) {
@@ -503,8 +513,12 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
         }
       }
     }
-    ApplyResponse resp;
-    provider->apply(req, resp);
+    return Status::ok();
+  };
+  auto end = [&](Started& s, ApplyResponse& resp) -> ActionResult {
+    const PlanAction& action = *s.req.action;
+    const Object* desired = s.req.desired;
+    const int64_t journalId = s.journalId;
     if (resp.inProgress && !resp.diagnostics.hasErrors()) {
       // Taken, not done: nothing is recorded; the next reconcile asks again.
       (void)inventory.journalEnd(journalId, false, "in progress");
@@ -524,14 +538,14 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
       failed.terminal = resp.terminal;
       return failed;
     }
-    crashPoint("host-changed " + step);
+    crashPoint("host-changed " + s.step);
     Status recorded;
     if (action.type == ActionType::Delete) {
       recorded = inventory.remove(action.id);
     } else {
       ManagedRecord next;
       next.id = action.id;
-      next.provider = provider->name();
+      next.provider = s.provider->name();
       next.labels = desired->labels;
       next.spec = desired->spec;
       next.specHash = sha256Hex(canonicalJson(desired->spec));
@@ -545,14 +559,63 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
       (void)inventory.journalEnd(journalId, false, recorded.message());
       return recorded;
     }
-    crashPoint("recorded " + step);
+    crashPoint("recorded " + s.step);
     Status ended = inventory.journalEnd(journalId, true, "");
-    crashPoint("journal-ended " + step);
+    crashPoint("journal-ended " + s.step);
     return ended;
+  };
+  ActionRunner run = [&](const PlanAction& action) -> ActionResult {
+    Started s;
+    HYPER_RETURN_IF_ERROR(begin(action, s));
+    ApplyResponse resp;
+    s.provider->apply(s.req, resp);
+    return end(s, resp);
+  };
+  // Actions of one provider that batches (Provider::batchesApplies), ready together.
+  BatchRunner runBatch = [&](const std::vector<const PlanAction*>& actions) {
+    std::vector<ActionResult> results(actions.size());
+    std::vector<Started> started(actions.size());
+    std::vector<size_t> going;
+    std::vector<const ApplyRequest*> requests;
+    for (size_t k = 0; k < actions.size(); ++k) {
+      Status begun = begin(*actions[k], started[k]);
+      if (!begun.isOk()) {
+        results[k] = begun;
+        continue;
+      }
+      if (!requests.empty() && started[k].provider != started[going.front()].provider) {
+        // The executor batches by provider: this cannot happen, and must not go unnoticed.
+        (void)inventory.journalEnd(started[k].journalId, false, "batched with another provider");
+        results[k] = Status::error(actions[k]->id.str() + " was batched with another provider");
+        continue;
+      }
+      going.push_back(k);
+      requests.push_back(&started[k].req);
+    }
+    if (requests.empty()) {
+      return results;
+    }
+    std::vector<ApplyResponse> responses;
+    started[going.front()].provider->applyBatch(requests, responses);
+    for (size_t j = 0; j < going.size(); ++j) {
+      ApplyResponse none;
+      if (j >= responses.size()) {
+        none.diagnostics.error(actions[going[j]]->id, "",
+                               "the provider gave no answer for it in its batch");
+      }
+      results[going[j]] = end(started[going[j]], j < responses.size() ? responses[j] : none);
+    }
+    return results;
   };
 
   ApplyReport report;
-  report.outcomes = executePlan(plan, run, ExecutorOptions{options.parallelism});
+  ExecutorOptions executor{options.parallelism};
+  executor.batchKey = [&](const PlanAction& action) -> std::string {
+    Provider* p = providerForKind(action.id.kind);
+    return p && p->batchesApplies() ? p->name() : std::string();
+  };
+  executor.runBatch = runBatch;
+  report.outcomes = executePlan(plan, run, executor);
 
   // Objects that needed no host change but whose labels or spec moved (e.g. a label edit) get
   // their record refreshed, so the inventory always holds what the source says. hyperd runs this

@@ -34,6 +34,28 @@ std::string describe(const PlanAction& a) {
   return std::string(actionTypeName(a.type)) + " of " + a.id.str();
 }
 
+std::vector<ActionResult> runBatchGuarded(const BatchRunner& run,
+                                          const std::vector<const PlanAction*>& actions) {
+  std::string failure;
+  try {
+    std::vector<ActionResult> results = run(actions);
+    if (results.size() == actions.size()) {
+      return results;
+    }
+    failure = "a batch of " + std::to_string(actions.size()) + " actions gave " +
+              std::to_string(results.size()) + " results";
+  } catch (const std::exception& e) {
+    failure = "a batch of " + std::to_string(actions.size()) + " actions threw: " + e.what();
+  } catch (...) {
+    failure = "a batch of " + std::to_string(actions.size()) + " actions threw";
+  }
+  std::vector<ActionResult> out;
+  for (const PlanAction* a : actions) {
+    out.emplace_back(Status::error(describe(*a) + ": " + failure));
+  }
+  return out;
+}
+
 ActionResult runGuarded(const ActionRunner& run, const PlanAction& action) {
   // The runner is other modules' code; an exception escaping on a worker thread would terminate
   // the process, so it becomes a failed action instead.
@@ -56,7 +78,8 @@ ActionResult runGuarded(const ActionRunner& run, const PlanAction& action) {
 // unrelated create.
 class PlanRun {
  public:
-  PlanRun(const Plan& plan, const ActionRunner& run) : plan_(plan), run_(run) {
+  PlanRun(const Plan& plan, const ActionRunner& run, const ExecutorOptions& options)
+      : plan_(plan), run_(run), options_(options) {
     const auto& actions = plan.actions;
     nodes_.resize(actions.size());
     outcomes_.resize(actions.size());
@@ -146,30 +169,69 @@ class PlanRun {
       if (ready_.empty()) {
         return;
       }
-      size_t i = ready_.front();
-      ready_.pop_front();
-      nodes_[i].state = NodeState::Running;
-      ++running_;
+      std::vector<size_t> batch = takeReady();
+      for (size_t i : batch) {
+        nodes_[i].state = NodeState::Running;
+      }
+      running_ += batch.size();
       lk.unlock();
 
       auto start = std::chrono::steady_clock::now();
-      ActionResult result = runGuarded(run_, plan_.actions[i]);
+      std::vector<ActionResult> results;
+      if (batch.size() == 1) {
+        results.push_back(runGuarded(run_, plan_.actions[batch[0]]));
+      } else {
+        std::vector<const PlanAction*> actions;
+        for (size_t i : batch) {
+          actions.push_back(&plan_.actions[i]);
+        }
+        results = runBatchGuarded(options_.runBatch, actions);
+      }
       double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
       lk.lock();
-      --running_;
-      outcomes_[i].seconds = seconds;
-      if (!result.status.isOk()) {
-        outcomes_[i].retryAfter = result.retryAfter;
-        outcomes_[i].terminal = result.terminal;
-        outcomes_[i].inProgress = result.inProgress;
-        nodes_[i].inProgress = result.inProgress;
-      }
+      running_ -= batch.size();
       std::vector<size_t> skips;
-      finish(i, std::move(result.status), /*skipped=*/false, skips);
+      for (size_t k = 0; k < batch.size(); ++k) {
+        size_t i = batch[k];
+        ActionResult& result = results[k];
+        outcomes_[i].seconds = seconds;
+        if (!result.status.isOk()) {
+          outcomes_[i].retryAfter = result.retryAfter;
+          outcomes_[i].terminal = result.terminal;
+          outcomes_[i].inProgress = result.inProgress;
+          nodes_[i].inProgress = result.inProgress;
+        }
+        finish(i, std::move(result.status), /*skipped=*/false, skips);
+      }
       settle(skips);
     }
+  }
+
+  // The next ready action, with every other ready one of its batch key (in plan order of
+  // readiness), up to maxBatch. Call with mu_ held and ready_ not empty.
+  std::vector<size_t> takeReady() {
+    size_t first = ready_.front();
+    ready_.pop_front();
+    std::vector<size_t> batch{first};
+    if (!options_.batchKey || !options_.runBatch) {
+      return batch;
+    }
+    const std::string key = options_.batchKey(plan_.actions[first]);
+    if (key.empty()) {
+      return batch;
+    }
+    std::deque<size_t> rest;
+    for (size_t i : ready_) {
+      if (batch.size() < options_.maxBatch && options_.batchKey(plan_.actions[i]) == key) {
+        batch.push_back(i);
+      } else {
+        rest.push_back(i);
+      }
+    }
+    ready_.swap(rest);
+    return batch;
   }
 
   // Queues node i if everything it waits for is done; if one of those did not succeed, i is
@@ -261,6 +323,7 @@ class PlanRun {
 
   const Plan& plan_;
   const ActionRunner& run_;
+  const ExecutorOptions& options_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Node> nodes_;
@@ -275,7 +338,7 @@ class PlanRun {
 
 std::vector<ActionOutcome> executePlan(const Plan& plan, const ActionRunner& run,
                                        const ExecutorOptions& options) {
-  PlanRun planRun(plan, run);
+  PlanRun planRun(plan, run, options);
   return planRun.execute(options.parallelism);
 }
 

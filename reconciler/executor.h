@@ -42,16 +42,24 @@ struct ActionOutcome {
 
 // Runs one action; must be safe to call from several threads for different objects.
 using ActionRunner = std::function<ActionResult(const PlanAction&)>;
+// Runs several actions together (one provider's batch); one result per action, in order.
+using BatchRunner = std::function<std::vector<ActionResult>(const std::vector<const PlanAction*>&)>;
 
 struct ExecutorOptions {
   int parallelism = 4;  // bounded worker pool
+  // Batching: actions with the same non-empty batchKey that are ready at the same time run as one
+  // call of runBatch (the net provider's: one `ip -batch` and one nftables transaction for all of
+  // them) on one worker, at most maxBatch at once. An empty key, or no runBatch: one at a time.
+  std::function<std::string(const PlanAction&)> batchKey;
+  BatchRunner runBatch;
+  size_t maxBatch = 4096;
 };
 
 // Executes a plan in dependency order: deletes first, children before parents; then creates,
 // updates and replaces, parents before children. Actions whose dependencies are done run in
-// parallel on at most `parallelism` threads. An action whose dependency failed is skipped (and
-// reported), the rest go on; one whose dependency is in progress is skipped as waiting. Returns one
-// outcome per action, in plan order.
+// parallel on at most `parallelism` threads, or together as a batch (ExecutorOptions::batchKey).
+// An action whose dependency failed is skipped (and reported), the rest go on; one whose
+// dependency is in progress is skipped as waiting. Returns one outcome per action, in plan order.
 std::vector<ActionOutcome> executePlan(const Plan& plan, const ActionRunner& run,
                                        const ExecutorOptions& options);
 

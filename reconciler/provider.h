@@ -153,6 +153,21 @@ class Provider {
   // Idempotent: applying an action twice equals applying it once, and applying after a crash
   // mid-way converges. May be called concurrently for independent objects.
   virtual void apply(const ApplyRequest& req, ApplyResponse& resp) = 0;
+
+  // Optional. A provider whose host changes cost less together (one `ip -batch` for many bridges,
+  // one nftables transaction for many objects' rules) returns true, and the engine hands it the
+  // actions of its kinds that are ready at the same time in one applyBatch call (each journaled
+  // first and recorded after, as alone). It fills one response per request, in order, each as
+  // apply would have: one action's failure is that action's, not its batch-mates'. The default
+  // applies them one by one.
+  virtual bool batchesApplies() const { return false; }
+  virtual void applyBatch(const std::vector<const ApplyRequest*>& reqs,
+                          std::vector<ApplyResponse>& resps) {
+    resps.assign(reqs.size(), ApplyResponse{});
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      apply(*reqs[i], resps[i]);
+    }
+  }
 };
 
 // Optional abilities are small interfaces of their own that a provider also implements; the

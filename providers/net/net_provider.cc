@@ -8,6 +8,7 @@
 #include "base/names.h"
 #include "base/strings.h"
 #include "host/command.h"
+#include "host/nft.h"
 #include "netmodel/link_state.h"
 #include "netmodel/placement.h"
 #include "reconciler/provider_kit.h"
@@ -39,14 +40,8 @@ Result<LinkTable> dumpLinks() {
 
 // hyper's tables as they are (one listing for both); missing tables are an empty dump.
 Result<NftTableDump> dumpNftTable() {
-  HYPER_ASSIGN_OR_RETURN(host::CommandResult r, host::runCommand({"nft", "-j", "list", "ruleset"}));
-  if (r.exitCode != 0) {
-    std::string cause = r.err.substr(0, r.err.find('\n'));
-    return Status::error(
-        "nft -j list ruleset <- " +
-        (cause.empty() ? "exited with status " + std::to_string(r.exitCode) : cause));
-  }
-  return parseNftTableDump(r.out);
+  HYPER_ASSIGN_OR_RETURN(std::string json, host::nftListRulesetJson());
+  return parseNftTableDump(json);
 }
 
 // Per-interface switches under /proc/sys/net/ipv4 of the calling thread's namespace.
@@ -477,6 +472,37 @@ void fail(ApplyResponse& resp, const ObjectId& id, const Status& status) {
 
 }  // namespace
 
+std::map<size_t, std::string> ipBatchFailures(std::string_view err) {
+  std::map<size_t, std::string> failed;
+  std::string said;
+  constexpr std::string_view kFailed = "Command failed -:";
+  size_t at = 0;
+  while (at < err.size()) {
+    size_t end = err.find('\n', at);
+    if (end == std::string_view::npos) {
+      end = err.size();
+    }
+    std::string_view text = err.substr(at, end - at);
+    at = end + 1;
+    if (text.substr(0, kFailed.size()) == kFailed) {
+      size_t n = 0;
+      std::string_view digits = text.substr(kFailed.size());
+      size_t used = 0;
+      while (used < digits.size() && used < 9 && digits[used] >= '0' && digits[used] <= '9') {
+        n = n * 10 + static_cast<size_t>(digits[used] - '0');
+        ++used;
+      }
+      if (used > 0) {
+        failed[n] = said.empty() ? "failed" : said;
+      }
+      said.clear();
+    } else if (!text.empty() && said.size() < 1024) {
+      said += (said.empty() ? "" : "; ") + std::string(text.substr(0, 256));
+    }
+  }
+  return failed;
+}
+
 void NetProvider::validate(const ValidateRequest& req, ValidateResponse& resp) const {
   guarded(resp.diagnostics, {}, "validate",
           [&] { validateNetObjects(req.objects, resp.diagnostics); });
@@ -660,204 +686,363 @@ void NetProvider::planOne(const PlanRequest& req, PlanResponse& resp) const {
 }
 
 void NetProvider::apply(const ApplyRequest& req, ApplyResponse& resp) {
-  guarded(resp.diagnostics, req.action ? req.action->id : ObjectId{}, "apply",
-          [&] { applyOne(req, resp); });
+  std::vector<ApplyResponse> resps;
+  applyBatch({&req}, resps);
+  resp = std::move(resps.front());
 }
 
-void NetProvider::applyOne(const ApplyRequest& req, ApplyResponse& resp) {
-  if (!req.action) {
-    resp.diagnostics.error({}, "", "apply without an action");
-    return;
+void NetProvider::applyBatch(const std::vector<const ApplyRequest*>& reqs,
+                             std::vector<ApplyResponse>& resps) {
+  resps.assign(reqs.size(), ApplyResponse{});
+  try {
+    applyMany(reqs, resps);
+  } catch (const std::exception& e) {
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      if (!resps[i].diagnostics.hasErrors()) {
+        resps[i].diagnostics.error(reqs[i] && reqs[i]->action ? reqs[i]->action->id : ObjectId{},
+                                   "", std::string("apply <- ") + e.what());
+      }
+    }
   }
-  const ObjectId& id = req.action->id;
+}
+
+// One action of a batch on its way: what it asks of the links and of the model.
+struct NetProvider::Step {
+  const ApplyRequest* req = nullptr;
+  ApplyResponse* resp = nullptr;
+  ObjectId id;
+  bool isDelete = false;
+  std::optional<NetworkSpec> network;          // a Network create/update/replace
+  std::optional<netmodel::PolicySpec> policy;  // a NetworkPolicy create/update
+  std::string deleted;                         // a bridge of ours this action deletes
+  std::string configured;                      // the bridge this action makes or fixes
+  std::string lines;                           // its part of the `ip -batch` input
+  size_t firstLine = 0;  // its lines' numbers in that input: [firstLine, lastLine]
+  size_t lastLine = 0;
+  std::string ipError;  // what `ip` said about its lines
+  bool failed() const { return resp->diagnostics.hasErrors(); }
+};
+
+void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
+                            std::vector<ApplyResponse>& resps) {
+  std::vector<Step> steps;
+  steps.reserve(reqs.size());
+  bool anyNetwork = false;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    Step step;
+    step.req = reqs[i];
+    step.resp = &resps[i];
+    if (!step.req || !step.req->action) {
+      resps[i].diagnostics.error({}, "", "apply without an action");
+      continue;
+    }
+    step.id = step.req->action->id;
+    step.isDelete = step.req->action->type == ActionType::Delete;
+    anyNetwork = anyNetwork || step.id.kind == "Network";
+    steps.push_back(std::move(step));
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!modelLoaded_) {
-      fail(resp, id,
-           Status::error("apply before observe: the nftables table would lose the rules of "
-                         "every other object"));
+      for (Step& step : steps) {
+        fail(*step.resp, step.id,
+             Status::error("apply before observe: the nftables table would lose the rules of "
+                           "every other object"));
+      }
       return;
     }
   }
-  if (req.action->type != ActionType::Delete && !req.desired) {
-    fail(resp, id,
-         Status::error("no desired object for a " + std::string(actionTypeName(req.action->type))));
+  Result<LinkTable> links = anyNetwork ? dumpLinks() : Result<LinkTable>(LinkTable{});
+  for (Step& step : steps) {
+    if (!step.isDelete && !step.req->desired) {
+      fail(*step.resp, step.id,
+           Status::error("no desired object for a " +
+                         std::string(actionTypeName(step.req->action->type))));
+    } else if (step.id.kind == "Network") {
+      if (!links.isOk()) {
+        fail(*step.resp, step.id, links.status().withContext("read links"));
+      } else {
+        prepareNetwork(*links, step);
+      }
+    } else if (step.id.kind == "NetworkPolicy") {
+      if (!step.isDelete) {
+        auto spec = parsePolicySpec(*step.req->desired);
+        if (!spec.isOk()) {
+          fail(*step.resp, step.id, spec.status());
+        } else {
+          step.policy = std::move(*spec);
+        }
+      }
+    } else {
+      fail(*step.resp, step.id,
+           Status::error("the net provider does not handle kind " + step.id.kind));
+    }
+  }
+
+  runIpBatch(steps);
+  for (Step& step : steps) {
+    if (step.failed()) {
+      continue;
+    }
+    if (!step.deleted.empty()) {
+      crashPoint("bridge-deleted " + step.id.str());
+    }
+    if (!step.configured.empty()) {
+      if (Status routed = enableRouting(step.configured); !routed.isOk()) {
+        fail(*step.resp, step.id, routed.withContext("configure bridge " + step.configured));
+        continue;
+      }
+      crashPoint("bridge-configured " + step.id.str());
+    }
+  }
+
+  std::lock_guard<std::mutex> lock(mu_);
+  writeTablesLocked(steps);
+  bool anyLeft = std::any_of(steps.begin(), steps.end(), [](const Step& s) { return !s.failed(); });
+  if (!anyLeft) {
     return;
   }
-  if (id.kind == "Network") {
-    applyNetwork(req, resp);
-  } else if (id.kind == "NetworkPolicy") {
-    applyPolicy(req, resp);
-  } else {
-    fail(resp, id, Status::error("the net provider does not handle kind " + id.kind));
+  // One read-back for the batch: each object's fingerprint is what it owns in the table, which no
+  // other object's change moves.
+  std::string table = "table " + std::string(kNftFamily) + " " + std::string(kNftTable);
+  auto dump = dumpNftTable();
+  for (Step& step : steps) {
+    if (step.failed()) {
+      continue;
+    }
+    if (!dump.isOk()) {
+      fail(*step.resp, step.id, dump.status().withContext("read back nftables " + table));
+      continue;
+    }
+    if (step.isDelete) {
+      continue;
+    }
+    std::string fingerprint = formatFingerprint(fingerprintParts(*dump, step.id));
+    if (step.id.kind == "Network") {
+      step.resp->handles = {{"bridge", step.configured},
+                            {"ports", portsJson(model_.ports[step.id.name])}};
+    } else {
+      step.resp->handles = {{"chains",
+                             {policyChainName(step.id.name, Direction::Egress),
+                              policyChainName(step.id.name, Direction::Ingress)}}};
+      if (model_.policies[step.id.name].matchLabels) {
+        step.resp->handles["selected"] = model_.selected[step.id.name];
+      }
+    }
+    step.resp->fingerprint = std::move(fingerprint);
   }
 }
 
-void NetProvider::applyNetwork(const ApplyRequest& req, ApplyResponse& resp) {
-  const ObjectId& id = req.action->id;
+void NetProvider::prepareNetwork(const LinkTable& links, Step& step) const {
+  const ObjectId& id = step.id;
   const std::string mine = ownerAlias(id.name);
-
-  auto links = dumpLinks();
-  if (!links.isOk()) {
-    fail(resp, id, links.status().withContext("read links"));
-    return;
-  }
   // Deletes only what carries our mark: a same-named link someone else made stays.
-  auto removeOwned = [&](const std::string& bridge) -> Status {
-    const LinkState* link = links->find(bridge);
+  auto removeOwned = [&](const std::string& bridge) {
+    const LinkState* link = links.find(bridge);
     if (!link) {
-      return Status::ok();
+      return;
     }
     if (link->alias != mine) {
-      resp.diagnostics.add(
+      step.resp->diagnostics.add(
           {Severity::Warning,
            {},
            id,
            "",
            "bridge " + bridge + " is not hyper's (alias \"" + link->alias + "\"); left alone"});
-      return Status::ok();
-    }
-    return host::runChecked({"ip", "link", "del", "dev", bridge})
-        .status()
-        .withContext("delete bridge " + bridge);
-  };
-
-  if (req.action->type == ActionType::Delete) {
-    std::string bridge =
-        req.managed ? managedBridge(*req.managed) : deriveInterfaceName(kBridgePrefix, id.name);
-    Status removed = removeOwned(bridge);
-    if (!removed.isOk()) {
-      fail(resp, id, removed);
       return;
     }
-    crashPoint("bridge-deleted " + id.str());
-    std::lock_guard<std::mutex> lock(mu_);
-    model_.networks.erase(id.name);
-    model_.ports.erase(id.name);
-    auto fp = replaceTableLocked(id);
-    if (!fp.isOk()) {
-      fail(resp, id, fp.status());
-    }
-    return;
-  }
+    step.deleted = bridge;
+    step.lines += "link del dev " + bridge + "\n";
+  };
 
-  auto spec = parseNetworkSpec(*req.desired);
-  if (!spec.isOk()) {
-    fail(resp, id, spec.status());
+  if (step.isDelete) {
+    removeOwned(step.req->managed ? managedBridge(*step.req->managed)
+                                  : deriveInterfaceName(kBridgePrefix, id.name));
     return;
   }
-  if (req.managed) {
-    std::string old = managedBridge(*req.managed);
+  auto spec = parseNetworkSpec(*step.req->desired);
+  if (!spec.isOk()) {
+    fail(*step.resp, id, spec.status());
+    return;
+  }
+  if (step.req->managed) {
+    std::string old = managedBridge(*step.req->managed);
     if (old != spec->bridge) {
-      Status removed = removeOwned(old);
-      if (!removed.isOk()) {
-        fail(resp, id, removed);
-        return;
-      }
+      removeOwned(old);
     }
   }
-  Json foreign = findForeign(*links, id.name, spec->bridge, &spec->cidr);
+  Json foreign = findForeign(links, id.name, spec->bridge, &spec->cidr);
   if (!foreign.is_null()) {
-    fail(resp, id,
+    fail(*step.resp, id,
          Status::error(foreignSummary(foreign, spec->bridge, &spec->cidr))
              .withContext("configure bridge " + spec->bridge));
+    step.lines.clear();
+    step.deleted.clear();
     return;
   }
 
-  // One `ip` process for the whole bridge. The kernel ignores an alias given at creation, so
-  // the mark is a second message right after; the whole input is written before we wait, so
-  // `ip` finishes it even if hyperd dies, and a bridge does not outlive a reboot.
-  const LinkState* link = links->find(spec->bridge);
+  // The kernel ignores an alias given at creation, so the mark is a second message right after.
+  const LinkState* link = links.find(spec->bridge);
   const std::string& dev = spec->bridge;
-  std::string batch;
-  if (!link) {
-    batch += "link add " + dev + " type bridge\n";
+  if (!link || step.deleted == dev) {
+    step.lines += "link add " + dev + " type bridge\n";
   }
-  batch += "link set dev " + dev + " alias " + mine + "\n";
-  batch += "link set dev " + dev + " mtu " + std::to_string(spec->mtu) + " up\n";
+  step.lines += "link set dev " + dev + " alias " + mine + "\n";
+  step.lines += "link set dev " + dev + " mtu " + std::to_string(spec->mtu) + " up\n";
   // Other addresses go first: deleting a primary address also deletes the secondaries of its
   // subnet, which could take the new gateway with it.
   std::string gateway = spec->gatewayCidr();
-  if (link) {
+  if (link && step.deleted != dev) {
     for (const auto& a : link->ipv4) {
       if (a.str() != gateway) {
-        batch += "addr del " + a.str() + " dev " + dev + "\n";
+        step.lines += "addr del " + a.str() + " dev " + dev + "\n";
       }
     }
   }
-  batch += "addr replace " + gateway + " dev " + dev + "\n";
-  auto configured = host::runChecked({"ip", "-batch", "-"}, batch);
-  if (!configured.isOk()) {
-    fail(resp, id, configured.status().withContext("configure bridge " + dev));
-    return;
-  }
-
-  if (Status routed = enableRouting(dev); !routed.isOk()) {
-    fail(resp, id, routed.withContext("configure bridge " + dev));
-    return;
-  }
-  crashPoint("bridge-configured " + id.str());
-
-  std::lock_guard<std::mutex> lock(mu_);
-  model_.networks[id.name] = *spec;
-  model_.ports[id.name] = portsIn(req.action->privateData);
-  auto fp = replaceTableLocked(id);
-  if (!fp.isOk()) {
-    fail(resp, id, fp.status());
-    return;
-  }
-  resp.handles = {{"bridge", dev}, {"ports", portsJson(model_.ports[id.name])}};
-  resp.fingerprint = std::move(*fp);
+  step.lines += "addr replace " + gateway + " dev " + dev + "\n";
+  step.configured = dev;
+  step.network = std::move(*spec);
 }
 
-void NetProvider::applyPolicy(const ApplyRequest& req, ApplyResponse& resp) {
-  const ObjectId& id = req.action->id;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (req.action->type == ActionType::Delete) {
-    model_.policies.erase(id.name);
-    model_.selected.erase(id.name);
-  } else {
-    auto spec = parsePolicySpec(*req.desired);
-    if (!spec.isOk()) {
-      fail(resp, id, spec.status());
-      return;
+// One `ip` process for every bridge of the batch. Its whole input is written before we wait, so
+// `ip` finishes it even if hyperd dies, and a bridge does not outlive a reboot. With -force it
+// goes on past a failed line and names each ("Command failed -:N" after what the kernel said),
+// so a failure is the action's whose lines they are, not the batch's.
+void NetProvider::runIpBatch(std::vector<Step>& steps) const {
+  std::string input;
+  size_t line = 0;
+  for (Step& step : steps) {
+    if (step.failed() || step.lines.empty()) {
+      continue;
     }
-    if (spec->matchLabels) {
-      model_.selected[id.name] = selectedIn(req.action->privateData);
-    }
-    model_.policies[id.name] = std::move(*spec);
+    step.firstLine = line + 1;
+    line += static_cast<size_t>(std::count(step.lines.begin(), step.lines.end(), '\n'));
+    step.lastLine = line;
+    input += step.lines;
   }
-  auto fp = replaceTableLocked(id);
-  if (!fp.isOk()) {
-    fail(resp, id, fp.status());
+  if (input.empty()) {
     return;
   }
-  if (req.action->type != ActionType::Delete) {
-    resp.handles = {{"chains",
-                     {policyChainName(id.name, Direction::Egress),
-                      policyChainName(id.name, Direction::Ingress)}}};
-    if (model_.policies[id.name].matchLabels) {
-      resp.handles["selected"] = model_.selected[id.name];
+  auto ran = host::runCommand({"ip", "-force", "-batch", "-"}, input);
+  auto what = [](const Step& step) {
+    return step.configured.empty() ? "delete bridge " + step.deleted
+                                   : "configure bridge " + step.configured;
+  };
+  if (!ran.isOk() || ran->timedOut || ran->cancelled) {
+    Status cause = !ran.isOk() ? ran.status() : Status::error("ip -force -batch - <- killed");
+    for (Step& step : steps) {
+      if (!step.failed() && !step.lines.empty()) {
+        fail(*step.resp, step.id, cause.withContext(what(step)));
+      }
     }
-    resp.fingerprint = std::move(*fp);
+    return;
+  }
+  if (ran->exitCode == 0) {
+    return;
+  }
+  const std::string& err = ran->err;
+  std::map<size_t, std::string> failedLines = ipBatchFailures(err);
+  bool attributed = false;
+  for (Step& step : steps) {
+    if (step.failed() || step.lines.empty()) {
+      continue;
+    }
+    auto it = failedLines.lower_bound(step.firstLine);
+    if (it != failedLines.end() && it->first <= step.lastLine) {
+      fail(*step.resp, step.id,
+           Status::error("ip -batch - <- " + it->second).withContext(what(step)));
+      attributed = true;
+    }
+  }
+  if (!attributed) {
+    // It failed and said nothing we can place: every step of the batch is in doubt.
+    std::string cause = err.substr(0, err.find('\n'));
+    for (Step& step : steps) {
+      if (!step.failed() && !step.lines.empty()) {
+        fail(*step.resp, step.id,
+             Status::error(
+                 "ip -batch - <- " +
+                 (cause.empty() ? "exited with status " + std::to_string(ran->exitCode) : cause))
+                 .withContext(what(step)));
+      }
+    }
   }
 }
 
-Result<std::string> NetProvider::replaceTableLocked(const ObjectId& id) {
+// Puts every step that is still going into the model and writes the tables once (one nftables
+// transaction). If that fails, the steps are written one at a time from the model as it was, so
+// that the failure is the step's that caused it, as when they are applied alone. Call with mu_
+// held.
+void NetProvider::writeTablesLocked(std::vector<Step>& steps) {
+  auto put = [&](const Step& step) {
+    if (step.id.kind == "Network") {
+      if (step.isDelete) {
+        model_.networks.erase(step.id.name);
+        model_.ports.erase(step.id.name);
+      } else {
+        model_.networks[step.id.name] = *step.network;
+        model_.ports[step.id.name] = portsIn(step.req->action->privateData);
+      }
+    } else if (step.isDelete) {
+      model_.policies.erase(step.id.name);
+      model_.selected.erase(step.id.name);
+    } else {
+      if (step.policy->matchLabels) {
+        model_.selected[step.id.name] = selectedIn(step.req->action->privateData);
+      }
+      model_.policies[step.id.name] = *step.policy;
+    }
+  };
+  size_t going = 0;
+  for (const Step& step : steps) {
+    going += step.failed() ? 0 : 1;
+  }
+  if (going == 0) {
+    return;
+  }
+  std::optional<NftModel> before;
+  if (going > 1) {
+    before = model_;
+  }
+  for (const Step& step : steps) {
+    if (!step.failed()) {
+      put(step);
+    }
+  }
+  Status written = writeTableLocked();
+  if (written.isOk()) {
+    return;
+  }
+  if (!before) {
+    for (Step& step : steps) {
+      if (!step.failed()) {
+        fail(*step.resp, step.id, written);
+      }
+    }
+    return;
+  }
+  model_ = std::move(*before);
+  for (Step& step : steps) {
+    if (step.failed()) {
+      continue;
+    }
+    put(step);
+    if (Status alone = writeTableLocked(); !alone.isOk()) {
+      fail(*step.resp, step.id, alone);
+    }
+  }
+}
+
+Status NetProvider::writeTableLocked() {
   std::string table = "table " + std::string(kNftFamily) + " " + std::string(kNftTable);
-  HYPER_RETURN_IF_ERROR(host::runChecked({"nft", "-f", "-"}, renderNftReplace(model_))
-                            .status()
-                            .withContext("replace nftables " + table));
+  HYPER_RETURN_IF_ERROR(
+      host::nftApply(renderNftReplace(model_)).withContext("replace nftables " + table));
   // Never switched back off: other things in the namespace may rely on forwarding. Every
   // network needs it: its VMs reach each other through the host.
   if (!model_.networks.empty()) {
     HYPER_RETURN_IF_ERROR(enableIpForward());
   }
-  auto dump = dumpNftTable();
-  if (!dump.isOk()) {
-    return dump.status().withContext("read back nftables " + table);
-  }
-  return formatFingerprint(fingerprintParts(*dump, id));
+  return Status::ok();
 }
 
 }  // namespace hyper::providers::net

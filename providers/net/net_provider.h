@@ -1,9 +1,12 @@
 #pragma once
 
+#include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "netmodel/link_state.h"
 #include "providers/net/nft_ruleset.h"
 #include "reconciler/provider.h"
 
@@ -11,8 +14,10 @@ namespace hyper::providers::net {
 
 // Networks (a Linux bridge with its gateway address, MTU and NAT) and NetworkPolicies (nftables
 // egress/ingress rules for the addresses a selector picks), in the network namespace the calling
-// thread is in. Every host change goes through host::runCommand (`ip`, `nft`), except the
-// per-namespace ip_forward switch in /proc/sys.
+// thread is in. Links change through `ip -batch` (host::runCommand), the tables through
+// libnftables in-process (host/nft.h: no `nft` process), the per-namespace ip_forward and bridge
+// switches in /proc/sys; the actions ready at once share one `ip` and one nftables transaction
+// (applyBatch).
 //
 // Ownership: hyper marks every bridge it creates with the ifalias "hyper:Network/<name>" and owns
 // two nftables tables, `inet hyper` and `bridge hyper`, which it replaces as a whole. A link with
@@ -31,6 +36,10 @@ namespace hyper::providers::net {
 // an object owns in the table is compared by fingerprint (see fingerprintParts) with what its
 // apply left there. Names in the table derive from one object each, so applying one object never
 // changes another's fingerprint.
+// What `ip -force -batch` said on stderr, by failed line: each "Command failed -:N" with the
+// messages since the previous one ("RTNETLINK answers: File exists"), joined by "; ".
+std::map<size_t, std::string> ipBatchFailures(std::string_view err);
+
 class NetProvider : public Provider {
  public:
   std::string name() const override { return "net"; }
@@ -39,8 +48,8 @@ class NetProvider : public Provider {
   void validate(const ValidateRequest& req, ValidateResponse& resp) const override;
   std::vector<Reference> references(const Object& object) const override;
 
-  // One `ip -d -j addr show`, one `nft -j list ruleset`, one read of ip_forward and one of each
-  // bridge's proxy_arp_pvlan. ObservedState.fields for a Network: {bridge, mtu, up, addresses,
+  // One `ip -d -j addr show`, one ruleset listing (libnftables), one read of ip_forward and one of
+  // each bridge's proxy_arp_pvlan. ObservedState.fields for a Network: {bridge, mtu, up, addresses,
   // ipForward, proxyArpPvlan?, nftables, foreign?}; for a NetworkPolicy: {nftables, chains}.
   // "nftables" is "present", "flushed" or "missing"; the fingerprint is formatFingerprint() of what
   // the object owns in the table. With a revision, ObservedState.context carries what the VMs of
@@ -59,7 +68,7 @@ class NetProvider : public Provider {
   // left out when empty) for apply.
   void plan(const PlanRequest& req, PlanResponse& resp) const override;
 
-  // Network create/update/replace: one `ip -batch -` makes or fixes the bridge (alias, mtu, up,
+  // Network create/update/replace: `ip -batch` lines make or fix the bridge (alias, mtu, up,
   // gateway address; other IPv4 addresses on it removed), after deleting the old bridge of a
   // replace; proxy_arp_pvlan on and proxy_delay 0 on the bridge, and ip_forward on, because VMs
   // sit on isolated ports and reach each other through the host; then the tables are
@@ -70,16 +79,28 @@ class NetProvider : public Provider {
   // just written.
   void apply(const ApplyRequest& req, ApplyResponse& resp) override;
 
+  // Every Network and NetworkPolicy action ready at once, together: one `ip -force -batch` for
+  // all their bridges (a failed line fails the action it belongs to), one nftables transaction
+  // (if it fails, the actions are written one at a time so the failure is the one that caused
+  // it), one read-back of the table for every fingerprint. apply() is a batch of one.
+  bool batchesApplies() const override { return true; }
+  void applyBatch(const std::vector<const ApplyRequest*>& reqs,
+                  std::vector<ApplyResponse>& resps) override;
+
  private:
+  struct Step;
   void observeAll(const ObserveRequest& req, ObserveResponse& resp);
   void planOne(const PlanRequest& req, PlanResponse& resp) const;
-  void applyOne(const ApplyRequest& req, ApplyResponse& resp);
-  void applyNetwork(const ApplyRequest& req, ApplyResponse& resp);
-  void applyPolicy(const ApplyRequest& req, ApplyResponse& resp);
-  // Renders the model into the table (and ip_forward), then reads the table back and returns
-  // the fingerprint of what `id` owns in it (all parts "absent" once `id` is gone). Call with
+  void applyMany(const std::vector<const ApplyRequest*>& reqs, std::vector<ApplyResponse>& resps);
+  // A Network step's bridge lines (delete, create, alias, mtu, up, addresses) from the links as
+  // they are; a collision with something hyper does not own fails the step.
+  void prepareNetwork(const netmodel::LinkTable& links, Step& step) const;
+  void runIpBatch(std::vector<Step>& steps) const;
+  // Puts the steps still going into the model and writes the tables (see applyBatch). Call with
   // mu_ held.
-  Result<std::string> replaceTableLocked(const ObjectId& id);
+  void writeTablesLocked(std::vector<Step>& steps);
+  // Renders the model into the tables (and ip_forward on). Call with mu_ held.
+  Status writeTableLocked();
 
   mutable std::mutex mu_;
   bool modelLoaded_ = false;

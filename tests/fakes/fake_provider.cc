@@ -298,6 +298,30 @@ int FakeProvider::observeCalls() const {
   return observeCalls_;
 }
 
+bool FakeProvider::batchesApplies() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return batches_;
+}
+
+void FakeProvider::applyBatch(const std::vector<const ApplyRequest*>& reqs,
+                              std::vector<ApplyResponse>& resps) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    batchSizes_.push_back(reqs.size());
+  }
+  Provider::applyBatch(reqs, resps);
+}
+
+void FakeProvider::setBatches(bool batches) {
+  std::lock_guard<std::mutex> lk(mu_);
+  batches_ = batches;
+}
+
+std::vector<size_t> FakeProvider::batchSizes() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return batchSizes_;
+}
+
 int FakeProvider::applyCalls() const {
   std::lock_guard<std::mutex> lk(mu_);
   return static_cast<int>(applyOrder_.size());

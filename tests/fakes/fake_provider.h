@@ -45,8 +45,14 @@ class FakeProvider : public Provider {
   void observe(const ObserveRequest& req, ObserveResponse& resp) override;
   void plan(const PlanRequest& req, PlanResponse& resp) const override;
   void apply(const ApplyRequest& req, ApplyResponse& resp) override;
+  // With setBatches(true): takes batches (Provider::applyBatch), recording their sizes, and
+  // applies each request as apply() does.
+  bool batchesApplies() const override;
+  void applyBatch(const std::vector<const ApplyRequest*>& reqs,
+                  std::vector<ApplyResponse>& resps) override;
 
   // Configuration.
+  void setBatches(bool batches);
   void setReplaceFields(std::set<std::string> topLevelSpecFields);
   void setSensitiveFields(std::set<std::string> topLevelSpecFields);
   void setFailApply(std::set<ObjectId> ids);  // apply of these fails with "injected failure"
@@ -66,6 +72,7 @@ class FakeProvider : public Provider {
   int applyCalls() const;
   std::vector<ObjectId> applyOrder() const;  // in the order apply calls started
   int maxConcurrentApplies() const;
+  std::vector<size_t> batchSizes() const;  // of each applyBatch call, in order
   // The deadline and cancel flag of the last apply call (ApplyRequest).
   ApplyRequest::Clock::time_point lastApplyDeadline() const;
   const std::atomic<bool>* lastApplyCancel() const;
@@ -99,6 +106,8 @@ class FakeProvider : public Provider {
   std::vector<ObjectId> applyOrder_;
   int inFlight_ = 0;
   int maxInFlight_ = 0;
+  bool batches_ = false;
+  std::vector<size_t> batchSizes_;
 };
 
 }  // namespace hyper::testing

@@ -156,6 +156,49 @@ class NetProviderIntegrationTest : public ::testing::Test {
     return Status::ok();
   }
 
+  // Applies `actions` as one batch (NetProvider::applyBatch), recording each success; returns
+  // the responses in order.
+  std::vector<ApplyResponse> applyBatch(const std::vector<const PlanAction*>& actions,
+                                        const std::vector<const Object*>& desired) {
+    EXPECT_TRUE(ns_->active());
+    std::vector<ApplyRequest> reqs(actions.size());
+    std::vector<const ApplyRequest*> ptrs;
+    for (size_t i = 0; i < actions.size(); ++i) {
+      const PlanAction& action = *actions[i];
+      reqs[i].action = &action;
+      for (const Object* o : desired) {
+        if (o->id == action.id && action.type != ActionType::Delete) {
+          reqs[i].desired = o;
+        }
+      }
+      auto rec = inventory_.find(action.id);
+      reqs[i].managed = rec == inventory_.end() ? nullptr : &rec->second;
+      ptrs.push_back(&reqs[i]);
+    }
+    std::vector<ApplyResponse> resps;
+    provider_.applyBatch(ptrs, resps);
+    EXPECT_EQ(resps.size(), actions.size());
+    for (size_t i = 0; i < actions.size() && i < resps.size(); ++i) {
+      const PlanAction& action = *actions[i];
+      if (resps[i].diagnostics.hasErrors()) {
+        continue;
+      }
+      if (action.type == ActionType::Delete) {
+        inventory_.erase(action.id);
+        continue;
+      }
+      ManagedRecord r;
+      r.id = action.id;
+      r.provider = "net";
+      r.spec = reqs[i].desired->spec;
+      r.specHash = sha256Hex(canonicalJson(r.spec));
+      r.handles = resps[i].handles;
+      r.fingerprint = resps[i].fingerprint;
+      inventory_[action.id] = r;
+    }
+    return resps;
+  }
+
   // Plan and apply until nothing is left to do (one round must be enough).
   void converge(const std::vector<const Object*>& desired, bool prune = false) {
     Planned p = plan(desired, prune);
@@ -383,6 +426,106 @@ TEST_F(NetProviderIntegrationTest, GuardChangedByHandIsDriftOfTheNetwork) {
       << p.actions[0].reason;
   ASSERT_TRUE(apply(p, {&lab}).isOk());
   EXPECT_EQ(*run({"nft", "list", "table", "bridge", "hyper"}), before);
+}
+
+// The engine hands the provider every Network (then every NetworkPolicy) ready at once: one `ip`
+// and one `nft` for all of them, and still one action's failure is its own.
+TEST_F(NetProviderIntegrationTest, ABatchMakesEveryBridgeAndPolicyAtOnceAndFailsOnlyItsOwn) {
+  std::vector<Object> objects;
+  const int n = 12;
+  for (int i = 0; i < n; ++i) {
+    std::string name = "n" + std::to_string(10 + i);
+    objects.push_back(makeObject("Network", name,
+                                 R"({"cidr": "10.91.)" + std::to_string(i) +
+                                     R"(.0/24", "mtu": 1400, "nat": )" +
+                                     (i % 2 ? "true" : "false") + "}"));
+  }
+  for (int i = 0; i < n; ++i) {
+    std::string name = "n" + std::to_string(10 + i);
+    objects.push_back(makeObject(
+        "NetworkPolicy", "p" + std::to_string(10 + i),
+        R"({"network": ")" + name +
+            R"(", "egress": {"mode": "allowlist", "allow": [{"cidr": "203.0.113.0/24", "ports": [443], "protocol": "tcp"}]}})"));
+  }
+  std::vector<const Object*> desired;
+  for (const auto& o : objects) {
+    desired.push_back(&o);
+  }
+  Planned p = plan(desired);
+  ASSERT_FALSE(p.diagnostics.hasErrors()) << p.describe();
+  ASSERT_EQ(p.actions.size(), 2u * n) << p.describe();
+  // Between plan and apply, someone makes a bridge under n15's name: its create must fail, alone.
+  ASSERT_TRUE(run({"ip", "link", "add", "hb-n15", "type", "bridge"}).isOk());
+
+  std::vector<const PlanAction*> networks;
+  std::vector<const PlanAction*> policies;
+  for (const auto& a : p.actions) {
+    if (a.id.kind == "Network") {
+      networks.push_back(&a);
+    } else if (a.id.name != "p15") {  // the engine skips what depends on a failed action
+      policies.push_back(&a);
+    }
+  }
+  auto made = applyBatch(networks, desired);
+  ASSERT_EQ(made.size(), networks.size());
+  for (size_t i = 0; i < networks.size(); ++i) {
+    if (networks[i]->id.name == "n15") {
+      EXPECT_NE(made[i].diagnostics.format().find(
+                    "bridge hb-n15 exists and is not managed by hyper (no alias, kind bridge)"),
+                std::string::npos)
+          << made[i].diagnostics.format();
+      continue;
+    }
+    EXPECT_FALSE(made[i].diagnostics.hasErrors()) << made[i].diagnostics.format();
+    EXPECT_FALSE(made[i].fingerprint.empty());
+    const LinkState* br = link("hb-" + networks[i]->id.name);
+    ASSERT_NE(br, nullptr) << networks[i]->id.name;
+    EXPECT_EQ(br->alias, "hyper:Network/" + networks[i]->id.name);
+    EXPECT_EQ(br->mtu, 1400);
+    ASSERT_EQ(br->ipv4.size(), 1u);
+  }
+  EXPECT_EQ(link("hb-n15")->alias, "") << "the foreign bridge is left as it was";
+  auto rules = applyBatch(policies, desired);
+  for (size_t i = 0; i < policies.size(); ++i) {
+    EXPECT_FALSE(rules[i].diagnostics.hasErrors()) << rules[i].diagnostics.format();
+    EXPECT_FALSE(rules[i].fingerprint.empty());
+  }
+  auto table = run({"nft", "list", "table", "inet", "hyper"});
+  ASSERT_TRUE(table.isOk()) << table.status().message();
+  for (int i = 0; i < n; ++i) {
+    const std::string chain = "chain pol-p" + std::to_string(10 + i) + "-egress";
+    EXPECT_EQ(table->find(chain) != std::string::npos, i != 5) << chain << "\n" << *table;
+  }
+
+  // Everything but n15 and p15 is in sync; the collision is still reported.
+  std::vector<const Object*> rest;
+  for (const Object* o : desired) {
+    if (o->id.name != "n15" && o->id.name != "p15") {
+      rest.push_back(o);
+    }
+  }
+  Planned after = plan(rest);
+  EXPECT_TRUE(after.actions.empty()) << after.describe();
+
+  // A prune is batched too: every policy at once, then every network; the foreign bridge stays.
+  Planned gone = plan({}, /*prune=*/true);
+  std::vector<const PlanAction*> policyDeletes;
+  std::vector<const PlanAction*> networkDeletes;
+  for (const auto& a : gone.actions) {
+    EXPECT_EQ(a.type, ActionType::Delete);
+    (a.id.kind == "Network" ? networkDeletes : policyDeletes).push_back(&a);
+  }
+  EXPECT_EQ(policyDeletes.size() + networkDeletes.size(), 2u * n - 2) << gone.describe();
+  for (const auto& r : applyBatch(policyDeletes, {})) {
+    EXPECT_FALSE(r.diagnostics.hasErrors()) << r.diagnostics.format();
+  }
+  for (const auto& r : applyBatch(networkDeletes, {})) {
+    EXPECT_FALSE(r.diagnostics.hasErrors()) << r.diagnostics.format();
+  }
+  EXPECT_TRUE(inventory_.empty());
+  EXPECT_FALSE(tableExists("inet", "hyper"));
+  EXPECT_EQ(link("hb-n10"), nullptr);
+  EXPECT_NE(link("hb-n15"), nullptr);
 }
 
 TEST_F(NetProviderIntegrationTest, ForeignBridgeIsACollisionNeverTakenOver) {

@@ -298,6 +298,49 @@ TEST_F(EngineTest, ChainNeverOverlapsEvenWithSpareWorkers) {
   EXPECT_EQ(fake_->maxConcurrentApplies(), 1) << "a dependent started before its dependency ended";
 }
 
+// A provider that batches gets the actions ready together in one call, wave by wave; each is
+// journaled and recorded on its own, and one failure in a batch is that action's alone.
+TEST_F(EngineTest, ABatchingProviderGetsEachWaveInOneCallAndEachActionKeepsItsResult) {
+  std::vector<std::string> docs;
+  for (int i = 0; i < 6; ++i) {
+    docs.push_back(thing("net" + std::to_string(i)));
+  }
+  docs.push_back(thing("pol0", {"dependsOn: net0"}));
+  docs.push_back(thing("pol1", {"dependsOn: net1"}));
+  auto revision = loadValid({{"m/a.yaml", documents(docs)}});
+  ASSERT_NE(revision, nullptr);
+  fake_->setBatches(true);
+  fake_->setFailApply({fakeId("net3")});
+  Plan plan = planFor(*revision);
+  ASSERT_EQ(plan.actions.size(), 8u) << plan.render();
+  ApplyReport report = applyPlan(plan, *revision, /*parallelism=*/4);
+  EXPECT_EQ(fake_->batchSizes(), (std::vector<size_t>{6, 2}));
+  EXPECT_EQ(report.failed(), 1u);
+  for (const auto& o : report.outcomes) {
+    if (o.id == fakeId("net3")) {
+      EXPECT_NE(o.status.message().find("injected failure"), std::string::npos)
+          << o.status.message();
+    } else {
+      EXPECT_TRUE(o.status.isOk()) << o.id.str() << ": " << o.status.message();
+    }
+  }
+  auto records = inventoryById();
+  EXPECT_EQ(records.size(), 7u);
+  EXPECT_EQ(records.count(fakeId("net3")), 0u);
+  auto journal = inventory_->journal(100);
+  ASSERT_TRUE(journal.isOk()) << journal.status().message();
+  EXPECT_EQ(journal->size(), 8u) << "one journal entry per action, batched or not";
+
+  // Without batching: one apply per action, the same result.
+  fake_->setBatches(false);
+  fake_->setFailApply({});
+  Plan again = planFor(*revision);
+  ASSERT_EQ(again.actions.size(), 1u) << again.render();
+  EXPECT_TRUE(applyPlan(again, *revision).ok());
+  EXPECT_EQ(fake_->batchSizes().size(), 2u);
+  EXPECT_EQ(inventoryById().size(), 8u);
+}
+
 // An apply sees the records of what its object references as they are after those were applied
 // in the same run: a VM gets the digest its Build has just produced.
 TEST_F(EngineTest, ApplySeesTheReferencedRecordsAsJustApplied) {

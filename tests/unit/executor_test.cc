@@ -479,5 +479,106 @@ TEST(ExecutorTest, InProgressIsNoFailureAndItsDependentsWait) {
   EXPECT_FALSE(report.ok()) << "not done yet";
 }
 
+// Batching: the actions of one key that are ready together run as one batch, after what they
+// depend on; another key, or none, runs alone; each action keeps its own result.
+TEST(ExecutorBatchTest, ReadyActionsOfOneKeyRunTogetherInDependencyWaves) {
+  Plan plan;
+  // Four networks, then a policy on each (each policy depends on its network), and a VM alone.
+  for (int i = 0; i < 4; ++i) {
+    plan.actions.push_back(act(ActionType::Create, "net" + std::to_string(i)));
+  }
+  for (int i = 0; i < 4; ++i) {
+    plan.actions.push_back(
+        act(ActionType::Create, "pol" + std::to_string(i), {"net" + std::to_string(i)}));
+  }
+  plan.actions.push_back(act(ActionType::Create, "vm", {"net0"}));
+  std::mutex mu;
+  std::vector<std::vector<std::string>> batches;
+  std::vector<std::string> alone;
+  std::set<std::string> done;
+  ExecutorOptions options{4};
+  options.batchKey = [](const PlanAction& a) {
+    return a.id.name == "vm" ? std::string() : std::string("net");
+  };
+  options.runBatch = [&](const std::vector<const PlanAction*>& actions) {
+    std::lock_guard<std::mutex> lk(mu);
+    std::vector<std::string> names;
+    std::vector<ActionResult> results;
+    for (const PlanAction* a : actions) {
+      names.push_back(a->id.name);
+      // A policy must come after its network.
+      if (a->id.name.rfind("pol", 0) == 0 && !done.count("net" + a->id.name.substr(3))) {
+        results.emplace_back(Status::error("ran before its network"));
+      } else if (a->id.name == "net2") {
+        results.emplace_back(Status::error("boom net2"));
+      } else {
+        results.emplace_back(Status::ok());
+      }
+      done.insert(a->id.name);
+    }
+    batches.push_back(names);
+    return results;
+  };
+  auto runAlone = [&](const PlanAction& a) -> ActionResult {
+    std::lock_guard<std::mutex> lk(mu);
+    alone.push_back(a.id.name);
+    done.insert(a.id.name);
+    return Status::ok();
+  };
+  auto outcomes = executePlan(plan, runAlone, options);
+  ASSERT_EQ(outcomes.size(), 9u);
+  ASSERT_EQ(batches.size(), 2u) << "networks in one batch, then the policies whose network is done";
+  EXPECT_EQ(batches[0], (std::vector<std::string>{"net0", "net1", "net2", "net3"}));
+  EXPECT_EQ(batches[1], (std::vector<std::string>{"pol0", "pol1", "pol3"}));
+  EXPECT_EQ(alone, std::vector<std::string>{"vm"}) << "a VM has no key: it runs alone";
+  for (size_t i : {0u, 1u, 3u, 4u, 5u, 7u, 8u}) {
+    EXPECT_TRUE(outcomes[i].status.isOk())
+        << outcomes[i].id.str() << ": " << outcomes[i].status.message();
+  }
+  EXPECT_EQ(outcomes[2].status.message(), "boom net2") << "a batch-mate's failure is its own";
+  EXPECT_TRUE(outcomes[6].skipped) << "the policy on the failed network is skipped";
+}
+
+TEST(ExecutorBatchTest, ABatchThatThrowsOrAnswersShortFailsEachOfItsActions) {
+  Plan plan;
+  for (int i = 0; i < 3; ++i) {
+    plan.actions.push_back(act(ActionType::Create, "n" + std::to_string(i)));
+  }
+  ExecutorOptions options{2};
+  options.batchKey = [](const PlanAction&) { return std::string("k"); };
+  options.runBatch = [](const std::vector<const PlanAction*>&) -> std::vector<ActionResult> {
+    throw std::runtime_error("provider bug");
+  };
+  auto outcomes = executePlan(
+      plan, [](const PlanAction&) -> ActionResult { return Status::ok(); }, options);
+  ASSERT_EQ(outcomes.size(), 3u);
+  for (const auto& o : outcomes) {
+    EXPECT_NE(o.status.message().find("a batch of 3 actions threw: provider bug"),
+              std::string::npos)
+        << o.status.message();
+  }
+  options.runBatch = [](const std::vector<const PlanAction*>&) {
+    return std::vector<ActionResult>(1);
+  };
+  outcomes = executePlan(
+      plan, [](const PlanAction&) -> ActionResult { return Status::ok(); }, options);
+  for (const auto& o : outcomes) {
+    EXPECT_NE(o.status.message().find("a batch of 3 actions gave 1 results"), std::string::npos)
+        << o.status.message();
+  }
+  options.maxBatch = 2;
+  size_t largest = 0;
+  options.runBatch = [&](const std::vector<const PlanAction*>& actions) {
+    largest = std::max(largest, actions.size());
+    return std::vector<ActionResult>(actions.size());
+  };
+  outcomes = executePlan(
+      plan, [](const PlanAction&) -> ActionResult { return Status::ok(); }, options);
+  EXPECT_EQ(largest, 2u) << "maxBatch bounds a batch";
+  for (const auto& o : outcomes) {
+    EXPECT_TRUE(o.status.isOk()) << o.status.message();
+  }
+}
+
 }  // namespace
 }  // namespace hyper
