@@ -147,21 +147,26 @@ std::string stringField(const Json& item, const char* key) {
   return it != item.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
+const std::vector<size_t>& positions(
+    const std::unordered_map<std::string, std::vector<size_t>>& index, const std::string& key) {
+  static const std::vector<size_t> kNone;
+  auto it = index.find(key);
+  return it == index.end() ? kNone : it->second;
+}
+
 // The chain object and its rules, or "absent".
 std::string chainDigest(const NftTableDump& dump, const std::string& chain, bool commentedRules) {
-  Json part = Json::array();
-  bool found = false;
-  for (const auto& c : dump.chains) {
-    if (stringField(c, "name") == chain) {
-      part.push_back(c);
-      found = true;
-    }
-  }
-  if (!found) {
+  const std::vector<size_t>& chains = positions(dump.chainsByName, chain);
+  if (chains.empty()) {
     return "absent";
   }
-  for (const auto& r : dump.rules) {
-    if (stringField(r, "chain") == chain && (commentedRules || !r.contains("comment"))) {
+  Json part = Json::array();
+  for (size_t i : chains) {
+    part.push_back(dump.chains[i]);
+  }
+  for (size_t i : positions(dump.rulesByChain, chain)) {
+    const Json& r = dump.rules[i];
+    if (commentedRules || !r.contains("comment")) {
       part.push_back(r);
     }
   }
@@ -169,12 +174,8 @@ std::string chainDigest(const NftTableDump& dump, const std::string& chain, bool
 }
 
 std::string setDigest(const NftTableDump& dump, const std::string& set) {
-  for (const auto& s : dump.sets) {
-    if (stringField(s, "name") == set) {
-      return partDigest(s);
-    }
-  }
-  return "absent";
+  auto it = dump.setsByName.find(set);
+  return it == dump.setsByName.end() ? "absent" : partDigest(dump.sets[it->second]);
 }
 
 std::string commentedRulesDigest(const NftTableDump& dump, const std::string& owner) {
@@ -182,10 +183,8 @@ std::string commentedRulesDigest(const NftTableDump& dump, const std::string& ow
     return "absent";
   }
   Json part = Json::array();
-  for (const auto& r : dump.rules) {
-    if (stringField(r, "comment") == owner) {
-      part.push_back(r);
-    }
+  for (size_t i : positions(dump.rulesByComment, owner)) {
+    part.push_back(dump.rules[i]);
   }
   return partDigest(part);
 }
@@ -349,25 +348,36 @@ std::string renderNftReplace(const NftModel& model) {
   return out;
 }
 
-bool NftTableDump::flushed() const {
-  if (!present) {
-    return false;
+void NftTableDump::reindex() {
+  chainsByName.clear();
+  rulesByChain.clear();
+  rulesByComment.clear();
+  setsByName.clear();
+  baseChainDigests.clear();
+  anyInetRule = false;
+  for (size_t i = 0; i < sets.size(); ++i) {
+    setsByName.emplace(stringField(sets[i], "name"), i);
   }
-  for (const auto& r : rules) {
-    if (stringField(r, "family") == kNftFamily) {
-      return false;
+  for (size_t i = 0; i < chains.size(); ++i) {
+    chainsByName[stringField(chains[i], "name")].push_back(i);
+  }
+  for (size_t i = 0; i < rules.size(); ++i) {
+    rulesByChain[stringField(rules[i], "chain")].push_back(i);
+    std::string comment = stringField(rules[i], "comment");
+    if (!comment.empty()) {
+      rulesByComment[comment].push_back(i);
     }
+    anyInetRule = anyInetRule || stringField(rules[i], "family") == kNftFamily;
   }
-  return true;
+  for (const auto& chain : nftBaseChains()) {
+    baseChainDigests[chain] = chainDigest(*this, chain, /*commentedRules=*/false);
+  }
 }
 
+bool NftTableDump::flushed() const { return present && !anyInetRule; }
+
 bool NftTableDump::hasChain(std::string_view name) const {
-  for (const auto& c : chains) {
-    if (stringField(c, "name") == name) {
-      return true;
-    }
-  }
-  return false;
+  return chainsByName.count(std::string(name)) > 0;
 }
 
 Result<NftTableDump> parseNftTableDump(std::string_view json) {
@@ -405,6 +415,7 @@ Result<NftTableDump> parseNftTableDump(std::string_view json) {
       dump.rules.push_back(std::move(v));
     }
   }
+  dump.reindex();
   return dump;
 }
 
@@ -412,7 +423,10 @@ FingerprintParts fingerprintParts(const NftTableDump& dump, const ObjectId& id) 
   FingerprintParts parts;
   if (id.kind == "Network") {
     for (const auto& chain : nftBaseChains()) {
-      parts["chain:" + chain] = chainDigest(dump, chain, /*commentedRules=*/false);
+      auto known = dump.baseChainDigests.find(chain);
+      parts["chain:" + chain] = known != dump.baseChainDigests.end()
+                                    ? known->second
+                                    : chainDigest(dump, chain, /*commentedRules=*/false);
     }
     for (const std::string& set : {networkBridgeSetName(id.name), networkTapSetName(id.name),
                                    networkMacSetName(id.name), networkAddrSetName(id.name)}) {

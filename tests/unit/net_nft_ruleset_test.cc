@@ -396,6 +396,7 @@ TEST(NftFingerprintTest, SeesFlushAndDelete) {
   NftTableDump dump = capturedDump("net_nft_dump_lab_web.json");
   NftTableDump flushed = dump;
   flushed.rules.clear();
+  flushed.reindex();
   EXPECT_TRUE(flushed.flushed());
   for (const ObjectId& id : {ObjectId{"Network", "lab"}, ObjectId{"NetworkPolicy", "web"}}) {
     EXPECT_NE(fingerprintParts(dump, id), fingerprintParts(flushed, id)) << id.str();
