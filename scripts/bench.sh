@@ -18,6 +18,11 @@ echo
 # the store's writes against cp + sync (under a minute; writes files of up to 64 MiB in $TMPDIR).
 build-release/bench/hyper_build_bench
 echo
+# Networks: the first apply of 100, 300 and 1000 Networks + a NetworkPolicy each in a network
+# namespace, against the same bridges and tables made by one `ip -batch` and one `nft -f`, a no-op
+# diff and a one-change apply (needs root; prints "skipped" otherwise; minutes today: issue 17).
+build-release/bench/hyper_net_apply_bench
+echo
 # VMs: apply -> Ready against the same QEMU command by hand, and no-op reconciles with 1, 5 and 10
 # VMs running (needs root and the guest kernel; boots 13 VMs under TCG: minutes).
 build-release/bench/hyper_vm_bench
