@@ -147,15 +147,24 @@ converged() {
   tail -n 30 "$state/hyperd.log" >&2
   return 1
 }
-# Commits everything in the working copy with message $1, pushes, waits for hyperd to converge.
-push() {
-  gitc add -A
-  gitc commit --quiet -m "$1"
+# Pushes what is committed and waits for hyperd to converge on it, printing how long it took.
+pushed() {
   local t0 c
   t0=$(date +%s%N)
   show gitc push --quiet origin main
   c=$(gitc rev-parse HEAD)
   echo "push -> converged (git:${c:0:12}): $(converged "$t0" "$c")"
+}
+# Commits everything in the working copy with message $1, then pushed.
+push() {
+  gitc add -A
+  gitc commit --quiet -m "$1"
+  pushed
+}
+# Reverts the last commit, then pushed.
+revert_pushed() {
+  show gitc revert --no-edit HEAD
+  pushed
 }
 # The alerts received so far; alerted prints those after a mark.
 mark() { wc -l <"$state/alerts.jsonl"; }
@@ -295,10 +304,7 @@ grep "git:$bad rejected" "$state/alerts.jsonl" | grep -o '"problems":\[[^]]*\]' 
 hctl status | grep -E "^(revision|rejected)" || true
 
 step "git revert of the bad commit: a good revision is in force again"
-show gitc revert --no-edit HEAD
-t0=$(date +%s%N)
-show gitc push --quiet origin main
-echo "push -> converged: $(converged "$t0" "$(gitc rev-parse HEAD)")"
+revert_pushed
 
 step "a change and its revert: the previous state comes back with the same artifact digests"
 digest_of() {
@@ -309,10 +315,7 @@ d1=$(digest_of hello-initrd)
 sed -i 's#content: "built by hyper\\n"#content: "built by hyper, second edition\\n"#' "$work/builds.yaml"
 push "hello-initrd: a new motd"
 d2=$(digest_of hello-initrd)
-show gitc revert --no-edit HEAD
-t0=$(date +%s%N)
-show gitc push --quiet origin main
-echo "push -> converged: $(converged "$t0" "$(gitc rev-parse HEAD)")"
+revert_pushed
 d3=$(digest_of hello-initrd)
 echo "hello-initrd: ${d1:0:19} -> ${d2:0:19} (the change) -> ${d3:0:19} (the revert)"
 if [ "$d1" = "$d3" ] && [ "$d1" != "$d2" ]; then
@@ -328,10 +331,7 @@ alerted 0 "git:$held held" summary
 hctl status | grep -E "^(revision|held)" || true
 show hctl get vms
 echo "(hyperctl approve git:${held:0:12} would apply it; a revert makes it moot:)"
-show gitc revert --no-edit HEAD
-t0=$(date +%s%N)
-show gitc push --quiet origin main
-echo "push -> converged: $(converged "$t0" "$(gitc rev-parse HEAD)")"
+revert_pushed
 
 step "a past revision's Builds made again from its commit, without the cache: the same digests"
 first=$(gitc rev-list --max-parents=0 HEAD)
