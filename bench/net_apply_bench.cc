@@ -17,6 +17,13 @@
 // does for a network: two sysctls per bridge (proxy_arp_pvlan, proxy_delay), ip_forward, reading
 // the host back (observe, fingerprints) and its inventory.
 //
+// Then hyperd (--hyperd-size N, default 5,000: 10k objects) follows a git repository of N
+// Networks + N NetworkPolicies in a fresh namespace: its first apply (its own reconcile's
+// figure), the mean reconcile of polls at --interval 1s that find nothing new (planned from the
+// last full observe, without asking the providers), a full observe + plan with nothing to do
+// (POST /v1/reconcile, what the drift check does), its CPU when idle at the default intervals
+// (--idle-seconds, default 120) and its memory per object: RSS against a hyperd with one network.
+//
 // It prints figures and informational targets (issue 17: the first apply within 1.5 x the floor,
 // and under 3 s at 1,000 networks); it is not a test. It exits 1 only when something is
 // functionally wrong (an apply fails, the bridges or the table are not there, the no-op diff is
@@ -25,8 +32,10 @@
 // also on failure and on SIGINT/SIGTERM: the machine's own interfaces and firewall are never
 // touched.
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,6 +45,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -47,6 +57,9 @@
 
 #ifndef HYPERCTL_PATH
 #define HYPERCTL_PATH "hyperctl"
+#endif
+#ifndef HYPERD_PATH
+#define HYPERD_PATH "hyperd"
 #endif
 
 namespace hyper::bench {
@@ -62,6 +75,9 @@ constexpr int kTargetLargeSize = 1000;
 constexpr int kFloorRounds = 3;
 constexpr int kMaxSize = 9999;                   // names n0001..n9999, cidrs up to 10.139.x.0/24
 constexpr const char* kPrefix = "hyper-bench-";  // namespaces and temporary directories
+constexpr double kTargetQuietMs = 5.0;           // a no-op reconcile at 10k objects
+constexpr double kTargetIdleCpuPercent = 0.5;    // hyperd idle, of one core
+constexpr double kTargetBytesPerObject = 1536;   // memory per managed object
 
 // Set by the signal thread on SIGINT/SIGTERM/SIGHUP: the running command is killed and every
 // guard on the way out deletes what it made.
@@ -469,6 +485,367 @@ bool measure(int n, const std::string& hyperctl, Figures& f) {
   return true;
 }
 
+// ---- hyperd: the loop's own costs with the real net provider (issue 17) ----
+
+// A daemon started in the background with its output in a log file; stopped (SIGTERM, then
+// SIGKILL after 30 s) by stop() or the destructor.
+class Daemon {
+ public:
+  Daemon() = default;
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+  ~Daemon() { stop(); }
+
+  bool start(const std::vector<std::string>& argv, const std::string& log) {
+    int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0) {
+      std::fprintf(stderr, "FAIL: open %s: %s\n", log.c_str(), std::strerror(errno));
+      return false;
+    }
+    std::vector<char*> args;
+    for (const auto& a : argv) {
+      args.push_back(const_cast<char*>(a.c_str()));
+    }
+    args.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      sigset_t none;
+      sigemptyset(&none);
+      pthread_sigmask(SIG_SETMASK, &none, nullptr);  // main() blocked the stop signals
+      int in = ::open("/dev/null", O_RDONLY);
+      ::dup2(in, 0);
+      ::dup2(out, 1);
+      ::dup2(out, 2);
+      ::execvp(args[0], args.data());
+      _exit(127);
+    }
+    ::close(out);
+    if (pid_ < 0) {
+      std::fprintf(stderr, "FAIL: fork: %s\n", std::strerror(errno));
+      return false;
+    }
+    return true;
+  }
+
+  void stop() {
+    if (pid_ <= 0) {
+      return;
+    }
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < 300; ++i) {
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        pid_ = -1;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+  bool running() const { return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+std::string readText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// CPU seconds (user + system) the process has used so far.
+double cpuSecondsOf(pid_t pid) {
+  std::string stat = readText("/proc/" + std::to_string(pid) + "/stat");
+  size_t close = stat.rfind(')');  // the command name may hold spaces
+  if (close == std::string::npos) {
+    return 0;
+  }
+  std::istringstream fields(stat.substr(close + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14 || i == 15) {  // utime, stime
+      ticks += std::stod(field);
+    }
+  }
+  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// The process's resident memory in bytes.
+double rssBytesOf(pid_t pid) {
+  std::istringstream status(readText("/proc/" + std::to_string(pid) + "/status"));
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      return std::stod(line.substr(6)) * 1024;
+    }
+  }
+  return 0;
+}
+
+// A value of hyperd's /metrics (a line "NAME VALUE"); 0 when absent.
+double metricValue(const std::string& text, const std::string& name) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.size() > name.size() && line.compare(0, name.size(), name) == 0 &&
+        line[name.size()] == ' ') {
+      return std::stod(line.substr(name.size() + 1));
+    }
+  }
+  return 0;
+}
+
+// A hyperd in namespace `ns` following a git repository in `dir`/env: started, serving, and
+// answering its API through curl in the namespace (the bench runs outside it).
+class Hyperd {
+ public:
+  Hyperd(std::string hyperd, std::string ns, std::string dir)
+      : hyperd_(std::move(hyperd)), ns_(std::move(ns)), dir_(std::move(dir)) {}
+
+  // Starts with these intervals and waits until it serves and its first reconcile has been
+  // reported (the log line of a reconcile that planned something or took a new revision);
+  // `firstSeconds`: that reconcile's own duration.
+  bool start(const std::string& interval, const std::string& driftInterval, double& firstSeconds) {
+    const std::string log = dir_ + "/hyperd-" + std::to_string(++starts_) + ".log";
+    std::vector<std::string> argv = {"ip",
+                                     "netns",
+                                     "exec",
+                                     ns_,
+                                     hyperd_,
+                                     "--source",
+                                     "file://" + dir_ + "/env",
+                                     "--state-dir",
+                                     dir_ + "/state",
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--interval",
+                                     interval,
+                                     "--drift-interval",
+                                     driftInterval};
+    if (!daemon_.start(argv, log)) {
+      return false;
+    }
+    static const std::regex kListening("hyperd: listening on (http://127\\.0\\.0\\.1:[0-9]+)");
+    static const std::regex kReconciled(
+        "reconciled \\(([a-z,-]+)\\): ([0-9]+) planned, ([0-9]+) succeeded, ([0-9]+) failed, "
+        "[0-9]+ deferred in ([0-9.]+) s");
+    auto deadline = Clock::now() + std::chrono::minutes(30);
+    std::smatch m;
+    while (true) {
+      std::string text = readText(log);
+      if (url_.empty() && std::regex_search(text, m, kListening)) {
+        url_ = m[1];
+      }
+      if (!url_.empty() && std::regex_search(text, m, kReconciled)) {
+        if (m[4] != "0") {
+          std::fprintf(stderr, "FAIL: hyperd: %s\n", m[0].str().c_str());
+          return false;
+        }
+        firstSeconds = std::stod(m[5]);
+        break;
+      }
+      if (!daemon_.running() || gInterrupted || Clock::now() > deadline) {
+        std::fprintf(stderr, "FAIL: hyperd did not converge (%s); its log:\n%s\n",
+                     gInterrupted ? "interrupted" : "exited or timed out",
+                     text.substr(text.size() > 3000 ? text.size() - 3000 : 0).c_str());
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    token_ = readText(dir_ + "/state/hyperd.token");
+    while (!token_.empty() && (token_.back() == '\n' || token_.back() == ' ')) {
+      token_.pop_back();
+    }
+    return !token_.empty();
+  }
+
+  void stop() {
+    daemon_.stop();
+    url_.clear();
+  }
+
+  // One API request; "" (printed) on failure.
+  std::string call(const std::string& method, const std::string& path) {
+    std::vector<std::string> argv = {"ip", "netns",      "exec", ns_,  "curl", "-sS",
+                                     "-f", "--max-time", "1800", "-X", method};
+    if (method == "POST") {
+      argv.insert(argv.end(), {"--data", ""});  // a Content-Length, as the API asks
+    }
+    argv.insert(argv.end(), {"-H", "Authorization: Bearer " + token_, url_ + path});
+    Run r = run(argv);
+    if (r.code != 0) {
+      std::replace(argv.begin(), argv.end(), "Authorization: Bearer " + token_,
+                   std::string("Authorization: Bearer (the API token)"));
+      failed(argv, r);
+      return "";
+    }
+    return r.out;
+  }
+
+  pid_t pid() const { return daemon_.pid(); }
+
+ private:
+  std::string hyperd_, ns_, dir_, url_, token_;
+  int starts_ = 0;
+  Daemon daemon_;
+};
+
+// A git repository `dir`/env holding the manifests of n networks (and their policies).
+bool makeRepo(const std::string& dir, int n) {
+  const std::string env = dir + "/env";
+  std::error_code ec;
+  fs::create_directories(env, ec);
+  if (!writeFile(env + "/networks.yaml", manifests(n, -1))) {
+    return false;
+  }
+  for (std::vector<std::string> argv :
+       {std::vector<std::string>{"git", "-C", env, "init", "-q", "-b", "main"},
+        {"git", "-C", env, "add", "networks.yaml"},
+        {"git", "-C", env, "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit",
+         "-qm", "networks"}}) {
+    Run r = run(argv);
+    if (r.code != 0) {
+      return failed(argv, r);
+    }
+  }
+  return true;
+}
+
+struct HyperdFigures {
+  int n = 0;
+  double firstApplySeconds = 0;  // hyperd's own figure for its first reconcile
+  double quietMs = 0;            // mean reconcile of a poll with nothing new
+  double quietPolls = 0;
+  double fromCache = 0;
+  double pollCpuPercent = 0;  // CPU at --interval 1s, nothing new
+  double fullMs = 0;          // POST /v1/reconcile: a full observe and plan, nothing to do
+  double fullPlanMs = 0;
+  double idleCpuPercent = 0;
+  double idleSeconds = 0;
+  double rssBytes = 0;
+  double baselineRssBytes = 0;
+  double bytesPerObject() const { return (rssBytes - baselineRssBytes) / (2.0 * n - 2); }
+};
+
+// hyperd following a git repository of n Networks + n NetworkPolicies in a fresh namespace:
+// its first apply, polls that find nothing new, full observes, idle CPU at the default
+// intervals and memory against a hyperd with one network.
+bool measureHyperd(int n, const std::string& hyperd, int idleSeconds, HyperdFigures& h) {
+  h.n = n;
+  Scratch scratch;
+  const std::string dir = scratch.makeDir();
+  if (dir.empty()) {
+    return false;
+  }
+  double seconds = 0;
+  {  // The baseline: the same hyperd with one network.
+    const std::string small = dir + "/small";
+    const std::string ns = scratch.addNetns("hyperd1");
+    if (ns.empty() || !makeRepo(small, 1)) {
+      return false;
+    }
+    Hyperd d(hyperd, ns, small);
+    if (!d.start("1s", "1h", seconds)) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    h.baselineRssBytes = rssBytesOf(d.pid());
+    d.stop();
+    scratch.drop(ns);
+  }
+  const std::string big = dir + "/big";
+  const std::string ns = scratch.addNetns("hyperd");
+  if (ns.empty() || !makeRepo(big, n)) {
+    return false;
+  }
+  Hyperd d(hyperd, ns, big);
+  if (!d.start("1s", "1h", h.firstApplySeconds)) {
+    return false;
+  }
+  // The first poll after an apply observes in full; the ones after it find nothing new.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  std::string m0 = d.call("GET", "/metrics");
+  double cpu0 = cpuSecondsOf(d.pid());
+  auto t0 = Clock::now();
+  std::this_thread::sleep_for(std::chrono::seconds(10));
+  std::string m1 = d.call("GET", "/metrics");
+  h.pollCpuPercent = (cpuSecondsOf(d.pid()) - cpu0) / (ms(Clock::now() - t0) / 1000) * 100;
+  if (m0.empty() || m1.empty()) {
+    return false;
+  }
+  const char* kSum = "hyper_reconcile_duration_seconds_sum";
+  const char* kCount = "hyper_reconcile_duration_seconds_count";
+  const char* kCached = "hyper_reconciles_from_cache_total";
+  h.quietPolls = metricValue(m1, kCount) - metricValue(m0, kCount);
+  h.fromCache = metricValue(m1, kCached) - metricValue(m0, kCached);
+  h.quietMs =
+      h.quietPolls > 0 ? (metricValue(m1, kSum) - metricValue(m0, kSum)) / h.quietPolls * 1000 : 0;
+  std::vector<double> full, plan;
+  for (int i = 0; i < 3; ++i) {
+    Json summary = Json::parse(d.call("POST", "/v1/reconcile?wait=1800"), nullptr, false);
+    if (!summary.is_object() || !summary.contains("seconds")) {
+      std::fprintf(stderr, "FAIL: POST /v1/reconcile: %s\n", summary.dump().c_str());
+      return false;
+    }
+    if (summary.value("planned", -1) != 0) {
+      std::fprintf(stderr, "FAIL: a reconcile with nothing changed planned: %s\n",
+                   summary.dump().c_str());
+      return false;
+    }
+    full.push_back(summary.value("seconds", 0.0) * 1000);
+    plan.push_back(summary.value("planSeconds", 0.0) * 1000);
+  }
+  h.fullMs = median(full);
+  h.fullPlanMs = median(plan);
+  h.rssBytes = rssBytesOf(d.pid());
+  d.stop();
+
+  // Idle at the default intervals: its start (a full observe) is left out of the window.
+  if (idleSeconds > 0) {
+    if (!d.start("30s", "60s", seconds)) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    double cpu = cpuSecondsOf(d.pid());
+    auto start = Clock::now();
+    while (!gInterrupted && Clock::now() - start < std::chrono::seconds(idleSeconds)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    h.idleSeconds = ms(Clock::now() - start) / 1000;
+    h.idleCpuPercent = (cpuSecondsOf(d.pid()) - cpu) / h.idleSeconds * 100;
+    d.stop();
+  }
+  return !gInterrupted;
+}
+
+void printHyperd(const HyperdFigures& h) {
+  const int objects = 2 * h.n;
+  std::printf(
+      "hyperd, %d Networks + %d NetworkPolicies (%d objects), git source, in a netns:\n"
+      "  first apply (hyperd's reconcile): %.2f s\n"
+      "  poll with nothing new (planned from the last full observe): %.2f ms mean over %.0f "
+      "polls, %.0f from the cache (target < %.0f ms at 10k objects: %s); CPU %.2f %% of one "
+      "core at --interval 1s\n"
+      "  full observe + plan with nothing to do (POST /v1/reconcile; the drift check's work, "
+      "and every poll's before issue 17): %.0f ms (observe + plan %.0f ms), median of 3\n",
+      h.n, h.n, objects, h.firstApplySeconds, h.quietMs, h.quietPolls, h.fromCache, kTargetQuietMs,
+      h.quietMs < kTargetQuietMs ? "PASS" : "MISS", h.pollCpuPercent, h.fullMs, h.fullPlanMs);
+  if (h.idleSeconds > 0) {
+    std::printf(
+        "  idle CPU at --interval 30s --drift-interval 60s: %.2f %% of one core over %.0f s "
+        "(target < %.1f %%: %s; no VMs)\n",
+        h.idleCpuPercent, h.idleSeconds, kTargetIdleCpuPercent,
+        h.idleCpuPercent < kTargetIdleCpuPercent ? "PASS" : "MISS");
+  }
+  std::printf(
+      "  memory: RSS %.1f MiB, with one network %.1f MiB: %.0f bytes per object (target < %.0f: "
+      "%s)\n",
+      h.rssBytes / 1048576, h.baselineRssBytes / 1048576, h.bytesPerObject(), kTargetBytesPerObject,
+      h.bytesPerObject() < kTargetBytesPerObject ? "PASS" : "MISS");
+}
+
 std::vector<int> parseSizes(const std::string& text) {
   std::vector<int> out;
   std::stringstream in(text);
@@ -486,7 +863,9 @@ std::vector<int> parseSizes(const std::string& text) {
 int usage() {
   std::fprintf(stderr,
                "usage: hyper_net_apply_bench [--sizes 100,300,1000] [--hyperctl PATH]\n"
-               "  sizes: networks (each with a NetworkPolicy), 1 to %d\n",
+               "         [--hyperd-size 5000] [--hyperd PATH] [--idle-seconds 120]\n"
+               "  sizes: networks (each with a NetworkPolicy), 1 to %d; --hyperd-size 0 skips\n"
+               "  hyperd's figures, --idle-seconds 0 its idle CPU\n",
                kMaxSize);
   return 2;
 }
@@ -494,6 +873,9 @@ int usage() {
 int benchMain(int argc, char** argv) {
   std::vector<int> sizes = {100, 300, 1000};
   std::string hyperctl = HYPERCTL_PATH;
+  std::string hyperd = HYPERD_PATH;
+  int hyperdSize = 5000;
+  int idleSeconds = 120;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--sizes" && i + 1 < argc) {
@@ -503,6 +885,22 @@ int benchMain(int argc, char** argv) {
       }
     } else if (arg == "--hyperctl" && i + 1 < argc) {
       hyperctl = argv[++i];
+    } else if (arg == "--hyperd" && i + 1 < argc) {
+      hyperd = argv[++i];
+    } else if (arg == "--hyperd-size" && i + 1 < argc) {
+      std::string v = argv[++i];
+      std::vector<int> one = v == "0" ? std::vector<int>{0} : parseSizes(v);
+      if (one.size() != 1 || (one[0] != 0 && one[0] < 2)) {
+        return usage();
+      }
+      hyperdSize = one[0];
+    } else if (arg == "--idle-seconds" && i + 1 < argc) {
+      char* end = nullptr;
+      long v = std::strtol(argv[++i], &end, 10);
+      if (*end != '\0' || v < 0 || v > 3600) {
+        return usage();
+      }
+      idleSeconds = static_cast<int>(v);
     } else {
       return usage();
     }
@@ -513,9 +911,12 @@ int benchMain(int argc, char** argv) {
   }
   std::error_code ec;
   hyperctl = fs::absolute(hyperctl, ec).string();
-  if (::access(hyperctl.c_str(), X_OK) != 0) {
-    std::fprintf(stderr, "FAIL: hyperctl %s is not an executable\n", hyperctl.c_str());
-    return 1;
+  hyperd = fs::absolute(hyperd, ec).string();
+  for (const auto& program : {hyperctl, hyperd}) {
+    if (::access(program.c_str(), X_OK) != 0) {
+      std::fprintf(stderr, "FAIL: %s is not an executable\n", program.c_str());
+      return 1;
+    }
   }
 
   // SIGINT/SIGTERM/SIGHUP: kill the running command and clean up on the way out. Blocked here,
@@ -572,6 +973,15 @@ int benchMain(int argc, char** argv) {
                   f.applyMs / 1000, kTargetLargeSeconds,
                   f.applyMs / 1000 < kTargetLargeSeconds ? "PASS" : "MISS");
     }
+  }
+  if (hyperdSize > 0) {
+    std::fflush(stdout);
+    HyperdFigures h;
+    if (!measureHyperd(hyperdSize, hyperd, idleSeconds, h)) {
+      std::fflush(stdout);
+      return gInterrupted ? 130 : 1;
+    }
+    printHyperd(h);
   }
   return 0;
 }

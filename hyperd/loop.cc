@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <string_view>
 
 #include <sodium.h>
 #include <spdlog/spdlog.h>
@@ -105,6 +106,7 @@ nlohmann::json ReconcileSummary::toJson() const {
                       {"loadSeconds", loadSeconds},
                       {"planSeconds", planSeconds},
                       {"applySeconds", applySeconds},
+                      {"observed", observed},
                       {"finishedAt", finishedAt}};
   if (!error.empty()) {
     j["error"] = error;
@@ -398,6 +400,10 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
     return summary;
   }
   const Revision& current = *source.current;
+  if (planFromLastObserve(trigger, source, summary)) {
+    finishReconcile(summary, started, &current);
+    return summary;
+  }
 
   // 2. Observe and plan against the inventory.
   PlanStep planned = planRevision(current, options, summary.error, rid);
@@ -430,8 +436,56 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
   summary.inProgress = tally.inProgress;
   recordObjects({plan, summary.planHash, current, deferral, planned.planErrors, applied.report,
                  options, now, rid});
+  noteInSync(source, planned, summary);
   finishReconcile(summary, started, &current);
   return summary;
+}
+
+bool Controller::planFromLastObserve(const std::string& trigger, const SourceStep& source,
+                                     ReconcileSummary& summary) {
+  if (!inSync_ || inSync_->revision != source.current || !summary.error.empty()) {
+    return false;
+  }
+  // Only a poll or a webhook (whose fetch found no new revision) may: a host event, the drift
+  // check, a retry, an approval, a resume, a reload or a "reconcile now" observe in full.
+  size_t from = 0;
+  while (from <= trigger.size()) {
+    size_t comma = std::min(trigger.find(',', from), trigger.size());
+    std::string_view reason(trigger.data() + from, comma - from);
+    if (reason != "poll" && reason != "webhook" && reason != "source-change") {
+      return false;
+    }
+    from = comma + 1;
+  }
+  auto records = inventory_.snapshot();
+  if (!records.isOk() || *records != inSync_->records) {
+    return false;  // written since (hyperctl through the API, a provider's record)
+  }
+  summary.observed = false;
+  summary.planHash = inSync_->planHash;
+  metrics_
+      .counter("hyper_reconciles_from_cache_total",
+               "reconciles planned from the last full observe: no host event, no new revision")
+      .inc();
+  return true;
+}
+
+void Controller::noteInSync(const SourceStep& source, const PlanStep& planned,
+                            const ReconcileSummary& summary) {
+  inSync_.reset();
+  if (summary.planned > 0 || !planned.planErrors.empty() || !summary.error.empty() ||
+      !planned.unconfirmed.empty() || !planned.records) {
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (const auto& [id, s] : objects_) {
+      if (s.failures > 0 || s.inProgress || !s.terminalSpec.empty()) {
+        return;
+      }
+    }
+  }
+  inSync_ = InSync{source.current, planned.records, summary.planHash};
 }
 
 SourceStep Controller::advanceSource(bool fetch, std::shared_ptr<const Revision> current,
@@ -1199,12 +1253,16 @@ void Controller::run() {
     if (!take.any) {
       continue;
     }
-    reconcileOnce(joinReasons(take.reasons), take.fetch);
-    // Netlink events caused by this reconcile's own changes are not drift: drop them.
-    for (const auto& [fd, drain] : hostEvents) {
-      pollfd p{fd, POLLIN, 0};
-      while (poll(&p, 1, 0) > 0 && (p.revents & POLLIN)) {
-        drain();
+    ReconcileSummary done = reconcileOnce(joinReasons(take.reasons), take.fetch);
+    // Netlink events caused by this reconcile's own changes are not drift: drop them. Only after
+    // a reconcile that changed the host: a hand change made while another observed is kept, and
+    // observed next (the shortcut above would not see it before the drift check).
+    if (done.succeeded + done.failed + done.inProgress > 0) {
+      for (const auto& [fd, drain] : hostEvents) {
+        pollfd p{fd, POLLIN, 0};
+        while (poll(&p, 1, 0) > 0 && (p.revents & POLLIN)) {
+          drain();
+        }
       }
     }
     {

@@ -124,6 +124,9 @@ struct ReconcileSummary {
   double loadSeconds = 0;
   double planSeconds = 0;
   double applySeconds = 0;
+  // False: planned from the last full observe, which found the host in sync, because nothing
+  // since could have changed it (no host event, no new revision; Controller::InSync).
+  bool observed = true;
   int64_t finishedAt = 0;  // unix milliseconds
 
   nlohmann::json toJson() const;
@@ -270,7 +273,26 @@ class Controller {
   const Clock& clock_;
 
   std::mutex reconcileMu_;  // one reconcile at a time
-  mutable std::mutex mu_;   // everything below
+  // The host as the last full observe found it: in sync with `revision` against `records` (no
+  // action, no plan or source error, no object failing, backing off or in progress). Until a
+  // host event, a new revision, a write to the inventory or another trigger than a poll or a
+  // webhook, a reconcile plans from it (nothing to do) without asking the providers; the drift
+  // check (--drift-interval) observes in full and finds what no event reported (an informer's
+  // resync). Touched by the reconciling thread only, under reconcileMu_.
+  struct InSync {
+    std::shared_ptr<const Revision> revision;
+    std::shared_ptr<const std::vector<ManagedRecord>> records;
+    std::string planHash;
+  };
+  std::optional<InSync> inSync_;
+  // reconcileOnce's shortcut: true (and `summary` filled) when this reconcile can plan from
+  // inSync_.
+  bool planFromLastObserve(const std::string& trigger, const SourceStep& source,
+                           ReconcileSummary& summary);
+  // After a full reconcile: whether the host was found in sync (inSync_ is set or cleared).
+  void noteInSync(const SourceStep& source, const PlanStep& planned,
+                  const ReconcileSummary& summary);
+  mutable std::mutex mu_;  // everything below
   std::condition_variable cv_;
   LoopOptions options_;
   Pending pending_;

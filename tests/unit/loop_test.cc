@@ -146,6 +146,84 @@ TEST_F(LoopTest, UnchangedSourceIsNotFetchedAndPlansNothing) {
   EXPECT_EQ(source_.changedCalls, checks);
 }
 
+// The informer pattern: once a full observe found the host in sync, a poll or webhook that
+// brings no new revision plans from it without asking the provider, so a change no event
+// reports (the fake has no event source) stays unseen until the drift check, which observes in
+// full, finds it and corrects it. Everything else observes in full.
+TEST_F(LoopTest, AQuietPollPlansFromTheLastObserveAndTheDriftCheckResyncs) {
+  source_.set({{"a.yaml", thing("a") + thing("b")}});
+  ReconcileSummary s = controller_->reconcileOnce("start", true);
+  ASSERT_EQ(s.succeeded, 2u);
+  // Something was applied: the next reconcile observes (that observe is the one kept).
+  int observes = fake_->observeCalls();
+  s = controller_->reconcileOnce("poll", true);
+  EXPECT_TRUE(s.observed);
+  EXPECT_EQ(fake_->observeCalls(), observes + 1);
+  EXPECT_EQ(s.planned, 0u);
+  const std::string planHash = s.planHash;
+
+  fake_->setHostState({"FakeThing", "a"}, {{"size", 7}});  // by hand, no event
+  observes = fake_->observeCalls();
+  for (const char* trigger : {"poll", "webhook", "poll,webhook"}) {
+    s = controller_->reconcileOnce(trigger, true);
+    EXPECT_FALSE(s.observed) << trigger;
+    EXPECT_EQ(s.planned, 0u) << trigger;
+    EXPECT_EQ(s.planHash, planHash) << trigger;
+    EXPECT_EQ(s.revision, source_.revision()) << trigger;
+  }
+  EXPECT_EQ(fake_->observeCalls(), observes);
+  EXPECT_EQ((*fake_->hostState({"FakeThing", "a"}))["size"], 7);
+  EXPECT_NE(metrics_.render().find("hyper_reconciles_from_cache_total 3"), std::string::npos)
+      << metrics_.render();
+
+  // The resync finds it.
+  s = controller_->reconcileOnce("drift-check", false);
+  EXPECT_TRUE(s.observed);
+  EXPECT_EQ(s.drifted, 1u);
+  EXPECT_EQ(s.succeeded, 1u);
+  EXPECT_EQ((*fake_->hostState({"FakeThing", "a"}))["size"], 1);
+  EXPECT_EQ(sink_.of("drift").size(), 1u);
+
+  // Not in sync after a correction: the next poll observes, and then plans from that again.
+  observes = fake_->observeCalls();
+  EXPECT_TRUE(controller_->reconcileOnce("poll", true).observed);
+  EXPECT_FALSE(controller_->reconcileOnce("poll", true).observed);
+  EXPECT_EQ(fake_->observeCalls(), observes + 1);
+
+  // Any other trigger observes in full.
+  for (const char* trigger : {"host-event", "retry", "api", "poll,host-event", "start"}) {
+    observes = fake_->observeCalls();
+    EXPECT_TRUE(controller_->reconcileOnce(trigger, false).observed) << trigger;
+    EXPECT_EQ(fake_->observeCalls(), observes + 1) << trigger;
+  }
+  // So do a new revision and a write to the inventory.
+  source_.set({{"a.yaml", thing("a") + thing("b") + thing("c")}});
+  s = controller_->reconcileOnce("poll", true);
+  EXPECT_TRUE(s.observed);
+  EXPECT_EQ(s.succeeded, 1u);
+  EXPECT_TRUE(controller_->reconcileOnce("poll", true).observed);
+  ASSERT_FALSE(controller_->reconcileOnce("poll", true).observed);
+  auto record = inventory_->get({"FakeThing", "c"});
+  ASSERT_TRUE(record.isOk() && record->has_value());
+  ASSERT_TRUE(inventory_->put(**record).isOk());
+  EXPECT_TRUE(controller_->reconcileOnce("poll", true).observed);
+}
+
+// Something failing is not "in sync": every poll observes until it is done.
+TEST_F(LoopTest, AFailingObjectKeepsEveryPollObserving) {
+  source_.set({{"a.yaml", thing("a")}});
+  fake_->setFailApply({{"FakeThing", "a"}});
+  ReconcileSummary s = controller_->reconcileOnce("start", true);
+  ASSERT_EQ(s.failed, 1u);
+  int observes = fake_->observeCalls();
+  clock_.advance(std::chrono::milliseconds(100));  // still backing off: deferred, not applied
+  s = controller_->reconcileOnce("poll", true);
+  EXPECT_TRUE(s.observed);
+  s = controller_->reconcileOnce("poll", true);
+  EXPECT_TRUE(s.observed);
+  EXPECT_EQ(fake_->observeCalls(), observes + 2);
+}
+
 TEST_F(LoopTest, InvalidRevisionIsRejectedWholeAndTheLastGoodStays) {
   source_.set({{"a.yaml", thing("a")}});
   controller_->reconcileOnce("test", true);
