@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "base/status.h"
@@ -18,5 +19,16 @@ Status nftApply(const std::string& commands);
 
 // `nft -j list ruleset`: the ruleset as nft's JSON.
 Result<std::string> nftListRulesetJson();
+
+// The ruleset's generation in the calling thread's network namespace: the kernel moves `id` with
+// every nftables transaction committed there, by anyone (NFT_MSG_GETGEN, the check nft makes
+// before trusting its own cache); `netns` is the namespace's inode. Two equal readings: the
+// ruleset did not change in between. One netlink request, no listing.
+struct NftGeneration {
+  uint64_t netns = 0;
+  uint32_t id = 0;
+  bool operator==(const NftGeneration& o) const { return netns == o.netns && id == o.id; }
+};
+Result<NftGeneration> nftGeneration();
 
 }  // namespace hyper::host

@@ -525,6 +525,24 @@ void NetProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
 }
 
 // Stays long: one host dump shared by every Network; split once the concurrent net/ rework lands.
+Result<std::shared_ptr<const NftTableDump>> NetProvider::nftTables() {
+  // The generation is read before the listing: a commit in between makes the next reading
+  // differ, and the table is listed again then.
+  auto generation = host::nftGeneration();
+  std::lock_guard<std::mutex> lock(nftCacheMu_);
+  if (generation.isOk() && nftCache_ && nftCacheGeneration_ == *generation) {
+    return nftCache_;
+  }
+  HYPER_ASSIGN_OR_RETURN(NftTableDump dump, dumpNftTable());
+  ++nftListings_;
+  nftCache_ = std::make_shared<const NftTableDump>(std::move(dump));
+  nftCacheGeneration_.reset();
+  if (generation.isOk()) {
+    nftCacheGeneration_ = *generation;
+  }
+  return nftCache_;
+}
+
 void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
   NftModel model;
   for (const ManagedRecord* r : req.managed) {
@@ -607,11 +625,12 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
     resp.diagnostics.error({}, "", links.status().withContext("observe links").message());
     return;
   }
-  auto nft = dumpNftTable();
-  if (!nft.isOk()) {
-    resp.diagnostics.error({}, "", nft.status().withContext("observe nftables").message());
+  auto tables = nftTables();
+  if (!tables.isOk()) {
+    resp.diagnostics.error({}, "", tables.status().withContext("observe nftables").message());
     return;
   }
+  const NftTableDump* nft = tables->get();
   auto ipForward = readIpForward();
   if (!ipForward.isOk()) {
     resp.diagnostics.add({Severity::Warning, {}, {}, "", ipForward.status().message()});
@@ -805,7 +824,7 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
   // One read-back for the batch: each object's fingerprint is what it owns in the table, which no
   // other object's change moves.
   std::string table = "table " + std::string(kNftFamily) + " " + std::string(kNftTable);
-  auto dump = dumpNftTable();
+  auto dump = nftTables();
   for (Step& step : steps) {
     if (step.failed()) {
       continue;
@@ -817,7 +836,7 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
     if (step.isDelete) {
       continue;
     }
-    std::string fingerprint = formatFingerprint(fingerprintParts(*dump, step.id));
+    std::string fingerprint = formatFingerprint(fingerprintParts(**dump, step.id));
     if (step.id.kind == "Network") {
       step.resp->handles = {{"bridge", step.configured},
                             {"ports", portsJson(model_.ports[step.id.name])}};

@@ -140,7 +140,22 @@ bool validTapBinding(const TapBinding& b) {
   return true;
 }
 
-std::string partDigest(const Json& part) { return sha256Hex(canonicalJson(part)).substr(0, 16); }
+// The digest of the JSON array of these items: canonicalJson of an array is its elements'
+// canonical texts between brackets, comma-separated.
+std::string partDigest(const std::vector<const NftItem*>& items) {
+  size_t size = 2;
+  for (const NftItem* item : items) {
+    size += item->json.size() + 1;
+  }
+  std::string text;
+  text.reserve(size);
+  text += '[';
+  for (size_t i = 0; i < items.size(); ++i) {
+    text += (i ? "," : "") + items[i]->json;
+  }
+  text += ']';
+  return sha256Hex(text).substr(0, 16);
+}
 
 std::string stringField(const Json& item, const char* key) {
   auto it = item.find(key);
@@ -160,14 +175,14 @@ std::string chainDigest(const NftTableDump& dump, const std::string& chain, bool
   if (chains.empty()) {
     return "absent";
   }
-  Json part = Json::array();
+  std::vector<const NftItem*> part;
   for (size_t i : chains) {
-    part.push_back(dump.chains[i]);
+    part.push_back(&dump.chains[i]);
   }
   for (size_t i : positions(dump.rulesByChain, chain)) {
-    const Json& r = dump.rules[i];
-    if (commentedRules || !r.contains("comment")) {
-      part.push_back(r);
+    const NftItem& r = dump.rules[i];
+    if (commentedRules || !r.hasComment) {
+      part.push_back(&r);
     }
   }
   return partDigest(part);
@@ -175,16 +190,17 @@ std::string chainDigest(const NftTableDump& dump, const std::string& chain, bool
 
 std::string setDigest(const NftTableDump& dump, const std::string& set) {
   auto it = dump.setsByName.find(set);
-  return it == dump.setsByName.end() ? "absent" : partDigest(dump.sets[it->second]);
+  return it == dump.setsByName.end() ? "absent"
+                                     : sha256Hex(dump.sets[it->second].json).substr(0, 16);
 }
 
 std::string commentedRulesDigest(const NftTableDump& dump, const std::string& owner) {
   if (!dump.present && !dump.bridgePresent) {
     return "absent";
   }
-  Json part = Json::array();
+  std::vector<const NftItem*> part;
   for (size_t i : positions(dump.rulesByComment, owner)) {
-    part.push_back(dump.rules[i]);
+    part.push_back(&dump.rules[i]);
   }
   return partDigest(part);
 }
@@ -348,6 +364,17 @@ std::string renderNftReplace(const NftModel& model) {
   return out;
 }
 
+NftItem nftItem(const Json& object) {
+  NftItem item;
+  item.json = canonicalJson(object);
+  item.name = stringField(object, "name");
+  item.chain = stringField(object, "chain");
+  item.family = stringField(object, "family");
+  item.comment = stringField(object, "comment");
+  item.hasComment = object.is_object() && object.contains("comment");
+  return item;
+}
+
 void NftTableDump::reindex() {
   chainsByName.clear();
   rulesByChain.clear();
@@ -356,18 +383,17 @@ void NftTableDump::reindex() {
   baseChainDigests.clear();
   anyInetRule = false;
   for (size_t i = 0; i < sets.size(); ++i) {
-    setsByName.emplace(stringField(sets[i], "name"), i);
+    setsByName.emplace(sets[i].name, i);
   }
   for (size_t i = 0; i < chains.size(); ++i) {
-    chainsByName[stringField(chains[i], "name")].push_back(i);
+    chainsByName[chains[i].name].push_back(i);
   }
   for (size_t i = 0; i < rules.size(); ++i) {
-    rulesByChain[stringField(rules[i], "chain")].push_back(i);
-    std::string comment = stringField(rules[i], "comment");
-    if (!comment.empty()) {
-      rulesByComment[comment].push_back(i);
+    rulesByChain[rules[i].chain].push_back(i);
+    if (!rules[i].comment.empty()) {
+      rulesByComment[rules[i].comment].push_back(i);
     }
-    anyInetRule = anyInetRule || stringField(rules[i], "family") == kNftFamily;
+    anyInetRule = anyInetRule || rules[i].family == kNftFamily;
   }
   for (const auto& chain : nftBaseChains()) {
     baseChainDigests[chain] = chainDigest(*this, chain, /*commentedRules=*/false);
@@ -408,11 +434,11 @@ Result<NftTableDump> parseNftTableDump(std::string_view json) {
     if (key == "table") {
       (family == kNftFamily ? dump.present : dump.bridgePresent) = true;
     } else if (key == "set") {
-      dump.sets.push_back(std::move(v));
+      dump.sets.push_back(nftItem(v));
     } else if (key == "chain") {
-      dump.chains.push_back(std::move(v));
+      dump.chains.push_back(nftItem(v));
     } else if (key == "rule") {
-      dump.rules.push_back(std::move(v));
+      dump.rules.push_back(nftItem(v));
     }
   }
   dump.reindex();

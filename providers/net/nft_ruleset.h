@@ -93,12 +93,25 @@ std::string renderNftReplace(const NftModel& model);
 
 // hyper's tables as `nft -j list ruleset` prints them, with every "handle" removed. Object names
 // are unique across the two tables, so a part is found by name alone.
+// One set, chain or rule of hyper's tables: its object as nft lists it without "handle", kept
+// as canonical JSON text (what the fingerprints hash) with the fields the indexes need. A JSON
+// tree per object cost some 20 KB per network and policy in a dump the net provider keeps.
+struct NftItem {
+  std::string json;     // canonicalJson of the object
+  std::string name;     // "name"
+  std::string chain;    // a rule's "chain"
+  std::string family;   // "family"
+  std::string comment;  // a rule's "comment" when a string
+  bool hasComment = false;
+};
+NftItem nftItem(const Json& object);
+
 struct NftTableDump {
-  bool present = false;        // inet hyper
-  bool bridgePresent = false;  // bridge hyper
-  std::vector<Json> sets;      // the "set" objects, in listing order
-  std::vector<Json> chains;    // the "chain" objects
-  std::vector<Json> rules;     // the "rule" objects, grouped by chain in listing order
+  bool present = false;         // inet hyper
+  bool bridgePresent = false;   // bridge hyper
+  std::vector<NftItem> sets;    // the "set" objects, in listing order
+  std::vector<NftItem> chains;  // the "chain" objects
+  std::vector<NftItem> rules;   // the "rule" objects, grouped by chain in listing order
   // Positions in the vectors above, made by reindex() (parseNftTableDump calls it; so must
   // whoever changes the vectors), so that an object's fingerprint
   // costs what it owns rather than a walk of the whole table (at 1,000 networks with a policy

@@ -8,6 +8,7 @@
 
 #include "base/sha256.h"
 #include "host/command.h"
+#include "host/nft.h"
 #include "netmodel/link_state.h"
 #include "netmodel/placement.h"
 #include "tests/integration/netns_util.h"
@@ -402,6 +403,50 @@ TEST_F(NetProviderIntegrationTest, RuleChangedByHandNamesTheChain) {
       << p.actions[0].reason;
   ASSERT_TRUE(apply(p, {&lab, &web}).isOk());
   EXPECT_TRUE(plan({&lab, &web}).actions.empty());
+}
+
+// The ruleset's generation moves with every nftables commit in the namespace (by nft, by
+// libnftables, to any table) and only then; the provider lists its tables again only when it
+// moved, so a hand change is seen at the next observe and a quiet observe lists nothing.
+TEST_F(NetProviderIntegrationTest, TablesAreListedAgainOnlyWhenTheRulesetGenerationMoves) {
+  auto g1 = host::nftGeneration();
+  auto g2 = host::nftGeneration();
+  ASSERT_TRUE(g1.isOk() && g2.isOk()) << g1.status().message();
+  EXPECT_TRUE(*g1 == *g2);
+  ASSERT_TRUE(run({"nft", "add", "table", "inet", "other"}).isOk());
+  auto g3 = host::nftGeneration();
+  ASSERT_TRUE(g3.isOk());
+  EXPECT_FALSE(*g3 == *g2);
+  ASSERT_TRUE(host::nftApply("add set inet other s { type ipv4_addr; }").isOk());
+  auto g4 = host::nftGeneration();
+  ASSERT_TRUE(g4.isOk());
+  EXPECT_FALSE(*g4 == *g3);
+  ASSERT_TRUE(run({"nft", "add", "element", "inet", "other", "s", "{ 192.0.2.1 }"}).isOk());
+  auto g5 = host::nftGeneration();
+  ASSERT_TRUE(g5.isOk());
+  EXPECT_FALSE(*g5 == *g4);
+  EXPECT_EQ(g5->netns, g1->netns);
+
+  Object lab = makeObject("Network", "lab", kLab);
+  Object web = makeObject("NetworkPolicy", "web",
+                          R"({"network": "lab", "egress": {"mode": "allowlist", "allow": [
+                               {"cidr": "203.0.113.0/24", "protocol": "tcp", "ports": [443]}]}})");
+  converge({&lab, &web});
+  size_t listings = provider_.nftListings();
+  EXPECT_TRUE(plan({&lab, &web}).actions.empty());
+  EXPECT_TRUE(plan({&lab, &web}).actions.empty());
+  EXPECT_EQ(provider_.nftListings(), listings);  // nothing committed: the last listing holds
+  // A commit to another table moves the generation too: listed again, nothing to do.
+  ASSERT_TRUE(run({"nft", "delete", "table", "inet", "other"}).isOk());
+  EXPECT_TRUE(plan({&lab, &web}).actions.empty());
+  EXPECT_EQ(provider_.nftListings(), listings + 1);
+  // A hand change to hyper's table: listed again and found.
+  ASSERT_TRUE(run({"nft", "flush", "chain", "inet", "hyper", "pol-web-egress"}).isOk());
+  Planned p = plan({&lab, &web});
+  EXPECT_EQ(provider_.nftListings(), listings + 2);
+  ASSERT_EQ(p.actions.size(), 1u) << p.describe();
+  EXPECT_EQ(p.actions[0].id, web.id);
+  EXPECT_TRUE(p.actions[0].drift);
 }
 
 TEST_F(NetProviderIntegrationTest, GuardChangedByHandIsDriftOfTheNetwork) {

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/sha256.h"
+
 namespace hyper::providers::net {
 
 using netmodel::NetworkSpec;
@@ -351,9 +353,42 @@ TEST(NftDumpTest, ParsesCapturedDumpWithoutHandles) {
   EXPECT_FALSE(dump.hasChain("pol-other-egress"));
   for (const auto* group : {&dump.sets, &dump.chains, &dump.rules}) {
     for (const auto& item : *group) {
-      EXPECT_FALSE(item.contains("handle")) << item.dump();
+      Json parsed = Json::parse(item.json);
+      EXPECT_FALSE(parsed.contains("handle")) << item.json;
+      EXPECT_EQ(item.json, canonicalJson(parsed));
     }
   }
+}
+
+// The dump keeps canonical text rather than JSON trees; the digests are those of the JSON
+// (hyper before kept trees: an inventory's fingerprints must read the same after an upgrade).
+TEST(NftFingerprintTest, DigestsAreThoseOfTheCanonicalJsonOfEachPart) {
+  Json capture = Json::parse(readTestdata("net_nft_dump_lab_web.json"));
+  Json chain = Json::array();
+  Json set;
+  for (const auto& item : capture["nftables"]) {
+    for (const auto& [key, value] : item.items()) {
+      Json v = value;
+      v.erase("handle");
+      if ((key == "chain" && v["name"] == "pol-web-egress") ||
+          (key == "rule" && v["chain"] == "pol-web-egress")) {
+        chain.push_back(v);
+      }
+      if (key == "set" && set.is_null()) {
+        set = v;
+      }
+    }
+  }
+  ASSERT_GE(chain.size(), 2u);
+  ASSERT_TRUE(set.is_object());
+  FingerprintParts parts =
+      fingerprintParts(capturedDump("net_nft_dump_lab_web.json"), {"NetworkPolicy", "web"});
+  EXPECT_EQ(parts["chain:pol-web-egress"], sha256Hex(canonicalJson(chain)).substr(0, 16));
+  const std::string setName = set["name"];
+  FingerprintParts lab =
+      fingerprintParts(capturedDump("net_nft_dump_lab_web.json"), {"Network", "lab"});
+  ASSERT_TRUE(lab.count("set:" + setName)) << setName;
+  EXPECT_EQ(lab["set:" + setName], sha256Hex(canonicalJson(set)).substr(0, 16));
 }
 
 TEST(NftDumpTest, IgnoresOtherTables) {
@@ -412,8 +447,10 @@ TEST(NftFingerprintTest, SeesOneChangedRule) {
   FingerprintParts before = fingerprintParts(dump, {"NetworkPolicy", "web"});
   bool changed = false;
   for (auto& rule : dump.rules) {
-    if (rule["chain"] == "pol-web-egress") {
-      rule["expr"].back() = Json{{"drop", nullptr}};
+    if (rule.chain == "pol-web-egress") {
+      Json parsed = Json::parse(rule.json);
+      parsed["expr"].back() = Json{{"drop", nullptr}};
+      rule = nftItem(parsed);
       changed = true;
     }
   }
