@@ -9,6 +9,7 @@
 #include "base/strings.h"
 #include "host/command.h"
 #include "host/nft.h"
+#include "netmodel/link_dump.h"
 #include "netmodel/link_state.h"
 #include "netmodel/placement.h"
 #include "reconciler/provider_kit.h"
@@ -33,10 +34,7 @@ namespace {
 constexpr const char* kIpForwardPath = "/proc/sys/net/ipv4/ip_forward";
 constexpr const char* kNeverTakeOver = "hyper never takes over interfaces it did not create";
 
-Result<LinkTable> dumpLinks() {
-  HYPER_ASSIGN_OR_RETURN(std::string out, host::runChecked({"ip", "-d", "-j", "addr", "show"}));
-  return parseLinkTable(out);
-}
+Result<LinkTable> dumpLinks() { return netmodel::dumpLinkTable(); }
 
 // hyper's tables as they are (one listing for both); missing tables are an empty dump.
 Result<NftTableDump> dumpNftTable() {

@@ -17,8 +17,8 @@
 #include "base/crash_point.h"
 #include "base/strings.h"
 #include "base/text_escape.h"
-#include "host/command.h"
 #include "netmodel/cidr.h"
+#include "netmodel/link_dump.h"
 #include "netmodel/link_state.h"
 #include "providers/vmm/boot_files.h"
 #include "providers/vmm/guest_log.h"
@@ -329,10 +329,8 @@ void VmProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
     // isolated port of a bridge (what keeps a guest's traffic on the host's policy path).
     std::optional<netmodel::LinkTable> links;
     if (anyTap) {
-      if (auto dump = host::runChecked({"ip", "-d", "-j", "addr", "show"}); dump.isOk()) {
-        if (auto table = netmodel::parseLinkTable(*dump); table.isOk()) {
-          links = std::move(*table);
-        }
+      if (auto table = netmodel::dumpLinkTable(); table.isOk()) {
+        links = std::move(*table);
       }
     }
     spdlog::debug("vmm: {} VM(s) running under {}", running->size(), config_.runRoot);

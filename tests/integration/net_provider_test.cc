@@ -9,6 +9,7 @@
 #include "base/sha256.h"
 #include "host/command.h"
 #include "host/nft.h"
+#include "netmodel/link_dump.h"
 #include "netmodel/link_state.h"
 #include "netmodel/placement.h"
 #include "tests/integration/netns_util.h"
@@ -403,6 +404,60 @@ TEST_F(NetProviderIntegrationTest, RuleChangedByHandNamesTheChain) {
       << p.actions[0].reason;
   ASSERT_TRUE(apply(p, {&lab, &web}).isOk());
   EXPECT_TRUE(plan({&lab, &web}).actions.empty());
+}
+
+// The in-process rtnetlink dump reads what `ip -d -j addr show` prints: names, kinds, mtu, up,
+// aliases, IPv4 addresses (a peer address's local side), bridge ports and their isolated flag.
+TEST_F(NetProviderIntegrationTest, TheRtnetlinkDumpReadsWhatIpPrints) {
+  for (const std::vector<std::string>& argv : std::vector<std::vector<std::string>>{
+           {"ip", "link", "add", "hb-dump", "type", "bridge"},
+           {"ip", "link", "set", "dev", "hb-dump", "alias", "hyper:Network/dump", "mtu", "1400",
+            "up"},
+           {"ip", "addr", "add", "10.77.0.1/24", "dev", "hb-dump"},
+           {"ip", "addr", "add", "10.78.0.1/16", "dev", "hb-dump"},
+           {"ip", "link", "add", "hb-down", "type", "bridge"},
+           {"ip", "link", "add", "hv-a", "type", "veth", "peer", "name", "hv-b"},
+           {"ip", "link", "set", "dev", "hv-a", "master", "hb-dump"},
+           {"ip", "link", "set", "dev", "hv-a", "type", "bridge_slave", "isolated", "on"},
+           {"ip", "addr", "add", "10.9.9.1", "peer", "10.9.9.2/32", "dev", "hv-b"},
+           {"ip", "tuntap", "add", "dev", "hv-tap", "mode", "tap"},
+           {"ip", "link", "set", "dev", "hv-tap", "master", "hb-dump", "up"}}) {
+    ASSERT_TRUE(run(argv).isOk()) << argv[3];
+  }
+  auto printed = run({"ip", "-d", "-j", "addr", "show"});
+  ASSERT_TRUE(printed.isOk()) << printed.status().message();
+  auto expected = parseLinkTable(*printed);
+  auto dumped = netmodel::dumpLinkTable();
+  ASSERT_TRUE(expected.isOk() && dumped.isOk()) << dumped.status().message();
+  auto describe = [](const LinkTable& t) {
+    std::string out;
+    for (const auto& l : t.links) {
+      out += l.name + " kind=" + l.kind + " mtu=" + std::to_string(l.mtu) +
+             " up=" + std::to_string(l.up) + " alias=" + l.alias + " master=" + l.master +
+             " isolated=" + std::to_string(l.isolated);
+      for (const auto& a : l.ipv4Strings()) {
+        out += " " + a;
+      }
+      out += "\n";
+    }
+    return out;
+  };
+  EXPECT_EQ(describe(*dumped), describe(*expected));
+  // And the cases are there, so the comparison means something.
+  const LinkState* bridge = dumped->find("hb-dump");
+  ASSERT_NE(bridge, nullptr);
+  EXPECT_EQ(bridge->kind, "bridge");
+  EXPECT_EQ(bridge->mtu, 1400);
+  EXPECT_TRUE(bridge->up);
+  EXPECT_EQ(bridge->alias, "hyper:Network/dump");
+  EXPECT_EQ(bridge->ipv4Strings(), (std::vector<std::string>{"10.77.0.1/24", "10.78.0.1/16"}));
+  ASSERT_NE(dumped->find("hv-a"), nullptr);
+  EXPECT_EQ(dumped->find("hv-a")->master, "hb-dump");
+  EXPECT_TRUE(dumped->find("hv-a")->isolated);
+  EXPECT_FALSE(dumped->find("hv-tap")->isolated);
+  EXPECT_EQ(dumped->find("hv-tap")->kind, "tun");
+  EXPECT_EQ(dumped->find("hv-b")->ipv4Strings(), (std::vector<std::string>{"10.9.9.1/32"}));
+  EXPECT_FALSE(dumped->find("hb-down")->up);
 }
 
 // The ruleset's generation moves with every nftables commit in the namespace (by nft, by

@@ -1,0 +1,250 @@
+#include "netmodel/link_dump.h"
+
+#include <arpa/inet.h>
+#include <linux/if.h>
+#include <linux/if_addr.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hyper::netmodel {
+
+namespace {
+
+constexpr const char* kWhat = "rtnetlink dump of links and addresses";
+
+class Socket {
+ public:
+  Socket() : fd_(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)) {}
+  ~Socket() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// An attribute's payload as text, up to its first NUL and never past its end.
+std::string attrString(const rtattr* a) {
+  const char* data = static_cast<const char*>(RTA_DATA(a));
+  size_t size = RTA_PAYLOAD(a);
+  return std::string(data, ::strnlen(data, size));
+}
+
+bool attrU32(const rtattr* a, uint32_t& out) {
+  if (RTA_PAYLOAD(a) < sizeof out) {
+    return false;
+  }
+  std::memcpy(&out, RTA_DATA(a), sizeof out);
+  return true;
+}
+
+// Calls `each` for every attribute of the block [data, data + size).
+void forEachAttr(const void* data, int size, const std::function<void(const rtattr*)>& each) {
+  int left = size;
+  for (auto* a = static_cast<const rtattr*>(data); RTA_OK(a, left); a = RTA_NEXT(a, left)) {
+    each(a);
+  }
+}
+
+// One dump request and its whole multipart answer; `each` gets every message of it.
+Status dumpRequest(int fd, uint16_t type, uint32_t seq,
+                   const std::function<void(const nlmsghdr*)>& each) {
+  struct {
+    nlmsghdr header;
+    union {
+      ifinfomsg link;
+      ifaddrmsg addr;
+    } body;
+  } request{};
+  const bool links = type == RTM_GETLINK;
+  request.header.nlmsg_len = NLMSG_LENGTH(links ? sizeof(ifinfomsg) : sizeof(ifaddrmsg));
+  request.header.nlmsg_type = type;
+  request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  request.header.nlmsg_seq = seq;
+  if (links) {
+    request.body.link.ifi_family = AF_UNSPEC;
+  } else {
+    request.body.addr.ifa_family = AF_INET;
+  }
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (::sendto(fd, &request, request.header.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel),
+               sizeof kernel) < 0) {
+    return Status::error(std::string(kWhat) + " <- send: " + std::strerror(errno));
+  }
+  // The kernel fills a dump's datagrams up to the reader's buffer (at most 32 KiB by default);
+  // a truncated one is an error rather than a silently shorter table.
+  std::vector<char> buffer(64 * 1024);
+  size_t messages = 0;
+  while (true) {
+    iovec io{buffer.data(), buffer.size()};
+    msghdr msg{};
+    msg.msg_iov = &io;
+    msg.msg_iovlen = 1;
+    ssize_t n = ::recvmsg(fd, &msg, 0);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return Status::error(std::string(kWhat) + " <- receive: " +
+                           (errno == EAGAIN ? "no answer within 5 s" : std::strerror(errno)));
+    }
+    if (msg.msg_flags & MSG_TRUNC) {
+      return Status::error(std::string(kWhat) + " <- a message larger than 64 KiB");
+    }
+    int left = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<const nlmsghdr*>(buffer.data()); NLMSG_OK(h, left);
+         h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_seq != seq) {
+        continue;  // not an answer to this request
+      }
+      if (h->nlmsg_type == NLMSG_DONE) {
+        return Status::ok();
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        int error = h->nlmsg_len >= NLMSG_LENGTH(sizeof(nlmsgerr))
+                        ? -static_cast<const nlmsgerr*>(NLMSG_DATA(h))->error
+                        : EPROTO;
+        return Status::error(std::string(kWhat) + " <- " + std::strerror(error));
+      }
+      if (++messages > kMaxDumpMessages) {
+        return Status::error(std::string(kWhat) + " <- more than " +
+                             std::to_string(kMaxDumpMessages) + " messages");
+      }
+      each(h);
+    }
+    if (n == 0) {
+      return Status::error(std::string(kWhat) + " <- the answer ended without NLMSG_DONE");
+    }
+  }
+}
+
+}  // namespace
+
+Result<LinkTable> dumpLinkTable() {
+  Socket socket;
+  if (socket.fd() < 0) {
+    return Status::error(std::string(kWhat) + " <- socket: " + std::strerror(errno));
+  }
+  timeval timeout{5, 0};
+  ::setsockopt(socket.fd(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+
+  LinkTable table;
+  std::map<int, size_t> byIndex;                // ifindex -> position in table.links
+  std::vector<std::pair<size_t, int>> masters;  // (link, master's ifindex)
+  HYPER_RETURN_IF_ERROR(dumpRequest(socket.fd(), RTM_GETLINK, 1, [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) {
+      return;
+    }
+    const auto* info = static_cast<const ifinfomsg*>(NLMSG_DATA(h));
+    LinkState link;
+    link.up = (info->ifi_flags & IFF_UP) != 0;
+    uint32_t master = 0;
+    forEachAttr(IFLA_RTA(info), static_cast<int>(IFLA_PAYLOAD(h)), [&](const rtattr* a) {
+      switch (a->rta_type) {
+        case IFLA_IFNAME:
+          link.name = attrString(a);
+          break;
+        case IFLA_IFALIAS:
+          link.alias = attrString(a);
+          break;
+        case IFLA_MTU: {
+          uint32_t mtu = 0;
+          if (attrU32(a, mtu)) {
+            link.mtu = static_cast<int>(mtu);
+          }
+          break;
+        }
+        case IFLA_MASTER:
+          attrU32(a, master);
+          break;
+        case IFLA_LINKINFO: {
+          std::string portKind;
+          const rtattr* portData = nullptr;
+          forEachAttr(RTA_DATA(a), static_cast<int>(RTA_PAYLOAD(a)), [&](const rtattr* i) {
+            if (i->rta_type == IFLA_INFO_KIND) {
+              link.kind = attrString(i);
+            } else if (i->rta_type == IFLA_INFO_SLAVE_KIND) {
+              portKind = attrString(i);
+            } else if ((i->rta_type & NLA_TYPE_MASK) == IFLA_INFO_SLAVE_DATA) {
+              portData = i;
+            }
+          });
+          if (portKind == "bridge" && portData != nullptr) {
+            forEachAttr(RTA_DATA(portData), static_cast<int>(RTA_PAYLOAD(portData)),
+                        [&](const rtattr* p) {
+                          if ((p->rta_type & NLA_TYPE_MASK) == IFLA_BRPORT_ISOLATED &&
+                              RTA_PAYLOAD(p) >= 1) {
+                            link.isolated = *static_cast<const uint8_t*>(RTA_DATA(p)) != 0;
+                          }
+                        });
+          }
+          break;
+        }
+        default:
+          break;
+      }
+    });
+    if (link.name.empty()) {
+      return;  // as parseLinkTable: a link without a name is skipped
+    }
+    byIndex[info->ifi_index] = table.links.size();
+    if (master != 0) {
+      masters.emplace_back(table.links.size(), static_cast<int>(master));
+    }
+    table.links.push_back(std::move(link));
+  }));
+  for (const auto& [at, master] : masters) {
+    if (auto it = byIndex.find(master); it != byIndex.end()) {
+      table.links[at].master = table.links[it->second].name;
+    }
+  }
+
+  HYPER_RETURN_IF_ERROR(dumpRequest(socket.fd(), RTM_GETADDR, 2, [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != RTM_NEWADDR || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifaddrmsg))) {
+      return;
+    }
+    const auto* addr = static_cast<const ifaddrmsg*>(NLMSG_DATA(h));
+    auto it = byIndex.find(static_cast<int>(addr->ifa_index));
+    if (addr->ifa_family != AF_INET || it == byIndex.end() || addr->ifa_prefixlen > 32) {
+      return;
+    }
+    // ip's "local": IFA_LOCAL, or IFA_ADDRESS when there is none.
+    uint32_t local = 0;
+    uint32_t address = 0;
+    bool hasLocal = false;
+    bool hasAddress = false;
+    forEachAttr(IFA_RTA(addr), static_cast<int>(IFA_PAYLOAD(h)), [&](const rtattr* a) {
+      if (a->rta_type == IFA_LOCAL) {
+        hasLocal = attrU32(a, local);
+      } else if (a->rta_type == IFA_ADDRESS) {
+        hasAddress = attrU32(a, address);
+      }
+    });
+    if (!hasLocal && !hasAddress) {
+      return;  // as parseLinkTable: an address without `local` is skipped
+    }
+    table.links[it->second].ipv4.push_back(
+        Cidr{ntohl(hasLocal ? local : address), static_cast<int>(addr->ifa_prefixlen)});
+  }));
+  return table;
+}
+
+}  // namespace hyper::netmodel
