@@ -154,15 +154,8 @@ Json findForeign(const LinkTable& links, const std::string& networkName, const s
     }
   }
   if (cidr) {
-    for (const auto& link : links.links) {
-      if (link.alias == mine) {
-        continue;
-      }
-      for (const auto& addr : link.ipv4) {
-        if (addr.overlaps(*cidr)) {
-          return {{"field", "spec.cidr"}, {"link", link.name}, {"address", addr.str()}};
-        }
-      }
+    if (auto hit = links.firstOverlap(*cidr, mine)) {
+      return {{"field", "spec.cidr"}, {"link", hit->link->name}, {"address", hit->address.str()}};
     }
   }
   return nullptr;
