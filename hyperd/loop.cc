@@ -444,7 +444,12 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
 
 bool Controller::planFromLastObserve(const std::string& trigger, const SourceStep& source,
                                      ReconcileSummary& summary) {
-  if (!inSync_ || inSync_->revision != source.current || !summary.error.empty()) {
+  bool enabled;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    enabled = options_.planFromLastObserve;
+  }
+  if (!enabled || !inSync_ || inSync_->revision != source.current || !summary.error.empty()) {
     return false;
   }
   // Only a poll or a webhook (whose fetch found no new revision) may: a host event, the drift

@@ -62,7 +62,11 @@ struct LoopOptions {
   std::chrono::milliseconds driftInterval{60000};  // full observe even without host events
   std::chrono::milliseconds debounce{500};         // quiet time after a directory change
   std::chrono::milliseconds hostDebounce{100};     // quiet time after a netlink event
-  std::chrono::milliseconds backoffBase{1000};     // first retry after a failed action
+  // Plan a quiet poll or webhook from the last full observe (Controller::InSync). Off by default
+  // until a demo run in which a webhook reconcile of a new revision planned nothing is explained
+  // (issue 17, session 17's note); the unit tests turn it on.
+  bool planFromLastObserve = false;
+  std::chrono::milliseconds backoffBase{1000};  // first retry after a failed action
   std::chrono::milliseconds backoffMax{300000};
   // How long one action may take before its provider gives up (ApplyRequest::deadline).
   std::chrono::milliseconds actionTimeout{std::chrono::minutes(15)};

@@ -151,6 +151,10 @@ TEST_F(LoopTest, UnchangedSourceIsNotFetchedAndPlansNothing) {
 // reports (the fake has no event source) stays unseen until the drift check, which observes in
 // full, finds it and corrects it. Everything else observes in full.
 TEST_F(LoopTest, AQuietPollPlansFromTheLastObserveAndTheDriftCheckResyncs) {
+  LoopOptions on;
+  on.backoffBase = std::chrono::milliseconds(1000);
+  on.planFromLastObserve = true;
+  controller_->setOptions(on);
   source_.set({{"a.yaml", thing("a") + thing("b")}});
   ReconcileSummary s = controller_->reconcileOnce("start", true);
   ASSERT_EQ(s.succeeded, 2u);
@@ -211,6 +215,10 @@ TEST_F(LoopTest, AQuietPollPlansFromTheLastObserveAndTheDriftCheckResyncs) {
 
 // Something failing is not "in sync": every poll observes until it is done.
 TEST_F(LoopTest, AFailingObjectKeepsEveryPollObserving) {
+  LoopOptions on;
+  on.backoffBase = std::chrono::milliseconds(1000);
+  on.planFromLastObserve = true;
+  controller_->setOptions(on);
   source_.set({{"a.yaml", thing("a")}});
   fake_->setFailApply({{"FakeThing", "a"}});
   ReconcileSummary s = controller_->reconcileOnce("start", true);
