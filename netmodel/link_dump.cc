@@ -244,7 +244,6 @@ Result<LinkTable> dumpLinkTable() {
     table.links[it->second].ipv4.push_back(
         Cidr{ntohl(hasLocal ? local : address), static_cast<int>(addr->ifa_prefixlen)});
   }));
-  table.reindex();
   return table;
 }
 

@@ -1,9 +1,5 @@
 #include "netmodel/link_state.h"
 
-#include <algorithm>
-#include <tuple>
-#include <utility>
-
 #include <nlohmann/json.hpp>
 
 namespace hyper::netmodel {
@@ -22,76 +18,12 @@ std::vector<std::string> LinkState::ipv4Strings() const {
 }
 
 const LinkState* LinkTable::find(std::string_view name) const {
-  if (indexed()) {
-    auto it = byName_.find(std::string(name));
-    return it == byName_.end() ? nullptr : &links[it->second];
-  }
   for (const auto& l : links) {
     if (l.name == name) {
       return &l;
     }
   }
   return nullptr;
-}
-
-void LinkTable::reindex() {
-  byName_.clear();
-  intervals_.clear();
-  for (size_t i = 0; i < links.size(); ++i) {
-    byName_.emplace(links[i].name, i);  // the first of a name, as the scan finds it
-    for (size_t a = 0; a < links[i].ipv4.size(); ++a) {
-      intervals_.push_back({links[i].ipv4[a].network(), links[i].ipv4[a].prefix, i, a});
-    }
-  }
-  std::sort(intervals_.begin(), intervals_.end(), [](const Interval& x, const Interval& y) {
-    return std::tie(x.start, x.link, x.addr) < std::tie(y.start, y.link, y.addr);
-  });
-  indexed_ = links.size();
-  indexedData_ = links.data();
-}
-
-std::optional<LinkAddress> LinkTable::firstOverlap(const Cidr& cidr,
-                                                   std::string_view exceptAlias) const {
-  std::optional<std::pair<size_t, size_t>> best;  // (link, addr): the first in listing order
-  auto consider = [&](size_t link, size_t addr) {
-    if (links[link].alias != exceptAlias && links[link].ipv4[addr].overlaps(cidr) &&
-        (!best || std::make_pair(link, addr) < *best)) {
-      best = {link, addr};
-    }
-  };
-  if (!indexed()) {
-    for (size_t l = 0; l < links.size() && !best; ++l) {
-      for (size_t a = 0; a < links[l].ipv4.size() && !best; ++a) {
-        consider(l, a);
-      }
-    }
-  } else {
-    // Prefixes nest or are disjoint: an address overlapping `cidr` either starts inside it, or
-    // is a shorter prefix that contains its start, whose network is that start masked.
-    auto from = [&](uint32_t start) {
-      return std::lower_bound(intervals_.begin(), intervals_.end(), start,
-                              [](const Interval& x, uint32_t s) { return x.start < s; });
-    };
-    for (auto it = from(cidr.network()); it != intervals_.end() && it->start <= cidr.broadcast();
-         ++it) {
-      consider(it->link, it->addr);
-    }
-    for (int p = 0; p < cidr.prefix; ++p) {
-      uint32_t start = Cidr{cidr.network(), p}.network();
-      if (start == cidr.network()) {
-        continue;  // starts inside: seen above
-      }
-      for (auto it = from(start); it != intervals_.end() && it->start == start; ++it) {
-        if (it->prefix == p) {
-          consider(it->link, it->addr);
-        }
-      }
-    }
-  }
-  if (!best) {
-    return std::nullopt;
-  }
-  return LinkAddress{&links[best->first], links[best->first].ipv4[best->second]};
 }
 
 Result<LinkTable> parseLinkTable(std::string_view ipJson) {
@@ -151,7 +83,6 @@ Result<LinkTable> parseLinkTable(std::string_view ipJson) {
     }
     table.links.push_back(std::move(link));
   }
-  table.reindex();
   return table;
 }
 

@@ -1,10 +1,7 @@
 #pragma once
 
-#include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "base/status.h"
@@ -31,39 +28,11 @@ struct LinkState {
   std::vector<std::string> ipv4Strings() const;
 };
 
-// An IPv4 address of some link that overlaps a prefix (LinkTable::firstOverlap).
-struct LinkAddress {
-  const LinkState* link = nullptr;
-  Cidr address;
-};
-
 // Every link of the network namespace, from one dump.
 struct LinkTable {
   std::vector<LinkState> links;
 
-  // By name. Indexed once reindex() ran over the current links (the dumps and the parser call
-  // it), a scan otherwise.
   const LinkState* find(std::string_view name) const;
-  // The first address, in listing order (link, then address), that overlaps `cidr` on a link
-  // whose alias is not `exceptAlias` (a Network's own bridge). Indexed like find(): a network's
-  // check costs the few addresses near its prefix rather than every link's (at 2,000 networks
-  // the scans were 4 million comparisons per observe).
-  std::optional<LinkAddress> firstOverlap(const Cidr& cidr, std::string_view exceptAlias) const;
-  // Builds the indexes; call after changing `links`.
-  void reindex();
-
- private:
-  struct Interval {
-    uint32_t start;  // the address's network
-    int prefix;
-    size_t link;  // position in links
-    size_t addr;  // position in the link's ipv4
-  };
-  std::unordered_map<std::string, size_t> byName_;
-  std::vector<Interval> intervals_;           // every address, sorted by (start, link, addr)
-  size_t indexed_ = static_cast<size_t>(-1);  // links.size() when reindex() ran
-  const LinkState* indexedData_ = nullptr;    // links.data() then
-  bool indexed() const { return indexed_ == links.size() && indexedData_ == links.data(); }
 };
 
 // Parses the JSON printed by `ip -d -j addr show`. Pure; fields it does not need are ignored,

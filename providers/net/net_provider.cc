@@ -154,8 +154,15 @@ Json findForeign(const LinkTable& links, const std::string& networkName, const s
     }
   }
   if (cidr) {
-    if (auto hit = links.firstOverlap(*cidr, mine)) {
-      return {{"field", "spec.cidr"}, {"link", hit->link->name}, {"address", hit->address.str()}};
+    for (const auto& link : links.links) {
+      if (link.alias == mine) {
+        continue;
+      }
+      for (const auto& addr : link.ipv4) {
+        if (addr.overlaps(*cidr)) {
+          return {{"field", "spec.cidr"}, {"link", link.name}, {"address", addr.str()}};
+        }
+      }
     }
   }
   return nullptr;

@@ -2,8 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include <random>
-
 namespace hyper::netmodel {
 namespace {
 
@@ -94,60 +92,6 @@ TEST(LinkStateTest, SkipsBadAddressesKeepsGoodOnes) {
       {"family": "inet", "local": "192.0.2.10", "prefixlen": 24}]}])");
   ASSERT_TRUE(table.isOk());
   EXPECT_EQ(table->links[0].ipv4Strings(), std::vector<std::string>{"192.0.2.10/24"});
-}
-
-// The indexed lookups answer what a scan of the links answers (a copy of a table is not
-// indexed: it scans), on random tables of nested and disjoint prefixes and random queries,
-// including the first hit in listing order among several and the alias that is skipped.
-TEST(LinkTableIndexTest, FindAndFirstOverlapAnswerWhatAScanAnswers) {
-  std::mt19937 rng(17);
-  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
-  const char* aliases[] = {"", "hyper:Network/a", "hyper:Network/b", "other"};
-  int hits = 0;
-  for (int round = 0; round < 200; ++round) {
-    LinkTable table;
-    int count = 1 + pick(40);
-    for (int i = 0; i < count; ++i) {
-      LinkState link;
-      link.name = "l" + std::to_string(pick(30));  // names repeat: the first one wins
-      link.alias = aliases[pick(4)];
-      for (int a = pick(4); a > 0; --a) {
-        // Few distinct bits, so prefixes often nest or coincide.
-        uint32_t address = 0x0a000000u | (static_cast<uint32_t>(pick(4)) << 16) |
-                           (static_cast<uint32_t>(pick(4)) << 8) | static_cast<uint32_t>(pick(4));
-        int prefixes[] = {8, 16, 20, 24, 30, 32, 0};
-        link.ipv4.push_back(Cidr{address, prefixes[pick(7)]});
-      }
-      table.links.push_back(link);
-    }
-    table.reindex();
-    const LinkTable scan = table;  // not indexed: its data lives elsewhere
-    for (int q = 0; q < 50; ++q) {
-      std::string name = "l" + std::to_string(pick(32));
-      const LinkState* indexed = table.find(name);
-      const LinkState* scanned = scan.find(name);
-      ASSERT_EQ(indexed == nullptr, scanned == nullptr) << name;
-      if (indexed) {
-        EXPECT_EQ(indexed - table.links.data(), scanned - scan.links.data()) << name;
-      }
-      int prefixes[] = {8, 12, 16, 22, 24, 28, 32, 0};
-      Cidr query{0x0a000000u | (static_cast<uint32_t>(pick(4)) << 16) |
-                     (static_cast<uint32_t>(pick(4)) << 8) | static_cast<uint32_t>(pick(4)),
-                 prefixes[pick(8)]};
-      const char* except = aliases[pick(4)];
-      auto a = table.firstOverlap(query, except);
-      auto b = scan.firstOverlap(query, except);
-      ASSERT_EQ(a.has_value(), b.has_value()) << query.str() << " except " << except;
-      if (a) {
-        ++hits;
-        EXPECT_EQ(a->link - table.links.data(), b->link - scan.links.data()) << query.str();
-        EXPECT_EQ(a->address.str(), b->address.str()) << query.str();
-        EXPECT_TRUE(a->address.overlaps(query));
-        EXPECT_NE(a->link->alias, except);
-      }
-    }
-  }
-  EXPECT_GT(hits, 1000);  // the queries do find things
 }
 
 }  // namespace
