@@ -62,10 +62,9 @@ struct LoopOptions {
   std::chrono::milliseconds driftInterval{60000};  // full observe even without host events
   std::chrono::milliseconds debounce{500};         // quiet time after a directory change
   std::chrono::milliseconds hostDebounce{100};     // quiet time after a netlink event
-  // Plan a quiet poll or webhook from the last full observe (Controller::InSync). Off by default
-  // until a demo run in which a webhook reconcile of a new revision planned nothing is explained
-  // (issue 17, session 17's note); the unit tests turn it on.
-  bool planFromLastObserve = false;
+  // Plan a quiet poll or webhook from the last full observe (Controller::InSync); the drift
+  // check, host events and every other trigger observe in full.
+  bool planFromLastObserve = true;
   std::chrono::milliseconds backoffBase{1000};  // first retry after a failed action
   std::chrono::milliseconds backoffMax{300000};
   // How long one action may take before its provider gives up (ApplyRequest::deadline).
