@@ -1,5 +1,9 @@
 #include "netmodel/link_state.h"
 
+#include <algorithm>
+#include <tuple>
+#include <utility>
+
 #include <nlohmann/json.hpp>
 
 namespace hyper::netmodel {
@@ -24,6 +28,62 @@ const LinkState* LinkTable::find(std::string_view name) const {
     }
   }
   return nullptr;
+}
+
+LinkIndex::LinkIndex(const LinkTable& table) : table_(table) {
+  const auto& links = table_.links;
+  byName_.reserve(links.size());
+  for (size_t i = 0; i < links.size(); ++i) {
+    byName_.emplace(links[i].name, i);  // the first of a name, as the scan finds it
+    for (size_t a = 0; a < links[i].ipv4.size(); ++a) {
+      intervals_.push_back({links[i].ipv4[a].network(), links[i].ipv4[a].prefix, i, a});
+    }
+  }
+  std::sort(intervals_.begin(), intervals_.end(), [](const Interval& x, const Interval& y) {
+    return std::tie(x.start, x.link, x.addr) < std::tie(y.start, y.link, y.addr);
+  });
+}
+
+const LinkState* LinkIndex::find(std::string_view name) const {
+  auto it = byName_.find(name);
+  return it == byName_.end() ? nullptr : &table_.links[it->second];
+}
+
+std::optional<LinkAddress> LinkIndex::firstOverlap(const Cidr& cidr,
+                                                   std::string_view exceptAlias) const {
+  const auto& links = table_.links;
+  std::optional<std::pair<size_t, size_t>> best;  // (link, addr): the first in listing order
+  auto consider = [&](const Interval& at) {
+    if (links[at.link].alias != exceptAlias && links[at.link].ipv4[at.addr].overlaps(cidr) &&
+        (!best || std::make_pair(at.link, at.addr) < *best)) {
+      best = {at.link, at.addr};
+    }
+  };
+  auto from = [&](uint32_t start) {
+    return std::lower_bound(intervals_.begin(), intervals_.end(), start,
+                            [](const Interval& x, uint32_t s) { return x.start < s; });
+  };
+  // Prefixes nest or are disjoint: an address that overlaps `cidr` either starts inside it, or
+  // is a shorter prefix containing it, whose network is cidr's start masked to that prefix.
+  for (auto it = from(cidr.network()); it != intervals_.end() && it->start <= cidr.broadcast();
+       ++it) {
+    consider(*it);
+  }
+  for (int p = 0; p < cidr.prefix; ++p) {
+    uint32_t start = Cidr{cidr.network(), p}.network();
+    if (start == cidr.network()) {
+      continue;  // starts inside: seen above
+    }
+    for (auto it = from(start); it != intervals_.end() && it->start == start; ++it) {
+      if (it->prefix == p) {
+        consider(*it);
+      }
+    }
+  }
+  if (!best) {
+    return std::nullopt;
+  }
+  return LinkAddress{&links[best->first], links[best->first].ipv4[best->second]};
 }
 
 Result<LinkTable> parseLinkTable(std::string_view ipJson) {

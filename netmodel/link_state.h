@@ -1,7 +1,10 @@
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "base/status.h"
@@ -32,7 +35,41 @@ struct LinkState {
 struct LinkTable {
   std::vector<LinkState> links;
 
+  const LinkState* find(std::string_view name) const;  // a scan: see LinkIndex
+};
+
+// An IPv4 address of some link that overlaps a prefix (LinkIndex::firstOverlap).
+struct LinkAddress {
+  const LinkState* link = nullptr;
+  Cidr address;
+};
+
+// Lookups over one LinkTable that answer what a scan would, without scanning: a full observe asks
+// every Network's bridge by name and its cidr against every address (at 2,000 networks the scans
+// were 4 million comparisons, 17% of the observe). Built from a table that must outlive it and
+// stay unchanged while it is used: a snapshot taken once, never updated, so it cannot go stale.
+class LinkIndex {
+ public:
+  explicit LinkIndex(const LinkTable& table);
+  LinkIndex(LinkTable&&) = delete;  // an index over a temporary would dangle
+
+  const LinkTable& table() const { return table_; }
+  // The first link of that name, as LinkTable::find.
   const LinkState* find(std::string_view name) const;
+  // The first address, in listing order (link, then address), that overlaps `cidr` on a link
+  // whose alias is not `exceptAlias` (a Network's own bridge).
+  std::optional<LinkAddress> firstOverlap(const Cidr& cidr, std::string_view exceptAlias) const;
+
+ private:
+  struct Interval {
+    uint32_t start;  // the address's network
+    int prefix;
+    size_t link;  // position in the table's links
+    size_t addr;  // position in that link's ipv4
+  };
+  const LinkTable& table_;
+  std::unordered_map<std::string_view, size_t> byName_;  // views of the table's names
+  std::vector<Interval> intervals_;  // every address, sorted by (start, link, addr)
 };
 
 // Parses the JSON printed by `ip -d -j addr show`. Pure; fields it does not need are ignored,

@@ -18,6 +18,7 @@ namespace hyper::providers::net {
 
 using netmodel::Cidr;
 using netmodel::kBridgePrefix;
+using netmodel::LinkIndex;
 using netmodel::LinkState;
 using netmodel::LinkTable;
 using netmodel::NetworkSpec;
@@ -142,7 +143,7 @@ std::string managedBridge(const ManagedRecord& record) {
 // Something hyper does not own that holds the bridge name, or an address in the CIDR. Returns
 // null when there is none, else {"field", "link", "kind", "alias"} or {"field", "link",
 // "address"}.
-Json findForeign(const LinkTable& links, const std::string& networkName, const std::string& bridge,
+Json findForeign(const LinkIndex& links, const std::string& networkName, const std::string& bridge,
                  const Cidr* cidr) {
   std::string mine = ownerAlias(networkName);
   if (const LinkState* link = links.find(bridge)) {
@@ -154,15 +155,8 @@ Json findForeign(const LinkTable& links, const std::string& networkName, const s
     }
   }
   if (cidr) {
-    for (const auto& link : links.links) {
-      if (link.alias == mine) {
-        continue;
-      }
-      for (const auto& addr : link.ipv4) {
-        if (addr.overlaps(*cidr)) {
-          return {{"field", "spec.cidr"}, {"link", link.name}, {"address", addr.str()}};
-        }
-      }
+    if (auto hit = links.firstOverlap(*cidr, mine)) {
+      return {{"field", "spec.cidr"}, {"link", hit->link->name}, {"address", hit->address.str()}};
     }
   }
   return nullptr;
@@ -186,7 +180,7 @@ std::string foreignSummary(const Json& foreign, const std::string& bridge, const
 }
 
 ObservedState observeNetwork(const ObjectId& id, const std::string& bridge, const Cidr* cidr,
-                             const LinkTable& links, const NftTableDump& nft, bool ipForward) {
+                             const LinkIndex& links, const NftTableDump& nft, bool ipForward) {
   ObservedState s;
   s.fields = {{"bridge", bridge}};
   const LinkState* link = links.find(bridge);
@@ -629,6 +623,7 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
     return;
   }
   const NftTableDump* nft = tables->get();
+  const LinkIndex index(*links);
   auto ipForward = readIpForward();
   if (!ipForward.isOk()) {
     resp.diagnostics.add({Severity::Warning, {}, {}, "", ipForward.status().message()});
@@ -642,7 +637,7 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
       auto spec = parseNetworkSpec(*o);
       std::string bridge =
           spec.isOk() ? spec->bridge : deriveInterfaceName(kBridgePrefix, o->id.name);
-      out[o->id] = observeNetwork(o->id, bridge, spec.isOk() ? &spec->cidr : nullptr, *links, *nft,
+      out[o->id] = observeNetwork(o->id, bridge, spec.isOk() ? &spec->cidr : nullptr, index, *nft,
                                   ipForward.isOk() && *ipForward);
     } else if (o->id.kind == "NetworkPolicy") {
       out[o->id] = observePolicy(o->id, *nft);
@@ -655,7 +650,7 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
     if (r->id.kind == "Network") {
       auto spec = parseNetworkSpec(r->id.name, r->spec);
       out[r->id] = observeNetwork(r->id, managedBridge(*r), spec.isOk() ? &spec->cidr : nullptr,
-                                  *links, *nft, ipForward.isOk() && *ipForward);
+                                  index, *nft, ipForward.isOk() && *ipForward);
     } else if (r->id.kind == "NetworkPolicy") {
       out[r->id] = observePolicy(r->id, *nft);
     }
@@ -770,6 +765,10 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
     }
   }
   Result<LinkTable> links = anyNetwork ? dumpLinks() : Result<LinkTable>(LinkTable{});
+  std::optional<LinkIndex> index;
+  if (links.isOk()) {
+    index.emplace(*links);
+  }
   for (Step& step : steps) {
     if (!step.isDelete && !step.req->desired) {
       fail(*step.resp, step.id,
@@ -779,7 +778,7 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
       if (!links.isOk()) {
         fail(*step.resp, step.id, links.status().withContext("read links"));
       } else {
-        prepareNetwork(*links, step);
+        prepareNetwork(*index, step);
       }
     } else if (step.id.kind == "NetworkPolicy") {
       if (!step.isDelete) {
@@ -850,7 +849,7 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
   }
 }
 
-void NetProvider::prepareNetwork(const LinkTable& links, Step& step) const {
+void NetProvider::prepareNetwork(const LinkIndex& links, Step& step) const {
   const ObjectId& id = step.id;
   const std::string mine = ownerAlias(id.name);
   // Deletes only what carries our mark: a same-named link someone else made stays.

@@ -101,7 +101,7 @@ class NetProvider : public Provider {
   void applyMany(const std::vector<const ApplyRequest*>& reqs, std::vector<ApplyResponse>& resps);
   // A Network step's bridge lines (delete, create, alias, mtu, up, addresses) from the links as
   // they are; a collision with something hyper does not own fails the step.
-  void prepareNetwork(const netmodel::LinkTable& links, Step& step) const;
+  void prepareNetwork(const netmodel::LinkIndex& links, Step& step) const;
   void runIpBatch(std::vector<Step>& steps) const;
   // Puts the steps still going into the model and writes the tables (see applyBatch). Call with
   // mu_ held.

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 namespace hyper::netmodel {
 namespace {
 
@@ -92,6 +94,70 @@ TEST(LinkStateTest, SkipsBadAddressesKeepsGoodOnes) {
       {"family": "inet", "local": "192.0.2.10", "prefixlen": 24}]}])");
   ASSERT_TRUE(table.isOk());
   EXPECT_EQ(table->links[0].ipv4Strings(), std::vector<std::string>{"192.0.2.10/24"});
+}
+
+// What LinkIndex::firstOverlap must answer, by the scan it replaces.
+std::optional<LinkAddress> scanFirstOverlap(const LinkTable& table, const Cidr& cidr,
+                                            std::string_view exceptAlias) {
+  for (const auto& link : table.links) {
+    if (link.alias == exceptAlias) {
+      continue;
+    }
+    for (const auto& addr : link.ipv4) {
+      if (addr.overlaps(cidr)) {
+        return LinkAddress{&link, addr};
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// The index answers what a scan of the links answers, on random tables of nested, disjoint and
+// repeated prefixes and random queries: the first hit in listing order among several, the alias
+// that is skipped, names that repeat (the first wins) and names that are absent.
+TEST(LinkIndexTest, FindAndFirstOverlapAnswerWhatAScanAnswers) {
+  std::mt19937 rng(17);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  const char* aliases[] = {"", "hyper:Network/a", "hyper:Network/b", "other"};
+  auto address = [&] {  // few distinct bits, so prefixes often nest or coincide
+    return 0x0a000000u | (static_cast<uint32_t>(pick(4)) << 16) |
+           (static_cast<uint32_t>(pick(4)) << 8) | static_cast<uint32_t>(pick(4));
+  };
+  int hits = 0;
+  int misses = 0;
+  for (int round = 0; round < 200; ++round) {
+    LinkTable table;
+    for (int i = 1 + pick(40); i > 0; --i) {
+      LinkState link;
+      link.name = "l" + std::to_string(pick(30));
+      link.alias = aliases[pick(4)];
+      for (int a = pick(4); a > 0; --a) {
+        const int prefixes[] = {8, 16, 20, 24, 30, 32, 0};
+        link.ipv4.push_back(Cidr{address(), prefixes[pick(7)]});
+      }
+      table.links.push_back(link);
+    }
+    const LinkIndex index(table);
+    for (int q = 0; q < 50; ++q) {
+      std::string name = "l" + std::to_string(pick(32));
+      EXPECT_EQ(index.find(name), table.find(name)) << name;
+      const int prefixes[] = {8, 12, 16, 22, 24, 28, 32, 0};
+      Cidr query{address(), prefixes[pick(8)]};
+      const char* except = aliases[pick(4)];
+      auto got = index.firstOverlap(query, except);
+      auto want = scanFirstOverlap(table, query, except);
+      ASSERT_EQ(got.has_value(), want.has_value()) << query.str() << " except " << except;
+      if (!got) {
+        ++misses;
+        continue;
+      }
+      ++hits;
+      EXPECT_EQ(got->link, want->link) << query.str();
+      EXPECT_EQ(got->address.str(), want->address.str()) << query.str();
+    }
+  }
+  EXPECT_GT(hits, 1000);  // the queries find things, and miss some
+  EXPECT_GT(misses, 100);
 }
 
 }  // namespace
