@@ -239,8 +239,33 @@ std::string fieldString(const ObservedState* obs, const char* key) {
   return obs->fields[key].get<std::string>();
 }
 
-// Compares what the object owns in the table now with what apply left there.
-void nftDrift(const PlanRequest& req, std::vector<FieldChange>& changes,
+// The layout (kNftLayout) the object's rules were last written in, when not the current one:
+// an earlier hyper wrote them, so their digests cannot be compared with what this one would
+// write. The change rewrites them; it is not drift.
+std::optional<FieldChange> nftLayoutChange(const PlanRequest& req) {
+  if (!req.managed || req.managed->fingerprint.empty()) {
+    return std::nullopt;
+  }
+  FingerprintParts recorded = parseFingerprint(req.managed->fingerprint);
+  if (recorded.empty()) {
+    return std::nullopt;  // not a fingerprint of parts (Inventory::kUnconfirmed)
+  }
+  auto it = recorded.find(std::string(kLayoutPart));
+  std::string was = it == recorded.end() ? "1" : it->second;
+  if (was == std::to_string(kNftLayout)) {
+    return std::nullopt;
+  }
+  return FieldChange{"status.nftables.layout", std::stoi("0" + was.substr(0, 4)), kNftLayout};
+}
+
+std::string layoutReason(const FieldChange& change) {
+  return "written by an earlier hyper in nftables layout " + change.before.dump() +
+         ": its rules are written again in layout " + change.after.dump();
+}
+
+// Compares what the object owns in the table now with what apply left there. With
+// `layoutChanged` (nftLayoutChange) only a table deleted or flushed as a whole is drift.
+void nftDrift(const PlanRequest& req, bool layoutChanged, std::vector<FieldChange>& changes,
               std::vector<std::string>& why) {
   if (!req.managed || req.managed->fingerprint.empty()) {
     return;
@@ -248,9 +273,29 @@ void nftDrift(const PlanRequest& req, std::vector<FieldChange>& changes,
   FingerprintParts recorded = parseFingerprint(req.managed->fingerprint);
   FingerprintParts now =
       req.observed ? parseFingerprint(req.observed->fingerprint) : FingerprintParts{};
+  // A table deleted or flushed as a whole is one change, not one per chain.
+  auto wholeTable = [&] {
+    std::string table = fieldString(req.observed, "nftables");
+    if (table != "missing" && table != "flushed") {
+      return false;
+    }
+    std::string tableName = "table " + std::string(kNftFamily) + " " + std::string(kNftTable);
+    changes.push_back(
+        {"status.nftables", table == "missing" ? Json(nullptr) : Json("flushed"), "present"});
+    why.push_back("nftables " + tableName + (table == "missing" ? " deleted" : " flushed") +
+                  " by hand");
+    return true;
+  };
+  if (layoutChanged) {
+    wholeTable();
+    return;
+  }
   std::vector<FieldChange> partChanges;
   std::vector<std::string> partReasons;
   for (const auto& [part, digest] : recorded) {
+    if (part == kLayoutPart) {
+      continue;  // what wrote the rules, not a part of them
+    }
     auto it = now.find(part);
     std::string observed = it == now.end() ? "absent" : it->second;
     if (observed == digest) {
@@ -272,17 +317,7 @@ void nftDrift(const PlanRequest& req, std::vector<FieldChange>& changes,
       partReasons.push_back("nftables rules of " + name + " changed by hand");
     }
   }
-  if (partChanges.empty()) {
-    return;
-  }
-  // A table deleted or flushed as a whole is one change, not one per chain.
-  std::string table = fieldString(req.observed, "nftables");
-  std::string tableName = "table " + std::string(kNftFamily) + " " + std::string(kNftTable);
-  if (table == "missing" || table == "flushed") {
-    changes.push_back(
-        {"status.nftables", table == "missing" ? Json(nullptr) : Json("flushed"), "present"});
-    why.push_back("nftables " + tableName + (table == "missing" ? " deleted" : " flushed") +
-                  " by hand");
+  if (partChanges.empty() || wholeTable()) {
     return;
   }
   changes.insert(changes.end(), partChanges.begin(), partChanges.end());
@@ -385,7 +420,8 @@ void planNetwork(const PlanRequest& req, const std::vector<TapBinding>& ports, P
     drift.push_back({"status.proxyArpPvlan", false, true});
     why.push_back("proxy_arp_pvlan of bridge " + desired->bridge + " turned off by hand");
   }
-  nftDrift(req, drift, why);
+  std::optional<FieldChange> layout = nftLayoutChange(req);
+  nftDrift(req, layout.has_value(), drift, why);
 
   bool specChanged = !specChanges.empty();
   Json appliedPorts = req.managed->handles.is_object() && req.managed->handles.contains("ports")
@@ -394,6 +430,10 @@ void planNetwork(const PlanRequest& req, const std::vector<TapBinding>& ports, P
   bool portsChanged = appliedPorts != portsJson(ports);
   if (portsChanged) {
     specChanges.push_back({"status.ports", appliedPorts, portsJson(ports)});
+  }
+  if (layout) {
+    why.push_back(layoutReason(*layout));
+    specChanges.push_back(std::move(*layout));
   }
   if (specChanges.empty() && drift.empty()) {
     return;
@@ -443,14 +483,19 @@ void planPolicy(const PlanRequest& req, const std::vector<std::string>& selected
   }
   std::vector<FieldChange> drift;
   std::vector<std::string> why;
-  nftDrift(req, drift, why);
-  if (specChanges.empty() && drift.empty()) {
-    return;
-  }
+  std::optional<FieldChange> layout = nftLayoutChange(req);
+  nftDrift(req, layout.has_value(), drift, why);
   if (!specChanges.empty()) {
     bool selectionOnly = specChanges.size() == 1 && specChanges[0].path == "status.selected";
     why.insert(why.begin(),
                selectionOnly ? "the VMs its selector selects changed" : "spec changed");
+  }
+  if (layout) {
+    why.push_back(layoutReason(*layout));
+    specChanges.push_back(std::move(*layout));
+  }
+  if (specChanges.empty() && drift.empty()) {
+    return;
   }
   action.type = ActionType::Update;
   action.reason = join(why, "; ");

@@ -51,6 +51,9 @@ std::string allowRule(const AllowRule& a, Direction d) {
     case Protocol::Udp:
       if (a.ports.empty()) {
         out += std::string(" meta l4proto ") + protocolName(a.protocol);
+      } else if (a.ports.size() == 1) {
+        // Not `{ 443 }`: each anonymous set is a kernel set, named by a scan of the table's sets.
+        out += std::string(" ") + protocolName(a.protocol) + " dport " + std::to_string(a.ports[0]);
       } else {
         out += std::string(" ") + protocolName(a.protocol) + " dport { ";
         for (size_t i = 0; i < a.ports.size(); ++i) {
@@ -343,7 +346,10 @@ std::string renderNftBridgeTable(const NftModel& model) {
     out += from + "iifname . arp saddr ether != " + macs + " drop" + owner;
     out += from + "iifname . arp saddr ip != " + addrs + " drop" + owner;
     out += from + "iifname . ip saddr != " + addrs + " drop" + owner;
-    out += from + "ether type != { ip, arp } drop" + owner;
+    // Two comparisons, not `!= { ip, arp }`: an anonymous set per network made loading the
+    // table quadratic (the kernel names each by scanning the table's sets; 5.0 s -> 1.8 s at
+    // 2,000 networks).
+    out += from + "ether type != ip ether type != arp drop" + owner;
   }
   out += "\t}\n}\n";
   return out;
@@ -467,6 +473,7 @@ FingerprintParts fingerprintParts(const NftTableDump& dump, const ObjectId& id) 
     parts["set:" + set] = setDigest(dump, set);
   }
   parts["rules:" + id.str()] = commentedRulesDigest(dump, id.str());
+  parts[std::string(kLayoutPart)] = std::to_string(kNftLayout);
   return parts;
 }
 

@@ -134,8 +134,16 @@ struct NftTableDump {
 // Parses the output of `nft -j list ruleset` (or `list table`): only hyper's tables. Pure.
 Result<NftTableDump> parseNftTableDump(std::string_view json);
 
+// The shape of the rules hyper writes, which digests depend on. Raised whenever renderNftTable or
+// renderNftBridgeTable write the same model differently, so that objects recorded by an earlier
+// hyper are rewritten once (an Update, "layout" in the plan) instead of being reported as hand
+// changes: 1 (no "layout" part) used anonymous sets for single ports and the guard's ether type;
+// 2 writes neither.
+inline constexpr int kNftLayout = 2;
+inline constexpr std::string_view kLayoutPart = "layout";
+
 // What one object owns in the table, as named parts with a short digest each (sha256 of the
-// canonical JSON of the part; "absent" when it is not there):
+// canonical JSON of the part; "absent" when it is not there), and "layout" (kNftLayout):
 //  - Network: "set:net-<name>-bridge", its tap sets in the bridge table ("set:net-<name>-taps",
 //    "-macs", "-addrs"), "rules:Network/<name>" (its NAT and guard rules) and the base chains
 //    with their uncommented rules ("chain:egress-forward", ..., "chain:guard-prerouting"), so a

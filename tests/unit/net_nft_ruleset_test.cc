@@ -166,12 +166,12 @@ table bridge hyper {
 		iifname @net-dmz-taps iifname . arp saddr ether != @net-dmz-macs drop comment "Network/dmz"
 		iifname @net-dmz-taps iifname . arp saddr ip != @net-dmz-addrs drop comment "Network/dmz"
 		iifname @net-dmz-taps iifname . ip saddr != @net-dmz-addrs drop comment "Network/dmz"
-		iifname @net-dmz-taps ether type != { ip, arp } drop comment "Network/dmz"
+		iifname @net-dmz-taps ether type != ip ether type != arp drop comment "Network/dmz"
 		iifname @net-lab-taps iifname . ether saddr != @net-lab-macs drop comment "Network/lab"
 		iifname @net-lab-taps iifname . arp saddr ether != @net-lab-macs drop comment "Network/lab"
 		iifname @net-lab-taps iifname . arp saddr ip != @net-lab-addrs drop comment "Network/lab"
 		iifname @net-lab-taps iifname . ip saddr != @net-lab-addrs drop comment "Network/lab"
-		iifname @net-lab-taps ether type != { ip, arp } drop comment "Network/lab"
+		iifname @net-lab-taps ether type != ip ether type != arp drop comment "Network/lab"
 	}
 }
 )nft";
@@ -228,7 +228,7 @@ TEST(NftRulesetTest, GuardBindsEachTapToItsMacAndAddressOnItsNetworkOnly) {
            "iifname @net-lab-taps iifname . arp saddr ether != @net-lab-macs drop",
            "iifname @net-lab-taps iifname . arp saddr ip != @net-lab-addrs drop",
            "iifname @net-lab-taps iifname . ip saddr != @net-lab-addrs drop",
-           "iifname @net-lab-taps ether type != { ip, arp } drop",
+           "iifname @net-lab-taps ether type != ip ether type != arp drop",
            "iifname @net-dmz-taps iifname . ip saddr != @net-dmz-addrs drop",
        }) {
     EXPECT_NE(text.find(std::string("\t\t") + rule + " comment \"Network/"), std::string::npos)
@@ -253,7 +253,7 @@ TEST(NftRulesetTest, AllowRulesKeepTheirProtocolAndPorts) {
                 {"cidr": "10.77.0.2", "protocol": "tcp", "ports": [53, 853]},
                 {"cidr": "10.77.0.3", "protocol": "udp"}]}})");
   std::string text = renderNftTable(m);
-  EXPECT_NE(text.find("\t\tip daddr 10.77.0.1/32 udp dport { 53 } accept\n"), std::string::npos)
+  EXPECT_NE(text.find("\t\tip daddr 10.77.0.1/32 udp dport 53 accept\n"), std::string::npos)
       << text;
   EXPECT_NE(text.find("\t\tip daddr 10.77.0.2/32 tcp dport { 53, 853 } accept\n"),
             std::string::npos)
@@ -437,7 +437,7 @@ TEST(NftFingerprintTest, SeesFlushAndDelete) {
     EXPECT_NE(fingerprintParts(dump, id), fingerprintParts(flushed, id)) << id.str();
     FingerprintParts missing = fingerprintParts(NftTableDump{}, id);
     for (const auto& [part, digest] : missing) {
-      EXPECT_EQ(digest, "absent") << part;
+      EXPECT_EQ(digest, part == "layout" ? "2" : "absent") << part;
     }
   }
 }

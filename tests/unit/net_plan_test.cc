@@ -6,10 +6,18 @@ namespace hyper::providers::net {
 namespace {
 
 constexpr const char* kFp =
-    "chain:egress-forward=1111111111111111;set:net-lab-bridge=2222222222222222;"
+    "chain:egress-forward=1111111111111111;layout=2;set:net-lab-bridge=2222222222222222;"
     "rules:Network/lab=3333333333333333";
 constexpr const char* kPolicyFp =
-    "chain:pol-web-egress=4444444444444444;chain:pol-web-ingress=5555555555555555;"
+    "chain:pol-web-egress=4444444444444444;chain:pol-web-ingress=5555555555555555;layout=2;"
+    "rules:NetworkPolicy/web=6666666666666666;set:pol-web-sel=absent";
+// As recorded by a hyper before nftables layout 2 (no "layout" part), and what the same objects
+// own in a table written since in layout 2: other digests, and no hand change.
+constexpr const char* kFpLayout1 =
+    "chain:egress-forward=1111111111111111;set:net-lab-bridge=2222222222222222;"
+    "rules:Network/lab=7777777777777777";
+constexpr const char* kPolicyFpLayout1 =
+    "chain:pol-web-egress=8888888888888888;chain:pol-web-ingress=5555555555555555;"
     "rules:NetworkPolicy/web=6666666666666666;set:pol-web-sel=absent";
 
 Json labSpec() { return {{"cidr", "10.77.0.0/24"}}; }
@@ -220,6 +228,26 @@ INSTANTIATE_TEST_SUITE_P(
                  .managed = labSpec(),
                  .managedFingerprint = kFp,
                  .observed = syncedBridge()},
+        PlanCase{.name = "RulesOfAnEarlierLayoutAreWrittenAgainNotAlerted",
+                 .desired = labSpec(),
+                 .managed = labSpec(),
+                 .managedFingerprint = kFpLayout1,
+                 .observed = syncedBridge(),
+                 .action = ActionType::Update,
+                 .drift = false,
+                 .reason = "written by an earlier hyper in nftables layout 1: its rules are "
+                           "written again in layout 2",
+                 .changes = {{"status.nftables.layout", 1, 2}}},
+        PlanCase{.name = "AFlushedTableIsDriftWhateverTheLayout",
+                 .desired = labSpec(),
+                 .managed = labSpec(),
+                 .managedFingerprint = kFpLayout1,
+                 .observed = tableFlushed(),
+                 .action = ActionType::Update,
+                 .drift = true,
+                 .reason = "nftables table inet hyper flushed by hand",
+                 .changes = {{"status.nftables", "flushed", "present"},
+                             {"status.nftables.layout", 1, 2}}},
         PlanCase{.name = "BridgeDeletedByHand",
                  .desired = labSpec(),
                  .managed = labSpec(),
@@ -404,6 +432,16 @@ INSTANTIATE_TEST_SUITE_P(
                  .reason = "rules of nftables chain pol-web-egress changed by hand",
                  .changes = {{"status.nftables.chain:pol-web-egress", "0000000000000000",
                               "4444444444444444"}}},
+        PlanCase{.name = "PolicyRulesOfAnEarlierLayoutAreWrittenAgainNotAlerted",
+                 .kind = "NetworkPolicy",
+                 .desired = webSpec(),
+                 .managed = webSpec(),
+                 .managedFingerprint = kPolicyFpLayout1,
+                 .observed = syncedPolicy(),
+                 .action = ActionType::Update,
+                 .drift = false,
+                 .reason = "earlier hyper in nftables layout 1",
+                 .changes = {{"status.nftables.layout", 1, 2}}},
         PlanCase{.name = "PolicyTableDeletedByHand",
                  .kind = "NetworkPolicy",
                  .desired = webSpec(),
