@@ -179,8 +179,10 @@ std::string foreignSummary(const Json& foreign, const std::string& bridge, const
          "; change the cidr in the manifest or remove the address";
 }
 
+// `managed`: its inventory record, whose ports name the taps it owns in the guard sets.
 ObservedState observeNetwork(const ObjectId& id, const std::string& bridge, const Cidr* cidr,
-                             const LinkIndex& links, const NftTableDump& nft, bool ipForward) {
+                             const LinkIndex& links, const NftTableDump& nft, bool ipForward,
+                             const ManagedRecord* managed) {
   ObservedState s;
   s.fields = {{"bridge", bridge}};
   const LinkState* link = links.find(bridge);
@@ -206,7 +208,13 @@ ObservedState observeNetwork(const ObjectId& id, const std::string& bridge, cons
   }
   s.fields["ipForward"] = ipForward;
   s.fields["nftables"] = !nft.present ? "missing" : nft.flushed() ? "flushed" : "present";
-  s.fingerprint = formatFingerprint(fingerprintParts(nft, id));
+  std::vector<std::string> taps;
+  if (managed && managed->handles.is_object() && managed->handles.contains("ports")) {
+    for (const auto& port : TapBinding::listFromJson(managed->handles["ports"])) {
+      taps.push_back(port.tap);
+    }
+  }
+  s.fingerprint = formatFingerprint(fingerprintParts(nft, id, taps));
   return s;
 }
 
@@ -306,7 +314,11 @@ void nftDrift(const PlanRequest& req, bool layoutChanged, std::vector<FieldChang
     size_t colon = part.find(':');
     std::string what = part.substr(0, colon);
     std::string name = colon == std::string::npos ? part : part.substr(colon + 1);
-    if (what == "chain") {
+    if (part == "guard") {
+      partReasons.push_back("the guard of its VMs' taps (nftables sets " +
+                            std::string(kGuardTapsSet) + ", " + std::string(kGuardMacsSet) + ", " +
+                            std::string(kGuardAddrsSet) + ") changed by hand");
+    } else if (what == "chain") {
       partReasons.push_back(observed == "absent"
                                 ? "nftables chain " + name + " deleted by hand"
                                 : "rules of nftables chain " + name + " changed by hand");
@@ -677,13 +689,19 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
   // Desired objects are observed as the manifest wants them (the bridge name it asks for); ones
   // only in the inventory as they were applied.
   std::map<ObjectId, ObservedState>& out = resp.observed;
+  std::map<ObjectId, const ManagedRecord*> managedById;
+  for (const ManagedRecord* r : req.managed) {
+    managedById.emplace(r->id, r);
+  }
   for (const Object* o : req.desired) {
     if (o->id.kind == "Network") {
       auto spec = parseNetworkSpec(*o);
       std::string bridge =
           spec.isOk() ? spec->bridge : deriveInterfaceName(kBridgePrefix, o->id.name);
+      auto record = managedById.find(o->id);
       out[o->id] = observeNetwork(o->id, bridge, spec.isOk() ? &spec->cidr : nullptr, index, *nft,
-                                  ipForward.isOk() && *ipForward);
+                                  ipForward.isOk() && *ipForward,
+                                  record == managedById.end() ? nullptr : record->second);
     } else if (o->id.kind == "NetworkPolicy") {
       out[o->id] = observePolicy(o->id, *nft);
     }
@@ -695,7 +713,7 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
     if (r->id.kind == "Network") {
       auto spec = parseNetworkSpec(r->id.name, r->spec);
       out[r->id] = observeNetwork(r->id, managedBridge(*r), spec.isOk() ? &spec->cidr : nullptr,
-                                  index, *nft, ipForward.isOk() && *ipForward);
+                                  index, *nft, ipForward.isOk() && *ipForward, r);
     } else if (r->id.kind == "NetworkPolicy") {
       out[r->id] = observePolicy(r->id, *nft);
     }
@@ -878,7 +896,13 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
     if (step.isDelete) {
       continue;
     }
-    std::string fingerprint = formatFingerprint(fingerprintParts(**dump, step.id));
+    std::vector<std::string> taps;
+    if (step.id.kind == "Network") {
+      for (const auto& port : model_.ports[step.id.name]) {
+        taps.push_back(port.tap);
+      }
+    }
+    std::string fingerprint = formatFingerprint(fingerprintParts(**dump, step.id, taps));
     if (step.id.kind == "Network") {
       step.resp->handles = {{"bridge", step.configured},
                             {"ports", portsJson(model_.ports[step.id.name])}};

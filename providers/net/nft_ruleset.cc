@@ -1,5 +1,8 @@
 #include "providers/net/nft_ruleset.h"
 
+#include <algorithm>
+#include <set>
+
 #include "base/names.h"
 #include "base/sha256.h"
 #include "netmodel/cidr.h"
@@ -197,6 +200,43 @@ std::string setDigest(const NftTableDump& dump, const std::string& set) {
                                      : sha256Hex(dump.sets[it->second].json).substr(0, 16);
 }
 
+// The guard sets' elements of these taps, or "absent" without the sets.
+std::string guardDigest(const NftTableDump& dump, std::vector<std::string> taps) {
+  if (!dump.guardSets) {
+    return "absent";
+  }
+  std::sort(taps.begin(), taps.end());
+  std::string text;
+  for (const auto& tap : taps) {
+    auto it = dump.guardElementsByTap.find(tap);
+    text += tap + "\n";
+    if (it != dump.guardElementsByTap.end()) {
+      for (const auto& element : it->second) {
+        text += element + "\n";
+      }
+    }
+  }
+  return sha256Hex(text).substr(0, 16);
+}
+
+// The tap an element of a guard set is about: the element itself (ifname) or the first of its
+// concatenation; a {"elem": {"val": ...}} wrapper (an element with flags) is looked through.
+std::string elementTap(const Json& element) {
+  const Json* e = &element;
+  if (e->is_object() && e->contains("elem") && (*e)["elem"].is_object() &&
+      (*e)["elem"].contains("val")) {
+    e = &(*e)["elem"]["val"];
+  }
+  if (e->is_string()) {
+    return e->get<std::string>();
+  }
+  if (e->is_object() && e->contains("concat") && (*e)["concat"].is_array() &&
+      !(*e)["concat"].empty() && (*e)["concat"][0].is_string()) {
+    return (*e)["concat"][0].get<std::string>();
+  }
+  return "";
+}
+
 std::string commentedRulesDigest(const NftTableDump& dump, const std::string& owner) {
   if (!dump.present && !dump.bridgePresent) {
     return "absent";
@@ -252,18 +292,6 @@ std::string policySelectorSetName(std::string_view policy) {
 
 std::string networkBridgeSetName(std::string_view network) {
   return "net-" + std::string(network) + "-bridge";
-}
-
-std::string networkTapSetName(std::string_view network) {
-  return "net-" + std::string(network) + "-taps";
-}
-
-std::string networkMacSetName(std::string_view network) {
-  return "net-" + std::string(network) + "-macs";
-}
-
-std::string networkAddrSetName(std::string_view network) {
-  return "net-" + std::string(network) + "-addrs";
 }
 
 const std::vector<std::string>& nftBaseChains() {
@@ -322,35 +350,35 @@ std::string renderNftTable(const NftModel& model) {
 std::string renderNftBridgeTable(const NftModel& model) {
   std::string out =
       "table " + std::string(kNftBridgeFamily) + " " + std::string(kNftTable) + " {\n";
-  static const std::vector<TapBinding> kNone;
-  auto portsOf = [&](const std::string& network) -> const std::vector<TapBinding>& {
-    auto it = model.ports.find(network);
-    return it == model.ports.end() ? kNone : it->second;
-  };
+  // Every managed network's taps, in network order; a tap named twice (which placement never
+  // does) is guarded once, as its first network binds it.
+  std::vector<TapBinding> ports;
+  std::set<std::string> seen;
   for (const auto& [name, n] : model.networks) {
-    const auto& ports = portsOf(name);
-    renderSet(networkTapSetName(name), "ifname", elements(ports, nullptr), out);
-    renderSet(networkMacSetName(name), "ifname . ether_addr", elements(ports, &TapBinding::mac),
-              out);
-    renderSet(networkAddrSetName(name), "ifname . ipv4_addr", elements(ports, &TapBinding::ip),
-              out);
+    auto it = model.ports.find(name);
+    if (it == model.ports.end()) {
+      continue;
+    }
+    for (const auto& p : it->second) {
+      if (seen.insert(p.tap).second) {
+        ports.push_back(p);
+      }
+    }
   }
+  const std::string taps(kGuardTapsSet), macs(kGuardMacsSet), addrs(kGuardAddrsSet);
+  renderSet(taps, "ifname", elements(ports, nullptr), out);
+  renderSet(macs, "ifname . ether_addr", elements(ports, &TapBinding::mac), out);
+  renderSet(addrs, "ifname . ipv4_addr", elements(ports, &TapBinding::ip), out);
   out += "\tchain " + std::string(kGuardChain) + " {\n";
   out += "\t\ttype filter hook prerouting priority filter; policy accept;\n";
-  for (const auto& [name, n] : model.networks) {
-    std::string from = "\t\tiifname @" + networkTapSetName(name) + " ";
-    std::string owner = comment("Network", name) + "\n";
-    std::string macs = "@" + networkMacSetName(name);
-    std::string addrs = "@" + networkAddrSetName(name);
-    out += from + "iifname . ether saddr != " + macs + " drop" + owner;
-    out += from + "iifname . arp saddr ether != " + macs + " drop" + owner;
-    out += from + "iifname . arp saddr ip != " + addrs + " drop" + owner;
-    out += from + "iifname . ip saddr != " + addrs + " drop" + owner;
-    // Two comparisons, not `!= { ip, arp }`: an anonymous set per network made loading the
-    // table quadratic (the kernel names each by scanning the table's sets; 5.0 s -> 1.8 s at
-    // 2,000 networks).
-    out += from + "ether type != ip ether type != arp drop" + owner;
-  }
+  const std::string from = "\t\tiifname @" + taps + " ";
+  out += from + "iifname . ether saddr != @" + macs + " drop\n";
+  out += from + "iifname . arp saddr ether != @" + macs + " drop\n";
+  out += from + "iifname . arp saddr ip != @" + addrs + " drop\n";
+  out += from + "iifname . ip saddr != @" + addrs + " drop\n";
+  // Two comparisons, not `!= { ip, arp }`: an anonymous set is a kernel set, named by a scan of
+  // the table's sets.
+  out += from + "ether type != ip ether type != arp drop\n";
   out += "\t}\n}\n";
   return out;
 }
@@ -404,6 +432,26 @@ void NftTableDump::reindex() {
   for (const auto& chain : nftBaseChains()) {
     baseChainDigests[chain] = chainDigest(*this, chain, /*commentedRules=*/false);
   }
+  guardElementsByTap.clear();
+  guardSets = true;
+  for (std::string_view name : {kGuardTapsSet, kGuardMacsSet, kGuardAddrsSet}) {
+    auto it = setsByName.find(std::string(name));
+    if (it == setsByName.end()) {
+      guardSets = false;
+      continue;
+    }
+    Json set = Json::parse(sets[it->second].json, nullptr, /*allow_exceptions=*/false);
+    if (!set.is_object() || !set.contains("elem") || !set["elem"].is_array()) {
+      continue;  // no elements
+    }
+    for (const auto& element : set["elem"]) {
+      guardElementsByTap[elementTap(element)].push_back(std::string(name) + ":" +
+                                                        canonicalJson(element));
+    }
+  }
+  for (auto& [tap, elements] : guardElementsByTap) {
+    std::sort(elements.begin(), elements.end());
+  }
 }
 
 bool NftTableDump::flushed() const { return present && !anyInetRule; }
@@ -451,7 +499,8 @@ Result<NftTableDump> parseNftTableDump(std::string_view json) {
   return dump;
 }
 
-FingerprintParts fingerprintParts(const NftTableDump& dump, const ObjectId& id) {
+FingerprintParts fingerprintParts(const NftTableDump& dump, const ObjectId& id,
+                                  const std::vector<std::string>& taps) {
   FingerprintParts parts;
   if (id.kind == "Network") {
     for (const auto& chain : nftBaseChains()) {
@@ -460,10 +509,9 @@ FingerprintParts fingerprintParts(const NftTableDump& dump, const ObjectId& id) 
                                     ? known->second
                                     : chainDigest(dump, chain, /*commentedRules=*/false);
     }
-    for (const std::string& set : {networkBridgeSetName(id.name), networkTapSetName(id.name),
-                                   networkMacSetName(id.name), networkAddrSetName(id.name)}) {
-      parts["set:" + set] = setDigest(dump, set);
-    }
+    std::string set = networkBridgeSetName(id.name);
+    parts["set:" + set] = setDigest(dump, set);
+    parts["guard"] = guardDigest(dump, taps);
   } else if (id.kind == "NetworkPolicy") {
     for (Direction d : {Direction::Egress, Direction::Ingress}) {
       std::string chain = policyChainName(id.name, d);

@@ -55,11 +55,12 @@ enum class Direction { Egress, Ingress };
 std::string policyChainName(std::string_view policy, Direction d);  // "pol-web-egress"
 std::string policySelectorSetName(std::string_view policy);         // "pol-web-sel"
 std::string networkBridgeSetName(std::string_view network);         // "net-lab-bridge"
-// In `bridge hyper`: the network's taps, each tap's MAC (ifname . ether_addr) and IPv4 address
-// (ifname . ipv4_addr).
-std::string networkTapSetName(std::string_view network);   // "net-lab-taps"
-std::string networkMacSetName(std::string_view network);   // "net-lab-macs"
-std::string networkAddrSetName(std::string_view network);  // "net-lab-addrs"
+// In `bridge hyper`, shared by every network (layout 3; tap names are unique on the host): the
+// guarded taps, each tap's MAC (ifname . ether_addr) and IPv4 address (ifname . ipv4_addr). A
+// Network owns the elements of its taps (fingerprintParts).
+inline constexpr std::string_view kGuardTapsSet = "guard-taps";
+inline constexpr std::string_view kGuardMacsSet = "guard-macs";
+inline constexpr std::string_view kGuardAddrsSet = "guard-addrs";
 inline constexpr std::string_view kGuardChain = "guard-prerouting";
 
 // The base chains, always present while the table exists. Egress and ingress have their own base
@@ -79,7 +80,7 @@ const std::vector<std::string>& nftBaseChains();
 std::string renderNftTable(const NftModel& model);
 
 // The `bridge hyper` table: one base chain guard-prerouting (bridge prerouting, before any
-// bridging or routing decision) that drops, per Network, every frame from one of its taps whose
+// bridging or routing decision) that drops every frame from one of the Networks' taps whose
 // Ethernet source is not the tap's MAC, every ARP whose sender MAC or IPv4 address is not the
 // tap's, every IPv4 packet whose source is not the tap's address, and everything that is neither
 // IPv4 nor ARP (IPv6, VLAN tags, ...): a guest cannot take another address or MAC. Pure and
@@ -121,6 +122,10 @@ struct NftTableDump {
   std::unordered_map<std::string, std::vector<size_t>> rulesByComment;
   std::unordered_map<std::string, size_t> setsByName;  // the first of that name
   bool anyInetRule = false;
+  // The elements of the guard sets by tap (an ifname element, or the first of a concatenation),
+  // each as "<set>:<canonical JSON>", sorted; guardSets: the three sets exist.
+  std::unordered_map<std::string, std::vector<std::string>> guardElementsByTap;
+  bool guardSets = false;
   // The digest of each base chain with its uncommented rules: the same part of every Network's
   // fingerprint, worked out once per dump.
   std::unordered_map<std::string, std::string> baseChainDigests;
@@ -138,20 +143,23 @@ Result<NftTableDump> parseNftTableDump(std::string_view json);
 // renderNftBridgeTable write the same model differently, so that objects recorded by an earlier
 // hyper are rewritten once (an Update, "layout" in the plan) instead of being reported as hand
 // changes: 1 (no "layout" part) used anonymous sets for single ports and the guard's ether type;
-// 2 writes neither.
-inline constexpr int kNftLayout = 2;
+// 2 writes neither; 3 has three guard sets shared by all networks instead of three sets and five
+// rules per network (the kernel finds each set a rule names by walking the table's sets: loading
+// and listing were quadratic in the number of networks).
+inline constexpr int kNftLayout = 3;
 inline constexpr std::string_view kLayoutPart = "layout";
 
 // What one object owns in the table, as named parts with a short digest each (sha256 of the
 // canonical JSON of the part; "absent" when it is not there), and "layout" (kNftLayout):
-//  - Network: "set:net-<name>-bridge", its tap sets in the bridge table ("set:net-<name>-taps",
-//    "-macs", "-addrs"), "rules:Network/<name>" (its NAT and guard rules) and the base chains
-//    with their uncommented rules ("chain:egress-forward", ..., "chain:guard-prerouting"), so a
-//    flushed or deleted table is seen;
+//  - Network: "set:net-<name>-bridge", "guard" (the guard sets' elements of `taps`: its VMs'
+//    taps as its last apply wrote them), "rules:Network/<name>" (its NAT rule) and the base
+//    chains with their uncommented rules ("chain:egress-forward", ..., "chain:guard-prerouting"
+//    with the guard's rules), so a flushed or deleted table is seen;
 //  - NetworkPolicy: "chain:pol-<name>-egress", "chain:pol-<name>-ingress" (each with its rules),
 //    "set:pol-<name>-sel" and "rules:NetworkPolicy/<name>" (its jumps and drops in base chains).
 using FingerprintParts = std::map<std::string, std::string>;
-FingerprintParts fingerprintParts(const NftTableDump& dump, const ObjectId& id);
+FingerprintParts fingerprintParts(const NftTableDump& dump, const ObjectId& id,
+                                  const std::vector<std::string>& taps = {});
 
 // The fingerprint stored in the inventory: "part=digest" joined by ';', sorted by part.
 std::string formatFingerprint(const FingerprintParts& parts);

@@ -256,7 +256,7 @@ TEST_F(NetProviderIntegrationTest, ApplyCreatesBridgeAndTableAndPlanIsThenEmpty)
   EXPECT_EQ(*pvlan, "1\n");
   auto guard = run({"nft", "list", "chain", "bridge", "hyper", "guard-prerouting"});
   ASSERT_TRUE(guard.isOk()) << guard.status().message();
-  EXPECT_NE(guard->find("iifname @net-lab-taps"), std::string::npos) << *guard;
+  EXPECT_NE(guard->find("iifname @guard-taps"), std::string::npos) << *guard;
 
   auto table = run({"nft", "list", "table", "inet", "hyper"});
   ASSERT_TRUE(table.isOk()) << table.status().message();
@@ -512,7 +512,7 @@ TEST_F(NetProviderIntegrationTest, GuardChangedByHandIsDriftOfTheNetwork) {
   Planned p = plan({&lab});
   ASSERT_EQ(p.actions.size(), 1u) << p.describe();
   EXPECT_TRUE(p.actions[0].drift);
-  EXPECT_NE(p.actions[0].reason.find("nftables rules of Network/lab changed by hand"),
+  EXPECT_NE(p.actions[0].reason.find("rules of nftables chain guard-prerouting changed by hand"),
             std::string::npos)
       << p.actions[0].reason;
   ASSERT_TRUE(apply(p, {&lab}).isOk());
@@ -839,6 +839,29 @@ TEST_F(NetProviderIntegrationTest, PlanIsPureAndApplyTakesTapsAndSelectionFromTh
     provider_.plan(req, resp);
     EXPECT_FALSE(resp.diagnostics.hasErrors()) << resp.diagnostics.format();
     EXPECT_FALSE(resp.action.has_value()) << o->id.str() << ": " << resp.action->reason;
+  }
+
+  // The tap's MAC binding taken out of the shared guard set by hand is drift of lab (whose tap
+  // it is), and of nothing else.
+  ASSERT_TRUE(run({"nft", "delete", "element", "bridge", "hyper", "guard-macs",
+                   "{ \"hv-web0\" . " + netmodel::vmDefaultMac("web0") + " }"})
+                  .isOk());
+  auto drifted = observeWith(provider_, true);
+  for (const Object* o : desired) {
+    PlanRequest req{o->id, o, &drifted[o->id], &inventory_[o->id]};
+    PlanResponse resp;
+    provider_.plan(req, resp);
+    EXPECT_FALSE(resp.diagnostics.hasErrors()) << resp.diagnostics.format();
+    if (o->id != lab->id) {
+      EXPECT_FALSE(resp.action.has_value()) << o->id.str() << ": " << resp.action->reason;
+      continue;
+    }
+    ASSERT_TRUE(resp.action.has_value());
+    EXPECT_TRUE(resp.action->drift);
+    EXPECT_NE(resp.action->reason.find("the guard of its VMs' taps (nftables sets guard-taps, "
+                                       "guard-macs, guard-addrs) changed by hand"),
+              std::string::npos)
+        << resp.action->reason;
   }
 }
 

@@ -519,7 +519,7 @@ TEST_P(NetworkPolicyVmTest, GuestsCannotEscapeTheirPolicyAndPolicyNeedsNoBrNetfi
   r = hyperctl({"apply", "-f", dir});
   EXPECT_TRUE(contains(r.out, "No changes.")) << r.describe();
 
-  auto guard = ns_->run({"nft", "list", "set", "bridge", "hyper", "net-lab-addrs"});
+  auto guard = ns_->run({"nft", "list", "set", "bridge", "hyper", "guard-addrs"});
   ASSERT_TRUE(guard.isOk()) << guard.status().message();
   EXPECT_TRUE(contains(*guard, "\"hv-a\" . 10.77.0.10")) << *guard;
   EXPECT_FALSE(contains(*guard, "10.77.0.99")) << *guard;

@@ -133,45 +133,28 @@ table inet hyper {
 	}
 }
 table bridge hyper {
-	set net-dmz-taps {
-		type ifname
-	}
-
-	set net-dmz-macs {
-		type ifname . ether_addr
-	}
-
-	set net-dmz-addrs {
-		type ifname . ipv4_addr
-	}
-
-	set net-lab-taps {
+	set guard-taps {
 		type ifname
 		elements = { "hv-web-1", "hv-web-2" }
 	}
 
-	set net-lab-macs {
+	set guard-macs {
 		type ifname . ether_addr
 		elements = { "hv-web-1" . 52:54:00:00:00:0a, "hv-web-2" . 52:54:00:00:00:0b }
 	}
 
-	set net-lab-addrs {
+	set guard-addrs {
 		type ifname . ipv4_addr
 		elements = { "hv-web-1" . 10.77.0.10, "hv-web-2" . 10.77.0.11 }
 	}
 
 	chain guard-prerouting {
 		type filter hook prerouting priority filter; policy accept;
-		iifname @net-dmz-taps iifname . ether saddr != @net-dmz-macs drop comment "Network/dmz"
-		iifname @net-dmz-taps iifname . arp saddr ether != @net-dmz-macs drop comment "Network/dmz"
-		iifname @net-dmz-taps iifname . arp saddr ip != @net-dmz-addrs drop comment "Network/dmz"
-		iifname @net-dmz-taps iifname . ip saddr != @net-dmz-addrs drop comment "Network/dmz"
-		iifname @net-dmz-taps ether type != ip ether type != arp drop comment "Network/dmz"
-		iifname @net-lab-taps iifname . ether saddr != @net-lab-macs drop comment "Network/lab"
-		iifname @net-lab-taps iifname . arp saddr ether != @net-lab-macs drop comment "Network/lab"
-		iifname @net-lab-taps iifname . arp saddr ip != @net-lab-addrs drop comment "Network/lab"
-		iifname @net-lab-taps iifname . ip saddr != @net-lab-addrs drop comment "Network/lab"
-		iifname @net-lab-taps ether type != ip ether type != arp drop comment "Network/lab"
+		iifname @guard-taps iifname . ether saddr != @guard-macs drop
+		iifname @guard-taps iifname . arp saddr ether != @guard-macs drop
+		iifname @guard-taps iifname . arp saddr ip != @guard-addrs drop
+		iifname @guard-taps iifname . ip saddr != @guard-addrs drop
+		iifname @guard-taps ether type != ip ether type != arp drop
 	}
 }
 )nft";
@@ -204,44 +187,44 @@ std::string setText(const std::string& table, const std::string& set) {
   return at == std::string::npos ? "" : table.substr(at, table.find("\t}", at) - at);
 }
 
-TEST(NftRulesetTest, GuardBindsEachTapToItsMacAndAddressOnItsNetworkOnly) {
+TEST(NftRulesetTest, GuardBindsEveryNetworksTapsToTheirMacsAndAddressesInSharedSets) {
   NftModel m = richModel();
   m.ports["dmz"] = {{"hv-db", "10.78.0.5", "52:54:00:00:00:0c", "db"}};
+  // A tap named on two networks (placement never does) is bound once, by its first network.
+  m.ports["lab"].push_back({"hv-db", "10.77.0.99", "52:54:00:00:00:99", "db"});
   std::string text = renderNftBridgeTable(m);
-  EXPECT_EQ(setText(text, "net-lab-taps"),
-            "\tset net-lab-taps {\n\t\ttype ifname\n"
-            "\t\telements = { \"hv-web-1\", \"hv-web-2\" }\n");
-  EXPECT_EQ(
-      setText(text, "net-lab-macs"),
-      "\tset net-lab-macs {\n\t\ttype ifname . ether_addr\n"
-      "\t\telements = { \"hv-web-1\" . 52:54:00:00:00:0a, \"hv-web-2\" . 52:54:00:00:00:0b }\n");
-  EXPECT_EQ(setText(text, "net-lab-addrs"),
-            "\tset net-lab-addrs {\n\t\ttype ifname . ipv4_addr\n"
-            "\t\telements = { \"hv-web-1\" . 10.77.0.10, \"hv-web-2\" . 10.77.0.11 }\n");
-  // The other network's tap is in its own sets, and only there.
-  EXPECT_EQ(setText(text, "net-dmz-taps"),
-            "\tset net-dmz-taps {\n\t\ttype ifname\n\t\telements = { \"hv-db\" }\n");
-  EXPECT_EQ(setText(text, "net-lab-taps").find("hv-db"), std::string::npos);
-  // Every check for each network: MAC, ARP sender MAC and address, IPv4 source, other protocols.
+  EXPECT_EQ(setText(text, "guard-taps"),
+            "\tset guard-taps {\n\t\ttype ifname\n"
+            "\t\telements = { \"hv-db\", \"hv-web-1\", \"hv-web-2\" }\n");
+  EXPECT_EQ(setText(text, "guard-macs"),
+            "\tset guard-macs {\n\t\ttype ifname . ether_addr\n"
+            "\t\telements = { \"hv-db\" . 52:54:00:00:00:0c, \"hv-web-1\" . 52:54:00:00:00:0a, "
+            "\"hv-web-2\" . 52:54:00:00:00:0b }\n");
+  EXPECT_EQ(setText(text, "guard-addrs"),
+            "\tset guard-addrs {\n\t\ttype ifname . ipv4_addr\n"
+            "\t\telements = { \"hv-db\" . 10.78.0.5, \"hv-web-1\" . 10.77.0.10, "
+            "\"hv-web-2\" . 10.77.0.11 }\n");
+  // Every check, once for all networks: MAC, ARP sender MAC and address, IPv4 source, other
+  // protocols; no per-network set or rule.
   for (const char* rule : {
-           "iifname @net-lab-taps iifname . ether saddr != @net-lab-macs drop",
-           "iifname @net-lab-taps iifname . arp saddr ether != @net-lab-macs drop",
-           "iifname @net-lab-taps iifname . arp saddr ip != @net-lab-addrs drop",
-           "iifname @net-lab-taps iifname . ip saddr != @net-lab-addrs drop",
-           "iifname @net-lab-taps ether type != ip ether type != arp drop",
-           "iifname @net-dmz-taps iifname . ip saddr != @net-dmz-addrs drop",
+           "iifname @guard-taps iifname . ether saddr != @guard-macs drop",
+           "iifname @guard-taps iifname . arp saddr ether != @guard-macs drop",
+           "iifname @guard-taps iifname . arp saddr ip != @guard-addrs drop",
+           "iifname @guard-taps iifname . ip saddr != @guard-addrs drop",
+           "iifname @guard-taps ether type != ip ether type != arp drop",
        }) {
-    EXPECT_NE(text.find(std::string("\t\t") + rule + " comment \"Network/"), std::string::npos)
-        << rule << "\n"
-        << text;
+    EXPECT_NE(text.find(std::string("\t\t") + rule + "\n"), std::string::npos) << rule << "\n"
+                                                                               << text;
   }
+  EXPECT_EQ(text.find("net-"), std::string::npos) << text;
+  EXPECT_EQ(text.find("comment"), std::string::npos) << text;
 }
 
-TEST(NftRulesetTest, NetworkWithoutVmsHasEmptyTapSets) {
+TEST(NftRulesetTest, NetworksWithoutVmsHaveEmptyGuardSets) {
   NftModel m;
   m.networks["lab"] = network("lab", R"({"cidr": "10.77.0.0/24"})");
   std::string text = renderNftBridgeTable(m);
-  EXPECT_EQ(setText(text, "net-lab-taps"), "\tset net-lab-taps {\n\t\ttype ifname\n");
+  EXPECT_EQ(setText(text, "guard-taps"), "\tset guard-taps {\n\t\ttype ifname\n");
   EXPECT_EQ(text.find("elements"), std::string::npos) << text;
 }
 
@@ -413,9 +396,8 @@ TEST(NftFingerprintTest, AnObjectsPartsDoNotDependOnOtherObjects) {
     EXPECT_EQ(a, fingerprintParts(large, id)) << id.str();
     for (const auto& [part, digest] : a) {
       // web has no selector; the captures hold only the inet table (the bridge table's parts:
-      // ANetworkOwnsItsTapSetsInTheBridgeTable).
-      bool bridgePart = part == "chain:guard-prerouting" || part == "set:net-lab-taps" ||
-                        part == "set:net-lab-macs" || part == "set:net-lab-addrs";
+      // ANetworkOwnsTheGuardElementsOfItsTaps).
+      bool bridgePart = part == "chain:guard-prerouting" || part == "guard";
       if (part != "set:pol-web-sel" && !bridgePart) {
         EXPECT_NE(digest, "absent") << id.str() << " " << part;
       }
@@ -437,7 +419,7 @@ TEST(NftFingerprintTest, SeesFlushAndDelete) {
     EXPECT_NE(fingerprintParts(dump, id), fingerprintParts(flushed, id)) << id.str();
     FingerprintParts missing = fingerprintParts(NftTableDump{}, id);
     for (const auto& [part, digest] : missing) {
-      EXPECT_EQ(digest, part == "layout" ? "2" : "absent") << part;
+      EXPECT_EQ(digest, part == "layout" ? "3" : "absent") << part;
     }
   }
 }
@@ -462,40 +444,60 @@ TEST(NftFingerprintTest, SeesOneChangedRule) {
             fingerprintParts(capturedDump("net_nft_dump_lab_web.json"), {"Network", "lab"}));
 }
 
-// A `bridge hyper` table as nft -j lists it, with one tap bound to `mac`.
+// A `bridge hyper` table as nft -j lists it: tap hv-a bound to `mac`, hv-b (another network's)
+// to a fixed one.
 NftTableDump bridgeDump(const std::string& mac) {
   auto dump = parseNftTableDump(R"({"nftables": [
       {"table": {"family": "bridge", "name": "hyper", "handle": 1}},
-      {"set": {"family": "bridge", "name": "net-lab-taps", "table": "hyper", "type": "ifname",
-               "handle": 2, "elem": ["hv-a"]}},
-      {"set": {"family": "bridge", "name": "net-lab-macs", "table": "hyper",
+      {"set": {"family": "bridge", "name": "guard-taps", "table": "hyper", "type": "ifname",
+               "handle": 2, "elem": ["hv-b", "hv-a"]}},
+      {"set": {"family": "bridge", "name": "guard-macs", "table": "hyper",
                "type": ["ifname", "ether_addr"], "handle": 3,
-               "elem": [{"concat": ["hv-a", ")" +
+               "elem": [{"concat": ["hv-b", "52:54:00:00:00:0b"]}, {"concat": ["hv-a", ")" +
                                 mac + R"("]}]}},
-      {"chain": {"family": "bridge", "table": "hyper", "name": "guard-prerouting", "handle": 4,
+      {"set": {"family": "bridge", "name": "guard-addrs", "table": "hyper",
+               "type": ["ifname", "ipv4_addr"], "handle": 4,
+               "elem": [{"concat": ["hv-a", "10.77.0.10"]}, {"concat": ["hv-b", "10.78.0.5"]}]}},
+      {"chain": {"family": "bridge", "table": "hyper", "name": "guard-prerouting", "handle": 5,
                  "type": "filter", "hook": "prerouting", "prio": -200, "policy": "accept"}},
-      {"rule": {"family": "bridge", "table": "hyper", "chain": "guard-prerouting", "handle": 5,
-                "comment": "Network/lab", "expr": [{"drop": null}]}}]})");
+      {"rule": {"family": "bridge", "table": "hyper", "chain": "guard-prerouting", "handle": 6,
+                "expr": [{"drop": null}]}}]})");
   EXPECT_TRUE(dump.isOk()) << dump.status().message();
   return dump.isOk() ? *dump : NftTableDump{};
 }
 
-TEST(NftFingerprintTest, ANetworkOwnsItsTapSetsInTheBridgeTable) {
+TEST(NftFingerprintTest, ANetworkOwnsTheGuardElementsOfItsTaps) {
   NftTableDump a = bridgeDump("52:54:00:00:00:0a");
   EXPECT_TRUE(a.bridgePresent);
   EXPECT_FALSE(a.present);
   EXPECT_FALSE(a.flushed());
-  FingerprintParts before = fingerprintParts(a, {"Network", "lab"});
-  for (const char* part :
-       {"set:net-lab-taps", "set:net-lab-macs", "chain:guard-prerouting", "rules:Network/lab"}) {
+  const std::vector<std::string> lab = {"hv-a"};
+  const std::vector<std::string> dmz = {"hv-b"};
+  FingerprintParts before = fingerprintParts(a, {"Network", "lab"}, lab);
+  for (const char* part : {"guard", "chain:guard-prerouting"}) {
     EXPECT_NE(before[part], "absent") << part;
   }
-  // One MAC changed by hand (the last digit) is seen in that set, and only there.
-  FingerprintParts after = fingerprintParts(bridgeDump("52:54:00:00:00:0b"), {"Network", "lab"});
-  EXPECT_NE(before["set:net-lab-macs"], after["set:net-lab-macs"]);
-  EXPECT_EQ(before["set:net-lab-taps"], after["set:net-lab-taps"]);
-  EXPECT_EQ(before["rules:Network/lab"], after["rules:Network/lab"]);
-  EXPECT_EQ(fingerprintParts(a, {"Network", "dmz"})["set:net-dmz-taps"], "absent");
+  // The elements' listing order does not matter; another network's taps are not lab's.
+  EXPECT_NE(before["guard"], fingerprintParts(a, {"Network", "dmz"}, dmz)["guard"]);
+  // One MAC changed by hand (the last digit) is seen in the network of that tap, and only there.
+  NftTableDump b = bridgeDump("52:54:00:00:00:0c");
+  FingerprintParts after = fingerprintParts(b, {"Network", "lab"}, lab);
+  EXPECT_NE(before["guard"], after["guard"]);
+  EXPECT_EQ(before["chain:guard-prerouting"], after["chain:guard-prerouting"]);
+  EXPECT_EQ(fingerprintParts(a, {"Network", "dmz"}, dmz),
+            fingerprintParts(b, {"Network", "dmz"}, dmz));
+  // A tap's elements taken away by hand are seen too; without the sets the part is absent.
+  NftTableDump c = a;
+  for (auto& set : c.sets) {
+    if (set.name == "guard-addrs") {
+      Json parsed = Json::parse(set.json);
+      parsed["elem"] = Json::array({parsed["elem"][1]});
+      set = nftItem(parsed);
+    }
+  }
+  c.reindex();
+  EXPECT_NE(before["guard"], fingerprintParts(c, {"Network", "lab"}, lab)["guard"]);
+  EXPECT_EQ(fingerprintParts(NftTableDump{}, {"Network", "lab"}, lab)["guard"], "absent");
 }
 
 TEST(NftFingerprintTest, FormatRoundTrips) {
