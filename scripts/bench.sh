@@ -25,6 +25,10 @@ echo
 # "skipped" otherwise; some 10 minutes today: issue 17).
 build-release/bench/hyper_net_apply_bench
 echo
+# Loading: hyperctl validate of 10,000 one-object files against PyYAML's C loader merely parsing
+# them (python3-yaml; skipped without it).
+build-release/bench/hyper_validate_bench
+echo
 # VMs: apply -> Ready against the same QEMU command by hand, and no-op reconciles with 1, 5 and 10
 # VMs running (needs root and the guest kernel; boots 13 VMs under TCG: minutes).
 build-release/bench/hyper_vm_bench
