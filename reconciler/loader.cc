@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <optional>
 #include <sstream>
 #include <system_error>
+#include <thread>
 
 #include "base/file.h"
 #include "base/names.h"
@@ -221,6 +223,35 @@ ManifestLoader::CachedFile ManifestLoader::parseFile(const SourceFile& file) con
   return out;
 }
 
+void ManifestLoader::parseAll(const std::vector<size_t>& items,
+                              const std::function<void(size_t)>& parse) {
+  // A thread costs some 50 us to start: below a few dozen files one thread parses them all.
+  constexpr size_t kFilesPerThread = 32;
+  size_t threads = std::min<size_t>({std::max(1u, std::thread::hardware_concurrency()),
+                                     kMaxLoadThreads, items.size() / kFilesPerThread});
+  if (threads <= 1) {
+    for (size_t i : items) {
+      parse(i);
+    }
+    return;
+  }
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t at = next++; at < items.size(); at = next++) {
+      parse(items[at]);
+    }
+  };
+  std::vector<std::thread> pool;
+  pool.reserve(threads - 1);
+  for (size_t t = 1; t < threads; ++t) {
+    pool.emplace_back(work);
+  }
+  work();
+  for (auto& t : pool) {
+    t.join();
+  }
+}
+
 LoadResult ManifestLoader::load(const std::vector<SourceFile>& files, const SourceTree* tree) {
   LoadResult result;
   std::map<std::string, std::shared_ptr<const CachedFile>> nextCache;
@@ -272,16 +303,29 @@ LoadResult ManifestLoader::load(const std::vector<SourceFile>& files, const Sour
                                limits_.maxSourceDirectoryDepth}});
 
   // Parsed objects remember their file name, so the cache key is the path and the content.
+  // Files not in the cache are parsed and checked on every core first (parseFile is const and
+  // each file's result its own); what follows stays in file order.
+  std::vector<std::string> keys;
+  keys.reserve(hashed.size());
+  std::vector<std::shared_ptr<const CachedFile>> fresh(hashed.size());
+  std::vector<size_t> toParse;
+  for (size_t i = 0; i < hashed.size(); ++i) {
+    keys.push_back(hashed[i].first->path + '\0' + hashed[i].second);
+    if (cache_.count(keys.back()) == 0) {
+      toParse.push_back(i);
+    }
+  }
+  parseAll(toParse, [&](size_t i) {
+    fresh[i] = std::make_shared<const CachedFile>(parseFile(*hashed[i].first));
+  });
   std::map<ObjectId, const Object*> seen;
   size_t documents = 0;
-  for (const auto& [file, hash] : hashed) {
-    std::string key = file->path + '\0' + hash;
-    std::shared_ptr<const CachedFile> parsed;
-    auto it = cache_.find(key);
-    if (it != cache_.end()) {
-      parsed = it->second;
-    } else {
-      parsed = std::make_shared<const CachedFile>(parseFile(*file));
+  for (size_t i = 0; i < hashed.size(); ++i) {
+    const SourceFile* file = hashed[i].first;
+    const std::string& key = keys[i];
+    std::shared_ptr<const CachedFile> parsed = fresh[i];
+    if (!parsed) {
+      parsed = cache_.at(key);
     }
     nextCache[key] = parsed;
     result.diagnostics.append(parsed->diagnostics);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -79,6 +80,10 @@ class ManifestLoader {
     Diagnostics diagnostics;
   };
   CachedFile parseFile(const SourceFile& file) const;
+  // Runs parse(i) for every item, on up to kMaxLoadThreads threads (one per core) when there
+  // are enough of them to be worth the threads; returns when all are done.
+  static constexpr size_t kMaxLoadThreads = 8;
+  static void parseAll(const std::vector<size_t>& items, const std::function<void(size_t)>& parse);
 
   std::shared_ptr<const SchemaRegistry> schemas_;
   LoaderLimits limits_;

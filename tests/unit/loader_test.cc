@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 namespace hyper {
 namespace {
 
@@ -215,6 +217,62 @@ TEST(LoaderTest, ReadManifestFilesNeverFollowsALinkOutOfTheRoot) {
   EXPECT_NE(out.status().message().find(root + "/outdir is a symlink"), std::string::npos)
       << out.status().message();
   ASSERT_EQ(system(("rm -rf " + root + " " + sibling).c_str()), 0);
+}
+
+// Enough files to be parsed on several threads give what loading them one at a time gives: the
+// same diagnostics in file order, the same objects, every time; a name defined twice across
+// files is reported at the second file, naming the first.
+TEST(LoaderParallelTest, ManyFilesGiveWhatOneFileAtATimeGives) {
+  std::vector<SourceFile> files;
+  for (int i = 0; i < 300; ++i) {
+    char path[32];
+    std::snprintf(path, sizeof path, "m/f%03d.yaml", i);
+    std::string name = "n" + std::to_string(i == 250 ? 10 : i);  // f250 redefines n10
+    std::string spec =
+        "  cidr: 10." + std::to_string(i / 200) + "." + std::to_string(i % 200) + ".0/24\n";
+    if (i % 37 == 5) {
+      spec += "  mtu: \"big\"\n";  // a schema error
+    } else if (i % 53 == 7) {
+      spec += "  mtu: [1500\n";  // a YAML syntax error
+    }
+    files.push_back({path, "apiVersion: hyper.dev/v1alpha1\nkind: Network\nmetadata:\n  name: " +
+                               name + "\nspec:\n" + spec});
+  }
+  std::vector<std::string> expected;
+  size_t valid = 0;
+  for (const auto& f : files) {
+    ManifestLoader one(schemas());
+    LoadResult r = one.load({f});
+    for (const auto& d : r.diagnostics.items()) {
+      expected.push_back(d.where.str() + " " + d.summary);
+    }
+    valid += r.objects.size();
+  }
+  ASSERT_GT(expected.size(), 10u);  // both kinds of error are there
+
+  std::string first;
+  for (int round = 0; round < 3; ++round) {
+    ManifestLoader all(schemas());
+    LoadResult r = all.load(files);
+    std::vector<std::string> got;
+    std::string twice;
+    for (const auto& d : r.diagnostics.items()) {
+      if (d.summary.find("is defined twice") != std::string::npos) {
+        twice = d.where.str() + " " + d.summary;
+      } else {
+        got.push_back(d.where.str() + " " + d.summary);
+      }
+    }
+    EXPECT_EQ(got, expected);
+    EXPECT_NE(twice.find("m/f250.yaml"), std::string::npos) << twice;
+    EXPECT_NE(twice.find("first at m/f010.yaml"), std::string::npos) << twice;
+    EXPECT_EQ(r.objects.size(), valid - 1);
+    if (round == 0) {
+      first = r.diagnostics.format();
+    } else {
+      EXPECT_EQ(r.diagnostics.format(), first);
+    }
+  }
 }
 
 }  // namespace
