@@ -31,6 +31,9 @@ state=$(mktemp -d /tmp/hyper-demo-state.XXXXXX)
 export HYPER_VM_RUN_DIR=$state/run
 cleanup() {
   if [ -n "${hyperd_pid:-}" ]; then kill "$hyperd_pid" 2>/dev/null || true; wait "$hyperd_pid" 2>/dev/null || true; fi
+  # Whatever hyperd of this state directory is still there (it stops within seconds on SIGTERM).
+  pkill -f "hyperd --config $state/hyperd.yaml" 2>/dev/null || true
+  for _ in $(seq 1 30); do pgrep -f "hyperd --config $state/hyperd.yaml" >/dev/null || break; sleep 0.5; done
   pkill -f "httpd -p 127.0.0.1:9099 -h $state/receiver" 2>/dev/null || true
   # A microVM keeps its tap (and the namespace) alive: stop any the demo left first.
   for pidfile in "$HYPER_VM_RUN_DIR"/*/qemu.pid; do
@@ -127,7 +130,10 @@ YAML
 echo "\$ cat hyperd.yaml"
 cat "$state/hyperd.yaml"
 echo "\$ ip netns exec $ns hyperd --config hyperd.yaml &"
-inns "$PWD/build/hyperd" --config "$state/hyperd.yaml" >"$state/hyperd.log" 2>&1 &
+# Not through inns: a shell function run in the background is a subshell, and $! would be its
+# pid rather than hyperd's (ip netns exec execs the command: same pid), so the cleanup's kill
+# would miss hyperd and leave it running.
+ip netns exec "$ns" "$PWD/build/hyperd" --config "$state/hyperd.yaml" >"$state/hyperd.log" 2>&1 &
 hyperd_pid=$!
 for _ in $(seq 100); do [ -s "$state/hyperd.json" ] && break; sleep 0.1; done
 # Waits until hyperd has applied revision git:$2 with nothing failed or in progress; prints the
