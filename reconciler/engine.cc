@@ -460,14 +460,18 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
   // An action's way through here, in three steps: begin (checks, the journal, the request), the
   // provider's apply (alone, or in a batch with others of its provider), end (the record, the
   // journal). A batch begins every action before the host changes and ends each after, so the
-  // journal holds every action and a crash anywhere in it is finished by the next apply.
+  // journal holds every action and a crash anywhere in it is finished by the next apply. The
+  // journal entries of a batch are begun in one transaction, its records written in one and its
+  // entries ended in one: three commits a batch rather than three an action, and each crash
+  // point still lies after what it names is on disk.
   struct Started {
     Provider* provider = nullptr;
     int64_t journalId = 0;
     std::string step;  // "Kind/name Create", for crash points
     ApplyRequest req;
   };
-  auto begin = [&](const PlanAction& action, Started& s) -> Status {
+  // The checks before anything is written.
+  auto check = [&](const PlanAction& action, Started& s) -> Status {
     Provider* provider = providerForKind(action.id.kind);
     if (!provider) {
       return Status::error("no provider handles kind " + action.id.kind);
@@ -484,13 +488,9 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
     if (record == nullptr && action.type == ActionType::Delete) {
       record = unconfirmed.find(action.id);
     }
-
     // The crash points around each step: tests/integration/crash_points_test.cc kills the
     // process at each in turn and proves the next apply finishes the work.
     s.step = action.id.str() + " " + actionTypeName(action.type);
-    HYPER_ASSIGN_OR_RETURN(s.journalId, inventory.journalBegin(options.reconcileId, action,
-                                                               desired ? &desired->spec : nullptr));
-    crashPoint("journal-begun " + s.step);
     s.provider = provider;
     ApplyRequest& req = s.req;
     req.action = &action;
@@ -501,110 +501,169 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
     if (options.actionTimeout.count() > 0) {
       req.deadline = ApplyRequest::Clock::now() + options.actionTimeout;
     }
-    if (action.type != ActionType::Delete) {
-      for (const ObjectId& dep : action.dependsOn) {
-        auto current = inventory.get(dep);
-        if (!current.isOk()) {
-          (void)inventory.journalEnd(s.journalId, false, current.status().message());
-          return current.status();
-        }
-        if (*current) {
-          req.references.emplace(dep, std::move(**current));
-        }
-      }
-    }
     return Status::ok();
   };
-  auto end = [&](Started& s, ApplyResponse& resp) -> ActionResult {
-    const PlanAction& action = *s.req.action;
-    const Object* desired = s.req.desired;
-    const int64_t journalId = s.journalId;
-    if (resp.inProgress && !resp.diagnostics.hasErrors()) {
-      // Taken, not done: nothing is recorded; the next reconcile asks again.
-      (void)inventory.journalEnd(journalId, false, "in progress");
-      ActionResult pending(Status::error(
-          std::string(actionTypeName(action.type)) + " " + action.id.str() + ": in progress" +
-          (resp.progress.empty() ? "" : " (" + resp.progress + ")")));
-      pending.inProgress = true;
-      pending.retryAfter = resp.retryAfter;
-      return pending;
+  // Journals the checked actions `which` (indexes into `started`) in one transaction, then reads
+  // what each references. An action that fails here is ended and its result set.
+  auto begin = [&](std::vector<Started>& started, std::vector<size_t>& which,
+                   std::vector<ActionResult>& results) {
+    std::vector<Inventory::JournalStart> starts;
+    for (size_t k : which) {
+      const Object* desired = started[k].req.desired;
+      starts.push_back({started[k].req.action, desired ? &desired->spec : nullptr});
     }
-    if (resp.diagnostics.hasErrors()) {
-      std::string message = std::string(actionTypeName(action.type)) + " " + action.id.str() +
-                            " <- " + firstError(resp.diagnostics);
-      (void)inventory.journalEnd(journalId, false, message);
-      ActionResult failed(Status::error(message));
-      failed.retryAfter = resp.retryAfter;
-      failed.terminal = resp.terminal;
-      return failed;
+    auto ids = inventory.journalBeginAll(options.reconcileId, starts);
+    if (!ids.isOk()) {
+      for (size_t k : which) {
+        results[k] = ids.status();
+      }
+      which.clear();
+      return;
     }
-    crashPoint("host-changed " + s.step);
-    Status recorded;
-    if (action.type == ActionType::Delete) {
-      recorded = inventory.remove(action.id);
-    } else {
-      ManagedRecord next;
-      next.id = action.id;
-      next.provider = s.provider->name();
-      next.labels = desired->labels;
-      next.spec = desired->spec;
-      next.specHash = sha256Hex(canonicalJson(desired->spec));
-      next.handles = std::move(resp.handles);
-      next.fingerprint = std::move(resp.fingerprint);
-      next.revision = revision.id;
-      next.appliedAt = nowSeconds();
-      recorded = inventory.put(next);
+    std::vector<size_t> begun;
+    for (size_t j = 0; j < which.size(); ++j) {
+      Started& s = started[which[j]];
+      s.journalId = (*ids)[j];
+      crashPoint("journal-begun " + s.step);
     }
-    if (!recorded.isOk()) {
-      (void)inventory.journalEnd(journalId, false, recorded.message());
-      return recorded;
+    for (size_t k : which) {
+      Started& s = started[k];
+      Status referenced = Status::ok();
+      if (s.req.action->type != ActionType::Delete) {
+        for (const ObjectId& dep : s.req.action->dependsOn) {
+          auto current = inventory.get(dep);
+          if (!current.isOk()) {
+            referenced = current.status();
+            break;
+          }
+          if (*current) {
+            s.req.references.emplace(dep, std::move(**current));
+          }
+        }
+      }
+      if (!referenced.isOk()) {
+        (void)inventory.journalEnd(s.journalId, false, referenced.message());
+        results[k] = referenced;
+        continue;
+      }
+      begun.push_back(k);
     }
-    crashPoint("recorded " + s.step);
-    Status ended = inventory.journalEnd(journalId, true, "");
-    crashPoint("journal-ended " + s.step);
-    return ended;
+    which = std::move(begun);
+  };
+  // Ends the applied actions `which` with their responses: the records of those that succeeded
+  // in one transaction, then every journal entry in one.
+  auto end = [&](std::vector<Started>& started, const std::vector<size_t>& which,
+                 std::vector<ApplyResponse>& responses, std::vector<ActionResult>& results) {
+    std::vector<Inventory::JournalOutcome> outcomes;
+    std::vector<Inventory::RecordWrite> writes;
+    std::vector<size_t> changed;
+    for (size_t j = 0; j < which.size(); ++j) {
+      Started& s = started[which[j]];
+      ApplyResponse& resp = responses[j];
+      const PlanAction& action = *s.req.action;
+      if (resp.inProgress && !resp.diagnostics.hasErrors()) {
+        // Taken, not done: nothing is recorded; the next reconcile asks again.
+        outcomes.push_back({s.journalId, false, "in progress"});
+        ActionResult pending(Status::error(
+            std::string(actionTypeName(action.type)) + " " + action.id.str() + ": in progress" +
+            (resp.progress.empty() ? "" : " (" + resp.progress + ")")));
+        pending.inProgress = true;
+        pending.retryAfter = resp.retryAfter;
+        results[which[j]] = pending;
+        continue;
+      }
+      if (resp.diagnostics.hasErrors()) {
+        std::string message = std::string(actionTypeName(action.type)) + " " + action.id.str() +
+                              " <- " + firstError(resp.diagnostics);
+        outcomes.push_back({s.journalId, false, message});
+        ActionResult failed(Status::error(message));
+        failed.retryAfter = resp.retryAfter;
+        failed.terminal = resp.terminal;
+        results[which[j]] = failed;
+        continue;
+      }
+      crashPoint("host-changed " + s.step);
+      if (action.type == ActionType::Delete) {
+        writes.push_back({action.id, std::nullopt});
+      } else {
+        const Object* desired = s.req.desired;
+        ManagedRecord next;
+        next.id = action.id;
+        next.provider = s.provider->name();
+        next.labels = desired->labels;
+        next.spec = desired->spec;
+        next.specHash = sha256Hex(canonicalJson(desired->spec));
+        next.handles = std::move(resp.handles);
+        next.fingerprint = std::move(resp.fingerprint);
+        next.revision = revision.id;
+        next.appliedAt = nowSeconds();
+        writes.push_back({action.id, std::move(next)});
+      }
+      changed.push_back(which[j]);
+    }
+    Status recorded = inventory.write(writes);
+    for (size_t k : changed) {
+      if (recorded.isOk()) {
+        crashPoint("recorded " + started[k].step);
+      }
+      outcomes.push_back({started[k].journalId, recorded.isOk(), recorded.message()});
+    }
+    Status ended = inventory.journalEndAll(outcomes);
+    for (size_t k : changed) {
+      results[k] = recorded.isOk() ? ended : recorded;
+      if (recorded.isOk()) {
+        crashPoint("journal-ended " + started[k].step);
+      }
+    }
   };
   ActionRunner run = [&](const PlanAction& action) -> ActionResult {
-    Started s;
-    HYPER_RETURN_IF_ERROR(begin(action, s));
-    ApplyResponse resp;
-    s.provider->apply(s.req, resp);
-    return end(s, resp);
+    std::vector<Started> started(1);
+    std::vector<ActionResult> results(1);
+    HYPER_RETURN_IF_ERROR(check(action, started[0]));
+    std::vector<size_t> which{0};
+    begin(started, which, results);
+    if (which.empty()) {
+      return results[0];
+    }
+    std::vector<ApplyResponse> responses(1);
+    started[0].provider->apply(started[0].req, responses[0]);
+    end(started, which, responses, results);
+    return results[0];
   };
   // Actions of one provider that batches (Provider::batchesApplies), ready together.
   BatchRunner runBatch = [&](const std::vector<const PlanAction*>& actions) {
     std::vector<ActionResult> results(actions.size());
     std::vector<Started> started(actions.size());
     std::vector<size_t> going;
-    std::vector<const ApplyRequest*> requests;
     for (size_t k = 0; k < actions.size(); ++k) {
-      Status begun = begin(*actions[k], started[k]);
-      if (!begun.isOk()) {
-        results[k] = begun;
+      Status checked = check(*actions[k], started[k]);
+      if (!checked.isOk()) {
+        results[k] = checked;
         continue;
       }
-      if (!requests.empty() && started[k].provider != started[going.front()].provider) {
+      if (!going.empty() && started[k].provider != started[going.front()].provider) {
         // The executor batches by provider: this cannot happen, and must not go unnoticed.
-        (void)inventory.journalEnd(started[k].journalId, false, "batched with another provider");
         results[k] = Status::error(actions[k]->id.str() + " was batched with another provider");
         continue;
       }
       going.push_back(k);
-      requests.push_back(&started[k].req);
     }
-    if (requests.empty()) {
+    begin(started, going, results);
+    if (going.empty()) {
       return results;
+    }
+    std::vector<const ApplyRequest*> requests;
+    for (size_t k : going) {
+      requests.push_back(&started[k].req);
     }
     std::vector<ApplyResponse> responses;
     started[going.front()].provider->applyBatch(requests, responses);
-    for (size_t j = 0; j < going.size(); ++j) {
-      ApplyResponse none;
-      if (j >= responses.size()) {
-        none.diagnostics.error(actions[going[j]]->id, "",
-                               "the provider gave no answer for it in its batch");
-      }
-      results[going[j]] = end(started[going[j]], j < responses.size() ? responses[j] : none);
+    for (size_t j = responses.size(); j < going.size(); ++j) {
+      responses.emplace_back();
+      responses.back().diagnostics.error(actions[going[j]]->id, "",
+                                         "the provider gave no answer for it in its batch");
     }
+    end(started, going, responses, results);
     return results;
   };
 

@@ -328,95 +328,186 @@ Result<std::optional<ManagedRecord>> Inventory::get(const ObjectId& id) const {
   return std::optional<ManagedRecord>(std::move(record).value());
 }
 
-Status Inventory::put(const ManagedRecord& record) {
-  std::lock_guard<std::mutex> lk(mu_);
-  const std::string context = "inventory put " + record.id.str();
-  Json labels = Json::object();
-  for (const auto& [k, v] : record.labels) {
-    labels[k] = v;
+namespace {
+// The item an error of a many-item write names; a one-item write names it in its context already.
+Status naming(Status s, size_t items, const std::string& item) {
+  return items == 1 ? s : s.withContext(item);
+}
+}  // namespace
+
+template <typename Body>
+Status Inventory::transactionLocked(const std::string& context, Body&& body) {
+  HYPER_RETURN_IF_ERROR(exec(db_, "BEGIN").withContext(context));
+  Status done = body();
+  if (!done.isOk()) {
+    (void)exec(db_, "ROLLBACK");
+    return done.withContext(context);
   }
-  std::string sql = std::string("INSERT OR REPLACE INTO objects (") + kObjectColumns +
-                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
-  auto st = Statement::prepare(db_, sql.c_str());
-  if (!st.isOk()) {
-    return st.status().withContext(context);
-  }
-  st->bind(1, record.id.kind)
-      .bind(2, record.id.name)
-      .bind(3, record.provider)
-      .bind(4, canonicalJson(labels))
-      .bind(5, canonicalJson(record.spec))
-      .bind(6, record.specHash)
-      .bind(7, canonicalJson(record.handles))
-      .bind(8, record.fingerprint)
-      .bind(9, record.revision)
-      .bind(10, record.appliedAt);
-  HYPER_RETURN_IF_ERROR(st->run().withContext(context));
-  if (records_) {
-    pending_.insert_or_assign(record.id, record);
+  Status committed = exec(db_, "COMMIT");
+  if (!committed.isOk()) {
+    (void)exec(db_, "ROLLBACK");
+    return committed.withContext(context);
   }
   return Status::ok();
 }
 
+Status Inventory::put(const ManagedRecord& record) {
+  return write({RecordWrite{record.id, record}});
+}
+
 Status Inventory::remove(const ObjectId& id) {
-  std::lock_guard<std::mutex> lk(mu_);
-  const std::string context = "inventory remove " + id.str();
-  auto st = Statement::prepare(db_, "DELETE FROM objects WHERE kind = ?1 AND name = ?2");
-  if (!st.isOk()) {
-    return st.status().withContext(context);
-  }
-  st->bind(1, id.kind).bind(2, id.name);
   // Removing an absent object is not an error: deletes are idempotent.
-  HYPER_RETURN_IF_ERROR(st->run().withContext(context));
+  return write({RecordWrite{id, std::nullopt}});
+}
+
+Status Inventory::write(const std::vector<RecordWrite>& writes) {
+  if (writes.empty()) {
+    return Status::ok();
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  const std::string context =
+      writes.size() == 1 ? std::string(writes[0].record ? "inventory put " : "inventory remove ") +
+                               writes[0].id.str()
+                         : "inventory write of " + std::to_string(writes.size()) + " records";
+  Status written = transactionLocked(context, [&]() -> Status {
+    std::optional<Statement> insert;
+    std::optional<Statement> erase;
+    for (const RecordWrite& w : writes) {
+      const std::string what = std::string(w.record ? "put " : "remove ") + w.id.str();
+      if (!w.record) {
+        if (!erase) {
+          auto st = Statement::prepare(db_, "DELETE FROM objects WHERE kind = ?1 AND name = ?2");
+          if (!st.isOk()) {
+            return st.status();
+          }
+          erase.emplace(std::move(st).value());
+        }
+        erase->reset();
+        erase->bind(1, w.id.kind).bind(2, w.id.name);
+        HYPER_RETURN_IF_ERROR(naming(erase->run(), writes.size(), what));
+        continue;
+      }
+      if (!insert) {
+        std::string sql = std::string("INSERT OR REPLACE INTO objects (") + kObjectColumns +
+                          ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+        auto st = Statement::prepare(db_, sql.c_str());
+        if (!st.isOk()) {
+          return st.status();
+        }
+        insert.emplace(std::move(st).value());
+      }
+      const ManagedRecord& record = *w.record;
+      Json labels = Json::object();
+      for (const auto& [k, v] : record.labels) {
+        labels[k] = v;
+      }
+      insert->reset();
+      insert->bind(1, record.id.kind)
+          .bind(2, record.id.name)
+          .bind(3, record.provider)
+          .bind(4, canonicalJson(labels))
+          .bind(5, canonicalJson(record.spec))
+          .bind(6, record.specHash)
+          .bind(7, canonicalJson(record.handles))
+          .bind(8, record.fingerprint)
+          .bind(9, record.revision)
+          .bind(10, record.appliedAt);
+      HYPER_RETURN_IF_ERROR(naming(insert->run(), writes.size(), what));
+    }
+    return Status::ok();
+  });
+  HYPER_RETURN_IF_ERROR(written);
   if (records_) {
-    pending_.insert_or_assign(id, std::nullopt);
+    for (const RecordWrite& w : writes) {
+      pending_.insert_or_assign(w.id, w.record);
+    }
   }
   return Status::ok();
 }
 
 Result<int64_t> Inventory::journalBegin(const std::string& reconcileId, const PlanAction& action,
                                         const Json* spec) {
+  HYPER_ASSIGN_OR_RETURN(std::vector<int64_t> ids,
+                         journalBeginAll(reconcileId, {JournalStart{&action, spec}}));
+  return ids.at(0);
+}
+
+Result<std::vector<int64_t>> Inventory::journalBeginAll(const std::string& reconcileId,
+                                                        const std::vector<JournalStart>& starts) {
+  std::vector<int64_t> ids;
+  if (starts.empty()) {
+    return ids;
+  }
   std::lock_guard<std::mutex> lk(mu_);
+  auto describe = [](const PlanAction& action) {
+    return std::string(actionTypeName(action.type)) + " " + action.id.str();
+  };
   const std::string context =
-      "inventory journal " + std::string(actionTypeName(action.type)) + " " + action.id.str();
-  auto st = Statement::prepare(
-      db_,
-      "INSERT INTO journal (reconcile_id, kind, name, action, phase, started_at, spec_json) "
-      "VALUES (?1, ?2, ?3, ?4, 'started', ?5, ?6)");
-  if (!st.isOk()) {
-    return st.status().withContext(context);
-  }
-  const bool keepSpec = action.type == ActionType::Create && spec != nullptr;
-  st->bind(1, reconcileId)
-      .bind(2, action.id.kind)
-      .bind(3, action.id.name)
-      .bind(4, std::string(actionTypeName(action.type)))
-      .bind(5, nowSeconds())
-      .bind(6, keepSpec ? canonicalJson(*spec) : std::string());
-  Status s = st->run();
-  if (!s.isOk()) {
-    return s.withContext(context);
-  }
-  return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
+      starts.size() == 1 ? "inventory journal " + describe(*starts[0].action)
+                         : "inventory journal of " + std::to_string(starts.size()) + " actions";
+  const int64_t now = nowSeconds();
+  Status begun = transactionLocked(context, [&]() -> Status {
+    auto st = Statement::prepare(
+        db_,
+        "INSERT INTO journal (reconcile_id, kind, name, action, phase, started_at, spec_json) "
+        "VALUES (?1, ?2, ?3, ?4, 'started', ?5, ?6)");
+    if (!st.isOk()) {
+      return st.status();
+    }
+    for (const JournalStart& start : starts) {
+      const PlanAction& action = *start.action;
+      const bool keepSpec = action.type == ActionType::Create && start.spec != nullptr;
+      st->reset();
+      st->bind(1, reconcileId)
+          .bind(2, action.id.kind)
+          .bind(3, action.id.name)
+          .bind(4, std::string(actionTypeName(action.type)))
+          .bind(5, now)
+          .bind(6, keepSpec ? canonicalJson(*start.spec) : std::string());
+      HYPER_RETURN_IF_ERROR(naming(st->run(), starts.size(), describe(action)));
+      ids.push_back(static_cast<int64_t>(sqlite3_last_insert_rowid(db_)));
+    }
+    return Status::ok();
+  });
+  HYPER_RETURN_IF_ERROR(begun);
+  return ids;
 }
 
 Status Inventory::journalEnd(int64_t entryId, bool succeeded, const std::string& detail) {
+  return journalEndAll({JournalOutcome{entryId, succeeded, detail}});
+}
+
+Status Inventory::journalEndAll(const std::vector<JournalOutcome>& outcomes) {
+  if (outcomes.empty()) {
+    return Status::ok();
+  }
   std::lock_guard<std::mutex> lk(mu_);
-  const std::string context = "inventory journal end #" + std::to_string(entryId);
-  auto st = Statement::prepare(
-      db_, "UPDATE journal SET phase = ?1, detail = ?2, finished_at = ?3 WHERE id = ?4");
-  if (!st.isOk()) {
-    return st.status().withContext(context);
-  }
-  st->bind(1, std::string(succeeded ? "succeeded" : "failed"))
-      .bind(2, detail)
-      .bind(3, nowSeconds())
-      .bind(4, entryId);
-  HYPER_RETURN_IF_ERROR(st->run().withContext(context));
-  if (sqlite3_changes(db_) == 0) {
-    return Status::error("no such journal entry").withContext(context);
-  }
-  return Status::ok();
+  const std::string context =
+      outcomes.size() == 1
+          ? "inventory journal end #" + std::to_string(outcomes[0].entryId)
+          : "inventory journal end of " + std::to_string(outcomes.size()) + " entries";
+  const int64_t now = nowSeconds();
+  return transactionLocked(context, [&]() -> Status {
+    auto st = Statement::prepare(
+        db_, "UPDATE journal SET phase = ?1, detail = ?2, finished_at = ?3 WHERE id = ?4");
+    if (!st.isOk()) {
+      return st.status();
+    }
+    for (const JournalOutcome& o : outcomes) {
+      const std::string what = "#" + std::to_string(o.entryId);
+      st->reset();
+      st->bind(1, std::string(o.succeeded ? "succeeded" : "failed"))
+          .bind(2, o.detail)
+          .bind(3, now)
+          .bind(4, o.entryId);
+      HYPER_RETURN_IF_ERROR(naming(st->run(), outcomes.size(), what));
+      if (sqlite3_changes(db_) == 0) {
+        return outcomes.size() == 1 ? Status::error("no such journal entry")
+                                    : Status::error("no such journal entry " + what);
+      }
+    }
+    return Status::ok();
+  });
 }
 
 Result<std::vector<JournalEntry>> Inventory::unfinishedJournal() const {

@@ -230,6 +230,87 @@ TEST(InventoryTest, JournalBeginEndAndUnfinished) {
             "inventory journal end #" + std::to_string(*c + 100) + " <- no such journal entry");
 }
 
+// The writes of a batch of actions: one transaction each, all or nothing. A trigger made through a
+// second connection refuses one row, as a full disk or a damaged file would.
+TEST(InventoryTest, ManyWritesAreOneTransactionAllOrNothing) {
+  TempDir tmp;
+  auto inv = openOrDie(tmp.path());
+  ASSERT_TRUE(inv);
+  ASSERT_TRUE(inv->put(record("Network", "old")).isOk());
+  auto before = inv->snapshot();  // the cache must follow only what was committed
+  ASSERT_TRUE(before.isOk());
+
+  std::vector<Inventory::RecordWrite> writes = {{{"Network", "a"}, record("Network", "a")},
+                                                {{"Network", "old"}, std::nullopt},
+                                                {{"Network", "b"}, record("Network", "b")}};
+  ASSERT_TRUE(inv->write(writes).isOk());
+  auto after = inv->list();
+  ASSERT_TRUE(after.isOk()) << after.status().message();
+  ASSERT_EQ(after->size(), 2u);
+  expectSameRecord((*after)[0], record("Network", "a"));
+  expectSameRecord((*after)[1], record("Network", "b"));
+
+  PlanAction c1 = actionFor(ActionType::Create, "c1");
+  PlanAction c2 = actionFor(ActionType::Update, "c2");
+  Json spec = {{"cidr", "10.9.0.0/24"}};
+  auto ids = inv->journalBeginAll("rc-7", {{&c1, &spec}, {&c2, &spec}});
+  ASSERT_TRUE(ids.isOk()) << ids.status().message();
+  ASSERT_EQ(ids->size(), 2u);
+  EXPECT_LT((*ids)[0], (*ids)[1]);
+  auto unfinished = inv->unfinishedJournal();
+  ASSERT_TRUE(unfinished.isOk());
+  ASSERT_EQ(unfinished->size(), 2u);
+  EXPECT_EQ((*unfinished)[1].object, (ObjectId{"Network", "c2"}));
+  EXPECT_EQ((*unfinished)[1].reconcileId, "rc-7");
+
+  // One entry that does not exist: no entry of the batch is ended.
+  Status ended = inv->journalEndAll(
+      {{(*ids)[0], true, ""}, {(*ids)[1] + 50, true, ""}, {(*ids)[1], false, "x"}});
+  ASSERT_FALSE(ended.isOk());
+  EXPECT_EQ(ended.message(), "inventory journal end of 3 entries <- no such journal entry #" +
+                                 std::to_string((*ids)[1] + 50));
+  unfinished = inv->unfinishedJournal();
+  ASSERT_TRUE(unfinished.isOk());
+  EXPECT_EQ(unfinished->size(), 2u);
+  ASSERT_TRUE(inv->journalEndAll({{(*ids)[0], true, ""}, {(*ids)[1], false, "busy"}}).isOk());
+  auto recent = inv->journal(2);
+  ASSERT_TRUE(recent.isOk());
+  ASSERT_EQ(recent->size(), 2u);
+  EXPECT_EQ((*recent)[0].phase, "failed");
+  EXPECT_EQ((*recent)[0].detail, "busy");
+  EXPECT_EQ((*recent)[1].phase, "succeeded");
+
+  // A refused row: nothing of the batch is written, to the file or to the cache.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((tmp.path() + "/state.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TRIGGER refuse BEFORE INSERT ON objects WHEN NEW.name = 'bad' "
+                         "BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  Status refused = inv->write({{{"Network", "a"}, std::nullopt},
+                               {{"Network", "c"}, record("Network", "c")},
+                               {{"Network", "bad"}, record("Network", "bad")}});
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.message(),
+            "inventory write of 3 records <- put Network/bad <- sqlite: refused");
+  auto kept = inv->list();
+  ASSERT_TRUE(kept.isOk());
+  ASSERT_EQ(kept->size(), 2u);
+  EXPECT_EQ((*kept)[0].id, (ObjectId{"Network", "a"}));
+  EXPECT_EQ((*kept)[1].id, (ObjectId{"Network", "b"}));
+  inv.reset();
+  auto reopened = openOrDie(tmp.path());
+  ASSERT_TRUE(reopened);
+  auto onDisk = reopened->list();
+  ASSERT_TRUE(onDisk.isOk());
+  EXPECT_EQ(onDisk->size(), 2u);
+  auto c = reopened->get({"Network", "c"});
+  ASSERT_TRUE(c.isOk());
+  EXPECT_FALSE(*c);
+}
+
 TEST(InventoryTest, CloseInterruptedMarksWhatACrashLeftStartedOnce) {
   TempDir tmp;
   {
