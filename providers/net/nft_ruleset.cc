@@ -30,16 +30,16 @@ std::string comment(std::string_view kind, std::string_view name) {
   return " comment \"" + std::string(kind) + "/" + std::string(name) + "\"";
 }
 
-// The match that picks a policy's addresses on its network in one direction. Without a selector
-// that is everything crossing the bridge (every address of the network, and anything spoofed or
-// IPv6, which a restricting policy must not let through either).
+// The match that picks a policy's addresses in one direction, inside its network's chain (which
+// only traffic crossing that network's bridge reaches). Without a selector that is everything
+// crossing the bridge (every address of the network, and anything spoofed or IPv6, which a
+// restricting policy must not let through either): no match at all.
 std::string selection(const PolicySpec& p, Direction d) {
-  std::string out =
-      (d == Direction::Egress ? "iifname @" : "oifname @") + networkBridgeSetName(p.network);
-  if (p.matchLabels) {
-    out += (d == Direction::Egress ? " ip saddr @" : " ip daddr @") + policySelectorSetName(p.name);
+  if (!p.matchLabels) {
+    return "";
   }
-  return out;
+  return (d == Direction::Egress ? "ip saddr @" : "ip daddr @") + policySelectorSetName(p.name) +
+         " ";
 }
 
 std::string allowRule(const AllowRule& a, Direction d) {
@@ -86,28 +86,48 @@ void renderPolicyChain(const PolicySpec& p, Direction d, std::string& out) {
   out += "\t}\n\n";
 }
 
-void renderBaseChain(const NftModel& model, std::string_view name, std::string_view hook,
-                     std::string_view priority, Direction d, std::string& out) {
+// A network's chain in one direction: for each of its policies a jump to the policy's chain for
+// the addresses it selects, then for each restricting policy a drop for them, so that traffic is
+// allowed when any policy allows it (union of allows). The chain exists with no policy too: what a
+// Network owns in the table never depends on another object.
+void renderNetworkChain(const std::string& network, const std::vector<const PolicySpec*>& policies,
+                        Direction d, std::string& out) {
+  out += "\tchain " + networkChainName(network, d) + " {\n";
+  for (const PolicySpec* p : policies) {
+    out += "\t\t" + selection(*p, d) + "jump " + policyChainName(p->name, d) +
+           comment("NetworkPolicy", p->name) + "\n";
+  }
+  for (const PolicySpec* p : policies) {
+    if (traffic(*p, d).restricts()) {
+      out += "\t\t" + selection(*p, d) + "drop" + comment("NetworkPolicy", p->name) + "\n";
+    }
+  }
+  out += "\t}\n\n";
+}
+
+// A verdict map from each network's bridge to its chain in one direction: one lookup per packet
+// whatever the number of networks, and no set per network (each named set is found by a walk of
+// the table's sets, and listed by a netlink dump of its own).
+void renderNetworkMap(const NftModel& model, Direction d, std::string& out) {
+  out += "\tmap " + std::string(networkMapName(d)) + " {\n\t\ttype ifname : verdict\n";
+  std::string items;
+  for (const auto& [name, n] : model.networks) {
+    items += (items.empty() ? "\"" : ", \"") + n.bridge + "\" : jump " + networkChainName(name, d);
+  }
+  if (!items.empty()) {
+    out += "\t\telements = { " + items + " }\n";
+  }
+  out += "\t}\n\n";
+}
+
+void renderBaseChain(std::string_view name, std::string_view hook, std::string_view priority,
+                     Direction d, std::string& out) {
   out += "\tchain " + std::string(name) + " {\n";
   out += "\t\ttype filter hook " + std::string(hook) + " priority " + std::string(priority) +
          "; policy accept;\n";
   out += "\t\tct state established,related accept\n";
-  // A policy whose network hyper does not manage (yet) selects nothing: its set would not exist.
-  std::vector<const PolicySpec*> active;
-  for (const auto& [name, p] : model.policies) {
-    if (model.networks.count(p.network)) {
-      active.push_back(&p);
-    }
-  }
-  for (const PolicySpec* p : active) {
-    out += "\t\t" + selection(*p, d) + " jump " + policyChainName(p->name, d) +
-           comment("NetworkPolicy", p->name) + "\n";
-  }
-  for (const PolicySpec* p : active) {
-    if (traffic(*p, d).restricts()) {
-      out += "\t\t" + selection(*p, d) + " drop" + comment("NetworkPolicy", p->name) + "\n";
-    }
-  }
+  out += std::string(d == Direction::Egress ? "\t\tiifname vmap @" : "\t\toifname vmap @") +
+         std::string(networkMapName(d)) + "\n";
   out += "\t}\n\n";
 }
 
@@ -237,6 +257,46 @@ std::string elementTap(const Json& element) {
   return "";
 }
 
+// The chain a verdict map's element jumps to: ["hb-lab", {"jump": {"target": "net-lab-egress"}}]
+// (a {"elem": {"val": ...}} wrapper looked through); "" for anything else.
+std::string elementTarget(const Json& element) {
+  const Json* e = &element;
+  if (e->is_object() && e->contains("elem") && (*e)["elem"].is_object() &&
+      (*e)["elem"].contains("val")) {
+    e = &(*e)["elem"]["val"];
+  }
+  if (!e->is_array() || e->size() != 2 || !(*e)[1].is_object()) {
+    return "";
+  }
+  for (const char* verdict : {"jump", "goto"}) {
+    auto it = (*e)[1].find(verdict);
+    if (it != (*e)[1].end() && it->is_object() && it->contains("target") &&
+        (*it)["target"].is_string()) {
+      return (*it)["target"].get<std::string>();
+    }
+  }
+  return "";
+}
+
+// The network maps' elements that jump to this network's chains, or "absent" without the maps.
+std::string mapsDigest(const NftTableDump& dump, const std::string& network) {
+  if (!dump.networkMaps) {
+    return "absent";
+  }
+  std::string text;
+  for (Direction d : {Direction::Egress, Direction::Ingress}) {
+    std::string chain = networkChainName(network, d);
+    text += chain + "\n";
+    auto it = dump.mapElementsByTarget.find(chain);
+    if (it != dump.mapElementsByTarget.end()) {
+      for (const auto& element : it->second) {
+        text += element + "\n";
+      }
+    }
+  }
+  return sha256Hex(text).substr(0, 16);
+}
+
 std::string commentedRulesDigest(const NftTableDump& dump, const std::string& owner) {
   if (!dump.present && !dump.bridgePresent) {
     return "absent";
@@ -290,8 +350,12 @@ std::string policySelectorSetName(std::string_view policy) {
   return "pol-" + std::string(policy) + "-sel";
 }
 
-std::string networkBridgeSetName(std::string_view network) {
-  return "net-" + std::string(network) + "-bridge";
+std::string networkChainName(std::string_view network, Direction d) {
+  return "net-" + std::string(network) + (d == Direction::Egress ? "-egress" : "-ingress");
+}
+
+std::string_view networkMapName(Direction d) {
+  return d == Direction::Egress ? kEgressMap : kIngressMap;
 }
 
 const std::vector<std::string>& nftBaseChains() {
@@ -303,10 +367,6 @@ const std::vector<std::string>& nftBaseChains() {
 
 std::string renderNftTable(const NftModel& model) {
   std::string out = "table " + std::string(kNftFamily) + " " + std::string(kNftTable) + " {\n";
-  for (const auto& [name, n] : model.networks) {
-    out += "\tset " + networkBridgeSetName(name) + " {\n\t\ttype ifname\n\t\telements = { \"" +
-           n.bridge + "\" }\n\t}\n\n";
-  }
   for (const auto& [name, p] : model.policies) {
     if (p.matchLabels) {
       // The VMs the selector selects; none selected is an empty set (the policy matches nothing).
@@ -323,16 +383,33 @@ std::string renderNftTable(const NftModel& model) {
       out += "\t}\n\n";
     }
   }
+  // Chains before what jumps to them: policies', then networks', then the maps and base chains.
   for (const auto& [name, p] : model.policies) {
     renderPolicyChain(p, Direction::Egress, out);
     renderPolicyChain(p, Direction::Ingress, out);
   }
+  // A policy whose network hyper does not manage (yet) selects nothing: it has no chain to be in.
+  std::map<std::string, std::vector<const PolicySpec*>> byNetwork;
+  for (const auto& [name, p] : model.policies) {
+    if (model.networks.count(p.network)) {
+      byNetwork[p.network].push_back(&p);
+    }
+  }
+  static const std::vector<const PolicySpec*> kNone;
+  for (const auto& [name, n] : model.networks) {
+    auto it = byNetwork.find(name);
+    const auto& policies = it == byNetwork.end() ? kNone : it->second;
+    renderNetworkChain(name, policies, Direction::Egress, out);
+    renderNetworkChain(name, policies, Direction::Ingress, out);
+  }
+  renderNetworkMap(model, Direction::Egress, out);
+  renderNetworkMap(model, Direction::Ingress, out);
   // Ingress-forward runs after egress-forward on the same hook, so a packet between two networks
   // must pass both the sender's egress and the receiver's ingress.
-  renderBaseChain(model, kEgressForward, "forward", "filter", Direction::Egress, out);
-  renderBaseChain(model, kEgressInput, "input", "filter", Direction::Egress, out);
-  renderBaseChain(model, kIngressForward, "forward", "filter + 10", Direction::Ingress, out);
-  renderBaseChain(model, kIngressOutput, "output", "filter", Direction::Ingress, out);
+  renderBaseChain(kEgressForward, "forward", "filter", Direction::Egress, out);
+  renderBaseChain(kEgressInput, "input", "filter", Direction::Egress, out);
+  renderBaseChain(kIngressForward, "forward", "filter + 10", Direction::Ingress, out);
+  renderBaseChain(kIngressOutput, "output", "filter", Direction::Ingress, out);
 
   out += "\tchain " + std::string(kNatPostrouting) + " {\n";
   out += "\t\ttype nat hook postrouting priority srcnat; policy accept;\n";
@@ -452,6 +529,26 @@ void NftTableDump::reindex() {
   for (auto& [tap, elements] : guardElementsByTap) {
     std::sort(elements.begin(), elements.end());
   }
+  mapElementsByTarget.clear();
+  networkMaps = true;
+  for (std::string_view name : {kEgressMap, kIngressMap}) {
+    auto it = setsByName.find(std::string(name));
+    if (it == setsByName.end()) {
+      networkMaps = false;
+      continue;
+    }
+    Json map = Json::parse(sets[it->second].json, nullptr, /*allow_exceptions=*/false);
+    if (!map.is_object() || !map.contains("elem") || !map["elem"].is_array()) {
+      continue;  // no elements
+    }
+    for (const auto& element : map["elem"]) {
+      mapElementsByTarget[elementTarget(element)].push_back(std::string(name) + ":" +
+                                                            canonicalJson(element));
+    }
+  }
+  for (auto& [target, elements] : mapElementsByTarget) {
+    std::sort(elements.begin(), elements.end());
+  }
 }
 
 bool NftTableDump::flushed() const { return present && !anyInetRule; }
@@ -487,7 +584,7 @@ Result<NftTableDump> parseNftTableDump(std::string_view json) {
     v.erase("handle");
     if (key == "table") {
       (family == kNftFamily ? dump.present : dump.bridgePresent) = true;
-    } else if (key == "set") {
+    } else if (key == "set" || key == "map") {
       dump.sets.push_back(nftItem(v));
     } else if (key == "chain") {
       dump.chains.push_back(nftItem(v));
@@ -509,8 +606,11 @@ FingerprintParts fingerprintParts(const NftTableDump& dump, const ObjectId& id,
                                     ? known->second
                                     : chainDigest(dump, chain, /*commentedRules=*/false);
     }
-    std::string set = networkBridgeSetName(id.name);
-    parts["set:" + set] = setDigest(dump, set);
+    for (Direction d : {Direction::Egress, Direction::Ingress}) {
+      std::string chain = networkChainName(id.name, d);
+      parts["chain:" + chain] = chainDigest(dump, chain, /*commentedRules=*/false);
+    }
+    parts["maps"] = mapsDigest(dump, id.name);
     parts["guard"] = guardDigest(dump, taps);
   } else if (id.kind == "NetworkPolicy") {
     for (Direction d : {Direction::Egress, Direction::Ingress}) {

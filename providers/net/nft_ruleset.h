@@ -54,7 +54,13 @@ enum class Direction { Egress, Ingress };
 // object owns in the table (see fingerprintParts) never changes when another object changes.
 std::string policyChainName(std::string_view policy, Direction d);  // "pol-web-egress"
 std::string policySelectorSetName(std::string_view policy);         // "pol-web-sel"
-std::string networkBridgeSetName(std::string_view network);         // "net-lab-bridge"
+// A network's chain in one direction, holding its policies' jumps and drops (layout 4).
+std::string networkChainName(std::string_view network, Direction d);  // "net-lab-egress"
+// The verdict maps from each network's bridge to its chain, shared by every network (layout 4);
+// a Network owns the elements that jump to its chains (fingerprintParts).
+inline constexpr std::string_view kEgressMap = "egress-nets";
+inline constexpr std::string_view kIngressMap = "ingress-nets";
+std::string_view networkMapName(Direction d);
 // In `bridge hyper`, shared by every network (layout 3; tap names are unique on the host): the
 // guarded taps, each tap's MAC (ifname . ether_addr) and IPv4 address (ifname . ipv4_addr). A
 // Network owns the elements of its taps (fingerprintParts).
@@ -69,13 +75,17 @@ inline constexpr std::string_view kGuardChain = "guard-prerouting";
 const std::vector<std::string>& nftBaseChains();
 
 // The table as nft source text. Pure and stable (sorted by name), so it is golden-testable.
-//  - per Network: a set net-<name>-bridge holding the bridge name, and with nat a masquerade rule
-//    `ip saddr CIDR ip daddr != CIDR masquerade` in nat-postrouting;
 //  - per NetworkPolicy: chains pol-<name>-egress and pol-<name>-ingress that accept what the
-//    policy allows and return otherwise (`any` accepts everything, `none` is empty);
-//  - base chains: `ct state established,related accept`, then for each policy whose network is in
-//    the model a jump for the addresses it selects, then for each restricting policy a drop for
-//    them: traffic is allowed when any policy allows it (union of allows).
+//    policy allows and return otherwise (`any` accepts everything, `none` is empty), and with a
+//    selector a set pol-<name>-sel of the addresses it selects;
+//  - per Network: chains net-<name>-egress and net-<name>-ingress that, for each policy on the
+//    network, jump to the policy's chain for the addresses it selects, then for each restricting
+//    policy drop them (traffic is allowed when any policy allows it: union of allows); an element
+//    "<bridge>" : jump net-<name>-<direction> in the maps egress-nets and ingress-nets; and with
+//    nat a masquerade rule `ip saddr CIDR ip daddr != CIDR masquerade` in nat-postrouting;
+//  - base chains: `ct state established,related accept`, then `iifname vmap @egress-nets`
+//    (egress-forward, egress-input) or `oifname vmap @ingress-nets` (ingress-forward,
+//    ingress-output): a packet meets the rules of its own network only.
 // Rules that belong to one object carry its id as comment ("NetworkPolicy/web").
 std::string renderNftTable(const NftModel& model);
 
@@ -126,6 +136,10 @@ struct NftTableDump {
   // each as "<set>:<canonical JSON>", sorted; guardSets: the three sets exist.
   std::unordered_map<std::string, std::vector<std::string>> guardElementsByTap;
   bool guardSets = false;
+  // The elements of the network maps (egress-nets, ingress-nets) by the chain they jump to, each
+  // as "<map>:<canonical JSON>", sorted; networkMaps: both maps exist.
+  std::unordered_map<std::string, std::vector<std::string>> mapElementsByTarget;
+  bool networkMaps = false;
   // The digest of each base chain with its uncommented rules: the same part of every Network's
   // fingerprint, worked out once per dump.
   std::unordered_map<std::string, std::string> baseChainDigests;
@@ -145,18 +159,24 @@ Result<NftTableDump> parseNftTableDump(std::string_view json);
 // changes: 1 (no "layout" part) used anonymous sets for single ports and the guard's ether type;
 // 2 writes neither; 3 has three guard sets shared by all networks instead of three sets and five
 // rules per network (the kernel finds each set a rule names by walking the table's sets: loading
-// and listing were quadratic in the number of networks).
-inline constexpr int kNftLayout = 3;
+// and listing were quadratic in the number of networks); 4 replaces the set net-<name>-bridge
+// and the policies' jumps and drops in every base chain (eight rules per policy, each packet
+// walking those of every policy) with a chain per network and direction reached through one
+// verdict map lookup (four rules per policy, a packet meets its own network's only).
+inline constexpr int kNftLayout = 4;
 inline constexpr std::string_view kLayoutPart = "layout";
 
 // What one object owns in the table, as named parts with a short digest each (sha256 of the
 // canonical JSON of the part; "absent" when it is not there), and "layout" (kNftLayout):
-//  - Network: "set:net-<name>-bridge", "guard" (the guard sets' elements of `taps`: its VMs'
-//    taps as its last apply wrote them), "rules:Network/<name>" (its NAT rule) and the base
-//    chains with their uncommented rules ("chain:egress-forward", ..., "chain:guard-prerouting"
-//    with the guard's rules), so a flushed or deleted table is seen;
+//  - Network: "chain:net-<name>-egress" and "chain:net-<name>-ingress" (with their uncommented
+//    rules: none), "maps" (the elements of egress-nets and ingress-nets that jump to those
+//    chains), "guard" (the guard sets' elements of `taps`: its VMs' taps as its last apply wrote
+//    them), "rules:Network/<name>" (its NAT rule) and the base chains with their uncommented
+//    rules ("chain:egress-forward", ..., "chain:guard-prerouting" with the guard's rules), so a
+//    flushed or deleted table is seen;
 //  - NetworkPolicy: "chain:pol-<name>-egress", "chain:pol-<name>-ingress" (each with its rules),
-//    "set:pol-<name>-sel" and "rules:NetworkPolicy/<name>" (its jumps and drops in base chains).
+//    "set:pol-<name>-sel" and "rules:NetworkPolicy/<name>" (its jumps and drops in its network's
+//    chains).
 using FingerprintParts = std::map<std::string, std::string>;
 FingerprintParts fingerprintParts(const NftTableDump& dump, const ObjectId& id,
                                   const std::vector<std::string>& taps = {});

@@ -362,20 +362,32 @@ TEST_F(HyperctlTest, ApplyCreatesBridgesAndTheNftablesTable) {
 
   auto table = jsonInNs({"nft", "-j", "list", "table", "inet", "hyper"});
   ASSERT_TRUE(table.isOk()) << table.status().message();
-  std::map<std::string, Json> sets;
+  std::map<std::string, Json> maps;
   std::set<std::string> chains;
   bool masquerade = false;
   for (const auto& entry : (*table)["nftables"]) {
-    if (entry.contains("set")) {
-      sets[entry["set"]["name"].get<std::string>()] = entry["set"].value("elem", Json::array());
+    if (entry.contains("map")) {
+      // Listed in the kernel's hash order.
+      std::vector<Json> elements = entry["map"].value("elem", Json::array());
+      std::sort(elements.begin(), elements.end());
+      maps[entry["map"]["name"].get<std::string>()] = elements;
     } else if (entry.contains("chain")) {
       chains.insert(entry["chain"]["name"].get<std::string>());
     } else if (entry.contains("rule") && entry["rule"]["chain"] == "nat-postrouting") {
       masquerade = masquerade || contains(entry["rule"]["expr"].dump(), "masquerade");
     }
   }
-  EXPECT_EQ(sets["net-lab-bridge"], Json::array({"hb-lab"})) << table->dump(1);
-  EXPECT_EQ(sets["net-builds-bridge"], Json::array({"hb-builds"})) << table->dump(1);
+  // Each bridge leads to its network's chain, in both directions.
+  auto jump = [](const char* bridge, const std::string& chain) {
+    return Json::array({bridge, {{"jump", {{"target", chain}}}}});
+  };
+  EXPECT_EQ(maps["egress-nets"],
+            Json::array({jump("hb-builds", "net-builds-egress"), jump("hb-lab", "net-lab-egress")}))
+      << table->dump(1);
+  EXPECT_EQ(maps["ingress-nets"], Json::array({jump("hb-builds", "net-builds-ingress"),
+                                               jump("hb-lab", "net-lab-ingress")}))
+      << table->dump(1);
+  EXPECT_TRUE(chains.count("net-lab-egress")) << table->dump(1);
   EXPECT_TRUE(chains.count("pol-lab-egress-egress")) << table->dump(1);
   EXPECT_TRUE(masquerade) << "no masquerade rule for the nat network\n" << table->dump(1);
 }
@@ -449,7 +461,7 @@ TEST_F(HyperctlTest, PruneDeletesExactlyWhatLeftTheSource) {
   ASSERT_EQ(linkNames(), (std::set<std::string>{"lo", "hand0", "hb-lab", "hb-builds"}));
   auto hyperTable = inNs({"nft", "list", "table", "inet", "hyper"});
   ASSERT_TRUE(hyperTable.isOk()) << hyperTable.status().message();
-  ASSERT_TRUE(contains(*hyperTable, "net-builds-bridge")) << *hyperTable;
+  ASSERT_TRUE(contains(*hyperTable, "net-builds-egress")) << *hyperTable;
   ASSERT_TRUE(contains(*hyperTable, "pol-builds-sealed-egress")) << *hyperTable;
   ASSERT_TRUE(contains(*hyperTable, "10.78.0.0/24")) << *hyperTable;
 
@@ -477,7 +489,7 @@ TEST_F(HyperctlTest, PruneDeletesExactlyWhatLeftTheSource) {
   ASSERT_TRUE(pruned.isOk()) << pruned.status().message();
   EXPECT_FALSE(contains(*pruned, "builds")) << *pruned;
   EXPECT_FALSE(contains(*pruned, "10.78.0.0")) << *pruned;
-  EXPECT_TRUE(contains(*pruned, "net-lab-bridge")) << *pruned;
+  EXPECT_TRUE(contains(*pruned, "net-lab-egress")) << *pruned;
   EXPECT_TRUE(contains(*pruned, "pol-lab-egress-egress")) << *pruned;
   EXPECT_TRUE(contains(*pruned, "10.77.0.0/24")) << *pruned;
 

@@ -916,8 +916,8 @@ TEST_F(NetProviderIntegrationTest, ConcurrentAppliesKeepEveryObjectInTheTable) {
   }
   auto table = run({"nft", "list", "table", "inet", "hyper"});
   ASSERT_TRUE(table.isOk());
-  for (const char* name : {"pol-pa-egress", "pol-pb-ingress", "pol-pc-egress", "net-a-bridge",
-                           "net-b-bridge", "net-c-bridge"}) {
+  for (const char* name : {"pol-pa-egress", "pol-pb-ingress", "pol-pc-egress", "net-a-egress",
+                           "net-b-egress", "net-c-egress"}) {
     EXPECT_NE(table->find(name), std::string::npos) << name << "\n" << *table;
   }
   // The fingerprints recorded by concurrent applies are those of the final table.

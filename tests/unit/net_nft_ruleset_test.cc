@@ -54,16 +54,6 @@ delete table inet hyper
 table bridge hyper {}
 delete table bridge hyper
 table inet hyper {
-	set net-dmz-bridge {
-		type ifname
-		elements = { "br-dmz" }
-	}
-
-	set net-lab-bridge {
-		type ifname
-		elements = { "hb-lab" }
-	}
-
 	set pol-web-sel {
 		type ipv4_addr
 		flags interval
@@ -93,38 +83,57 @@ table inet hyper {
 	chain pol-web-ingress {
 	}
 
+	chain net-dmz-egress {
+		jump pol-isolate-egress comment "NetworkPolicy/isolate"
+		drop comment "NetworkPolicy/isolate"
+	}
+
+	chain net-dmz-ingress {
+		jump pol-isolate-ingress comment "NetworkPolicy/isolate"
+	}
+
+	chain net-lab-egress {
+		ip saddr @pol-web-sel jump pol-web-egress comment "NetworkPolicy/web"
+		ip saddr @pol-web-sel drop comment "NetworkPolicy/web"
+	}
+
+	chain net-lab-ingress {
+		ip daddr @pol-web-sel jump pol-web-ingress comment "NetworkPolicy/web"
+		ip daddr @pol-web-sel drop comment "NetworkPolicy/web"
+	}
+
+	map egress-nets {
+		type ifname : verdict
+		elements = { "br-dmz" : jump net-dmz-egress, "hb-lab" : jump net-lab-egress }
+	}
+
+	map ingress-nets {
+		type ifname : verdict
+		elements = { "br-dmz" : jump net-dmz-ingress, "hb-lab" : jump net-lab-ingress }
+	}
+
 	chain egress-forward {
 		type filter hook forward priority filter; policy accept;
 		ct state established,related accept
-		iifname @net-dmz-bridge jump pol-isolate-egress comment "NetworkPolicy/isolate"
-		iifname @net-lab-bridge ip saddr @pol-web-sel jump pol-web-egress comment "NetworkPolicy/web"
-		iifname @net-dmz-bridge drop comment "NetworkPolicy/isolate"
-		iifname @net-lab-bridge ip saddr @pol-web-sel drop comment "NetworkPolicy/web"
+		iifname vmap @egress-nets
 	}
 
 	chain egress-input {
 		type filter hook input priority filter; policy accept;
 		ct state established,related accept
-		iifname @net-dmz-bridge jump pol-isolate-egress comment "NetworkPolicy/isolate"
-		iifname @net-lab-bridge ip saddr @pol-web-sel jump pol-web-egress comment "NetworkPolicy/web"
-		iifname @net-dmz-bridge drop comment "NetworkPolicy/isolate"
-		iifname @net-lab-bridge ip saddr @pol-web-sel drop comment "NetworkPolicy/web"
+		iifname vmap @egress-nets
 	}
 
 	chain ingress-forward {
 		type filter hook forward priority filter + 10; policy accept;
 		ct state established,related accept
-		oifname @net-dmz-bridge jump pol-isolate-ingress comment "NetworkPolicy/isolate"
-		oifname @net-lab-bridge ip daddr @pol-web-sel jump pol-web-ingress comment "NetworkPolicy/web"
-		oifname @net-lab-bridge ip daddr @pol-web-sel drop comment "NetworkPolicy/web"
+		oifname vmap @ingress-nets
 	}
 
 	chain ingress-output {
 		type filter hook output priority filter; policy accept;
 		ct state established,related accept
-		oifname @net-dmz-bridge jump pol-isolate-ingress comment "NetworkPolicy/isolate"
-		oifname @net-lab-bridge ip daddr @pol-web-sel jump pol-web-ingress comment "NetworkPolicy/web"
-		oifname @net-lab-bridge ip daddr @pol-web-sel drop comment "NetworkPolicy/web"
+		oifname vmap @ingress-nets
 	}
 
 	chain nat-postrouting {
@@ -288,9 +297,14 @@ TEST(NftRulesetTest, NetworkWithoutPoliciesHasOnlyTheSkeleton) {
   NftModel m;
   m.networks["lab"] = network("lab", R"({"cidr": "10.77.0.0/24"})");
   std::string text = renderNftTable(m);
-  EXPECT_NE(text.find("elements = { \"hb-lab\" }"), std::string::npos) << text;
+  EXPECT_NE(text.find("elements = { \"hb-lab\" : jump net-lab-egress }"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("elements = { \"hb-lab\" : jump net-lab-ingress }"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\tchain net-lab-egress {\n\t}\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\tchain net-lab-ingress {\n\t}\n"), std::string::npos) << text;
   EXPECT_EQ(text.find("masquerade"), std::string::npos) << text;
-  EXPECT_EQ(text.find("jump"), std::string::npos) << text;
+  EXPECT_EQ(text.find("jump pol-"), std::string::npos) << text;
   EXPECT_EQ(text.find("drop"), std::string::npos) << text;
   text += renderNftBridgeTable(m);
   for (const auto& chain : nftBaseChains()) {
@@ -329,9 +343,12 @@ TEST(NftDumpTest, ParsesCapturedDumpWithoutHandles) {
   NftTableDump dump = capturedDump("net_nft_dump_lab_web.json");
   EXPECT_TRUE(dump.present);
   EXPECT_FALSE(dump.flushed());
-  EXPECT_EQ(dump.sets.size(), 1u);
-  // Every base chain but guard-prerouting, which is in the bridge table (not in this capture).
-  EXPECT_EQ(dump.chains.size(), 2u + nftBaseChains().size() - 1);
+  // The two network maps; web has no selector set.
+  EXPECT_EQ(dump.sets.size(), 2u);
+  EXPECT_TRUE(dump.networkMaps);
+  // web's and lab's two chains, and every base chain but guard-prerouting, which is in the
+  // bridge table (not in this capture).
+  EXPECT_EQ(dump.chains.size(), 4u + nftBaseChains().size() - 1);
   EXPECT_TRUE(dump.hasChain("pol-web-egress"));
   EXPECT_FALSE(dump.hasChain("pol-other-egress"));
   for (const auto* group : {&dump.sets, &dump.chains, &dump.rules}) {
@@ -348,7 +365,7 @@ TEST(NftDumpTest, ParsesCapturedDumpWithoutHandles) {
 TEST(NftFingerprintTest, DigestsAreThoseOfTheCanonicalJsonOfEachPart) {
   Json capture = Json::parse(readTestdata("net_nft_dump_lab_web.json"));
   Json chain = Json::array();
-  Json set;
+  Json labChain = Json::array();
   for (const auto& item : capture["nftables"]) {
     for (const auto& [key, value] : item.items()) {
       Json v = value;
@@ -357,21 +374,20 @@ TEST(NftFingerprintTest, DigestsAreThoseOfTheCanonicalJsonOfEachPart) {
           (key == "rule" && v["chain"] == "pol-web-egress")) {
         chain.push_back(v);
       }
-      if (key == "set" && set.is_null()) {
-        set = v;
+      // A Network's chain counts without the policies' rules in it (they are theirs).
+      if (key == "chain" && v["name"] == "net-lab-egress") {
+        labChain.push_back(v);
       }
     }
   }
   ASSERT_GE(chain.size(), 2u);
-  ASSERT_TRUE(set.is_object());
+  ASSERT_EQ(labChain.size(), 1u);
   FingerprintParts parts =
       fingerprintParts(capturedDump("net_nft_dump_lab_web.json"), {"NetworkPolicy", "web"});
   EXPECT_EQ(parts["chain:pol-web-egress"], sha256Hex(canonicalJson(chain)).substr(0, 16));
-  const std::string setName = set["name"];
   FingerprintParts lab =
       fingerprintParts(capturedDump("net_nft_dump_lab_web.json"), {"Network", "lab"});
-  ASSERT_TRUE(lab.count("set:" + setName)) << setName;
-  EXPECT_EQ(lab["set:" + setName], sha256Hex(canonicalJson(set)).substr(0, 16));
+  EXPECT_EQ(lab["chain:net-lab-egress"], sha256Hex(canonicalJson(labChain)).substr(0, 16));
 }
 
 TEST(NftDumpTest, IgnoresOtherTables) {
@@ -419,7 +435,7 @@ TEST(NftFingerprintTest, SeesFlushAndDelete) {
     EXPECT_NE(fingerprintParts(dump, id), fingerprintParts(flushed, id)) << id.str();
     FingerprintParts missing = fingerprintParts(NftTableDump{}, id);
     for (const auto& [part, digest] : missing) {
-      EXPECT_EQ(digest, part == "layout" ? "3" : "absent") << part;
+      EXPECT_EQ(digest, part == "layout" ? std::to_string(kNftLayout) : "absent") << part;
     }
   }
 }
@@ -498,6 +514,43 @@ TEST(NftFingerprintTest, ANetworkOwnsTheGuardElementsOfItsTaps) {
   c.reindex();
   EXPECT_NE(before["guard"], fingerprintParts(c, {"Network", "lab"}, lab)["guard"]);
   EXPECT_EQ(fingerprintParts(NftTableDump{}, {"Network", "lab"}, lab)["guard"], "absent");
+}
+
+// The network maps' elements that jump to a network's chains are that network's: one changed by
+// hand is its drift, and no other network's.
+TEST(NftFingerprintTest, ANetworkOwnsTheMapElementsThatJumpToItsChains) {
+  NftTableDump dump = capturedDump("net_nft_dump_lab_web_dmz.json");
+  FingerprintParts lab = fingerprintParts(dump, {"Network", "lab"});
+  FingerprintParts dmz = fingerprintParts(dump, {"Network", "dmz"});
+  EXPECT_NE(lab["maps"], "absent");
+  EXPECT_NE(lab["maps"], dmz["maps"]);
+  NftTableDump edited = dump;
+  bool changed = false;
+  for (auto& set : edited.sets) {
+    if (set.name != kEgressMap) {
+      continue;
+    }
+    Json parsed = Json::parse(set.json);
+    for (auto& element : parsed["elem"]) {
+      if (element[0] == "hb-lab") {
+        element[0] = "hb-other";  // lab's chain now reached from another bridge
+        changed = true;
+      }
+    }
+    set = nftItem(parsed);
+  }
+  ASSERT_TRUE(changed);
+  edited.reindex();
+  EXPECT_NE(fingerprintParts(edited, {"Network", "lab"})["maps"], lab["maps"]);
+  EXPECT_EQ(fingerprintParts(edited, {"Network", "dmz"}), dmz);
+  EXPECT_EQ(fingerprintParts(edited, {"NetworkPolicy", "web"}),
+            fingerprintParts(dump, {"NetworkPolicy", "web"}));
+  // Without the maps the part is absent.
+  NftTableDump gone = dump;
+  gone.sets.clear();
+  gone.reindex();
+  EXPECT_FALSE(gone.networkMaps);
+  EXPECT_EQ(fingerprintParts(gone, {"Network", "lab"})["maps"], "absent");
 }
 
 TEST(NftFingerprintTest, FormatRoundTrips) {

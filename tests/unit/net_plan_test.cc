@@ -6,13 +6,13 @@ namespace hyper::providers::net {
 namespace {
 
 constexpr const char* kFp =
-    "chain:egress-forward=1111111111111111;layout=3;set:net-lab-bridge=2222222222222222;"
+    "chain:egress-forward=1111111111111111;layout=4;maps=2222222222222222;"
     "rules:Network/lab=3333333333333333";
 constexpr const char* kPolicyFp =
-    "chain:pol-web-egress=4444444444444444;chain:pol-web-ingress=5555555555555555;layout=3;"
+    "chain:pol-web-egress=4444444444444444;chain:pol-web-ingress=5555555555555555;layout=4;"
     "rules:NetworkPolicy/web=6666666666666666;set:pol-web-sel=absent";
 // As recorded by a hyper before nftables layout 2 (no "layout" part), and what the same objects
-// own in a table written since in layout 3: other digests, and no hand change.
+// own in a table written since in layout 4: other digests, and no hand change.
 constexpr const char* kFpLayout1 =
     "chain:egress-forward=1111111111111111;set:net-lab-bridge=2222222222222222;"
     "rules:Network/lab=7777777777777777";
@@ -165,7 +165,7 @@ ObservedState tableFlushed() {
   ObservedState s = syncedBridge();
   s.fields["nftables"] = "flushed";
   s.fingerprint =
-      "chain:egress-forward=9999999999999999;set:net-lab-bridge=2222222222222222;"
+      "chain:egress-forward=9999999999999999;maps=2222222222222222;"
       "rules:Network/lab=3333333333333333";
   return s;
 }
@@ -236,8 +236,8 @@ INSTANTIATE_TEST_SUITE_P(
                  .action = ActionType::Update,
                  .drift = false,
                  .reason = "written by an earlier hyper in nftables layout 1: its rules are "
-                           "written again in layout 3",
-                 .changes = {{"status.nftables.layout", 1, 3}}},
+                           "written again in layout 4",
+                 .changes = {{"status.nftables.layout", 1, 4}}},
         PlanCase{.name = "AFlushedTableIsDriftWhateverTheLayout",
                  .desired = labSpec(),
                  .managed = labSpec(),
@@ -247,7 +247,7 @@ INSTANTIATE_TEST_SUITE_P(
                  .drift = true,
                  .reason = "nftables table inet hyper flushed by hand",
                  .changes = {{"status.nftables", "flushed", "present"},
-                             {"status.nftables.layout", 1, 3}}},
+                             {"status.nftables.layout", 1, 4}}},
         PlanCase{.name = "BridgeDeletedByHand",
                  .desired = labSpec(),
                  .managed = labSpec(),
@@ -441,7 +441,7 @@ INSTANTIATE_TEST_SUITE_P(
                  .action = ActionType::Update,
                  .drift = false,
                  .reason = "earlier hyper in nftables layout 1",
-                 .changes = {{"status.nftables.layout", 1, 3}}},
+                 .changes = {{"status.nftables.layout", 1, 4}}},
         PlanCase{.name = "PolicyTableDeletedByHand",
                  .kind = "NetworkPolicy",
                  .desired = webSpec(),
