@@ -4,6 +4,7 @@
 #include <linux/if.h>
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
+#include <linux/ip.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
@@ -198,6 +199,26 @@ Result<LinkTable> dumpLinkTable() {
           }
           break;
         }
+        case IFLA_AF_SPEC:
+          // The IPv4 settings: IFLA_INET_CONF is an array of u32, setting N at index N - 1.
+          forEachAttr(RTA_DATA(a), static_cast<int>(RTA_PAYLOAD(a)), [&](const rtattr* family) {
+            if ((family->rta_type & NLA_TYPE_MASK) != AF_INET) {
+              return;
+            }
+            forEachAttr(
+                RTA_DATA(family), static_cast<int>(RTA_PAYLOAD(family)), [&](const rtattr* c) {
+                  constexpr size_t kAt = IPV4_DEVCONF_PROXY_ARP_PVLAN - 1;
+                  if ((c->rta_type & NLA_TYPE_MASK) == IFLA_INET_CONF &&
+                      RTA_PAYLOAD(c) >= (kAt + 1) * sizeof(uint32_t)) {
+                    uint32_t value = 0;
+                    std::memcpy(&value,
+                                static_cast<const char*>(RTA_DATA(c)) + kAt * sizeof(uint32_t),
+                                sizeof value);
+                    link.proxyArpPvlan = value != 0;
+                  }
+                });
+          });
+          break;
         default:
           break;
       }

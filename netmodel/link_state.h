@@ -26,6 +26,10 @@ struct LinkState {
   std::vector<Cidr> ipv4;  // IPv4 addresses with their prefix length, in listing order
   std::string master;      // the bridge this link is a port of; empty when none
   bool isolated = false;   // a bridge port with the isolated flag (info_slave_data.isolated)
+  // net.ipv4.conf.<name>.proxy_arp_pvlan, from the link's IPv4 settings in the rtnetlink dump
+  // (IFLA_AF_SPEC / AF_INET / IFLA_INET_CONF); nullopt where the dump did not carry them (`ip`'s
+  // JSON does not print them): read /proc then.
+  std::optional<bool> proxyArpPvlan;
 
   // "10.77.0.1/24" for each IPv4 address.
   std::vector<std::string> ipv4Strings() const;

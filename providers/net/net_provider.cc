@@ -180,9 +180,25 @@ std::string foreignSummary(const Json& foreign, const std::string& bridge, const
 }
 
 // `managed`: its inventory record, whose ports name the taps it owns in the guard sets.
+// fingerprintParts formatted, through `memo` (worked out for the same dump).
+std::string memoFingerprint(const NftTableDump& nft, const ObjectId& id,
+                            const std::vector<std::string>& taps,
+                            std::unordered_map<std::string, std::string>& memo) {
+  std::string key = id.str();
+  for (const auto& tap : taps) {
+    key += "\n" + tap;
+  }
+  auto it = memo.find(key);
+  if (it == memo.end()) {
+    it = memo.emplace(std::move(key), formatFingerprint(fingerprintParts(nft, id, taps))).first;
+  }
+  return it->second;
+}
+
 ObservedState observeNetwork(const ObjectId& id, const std::string& bridge, const Cidr* cidr,
                              const LinkIndex& links, const NftTableDump& nft, bool ipForward,
-                             const ManagedRecord* managed) {
+                             const ManagedRecord* managed,
+                             std::unordered_map<std::string, std::string>& memo) {
   ObservedState s;
   s.fields = {{"bridge", bridge}};
   const LinkState* link = links.find(bridge);
@@ -191,7 +207,9 @@ ObservedState observeNetwork(const ObjectId& id, const std::string& bridge, cons
     s.fields["mtu"] = link->mtu;
     s.fields["up"] = link->up;
     s.fields["addresses"] = link->ipv4Strings();
-    if (auto pvlan = readSwitch(proxyArpPvlanPath(bridge))) {
+    // From the link dump (its IPv4 settings); /proc only where the dump lacked them.
+    if (auto pvlan =
+            link->proxyArpPvlan ? link->proxyArpPvlan : readSwitch(proxyArpPvlanPath(bridge))) {
       s.fields["proxyArpPvlan"] = *pvlan;
     }
     if (!link->up) {
@@ -214,11 +232,12 @@ ObservedState observeNetwork(const ObjectId& id, const std::string& bridge, cons
       taps.push_back(port.tap);
     }
   }
-  s.fingerprint = formatFingerprint(fingerprintParts(nft, id, taps));
+  s.fingerprint = memoFingerprint(nft, id, taps, memo);
   return s;
 }
 
-ObservedState observePolicy(const ObjectId& id, const NftTableDump& nft) {
+ObservedState observePolicy(const ObjectId& id, const NftTableDump& nft,
+                            std::unordered_map<std::string, std::string>& memo) {
   ObservedState s;
   Json chains = Json::array();
   bool all = true;
@@ -235,7 +254,7 @@ ObservedState observePolicy(const ObjectId& id, const NftTableDump& nft) {
                            : nft.flushed() ? "flushed"
                                            : "present"},
               {"chains", chains}};
-  s.fingerprint = formatFingerprint(fingerprintParts(nft, id));
+  s.fingerprint = memoFingerprint(nft, id, {}, memo);
   return s;
 }
 
@@ -680,6 +699,14 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
     return;
   }
   const NftTableDump* nft = tables->get();
+  FingerprintMemo memo;
+  {
+    std::lock_guard<std::mutex> lock(memoMu_);
+    if (memo_.dump == *tables) {
+      memo = std::move(memo_);
+    }
+  }
+  memo.dump = *tables;
   const LinkIndex index(*links);
   auto ipForward = readIpForward();
   if (!ipForward.isOk()) {
@@ -699,11 +726,12 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
       std::string bridge =
           spec.isOk() ? spec->bridge : deriveInterfaceName(kBridgePrefix, o->id.name);
       auto record = managedById.find(o->id);
-      out[o->id] = observeNetwork(o->id, bridge, spec.isOk() ? &spec->cidr : nullptr, index, *nft,
-                                  ipForward.isOk() && *ipForward,
-                                  record == managedById.end() ? nullptr : record->second);
+      out[o->id] =
+          observeNetwork(o->id, bridge, spec.isOk() ? &spec->cidr : nullptr, index, *nft,
+                         ipForward.isOk() && *ipForward,
+                         record == managedById.end() ? nullptr : record->second, memo.byKey);
     } else if (o->id.kind == "NetworkPolicy") {
-      out[o->id] = observePolicy(o->id, *nft);
+      out[o->id] = observePolicy(o->id, *nft, memo.byKey);
     }
   }
   for (const ManagedRecord* r : req.managed) {
@@ -713,10 +741,14 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
     if (r->id.kind == "Network") {
       auto spec = parseNetworkSpec(r->id.name, r->spec);
       out[r->id] = observeNetwork(r->id, managedBridge(*r), spec.isOk() ? &spec->cidr : nullptr,
-                                  index, *nft, ipForward.isOk() && *ipForward, r);
+                                  index, *nft, ipForward.isOk() && *ipForward, r, memo.byKey);
     } else if (r->id.kind == "NetworkPolicy") {
-      out[r->id] = observePolicy(r->id, *nft);
+      out[r->id] = observePolicy(r->id, *nft, memo.byKey);
     }
+  }
+  {
+    std::lock_guard<std::mutex> lock(memoMu_);
+    memo_ = std::move(memo);
   }
   // Plan reads these from the observed state, never from the provider (it is pure).
   for (auto& [id, state] : out) {

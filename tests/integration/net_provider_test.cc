@@ -421,7 +421,8 @@ TEST_F(NetProviderIntegrationTest, TheRtnetlinkDumpReadsWhatIpPrints) {
            {"ip", "link", "set", "dev", "hv-a", "type", "bridge_slave", "isolated", "on"},
            {"ip", "addr", "add", "10.9.9.1", "peer", "10.9.9.2/32", "dev", "hv-b"},
            {"ip", "tuntap", "add", "dev", "hv-tap", "mode", "tap"},
-           {"ip", "link", "set", "dev", "hv-tap", "master", "hb-dump", "up"}}) {
+           {"ip", "link", "set", "dev", "hv-tap", "master", "hb-dump", "up"},
+           {"sysctl", "-q", "-w", "net.ipv4.conf.hb-dump.proxy_arp_pvlan=1"}}) {
     ASSERT_TRUE(run(argv).isOk()) << argv[3];
   }
   auto printed = run({"ip", "-d", "-j", "addr", "show"});
@@ -458,6 +459,15 @@ TEST_F(NetProviderIntegrationTest, TheRtnetlinkDumpReadsWhatIpPrints) {
   EXPECT_EQ(dumped->find("hv-tap")->kind, "tun");
   EXPECT_EQ(dumped->find("hv-b")->ipv4Strings(), (std::vector<std::string>{"10.9.9.1/32"}));
   EXPECT_FALSE(dumped->find("hb-down")->up);
+  // proxy_arp_pvlan from the links' IPv4 settings, as /proc shows it (ip -j does not print it).
+  for (const char* name : {"hb-dump", "hb-down"}) {
+    auto proc = run({"cat", std::string("/proc/sys/net/ipv4/conf/") + name + "/proxy_arp_pvlan"});
+    ASSERT_TRUE(proc.isOk()) << proc.status().message();
+    ASSERT_TRUE(dumped->find(name)->proxyArpPvlan.has_value()) << name;
+    EXPECT_EQ(*dumped->find(name)->proxyArpPvlan, proc->front() == '1') << name << ": " << *proc;
+  }
+  EXPECT_TRUE(*bridge->proxyArpPvlan);
+  EXPECT_FALSE(*dumped->find("hb-down")->proxyArpPvlan);
 }
 
 // The ruleset's generation moves with every nftables commit in the namespace (by nft, by
