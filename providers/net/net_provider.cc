@@ -390,10 +390,18 @@ void planNetwork(const PlanRequest& req, const std::vector<TapBinding>& ports, P
     return;
   }
 
-  auto previous = parseNetworkSpec(req.id.name, req.managed->spec);
-  Json before = previous.isOk() ? previous->toJson() : req.managed->spec;
   std::vector<FieldChange> specChanges;
-  diffJson("spec", before, desired->toJson(), specChanges);
+  // The same spec as recorded parses the same: no diff to work out, and the applied spec is the
+  // desired one (a drift check plans every object, nearly all unchanged).
+  std::optional<NetworkSpec> previous;
+  if (req.managed->spec != req.desired->spec) {
+    auto parsed = parseNetworkSpec(req.id.name, req.managed->spec);
+    Json before = parsed.isOk() ? parsed->toJson() : req.managed->spec;
+    diffJson("spec", before, desired->toJson(), specChanges);
+    if (parsed.isOk()) {
+      previous = std::move(*parsed);
+    }
+  }
   bool replace = false;
   for (auto& c : specChanges) {
     if (c.path == "spec.bridge") {
@@ -412,7 +420,7 @@ void planNetwork(const PlanRequest& req, const std::vector<TapBinding>& ports, P
 
   // Host drift is measured against what hyper last applied, not against the manifest: a spec
   // change is not drift, and where both moved the change shows the host value as "before".
-  const NetworkSpec& applied = previous.isOk() ? *previous : *desired;
+  const NetworkSpec& applied = previous ? *previous : *desired;
   std::vector<FieldChange> drift;
   std::vector<std::string> why;
   bool bridgeGone = !obs || !obs->exists;
@@ -500,10 +508,12 @@ void planPolicy(const PlanRequest& req, const std::vector<std::string>& selected
     resp.action = std::move(action);
     return;
   }
-  auto previous = parsePolicySpec(req.id.name, req.managed->spec);
-  Json before = previous.isOk() ? previous->toJson() : req.managed->spec;
   std::vector<FieldChange> specChanges;
-  diffJson("spec", before, desired->toJson(), specChanges);
+  if (req.managed->spec != req.desired->spec) {  // as in planNetwork
+    auto previous = parsePolicySpec(req.id.name, req.managed->spec);
+    Json before = previous.isOk() ? previous->toJson() : req.managed->spec;
+    diffJson("spec", before, desired->toJson(), specChanges);
+  }
   if (desired->matchLabels) {
     Json applied = req.managed->handles.is_object() && req.managed->handles.contains("selected")
                        ? req.managed->handles["selected"]
