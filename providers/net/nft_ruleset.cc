@@ -297,6 +297,33 @@ std::string mapsDigest(const NftTableDump& dump, const std::string& network) {
   return sha256Hex(text).substr(0, 16);
 }
 
+// The elements of the shared sets or maps `names`, each as "<name>:<canonical JSON>", grouped by
+// keyOf(element) (the tap, the chain jumped to) and sorted; false when one of them is missing.
+bool indexElements(const NftTableDump& dump, std::initializer_list<std::string_view> names,
+                   std::string (*keyOf)(const Json&),
+                   std::unordered_map<std::string, std::vector<std::string>>& out) {
+  out.clear();
+  bool all = true;
+  for (std::string_view name : names) {
+    auto it = dump.setsByName.find(std::string(name));
+    if (it == dump.setsByName.end()) {
+      all = false;
+      continue;
+    }
+    Json set = Json::parse(dump.sets[it->second].json, nullptr, /*allow_exceptions=*/false);
+    if (!set.is_object() || !set.contains("elem") || !set["elem"].is_array()) {
+      continue;  // no elements
+    }
+    for (const auto& element : set["elem"]) {
+      out[keyOf(element)].push_back(std::string(name) + ":" + canonicalJson(element));
+    }
+  }
+  for (auto& [key, elements] : out) {
+    std::sort(elements.begin(), elements.end());
+  }
+  return all;
+}
+
 std::string commentedRulesDigest(const NftTableDump& dump, const std::string& owner) {
   if (!dump.present && !dump.bridgePresent) {
     return "absent";
@@ -509,46 +536,9 @@ void NftTableDump::reindex() {
   for (const auto& chain : nftBaseChains()) {
     baseChainDigests[chain] = chainDigest(*this, chain, /*commentedRules=*/false);
   }
-  guardElementsByTap.clear();
-  guardSets = true;
-  for (std::string_view name : {kGuardTapsSet, kGuardMacsSet, kGuardAddrsSet}) {
-    auto it = setsByName.find(std::string(name));
-    if (it == setsByName.end()) {
-      guardSets = false;
-      continue;
-    }
-    Json set = Json::parse(sets[it->second].json, nullptr, /*allow_exceptions=*/false);
-    if (!set.is_object() || !set.contains("elem") || !set["elem"].is_array()) {
-      continue;  // no elements
-    }
-    for (const auto& element : set["elem"]) {
-      guardElementsByTap[elementTap(element)].push_back(std::string(name) + ":" +
-                                                        canonicalJson(element));
-    }
-  }
-  for (auto& [tap, elements] : guardElementsByTap) {
-    std::sort(elements.begin(), elements.end());
-  }
-  mapElementsByTarget.clear();
-  networkMaps = true;
-  for (std::string_view name : {kEgressMap, kIngressMap}) {
-    auto it = setsByName.find(std::string(name));
-    if (it == setsByName.end()) {
-      networkMaps = false;
-      continue;
-    }
-    Json map = Json::parse(sets[it->second].json, nullptr, /*allow_exceptions=*/false);
-    if (!map.is_object() || !map.contains("elem") || !map["elem"].is_array()) {
-      continue;  // no elements
-    }
-    for (const auto& element : map["elem"]) {
-      mapElementsByTarget[elementTarget(element)].push_back(std::string(name) + ":" +
-                                                            canonicalJson(element));
-    }
-  }
-  for (auto& [target, elements] : mapElementsByTarget) {
-    std::sort(elements.begin(), elements.end());
-  }
+  guardSets = indexElements(*this, {kGuardTapsSet, kGuardMacsSet, kGuardAddrsSet}, elementTap,
+                            guardElementsByTap);
+  networkMaps = indexElements(*this, {kEgressMap, kIngressMap}, elementTarget, mapElementsByTarget);
 }
 
 bool NftTableDump::flushed() const { return present && !anyInetRule; }
