@@ -207,13 +207,8 @@ Status migrateLocked(sqlite3* db) {
 // The whole migration is one transaction, taken for writing up front so that two processes
 // opening a fresh database cannot both create the tables.
 Status migrate(sqlite3* db) {
-  HYPER_RETURN_IF_ERROR(exec(db, "BEGIN IMMEDIATE"));
-  Status s = migrateLocked(db);
-  if (!s.isOk()) {
-    (void)exec(db, "ROLLBACK");
-    return s;
-  }
-  return exec(db, "COMMIT");
+  return sqlite::transaction(
+      db, [&] { return migrateLocked(db); }, "BEGIN IMMEDIATE");
 }
 
 }  // namespace
@@ -329,27 +324,13 @@ Result<std::optional<ManagedRecord>> Inventory::get(const ObjectId& id) const {
 }
 
 namespace {
-// The item an error of a many-item write names; a one-item write names it in its context already.
-Status naming(Status s, size_t items, const std::string& item) {
-  return items == 1 ? s : s.withContext(item);
+// The item an error of a many-item write names (`item()`, made only for an error); a one-item
+// write names it in its context already.
+template <typename Item>
+Status naming(Status s, size_t items, Item&& item) {
+  return s.isOk() || items == 1 ? s : s.withContext(item());
 }
 }  // namespace
-
-template <typename Body>
-Status Inventory::transactionLocked(const std::string& context, Body&& body) {
-  HYPER_RETURN_IF_ERROR(exec(db_, "BEGIN").withContext(context));
-  Status done = body();
-  if (!done.isOk()) {
-    (void)exec(db_, "ROLLBACK");
-    return done.withContext(context);
-  }
-  Status committed = exec(db_, "COMMIT");
-  if (!committed.isOk()) {
-    (void)exec(db_, "ROLLBACK");
-    return committed.withContext(context);
-  }
-  return Status::ok();
-}
 
 Status Inventory::put(const ManagedRecord& record) {
   return write({RecordWrite{record.id, record}});
@@ -369,11 +350,11 @@ Status Inventory::write(const std::vector<RecordWrite>& writes) {
       writes.size() == 1 ? std::string(writes[0].record ? "inventory put " : "inventory remove ") +
                                writes[0].id.str()
                          : "inventory write of " + std::to_string(writes.size()) + " records";
-  Status written = transactionLocked(context, [&]() -> Status {
+  Status written = sqlite::transaction(db_, [&]() -> Status {
     std::optional<Statement> insert;
     std::optional<Statement> erase;
     for (const RecordWrite& w : writes) {
-      const std::string what = std::string(w.record ? "put " : "remove ") + w.id.str();
+      auto what = [&] { return std::string(w.record ? "put " : "remove ") + w.id.str(); };
       if (!w.record) {
         if (!erase) {
           auto st = Statement::prepare(db_, "DELETE FROM objects WHERE kind = ?1 AND name = ?2");
@@ -416,7 +397,7 @@ Status Inventory::write(const std::vector<RecordWrite>& writes) {
     }
     return Status::ok();
   });
-  HYPER_RETURN_IF_ERROR(written);
+  HYPER_RETURN_IF_ERROR(written.withContext(context));
   if (records_) {
     for (const RecordWrite& w : writes) {
       pending_.insert_or_assign(w.id, w.record);
@@ -446,7 +427,7 @@ Result<std::vector<int64_t>> Inventory::journalBeginAll(const std::string& recon
       starts.size() == 1 ? "inventory journal " + describe(*starts[0].action)
                          : "inventory journal of " + std::to_string(starts.size()) + " actions";
   const int64_t now = nowSeconds();
-  Status begun = transactionLocked(context, [&]() -> Status {
+  Status begun = sqlite::transaction(db_, [&]() -> Status {
     auto st = Statement::prepare(
         db_,
         "INSERT INTO journal (reconcile_id, kind, name, action, phase, started_at, spec_json) "
@@ -464,12 +445,12 @@ Result<std::vector<int64_t>> Inventory::journalBeginAll(const std::string& recon
           .bind(4, std::string(actionTypeName(action.type)))
           .bind(5, now)
           .bind(6, keepSpec ? canonicalJson(*start.spec) : std::string());
-      HYPER_RETURN_IF_ERROR(naming(st->run(), starts.size(), describe(action)));
+      HYPER_RETURN_IF_ERROR(naming(st->run(), starts.size(), [&] { return describe(action); }));
       ids.push_back(static_cast<int64_t>(sqlite3_last_insert_rowid(db_)));
     }
     return Status::ok();
   });
-  HYPER_RETURN_IF_ERROR(begun);
+  HYPER_RETURN_IF_ERROR(begun.withContext(context));
   return ids;
 }
 
@@ -487,27 +468,31 @@ Status Inventory::journalEndAll(const std::vector<JournalOutcome>& outcomes) {
           ? "inventory journal end #" + std::to_string(outcomes[0].entryId)
           : "inventory journal end of " + std::to_string(outcomes.size()) + " entries";
   const int64_t now = nowSeconds();
-  return transactionLocked(context, [&]() -> Status {
-    auto st = Statement::prepare(
-        db_, "UPDATE journal SET phase = ?1, detail = ?2, finished_at = ?3 WHERE id = ?4");
-    if (!st.isOk()) {
-      return st.status();
-    }
-    for (const JournalOutcome& o : outcomes) {
-      const std::string what = "#" + std::to_string(o.entryId);
-      st->reset();
-      st->bind(1, std::string(o.succeeded ? "succeeded" : "failed"))
-          .bind(2, o.detail)
-          .bind(3, now)
-          .bind(4, o.entryId);
-      HYPER_RETURN_IF_ERROR(naming(st->run(), outcomes.size(), what));
-      if (sqlite3_changes(db_) == 0) {
-        return outcomes.size() == 1 ? Status::error("no such journal entry")
-                                    : Status::error("no such journal entry " + what);
-      }
-    }
-    return Status::ok();
-  });
+  return sqlite::transaction(
+             db_,
+             [&]() -> Status {
+               auto st = Statement::prepare(
+                   db_,
+                   "UPDATE journal SET phase = ?1, detail = ?2, finished_at = ?3 WHERE id = ?4");
+               if (!st.isOk()) {
+                 return st.status();
+               }
+               for (const JournalOutcome& o : outcomes) {
+                 auto what = [&] { return "#" + std::to_string(o.entryId); };
+                 st->reset();
+                 st->bind(1, std::string(o.succeeded ? "succeeded" : "failed"))
+                     .bind(2, o.detail)
+                     .bind(3, now)
+                     .bind(4, o.entryId);
+                 HYPER_RETURN_IF_ERROR(naming(st->run(), outcomes.size(), what));
+                 if (sqlite3_changes(db_) == 0) {
+                   return outcomes.size() == 1 ? Status::error("no such journal entry")
+                                               : Status::error("no such journal entry " + what());
+                 }
+               }
+               return Status::ok();
+             })
+      .withContext(context);
 }
 
 Result<std::vector<JournalEntry>> Inventory::unfinishedJournal() const {
@@ -743,19 +728,23 @@ Status Inventory::recordRevision(const RevisionEntry& entry) {
   if (fresh.empty()) {
     return Status::ok();
   }
-  HYPER_RETURN_IF_ERROR(sqlite::exec(db_, "BEGIN").withContext(context));
-  auto insert = Statement::prepare(
-      db_,
-      "INSERT OR REPLACE INTO content_keys (content, object, key, seq) VALUES (?1, ?2, ?3, ?4)");
-  Status written = insert.isOk() ? Status::ok() : insert.status();
-  for (size_t i = 0; written.isOk() && i < fresh.size(); ++i) {
-    insert->reset();
-    insert->bind(1, entry.content).bind(2, fresh[i].first).bind(3, fresh[i].second).bind(4, seq);
-    written = insert->run();
-  }
-  HYPER_RETURN_IF_ERROR(
-      sqlite::exec(db_, written.isOk() ? "COMMIT" : "ROLLBACK").withContext(context));
-  return written.withContext(context);
+  return sqlite::transaction(
+             db_,
+             [&]() -> Status {
+               auto insert = Statement::prepare(db_,
+                                                "INSERT OR REPLACE INTO content_keys (content, "
+                                                "object, key, seq) VALUES (?1, ?2, ?3, ?4)");
+               if (!insert.isOk()) {
+                 return insert.status();
+               }
+               for (const auto& [object, key] : fresh) {
+                 insert->reset();
+                 insert->bind(1, entry.content).bind(2, object).bind(3, key).bind(4, seq);
+                 HYPER_RETURN_IF_ERROR(insert->run());
+               }
+               return Status::ok();
+             })
+      .withContext(context);
 }
 
 Result<std::map<std::string, std::string>> Inventory::keysByObjectLocked() const {

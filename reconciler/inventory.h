@@ -144,9 +144,6 @@ class Inventory {
   Result<std::map<std::string, std::set<std::string>>> digestsByObjectLocked() const;
   Result<std::map<std::string, std::string>> keysByObjectLocked() const;  // "Kind/name" -> key
   Result<KeptKeys> contentKeysLocked(const std::string& content) const;
-  // Runs `body` between BEGIN and COMMIT (ROLLBACK when it fails); mu_ held by the caller.
-  template <typename Body>
-  Status transactionLocked(const std::string& context, Body&& body);
 
   sqlite3* db_;
   mutable std::mutex mu_;  // guards db_ and the cache below

@@ -17,6 +17,22 @@ inline Status error(sqlite3* db) {
 // Runs SQL without parameters (schema, pragmas, transactions).
 Status exec(sqlite3* db, const char* sql);
 
+// Runs `body` (returning a Status) as one transaction: `begin` ("BEGIN", or "BEGIN IMMEDIATE" to
+// take the write lock up front), then COMMIT; ROLLBACK when the body or the commit fails, and
+// that error is returned.
+template <typename Body>
+Status transaction(sqlite3* db, Body&& body, const char* begin = "BEGIN") {
+  HYPER_RETURN_IF_ERROR(exec(db, begin));
+  Status done = body();
+  if (done.isOk()) {
+    done = exec(db, "COMMIT");
+  }
+  if (!done.isOk()) {
+    (void)exec(db, "ROLLBACK");
+  }
+  return done;
+}
+
 // Opens (creating) a database file in WAL mode with a busy timeout, so several connections (the
 // inventory's, the event log's, a reading hyperctl) share it.
 Result<sqlite3*> openWal(const std::string& path);

@@ -179,7 +179,6 @@ std::string foreignSummary(const Json& foreign, const std::string& bridge, const
          "; change the cidr in the manifest or remove the address";
 }
 
-// `managed`: its inventory record, whose ports name the taps it owns in the guard sets.
 // fingerprintParts formatted, through `memo` (worked out for the same dump).
 std::string memoFingerprint(const NftTableDump& nft, const ObjectId& id,
                             const std::vector<std::string>& taps,
@@ -195,6 +194,7 @@ std::string memoFingerprint(const NftTableDump& nft, const ObjectId& id,
   return it->second;
 }
 
+// `managed`: its inventory record, whose ports name the taps it owns in the guard sets.
 ObservedState observeNetwork(const ObjectId& id, const std::string& bridge, const Cidr* cidr,
                              const LinkIndex& links, const NftTableDump& nft, bool ipForward,
                              const ManagedRecord* managed,
