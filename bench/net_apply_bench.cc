@@ -181,6 +181,36 @@ void removeStale() {
   }
 }
 
+// The namespace the bench times the kernel's rtnl lock in (settle()); made by benchMain.
+std::string gProbeNs;
+
+// Waits until the kernel has torn down the namespaces just deleted. `ip netns del` returns at
+// once, and the kernel then unregisters the namespace's devices in the background holding the
+// rtnl lock (some 20 ms per bridge here: 22 s for 1,000), so whatever comes next — a floor's
+// `ip -batch`, the next size's apply — would be timed waiting for it. Done when setting the
+// probe namespace's lo up (a request that takes the lock) is quick three times in a row.
+void settle() {
+  if (gProbeNs.empty()) {
+    return;
+  }
+  const std::vector<std::string> probe = {"ip", "-n", gProbeNs, "link", "set", "lo", "up"};
+  const auto deadline = Clock::now() + std::chrono::minutes(5);
+  int quick = 0;
+  while (quick < 3 && !gInterrupted && Clock::now() < deadline) {
+    Run r = run(probe);
+    if (r.code != 0) {
+      failed(probe, r, "cannot time the kernel's teardown of a namespace");
+      return;
+    }
+    quick = r.ms < 20 ? quick + 1 : 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (quick < 3 && !gInterrupted) {
+    std::fprintf(stderr,
+                 "warning: the kernel was still busy 5 minutes after a netns was deleted\n");
+  }
+}
+
 // What one size makes: its namespaces and its temporary directory, all deleted by the destructor
 // (on success, failure or interrupt alike).
 class Scratch {
@@ -190,8 +220,9 @@ class Scratch {
   Scratch& operator=(const Scratch&) = delete;
   ~Scratch() {
     while (!namespaces_.empty()) {
-      drop(namespaces_.back());
+      drop(namespaces_.back(), false);
     }
+    settle();
     if (!dir_.empty()) {
       std::error_code ec;
       fs::remove_all(dir_, ec);
@@ -233,8 +264,10 @@ class Scratch {
     return name;
   }
 
-  // Deletes one of our namespaces now (the floor's rounds do not pile up bridges).
-  void drop(std::string name) {  // a copy: `name` may be an element of namespaces_
+  // Deletes one of our namespaces now (the floor's rounds do not pile up bridges), and waits
+  // for the kernel to have torn it down unless `wait` is false.
+  void drop(std::string name,
+            bool wait = true) {  // a copy: `name` may be an element of namespaces_
     auto it = std::find(namespaces_.begin(), namespaces_.end(), name);
     if (it == namespaces_.end()) {
       return;
@@ -244,6 +277,9 @@ class Scratch {
     if (!r.isOk() || r->exitCode != 0) {
       std::fprintf(stderr, "cleanup: ip netns del %s failed: %s\n", name.c_str(),
                    r.isOk() ? r->err.c_str() : r.status().message().c_str());
+    }
+    if (wait) {
+      settle();
     }
   }
 
@@ -934,6 +970,16 @@ int benchMain(int argc, char** argv) {
   }).detach();
 
   removeStale();
+  // The namespace settle() probes, deleted last (gProbeNs cleared first, so that deleting it
+  // waits for nothing).
+  struct Probe {
+    Scratch scratch;
+    ~Probe() { gProbeNs.clear(); }
+  } probe;
+  gProbeNs = probe.scratch.addNetns("probe");
+  if (gProbeNs.empty()) {
+    return 1;
+  }
   std::printf(
       "hyper_net_apply_bench: N Networks + N NetworkPolicies, first apply in a fresh netns "
       "(hyperctl %s)\n",
