@@ -612,6 +612,7 @@ Result<std::shared_ptr<const NftTableDump>> NetProvider::nftTables() {
     return nftCache_;
   }
   HYPER_ASSIGN_OR_RETURN(NftTableDump dump, dumpNftTable());
+  dump.dropItems();  // kept until the ruleset moves: its digests answer every fingerprint
   ++nftListings_;
   nftCache_ = std::make_shared<const NftTableDump>(std::move(dump));
   nftCacheGeneration_.reset();

@@ -1,6 +1,7 @@
 #include "providers/net/nft_ruleset.h"
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 #include "base/names.h"
@@ -166,9 +167,16 @@ bool validTapBinding(const TapBinding& b) {
   return true;
 }
 
+NftTableDump::Digest shortDigest(std::string_view text) {
+  NftTableDump::Digest d;
+  std::string hex = sha256Hex(text);
+  std::memcpy(d.hex, hex.data(), sizeof d.hex);
+  return d;
+}
+
 // The digest of the JSON array of these items: canonicalJson of an array is its elements'
 // canonical texts between brackets, comma-separated.
-std::string partDigest(const std::vector<const NftItem*>& items) {
+NftTableDump::Digest partDigest(const std::vector<const NftItem*>& items) {
   size_t size = 2;
   for (const NftItem* item : items) {
     size += item->json.size() + 1;
@@ -180,7 +188,7 @@ std::string partDigest(const std::vector<const NftItem*>& items) {
     text += (i ? "," : "") + items[i]->json;
   }
   text += ']';
-  return sha256Hex(text).substr(0, 16);
+  return shortDigest(text);
 }
 
 std::string stringField(const Json& item, const char* key) {
@@ -188,36 +196,18 @@ std::string stringField(const Json& item, const char* key) {
   return it != item.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
-const std::vector<size_t>& positions(
-    const std::unordered_map<std::string, std::vector<size_t>>& index, const std::string& key) {
-  static const std::vector<size_t> kNone;
-  auto it = index.find(key);
-  return it == index.end() ? kNone : it->second;
-}
-
-// The chain object and its rules, or "absent".
+// The chain object and its rules (those without a comment unless `commentedRules`), or "absent".
 std::string chainDigest(const NftTableDump& dump, const std::string& chain, bool commentedRules) {
-  const std::vector<size_t>& chains = positions(dump.chainsByName, chain);
-  if (chains.empty()) {
+  auto it = dump.chainDigests.find(chain);
+  if (it == dump.chainDigests.end()) {
     return "absent";
   }
-  std::vector<const NftItem*> part;
-  for (size_t i : chains) {
-    part.push_back(&dump.chains[i]);
-  }
-  for (size_t i : positions(dump.rulesByChain, chain)) {
-    const NftItem& r = dump.rules[i];
-    if (commentedRules || !r.hasComment) {
-      part.push_back(&r);
-    }
-  }
-  return partDigest(part);
+  return (commentedRules ? it->second.all : it->second.uncommented).str();
 }
 
 std::string setDigest(const NftTableDump& dump, const std::string& set) {
-  auto it = dump.setsByName.find(set);
-  return it == dump.setsByName.end() ? "absent"
-                                     : sha256Hex(dump.sets[it->second].json).substr(0, 16);
+  auto it = dump.setDigests.find(set);
+  return it == dump.setDigests.end() ? "absent" : it->second.str();
 }
 
 // The guard sets' elements of these taps, or "absent" without the sets.
@@ -305,12 +295,13 @@ bool indexElements(const NftTableDump& dump, std::initializer_list<std::string_v
   out.clear();
   bool all = true;
   for (std::string_view name : names) {
-    auto it = dump.setsByName.find(std::string(name));
-    if (it == dump.setsByName.end()) {
+    auto first = std::find_if(dump.sets.begin(), dump.sets.end(),
+                              [&](const NftItem& set) { return set.name == name; });
+    if (first == dump.sets.end()) {
       all = false;
       continue;
     }
-    Json set = Json::parse(dump.sets[it->second].json, nullptr, /*allow_exceptions=*/false);
+    Json set = Json::parse(first->json, nullptr, /*allow_exceptions=*/false);
     if (!set.is_object() || !set.contains("elem") || !set["elem"].is_array()) {
       continue;  // no elements
     }
@@ -328,11 +319,9 @@ std::string commentedRulesDigest(const NftTableDump& dump, const std::string& ow
   if (!dump.present && !dump.bridgePresent) {
     return "absent";
   }
-  std::vector<const NftItem*> part;
-  for (size_t i : positions(dump.rulesByComment, owner)) {
-    part.push_back(&dump.rules[i]);
-  }
-  return partDigest(part);
+  static const std::string kNone = partDigest({}).str();  // no rule of its own: "[]"
+  auto it = dump.commentDigests.find(owner);
+  return it == dump.commentDigests.end() ? kNone : it->second.str();
 }
 
 }  // namespace
@@ -514,37 +503,59 @@ NftItem nftItem(const Json& object) {
 }
 
 void NftTableDump::reindex() {
-  chainsByName.clear();
-  rulesByChain.clear();
-  rulesByComment.clear();
-  setsByName.clear();
-  baseChainDigests.clear();
+  chainDigests.clear();
+  setDigests.clear();
+  commentDigests.clear();
   anyInetRule = false;
-  for (size_t i = 0; i < sets.size(); ++i) {
-    setsByName.emplace(sets[i].name, i);
+  for (const NftItem& set : sets) {
+    setDigests.emplace(set.name, shortDigest(set.json));
   }
-  for (size_t i = 0; i < chains.size(); ++i) {
-    chainsByName[chains[i].name].push_back(i);
+  // Each chain's objects (several of one name are all hashed) followed by its rules in listing
+  // order, and the rules of each comment.
+  std::unordered_map<std::string, std::vector<const NftItem*>> byChain;
+  std::unordered_map<std::string, std::vector<const NftItem*>> byComment;
+  for (const NftItem& chain : chains) {
+    byChain[chain.name].push_back(&chain);
   }
-  for (size_t i = 0; i < rules.size(); ++i) {
-    rulesByChain[rules[i].chain].push_back(i);
-    if (!rules[i].comment.empty()) {
-      rulesByComment[rules[i].comment].push_back(i);
+  for (const NftItem& rule : rules) {
+    if (!rule.comment.empty()) {
+      byComment[rule.comment].push_back(&rule);
     }
-    anyInetRule = anyInetRule || rules[i].family == kNftFamily;
+    anyInetRule = anyInetRule || rule.family == kNftFamily;
   }
-  for (const auto& chain : nftBaseChains()) {
-    baseChainDigests[chain] = chainDigest(*this, chain, /*commentedRules=*/false);
+  for (const NftItem& rule : rules) {
+    auto it = byChain.find(rule.chain);
+    if (it != byChain.end()) {
+      it->second.push_back(&rule);
+    }
+  }
+  for (const auto& [name, all] : byChain) {
+    std::vector<const NftItem*> uncommented;
+    for (const NftItem* item : all) {
+      if (item->chain.empty() || !item->hasComment) {  // the chain objects, then its rules
+        uncommented.push_back(item);
+      }
+    }
+    chainDigests.emplace(name, ChainDigests{partDigest(uncommented), partDigest(all)});
+  }
+  for (const auto& [comment, owned] : byComment) {
+    commentDigests.emplace(comment, partDigest(owned));
   }
   guardSets = indexElements(*this, {kGuardTapsSet, kGuardMacsSet, kGuardAddrsSet}, elementTap,
                             guardElementsByTap);
   networkMaps = indexElements(*this, {kEgressMap, kIngressMap}, elementTarget, mapElementsByTarget);
 }
 
+void NftTableDump::dropItems() {
+  std::vector<NftItem>().swap(sets);
+  std::vector<NftItem>().swap(chains);
+  std::vector<NftItem>().swap(rules);
+}
+
 bool NftTableDump::flushed() const { return present && !anyInetRule; }
 
 bool NftTableDump::hasChain(std::string_view name) const {
-  return chainsByName.count(std::string(name)) > 0;
+  return chainDigests.count(std::string(name)) > 0;
 }
 
 Result<NftTableDump> parseNftTableDump(std::string_view json) {
@@ -591,10 +602,7 @@ FingerprintParts fingerprintParts(const NftTableDump& dump, const ObjectId& id,
   FingerprintParts parts;
   if (id.kind == "Network") {
     for (const auto& chain : nftBaseChains()) {
-      auto known = dump.baseChainDigests.find(chain);
-      parts["chain:" + chain] = known != dump.baseChainDigests.end()
-                                    ? known->second
-                                    : chainDigest(dump, chain, /*commentedRules=*/false);
+      parts["chain:" + chain] = chainDigest(dump, chain, /*commentedRules=*/false);
     }
     for (Direction d : {Direction::Egress, Direction::Ingress}) {
       std::string chain = networkChainName(id.name, d);

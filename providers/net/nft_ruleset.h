@@ -123,14 +123,22 @@ struct NftTableDump {
   std::vector<NftItem> sets;    // the "set" objects, in listing order
   std::vector<NftItem> chains;  // the "chain" objects
   std::vector<NftItem> rules;   // the "rule" objects, grouped by chain in listing order
-  // Positions in the vectors above, made by reindex() (parseNftTableDump calls it; so must
-  // whoever changes the vectors), so that an object's fingerprint
-  // costs what it owns rather than a walk of the whole table (at 1,000 networks with a policy
-  // each, walking the table per object made a no-op diff take 23 s).
-  std::unordered_map<std::string, std::vector<size_t>> chainsByName;
-  std::unordered_map<std::string, std::vector<size_t>> rulesByChain;
-  std::unordered_map<std::string, std::vector<size_t>> rulesByComment;
-  std::unordered_map<std::string, size_t> setsByName;  // the first of that name
+
+  // What reindex() works out from the three vectors (parseNftTableDump calls it; so must whoever
+  // changes them): everything an object's fingerprint asks for, by name, so that a fingerprint
+  // costs a few lookups and a dump kept after dropItems() holds some hundred bytes per object
+  // instead of the JSON text of every set, chain and rule (3 KB per network and policy).
+  struct Digest {
+    char hex[16];  // the first 16 hex digits of a sha256
+    std::string str() const { return std::string(hex, sizeof hex); }
+  };
+  struct ChainDigests {
+    Digest uncommented;  // the chain and its rules without a comment
+    Digest all;          // the chain and all its rules
+  };
+  std::unordered_map<std::string, ChainDigests> chainDigests;  // by chain name
+  std::unordered_map<std::string, Digest> setDigests;          // the first set of that name
+  std::unordered_map<std::string, Digest> commentDigests;      // rules by their comment
   bool anyInetRule = false;
   // The elements of the guard sets by tap (an ifname element, or the first of a concatenation),
   // each as "<set>:<canonical JSON>", sorted; guardSets: the three sets exist.
@@ -140,11 +148,11 @@ struct NftTableDump {
   // as "<map>:<canonical JSON>", sorted; networkMaps: both maps exist.
   std::unordered_map<std::string, std::vector<std::string>> mapElementsByTarget;
   bool networkMaps = false;
-  // The digest of each base chain with its uncommented rules: the same part of every Network's
-  // fingerprint, worked out once per dump.
-  std::unordered_map<std::string, std::string> baseChainDigests;
 
   void reindex();
+  // Frees the three vectors once reindex() has run (the net provider's cached dump): the digests
+  // above still answer every fingerprint, hasChain() and flushed().
+  void dropItems();
   // Our inet table always holds rules while it exists; none at all means `nft flush table`.
   bool flushed() const;
   bool hasChain(std::string_view name) const;

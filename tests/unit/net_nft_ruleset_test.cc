@@ -453,11 +453,36 @@ TEST(NftFingerprintTest, SeesOneChangedRule) {
     }
   }
   ASSERT_TRUE(changed);
+  dump.reindex();
   FingerprintParts after = fingerprintParts(dump, {"NetworkPolicy", "web"});
   EXPECT_NE(before["chain:pol-web-egress"], after["chain:pol-web-egress"]);
   EXPECT_EQ(before["chain:pol-web-ingress"], after["chain:pol-web-ingress"]);
   EXPECT_EQ(fingerprintParts(dump, {"Network", "lab"}),
             fingerprintParts(capturedDump("net_nft_dump_lab_web.json"), {"Network", "lab"}));
+}
+
+// The net provider keeps a dump without its items (dropItems): every fingerprint, hasChain and
+// flushed answer as before, from the digests reindex() worked out.
+TEST(NftFingerprintTest, ADumpWithoutItsItemsAnswersTheSame) {
+  for (const char* file : {"net_nft_dump_lab_web.json", "net_nft_dump_lab_web_dmz.json"}) {
+    NftTableDump full = capturedDump(file);
+    NftTableDump kept = capturedDump(file);
+    kept.dropItems();
+    EXPECT_TRUE(kept.sets.empty() && kept.chains.empty() && kept.rules.empty());
+    ASSERT_FALSE(full.rules.empty());
+    const std::vector<ObjectId> ids = {{"Network", "lab"},       {"Network", "dmz"},
+                                       {"NetworkPolicy", "web"}, {"NetworkPolicy", "isolate"},
+                                       {"Network", "gone"},      {"NetworkPolicy", "gone"}};
+    for (const ObjectId& id : ids) {
+      EXPECT_EQ(fingerprintParts(kept, id, {"hv-a"}), fingerprintParts(full, id, {"hv-a"}))
+          << file << " " << id.str();
+    }
+    for (const auto& rule : full.rules) {
+      EXPECT_TRUE(kept.hasChain(rule.chain)) << rule.chain;
+    }
+    EXPECT_FALSE(kept.hasChain("net-gone-egress"));
+    EXPECT_EQ(kept.flushed(), full.flushed());
+  }
 }
 
 // A `bridge hyper` table as nft -j lists it: tap hv-a bound to `mac`, hv-b (another network's)
