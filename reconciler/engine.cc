@@ -674,6 +674,10 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
     return p && p->batchesApplies() ? p->name() : std::string();
   };
   executor.runBatch = runBatch;
+  executor.batchTakesDependents = [&](const PlanAction& action) {
+    Provider* p = providerForKind(action.id.kind);
+    return p && p->batchesApplies() && p->batchesDependents();
+  };
   report.outcomes = executePlan(plan, run, executor);
 
   // Objects that needed no host change but whose labels or spec moved (e.g. a label edit) get

@@ -195,6 +195,11 @@ class PlanRun {
       std::vector<size_t> skips;
       for (size_t k = 0; k < batch.size(); ++k) {
         size_t i = batch[k];
+        if (nodes_[i].blockedBy) {
+          // Taken with what it waits for, which did not succeed: runBatch did not carry it out.
+          skip(i, skips);
+          continue;
+        }
         ActionResult& result = results[k];
         outcomes_[i].seconds = seconds;
         if (!result.status.isOk()) {
@@ -231,7 +236,34 @@ class PlanRun {
       }
     }
     ready_.swap(rest);
+    if (options_.batchTakesDependents && deletesLeft_ == 0 &&
+        options_.batchTakesDependents(plan_.actions[first])) {
+      takeDependents(key, batch);
+    }
     return batch;
+  }
+
+  // Adds to `batch` (non-deletes of `key`) every pending non-delete of that key whose unfinished
+  // prerequisites are all in the batch, after them, up to maxBatch. Call with mu_ held.
+  void takeDependents(const std::string& key, std::vector<size_t>& batch) {
+    std::map<size_t, size_t> metInBatch;  // pending dependent -> its prerequisites in the batch
+    for (size_t k = 0; k < batch.size() && batch.size() < options_.maxBatch; ++k) {
+      if (nodes_[batch[k]].isDelete) {
+        return;  // deletes go children first: only a batch of creates and updates grows
+      }
+      for (size_t d : nodes_[batch[k]].dependents) {
+        Node& dep = nodes_[d];
+        if (dep.state != NodeState::Pending || dep.isDelete || dep.blockedBy ||
+            ++metInBatch[d] != dep.waitingOn || options_.batchKey(plan_.actions[d]) != key) {
+          continue;
+        }
+        dep.state = NodeState::Queued;
+        batch.push_back(d);
+        if (batch.size() == options_.maxBatch) {
+          break;
+        }
+      }
+    }
   }
 
   // Queues node i if everything it waits for is done; if one of those did not succeed, i is

@@ -53,13 +53,20 @@ struct ExecutorOptions {
   std::function<std::string(const PlanAction&)> batchKey;
   BatchRunner runBatch;
   size_t maxBatch = 4096;
+  // Whether the batch of the key of this (ready) action may also take the non-delete actions of
+  // that key that wait only for actions in the batch (a NetworkPolicy with its new Network), so
+  // that they are one batch rather than one after another. They come after what they wait for;
+  // runBatch must not carry one out when an action it waits for failed (its result is then the
+  // skip, as if it had waited). Null: never.
+  std::function<bool(const PlanAction&)> batchTakesDependents;
 };
 
 // Executes a plan in dependency order: deletes first, children before parents; then creates,
 // updates and replaces, parents before children. Actions whose dependencies are done run in
 // parallel on at most `parallelism` threads, or together as a batch (ExecutorOptions::batchKey).
 // An action whose dependency failed is skipped (and reported), the rest go on; one whose
-// dependency is in progress is skipped as waiting. Returns one outcome per action, in plan order.
+// dependency is in progress is skipped as waiting (also within a batch that took it with what it
+// waits for). Returns one outcome per action, in plan order.
 std::vector<ActionOutcome> executePlan(const Plan& plan, const ActionRunner& run,
                                        const ExecutorOptions& options);
 

@@ -161,6 +161,13 @@ class Provider {
   // apply would have: one action's failure is that action's, not its batch-mates'. The default
   // applies them one by one.
   virtual bool batchesApplies() const { return false; }
+  // Optional, with batchesApplies. True: a batch may also hold, after the actions they depend on,
+  // creates and updates that wait only for actions in the same batch (a NetworkPolicy with its
+  // new Network: one batch, one table write, instead of two). Their requests' references hold the
+  // records from before the batch. applyBatch must not carry out an action one of whose
+  // dependencies (PlanAction::dependsOn) in the batch failed; its response is then ignored and
+  // the engine reports it skipped, as if it had waited.
+  virtual bool batchesDependents() const { return false; }
   virtual void applyBatch(const std::vector<const ApplyRequest*>& reqs,
                           std::vector<ApplyResponse>& resps) {
     resps.assign(reqs.size(), ApplyResponse{});

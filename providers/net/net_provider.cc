@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <fstream>
 #include <optional>
+#include <set>
 
 #include "base/crash_point.h"
 #include "base/names.h"
@@ -825,6 +826,27 @@ void NetProvider::applyBatch(const std::vector<const ApplyRequest*>& reqs,
 }
 
 // One action of a batch on its way: what it asks of the links and of the model.
+namespace {
+// Fails `step` when it is still going and depends on a step of the same batch that failed
+// (`failedIds`; those come before it: Provider::batchesDependents), then adds it there if it
+// failed. A template only because Step is NetProvider's own.
+template <typename StepT>
+void failIfDependencyFailed(StepT& step, std::set<ObjectId>& failedIds) {
+  if (!step.failed()) {
+    for (const ObjectId& dep : step.req->action->dependsOn) {
+      if (failedIds.count(dep)) {
+        fail(*step.resp, step.id,
+             Status::error("not applied: " + dep.str() + " failed in the same batch"));
+        break;
+      }
+    }
+  }
+  if (step.failed()) {
+    failedIds.insert(step.id);
+  }
+}
+}  // namespace
+
 struct NetProvider::Step {
   const ApplyRequest* req = nullptr;
   ApplyResponse* resp = nullptr;
@@ -918,6 +940,10 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
     }
   }
 
+  std::set<ObjectId> failedIds;
+  for (Step& step : steps) {
+    failIfDependencyFailed(step, failedIds);
+  }
   std::lock_guard<std::mutex> lock(mu_);
   writeTablesLocked(steps);
   bool anyLeft = std::any_of(steps.begin(), steps.end(), [](const Step& s) { return !s.failed(); });
@@ -1150,13 +1176,18 @@ void NetProvider::writeTablesLocked(std::vector<Step>& steps) {
     return;
   }
   model_ = std::move(*before);
+  std::set<ObjectId> failedIds;
   for (Step& step : steps) {
+    failIfDependencyFailed(step, failedIds);  // a policy whose Network failed alone just now
     if (step.failed()) {
       continue;
     }
+    NftModel kept = model_;  // the failing write changed nothing: neither may the model
     put(step);
     if (Status alone = writeTableLocked(); !alone.isOk()) {
+      model_ = std::move(kept);
       fail(*step.resp, step.id, alone);
+      failedIds.insert(step.id);
     }
   }
 }

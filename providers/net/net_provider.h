@@ -89,6 +89,9 @@ class NetProvider : public Provider {
   // (if it fails, the actions are written one at a time so the failure is the one that caused
   // it), one read-back of the table for every fingerprint. apply() is a batch of one.
   bool batchesApplies() const override { return true; }
+  // A policy comes in the batch of its new Network (one table write for both); it is not written
+  // when that Network's step failed.
+  bool batchesDependents() const override { return true; }
 
   // How many times hyper's tables were listed (not taken from the last listing): for tests.
   size_t nftListings() const { return nftListings_.load(); }

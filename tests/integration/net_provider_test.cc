@@ -96,6 +96,11 @@ class NetProviderIntegrationTest : public ::testing::Test {
       if (resp.action) {
         resp.action->id = id;
         resp.action->provider = "net";
+        if (d) {  // as the engine's graph has it
+          for (const Reference& ref : provider_.references(*d)) {
+            resp.action->dependsOn.push_back(ref.target);
+          }
+        }
         p.actions.push_back(*resp.action);
       }
     };
@@ -536,6 +541,67 @@ TEST_F(NetProviderIntegrationTest, GuardChangedByHandIsDriftOfTheNetwork) {
       << p.actions[0].reason;
   ASSERT_TRUE(apply(p, {&lab}).isOk());
   EXPECT_EQ(*run({"nft", "list", "table", "bridge", "hyper"}), before);
+}
+
+// batchesDependents: the engine hands over new Networks with their policies in one batch (networks
+// first). A policy whose network failed in it is not written, and says why.
+TEST_F(NetProviderIntegrationTest, APolicyInItsNetworksBatchIsNotWrittenWhenTheNetworkFails) {
+  ASSERT_TRUE(provider_.batchesDependents());
+  std::vector<Object> objects;
+  for (int i = 0; i < 3; ++i) {
+    std::string name = "m" + std::to_string(i);
+    objects.push_back(
+        makeObject("Network", name, R"({"cidr": "10.92.)" + std::to_string(i) + R"(.0/24"})"));
+  }
+  for (int i = 0; i < 3; ++i) {
+    objects.push_back(
+        makeObject("NetworkPolicy", "q" + std::to_string(i),
+                   R"({"network": "m)" + std::to_string(i) + R"(", "egress": {"mode": "none"}})"));
+  }
+  std::vector<const Object*> desired;
+  for (const auto& o : objects) {
+    desired.push_back(&o);
+  }
+  Planned p = plan(desired);
+  ASSERT_FALSE(p.diagnostics.hasErrors()) << p.describe();
+  ASSERT_EQ(p.actions.size(), 6u) << p.describe();
+  ASSERT_TRUE(run({"ip", "link", "add", "hb-m1", "type", "bridge"}).isOk());  // m1 must fail
+  std::vector<const PlanAction*> batch;
+  for (const char* kind : {"Network", "NetworkPolicy"}) {
+    for (const auto& a : p.actions) {
+      if (a.id.kind == kind) {
+        batch.push_back(&a);
+      }
+    }
+  }
+  auto done = applyBatch(batch, desired);
+  ASSERT_EQ(done.size(), 6u);
+  auto table = run({"nft", "list", "table", "inet", "hyper"});
+  ASSERT_TRUE(table.isOk()) << table.status().message();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const ObjectId& id = batch[i]->id;
+    if (id.name == "m1") {
+      EXPECT_TRUE(done[i].diagnostics.hasErrors());
+    } else if (id.name == "q1") {
+      EXPECT_NE(
+          done[i].diagnostics.format().find("not applied: Network/m1 failed in the same batch"),
+          std::string::npos)
+          << done[i].diagnostics.format();
+      EXPECT_EQ(table->find("chain pol-q1-egress"), std::string::npos) << *table;
+    } else {
+      EXPECT_FALSE(done[i].diagnostics.hasErrors()) << id.str() << done[i].diagnostics.format();
+      EXPECT_FALSE(done[i].fingerprint.empty()) << id.str();
+    }
+  }
+  EXPECT_NE(table->find("chain pol-q2-egress"), std::string::npos) << *table;
+  std::vector<const Object*> rest;
+  for (const Object* o : desired) {
+    if (o->id.name != "m1" && o->id.name != "q1") {
+      rest.push_back(o);
+    }
+  }
+  Planned after = plan(rest);
+  EXPECT_TRUE(after.actions.empty()) << after.describe();
 }
 
 // The engine hands the provider every Network (then every NetworkPolicy) ready at once: one `ip`

@@ -539,6 +539,66 @@ TEST(ExecutorBatchTest, ReadyActionsOfOneKeyRunTogetherInDependencyWaves) {
   EXPECT_TRUE(outcomes[6].skipped) << "the policy on the failed network is skipped";
 }
 
+// batchTakesDependents: a policy rides in its new network's batch, after it; one that also waits
+// for something outside the batch does not; one whose network failed in the batch is skipped
+// whatever the batch answered for it.
+TEST(ExecutorBatchTest, ABatchTakesTheDependentsThatWaitOnlyForIt) {
+  Plan plan;
+  for (int i = 0; i < 3; ++i) {
+    plan.actions.push_back(act(ActionType::Create, "net" + std::to_string(i)));
+  }
+  plan.actions.push_back(act(ActionType::Create, "pol0", {"net0"}));
+  plan.actions.push_back(act(ActionType::Create, "pol1", {"net1"}));
+  plan.actions.push_back(act(ActionType::Create, "pol01", {"net0", "vm"}));  // vm: not batched
+  plan.actions.push_back(act(ActionType::Create, "vm"));
+  plan.actions.push_back(act(ActionType::Create, "sub0", {"pol0"}));  // two levels down
+  std::mutex mu;
+  std::vector<std::vector<std::string>> batches;
+  ExecutorOptions options{1};  // one worker: the vm runs after the first batch
+  options.batchKey = [](const PlanAction& a) {
+    return a.id.name == "vm" ? std::string() : std::string("net");
+  };
+  bool takes = true;
+  options.batchTakesDependents = [&](const PlanAction&) { return takes; };
+  options.runBatch = [&](const std::vector<const PlanAction*>& actions) {
+    std::lock_guard<std::mutex> lk(mu);
+    std::vector<std::string> names;
+    std::vector<ActionResult> results;
+    for (const PlanAction* a : actions) {
+      names.push_back(a->id.name);
+      // What a provider must not do is left to the provider; the executor ignores this answer.
+      results.emplace_back(a->id.name == "net1" ? Status::error("boom net1") : Status::ok());
+    }
+    batches.push_back(names);
+    return results;
+  };
+  std::vector<std::string> alone;
+  auto runAlone = [&](const PlanAction& a) -> ActionResult {
+    std::lock_guard<std::mutex> lk(mu);
+    alone.push_back(a.id.name);
+    return Status::ok();
+  };
+  auto outcomes = executePlan(plan, runAlone, options);
+  ASSERT_EQ(outcomes.size(), 8u);
+  ASSERT_FALSE(batches.empty());
+  EXPECT_EQ(batches[0], (std::vector<std::string>{"net0", "net1", "net2", "pol0", "pol1", "sub0"}));
+  EXPECT_EQ(batches.size(), 1u);
+  EXPECT_EQ(alone, (std::vector<std::string>{"vm", "pol01"})) << "pol01 also waited for the vm";
+  EXPECT_TRUE(outcomes[4].skipped) << outcomes[4].status.message();
+  EXPECT_EQ(outcomes[4].status.message(), "skipped: create of FakeThing/net1 failed");
+  for (size_t i : {0u, 2u, 3u, 5u, 6u, 7u}) {
+    EXPECT_TRUE(outcomes[i].status.isOk())
+        << outcomes[i].id.str() << ": " << outcomes[i].status.message();
+  }
+
+  // Without it, the policies wait for the next batch.
+  takes = false;
+  batches.clear();
+  outcomes = executePlan(plan, runAlone, options);
+  ASSERT_FALSE(batches.empty());
+  EXPECT_EQ(batches[0], (std::vector<std::string>{"net0", "net1", "net2"}));
+}
+
 TEST(ExecutorBatchTest, ABatchThatThrowsOrAnswersShortFailsEachOfItsActions) {
   Plan plan;
   for (int i = 0; i < 3; ++i) {
