@@ -511,32 +511,32 @@ void NftTableDump::reindex() {
     setDigests.emplace(set.name, shortDigest(set.json));
   }
   // Each chain's objects (several of one name are all hashed) followed by its rules in listing
-  // order, and the rules of each comment.
-  std::unordered_map<std::string, std::vector<const NftItem*>> byChain;
+  // order (all of them, and those without a comment), and the rules of each comment.
+  struct ChainParts {
+    std::vector<const NftItem*> all;
+    std::vector<const NftItem*> uncommented;
+  };
+  std::unordered_map<std::string, ChainParts> byChain;
   std::unordered_map<std::string, std::vector<const NftItem*>> byComment;
   for (const NftItem& chain : chains) {
-    byChain[chain.name].push_back(&chain);
+    ChainParts& parts = byChain[chain.name];
+    parts.all.push_back(&chain);
+    parts.uncommented.push_back(&chain);
   }
   for (const NftItem& rule : rules) {
     if (!rule.comment.empty()) {
       byComment[rule.comment].push_back(&rule);
     }
     anyInetRule = anyInetRule || rule.family == kNftFamily;
-  }
-  for (const NftItem& rule : rules) {
-    auto it = byChain.find(rule.chain);
-    if (it != byChain.end()) {
-      it->second.push_back(&rule);
-    }
-  }
-  for (const auto& [name, all] : byChain) {
-    std::vector<const NftItem*> uncommented;
-    for (const NftItem* item : all) {
-      if (item->chain.empty() || !item->hasComment) {  // the chain objects, then its rules
-        uncommented.push_back(item);
+    if (auto it = byChain.find(rule.chain); it != byChain.end()) {
+      it->second.all.push_back(&rule);
+      if (!rule.hasComment) {
+        it->second.uncommented.push_back(&rule);
       }
     }
-    chainDigests.emplace(name, ChainDigests{partDigest(uncommented), partDigest(all)});
+  }
+  for (const auto& [name, parts] : byChain) {
+    chainDigests.emplace(name, ChainDigests{partDigest(parts.uncommented), partDigest(parts.all)});
   }
   for (const auto& [comment, owned] : byComment) {
     commentDigests.emplace(comment, partDigest(owned));
