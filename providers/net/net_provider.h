@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "host/command.h"
 #include "host/nft.h"
 #include "netmodel/link_state.h"
 #include "providers/net/nft_ruleset.h"
@@ -106,7 +107,9 @@ class NetProvider : public Provider {
   // A Network step's bridge lines (delete, create, alias, mtu, up, addresses) from the links as
   // they are; a collision with something hyper does not own fails the step.
   void prepareNetwork(const netmodel::LinkIndex& links, Step& step) const;
-  void runIpBatch(std::vector<Step>& steps) const;
+  std::string ipBatchInput(std::vector<Step>& steps) const;
+  void attributeIpBatch(std::vector<Step>& steps, const Result<host::CommandResult>& ran) const;
+  void configureBridges(std::vector<Step>& steps) const;
   // Puts the steps still going into the model and writes the tables (see applyBatch). Call with
   // mu_ held.
   void writeTablesLocked(std::vector<Step>& steps);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "base/sha256.h"
@@ -69,6 +70,9 @@ class NetProviderIntegrationTest : public ::testing::Test {
     // Guard: nothing below may run in the machine's own namespace.
     ASSERT_TRUE(ns_->active());
   }
+
+  void expectOnlyM1AndItsPolicyFail(const std::function<void()>& breakM1,
+                                    const std::string& m1Error);
 
   // Observe and plan, like Engine::plan: every desired object, and with `prune` every managed
   // object that left the source.
@@ -545,7 +549,10 @@ TEST_F(NetProviderIntegrationTest, GuardChangedByHandIsDriftOfTheNetwork) {
 
 // batchesDependents: the engine hands over new Networks with their policies in one batch (networks
 // first). A policy whose network failed in it is not written, and says why.
-TEST_F(NetProviderIntegrationTest, APolicyInItsNetworksBatchIsNotWrittenWhenTheNetworkFails) {
+// Networks m0..m2 and their policies q0..q2 in one batch, where `breakM1` makes Network/m1 fail:
+// q1 must not be written, everything else must be, and then be in sync.
+void NetProviderIntegrationTest::expectOnlyM1AndItsPolicyFail(const std::function<void()>& breakM1,
+                                                              const std::string& m1Error) {
   ASSERT_TRUE(provider_.batchesDependents());
   std::vector<Object> objects;
   for (int i = 0; i < 3; ++i) {
@@ -565,7 +572,7 @@ TEST_F(NetProviderIntegrationTest, APolicyInItsNetworksBatchIsNotWrittenWhenTheN
   Planned p = plan(desired);
   ASSERT_FALSE(p.diagnostics.hasErrors()) << p.describe();
   ASSERT_EQ(p.actions.size(), 6u) << p.describe();
-  ASSERT_TRUE(run({"ip", "link", "add", "hb-m1", "type", "bridge"}).isOk());  // m1 must fail
+  breakM1();
   std::vector<const PlanAction*> batch;
   for (const char* kind : {"Network", "NetworkPolicy"}) {
     for (const auto& a : p.actions) {
@@ -581,13 +588,15 @@ TEST_F(NetProviderIntegrationTest, APolicyInItsNetworksBatchIsNotWrittenWhenTheN
   for (size_t i = 0; i < batch.size(); ++i) {
     const ObjectId& id = batch[i]->id;
     if (id.name == "m1") {
-      EXPECT_TRUE(done[i].diagnostics.hasErrors());
+      EXPECT_NE(done[i].diagnostics.format().find(m1Error), std::string::npos)
+          << done[i].diagnostics.format();
     } else if (id.name == "q1") {
       EXPECT_NE(
           done[i].diagnostics.format().find("not applied: Network/m1 failed in the same batch"),
           std::string::npos)
           << done[i].diagnostics.format();
       EXPECT_EQ(table->find("chain pol-q1-egress"), std::string::npos) << *table;
+      EXPECT_EQ(table->find("hb-m1"), std::string::npos) << *table;
     } else {
       EXPECT_FALSE(done[i].diagnostics.hasErrors()) << id.str() << done[i].diagnostics.format();
       EXPECT_FALSE(done[i].fingerprint.empty()) << id.str();
@@ -602,6 +611,30 @@ TEST_F(NetProviderIntegrationTest, APolicyInItsNetworksBatchIsNotWrittenWhenTheN
   }
   Planned after = plan(rest);
   EXPECT_TRUE(after.actions.empty()) << after.describe();
+}
+
+// A name collision is found before `ip` runs.
+TEST_F(NetProviderIntegrationTest, APolicyInItsNetworksBatchIsNotWrittenWhenTheNetworkFails) {
+  expectOnlyM1AndItsPolicyFail(
+      [&] {
+        ASSERT_TRUE(run({"ip", "link", "add", "hb-m1", "type", "bridge"}).isOk());
+      },
+      "bridge hb-m1 exists and is not managed by hyper");
+}
+
+// A failure only `ip` finds comes after the tables were written (they are written while `ip`
+// runs): they are written again without the Network and its policy. Here hyper's alias is on a
+// VXLAN device that cannot take the bridge's MTU (its lower device's is 1000).
+TEST_F(NetProviderIntegrationTest, ANetworkThatFailsInIpIsTakenOutOfTheTablesAgain) {
+  expectOnlyM1AndItsPolicyFail(
+      [&] {
+        ASSERT_TRUE(run({"ip", "link", "add", "low-m1", "mtu", "1000", "type", "bridge"}).isOk());
+        ASSERT_TRUE(run({"ip", "link", "add", "hb-m1", "type", "vxlan", "id", "5", "dstport",
+                         "4789", "dev", "low-m1"})
+                        .isOk());
+        ASSERT_TRUE(run({"ip", "link", "set", "dev", "hb-m1", "alias", "hyper:Network/m1"}).isOk());
+      },
+      "ip -batch - <- ");
 }
 
 // The engine hands the provider every Network (then every NetworkPolicy) ready at once: one `ip`
