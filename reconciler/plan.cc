@@ -200,8 +200,20 @@ Json Plan::toJson() const {
 std::string Plan::hash() const {
   // Orphans and the summary are left out: orphans only say what prune would do, and the summary
   // is derived from the actions.
-  Json hashed = {{"revision", revision}, {"actions", actionsJson(actions)}};
-  return sha256Hex(canonicalJson(hashed));
+  // The canonical JSON of {"actions": [...], "revision": ...}, hashed an action at a time rather
+  // than built whole: at 2,000 actions that tree cost more than the hashing.
+  Sha256 h;
+  h.update("{\"actions\":[");
+  for (size_t i = 0; i < actions.size(); ++i) {
+    if (i > 0) {
+      h.update(",");
+    }
+    h.update(canonicalJson(actionJson(actions[i])));
+  }
+  h.update("],\"revision\":");
+  h.update(canonicalJson(Json(revision)));
+  h.update("}");
+  return h.hex();
 }
 
 std::string Plan::render(bool color) const {
