@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -170,8 +171,55 @@ ManifestLoader::CachedFile ManifestLoader::parseFile(const SourceFile& file) con
     return out;
   }
   auto fileName = std::make_shared<const std::string>(file.path);
+  // A large file is parsed in pieces on every core (one file of 2,000 documents was a sixth of
+  // a first apply's time). Only a clean result is taken from the pieces: anything they report
+  // is reported from the whole file instead, exactly as it would be alone.
+  constexpr size_t kPieceBytes = 64 << 10;
+  size_t parts = std::min<size_t>({std::max(1u, std::thread::hardware_concurrency()),
+                                   kMaxLoadThreads, file.content.size() / kPieceBytes});
+  if (parts > 1) {
+    std::vector<YamlPiece> pieces = splitYamlStream(file.content, parts);
+    if (pieces.size() > 1) {
+      std::vector<CachedFile> done(pieces.size());
+      auto parse = [&](size_t i) {
+        try {
+          done[i] = parseText(pieces[i].text, fileName, pieces[i].linesBefore);
+        } catch (const std::exception& e) {
+          done[i].diagnostics.error({}, "", e.what());  // the whole file is parsed again
+        }
+      };
+      std::vector<std::thread> threads;
+      for (size_t i = 1; i < pieces.size(); ++i) {
+        threads.emplace_back(parse, i);
+      }
+      parse(0);
+      for (auto& t : threads) {
+        t.join();
+      }
+      bool clean = true;
+      size_t documents = 0;
+      for (const CachedFile& piece : done) {
+        clean = clean && piece.diagnostics.empty();
+        documents += piece.documents;
+      }
+      if (clean && documents <= limits_.yaml.maxDocumentsPerFile) {
+        out.documents = documents;
+        for (CachedFile& piece : done) {
+          std::move(piece.objects.begin(), piece.objects.end(), std::back_inserter(out.objects));
+        }
+        return out;
+      }
+    }
+  }
+  return parseText(file.content, fileName, 0);
+}
+
+ManifestLoader::CachedFile ManifestLoader::parseText(const std::string& text,
+                                                     std::shared_ptr<const std::string> fileName,
+                                                     int linesBefore) const {
+  CachedFile out;
   std::vector<YamlDocument> docs =
-      parseYamlDocuments(file.content, fileName, out.diagnostics, limits_.yaml);
+      parseYamlDocuments(text, fileName, out.diagnostics, limits_.yaml, linesBefore);
   out.documents = docs.size();
   for (auto& doc : docs) {
     std::string kind, name;

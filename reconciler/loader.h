@@ -80,6 +80,10 @@ class ManifestLoader {
     Diagnostics diagnostics;
   };
   CachedFile parseFile(const SourceFile& file) const;
+  // Parses and checks YAML text of `fileName` (the whole file, or a piece of it after
+  // `linesBefore` lines).
+  CachedFile parseText(const std::string& text, std::shared_ptr<const std::string> fileName,
+                       int linesBefore) const;
   // Runs parse(i) for every item, on up to kMaxLoadThreads threads (one per core) when there
   // are enough of them to be worth the threads; returns when all are done.
   static constexpr size_t kMaxLoadThreads = 8;

@@ -1,5 +1,6 @@
 #include "reconciler/yaml_json.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -145,8 +146,9 @@ std::string limitMessage(const char* limit, size_t value, const std::string& wha
 // the conversion stops at once, so an alias bomb costs at most the budget, not its expansion.
 class Converter {
  public:
-  Converter(std::shared_ptr<const std::string> file, Diagnostics& diags, const YamlLimits& limits)
-      : file_(std::move(file)), diags_(diags), limits_(limits) {}
+  Converter(std::shared_ptr<const std::string> file, Diagnostics& diags, const YamlLimits& limits,
+            int linesBefore)
+      : file_(std::move(file)), diags_(diags), limits_(limits), linesBefore_(linesBefore) {}
 
   void startDocument() {
     nodes_ = 0;
@@ -346,7 +348,7 @@ class Converter {
     if (mark.is_null()) {
       return;
     }
-    map.add(path, mark.line + 1, mark.column + 1);
+    map.add(path, linesBefore_ + mark.line + 1, mark.column + 1);
   }
 
   void error(const YAML::Mark& mark, const std::string& path, std::string summary) {
@@ -356,7 +358,8 @@ class Converter {
     }
     ++reported_;
     Diagnostic d;
-    d.where = {*file_, mark.is_null() ? 0 : mark.line + 1, mark.is_null() ? 0 : mark.column + 1};
+    d.where = {*file_, mark.is_null() ? 0 : linesBefore_ + mark.line + 1,
+               mark.is_null() ? 0 : mark.column + 1};
     d.fieldPath = path.size() > 200 ? path.substr(0, 197) + "..." : path;  // a key may be long
     d.summary = std::move(summary);
     diags_.add(std::move(d));
@@ -365,6 +368,7 @@ class Converter {
   std::shared_ptr<const std::string> file_;
   Diagnostics& diags_;
   const YamlLimits& limits_;
+  int linesBefore_;
   size_t nodes_ = 0;
   size_t bytes_ = 0;
   bool exhausted_ = false;
@@ -429,18 +433,22 @@ class DocumentStarts : public YAML::EventHandler {
 
 std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
                                              std::shared_ptr<const std::string> fileName,
-                                             Diagnostics& diagnostics, const YamlLimits& limits) {
+                                             Diagnostics& diagnostics, const YamlLimits& limits,
+                                             int linesBefore) {
   std::vector<YAML::Node> nodes;
   try {
     DocumentStarts(limits.maxDocumentsPerFile).check(content);
     nodes = YAML::LoadAll(content);
   } catch (const TooManyDocuments& e) {
-    diagnostics.add(
-        {Severity::Error, {*fileName, e.mark.line + 1, e.mark.column + 1}, {}, "", e.msg});
+    diagnostics.add({Severity::Error,
+                     {*fileName, linesBefore + e.mark.line + 1, e.mark.column + 1},
+                     {},
+                     "",
+                     e.msg});
     return {};
   } catch (const YAML::Exception& e) {
     Diagnostic d;
-    d.where = {*fileName, e.mark.is_null() ? 0 : e.mark.line + 1,
+    d.where = {*fileName, e.mark.is_null() ? 0 : linesBefore + e.mark.line + 1,
                e.mark.is_null() ? 0 : e.mark.column + 1};
     d.summary = "YAML syntax error: " + e.msg;
     diagnostics.add(std::move(d));
@@ -455,7 +463,7 @@ std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
   }
 
   std::vector<YamlDocument> docs;
-  Converter converter(fileName, diagnostics, limits);
+  Converter converter(fileName, diagnostics, limits, linesBefore);
   int index = -1;
   for (const auto& node : nodes) {
     ++index;
@@ -470,7 +478,7 @@ std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
     doc.index = index;
     doc.sourceMap = SourceMap(fileName);
     YAML::Mark mark = node.Mark();
-    doc.where = {*fileName, mark.is_null() ? 1 : mark.line + 1,
+    doc.where = {*fileName, linesBefore + (mark.is_null() ? 1 : mark.line + 1),
                  mark.is_null() ? 1 : mark.column + 1};
     size_t errorsBefore = diagnostics.size();
     try {
@@ -492,6 +500,53 @@ std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
   }
   converter.finish();
   return docs;
+}
+
+std::vector<YamlPiece> splitYamlStream(std::string_view content, size_t parts) {
+  auto lineEnd = [&](size_t at) {
+    size_t end = content.find('\n', at);
+    return end == std::string_view::npos ? content.size() : end;
+  };
+  // A directive anywhere: the stream stays whole.
+  for (size_t at = 0; at < content.size(); at = lineEnd(at) + 1) {
+    if (content[at] == '%') {
+      return {{std::string(content), 0}};
+    }
+  }
+  auto startsDocument = [&](size_t at) {
+    if (content.compare(at, 3, "---") != 0) {
+      return false;
+    }
+    size_t end = lineEnd(at);
+    for (size_t i = at + 3; i < end; ++i) {
+      if (content[i] != ' ' && content[i] != '\t' && content[i] != '\r') {
+        return false;
+      }
+    }
+    return true;
+  };
+  std::vector<YamlPiece> out;
+  size_t from = 0;
+  int lines = 0;
+  for (size_t k = 1; k < parts; ++k) {
+    size_t at = std::max(from + 1, content.size() * k / parts);
+    // The next line start at or after `at`, then the next document start from there.
+    if (at < content.size() && content[at - 1] != '\n') {
+      at = lineEnd(at) + 1;
+    }
+    while (at < content.size() && !startsDocument(at)) {
+      at = lineEnd(at) + 1;
+    }
+    if (at >= content.size()) {
+      break;
+    }
+    std::string_view piece = content.substr(from, at - from);
+    out.push_back({std::string(piece), lines});
+    lines += static_cast<int>(std::count(piece.begin(), piece.end(), '\n'));
+    from = at;
+  }
+  out.push_back({std::string(content.substr(from)), lines});
+  return out;
 }
 
 }  // namespace hyper

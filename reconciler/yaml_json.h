@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "reconciler/diagnostic.h"
@@ -36,10 +37,23 @@ struct YamlDocument {
 // are reported as errors. Empty documents are skipped. On a syntax error the whole file is
 // reported and no document of it is returned. Aliases are allowed, but every use of one counts
 // against `limits` as if it were written out, so a "billion laughs" document is an error after
-// maxNodesPerDocument values, not an exhausted host.
+// maxNodesPerDocument values, not an exhausted host. `linesBefore`: the lines of the file before
+// `content` when it is a part of one (splitYamlStream), added to every line reported.
 std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
                                              std::shared_ptr<const std::string> fileName,
                                              Diagnostics& diagnostics,
-                                             const YamlLimits& limits = YamlLimits{});
+                                             const YamlLimits& limits = YamlLimits{},
+                                             int linesBefore = 0);
+
+// Up to `parts` pieces of a YAML stream, cut at document starts: lines that are "---" alone (and
+// trailing blanks). A `---` at the start of a line always starts a document (YAML 1.2 forbids it
+// inside a scalar; yaml-cpp ends a block or plain scalar there and refuses it in a quoted one),
+// so when each piece parses without a diagnostic, their documents are the whole's. A stream with
+// directives (a line starting with '%') is not cut: they belong to the document after them.
+struct YamlPiece {
+  std::string text;
+  int linesBefore = 0;
+};
+std::vector<YamlPiece> splitYamlStream(std::string_view content, size_t parts);
 
 }  // namespace hyper

@@ -1,10 +1,14 @@
 // YAML -> JSON conversion (reconciler/yaml_json.h) on arbitrary bytes, with small limits so that
 // the fuzzer reaches every limit's error path. Invariants: no crash; a document without errors
-// serialises to JSON that parses back to the same value.
+// serialises to JSON that parses back to the same value; the pieces of splitYamlStream join to
+// the input, and when each parses without a diagnostic (the loader's condition for taking them)
+// they give the documents and lines the whole gives.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "reconciler/yaml_json.h"
 #include "tests/fuzz/fuzz_check.h"
@@ -38,5 +42,31 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(back == doc.value || back.dump() == strict);
   }
   (void)diagnostics.format();
+
+  std::vector<hyper::YamlPiece> pieces = hyper::splitYamlStream(content, 3);
+  std::string joined;
+  std::vector<hyper::YamlDocument> fromPieces;
+  bool clean = true;
+  for (const auto& piece : pieces) {
+    FUZZ_CHECK(piece.linesBefore ==
+               static_cast<int>(std::count(joined.begin(), joined.end(), '\n')));
+    joined += piece.text;
+    hyper::Diagnostics pieceDiagnostics;
+    auto pieceDocs = hyper::parseYamlDocuments(piece.text, fileName, pieceDiagnostics, limits,
+                                               piece.linesBefore);
+    clean = clean && pieceDiagnostics.empty();
+    for (auto& d : pieceDocs) {
+      fromPieces.push_back(std::move(d));
+    }
+  }
+  FUZZ_CHECK(joined == content);
+  if (clean && fromPieces.size() <= limits.maxDocumentsPerFile) {
+    FUZZ_CHECK(diagnostics.empty());
+    FUZZ_CHECK(fromPieces.size() == docs.size());
+    for (size_t i = 0; i < docs.size() && i < fromPieces.size(); ++i) {
+      FUZZ_CHECK(fromPieces[i].value == docs[i].value);
+      FUZZ_CHECK(fromPieces[i].where.str() == docs[i].where.str());
+    }
+  }
   return 0;
 }

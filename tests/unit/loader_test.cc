@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
+
+#include "reconciler/yaml_json.h"
 
 namespace hyper {
 namespace {
@@ -273,6 +276,90 @@ TEST(LoaderParallelTest, ManyFilesGiveWhatOneFileAtATimeGives) {
       EXPECT_EQ(r.diagnostics.format(), first);
     }
   }
+}
+
+// One file of `n` Networks, "---" between them; `lines[i]` is where document i starts and
+// `cidrLines[i]` the line of its spec.cidr. Document `bad` (if any) has a schema error.
+struct BigFile {
+  std::string text;
+  std::vector<int> lines;
+  std::vector<int> cidrLines;
+};
+BigFile bigFile(int n, int bad = -1) {
+  BigFile f;
+  int line = 1;
+  for (int i = 0; i < n; ++i) {
+    if (i > 0) {
+      f.text += "---\n";
+      ++line;
+    }
+    if (i % 7 == 3) {
+      f.text += "# network " + std::to_string(i) + "\n";
+      ++line;
+    }
+    f.lines.push_back(line);
+    std::string doc = "apiVersion: hyper.dev/v1alpha1\nkind: Network\nmetadata:\n  name: n" +
+                      std::to_string(i) +
+                      "\n  annotations:\n    note: |\n      a block scalar\n      --- not a "
+                      "document start\nspec:\n";
+    doc += i == bad ? "  mtu: \"big\"\n" : "  mtu: 1400\n";
+    f.cidrLines.push_back(line + static_cast<int>(std::count(doc.begin(), doc.end(), '\n')));
+    doc += "  cidr: 10." + std::to_string(i / 200) + "." + std::to_string(i % 200) + ".0/24\n";
+    f.text += doc;
+    line += static_cast<int>(std::count(doc.begin(), doc.end(), '\n'));
+  }
+  return f;
+}
+
+TEST(SplitYamlStreamTest, CutsOnlyAtDocumentStartsAndCountsTheLinesBefore) {
+  BigFile f = bigFile(300);
+  std::vector<YamlPiece> pieces = splitYamlStream(f.text, 3);
+  ASSERT_EQ(pieces.size(), 3u);
+  std::string joined;
+  int lines = 0;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    EXPECT_EQ(pieces[i].linesBefore, lines);
+    if (i > 0) {
+      EXPECT_EQ(pieces[i].text.rfind("---\n", 0), 0u) << pieces[i].text.substr(0, 80);
+    }
+    joined += pieces[i].text;
+    lines += static_cast<int>(std::count(pieces[i].text.begin(), pieces[i].text.end(), '\n'));
+  }
+  EXPECT_EQ(joined, f.text);
+  // A directive keeps the stream whole; so does a stream with nowhere to cut.
+  EXPECT_EQ(splitYamlStream("%YAML 1.2\n" + f.text, 3).size(), 1u);
+  EXPECT_EQ(splitYamlStream("a: 1\n--- b\n---x\n  ---\n", 2).size(), 1u);
+  std::vector<YamlPiece> blanks = splitYamlStream("a: 1\nb: 2\nc: 3\n--- \t\r\nd: 4\n", 2);
+  ASSERT_EQ(blanks.size(), 2u);
+  EXPECT_EQ(blanks[1].text, "--- \t\r\nd: 4\n");
+  EXPECT_EQ(blanks[1].linesBefore, 3);
+}
+
+// A file large enough to be parsed in pieces gives the objects and lines it gives whole, and an
+// error anywhere is reported as the whole file reports it.
+TEST(LoaderParallelTest, ALargeFileParsedInPiecesKeepsItsLinesAndErrors) {
+  const int n = 1500;
+  BigFile f = bigFile(n);
+  ASSERT_GT(f.text.size(), 128u << 10);  // at least two pieces on two cores
+  ManifestLoader loader(schemas());
+  LoadResult r = loader.load({{"m/all.yaml", f.text}});
+  ASSERT_FALSE(r.diagnostics.hasErrors()) << r.diagnostics.format();
+  ASSERT_EQ(r.objects.size(), static_cast<size_t>(n));
+  for (const auto& o : r.objects) {
+    int i = std::stoi(o->id.name.substr(1));
+    EXPECT_EQ(o->where.str(), "m/all.yaml:" + std::to_string(f.lines[i]) + ":1") << o->id.str();
+    EXPECT_EQ(o->sourceMap.locate("spec.cidr").line, f.cidrLines[i]) << o->id.str();
+    EXPECT_EQ(o->annotations.at("note"), "a block scalar\n--- not a document start\n");
+    EXPECT_EQ(o->spec["mtu"], 1400);
+  }
+
+  BigFile broken = bigFile(n, n - 2);
+  ManifestLoader again(schemas());
+  LoadResult b = again.load({{"m/all.yaml", broken.text}});
+  ASSERT_EQ(b.diagnostics.items().size(), 1u) << b.diagnostics.format();
+  EXPECT_EQ(b.diagnostics.items()[0].where.str(),
+            "m/all.yaml:" + std::to_string(broken.cidrLines[n - 2] - 1) + ":3");
+  EXPECT_EQ(b.objects.size(), static_cast<size_t>(n - 1));
 }
 
 }  // namespace
