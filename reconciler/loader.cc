@@ -183,7 +183,7 @@ ManifestLoader::CachedFile ManifestLoader::parseFile(const SourceFile& file) con
       std::vector<CachedFile> done(pieces.size());
       auto parse = [&](size_t i) {
         try {
-          done[i] = parseText(pieces[i].text, fileName, pieces[i].linesBefore);
+          done[i] = parseText(pieces[i].parseText(), fileName, pieces[i].linesBefore);
         } catch (const std::exception& e) {
           done[i].diagnostics.error({}, "", e.what());  // the whole file is parsed again
         }
@@ -198,11 +198,15 @@ ManifestLoader::CachedFile ManifestLoader::parseFile(const SourceFile& file) con
       }
       bool clean = true;
       size_t documents = 0;
+      size_t starts = 0;
       for (const CachedFile& piece : done) {
         clean = clean && piece.diagnostics.empty();
         documents += piece.documents;
+        starts += piece.starts;
       }
-      if (clean && documents <= limits_.yaml.maxDocumentsPerFile) {
+      // Every piece but the last was parsed with one document start more (YamlPiece::parseText).
+      starts -= pieces.size() - 1;
+      if (clean && starts <= limits_.yaml.maxDocumentsPerFile) {
         out.documents = documents;
         for (CachedFile& piece : done) {
           std::move(piece.objects.begin(), piece.objects.end(), std::back_inserter(out.objects));
@@ -219,7 +223,7 @@ ManifestLoader::CachedFile ManifestLoader::parseText(const std::string& text,
                                                      int linesBefore) const {
   CachedFile out;
   std::vector<YamlDocument> docs =
-      parseYamlDocuments(text, fileName, out.diagnostics, limits_.yaml, linesBefore);
+      parseYamlDocuments(text, fileName, out.diagnostics, limits_.yaml, linesBefore, &out.starts);
   out.documents = docs.size();
   for (auto& doc : docs) {
     std::string kind, name;

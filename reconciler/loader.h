@@ -76,6 +76,7 @@ class ManifestLoader {
  private:
   struct CachedFile {
     size_t documents = 0;  // non-empty documents, valid or not
+    size_t starts = 0;     // every document, empty ones too (what maxDocumentsPerFile counts)
     std::vector<std::shared_ptr<const Object>> objects;
     Diagnostics diagnostics;
   };

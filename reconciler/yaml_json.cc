@@ -414,6 +414,8 @@ class DocumentStarts : public YAML::EventHandler {
                   YAML::EmitterStyle::value) override {}
   void OnMapEnd() override {}
 
+  size_t count() const { return documents_; }
+
   // Throws YAML::ParserException (as LoadAll would) at the first document that does not advance.
   void check(const std::string& content) {
     std::istringstream in(content);
@@ -434,10 +436,14 @@ class DocumentStarts : public YAML::EventHandler {
 std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
                                              std::shared_ptr<const std::string> fileName,
                                              Diagnostics& diagnostics, const YamlLimits& limits,
-                                             int linesBefore) {
+                                             int linesBefore, size_t* documentStarts) {
   std::vector<YAML::Node> nodes;
   try {
-    DocumentStarts(limits.maxDocumentsPerFile).check(content);
+    DocumentStarts starts(limits.maxDocumentsPerFile);
+    starts.check(content);
+    if (documentStarts != nullptr) {
+      *documentStarts = starts.count();
+    }
     nodes = YAML::LoadAll(content);
   } catch (const TooManyDocuments& e) {
     diagnostics.add({Severity::Error,
@@ -507,7 +513,13 @@ std::vector<YamlPiece> splitYamlStream(std::string_view content, size_t parts) {
     size_t end = content.find('\n', at);
     return end == std::string_view::npos ? content.size() : end;
   };
-  // A directive anywhere: the stream stays whole.
+  // yaml-cpp reads the encoding from the first bytes (a BOM, or where the zero bytes of UTF-16
+  // or UTF-32 are): a stream that could be other than UTF-8 stays whole, since its later pieces
+  // would be read as UTF-8. So does one with a directive anywhere.
+  if (content.find('\0') != std::string_view::npos ||
+      (content.size() >= 2 && static_cast<unsigned char>(content[0]) >= 0xfe)) {
+    return {{std::string(content), 0}};
+  }
   for (size_t at = 0; at < content.size(); at = lineEnd(at) + 1) {
     if (content[at] == '%') {
       return {{std::string(content), 0}};
@@ -517,9 +529,14 @@ std::vector<YamlPiece> splitYamlStream(std::string_view content, size_t parts) {
     if (content.compare(at, 3, "---") != 0) {
       return false;
     }
+    // Blanks, then the end of the line. yaml-cpp's line breaks are "\n" and "\r\n": a lone
+    // "\r" is not one, so "---\r" followed by more is a scalar to it, not a document start.
     size_t end = lineEnd(at);
+    if (end > at + 3 && content[end - 1] == '\r' && end < content.size()) {
+      --end;
+    }
     for (size_t i = at + 3; i < end; ++i) {
-      if (content[i] != ' ' && content[i] != '\t' && content[i] != '\r') {
+      if (content[i] != ' ' && content[i] != '\t') {
         return false;
       }
     }
@@ -541,7 +558,7 @@ std::vector<YamlPiece> splitYamlStream(std::string_view content, size_t parts) {
       break;
     }
     std::string_view piece = content.substr(from, at - from);
-    out.push_back({std::string(piece), lines});
+    out.push_back({std::string(piece), lines, false});
     lines += static_cast<int>(std::count(piece.begin(), piece.end(), '\n'));
     from = at;
   }

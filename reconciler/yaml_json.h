@@ -39,20 +39,29 @@ struct YamlDocument {
 // against `limits` as if it were written out, so a "billion laughs" document is an error after
 // maxNodesPerDocument values, not an exhausted host. `linesBefore`: the lines of the file before
 // `content` when it is a part of one (splitYamlStream), added to every line reported.
+// `documentStarts` (when given and the stream parses) gets the number of documents
+// maxDocumentsPerFile counts: every document, empty ones too.
 std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
                                              std::shared_ptr<const std::string> fileName,
                                              Diagnostics& diagnostics,
                                              const YamlLimits& limits = YamlLimits{},
-                                             int linesBefore = 0);
+                                             int linesBefore = 0, size_t* documentStarts = nullptr);
 
 // Up to `parts` pieces of a YAML stream, cut at document starts: lines that are "---" alone (and
 // trailing blanks). A `---` at the start of a line always starts a document (YAML 1.2 forbids it
 // inside a scalar; yaml-cpp ends a block or plain scalar there and refuses it in a quoted one),
 // so when each piece parses without a diagnostic, their documents are the whole's. A stream with
-// directives (a line starting with '%') is not cut: they belong to the document after them.
+// directives (a line starting with '%') is not cut: they belong to the document after them; nor
+// is one that yaml-cpp could read as UTF-16 or UTF-32 (a zero byte, a BOM of 0xFE or 0xFF).
+// Every piece but the last is to be parsed with kYamlPieceEnd after it (parseText), so that it
+// reads as the whole does up to the next piece: yaml-cpp takes the end of the input as the end of
+// an unclosed quoted scalar, but refuses a `---` line inside one.
 struct YamlPiece {
+  static constexpr const char* kYamlPieceEnd = "---\n";
   std::string text;
   int linesBefore = 0;
+  bool last = true;
+  std::string parseText() const { return last ? text : text + kYamlPieceEnd; }
 };
 std::vector<YamlPiece> splitYamlStream(std::string_view content, size_t parts);
 

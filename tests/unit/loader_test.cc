@@ -322,12 +322,57 @@ TEST(SplitYamlStreamTest, CutsOnlyAtDocumentStartsAndCountsTheLinesBefore) {
     if (i > 0) {
       EXPECT_EQ(pieces[i].text.rfind("---\n", 0), 0u) << pieces[i].text.substr(0, 80);
     }
+    EXPECT_EQ(pieces[i].last, i + 1 == pieces.size());
     joined += pieces[i].text;
     lines += static_cast<int>(std::count(pieces[i].text.begin(), pieces[i].text.end(), '\n'));
   }
   EXPECT_EQ(joined, f.text);
   // A directive keeps the stream whole; so does a stream with nowhere to cut.
   EXPECT_EQ(splitYamlStream("%YAML 1.2\n" + f.text, 3).size(), 1u);
+  // As does one yaml-cpp could take for UTF-16 or UTF-32 (found by the yaml_json fuzz target: a
+  // leading zero byte made the whole one document and its pieces two).
+  EXPECT_EQ(splitYamlStream(std::string(1, '\0') + f.text, 3).size(), 1u);
+  EXPECT_EQ(splitYamlStream("\xff\xfe" + f.text, 3).size(), 1u);
+  // A lone "\r" is no line break to yaml-cpp: "---\r" does not start a document (fuzzer).
+  EXPECT_EQ(splitYamlStream("a:a  -!\n---\r", 3).size(), 1u);
+  EXPECT_EQ(splitYamlStream("a: 1\nb: 2\nc: 3\n---\rd: 4\n", 2).size(), 1u);
+  // A quoted scalar left open before a cut is an error, as in the whole (yaml-cpp takes the end
+  // of its input as its end): both pieces alone are clean, so the whole is parsed.
+  const std::string open = "a: \"open\n---\nb: 1\n";
+  std::vector<YamlPiece> cut = splitYamlStream(open, 2);
+  ASSERT_EQ(cut.size(), 2u);
+  Diagnostics whole;
+  (void)parseYamlDocuments(open, std::make_shared<const std::string>("o.yaml"), whole);
+  EXPECT_TRUE(whole.hasErrors());
+  Diagnostics first;
+  (void)parseYamlDocuments(cut[0].parseText(), std::make_shared<const std::string>("o.yaml"),
+                           first);
+  EXPECT_TRUE(first.hasErrors());
+  // Empty documents count towards maxDocumentsPerFile in the pieces as in the whole (fuzzer):
+  // 150 document starts, 76 in the larger piece, are over a limit of 100.
+  std::string empties;
+  for (int i = 0; i < 75; ++i) {
+    empties += "---\n";
+  }
+  const std::string many = empties + "#" + std::string(140 << 10, ' ') + "\n" + empties;
+  ASSERT_EQ(splitYamlStream(many, 2).size(), 2u);
+  LoaderLimits few;
+  few.yaml.maxDocumentsPerFile = 100;
+  ManifestLoader counting(schemas(), few);
+  LoadResult counted = counting.load({{"e.yaml", many}});
+  EXPECT_NE(counted.diagnostics.format().find("limit maxDocumentsPerFile exceeded"),
+            std::string::npos)
+      << counted.diagnostics.format();
+
+  // In the loader, at a size where it cuts: the error is the whole file's.
+  const std::string padded = "#" + std::string(150 << 10, ' ') + "\n" + open;
+  ASSERT_EQ(splitYamlStream(padded, 2).size(), 2u);
+  ManifestLoader loader(schemas());
+  LoadResult r = loader.load({{"o.yaml", padded}});
+  Diagnostics alone;
+  (void)parseYamlDocuments(padded, std::make_shared<const std::string>("o.yaml"), alone);
+  ASSERT_TRUE(alone.hasErrors());
+  EXPECT_EQ(r.diagnostics.format(), alone.format());
   EXPECT_EQ(splitYamlStream("a: 1\n--- b\n---x\n  ---\n", 2).size(), 1u);
   std::vector<YamlPiece> blanks = splitYamlStream("a: 1\nb: 2\nc: 3\n--- \t\r\nd: 4\n", 2);
   ASSERT_EQ(blanks.size(), 2u);
