@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <sstream>
 #include <system_error>
@@ -188,14 +189,9 @@ ManifestLoader::CachedFile ManifestLoader::parseFile(const SourceFile& file) con
           done[i].diagnostics.error({}, "", e.what());  // the whole file is parsed again
         }
       };
-      std::vector<std::thread> threads;
-      for (size_t i = 1; i < pieces.size(); ++i) {
-        threads.emplace_back(parse, i);
-      }
-      parse(0);
-      for (auto& t : threads) {
-        t.join();
-      }
+      std::vector<size_t> all(pieces.size());
+      std::iota(all.begin(), all.end(), size_t{0});
+      parseAll(all, parse, /*itemsPerThread=*/1);
       bool clean = true;
       size_t documents = 0;
       size_t starts = 0;
@@ -276,11 +272,9 @@ ManifestLoader::CachedFile ManifestLoader::parseText(const std::string& text,
 }
 
 void ManifestLoader::parseAll(const std::vector<size_t>& items,
-                              const std::function<void(size_t)>& parse) {
-  // A thread costs some 50 us to start: below a few dozen files one thread parses them all.
-  constexpr size_t kFilesPerThread = 32;
+                              const std::function<void(size_t)>& parse, size_t itemsPerThread) {
   size_t threads = std::min<size_t>({std::max(1u, std::thread::hardware_concurrency()),
-                                     kMaxLoadThreads, items.size() / kFilesPerThread});
+                                     kMaxLoadThreads, items.size() / itemsPerThread});
   if (threads <= 1) {
     for (size_t i : items) {
       parse(i);

@@ -88,7 +88,10 @@ class ManifestLoader {
   // Runs parse(i) for every item, on up to kMaxLoadThreads threads (one per core) when there
   // are enough of them to be worth the threads; returns when all are done.
   static constexpr size_t kMaxLoadThreads = 8;
-  static void parseAll(const std::vector<size_t>& items, const std::function<void(size_t)>& parse);
+  // `itemsPerThread`: the fewest items worth a thread (one costs some 50 us to start: below a few
+  // dozen files one thread parses them all; a piece of a large file is worth one).
+  static void parseAll(const std::vector<size_t>& items, const std::function<void(size_t)>& parse,
+                       size_t itemsPerThread = 32);
 
   std::shared_ptr<const SchemaRegistry> schemas_;
   LoaderLimits limits_;
