@@ -46,9 +46,57 @@ std::string joinReasons(const std::set<std::string>& reasons) {
   return out;
 }
 
-const char* kConditionTypes[] = {"Ready", "Reconciling", "Stalled", "Drifted"};
+constexpr ConditionType kConditionTypes[] = {ConditionType::Ready, ConditionType::Reconciling,
+                                             ConditionType::Stalled, ConditionType::Drifted};
+
+// The reasons conditions are given: a few words (a reason is never an object's or an error's
+// text), each kept once for the life of the process.
+const std::string* internReason(std::string_view reason) {
+  static std::mutex mu;
+  static auto* reasons = new std::set<std::string, std::less<>>();  // never freed: see above
+  std::lock_guard<std::mutex> lk(mu);
+  auto it = reasons->find(reason);
+  if (it == reasons->end()) {
+    it = reasons->emplace(reason).first;
+  }
+  return &*it;
+}
 
 }  // namespace
+
+const char* conditionTypeName(ConditionType type) {
+  switch (type) {
+    case ConditionType::Ready:
+      return "Ready";
+    case ConditionType::Reconciling:
+      return "Reconciling";
+    case ConditionType::Stalled:
+      return "Stalled";
+    case ConditionType::Drifted:
+      return "Drifted";
+  }
+  return "Unknown";
+}
+
+std::optional<ConditionType> parseConditionType(std::string_view name) {
+  for (ConditionType type : kConditionTypes) {
+    if (name == conditionTypeName(type)) {
+      return type;
+    }
+  }
+  return std::nullopt;
+}
+
+void Condition::assign(bool status, std::string_view reason,
+                       std::shared_ptr<const std::string> message, int64_t now) {
+  if (!set_ || status_ != status) {
+    since_ = now;
+  }
+  set_ = true;
+  status_ = status;
+  reason_ = internReason(reason);
+  message_ = std::move(message);
+}
 
 DriftPolicy driftPolicyOf(const Object* object, DriftPolicy fallback) {
   return object != nullptr && object->driftPolicy ? *object->driftPolicy : fallback;
@@ -58,18 +106,23 @@ std::string terminalSpecKey(const Object* object) {
   return object ? sha256Hex(canonicalJson(object->spec)) : "absent";
 }
 
+const Condition* ObjectStatus::find(std::string_view type) const {
+  auto t = parseConditionType(type);
+  return t && condition(*t).set() ? &condition(*t) : nullptr;
+}
+
 nlohmann::json ObjectStatus::toJson(const Clock& clock) const {
   nlohmann::json conds = nlohmann::json::array();
-  for (const char* type : kConditionTypes) {
-    auto it = conditions.find(type);
-    if (it == conditions.end()) {
+  for (ConditionType type : kConditionTypes) {
+    const Condition& c = condition(type);
+    if (!c.set()) {
       continue;
     }
-    conds.push_back({{"type", type},
-                     {"status", it->second.status ? "True" : "False"},
-                     {"reason", it->second.reason},
-                     {"message", it->second.message},
-                     {"since", it->second.since}});
+    conds.push_back({{"type", conditionTypeName(type)},
+                     {"status", c.status() ? "True" : "False"},
+                     {"reason", c.reason()},
+                     {"message", c.message()},
+                     {"since", c.since()}});
   }
   nlohmann::json j = {{"kind", id.kind},
                       {"name", id.name},
@@ -259,15 +312,16 @@ void Controller::emit(Event event, bool alert) {
   }
 }
 
-void Controller::setCondition(ObjectStatus& s, const std::string& type, bool status,
-                              const std::string& reason, const std::string& message) {
-  Condition& c = s.conditions[type];
-  if (c.since == 0 || c.status != status) {
-    c.since = nowMillis();
+void Controller::setCondition(ObjectStatus& s, ConditionType type, bool status,
+                              std::string_view reason, std::string_view message) {
+  std::shared_ptr<const std::string> shared;
+  if (!message.empty()) {
+    if (!lastMessage_ || *lastMessage_ != message) {
+      lastMessage_ = std::make_shared<const std::string>(message);
+    }
+    shared = lastMessage_;
   }
-  c.status = status;
-  c.reason = reason;
-  c.message = message;
+  s.condition(type).assign(status, reason, std::move(shared), nowMillis());
 }
 
 void Controller::recoverJournal() {
@@ -776,7 +830,7 @@ void Controller::reportDrift(const Deferral& deferral, const std::string& revisi
       fresh = s.driftKey != key;
       s.driftKey = key;
       s.drift = {{"reason", a->reason}, {"action", actionTypeName(a->type)}, {"changes", diff}};
-      setCondition(s, "Drifted", true, "HostChanged", a->reason);
+      setCondition(s, ConditionType::Drifted, true, "HostChanged", a->reason);
     }
     if (fresh) {
       metrics_.counter("hyper_drift_total", "drifts detected", {{"kind", a->id.kind}}).inc();
@@ -801,7 +855,8 @@ ApplyStep Controller::applyPlan(const ApplyInput& in) {
     {
       std::lock_guard<std::mutex> lk(mu_);
       for (const auto& a : in.toRun.actions) {
-        setCondition(objects_[a.id], "Reconciling", true, actionTypeName(a.type), a.reason);
+        setCondition(objects_[a.id], ConditionType::Reconciling, true, actionTypeName(a.type),
+                     a.reason);
       }
     }
     ApplyOptions applyOptions;
@@ -859,9 +914,9 @@ void Controller::recordObjects(const RecordInput& in) {
       }
       auto out = outcomeById.find(id);
       if (auto err = in.planErrors.find(id); err != in.planErrors.end()) {
-        setCondition(s, "Ready", false, "PlanFailed", err->second);
-        setCondition(s, "Stalled", true, "PlanFailed", err->second);
-        setCondition(s, "Reconciling", false, "PlanFailed", "");
+        setCondition(s, ConditionType::Ready, false, "PlanFailed", err->second);
+        setCondition(s, ConditionType::Stalled, true, "PlanFailed", err->second);
+        setCondition(s, ConditionType::Reconciling, false, "PlanFailed", "");
         // Planned again with backoff, like a failed action: what failed may be on the host (a
         // Secret's file with loose permissions, a kernel not there yet) and be fixed by hand.
         s.failures += 1;
@@ -873,15 +928,16 @@ void Controller::recordObjects(const RecordInput& in) {
           failures.push_back(std::move(*failed));
         }
       } else if (in.deferral.deferred.count(id) > 0) {
-        setCondition(s, "Reconciling", false, "Deferred", in.deferral.reasons.at(id));
-        setCondition(s, "Ready", false, "Deferred", in.deferral.reasons.at(id));
+        setCondition(s, ConditionType::Reconciling, false, "Deferred", in.deferral.reasons.at(id));
+        setCondition(s, ConditionType::Ready, false, "Deferred", in.deferral.reasons.at(id));
       } else if (!planned.count(id)) {
         s.inProgress = false;
         s.checkAt = Clock::TimePoint::max();
-        setCondition(s, "Reconciling", false, "Done", "");
-        setCondition(s, "Stalled", false, "InSync", "");
-        setCondition(s, "Drifted", false, "InSync", "");
-        setCondition(s, "Ready", true, "InSync", "the host matches revision " + in.current.id);
+        setCondition(s, ConditionType::Reconciling, false, "Done", "");
+        setCondition(s, ConditionType::Stalled, false, "InSync", "");
+        setCondition(s, ConditionType::Drifted, false, "InSync", "");
+        setCondition(s, ConditionType::Ready, true, "InSync",
+                     "the host matches revision " + in.current.id);
         s.driftKey.clear();
         s.drift = nullptr;
         s.failures = 0;
@@ -910,22 +966,23 @@ std::optional<Event> Controller::recordOutcome(ObjectStatus& s, const ActionOutc
     s.inProgress = true;
     s.checkAt = in.now + std::min(o.retryAfter.value_or(std::chrono::seconds(30)),
                                   std::chrono::milliseconds(in.options.backoffMax));
-    setCondition(s, "Reconciling", true, reason, o.status.message());
-    setCondition(s, "Ready", false, reason, o.status.message());
-    setCondition(s, "Stalled", false, reason, "");
+    setCondition(s, ConditionType::Reconciling, true, reason, o.status.message());
+    setCondition(s, ConditionType::Ready, false, reason, o.status.message());
+    setCondition(s, ConditionType::Stalled, false, reason, "");
     return std::nullopt;
   }
   s.inProgress = false;
   s.checkAt = Clock::TimePoint::max();
-  setCondition(s, "Reconciling", false, o.status.isOk() ? "Done" : "Failed", "");
+  setCondition(s, ConditionType::Reconciling, false, o.status.isOk() ? "Done" : "Failed", "");
   if (o.status.isOk()) {
     s.failures = 0;
     s.terminalSpec.clear();
     s.driftKey.clear();
     s.drift = nullptr;
-    setCondition(s, "Drifted", false, "InSync", "");
-    setCondition(s, "Stalled", false, "Applied", "");
-    setCondition(s, "Ready", true, "Applied", std::string(actionTypeName(o.type)) + " succeeded");
+    setCondition(s, ConditionType::Drifted, false, "InSync", "");
+    setCondition(s, ConditionType::Stalled, false, "Applied", "");
+    setCondition(s, ConditionType::Ready, true, "Applied",
+                 std::string(actionTypeName(o.type)) + " succeeded");
     return std::nullopt;
   }
   s.failures += o.skipped ? 0 : 1;
@@ -938,10 +995,10 @@ std::optional<Event> Controller::recordOutcome(ObjectStatus& s, const ActionOutc
     s.terminalSpec = terminalSpecKey(in.current.find(o.id));
     s.retryAt = Clock::TimePoint::max();
   }
-  setCondition(s, "Ready", false, o.skipped ? "DependencyFailed" : "ActionFailed",
+  setCondition(s, ConditionType::Ready, false, o.skipped ? "DependencyFailed" : "ActionFailed",
                o.status.message());
-  setCondition(s, "Stalled", !o.skipped, o.skipped ? "DependencyFailed" : "ActionFailed",
-               o.status.message());
+  setCondition(s, ConditionType::Stalled, !o.skipped,
+               o.skipped ? "DependencyFailed" : "ActionFailed", o.status.message());
   if (o.skipped) {
     return std::nullopt;
   }
@@ -1109,12 +1166,12 @@ void Controller::updateObjectGauges() {
   std::map<std::string, int> counts;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    for (const char* type : kConditionTypes) {
-      counts[type] = 0;
+    for (ConditionType type : kConditionTypes) {
+      counts[conditionTypeName(type)] = 0;
     }
     for (const auto& [id, s] : objects_) {
-      for (const auto& [type, c] : s.conditions) {
-        counts[type] += c.status ? 1 : 0;
+      for (ConditionType type : kConditionTypes) {
+        counts[conditionTypeName(type)] += s.condition(type).status() ? 1 : 0;
       }
     }
   }
@@ -1290,14 +1347,11 @@ nlohmann::json Controller::statusJson() const {
   std::lock_guard<std::mutex> lk(mu_);
   std::map<std::string, int> counts;
   for (const auto& [id, s] : objects_) {
-    auto ready = s.conditions.find("Ready");
-    counts[ready != s.conditions.end() && ready->second.status ? "ready" : "notReady"]++;
-    auto drifted = s.conditions.find("Drifted");
-    if (drifted != s.conditions.end() && drifted->second.status) {
+    counts[s.condition(ConditionType::Ready).status() ? "ready" : "notReady"]++;
+    if (s.condition(ConditionType::Drifted).status()) {
       counts["drifted"]++;
     }
-    auto stalled = s.conditions.find("Stalled");
-    if (stalled != s.conditions.end() && stalled->second.status) {
+    if (s.condition(ConditionType::Stalled).status()) {
       counts["stalled"]++;
     }
   }

@@ -144,8 +144,7 @@ class LoopStepsTest : public ::testing::Test {
     if (!status_) {
       return nullptr;
     }
-    auto it = status_->conditions.find(type);
-    return it == status_->conditions.end() ? nullptr : &it->second;
+    return status_->find(type);
   }
   // The source's revision, in force.
   std::shared_ptr<const Revision> load(std::vector<SourceFile> files) {
@@ -438,8 +437,8 @@ TEST_F(LoopStepsTest, ReportDriftAlertsOncePerDistinctDrift) {
   EXPECT_EQ(sink_.count("drift"), 1u);
   const Condition* drifted = condition("a", "Drifted");
   ASSERT_NE(drifted, nullptr);
-  EXPECT_TRUE(drifted->status);
-  EXPECT_EQ(drifted->reason, "HostChanged");
+  EXPECT_TRUE(drifted->status());
+  EXPECT_EQ(drifted->reason(), "HostChanged");
   ASSERT_EQ(controller_->driftJson().size(), 1u);
   // Another difference is another drift; deferred, it says why it is not corrected.
   a.changes = {{"spec.size", 9, 1, false}};
@@ -468,8 +467,8 @@ TEST_F(LoopStepsTest, ApplyPlanRunsTheActionsAndMarksThemReconciling) {
   EXPECT_EQ(records().size(), 2u);
   const Condition* reconciling = condition("a", "Reconciling");  // until the record step
   ASSERT_NE(reconciling, nullptr);
-  EXPECT_TRUE(reconciling->status);
-  EXPECT_EQ(reconciling->reason, "create");
+  EXPECT_TRUE(reconciling->status());
+  EXPECT_EQ(reconciling->reason(), "create");
 }
 
 TEST_F(LoopStepsTest, ApplyPlanWithNothingToRunTouchesNothing) {
@@ -544,10 +543,10 @@ TEST_F(LoopRecordTest, RecordOutcomeOfAFailureBacksOffAndReportsIt) {
   std::optional<Event> e = steps_->recordOutcome(s, failed, in);
   EXPECT_EQ(s.failures, 1);
   EXPECT_EQ(s.retryAt, in.now + milliseconds(1000));
-  EXPECT_TRUE(s.conditions["Stalled"].status);
-  EXPECT_EQ(s.conditions["Ready"].reason, "ActionFailed");
-  EXPECT_FALSE(s.conditions["Reconciling"].status);
-  EXPECT_EQ(s.conditions["Reconciling"].reason, "Failed");
+  EXPECT_TRUE(s.condition(ConditionType::Stalled).status());
+  EXPECT_EQ(s.condition(ConditionType::Ready).reason(), "ActionFailed");
+  EXPECT_FALSE(s.condition(ConditionType::Reconciling).status());
+  EXPECT_EQ(s.condition(ConditionType::Reconciling).reason(), "Failed");
   ASSERT_TRUE(e.has_value());
   EXPECT_EQ(e->type, "action-failed");
   EXPECT_EQ(e->object, "FakeThing/a");
@@ -574,9 +573,9 @@ TEST_F(LoopRecordTest, RecordOutcomeOfASkipHasNoBackoffAndNoEvent) {
   EXPECT_FALSE(e.has_value());
   EXPECT_EQ(s.failures, 0);
   EXPECT_EQ(s.retryAt, in.now);
-  EXPECT_FALSE(s.conditions["Stalled"].status);
-  EXPECT_EQ(s.conditions["Ready"].reason, "DependencyFailed");
-  EXPECT_EQ(s.conditions["Ready"].message, "a failed");
+  EXPECT_FALSE(s.condition(ConditionType::Stalled).status());
+  EXPECT_EQ(s.condition(ConditionType::Ready).reason(), "DependencyFailed");
+  EXPECT_EQ(s.condition(ConditionType::Ready).message(), "a failed");
 }
 
 TEST_F(LoopRecordTest, RecordOutcomeOfASuccessClearsFailuresAndDrift) {
@@ -595,9 +594,43 @@ TEST_F(LoopRecordTest, RecordOutcomeOfASuccessClearsFailuresAndDrift) {
   EXPECT_EQ(s.failures, 0);
   EXPECT_EQ(s.driftKey, "");
   EXPECT_TRUE(s.drift.is_null());
-  EXPECT_TRUE(s.conditions["Ready"].status);
-  EXPECT_EQ(s.conditions["Ready"].message, "create succeeded");
-  EXPECT_FALSE(s.conditions["Drifted"].status);
+  EXPECT_TRUE(s.condition(ConditionType::Ready).status());
+  EXPECT_EQ(s.condition(ConditionType::Ready).message(), "create succeeded");
+  EXPECT_FALSE(s.condition(ConditionType::Drifted).status());
+}
+
+TEST(ConditionTest, KeepsItsSinceUntilItsStatusChanges) {
+  Condition c;
+  EXPECT_FALSE(c.set());
+  auto message = std::make_shared<const std::string>("m");
+  c.assign(true, "InSync", message, 100);
+  EXPECT_TRUE(c.set());
+  EXPECT_EQ(c.since(), 100);
+  c.assign(true, "Applied", nullptr, 200);  // the same status: since stays
+  EXPECT_EQ(c.since(), 100);
+  EXPECT_EQ(c.reason(), "Applied");
+  EXPECT_EQ(c.message(), "");
+  c.assign(false, "ActionFailed", message, 300);
+  EXPECT_EQ(c.since(), 300);
+  EXPECT_EQ(c.message().data(), message->data());  // shared, not copied
+  EXPECT_EQ(parseConditionType("Stalled"), ConditionType::Stalled);
+  EXPECT_FALSE(parseConditionType("Held").has_value());
+}
+
+TEST_F(LoopRecordTest, ObjectsInSyncShareTheirReadyMessage) {
+  auto current = load({{"a.yaml", thing("a") + thing("b")}});
+  ASSERT_EQ(controller_->reconcileOnce("test", false).succeeded, 2u);
+  ASSERT_EQ(controller_->reconcileOnce("test", false).planned, 0u);
+  auto a = controller_->objectStatus({"FakeThing", "a"});
+  auto b = controller_->objectStatus({"FakeThing", "b"});
+  ASSERT_TRUE(a && b);
+  const Condition* readyA = a->find("Ready");
+  const Condition* readyB = b->find("Ready");
+  ASSERT_TRUE(readyA && readyB);
+  EXPECT_EQ(readyA->message(), "the host matches revision " + current->id);
+  EXPECT_EQ(readyA->message().data(), readyB->message().data());
+  EXPECT_EQ(readyA->reason().data(), readyB->reason().data());
+  EXPECT_EQ(a->find("Bogus"), nullptr);
 }
 
 TEST_F(LoopRecordTest, RecordObjectsSetsEveryObjectsConditionsAndTheLastPlan) {
@@ -623,22 +656,22 @@ TEST_F(LoopRecordTest, RecordObjectsSetsEveryObjectsConditionsAndTheLastPlan) {
   steps_->recordObjects(input(plan, *current, deferral, report));
 
   EXPECT_FALSE(controller_->objectStatus({"FakeThing", "ghost"}).has_value());
-  EXPECT_EQ(condition("a", "Stalled")->reason, "ActionFailed");
+  EXPECT_EQ(condition("a", "Stalled")->reason(), "ActionFailed");
   EXPECT_EQ(status_->failures, 1);
   EXPECT_EQ(status_->revision, current->id);
-  EXPECT_EQ(condition("b", "Ready")->reason, "Deferred");
-  EXPECT_EQ(condition("b", "Ready")->message, "suspended");
-  EXPECT_FALSE(condition("b", "Ready")->status);
-  EXPECT_EQ(condition("c", "Stalled")->reason, "PlanFailed");
-  EXPECT_EQ(condition("c", "Ready")->message, "c: broken");
+  EXPECT_EQ(condition("b", "Ready")->reason(), "Deferred");
+  EXPECT_EQ(condition("b", "Ready")->message(), "suspended");
+  EXPECT_FALSE(condition("b", "Ready")->status());
+  EXPECT_EQ(condition("c", "Stalled")->reason(), "PlanFailed");
+  EXPECT_EQ(condition("c", "Ready")->message(), "c: broken");
   // Planned again after a backoff: what broke its plan may be fixed on the host.
   auto c = controller_->objectStatus({"FakeThing", "c"});
   ASSERT_TRUE(c.has_value());
   EXPECT_EQ(c->failures, 1);
   EXPECT_GT(c->retryAt, clock_.now());
   EXPECT_LT(c->retryAt, Clock::TimePoint::max());
-  EXPECT_TRUE(condition("d", "Ready")->status);
-  EXPECT_EQ(condition("d", "Ready")->message, "the host matches revision " + current->id);
+  EXPECT_TRUE(condition("d", "Ready")->status());
+  EXPECT_EQ(condition("d", "Ready")->message(), "the host matches revision " + current->id);
   auto failed = eventsOf("action-failed");
   ASSERT_EQ(failed.size(), 1u);
   EXPECT_EQ(failed[0].object, "FakeThing/a");

@@ -98,8 +98,8 @@ class LoopTest : public ::testing::Test {
     if (!s) {
       return false;
     }
-    auto it = s->conditions.find(type);
-    return it != s->conditions.end() && it->second.status;
+    const Condition* c = s->find(type);
+    return c != nullptr && c->status();
   }
 
   std::unique_ptr<test::LoopWorld> world_;  // outlives the controller (declared first)
