@@ -181,26 +181,10 @@ std::string foreignSummary(const Json& foreign, const std::string& bridge, const
          "; change the cidr in the manifest or remove the address";
 }
 
-// fingerprintParts formatted, through `memo` (worked out for the same dump).
-std::string memoFingerprint(const NftTableDump& nft, const ObjectId& id,
-                            const std::vector<std::string>& taps,
-                            std::unordered_map<std::string, std::string>& memo) {
-  std::string key = id.str();
-  for (const auto& tap : taps) {
-    key += "\n" + tap;
-  }
-  auto it = memo.find(key);
-  if (it == memo.end()) {
-    it = memo.emplace(std::move(key), formatFingerprint(fingerprintParts(nft, id, taps))).first;
-  }
-  return it->second;
-}
-
 // `managed`: its inventory record, whose ports name the taps it owns in the guard sets.
 ObservedState observeNetwork(const ObjectId& id, const std::string& bridge, const Cidr* cidr,
                              const LinkIndex& links, const NftTableDump& nft, bool ipForward,
-                             const ManagedRecord* managed,
-                             std::unordered_map<std::string, std::string>& memo) {
+                             const ManagedRecord* managed) {
   ObservedState s;
   s.fields = {{"bridge", bridge}};
   const LinkState* link = links.find(bridge);
@@ -234,12 +218,11 @@ ObservedState observeNetwork(const ObjectId& id, const std::string& bridge, cons
       taps.push_back(port.tap);
     }
   }
-  s.fingerprint = memoFingerprint(nft, id, taps, memo);
+  s.fingerprint = formatFingerprint(fingerprintParts(nft, id, taps));
   return s;
 }
 
-ObservedState observePolicy(const ObjectId& id, const NftTableDump& nft,
-                            std::unordered_map<std::string, std::string>& memo) {
+ObservedState observePolicy(const ObjectId& id, const NftTableDump& nft) {
   ObservedState s;
   Json chains = Json::array();
   bool all = true;
@@ -256,7 +239,7 @@ ObservedState observePolicy(const ObjectId& id, const NftTableDump& nft,
                            : nft.flushed() ? "flushed"
                                            : "present"},
               {"chains", chains}};
-  s.fingerprint = memoFingerprint(nft, id, {}, memo);
+  s.fingerprint = formatFingerprint(fingerprintParts(nft, id));
   return s;
 }
 
@@ -712,14 +695,6 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
     return;
   }
   const NftTableDump* nft = tables->get();
-  FingerprintMemo memo;
-  {
-    std::lock_guard<std::mutex> lock(memoMu_);
-    if (memo_.dump == *tables) {
-      memo = std::move(memo_);
-    }
-  }
-  memo.dump = *tables;
   const LinkIndex index(*links);
   auto ipForward = readIpForward();
   if (!ipForward.isOk()) {
@@ -739,12 +714,11 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
       std::string bridge =
           spec.isOk() ? spec->bridge : deriveInterfaceName(kBridgePrefix, o->id.name);
       auto record = managedById.find(o->id);
-      out[o->id] =
-          observeNetwork(o->id, bridge, spec.isOk() ? &spec->cidr : nullptr, index, *nft,
-                         ipForward.isOk() && *ipForward,
-                         record == managedById.end() ? nullptr : record->second, memo.byKey);
+      out[o->id] = observeNetwork(o->id, bridge, spec.isOk() ? &spec->cidr : nullptr, index, *nft,
+                                  ipForward.isOk() && *ipForward,
+                                  record == managedById.end() ? nullptr : record->second);
     } else if (o->id.kind == "NetworkPolicy") {
-      out[o->id] = observePolicy(o->id, *nft, memo.byKey);
+      out[o->id] = observePolicy(o->id, *nft);
     }
   }
   for (const ManagedRecord* r : req.managed) {
@@ -754,14 +728,10 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
     if (r->id.kind == "Network") {
       auto spec = parseNetworkSpec(r->id.name, r->spec);
       out[r->id] = observeNetwork(r->id, managedBridge(*r), spec.isOk() ? &spec->cidr : nullptr,
-                                  index, *nft, ipForward.isOk() && *ipForward, r, memo.byKey);
+                                  index, *nft, ipForward.isOk() && *ipForward, r);
     } else if (r->id.kind == "NetworkPolicy") {
-      out[r->id] = observePolicy(r->id, *nft, memo.byKey);
+      out[r->id] = observePolicy(r->id, *nft);
     }
-  }
-  {
-    std::lock_guard<std::mutex> lock(memoMu_);
-    memo_ = std::move(memo);
   }
   // Plan reads these from the observed state, never from the provider (it is pure).
   for (auto& [id, state] : out) {

@@ -129,16 +129,6 @@ class NetProvider : public Provider {
   std::optional<host::NftGeneration> nftCacheGeneration_;
   std::shared_ptr<const NftTableDump> nftCache_;
   std::atomic<size_t> nftListings_{0};
-  // The fingerprints the last observe worked out from the dump it used, by object (and, for a
-  // Network, its taps): fingerprintParts is pure, so while nftTables() hands out the same dump
-  // (the ruleset did not move) they hold, and the drift check's full observe of an idle host
-  // does not hash every object's part of the table again.
-  struct FingerprintMemo {
-    std::shared_ptr<const NftTableDump> dump;
-    std::unordered_map<std::string, std::string> byKey;
-  };
-  std::mutex memoMu_;  // guards memo_
-  FingerprintMemo memo_;
 };
 
 }  // namespace hyper::providers::net
