@@ -403,7 +403,7 @@ void runCacheHit(const std::string& busybox, const TempDir& tmp) {
     ::stat(busybox.c_str(), &st);  // once per observe: the file's identity, the digest cached
     for (size_t i = 0; i < kBuilds; ++i) {
       inputs[i] = {{"gzip", gzip}};
-      if (b->objects[i].spec.value("initramfs", Json::object()).value("busybox", true)) {
+      if (b->objects[i].spec->value("initramfs", Json::object()).value("busybox", true)) {
         inputs[i]["busybox"] = busyboxDigest;
       }
     }

@@ -922,7 +922,7 @@ int runReseal(const GlobalOptions& g, const RemoteOptions& remote,
   };
   std::vector<Value> values;
   for (const auto& o : revision->objects) {
-    if (o->id.kind != "Secret" || !o->spec.contains("sealed") || !o->spec["sealed"].is_object()) {
+    if (o->id.kind != "Secret" || !o->spec->contains("sealed") || !o->spec["sealed"].is_object()) {
       continue;
     }
     for (const auto& [key, value] : o->spec["sealed"].items()) {
@@ -1059,7 +1059,7 @@ int mergeSealed(const std::string& file, const std::string& name, const std::str
     return fail("secret seal: " + content.status().message());
   }
   std::string text = *content;
-  const Json& section = secret->spec.contains("sealed") ? secret->spec["sealed"] : Json();
+  const Json& section = secret->spec->contains("sealed") ? secret->spec["sealed"] : Json();
   const std::string quotedValue = "\"" + sealed + "\"";
   auto cannot = [&](const std::string& why) {
     return fail("secret seal: cannot merge into " + file + ": " + why +
@@ -1075,7 +1075,7 @@ int mergeSealed(const std::string& file, const std::string& name, const std::str
   } else {
     // A line of its own before a key of the mapping (spec.sealed, or spec when it has none),
     // indented as that key is: it must begin its line (a block mapping).
-    const Json& parent = section.is_object() ? section : secret->spec;
+    const Json& parent = section.is_object() ? section : secret->spec.get();
     const std::string at = section.is_object() ? "spec.sealed" : "spec";
     if (!parent.is_object() || parent.empty()) {
       return cannot(at + " has no key to write beside");
@@ -1104,7 +1104,7 @@ int mergeSealed(const std::string& file, const std::string& name, const std::str
   auto again = engine->load({{file, text}}, nullptr);
   const Object* merged = again.revision ? again.revision->find({"Secret", name}) : nullptr;
   bool same = merged != nullptr && again.revision->objects.size() == before->objects.size() &&
-              merged->spec.contains("sealed") && merged->spec["sealed"].value(key, "") == sealed;
+              merged->spec->contains("sealed") && merged->spec["sealed"].value(key, "") == sealed;
   if (same) {
     Json expected = secret->spec;
     expected["sealed"][key] = sealed;
@@ -1408,8 +1408,9 @@ int runGet(const GlobalOptions& g, const std::string& what, const std::string& n
   std::vector<std::vector<std::string>> table;
   for (const auto& row : rows) {
     const auto& r = *row.record;
-    GetRow shown{&r, row.observed,
-                 kindRecord->withDefaults ? kindRecord->withDefaults(r.id.name, r.spec) : r.spec};
+    GetRow shown{
+        &r, row.observed,
+        kindRecord->withDefaults ? kindRecord->withDefaults(r.id.name, r.spec) : r.spec.get()};
     std::vector<std::string> cells = {r.id.name};
     for (const Column* c : columns) {
       cells.push_back(c->value(shown));

@@ -609,7 +609,9 @@ void Controller::adoptSnapshot(Snapshot snapshot, const LoopOptions& options,
   std::optional<RevisionResult> loaded;
   if (snapshot.revisionFromLoader) {
     auto loadStart = std::chrono::steady_clock::now();
-    loaded = engine_.load(snapshot.files, snapshot.tree.get());
+    auto records = inventory_.snapshot();
+    loaded = engine_.load(snapshot.files, snapshot.tree.get(),
+                          records.isOk() ? records->get() : nullptr);
     step.loadSeconds = secondsSince(loadStart);
     snapshot.revision = loaded->id;
   }
@@ -656,7 +658,10 @@ void Controller::loadRevision(Snapshot snapshot, std::optional<RevisionResult> p
   step.sourceChanged = true;
   if (!preloaded) {
     auto loadStart = std::chrono::steady_clock::now();
-    preloaded = engine_.load(snapshot.files, snapshot.tree.get());
+    // An object whose spec is its record's holds the record's tree: one per object in memory.
+    auto records = inventory_.snapshot();
+    preloaded = engine_.load(snapshot.files, snapshot.tree.get(),
+                             records.isOk() ? records->get() : nullptr);
     step.loadSeconds = secondsSince(loadStart);
   }
   RevisionResult loaded = std::move(*preloaded);

@@ -127,7 +127,7 @@ std::map<std::string, Placement> placeRevisionVms(
       if (auto n = parseNetworkSpec(*o); n.isOk()) {
         networks[o->id.name] = *n;
       }
-    } else if (o->id.kind == "VM" && o->spec.is_object() && o->spec.contains("network") &&
+    } else if (o->id.kind == "VM" && o->spec->is_object() && o->spec->contains("network") &&
                o->spec["network"].is_object()) {
       const Json& n = o->spec["network"];
       VmAddressRequest r;

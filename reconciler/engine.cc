@@ -244,8 +244,9 @@ Provider* Engine::providerForKind(const std::string& kind) const {
   return it == byKind_.end() ? nullptr : it->second;
 }
 
-RevisionResult Engine::load(const std::vector<SourceFile>& files, const SourceTree* tree) {
-  LoadResult loaded = loader_.load(files, tree);
+RevisionResult Engine::load(const std::vector<SourceFile>& files, const SourceTree* tree,
+                            const std::vector<ManagedRecord>* shareSpecs) {
+  LoadResult loaded = loader_.load(files, tree, shareSpecs);
   if (loaded.unchanged && lastRevision_ && lastRevision_->id == loaded.revision) {
     RevisionResult result;
     result.revision = lastRevision_;
@@ -510,7 +511,7 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
     std::vector<Inventory::JournalStart> starts;
     for (size_t k : which) {
       const Object* desired = started[k].req.desired;
-      starts.push_back({started[k].req.action, desired ? &desired->spec : nullptr});
+      starts.push_back({started[k].req.action, desired ? &desired->spec.get() : nullptr});
     }
     auto ids = inventory.journalBeginAll(options.reconcileId, starts);
     if (!ids.isOk()) {

@@ -98,7 +98,9 @@ class Engine {
   // Loads and fully validates. A revision with any error is rejected as a whole. Parsed files
   // are cached by content, so a reload re-parses only what changed. `tree` reads the kinds'
   // file sources (ManifestLoader::load).
-  RevisionResult load(const std::vector<SourceFile>& files, const SourceTree* tree = nullptr);
+  // `shareSpecs`: see ManifestLoader::load.
+  RevisionResult load(const std::vector<SourceFile>& files, const SourceTree* tree = nullptr,
+                      const std::vector<ManagedRecord>* shareSpecs = nullptr);
   // The same without touching the cache: for a preview (a `hyperctl diff` sent to hyperd) that
   // must not evict the source's files.
   RevisionResult loadDetached(const std::vector<SourceFile>& files,

@@ -135,8 +135,8 @@ Result<ManagedRecord> recordFromRow(const Statement& st) {
   HYPER_ASSIGN_OR_RETURN(r.spec, parseColumn(st.text(4), "spec_json"));
   // Records written before spec.driftPolicy became the envelope's (kEnvelopeSpecField) hold it in
   // the spec; a provider comparing its last applied spec would see a change that is none.
-  if (r.spec.is_object()) {
-    r.spec.erase(kEnvelopeSpecField);
+  if (r.spec->is_object()) {
+    r.spec.mut().erase(kEnvelopeSpecField);
   }
   r.specHash = st.text(5);
   HYPER_ASSIGN_OR_RETURN(r.handles, parseColumn(st.text(6), "handles_json"));

@@ -9,6 +9,7 @@
 #include "base/status.h"
 #include "reconciler/diagnostic.h"
 #include "reconciler/file_sources.h"
+#include "reconciler/managed_record.h"
 #include "reconciler/object.h"
 #include "reconciler/schema.h"
 #include "reconciler/yaml_json.h"
@@ -71,7 +72,11 @@ class ManifestLoader {
 
   // `tree` reads the file sources relative to each manifest's directory (SourceFile::path); null:
   // none can be read, and an object with one is an error.
-  LoadResult load(const std::vector<SourceFile>& files, const SourceTree* tree = nullptr);
+  // `shareSpecs`: inventory records sorted by kind then name (Inventory::snapshot); an object
+  // parsed now whose spec equals its record's holds the record's tree rather than a second one
+  // (SharedJson). The records are not kept.
+  LoadResult load(const std::vector<SourceFile>& files, const SourceTree* tree = nullptr,
+                  const std::vector<ManagedRecord>* shareSpecs = nullptr);
 
  private:
   struct CachedFile {
@@ -98,6 +103,7 @@ class ManifestLoader {
   std::map<std::string, FileSourceFields> fileSources_;             // by kind; kinds with any
   std::map<std::string, std::shared_ptr<const CachedFile>> cache_;  // content hash -> parsed
   std::string lastRevision_;
+  const std::vector<ManagedRecord>* shareSpecs_ = nullptr;  // during load() only
 };
 
 }  // namespace hyper

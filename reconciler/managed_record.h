@@ -16,7 +16,7 @@ struct ManagedRecord {
   ObjectId id;
   std::string provider;
   std::map<std::string, std::string> labels;
-  Json spec;                // last applied desired spec
+  SharedJson spec;          // last applied desired spec (shared with the object's: SharedJson)
   std::string specHash;     // sha256 of canonicalJson(spec)
   Json handles;             // provider-owned, e.g. {"bridge": "hb-lab"}
   std::string fingerprint;  // provider-owned digest of the host state as hyper left it

@@ -12,6 +12,7 @@
 
 #include "reconciler/diagnostic.h"
 #include "reconciler/object_id.h"
+#include "reconciler/shared_json.h"
 
 namespace hyper {
 
@@ -66,7 +67,9 @@ struct Object {
   ObjectId id;
   std::map<std::string, std::string> labels;
   std::map<std::string, std::string> annotations;
-  Json spec;  // schema-valid; the provider parses it into its typed spec
+  // Schema-valid; the provider parses it into its typed spec. Shared with the object's copies
+  // and with its inventory record while they are equal (SharedJson).
+  SharedJson spec;
   std::optional<DriftPolicy> driftPolicy;  // spec.driftPolicy; empty: the controller's default
   SourceLocation where;                    // the document's first line
   SourceMap sourceMap;

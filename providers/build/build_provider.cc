@@ -158,7 +158,7 @@ Json builderNetworkOf(const Object& build, const std::string& policy,
       networkObject = o.get();
     }
     if (o->id.kind == "VM" &&
-        o->spec.value("network", Json::object()).value("name", "") == p->network) {
+        o->spec->value("network", Json::object()).value("name", "") == p->network) {
       vms.push_back(o->id.str());
     }
   }
@@ -259,16 +259,16 @@ std::vector<Reference> BuildProvider::references(const Object& object) const {
   for (const auto& f : artifactFilesOf(object.spec)) {
     out.push_back({f.field + ".build", {"Build", f.build}});
   }
-  const Json secrets = object.spec.value("script", Json::object()).value("secrets", Json::array());
-  for (size_t i = 0; i < secrets.size() && object.spec.value("type", "") == "script"; ++i) {
+  const Json secrets = object.spec->value("script", Json::object()).value("secrets", Json::array());
+  for (size_t i = 0; i < secrets.size() && object.spec->value("type", "") == "script"; ++i) {
     out.push_back({"spec.script.secrets[" + std::to_string(i) + "].secret",
                    {"Secret", secrets[i].value("secret", "")}});
   }
   // The builder's policy is applied (and its Network, which it references) before the build.
-  const std::string policy = object.spec.value("script", Json::object())
+  const std::string policy = object.spec->value("script", Json::object())
                                  .value("network", Json::object())
                                  .value("policy", "");
-  if (!policy.empty() && object.spec.value("type", "") == "script") {
+  if (!policy.empty() && object.spec->value("type", "") == "script") {
     out.push_back({"spec.script.network.policy", {"NetworkPolicy", policy}});
   }
   return out;
@@ -299,7 +299,7 @@ Status BuildProvider::scriptInputs(
   inputs["e2fsprogs"] = *e2fs;
   // A followed branch or tag: the commit it is at now is an input, so a new commit on it is a
   // new key. Apply keeps the commit its plan resolved (the caller passes it in `inputs`).
-  const Json git = object.spec.value("script", Json::object())
+  const Json git = object.spec->value("script", Json::object())
                        .value("source", Json::object())
                        .value("git", Json::object());
   if (git.contains("ref") && !inputs.contains("commit")) {
@@ -548,8 +548,9 @@ std::optional<Json> BuildProvider::resolveInputs(const Object& object, ObserveSc
         if (other->id.kind != "Build" || other->id.name != r.build) {
           continue;
         }
-        const std::string otherType = other->spec.value("type", "");
-        const bool agent = other->spec.value("initramfs", Json::object()).value("hyperInit", false);
+        const std::string otherType = other->spec->value("type", "");
+        const bool agent =
+            other->spec->value("initramfs", Json::object()).value("hyperInit", false);
         if (otherType != want || (want == "initramfs" && !agent)) {
           diags.error(object.id, std::string("spec.script.builder.") + r.field + ".build",
                       "Build/" + r.build + " is " +
@@ -569,8 +570,8 @@ std::optional<Json> BuildProvider::resolveInputs(const Object& object, ObserveSc
       const std::string key = secrets[i].value("key", "");
       for (const auto& other : revisionOf(*scope.req)) {
         if (other->id.kind == "Secret" && other->id.name == name) {
-          const Json& sealed = other->spec.value("sealed", Json::object());
-          const Json& fromFile = other->spec.value("fromFile", Json::object());
+          const Json& sealed = other->spec->value("sealed", Json::object());
+          const Json& fromFile = other->spec->value("fromFile", Json::object());
           if (!sealed.contains(key) && !fromFile.contains(key)) {
             diags.error(object.id, "spec.script.secrets[" + std::to_string(i) + "].key",
                         "Secret " + name + " has no value \"" + key +
@@ -759,7 +760,7 @@ bool BuildProvider::keepKey(const Object& object, const ManagedRecord* record, O
   // Built from this spec and in force already: the common case of a converged reconcile,
   // decided with no store lookup.
   const bool sameSpec = record != nullptr && record->spec == object.spec;
-  const bool withHyperInit = object.spec.contains("initramfs") &&
+  const bool withHyperInit = object.spec->contains("initramfs") &&
                              object.spec["initramfs"].is_object() &&
                              object.spec["initramfs"].value("hyperInit", false);
   const std::vector<ArtifactFile> artifactFiles = artifactFilesOf(object.spec);
@@ -862,10 +863,10 @@ void BuildProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
         s.context = {{"pending", pending}};
         // A builder's network is known while it waits (resolveInputs checked it): apply takes it
         // from the plan, since it sees no revision.
-        const std::string policy = o->spec.value("script", Json::object())
+        const std::string policy = o->spec->value("script", Json::object())
                                        .value("network", Json::object())
                                        .value("policy", "");
-        if (!policy.empty() && o->spec.value("type", "") == "script") {
+        if (!policy.empty() && o->spec->value("type", "") == "script") {
           Diagnostics ignored;
           Json network = builderNetworkOf(*o, policy, revisionOf(req), ignored);
           if (network.is_object()) {

@@ -381,7 +381,7 @@ void planNetwork(const PlanRequest& req, const std::vector<TapBinding>& ports, P
   std::optional<NetworkSpec> previous;
   if (req.managed->spec != req.desired->spec) {
     auto parsed = parseNetworkSpec(req.id.name, req.managed->spec);
-    Json before = parsed.isOk() ? parsed->toJson() : req.managed->spec;
+    Json before = parsed.isOk() ? parsed->toJson() : req.managed->spec.get();
     diffJson("spec", before, desired->toJson(), specChanges);
     if (parsed.isOk()) {
       previous = std::move(*parsed);
@@ -496,7 +496,7 @@ void planPolicy(const PlanRequest& req, const std::vector<std::string>& selected
   std::vector<FieldChange> specChanges;
   if (req.managed->spec != req.desired->spec) {  // as in planNetwork
     auto previous = parsePolicySpec(req.id.name, req.managed->spec);
-    Json before = previous.isOk() ? previous->toJson() : req.managed->spec;
+    Json before = previous.isOk() ? previous->toJson() : req.managed->spec.get();
     diffJson("spec", before, desired->toJson(), specChanges);
   }
   if (desired->matchLabels) {
@@ -573,11 +573,11 @@ void NetProvider::validate(const ValidateRequest& req, ValidateResponse& resp) c
 
 std::vector<Reference> NetProvider::references(const Object& object) const {
   // Pure and total over a schema-valid or inventory spec: nothing here can throw.
-  if (object.id.kind != "NetworkPolicy" || !object.spec.is_object()) {
+  if (object.id.kind != "NetworkPolicy" || !object.spec->is_object()) {
     return {};
   }
-  auto it = object.spec.find("network");
-  if (it == object.spec.end() || !it->is_string()) {
+  auto it = object.spec->find("network");
+  if (it == object.spec->end() || !it->is_string()) {
     return {};
   }
   return {Reference{"spec.network", ObjectId{"Network", it->get<std::string>()}}};

@@ -249,7 +249,7 @@ void VmProvider::validate(const ValidateRequest& req, ValidateResponse& resp) co
 std::vector<Reference> VmProvider::references(const Object& object) const {
   std::vector<Reference> out;
   auto named = [&](const char* field, const char* key) -> const Json* {
-    if (!object.spec.is_object() || !object.spec.contains(field) ||
+    if (!object.spec->is_object() || !object.spec->contains(field) ||
         !object.spec[field].is_object() || !object.spec[field].contains(key) ||
         !object.spec[field][key].is_string()) {
       return nullptr;
@@ -266,7 +266,7 @@ std::vector<Reference> VmProvider::references(const Object& object) const {
     }
   }
   // A Secret's value: the Secret is applied first, and its record is what apply delivers.
-  if (object.spec.is_object() && object.spec.contains("secrets") &&
+  if (object.spec->is_object() && object.spec->contains("secrets") &&
       object.spec["secrets"].is_array()) {
     const Json& list = object.spec["secrets"];
     for (size_t i = 0; i < list.size(); ++i) {

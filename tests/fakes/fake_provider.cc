@@ -29,11 +29,11 @@ FakeProvider::FakeProvider(std::string name, std::vector<std::string> kinds)
 
 void FakeProvider::validate(const ValidateRequest& req, ValidateResponse& resp) const {
   for (const Object* o : req.objects) {
-    if (!o->spec.is_object()) {
+    if (!o->spec->is_object()) {
       continue;
     }
-    auto it = o->spec.find("invalid");
-    if (it != o->spec.end() && *it == true) {
+    auto it = o->spec->find("invalid");
+    if (it != o->spec->end() && *it == true) {
       resp.diagnostics.error(o->id, "spec.invalid", "injected validation error");
     }
   }

@@ -39,7 +39,7 @@ class VmProviderActionTest : public ::testing::Test {
     std::ofstream(kernel_) << "not really a kernel";
     auto net = std::make_shared<Object>();
     net->id = {"Network", "lab"};
-    net->spec = {{"cidr", "10.77.0.0/24"}};
+    net->spec = Json{{"cidr", "10.77.0.0/24"}};
     auto vm = std::make_shared<Object>();
     vm->id = {"VM", "web"};
     vm->spec = {{"kernel", {{"path", kernel_}}}, {"network", {{"name", "lab"}}}};

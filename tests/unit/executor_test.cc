@@ -318,7 +318,7 @@ TEST(ExecutorTest, FakeProviderConcurrencyStaysWithinBound) {
   std::vector<Object> objects(12);
   for (int i = 0; i < 12; ++i) {
     objects[i].id = thing("t" + std::to_string(i));
-    objects[i].spec = {{"n", i}};
+    objects[i].spec = Json{{"n", i}};
     plan.actions.push_back(act(ActionType::Create, "t" + std::to_string(i)));
   }
   auto outcomes = executePlan(plan,

@@ -134,7 +134,7 @@ TEST(InventoryTest, PutGetListRemoveRoundTrip) {
   expectSameRecord((*all)[1], pol);
 
   // put replaces.
-  lab.spec["mtu"] = 9000;
+  lab.spec.mut()["mtu"] = 9000;
   lab.revision = "next";
   ASSERT_TRUE(inv->put(lab).isOk());
   got = inv->get({"Network", "lab"});
@@ -155,11 +155,11 @@ TEST(InventoryTest, ARecordedSpecLosesTheEnvelopesDriftPolicy) {
   auto inv = openOrDie(tmp.path());
   ASSERT_TRUE(inv);
   ManagedRecord old = record("VM", "web");
-  old.spec["driftPolicy"] = "alert";
+  old.spec.mut()["driftPolicy"] = "alert";
   ASSERT_TRUE(inv->put(old).isOk());
   auto got = inv->get({"VM", "web"});
   ASSERT_TRUE(got.isOk() && got->has_value());
-  EXPECT_FALSE((*got)->spec.contains("driftPolicy"));
+  EXPECT_FALSE((*got)->spec->contains("driftPolicy"));
   EXPECT_EQ((*got)->spec["mtu"], 1500);
 }
 

@@ -176,7 +176,7 @@ TEST(KindRegistryTest, DriftPolicyIsTheEnvelopesAndNeverReachesTheKind) {
   ASSERT_FALSE(loaded.diagnostics.hasErrors()) << loaded.diagnostics.format();
   ASSERT_EQ(loaded.objects.size(), 1u);
   EXPECT_EQ(loaded.objects[0]->driftPolicy, DriftPolicy::Alert);
-  EXPECT_FALSE(loaded.objects[0]->spec.contains("driftPolicy"));
+  EXPECT_FALSE(loaded.objects[0]->spec->contains("driftPolicy"));
   EXPECT_EQ(loaded.objects[0]->spec["size"], 3);
 
   LoadResult bad = loader.load({{"t.yaml", doc.substr(0, doc.size() - 6) + "never\n"}});

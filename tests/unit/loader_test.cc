@@ -156,6 +156,41 @@ TEST(LoaderTest, UnchangedRevisionIsDetectedAndChangedContentIsNot) {
   EXPECT_NE(third.revision, first.revision);
 }
 
+TEST(LoaderTest, AnObjectWhoseSpecIsItsRecordsHoldsTheRecordsTree) {
+  ManifestLoader loader(schemas());
+  std::string lab = std::string(kHeader) + "  cidr: 10.0.0.0/24\n";
+  std::string b =
+      "---\napiVersion: hyper.dev/v1alpha1\nkind: Network\nmetadata:\n  name: b\n"
+      "spec:\n  cidr: 10.1.0.0/24\n  mtu: 1400\n";
+  std::vector<ManagedRecord> records(3);  // sorted by kind, then name, as the inventory's
+  records[0].id = {"Network", "b"};
+  records[0].spec = Json{{"cidr", "10.1.0.0/24"}, {"mtu", 1500}};  // changed since
+  records[1].id = {"Network", "gone"};
+  records[1].spec = Json::object();
+  records[2].id = {"Network", "lab"};
+  records[2].spec = Json{{"cidr", "10.0.0.0/24"}};
+  auto byName = [](const LoadResult& r, const std::string& name) -> const Object& {
+    for (const auto& o : r.objects) {
+      if (o->id.name == name) {
+        return *o;
+      }
+    }
+    throw std::runtime_error("no object " + name);
+  };
+  LoadResult r = loader.load({{"x.yaml", lab + b}}, nullptr, &records);
+  ASSERT_FALSE(r.diagnostics.hasErrors()) << r.diagnostics.format();
+  ASSERT_EQ(r.objects.size(), 2u);
+  EXPECT_TRUE(byName(r, "lab").spec.sharesWith(records[2].spec));
+  EXPECT_FALSE(byName(r, "b").spec.sharesWith(records[0].spec));
+  EXPECT_EQ(byName(r, "b").spec["mtu"], 1400);
+  // Without records every object has its own tree.
+  ManifestLoader alone(schemas());
+  LoadResult own = alone.load({{"x.yaml", lab + b}});
+  ASSERT_EQ(own.objects.size(), 2u);
+  EXPECT_FALSE(byName(own, "lab").spec.sharesWith(records[2].spec));
+  EXPECT_EQ(byName(own, "lab").spec, records[2].spec);
+}
+
 // The inventory's specHash is a hash of canonicalJson(spec): YAML style must not change it.
 TEST(LoaderTest, CanonicalSpecIgnoresFormattingButNotValues) {
   ManifestLoader loader(schemas());

@@ -132,6 +132,33 @@ TEST_F(LoopTest, FirstReconcileAppliesAndMarksReady) {
   EXPECT_EQ((*records)[0].revision, source_.revision());
 }
 
+TEST_F(LoopTest, ARevisionLoadedAfterAnApplyHoldsTheRecordsSpecTrees) {
+  source_.set({{"a.yaml", thing("a")}, {"b.yaml", thing("b")}});
+  ASSERT_EQ(controller_->reconcileOnce("test", true).succeeded, 2u);
+  // a.yaml is parsed again (a comment changed it) into an equal object: it takes the record's
+  // tree rather than keeping a second one.
+  std::vector<SourceFile> next = {{"a.yaml", "# edited\n" + thing("a")}, {"b.yaml", thing("b")}};
+  source_.set(next);
+  ReconcileSummary s = controller_->reconcileOnce("test", true);
+  EXPECT_EQ(s.error, "");
+  EXPECT_EQ(s.planned, 0u);
+  RevisionResult inForce = engine_->load(next);  // unchanged: the revision just adopted
+  ASSERT_TRUE(inForce.unchanged);
+  ASSERT_TRUE(inForce.revision);
+  auto records = inventory_->snapshot();
+  ASSERT_TRUE(records.isOk());
+  size_t shared = 0;
+  for (const auto& o : inForce.revision->objects) {
+    for (const auto& r : **records) {
+      if (r.id == o->id) {
+        EXPECT_TRUE(o->spec.sharesWith(r.spec)) << o->id.str();
+        shared += o->spec.sharesWith(r.spec) ? 1 : 0;
+      }
+    }
+  }
+  EXPECT_EQ(shared, 2u);
+}
+
 TEST_F(LoopTest, UnchangedSourceIsNotFetchedAndPlansNothing) {
   source_.set({{"a.yaml", thing("a")}});
   controller_->reconcileOnce("test", true);

@@ -339,7 +339,7 @@ class VmSecretsProviderTest : public test::TempTreeTest {
     auto records = harness_->inventory().list();
     EXPECT_TRUE(records.isOk());
     for (const auto& r : *records) {
-      everything += r.spec.dump() + r.handles.dump() + r.fingerprint;
+      everything += r.spec->dump() + r.handles.dump() + r.fingerprint;
     }
     for (const char* canary : {kCanary, kCanary2}) {
       EXPECT_EQ(everything.find(canary), std::string::npos) << everything;

@@ -183,7 +183,7 @@ TEST_P(ObserveReadyLineTest, MatchesTheWholeLineOnly) {
 
   Object vm;
   vm.id = {"VM", "web"};
-  vm.spec = {{"kernel", {{"path", root_ + "/vmlinuz"}}}};
+  vm.spec = Json{{"kernel", {{"path", root_ + "/vmlinuz"}}}};
   ObserveRequest req;
   req.desired = {&vm};
   ObserveResponse resp;

@@ -40,7 +40,7 @@ class WidgetProvider : public Provider {
 
   void validate(const ValidateRequest& req, ValidateResponse& resp) const override {
     for (const Object* o : req.objects) {
-      if (o->spec.value("color", "") == "blue" && o->spec.value("size", 1) > 50) {
+      if (o->spec->value("color", "") == "blue" && o->spec->value("size", 1) > 50) {
         resp.diagnostics.error(o->id, "spec.size", "a blue widget is at most 50");
       }
     }
