@@ -62,6 +62,15 @@ const std::string* internReason(std::string_view reason) {
   return &*it;
 }
 
+// Loads the snapshot's manifests with the inventory's records, so that an object whose spec is
+// its record's holds the record's tree: one per object in memory (ManifestLoader::load).
+RevisionResult loadWithRecords(Engine& engine, const Inventory& inventory,
+                               const Snapshot& snapshot) {
+  auto records = inventory.snapshot();
+  return engine.load(snapshot.files, snapshot.tree.get(),
+                     records.isOk() ? records->get() : nullptr);
+}
+
 }  // namespace
 
 const char* conditionTypeName(ConditionType type) {
@@ -609,9 +618,7 @@ void Controller::adoptSnapshot(Snapshot snapshot, const LoopOptions& options,
   std::optional<RevisionResult> loaded;
   if (snapshot.revisionFromLoader) {
     auto loadStart = std::chrono::steady_clock::now();
-    auto records = inventory_.snapshot();
-    loaded = engine_.load(snapshot.files, snapshot.tree.get(),
-                          records.isOk() ? records->get() : nullptr);
+    loaded = loadWithRecords(engine_, inventory_, snapshot);
     step.loadSeconds = secondsSince(loadStart);
     snapshot.revision = loaded->id;
   }
@@ -658,10 +665,7 @@ void Controller::loadRevision(Snapshot snapshot, std::optional<RevisionResult> p
   step.sourceChanged = true;
   if (!preloaded) {
     auto loadStart = std::chrono::steady_clock::now();
-    // An object whose spec is its record's holds the record's tree: one per object in memory.
-    auto records = inventory_.snapshot();
-    preloaded = engine_.load(snapshot.files, snapshot.tree.get(),
-                             records.isOk() ? records->get() : nullptr);
+    preloaded = loadWithRecords(engine_, inventory_, snapshot);
     step.loadSeconds = secondsSince(loadStart);
   }
   RevisionResult loaded = std::move(*preloaded);
