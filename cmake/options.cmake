@@ -27,3 +27,13 @@ if(HYPER_FUZZ)
     -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=address,undefined)
 endif()
+# hyperd and hyperctl run on jemalloc (hyperd's settings: hyperd/jemalloc_conf.cc). hyperd is a
+# long-lived daemon whose first apply allocates some 28 KB of temporaries per object among what
+# it keeps: glibc's arenas kept the holes between the kept objects resident (RSS twice the live
+# heap), jemalloc's size-class slabs and decay purging do not. Its allocations are also cheaper:
+# hyperctl's first apply of 1,000 networks + policies took 0.67 s instead of 0.81. Not with a
+# sanitizer, which brings its own allocator.
+option(HYPER_JEMALLOC "Link hyperd and hyperctl against jemalloc (libjemalloc-dev)" ON)
+if(HYPER_ASAN OR HYPER_TSAN OR HYPER_FUZZ)
+  set(HYPER_JEMALLOC OFF)
+endif()

@@ -14,6 +14,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/file.h"
+#include "base/memory.h"
 #include "controller/client.h"
 #include "controller/event_log.h"
 #include "hyperd/alerts.h"
@@ -212,8 +213,8 @@ int run(const HyperdConfig& initial, const std::string& configPath, const KindRe
     spdlog::critical("{}", s.message());
     return 1;
   }
-  spdlog::info("hyperd: source {}; state {}; api {}", (*source)->describe(), config.stateDir,
-               server.url());
+  spdlog::info("hyperd: source {}; state {}; api {}; malloc {}", (*source)->describe(),
+               config.stateDir, server.url(), allocatorName());
   if (config.listenPort == 0) {
     // Tests and scripts that ask for any port read the address from here.
     std::cout << "hyperd: listening on " << server.url() << std::endl;

@@ -7,7 +7,7 @@ packages=(
   cmake ninja-build g++ pkg-config git
   libyaml-cpp-dev nlohmann-json3-dev libvalijson-dev libre2-dev libsqlite3-dev libsodium-dev libcli11-dev
   libgtest-dev libgmock-dev
-  libgit2-dev libspdlog-dev libcpp-httplib-dev libssl-dev libnftables-dev
+  libgit2-dev libspdlog-dev libcpp-httplib-dev libssl-dev libnftables-dev libjemalloc-dev
   iproute2 nftables iputils-ping clang-format openssl curl
   qemu-system-x86 busybox-static cpio make kmod mmdebstrap erofs-utils gpg libdpkg-perl
   openssh-server openssh-client

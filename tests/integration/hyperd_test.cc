@@ -1936,5 +1936,29 @@ TEST_F(HyperdTest, TheStatusPageShowsTheLoopLiveInChromium) {
                                  }();
 }
 
+// hyperd runs on the allocator it was built for: jemalloc, with its settings, unless the build
+// turned it off (HYPER_JEMALLOC=OFF, or a sanitizer build). The bench measures what that is worth
+// (hyper_net_apply_bench's memory per object); this catches a build that quietly drops it.
+TEST_F(HyperdTest, RunsOnTheAllocatorItWasBuiltFor) {
+  ASSERT_TRUE(tmp_->write("src/.keep", "").isOk());
+  ASSERT_TRUE(startHyperd({"--source", tmp_->path() + "/src", "--drift-interval", "1h"}).isOk());
+  const std::string maps = readFile("/proc/" + std::to_string(hyperd_->pid()) + "/maps");
+  ASSERT_FALSE(maps.empty());
+#ifdef HYPER_JEMALLOC
+  EXPECT_TRUE(contains(maps, "libjemalloc.so")) << "hyperd does not map jemalloc";
+  EXPECT_TRUE(contains(readFile(logPath_), "; malloc jemalloc")) << readFile(logPath_);
+  // background_thread:true took effect: jemalloc's purging thread is one of hyperd's threads.
+  bool purger = false;
+  for (const auto& task :
+       fs::directory_iterator("/proc/" + std::to_string(hyperd_->pid()) + "/task")) {
+    purger = purger || trimmed(readFile(task.path().string() + "/comm")) == "jemalloc_bg_thd";
+  }
+  EXPECT_TRUE(purger) << "no jemalloc_bg_thd thread in hyperd";
+#else
+  EXPECT_FALSE(contains(maps, "libjemalloc.so"));
+  EXPECT_TRUE(contains(readFile(logPath_), "; malloc glibc")) << readFile(logPath_);
+#endif
+}
+
 }  // namespace
 }  // namespace hyper
