@@ -23,29 +23,46 @@ inline constexpr std::string_view kApiVersion = "hyper.dev/v1alpha1";
 // Maps field paths of one YAML document ("spec.egress.allow[0].cidr") to where they are written.
 // Kept compact because a revision holds one per object: one file name shared by every document
 // of a file, and the paths stored back to back in one string rather than one string each
-// (hyper_bench: half the size, some 800 bytes less per object).
+// (hyper_bench: half the size, some 800 bytes less per object). Once written (seal()), the paths
+// and positions are a shape that documents of the same layout share: the same paths at the same
+// columns, on the same lines counted from the document's first. A repository's Networks, or its
+// VMs made from one template, then keep one shape between them and a line each.
 class SourceMap {
  public:
   SourceMap() = default;
   explicit SourceMap(std::shared_ptr<const std::string> file) : file_(std::move(file)) {}
 
-  void add(std::string_view path, int line, int column) {
-    paths_ += path;
-    entries_.push_back({static_cast<uint32_t>(paths_.size()), line, column});
-  }
+  // Before seal(): one more path, in document order.
+  void add(std::string_view path, int line, int column);
+  // Done adding: takes the process's shape of the same layout, if one is alive, instead of this
+  // map's own. Later add() calls copy the shape first.
+  void seal();
   // The location of `path`, or of its nearest written ancestor ("spec.mtu" absent -> "spec").
   SourceLocation locate(std::string_view path) const;
   const std::string& file() const;
+  // Whether this map and `other` hold one shape (not merely equal ones).
+  bool sharesShapeWith(const SourceMap& other) const {
+    return shape_ != nullptr && shape_ == other.shape_;
+  }
+
+  struct Entry {
+    uint32_t pathEnd;  // the path is paths[previous entry's pathEnd, pathEnd)
+    int line;          // counted from the map's firstLine_ (0: on it)
+    int column;
+    bool operator==(const Entry&) const = default;
+  };
+  struct Shape {
+    std::string paths;
+    std::vector<Entry> entries;
+    bool operator==(const Shape&) const = default;
+  };
 
  private:
-  struct Entry {
-    uint32_t pathEnd;  // the path is paths_[previous entry's pathEnd, pathEnd)
-    int line;
-    int column;
-  };
   std::shared_ptr<const std::string> file_;
-  std::string paths_;
-  std::vector<Entry> entries_;
+  // Written in place only while this map alone holds it and has not sealed it.
+  std::shared_ptr<Shape> shape_;
+  int firstLine_ = 0;  // the line of the first path added
+  bool sealed_ = false;
 };
 
 // One validated manifest document.

@@ -490,6 +490,7 @@ std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
     try {
       converter.startDocument();
       converter.convert(node, "", doc.value, doc.sourceMap, 0);
+      doc.sourceMap.seal();
       if (converter.exhausted()) {
         continue;
       }
