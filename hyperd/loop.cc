@@ -120,7 +120,7 @@ const Condition* ObjectStatus::find(std::string_view type) const {
   return t && condition(*t).set() ? &condition(*t) : nullptr;
 }
 
-nlohmann::json ObjectStatus::toJson(const Clock& clock) const {
+nlohmann::json ObjectStatus::toJson(const ObjectId& id, const Clock& clock) const {
   nlohmann::json conds = nlohmann::json::array();
   for (ConditionType type : kConditionTypes) {
     const Condition& c = condition(type);
@@ -135,7 +135,7 @@ nlohmann::json ObjectStatus::toJson(const Clock& clock) const {
   }
   nlohmann::json j = {{"kind", id.kind},
                       {"name", id.name},
-                      {"revision", revision},
+                      {"revision", revision ? *revision : std::string()},
                       {"conditions", conds},
                       {"failures", failures}};
   if (!terminalSpec.empty()) {
@@ -795,7 +795,6 @@ Deferral Controller::deferActions(const Plan& plan, const Revision& current,
     std::lock_guard<std::mutex> lk(mu_);
     for (const auto& a : plan.actions) {
       ObjectStatus& s = objects_[a.id];
-      s.id = a.id;
       if (a.drift) {
         deferral.drifted.push_back(&a);
         if (driftPolicyOf(current.find(a.id), options.driftPolicy) == DriftPolicy::Alert) {
@@ -893,10 +892,21 @@ void Controller::recordObjects(const RecordInput& in) {
   for (const auto& o : in.report.outcomes) {
     outcomeById[o.id] = &o;
   }
-  std::map<ObjectId, std::string> revisionById;
+  // The records' revisions, each string once: every object applied from one revision shares it.
+  std::map<ObjectId, std::shared_ptr<const std::string>> revisionById;
   if (auto listed = inventory_.snapshot(); listed.isOk()) {
+    std::map<std::string_view, std::shared_ptr<const std::string>> distinct;
+    for (const auto& [id, s] : objects_) {
+      if (s.revision) {
+        distinct.emplace(*s.revision, s.revision);
+      }
+    }
     for (const auto& r : **listed) {
-      revisionById[r.id] = r.revision;
+      auto [it, fresh] = distinct.emplace(r.revision, nullptr);
+      if (fresh) {
+        it->second = std::make_shared<const std::string>(r.revision);
+      }
+      revisionById[r.id] = it->second;
     }
   }
   std::vector<Event> failures;
@@ -915,7 +925,7 @@ void Controller::recordObjects(const RecordInput& in) {
       }
     }
     for (const auto& o : in.current.objects) {
-      objects_[o->id].id = o->id;
+      objects_[o->id];  // an object of the revision has a status from now on
     }
     for (auto& [id, s] : objects_) {
       if (auto rev = revisionById.find(id); rev != revisionById.end()) {
@@ -1014,7 +1024,7 @@ std::optional<Event> Controller::recordOutcome(ObjectStatus& s, const ActionOutc
   Event e;
   e.type = "action-failed";
   e.level = "error";
-  e.object = s.id.str();
+  e.object = o.id.str();
   e.reconcileId = in.reconcileId;
   e.revision = in.current.id;
   e.message =
@@ -1402,7 +1412,7 @@ nlohmann::json Controller::objectsJson() const {
   std::lock_guard<std::mutex> lk(mu_);
   nlohmann::json out = nlohmann::json::array();
   for (const auto& [id, s] : objects_) {
-    nlohmann::json j = s.toJson(clock_);
+    nlohmann::json j = s.toJson(id, clock_);
     // What it references in the revision in force (the status page's tree): "Kind/name".
     nlohmann::json dependsOn = nlohmann::json::array();
     if (current_ && current_->graph.hasNode(id)) {

@@ -110,9 +110,11 @@ class Condition {
   int64_t since_ = 0;
 };
 
+// Kept per object for hyperd's life, in a map by ObjectId (which is not repeated here).
 struct ObjectStatus {
-  ObjectId id;
-  std::string revision;  // the revision it was last applied from (the inventory's)
+  // The revision it was last applied from (the inventory's): one string that the objects applied
+  // from it share; null before its first apply.
+  std::shared_ptr<const std::string> revision;
   std::array<Condition, kConditionTypeCount> conditions;
   const Condition& condition(ConditionType type) const {
     return conditions[static_cast<size_t>(type)];
@@ -132,7 +134,7 @@ struct ObjectStatus {
   std::string driftKey;            // the drift last alerted, so one drift is one alert
   nlohmann::json drift = nullptr;  // the field-level difference while drifted
 
-  nlohmann::json toJson(const Clock& clock) const;
+  nlohmann::json toJson(const ObjectId& id, const Clock& clock) const;
 };
 
 struct ReconcileSummary {

@@ -538,7 +538,6 @@ TEST_F(LoopRecordTest, RecordOutcomeOfAFailureBacksOffAndReportsIt) {
   ApplyReport report;
   RecordInput in = input(plan, current, deferral, report);
   ObjectStatus s;
-  s.id = {"FakeThing", "a"};
   auto failed = outcome("a", Status::error("injected failure"));
   std::optional<Event> e = steps_->recordOutcome(s, failed, in);
   EXPECT_EQ(s.failures, 1);
@@ -567,7 +566,6 @@ TEST_F(LoopRecordTest, RecordOutcomeOfASkipHasNoBackoffAndNoEvent) {
   ApplyReport report;
   RecordInput in = input(plan, current, deferral, report);
   ObjectStatus s;
-  s.id = {"FakeThing", "b"};
   std::optional<Event> e =
       steps_->recordOutcome(s, outcome("b", Status::error("a failed"), /*skipped=*/true), in);
   EXPECT_FALSE(e.has_value());
@@ -585,7 +583,6 @@ TEST_F(LoopRecordTest, RecordOutcomeOfASuccessClearsFailuresAndDrift) {
   ApplyReport report;
   RecordInput in = input(plan, current, deferral, report);
   ObjectStatus s;
-  s.id = {"FakeThing", "a"};
   s.failures = 3;
   s.driftKey = "k";
   s.drift = {{"reason", "x"}};
@@ -617,7 +614,7 @@ TEST(ConditionTest, KeepsItsSinceUntilItsStatusChanges) {
   EXPECT_FALSE(parseConditionType("Held").has_value());
 }
 
-TEST_F(LoopRecordTest, ObjectsInSyncShareTheirReadyMessage) {
+TEST_F(LoopRecordTest, ObjectsInSyncShareTheirReadyMessageAndRevision) {
   auto current = load({{"a.yaml", thing("a") + thing("b")}});
   ASSERT_EQ(controller_->reconcileOnce("test", false).succeeded, 2u);
   ASSERT_EQ(controller_->reconcileOnce("test", false).planned, 0u);
@@ -631,6 +628,10 @@ TEST_F(LoopRecordTest, ObjectsInSyncShareTheirReadyMessage) {
   EXPECT_EQ(readyA->message().data(), readyB->message().data());
   EXPECT_EQ(readyA->reason().data(), readyB->reason().data());
   EXPECT_EQ(a->find("Bogus"), nullptr);
+  // Applied from one revision: one string for both.
+  ASSERT_TRUE(a->revision && b->revision);
+  EXPECT_EQ(*a->revision, current->id);
+  EXPECT_EQ(a->revision, b->revision);
 }
 
 TEST_F(LoopRecordTest, RecordObjectsSetsEveryObjectsConditionsAndTheLastPlan) {
@@ -658,7 +659,8 @@ TEST_F(LoopRecordTest, RecordObjectsSetsEveryObjectsConditionsAndTheLastPlan) {
   EXPECT_FALSE(controller_->objectStatus({"FakeThing", "ghost"}).has_value());
   EXPECT_EQ(condition("a", "Stalled")->reason(), "ActionFailed");
   EXPECT_EQ(status_->failures, 1);
-  EXPECT_EQ(status_->revision, current->id);
+  ASSERT_NE(status_->revision, nullptr);
+  EXPECT_EQ(*status_->revision, current->id);
   EXPECT_EQ(condition("b", "Ready")->reason(), "Deferred");
   EXPECT_EQ(condition("b", "Ready")->message(), "suspended");
   EXPECT_FALSE(condition("b", "Ready")->status());

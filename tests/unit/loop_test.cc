@@ -372,7 +372,7 @@ TEST_F(LoopTest, ProviderRetryAfterReplacesTheBackoff) {
   controller_->reconcileOnce("test", true);
   auto st = controller_->objectStatus({"FakeThing", "bad"});
   ASSERT_TRUE(st);
-  EXPECT_EQ(st->toJson(clock_).value("retryInMs", 0), 10000);
+  EXPECT_EQ(st->toJson({"FakeThing", "bad"}, clock_).value("retryInMs", 0), 10000);
   int calls = fake_->applyCalls();
   clock_.advance(std::chrono::milliseconds(1001));  // past the 1 s the backoff would give
   controller_->reconcileOnce("retry", false);
@@ -394,7 +394,7 @@ TEST_F(LoopTest, TerminalFailureWaitsForASpecChange) {
       << failed[0].summary;
   auto st = controller_->objectStatus({"FakeThing", "bad"});
   ASSERT_TRUE(st);
-  EXPECT_TRUE(st->toJson(clock_).value("terminal", false));
+  EXPECT_TRUE(st->toJson({"FakeThing", "bad"}, clock_).value("terminal", false));
 
   int calls = fake_->applyCalls();
   clock_.advance(std::chrono::hours(24));
