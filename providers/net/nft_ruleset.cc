@@ -1,7 +1,6 @@
 #include "providers/net/nft_ruleset.h"
 
 #include <algorithm>
-#include <cstring>
 #include <set>
 
 #include "base/names.h"
@@ -269,22 +268,42 @@ std::string elementTarget(const Json& element) {
 }
 
 // The network maps' elements that jump to this network's chains, or "absent" without the maps.
-std::string mapsDigest(const NftTableDump& dump, const std::string& network) {
-  if (!dump.networkMaps) {
-    return "absent";
-  }
+// The text the maps digest of `network` hashes: each of its chains, then the elements (as
+// indexElements gives them) that jump to it.
+std::string mapsText(const std::string& network,
+                     const std::unordered_map<std::string, std::vector<std::string>>& byTarget) {
   std::string text;
   for (Direction d : {Direction::Egress, Direction::Ingress}) {
     std::string chain = networkChainName(network, d);
     text += chain + "\n";
-    auto it = dump.mapElementsByTarget.find(chain);
-    if (it != dump.mapElementsByTarget.end()) {
+    if (auto it = byTarget.find(chain); it != byTarget.end()) {
       for (const auto& element : it->second) {
         text += element + "\n";
       }
     }
   }
-  return sha256Hex(text).substr(0, 16);
+  return text;
+}
+
+std::string mapsDigest(const NftTableDump& dump, const std::string& network) {
+  if (!dump.networkMaps) {
+    return "absent";
+  }
+  if (auto it = dump.mapsDigestByNetwork.find(network); it != dump.mapsDigestByNetwork.end()) {
+    return it->second.str();
+  }
+  return sha256Hex(mapsText(network, {})).substr(0, 16);  // no element jumps to its chains
+}
+
+// The network whose chain `target` is (networkChainName), or "" for any other chain.
+std::string networkOfChain(std::string_view target) {
+  for (std::string_view suffix : {std::string_view("-egress"), std::string_view("-ingress")}) {
+    if (target.size() > 4 + suffix.size() && target.starts_with("net-") &&
+        target.ends_with(suffix)) {
+      return std::string(target.substr(4, target.size() - 4 - suffix.size()));
+    }
+  }
+  return "";
 }
 
 // The elements of the shared sets or maps `names`, each as "<name>:<canonical JSON>", grouped by
@@ -543,7 +562,16 @@ void NftTableDump::reindex() {
   }
   guardSets = indexElements(*this, {kGuardTapsSet, kGuardMacsSet, kGuardAddrsSet}, elementTap,
                             guardElementsByTap);
-  networkMaps = indexElements(*this, {kEgressMap, kIngressMap}, elementTarget, mapElementsByTarget);
+  std::unordered_map<std::string, std::vector<std::string>> byTarget;
+  networkMaps = indexElements(*this, {kEgressMap, kIngressMap}, elementTarget, byTarget);
+  mapsDigestByNetwork.clear();
+  for (const auto& entry : byTarget) {
+    std::string network = networkOfChain(entry.first);
+    if (!network.empty() && !mapsDigestByNetwork.count(network)) {
+      Digest digest = shortDigest(mapsText(network, byTarget));
+      mapsDigestByNetwork.emplace(std::move(network), digest);
+    }
+  }
 }
 
 void NftTableDump::dropItems() {

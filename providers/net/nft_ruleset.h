@@ -144,9 +144,11 @@ struct NftTableDump {
   // each as "<set>:<canonical JSON>", sorted; guardSets: the three sets exist.
   std::unordered_map<std::string, std::vector<std::string>> guardElementsByTap;
   bool guardSets = false;
-  // The elements of the network maps (egress-nets, ingress-nets) by the chain they jump to, each
-  // as "<map>:<canonical JSON>", sorted; networkMaps: both maps exist.
-  std::unordered_map<std::string, std::vector<std::string>> mapElementsByTarget;
+  // The digest of the network maps' (egress-nets, ingress-nets) elements that jump to a network's
+  // two chains, by network name, for every network some element jumps to (mapsDigest works out
+  // the digest of none itself); networkMaps: both maps exist. One digest per network rather than
+  // the elements' text: some 180 bytes per object less in the net provider's kept dump.
+  std::unordered_map<std::string, Digest> mapsDigestByNetwork;
   bool networkMaps = false;
 
   void reindex();

@@ -578,6 +578,28 @@ TEST(NftFingerprintTest, ANetworkOwnsTheMapElementsThatJumpToItsChains) {
   EXPECT_EQ(fingerprintParts(gone, {"Network", "lab"})["maps"], "absent");
 }
 
+// The maps part is the digest of each of the network's chains followed by the elements that jump
+// to it ("<map>:<canonical JSON>"), as every hyper since layout 4 recorded it: the kept dump's
+// per-network digest must give the same value, or every network would look changed by hand.
+TEST(NftFingerprintTest, TheMapsDigestIsTheOneRecordedBefore) {
+  NftTableDump dump = capturedDump("net_nft_dump_lab_web_dmz.json");
+  const std::string lab =
+      "net-lab-egress\n"
+      "egress-nets:[\"hb-lab\",{\"jump\":{\"target\":\"net-lab-egress\"}}]\n"
+      "net-lab-ingress\n"
+      "ingress-nets:[\"hb-lab\",{\"jump\":{\"target\":\"net-lab-ingress\"}}]\n";
+  EXPECT_EQ(fingerprintParts(dump, {"Network", "lab"})["maps"], sha256Hex(lab).substr(0, 16));
+  // A network no element jumps to: its chains' names alone.
+  EXPECT_EQ(fingerprintParts(dump, {"Network", "ghost"})["maps"],
+            sha256Hex("net-ghost-egress\nnet-ghost-ingress\n").substr(0, 16));
+  // A network whose name ends like a direction is still told apart from its neighbour.
+  EXPECT_NE(fingerprintParts(dump, {"Network", "lab-egress"})["maps"],
+            fingerprintParts(dump, {"Network", "lab"})["maps"]);
+  NftTableDump kept = dump;
+  kept.dropItems();
+  EXPECT_EQ(fingerprintParts(kept, {"Network", "lab"})["maps"], sha256Hex(lab).substr(0, 16));
+}
+
 TEST(NftFingerprintTest, FormatRoundTrips) {
   FingerprintParts parts = {{"chain:pol-web-egress", "0123456789abcdef"},
                             {"rules:NetworkPolicy/web", "absent"}};
