@@ -63,12 +63,13 @@ const std::string* internReason(std::string_view reason) {
 }
 
 // Loads the snapshot's manifests with the inventory's records, so that an object whose spec is
-// its record's holds the record's tree: one per object in memory (ManifestLoader::load).
+// its record's holds the record's tree: one per object in memory (ManifestLoader::load). The
+// revision is named as the source names it, when it does (a directory's name is the loader's).
 RevisionResult loadWithRecords(Engine& engine, const Inventory& inventory,
                                const Snapshot& snapshot) {
   auto records = inventory.snapshot();
-  return engine.load(snapshot.files, snapshot.tree.get(),
-                     records.isOk() ? records->get() : nullptr);
+  return engine.load(snapshot.files, snapshot.tree.get(), records.isOk() ? records->get() : nullptr,
+                     snapshot.revisionFromLoader ? "" : snapshot.revision);
 }
 
 }  // namespace
@@ -692,9 +693,14 @@ void Controller::loadRevision(Snapshot snapshot, std::optional<RevisionResult> p
     rejectedRevision_ = snapshot.revision;
     return;
   }
-  // The loader names a revision after the content; the source's name (a commit) wins.
-  auto named = std::make_shared<Revision>(*loaded.revision);
-  named->id = snapshot.revision;
+  // The loader names a revision after the content; the source's name (a commit) wins, and the
+  // engine gave it (loadWithRecords): not a copy of the revision and its graph.
+  std::shared_ptr<const Revision> named = loaded.revision;
+  if (named->id != snapshot.revision) {
+    auto renamed = std::make_shared<Revision>(*named);
+    renamed->id = snapshot.revision;
+    named = std::move(renamed);
+  }
   Snapshot meta = std::move(snapshot);
   meta.files.clear();
   meta.tree.reset();

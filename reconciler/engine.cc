@@ -245,16 +245,22 @@ Provider* Engine::providerForKind(const std::string& kind) const {
 }
 
 RevisionResult Engine::load(const std::vector<SourceFile>& files, const SourceTree* tree,
-                            const std::vector<ManagedRecord>* shareSpecs) {
+                            const std::vector<ManagedRecord>* shareSpecs, const std::string& name) {
   LoadResult loaded = loader_.load(files, tree, shareSpecs);
-  if (loaded.unchanged && lastRevision_ && lastRevision_->id == loaded.revision) {
+  if (loaded.unchanged && lastRevision_ && lastRevision_->content == loaded.revision) {
+    const std::string& id = name.empty() ? loaded.revision : name;
+    if (lastRevision_->id != id) {
+      auto renamed = std::make_shared<Revision>(*lastRevision_);
+      renamed->id = id;
+      lastRevision_ = std::move(renamed);
+    }
     RevisionResult result;
     result.revision = lastRevision_;
     result.id = loaded.revision;
     result.unchanged = true;
     return result;
   }
-  RevisionResult result = check(std::move(loaded));
+  RevisionResult result = check(std::move(loaded), name);
   lastRevision_ = result.revision;  // null after a rejected revision
   return result;
 }
@@ -265,13 +271,13 @@ RevisionResult Engine::loadDetached(const std::vector<SourceFile>& files,
   return check(loader.load(files, tree));
 }
 
-RevisionResult Engine::check(LoadResult loaded) const {
+RevisionResult Engine::check(LoadResult loaded, const std::string& name) const {
   RevisionResult result;
   result.id = loaded.revision;
   result.diagnostics = std::move(loaded.diagnostics);
 
   auto revision = std::make_shared<Revision>();
-  revision->id = loaded.revision;
+  revision->id = name.empty() ? loaded.revision : name;
   revision->content = loaded.revision;
   revision->objects = std::move(loaded.objects);
 

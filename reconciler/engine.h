@@ -98,9 +98,13 @@ class Engine {
   // Loads and fully validates. A revision with any error is rejected as a whole. Parsed files
   // are cached by content, so a reload re-parses only what changed. `tree` reads the kinds'
   // file sources (ManifestLoader::load).
-  // `shareSpecs`: see ManifestLoader::load.
+  // `shareSpecs`: see ManifestLoader::load. `name`: the revision's id (a source's name for it,
+  // "git:<commit>"); empty: the loader's, from the content. The revision is not copied to be
+  // named: the engine keeps the one it hands out, and the same content under another name (a
+  // revert) is the one copy.
   RevisionResult load(const std::vector<SourceFile>& files, const SourceTree* tree = nullptr,
-                      const std::vector<ManagedRecord>* shareSpecs = nullptr);
+                      const std::vector<ManagedRecord>* shareSpecs = nullptr,
+                      const std::string& name = "");
   // The same without touching the cache: for a preview (a `hyperctl diff` sent to hyperd) that
   // must not evict the source's files.
   RevisionResult loadDetached(const std::vector<SourceFile>& files,
@@ -128,7 +132,8 @@ class Engine {
 
  private:
   // Validation and the dependency graph of a parsed revision.
-  RevisionResult check(LoadResult loaded) const;
+  // `name`: the revision's id; empty: the loader's.
+  RevisionResult check(LoadResult loaded, const std::string& name = "") const;
 
   std::vector<std::unique_ptr<Provider>> providers_;
   std::map<std::string, Provider*> byKind_;

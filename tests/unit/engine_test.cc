@@ -800,6 +800,33 @@ TEST_F(EngineTest, SameFilesAreUnchangedAndOneByteChangesTheRevision) {
   EXPECT_EQ(fourth.revision->id, first.revision->id);
 }
 
+// A source's name for a revision (a commit) is given at load: the revision is not copied to be
+// renamed, and the same content under another name (a revert commit) is the one copy.
+TEST_F(EngineTest, ARevisionIsNamedAtLoadAndSharedWhileItsNameHolds) {
+  const std::vector<SourceFile> files = {{"m/a.yaml", thing("a", {"size: 1"})}};
+  RevisionResult first = engine_->load(files, nullptr, nullptr, "git:c1");
+  ASSERT_NE(first.revision, nullptr) << first.diagnostics.format();
+  EXPECT_EQ(first.revision->id, "git:c1");
+  EXPECT_EQ(first.revision->content, first.id) << "the content keeps the loader's name";
+  EXPECT_NE(first.id, "git:c1");
+
+  RevisionResult again = engine_->load(files, nullptr, nullptr, "git:c1");
+  EXPECT_TRUE(again.unchanged);
+  EXPECT_EQ(again.revision.get(), first.revision.get());
+
+  RevisionResult reverted = engine_->load(files, nullptr, nullptr, "git:c2");
+  ASSERT_NE(reverted.revision, nullptr);
+  EXPECT_TRUE(reverted.unchanged);
+  EXPECT_EQ(reverted.revision->id, "git:c2");
+  EXPECT_EQ(reverted.revision->content, first.revision->content);
+  EXPECT_EQ(first.revision->id, "git:c1") << "the revision handed out before keeps its name";
+  EXPECT_EQ(engine_->load(files, nullptr, nullptr, "git:c2").revision.get(),
+            reverted.revision.get());
+
+  RevisionResult unnamed = engine_->load(files);
+  EXPECT_EQ(unnamed.revision->id, first.id) << "no name: the loader's";
+}
+
 // --- Parallelism ---
 
 class EngineParallelismTest : public EngineTest, public ::testing::WithParamInterface<int> {};
