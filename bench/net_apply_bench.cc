@@ -53,6 +53,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/hyperd_util.h"
 #include "host/command.h"
 
 #ifndef HYPERCTL_PATH
@@ -288,35 +289,6 @@ class Scratch {
   std::string dir_;
 };
 
-std::string networkName(int i) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "n%04d", i + 1);
-  return buf;
-}
-
-std::string subnet(int i) {
-  return "10." + std::to_string(100 + i / 250) + "." + std::to_string(i % 250) + ".0";
-}
-
-// N Networks and N NetworkPolicies in one file; network `changed` (or none: -1) has mtu 1400.
-std::string manifests(int n, int changed) {
-  std::string out;
-  out.reserve(static_cast<size_t>(n) * 600);
-  for (int i = 0; i < n; ++i) {
-    const std::string name = networkName(i);
-    out += "---\napiVersion: hyper.dev/v1alpha1\nkind: Network\nmetadata: {name: " + name +
-           "}\nspec:\n  cidr: " + subnet(i) + "/24\n  mtu: " + (i == changed ? "1400" : "1500") +
-           "\n  nat: " + (i % 10 == 0 ? "true" : "false") + "\n";
-    out += "---\napiVersion: hyper.dev/v1alpha1\nkind: NetworkPolicy\nmetadata: {name: " + name +
-           "-egress}\nspec:\n  network: " + name +
-           "\n  egress:\n    mode: allowlist\n    allow:\n"
-           "      - {cidr: 203.0.113.0/24, ports: [443], protocol: tcp}\n"
-           "      - {cidr: 192.0.2.53, ports: [53], protocol: udp}\n"
-           "  ingress: {mode: any}\n";
-  }
-  return out;
-}
-
 // The number of actions in `hyperctl apply -o json`'s plan; -1 when it is not that.
 long actionCount(const std::string& out) {
   Json plan = Json::parse(out, nullptr, false);
@@ -406,7 +378,7 @@ bool measure(int n, const std::string& hyperctl, Figures& f) {
   }
   const std::string file = dir + "/networks.yaml";
   const std::string state = dir + "/state";
-  if (!writeFile(file, manifests(n, -1))) {
+  if (!writeFile(file, networksAndPolicies(n, -1))) {
     return false;
   }
   const std::string ns = scratch.addNetns("hyper");
@@ -462,7 +434,7 @@ bool measure(int n, const std::string& hyperctl, Figures& f) {
   f.diffMs = r.ms;
 
   // 3. One network's mtu changed: one action.
-  if (!writeFile(file, manifests(n, n / 2))) {
+  if (!writeFile(file, networksAndPolicies(n, n / 2))) {
     return false;
   }
   r = run(apply);
@@ -523,91 +495,9 @@ bool measure(int n, const std::string& hyperctl, Figures& f) {
 
 // ---- hyperd: the loop's own costs with the real net provider (issue 17) ----
 
-// A daemon started in the background with its output in a log file; stopped (SIGTERM, then
-// SIGKILL after 30 s) by stop() or the destructor.
-class Daemon {
- public:
-  Daemon() = default;
-  Daemon(const Daemon&) = delete;
-  Daemon& operator=(const Daemon&) = delete;
-  ~Daemon() { stop(); }
-
-  bool start(const std::vector<std::string>& argv, const std::string& log) {
-    int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (out < 0) {
-      std::fprintf(stderr, "FAIL: open %s: %s\n", log.c_str(), std::strerror(errno));
-      return false;
-    }
-    std::vector<char*> args;
-    for (const auto& a : argv) {
-      args.push_back(const_cast<char*>(a.c_str()));
-    }
-    args.push_back(nullptr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      sigset_t none;
-      sigemptyset(&none);
-      pthread_sigmask(SIG_SETMASK, &none, nullptr);  // main() blocked the stop signals
-      int in = ::open("/dev/null", O_RDONLY);
-      ::dup2(in, 0);
-      ::dup2(out, 1);
-      ::dup2(out, 2);
-      ::execvp(args[0], args.data());
-      _exit(127);
-    }
-    ::close(out);
-    if (pid_ < 0) {
-      std::fprintf(stderr, "FAIL: fork: %s\n", std::strerror(errno));
-      return false;
-    }
-    return true;
-  }
-
-  void stop() {
-    if (pid_ <= 0) {
-      return;
-    }
-    ::kill(pid_, SIGTERM);
-    for (int i = 0; i < 300; ++i) {
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-
-  bool running() const { return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_ = -1;
-};
-
 std::string readText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-// CPU seconds (user + system) the process has used so far.
-double cpuSecondsOf(pid_t pid) {
-  std::string stat = readText("/proc/" + std::to_string(pid) + "/stat");
-  size_t close = stat.rfind(')');  // the command name may hold spaces
-  if (close == std::string::npos) {
-    return 0;
-  }
-  std::istringstream fields(stat.substr(close + 2));
-  std::string field;
-  double ticks = 0;
-  for (int i = 3; i <= 15 && fields >> field; ++i) {
-    if (i == 14 || i == 15) {  // utime, stime
-      ticks += std::stod(field);
-    }
-  }
-  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 // The process's resident memory in bytes.
@@ -616,18 +506,6 @@ double rssBytesOf(pid_t pid) {
   for (std::string line; std::getline(status, line);) {
     if (line.rfind("VmRSS:", 0) == 0) {
       return std::stod(line.substr(6)) * 1024;
-    }
-  }
-  return 0;
-}
-
-// A value of hyperd's /metrics (a line "NAME VALUE"); 0 when absent.
-double metricValue(const std::string& text, const std::string& name) {
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (line.size() > name.size() && line.compare(0, name.size(), name) == 0 &&
-        line[name.size()] == ' ') {
-      return std::stod(line.substr(name.size() + 1));
     }
   }
   return 0;
@@ -733,7 +611,7 @@ bool makeRepo(const std::string& dir, int n) {
   const std::string env = dir + "/env";
   std::error_code ec;
   fs::create_directories(env, ec);
-  if (!writeFile(env + "/networks.yaml", manifests(n, -1))) {
+  if (!writeFile(env + "/networks.yaml", networksAndPolicies(n, -1))) {
     return false;
   }
   for (std::vector<std::string> argv :

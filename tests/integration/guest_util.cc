@@ -48,6 +48,12 @@ std::string artifactPath(const nlohmann::json& list, const std::string& stateDir
   return "";
 }
 
+}  // namespace
+
+const char* guestBuildManifests() { return kManifests; }
+
+namespace {
+
 GuestImage make() {
   GuestImage g;
   const char* env = std::getenv("HYPER_TEST_GUEST_STATE");

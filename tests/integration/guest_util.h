@@ -16,6 +16,9 @@ struct GuestImage {
   std::string skipReason;
 };
 const GuestImage& guestImage();
+// The Builds guestImage() applies (guest-kernel, guest-initrd): a manifest file's text, for a
+// test or benchmark that gives them to hyperd itself (the same specs: the same cache keys).
+const char* guestBuildManifests();
 
 // SIGKILLs the QEMU of every VM run dir under `runDir` (its qemu.pid): what a failed test left
 // running goes before the namespace and the directory it uses.
