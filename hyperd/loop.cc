@@ -902,11 +902,6 @@ void Controller::recordObjects(const RecordInput& in) {
   std::map<ObjectId, std::shared_ptr<const std::string>> revisionById;
   if (auto listed = inventory_.snapshot(); listed.isOk()) {
     std::map<std::string_view, std::shared_ptr<const std::string>> distinct;
-    for (const auto& [id, s] : objects_) {
-      if (s.revision) {
-        distinct.emplace(*s.revision, s.revision);
-      }
-    }
     for (const auto& r : **listed) {
       auto [it, fresh] = distinct.emplace(r.revision, nullptr);
       if (fresh) {
