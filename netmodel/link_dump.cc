@@ -19,97 +19,36 @@
 #include <string_view>
 #include <vector>
 
+#include "netmodel/netlink.h"
+
 namespace hyper::netmodel {
 
 namespace {
 
 constexpr const char* kWhat = "rtnetlink dump of links and addresses";
 
-class Socket {
- public:
-  Socket() : fd_(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)) {}
-  ~Socket() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-  }
-  Socket(const Socket&) = delete;
-  Socket& operator=(const Socket&) = delete;
-  int fd() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-// An attribute's payload as text, up to its first NUL and never past its end.
-std::string attrString(const rtattr* a) {
-  const char* data = static_cast<const char*>(RTA_DATA(a));
-  size_t size = RTA_PAYLOAD(a);
-  return std::string(data, ::strnlen(data, size));
-}
-
-bool attrU32(const rtattr* a, uint32_t& out) {
-  if (RTA_PAYLOAD(a) < sizeof out) {
-    return false;
-  }
-  std::memcpy(&out, RTA_DATA(a), sizeof out);
-  return true;
-}
-
-// Calls `each` for every attribute of the block [data, data + size).
-void forEachAttr(const void* data, int size, const std::function<void(const rtattr*)>& each) {
-  int left = size;
-  for (auto* a = static_cast<const rtattr*>(data); RTA_OK(a, left); a = RTA_NEXT(a, left)) {
-    each(a);
-  }
-}
+using rtnl::attrString;
+using rtnl::attrU32;
+using rtnl::forEachAttr;
 
 // One dump request and its whole multipart answer; `each` gets every message of it.
-Status dumpRequest(int fd, uint16_t type, uint32_t seq,
+Status dumpRequest(const rtnl::Socket& socket, uint16_t type, uint32_t seq,
                    const std::function<void(const nlmsghdr*)>& each) {
-  struct {
-    nlmsghdr header;
-    union {
-      ifinfomsg link;
-      ifaddrmsg addr;
-    } body;
-  } request{};
   const bool links = type == RTM_GETLINK;
-  request.header.nlmsg_len = NLMSG_LENGTH(links ? sizeof(ifinfomsg) : sizeof(ifaddrmsg));
-  request.header.nlmsg_type = type;
-  request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  request.header.nlmsg_seq = seq;
-  if (links) {
-    request.body.link.ifi_family = AF_UNSPEC;
-  } else {
-    request.body.addr.ifa_family = AF_INET;
-  }
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (::sendto(fd, &request, request.header.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel),
-               sizeof kernel) < 0) {
-    return Status::error(std::string(kWhat) + " <- send: " + std::strerror(errno));
-  }
+  ifinfomsg link{};
+  link.ifi_family = AF_UNSPEC;
+  ifaddrmsg addr{};
+  addr.ifa_family = AF_INET;
+  rtnl::Request request(type, NLM_F_REQUEST | NLM_F_DUMP, links ? static_cast<void*>(&link) : &addr,
+                        links ? sizeof link : sizeof addr);
+  request.setSeq(seq);
+  HYPER_RETURN_IF_ERROR(socket.send(request.bytes(), kWhat));
   // The kernel fills a dump's datagrams up to the reader's buffer (at most 32 KiB by default);
   // a truncated one is an error rather than a silently shorter table.
-  std::vector<char> buffer(64 * 1024);
+  std::string buffer;
   size_t messages = 0;
   while (true) {
-    iovec io{buffer.data(), buffer.size()};
-    msghdr msg{};
-    msg.msg_iov = &io;
-    msg.msg_iovlen = 1;
-    ssize_t n = ::recvmsg(fd, &msg, 0);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return Status::error(std::string(kWhat) + " <- receive: " +
-                           (errno == EAGAIN ? "no answer within 5 s" : std::strerror(errno)));
-    }
-    if (msg.msg_flags & MSG_TRUNC) {
-      return Status::error(std::string(kWhat) + " <- a message larger than 64 KiB");
-    }
+    HYPER_ASSIGN_OR_RETURN(size_t n, socket.receive(buffer, kWhat));
     int left = static_cast<int>(n);
     for (auto* h = reinterpret_cast<const nlmsghdr*>(buffer.data()); NLMSG_OK(h, left);
          h = NLMSG_NEXT(h, left)) {
@@ -120,10 +59,7 @@ Status dumpRequest(int fd, uint16_t type, uint32_t seq,
         return Status::ok();
       }
       if (h->nlmsg_type == NLMSG_ERROR) {
-        int error = h->nlmsg_len >= NLMSG_LENGTH(sizeof(nlmsgerr))
-                        ? -static_cast<const nlmsgerr*>(NLMSG_DATA(h))->error
-                        : EPROTO;
-        return Status::error(std::string(kWhat) + " <- " + std::strerror(error));
+        return Status::error(std::string(kWhat) + " <- " + std::strerror(rtnl::errorOf(h)));
       }
       if (++messages > kMaxDumpMessages) {
         return Status::error(std::string(kWhat) + " <- more than " +
@@ -140,17 +76,13 @@ Status dumpRequest(int fd, uint16_t type, uint32_t seq,
 }  // namespace
 
 Result<LinkTable> dumpLinkTable() {
-  Socket socket;
-  if (socket.fd() < 0) {
-    return Status::error(std::string(kWhat) + " <- socket: " + std::strerror(errno));
-  }
-  timeval timeout{5, 0};
-  ::setsockopt(socket.fd(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  rtnl::Socket socket;
+  HYPER_RETURN_IF_ERROR(socket.opened(kWhat));
 
   LinkTable table;
   std::map<int, size_t> byIndex;                // ifindex -> position in table.links
   std::vector<std::pair<size_t, int>> masters;  // (link, master's ifindex)
-  HYPER_RETURN_IF_ERROR(dumpRequest(socket.fd(), RTM_GETLINK, 1, [&](const nlmsghdr* h) {
+  HYPER_RETURN_IF_ERROR(dumpRequest(socket, RTM_GETLINK, 1, [&](const nlmsghdr* h) {
     if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) {
       return;
     }
@@ -238,7 +170,7 @@ Result<LinkTable> dumpLinkTable() {
     }
   }
 
-  HYPER_RETURN_IF_ERROR(dumpRequest(socket.fd(), RTM_GETADDR, 2, [&](const nlmsghdr* h) {
+  HYPER_RETURN_IF_ERROR(dumpRequest(socket, RTM_GETADDR, 2, [&](const nlmsghdr* h) {
     if (h->nlmsg_type != RTM_NEWADDR || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifaddrmsg))) {
       return;
     }

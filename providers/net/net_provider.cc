@@ -535,37 +535,6 @@ void fail(ApplyResponse& resp, const ObjectId& id, const Status& status) {
 
 }  // namespace
 
-std::map<size_t, std::string> ipBatchFailures(std::string_view err) {
-  std::map<size_t, std::string> failed;
-  std::string said;
-  constexpr std::string_view kFailed = "Command failed -:";
-  size_t at = 0;
-  while (at < err.size()) {
-    size_t end = err.find('\n', at);
-    if (end == std::string_view::npos) {
-      end = err.size();
-    }
-    std::string_view text = err.substr(at, end - at);
-    at = end + 1;
-    if (text.substr(0, kFailed.size()) == kFailed) {
-      size_t n = 0;
-      std::string_view digits = text.substr(kFailed.size());
-      size_t used = 0;
-      while (used < digits.size() && used < 9 && digits[used] >= '0' && digits[used] <= '9') {
-        n = n * 10 + static_cast<size_t>(digits[used] - '0');
-        ++used;
-      }
-      if (used > 0) {
-        failed[n] = said.empty() ? "failed" : said;
-      }
-      said.clear();
-    } else if (!text.empty() && said.size() < 1024) {
-      said += (said.empty() ? "" : "; ") + std::string(text.substr(0, 256));
-    }
-  }
-  return failed;
-}
-
 void NetProvider::validate(const ValidateRequest& req, ValidateResponse& resp) const {
   guarded(resp.diagnostics, {}, "validate",
           [&] { validateNetObjects(req.objects, resp.diagnostics); });
@@ -827,10 +796,9 @@ struct NetProvider::Step {
   std::optional<netmodel::PolicySpec> policy;  // a NetworkPolicy create/update
   std::string deleted;                         // a bridge of ours this action deletes
   std::string configured;                      // the bridge this action makes or fixes
-  std::string lines;                           // its part of the `ip -batch` input
-  size_t firstLine = 0;  // its lines' numbers in that input: [firstLine, lastLine]
-  size_t lastLine = 0;
-  std::string ipError;  // what `ip` said about its lines
+  bool create = false;                         // `configured` is made first
+  std::vector<netmodel::Cidr> staleAddresses;  // on `configured`, removed
+  bool linksChanged = false;                   // its link changes were asked of the kernel
   bool failed() const { return resp->diagnostics.hasErrors(); }
 };
 
@@ -895,15 +863,13 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
   }
 
   // The tables name bridges only by name (iifname, oifname), never by index, so they are written
-  // and read back while `ip` makes the bridges: the kernel does the two under different locks
-  // (rtnl, the nf_tables commit mutex), and at 1,000 networks each took about 0.3 s of the
-  // first apply.
-  std::string input = ipBatchInput(steps);
-  std::future<Result<host::CommandResult>> ip;
-  if (!input.empty()) {
-    ip = std::async(std::launch::async, [&input] {
-      return host::runCommand({"ip", "-force", "-batch", "-"}, input);
-    });
+  // and read back while the kernel makes the bridges on another thread: it does the two under
+  // different locks (rtnl, the nf_tables commit mutex), and at 1,000 networks each took about
+  // 0.3 s of the first apply.
+  netmodel::LinkChanges changes = linkChanges(steps);
+  std::future<Result<std::map<size_t, std::string>>> linked;
+  if (!changes.empty()) {
+    linked = std::async(std::launch::async, [&changes] { return changes.apply(); });
   }
   std::set<ObjectId> failedIds;
   for (Step& step : steps) {
@@ -911,7 +877,7 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
   }
   std::lock_guard<std::mutex> lock(mu_);
   std::optional<NftModel> before;
-  if (ip.valid()) {
+  if (linked.valid()) {
     before = model_;
   }
   std::vector<bool> written(steps.size());
@@ -926,11 +892,11 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
   if (anyLeft()) {
     dump = nftTables();
   }
-  if (ip.valid()) {
-    attributeIpBatch(steps, ip.get());
+  if (linked.valid()) {
+    attributeLinkChanges(steps, linked.get());
     configureBridges(steps);
-    // A step that failed in `ip` (or configuring its bridge) was already in the tables, with the
-    // policies that came in its batch: write them again without those, as if they had failed
+    // A step that failed in the kernel (or configuring its bridge) was already in the tables, with
+    // the policies that came in its batch: write them again without those, as if they had failed
     // first.
     failedIds.clear();
     bool rewrite = false;
@@ -1004,7 +970,6 @@ void NetProvider::prepareNetwork(const LinkIndex& links, Step& step) const {
       return;
     }
     step.deleted = bridge;
-    step.lines += "link del dev " + bridge + "\n";
   };
 
   if (step.isDelete) {
@@ -1028,104 +993,85 @@ void NetProvider::prepareNetwork(const LinkIndex& links, Step& step) const {
     fail(*step.resp, id,
          Status::error(foreignSummary(foreign, spec->bridge, &spec->cidr))
              .withContext("configure bridge " + spec->bridge));
-    step.lines.clear();
     step.deleted.clear();
     return;
   }
 
-  // The kernel ignores an alias given at creation, so the mark is a second message right after.
   const LinkState* link = links.find(spec->bridge);
   const std::string& dev = spec->bridge;
-  if (!link || step.deleted == dev) {
-    step.lines += "link add " + dev + " type bridge\n";
-  }
-  step.lines += "link set dev " + dev + " alias " + mine + "\n";
-  step.lines += "link set dev " + dev + " mtu " + std::to_string(spec->mtu) + " up\n";
-  // Other addresses go first: deleting a primary address also deletes the secondaries of its
-  // subnet, which could take the new gateway with it.
+  step.create = !link || step.deleted == dev;
   std::string gateway = spec->gatewayCidr();
-  if (link && step.deleted != dev) {
+  if (!step.create) {
     for (const auto& a : link->ipv4) {
       if (a.str() != gateway) {
-        step.lines += "addr del " + a.str() + " dev " + dev + "\n";
+        step.staleAddresses.push_back(a);
       }
     }
   }
-  step.lines += "addr replace " + gateway + " dev " + dev + "\n";
   step.configured = dev;
   step.network = std::move(*spec);
 }
 
-// The `ip -batch` input of every step still going, one after another, each step noting which of
-// its lines are its own.
-std::string NetProvider::ipBatchInput(std::vector<Step>& steps) const {
-  std::string input;
-  size_t line = 0;
-  for (Step& step : steps) {
-    if (step.failed() || step.lines.empty()) {
+// The link changes of every step still going, each step's together and in order: the old bridge
+// of a replace deleted; the bridge made, marked with hyper's alias (the kernel ignores an alias
+// given at creation, so it is a second message, in the same datagram), its MTU set and up; then
+// its other addresses removed before the gateway is put (deleting a primary address also deletes
+// the secondaries of its subnet, which could take the new gateway with it).
+netmodel::LinkChanges NetProvider::linkChanges(std::vector<Step>& steps) const {
+  netmodel::LinkChanges changes;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    Step& step = steps[i];
+    if (step.failed() || (step.deleted.empty() && step.configured.empty())) {
       continue;
     }
-    step.firstLine = line + 1;
-    line += static_cast<size_t>(std::count(step.lines.begin(), step.lines.end(), '\n'));
-    step.lastLine = line;
-    input += step.lines;
+    step.linksChanged = true;
+    if (!step.deleted.empty()) {
+      changes.deleteLink(i, step.deleted);
+    }
+    if (step.configured.empty()) {
+      continue;
+    }
+    const std::string& dev = step.configured;
+    if (step.create) {
+      changes.addBridge(i, dev);
+    }
+    changes.setAlias(i, dev, ownerAlias(step.id.name));
+    changes.setMtuUp(i, dev, step.network->mtu);
+    for (const auto& a : step.staleAddresses) {
+      changes.deleteAddress(i, dev, a);
+    }
+    changes.replaceAddress(i, dev,
+                           netmodel::Cidr{step.network->gateway, step.network->cidr.prefix});
   }
-  return input;
+  return changes;
 }
 
-// One `ip` process ran every bridge of the batch. Its whole input was written before the wait, so
-// `ip` finishes it even if hyperd dies, and a bridge does not outlive a reboot. With -force it
-// goes on past a failed line and names each ("Command failed -:N" after what the kernel said),
-// so a failure is the action's whose lines they are, not the batch's.
-void NetProvider::attributeIpBatch(std::vector<Step>& steps,
-                                   const Result<host::CommandResult>& ran) const {
+// The kernel ran every step's link changes, going on past a failed one: a failure is the step's
+// whose change it was, not the batch's. When the kernel could not be asked or did not answer,
+// every step that asked is in doubt.
+void NetProvider::attributeLinkChanges(std::vector<Step>& steps,
+                                       const Result<std::map<size_t, std::string>>& ran) const {
   auto what = [](const Step& step) {
     return step.configured.empty() ? "delete bridge " + step.deleted
                                    : "configure bridge " + step.configured;
   };
-  auto mine = [](const Step& step) { return !step.failed() && step.firstLine != 0; };
-  if (!ran.isOk() || ran->timedOut || ran->cancelled) {
-    Status cause = !ran.isOk() ? ran.status() : Status::error("ip -force -batch - <- killed");
+  if (!ran.isOk()) {
     for (Step& step : steps) {
-      if (mine(step)) {
-        fail(*step.resp, step.id, cause.withContext(what(step)));
+      if (step.linksChanged && !step.failed()) {
+        fail(*step.resp, step.id, ran.status().withContext(what(step)));
       }
     }
     return;
   }
-  if (ran->exitCode == 0) {
-    return;
-  }
-  const std::string& err = ran->err;
-  std::map<size_t, std::string> failedLines = ipBatchFailures(err);
-  bool attributed = false;
-  for (Step& step : steps) {
-    if (!mine(step)) {
-      continue;
-    }
-    auto it = failedLines.lower_bound(step.firstLine);
-    if (it != failedLines.end() && it->first <= step.lastLine) {
-      fail(*step.resp, step.id,
-           Status::error("ip -batch - <- " + it->second).withContext(what(step)));
-      attributed = true;
-    }
-  }
-  if (!attributed) {
-    // It failed and said nothing we can place: every step of the batch is in doubt.
-    std::string cause = err.substr(0, err.find('\n'));
-    for (Step& step : steps) {
-      if (mine(step)) {
-        fail(*step.resp, step.id,
-             Status::error(
-                 "ip -batch - <- " +
-                 (cause.empty() ? "exited with status " + std::to_string(ran->exitCode) : cause))
-                 .withContext(what(step)));
-      }
+  for (const auto& [owner, why] : *ran) {
+    Step& step = steps[owner];
+    if (!step.failed()) {
+      fail(*step.resp, step.id, Status::error(why).withContext(what(step)));
     }
   }
 }
 
-// The bridges `ip` made or fixed are routers for their VMs (proxy_arp_pvlan, proxy_delay).
+// The bridges made or fixed are routers for their VMs (proxy_arp_pvlan, proxy_delay).
 void NetProvider::configureBridges(std::vector<Step>& steps) const {
   for (Step& step : steps) {
     if (step.failed()) {

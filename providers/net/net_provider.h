@@ -12,6 +12,7 @@
 
 #include "host/command.h"
 #include "host/nft.h"
+#include "netmodel/link_change.h"
 #include "netmodel/link_state.h"
 #include "providers/net/nft_ruleset.h"
 #include "reconciler/provider.h"
@@ -20,10 +21,10 @@ namespace hyper::providers::net {
 
 // Networks (a Linux bridge with its gateway address, MTU and NAT) and NetworkPolicies (nftables
 // egress/ingress rules for the addresses a selector picks), in the network namespace the calling
-// thread is in. Links change through `ip -batch` (host::runCommand), the tables through
-// libnftables in-process (host/nft.h: no `nft` process), the per-namespace ip_forward and bridge
-// switches in /proc/sys; the actions ready at once share one `ip` and one nftables transaction
-// (applyBatch).
+// thread is in. Links and addresses change over rtnetlink in-process (netmodel/link_change.h: no
+// `ip` process), the tables through libnftables in-process (host/nft.h: no `nft` process), the
+// per-namespace ip_forward and bridge switches in /proc/sys; the actions ready at once share one
+// round of rtnetlink requests and one nftables transaction (applyBatch).
 //
 // Ownership: hyper marks every bridge it creates with the ifalias "hyper:Network/<name>" and owns
 // two nftables tables, `inet hyper` and `bridge hyper`, which it replaces as a whole. A link with
@@ -42,10 +43,6 @@ namespace hyper::providers::net {
 // an object owns in the table is compared by fingerprint (see fingerprintParts) with what its
 // apply left there. Names in the table derive from one object each, so applying one object never
 // changes another's fingerprint.
-// What `ip -force -batch` said on stderr, by failed line: each "Command failed -:N" with the
-// messages since the previous one ("RTNETLINK answers: File exists"), joined by "; ".
-std::map<size_t, std::string> ipBatchFailures(std::string_view err);
-
 class NetProvider : public Provider {
  public:
   std::string name() const override { return "net"; }
@@ -74,7 +71,7 @@ class NetProvider : public Provider {
   // left out when empty) for apply.
   void plan(const PlanRequest& req, PlanResponse& resp) const override;
 
-  // Network create/update/replace: `ip -batch` lines make or fix the bridge (alias, mtu, up,
+  // Network create/update/replace: rtnetlink requests make or fix the bridge (alias, mtu, up,
   // gateway address; other IPv4 addresses on it removed), after deleting the old bridge of a
   // replace; proxy_arp_pvlan on and proxy_delay 0 on the bridge, and ip_forward on, because VMs
   // sit on isolated ports and reach each other through the host; then the tables are
@@ -85,8 +82,9 @@ class NetProvider : public Provider {
   // just written.
   void apply(const ApplyRequest& req, ApplyResponse& resp) override;
 
-  // Every Network and NetworkPolicy action ready at once, together: one `ip -force -batch` for
-  // all their bridges (a failed line fails the action it belongs to), one nftables transaction
+  // Every Network and NetworkPolicy action ready at once, together: one round of rtnetlink
+  // requests for all their bridges (netmodel::LinkChanges: a failed request fails the action it
+  // belongs to, in ip's words), one nftables transaction
   // (if it fails, the actions are written one at a time so the failure is the one that caused
   // it), one read-back of the table for every fingerprint. apply() is a batch of one.
   bool batchesApplies() const override { return true; }
@@ -104,11 +102,13 @@ class NetProvider : public Provider {
   void observeAll(const ObserveRequest& req, ObserveResponse& resp);
   void planOne(const PlanRequest& req, PlanResponse& resp) const;
   void applyMany(const std::vector<const ApplyRequest*>& reqs, std::vector<ApplyResponse>& resps);
-  // A Network step's bridge lines (delete, create, alias, mtu, up, addresses) from the links as
-  // they are; a collision with something hyper does not own fails the step.
+  // What a Network step changes in its bridge (delete, create, addresses to remove) from the links
+  // as they are; a collision with something hyper does not own fails the step. linkChanges() makes
+  // the requests of every step still going.
   void prepareNetwork(const netmodel::LinkIndex& links, Step& step) const;
-  std::string ipBatchInput(std::vector<Step>& steps) const;
-  void attributeIpBatch(std::vector<Step>& steps, const Result<host::CommandResult>& ran) const;
+  netmodel::LinkChanges linkChanges(std::vector<Step>& steps) const;
+  void attributeLinkChanges(std::vector<Step>& steps,
+                            const Result<std::map<size_t, std::string>>& ran) const;
   void configureBridges(std::vector<Step>& steps) const;
   // Puts the steps still going into the model and writes the tables (see applyBatch). Call with
   // mu_ held.

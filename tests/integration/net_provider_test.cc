@@ -613,7 +613,7 @@ void NetProviderIntegrationTest::expectOnlyM1AndItsPolicyFail(const std::functio
   EXPECT_TRUE(after.actions.empty()) << after.describe();
 }
 
-// A name collision is found before `ip` runs.
+// A name collision is found before any link is changed.
 TEST_F(NetProviderIntegrationTest, APolicyInItsNetworksBatchIsNotWrittenWhenTheNetworkFails) {
   expectOnlyM1AndItsPolicyFail(
       [&] {
@@ -622,10 +622,11 @@ TEST_F(NetProviderIntegrationTest, APolicyInItsNetworksBatchIsNotWrittenWhenTheN
       "bridge hb-m1 exists and is not managed by hyper");
 }
 
-// A failure only `ip` finds comes after the tables were written (they are written while `ip`
-// runs): they are written again without the Network and its policy. Here hyper's alias is on a
-// VXLAN device that cannot take the bridge's MTU (its lower device's is 1000).
-TEST_F(NetProviderIntegrationTest, ANetworkThatFailsInIpIsTakenOutOfTheTablesAgain) {
+// A failure only the kernel finds comes after the tables were written (they are written while
+// the kernel makes the bridges): they are written again without the Network and its policy. Here
+// hyper's alias is on a VXLAN device that cannot take the bridge's MTU (its lower device's is
+// 1000); the error is the request's, in ip's words.
+TEST_F(NetProviderIntegrationTest, ANetworkThatFailsInTheKernelIsTakenOutOfTheTablesAgain) {
   expectOnlyM1AndItsPolicyFail(
       [&] {
         ASSERT_TRUE(run({"ip", "link", "add", "low-m1", "mtu", "1000", "type", "bridge"}).isOk());
@@ -634,11 +635,13 @@ TEST_F(NetProviderIntegrationTest, ANetworkThatFailsInIpIsTakenOutOfTheTablesAga
                         .isOk());
         ASSERT_TRUE(run({"ip", "link", "set", "dev", "hb-m1", "alias", "hyper:Network/m1"}).isOk());
       },
-      "ip -batch - <- ");
+      "configure bridge hb-m1 <- link set dev hb-m1 mtu 1500 up <- RTNETLINK answers: Invalid "
+      "argument");
 }
 
-// The engine hands the provider every Network (then every NetworkPolicy) ready at once: one `ip`
-// and one `nft` for all of them, and still one action's failure is its own.
+// The engine hands the provider every Network (then every NetworkPolicy) ready at once: one round
+// of rtnetlink requests and one nftables transaction for all of them, and still one action's
+// failure is its own.
 TEST_F(NetProviderIntegrationTest, ABatchMakesEveryBridgeAndPolicyAtOnceAndFailsOnlyItsOwn) {
   std::vector<Object> objects;
   const int n = 12;
