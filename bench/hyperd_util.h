@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -86,6 +87,23 @@ inline double metricValue(const std::string& text, const std::string& name) {
     }
   }
   return 0;
+}
+
+// Every series of a labelled metric family: "{trigger=\"drift-check\"}" -> value.
+inline std::map<std::string, double> metricSeries(const std::string& text,
+                                                  const std::string& family) {
+  std::map<std::string, double> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.size() > family.size() && line.compare(0, family.size(), family) == 0 &&
+        line[family.size()] == '{') {
+      size_t space = line.rfind(' ');
+      if (space != std::string::npos && space > family.size()) {
+        out[line.substr(family.size(), space - family.size())] = std::stod(line.substr(space + 1));
+      }
+    }
+  }
+  return out;
 }
 
 // A daemon started in the background (`ip netns exec` and `env` exec it: the child's pid is the

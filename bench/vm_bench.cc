@@ -848,6 +848,16 @@ int hyperdIdleIn(IdleScratch& scratch, const IdleOptions& o) {
       idlePercent < kTargetIdleCpuPercent ? "PASS" : "MISS", reconciles, reconcileSeconds, cached,
       reconciles - cached, qemus.size(), (qemu1 - qemu0) / seconds * 100,
       (qemu1 - qemu0) / seconds * 100 / static_cast<double>(qemus.size()));
+  // What each full observe was for (hyperd's hyper_full_observes_total{trigger}).
+  const char* kFull = "hyper_full_observes_total";
+  auto before = metricSeries(m0, kFull);
+  std::string why;
+  for (const auto& [labels, value] : metricSeries(m1, kFull)) {
+    if (double n = value - before[labels]; n > 0) {
+      why += (why.empty() ? "" : ", ") + labels + " " + std::to_string(static_cast<int>(n));
+    }
+  }
+  std::printf("  full observes in the window by trigger: %s\n", why.empty() ? "none" : why.c_str());
   std::fflush(stdout);
 
   const std::string ns = scratch.ns();

@@ -150,9 +150,9 @@ int run(const HyperdConfig& initial, const std::string& configPath, const KindRe
   auto host = HostEvents::open();
   if (host.isOk()) {
     int route = (*host)->routeFd();
-    controller.addHostEvents(route, [route] { return HostEvents::drain(route); });
+    controller.addHostEvents("route", route, [route] { return HostEvents::drain(route); });
     if (int nf = (*host)->netfilterFd(); nf >= 0) {
-      controller.addHostEvents(nf, [nf] { return HostEvents::drain(nf); });
+      controller.addHostEvents("nftables", nf, [nf] { return HostEvents::drain(nf); });
     }
   } else {
     spdlog::warn("host events unavailable ({}); drift is found by the periodic check only",
@@ -170,7 +170,7 @@ int run(const HyperdConfig& initial, const std::string& configPath, const KindRe
                    fd.status().message());
       continue;
     }
-    controller.addHostEvents(*fd, [events] { return events->drainEvents(); });
+    controller.addHostEvents(p->name(), *fd, [events] { return events->drainEvents(); });
   }
   for (const auto& p : engine.providers()) {
     if (auto* progress = dynamic_cast<ProgressSource*>(p.get())) {

@@ -228,9 +228,9 @@ bool Controller::waitFor(uint64_t ticket, std::chrono::milliseconds timeout,
   return finishedTicket_ >= ticket;
 }
 
-void Controller::addHostEvents(int fd, std::function<bool()> drain) {
+void Controller::addHostEvents(const std::string& source, int fd, std::function<bool()> drain) {
   std::lock_guard<std::mutex> lk(mu_);
-  hostEvents_.emplace_back(fd, std::move(drain));
+  hostEvents_.push_back({"host-event:" + source, fd, std::move(drain)});
 }
 
 void Controller::addProgressSource(std::function<std::vector<ProgressEvent>()> take) {
@@ -1243,7 +1243,7 @@ void Controller::run() {
   trigger("start", /*fetch=*/true);
   while (!stopping_) {
     LoopOptions options;
-    std::vector<std::pair<int, std::function<bool()>>> hostEvents;
+    std::vector<HostEventSource> hostEvents;
     bool pending;
     Clock::TimePoint retryAt = Clock::TimePoint::max();
     {
@@ -1280,8 +1280,8 @@ void Controller::run() {
     if (sourceFd >= 0) {
       fds.push_back({sourceFd, POLLIN, 0});
     }
-    for (const auto& [fd, drain] : hostEvents) {
-      fds.push_back({fd, POLLIN, 0});
+    for (const auto& source : hostEvents) {
+      fds.push_back({source.fd, POLLIN, 0});
     }
     int n = poll(fds.data(), fds.size(), timeoutMs);
     if (n < 0 && errno != EINTR) {
@@ -1298,9 +1298,9 @@ void Controller::run() {
     if (sourceFd >= 0 && (fds[k++].revents & POLLIN) && sourceSettled(sourceFd, options)) {
       trigger("source-change", /*fetch=*/true);
     }
-    for (const auto& [fd, drain] : hostEvents) {
-      if ((fds[k++].revents & POLLIN) && hostSettled(fd, drain, options)) {
-        trigger("host-event", /*fetch=*/false);
+    for (const auto& source : hostEvents) {
+      if ((fds[k++].revents & POLLIN) && hostSettled(source.fd, source.drain, options)) {
+        trigger(source.reason, /*fetch=*/false);
       }
     }
     now = clock_.now();
@@ -1337,14 +1337,24 @@ void Controller::run() {
       continue;
     }
     ReconcileSummary done = reconcileOnce(joinReasons(take.reasons), take.fetch);
+    if (done.observed) {
+      // Why the host was read in full: what an idle hyperd's CPU goes to.
+      for (const auto& reason : take.reasons) {
+        metrics_
+            .counter("hyper_full_observes_total",
+                     "reconciles that observed the host in full, by what triggered them",
+                     {{"trigger", reason}})
+            .inc();
+      }
+    }
     // Netlink events caused by this reconcile's own changes are not drift: drop them. Only after
     // a reconcile that changed the host: a hand change made while another observed is kept, and
     // observed next (the shortcut above would not see it before the drift check).
     if (done.succeeded + done.failed + done.inProgress > 0) {
-      for (const auto& [fd, drain] : hostEvents) {
-        pollfd p{fd, POLLIN, 0};
+      for (const auto& source : hostEvents) {
+        pollfd p{source.fd, POLLIN, 0};
         while (poll(&p, 1, 0) > 0 && (p.revents & POLLIN)) {
-          drain();
+          source.drain();
         }
       }
     }

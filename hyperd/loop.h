@@ -191,8 +191,10 @@ class Controller {
   ReconcileSummary reconcileOnce(const std::string& trigger, bool fetch);
 
   // Host event sources (netlink): when `fd` is readable, `drain` is called; true means the host
-  // changed, and an observe-only reconcile follows after `hostDebounce` of quiet.
-  void addHostEvents(int fd, std::function<bool()> drain);
+  // changed, and an observe-only reconcile follows after `hostDebounce` of quiet. Its trigger is
+  // "host-event:<source>" ("route", "nftables", a provider's name), which the reconciles that
+  // observed in full are counted by (hyper_full_observes_total{trigger}).
+  void addHostEvents(const std::string& source, int fd, std::function<bool()> drain);
   // What a provider's own work went through (the Build provider's queue: queued, steps,
   // finished): taken after every wake of the loop and every reconcile, into the event log (and
   // so /v1/events and `hyperctl events`) and /metrics.
@@ -361,7 +363,12 @@ class Controller {
   std::atomic<bool> suspended_{false};
   std::atomic<bool> stopping_{false};
   int wakeFd_ = -1;  // eventfd: trigger() and stop() wake run()
-  std::vector<std::pair<int, std::function<bool()>>> hostEvents_;
+  struct HostEventSource {
+    std::string reason;  // "host-event:<source>"
+    int fd = -1;
+    std::function<bool()> drain;
+  };
+  std::vector<HostEventSource> hostEvents_;
   std::vector<std::function<std::vector<ProgressEvent>()>> progressSources_;
 };
 

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <thread>
@@ -499,6 +501,42 @@ TEST_F(LoopTest, RunCoalescesTriggersAndStops) {
   loop.join();
   // After stop, waiting for a new ticket returns false instead of hanging.
   EXPECT_FALSE(controller_->waitFor(controller_->trigger("late", false), std::chrono::seconds(1)));
+}
+
+// A host event source's reconcile is triggered as "host-event:<source>", and every reconcile that
+// observed in full is counted by what triggered it: what an idle hyperd's CPU goes to.
+TEST_F(LoopTest, AFullObserveIsCountedByTheSourceOfItsEvent) {
+  LoopOptions on;
+  on.hostDebounce = std::chrono::milliseconds(5);
+  on.planFromLastObserve = true;
+  controller_->setOptions(on);
+  source_.set({{"a.yaml", thing("a")}});
+  int events = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  ASSERT_GE(events, 0);
+  controller_->addHostEvents("test-links", events, [events] {
+    uint64_t n = 0;
+    return ::read(events, &n, sizeof n) == sizeof n && n > 0;
+  });
+  std::thread loop([&] { controller_->run(); });
+  ASSERT_TRUE(controller_->waitFor(controller_->trigger("poll", true), std::chrono::seconds(10)));
+  const std::string counted = "hyper_full_observes_total{trigger=\"host-event:test-links\"} 1";
+  EXPECT_EQ(metrics_.render().find(counted), std::string::npos) << metrics_.render();
+  int observes = fake_->observeCalls();
+  uint64_t one = 1;
+  ASSERT_EQ(::write(events, &one, sizeof one), static_cast<ssize_t>(sizeof one));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (metrics_.render().find(counted) == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  controller_->stop();
+  loop.join();
+  ::close(events);
+  EXPECT_NE(metrics_.render().find(counted), std::string::npos) << metrics_.render();
+  EXPECT_EQ(fake_->observeCalls(), observes + 1);
+  EXPECT_NE(metrics_.render().find("hyper_full_observes_total{trigger=\"start\"}"),
+            std::string::npos)
+      << metrics_.render();
 }
 
 // Housekeeping (hyperd's gc) runs on the loop's own thread at its interval, so never beside a
