@@ -12,7 +12,9 @@
 //    makes them), the guest kernel and image as two Builds (built first by hyperctl into its
 //    state directory, outside the namespace, which cannot reach a Debian mirror) and 10 VMs of
 //    96 MiB booting them on the first network. Once everything is Ready (the time is printed),
-//    and one more reconcile has run (the first poll after an apply observes in full), hyperd's
+//    hyperd has seen no host event for 20 s (the VMs' bridge ports settle for some 30 s after
+//    they are Ready; the full observes that costs are printed) and one more reconcile has run
+//    (the first poll after an apply observes in full), hyperd's
 //    utime + stime is read over --idle-seconds (default 120, at least 60: a drift check falls in
 //    it) at --interval 30s --drift-interval 60s, the QEMUs' beside it. Then hyperd is stopped,
 //    the QEMUs it started (they outlive it: a new hyperd adopts them) are killed, the namespace
@@ -786,6 +788,38 @@ int hyperdIdleIn(IdleScratch& scratch, const IdleOptions& o) {
       "  hyperd start -> converged (%d objects Ready, %d VMs booted and Ready): %.1f s\n",
       kGuestBuildCount, buildSeconds, objects, kIdleVms, convergeSeconds);
   std::fflush(stdout);
+
+  // The VMs' last boot steps still move their bridge ports for some seconds after they are
+  // Ready (netlink events, each a full observe): the window starts once hyperd has seen no host
+  // event for 20 s, so that what it measures is the steady state.
+  auto hostEventObserves = [&](const std::string& metrics) {
+    double n = 0;
+    for (const auto& [labels, value] : metricSeries(metrics, "hyper_full_observes_total")) {
+      n += labels.find("host-event") != std::string::npos ? value : 0;
+    }
+    return n;
+  };
+  auto quietStart = Clock::now();
+  auto lastEvent = quietStart;
+  double seen = hostEventObserves(api.get("/metrics", true));
+  const double seenAtConverged = seen;
+  while (Clock::now() - lastEvent < std::chrono::seconds(20)) {
+    if (!idleFor(std::chrono::seconds(1), alive) ||
+        Clock::now() - quietStart > std::chrono::seconds(180)) {
+      fail(gInterrupted ? "the wait for quiet after converging"
+                        : "host events went on for 180 s after converging",
+           gInterrupted ? "" : logTail());
+      return gInterrupted ? 130 : 1;
+    }
+    if (double now = hostEventObserves(api.get("/metrics", false)); now != seen) {
+      seen = now;
+      lastEvent = Clock::now();
+    }
+  }
+  std::printf(
+      "  quiet (no host event for 20 s) %.1f s after converging; %.0f full observes for "
+      "host events meanwhile\n",
+      ms(lastEvent - quietStart) / 1000 + 20, seen - seenAtConverged);
 
   // One more reconcile before the window: the first poll after an apply observes in full, and
   // then the loop is in its steady state (polls planned from the cache, a drift check a minute).
