@@ -212,7 +212,8 @@ int main(int argc, char** argv) {
 
   // Push to converged through the webhook, one field of one object per round.
   httplib::Client client(api.url());
-  std::vector<double> latency, pushSeconds, providerSeconds, fetchSeconds, loadSeconds;
+  std::vector<double> latency, pushSeconds, fetchSeconds, loadSeconds, planSeconds, applySeconds,
+      restSeconds, outsideSeconds;
   size_t actions = 0;
   for (int r = 0; r < rounds; ++r) {
     int changed = (r * 7919) % objects;
@@ -231,16 +232,22 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "bench: webhook refused\n");
       return 1;
     }
+    // Polled through lastReconcile(), which copies one summary: statusJson() counts the 10k
+    // objects' conditions under the loop's lock, and polled every 0.5 ms it slowed the reconcile
+    // it waited for.
     while (true) {
-      auto status = loop.statusJson();
-      const auto& last = status["lastReconcile"];
-      if (last.is_object() && last.value("revision", "") == commit &&
-          last.value("sourceChanged", false)) {
-        latency.push_back(now() - start);
-        providerSeconds.push_back(last.value("planSeconds", 0.0) + last.value("applySeconds", 0.0));
-        fetchSeconds.push_back(last.value("fetchSeconds", 0.0));
-        loadSeconds.push_back(last.value("loadSeconds", 0.0));
-        actions = last.value("planned", size_t{0});
+      controller::ReconcileSummary last = loop.lastReconcile();
+      if (last.revision == commit && last.sourceChanged) {
+        const double total = now() - start;
+        latency.push_back(total);
+        fetchSeconds.push_back(last.fetchSeconds);
+        loadSeconds.push_back(last.loadSeconds);
+        planSeconds.push_back(last.planSeconds);
+        applySeconds.push_back(last.applySeconds);
+        restSeconds.push_back(last.seconds - last.fetchSeconds - last.loadSeconds -
+                              last.planSeconds - last.applySeconds);
+        outsideSeconds.push_back(total - last.seconds);
+        actions = last.planned;
         break;
       }
       std::this_thread::sleep_for(std::chrono::microseconds(500));
@@ -265,14 +272,15 @@ int main(int argc, char** argv) {
   std::printf("  git push (the git CLI, not hyperd)                 %9.1f ms\n",
               median(pushSeconds) * 1e3);
   std::printf(
-      "  webhook -> converged, one-field change             %9.1f ms  (target < 1000 ms: "
+      "  webhook -> converged, one-field change             %9.1f ms  (issue 17's target < 30 ms: "
       "%s; Flux polls every 60 s)\n",
-      median(latency) * 1e3, median(latency) < 1.0 ? "PASS" : "MISS");
+      median(latency) * 1e3, median(latency) < 0.030 ? "PASS" : "MISS");
   std::printf(
-      "    of which: fetch %.1f ms, load+validate %.1f ms, observe+plan+apply %.1f ms; "
-      "actions in the plan: %zu\n",
-      median(fetchSeconds) * 1e3, median(loadSeconds) * 1e3, median(providerSeconds) * 1e3,
-      actions);
+      "    of which (medians): fetch %.1f ms, load+validate %.1f ms, observe+plan %.1f ms, apply "
+      "%.1f ms, the rest of the reconcile (records, events) %.1f ms, outside it (the webhook, "
+      "waking the loop, seeing it done) %.1f ms; actions in the plan: %zu\n",
+      median(fetchSeconds) * 1e3, median(loadSeconds) * 1e3, median(planSeconds) * 1e3,
+      median(applySeconds) * 1e3, median(restSeconds) * 1e3, median(outsideSeconds) * 1e3, actions);
   std::filesystem::remove_all(root);
   return actions == 1 ? 0 : 1;
 }

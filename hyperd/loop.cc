@@ -334,6 +334,11 @@ void Controller::setCondition(ObjectStatus& s, ConditionType type, bool status,
   s.condition(type).assign(status, reason, std::move(shared), nowMillis());
 }
 
+void Controller::setCondition(ObjectStatus& s, ConditionType type, bool status,
+                              std::string_view reason, std::shared_ptr<const std::string> message) {
+  s.condition(type).assign(status, reason, std::move(message), nowMillis());
+}
+
 void Controller::recoverJournal() {
   auto unfinished = inventory_.closeInterrupted();
   if (!unfinished.isOk()) {
@@ -899,16 +904,33 @@ void Controller::recordObjects(const RecordInput& in) {
     outcomeById[o.id] = &o;
   }
   // The records' revisions, each string once: every object applied from one revision shares it.
-  std::map<ObjectId, std::shared_ptr<const std::string>> revisionById;
-  if (auto listed = inventory_.snapshot(); listed.isOk()) {
+  // By id, in id order (the inventory's order; sorted here if it were not), so that the walk over
+  // the statuses below finds each by moving forward, not by a lookup per object.
+  std::vector<std::pair<const ObjectId*, std::shared_ptr<const std::string>>> revisionById;
+  auto listed = inventory_.snapshot();
+  if (listed.isOk()) {
+    revisionById.reserve((*listed)->size());
     std::map<std::string_view, std::shared_ptr<const std::string>> distinct;
     for (const auto& r : **listed) {
       auto [it, fresh] = distinct.emplace(r.revision, nullptr);
       if (fresh) {
         it->second = std::make_shared<const std::string>(r.revision);
       }
-      revisionById[r.id] = it->second;
+      revisionById.emplace_back(&r.id, it->second);
     }
+  }
+  auto byId = [](const auto& a, const auto& b) { return *a.first < *b.first; };
+  if (!std::is_sorted(revisionById.begin(), revisionById.end(), byId)) {
+    std::sort(revisionById.begin(), revisionById.end(), byId);
+  }
+  auto managed = [&](const ObjectId& id) {
+    auto it = std::lower_bound(revisionById.begin(), revisionById.end(), id,
+                               [](const auto& e, const ObjectId& key) { return *e.first < key; });
+    return it != revisionById.end() && *it->first == id ? it : revisionById.end();
+  };
+  if (!inSyncMessage_ || *inSyncMessage_ != "the host matches revision " + in.current.id) {
+    inSyncMessage_ =
+        std::make_shared<const std::string>("the host matches revision " + in.current.id);
   }
   std::vector<Event> failures;
   {
@@ -919,7 +941,7 @@ void Controller::recordObjects(const RecordInput& in) {
     }
     // Objects that are neither in the revision nor managed any more are forgotten.
     for (auto it = objects_.begin(); it != objects_.end();) {
-      if (!in.current.find(it->first) && !revisionById.count(it->first)) {
+      if (!in.current.find(it->first) && managed(it->first) == revisionById.end()) {
         it = objects_.erase(it);
       } else {
         ++it;
@@ -928,8 +950,12 @@ void Controller::recordObjects(const RecordInput& in) {
     for (const auto& o : in.current.objects) {
       objects_[o->id];  // an object of the revision has a status from now on
     }
+    auto rev = revisionById.begin();
     for (auto& [id, s] : objects_) {
-      if (auto rev = revisionById.find(id); rev != revisionById.end()) {
+      while (rev != revisionById.end() && *rev->first < id) {
+        ++rev;
+      }
+      if (rev != revisionById.end() && *rev->first == id && s.revision != rev->second) {
         s.revision = rev->second;
       }
       auto out = outcomeById.find(id);
@@ -951,13 +977,16 @@ void Controller::recordObjects(const RecordInput& in) {
         setCondition(s, ConditionType::Reconciling, false, "Deferred", in.deferral.reasons.at(id));
         setCondition(s, ConditionType::Ready, false, "Deferred", in.deferral.reasons.at(id));
       } else if (!planned.count(id)) {
+        const Condition& ready = s.condition(ConditionType::Ready);
+        if (ready.status() && ready.sharedMessage() == inSyncMessage_.get()) {
+          continue;  // in sync with this revision since an earlier reconcile: nothing changes
+        }
         s.inProgress = false;
         s.checkAt = Clock::TimePoint::max();
         setCondition(s, ConditionType::Reconciling, false, "Done", "");
         setCondition(s, ConditionType::Stalled, false, "InSync", "");
         setCondition(s, ConditionType::Drifted, false, "InSync", "");
-        setCondition(s, ConditionType::Ready, true, "InSync",
-                     "the host matches revision " + in.current.id);
+        setCondition(s, ConditionType::Ready, true, "InSync", inSyncMessage_);
         s.driftKey.clear();
         s.drift = nullptr;
         s.failures = 0;
@@ -1071,6 +1100,11 @@ void Controller::finishReconcile(ReconcileSummary& summary,
   std::lock_guard<std::mutex> lk(mu_);
   lastSummary_ = summary;
   firstReconcileDone_ = true;  // publishes the summary; ready() also needs a revision
+}
+
+ReconcileSummary Controller::lastReconcile() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return lastSummary_;
 }
 
 bool Controller::holdIfTooDestructive(const std::shared_ptr<const Revision>& next,

@@ -96,6 +96,8 @@ class Condition {
   bool status() const { return status_; }
   std::string_view reason() const { return reason_ ? std::string_view(*reason_) : ""; }
   std::string_view message() const { return message_ ? std::string_view(*message_) : ""; }
+  // The message's text object itself: conditions given one shared message compare equal here.
+  const std::string* sharedMessage() const { return message_.get(); }
   int64_t since() const { return since_; }  // unix milliseconds of the last status change
 
   // `message` may be shared with other conditions; null for none.
@@ -214,7 +216,10 @@ class Controller {
   void recoverJournal();
 
   // For the API and tests. Each is a consistent snapshot.
-  nlohmann::json statusJson() const;   // source, revisions, last reconcile, counts
+  nlohmann::json statusJson() const;  // source, revisions, last reconcile, counts
+  // The last reconcile's summary (empty before the first): statusJson's "lastReconcile" without
+  // counting the objects, for callers that poll it.
+  ReconcileSummary lastReconcile() const;
   nlohmann::json objectsJson() const;  // every object's conditions and what it depends on
   nlohmann::json driftJson() const;    // objects that are drifted now, with their difference
   nlohmann::json lastPlanJson() const;
@@ -246,6 +251,8 @@ class Controller {
 
   void setCondition(ObjectStatus& s, ConditionType type, bool status, std::string_view reason,
                     std::string_view message);
+  void setCondition(ObjectStatus& s, ConditionType type, bool status, std::string_view reason,
+                    std::shared_ptr<const std::string> message);
   void emit(Event event, bool alert);
   void updateObjectGauges();
   std::string describeSource() const;
@@ -340,6 +347,10 @@ class Controller {
   std::map<ObjectId, ObjectStatus> objects_;
   // The message setCondition gave last: the next condition with the same text shares it.
   std::shared_ptr<const std::string> lastMessage_;
+  // Ready's message of the objects in sync with the revision in force ("the host matches revision
+  // ..."): one string per revision, so that an object already in sync with it is seen to be by
+  // one pointer comparison and left as it is (recordObjects).
+  std::shared_ptr<const std::string> inSyncMessage_;
   std::shared_ptr<const Revision> current_;  // the revision in force
   Snapshot currentSnapshot_;                 // its source metadata (files and tree dropped)
   std::string rejectedRevision_;             // the newest source revision that failed validation

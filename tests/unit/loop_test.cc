@@ -503,6 +503,19 @@ TEST_F(LoopTest, RunCoalescesTriggersAndStops) {
   EXPECT_FALSE(controller_->waitFor(controller_->trigger("late", false), std::chrono::seconds(1)));
 }
 
+// lastReconcile() is the summary statusJson() reports, without counting the objects.
+TEST_F(LoopTest, LastReconcileIsTheSummaryOfTheLastReconcile) {
+  EXPECT_TRUE(controller_->lastReconcile().reconcileId.empty());
+  source_.set({{"a.yaml", thing("a") + thing("b")}});
+  ReconcileSummary s = controller_->reconcileOnce("start", true);
+  ReconcileSummary last = controller_->lastReconcile();
+  EXPECT_FALSE(last.reconcileId.empty());
+  EXPECT_EQ(last.reconcileId, s.reconcileId);
+  EXPECT_EQ(last.succeeded, 2u);
+  EXPECT_EQ(last.revision, source_.revision());
+  EXPECT_EQ(controller_->statusJson()["lastReconcile"]["reconcileId"], last.reconcileId);
+}
+
 // A host event source's reconcile is triggered as "host-event:<source>", and every reconcile that
 // observed in full is counted by what triggered it: what an idle hyperd's CPU goes to.
 TEST_F(LoopTest, AFullObserveIsCountedByTheSourceOfItsEvent) {
