@@ -201,6 +201,7 @@ int main(int argc, char** argv) {
     checkCpu.push_back(cpuSeconds(CLOCK_THREAD_CPUTIME_ID) - c);
   }
   std::vector<double> pollWall, pollCpu;
+  int pollsObserved = 0;
   for (int i = 0; i < 10; ++i) {
     double c = cpuSeconds(CLOCK_PROCESS_CPUTIME_ID);
     double w = now();
@@ -208,6 +209,7 @@ int main(int argc, char** argv) {
     loop.waitFor(loop.trigger("poll", true), std::chrono::seconds(60), &summary);
     pollWall.push_back(now() - w);
     pollCpu.push_back(cpuSeconds(CLOCK_PROCESS_CPUTIME_ID) - c);
+    pollsObserved += summary.observed ? 1 : 0;
   }
 
   // Push to converged through the webhook, one field of one object per round.
@@ -267,8 +269,9 @@ int main(int argc, char** argv) {
       median(checkCpu) * 1e3, median(checkCpu) < 0.005 ? "PASS" : "MISS");
   std::printf(
       "  poll, nothing new: whole reconcile, wall / CPU     %9.1f / %.1f ms  "
-      "(includes observing %d objects)\n",
-      median(pollWall) * 1e3, median(pollCpu) * 1e3, objects);
+      "(%d of 10 observed the %d objects; the others planned from the last full observe; "
+      "issue 17's target at 100k: < 50 ms)\n",
+      median(pollWall) * 1e3, median(pollCpu) * 1e3, pollsObserved, objects);
   std::printf("  git push (the git CLI, not hyperd)                 %9.1f ms\n",
               median(pushSeconds) * 1e3);
   std::printf(
