@@ -142,9 +142,16 @@ class Sender {
   Sender(const rtnl::Socket& socket, std::map<size_t, std::string>& failed)
       : socket_(socket), failed_(failed) {}
 
-  void add(const LinkChanges::Change& change, rtnl::Request request) {
-    request.setSeq(nextSeq_++);
-    bytes_ += request.bytes();
+  // Queues the request for `change`, or fails its owner when it cannot be made (a device it
+  // names is not there).
+  void add(const LinkChanges::Change& change, Indexes& indexes) {
+    auto request = build(change, indexes);
+    if (!request.isOk()) {
+      fail(change, request.status().message());
+      return;
+    }
+    request->setSeq(nextSeq_++);
+    bytes_ += request->bytes();
     pending_.push_back(&change);
   }
   size_t pending() const { return pending_.size(); }
@@ -289,12 +296,7 @@ Result<std::map<size_t, std::string>> LinkChanges::apply() const {
     if (sender.pending() >= (between ? kPerDatagram : 2 * kPerDatagram)) {
       HYPER_RETURN_IF_ERROR(sender.flush());
     }
-    auto request = build(change, indexes);
-    if (!request.isOk()) {
-      sender.fail(change, request.status().message());
-      continue;
-    }
-    sender.add(change, std::move(*request));
+    sender.add(change, indexes);
   }
   HYPER_RETURN_IF_ERROR(sender.flush());
   // Addresses, found by the index their link has now, for owners whose links are as asked.
@@ -306,12 +308,7 @@ Result<std::map<size_t, std::string>> LinkChanges::apply() const {
     if (sender.pending() >= kPerDatagram) {
       HYPER_RETURN_IF_ERROR(sender.flush());
     }
-    auto request = build(change, now);
-    if (!request.isOk()) {
-      sender.fail(change, request.status().message());
-      continue;
-    }
-    sender.add(change, std::move(*request));
+    sender.add(change, now);
   }
   HYPER_RETURN_IF_ERROR(sender.flush());
   return failed;
