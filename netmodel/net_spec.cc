@@ -1,6 +1,10 @@
 #include "netmodel/net_spec.h"
 
 #include <algorithm>
+#include <iterator>
+#include <map>
+#include <string_view>
+#include <unordered_map>
 
 #include "base/names.h"
 
@@ -431,12 +435,44 @@ void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& 
     diagnostics.append(r.diagnostics());
   }
 
-  // Cross-object checks: report each clash once, on the later object, naming the earlier one.
+  // Cross-object checks: report each clash once, on the later object, naming the earlier one
+  // (each earlier one, in order, a CIDR overlap before a shared bridge). Found through indexes of
+  // the earlier Networks rather than by comparing every pair: 5,000 Networks were 12.5 million
+  // pairs, a third of `hyperctl validate`'s time and of every load of such a revision.
+  std::unordered_map<std::string_view, std::vector<size_t>> byBridge;
+  std::unordered_map<uint64_t, std::vector<size_t>> byPrefix;  // (prefix, network address)
+  std::multimap<uint32_t, size_t> byNetwork;                   // network address
+  auto prefixKey = [](int prefix, uint32_t network) {
+    return (static_cast<uint64_t>(prefix) << 32) | network;
+  };
   for (size_t j = 0; j < networks.size(); ++j) {
     const Parsed& b = networks[j];
-    for (size_t i = 0; i < j; ++i) {
+    std::vector<size_t> overlapping;
+    if (b.cidrOk) {
+      const Cidr& cidr = b.spec.cidr;
+      // Earlier prefixes that contain this one: as long or shorter, on its address.
+      for (int q = 0; q <= cidr.prefix; ++q) {
+        if (auto it = byPrefix.find(prefixKey(q, Cidr{cidr.address, q}.network()));
+            it != byPrefix.end()) {
+          overlapping.insert(overlapping.end(), it->second.begin(), it->second.end());
+        }
+      }
+      // Earlier prefixes this one contains: longer, inside its range.
+      for (auto it = byNetwork.lower_bound(cidr.network());
+           it != byNetwork.end() && it->first <= cidr.broadcast(); ++it) {
+        if (networks[it->second].spec.cidr.prefix > cidr.prefix) {
+          overlapping.push_back(it->second);
+        }
+      }
+      std::sort(overlapping.begin(), overlapping.end());
+    }
+    std::vector<size_t>& sameBridge = byBridge[b.spec.bridge];
+    std::vector<size_t> clashes;
+    std::set_union(overlapping.begin(), overlapping.end(), sameBridge.begin(), sameBridge.end(),
+                   std::back_inserter(clashes));
+    for (size_t i : clashes) {
       const Parsed& a = networks[i];
-      if (a.cidrOk && b.cidrOk && a.spec.cidr.overlaps(b.spec.cidr)) {
+      if (std::binary_search(overlapping.begin(), overlapping.end(), i)) {
         diagnostics.error(b.object->id, "spec.cidr",
                           b.spec.cidr.str() + " overlaps " + a.spec.cidr.str() + " of " +
                               a.object->id.str() +
@@ -450,6 +486,11 @@ void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& 
                               " is also the bridge of " + a.object->id.str() +
                               " (expected each Network to have its own bridge)");
       }
+    }
+    sameBridge.push_back(j);
+    if (b.cidrOk) {
+      byPrefix[prefixKey(b.spec.cidr.prefix, b.spec.cidr.network())].push_back(j);
+      byNetwork.emplace(b.spec.cidr.network(), j);
     }
   }
 }
