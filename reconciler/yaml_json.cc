@@ -5,7 +5,8 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
-#include <set>
+#include <map>
+#include <optional>
 #include <sstream>
 #include <string_view>
 
@@ -142,114 +143,39 @@ std::string limitMessage(const char* limit, size_t value, const std::string& wha
          std::to_string(value) + "; see docs/design.md, \"Limits\")";
 }
 
-// Converts one document at a time. The budget (nodes, bytes) is per document; once it runs out
-// the conversion stops at once, so an alias bomb costs at most the budget, not its expansion.
-class Converter {
+// The scalar's text (or a key's) is not a node: it is checked against the string, UTF-8 and
+// byte limits; a node (any value) against depth and count. Keys are not nodes.
+struct Budget {
+  size_t nodes = 0;
+  size_t bytes = 0;
+};
+
+// One pass of yaml-cpp's parser builds the JSON documents straight from its events: no node
+// graph (YAML::LoadAll) and no second parse. Until 2026-12-07 the stream was parsed twice (a
+// first pass over the events for the checks below, then LoadAll) and the nodes then walked:
+// yaml-cpp's scanner was half of `hyperctl validate`'s time, and ran twice.
+//
+// What the events are turned into is what walking LoadAll's nodes gave: an alias is its anchor's
+// events played again where it is used (with the anchor's marks, as the node it stands for has),
+// so every use counts against the budget (nodes, bytes) as if it were written out, and once the
+// budget runs out the document is dropped at once: an alias bomb costs at most the budget, not
+// its expansion. yaml-cpp 0.7 (Debian 12) consumes nothing at a token that cannot start a node at
+// the top of a document (a lone ','): its parser then reports one empty document after another
+// at the same place; a document that starts where the previous one started is a syntax error.
+// Documents are counted (empty ones too) against maxDocumentsPerFile as they start. On a syntax
+// error, nothing of the file is kept: the documents and diagnostics so far are dropped.
+struct TooManyDocuments : YAML::Exception {
+  using YAML::Exception::Exception;
+};
+
+class DocumentBuilder : public YAML::EventHandler {
  public:
-  Converter(std::shared_ptr<const std::string> file, Diagnostics& diags, const YamlLimits& limits,
-            int linesBefore)
+  DocumentBuilder(std::shared_ptr<const std::string> file, Diagnostics& diags,
+                  const YamlLimits& limits, int linesBefore)
       : file_(std::move(file)), diags_(diags), limits_(limits), linesBefore_(linesBefore) {}
 
-  void startDocument() {
-    nodes_ = 0;
-    bytes_ = 0;
-    exhausted_ = false;
-  }
-
-  void convert(const YAML::Node& node, const std::string& path, Json& out, SourceMap& map,
-               int depth) {
-    if (exhausted_) {
-      return;
-    }
-    if (depth > limits_.maxDepth) {
-      error(node.Mark(), path,
-            limitMessage("maxDepth", static_cast<size_t>(limits_.maxDepth),
-                         "nesting deeper than " + std::to_string(limits_.maxDepth) + " levels"));
-      exhausted_ = true;
-      return;
-    }
-    if (++nodes_ > limits_.maxNodesPerDocument) {
-      error(node.Mark(), path,
-            limitMessage("maxNodesPerDocument", limits_.maxNodesPerDocument,
-                         "the document has more values than that, counting each use of an "
-                         "alias"));
-      exhausted_ = true;
-      return;
-    }
-    switch (node.Type()) {
-      case YAML::NodeType::Undefined:
-      case YAML::NodeType::Null:
-        out = nullptr;
-        return;
-      case YAML::NodeType::Scalar:
-        if (!charge(node, path, node.Scalar())) {
-          return;
-        }
-        out = scalar(node, path);
-        return;
-      case YAML::NodeType::Sequence: {
-        out = Json::array();
-        size_t i = 0;
-        for (const auto& item : node) {
-          std::string itemPath = appendIndex(path, i++);
-          if (!chargePath(item, itemPath)) {
-            return;
-          }
-          record(map, itemPath, item.Mark());
-          Json value;
-          convert(item, itemPath, value, map, depth + 1);
-          if (exhausted_) {
-            return;
-          }
-          out.push_back(std::move(value));
-        }
-        return;
-      }
-      case YAML::NodeType::Map: {
-        out = Json::object();
-        std::set<std::string> seen;
-        for (const auto& kv : node) {
-          if (!kv.first.IsScalar()) {
-            error(kv.first.Mark(), path,
-                  "a mapping key is not a plain string (expected a field name)");
-            continue;
-          }
-          const std::string& key = kv.first.Scalar();
-          if (!charge(kv.first, path, key)) {
-            return;
-          }
-          std::string keyPath = appendKey(path, key);
-          if (!chargePath(kv.first, keyPath)) {
-            return;
-          }
-          if (!seen.insert(key).second) {
-            error(kv.first.Mark(), keyPath,
-                  "duplicate key \"" + shorten(key) + "\" (expected each field once per mapping)");
-            continue;
-          }
-          record(map, keyPath, kv.first.Mark());
-          Json value;
-          convert(kv.second, keyPath, value, map, depth + 1);
-          if (exhausted_) {
-            return;
-          }
-          out[key] = std::move(value);
-        }
-        return;
-      }
-    }
-  }
-
-  // True when a limit stopped the conversion: the document is partial and must not be checked
-  // further (its missing fields would only add errors that are not the user's).
-  bool exhausted() const { return exhausted_; }
-
-  // Reports that the file has more documents than allowed; the caller stops there.
-  void tooManyDocuments(const YAML::Mark& mark) {
-    error(mark, "",
-          limitMessage("maxDocumentsPerFile", limits_.maxDocumentsPerFile,
-                       "the file has more documents than that"));
-  }
+  std::vector<YamlDocument>& documents() { return docs_; }
+  size_t documentStarts() const { return starts_; }
 
   // Adds the closing line for errors that were counted but not reported.
   void finish() {
@@ -262,11 +188,321 @@ class Converter {
     }
   }
 
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (starts_ > 0 && mark.pos == lastStart_.pos) {
+      throw YAML::ParserException(mark, "unexpected token at the start of a document");
+    }
+    if (++starts_ > limits_.maxDocumentsPerFile) {
+      throw TooManyDocuments(mark, limitMessage("maxDocumentsPerFile", limits_.maxDocumentsPerFile,
+                                                "the file has more documents (empty ones "
+                                                "counted)"));
+    }
+    lastStart_ = mark;
+    ++index_;
+    doc_.reset();
+    frames_.clear();
+    anchors_.clear();
+    recordings_.clear();
+    budget_ = Budget{};
+    exhausted_ = false;
+    skipDepth_ = 0;
+    skipNodes_ = 0;
+  }
+
+  void OnDocumentEnd() override {
+    if (!doc_ || exhausted_) {
+      return;
+    }
+    doc_->sourceMap.seal();
+    doc_->hasErrors = diags_.size() != errorsAtStart_;
+    docs_.push_back(std::move(*doc_));
+    doc_.reset();
+  }
+
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    Event e{Event::Null, mark, anchor, {}, {}};
+    record(e);
+    dispatch(e);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    Event e{Event::Alias, mark, anchor, {}, {}};
+    record(e);
+    dispatch(e);
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    Event e{Event::Scalar, mark, anchor, tag, value};
+    record(e);
+    dispatch(e);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    Event e{Event::SeqStart, mark, anchor, {}, {}};
+    record(e);
+    dispatch(e);
+  }
+  void OnSequenceEnd() override {
+    Event e{Event::End, {}, 0, {}, {}};
+    record(e);
+    dispatch(e);
+  }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    Event e{Event::MapStart, mark, anchor, {}, {}};
+    record(e);
+    dispatch(e);
+  }
+  void OnMapEnd() override {
+    Event e{Event::End, {}, 0, {}, {}};
+    record(e);
+    dispatch(e);
+  }
+
  private:
+  struct Event {
+    enum Type : uint8_t { Null, Alias, Scalar, SeqStart, MapStart, End } type;
+    YAML::Mark mark;
+    YAML::anchor_t anchor;
+    std::string tag;
+    std::string value;
+    bool starts() const { return type == SeqStart || type == MapStart; }
+  };
+  // An anchored node's events, kept until its end and then by anchor for its aliases.
+  struct Recording {
+    YAML::anchor_t anchor;
+    int depth = 0;
+    std::vector<Event> events;
+  };
+  // An open mapping or sequence. A mapping alternates between a key and its value.
+  struct Frame {
+    bool isMap;
+    Json value;
+    std::string path;
+    size_t items = 0;      // a sequence's items so far
+    bool haveKey = false;  // a mapping's key was read, its value comes next
+    std::string key;
+  };
+
+  void record(const Event& e) {
+    if (replaying_ > 0) {
+      return;  // an alias's events are its anchor's, already kept
+    }
+    for (auto& r : recordings_) {
+      r.events.push_back(e);
+      r.depth += e.starts() ? 1 : (e.type == Event::End ? -1 : 0);
+    }
+    if (e.anchor != 0 && e.type != Event::Alias) {
+      recordings_.push_back({e.anchor, e.starts() ? 1 : 0, {e}});
+    }
+    // A recording is done when its node is: kept for the aliases that follow.
+    while (!recordings_.empty() && recordings_.back().depth == 0) {
+      anchors_[recordings_.back().anchor] = std::move(recordings_.back().events);
+      recordings_.pop_back();
+    }
+  }
+
+  // An alias of a node still open (`&a [*a]`) plays what that node has so far, the alias again
+  // among it: the node contains itself, and its nesting runs into maxDepth, as walking the node
+  // graph LoadAll makes of it did.
+  void replay(YAML::anchor_t anchor) {
+    const std::vector<Event>* events = nullptr;
+    if (auto it = anchors_.find(anchor); it != anchors_.end()) {
+      events = &it->second;
+    } else {
+      for (const auto& r : recordings_) {
+        if (r.anchor == anchor) {
+          events = &r.events;
+        }
+      }
+    }
+    if (events == nullptr) {
+      return;  // yaml-cpp refuses an unknown anchor before it gets here
+    }
+    // Nothing is recorded while playing (record()), so `events` does not move under the loop.
+    ++replaying_;
+    for (size_t i = 0; i < events->size() && !exhausted_; ++i) {
+      dispatch((*events)[i]);
+    }
+    --replaying_;
+  }
+
+  // Whether the node starting with `e` is skipped: inside a skipped node, or one of the nodes to
+  // skip (a mapping entry whose key is not a string: the key and its value).
+  bool skipped(const Event& e) {
+    if (skipDepth_ > 0) {
+      skipDepth_ += e.starts() ? 1 : (e.type == Event::End ? -1 : 0);
+      return true;
+    }
+    if (skipNodes_ > 0 && e.type != Event::End) {
+      --skipNodes_;
+      if (e.starts()) {
+        skipDepth_ = 1;
+      }
+      return true;
+    }
+    return false;
+  }
+
+  void dispatch(const Event& e) {
+    if (exhausted_) {
+      return;
+    }
+    if (e.type == Event::Alias) {
+      // One node, however large its anchor: skipped whole, without playing it.
+      if (skipDepth_ > 0) {
+        return;
+      }
+      if (skipNodes_ > 0) {
+        --skipNodes_;
+        return;
+      }
+      replay(e.anchor);
+      // The alias is one whole node: a skip it started (a key that is not a string) ends with it,
+      // even when its anchor is still open and its events have no end.
+      skipDepth_ = 0;
+      return;
+    }
+    if (skipped(e)) {
+      return;
+    }
+    if (e.type == Event::End) {
+      end();
+      return;
+    }
+    if (frames_.empty()) {
+      startDocument(e);
+      if (!doc_) {
+        return;
+      }
+      node(e, "");
+      return;
+    }
+    Frame& parent = frames_.back();
+    if (parent.isMap && !parent.haveKey) {
+      key(e);
+      return;
+    }
+    std::string path = parent.isMap ? appendKey(parent.path, parent.key)
+                                    : appendIndex(parent.path, parent.items++);
+    if (!parent.isMap) {
+      if (!chargeBytes(e.mark, path, path.size())) {
+        return;
+      }
+      recordPosition(path, e.mark);
+    }
+    parent.haveKey = false;
+    node(e, path);
+  }
+
+  // The root of a document: an empty one (a null root) is skipped.
+  void startDocument(const Event& e) {
+    if (e.type == Event::Null) {
+      return;
+    }
+    doc_.emplace();
+    doc_->index = index_;
+    doc_->sourceMap = SourceMap(file_);
+    doc_->where = {*file_, linesBefore_ + (e.mark.is_null() ? 1 : e.mark.line + 1),
+                   e.mark.is_null() ? 1 : e.mark.column + 1};
+    errorsAtStart_ = diags_.size();
+  }
+
+  // A mapping's key: a string, charged, not a duplicate; anything else skips the entry.
+  void key(const Event& e) {
+    Frame& map = frames_.back();
+    if (e.type != Event::Scalar) {
+      error(e.mark, map.path, "a mapping key is not a plain string (expected a field name)");
+      // This key (the rest of it, when it is a mapping or a sequence) and its value.
+      skipDepth_ = e.starts() ? 1 : 0;
+      skipNodes_ = 1;
+      return;
+    }
+    if (!charge(e.mark, map.path, e.value)) {
+      return;
+    }
+    std::string keyPath = appendKey(map.path, e.value);
+    if (!chargeBytes(e.mark, keyPath, keyPath.size())) {
+      return;
+    }
+    if (map.value.contains(e.value)) {
+      error(e.mark, keyPath,
+            "duplicate key \"" + shorten(e.value) + "\" (expected each field once per mapping)");
+      skipNodes_ = 1;
+      return;
+    }
+    recordPosition(keyPath, e.mark);
+    map.key = e.value;
+    map.haveKey = true;
+  }
+
+  // A value at `path`: counted, then a scalar or null is put in its parent, a mapping or a
+  // sequence opened.
+  void node(const Event& e, const std::string& path) {
+    if (static_cast<int>(frames_.size()) > limits_.maxDepth) {
+      error(e.mark, path,
+            limitMessage("maxDepth", static_cast<size_t>(limits_.maxDepth),
+                         "nesting deeper than " + std::to_string(limits_.maxDepth) + " levels"));
+      exhausted_ = true;
+      return;
+    }
+    if (++budget_.nodes > limits_.maxNodesPerDocument) {
+      error(e.mark, path,
+            limitMessage("maxNodesPerDocument", limits_.maxNodesPerDocument,
+                         "the document has more values than that, counting each use of an "
+                         "alias"));
+      exhausted_ = true;
+      return;
+    }
+    switch (e.type) {
+      case Event::Null:
+        put(nullptr);
+        return;
+      case Event::Scalar:
+        if (!charge(e.mark, path, e.value)) {
+          return;
+        }
+        put(scalar(e, path));
+        return;
+      case Event::SeqStart:
+        frames_.push_back({false, Json::array(), path});
+        return;
+      case Event::MapStart:
+        frames_.push_back({true, Json::object(), path});
+        return;
+      default:
+        return;
+    }
+  }
+
+  void end() {
+    if (frames_.empty()) {
+      return;
+    }
+    Json value = std::move(frames_.back().value);
+    frames_.pop_back();
+    put(std::move(value));
+  }
+
+  // A finished value into its parent (or as the document).
+  void put(Json value) {
+    if (frames_.empty()) {
+      if (doc_) {
+        doc_->value = std::move(value);
+      }
+      return;
+    }
+    Frame& parent = frames_.back();
+    if (parent.isMap) {
+      parent.value[parent.key] = std::move(value);
+    } else {
+      parent.value.push_back(std::move(value));
+    }
+  }
+
   // Counts a key's or a scalar's bytes against the string and document limits.
-  bool charge(const YAML::Node& node, const std::string& path, const std::string& text) {
+  bool charge(const YAML::Mark& mark, const std::string& path, const std::string& text) {
     if (text.size() > limits_.maxStringBytes) {
-      error(node.Mark(), path,
+      error(mark, path,
             limitMessage("maxStringBytes", limits_.maxStringBytes,
                          "a string of " + std::to_string(text.size()) + " bytes"));
       exhausted_ = true;
@@ -277,26 +513,22 @@ class Converter {
     // decoder that reads out of bounds on a run of continuation bytes, found by fuzzing; JSON
     // serialisation throws on it).
     if (size_t bad = firstInvalidUtf8(text); bad != std::string_view::npos) {
-      error(node.Mark(), path,
+      error(mark, path,
             "not valid UTF-8 (byte " + std::to_string(bad) + " of this " +
                 std::to_string(text.size()) + "-byte string is 0x" + hexByte(text[bad]) +
                 "); manifests must be UTF-8 text");
       exhausted_ = true;  // the document goes, like one past a limit: no schema error on a hole
       return false;
     }
-    return chargeBytes(node, path, text.size());
+    return chargeBytes(mark, path, text.size());
   }
 
   // Every value's field path is kept (the source map), so paths are charged too: a wide mapping
   // under a long key must not cost its width times the key.
-  bool chargePath(const YAML::Node& node, const std::string& path) {
-    return chargeBytes(node, path, path.size());
-  }
-
-  bool chargeBytes(const YAML::Node& node, const std::string& path, size_t n) {
-    bytes_ += n;
-    if (bytes_ > limits_.maxBytesPerDocument) {
-      error(node.Mark(), path,
+  bool chargeBytes(const YAML::Mark& mark, const std::string& path, size_t n) {
+    budget_.bytes += n;
+    if (budget_.bytes > limits_.maxBytesPerDocument) {
+      error(mark, path,
             limitMessage("maxBytesPerDocument", limits_.maxBytesPerDocument,
                          "the document's keys, strings and field paths add up to more, "
                          "counting each use of an alias"));
@@ -306,9 +538,9 @@ class Converter {
     return true;
   }
 
-  Json scalar(const YAML::Node& node, const std::string& path) {
-    const std::string& text = node.Scalar();
-    const std::string& tag = node.Tag();
+  Json scalar(const Event& e, const std::string& path) {
+    const std::string& text = e.value;
+    const std::string& tag = e.tag;
     if (tag == "!" || tag == kStrTag) {
       return text;  // quoted or explicitly a string
     }
@@ -338,17 +570,17 @@ class Converter {
     if (tag == kNullTag && isNullWord(text)) {
       return nullptr;
     }
-    error(node.Mark(), path,
+    error(e.mark, path,
           "unsupported or mismatched tag " + shorten(tag) + " on \"" + shorten(text) +
               "\" (expected a plain, quoted, !!str, !!int, !!float, !!bool or !!null scalar)");
     return text;
   }
 
-  void record(SourceMap& map, const std::string& path, const YAML::Mark& mark) {
-    if (mark.is_null()) {
+  void recordPosition(const std::string& path, const YAML::Mark& mark) {
+    if (mark.is_null() || !doc_) {
       return;
     }
-    map.add(path, linesBefore_ + mark.line + 1, mark.column + 1);
+    doc_->sourceMap.add(path, linesBefore_ + mark.line + 1, mark.column + 1);
   }
 
   void error(const YAML::Mark& mark, const std::string& path, std::string summary) {
@@ -369,66 +601,23 @@ class Converter {
   Diagnostics& diags_;
   const YamlLimits& limits_;
   int linesBefore_;
-  size_t nodes_ = 0;
-  size_t bytes_ = 0;
+  std::vector<YamlDocument> docs_;
+  size_t starts_ = 0;
+  YAML::Mark lastStart_;
+  int index_ = -1;
+  // The document being built: none for an empty one or one a limit stopped.
+  std::optional<YamlDocument> doc_;
+  size_t errorsAtStart_ = 0;
+  std::vector<Frame> frames_;
+  std::map<YAML::anchor_t, std::vector<Event>> anchors_;
+  std::vector<Recording> recordings_;
+  int replaying_ = 0;
+  Budget budget_;
   bool exhausted_ = false;
+  int skipDepth_ = 0;
+  int skipNodes_ = 0;
   size_t reported_ = 0;
   size_t suppressed_ = 0;
-};
-
-// yaml-cpp 0.7 (Debian 12) consumes nothing at a token that cannot start a node at the top of a
-// document (a lone ','): its parser then reports one empty document after another at the same
-// place, and LoadAll collects them until memory runs out. A first pass over the events alone stops
-// at a document that starts where the previous one started, before LoadAll builds anything.
-// The same pass counts documents, empty ones included ("---" alone costs LoadAll a node each),
-// and stops at maxDocumentsPerFile before LoadAll builds any of them.
-struct TooManyDocuments : YAML::Exception {
-  using YAML::Exception::Exception;
-};
-
-class DocumentStarts : public YAML::EventHandler {
- public:
-  explicit DocumentStarts(size_t maxDocuments) : maxDocuments_(maxDocuments) {}
-
-  void OnDocumentStart(const YAML::Mark& mark) override {
-    if (seen_ && mark.pos == last_.pos) {
-      throw YAML::ParserException(mark, "unexpected token at the start of a document");
-    }
-    if (++documents_ > maxDocuments_) {
-      throw TooManyDocuments(mark, limitMessage("maxDocumentsPerFile", maxDocuments_,
-                                                "the file has more documents (empty ones "
-                                                "counted)"));
-    }
-    seen_ = true;
-    last_ = mark;
-  }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                const std::string&) override {}
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {}
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {}
-  void OnMapEnd() override {}
-
-  size_t count() const { return documents_; }
-
-  // Throws YAML::ParserException (as LoadAll would) at the first document that does not advance.
-  void check(const std::string& content) {
-    std::istringstream in(content);
-    YAML::Parser parser(in);
-    while (parser.HandleNextDocument(*this)) {
-    }
-  }
-
- private:
-  size_t maxDocuments_;
-  size_t documents_ = 0;
-  bool seen_ = false;
-  YAML::Mark last_;
 };
 
 }  // namespace
@@ -437,14 +626,15 @@ std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
                                              std::shared_ptr<const std::string> fileName,
                                              Diagnostics& diagnostics, const YamlLimits& limits,
                                              int linesBefore, size_t* documentStarts) {
-  std::vector<YAML::Node> nodes;
+  // The documents' own diagnostics are kept aside until the stream has parsed: on a syntax error
+  // the file is that error alone.
+  Diagnostics converted;
+  DocumentBuilder builder(fileName, converted, limits, linesBefore);
   try {
-    DocumentStarts starts(limits.maxDocumentsPerFile);
-    starts.check(content);
-    if (documentStarts != nullptr) {
-      *documentStarts = starts.count();
+    std::istringstream in(content);
+    YAML::Parser parser(in);
+    while (parser.HandleNextDocument(builder)) {
     }
-    nodes = YAML::LoadAll(content);
   } catch (const TooManyDocuments& e) {
     diagnostics.add({Severity::Error,
                      {*fileName, linesBefore + e.mark.line + 1, e.mark.column + 1},
@@ -467,46 +657,12 @@ std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
                      std::string("cannot parse YAML: ") + e.what()});
     return {};
   }
-
-  std::vector<YamlDocument> docs;
-  Converter converter(fileName, diagnostics, limits, linesBefore);
-  int index = -1;
-  for (const auto& node : nodes) {
-    ++index;
-    if (node.IsNull() || !node.IsDefined()) {
-      continue;  // an empty document between two '---'
-    }
-    if (docs.size() == limits.maxDocumentsPerFile) {
-      converter.tooManyDocuments(node.Mark());
-      break;
-    }
-    YamlDocument doc;
-    doc.index = index;
-    doc.sourceMap = SourceMap(fileName);
-    YAML::Mark mark = node.Mark();
-    doc.where = {*fileName, linesBefore + (mark.is_null() ? 1 : mark.line + 1),
-                 mark.is_null() ? 1 : mark.column + 1};
-    size_t errorsBefore = diagnostics.size();
-    try {
-      converter.startDocument();
-      converter.convert(node, "", doc.value, doc.sourceMap, 0);
-      doc.sourceMap.seal();
-      if (converter.exhausted()) {
-        continue;
-      }
-      doc.hasErrors = diagnostics.size() != errorsBefore;
-    } catch (const std::exception& e) {
-      diagnostics.add({Severity::Error,
-                       doc.where,
-                       {},
-                       "",
-                       std::string("cannot read YAML document: ") + e.what()});
-      continue;
-    }
-    docs.push_back(std::move(doc));
+  if (documentStarts != nullptr) {
+    *documentStarts = builder.documentStarts();
   }
-  converter.finish();
-  return docs;
+  builder.finish();
+  diagnostics.append(converted);
+  return std::move(builder.documents());
 }
 
 std::vector<YamlPiece> splitYamlStream(std::string_view content, size_t parts) {
