@@ -220,59 +220,73 @@ class DocumentBuilder : public YAML::EventHandler {
   }
 
   void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
-    Event e{Event::Null, mark, anchor, {}, {}};
+    Event e{Event::Null, mark, anchor, &kNone, &kNone};
     record(e);
     dispatch(e);
   }
   void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
-    Event e{Event::Alias, mark, anchor, {}, {}};
+    Event e{Event::Alias, mark, anchor, &kNone, &kNone};
     record(e);
     dispatch(e);
   }
   void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                 const std::string& value) override {
-    Event e{Event::Scalar, mark, anchor, tag, value};
+    Event e{Event::Scalar, mark, anchor, &tag, &value};
     record(e);
     dispatch(e);
   }
   void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                        YAML::EmitterStyle::value) override {
-    Event e{Event::SeqStart, mark, anchor, {}, {}};
+    Event e{Event::SeqStart, mark, anchor, &kNone, &kNone};
     record(e);
     dispatch(e);
   }
   void OnSequenceEnd() override {
-    Event e{Event::End, {}, 0, {}, {}};
+    Event e{Event::End, {}, 0, &kNone, &kNone};
     record(e);
     dispatch(e);
   }
   void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                   YAML::EmitterStyle::value) override {
-    Event e{Event::MapStart, mark, anchor, {}, {}};
+    Event e{Event::MapStart, mark, anchor, &kNone, &kNone};
     record(e);
     dispatch(e);
   }
   void OnMapEnd() override {
-    Event e{Event::End, {}, 0, {}, {}};
+    Event e{Event::End, {}, 0, &kNone, &kNone};
     record(e);
     dispatch(e);
   }
 
  private:
+  // An event as it is handled: the tag and the scalar are yaml-cpp's strings (or a kept
+  // event's), not copies.
   struct Event {
     enum Type : uint8_t { Null, Alias, Scalar, SeqStart, MapStart, End } type;
     YAML::Mark mark;
     YAML::anchor_t anchor;
+    const std::string* tag;
+    const std::string* value;
+    bool starts() const { return type == SeqStart || type == MapStart; }
+  };
+  // An event kept for the aliases of its anchor.
+  struct KeptEvent {
+    explicit KeptEvent(const Event& e)
+        : type(e.type), mark(e.mark), anchor(e.anchor), tag(*e.tag), value(*e.value) {}
+    Event view() const { return {type, mark, anchor, &tag, &value}; }
+    Event::Type type;
+    YAML::Mark mark;
+    YAML::anchor_t anchor;
     std::string tag;
     std::string value;
-    bool starts() const { return type == SeqStart || type == MapStart; }
   };
   // An anchored node's events, kept until its end and then by anchor for its aliases.
   struct Recording {
     YAML::anchor_t anchor;
     int depth = 0;
-    std::vector<Event> events;
+    std::vector<KeptEvent> events;
   };
+  static inline const std::string kNone;
   // An open mapping or sequence. A mapping alternates between a key and its value.
   struct Frame {
     bool isMap;
@@ -288,11 +302,11 @@ class DocumentBuilder : public YAML::EventHandler {
       return;  // an alias's events are its anchor's, already kept
     }
     for (auto& r : recordings_) {
-      r.events.push_back(e);
+      r.events.emplace_back(e);
       r.depth += e.starts() ? 1 : (e.type == Event::End ? -1 : 0);
     }
     if (e.anchor != 0 && e.type != Event::Alias) {
-      recordings_.push_back({e.anchor, e.starts() ? 1 : 0, {e}});
+      recordings_.push_back({e.anchor, e.starts() ? 1 : 0, {KeptEvent(e)}});
     }
     // A recording is done when its node is: kept for the aliases that follow.
     while (!recordings_.empty() && recordings_.back().depth == 0) {
@@ -305,7 +319,7 @@ class DocumentBuilder : public YAML::EventHandler {
   // among it: the node contains itself, and its nesting runs into maxDepth, as walking the node
   // graph LoadAll makes of it did.
   void replay(YAML::anchor_t anchor) {
-    const std::vector<Event>* events = nullptr;
+    const std::vector<KeptEvent>* events = nullptr;
     if (auto it = anchors_.find(anchor); it != anchors_.end()) {
       events = &it->second;
     } else {
@@ -321,7 +335,7 @@ class DocumentBuilder : public YAML::EventHandler {
     // Nothing is recorded while playing (record()), so `events` does not move under the loop.
     ++replaying_;
     for (size_t i = 0; i < events->size() && !exhausted_; ++i) {
-      dispatch((*events)[i]);
+      dispatch((*events)[i].view());
     }
     --replaying_;
   }
@@ -417,21 +431,22 @@ class DocumentBuilder : public YAML::EventHandler {
       skipNodes_ = 1;
       return;
     }
-    if (!charge(e.mark, map.path, e.value)) {
+    const std::string& name = *e.value;
+    if (!charge(e.mark, map.path, name)) {
       return;
     }
-    std::string keyPath = appendKey(map.path, e.value);
+    std::string keyPath = appendKey(map.path, name);
     if (!chargeBytes(e.mark, keyPath, keyPath.size())) {
       return;
     }
-    if (map.value.contains(e.value)) {
+    if (map.value.contains(name)) {
       error(e.mark, keyPath,
-            "duplicate key \"" + shorten(e.value) + "\" (expected each field once per mapping)");
+            "duplicate key \"" + shorten(name) + "\" (expected each field once per mapping)");
       skipNodes_ = 1;
       return;
     }
     recordPosition(keyPath, e.mark);
-    map.key = e.value;
+    map.key = name;
     map.haveKey = true;
   }
 
@@ -458,7 +473,7 @@ class DocumentBuilder : public YAML::EventHandler {
         put(nullptr);
         return;
       case Event::Scalar:
-        if (!charge(e.mark, path, e.value)) {
+        if (!charge(e.mark, path, *e.value)) {
           return;
         }
         put(scalar(e, path));
@@ -539,8 +554,8 @@ class DocumentBuilder : public YAML::EventHandler {
   }
 
   Json scalar(const Event& e, const std::string& path) {
-    const std::string& text = e.value;
-    const std::string& tag = e.tag;
+    const std::string& text = *e.value;
+    const std::string& tag = *e.tag;
     if (tag == "!" || tag == kStrTag) {
       return text;  // quoted or explicitly a string
     }
@@ -609,7 +624,7 @@ class DocumentBuilder : public YAML::EventHandler {
   std::optional<YamlDocument> doc_;
   size_t errorsAtStart_ = 0;
   std::vector<Frame> frames_;
-  std::map<YAML::anchor_t, std::vector<Event>> anchors_;
+  std::map<YAML::anchor_t, std::vector<KeptEvent>> anchors_;
   std::vector<Recording> recordings_;
   int replaying_ = 0;
   Budget budget_;
