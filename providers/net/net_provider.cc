@@ -9,7 +9,6 @@
 #include "base/crash_point.h"
 #include "base/names.h"
 #include "base/strings.h"
-#include "host/command.h"
 #include "host/nft.h"
 #include "netmodel/link_dump.h"
 #include "netmodel/link_state.h"

@@ -10,7 +10,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include "host/command.h"
 #include "host/nft.h"
 #include "netmodel/link_change.h"
 #include "netmodel/link_state.h"
