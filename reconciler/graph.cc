@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <functional>
 #include <queue>
+#include <string_view>
+#include <unordered_map>
 
 namespace hyper {
 
@@ -19,33 +21,73 @@ const std::set<ObjectId>& DependencyGraph::dependencies(const ObjectId& id) cons
   return it == edges_.end() ? none : it->second;
 }
 
-std::vector<std::vector<ObjectId>> DependencyGraph::cycles() const {
-  // Iterative-enough DFS with colours; each back edge closes one cycle. Nodes are visited in id
-  // order so the same graph reports the same cycles.
-  enum class Colour { White, Grey, Black };
-  std::map<ObjectId, Colour> colour;
-  for (const auto& [id, _] : edges_) {
-    colour[id] = Colour::White;
+namespace {
+
+// An id by its strings (a key of the graph's map, which outlives the lookup table).
+struct IdView {
+  std::string_view kind;
+  std::string_view name;
+  bool operator==(const IdView&) const = default;
+};
+
+struct IdViewHash {
+  size_t operator()(const IdView& v) const {
+    size_t h = std::hash<std::string_view>()(v.kind);
+    return h ^
+           (std::hash<std::string_view>()(v.name) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
   }
-  std::vector<std::vector<ObjectId>> found;
-  std::vector<ObjectId> stack;
-  std::function<void(const ObjectId&)> visit = [&](const ObjectId& id) {
-    colour[id] = Colour::Grey;
-    stack.push_back(id);
-    for (const auto& next : dependencies(id)) {
-      if (colour[next] == Colour::Grey) {
-        auto start = std::find(stack.begin(), stack.end(), next);
-        found.emplace_back(start, stack.end());
-      } else if (colour[next] == Colour::White) {
-        visit(next);
-      }
-    }
-    stack.pop_back();
-    colour[id] = Colour::Black;
+};
+
+}  // namespace
+
+std::vector<std::vector<ObjectId>> DependencyGraph::cycles() const {
+  // A depth-first search with colours over node indexes (id order, so the same graph reports the
+  // same cycles); each back edge closes one cycle. The search keeps its own stack: a chain of
+  // references as long as the revision's objects cannot overflow the thread's.
+  using Entry = std::pair<const ObjectId, std::set<ObjectId>>;
+  std::vector<const Entry*> nodes;
+  nodes.reserve(edges_.size());
+  std::unordered_map<IdView, size_t, IdViewHash> index;
+  index.reserve(edges_.size());
+  for (const auto& entry : edges_) {
+    index.emplace(IdView{entry.first.kind, entry.first.name}, nodes.size());
+    nodes.push_back(&entry);
+  }
+  enum class Colour : unsigned char { White, Grey, Black };
+  std::vector<Colour> colour(nodes.size(), Colour::White);
+  struct Frame {
+    size_t node;
+    std::set<ObjectId>::const_iterator next;
   };
-  for (const auto& [id, _] : edges_) {
-    if (colour[id] == Colour::White) {
-      visit(id);
+  std::vector<Frame> path;  // the grey nodes, from the root of this search
+  std::vector<std::vector<ObjectId>> found;
+  for (size_t root = 0; root < nodes.size(); ++root) {
+    if (colour[root] != Colour::White) {
+      continue;
+    }
+    colour[root] = Colour::Grey;
+    path.push_back({root, nodes[root]->second.begin()});
+    while (!path.empty()) {
+      Frame& top = path.back();
+      if (top.next == nodes[top.node]->second.end()) {
+        colour[top.node] = Colour::Black;
+        path.pop_back();
+        continue;
+      }
+      const ObjectId& target = *top.next++;
+      size_t next = index.at(IdView{target.kind, target.name});  // addEdge adds every target
+      if (colour[next] == Colour::Grey) {
+        auto start = std::find_if(path.begin(), path.end(),
+                                  [next](const Frame& f) { return f.node == next; });
+        std::vector<ObjectId> cycle;
+        for (auto f = start; f != path.end(); ++f) {
+          cycle.push_back(nodes[f->node]->first);
+        }
+        found.push_back(std::move(cycle));
+      } else if (colour[next] == Colour::White) {
+        colour[next] = Colour::Grey;
+        path.push_back({next, nodes[next]->second.begin()});
+      }
     }
   }
   return found;
