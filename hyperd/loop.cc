@@ -108,6 +108,10 @@ void Condition::assign(bool status, std::string_view reason,
   message_ = std::move(message);
 }
 
+void Condition::renameMessage(std::shared_ptr<const std::string> message) {
+  message_ = std::move(message);
+}
+
 DriftPolicy driftPolicyOf(const Object* object, DriftPolicy fallback) {
   return object != nullptr && object->driftPolicy ? *object->driftPolicy : fallback;
 }
@@ -923,12 +927,11 @@ void Controller::recordObjects(const RecordInput& in) {
   if (!std::is_sorted(revisionById.begin(), revisionById.end(), byId)) {
     std::sort(revisionById.begin(), revisionById.end(), byId);
   }
-  auto managed = [&](const ObjectId& id) {
-    auto it = std::lower_bound(revisionById.begin(), revisionById.end(), id,
-                               [](const auto& e, const ObjectId& key) { return *e.first < key; });
-    return it != revisionById.end() && *it->first == id ? it : revisionById.end();
-  };
+  // An object in sync with the previous revision and left out of this plan is in sync with this
+  // one: only the revision its Ready message names changes (below).
+  std::shared_ptr<const std::string> previousInSync;
   if (!inSyncMessage_ || *inSyncMessage_ != "the host matches revision " + in.current.id) {
+    previousInSync = std::move(inSyncMessage_);
     inSyncMessage_ =
         std::make_shared<const std::string>("the host matches revision " + in.current.id);
   }
@@ -939,17 +942,32 @@ void Controller::recordObjects(const RecordInput& in) {
     for (const auto& a : in.plan.actions) {
       planned.insert(a.id);
     }
-    // Objects that are neither in the revision nor managed any more are forgotten.
-    for (auto it = objects_.begin(); it != objects_.end();) {
-      if (!in.current.find(it->first) && managed(it->first) == revisionById.end()) {
-        it = objects_.erase(it);
-      } else {
-        ++it;
+    // Objects that are neither in the revision nor managed any more are forgotten; an object of
+    // the revision has a status from now on. One walk: the statuses, the revision's objects and
+    // the records are all in id order.
+    auto status = objects_.begin();
+    auto record = revisionById.begin();
+    auto forgetUpTo = [&](const ObjectId* bound) {
+      while (status != objects_.end() && (!bound || status->first < *bound)) {
+        while (record != revisionById.end() && *record->first < status->first) {
+          ++record;
+        }
+        if (record != revisionById.end() && *record->first == status->first) {
+          ++status;
+        } else {
+          status = objects_.erase(status);
+        }
       }
-    }
+    };
     for (const auto& o : in.current.objects) {
-      objects_[o->id];  // an object of the revision has a status from now on
+      forgetUpTo(&o->id);
+      if (status == objects_.end() || status->first != o->id) {
+        status = objects_.emplace_hint(status, std::piecewise_construct,
+                                       std::forward_as_tuple(o->id), std::forward_as_tuple());
+      }
+      ++status;
     }
+    forgetUpTo(nullptr);
     auto rev = revisionById.begin();
     for (auto& [id, s] : objects_) {
       while (rev != revisionById.end() && *rev->first < id) {
@@ -980,6 +998,12 @@ void Controller::recordObjects(const RecordInput& in) {
         const Condition& ready = s.condition(ConditionType::Ready);
         if (ready.status() && ready.sharedMessage() == inSyncMessage_.get()) {
           continue;  // in sync with this revision since an earlier reconcile: nothing changes
+        }
+        if (ready.status() && previousInSync && ready.sharedMessage() == previousInSync.get()) {
+          // In sync with the previous revision (its conditions were set below then, as they
+          // would be now) and nothing planned for it in this one.
+          s.condition(ConditionType::Ready).renameMessage(inSyncMessage_);
+          continue;
         }
         s.inProgress = false;
         s.checkAt = Clock::TimePoint::max();

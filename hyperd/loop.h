@@ -103,6 +103,8 @@ class Condition {
   // `message` may be shared with other conditions; null for none.
   void assign(bool status, std::string_view reason, std::shared_ptr<const std::string> message,
               int64_t now);
+  // Another message for the same status and reason (since() stays).
+  void renameMessage(std::shared_ptr<const std::string> message);
 
  private:
   bool set_ = false;

@@ -634,6 +634,37 @@ TEST_F(LoopRecordTest, ObjectsInSyncShareTheirReadyMessageAndRevision) {
   EXPECT_EQ(a->revision, b->revision);
 }
 
+TEST_F(LoopRecordTest, AnObjectLeftInSyncByANewRevisionIsReadyWithTheNewRevisionsName) {
+  options_.prune = false;
+  controller_->setOptions(options_);
+  auto first = load({{"a.yaml", thing("a") + thing("b") + thing("x")}});
+  ASSERT_EQ(controller_->reconcileOnce("test", false).succeeded, 3u);
+  ASSERT_EQ(controller_->reconcileOnce("test", false).planned, 0u);
+  ASSERT_EQ(condition("a", "Ready")->message(), "the host matches revision " + first->id);
+  int64_t since = condition("a", "Ready")->since();
+
+  // a unchanged, b changed, c new, x gone from the source (kept: no prune, still managed).
+  auto second = load({{"a.yaml", thing("a") + thing("b", "  color: red\n") + thing("c")}});
+  ASSERT_NE(second->id, first->id);
+  ReconcileSummary applied = controller_->reconcileOnce("test", false);
+  EXPECT_EQ(applied.succeeded, 2u);
+  EXPECT_TRUE(condition("a", "Ready")->status());
+  EXPECT_EQ(condition("a", "Ready")->message(), "the host matches revision " + second->id);
+  EXPECT_EQ(condition("a", "Ready")->since(), since);
+  EXPECT_EQ(condition("a", "Reconciling")->reason(), "Done");
+  EXPECT_EQ(condition("b", "Ready")->message(), "update succeeded");
+  EXPECT_EQ(condition("c", "Ready")->message(), "create succeeded");
+  EXPECT_TRUE(controller_->objectStatus(fakeId("x")).has_value());
+
+  ASSERT_EQ(controller_->reconcileOnce("test", false).planned, 0u);
+  const Condition* readyA = condition("a", "Ready");
+  std::string_view messageA = readyA->message();
+  for (const char* name : {"b", "c"}) {
+    EXPECT_EQ(condition(name, "Ready")->message(), "the host matches revision " + second->id);
+    EXPECT_EQ(condition(name, "Ready")->message().data(), messageA.data()) << name;
+  }
+}
+
 TEST_F(LoopRecordTest, RecordObjectsSetsEveryObjectsConditionsAndTheLastPlan) {
   // a: applied; b: deferred; c: a plan error; d: in sync; ghost: forgotten.
   auto current = load({{"a.yaml", thing("a") + thing("b") + thing("c") + thing("d")}});
