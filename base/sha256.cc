@@ -1,44 +1,61 @@
 #include "base/sha256.h"
 
-#include <sodium.h>
+#include <openssl/evp.h>
+
+#include <cstdio>
+#include <cstdlib>
 
 namespace hyper {
 
 namespace {
 
-std::string hexOf(const unsigned char (&digest)[crypto_hash_sha256_BYTES]) {
+constexpr size_t kDigestBytes = 32;
+
+std::string hexOf(const unsigned char (&digest)[kDigestBytes]) {
   static const char* kHex = "0123456789abcdef";
-  std::string out;
-  out.reserve(sizeof digest * 2);
-  for (unsigned char b : digest) {
-    out += kHex[b >> 4];
-    out += kHex[b & 0xf];
+  std::string out(2 * kDigestBytes, '\0');
+  for (size_t i = 0; i < kDigestBytes; ++i) {
+    out[2 * i] = kHex[digest[i] >> 4];
+    out[2 * i + 1] = kHex[digest[i] & 0xf];
   }
   return out;
+}
+
+// OpenSSL fails here only when it cannot allocate or has no SHA-256 at all: nothing to go on
+// with (every hash hyper writes would be wrong).
+void check(int ok, const char* call) {
+  if (ok != 1) {
+    std::fprintf(stderr, "sha256: %s failed\n", call);
+    std::abort();
+  }
 }
 
 }  // namespace
 
 std::string sha256Hex(std::string_view data) {
-  unsigned char digest[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256(digest, reinterpret_cast<const unsigned char*>(data.data()), data.size());
+  unsigned char digest[kDigestBytes];
+  unsigned int length = 0;
+  check(EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr), "EVP_Digest");
   return hexOf(digest);
 }
 
-Sha256::Sha256() : state_(std::make_unique<crypto_hash_sha256_state>()) {
-  crypto_hash_sha256_init(state_.get());
+void Sha256::FreeContext::operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
+
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+  check(ctx_ ? 1 : 0, "EVP_MD_CTX_new");
+  check(EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr), "EVP_DigestInit_ex");
 }
 
 Sha256::~Sha256() = default;
 
 void Sha256::update(std::string_view data) {
-  crypto_hash_sha256_update(state_.get(), reinterpret_cast<const unsigned char*>(data.data()),
-                            data.size());
+  check(EVP_DigestUpdate(ctx_.get(), data.data(), data.size()), "EVP_DigestUpdate");
 }
 
 std::string Sha256::hex() {
-  unsigned char digest[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256_final(state_.get(), digest);
+  unsigned char digest[kDigestBytes];
+  unsigned int length = 0;
+  check(EVP_DigestFinal_ex(ctx_.get(), digest, &length), "EVP_DigestFinal_ex");
   return hexOf(digest);
 }
 

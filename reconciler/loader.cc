@@ -320,7 +320,10 @@ LoadResult ManifestLoader::load(const std::vector<SourceFile>& files, const Sour
   std::vector<std::pair<const SourceFile*, std::string>> hashed;
   hashed.reserve(files.size());
   for (const auto& f : files) {
-    std::string hash = sha256Hex(f.content + std::to_string(f.unreadBytes));
+    Sha256 content;  // the content, then its unread size: not a copy of the two joined
+    content.update(f.content);
+    content.update(std::to_string(f.unreadBytes));
+    std::string hash = content.hex();
     revisionInput += f.path;
     revisionInput += '\0';
     revisionInput += hash;

@@ -22,5 +22,18 @@ TEST(Sha256Test, PiecesHashAsTheirJoinedText) {
   EXPECT_EQ(empty.hex(), sha256Hex(""));
 }
 
+// FIPS 180-2's long example, a million "a": many blocks through the CPU's SHA instructions, in
+// one call and in uneven pieces.
+TEST(Sha256Test, AMillionAs) {
+  const std::string text(1000000, 'a');
+  const std::string expected = "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0";
+  EXPECT_EQ(sha256Hex(text), expected);
+  Sha256 h;
+  for (size_t at = 0; at < text.size(); at += 777) {
+    h.update(std::string_view(text).substr(at, 777));
+  }
+  EXPECT_EQ(h.hex(), expected);
+}
+
 }  // namespace
 }  // namespace hyper
