@@ -35,8 +35,19 @@ DeletionCounts countDeletions(const Revision& revision, const std::vector<Manage
   DeletionCounts c;
   c.objects = revision.objects.size();
   c.managed = managed.size();
+  // Both are in id order (the inventory's and a revision's): one walk finds every record's
+  // object. A record out of order starts the walk again.
+  auto next = revision.objects.begin();
+  const ObjectId* previous = nullptr;
   for (const auto& r : managed) {
-    bool gone = revision.find(r.id) == nullptr;
+    if (previous && r.id < *previous) {
+      next = revision.objects.begin();
+    }
+    previous = &r.id;
+    while (next != revision.objects.end() && (*next)->id < r.id) {
+      ++next;
+    }
+    bool gone = next == revision.objects.end() || (*next)->id != r.id;
     bool runs = running && running(r);
     c.deleted += gone ? 1 : 0;
     c.runningVms += runs ? 1 : 0;

@@ -3,12 +3,18 @@
 #include <algorithm>
 #include <functional>
 #include <queue>
-#include <string_view>
 #include <unordered_map>
 
 namespace hyper {
 
-void DependencyGraph::addNode(const ObjectId& id) { edges_[id]; }
+void DependencyGraph::addNode(const ObjectId& id) {
+  // A revision adds its objects in id order: then the end is where each goes.
+  if (edges_.empty() || edges_.rbegin()->first < id) {
+    edges_.emplace_hint(edges_.end(), id, std::set<ObjectId>());
+  } else {
+    edges_[id];
+  }
+}
 
 void DependencyGraph::addEdge(const ObjectId& from, const ObjectId& to) {
   edges_[from].insert(to);
@@ -21,25 +27,6 @@ const std::set<ObjectId>& DependencyGraph::dependencies(const ObjectId& id) cons
   return it == edges_.end() ? none : it->second;
 }
 
-namespace {
-
-// An id by its strings (a key of the graph's map, which outlives the lookup table).
-struct IdView {
-  std::string_view kind;
-  std::string_view name;
-  bool operator==(const IdView&) const = default;
-};
-
-struct IdViewHash {
-  size_t operator()(const IdView& v) const {
-    size_t h = std::hash<std::string_view>()(v.kind);
-    return h ^
-           (std::hash<std::string_view>()(v.name) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
-  }
-};
-
-}  // namespace
-
 std::vector<std::vector<ObjectId>> DependencyGraph::cycles() const {
   // A depth-first search with colours over node indexes (id order, so the same graph reports the
   // same cycles); each back edge closes one cycle. The search keeps its own stack: a chain of
@@ -47,10 +34,10 @@ std::vector<std::vector<ObjectId>> DependencyGraph::cycles() const {
   using Entry = std::pair<const ObjectId, std::set<ObjectId>>;
   std::vector<const Entry*> nodes;
   nodes.reserve(edges_.size());
-  std::unordered_map<IdView, size_t, IdViewHash> index;
+  std::unordered_map<ObjectIdView, size_t, ObjectIdViewHash> index;
   index.reserve(edges_.size());
   for (const auto& entry : edges_) {
-    index.emplace(IdView{entry.first.kind, entry.first.name}, nodes.size());
+    index.emplace(ObjectIdView(entry.first), nodes.size());
     nodes.push_back(&entry);
   }
   enum class Colour : unsigned char { White, Grey, Black };
@@ -75,7 +62,7 @@ std::vector<std::vector<ObjectId>> DependencyGraph::cycles() const {
         continue;
       }
       const ObjectId& target = *top.next++;
-      size_t next = index.at(IdView{target.kind, target.name});  // addEdge adds every target
+      size_t next = index.at(ObjectIdView(target));  // addEdge adds every target
       if (colour[next] == Colour::Grey) {
         auto start = std::find_if(path.begin(), path.end(),
                                   [next](const Frame& f) { return f.node == next; });

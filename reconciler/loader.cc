@@ -15,6 +15,7 @@
 #include <sstream>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 
 #include "base/file.h"
 #include "base/names.h"
@@ -382,7 +383,7 @@ LoadResult ManifestLoader::load(const std::vector<SourceFile>& files, const Sour
   parseAll(toParse, [&](size_t i) {
     fresh[i] = std::make_shared<const CachedFile>(parseFile(*hashed[i].first));
   });
-  std::map<ObjectId, const Object*> seen;
+  std::unordered_map<ObjectIdView, const Object*, ObjectIdViewHash> seen;
   size_t documents = 0;
   for (size_t i = 0; i < hashed.size(); ++i) {
     const SourceFile* file = hashed[i].first;
@@ -400,7 +401,7 @@ LoadResult ManifestLoader::load(const std::vector<SourceFile>& files, const Sour
                            "the revision has more documents, counting up to this file");
     }
     for (const auto& object : parsed->objects) {
-      auto [pos, inserted] = seen.emplace(object->id, object.get());
+      auto [pos, inserted] = seen.emplace(ObjectIdView(object->id), object.get());
       if (!inserted) {
         result.diagnostics.add({Severity::Error, object->where, object->id, "",
                                 object->id.str() + " is defined twice (first at " +

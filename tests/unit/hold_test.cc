@@ -51,6 +51,22 @@ TEST(HoldTest, CountsWhatAPruneDeletesAndWhichVmsRun) {
   EXPECT_EQ(none.runningVms, 0u);
 }
 
+TEST(HoldTest, CountsRecordsInAnyOrderAgainstTheRevision) {
+  // The inventory's records come in id order; others are counted the same.
+  Revision revision = revisionWith({{"Network", "b"}, {"Network", "d"}, {"VM", "a"}});
+  std::vector<ManagedRecord> sorted = {record("Network", "a"), record("Network", "b"),
+                                       record("Network", "c"), record("Network", "d"),
+                                       record("VM", "a"),      record("VM", "z")};
+  EXPECT_EQ(countDeletions(revision, sorted, nullptr).deleted, 3u);  // a, c, z
+  std::vector<ManagedRecord> shuffled = {record("VM", "z"),      record("Network", "d"),
+                                         record("VM", "a"),      record("Network", "a"),
+                                         record("Network", "b"), record("Network", "c")};
+  EXPECT_EQ(countDeletions(revision, shuffled, nullptr).deleted, 3u);
+  std::vector<ManagedRecord> allKept = {record("VM", "a"), record("Network", "b"),
+                                        record("Network", "d")};
+  EXPECT_EQ(countDeletions(revision, allKept, nullptr).deleted, 0u);
+}
+
 struct VerdictCase {
   std::string name;
   DeletionCounts counts;
