@@ -30,7 +30,7 @@ nlohmann::json DeletionCounts::toJson() const {
           {"deletedRunningVms", deletedRunningVms}};
 }
 
-DeletionCounts countDeletions(const Revision& revision, const std::vector<ManagedRecord>& managed,
+DeletionCounts countDeletions(const Revision& revision, const RecordList& managed,
                               const std::function<bool(const ManagedRecord&)>& running) {
   DeletionCounts c;
   c.objects = revision.objects.size();

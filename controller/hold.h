@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "reconciler/managed_record.h"
+#include "reconciler/record_list.h"
 
 namespace hyper {
 struct Revision;  // reconciler/engine.h
@@ -56,7 +57,7 @@ struct HoldVerdict {
   DeletionCounts counts;
 };
 
-DeletionCounts countDeletions(const Revision& revision, const std::vector<ManagedRecord>& managed,
+DeletionCounts countDeletions(const Revision& revision, const RecordList& managed,
                               const std::function<bool(const ManagedRecord&)>& running);
 HoldVerdict judgeDeletions(const DeletionCounts& counts, const HoldPolicy& policy);
 

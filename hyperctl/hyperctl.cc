@@ -104,21 +104,20 @@ std::shared_ptr<const Revision> loadRevision(Engine& engine, const std::vector<s
 
 // The inventory's records, or none when the state directory does not exist yet (diff and get
 // must not create state). `unconfirmed`, when given, gets Inventory::unconfirmed().
-Result<std::vector<ManagedRecord>> readManaged(const std::string& stateDir,
-                                               std::unique_ptr<Inventory>* keep,
-                                               std::vector<ManagedRecord>* unconfirmed = nullptr) {
+Result<RecordList> readManaged(const std::string& stateDir, std::unique_ptr<Inventory>* keep,
+                               RecordList* unconfirmed = nullptr) {
   if (access((stateDir + "/state.db").c_str(), F_OK) != 0 && keep == nullptr) {
-    return std::vector<ManagedRecord>{};
+    return RecordList();
   }
   HYPER_ASSIGN_OR_RETURN(auto inventory, Inventory::open(stateDir));
-  HYPER_ASSIGN_OR_RETURN(auto records, inventory->list());
+  HYPER_ASSIGN_OR_RETURN(std::shared_ptr<const RecordList> records, inventory->snapshot());
   if (unconfirmed) {
     HYPER_ASSIGN_OR_RETURN(*unconfirmed, inventory->unconfirmed());
   }
   if (keep) {
     *keep = std::move(inventory);
   }
-  return records;
+  return *records;
 }
 
 // Inventory::contentKeys of `content`: the build keys it was applied with here before (none when
@@ -147,9 +146,9 @@ void printPlan(const Plan& plan, const std::string& output) {
 
 // Observes and plans, prints the plan; nullopt (errors printed) when it cannot be applied.
 std::optional<PlanResult> planAndPrint(Engine& engine, const Revision& revision,
-                                       const std::vector<ManagedRecord>& managed,
-                                       const std::vector<ManagedRecord>& unconfirmed, bool prune,
-                                       const std::string& output, const KeptKeys& kept) {
+                                       const RecordList& managed, const RecordList& unconfirmed,
+                                       bool prune, const std::string& output,
+                                       const KeptKeys& kept) {
   PlanOptions options{prune, &unconfirmed};
   options.keptKeys = &kept;
   PlanResult planned = engine.plan(revision, managed, options);
@@ -217,7 +216,7 @@ int runDiff(const GlobalOptions& g, const RemoteOptions& remote,
   if (!revision) {
     return kExitError;
   }
-  std::vector<ManagedRecord> unconfirmed;
+  RecordList unconfirmed;
   auto managed = readManaged(g.stateDir, nullptr, &unconfirmed);
   if (!managed.isOk()) {
     return fail(managed.status().message());
@@ -238,8 +237,7 @@ int runDiff(const GlobalOptions& g, const RemoteOptions& remote,
 
 // `apply --prune` asks hyperd's question (controller/hold.h, default thresholds): a plan that
 // deletes every managed object, or more than half of the running VMs, needs --yes. Prints why.
-bool refusedWithoutYes(const Revision& revision, const std::vector<ManagedRecord>& managed,
-                       bool prune, bool yes) {
+bool refusedWithoutYes(const Revision& revision, const RecordList& managed, bool prune, bool yes) {
   if (!prune) {
     return false;
   }
@@ -346,7 +344,7 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
   }
   if (dryRun) {
     // A dry run is a diff that prints like apply: no lock, and no state is created.
-    std::vector<ManagedRecord> unconfirmed;
+    RecordList unconfirmed;
     auto managed = readManaged(g.stateDir, nullptr, &unconfirmed);
     if (!managed.isOk()) {
       return fail(managed.status().message());
@@ -381,7 +379,7 @@ int runApply(const GlobalOptions& g, const std::vector<std::string>& paths, bool
     return fail(lock.status().message());
   }
   std::unique_ptr<Inventory> inventory;
-  std::vector<ManagedRecord> unconfirmed;
+  RecordList unconfirmed;
   auto managed = readManaged(g.stateDir, &inventory, &unconfirmed);
   if (!managed.isOk()) {
     return fail(managed.status().message());

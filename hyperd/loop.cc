@@ -764,7 +764,7 @@ PlanStep Controller::planRevision(const Revision& current, const LoopOptions& op
   if (auto listed = inventory_.snapshot(); listed.isOk()) {
     step.records = std::move(*listed);
   } else {
-    step.records = std::make_shared<const std::vector<ManagedRecord>>();
+    step.records = std::make_shared<const RecordList>();
     step.error = "inventory: " + listed.status().message();
   }
   if (auto found = inventory_.unconfirmed(); found.isOk()) {
@@ -801,8 +801,8 @@ PlanStep Controller::planRevision(const Revision& current, const LoopOptions& op
 }
 
 Deferral Controller::deferActions(const Plan& plan, const Revision& current,
-                                  const std::vector<ManagedRecord>& /*managed*/,
-                                  const LoopOptions& options, Clock::TimePoint now) {
+                                  const RecordList& /*managed*/, const LoopOptions& options,
+                                  Clock::TimePoint now) {
   Deferral deferral;
   auto& deferred = deferral.deferred;
   auto& deferReason = deferral.reasons;

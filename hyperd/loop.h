@@ -290,9 +290,8 @@ class Controller {
   PlanStep planRevision(const Revision& current, const LoopOptions& options,
                         const std::string& priorError, const std::string& rid);
   // 3. Defer: backoff, alert-only drift policy, suspension, and what depends on those.
-  Deferral deferActions(const Plan& plan, const Revision& current,
-                        const std::vector<ManagedRecord>& managed, const LoopOptions& options,
-                        Clock::TimePoint now);
+  Deferral deferActions(const Plan& plan, const Revision& current, const RecordList& managed,
+                        const LoopOptions& options, Clock::TimePoint now);
   // Drift: one event and alert per distinct drift; the objects are marked Drifted.
   void reportDrift(const Deferral& deferral, const std::string& revision, const std::string& rid);
   // 4. Apply what is not deferred.
@@ -327,7 +326,7 @@ class Controller {
   // resync). Touched by the reconciling thread only, under reconcileMu_.
   struct InSync {
     std::shared_ptr<const Revision> revision;
-    std::shared_ptr<const std::vector<ManagedRecord>> records;
+    std::shared_ptr<const RecordList> records;
     std::string planHash;
   };
   std::optional<InSync> inSync_;

@@ -30,9 +30,9 @@ struct SourceStep {
 // planRevision: the inventory's records and the plan against them.
 struct PlanStep {
   // A shared snapshot of the cached records: no copy, and the apply does not change it.
-  std::shared_ptr<const std::vector<ManagedRecord>> records;
+  std::shared_ptr<const RecordList> records;
   // Creates a crash or a failure left unconfirmed: deleted by a prune once gone from the source.
-  std::vector<ManagedRecord> unconfirmed;
+  RecordList unconfirmed;
   PlanResult planned;
   std::map<ObjectId, std::string> planErrors;  // the plan's error diagnostics, by object
   std::string error;  // the reconcile's error after planning (the prior one, or a newer one)
@@ -54,8 +54,8 @@ struct ApplyInput {
   // text that moved without a host change).
   bool refreshOnly = false;
   const Revision& current;
-  const std::vector<ManagedRecord>& managed;
-  const std::vector<ManagedRecord>* unconfirmed = nullptr;
+  const RecordList& managed;
+  const RecordList* unconfirmed = nullptr;
   const LoopOptions& options;
   std::string reconcileId;
   // toRun is the whole plan (nothing deferred) and it planned without errors

@@ -118,8 +118,7 @@ std::map<std::string, Placement> placeVms(const std::vector<VmAddressRequest>& v
 }
 
 std::map<std::string, Placement> placeRevisionVms(
-    const std::vector<std::shared_ptr<const Object>>& revision,
-    const std::vector<ManagedRecord>* inventory) {
+    const std::vector<std::shared_ptr<const Object>>& revision, const RecordList* inventory) {
   std::map<std::string, NetworkSpec> networks;
   std::vector<VmAddressRequest> vms;
   for (const auto& o : revision) {

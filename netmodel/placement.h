@@ -10,6 +10,7 @@
 #include "netmodel/net_spec.h"
 #include "reconciler/managed_record.h"
 #include "reconciler/object.h"
+#include "reconciler/record_list.h"
 
 namespace hyper::netmodel {
 
@@ -67,8 +68,7 @@ std::map<std::string, Placement> placeVms(const std::vector<VmAddressRequest>& v
 // The same from a revision's objects (every Network and VM in it) and the inventory (the VMs'
 // handles.ip), as both providers see them in observe.
 std::map<std::string, Placement> placeRevisionVms(
-    const std::vector<std::shared_ptr<const Object>>& revision,
-    const std::vector<ManagedRecord>* inventory);
+    const std::vector<std::shared_ptr<const Object>>& revision, const RecordList* inventory);
 
 // The VMs of a revision that a policy with a selector selects: placed on the policy's network,
 // with every label of matchLabels (same key, same value). Sorted by name; none without a

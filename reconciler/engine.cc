@@ -28,10 +28,10 @@ std::string firstError(const Diagnostics& diags) {
 // revision's objects are sorted too, so matching the two is one merge.
 class RecordIndex {
  public:
-  explicit RecordIndex(const std::vector<ManagedRecord>& managed) : managed_(managed) {
+  explicit RecordIndex(const RecordList& managed) : managed_(managed) {
     sorted_.reserve(managed.size());
-    for (const auto& r : managed) {
-      sorted_.push_back(&r);
+    for (size_t j = 0; j < managed.size(); ++j) {
+      sorted_.emplace_back(&managed[j], j);
     }
     if (!std::is_sorted(sorted_.begin(), sorted_.end(), less)) {
       std::stable_sort(sorted_.begin(), sorted_.end(), less);
@@ -42,8 +42,8 @@ class RecordIndex {
   const ManagedRecord* find(const ObjectId& id) const {
     auto it =
         std::upper_bound(sorted_.begin(), sorted_.end(), id,
-                         [](const ObjectId& key, const ManagedRecord* r) { return key < r->id; });
-    return it != sorted_.begin() && (*std::prev(it))->id == id ? *std::prev(it) : nullptr;
+                         [](const ObjectId& key, const Entry& e) { return key < e.first->id; });
+    return it != sorted_.begin() && std::prev(it)->first->id == id ? std::prev(it)->first : nullptr;
   }
 
   // recordOf[i]: the record of objects[i] (sorted by id), or null. inRevision[j]: whether
@@ -55,29 +55,29 @@ class RecordIndex {
     auto m = sorted_.begin();
     for (size_t i = 0; i < objects.size(); ++i) {
       const ObjectId& id = objects[i]->id;
-      while (m != sorted_.end() && (*m)->id < id) {
+      while (m != sorted_.end() && m->first->id < id) {
         ++m;
       }
-      for (; m != sorted_.end() && (*m)->id == id; ++m) {
-        recordOf[i] = *m;
-        inRevision[static_cast<size_t>(*m - managed_.data())] = true;
+      for (; m != sorted_.end() && m->first->id == id; ++m) {
+        recordOf[i] = m->first;
+        inRevision[m->second] = true;
       }
     }
   }
 
  private:
-  static bool less(const ManagedRecord* a, const ManagedRecord* b) { return a->id < b->id; }
+  using Entry = std::pair<const ManagedRecord*, size_t>;  // a record and its index in managed_
+  static bool less(const Entry& a, const Entry& b) { return a.first->id < b.first->id; }
 
-  const std::vector<ManagedRecord>& managed_;
-  std::vector<const ManagedRecord*> sorted_;
+  const RecordList& managed_;
+  std::vector<Entry> sorted_;
 };
 
 // Engine::plan's observe: one batch per provider, desired objects and managed records (and
 // unconfirmed creates gone from the source, which are returned) into `result`'s observed map and
 // diagnostics. `providerOf`: Engine::plan's cached kind -> provider lookup.
 template <class ProviderOf>
-std::vector<const ManagedRecord*> observeAll(const Revision& revision,
-                                             const std::vector<ManagedRecord>& managed,
+std::vector<const ManagedRecord*> observeAll(const Revision& revision, const RecordList& managed,
                                              const PlanOptions& options, ProviderOf& providerOf,
                                              PlanResult& result) {
   // Observe: one batch per provider. Usually one provider has most objects: its lists are
@@ -245,7 +245,7 @@ Provider* Engine::providerForKind(const std::string& kind) const {
 }
 
 RevisionResult Engine::load(const std::vector<SourceFile>& files, const SourceTree* tree,
-                            const std::vector<ManagedRecord>* shareSpecs, const std::string& name) {
+                            const RecordList* shareSpecs, const std::string& name) {
   LoadResult loaded = loader_.load(files, tree, shareSpecs);
   if (loaded.unchanged && lastRevision_ && lastRevision_->content == loaded.revision) {
     const std::string& id = name.empty() ? loaded.revision : name;
@@ -346,7 +346,7 @@ RevisionResult Engine::check(LoadResult loaded, const std::string& name) const {
   return result;
 }
 
-PlanResult Engine::plan(const Revision& revision, const std::vector<ManagedRecord>& managed,
+PlanResult Engine::plan(const Revision& revision, const RecordList& managed,
                         const PlanOptions& options) {
   PlanResult result;
   result.plan.revision = revision.id;
@@ -457,11 +457,10 @@ PlanResult Engine::plan(const Revision& revision, const std::vector<ManagedRecor
   return result;
 }
 
-ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
-                          const std::vector<ManagedRecord>& managed, Inventory& inventory,
-                          const ApplyOptions& options) {
+ApplyReport Engine::apply(const Plan& plan, const Revision& revision, const RecordList& managed,
+                          Inventory& inventory, const ApplyOptions& options) {
   const RecordIndex records(managed);
-  const std::vector<ManagedRecord> none;
+  const RecordList none;
   const RecordIndex unconfirmed(options.unconfirmed ? *options.unconfirmed : none);
 
   // An action's way through here, in three steps: begin (checks, the journal, the request), the
@@ -727,9 +726,9 @@ ApplyReport Engine::apply(const Plan& plan, const Revision& revision,
   return report;
 }
 
-std::map<ObjectId, ObservedState> Engine::observeManaged(
-    const std::vector<ManagedRecord>& managed, const std::vector<ManagedRecord>& inventory,
-    Diagnostics& diagnostics) {
+std::map<ObjectId, ObservedState> Engine::observeManaged(const RecordList& managed,
+                                                         const RecordList& inventory,
+                                                         Diagnostics& diagnostics) {
   std::vector<std::shared_ptr<const Object>> revision;
   revision.reserve(inventory.size());
   for (const auto& r : inventory) {

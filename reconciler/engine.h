@@ -15,6 +15,7 @@
 #include "reconciler/loader.h"
 #include "reconciler/plan.h"
 #include "reconciler/provider.h"
+#include "reconciler/record_list.h"
 
 namespace hyper {
 
@@ -44,7 +45,7 @@ struct PlanOptions {
   // Inventory::unconfirmed(): objects whose create never completed. One still in the source is
   // planned as a create (as without it); one gone from the source is deleted under prune (from
   // this record: its spec names what the create made) and listed as an orphan otherwise.
-  const std::vector<ManagedRecord>* unconfirmed = nullptr;
+  const RecordList* unconfirmed = nullptr;
   // Inventory::contentKeys(revision.content): the build keys objects of reproducible kinds had
   // when this content was last applied in full (ObserveRequest::keptKeys). Null: none kept (a
   // rebuild, which builds afresh).
@@ -67,7 +68,7 @@ struct ApplyOptions {
   std::chrono::milliseconds actionTimeout{0};
   // The same list the plan had in PlanOptions: a delete of an unconfirmed object finds its record
   // there.
-  const std::vector<ManagedRecord>* unconfirmed = nullptr;
+  const RecordList* unconfirmed = nullptr;
   // ApplyRequest::mayDefer: providers may take long work (a build) into their own queue and
   // answer "in progress" (hyperd, whose loop comes back); false: they finish it (hyperctl).
   bool deferLongWork = false;
@@ -103,28 +104,25 @@ class Engine {
   // named: the engine keeps the one it hands out, and the same content under another name (a
   // revert) is the one copy.
   RevisionResult load(const std::vector<SourceFile>& files, const SourceTree* tree = nullptr,
-                      const std::vector<ManagedRecord>* shareSpecs = nullptr,
-                      const std::string& name = "");
+                      const RecordList* shareSpecs = nullptr, const std::string& name = "");
   // The same without touching the cache: for a preview (a `hyperctl diff` sent to hyperd) that
   // must not evict the source's files.
   RevisionResult loadDetached(const std::vector<SourceFile>& files,
                               const SourceTree* tree = nullptr) const;
 
   // Observes (one batch per provider) and plans against the inventory's records.
-  PlanResult plan(const Revision& revision, const std::vector<ManagedRecord>& managed,
-                  const PlanOptions& options);
+  PlanResult plan(const Revision& revision, const RecordList& managed, const PlanOptions& options);
 
   // Executes the plan: journals each action before and after, updates the inventory after each
   // success, and records the revision. Objects not in `revision` are looked up in `managed`.
-  ApplyReport apply(const Plan& plan, const Revision& revision,
-                    const std::vector<ManagedRecord>& managed, Inventory& inventory,
-                    const ApplyOptions& options);
+  ApplyReport apply(const Plan& plan, const Revision& revision, const RecordList& managed,
+                    Inventory& inventory, const ApplyOptions& options);
 
   // Observes managed objects only (for `get`): no source needed. `inventory` is every record of
   // every kind; it stands in for the revision (as last applied), so that providers that place
   // objects against others (a VM on its Network) see the same context as at apply time.
-  std::map<ObjectId, ObservedState> observeManaged(const std::vector<ManagedRecord>& managed,
-                                                   const std::vector<ManagedRecord>& inventory,
+  std::map<ObjectId, ObservedState> observeManaged(const RecordList& managed,
+                                                   const RecordList& inventory,
                                                    Diagnostics& diagnostics);
 
   Provider* providerForKind(const std::string& kind) const;

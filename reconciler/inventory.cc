@@ -238,7 +238,7 @@ Result<Inventory::Records> Inventory::readRecordsLocked() const {
   if (!st.isOk()) {
     return st.status().withContext(context);
   }
-  Records out;
+  std::vector<ManagedRecord> out;
   while (true) {
     auto row = st->step();
     if (!row.isOk()) {
@@ -258,7 +258,7 @@ Result<Inventory::Records> Inventory::readRecordsLocked() const {
   if (!std::is_sorted(out.begin(), out.end(), byId)) {
     std::sort(out.begin(), out.end(), byId);
   }
-  return out;
+  return Records(std::move(out));
 }
 
 Result<std::shared_ptr<const Inventory::Records>> Inventory::snapshot() const {
@@ -274,29 +274,30 @@ Result<std::shared_ptr<const Inventory::Records>> Inventory::snapshot() const {
   }
   // Merge two sorted sequences: the previous snapshot, which others may still hold and so is
   // copied, and the writes since, which are moved.
-  auto next = std::make_shared<Records>();
-  next->reserve(records_->size() + pending_.size());
-  auto old = records_->begin();
+  std::vector<RecordList::Item> next;
+  next.reserve(records_->size() + pending_.size());
+  const std::vector<RecordList::Item>& previous = records_->items();
+  auto old = previous.begin();
   for (auto& [id, written] : pending_) {
-    for (; old != records_->end() && old->id < id; ++old) {
-      next->push_back(*old);
+    for (; old != previous.end() && (*old)->id < id; ++old) {
+      next.push_back(*old);
     }
-    if (old != records_->end() && old->id == id) {
+    if (old != previous.end() && (*old)->id == id) {
       ++old;  // replaced or removed
     }
     if (written) {
-      next->push_back(std::move(*written));
+      next.push_back(std::make_shared<const ManagedRecord>(std::move(*written)));
     }
   }
-  next->insert(next->end(), old, records_->end());
+  next.insert(next.end(), old, previous.end());
   pending_.clear();
-  records_ = std::move(next);
+  records_ = std::make_shared<const Records>(std::move(next));
   return records_;
 }
 
-Result<Inventory::Records> Inventory::list() const {
+Result<std::vector<ManagedRecord>> Inventory::list() const {
   HYPER_ASSIGN_OR_RETURN(std::shared_ptr<const Records> records, snapshot());
-  return Records(*records);
+  return (*records).copy();
 }
 
 Result<std::optional<ManagedRecord>> Inventory::get(const ObjectId& id) const {
@@ -506,7 +507,7 @@ Result<std::vector<JournalEntry>> Inventory::unfinishedJournal() const {
   return r;
 }
 
-Result<std::vector<ManagedRecord>> Inventory::unconfirmed() const {
+Result<RecordList> Inventory::unconfirmed() const {
   std::lock_guard<std::mutex> lk(mu_);
   // The partial index holds only the creates that did not succeed, and the one on (kind, name,
   // id) finds each one's newest entry: hyperd runs this every reconcile, and a journal of 100k
@@ -538,7 +539,7 @@ Result<std::vector<ManagedRecord>> Inventory::unconfirmed() const {
     r.fingerprint = kUnconfirmed;
     out.push_back(std::move(r));
   }
-  return out;
+  return RecordList(std::move(out));
 }
 
 Result<std::vector<JournalEntry>> Inventory::closeInterrupted() {

@@ -12,6 +12,7 @@
 #include "base/status.h"
 #include "reconciler/managed_record.h"
 #include "reconciler/plan.h"
+#include "reconciler/record_list.h"
 
 struct sqlite3;
 
@@ -59,15 +60,16 @@ class Inventory {
   Inventory(const Inventory&) = delete;
   Inventory& operator=(const Inventory&) = delete;
 
-  using Records = std::vector<ManagedRecord>;
+  using Records = RecordList;
 
   // Every managed record, sorted by kind then name, as an immutable value that stays valid (and
   // unchanged) however the inventory is written afterwards: what hyperd plans against on every
-  // reconcile. Taking one is cheap; the first after a put() or remove() copies the records once
-  // (in memory: the database is read only by the first call).
+  // reconcile. Taking one is cheap; the first after a put() or remove() makes a new list that
+  // shares every record not written since (in memory: the database is read only by the first
+  // call).
   Result<std::shared_ptr<const Records>> snapshot() const;
-  // A copy of *snapshot(), for callers that want to own the records.
-  Result<Records> list() const;
+  // A copy of *snapshot(), records and all, for callers that want to own the records.
+  Result<std::vector<ManagedRecord>> list() const;
   Result<std::optional<ManagedRecord>> get(const ObjectId& id) const;
   Status put(const ManagedRecord& record);  // insert or replace
   Status remove(const ObjectId& id);
@@ -113,7 +115,7 @@ class Inventory {
   // back as a record built from the entry (kind, name, the spec it was created with, no handles,
   // fingerprint kUnconfirmed) for the engine to delete when a prune finds the object gone from
   // the source (PlanOptions::unconfirmed). Sorted by kind, then name.
-  Result<std::vector<ManagedRecord>> unconfirmed() const;
+  Result<RecordList> unconfirmed() const;
   static constexpr const char* kUnconfirmed = "unconfirmed-create";
   Result<std::vector<JournalEntry>> journal(int limit) const;  // newest first
 

@@ -309,10 +309,10 @@ void ManifestLoader::parseAll(const std::vector<size_t>& items,
 }
 
 LoadResult ManifestLoader::load(const std::vector<SourceFile>& files, const SourceTree* tree,
-                                const std::vector<ManagedRecord>* shareSpecs) {
+                                const RecordList* shareSpecs) {
   shareSpecs_ = shareSpecs;
   struct Forget {
-    const std::vector<ManagedRecord>*& records;
+    const RecordList*& records;
     ~Forget() { records = nullptr; }
   } forget{shareSpecs_};
   LoadResult result;

@@ -11,6 +11,7 @@
 #include "reconciler/file_sources.h"
 #include "reconciler/managed_record.h"
 #include "reconciler/object.h"
+#include "reconciler/record_list.h"
 #include "reconciler/schema.h"
 #include "reconciler/yaml_json.h"
 
@@ -76,7 +77,7 @@ class ManifestLoader {
   // parsed now whose spec equals its record's holds the record's tree rather than a second one
   // (SharedJson). The records are not kept.
   LoadResult load(const std::vector<SourceFile>& files, const SourceTree* tree = nullptr,
-                  const std::vector<ManagedRecord>* shareSpecs = nullptr);
+                  const RecordList* shareSpecs = nullptr);
 
  private:
   struct CachedFile {
@@ -103,7 +104,7 @@ class ManifestLoader {
   std::map<std::string, FileSourceFields> fileSources_;             // by kind; kinds with any
   std::map<std::string, std::shared_ptr<const CachedFile>> cache_;  // content hash -> parsed
   std::string lastRevision_;
-  const std::vector<ManagedRecord>* shareSpecs_ = nullptr;  // during load() only
+  const RecordList* shareSpecs_ = nullptr;  // during load() only
 };
 
 }  // namespace hyper

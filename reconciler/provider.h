@@ -14,6 +14,7 @@
 #include "reconciler/managed_record.h"
 #include "reconciler/object.h"
 #include "reconciler/plan.h"
+#include "reconciler/record_list.h"
 
 namespace hyper {
 
@@ -47,7 +48,7 @@ struct ObserveRequest {
   const std::vector<std::shared_ptr<const Object>>* revision = nullptr;
   // Every inventory record of every kind (read-only): what other providers applied (a VM's
   // allocated address, for the policies that select it).
-  const std::vector<ManagedRecord>* inventory = nullptr;
+  const RecordList* inventory = nullptr;
   // The build keys (handles "key") this revision's content was last applied with, in full, by
   // "Kind/name", newest first (Inventory::contentKeys): a reproducible kind takes one again,
   // when its artifacts are still there, rather than what its moving inputs (a Debian suite's

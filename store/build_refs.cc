@@ -35,7 +35,7 @@ std::string noSuchArtifact(const std::string& build, const std::string& artifact
 }  // namespace
 
 BuildIndex BuildIndex::of(const std::vector<std::shared_ptr<const Object>>* revision,
-                          const std::vector<ManagedRecord>* inventory) {
+                          const RecordList* inventory) {
   BuildIndex index;
   if (revision != nullptr) {
     for (const auto& o : *revision) {

@@ -8,6 +8,7 @@
 #include "base/status.h"
 #include "reconciler/managed_record.h"
 #include "reconciler/object.h"
+#include "reconciler/record_list.h"
 #include "store/artifact_store.h"
 
 namespace hyper::store {
@@ -23,7 +24,7 @@ struct BuildIndex {
   std::map<std::string, const ManagedRecord*> records;  // by Build name
   std::map<std::string, const Object*> desired;         // by Build name
   static BuildIndex of(const std::vector<std::shared_ptr<const Object>>* revision,
-                       const std::vector<ManagedRecord>* inventory);
+                       const RecordList* inventory);
 };
 
 // In observe, for plan: {"build", "artifact", "digest"?, "pending"?, "error"?}. `digest` is the

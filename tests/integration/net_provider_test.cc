@@ -881,9 +881,10 @@ TEST_F(NetProviderIntegrationTest, PlanIsPureAndApplyTakesTapsAndSelectionFromTh
       req.managed.push_back(&record);
       all.push_back(record);
     }
+    const RecordList allRecords(all);
     if (withRevision) {
       req.revision = &revision;
-      req.inventory = &all;
+      req.inventory = &allRecords;
     }
     ObserveResponse resp;
     provider.observe(req, resp);

@@ -597,6 +597,29 @@ TEST(InventoryTest, SnapshotIsAValueThatLaterWritesDoNotChange) {
   expectSameRecord((**fromDisk)[1], a);
 }
 
+TEST(InventoryTest, ASnapshotAfterAWriteSharesTheRecordsItDidNotChange) {
+  TempDir tmp;
+  auto inv = openOrDie(tmp.path());
+  ASSERT_TRUE(inv);
+  for (const char* name : {"a", "b", "c"}) {
+    ASSERT_TRUE(inv->put(record("VM", name)).isOk());
+  }
+  auto first = inv->snapshot();
+  ASSERT_TRUE(first.isOk());
+  ManagedRecord b = record("VM", "b");
+  b.revision = "next";
+  ASSERT_TRUE(inv->put(b).isOk());
+  auto second = inv->snapshot();
+  ASSERT_TRUE(second.isOk());
+  ASSERT_EQ((*second)->size(), 3u);
+  // a and c are the very records of the first snapshot (not copies); b is the new one.
+  EXPECT_EQ(&(**second)[0], &(**first)[0]);
+  EXPECT_EQ(&(**second)[2], &(**first)[2]);
+  EXPECT_NE(&(**second)[1], &(**first)[1]);
+  EXPECT_EQ((**second)[1].revision, "next");
+  EXPECT_NE((**first)[1].revision, "next");
+}
+
 TEST(InventoryTest, ACachedInventoryDoesNotSeeAnotherWritersRecords) {
   // Documented: the state lock makes one process the writer, so records are read once.
   TempDir tmp;

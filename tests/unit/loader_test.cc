@@ -177,7 +177,8 @@ TEST(LoaderTest, AnObjectWhoseSpecIsItsRecordsHoldsTheRecordsTree) {
     }
     throw std::runtime_error("no object " + name);
   };
-  LoadResult r = loader.load({{"x.yaml", lab + b}}, nullptr, &records);
+  const RecordList shared(records);  // copies hold the same trees
+  LoadResult r = loader.load({{"x.yaml", lab + b}}, nullptr, &shared);
   ASSERT_FALSE(r.diagnostics.hasErrors()) << r.diagnostics.format();
   ASSERT_EQ(r.objects.size(), 2u);
   EXPECT_TRUE(byName(r, "lab").spec.sharesWith(records[2].spec));
