@@ -159,7 +159,8 @@ ManifestLoader::ManifestLoader(std::shared_ptr<const SchemaRegistry> schemas, Lo
                                std::map<std::string, FileSourceFields> fileSources)
     : schemas_(std::move(schemas)), limits_(limits), fileSources_(std::move(fileSources)) {}
 
-ManifestLoader::CachedFile ManifestLoader::parseFile(const SourceFile& file) const {
+ManifestLoader::CachedFile ManifestLoader::parseFile(const SourceFile& file,
+                                                     const CachedFile* previous) const {
   CachedFile out;
   size_t fileBytes = std::max(file.content.size(), file.unreadBytes);
   if (fileBytes > limits_.maxFileBytes) {
@@ -174,40 +175,59 @@ ManifestLoader::CachedFile ManifestLoader::parseFile(const SourceFile& file) con
   }
   auto fileName = std::make_shared<const std::string>(file.path);
   // A large file is parsed in pieces on every core (one file of 2,000 documents was a sixth of
-  // a first apply's time). Only a clean result is taken from the pieces: anything they report
-  // is reported from the whole file instead, exactly as it would be alone.
-  constexpr size_t kPieceBytes = 64 << 10;
-  size_t parts = std::min<size_t>({std::max(1u, std::thread::hardware_concurrency()),
-                                   kMaxLoadThreads, file.content.size() / kPieceBytes});
-  if (parts > 1) {
-    std::vector<YamlPiece> pieces = splitYamlStream(file.content, parts);
+  // a first apply's time), cut where its content says (splitYamlStreamByContent), and a piece
+  // this loader parsed at the last load, with the same text at the same line, is taken as it
+  // was: one document changed in a file of 10,000 re-parses the hundred or so around it. Only a
+  // clean result is taken from the pieces: anything they report is reported from the whole file
+  // instead, exactly as it would be alone.
+  if (file.content.size() >= kPiecewiseFileBytes) {
+    std::vector<YamlPiece> pieces =
+        splitYamlStreamByContent(file.content, kPieceMinBytes, kPieceMaxBytes);
     if (pieces.size() > 1) {
-      std::vector<CachedFile> done(pieces.size());
-      auto parse = [&](size_t i) {
-        try {
-          done[i] = parseText(pieces[i].parseText(), fileName, pieces[i].linesBefore);
-        } catch (const std::exception& e) {
-          done[i].diagnostics.error({}, "", e.what());  // the whole file is parsed again
+      std::vector<std::string> keys(pieces.size());
+      std::vector<std::shared_ptr<const CachedFile>> done(pieces.size());
+      std::vector<size_t> toParse;
+      for (size_t i = 0; i < pieces.size(); ++i) {
+        keys[i] = std::to_string(pieces[i].linesBefore) + (pieces[i].last ? " last " : " more ") +
+                  sha256Hex(pieces[i].text);
+        if (previous) {
+          if (auto cached = previous->pieces.find(keys[i]); cached != previous->pieces.end()) {
+            done[i] = cached->second;
+          }
         }
+        if (!done[i]) {
+          toParse.push_back(i);
+        }
+      }
+      auto parse = [&](size_t i) {
+        CachedFile piece;
+        try {
+          piece = parseText(pieces[i].parseText(), fileName, pieces[i].linesBefore);
+        } catch (const std::exception& e) {
+          piece.diagnostics.error({}, "", e.what());  // the whole file is parsed again
+        }
+        done[i] = std::make_shared<const CachedFile>(std::move(piece));
       };
-      std::vector<size_t> all(pieces.size());
-      std::iota(all.begin(), all.end(), size_t{0});
-      parseAll(all, parse, /*itemsPerThread=*/1);
+      parseAll(toParse, parse, /*itemsPerThread=*/1);
       bool clean = true;
       size_t documents = 0;
       size_t starts = 0;
-      for (const CachedFile& piece : done) {
-        clean = clean && piece.diagnostics.empty();
-        documents += piece.documents;
-        starts += piece.starts;
+      for (const auto& piece : done) {
+        clean = clean && piece->diagnostics.empty();
+        documents += piece->documents;
+        starts += piece->starts;
       }
       // Every piece but the last was parsed with one document start more (YamlPiece::parseText).
       starts -= pieces.size() - 1;
       if (clean && starts <= limits_.yaml.maxDocumentsPerFile) {
         out.documents = documents;
-        for (CachedFile& piece : done) {
-          std::move(piece.objects.begin(), piece.objects.end(), std::back_inserter(out.objects));
+        out.starts = starts;
+        for (size_t i = 0; i < pieces.size(); ++i) {
+          out.objects.insert(out.objects.end(), done[i]->objects.begin(), done[i]->objects.end());
+          out.pieces[keys[i]] = done[i];
         }
+        out.piecesParsed = toParse.size();
+        out.piecesReused = pieces.size() - toParse.size();
         return out;
       }
     }
@@ -381,8 +401,15 @@ LoadResult ManifestLoader::load(const std::vector<SourceFile>& files, const Sour
     }
   }
   parseAll(toParse, [&](size_t i) {
-    fresh[i] = std::make_shared<const CachedFile>(parseFile(*hashed[i].first));
+    auto previous = byPath_.find(hashed[i].first->path);
+    fresh[i] = std::make_shared<const CachedFile>(
+        parseFile(*hashed[i].first, previous == byPath_.end() ? nullptr : previous->second.get()));
   });
+  for (size_t i : toParse) {
+    piecesParsed_ += fresh[i]->piecesParsed;
+    piecesReused_ += fresh[i]->piecesReused;
+  }
+  std::map<std::string, std::shared_ptr<const CachedFile>> nextByPath;
   std::unordered_map<ObjectIdView, const Object*, ObjectIdViewHash> seen;
   size_t documents = 0;
   for (size_t i = 0; i < hashed.size(); ++i) {
@@ -393,6 +420,7 @@ LoadResult ManifestLoader::load(const std::vector<SourceFile>& files, const Sour
       parsed = cache_.at(key);
     }
     nextCache[key] = parsed;
+    nextByPath[file->path] = parsed;
     result.diagnostics.append(parsed->diagnostics);
     documents += parsed->documents;
     if (documents > limits_.maxDocuments) {
@@ -424,6 +452,7 @@ LoadResult ManifestLoader::load(const std::vector<SourceFile>& files, const Sour
   }
   result.unchanged = !lastRevision_.empty() && result.revision == lastRevision_;
   cache_ = std::move(nextCache);
+  byPath_ = std::move(nextByPath);
   lastRevision_ = result.revision;
   std::sort(result.objects.begin(), result.objects.end(),
             [](const auto& a, const auto& b) { return a->id < b->id; });

@@ -79,14 +79,30 @@ class ManifestLoader {
   LoadResult load(const std::vector<SourceFile>& files, const SourceTree* tree = nullptr,
                   const RecordList* shareSpecs = nullptr);
 
+  // Pieces of large files parsed, and taken as the last load left them, since this loader was
+  // made (parseFile).
+  size_t piecesParsed() const { return piecesParsed_; }
+  size_t piecesReused() const { return piecesReused_; }
+  // A file of at least this many bytes is parsed in pieces of kPieceMinBytes and more, cut by
+  // content (splitYamlStreamByContent), kPieceMaxBytes and one document at most.
+  static constexpr size_t kPiecewiseFileBytes = 64 << 10;
+  static constexpr size_t kPieceMinBytes = 8 << 10;
+  static constexpr size_t kPieceMaxBytes = 64 << 10;
+
  private:
   struct CachedFile {
     size_t documents = 0;  // non-empty documents, valid or not
     size_t starts = 0;     // every document, empty ones too (what maxDocumentsPerFile counts)
     std::vector<std::shared_ptr<const Object>> objects;
     Diagnostics diagnostics;
+    // A file parsed in pieces: each clean piece by its first line, whether it is the last and
+    // its content's hash, for the next version of the file to take unchanged pieces from.
+    std::map<std::string, std::shared_ptr<const CachedFile>> pieces;
+    size_t piecesParsed = 0;
+    size_t piecesReused = 0;
   };
-  CachedFile parseFile(const SourceFile& file) const;
+  // `previous`: the last load's file at the same path, or null.
+  CachedFile parseFile(const SourceFile& file, const CachedFile* previous) const;
   // Parses and checks YAML text of `fileName` (the whole file, or a piece of it after
   // `linesBefore` lines).
   CachedFile parseText(const std::string& text, std::shared_ptr<const std::string> fileName,
@@ -103,6 +119,10 @@ class ManifestLoader {
   LoaderLimits limits_;
   std::map<std::string, FileSourceFields> fileSources_;             // by kind; kinds with any
   std::map<std::string, std::shared_ptr<const CachedFile>> cache_;  // content hash -> parsed
+  // The last load's file at each path (its pieces are looked up there).
+  std::map<std::string, std::shared_ptr<const CachedFile>> byPath_;
+  size_t piecesParsed_ = 0;
+  size_t piecesReused_ = 0;
   std::string lastRevision_;
   const RecordList* shareSpecs_ = nullptr;  // during load() only
 };

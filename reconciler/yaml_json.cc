@@ -680,7 +680,11 @@ std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
   return std::move(builder.documents());
 }
 
-std::vector<YamlPiece> splitYamlStream(std::string_view content, size_t parts) {
+namespace {
+
+// Where the documents of a stream that may be cut start (see splitYamlStream), in order; nullopt
+// when the stream must stay whole.
+std::optional<std::vector<size_t>> documentStarts(std::string_view content) {
   auto lineEnd = [&](size_t at) {
     size_t end = content.find('\n', at);
     return end == std::string_view::npos ? content.size() : end;
@@ -690,12 +694,7 @@ std::vector<YamlPiece> splitYamlStream(std::string_view content, size_t parts) {
   // would be read as UTF-8. So does one with a directive anywhere.
   if (content.find('\0') != std::string_view::npos ||
       (content.size() >= 2 && static_cast<unsigned char>(content[0]) >= 0xfe)) {
-    return {{std::string(content), 0}};
-  }
-  for (size_t at = 0; at < content.size(); at = lineEnd(at) + 1) {
-    if (content[at] == '%') {
-      return {{std::string(content), 0}};
-    }
+    return std::nullopt;
   }
   auto startsDocument = [&](size_t at) {
     if (content.compare(at, 3, "---") != 0) {
@@ -714,21 +713,24 @@ std::vector<YamlPiece> splitYamlStream(std::string_view content, size_t parts) {
     }
     return true;
   };
+  std::vector<size_t> starts;
+  for (size_t at = 0; at < content.size(); at = lineEnd(at) + 1) {
+    if (content[at] == '%') {
+      return std::nullopt;
+    }
+    if (at > 0 && startsDocument(at)) {
+      starts.push_back(at);
+    }
+  }
+  return starts;
+}
+
+// The pieces between `cuts` (document starts, increasing, none at 0).
+std::vector<YamlPiece> piecesAt(std::string_view content, const std::vector<size_t>& cuts) {
   std::vector<YamlPiece> out;
   size_t from = 0;
   int lines = 0;
-  for (size_t k = 1; k < parts; ++k) {
-    size_t at = std::max(from + 1, content.size() * k / parts);
-    // The next line start at or after `at`, then the next document start from there.
-    if (at < content.size() && content[at - 1] != '\n') {
-      at = lineEnd(at) + 1;
-    }
-    while (at < content.size() && !startsDocument(at)) {
-      at = lineEnd(at) + 1;
-    }
-    if (at >= content.size()) {
-      break;
-    }
+  for (size_t at : cuts) {
     std::string_view piece = content.substr(from, at - from);
     out.push_back({std::string(piece), lines, false});
     lines += static_cast<int>(std::count(piece.begin(), piece.end(), '\n'));
@@ -736,6 +738,56 @@ std::vector<YamlPiece> splitYamlStream(std::string_view content, size_t parts) {
   }
   out.push_back({std::string(content.substr(from)), lines});
   return out;
+}
+
+}  // namespace
+
+std::vector<YamlPiece> splitYamlStream(std::string_view content, size_t parts) {
+  std::optional<std::vector<size_t>> starts = documentStarts(content);
+  if (!starts) {
+    return {{std::string(content), 0}};
+  }
+  // Near each k/parts of the bytes: the first document start at or after it.
+  std::vector<size_t> cuts;
+  size_t from = 0;
+  auto next = starts->begin();
+  for (size_t k = 1; k < parts; ++k) {
+    size_t at = std::max(from + 1, content.size() * k / parts);
+    next = std::lower_bound(next, starts->end(), at);
+    if (next == starts->end()) {
+      break;
+    }
+    cuts.push_back(*next);
+    from = *next;
+  }
+  return piecesAt(content, cuts);
+}
+
+std::vector<YamlPiece> splitYamlStreamByContent(std::string_view content, size_t minBytes,
+                                                size_t maxBytes) {
+  std::optional<std::vector<size_t>> starts = documentStarts(content);
+  if (!starts) {
+    return {{std::string(content), 0}};
+  }
+  // A cut follows a document whose text hashes to 0 modulo kSpread, once the piece has
+  // minBytes: which documents those are depends on their text only, so an edit moves the cuts
+  // next to it and no others (content-defined chunking, as rsync and backup tools cut files).
+  constexpr size_t kSpread = 32;
+  std::vector<size_t> cuts;
+  size_t from = 0;
+  size_t document = 0;  // where the document before the start looked at begins
+  for (size_t at : *starts) {
+    size_t size = at - from;
+    bool chosen =
+        size >= minBytes &&
+        std::hash<std::string_view>()(content.substr(document, at - document)) % kSpread == 0;
+    if (chosen || size >= maxBytes) {
+      cuts.push_back(at);
+      from = at;
+    }
+    document = at;
+  }
+  return piecesAt(content, cuts);
 }
 
 }  // namespace hyper

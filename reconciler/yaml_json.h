@@ -64,5 +64,12 @@ struct YamlPiece {
   std::string parseText() const { return last ? text : text + kYamlPieceEnd; }
 };
 std::vector<YamlPiece> splitYamlStream(std::string_view content, size_t parts);
+// The same cuts (document starts, the same streams kept whole), placed by content rather than
+// by count: a piece ends after a document chosen by its text's hash once it holds `minBytes`,
+// or at the first document start past `maxBytes`. An edit to one document moves at most the
+// cuts around it, so the other pieces are the same text as before: the loader parses only the
+// pieces it has not seen (ManifestLoader).
+std::vector<YamlPiece> splitYamlStreamByContent(std::string_view content, size_t minBytes,
+                                                size_t maxBytes);
 
 }  // namespace hyper

@@ -1,8 +1,8 @@
 // YAML -> JSON conversion (reconciler/yaml_json.h) on arbitrary bytes, with small limits so that
 // the fuzzer reaches every limit's error path. Invariants: no crash; a document without errors
-// serialises to JSON that parses back to the same value; the pieces of splitYamlStream join to
-// the input, and when each parses without a diagnostic (the loader's condition for taking them)
-// they give the documents and lines the whole gives.
+// serialises to JSON that parses back to the same value; the pieces of splitYamlStream and of
+// splitYamlStreamByContent join to the input, and when each parses without a diagnostic (the
+// loader's condition for taking them) they give the documents and lines the whole gives.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -43,35 +43,40 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   (void)diagnostics.format();
 
-  std::vector<hyper::YamlPiece> pieces = hyper::splitYamlStream(content, 3);
-  std::string joined;
-  std::vector<hyper::YamlDocument> fromPieces;
-  bool clean = true;
-  size_t starts = 0;
-  for (const auto& piece : pieces) {
-    FUZZ_CHECK(piece.linesBefore ==
-               static_cast<int>(std::count(joined.begin(), joined.end(), '\n')));
-    joined += piece.text;
-    hyper::Diagnostics pieceDiagnostics;
-    size_t pieceStarts = 0;
-    auto pieceDocs = hyper::parseYamlDocuments(piece.parseText(), fileName, pieceDiagnostics,
-                                               limits, piece.linesBefore, &pieceStarts);
-    clean = clean && pieceDiagnostics.empty();
-    starts += pieceStarts;
-    for (auto& d : pieceDocs) {
-      fromPieces.push_back(std::move(d));
+  // Both ways of cutting: in three by size, and by content with pieces small enough to cut a
+  // fuzzer's input.
+  auto checkPieces = [&](const std::vector<hyper::YamlPiece>& pieces) {
+    std::string joined;
+    std::vector<hyper::YamlDocument> fromPieces;
+    bool clean = true;
+    size_t starts = 0;
+    for (const auto& piece : pieces) {
+      FUZZ_CHECK(piece.linesBefore ==
+                 static_cast<int>(std::count(joined.begin(), joined.end(), '\n')));
+      joined += piece.text;
+      hyper::Diagnostics pieceDiagnostics;
+      size_t pieceStarts = 0;
+      auto pieceDocs = hyper::parseYamlDocuments(piece.parseText(), fileName, pieceDiagnostics,
+                                                 limits, piece.linesBefore, &pieceStarts);
+      clean = clean && pieceDiagnostics.empty();
+      starts += pieceStarts;
+      for (auto& d : pieceDocs) {
+        fromPieces.push_back(std::move(d));
+      }
     }
-  }
-  FUZZ_CHECK(joined == content);
-  // The loader's condition (ManifestLoader::parseFile): every piece but the last counted one
-  // document start more, its kYamlPieceEnd.
-  if (clean && starts - (pieces.size() - 1) <= limits.maxDocumentsPerFile) {
-    FUZZ_CHECK(diagnostics.empty());
-    FUZZ_CHECK(fromPieces.size() == docs.size());
-    for (size_t i = 0; i < docs.size() && i < fromPieces.size(); ++i) {
-      FUZZ_CHECK(fromPieces[i].value == docs[i].value);
-      FUZZ_CHECK(fromPieces[i].where.str() == docs[i].where.str());
+    FUZZ_CHECK(joined == content);
+    // The loader's condition (ManifestLoader::parseFile): every piece but the last counted one
+    // document start more, its kYamlPieceEnd.
+    if (clean && starts - (pieces.size() - 1) <= limits.maxDocumentsPerFile) {
+      FUZZ_CHECK(diagnostics.empty());
+      FUZZ_CHECK(fromPieces.size() == docs.size());
+      for (size_t i = 0; i < docs.size() && i < fromPieces.size(); ++i) {
+        FUZZ_CHECK(fromPieces[i].value == docs[i].value);
+        FUZZ_CHECK(fromPieces[i].where.str() == docs[i].where.str());
+      }
     }
-  }
+  };
+  checkPieces(hyper::splitYamlStream(content, 3));
+  checkPieces(hyper::splitYamlStreamByContent(content, 16, 128));
   return 0;
 }

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <set>
+#include <string>
 
 #include "reconciler/yaml_json.h"
 
@@ -441,6 +443,100 @@ TEST(LoaderParallelTest, ALargeFileParsedInPiecesKeepsItsLinesAndErrors) {
   EXPECT_EQ(b.diagnostics.items()[0].where.str(),
             "m/all.yaml:" + std::to_string(broken.cidrLines[n - 2] - 1) + ":3");
   EXPECT_EQ(b.objects.size(), static_cast<size_t>(n - 1));
+}
+
+TEST(SplitYamlStreamTest, ByContentAnEditMovesOnlyTheCutsNextToIt) {
+  BigFile f = bigFile(3000);
+  std::vector<YamlPiece> pieces = splitYamlStreamByContent(f.text, 8 << 10, 64 << 10);
+  ASSERT_GT(pieces.size(), 10u);
+  std::string joined;
+  int lines = 0;
+  std::set<std::string> before;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    EXPECT_EQ(pieces[i].linesBefore, lines);
+    if (i > 0) {
+      EXPECT_EQ(pieces[i].text.rfind("---\n", 0), 0u) << pieces[i].text.substr(0, 80);
+    }
+    if (i + 1 < pieces.size()) {
+      EXPECT_GE(pieces[i].text.size(), 8u << 10);
+      EXPECT_LT(pieces[i].text.size(), (64u << 10) + 1024);  // a document past the maximum
+    }
+    EXPECT_EQ(pieces[i].last, i + 1 == pieces.size());
+    joined += pieces[i].text;
+    lines += static_cast<int>(std::count(pieces[i].text.begin(), pieces[i].text.end(), '\n'));
+    before.insert(pieces[i].text);
+  }
+  EXPECT_EQ(joined, f.text);
+  // One document's value changed in the middle: every piece but the one or two around it is the
+  // same text as before.
+  std::string edited = f.text;
+  size_t at = edited.find("name: n1500\n");
+  ASSERT_NE(at, std::string::npos);
+  at = edited.find("mtu: 1400", at);
+  edited.replace(at, 9, "mtu: 9000");
+  std::vector<YamlPiece> after = splitYamlStreamByContent(edited, 8 << 10, 64 << 10);
+  size_t changed = 0;
+  for (const auto& piece : after) {
+    changed += before.count(piece.text) == 0 ? 1 : 0;
+  }
+  EXPECT_GE(changed, 1u);
+  EXPECT_LE(changed, 2u);
+  // The streams that stay whole stay whole here too.
+  EXPECT_EQ(splitYamlStreamByContent("%YAML 1.2\n" + f.text, 8 << 10, 64 << 10).size(), 1u);
+  EXPECT_EQ(splitYamlStreamByContent(std::string(1, '\0') + f.text, 8 << 10, 64 << 10).size(), 1u);
+}
+
+// Loaded again with one document changed, a large file re-parses only the pieces around the
+// change, and gives what a loader that never saw it gives: the same objects at the same lines,
+// also when the change moves every later line.
+TEST(LoaderParallelTest, AnEditedLargeFileReparsesOnlyThePiecesAroundTheEdit) {
+  const int n = 3000;
+  BigFile f = bigFile(n);
+  ManifestLoader loader(schemas());
+  LoadResult first = loader.load({{"m/all.yaml", f.text}});
+  ASSERT_FALSE(first.diagnostics.hasErrors()) << first.diagnostics.format();
+  const size_t pieces = loader.piecesParsed();
+  ASSERT_GT(pieces, 10u);
+  EXPECT_EQ(loader.piecesReused(), 0u);
+
+  auto sameAsFresh = [&](const std::string& text, const LoadResult& got) {
+    ManifestLoader fresh(schemas());
+    LoadResult want = fresh.load({{"m/all.yaml", text}});
+    ASSERT_FALSE(got.diagnostics.hasErrors()) << got.diagnostics.format();
+    ASSERT_EQ(got.objects.size(), want.objects.size());
+    EXPECT_EQ(got.revision, want.revision);
+    for (size_t i = 0; i < got.objects.size(); ++i) {
+      const Object& a = *got.objects[i];
+      const Object& b = *want.objects[i];
+      ASSERT_EQ(a.id, b.id);
+      EXPECT_EQ(a.spec.get(), b.spec.get()) << a.id.str();
+      EXPECT_EQ(a.where.str(), b.where.str()) << a.id.str();
+      EXPECT_EQ(a.sourceMap.locate("spec.cidr").str(), b.sourceMap.locate("spec.cidr").str())
+          << a.id.str();
+    }
+  };
+
+  // A value changed, the lines kept.
+  std::string edited = f.text;
+  size_t at = edited.find("mtu: 1400", edited.find("name: n1500\n"));
+  edited.replace(at, 9, "mtu: 9000");
+  LoadResult second = loader.load({{"m/all.yaml", edited}});
+  EXPECT_LE(loader.piecesParsed() - pieces, 2u);
+  EXPECT_GE(loader.piecesReused(), pieces - 2);
+  sameAsFresh(edited, second);
+
+  // A line added near the start: the pieces after it are at other lines, so parsed again.
+  std::string moved = edited;
+  moved.insert(moved.find("spec:\n", moved.find("name: n3\n")), "# one more line\n");
+  LoadResult third = loader.load({{"m/all.yaml", moved}});
+  sameAsFresh(moved, third);
+  int line = 0;
+  for (const auto& o : third.objects) {
+    if (o->id.name == "n2999") {
+      line = o->where.line;
+    }
+  }
+  EXPECT_EQ(line, f.lines[2999] + 1);
 }
 
 }  // namespace
