@@ -21,8 +21,10 @@
 // Networks + N NetworkPolicies in a fresh namespace: its first apply (its own reconcile's
 // figure), the mean reconcile of polls at --interval 1s that find nothing new (planned from the
 // last full observe, without asking the providers), a full observe + plan with nothing to do
-// (POST /v1/reconcile, what the drift check does), its CPU when idle at the default intervals
-// (--idle-seconds, default 120) and its memory per object: RSS against a hyperd with one network.
+// (POST /v1/reconcile, what the drift check does), its memory per object (RSS against a hyperd
+// with one network), push to converged with the real provider (a commit changing one Network's
+// MTU, reconciled at once, with its breakdown) and its CPU when idle at the default intervals
+// (--idle-seconds, default 120).
 //
 // It prints figures and informational targets (issue 17: the first apply within 1.5 x the floor,
 // and under 3 s at 1,000 networks); it is not a test. It exits 1 only when something is
@@ -79,6 +81,8 @@ constexpr const char* kPrefix = "hyper-bench-";  // namespaces and temporary dir
 constexpr double kTargetQuietMs = 5.0;           // a no-op reconcile at 10k objects
 constexpr double kTargetIdleCpuPercent = 0.5;    // hyperd idle, of one core
 constexpr double kTargetBytesPerObject = 1536;   // memory per managed object
+constexpr double kTargetPushMs = 30;             // push to converged, one object among 10k
+constexpr int kPushRounds = 5;
 
 // Set by the signal thread on SIGINT/SIGTERM/SIGHUP: the running command is killed and every
 // guard on the way out deletes what it made.
@@ -636,6 +640,10 @@ struct HyperdFigures {
   double pollCpuPercent = 0;  // CPU at --interval 1s, nothing new
   double fullMs = 0;          // POST /v1/reconcile: a full observe and plan, nothing to do
   double fullPlanMs = 0;
+  // A commit changing one Network's MTU, reconciled at once (POST /v1/reconcile: a fetch, a
+  // load, a full observe, the one action): medians of kPushRounds.
+  double pushMs = 0, pushFetchMs = 0, pushLoadMs = 0, pushPlanMs = 0, pushApplyMs = 0,
+         pushRestMs = 0;
   double idleCpuPercent = 0;
   double idleSeconds = 0;
   double rssBytes = 0;
@@ -716,6 +724,52 @@ bool measureHyperd(int n, const std::string& hyperd, int idleSeconds, HyperdFigu
   h.rssBytes = rssBytesOf(d.pid());
   d.stop();
 
+  // Push to converged with the real provider. Restarted with long intervals, so that no poll
+  // takes a commit before the reconcile asked for it does.
+  if (!d.start("1h", "1h", seconds)) {
+    return false;
+  }
+  std::vector<double> push, fetch, load, pushPlan, apply, rest;
+  for (int r = 0; r < kPushRounds && !gInterrupted; ++r) {
+    const std::string env = big + "/env";
+    std::vector<std::string> commit = {"git",
+                                       "-C",
+                                       env,
+                                       "-c",
+                                       "user.name=bench",
+                                       "-c",
+                                       "user.email=bench@localhost",
+                                       "commit",
+                                       "-qam",
+                                       "round " + std::to_string(r)};
+    if (!writeFile(env + "/networks.yaml", networksAndPolicies(n, r % 2 == 0 ? 0 : -1))) {
+      return false;
+    }
+    if (Run c = run(commit); c.code != 0) {
+      return failed(commit, c);
+    }
+    Json summary = Json::parse(d.call("POST", "/v1/reconcile?wait=1800"), nullptr, false);
+    if (!summary.is_object() || !summary.value("sourceChanged", false) ||
+        summary.value("planned", -1) != 1 || summary.value("succeeded", -1) != 1) {
+      std::fprintf(stderr, "FAIL: a push of one change did not apply one action: %s\n",
+                   summary.dump().c_str());
+      return false;
+    }
+    push.push_back(summary.value("seconds", 0.0) * 1000);
+    fetch.push_back(summary.value("fetchSeconds", 0.0) * 1000);
+    load.push_back(summary.value("loadSeconds", 0.0) * 1000);
+    pushPlan.push_back(summary.value("planSeconds", 0.0) * 1000);
+    apply.push_back(summary.value("applySeconds", 0.0) * 1000);
+    rest.push_back(push.back() - fetch.back() - load.back() - pushPlan.back() - apply.back());
+  }
+  d.stop();
+  h.pushMs = median(push);
+  h.pushFetchMs = median(fetch);
+  h.pushLoadMs = median(load);
+  h.pushPlanMs = median(pushPlan);
+  h.pushApplyMs = median(apply);
+  h.pushRestMs = median(rest);
+
   // Idle at the default intervals: its start (a full observe) is left out of the window.
   if (idleSeconds > 0) {
     if (!d.start("30s", "60s", seconds)) {
@@ -746,6 +800,12 @@ void printHyperd(const HyperdFigures& h) {
       "and every poll's before issue 17): %.0f ms (observe + plan %.0f ms), median of 3\n",
       h.n, h.n, objects, h.firstApplySeconds, h.quietMs, h.quietPolls, h.fromCache, kTargetQuietMs,
       h.quietMs < kTargetQuietMs ? "PASS" : "MISS", h.pollCpuPercent, h.fullMs, h.fullPlanMs);
+  std::printf(
+      "  push -> converged, one Network's MTU (a commit, POST /v1/reconcile): %.0f ms, median of "
+      "%d (target < %.0f ms at 10k objects: %s), each part's median: fetch %.1f, load + validate "
+      "%.1f, observe + plan %.1f, apply %.1f, the rest %.1f ms\n",
+      h.pushMs, kPushRounds, kTargetPushMs, h.pushMs < kTargetPushMs ? "PASS" : "MISS",
+      h.pushFetchMs, h.pushLoadMs, h.pushPlanMs, h.pushApplyMs, h.pushRestMs);
   if (h.idleSeconds > 0) {
     std::printf(
         "  idle CPU at --interval 30s --drift-interval 60s: %.2f %% of one core over %.0f s "
