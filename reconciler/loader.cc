@@ -8,9 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <map>
-#include <numeric>
 #include <optional>
 #include <sstream>
 #include <system_error>
