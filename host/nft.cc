@@ -147,9 +147,11 @@ Result<NftGeneration> nftGeneration() {
   return Status::error(what + " <- no generation in the kernel's answer");
 }
 
-Result<std::string> nftListRulesetJson() {
+Result<std::string> nftListRulesetJson() { return nftListJson("list ruleset"); }
+
+Result<std::string> nftListJson(const std::string& command) {
   std::string out;
-  HYPER_RETURN_IF_ERROR(run("nft -j list ruleset", "list ruleset", /*json=*/true, &out));
+  HYPER_RETURN_IF_ERROR(run("nft -j " + command, command, /*json=*/true, &out));
   return out;
 }
 

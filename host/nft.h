@@ -19,6 +19,10 @@ Status nftApply(const std::string& commands);
 
 // `nft -j list ruleset`: the ruleset as nft's JSON.
 Result<std::string> nftListRulesetJson();
+// One listing command as JSON, `nft -j list chain inet hyper web` for "list chain inet hyper web".
+// One per call: nft fills its cache for a single command's filter (with two listings in one
+// input, the first finds nothing).
+Result<std::string> nftListJson(const std::string& command);
 
 // The ruleset's generation in the calling thread's network namespace: the kernel moves `id` with
 // every nftables transaction committed there, by anyone (NFT_MSG_GETGEN, the check nft makes

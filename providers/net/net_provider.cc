@@ -38,6 +38,11 @@ constexpr const char* kNeverTakeOver = "hyper never takes over interfaces it did
 
 Result<LinkTable> dumpLinks() { return netmodel::dumpLinkTable(); }
 
+// The tables a model is written as: none without any object.
+NftRender renderTables(const NftModel& model) {
+  return model.empty() ? NftRender{} : renderNftBlocks(model);
+}
+
 // hyper's tables as they are (one listing for both); missing tables are an empty dump.
 Result<NftTableDump> dumpNftTable() {
   HYPER_ASSIGN_OR_RETURN(std::string json, host::nftListRulesetJson());
@@ -555,14 +560,47 @@ void NetProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
   guarded(resp.diagnostics, {}, "observe", [&] { observeAll(req, resp); });
 }
 
-// Stays long: one host dump shared by every Network; split once the concurrent net/ rework lands.
-Result<std::shared_ptr<const NftTableDump>> NetProvider::nftTables() {
+namespace {
+
+// A partial listing lists each part alone, and nft fills its cache for it with the elements of
+// every set of the table (one netlink dump per set): with many sets (a selector per policy) or
+// many parts, one listing of everything costs less.
+constexpr size_t kMaxRelistedParts = 64;
+constexpr size_t kMaxSetsForRelisting = 64;
+
+}  // namespace
+
+Result<NftTableDump> listNftParts(const std::vector<NftPart>& parts) {
+  NftTableDump listed;
+  for (const NftPart& part : parts) {
+    static constexpr std::string_view kKeyword[] = {"set", "map", "chain"};
+    std::string command = "list " + std::string(kKeyword[static_cast<int>(part.kind)]) + " " +
+                          part.family + " " + std::string(kNftTable) + " " + part.name;
+    HYPER_ASSIGN_OR_RETURN(std::string json, host::nftListJson(command));
+    HYPER_RETURN_IF_ERROR(appendNftListing(json, listed));
+  }
+  return listed;
+}
+
+Result<std::shared_ptr<const NftTableDump>> NetProvider::nftTables(const DeltaWrite* written) {
   // The generation is read before the listing: a commit in between makes the next reading
   // differ, and the table is listed again then.
   auto generation = host::nftGeneration();
   std::lock_guard<std::mutex> lock(nftCacheMu_);
   if (generation.isOk() && nftCache_ && nftCacheGeneration_ == *generation) {
     return nftCache_;
+  }
+  if (written && generation.isOk() && *generation == written->to && nftCache_ &&
+      nftCacheGeneration_ == written->from && written->delta.relist.size() <= kMaxRelistedParts &&
+      nftCache_->setDigests.size() <= kMaxSetsForRelisting) {
+    // A part that is not there (someone deleted it after all) fails the listing: list it all.
+    if (auto listed = listNftParts(written->delta.relist); listed.isOk()) {
+      ++nftPartialListings_;
+      nftCache_ = std::make_shared<const NftTableDump>(
+          nftCache_->patched(written->delta, std::move(*listed)));
+      nftCacheGeneration_ = *generation;
+      return nftCache_;
+    }
   }
   HYPER_ASSIGN_OR_RETURN(NftTableDump dump, dumpNftTable());
   dump.dropItems();  // kept until the ruleset moves: its digests answer every fingerprint
@@ -889,7 +927,7 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
   };
   Result<std::shared_ptr<const NftTableDump>> dump = Status::error("not read");
   if (anyLeft()) {
-    dump = nftTables();
+    dump = nftTables(lastDelta_ ? &*lastDelta_ : nullptr);
   }
   if (linked.valid()) {
     attributeLinkChanges(steps, linked.get());
@@ -907,7 +945,7 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
       model_ = std::move(*before);
       writeTablesLocked(steps);
       if (anyLeft()) {
-        dump = nftTables();
+        dump = nftTables(lastDelta_ ? &*lastDelta_ : nullptr);
       }
     }
   }
@@ -1124,12 +1162,17 @@ void NetProvider::writeTablesLocked(std::vector<Step>& steps) {
   if (going > 1) {
     before = model_;
   }
+  // What the tables were written from, when they may still hold it (writeTableLocked checks).
+  std::optional<NftRender> rendered;
+  if (written_) {
+    rendered = renderTables(model_);
+  }
   for (const Step& step : steps) {
     if (!step.failed()) {
       put(step);
     }
   }
-  Status written = writeTableLocked();
+  Status written = writeTableLocked(rendered ? &*rendered : nullptr);
   if (written.isOk()) {
     return;
   }
@@ -1150,7 +1193,7 @@ void NetProvider::writeTablesLocked(std::vector<Step>& steps) {
     }
     NftModel kept = model_;  // the failing write changed nothing: neither may the model
     put(step);
-    if (Status alone = writeTableLocked(); !alone.isOk()) {
+    if (Status alone = writeTableLocked(nullptr); !alone.isOk()) {
       model_ = std::move(kept);
       fail(*step.resp, step.id, alone);
       failedIds.insert(step.id);
@@ -1158,10 +1201,37 @@ void NetProvider::writeTablesLocked(std::vector<Step>& steps) {
   }
 }
 
-Status NetProvider::writeTableLocked() {
+Status NetProvider::writeTableLocked(const NftRender* before) {
   std::string table = "table " + std::string(kNftFamily) + " " + std::string(kNftTable);
-  HYPER_RETURN_IF_ERROR(
-      host::nftApply(renderNftReplace(model_)).withContext("replace nftables " + table));
+  lastDelta_.reset();
+  NftRender after = renderTables(model_);
+  std::string digest = nftRenderDigest(after);
+  auto from = host::nftGeneration();
+  std::optional<NftDelta> delta;
+  if (before && written_ && from.isOk() && *from == written_->generation &&
+      nftRenderDigest(*before) == written_->digest) {
+    delta = nftDelta(*before, after);
+  }
+  if (delta && delta->commands.empty()) {
+    written_->digest = std::move(digest);  // the same tables
+  } else {
+    written_.reset();
+    // A delta the kernel refuses (a part someone deleted in between) is not the step's error:
+    // the replace's is, and the replace writes what the delta would have.
+    bool wroteDelta = delta && host::nftApply(delta->commands).isOk();
+    if (!wroteDelta) {
+      HYPER_RETURN_IF_ERROR(host::nftApply(renderNftReplace(after, model_.empty()))
+                                .withContext("replace nftables " + table));
+    }
+    ++(wroteDelta ? nftDeltaWrites_ : nftReplaces_);
+    auto to = host::nftGeneration();
+    if (from.isOk() && to.isOk() && to->netns == from->netns && to->id == from->id + 1) {
+      written_ = Written{std::move(digest), *to};
+      if (wroteDelta) {
+        lastDelta_ = DeltaWrite{*from, *to, std::move(*delta)};
+      }
+    }
+  }
   // Never switched back off: other things in the namespace may rely on forwarding. Every
   // network needs it: its VMs reach each other through the host.
   if (!model_.networks.empty()) {

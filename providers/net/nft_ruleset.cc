@@ -5,6 +5,7 @@
 
 #include "base/names.h"
 #include "base/sha256.h"
+#include "base/strings.h"
 #include "netmodel/cidr.h"
 
 namespace hyper::providers::net {
@@ -73,82 +74,71 @@ const TrafficRule& traffic(const PolicySpec& p, Direction d) {
   return d == Direction::Egress ? p.egress : p.ingress;
 }
 
-void renderPolicyChain(const PolicySpec& p, Direction d, std::string& out) {
-  out += "\tchain " + policyChainName(p.name, d) + " {\n";
+NftBlock renderPolicyChain(const PolicySpec& p, Direction d) {
+  NftBlock block{NftBlock::Kind::Chain, policyChainName(p.name, d), "", {}};
   const TrafficRule& t = traffic(p, d);
   if (t.mode == TrafficMode::Any) {
-    out += "\t\taccept\n";
+    block.items.push_back("accept");
   } else if (t.mode == TrafficMode::Allowlist) {
     for (const auto& a : t.allow) {
-      out += "\t\t" + allowRule(a, d) + "\n";
+      block.items.push_back(allowRule(a, d));
     }
   }
-  out += "\t}\n\n";
+  return block;
 }
 
 // A network's chain in one direction: for each of its policies a jump to the policy's chain for
 // the addresses it selects, then for each restricting policy a drop for them, so that traffic is
 // allowed when any policy allows it (union of allows). The chain exists with no policy too: what a
 // Network owns in the table never depends on another object.
-void renderNetworkChain(const std::string& network, const std::vector<const PolicySpec*>& policies,
-                        Direction d, std::string& out) {
-  out += "\tchain " + networkChainName(network, d) + " {\n";
+NftBlock renderNetworkChain(const std::string& network,
+                            const std::vector<const PolicySpec*>& policies, Direction d) {
+  NftBlock block{NftBlock::Kind::Chain, networkChainName(network, d), "", {}};
   for (const PolicySpec* p : policies) {
-    out += "\t\t" + selection(*p, d) + "jump " + policyChainName(p->name, d) +
-           comment("NetworkPolicy", p->name) + "\n";
+    block.items.push_back(selection(*p, d) + "jump " + policyChainName(p->name, d) +
+                          comment("NetworkPolicy", p->name));
   }
   for (const PolicySpec* p : policies) {
     if (traffic(*p, d).restricts()) {
-      out += "\t\t" + selection(*p, d) + "drop" + comment("NetworkPolicy", p->name) + "\n";
+      block.items.push_back(selection(*p, d) + "drop" + comment("NetworkPolicy", p->name));
     }
   }
-  out += "\t}\n\n";
+  return block;
 }
 
 // A verdict map from each network's bridge to its chain in one direction: one lookup per packet
 // whatever the number of networks, and no set per network (each named set is found by a walk of
 // the table's sets, and listed by a netlink dump of its own).
-void renderNetworkMap(const NftModel& model, Direction d, std::string& out) {
-  out += "\tmap " + std::string(networkMapName(d)) + " {\n\t\ttype ifname : verdict\n";
-  std::string items;
+NftBlock renderNetworkMap(const NftModel& model, Direction d) {
+  NftBlock block{
+      NftBlock::Kind::Map, std::string(networkMapName(d)), "\t\ttype ifname : verdict\n", {}};
   for (const auto& [name, n] : model.networks) {
-    items += (items.empty() ? "\"" : ", \"") + n.bridge + "\" : jump " + networkChainName(name, d);
+    block.items.push_back("\"" + n.bridge + "\" : jump " + networkChainName(name, d));
   }
-  if (!items.empty()) {
-    out += "\t\telements = { " + items + " }\n";
-  }
-  out += "\t}\n\n";
+  return block;
 }
 
-void renderBaseChain(std::string_view name, std::string_view hook, std::string_view priority,
-                     Direction d, std::string& out) {
-  out += "\tchain " + std::string(name) + " {\n";
-  out += "\t\ttype filter hook " + std::string(hook) + " priority " + std::string(priority) +
-         "; policy accept;\n";
-  out += "\t\tct state established,related accept\n";
-  out += std::string(d == Direction::Egress ? "\t\tiifname vmap @" : "\t\toifname vmap @") +
-         std::string(networkMapName(d)) + "\n";
-  out += "\t}\n\n";
+NftBlock renderBaseChain(std::string_view name, std::string_view hook, std::string_view priority,
+                         Direction d) {
+  return {NftBlock::Kind::Chain,
+          std::string(name),
+          "\t\ttype filter hook " + std::string(hook) + " priority " + std::string(priority) +
+              "; policy accept;\n",
+          {"ct state established,related accept",
+           std::string(d == Direction::Egress ? "iifname vmap @" : "oifname vmap @") +
+               std::string(networkMapName(d))}};
 }
 
-// Set elements as nft source: `"hv-a" . 52:54:00:12:34:56, "hv-b" . ...`. Names and values are
+// Set elements as nft source: `"hv-a" . 52:54:00:12:34:56`, one per port. Names and values are
 // checked before (TapBinding::listFromJson, placement), so nothing here needs quoting.
-std::string elements(const std::vector<TapBinding>& ports, std::string TapBinding::*value) {
-  std::string out;
+std::vector<std::string> elements(const std::vector<TapBinding>& ports,
+                                  std::string TapBinding::*value) {
+  std::vector<std::string> out;
+  out.reserve(ports.size());
   for (const auto& p : ports) {
-    out += (out.empty() ? "" : ", ") + ("\"" + p.tap + "\"") +
-           (value == nullptr ? "" : " . " + p.*value);
+    out.push_back(("\"" + p.tap + "\"") + (value == nullptr ? "" : " . " + p.*value));
   }
   return out;
-}
-
-void renderSet(const std::string& name, const std::string& type, const std::string& items,
-               std::string& out) {
-  out += "\tset " + name + " {\n\t\ttype " + type + "\n";
-  if (!items.empty()) {
-    out += "\t\telements = { " + items + " }\n";
-  }
-  out += "\t}\n\n";
 }
 
 bool validTapBinding(const TapBinding& b) {
@@ -164,6 +154,11 @@ bool validTapBinding(const TapBinding& b) {
     }
   }
   return true;
+}
+
+std::string_view keyword(NftBlock::Kind kind) {
+  static constexpr std::string_view kKeyword[] = {"set", "map", "chain"};
+  return kKeyword[static_cast<int>(kind)];
 }
 
 NftTableDump::Digest shortDigest(std::string_view text) {
@@ -400,28 +395,56 @@ const std::vector<std::string>& nftBaseChains() {
   return kChains;
 }
 
-std::string renderNftTable(const NftModel& model) {
-  std::string out = "table " + std::string(kNftFamily) + " " + std::string(kNftTable) + " {\n";
+std::string NftBlock::text() const {
+  std::string out = "\t" + std::string(keyword(kind)) + " " + name + " {\n";
+  out += head;
+  if (kind == Kind::Chain) {
+    for (const auto& rule : items) {
+      out += "\t\t" + rule + "\n";
+    }
+  } else if (!items.empty()) {
+    out += "\t\telements = { " + join(items, ", ") + " }\n";
+  }
+  return out + "\t}\n";
+}
+
+std::string_view NftBlock::ruleComment(std::string_view rule) {
+  static constexpr std::string_view kComment = " comment \"";
+  size_t at = rule.rfind(kComment);
+  if (at == std::string_view::npos || !rule.ends_with('"')) {
+    return {};
+  }
+  at += kComment.size();
+  return rule.substr(at, rule.size() - 1 - at);
+}
+
+std::string printNftTable(std::string_view family, const std::vector<NftBlock>& blocks) {
+  std::string out = "table " + std::string(family) + " " + std::string(kNftTable) + " {\n";
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    out += (i ? "\n" : "") + blocks[i].text();
+  }
+  return out + "}\n";
+}
+
+std::vector<NftBlock> renderNftTableBlocks(const NftModel& model) {
+  std::vector<NftBlock> out;
   for (const auto& [name, p] : model.policies) {
     if (p.matchLabels) {
       // The VMs the selector selects; none selected is an empty set (the policy matches nothing).
-      out +=
-          "\tset " + policySelectorSetName(name) + " {\n\t\ttype ipv4_addr\n\t\tflags interval\n";
-      auto sel = model.selected.find(name);
-      if (sel != model.selected.end() && !sel->second.empty()) {
-        out += "\t\telements = { ";
-        for (size_t i = 0; i < sel->second.size(); ++i) {
-          out += (i > 0 ? ", " : "") + sel->second[i];
-        }
-        out += " }\n";
+      NftBlock set{NftBlock::Kind::Set,
+                   policySelectorSetName(name),
+                   "\t\ttype ipv4_addr\n\t\tflags interval\n",
+                   {}};
+      if (auto sel = model.selected.find(name); sel != model.selected.end()) {
+        set.items = sel->second;
       }
-      out += "\t}\n\n";
+      out.push_back(std::move(set));
     }
   }
   // Chains before what jumps to them: policies', then networks', then the maps and base chains.
   for (const auto& [name, p] : model.policies) {
-    renderPolicyChain(p, Direction::Egress, out);
-    renderPolicyChain(p, Direction::Ingress, out);
+    out.push_back(renderPolicyChain(p, Direction::Egress));
+    out.push_back(renderPolicyChain(p, Direction::Ingress));
   }
   // A policy whose network hyper does not manage (yet) selects nothing: it has no chain to be in.
   std::map<std::string, std::vector<const PolicySpec*>> byNetwork;
@@ -434,34 +457,34 @@ std::string renderNftTable(const NftModel& model) {
   for (const auto& [name, n] : model.networks) {
     auto it = byNetwork.find(name);
     const auto& policies = it == byNetwork.end() ? kNone : it->second;
-    renderNetworkChain(name, policies, Direction::Egress, out);
-    renderNetworkChain(name, policies, Direction::Ingress, out);
+    out.push_back(renderNetworkChain(name, policies, Direction::Egress));
+    out.push_back(renderNetworkChain(name, policies, Direction::Ingress));
   }
-  renderNetworkMap(model, Direction::Egress, out);
-  renderNetworkMap(model, Direction::Ingress, out);
+  out.push_back(renderNetworkMap(model, Direction::Egress));
+  out.push_back(renderNetworkMap(model, Direction::Ingress));
   // Ingress-forward runs after egress-forward on the same hook, so a packet between two networks
   // must pass both the sender's egress and the receiver's ingress.
-  renderBaseChain(kEgressForward, "forward", "filter", Direction::Egress, out);
-  renderBaseChain(kEgressInput, "input", "filter", Direction::Egress, out);
-  renderBaseChain(kIngressForward, "forward", "filter + 10", Direction::Ingress, out);
-  renderBaseChain(kIngressOutput, "output", "filter", Direction::Ingress, out);
+  out.push_back(renderBaseChain(kEgressForward, "forward", "filter", Direction::Egress));
+  out.push_back(renderBaseChain(kEgressInput, "input", "filter", Direction::Egress));
+  out.push_back(renderBaseChain(kIngressForward, "forward", "filter + 10", Direction::Ingress));
+  out.push_back(renderBaseChain(kIngressOutput, "output", "filter", Direction::Ingress));
 
-  out += "\tchain " + std::string(kNatPostrouting) + " {\n";
-  out += "\t\ttype nat hook postrouting priority srcnat; policy accept;\n";
+  NftBlock nat{NftBlock::Kind::Chain,
+               std::string(kNatPostrouting),
+               "\t\ttype nat hook postrouting priority srcnat; policy accept;\n",
+               {}};
   for (const auto& [name, n] : model.networks) {
     if (n.nat) {
       std::string cidr = n.cidr.str();
-      out += "\t\tip saddr " + cidr + " ip daddr != " + cidr + " masquerade" +
-             comment("Network", name) + "\n";
+      nat.items.push_back("ip saddr " + cidr + " ip daddr != " + cidr + " masquerade" +
+                          comment("Network", name));
     }
   }
-  out += "\t}\n}\n";
+  out.push_back(std::move(nat));
   return out;
 }
 
-std::string renderNftBridgeTable(const NftModel& model) {
-  std::string out =
-      "table " + std::string(kNftBridgeFamily) + " " + std::string(kNftTable) + " {\n";
+std::vector<NftBlock> renderNftBridgeTableBlocks(const NftModel& model) {
   // Every managed network's taps, in network order; a tap named twice (which placement never
   // does) is guarded once, as its first network binds it.
   std::vector<TapBinding> ports;
@@ -478,24 +501,39 @@ std::string renderNftBridgeTable(const NftModel& model) {
     }
   }
   const std::string taps(kGuardTapsSet), macs(kGuardMacsSet), addrs(kGuardAddrsSet);
-  renderSet(taps, "ifname", elements(ports, nullptr), out);
-  renderSet(macs, "ifname . ether_addr", elements(ports, &TapBinding::mac), out);
-  renderSet(addrs, "ifname . ipv4_addr", elements(ports, &TapBinding::ip), out);
-  out += "\tchain " + std::string(kGuardChain) + " {\n";
-  out += "\t\ttype filter hook prerouting priority filter; policy accept;\n";
-  const std::string from = "\t\tiifname @" + taps + " ";
-  out += from + "iifname . ether saddr != @" + macs + " drop\n";
-  out += from + "iifname . arp saddr ether != @" + macs + " drop\n";
-  out += from + "iifname . arp saddr ip != @" + addrs + " drop\n";
-  out += from + "iifname . ip saddr != @" + addrs + " drop\n";
-  // Two comparisons, not `!= { ip, arp }`: an anonymous set is a kernel set, named by a scan of
-  // the table's sets.
-  out += from + "ether type != ip ether type != arp drop\n";
-  out += "\t}\n}\n";
+  std::vector<NftBlock> out;
+  out.push_back({NftBlock::Kind::Set, taps, "\t\ttype ifname\n", elements(ports, nullptr)});
+  out.push_back({NftBlock::Kind::Set, macs, "\t\ttype ifname . ether_addr\n",
+                 elements(ports, &TapBinding::mac)});
+  out.push_back({NftBlock::Kind::Set, addrs, "\t\ttype ifname . ipv4_addr\n",
+                 elements(ports, &TapBinding::ip)});
+  const std::string from = "iifname @" + taps + " ";
+  out.push_back({NftBlock::Kind::Chain,
+                 std::string(kGuardChain),
+                 "\t\ttype filter hook prerouting priority filter; policy accept;\n",
+                 {from + "iifname . ether saddr != @" + macs + " drop",
+                  from + "iifname . arp saddr ether != @" + macs + " drop",
+                  from + "iifname . arp saddr ip != @" + addrs + " drop",
+                  from + "iifname . ip saddr != @" + addrs + " drop",
+                  // Two comparisons, not `!= { ip, arp }`: an anonymous set is a kernel set, named
+                  // by a scan of the table's sets.
+                  from + "ether type != ip ether type != arp drop"}});
   return out;
 }
 
-std::string renderNftReplace(const NftModel& model) {
+NftRender renderNftBlocks(const NftModel& model) {
+  return {renderNftTableBlocks(model), renderNftBridgeTableBlocks(model)};
+}
+
+std::string renderNftTable(const NftModel& model) {
+  return printNftTable(kNftFamily, renderNftTableBlocks(model));
+}
+
+std::string renderNftBridgeTable(const NftModel& model) {
+  return printNftTable(kNftBridgeFamily, renderNftBridgeTableBlocks(model));
+}
+
+std::string renderNftReplace(const NftRender& render, bool empty) {
   // "table X {}" makes the delete valid when the table does not exist yet; the whole input is one
   // transaction, so nobody ever sees a table missing or half written.
   std::string out;
@@ -503,11 +541,15 @@ std::string renderNftReplace(const NftModel& model) {
     std::string table = std::string(family) + " " + std::string(kNftTable);
     out += "table " + table + " {}\ndelete table " + table + "\n";
   }
-  if (!model.empty()) {
-    out += renderNftTable(model);
-    out += renderNftBridgeTable(model);
+  if (!empty) {
+    out += printNftTable(kNftFamily, render.inet);
+    out += printNftTable(kNftBridgeFamily, render.bridge);
   }
   return out;
+}
+
+std::string renderNftReplace(const NftModel& model) {
+  return renderNftReplace(model.empty() ? NftRender{} : renderNftBlocks(model), model.empty());
 }
 
 NftItem nftItem(const Json& object) {
@@ -586,20 +628,19 @@ bool NftTableDump::hasChain(std::string_view name) const {
   return chainDigests.count(std::string(name)) > 0;
 }
 
-Result<NftTableDump> parseNftTableDump(std::string_view json) {
+Status appendNftListing(std::string_view json, NftTableDump& dump) {
   Json doc = Json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded() || !doc.is_object() || !doc.contains("nftables") ||
       !doc["nftables"].is_array()) {
     return Status::error("parse nft -j output <- expected {\"nftables\": [...]}");
   }
-  NftTableDump dump;
-  for (const auto& item : doc["nftables"]) {
+  for (auto& item : doc["nftables"]) {
     if (!item.is_object() || item.size() != 1) {
       continue;
     }
     auto only = item.begin();
     const std::string& key = only.key();
-    const Json& value = only.value();
+    Json& value = only.value();
     if (!value.is_object()) {
       continue;
     }
@@ -609,20 +650,271 @@ Result<NftTableDump> parseNftTableDump(std::string_view json) {
         stringField(value, key == "table" ? "name" : "table") != kNftTable) {
       continue;
     }
-    Json v = value;
-    v.erase("handle");
+    uint64_t handle = 0;
+    if (auto it = value.find("handle"); it != value.end()) {
+      handle = it->is_number_unsigned() ? it->get<uint64_t>() : 0;
+      value.erase(it);
+    }
     if (key == "table") {
       (family == kNftFamily ? dump.present : dump.bridgePresent) = true;
     } else if (key == "set" || key == "map") {
-      dump.sets.push_back(nftItem(v));
+      dump.sets.push_back(nftItem(value));
     } else if (key == "chain") {
-      dump.chains.push_back(nftItem(v));
+      dump.chains.push_back(nftItem(value));
+      dump.chains.back().handle = handle;
     } else if (key == "rule") {
-      dump.rules.push_back(nftItem(v));
+      dump.rules.push_back(nftItem(value));
     }
   }
+  return Status::ok();
+}
+
+Result<NftTableDump> parseNftTableDump(std::string_view json) {
+  NftTableDump dump;
+  HYPER_RETURN_IF_ERROR(appendNftListing(json, dump));
   dump.reindex();
   return dump;
+}
+
+namespace {
+
+std::string blockKey(const NftBlock& block) {
+  // Sets and maps share one namespace in a table, chains have their own.
+  return (block.kind == NftBlock::Kind::Chain ? "c:" : "s:") + block.name;
+}
+
+// A map element's key ("\"hb-lab\"" of "\"hb-lab\" : jump net-lab-egress"); a set's element is
+// its own key.
+std::string_view elementKey(const NftBlock& block, std::string_view element) {
+  if (block.kind != NftBlock::Kind::Map) {
+    return element;
+  }
+  size_t colon = element.find(" : ");
+  return colon == std::string_view::npos ? element : element.substr(0, colon);
+}
+
+// The delta of one table; false when it needs a replace.
+struct TableDelta {
+  std::string elementsOut, adds, flushGone, deleteChains, deleteSets;
+};
+
+bool tableDelta(std::string_view family, const std::vector<NftBlock>& before,
+                const std::vector<NftBlock>& after, TableDelta& out, NftDelta& delta) {
+  if (before.empty() != after.empty()) {
+    return false;
+  }
+  const std::string table = std::string(family) + " " + std::string(kNftTable);
+  std::unordered_map<std::string, const NftBlock*> old;
+  for (const NftBlock& block : before) {
+    old.emplace(blockKey(block), &block);
+  }
+  std::set<std::string> touched;  // chains rewritten, made or deleted
+  for (const NftBlock& block : after) {
+    NftPart part{std::string(family), block.kind, block.name};
+    auto it = old.find(blockKey(block));
+    if (it == old.end()) {
+      out.adds += "table " + table + " {\n" + block.text() + "}\n";
+    } else if (*it->second == block) {
+      old.erase(it);
+      continue;
+    } else if (it->second->kind != block.kind || it->second->head != block.head) {
+      return false;
+    } else if (block.kind == NftBlock::Kind::Chain) {
+      std::string prefix = "add rule " + table + " " + block.name + " ";
+      out.adds += "flush chain " + table + " " + block.name + "\n";
+      for (const auto& rule : block.items) {
+        out.adds += prefix + rule + "\n";
+      }
+    } else {
+      std::set<std::string_view> was(it->second->items.begin(), it->second->items.end());
+      std::set<std::string_view> is(block.items.begin(), block.items.end());
+      std::vector<std::string> removed, added;
+      for (std::string_view element : was) {
+        if (!is.count(element)) {
+          removed.emplace_back(elementKey(block, element));
+        }
+      }
+      for (std::string_view element : is) {
+        if (!was.count(element)) {
+          added.emplace_back(element);
+        }
+      }
+      if (!removed.empty()) {
+        out.elementsOut +=
+            "delete element " + table + " " + block.name + " { " + join(removed, ", ") + " }\n";
+      }
+      if (!added.empty()) {
+        out.adds += "add element " + table + " " + block.name + " { " + join(added, ", ") + " }\n";
+      }
+    }
+    if (it != old.end()) {
+      old.erase(it);
+    }
+    if (block.kind == NftBlock::Kind::Chain) {
+      touched.insert(block.name);
+    }
+    delta.relist.push_back(std::move(part));
+  }
+  // What is left of `old` is no longer rendered: emptied, then deleted, after everything else.
+  for (const NftBlock& block : before) {
+    if (!old.count(blockKey(block))) {
+      continue;
+    }
+    if (block.kind == NftBlock::Kind::Chain) {
+      out.flushGone += "flush chain " + table + " " + block.name + "\n";
+      out.deleteChains += "delete chain " + table + " " + block.name + "\n";
+      touched.insert(block.name);
+    } else {
+      out.deleteSets +=
+          "delete " + std::string(keyword(block.kind)) + " " + table + " " + block.name + "\n";
+    }
+    delta.gone.push_back({std::string(family), block.kind, block.name});
+  }
+  // A comment's digest is over all its rules in every chain: the chains holding rules of a
+  // comment in a touched chain are listed again too.
+  std::set<std::string> comments;
+  auto commentsOf = [&](const std::vector<NftBlock>& blocks) {
+    for (const NftBlock& block : blocks) {
+      if (block.kind == NftBlock::Kind::Chain && touched.count(block.name)) {
+        for (const auto& rule : block.items) {
+          if (auto c = NftBlock::ruleComment(rule); !c.empty()) {
+            comments.emplace(c);
+          }
+        }
+      }
+    }
+  };
+  commentsOf(before);
+  commentsOf(after);
+  if (!comments.empty()) {
+    for (const NftBlock& block : after) {
+      if (block.kind != NftBlock::Kind::Chain || touched.count(block.name)) {
+        continue;
+      }
+      for (const auto& rule : block.items) {
+        if (comments.count(std::string(NftBlock::ruleComment(rule)))) {
+          delta.relist.push_back({std::string(family), block.kind, block.name});
+          break;
+        }
+      }
+    }
+  }
+  delta.comments.insert(delta.comments.end(), comments.begin(), comments.end());
+  // The maps' digests (by network) and the guard's (by tap) span the sets of their group.
+  for (const auto& group :
+       {std::vector<std::string_view>{kEgressMap, kIngressMap},
+        std::vector<std::string_view>{kGuardTapsSet, kGuardMacsSet, kGuardAddrsSet}}) {
+    auto listed = [&](std::string_view name) {
+      return std::any_of(delta.relist.begin(), delta.relist.end(), [&](const NftPart& p) {
+        return p.family == family && p.kind != NftBlock::Kind::Chain && p.name == name;
+      });
+    };
+    if (std::none_of(group.begin(), group.end(), listed)) {
+      continue;
+    }
+    for (const NftBlock& block : after) {
+      if (block.kind != NftBlock::Kind::Chain &&
+          std::find(group.begin(), group.end(), block.name) != group.end() && !listed(block.name)) {
+        delta.relist.push_back({std::string(family), block.kind, block.name});
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<NftDelta> nftDelta(const NftRender& before, const NftRender& after) {
+  NftDelta delta;
+  TableDelta inet, bridge;
+  if (!tableDelta(kNftFamily, before.inet, after.inet, inet, delta) ||
+      !tableDelta(kNftBridgeFamily, before.bridge, after.bridge, bridge, delta)) {
+    return std::nullopt;
+  }
+  delta.commands = inet.elementsOut + bridge.elementsOut + inet.adds + bridge.adds +
+                   inet.flushGone + bridge.flushGone + inet.deleteChains + bridge.deleteChains +
+                   inet.deleteSets + bridge.deleteSets;
+  return delta;
+}
+
+std::string nftRenderDigest(const NftRender& render) {
+  Sha256 sha;
+  for (const auto* blocks : {&render.inet, &render.bridge}) {
+    sha.update("table\n");
+    for (const NftBlock& block : *blocks) {
+      sha.update(keyword(block.kind));
+      sha.update(" " + block.name + "\n");
+      sha.update(block.head);
+      for (const auto& item : block.items) {
+        sha.update(item);
+        sha.update("\n");
+      }
+      sha.update("}\n");
+    }
+  }
+  return sha.hex();
+}
+
+NftTableDump NftTableDump::patched(const NftDelta& delta, NftTableDump listed) const {
+  // A full listing gives each chain's rules in the kernel's order of the chains (their handles).
+  std::stable_sort(listed.chains.begin(), listed.chains.end(),
+                   [](const NftItem& a, const NftItem& b) { return a.handle < b.handle; });
+  std::unordered_map<std::string, size_t> order;
+  for (size_t i = 0; i < listed.chains.size(); ++i) {
+    order.emplace(listed.chains[i].name, i);
+  }
+  auto rank = [&](const NftItem& rule) {
+    auto it = order.find(rule.chain);
+    return it == order.end() ? order.size() : it->second;
+  };
+  std::stable_sort(listed.rules.begin(), listed.rules.end(),
+                   [&](const NftItem& a, const NftItem& b) { return rank(a) < rank(b); });
+  listed.reindex();
+
+  NftTableDump out;
+  out.present = present;
+  out.bridgePresent = bridgePresent;
+  out.chainDigests = chainDigests;
+  out.setDigests = setDigests;
+  out.commentDigests = commentDigests;
+  out.anyInetRule = anyInetRule || listed.anyInetRule;
+  out.guardElementsByTap = guardElementsByTap;
+  out.guardSets = guardSets;
+  out.mapsDigestByNetwork = mapsDigestByNetwork;
+  out.networkMaps = networkMaps;
+  auto replace = [](auto& into, const auto& from, const std::string& key) {
+    into.erase(key);
+    if (auto it = from.find(key); it != from.end()) {
+      into.emplace(key, it->second);
+    }
+  };
+  for (const NftPart& part : delta.gone) {
+    (part.kind == NftBlock::Kind::Chain ? out.chainDigests.erase(part.name)
+                                        : out.setDigests.erase(part.name));
+  }
+  bool maps = false, guard = false;
+  for (const NftPart& part : delta.relist) {
+    if (part.kind == NftBlock::Kind::Chain) {
+      replace(out.chainDigests, listed.chainDigests, part.name);
+    } else {
+      replace(out.setDigests, listed.setDigests, part.name);
+      maps = maps || part.name == kEgressMap || part.name == kIngressMap;
+      guard = guard || part.name == kGuardTapsSet || part.name == kGuardMacsSet ||
+              part.name == kGuardAddrsSet;
+    }
+  }
+  for (const std::string& comment : delta.comments) {
+    replace(out.commentDigests, listed.commentDigests, comment);
+  }
+  if (maps) {
+    out.networkMaps = listed.networkMaps;
+    out.mapsDigestByNetwork = std::move(listed.mapsDigestByNetwork);
+  }
+  if (guard) {
+    out.guardSets = listed.guardSets;
+    out.guardElementsByTap = std::move(listed.guardElementsByTap);
+  }
+  return out;
 }
 
 FingerprintParts fingerprintParts(const NftTableDump& dump, const ObjectId& id,

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -13,8 +15,8 @@
 namespace hyper::providers::net {
 
 // hyper owns two nftables tables, `inet hyper` (policies, NAT) and `bridge hyper` (the guard on
-// every VM's tap), and replaces both as a whole in one transaction; no other table is ever read
-// or written.
+// every VM's tap), and writes both in one transaction (replaced as a whole, or by their
+// difference from a render it wrote: nftDelta); no other table is ever read or written.
 inline constexpr std::string_view kNftFamily = "inet";
 inline constexpr std::string_view kNftBridgeFamily = "bridge";
 inline constexpr std::string_view kNftTable = "hyper";
@@ -74,6 +76,29 @@ inline constexpr std::string_view kGuardChain = "guard-prerouting";
 // coming from a bridge, ingress-forward and ingress-output traffic going to it.
 const std::vector<std::string>& nftBaseChains();
 
+// One set, map or chain of hyper's tables as the renderers write it.
+struct NftBlock {
+  enum class Kind { Set, Map, Chain };
+  Kind kind = Kind::Chain;
+  std::string name;
+  std::string head;                // its lines before the elements or rules: "\t\ttype ...\n"
+  std::vector<std::string> items;  // a chain's rules, or a set's or map's elements, as nft source
+  std::string text() const;        // "\tchain NAME {\n...\t}\n"
+  // What a rule's `comment "..."` says ("NetworkPolicy/web"), or "".
+  static std::string_view ruleComment(std::string_view rule);
+  bool operator==(const NftBlock&) const = default;
+};
+
+// Both tables as blocks, in the order the renderers write them: what is named before what names
+// it (sets, policies' chains, networks' chains, maps, base chains).
+struct NftRender {
+  std::vector<NftBlock> inet;    // table inet hyper
+  std::vector<NftBlock> bridge;  // table bridge hyper
+};
+NftRender renderNftBlocks(const NftModel& model);
+// "table FAMILY hyper {\n" + the blocks separated by an empty line + "}\n".
+std::string printNftTable(std::string_view family, const std::vector<NftBlock>& blocks);
+
 // The table as nft source text. Pure and stable (sorted by name), so it is golden-testable.
 //  - per NetworkPolicy: chains pol-<name>-egress and pol-<name>-ingress that accept what the
 //    policy allows and return otherwise (`any` accepts everything, `none` is empty), and with a
@@ -101,6 +126,34 @@ std::string renderNftBridgeTable(const NftModel& model);
 // missing, deletes it and recreates it with the new contents in one transaction. With an empty
 // model the tables are just deleted.
 std::string renderNftReplace(const NftModel& model);
+// The same from a render (`empty`: the model had no object, the tables are only deleted).
+std::string renderNftReplace(const NftRender& render, bool empty);
+
+// A part of hyper's tables: a set, map or chain of one family.
+struct NftPart {
+  std::string family;  // kNftFamily or kNftBridgeFamily
+  NftBlock::Kind kind = NftBlock::Kind::Chain;
+  std::string name;
+  bool operator==(const NftPart&) const = default;
+};
+
+// What turns tables written from one render into another in one transaction, without replacing
+// them: new blocks added, changed chains flushed and filled again, changed sets and maps by
+// their elements, blocks no longer rendered deleted; in an order the kernel takes (elements that
+// jump to a chain leave before it does, a chain or set exists before a rule names it).
+struct NftDelta {
+  std::string commands;         // `nft -f -` input; empty when the tables stay as they are
+  std::vector<NftPart> relist;  // what a read-back lists again: present after the write
+  std::vector<NftPart> gone;    // what the write deletes
+  // The rule comments whose rules are all in `relist` and `gone` chains, before and after the
+  // write. Relisted with a network map, a guard set: all of them (their digests span them).
+  std::vector<std::string> comments;
+};
+// Null when only a replace can do it: a table made or deleted, or a block whose head changed.
+// Pure; valid only while the kernel holds exactly `before` (see NetProvider::writeTableLocked).
+std::optional<NftDelta> nftDelta(const NftRender& before, const NftRender& after);
+// A digest of a render: two renders with the same digest write the same tables.
+std::string nftRenderDigest(const NftRender& render);
 
 // hyper's tables as `nft -j list ruleset` prints them, with every "handle" removed. Object names
 // are unique across the two tables, so a part is found by name alone.
@@ -114,6 +167,7 @@ struct NftItem {
   std::string family;   // "family"
   std::string comment;  // a rule's "comment" when a string
   bool hasComment = false;
+  uint64_t handle = 0;  // a chain's handle as listed: the kernel lists chains in handle order
 };
 NftItem nftItem(const Json& object);
 
@@ -158,10 +212,18 @@ struct NftTableDump {
   // Our inet table always holds rules while it exists; none at all means `nft flush table`.
   bool flushed() const;
   bool hasChain(std::string_view name) const;
+  // This dump (listed before a write of `delta`, while the kernel held the tables that delta was
+  // worked out from) as a full listing after the write would be, from `listed`: the items of
+  // delta.relist, listed after it. Only the digests of the relisted and gone parts and of
+  // delta.comments change; the items are dropped.
+  NftTableDump patched(const NftDelta& delta, NftTableDump listed) const;
 };
 
 // Parses the output of `nft -j list ruleset` (or `list table`): only hyper's tables. Pure.
 Result<NftTableDump> parseNftTableDump(std::string_view json);
+// Adds the items of one listing (`nft -j list chain ...`, `list set`, ...) to `dump`, without
+// reindex(); the chains keep their handles.
+Status appendNftListing(std::string_view json, NftTableDump& dump);
 
 // The shape of the rules hyper writes, which digests depend on. Raised whenever renderNftTable or
 // renderNftBridgeTable write the same model differently, so that objects recorded by an earlier
