@@ -949,6 +949,7 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
       }
     }
   }
+  lastDelta_.reset();  // read back (or never to be): what it changed is not needed any more
   if (!anyLeft()) {
     return;
   }
@@ -1228,6 +1229,7 @@ Status NetProvider::writeTableLocked(const NftRender* before) {
     if (from.isOk() && to.isOk() && to->netns == from->netns && to->id == from->id + 1) {
       written_ = Written{std::move(digest), *to};
       if (wroteDelta) {
+        std::string().swap(delta->commands);
         lastDelta_ = DeltaWrite{*from, *to, std::move(*delta)};
       }
     }

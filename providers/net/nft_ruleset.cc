@@ -695,7 +695,10 @@ std::string_view elementKey(const NftBlock& block, std::string_view element) {
 
 // The delta of one table; false when it needs a replace.
 struct TableDelta {
-  std::string elementsOut, adds, flushGone, deleteChains, deleteSets;
+  // New blocks go in one table statement, in render order, before anything names them: a
+  // statement per block re-adds the table each time, which the kernel took 8 s for at 2,000
+  // networks and policies added to 5,000.
+  std::string elementsOut, made, adds, flushGone, deleteChains, deleteSets;
 };
 
 bool tableDelta(std::string_view family, const std::vector<NftBlock>& before,
@@ -713,7 +716,7 @@ bool tableDelta(std::string_view family, const std::vector<NftBlock>& before,
     NftPart part{std::string(family), block.kind, block.name};
     auto it = old.find(blockKey(block));
     if (it == old.end()) {
-      out.adds += "table " + table + " {\n" + block.text() + "}\n";
+      out.made += block.text();
     } else if (*it->second == block) {
       old.erase(it);
       continue;
@@ -831,9 +834,15 @@ std::optional<NftDelta> nftDelta(const NftRender& before, const NftRender& after
       !tableDelta(kNftBridgeFamily, before.bridge, after.bridge, bridge, delta)) {
     return std::nullopt;
   }
-  delta.commands = inet.elementsOut + bridge.elementsOut + inet.adds + bridge.adds +
-                   inet.flushGone + bridge.flushGone + inet.deleteChains + bridge.deleteChains +
-                   inet.deleteSets + bridge.deleteSets;
+  auto made = [](std::string_view family, const TableDelta& d) {
+    return d.made.empty() ? std::string()
+                          : "table " + std::string(family) + " " + std::string(kNftTable) + " {\n" +
+                                d.made + "}\n";
+  };
+  delta.commands = inet.elementsOut + bridge.elementsOut + made(kNftFamily, inet) +
+                   made(kNftBridgeFamily, bridge) + inet.adds + bridge.adds + inet.flushGone +
+                   bridge.flushGone + inet.deleteChains + bridge.deleteChains + inet.deleteSets +
+                   bridge.deleteSets;
   return delta;
 }
 

@@ -88,8 +88,7 @@ TEST(NftDeltaTest, ANewNetworkAddsItsChainsAndMapElementsAfterThem) {
   auto delta = nftDelta(renderNftBlocks(before), renderNftBlocks(after));
   ASSERT_TRUE(delta.has_value());
   EXPECT_EQ(delta->commands,
-            "table inet hyper {\n\tchain net-ops-egress {\n\t}\n}\n"
-            "table inet hyper {\n\tchain net-ops-ingress {\n\t}\n}\n"
+            "table inet hyper {\n\tchain net-ops-egress {\n\t}\n\tchain net-ops-ingress {\n\t}\n}\n"
             "add element inet hyper egress-nets { \"hb-ops\" : jump net-ops-egress }\n"
             "add element inet hyper ingress-nets { \"hb-ops\" : jump net-ops-ingress }\n");
   EXPECT_TRUE(has(delta->relist, "net-ops-egress"));
