@@ -126,6 +126,14 @@ Result<bool> readIpForward() {
   return value == "1";
 }
 
+Status enableIpForward();
+
+// Never switched back off: other things in the namespace may rely on forwarding. Every network
+// needs it: its VMs reach each other through the host.
+Status enableIpForwardFor(const NftModel& model) {
+  return model.networks.empty() ? Status::ok() : enableIpForward();
+}
+
 Status enableIpForward() {
   std::ofstream out(kIpForwardPath);
   out << "1\n";
@@ -686,7 +694,11 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    model_ = std::move(model);
+    // The same model as the tables were last written from stays that (most observes).
+    if (!(model == model_)) {
+      model_ = std::move(model);
+      modelWritten_ = false;
+    }
     modelLoaded_ = true;
   }
 
@@ -943,6 +955,7 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
     }
     if (rewrite) {
       model_ = std::move(*before);
+      modelWritten_ = false;
       writeTablesLocked(steps);
       if (anyLeft()) {
         dump = nftTables(lastDelta_ ? &*lastDelta_ : nullptr);
@@ -1163,9 +1176,28 @@ void NetProvider::writeTablesLocked(std::vector<Step>& steps) {
   if (going > 1) {
     before = model_;
   }
+  // Only bridges changed (an MTU, a gateway): the tables render the same, and need not be
+  // rendered at all while they hold what they were last written from.
+  bool sameTables =
+      modelWritten_ && std::all_of(steps.begin(), steps.end(), [&](const Step& step) {
+        if (step.failed()) {
+          return true;
+        }
+        if (step.id.kind != "Network" || step.isDelete) {
+          return false;
+        }
+        auto old = model_.networks.find(step.id.name);
+        if (old == model_.networks.end() || old->second.bridge != step.network->bridge ||
+            !(old->second.cidr == step.network->cidr) || old->second.nat != step.network->nat) {
+          return false;
+        }
+        auto ports = model_.ports.find(step.id.name);
+        return (ports == model_.ports.end() ? std::vector<TapBinding>{} : ports->second) ==
+               portsIn(step.req->action->privateData);
+      });
   // What the tables were written from, when they may still hold it (writeTableLocked checks).
   std::optional<NftRender> rendered;
-  if (written_) {
+  if (written_ && !sameTables) {
     rendered = renderTables(model_);
   }
   for (const Step& step : steps) {
@@ -1173,7 +1205,7 @@ void NetProvider::writeTablesLocked(std::vector<Step>& steps) {
       put(step);
     }
   }
-  Status written = writeTableLocked(rendered ? &*rendered : nullptr);
+  Status written = writeTableLocked(rendered ? &*rendered : nullptr, sameTables);
   if (written.isOk()) {
     return;
   }
@@ -1186,6 +1218,7 @@ void NetProvider::writeTablesLocked(std::vector<Step>& steps) {
     return;
   }
   model_ = std::move(*before);
+  modelWritten_ = false;
   std::set<ObjectId> failedIds;
   for (Step& step : steps) {
     failIfDependencyFailed(step, failedIds);  // a policy whose Network failed alone just now
@@ -1194,20 +1227,25 @@ void NetProvider::writeTablesLocked(std::vector<Step>& steps) {
     }
     NftModel kept = model_;  // the failing write changed nothing: neither may the model
     put(step);
-    if (Status alone = writeTableLocked(nullptr); !alone.isOk()) {
+    if (Status alone = writeTableLocked(nullptr, false); !alone.isOk()) {
       model_ = std::move(kept);
+      modelWritten_ = false;
       fail(*step.resp, step.id, alone);
       failedIds.insert(step.id);
     }
   }
 }
 
-Status NetProvider::writeTableLocked(const NftRender* before) {
+Status NetProvider::writeTableLocked(const NftRender* before, bool sameTables) {
   std::string table = "table " + std::string(kNftFamily) + " " + std::string(kNftTable);
   lastDelta_.reset();
+  auto from = host::nftGeneration();
+  if (sameTables && written_ && from.isOk() && *from == written_->generation) {
+    return enableIpForwardFor(model_);
+  }
+  modelWritten_ = false;
   NftRender after = renderTables(model_);
   std::string digest = nftRenderDigest(after);
-  auto from = host::nftGeneration();
   std::optional<NftDelta> delta;
   if (before && written_ && from.isOk() && *from == written_->generation &&
       nftRenderDigest(*before) == written_->digest) {
@@ -1234,12 +1272,8 @@ Status NetProvider::writeTableLocked(const NftRender* before) {
       }
     }
   }
-  // Never switched back off: other things in the namespace may rely on forwarding. Every
-  // network needs it: its VMs reach each other through the host.
-  if (!model_.networks.empty()) {
-    HYPER_RETURN_IF_ERROR(enableIpForward());
-  }
-  return Status::ok();
+  modelWritten_ = written_.has_value();
+  return enableIpForwardFor(model_);
 }
 
 }  // namespace hyper::providers::net

@@ -125,8 +125,10 @@ class NetProvider : public Provider {
   // Renders the model into the tables (and ip_forward on). With `before`, the render of the model
   // the previous write was made from, and while nothing but hyper's previous write committed
   // in the namespace since (written_), only the difference is written (nftDelta), and nothing
-  // when the tables stay as they are; else the tables are replaced whole. Call with mu_ held.
-  Status writeTableLocked(const NftRender* before);
+  // when the tables stay as they are; else the tables are replaced whole. `sameTables`: the
+  // model changed only in what the tables do not show, from the one they were last written from
+  // (modelWritten_): nothing is rendered while nothing else committed since. Call with mu_ held.
+  Status writeTableLocked(const NftRender* before, bool sameTables);
 
   // What hyper's last write left in the kernel, when it was the only commit between the two
   // readings of the generation around it: the render's digest and the generation after it.
@@ -157,7 +159,9 @@ class NetProvider : public Provider {
   std::mutex nftCacheMu_;  // guards the two below
   std::optional<host::NftGeneration> nftCacheGeneration_;
   std::shared_ptr<const NftTableDump> nftCache_;
-  std::optional<Written> written_;       // guarded by mu_
+  std::optional<Written> written_;  // guarded by mu_
+  // The tables were last written from model_ as it is (written_ holds then); guarded by mu_.
+  bool modelWritten_ = false;
   std::optional<DeltaWrite> lastDelta_;  // the last write, when a delta; guarded by mu_
   std::atomic<size_t> nftListings_{0};
   std::atomic<size_t> nftPartialListings_{0};

@@ -47,6 +47,7 @@ struct NftModel {
   std::map<std::string, std::vector<TapBinding>> ports;
 
   bool empty() const { return networks.empty() && policies.empty(); }
+  bool operator==(const NftModel&) const = default;
   bool anyNat() const;
 };
 

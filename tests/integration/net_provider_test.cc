@@ -597,6 +597,23 @@ TEST_F(NetProviderIntegrationTest, AChangeWritesOnlyWhatItChangesAndListsOnlyTha
   EXPECT_TRUE(plan({&mtu, &web2}).actions.empty());
 }
 
+TEST_F(NetProviderIntegrationTest, ANetworksRepairWritesTheTablesThoughItsSpecIsTheSame) {
+  // The one action is the Network's, whose spec the tables render the same as before: what
+  // tells that they must be written is that someone else committed since hyper's last write.
+  Object lab = makeObject("Network", "lab", kLab);
+  converge({&lab});
+  size_t replaces = provider_.nftReplaces();
+  ASSERT_TRUE(run({"nft", "flush", "table", "inet", "hyper"}).isOk());
+  Planned p = plan({&lab});
+  ASSERT_EQ(p.actions.size(), 1u) << p.describe();
+  EXPECT_TRUE(p.actions[0].drift);
+  ASSERT_TRUE(apply(p, {&lab}).isOk());
+  EXPECT_EQ(provider_.nftReplaces(), replaces + 1);
+  EXPECT_NE(run({"nft", "list", "chain", "inet", "hyper", "nat-postrouting"})->find("masquerade"),
+            std::string::npos);
+  EXPECT_TRUE(plan({&lab}).actions.empty());
+}
+
 TEST_F(NetProviderIntegrationTest, GuardChangedByHandIsDriftOfTheNetwork) {
   Object lab = makeObject("Network", "lab", kLab);
   converge({&lab});
