@@ -35,8 +35,8 @@ inline std::string subnet(int i) {
 
 // N Networks and N NetworkPolicies in one file: cidr 10.(100+i/250).(i%250).0/24, `nat: true`
 // on every tenth, an egress allowlist of two rules each; network `changed` (or none: -1) has
-// mtu 1400.
-inline std::string networksAndPolicies(int n, int changed = -1) {
+// mtu 1400, and the policy of network `changedPolicy` allows port 8443 instead of 443.
+inline std::string networksAndPolicies(int n, int changed = -1, int changedPolicy = -1) {
   std::string out;
   out.reserve(static_cast<size_t>(n) * 600);
   for (int i = 0; i < n; ++i) {
@@ -47,7 +47,9 @@ inline std::string networksAndPolicies(int n, int changed = -1) {
     out += "---\napiVersion: hyper.dev/v1alpha1\nkind: NetworkPolicy\nmetadata: {name: " + name +
            "-egress}\nspec:\n  network: " + name +
            "\n  egress:\n    mode: allowlist\n    allow:\n"
-           "      - {cidr: 203.0.113.0/24, ports: [443], protocol: tcp}\n"
+           "      - {cidr: 203.0.113.0/24, ports: [" +
+           (i == changedPolicy ? "8443" : "443") +
+           "], protocol: tcp}\n"
            "      - {cidr: 192.0.2.53, ports: [53], protocol: udp}\n"
            "  ingress: {mode: any}\n";
   }

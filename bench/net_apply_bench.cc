@@ -23,7 +23,8 @@
 // last full observe, without asking the providers), a full observe + plan with nothing to do
 // (POST /v1/reconcile, what the drift check does), its memory per object (RSS against a hyperd
 // with one network), push to converged with the real provider (a commit changing one Network's
-// MTU, reconciled at once, with its breakdown) and its CPU when idle at the default intervals
+// MTU, then commits changing one NetworkPolicy's rule, each reconciled at once, with its
+// breakdown) and its CPU when idle at the default intervals
 // (--idle-seconds, default 120).
 //
 // It prints figures and informational targets (issue 17: the first apply within 1.5 x the floor,
@@ -47,6 +48,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -631,6 +633,10 @@ bool makeRepo(const std::string& dir, int n) {
   return true;
 }
 
+struct PushFigures {
+  double ms = 0, fetchMs = 0, loadMs = 0, planMs = 0, applyMs = 0, restMs = 0;
+};
+
 struct HyperdFigures {
   int n = 0;
   double firstApplySeconds = 0;  // hyperd's own figure for its first reconcile
@@ -640,10 +646,10 @@ struct HyperdFigures {
   double pollCpuPercent = 0;  // CPU at --interval 1s, nothing new
   double fullMs = 0;          // POST /v1/reconcile: a full observe and plan, nothing to do
   double fullPlanMs = 0;
-  // A commit changing one Network's MTU, reconciled at once (POST /v1/reconcile: a fetch, a
-  // load, a full observe, the one action): medians of kPushRounds.
-  double pushMs = 0, pushFetchMs = 0, pushLoadMs = 0, pushPlanMs = 0, pushApplyMs = 0,
-         pushRestMs = 0;
+  // A commit changing one Network's MTU, and one changing a NetworkPolicy's rule, each
+  // reconciled at once (POST /v1/reconcile: a fetch, a load, a full observe, the one action):
+  // medians of kPushRounds.
+  PushFigures mtuPush, rulePush;
   double idleCpuPercent = 0;
   double idleSeconds = 0;
   double rssBytes = 0;
@@ -729,46 +735,56 @@ bool measureHyperd(int n, const std::string& hyperd, int idleSeconds, HyperdFigu
   if (!d.start("1h", "1h", seconds)) {
     return false;
   }
-  std::vector<double> push, fetch, load, pushPlan, apply, rest;
-  for (int r = 0; r < kPushRounds && !gInterrupted; ++r) {
-    const std::string env = big + "/env";
-    std::vector<std::string> commit = {"git",
-                                       "-C",
-                                       env,
-                                       "-c",
-                                       "user.name=bench",
-                                       "-c",
-                                       "user.email=bench@localhost",
-                                       "commit",
-                                       "-qam",
-                                       "round " + std::to_string(r)};
-    if (!writeFile(env + "/networks.yaml", networksAndPolicies(n, r % 2 == 0 ? 0 : -1))) {
-      return false;
+  // Each round a commit that changes one object and back; `file(r)` is the manifest of round r.
+  auto pushRounds = [&](const std::function<std::string(int)>& file, PushFigures& f) {
+    std::vector<double> push, fetch, load, pushPlan, apply, rest;
+    for (int r = 0; r < kPushRounds && !gInterrupted; ++r) {
+      const std::string env = big + "/env";
+      std::vector<std::string> commit = {"git",
+                                         "-C",
+                                         env,
+                                         "-c",
+                                         "user.name=bench",
+                                         "-c",
+                                         "user.email=bench@localhost",
+                                         "commit",
+                                         "-qam",
+                                         "round " + std::to_string(r)};
+      if (!writeFile(env + "/networks.yaml", file(r))) {
+        return false;
+      }
+      if (Run c = run(commit); c.code != 0) {
+        return failed(commit, c);
+      }
+      Json summary = Json::parse(d.call("POST", "/v1/reconcile?wait=1800"), nullptr, false);
+      if (!summary.is_object() || !summary.value("sourceChanged", false) ||
+          summary.value("planned", -1) != 1 || summary.value("succeeded", -1) != 1) {
+        std::fprintf(stderr, "FAIL: a push of one change did not apply one action: %s\n",
+                     summary.dump().c_str());
+        return false;
+      }
+      push.push_back(summary.value("seconds", 0.0) * 1000);
+      fetch.push_back(summary.value("fetchSeconds", 0.0) * 1000);
+      load.push_back(summary.value("loadSeconds", 0.0) * 1000);
+      pushPlan.push_back(summary.value("planSeconds", 0.0) * 1000);
+      apply.push_back(summary.value("applySeconds", 0.0) * 1000);
+      rest.push_back(push.back() - fetch.back() - load.back() - pushPlan.back() - apply.back());
     }
-    if (Run c = run(commit); c.code != 0) {
-      return failed(commit, c);
-    }
-    Json summary = Json::parse(d.call("POST", "/v1/reconcile?wait=1800"), nullptr, false);
-    if (!summary.is_object() || !summary.value("sourceChanged", false) ||
-        summary.value("planned", -1) != 1 || summary.value("succeeded", -1) != 1) {
-      std::fprintf(stderr, "FAIL: a push of one change did not apply one action: %s\n",
-                   summary.dump().c_str());
-      return false;
-    }
-    push.push_back(summary.value("seconds", 0.0) * 1000);
-    fetch.push_back(summary.value("fetchSeconds", 0.0) * 1000);
-    load.push_back(summary.value("loadSeconds", 0.0) * 1000);
-    pushPlan.push_back(summary.value("planSeconds", 0.0) * 1000);
-    apply.push_back(summary.value("applySeconds", 0.0) * 1000);
-    rest.push_back(push.back() - fetch.back() - load.back() - pushPlan.back() - apply.back());
+    f = {median(push), median(fetch), median(load), median(pushPlan), median(apply), median(rest)};
+    return true;
+  };
+  // An MTU (the bridge only), then a policy's rule (its chain in the tables, written as a
+  // delta and listed back in part).
+  if (!pushRounds([&](int r) { return networksAndPolicies(n, r % 2 == 0 ? 0 : -1); }, h.mtuPush) ||
+      !pushRounds(
+          [&](int r) {
+            // Network 0 as the last MTU round left it.
+            return networksAndPolicies(n, (kPushRounds - 1) % 2 == 0 ? 0 : -1, r % 2 == 0 ? 1 : -1);
+          },
+          h.rulePush)) {
+    return false;
   }
   d.stop();
-  h.pushMs = median(push);
-  h.pushFetchMs = median(fetch);
-  h.pushLoadMs = median(load);
-  h.pushPlanMs = median(pushPlan);
-  h.pushApplyMs = median(apply);
-  h.pushRestMs = median(rest);
 
   // Idle at the default intervals: its start (a full observe) is left out of the window.
   if (idleSeconds > 0) {
@@ -800,12 +816,16 @@ void printHyperd(const HyperdFigures& h) {
       "and every poll's before issue 17): %.0f ms (observe + plan %.0f ms), median of 3\n",
       h.n, h.n, objects, h.firstApplySeconds, h.quietMs, h.quietPolls, h.fromCache, kTargetQuietMs,
       h.quietMs < kTargetQuietMs ? "PASS" : "MISS", h.pollCpuPercent, h.fullMs, h.fullPlanMs);
-  std::printf(
-      "  push -> converged, one Network's MTU (a commit, POST /v1/reconcile): %.0f ms, median of "
-      "%d (target < %.0f ms at 10k objects: %s), each part's median: fetch %.1f, load + validate "
-      "%.1f, observe + plan %.1f, apply %.1f, the rest %.1f ms\n",
-      h.pushMs, kPushRounds, kTargetPushMs, h.pushMs < kTargetPushMs ? "PASS" : "MISS",
-      h.pushFetchMs, h.pushLoadMs, h.pushPlanMs, h.pushApplyMs, h.pushRestMs);
+  for (const auto& [what, f] :
+       {std::pair<const char*, const PushFigures&>{"one Network's MTU", h.mtuPush},
+        {"one NetworkPolicy's rule", h.rulePush}}) {
+    std::printf(
+        "  push -> converged, %s (a commit, POST /v1/reconcile): %.0f ms, median of %d (target "
+        "< %.0f ms at 10k objects: %s), each part's median: fetch %.1f, load + validate %.1f, "
+        "observe + plan %.1f, apply %.1f, the rest %.1f ms\n",
+        what, f.ms, kPushRounds, kTargetPushMs, f.ms < kTargetPushMs ? "PASS" : "MISS", f.fetchMs,
+        f.loadMs, f.planMs, f.applyMs, f.restMs);
+  }
   if (h.idleSeconds > 0) {
     std::printf(
         "  idle CPU at --interval 30s --drift-interval 60s: %.2f %% of one core over %.0f s "
