@@ -1195,17 +1195,29 @@ void NetProvider::writeTablesLocked(std::vector<Step>& steps) {
         return (ports == model_.ports.end() ? std::vector<TapBinding>{} : ports->second) ==
                portsIn(step.req->action->privateData);
       });
-  // What the tables were written from, when they may still hold it (writeTableLocked checks).
+  // The parts of the tables these steps can change, as the tables hold them when they were last
+  // written from the model as it is (writeTableLocked checks that nothing else committed since).
+  NftScope scope;
+  for (const Step& step : steps) {
+    if (step.failed()) {
+      continue;
+    }
+    if (step.id.kind == "Network") {
+      scope.addNetwork(step.id.name);
+    } else {
+      scope.addPolicy(step.id.name, model_, step.policy ? &step.policy->network : nullptr);
+    }
+  }
   std::optional<NftRender> rendered;
-  if (written_ && !sameTables) {
-    rendered = renderTables(model_);
+  if (written_ && modelWritten_ && !sameTables && !model_.empty()) {
+    rendered = renderNftBlocks(model_, scope);
   }
   for (const Step& step : steps) {
     if (!step.failed()) {
       put(step);
     }
   }
-  Status written = writeTableLocked(rendered ? &*rendered : nullptr, sameTables);
+  Status written = writeTableLocked(rendered ? &*rendered : nullptr, &scope, sameTables);
   if (written.isOk()) {
     return;
   }
@@ -1227,7 +1239,7 @@ void NetProvider::writeTablesLocked(std::vector<Step>& steps) {
     }
     NftModel kept = model_;  // the failing write changed nothing: neither may the model
     put(step);
-    if (Status alone = writeTableLocked(nullptr, false); !alone.isOk()) {
+    if (Status alone = writeTableLocked(nullptr, nullptr, false); !alone.isOk()) {
       model_ = std::move(kept);
       modelWritten_ = false;
       fail(*step.resp, step.id, alone);
@@ -1236,36 +1248,33 @@ void NetProvider::writeTablesLocked(std::vector<Step>& steps) {
   }
 }
 
-Status NetProvider::writeTableLocked(const NftRender* before, bool sameTables) {
+Status NetProvider::writeTableLocked(const NftRender* before, const NftScope* scope,
+                                     bool sameTables) {
   std::string table = "table " + std::string(kNftFamily) + " " + std::string(kNftTable);
   lastDelta_.reset();
   auto from = host::nftGeneration();
-  if (sameTables && written_ && from.isOk() && *from == written_->generation) {
+  const bool untouched = written_ && from.isOk() && *from == written_->generation;
+  if (sameTables && untouched) {
     return enableIpForwardFor(model_);
   }
   modelWritten_ = false;
-  NftRender after = renderTables(model_);
-  std::string digest = nftRenderDigest(after);
   std::optional<NftDelta> delta;
-  if (before && written_ && from.isOk() && *from == written_->generation &&
-      nftRenderDigest(*before) == written_->digest) {
-    delta = nftDelta(*before, after);
+  if (before && scope && untouched && !model_.empty()) {
+    delta = nftDelta(*before, renderNftBlocks(model_, *scope), /*tablesStay=*/true);
   }
-  if (delta && delta->commands.empty()) {
-    written_->digest = std::move(digest);  // the same tables
-  } else {
+  if (!delta || !delta->commands.empty()) {
     written_.reset();
     // A delta the kernel refuses (a part someone deleted in between) is not the step's error:
     // the replace's is, and the replace writes what the delta would have.
     bool wroteDelta = delta && host::nftApply(delta->commands).isOk();
     if (!wroteDelta) {
-      HYPER_RETURN_IF_ERROR(host::nftApply(renderNftReplace(after, model_.empty()))
+      HYPER_RETURN_IF_ERROR(host::nftApply(renderNftReplace(renderTables(model_), model_.empty()))
                                 .withContext("replace nftables " + table));
     }
     ++(wroteDelta ? nftDeltaWrites_ : nftReplaces_);
     auto to = host::nftGeneration();
     if (from.isOk() && to.isOk() && to->netns == from->netns && to->id == from->id + 1) {
-      written_ = Written{std::move(digest), *to};
+      written_ = Written{*to};
       if (wroteDelta) {
         std::string().swap(delta->commands);
         lastDelta_ = DeltaWrite{*from, *to, std::move(*delta)};

@@ -122,18 +122,17 @@ class NetProvider : public Provider {
   // Puts the steps still going into the model and writes the tables (see applyBatch). Call with
   // mu_ held.
   void writeTablesLocked(std::vector<Step>& steps);
-  // Renders the model into the tables (and ip_forward on). With `before`, the render of the model
-  // the previous write was made from, and while nothing but hyper's previous write committed
-  // in the namespace since (written_), only the difference is written (nftDelta), and nothing
-  // when the tables stay as they are; else the tables are replaced whole. `sameTables`: the
-  // model changed only in what the tables do not show, from the one they were last written from
-  // (modelWritten_): nothing is rendered while nothing else committed since. Call with mu_ held.
-  Status writeTableLocked(const NftRender* before, bool sameTables);
+  // Renders the model into the tables (and ip_forward on). With `before`, the `scope` of the
+  // model the tables were last written from (modelWritten_), and while nothing else committed in
+  // the namespace since hyper's last write (written_), only the difference within the scope is
+  // written (nftDelta), and nothing when the scope renders the same; else the tables are
+  // replaced whole. `sameTables`: the model changed only in what the tables do not show: nothing
+  // is rendered while nothing else committed since. Call with mu_ held.
+  Status writeTableLocked(const NftRender* before, const NftScope* scope, bool sameTables);
 
-  // What hyper's last write left in the kernel, when it was the only commit between the two
-  // readings of the generation around it: the render's digest and the generation after it.
+  // The generation after hyper's last write, when that write was the only commit between the two
+  // readings of the generation around it: the kernel holds what it wrote while it stays.
   struct Written {
-    std::string digest;
     host::NftGeneration generation;
   };
   // A write by delta: the generations before and after it, and what it changed.

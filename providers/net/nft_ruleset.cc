@@ -426,10 +426,14 @@ std::string printNftTable(std::string_view family, const std::vector<NftBlock>& 
   return out + "}\n";
 }
 
-std::vector<NftBlock> renderNftTableBlocks(const NftModel& model) {
+// The whole table, or with `scope` only its parts.
+std::vector<NftBlock> renderNftTableBlocks(const NftModel& model, const NftScope* scope) {
+  auto policyIn = [&](const std::string& name) {
+    return !scope || scope->policies.count(name) > 0;
+  };
   std::vector<NftBlock> out;
   for (const auto& [name, p] : model.policies) {
-    if (p.matchLabels) {
+    if (p.matchLabels && policyIn(name)) {
       // The VMs the selector selects; none selected is an empty set (the policy matches nothing).
       NftBlock set{NftBlock::Kind::Set,
                    policySelectorSetName(name),
@@ -443,48 +447,61 @@ std::vector<NftBlock> renderNftTableBlocks(const NftModel& model) {
   }
   // Chains before what jumps to them: policies', then networks', then the maps and base chains.
   for (const auto& [name, p] : model.policies) {
-    out.push_back(renderPolicyChain(p, Direction::Egress));
-    out.push_back(renderPolicyChain(p, Direction::Ingress));
+    if (policyIn(name)) {
+      out.push_back(renderPolicyChain(p, Direction::Egress));
+      out.push_back(renderPolicyChain(p, Direction::Ingress));
+    }
   }
   // A policy whose network hyper does not manage (yet) selects nothing: it has no chain to be in.
   std::map<std::string, std::vector<const PolicySpec*>> byNetwork;
   for (const auto& [name, p] : model.policies) {
-    if (model.networks.count(p.network)) {
+    if (model.networks.count(p.network) && (!scope || scope->networkChains.count(p.network))) {
       byNetwork[p.network].push_back(&p);
     }
   }
   static const std::vector<const PolicySpec*> kNone;
   for (const auto& [name, n] : model.networks) {
+    if (scope && !scope->networkChains.count(name)) {
+      continue;
+    }
     auto it = byNetwork.find(name);
     const auto& policies = it == byNetwork.end() ? kNone : it->second;
     out.push_back(renderNetworkChain(name, policies, Direction::Egress));
     out.push_back(renderNetworkChain(name, policies, Direction::Ingress));
   }
-  out.push_back(renderNetworkMap(model, Direction::Egress));
-  out.push_back(renderNetworkMap(model, Direction::Ingress));
-  // Ingress-forward runs after egress-forward on the same hook, so a packet between two networks
-  // must pass both the sender's egress and the receiver's ingress.
-  out.push_back(renderBaseChain(kEgressForward, "forward", "filter", Direction::Egress));
-  out.push_back(renderBaseChain(kEgressInput, "input", "filter", Direction::Egress));
-  out.push_back(renderBaseChain(kIngressForward, "forward", "filter + 10", Direction::Ingress));
-  out.push_back(renderBaseChain(kIngressOutput, "output", "filter", Direction::Ingress));
-
-  NftBlock nat{NftBlock::Kind::Chain,
-               std::string(kNatPostrouting),
-               "\t\ttype nat hook postrouting priority srcnat; policy accept;\n",
-               {}};
-  for (const auto& [name, n] : model.networks) {
-    if (n.nat) {
-      std::string cidr = n.cidr.str();
-      nat.items.push_back("ip saddr " + cidr + " ip daddr != " + cidr + " masquerade" +
-                          comment("Network", name));
-    }
+  if (!scope || scope->shared) {
+    out.push_back(renderNetworkMap(model, Direction::Egress));
+    out.push_back(renderNetworkMap(model, Direction::Ingress));
   }
-  out.push_back(std::move(nat));
+  if (!scope) {
+    // Ingress-forward runs after egress-forward on the same hook, so a packet between two
+    // networks must pass both the sender's egress and the receiver's ingress.
+    out.push_back(renderBaseChain(kEgressForward, "forward", "filter", Direction::Egress));
+    out.push_back(renderBaseChain(kEgressInput, "input", "filter", Direction::Egress));
+    out.push_back(renderBaseChain(kIngressForward, "forward", "filter + 10", Direction::Ingress));
+    out.push_back(renderBaseChain(kIngressOutput, "output", "filter", Direction::Ingress));
+  }
+  if (!scope || scope->shared) {
+    NftBlock nat{NftBlock::Kind::Chain,
+                 std::string(kNatPostrouting),
+                 "\t\ttype nat hook postrouting priority srcnat; policy accept;\n",
+                 {}};
+    for (const auto& [name, n] : model.networks) {
+      if (n.nat) {
+        std::string cidr = n.cidr.str();
+        nat.items.push_back("ip saddr " + cidr + " ip daddr != " + cidr + " masquerade" +
+                            comment("Network", name));
+      }
+    }
+    out.push_back(std::move(nat));
+  }
   return out;
 }
 
-std::vector<NftBlock> renderNftBridgeTableBlocks(const NftModel& model) {
+std::vector<NftBlock> renderNftBridgeTableBlocks(const NftModel& model, const NftScope* scope) {
+  if (scope && !scope->shared) {
+    return {};
+  }
   // Every managed network's taps, in network order; a tap named twice (which placement never
   // does) is guarded once, as its first network binds it.
   std::vector<TapBinding> ports;
@@ -507,6 +524,9 @@ std::vector<NftBlock> renderNftBridgeTableBlocks(const NftModel& model) {
                  elements(ports, &TapBinding::mac)});
   out.push_back({NftBlock::Kind::Set, addrs, "\t\ttype ifname . ipv4_addr\n",
                  elements(ports, &TapBinding::ip)});
+  if (scope) {
+    return out;
+  }
   const std::string from = "iifname @" + taps + " ";
   out.push_back({NftBlock::Kind::Chain,
                  std::string(kGuardChain),
@@ -522,15 +542,35 @@ std::vector<NftBlock> renderNftBridgeTableBlocks(const NftModel& model) {
 }
 
 NftRender renderNftBlocks(const NftModel& model) {
-  return {renderNftTableBlocks(model), renderNftBridgeTableBlocks(model)};
+  return {renderNftTableBlocks(model, nullptr), renderNftBridgeTableBlocks(model, nullptr)};
+}
+
+NftRender renderNftBlocks(const NftModel& model, const NftScope& scope) {
+  return {renderNftTableBlocks(model, &scope), renderNftBridgeTableBlocks(model, &scope)};
+}
+
+void NftScope::addNetwork(const std::string& name) {
+  networkChains.insert(name);
+  shared = true;
+}
+
+void NftScope::addPolicy(const std::string& name, const NftModel& model,
+                         const std::string* network) {
+  policies.insert(name);
+  if (auto it = model.policies.find(name); it != model.policies.end()) {
+    networkChains.insert(it->second.network);
+  }
+  if (network) {
+    networkChains.insert(*network);
+  }
 }
 
 std::string renderNftTable(const NftModel& model) {
-  return printNftTable(kNftFamily, renderNftTableBlocks(model));
+  return printNftTable(kNftFamily, renderNftTableBlocks(model, nullptr));
 }
 
 std::string renderNftBridgeTable(const NftModel& model) {
-  return printNftTable(kNftBridgeFamily, renderNftBridgeTableBlocks(model));
+  return printNftTable(kNftBridgeFamily, renderNftBridgeTableBlocks(model, nullptr));
 }
 
 std::string renderNftReplace(const NftRender& render, bool empty) {
@@ -702,8 +742,9 @@ struct TableDelta {
 };
 
 bool tableDelta(std::string_view family, const std::vector<NftBlock>& before,
-                const std::vector<NftBlock>& after, TableDelta& out, NftDelta& delta) {
-  if (before.empty() != after.empty()) {
+                const std::vector<NftBlock>& after, bool tablesStay, TableDelta& out,
+                NftDelta& delta) {
+  if (!tablesStay && before.empty() != after.empty()) {
     return false;
   }
   const std::string table = std::string(family) + " " + std::string(kNftTable);
@@ -827,11 +868,11 @@ bool tableDelta(std::string_view family, const std::vector<NftBlock>& before,
 
 }  // namespace
 
-std::optional<NftDelta> nftDelta(const NftRender& before, const NftRender& after) {
+std::optional<NftDelta> nftDelta(const NftRender& before, const NftRender& after, bool tablesStay) {
   NftDelta delta;
   TableDelta inet, bridge;
-  if (!tableDelta(kNftFamily, before.inet, after.inet, inet, delta) ||
-      !tableDelta(kNftBridgeFamily, before.bridge, after.bridge, bridge, delta)) {
+  if (!tableDelta(kNftFamily, before.inet, after.inet, tablesStay, inet, delta) ||
+      !tableDelta(kNftBridgeFamily, before.bridge, after.bridge, tablesStay, bridge, delta)) {
     return std::nullopt;
   }
   auto made = [](std::string_view family, const TableDelta& d) {
@@ -844,24 +885,6 @@ std::optional<NftDelta> nftDelta(const NftRender& before, const NftRender& after
                    bridge.flushGone + inet.deleteChains + bridge.deleteChains + inet.deleteSets +
                    bridge.deleteSets;
   return delta;
-}
-
-std::string nftRenderDigest(const NftRender& render) {
-  Sha256 sha;
-  for (const auto* blocks : {&render.inet, &render.bridge}) {
-    sha.update("table\n");
-    for (const NftBlock& block : *blocks) {
-      sha.update(keyword(block.kind));
-      sha.update(" " + block.name + "\n");
-      sha.update(block.head);
-      for (const auto& item : block.items) {
-        sha.update(item);
-        sha.update("\n");
-      }
-      sha.update("}\n");
-    }
-  }
-  return sha.hex();
 }
 
 NftTableDump NftTableDump::patched(const NftDelta& delta, NftTableDump listed) const {

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -97,6 +98,22 @@ struct NftRender {
   std::vector<NftBlock> bridge;  // table bridge hyper
 };
 NftRender renderNftBlocks(const NftModel& model);
+
+// The parts of the tables that changes to some objects can touch: a write renders only these of
+// the model before and after it (nftDelta of the two). Every rule with an object's comment is in
+// the scope when the object is: a policy's jumps and drops are in its networks' chains, a
+// Network's NAT rule in nat-postrouting (shared).
+struct NftScope {
+  std::set<std::string> policies;       // their selector sets and chains
+  std::set<std::string> networkChains;  // these networks' two chains
+  bool shared = false;                  // the network maps, nat-postrouting and the guard sets
+  void addNetwork(const std::string& name);
+  // A change to policy `name`: its parts, and the chains of its network in `model` (before the
+  // change) and of `network` (after it; null when it is deleted).
+  void addPolicy(const std::string& name, const NftModel& model, const std::string* network);
+};
+// Only the scope's blocks (the base chains and the guard's chain never change).
+NftRender renderNftBlocks(const NftModel& model, const NftScope& scope);
 // "table FAMILY hyper {\n" + the blocks separated by an empty line + "}\n".
 std::string printNftTable(std::string_view family, const std::vector<NftBlock>& blocks);
 
@@ -152,9 +169,10 @@ struct NftDelta {
 };
 // Null when only a replace can do it: a table made or deleted, or a block whose head changed.
 // Pure; valid only while the kernel holds exactly `before` (see NetProvider::writeTableLocked).
-std::optional<NftDelta> nftDelta(const NftRender& before, const NftRender& after);
-// A digest of a render: two renders with the same digest write the same tables.
-std::string nftRenderDigest(const NftRender& render);
+// `tablesStay`: both tables exist before and after (renders of one scope may hold no block of
+// a table that exists).
+std::optional<NftDelta> nftDelta(const NftRender& before, const NftRender& after,
+                                 bool tablesStay = false);
 
 // hyper's tables as `nft -j list ruleset` prints them, with every "handle" removed. Object names
 // are unique across the two tables, so a part is found by name alone.

@@ -1,13 +1,15 @@
 // Tables written by delta (nftDelta) on the real kernel, in a network namespace of the test's
 // own: the kernel takes every delta, the tables then list as a replace of the same model would
 // (the digests every fingerprint is made of), and a dump patched from the parts the delta
-// changed (NftTableDump::patched) equals a full listing.
+// changed (NftTableDump::patched) equals a full listing. The delta of the changed objects' scope
+// alone (what NetProvider renders) is the delta of the whole tables.
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <map>
 #include <random>
+#include <set>
 
 #include "host/nft.h"
 #include "providers/net/net_provider.h"
@@ -45,6 +47,56 @@ std::map<std::string, std::string> digests(const NftTableDump& d) {
   for (const auto& [network, s] : d.mapsDigestByNetwork) {
     out["maps:" + network] = s.str();
   }
+  return out;
+}
+
+// The scope of every object that differs between two models, as NetProvider builds it from its
+// steps.
+NftScope scopeOf(const NftModel& before, const NftModel& after) {
+  NftScope scope;
+  auto ports = [](const NftModel& m, const std::string& name) {
+    auto it = m.ports.find(name);
+    return it == m.ports.end() ? std::vector<TapBinding>{} : it->second;
+  };
+  std::set<std::string> networks;
+  for (const auto* m : {&before, &after}) {
+    for (const auto& [name, spec] : m->networks) {
+      networks.insert(name);
+    }
+  }
+  for (const auto& name : networks) {
+    auto a = before.networks.find(name), b = after.networks.find(name);
+    if (a == before.networks.end() || b == after.networks.end() || !(a->second == b->second) ||
+        ports(before, name) != ports(after, name)) {
+      scope.addNetwork(name);
+    }
+  }
+  std::set<std::string> policies;
+  for (const auto* m : {&before, &after}) {
+    for (const auto& [name, spec] : m->policies) {
+      policies.insert(name);
+    }
+  }
+  for (const auto& name : policies) {
+    auto a = before.policies.find(name), b = after.policies.find(name);
+    auto selected = [&](const NftModel& m) {
+      auto it = m.selected.find(name);
+      return it == m.selected.end() ? std::vector<std::string>{} : it->second;
+    };
+    if (a == before.policies.end() || b == after.policies.end() || !(a->second == b->second) ||
+        selected(before) != selected(after)) {
+      scope.addPolicy(name, before, b == after.policies.end() ? nullptr : &b->second.network);
+    }
+  }
+  return scope;
+}
+
+std::vector<std::string> sorted(const std::vector<NftPart>& parts) {
+  std::vector<std::string> out;
+  for (const auto& p : parts) {
+    out.push_back(p.family + " " + std::to_string(static_cast<int>(p.kind)) + " " + p.name);
+  }
+  std::sort(out.begin(), out.end());
   return out;
 }
 
@@ -185,6 +237,14 @@ void walk(Models& models, int steps, size_t& relisted, size_t& removed, size_t& 
     NftModel next = models.next(model);
     auto delta = nftDelta(renderNftBlocks(model), renderNftBlocks(next));
     ASSERT_TRUE(delta.has_value()) << "step " << step;
+    // What the provider writes: the delta of the changed objects' scope alone is the same.
+    NftScope scope = scopeOf(model, next);
+    auto scoped = nftDelta(renderNftBlocks(model, scope), renderNftBlocks(next, scope), true);
+    ASSERT_TRUE(scoped.has_value()) << "step " << step;
+    ASSERT_EQ(scoped->commands, delta->commands) << "step " << step;
+    ASSERT_EQ(sorted(scoped->relist), sorted(delta->relist)) << "step " << step;
+    ASSERT_EQ(sorted(scoped->gone), sorted(delta->gone)) << "step " << step;
+    ASSERT_EQ(scoped->comments, delta->comments) << "step " << step;
     Status written = host::nftApply(delta->commands);
     ASSERT_TRUE(written.isOk()) << "step " << step << ": " << written.message() << "\n"
                                 << delta->commands;
