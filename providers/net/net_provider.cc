@@ -270,12 +270,26 @@ std::optional<FieldChange> nftLayoutChange(const PlanRequest& req) {
   if (!req.managed || req.managed->fingerprint.empty()) {
     return std::nullopt;
   }
-  FingerprintParts recorded = parseFingerprint(req.managed->fingerprint);
-  if (recorded.empty()) {
+  // As parseFingerprint reads it (the last of a name counts), without making the map: every
+  // object's plan asks.
+  bool anyPart = false;
+  std::optional<std::string_view> layout;
+  std::string_view fingerprint = req.managed->fingerprint;
+  for (size_t start = 0; start < fingerprint.size();) {
+    size_t end = std::min(fingerprint.find(';', start), fingerprint.size());
+    std::string_view item = fingerprint.substr(start, end - start);
+    if (size_t eq = item.rfind('='); eq != std::string_view::npos) {
+      anyPart = true;
+      if (item.substr(0, eq) == kLayoutPart) {
+        layout = item.substr(eq + 1);
+      }
+    }
+    start = end + 1;
+  }
+  if (!anyPart) {
     return std::nullopt;  // not a fingerprint of parts (Inventory::kUnconfirmed)
   }
-  auto it = recorded.find(std::string(kLayoutPart));
-  std::string was = it == recorded.end() ? "1" : it->second;
+  std::string was = layout ? std::string(*layout) : "1";
   if (was == std::to_string(kNftLayout)) {
     return std::nullopt;
   }
@@ -292,6 +306,10 @@ std::string layoutReason(const FieldChange& change) {
 void nftDrift(const PlanRequest& req, bool layoutChanged, std::vector<FieldChange>& changes,
               std::vector<std::string>& why) {
   if (!req.managed || req.managed->fingerprint.empty()) {
+    return;
+  }
+  // Nothing differs (nearly every object of a drift check): no part to compare.
+  if (!layoutChanged && req.observed && req.observed->fingerprint == req.managed->fingerprint) {
     return;
   }
   FingerprintParts recorded = parseFingerprint(req.managed->fingerprint);
@@ -622,6 +640,16 @@ Result<std::shared_ptr<const NftTableDump>> NetProvider::nftTables(const DeltaWr
 }
 
 void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
+  std::map<ObjectId, const ManagedRecord*> managedById;
+  for (const ManagedRecord* r : req.managed) {
+    managedById.emplace(r->id, r);
+  }
+  // A desired object whose spec is its record's very tree (nothing changed since its apply)
+  // parses as the record did: the model's parse is taken rather than parsing it again.
+  auto sharesRecordSpec = [&](const Object& o) {
+    auto record = managedById.find(o.id);
+    return record != managedById.end() && o.spec.sharesWith(record->second->spec);
+  };
   NftModel model;
   for (const ManagedRecord* r : req.managed) {
     if (r->id.kind == "Network") {
@@ -659,6 +687,25 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
                                 spec.status().message()});
     }
   }
+  // The bridge and CIDR each desired Network asks for (its spec unreadable: the derived bridge).
+  struct WantedBridge {
+    std::string bridge;
+    std::optional<Cidr> cidr;
+  };
+  std::map<std::string, WantedBridge> wanted;
+  for (const Object* o : req.desired) {
+    if (o->id.kind != "Network") {
+      continue;
+    }
+    if (auto known = model.networks.find(o->id.name);
+        known != model.networks.end() && sharesRecordSpec(*o)) {
+      wanted[o->id.name] = {known->second.bridge, known->second.cidr};
+    } else if (auto spec = parseNetworkSpec(*o); spec.isOk()) {
+      wanted[o->id.name] = {spec->bridge, spec->cidr};
+    } else {
+      wanted[o->id.name] = {deriveInterfaceName(kBridgePrefix, o->id.name), std::nullopt};
+    }
+  }
   // What each desired policy's selector selects now.
   std::map<std::string, std::vector<std::string>> selection;
   std::map<std::string, std::vector<TapBinding>> ports;
@@ -679,8 +726,16 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
       if (o->id.kind != "NetworkPolicy") {
         continue;
       }
-      auto policy = parsePolicySpec(*o);
-      if (!policy.isOk() || !policy->matchLabels) {
+      std::optional<netmodel::PolicySpec> parsed;
+      const netmodel::PolicySpec* policy = nullptr;
+      if (auto known = model.policies.find(o->id.name);
+          known != model.policies.end() && sharesRecordSpec(*o)) {
+        policy = &known->second;
+      } else if (auto r = parsePolicySpec(*o); r.isOk()) {
+        parsed = std::move(*r);
+        policy = &*parsed;
+      }
+      if (!policy || !policy->matchLabels) {
         continue;
       }
       // Addresses that the bridge guard binds to the selected VMs' taps: a guest cannot send
@@ -722,17 +777,11 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
   // Desired objects are observed as the manifest wants them (the bridge name it asks for); ones
   // only in the inventory as they were applied.
   std::map<ObjectId, ObservedState>& out = resp.observed;
-  std::map<ObjectId, const ManagedRecord*> managedById;
-  for (const ManagedRecord* r : req.managed) {
-    managedById.emplace(r->id, r);
-  }
   for (const Object* o : req.desired) {
     if (o->id.kind == "Network") {
-      auto spec = parseNetworkSpec(*o);
-      std::string bridge =
-          spec.isOk() ? spec->bridge : deriveInterfaceName(kBridgePrefix, o->id.name);
+      const WantedBridge& w = wanted.at(o->id.name);
       auto record = managedById.find(o->id);
-      out[o->id] = observeNetwork(o->id, bridge, spec.isOk() ? &spec->cidr : nullptr, index, *nft,
+      out[o->id] = observeNetwork(o->id, w.bridge, w.cidr ? &*w.cidr : nullptr, index, *nft,
                                   ipForward.isOk() && *ipForward,
                                   record == managedById.end() ? nullptr : record->second);
     } else if (o->id.kind == "NetworkPolicy") {
