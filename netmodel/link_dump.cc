@@ -9,6 +9,8 @@
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -75,6 +77,110 @@ Status dumpRequest(const rtnl::Socket& socket, uint16_t type, uint32_t seq,
   }
 }
 
+// One RTM_NEWLINK message into `link` (and its master's ifindex); returns the link's ifindex, or
+// -1 for anything else.
+int readLink(const nlmsghdr* h, LinkState& link, uint32_t& master) {
+  if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) {
+    return -1;
+  }
+  const auto* info = static_cast<const ifinfomsg*>(NLMSG_DATA(h));
+  link.up = (info->ifi_flags & IFF_UP) != 0;
+  forEachAttr(IFLA_RTA(info), static_cast<int>(IFLA_PAYLOAD(h)), [&](const rtattr* a) {
+    switch (a->rta_type) {
+      case IFLA_IFNAME:
+        link.name = attrString(a);
+        break;
+      case IFLA_IFALIAS:
+        link.alias = attrString(a);
+        break;
+      case IFLA_MTU: {
+        uint32_t mtu = 0;
+        if (attrU32(a, mtu)) {
+          link.mtu = static_cast<int>(mtu);
+        }
+        break;
+      }
+      case IFLA_MASTER:
+        attrU32(a, master);
+        break;
+      case IFLA_LINKINFO: {
+        std::string portKind;
+        const rtattr* portData = nullptr;
+        forEachAttr(RTA_DATA(a), static_cast<int>(RTA_PAYLOAD(a)), [&](const rtattr* i) {
+          if (i->rta_type == IFLA_INFO_KIND) {
+            link.kind = attrString(i);
+          } else if (i->rta_type == IFLA_INFO_SLAVE_KIND) {
+            portKind = attrString(i);
+          } else if ((i->rta_type & NLA_TYPE_MASK) == IFLA_INFO_SLAVE_DATA) {
+            portData = i;
+          }
+        });
+        if (portKind == "bridge" && portData != nullptr) {
+          forEachAttr(
+              RTA_DATA(portData), static_cast<int>(RTA_PAYLOAD(portData)), [&](const rtattr* p) {
+                if ((p->rta_type & NLA_TYPE_MASK) == IFLA_BRPORT_ISOLATED && RTA_PAYLOAD(p) >= 1) {
+                  link.isolated = *static_cast<const uint8_t*>(RTA_DATA(p)) != 0;
+                }
+              });
+        }
+        break;
+      }
+      case IFLA_AF_SPEC:
+        // The IPv4 settings: IFLA_INET_CONF is an array of u32, setting N at index N - 1.
+        forEachAttr(RTA_DATA(a), static_cast<int>(RTA_PAYLOAD(a)), [&](const rtattr* family) {
+          if ((family->rta_type & NLA_TYPE_MASK) != AF_INET) {
+            return;
+          }
+          forEachAttr(
+              RTA_DATA(family), static_cast<int>(RTA_PAYLOAD(family)), [&](const rtattr* c) {
+                constexpr size_t kAt = IPV4_DEVCONF_PROXY_ARP_PVLAN - 1;
+                if ((c->rta_type & NLA_TYPE_MASK) == IFLA_INET_CONF &&
+                    RTA_PAYLOAD(c) >= (kAt + 1) * sizeof(uint32_t)) {
+                  uint32_t value = 0;
+                  std::memcpy(&value,
+                              static_cast<const char*>(RTA_DATA(c)) + kAt * sizeof(uint32_t),
+                              sizeof value);
+                  link.proxyArpPvlan = value != 0;
+                }
+              });
+        });
+        break;
+      default:
+        break;
+    }
+  });
+  return info->ifi_index;
+}
+
+// One RTM_NEWADDR message: its link's ifindex and its IPv4 prefix (ip's "local": IFA_LOCAL, or
+// IFA_ADDRESS when there is none); false for anything else.
+bool readAddress(const nlmsghdr* h, int& ifindex, Cidr& out) {
+  if (h->nlmsg_type != RTM_NEWADDR || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifaddrmsg))) {
+    return false;
+  }
+  const auto* addr = static_cast<const ifaddrmsg*>(NLMSG_DATA(h));
+  if (addr->ifa_family != AF_INET || addr->ifa_prefixlen > 32) {
+    return false;
+  }
+  uint32_t local = 0;
+  uint32_t address = 0;
+  bool hasLocal = false;
+  bool hasAddress = false;
+  forEachAttr(IFA_RTA(addr), static_cast<int>(IFA_PAYLOAD(h)), [&](const rtattr* a) {
+    if (a->rta_type == IFA_LOCAL) {
+      hasLocal = attrU32(a, local);
+    } else if (a->rta_type == IFA_ADDRESS) {
+      hasAddress = attrU32(a, address);
+    }
+  });
+  if (!hasLocal && !hasAddress) {
+    return false;  // as parseLinkTable: an address without `local` is skipped
+  }
+  ifindex = static_cast<int>(addr->ifa_index);
+  out = Cidr{ntohl(hasLocal ? local : address), static_cast<int>(addr->ifa_prefixlen)};
+  return true;
+}
+
 }  // namespace
 
 Result<LinkTable> dumpLinkTable() {
@@ -85,82 +191,13 @@ Result<LinkTable> dumpLinkTable() {
   std::map<int, size_t> byIndex;                // ifindex -> position in table.links
   std::vector<std::pair<size_t, int>> masters;  // (link, master's ifindex)
   HYPER_RETURN_IF_ERROR(dumpRequest(socket, RTM_GETLINK, 1, [&](const nlmsghdr* h) {
-    if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) {
-      return;
-    }
-    const auto* info = static_cast<const ifinfomsg*>(NLMSG_DATA(h));
     LinkState link;
-    link.up = (info->ifi_flags & IFF_UP) != 0;
     uint32_t master = 0;
-    forEachAttr(IFLA_RTA(info), static_cast<int>(IFLA_PAYLOAD(h)), [&](const rtattr* a) {
-      switch (a->rta_type) {
-        case IFLA_IFNAME:
-          link.name = attrString(a);
-          break;
-        case IFLA_IFALIAS:
-          link.alias = attrString(a);
-          break;
-        case IFLA_MTU: {
-          uint32_t mtu = 0;
-          if (attrU32(a, mtu)) {
-            link.mtu = static_cast<int>(mtu);
-          }
-          break;
-        }
-        case IFLA_MASTER:
-          attrU32(a, master);
-          break;
-        case IFLA_LINKINFO: {
-          std::string portKind;
-          const rtattr* portData = nullptr;
-          forEachAttr(RTA_DATA(a), static_cast<int>(RTA_PAYLOAD(a)), [&](const rtattr* i) {
-            if (i->rta_type == IFLA_INFO_KIND) {
-              link.kind = attrString(i);
-            } else if (i->rta_type == IFLA_INFO_SLAVE_KIND) {
-              portKind = attrString(i);
-            } else if ((i->rta_type & NLA_TYPE_MASK) == IFLA_INFO_SLAVE_DATA) {
-              portData = i;
-            }
-          });
-          if (portKind == "bridge" && portData != nullptr) {
-            forEachAttr(RTA_DATA(portData), static_cast<int>(RTA_PAYLOAD(portData)),
-                        [&](const rtattr* p) {
-                          if ((p->rta_type & NLA_TYPE_MASK) == IFLA_BRPORT_ISOLATED &&
-                              RTA_PAYLOAD(p) >= 1) {
-                            link.isolated = *static_cast<const uint8_t*>(RTA_DATA(p)) != 0;
-                          }
-                        });
-          }
-          break;
-        }
-        case IFLA_AF_SPEC:
-          // The IPv4 settings: IFLA_INET_CONF is an array of u32, setting N at index N - 1.
-          forEachAttr(RTA_DATA(a), static_cast<int>(RTA_PAYLOAD(a)), [&](const rtattr* family) {
-            if ((family->rta_type & NLA_TYPE_MASK) != AF_INET) {
-              return;
-            }
-            forEachAttr(
-                RTA_DATA(family), static_cast<int>(RTA_PAYLOAD(family)), [&](const rtattr* c) {
-                  constexpr size_t kAt = IPV4_DEVCONF_PROXY_ARP_PVLAN - 1;
-                  if ((c->rta_type & NLA_TYPE_MASK) == IFLA_INET_CONF &&
-                      RTA_PAYLOAD(c) >= (kAt + 1) * sizeof(uint32_t)) {
-                    uint32_t value = 0;
-                    std::memcpy(&value,
-                                static_cast<const char*>(RTA_DATA(c)) + kAt * sizeof(uint32_t),
-                                sizeof value);
-                    link.proxyArpPvlan = value != 0;
-                  }
-                });
-          });
-          break;
-        default:
-          break;
-      }
-    });
-    if (link.name.empty()) {
+    int ifindex = readLink(h, link, master);
+    if (ifindex < 0 || link.name.empty()) {
       return;  // as parseLinkTable: a link without a name is skipped
     }
-    byIndex[info->ifi_index] = table.links.size();
+    byIndex[ifindex] = table.links.size();
     if (master != 0) {
       masters.emplace_back(table.links.size(), static_cast<int>(master));
     }
@@ -173,32 +210,103 @@ Result<LinkTable> dumpLinkTable() {
   }
 
   HYPER_RETURN_IF_ERROR(dumpRequest(socket, RTM_GETADDR, 2, [&](const nlmsghdr* h) {
-    if (h->nlmsg_type != RTM_NEWADDR || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifaddrmsg))) {
-      return;
-    }
-    const auto* addr = static_cast<const ifaddrmsg*>(NLMSG_DATA(h));
-    auto it = byIndex.find(static_cast<int>(addr->ifa_index));
-    if (addr->ifa_family != AF_INET || it == byIndex.end() || addr->ifa_prefixlen > 32) {
-      return;
-    }
-    // ip's "local": IFA_LOCAL, or IFA_ADDRESS when there is none.
-    uint32_t local = 0;
-    uint32_t address = 0;
-    bool hasLocal = false;
-    bool hasAddress = false;
-    forEachAttr(IFA_RTA(addr), static_cast<int>(IFA_PAYLOAD(h)), [&](const rtattr* a) {
-      if (a->rta_type == IFA_LOCAL) {
-        hasLocal = attrU32(a, local);
-      } else if (a->rta_type == IFA_ADDRESS) {
-        hasAddress = attrU32(a, address);
+    int ifindex = 0;
+    Cidr address;
+    if (readAddress(h, ifindex, address)) {
+      if (auto it = byIndex.find(ifindex); it != byIndex.end()) {
+        table.links[it->second].ipv4.push_back(address);
       }
-    });
-    if (!hasLocal && !hasAddress) {
-      return;  // as parseLinkTable: an address without `local` is skipped
     }
-    table.links[it->second].ipv4.push_back(
-        Cidr{ntohl(hasLocal ? local : address), static_cast<int>(addr->ifa_prefixlen)});
   }));
+  return table;
+}
+
+namespace {
+
+// One link by name or by ifindex (RTM_GETLINK without NLM_F_DUMP): its ifindex, or -1 when
+// there is none.
+Result<int> getLink(const rtnl::Socket& socket, uint32_t seq, const std::string& name, int ifindex,
+                    LinkState& link) {
+  ifinfomsg body{};
+  body.ifi_family = AF_UNSPEC;
+  body.ifi_index = ifindex;
+  rtnl::Request request(RTM_GETLINK, NLM_F_REQUEST, &body, sizeof body);
+  if (!name.empty()) {
+    request.putString(IFLA_IFNAME, name);
+  }
+  request.putU32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+  request.setSeq(seq);
+  HYPER_RETURN_IF_ERROR(socket.send(request.bytes(), kWhat));
+  std::string buffer;
+  while (true) {
+    HYPER_ASSIGN_OR_RETURN(size_t n, socket.receive(buffer, kWhat));
+    if (n == 0) {
+      return Status::error(std::string(kWhat) + " <- no answer for link " +
+                           (name.empty() ? std::to_string(ifindex) : name));
+    }
+    int left = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<const nlmsghdr*>(buffer.data()); NLMSG_OK(h, left);
+         h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_seq != seq) {
+        continue;  // not an answer to this request
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        int error = rtnl::errorOf(h);
+        if (error == ENODEV) {
+          return -1;
+        }
+        return Status::error(std::string(kWhat) + " <- " + std::strerror(error));
+      }
+      uint32_t master = 0;
+      int index = readLink(h, link, master);
+      return index >= 0 && !link.name.empty() ? index : -1;
+    }
+  }
+}
+
+}  // namespace
+
+Result<LinkTable> dumpLinkTableFor(const std::vector<std::string>& names,
+                                   const std::vector<Cidr>& overlapping) {
+  rtnl::Socket socket;
+  HYPER_RETURN_IF_ERROR(socket.opened(kWhat));
+  std::vector<std::pair<int, Cidr>> addresses;  // every IPv4 address with its link's ifindex
+  HYPER_RETURN_IF_ERROR(dumpRequest(socket, RTM_GETADDR, 1, [&](const nlmsghdr* h) {
+    int ifindex = 0;
+    Cidr address;
+    if (readAddress(h, ifindex, address)) {
+      addresses.emplace_back(ifindex, address);
+    }
+  }));
+  std::map<int, LinkState> links;  // by ifindex: the order a dump gives them in
+  uint32_t seq = 2;
+  for (const std::string& name : names) {
+    LinkState link;
+    HYPER_ASSIGN_OR_RETURN(int index, getLink(socket, seq++, name, 0, link));
+    if (index >= 0) {
+      links.emplace(index, std::move(link));
+    }
+  }
+  for (const auto& [index, address] : addresses) {
+    bool wanted = std::any_of(overlapping.begin(), overlapping.end(),
+                              [&](const Cidr& c) { return c.overlaps(address); });
+    if (wanted && !links.count(index)) {
+      LinkState link;
+      HYPER_ASSIGN_OR_RETURN(int found, getLink(socket, seq++, "", index, link));
+      if (found >= 0) {
+        links.emplace(found, std::move(link));
+      }
+    }
+  }
+  LinkTable table;
+  for (auto& [index, link] : links) {
+    for (const auto& [at, address] : addresses) {
+      if (at == index) {
+        link.ipv4.push_back(address);
+      }
+    }
+    table.links.push_back(std::move(link));
+  }
   return table;
 }
 

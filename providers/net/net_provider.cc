@@ -885,6 +885,40 @@ void failIfDependencyFailed(StepT& step, std::set<ObjectId>& failedIds) {
 }
 }  // namespace
 
+namespace {
+// The links the Network steps' bridges and collisions are found among (prepareNetwork): their
+// old and new bridges and whatever holds an address in their CIDRs, read alone; for a batch of
+// more than kMaxLinksAlone bridges (a first apply) every link, in one dump. A template only
+// because Step is NetProvider's own.
+constexpr size_t kMaxLinksAlone = 64;
+template <typename StepT>
+Result<LinkTable> linksFor(const std::vector<StepT>& steps) {
+  std::vector<std::string> names;
+  std::vector<Cidr> cidrs;
+  for (const StepT& step : steps) {
+    if (step.id.kind != "Network") {
+      continue;
+    }
+    const ManagedRecord* managed = step.req->managed;
+    if (managed) {
+      names.push_back(managedBridge(*managed));
+    } else if (step.isDelete) {
+      names.push_back(deriveInterfaceName(kBridgePrefix, step.id.name));
+    }
+    if (!step.isDelete && step.req->desired) {
+      if (auto spec = parseNetworkSpec(*step.req->desired); spec.isOk()) {
+        names.push_back(spec->bridge);
+        cidrs.push_back(spec->cidr);
+      }
+    }
+  }
+  if (names.size() > kMaxLinksAlone) {
+    return dumpLinks();
+  }
+  return netmodel::dumpLinkTableFor(names, cidrs);
+}
+}  // namespace
+
 struct NetProvider::Step {
   const ApplyRequest* req = nullptr;
   ApplyResponse* resp = nullptr;
@@ -929,7 +963,7 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
       return;
     }
   }
-  Result<LinkTable> links = anyNetwork ? dumpLinks() : Result<LinkTable>(LinkTable{});
+  Result<LinkTable> links = anyNetwork ? linksFor(steps) : Result<LinkTable>(LinkTable{});
   std::optional<LinkIndex> index;
   if (links.isOk()) {
     index.emplace(*links);

@@ -491,6 +491,23 @@ TEST_F(NetProviderIntegrationTest, TheRtnetlinkDumpReadsWhatIpPrints) {
   }
   EXPECT_TRUE(*bridge->proxyArpPvlan);
   EXPECT_FALSE(*dumped->find("hb-down")->proxyArpPvlan);
+
+  // Only some links (what an apply reads): those named, and those holding an address in the
+  // prefixes given, each as the whole dump has it but for its master.
+  auto some = netmodel::dumpLinkTableFor(
+      {"hb-down", "hv-tap", "nothing-here"},
+      {*netmodel::Cidr::parse("10.9.0.0/16"), *netmodel::Cidr::parse("10.78.5.0/24")});
+  ASSERT_TRUE(some.isOk()) << some.status().message();
+  LinkTable wanted;
+  for (const auto& l : dumped->links) {
+    if (l.name == "hb-down" || l.name == "hv-tap" || l.name == "hb-dump" || l.name == "hv-b") {
+      wanted.links.push_back(l);
+      wanted.links.back().master.clear();
+    }
+  }
+  ASSERT_EQ(wanted.links.size(), 4u);
+  EXPECT_EQ(describe(*some), describe(wanted));
+  EXPECT_EQ(some->find("hb-dump")->proxyArpPvlan, bridge->proxyArpPvlan);
 }
 
 // The ruleset's generation moves with every nftables commit in the namespace (by nft, by
