@@ -682,7 +682,7 @@ std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
 
 namespace {
 
-// Where the documents of a stream that may be cut start (see splitYamlStream), in order; nullopt
+// Where the documents of a stream that may be cut start (see YamlPiece), in order; nullopt
 // when the stream must stay whole.
 std::optional<std::vector<size_t>> documentStarts(std::string_view content) {
   auto lineEnd = [&](size_t at) {
@@ -741,27 +741,6 @@ std::vector<YamlPiece> piecesAt(std::string_view content, const std::vector<size
 }
 
 }  // namespace
-
-std::vector<YamlPiece> splitYamlStream(std::string_view content, size_t parts) {
-  std::optional<std::vector<size_t>> starts = documentStarts(content);
-  if (!starts) {
-    return {{std::string(content), 0}};
-  }
-  // Near each k/parts of the bytes: the first document start at or after it.
-  std::vector<size_t> cuts;
-  size_t from = 0;
-  auto next = starts->begin();
-  for (size_t k = 1; k < parts; ++k) {
-    size_t at = std::max(from + 1, content.size() * k / parts);
-    next = std::lower_bound(next, starts->end(), at);
-    if (next == starts->end()) {
-      break;
-    }
-    cuts.push_back(*next);
-    from = *next;
-  }
-  return piecesAt(content, cuts);
-}
 
 std::vector<YamlPiece> splitYamlStreamByContent(std::string_view content, size_t minBytes,
                                                 size_t maxBytes) {

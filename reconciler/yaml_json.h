@@ -38,7 +38,7 @@ struct YamlDocument {
 // reported and no document of it is returned. Aliases are allowed, but every use of one counts
 // against `limits` as if it were written out, so a "billion laughs" document is an error after
 // maxNodesPerDocument values, not an exhausted host. `linesBefore`: the lines of the file before
-// `content` when it is a part of one (splitYamlStream), added to every line reported.
+// `content` when it is a part of one (splitYamlStreamByContent), added to every line reported.
 // `documentStarts` (when given and the stream parses) gets the number of documents
 // maxDocumentsPerFile counts: every document, empty ones too.
 std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
@@ -47,15 +47,15 @@ std::vector<YamlDocument> parseYamlDocuments(const std::string& content,
                                              const YamlLimits& limits = YamlLimits{},
                                              int linesBefore = 0, size_t* documentStarts = nullptr);
 
-// Up to `parts` pieces of a YAML stream, cut at document starts: lines that are "---" alone (and
-// trailing blanks). A `---` at the start of a line always starts a document (YAML 1.2 forbids it
-// inside a scalar; yaml-cpp ends a block or plain scalar there and refuses it in a quoted one),
-// so when each piece parses without a diagnostic, their documents are the whole's. A stream with
-// directives (a line starting with '%') is not cut: they belong to the document after them; nor
-// is one that yaml-cpp could read as UTF-16 or UTF-32 (a zero byte, a BOM of 0xFE or 0xFF).
-// Every piece but the last is to be parsed with kYamlPieceEnd after it (parseText), so that it
-// reads as the whole does up to the next piece: yaml-cpp takes the end of the input as the end of
-// an unclosed quoted scalar, but refuses a `---` line inside one.
+// A piece of a YAML stream (splitYamlStreamByContent), cut at document starts: lines that are
+// "---" alone (and trailing blanks). A `---` at the start of a line always starts a document
+// (YAML 1.2 forbids it inside a scalar; yaml-cpp ends a block or plain scalar there and refuses
+// it in a quoted one), so when each piece parses without a diagnostic, their documents are the
+// whole's. A stream with directives (a line starting with '%') is not cut: they belong to the
+// document after them; nor is one that yaml-cpp could read as UTF-16 or UTF-32 (a zero byte, a
+// BOM of 0xFE or 0xFF). Every piece but the last is to be parsed with kYamlPieceEnd after it
+// (parseText), so that it reads as the whole does up to the next piece: yaml-cpp takes the end
+// of the input as the end of an unclosed quoted scalar, but refuses a `---` line inside one.
 struct YamlPiece {
   static constexpr const char* kYamlPieceEnd = "---\n";
   std::string text;
@@ -63,12 +63,11 @@ struct YamlPiece {
   bool last = true;
   std::string parseText() const { return last ? text : text + kYamlPieceEnd; }
 };
-std::vector<YamlPiece> splitYamlStream(std::string_view content, size_t parts);
-// The same cuts (document starts, the same streams kept whole), placed by content rather than
-// by count: a piece ends after a document chosen by its text's hash once it holds `minBytes`,
-// or at the first document start past `maxBytes`. An edit to one document moves at most the
-// cuts around it, so the other pieces are the same text as before: the loader parses only the
-// pieces it has not seen (ManifestLoader).
+// The pieces of a stream, cut by content: a piece ends after a document chosen by its text's
+// hash once it holds `minBytes`, or at the first document start past `maxBytes` (1 and 1: a cut
+// at every document start). An edit to one document moves at most the cuts around it, so the
+// other pieces are the same text as before: the loader parses only the pieces it has not seen
+// (ManifestLoader).
 std::vector<YamlPiece> splitYamlStreamByContent(std::string_view content, size_t minBytes,
                                                 size_t maxBytes);
 

@@ -1,8 +1,9 @@
 // YAML -> JSON conversion (reconciler/yaml_json.h) on arbitrary bytes, with small limits so that
 // the fuzzer reaches every limit's error path. Invariants: no crash; a document without errors
-// serialises to JSON that parses back to the same value; the pieces of splitYamlStream and of
-// splitYamlStreamByContent join to the input, and when each parses without a diagnostic (the
-// loader's condition for taking them) they give the documents and lines the whole gives.
+// serialises to JSON that parses back to the same value; the pieces of splitYamlStreamByContent
+// (cut at every document start, and by content) join to the input, and when each parses without a
+// diagnostic (the loader's condition for taking them) they give the documents and lines the whole
+// gives.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -76,7 +77,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     }
   };
-  checkPieces(hyper::splitYamlStream(content, 3));
+  checkPieces(hyper::splitYamlStreamByContent(content, 1, 1));  // a cut at every document
   checkPieces(hyper::splitYamlStreamByContent(content, 16, 128));
   return 0;
 }

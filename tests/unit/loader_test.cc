@@ -351,8 +351,8 @@ BigFile bigFile(int n, int bad = -1) {
 
 TEST(SplitYamlStreamTest, CutsOnlyAtDocumentStartsAndCountsTheLinesBefore) {
   BigFile f = bigFile(300);
-  std::vector<YamlPiece> pieces = splitYamlStream(f.text, 3);
-  ASSERT_EQ(pieces.size(), 3u);
+  std::vector<YamlPiece> pieces = splitYamlStreamByContent(f.text, 1024, 4096);
+  ASSERT_GT(pieces.size(), 3u);
   std::string joined;
   int lines = 0;
   for (size_t i = 0; i < pieces.size(); ++i) {
@@ -365,19 +365,20 @@ TEST(SplitYamlStreamTest, CutsOnlyAtDocumentStartsAndCountsTheLinesBefore) {
     lines += static_cast<int>(std::count(pieces[i].text.begin(), pieces[i].text.end(), '\n'));
   }
   EXPECT_EQ(joined, f.text);
-  // A directive keeps the stream whole; so does a stream with nowhere to cut.
-  EXPECT_EQ(splitYamlStream("%YAML 1.2\n" + f.text, 3).size(), 1u);
+  // With a cut at every document start where cutting is allowed (1, 1): a directive keeps the
+  // stream whole; so does a stream with nowhere to cut.
+  EXPECT_EQ(splitYamlStreamByContent("%YAML 1.2\n" + f.text, 1, 1).size(), 1u);
   // As does one yaml-cpp could take for UTF-16 or UTF-32 (found by the yaml_json fuzz target: a
   // leading zero byte made the whole one document and its pieces two).
-  EXPECT_EQ(splitYamlStream(std::string(1, '\0') + f.text, 3).size(), 1u);
-  EXPECT_EQ(splitYamlStream("\xff\xfe" + f.text, 3).size(), 1u);
+  EXPECT_EQ(splitYamlStreamByContent(std::string(1, '\0') + f.text, 1, 1).size(), 1u);
+  EXPECT_EQ(splitYamlStreamByContent("\xff\xfe" + f.text, 1, 1).size(), 1u);
   // A lone "\r" is no line break to yaml-cpp: "---\r" does not start a document (fuzzer).
-  EXPECT_EQ(splitYamlStream("a:a  -!\n---\r", 3).size(), 1u);
-  EXPECT_EQ(splitYamlStream("a: 1\nb: 2\nc: 3\n---\rd: 4\n", 2).size(), 1u);
+  EXPECT_EQ(splitYamlStreamByContent("a:a  -!\n---\r", 1, 1).size(), 1u);
+  EXPECT_EQ(splitYamlStreamByContent("a: 1\nb: 2\nc: 3\n---\rd: 4\n", 1, 1).size(), 1u);
   // A quoted scalar left open before a cut is an error, as in the whole (yaml-cpp takes the end
   // of its input as its end): both pieces alone are clean, so the whole is parsed.
   const std::string open = "a: \"open\n---\nb: 1\n";
-  std::vector<YamlPiece> cut = splitYamlStream(open, 2);
+  std::vector<YamlPiece> cut = splitYamlStreamByContent(open, 1, 1);
   ASSERT_EQ(cut.size(), 2u);
   Diagnostics whole;
   (void)parseYamlDocuments(open, std::make_shared<const std::string>("o.yaml"), whole);
@@ -393,7 +394,10 @@ TEST(SplitYamlStreamTest, CutsOnlyAtDocumentStartsAndCountsTheLinesBefore) {
     empties += "---\n";
   }
   const std::string many = empties + "#" + std::string(140 << 10, ' ') + "\n" + empties;
-  ASSERT_EQ(splitYamlStream(many, 2).size(), 2u);
+  ASSERT_GE(
+      splitYamlStreamByContent(many, ManifestLoader::kPieceMinBytes, ManifestLoader::kPieceMaxBytes)
+          .size(),
+      2u);
   LoaderLimits few;
   few.yaml.maxDocumentsPerFile = 100;
   ManifestLoader counting(schemas(), few);
@@ -404,15 +408,19 @@ TEST(SplitYamlStreamTest, CutsOnlyAtDocumentStartsAndCountsTheLinesBefore) {
 
   // In the loader, at a size where it cuts: the error is the whole file's.
   const std::string padded = "#" + std::string(150 << 10, ' ') + "\n" + open;
-  ASSERT_EQ(splitYamlStream(padded, 2).size(), 2u);
+  ASSERT_EQ(splitYamlStreamByContent(padded, ManifestLoader::kPieceMinBytes,
+                                     ManifestLoader::kPieceMaxBytes)
+                .size(),
+            2u);
   ManifestLoader loader(schemas());
   LoadResult r = loader.load({{"o.yaml", padded}});
   Diagnostics alone;
   (void)parseYamlDocuments(padded, std::make_shared<const std::string>("o.yaml"), alone);
   ASSERT_TRUE(alone.hasErrors());
   EXPECT_EQ(r.diagnostics.format(), alone.format());
-  EXPECT_EQ(splitYamlStream("a: 1\n--- b\n---x\n  ---\n", 2).size(), 1u);
-  std::vector<YamlPiece> blanks = splitYamlStream("a: 1\nb: 2\nc: 3\n--- \t\r\nd: 4\n", 2);
+  EXPECT_EQ(splitYamlStreamByContent("a: 1\n--- b\n---x\n  ---\n", 1, 1).size(), 1u);
+  std::vector<YamlPiece> blanks =
+      splitYamlStreamByContent("a: 1\nb: 2\nc: 3\n--- \t\r\nd: 4\n", 1, 1);
   ASSERT_EQ(blanks.size(), 2u);
   EXPECT_EQ(blanks[1].text, "--- \t\r\nd: 4\n");
   EXPECT_EQ(blanks[1].linesBefore, 3);
