@@ -599,9 +599,8 @@ constexpr size_t kMaxSetsForRelisting = 64;
 Result<NftTableDump> listNftParts(const std::vector<NftPart>& parts) {
   NftTableDump listed;
   for (const NftPart& part : parts) {
-    static constexpr std::string_view kKeyword[] = {"set", "map", "chain"};
-    std::string command = "list " + std::string(kKeyword[static_cast<int>(part.kind)]) + " " +
-                          part.family + " " + std::string(kNftTable) + " " + part.name;
+    std::string command = "list " + std::string(NftBlock::keyword(part.kind)) + " " + part.family +
+                          " " + std::string(kNftTable) + " " + part.name;
     HYPER_ASSIGN_OR_RETURN(std::string json, host::nftListJson(command));
     HYPER_RETURN_IF_ERROR(appendNftListing(json, listed));
   }
@@ -1336,7 +1335,7 @@ Status NetProvider::writeTableLocked(const NftRender* before, const NftScope* sc
   std::string table = "table " + std::string(kNftFamily) + " " + std::string(kNftTable);
   lastDelta_.reset();
   auto from = host::nftGeneration();
-  const bool untouched = written_ && from.isOk() && *from == written_->generation;
+  const bool untouched = written_ && from.isOk() && *from == *written_;
   if (sameTables && untouched) {
     return enableIpForwardFor(model_);
   }
@@ -1357,7 +1356,7 @@ Status NetProvider::writeTableLocked(const NftRender* before, const NftScope* sc
     ++(wroteDelta ? nftDeltaWrites_ : nftReplaces_);
     auto to = host::nftGeneration();
     if (from.isOk() && to.isOk() && to->netns == from->netns && to->id == from->id + 1) {
-      written_ = Written{*to};
+      written_ = *to;
       if (wroteDelta) {
         std::string().swap(delta->commands);
         lastDelta_ = DeltaWrite{*from, *to, std::move(*delta)};

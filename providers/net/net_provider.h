@@ -130,11 +130,6 @@ class NetProvider : public Provider {
   // is rendered while nothing else committed since. Call with mu_ held.
   Status writeTableLocked(const NftRender* before, const NftScope* scope, bool sameTables);
 
-  // The generation after hyper's last write, when that write was the only commit between the two
-  // readings of the generation around it: the kernel holds what it wrote while it stays.
-  struct Written {
-    host::NftGeneration generation;
-  };
   // A write by delta: the generations before and after it, and what it changed.
   struct DeltaWrite {
     host::NftGeneration from;
@@ -158,7 +153,10 @@ class NetProvider : public Provider {
   std::mutex nftCacheMu_;  // guards the two below
   std::optional<host::NftGeneration> nftCacheGeneration_;
   std::shared_ptr<const NftTableDump> nftCache_;
-  std::optional<Written> written_;  // guarded by mu_
+  // The generation after hyper's last write, when that write was the only commit between the two
+  // readings of the generation around it: the kernel holds what it wrote while it stays. Guarded
+  // by mu_.
+  std::optional<host::NftGeneration> written_;
   // The tables were last written from model_ as it is (written_ holds then); guarded by mu_.
   bool modelWritten_ = false;
   std::optional<DeltaWrite> lastDelta_;  // the last write, when a delta; guarded by mu_

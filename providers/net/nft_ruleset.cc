@@ -156,11 +156,6 @@ bool validTapBinding(const TapBinding& b) {
   return true;
 }
 
-std::string_view keyword(NftBlock::Kind kind) {
-  static constexpr std::string_view kKeyword[] = {"set", "map", "chain"};
-  return kKeyword[static_cast<int>(kind)];
-}
-
 NftTableDump::Digest shortDigest(std::string_view text) {
   NftTableDump::Digest d;
   std::string hex = sha256Hex(text);
@@ -393,6 +388,11 @@ const std::vector<std::string>& nftBaseChains() {
       std::string(kEgressForward), std::string(kEgressInput),    std::string(kIngressForward),
       std::string(kIngressOutput), std::string(kNatPostrouting), std::string(kGuardChain)};
   return kChains;
+}
+
+std::string_view NftBlock::keyword(Kind kind) {
+  static constexpr std::string_view kKeyword[] = {"set", "map", "chain"};
+  return kKeyword[static_cast<int>(kind)];
 }
 
 std::string NftBlock::text() const {
@@ -809,8 +809,8 @@ bool tableDelta(std::string_view family, const std::vector<NftBlock>& before,
       out.deleteChains += "delete chain " + table + " " + block.name + "\n";
       touched.insert(block.name);
     } else {
-      out.deleteSets +=
-          "delete " + std::string(keyword(block.kind)) + " " + table + " " + block.name + "\n";
+      out.deleteSets += "delete " + std::string(NftBlock::keyword(block.kind)) + " " + table + " " +
+                        block.name + "\n";
     }
     delta.gone.push_back({std::string(family), block.kind, block.name});
   }

@@ -86,6 +86,7 @@ struct NftBlock {
   std::string head;                // its lines before the elements or rules: "\t\ttype ...\n"
   std::vector<std::string> items;  // a chain's rules, or a set's or map's elements, as nft source
   std::string text() const;        // "\tchain NAME {\n...\t}\n"
+  static std::string_view keyword(Kind kind);  // "set", "map", "chain"
   // What a rule's `comment "..."` says ("NetworkPolicy/web"), or "".
   static std::string_view ruleComment(std::string_view rule);
   bool operator==(const NftBlock&) const = default;
