@@ -508,6 +508,12 @@ TEST_F(NetProviderIntegrationTest, TheRtnetlinkDumpReadsWhatIpPrints) {
   ASSERT_EQ(wanted.links.size(), 4u);
   EXPECT_EQ(describe(*some), describe(wanted));
   EXPECT_EQ(some->find("hb-dump")->proxyArpPvlan, bridge->proxyArpPvlan);
+  // Near misses: the prefixes right next to hb-dump's addresses hold none of them.
+  auto none = netmodel::dumpLinkTableFor(
+      {}, {*netmodel::Cidr::parse("10.76.255.0/24"), *netmodel::Cidr::parse("10.79.0.0/16"),
+           *netmodel::Cidr::parse("10.9.9.2/32")});
+  ASSERT_TRUE(none.isOk()) << none.status().message();
+  EXPECT_EQ(describe(*none), "");
 }
 
 // The ruleset's generation moves with every nftables commit in the namespace (by nft, by
