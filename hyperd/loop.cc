@@ -175,6 +175,7 @@ nlohmann::json ReconcileSummary::toJson() const {
                       {"planSeconds", planSeconds},
                       {"applySeconds", applySeconds},
                       {"observed", observed},
+                      {"scoped", scoped},
                       {"finishedAt", finishedAt}};
   if (!error.empty()) {
     j["error"] = error;
@@ -479,8 +480,18 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
     return summary;
   }
 
-  // 2. Observe and plan against the inventory.
-  PlanStep planned = planRevision(current, options, summary.error, rid);
+  // 2. Observe and plan against the inventory: only what a new revision moved, when the one
+  // before it is in sync.
+  std::optional<std::vector<ObjectId>> moved = movedSinceInSync(trigger, source, summary);
+  if (moved) {
+    summary.observed = false;
+    summary.scoped = moved->size();
+    metrics_
+        .counter("hyper_reconciles_scoped_total",
+                 "reconciles of a new revision that observed and planned only what it moved")
+        .inc();
+  }
+  PlanStep planned = planRevision(current, options, summary.error, rid, moved ? &*moved : nullptr);
   summary.error = planned.error;
   summary.planSeconds = planned.planSeconds;
   const Plan& plan = planned.planned.plan;
@@ -510,23 +521,24 @@ ReconcileSummary Controller::reconcileOnce(const std::string& trigger, bool fetc
   summary.inProgress = tally.inProgress;
   recordObjects({plan, summary.planHash, current, deferral, planned.planErrors, applied.report,
                  options, now, rid});
-  noteInSync(source, planned, summary);
+  noteInSync(source, planned, summary, applied.report,
+             toRun.actions.size() == plan.actions.size() && planClean);
   finishReconcile(summary, started, &current);
   return summary;
 }
 
-bool Controller::planFromLastObserve(const std::string& trigger, const SourceStep& source,
-                                     ReconcileSummary& summary) {
+bool Controller::mayTrustInSync(const std::string& trigger, const SourceStep& source,
+                                const ReconcileSummary& summary) {
   bool enabled;
   {
     std::lock_guard<std::mutex> lk(mu_);
     enabled = options_.planFromLastObserve;
   }
-  if (!enabled || !inSync_ || inSync_->revision != source.current || !summary.error.empty()) {
+  if (!enabled || !inSync_ || !source.current || !summary.error.empty()) {
     return false;
   }
-  // Only a poll or a webhook (whose fetch found no new revision) may: a host event, the drift
-  // check, a retry, an approval, a resume, a reload or a "reconcile now" observe in full.
+  // Only a poll, a webhook or a source change may: a host event, the drift check, a retry, an
+  // approval, a resume, a reload or a "reconcile now" observe in full.
   size_t from = 0;
   while (from <= trigger.size()) {
     size_t comma = std::min(trigger.find(',', from), trigger.size());
@@ -537,8 +549,15 @@ bool Controller::planFromLastObserve(const std::string& trigger, const SourceSte
     from = comma + 1;
   }
   auto records = inventory_.snapshot();
-  if (!records.isOk() || *records != inSync_->records) {
-    return false;  // written since (hyperctl through the API, a provider's record)
+  // Not written since (hyperctl through the API, a provider's record).
+  return records.isOk() && *records == inSync_->records;
+}
+
+bool Controller::planFromLastObserve(const std::string& trigger, const SourceStep& source,
+                                     ReconcileSummary& summary) {
+  if (!inSync_ || !inSync_->observed || inSync_->revision != source.current ||
+      !mayTrustInSync(trigger, source, summary)) {
+    return false;
   }
   summary.observed = false;
   summary.planHash = inSync_->planHash;
@@ -549,12 +568,37 @@ bool Controller::planFromLastObserve(const std::string& trigger, const SourceSte
   return true;
 }
 
+std::optional<std::vector<ObjectId>> Controller::movedSinceInSync(const std::string& trigger,
+                                                                  const SourceStep& source,
+                                                                  const ReconcileSummary& summary) {
+  if (!inSync_ || inSync_->revision == source.current ||
+      !mayTrustInSync(trigger, source, summary)) {
+    return std::nullopt;
+  }
+  return engine_.movedBetween(*inSync_->revision, *source.current, *inSync_->records);
+}
+
 void Controller::noteInSync(const SourceStep& source, const PlanStep& planned,
-                            const ReconcileSummary& summary) {
+                            const ReconcileSummary& summary, const ApplyReport& report,
+                            bool wholePlan) {
   inSync_.reset();
-  if (summary.planned > 0 || !planned.planErrors.empty() || !summary.error.empty() ||
-      !planned.unconfirmed.empty() || !planned.records) {
+  if (!planned.planErrors.empty() || !summary.error.empty() || !planned.unconfirmed.empty() ||
+      !planned.records) {
     return;
+  }
+  // Found in sync, or put in sync: every action of the whole plan done (none deferred, none in
+  // progress). The records are then the ones the apply left.
+  const bool applied = summary.planned > 0;
+  if (applied && (!wholePlan || !report.ok() || report.outcomes.size() != summary.planned)) {
+    return;
+  }
+  std::shared_ptr<const RecordList> records = planned.records;
+  if (applied) {
+    auto after = inventory_.snapshot();
+    if (!after.isOk()) {
+      return;
+    }
+    records = std::move(*after);
   }
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -564,7 +608,10 @@ void Controller::noteInSync(const SourceStep& source, const PlanStep& planned,
       }
     }
   }
-  inSync_ = InSync{source.current, planned.records, summary.planHash};
+  // Observed in full only when neither applied nor scoped; planFromLastObserve takes the plan
+  // hash of an observed one only.
+  inSync_ = InSync{source.current, std::move(records), applied ? "" : summary.planHash,
+                   !applied && summary.observed};
 }
 
 SourceStep Controller::advanceSource(bool fetch, std::shared_ptr<const Revision> current,
@@ -758,7 +805,8 @@ void Controller::takeApprovedRevision(const std::string& rid, SourceStep& step) 
 }
 
 PlanStep Controller::planRevision(const Revision& current, const LoopOptions& options,
-                                  const std::string& priorError, const std::string& rid) {
+                                  const std::string& priorError, const std::string& rid,
+                                  const std::vector<ObjectId>* scope) {
   PlanStep step;
   step.error = priorError;
   if (auto listed = inventory_.snapshot(); listed.isOk()) {
@@ -778,6 +826,7 @@ PlanStep Controller::planRevision(const Revision& current, const LoopOptions& op
     auto kept = inventory_.contentKeys(current.content);
     PlanOptions planOptions{options.prune, &step.unconfirmed};
     planOptions.keptKeys = kept.isOk() ? &*kept : nullptr;
+    planOptions.scope = scope;
     step.planned = engine_.plan(current, *step.records, planOptions);
     step.planSeconds = secondsSince(planStart);
   }

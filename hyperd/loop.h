@@ -164,8 +164,11 @@ struct ReconcileSummary {
   double planSeconds = 0;
   double applySeconds = 0;
   // False: planned from the last full observe, which found the host in sync, because nothing
-  // since could have changed it (no host event, no new revision; Controller::InSync).
+  // since could have changed it (no host event, no new revision; Controller::InSync); or, with
+  // `scoped`, a new revision over one in sync observed only what it moved.
   bool observed = true;
+  // The objects a scoped reconcile observed and planned (Engine::movedBetween); 0 otherwise.
+  size_t scoped = 0;
   int64_t finishedAt = 0;  // unix milliseconds
 
   nlohmann::json toJson() const;
@@ -287,8 +290,10 @@ class Controller {
   void takeApprovedRevision(const std::string& rid, SourceStep& step);
   // 2. Plan against the inventory; plan errors are reported. `priorError`: the reconcile's error
   // so far (a source error still plans).
+  // `scope`: observe and plan only these (PlanOptions::scope); null: all.
   PlanStep planRevision(const Revision& current, const LoopOptions& options,
-                        const std::string& priorError, const std::string& rid);
+                        const std::string& priorError, const std::string& rid,
+                        const std::vector<ObjectId>* scope = nullptr);
   // 3. Defer: backoff, alert-only drift policy, suspension, and what depends on those.
   Deferral deferActions(const Plan& plan, const Revision& current, const RecordList& managed,
                         const LoopOptions& options, Clock::TimePoint now);
@@ -318,25 +323,40 @@ class Controller {
   const Clock& clock_;
 
   std::mutex reconcileMu_;  // one reconcile at a time
-  // The host as the last full observe found it: in sync with `revision` against `records` (no
-  // action, no plan or source error, no object failing, backing off or in progress). Until a
-  // host event, a new revision, a write to the inventory or another trigger than a poll or a
-  // webhook, a reconcile plans from it (nothing to do) without asking the providers; the drift
-  // check (--drift-interval) observes in full and finds what no event reported (an informer's
-  // resync). Touched by the reconciling thread only, under reconcileMu_.
+  // The host in sync with `revision` against `records` (no action left, no plan or source error,
+  // no object failing, backing off or in progress), as the last full observe found it
+  // (`observed`), or as a reconcile left it whose every action succeeded. Until a host event, a
+  // write to the inventory or another trigger than a poll or a webhook, a reconcile without a
+  // new revision plans from it (nothing to do) without asking the providers, when it was
+  // observed; one with a new revision observes and plans only what the revision moved
+  // (Engine::movedBetween). The first poll after an apply and the drift check (--drift-interval)
+  // observe in full and find what no event reported (an informer's resync). Touched by the
+  // reconciling thread only, under reconcileMu_.
   struct InSync {
     std::shared_ptr<const Revision> revision;
     std::shared_ptr<const RecordList> records;
     std::string planHash;
+    bool observed = true;
   };
   std::optional<InSync> inSync_;
+  // Whether this reconcile's trigger lets it trust inSync_ (only a poll, a webhook or a source
+  // change; no host event, drift check, retry, approval, resume, reload or "reconcile now"), and
+  // the inventory is still as it was then.
+  bool mayTrustInSync(const std::string& trigger, const SourceStep& source,
+                      const ReconcileSummary& summary);
   // reconcileOnce's shortcut: true (and `summary` filled) when this reconcile can plan from
   // inSync_.
   bool planFromLastObserve(const std::string& trigger, const SourceStep& source,
                            ReconcileSummary& summary);
-  // After a full reconcile: whether the host was found in sync (inSync_ is set or cleared).
+  // The objects a new revision moved since the one in sync (Engine::movedBetween), when it may
+  // be planned from them alone.
+  std::optional<std::vector<ObjectId>> movedSinceInSync(const std::string& trigger,
+                                                        const SourceStep& source,
+                                                        const ReconcileSummary& summary);
+  // After a reconcile: whether the host was found in sync, or left in sync by an apply whose
+  // every action succeeded (inSync_ is set or cleared).
   void noteInSync(const SourceStep& source, const PlanStep& planned,
-                  const ReconcileSummary& summary);
+                  const ReconcileSummary& summary, const ApplyReport& report, bool wholePlan);
   mutable std::mutex mu_;  // everything below
   std::condition_variable cv_;
   LoopOptions options_;

@@ -125,7 +125,26 @@ std::vector<const ManagedRecord*> observeAll(const Revision& revision, const Rec
       }
     }
   }
+  // A scoped plan observes only the providers with an object in its scope, and a
+  // PartialObserve one only those objects.
+  std::map<Provider*, std::vector<ObjectId>> scopes;
+  if (options.scope) {
+    for (const ObjectId& id : *options.scope) {
+      if (Provider* p = providerOf(id.kind)) {
+        scopes[p].push_back(id);
+      }
+    }
+  }
   for (auto& [provider, request] : requests) {
+    if (options.scope) {
+      auto scope = scopes.find(provider);
+      if (scope == scopes.end()) {
+        continue;
+      }
+      if (dynamic_cast<PartialObserve*>(provider) != nullptr) {
+        request.scope = &scope->second;
+      }
+    }
     ObserveResponse response;
     provider->observe(request, response);
     // A finding about a desired object's field (a package apt does not know) is located there.
@@ -409,13 +428,17 @@ PlanResult Engine::plan(const Revision& revision, const RecordList& managed,
     }
   };
 
+  auto inScope = [&](const ObjectId& id) {
+    return options.scope == nullptr ||
+           std::binary_search(options.scope->begin(), options.scope->end(), id);
+  };
   // The observed map is sorted like the objects, so one forward walk finds each one's state.
   auto obs = result.observed.begin();
   for (size_t i = 0; i < revision.objects.size(); ++i) {
     const Object& o = *revision.objects[i];
     Provider* p = providerOf(o.id.kind);
-    if (!p) {
-      continue;  // load rejects such a revision
+    if (!p || !inScope(o.id)) {
+      continue;  // load rejects a kind without a provider
     }
     while (obs != result.observed.end() && obs->first < o.id) {
       ++obs;
@@ -437,12 +460,18 @@ PlanResult Engine::plan(const Revision& revision, const RecordList& managed,
       result.plan.orphans.push_back(r.id);
       continue;
     }
+    if (!inScope(r.id)) {
+      continue;
+    }
     deleted.emplace_back(r.id, p->references(objectFromRecord(r)));
     auto seen = result.observed.find(r.id);
     planOne(p, r.id, nullptr, &r, seen == result.observed.end() ? nullptr : &seen->second);
   }
   for (const ManagedRecord* r : unconfirmedGone) {
     Provider* p = providerOf(r->id.kind);
+    if (options.prune && !inScope(r->id)) {
+      continue;
+    }
     if (!options.prune) {
       result.plan.orphans.push_back(r->id);
       continue;
@@ -455,6 +484,94 @@ PlanResult Engine::plan(const Revision& revision, const RecordList& managed,
   orderActions(revision.graph, deleted, actions);
   result.plan.actions = std::move(actions);
   return result;
+}
+
+namespace {
+
+// Whether a provider could see a difference between two objects of one id: the parts of an
+// Object a provider reads (not where it is written).
+bool sameToProviders(const Object& a, const Object& b) {
+  if (a.spec != b.spec || a.labels != b.labels || a.annotations != b.annotations ||
+      a.driftPolicy != b.driftPolicy || a.files.size() != b.files.size()) {
+    return false;
+  }
+  return std::equal(a.files.begin(), a.files.end(), b.files.begin(),
+                    [](const auto& x, const auto& y) {
+                      return x.first == y.first &&
+                             (x.second == y.second ||
+                              (x.second && y.second && x.second->digest == y.second->digest));
+                    });
+}
+
+}  // namespace
+
+std::vector<ObjectId> Engine::movedBetween(const Revision& before, const Revision& after,
+                                           const RecordList& managed) const {
+  RevisionChange change;
+  change.before = &before.objects;
+  change.after = &after.objects;
+  // Both lists are sorted by id: one merge.
+  auto a = before.objects.begin();
+  auto b = after.objects.begin();
+  while (a != before.objects.end() || b != after.objects.end()) {
+    if (b == after.objects.end() || (a != before.objects.end() && (*a)->id < (*b)->id)) {
+      change.changed.push_back((*a++)->id);
+    } else if (a == before.objects.end() || (*b)->id < (*a)->id) {
+      change.changed.push_back((*b++)->id);
+    } else {
+      if (!sameToProviders(**a, **b)) {
+        change.changed.push_back((*b)->id);
+      }
+      ++a;
+      ++b;
+    }
+  }
+  std::vector<ObjectId> moved = change.changed;
+  for (const ManagedRecord& r : managed) {
+    if (!after.find(r.id) && !before.find(r.id)) {
+      moved.push_back(r.id);
+    }
+  }
+  if (!change.changed.empty()) {
+    // What each provider says the change moves; every object of one that cannot say.
+    std::set<const Provider*> whole;
+    for (const auto& p : providers_) {
+      const auto* partial = dynamic_cast<const PartialObserve*>(p.get());
+      std::optional<std::vector<ObjectId>> also =
+          partial ? partial->alsoMovedBy(change) : std::nullopt;
+      if (!also) {
+        whole.insert(p.get());
+        continue;
+      }
+      moved.insert(moved.end(), also->begin(), also->end());
+    }
+    // The lists are sorted by kind: a kind's provider is looked up once per run of it.
+    const std::string* lastKind = nullptr;
+    bool lastWhole = false;
+    auto addWhole = [&](const ObjectId& id) {
+      if (lastKind == nullptr || *lastKind != id.kind) {
+        lastKind = &id.kind;
+        lastWhole = whole.count(providerForKind(id.kind)) > 0;
+      }
+      if (lastWhole) {
+        moved.push_back(id);
+      }
+    };
+    if (!whole.empty()) {
+      for (const auto& o : before.objects) {
+        addWhole(o->id);
+      }
+      for (const auto& o : after.objects) {
+        addWhole(o->id);
+      }
+      for (const ManagedRecord& r : managed) {
+        addWhole(r.id);
+      }
+    }
+  }
+  std::sort(moved.begin(), moved.end());
+  moved.erase(std::unique(moved.begin(), moved.end()), moved.end());
+  return moved;
 }
 
 ApplyReport Engine::apply(const Plan& plan, const Revision& revision, const RecordList& managed,

@@ -50,6 +50,10 @@ struct PlanOptions {
   // when this content was last applied in full (ObserveRequest::keptKeys). Null: none kept (a
   // rebuild, which builds afresh).
   const KeptKeys* keptKeys = nullptr;
+  // Observe and plan only these objects (sorted; Engine::movedBetween), the rest being known in
+  // sync: a new revision over one the host was found in sync with. Records that left the source
+  // are still listed as orphans without prune. Null: every object.
+  const std::vector<ObjectId>* scope = nullptr;
 };
 
 struct PlanResult {
@@ -112,6 +116,13 @@ class Engine {
 
   // Observes (one batch per provider) and plans against the inventory's records.
   PlanResult plan(const Revision& revision, const RecordList& managed, const PlanOptions& options);
+
+  // What a plan of `after` must observe and plan when the host was in sync with `before` and the
+  // inventory is still `managed` as it was then: the objects added, removed or changed between
+  // the two, those the providers say such a change moves (PartialObserve::alsoMovedBy; every
+  // object of a provider that cannot say), and records in neither revision. Sorted, unique.
+  std::vector<ObjectId> movedBetween(const Revision& before, const Revision& after,
+                                     const RecordList& managed) const;
 
   // Executes the plan: journals each action before and after, updates the inventory after each
   // success, and records the revision. Objects not in `revision` are looked up in `managed`.

@@ -55,6 +55,10 @@ struct ObserveRequest {
   // lists) resolve to now. A revision keeps its artifacts; a rollback (a revert, an old commit)
   // gets the ones it had. Null: none (a first apply, a rebuild).
   const KeptKeys* keptKeys = nullptr;
+  // Given only to a PartialObserve provider: observe just these (sorted) and leave the others
+  // out of the response. `desired` and `managed` stay whole, for what is worked out from all of
+  // them (the tables every object's rules are written in). Null: observe every object.
+  const std::vector<ObjectId>* scope = nullptr;
 };
 
 // What the host has for one object.
@@ -180,6 +184,29 @@ class Provider {
 
 // Optional abilities are small interfaces of their own that a provider also implements; the
 // engine and hyperd ask with dynamic_cast, so a provider without them carries no stubs.
+
+// What a new revision changed against one the host was in sync with.
+struct RevisionChange {
+  const std::vector<std::shared_ptr<const Object>>* before = nullptr;  // sorted by id
+  const std::vector<std::shared_ptr<const Object>>* after = nullptr;   // sorted by id
+  // Added, removed, or different in anything a provider reads (spec, labels, annotations, drift
+  // policy, file sources); sorted, of every kind.
+  std::vector<ObjectId> changed;
+};
+
+// A provider that can observe and plan part of its objects. When a new revision comes while the
+// last one is in sync with the host (no host event since), hyperd observes and plans only the
+// objects the change can move: those it changed, and those each provider names here. A provider
+// without this interface has all its objects observed whenever anything changed.
+class PartialObserve {
+ public:
+  virtual ~PartialObserve() = default;
+  // Of this provider's objects in `change.before` or `change.after`, the ones besides
+  // `change.changed` whose observe or plan may differ after the change: what observe works out
+  // from other objects (ObservedState::context: the addresses a policy selects, the taps on a
+  // Network). nullopt: every one of them. Pure.
+  virtual std::optional<std::vector<ObjectId>> alsoMovedBy(const RevisionChange& change) const = 0;
+};
 
 // A provider that learns of host changes by itself (a VM process exited) offers a file descriptor
 // that becomes readable then; hyperd polls it with its host events and observes at once.

@@ -593,6 +593,9 @@ namespace {
 // many parts, one listing of everything costs less.
 constexpr size_t kMaxRelistedParts = 64;
 constexpr size_t kMaxSetsForRelisting = 64;
+// Bridges read alone (one RTM_GETLINK each) rather than in one dump of every link: an apply's or
+// a scoped observe's; beyond this many one dump costs less.
+constexpr size_t kMaxLinksAlone = 64;
 
 }  // namespace
 
@@ -638,9 +641,51 @@ Result<std::shared_ptr<const NftTableDump>> NetProvider::nftTables(const DeltaWr
   return nftCache_;
 }
 
+std::optional<std::vector<ObjectId>> NetProvider::alsoMovedBy(const RevisionChange& change) const {
+  std::set<std::string> networks;
+  for (const ObjectId& id : change.changed) {
+    if (id.kind == "VM") {
+      return std::nullopt;
+    }
+    if (id.kind == "Network") {
+      networks.insert(id.name);
+    }
+  }
+  // The VMs of either revision that name a changed Network (placeRevisionVms reads the same).
+  for (const auto* objects : {change.before, change.after}) {
+    for (const auto& o : objects ? *objects : std::vector<std::shared_ptr<const Object>>{}) {
+      if (o->id.kind != "VM" || !o->spec->is_object()) {
+        continue;
+      }
+      const Json& network = o->spec->value("network", Json());
+      if (network.is_object() && network.contains("name") && network["name"].is_string() &&
+          networks.count(network["name"].get<std::string>())) {
+        return std::nullopt;
+      }
+    }
+  }
+  return std::vector<ObjectId>{};
+}
+
 void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
-  std::map<ObjectId, const ManagedRecord*> managedById;
+  auto inScope = [&](const ObjectId& id) {
+    return req.scope == nullptr || std::binary_search(req.scope->begin(), req.scope->end(), id);
+  };
+  // The objects to observe: the scoped ones, or all.
+  std::vector<const Object*> desired;
+  std::vector<const ManagedRecord*> managed;
+  for (const Object* o : req.desired) {
+    if (inScope(o->id)) {
+      desired.push_back(o);
+    }
+  }
   for (const ManagedRecord* r : req.managed) {
+    if (inScope(r->id)) {
+      managed.push_back(r);
+    }
+  }
+  std::map<ObjectId, const ManagedRecord*> managedById;
+  for (const ManagedRecord* r : managed) {
     managedById.emplace(r->id, r);
   }
   // A desired object whose spec is its record's very tree (nothing changed since its apply)
@@ -692,7 +737,7 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
     std::optional<Cidr> cidr;
   };
   std::map<std::string, WantedBridge> wanted;
-  for (const Object* o : req.desired) {
+  for (const Object* o : desired) {
     if (o->id.kind != "Network") {
       continue;
     }
@@ -721,7 +766,7 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
       std::sort(list.begin(), list.end(),
                 [](const TapBinding& a, const TapBinding& b) { return a.tap < b.tap; });
     }
-    for (const Object* o : req.desired) {
+    for (const Object* o : desired) {
       if (o->id.kind != "NetworkPolicy") {
         continue;
       }
@@ -756,7 +801,34 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
     modelLoaded_ = true;
   }
 
-  auto links = dumpLinks();
+  // A scope reads only its Networks' links: their bridges, and whatever holds an address in
+  // their CIDRs (a collision); none for policies alone.
+  Result<LinkTable> links = LinkTable{};
+  if (req.scope == nullptr) {
+    links = dumpLinks();
+  } else {
+    std::vector<std::string> names;
+    std::vector<Cidr> cidrs;
+    for (const auto& [name, w] : wanted) {
+      names.push_back(w.bridge);
+      if (w.cidr) {
+        cidrs.push_back(*w.cidr);
+      }
+    }
+    for (const ManagedRecord* r : managed) {
+      if (r->id.kind == "Network") {
+        names.push_back(managedBridge(*r));
+        if (auto spec = parseNetworkSpec(r->id.name, r->spec); spec.isOk()) {
+          cidrs.push_back(spec->cidr);
+        }
+      }
+    }
+    if (names.size() > kMaxLinksAlone) {
+      links = dumpLinks();
+    } else if (!names.empty()) {
+      links = netmodel::dumpLinkTableFor(names, cidrs);
+    }
+  }
   if (!links.isOk()) {
     resp.diagnostics.error({}, "", links.status().withContext("observe links").message());
     return;
@@ -776,7 +848,7 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
   // Desired objects are observed as the manifest wants them (the bridge name it asks for); ones
   // only in the inventory as they were applied.
   std::map<ObjectId, ObservedState>& out = resp.observed;
-  for (const Object* o : req.desired) {
+  for (const Object* o : desired) {
     if (o->id.kind == "Network") {
       const WantedBridge& w = wanted.at(o->id.name);
       auto record = managedById.find(o->id);
@@ -787,7 +859,7 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
       out[o->id] = observePolicy(o->id, *nft);
     }
   }
-  for (const ManagedRecord* r : req.managed) {
+  for (const ManagedRecord* r : managed) {
     if (out.count(r->id)) {
       continue;
     }
@@ -889,7 +961,6 @@ namespace {
 // old and new bridges and whatever holds an address in their CIDRs, read alone; for a batch of
 // more than kMaxLinksAlone bridges (a first apply) every link, in one dump. A template only
 // because Step is NetProvider's own.
-constexpr size_t kMaxLinksAlone = 64;
 template <typename StepT>
 Result<LinkTable> linksFor(const std::vector<StepT>& steps) {
   std::vector<std::string> names;

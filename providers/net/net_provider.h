@@ -48,7 +48,7 @@ Result<NftTableDump> listNftParts(const std::vector<NftPart>& parts);
 // an object owns in the table is compared by fingerprint (see fingerprintParts) with what its
 // apply left there. Names in the table derive from one object each, so applying one object never
 // changes another's fingerprint.
-class NetProvider : public Provider {
+class NetProvider : public Provider, public PartialObserve {
  public:
   std::string name() const override { return "net"; }
   std::vector<std::string> kinds() const override { return {"Network", "NetworkPolicy"}; }
@@ -64,7 +64,15 @@ class NetProvider : public Provider {
   // the revision (placed as the VM provider places them) mean for the object: a Network's
   // {"ports": [TapBinding]} (its VMs' taps, sorted by tap), a selector policy's {"selected":
   // [address]} (sorted). Observe also reloads the table's model from the inventory (see above).
+  // With a scope (PartialObserve), only the scoped objects: their bridges and what holds an
+  // address in their CIDRs read alone (all links beyond 64 of them), no link read for policies
+  // alone; the tables' model still from every record.
   void observe(const ObserveRequest& req, ObserveResponse& resp) override;
+
+  // What observe works out from other objects is the VMs' placement: a change to a VM, or to a
+  // Network a VM names (its CIDR places the VM's address), moves every object; a change to
+  // Networks and policies alone moves only them.
+  std::optional<std::vector<ObjectId>> alsoMovedBy(const RevisionChange& change) const override;
 
   // Pure. Network: no record -> Create; spec.bridge changed -> Replace; other spec changes, or
   // the VMs' taps on it changed (handles.ports) -> Update; bridge gone -> Create (drift); mtu,

@@ -91,9 +91,18 @@ void FakeProvider::observe(const ObserveRequest& req, ObserveResponse& resp) {
   ids.erase(std::unique(ids.begin(), ids.end(),
                         [](const ObjectId* a, const ObjectId* b) { return *a == *b; }),
             ids.end());
+  if (req.scope) {
+    std::erase_if(ids, [&](const ObjectId* id) {
+      return !std::binary_search(req.scope->begin(), req.scope->end(), *id);
+    });
+  }
 
   std::lock_guard<std::mutex> lk(mu_);
   ++observeCalls_;
+  lastObserved_.clear();
+  for (const ObjectId* id : ids) {
+    lastObserved_.push_back(*id);
+  }
   if (failObserve_) {
     resp.diagnostics.error({}, "", "injected observe failure");
     return;
@@ -296,6 +305,25 @@ std::map<ObjectId, Json> FakeProvider::hostSnapshot() const {
 int FakeProvider::observeCalls() const {
   std::lock_guard<std::mutex> lk(mu_);
   return observeCalls_;
+}
+
+std::vector<ObjectId> FakeProvider::lastObserved() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return lastObserved_;
+}
+
+std::optional<std::vector<ObjectId>> FakeProvider::alsoMovedBy(const RevisionChange& change) const {
+  Moves moves;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    moves = moves_;
+  }
+  return moves ? moves(change) : std::nullopt;
+}
+
+void FakeProvider::setMoves(Moves moves) {
+  std::lock_guard<std::mutex> lk(mu_);
+  moves_ = std::move(moves);
 }
 
 bool FakeProvider::batchesApplies() const {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -18,9 +19,10 @@ namespace hyper::testing {
 //
 // Behaviour:
 //  - observe: exists/fields/fingerprint from the host map (fields = the stored spec), one batch,
-//    counted; one answer per id even when it is both desired and managed. The host keeps each
-//    entry's fingerprint, computed when the entry is written, as a real host keeps its state: an
-//    observe copies what is there and hashes nothing.
+//    counted; one answer per id even when it is both desired and managed; with a scope
+//    (PartialObserve), only the scoped ids. What a change moves: setMoves (default: everything).
+//    The host keeps each entry's fingerprint, computed when the entry is written, as a real host
+//    keeps its state: an observe copies what is there and hashes nothing.
 //  - plan: absent on the host -> Create; host spec differs from the desired spec -> Update, or
 //    Replace when a top-level spec field in replaceFields differs; not desired but managed ->
 //    Delete. drift is set when the inventory's last applied spec equals the desired one (the host
@@ -33,7 +35,7 @@ namespace hyper::testing {
 //
 // Thread-safe: apply may run concurrently (the executor does that). Configuration setters may be
 // called at any time.
-class FakeProvider : public Provider {
+class FakeProvider : public Provider, public PartialObserve {
  public:
   explicit FakeProvider(std::string name = "fake", std::vector<std::string> kinds = {"FakeThing"});
 
@@ -50,8 +52,12 @@ class FakeProvider : public Provider {
   bool batchesApplies() const override;
   void applyBatch(const std::vector<const ApplyRequest*>& reqs,
                   std::vector<ApplyResponse>& resps) override;
+  // PartialObserve: what setMoves says; nullopt (all) until it is set.
+  std::optional<std::vector<ObjectId>> alsoMovedBy(const RevisionChange& change) const override;
 
   // Configuration.
+  using Moves = std::function<std::optional<std::vector<ObjectId>>(const RevisionChange&)>;
+  void setMoves(Moves moves);
   void setBatches(bool batches);
   void setReplaceFields(std::set<std::string> topLevelSpecFields);
   void setSensitiveFields(std::set<std::string> topLevelSpecFields);
@@ -69,6 +75,7 @@ class FakeProvider : public Provider {
 
   // What happened.
   int observeCalls() const;
+  std::vector<ObjectId> lastObserved() const;  // the ids the last observe answered, sorted
   int applyCalls() const;
   std::vector<ObjectId> applyOrder() const;  // in the order apply calls started
   int maxConcurrentApplies() const;
@@ -103,6 +110,8 @@ class FakeProvider : public Provider {
   bool failObserve_ = false;
   std::chrono::milliseconds applyDelay_{0};
   int observeCalls_ = 0;
+  std::vector<ObjectId> lastObserved_;
+  Moves moves_;
   std::vector<ObjectId> applyOrder_;
   int inFlight_ = 0;
   int maxInFlight_ = 0;

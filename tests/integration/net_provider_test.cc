@@ -620,6 +620,80 @@ TEST_F(NetProviderIntegrationTest, AChangeWritesOnlyWhatItChangesAndListsOnlyTha
   EXPECT_TRUE(plan({&mtu, &web2}).actions.empty());
 }
 
+// A scoped observe (PartialObserve) answers for its objects alone, each as a whole observe does:
+// the links it reads alone still show a collision in its CIDR and a hand change on its bridge,
+// its context still comes from the whole revision, and an object that left the source is still
+// observed as applied. What is outside the scope is not in its answer.
+TEST_F(NetProviderIntegrationTest, AScopedObserveAnswersForItsObjectsAsAWholeOneDoes) {
+  auto lab = std::make_shared<Object>(makeObject("Network", "lab", kLab));
+  auto dev = std::make_shared<Object>(makeObject("Network", "dev", R"({"cidr": "10.78.0.0/24"})"));
+  auto open = std::make_shared<Object>(
+      makeObject("NetworkPolicy", "open", R"({"network": "dev", "egress": {"mode": "none"}})"));
+  auto web = std::make_shared<Object>(
+      makeObject("NetworkPolicy", "web",
+                 R"({"network": "lab", "selector": {"matchLabels": {"role": "web"}},
+                     "egress": {"mode": "none"}})"));
+  converge({dev.get(), lab.get(), open.get(), web.get()});
+  auto vm = std::make_shared<Object>(makeObject(
+      "VM", "web0",
+      R"({"kernel": {"path": "/vmlinuz"}, "network": {"name": "lab", "ip": "10.77.0.10"}})"));
+  vm->labels = {{"role", "web"}};
+  // Sorted by id, as a revision is.
+  const std::vector<std::shared_ptr<const Object>> revision = {dev, lab, open, web, vm};
+  ASSERT_TRUE(run({"ip", "link", "add", "x0", "type", "bridge"}).isOk());
+  ASSERT_TRUE(run({"ip", "addr", "add", "10.78.0.200/24", "dev", "x0"}).isOk());
+  ASSERT_TRUE(run({"ip", "link", "set", "hb-lab", "mtu", "1280"}).isOk());
+
+  auto observe = [&](const std::vector<const Object*>& desired,
+                     const std::vector<ObjectId>* scope) {
+    std::vector<ManagedRecord> all;
+    ObserveRequest req;
+    req.desired = desired;
+    for (const auto& [id, record] : inventory_) {
+      req.managed.push_back(&record);
+      all.push_back(record);
+    }
+    const RecordList records(all);
+    req.revision = &revision;
+    req.inventory = &records;
+    req.scope = scope;
+    ObserveResponse resp;
+    provider_.observe(req, resp);
+    EXPECT_FALSE(resp.diagnostics.hasErrors()) << resp.diagnostics.format();
+    return resp.observed;
+  };
+  const std::vector<const Object*> desired = {dev.get(), lab.get(), open.get(), web.get()};
+  auto whole = observe(desired, nullptr);
+  ASSERT_EQ(whole.size(), 4u);
+  EXPECT_EQ(whole[dev->id].foreignOwner, "x0");
+  EXPECT_EQ(whole[lab->id].fields["mtu"], 1280);
+  EXPECT_EQ(whole[web->id].context, Json({{"selected", {"10.77.0.10"}}}));
+  auto same = [](const ObservedState& a, const ObservedState& b) {
+    return a.exists == b.exists && a.fields == b.fields && a.fingerprint == b.fingerprint &&
+           a.foreignOwner == b.foreignOwner && a.note == b.note && a.context == b.context;
+  };
+  const std::vector<std::vector<ObjectId>> scopes = {
+      {dev->id, web->id}, {lab->id}, {open->id}, {dev->id, lab->id, open->id, web->id}};
+  for (const auto& scope : scopes) {
+    auto part = observe(desired, &scope);
+    std::vector<ObjectId> answered;
+    for (const auto& [id, state] : part) {
+      answered.push_back(id);
+      EXPECT_TRUE(same(state, whole[id]))
+          << id.str() << ": " << state.fields.dump() << " vs " << whole[id].fields.dump();
+    }
+    EXPECT_EQ(answered, scope);
+  }
+  // dev left the source: observed from its record, as a whole observe does then.
+  const std::vector<const Object*> withoutDev = {lab.get(), open.get(), web.get()};
+  auto wholeWithout = observe(withoutDev, nullptr);
+  const std::vector<ObjectId> devOnly = {dev->id};
+  auto part = observe(withoutDev, &devOnly);
+  ASSERT_EQ(part.size(), 1u);
+  EXPECT_TRUE(same(part[dev->id], wholeWithout[dev->id])) << part[dev->id].fields.dump();
+  EXPECT_EQ(part[dev->id].foreignOwner, "x0");
+}
+
 TEST_F(NetProviderIntegrationTest, ANetworksRepairWritesTheTablesThoughItsSpecIsTheSame) {
   // The one action is the Network's, whose spec the tables render the same as before: what
   // tells that they must be written is that someone else committed since hyper's last write.

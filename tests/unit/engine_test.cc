@@ -530,6 +530,81 @@ TEST_F(EngineTest, RemovedObjectIsAnOrphanWithoutPruneAndDeletedWithPrune) {
   EXPECT_TRUE(planFor(*v2, /*prune=*/true).empty());
 }
 
+// A new revision over one the host is in sync with: movedBetween names what it added, removed
+// or changed (spec, labels; not where or how it is written), what the provider says that moves
+// (all of its objects when it cannot say) and records in neither revision; a plan scoped to
+// that observes and plans only those, so a hand change elsewhere waits for a full observe.
+TEST_F(EngineTest, AScopedPlanObservesAndPlansOnlyWhatANewRevisionMoved) {
+  auto v1 = loadValid({{"m/a.yaml", thing("a", {"size: 1"})},
+                       {"m/b.yaml", thing("b", {"size: 1"})},
+                       {"m/c.yaml", thing("c", {"size: 1"})},
+                       {"m/d.yaml", thing("d", {"size: 1"})},
+                       {"m/e.yaml", thing("e", {"size: 1"})}});
+  ASSERT_NE(v1, nullptr);
+  reconcile(*v1, /*prune=*/true);
+  // a's spec changes, b gains a label, c is written differently (the same object), d stays, e
+  // leaves and f comes.
+  auto v2 = loadValid({{"m/a.yaml", thing("a", {"size: 2"})},
+                       {"m/b.yaml",
+                        "apiVersion: hyper.dev/v1alpha1\nkind: FakeThing\nmetadata:\n  name: b\n"
+                        "  labels:\n    env: prod\nspec:\n  size: 1\n"},
+                       {"m/c.yaml", "# moved\n\n" + thing("c", {"size: 1"})},
+                       {"m/d.yaml", thing("d", {"size: 1"})},
+                       {"m/f.yaml", thing("f", {"size: 1"})}});
+  ASSERT_NE(v2, nullptr);
+  RecordList records = managed();
+  std::vector<ObjectId> all = {fakeId("a"), fakeId("b"), fakeId("c"),
+                               fakeId("d"), fakeId("e"), fakeId("f")};
+  EXPECT_EQ(names(engine_->movedBetween(*v1, *v2, records)), names(all))
+      << "a provider that cannot say has all its objects moved";
+  fake_->setMoves([](const RevisionChange& change) {
+    EXPECT_EQ(names(change.changed), names({fakeId("a"), fakeId("b"), fakeId("e"), fakeId("f")}));
+    return std::vector<ObjectId>{};
+  });
+  const std::vector<ObjectId> moved = engine_->movedBetween(*v1, *v2, records);
+  EXPECT_EQ(names(moved), names({fakeId("a"), fakeId("b"), fakeId("e"), fakeId("f")}));
+  fake_->setMoves([](const RevisionChange&) { return std::vector<ObjectId>{fakeId("d")}; });
+  EXPECT_EQ(names(engine_->movedBetween(*v1, *v2, records)),
+            names({fakeId("a"), fakeId("b"), fakeId("d"), fakeId("e"), fakeId("f")}));
+  // A record in neither revision is always planned (a delete under prune, or an orphan).
+  std::vector<ManagedRecord> withStray = managed();
+  ManagedRecord stray = withStray.front();
+  stray.id = fakeId("z");
+  withStray.push_back(stray);
+  std::sort(withStray.begin(), withStray.end(),
+            [](const ManagedRecord& x, const ManagedRecord& y) { return x.id < y.id; });
+  EXPECT_EQ(names(engine_->movedBetween(*v1, *v2, RecordList(withStray))),
+            names({fakeId("a"), fakeId("b"), fakeId("d"), fakeId("e"), fakeId("f"), fakeId("z")}));
+  // Nothing changed: nothing moved, whatever the provider would say.
+  EXPECT_TRUE(engine_->movedBetween(*v1, *v1, records).empty());
+
+  // c and d drift by hand; the scoped plan sees neither.
+  fake_->setHostState(fakeId("c"), {{"size", 7}});
+  fake_->setHostState(fakeId("d"), {{"size", 7}});
+  PlanOptions scoped{/*prune=*/true};
+  scoped.scope = &moved;
+  PlanResult r = engine_->plan(*v2, records, scoped);
+  ASSERT_FALSE(r.diagnostics.hasErrors()) << r.diagnostics.format();
+  EXPECT_EQ(names(fake_->lastObserved()), names(moved));
+  EXPECT_EQ(names(actionIds(r.plan)), names({fakeId("e"), fakeId("a"), fakeId("f")}))
+      << r.plan.render();
+  // Without prune e is an orphan, as in a whole plan.
+  PlanOptions kept{/*prune=*/false};
+  kept.scope = &moved;
+  EXPECT_EQ(engine_->plan(*v2, records, kept).plan.orphans, std::vector<ObjectId>{fakeId("e")});
+  // The whole plan finds the drift too.
+  Plan whole = planFor(*v2, /*prune=*/true);
+  EXPECT_EQ(names(actionIds(whole)),
+            names({fakeId("e"), fakeId("a"), fakeId("c"), fakeId("d"), fakeId("f")}))
+      << whole.render();
+  // A scope no provider has an object in asks none.
+  const std::vector<ObjectId> none;
+  scoped.scope = &none;
+  int observes = fake_->observeCalls();
+  EXPECT_TRUE(engine_->plan(*v2, records, scoped).plan.empty());
+  EXPECT_EQ(fake_->observeCalls(), observes);
+}
+
 // The inventory lists records sorted; other callers may not, and plan and apply match records to
 // objects the same either way.
 TEST_F(EngineTest, RecordsInAnyOrderAreMatchedToTheirObjects) {

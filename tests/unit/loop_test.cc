@@ -229,17 +229,106 @@ TEST_F(LoopTest, AQuietPollPlansFromTheLastObserveAndTheDriftCheckResyncs) {
     EXPECT_TRUE(controller_->reconcileOnce(trigger, false).observed) << trigger;
     EXPECT_EQ(fake_->observeCalls(), observes + 1) << trigger;
   }
-  // So do a new revision and a write to the inventory.
+  // A new revision observes what it moved: the fake cannot say, so all of its objects.
   source_.set({{"a.yaml", thing("a") + thing("b") + thing("c")}});
+  observes = fake_->observeCalls();
   s = controller_->reconcileOnce("poll", true);
-  EXPECT_TRUE(s.observed);
+  EXPECT_FALSE(s.observed);
+  EXPECT_EQ(s.scoped, 3u);
+  EXPECT_EQ(fake_->observeCalls(), observes + 1);
   EXPECT_EQ(s.succeeded, 1u);
+  // After an apply the next poll observes in full, then plans from that; so does a write to the
+  // inventory.
   EXPECT_TRUE(controller_->reconcileOnce("poll", true).observed);
   ASSERT_FALSE(controller_->reconcileOnce("poll", true).observed);
   auto record = inventory_->get({"FakeThing", "c"});
   ASSERT_TRUE(record.isOk() && record->has_value());
   ASSERT_TRUE(inventory_->put(**record).isOk());
   EXPECT_TRUE(controller_->reconcileOnce("poll", true).observed);
+}
+
+// A new revision over one in sync (found so by a full observe, or left so by an apply whose every
+// action succeeded) observes and plans only what it moved; a hand change elsewhere waits for the
+// first poll after it, which observes in full. Any other trigger observes in full.
+TEST_F(LoopTest, ANewRevisionOverOneInSyncObservesAndPlansOnlyWhatItMoved) {
+  LoopOptions on;
+  on.planFromLastObserve = true;
+  controller_->setOptions(on);
+  std::vector<ObjectId> moves;  // what the fake says a change moves, besides the change
+  fake_->setMoves([&](const RevisionChange&) { return moves; });
+  auto ids = [](std::vector<std::string> names) {
+    std::vector<ObjectId> out;
+    for (auto& n : names) {
+      out.push_back({"FakeThing", n});
+    }
+    return out;
+  };
+  const std::string red = "  color: red\n";
+  source_.set({{"a.yaml", thing("a") + thing("b") + thing("c")}});
+  ASSERT_EQ(controller_->reconcileOnce("start", true).succeeded, 3u);
+  ASSERT_TRUE(controller_->reconcileOnce("poll", true).observed);  // in sync, observed
+
+  fake_->setHostState({"FakeThing", "b"}, {{"size", 7}});  // by hand, no event
+  source_.set({{"a.yaml", thing("a", red) + thing("b") + thing("c")}});
+  ReconcileSummary s = controller_->reconcileOnce("webhook", true);
+  EXPECT_TRUE(s.sourceChanged);
+  EXPECT_FALSE(s.observed);
+  EXPECT_EQ(s.scoped, 1u);
+  EXPECT_EQ(fake_->lastObserved(), ids({"a"}));
+  EXPECT_EQ(s.planned, 1u);
+  EXPECT_EQ(s.succeeded, 1u);
+  EXPECT_EQ((*fake_->hostState({"FakeThing", "b"}))["size"], 7) << "b was not observed";
+
+  // In sync after that apply: the next push is scoped too; c leaves (pruned).
+  source_.set({{"a.yaml", thing("a", red) + thing("b")}});
+  s = controller_->reconcileOnce("source-change", true);
+  EXPECT_EQ(s.scoped, 1u);
+  EXPECT_EQ(fake_->lastObserved(), ids({"c"}));
+  EXPECT_EQ(s.succeeded, 1u);
+  EXPECT_FALSE(fake_->hostState({"FakeThing", "c"}).has_value());
+
+  // What the provider says a change moves is observed with it: b's drift is found and repaired.
+  moves = ids({"b"});
+  source_.set({{"a.yaml", thing("a") + thing("b")}});
+  s = controller_->reconcileOnce("poll", true);
+  EXPECT_EQ(s.scoped, 2u);
+  EXPECT_EQ(fake_->lastObserved(), ids({"a", "b"}));
+  EXPECT_EQ(s.drifted, 1u);
+  EXPECT_EQ(s.succeeded, 2u);
+  EXPECT_EQ((*fake_->hostState({"FakeThing", "b"}))["size"], 1);
+  moves.clear();
+
+  // A poll without a new revision after an apply observes in full (the apply is trusted for
+  // the next revision's scope, not as an observe).
+  int observes = fake_->observeCalls();
+  s = controller_->reconcileOnce("poll", true);
+  EXPECT_TRUE(s.observed);
+  EXPECT_EQ(s.scoped, 0u);
+  EXPECT_EQ(fake_->observeCalls(), observes + 1);
+
+  // "Reconcile now" and host events observe in full even with a new revision.
+  for (const char* trigger : {"api", "webhook,host-event:netlink"}) {
+    fake_->setHostState({"FakeThing", "b"}, {{"size", 8}});
+    source_.set({{"a.yaml", thing("a", trigger == std::string("api") ? red : "") + thing("b")}});
+    s = controller_->reconcileOnce(trigger, true);
+    EXPECT_TRUE(s.observed) << trigger;
+    EXPECT_EQ(s.scoped, 0u) << trigger;
+    EXPECT_EQ(s.drifted, 1u) << trigger;
+    EXPECT_EQ(fake_->lastObserved(), ids({"a", "b"})) << trigger;
+  }
+
+  // A failed action leaves the host out of sync: the next revision observes in full.
+  ASSERT_TRUE(controller_->reconcileOnce("poll", true).observed);
+  fake_->setFailApply({{"FakeThing", "a"}});
+  source_.set({{"a.yaml", thing("a", red) + thing("b")}});
+  s = controller_->reconcileOnce("poll", true);
+  EXPECT_EQ(s.scoped, 1u);
+  EXPECT_EQ(s.failed, 1u);
+  fake_->setFailApply({});
+  source_.set({{"a.yaml", thing("a") + thing("b")}});
+  EXPECT_TRUE(controller_->reconcileOnce("poll", true).observed);
+  EXPECT_NE(metrics_.render().find("hyper_reconciles_scoped_total 4"), std::string::npos)
+      << metrics_.render();
 }
 
 // Something failing is not "in sync": every poll observes until it is done.

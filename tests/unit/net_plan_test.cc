@@ -472,6 +472,42 @@ TEST(NetProviderTest, PolicyReferencesItsNetwork) {
   EXPECT_TRUE(NetProvider().references(o).empty());
 }
 
+// What observe works out from other objects is the VMs' placement: Networks and policies alone
+// move only themselves; a VM, or a Network a VM of either revision names, moves everything.
+TEST(NetProviderTest, AChangeMovesEverythingOnlyThroughTheVms) {
+  auto object = [](const std::string& kind, const std::string& name, Json spec) {
+    auto o = std::make_shared<Object>();
+    o->id = {kind, name};
+    o->spec = std::move(spec);
+    return std::shared_ptr<const Object>(o);
+  };
+  auto lab = object("Network", "lab", labSpec());
+  auto dev = object("Network", "dev", Json{{"cidr", "10.78.0.0/24"}});
+  auto web = object("NetworkPolicy", "web", webSpec());
+  auto vm = object("VM", "web0", Json::parse(R"({"network": {"name": "lab"}})"));
+  auto secret = object("Secret", "s", Json::object());
+  const std::vector<std::shared_ptr<const Object>> withVm = {dev, lab, web, vm};
+  const std::vector<std::shared_ptr<const Object>> without = {dev, lab, web};
+  NetProvider provider;
+  auto moved = [&](std::vector<ObjectId> changed, const auto& before, const auto& after) {
+    RevisionChange change;
+    change.before = &before;
+    change.after = &after;
+    change.changed = std::move(changed);
+    return provider.alsoMovedBy(change);
+  };
+  const ObjectId devId{"Network", "dev"}, labId{"Network", "lab"}, webId{"NetworkPolicy", "web"};
+  EXPECT_EQ(moved({devId}, withVm, withVm), std::vector<ObjectId>{});
+  EXPECT_EQ(moved({webId}, withVm, withVm), std::vector<ObjectId>{});
+  EXPECT_EQ(moved({labId}, without, without), std::vector<ObjectId>{});
+  EXPECT_EQ(moved({{"Secret", "s"}}, withVm, withVm), std::vector<ObjectId>{});
+  EXPECT_EQ(moved({labId}, withVm, withVm), std::nullopt);
+  EXPECT_EQ(moved({labId}, withVm, without), std::nullopt) << "the VM was on lab before";
+  EXPECT_EQ(moved({labId}, without, withVm), std::nullopt) << "the VM is on lab after";
+  EXPECT_EQ(moved({{"VM", "web0"}}, without, withVm), std::nullopt);
+  (void)secret;
+}
+
 TEST(NetProviderTest, ApplyBeforeObserveIsRefused) {
   NetProvider provider;
   Object o;
