@@ -46,6 +46,26 @@ class RecordIndex {
     return it != sorted_.begin() && std::prev(it)->first->id == id ? std::prev(it)->first : nullptr;
   }
 
+  // Calls `f` with each record whose id is in neither `a` nor `b` (both sorted by id).
+  template <class F>
+  void forEachNotIn(const std::vector<std::shared_ptr<const Object>>& a,
+                    const std::vector<std::shared_ptr<const Object>>& b, F&& f) const {
+    auto x = a.begin();
+    auto y = b.begin();
+    for (const Entry& e : sorted_) {
+      const ObjectId& id = e.first->id;
+      while (x != a.end() && (*x)->id < id) {
+        ++x;
+      }
+      while (y != b.end() && (*y)->id < id) {
+        ++y;
+      }
+      if ((x == a.end() || (*x)->id != id) && (y == b.end() || (*y)->id != id)) {
+        f(*e.first);
+      }
+    }
+  }
+
   // recordOf[i]: the record of objects[i] (sorted by id), or null. inRevision[j]: whether
   // managed[j] is one of the objects.
   void match(const std::vector<std::shared_ptr<const Object>>& objects,
@@ -193,9 +213,15 @@ void orderActions(const DependencyGraph& graph,
     a.dependsOn.assign(deps.begin(), deps.end());
   }
   if (actions.size() > 1) {
+    // The actions' order in the whole graph's, from the part of it they depend on.
+    std::vector<ObjectId> ids;
+    ids.reserve(actions.size());
+    for (const auto& a : actions) {
+      ids.push_back(a.id);
+    }
     std::map<ObjectId, size_t> rank;
     size_t i = 0;
-    for (const auto& id : order->topologicalOrder()) {
+    for (const auto& id : order->topologicalOrderOf(ids)) {
       rank[id] = i++;
     }
     std::stable_sort(actions.begin(), actions.end(), [&](const PlanAction& a, const PlanAction& b) {
@@ -527,11 +553,11 @@ std::vector<ObjectId> Engine::movedBetween(const Revision& before, const Revisio
     }
   }
   std::vector<ObjectId> moved = change.changed;
-  for (const ManagedRecord& r : managed) {
-    if (!after.find(r.id) && !before.find(r.id)) {
-      moved.push_back(r.id);
-    }
-  }
+  // Records in neither revision: a walk beside the two sorted lists (the inventory's come
+  // sorted; RecordIndex sorts others).
+  const RecordIndex records(managed);
+  records.forEachNotIn(before.objects, after.objects,
+                       [&](const ManagedRecord& r) { moved.push_back(r.id); });
   if (!change.changed.empty()) {
     // What each provider says the change moves; every object of one that cannot say.
     std::set<const Provider*> whole;

@@ -23,6 +23,10 @@ class DependencyGraph {
 
   // Parents before children; ties broken by id for a stable order. Precondition: acyclic.
   std::vector<ObjectId> topologicalOrder() const;
+  // The same order, of `ids` and what they depend on (transitively) only: an object's place
+  // among these depends on nothing else, so each keeps its rank relative to the others, in a
+  // walk of that part of the graph alone (a plan of two actions among 10k objects).
+  std::vector<ObjectId> topologicalOrderOf(const std::vector<ObjectId>& ids) const;
 
  private:
   std::map<ObjectId, std::set<ObjectId>> edges_;

@@ -87,5 +87,52 @@ TEST(DependencyGraphTest, ASelfReferenceAndTwoSeparateLoopsAreEachReportedOnce) 
   EXPECT_EQ(graph.cycles(), (std::vector<std::vector<ObjectId>>{{thing(1)}, {thing(2), thing(3)}}));
 }
 
+// The order of some objects and what they depend on is the whole graph's order kept to them: on
+// random acyclic graphs (edges from higher to lower numbers, names sorting apart from numbers)
+// and random picks, and with names not in the graph.
+TEST(DependencyGraphTest, TheOrderOfAFewIsTheWholeOrderKeptToThemAndWhatTheyDependOn) {
+  std::mt19937 rng(17);
+  for (int round = 0; round < 200; ++round) {
+    const size_t n = 1 + rng() % 40;
+    DependencyGraph graph;
+    for (size_t i = 0; i < n; ++i) {
+      graph.addNode(thing(i));
+      for (size_t j = 0; j < i; ++j) {
+        if (rng() % 6 == 0) {
+          graph.addEdge(thing(i), thing(j));
+        }
+      }
+    }
+    std::vector<ObjectId> picked;
+    for (size_t k = 1 + rng() % 4; k > 0; --k) {
+      picked.push_back(thing(rng() % (n + 2)));  // n and n+1 are not in the graph
+    }
+    // What the picks depend on, transitively, by a walk of the whole graph's edges.
+    std::set<ObjectId> closure;
+    std::vector<ObjectId> todo;
+    for (const auto& id : picked) {
+      if (graph.hasNode(id)) {
+        todo.push_back(id);
+      }
+    }
+    while (!todo.empty()) {
+      ObjectId id = todo.back();
+      todo.pop_back();
+      if (closure.insert(id).second) {
+        for (const auto& d : graph.dependencies(id)) {
+          todo.push_back(d);
+        }
+      }
+    }
+    std::vector<ObjectId> expected;
+    for (const auto& id : graph.topologicalOrder()) {
+      if (closure.count(id)) {
+        expected.push_back(id);
+      }
+    }
+    EXPECT_EQ(graph.topologicalOrderOf(picked), expected) << "round " << round;
+  }
+}
+
 }  // namespace
 }  // namespace hyper
