@@ -119,18 +119,32 @@ std::map<std::string, Placement> placeVms(const std::vector<VmAddressRequest>& v
 
 std::map<std::string, Placement> placeRevisionVms(
     const std::vector<std::shared_ptr<const Object>>& revision, const RecordList* inventory) {
-  std::map<std::string, NetworkSpec> networks;
+  // The VMs first, then only the Networks they name: a revision sorted by id (as a loaded one
+  // is) is searched by kind, so one of 5,000 Networks and no VM parses none of them.
+  const bool sorted = std::is_sorted(revision.begin(), revision.end(),
+                                     [](const auto& a, const auto& b) { return a->id < b->id; });
+  auto ofKind = [&](const std::string& kind) {
+    if (!sorted) {
+      return std::make_pair(revision.begin(), revision.end());
+    }
+    auto first =
+        std::lower_bound(revision.begin(), revision.end(), kind,
+                         [](const auto& o, const std::string& k) { return o->id.kind < k; });
+    auto last =
+        std::upper_bound(first, revision.end(), kind,
+                         [](const std::string& k, const auto& o) { return k < o->id.kind; });
+    return std::make_pair(first, last);
+  };
   std::vector<VmAddressRequest> vms;
-  for (const auto& o : revision) {
-    if (o->id.kind == "Network") {
-      if (auto n = parseNetworkSpec(*o); n.isOk()) {
-        networks[o->id.name] = *n;
-      }
-    } else if (o->id.kind == "VM" && o->spec->is_object() && o->spec->contains("network") &&
-               o->spec["network"].is_object()) {
-      const Json& n = o->spec["network"];
+  std::set<std::string> named;
+  auto [vmFirst, vmLast] = ofKind("VM");
+  for (auto it = vmFirst; it != vmLast; ++it) {
+    const Object& o = **it;
+    if (o.id.kind == "VM" && o.spec->is_object() && o.spec->contains("network") &&
+        o.spec["network"].is_object()) {
+      const Json& n = o.spec["network"];
       VmAddressRequest r;
-      r.name = o->id.name;
+      r.name = o.id.name;
       r.network = n.value("name", "");
       if (n.contains("mac") && n["mac"].is_string()) {
         r.mac = n["mac"].get<std::string>();
@@ -140,7 +154,21 @@ std::map<std::string, Placement> placeRevisionVms(
           r.ip = *ip;
         }
       }
+      named.insert(r.network);
       vms.push_back(std::move(r));
+    }
+  }
+  if (vms.empty()) {
+    return {};
+  }
+  std::map<std::string, NetworkSpec> networks;
+  auto [netFirst, netLast] = ofKind("Network");
+  for (auto it = netFirst; it != netLast; ++it) {
+    const Object& o = **it;
+    if (o.id.kind == "Network" && named.count(o.id.name)) {
+      if (auto n = parseNetworkSpec(o); n.isOk()) {
+        networks[o.id.name] = *n;
+      }
     }
   }
   std::map<std::string, uint32_t> previous;

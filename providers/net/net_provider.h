@@ -155,9 +155,22 @@ class NetProvider : public Provider, public PartialObserve {
   // 1.9 s of a change to one policy.
   Result<std::shared_ptr<const NftTableDump>> nftTables(const DeltaWrite* written = nullptr);
 
+  // Brings model_ to what `managed` (every record) holds, parsing only the records whose spec
+  // tree or handle is not the one their entry was made from; clears modelWritten_ when an entry
+  // changed. Call with mu_ held.
+  void loadModelLocked(const std::vector<const ManagedRecord*>& managed, Diagnostics& diagnostics);
+
   mutable std::mutex mu_;
   bool modelLoaded_ = false;
   NftModel model_;
+  // What loadModelLocked made each object's entries of model_ from: its record's spec tree and
+  // its "ports" or "selected" handle. An apply that puts an object into the model drops its
+  // source, so the next observe reads its record again. Guarded by mu_.
+  struct ModelSource {
+    SharedJson spec;
+    Json handle;
+  };
+  std::map<ObjectId, ModelSource> modelSources_;
   std::mutex nftCacheMu_;  // guards the two below
   std::optional<host::NftGeneration> nftCacheGeneration_;
   std::shared_ptr<const NftTableDump> nftCache_;

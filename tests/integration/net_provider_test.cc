@@ -694,6 +694,43 @@ TEST_F(NetProviderIntegrationTest, AScopedObserveAnswersForItsObjectsAsAWholeOne
   EXPECT_EQ(part[dev->id].foreignOwner, "x0");
 }
 
+// Observe keeps the tables' model from the records up to date in place, parsing only records
+// whose spec tree changed: a record rewritten with another spec (as another hyper would) is a
+// different model, which the tables were not written from, so the next write replaces them;
+// one rewritten with an equal spec is the same model, and the next write is a delta.
+TEST_F(NetProviderIntegrationTest, ARecordWithAnotherSpecIsAnotherModelAndAnEqualOneIsNot) {
+  Object lab = makeObject("Network", "lab", kLab);
+  const char* rule = R"({"network": "lab", "egress": {"mode": "allowlist", "allow": [
+                          {"cidr": "203.0.113.0/24", "protocol": "tcp", "ports": [443]}]}})";
+  Object web = makeObject("NetworkPolicy", "web", rule);
+  Object api =
+      makeObject("NetworkPolicy", "api", R"({"network": "lab", "egress": {"mode": "none"}})");
+  converge({&lab, &web, &api});
+  size_t replaces = provider_.nftReplaces();
+  size_t deltas = provider_.nftDeltaWrites();
+
+  // web's record now holds an equal spec in a tree of its own: the same model.
+  inventory_[web.id].spec = Json::parse(rule);
+  Object api2 =
+      makeObject("NetworkPolicy", "api", R"({"network": "lab", "egress": {"mode": "any"}})");
+  converge({&lab, &web, &api2});
+  EXPECT_EQ(provider_.nftReplaces(), replaces);
+  EXPECT_EQ(provider_.nftDeltaWrites(), deltas + 1);
+
+  // web's record now holds another rule than the tables: another model, so a replace.
+  inventory_[web.id].spec = Json::parse(
+      R"({"network": "lab", "egress": {"mode": "allowlist", "allow": [
+           {"cidr": "198.51.100.0/24", "protocol": "udp", "ports": [53]}]}})");
+  Planned p = plan({&lab, &web, &api});
+  ASSERT_NE(p.find(web.id), nullptr) << p.describe();
+  ASSERT_NE(p.find(api.id), nullptr) << p.describe();
+  ASSERT_TRUE(apply(p, {&lab, &web, &api}).isOk());
+  EXPECT_EQ(provider_.nftReplaces(), replaces + 1);
+  EXPECT_TRUE(plan({&lab, &web, &api}).actions.empty());
+  EXPECT_NE(run({"nft", "list", "chain", "inet", "hyper", "pol-web-egress"})->find("tcp dport 443"),
+            std::string::npos);
+}
+
 TEST_F(NetProviderIntegrationTest, ANetworksRepairWritesTheTablesThoughItsSpecIsTheSame) {
   // The one action is the Network's, whose spec the tables render the same as before: what
   // tells that they must be written is that someone else committed since hyper's last write.
