@@ -35,11 +35,13 @@ inline std::string subnet(int i) {
 
 // N Networks and N NetworkPolicies in one file: cidr 10.(100+i/250).(i%250).0/24, `nat: true`
 // on every tenth, an egress allowlist of two rules each; network `changed` (or none: -1) has
-// mtu 1400, and the policy of network `changedPolicy` allows port 8443 instead of 443.
-inline std::string networksAndPolicies(int n, int changed = -1, int changedPolicy = -1) {
+// mtu 1400, and the policy of network `changedPolicy` allows port 8443 instead of 443. With
+// `from`: networks from..n-1 only (a repository's later files).
+inline std::string networksAndPolicies(int n, int changed = -1, int changedPolicy = -1,
+                                       int from = 0) {
   std::string out;
-  out.reserve(static_cast<size_t>(n) * 600);
-  for (int i = 0; i < n; ++i) {
+  out.reserve(static_cast<size_t>(n - from) * 600);
+  for (int i = from; i < n; ++i) {
     const std::string name = networkName(i);
     out += "---\napiVersion: hyper.dev/v1alpha1\nkind: Network\nmetadata: {name: " + name +
            "}\nspec:\n  cidr: " + subnet(i) + "/24\n  mtu: " + (i == changed ? "1400" : "1500") +

@@ -18,13 +18,15 @@
 // the host back (observe, fingerprints) and its inventory.
 //
 // Then hyperd (--hyperd-size N, default 5,000: 10k objects) follows a git repository of N
-// Networks + N NetworkPolicies in a fresh namespace: its first apply (its own reconcile's
-// figure), the mean reconcile of polls at --interval 1s that find nothing new (planned from the
-// last full observe, without asking the providers), a full observe + plan with nothing to do
-// (POST /v1/reconcile, what the drift check does), its memory per object (RSS against a hyperd
-// with one network), push to converged with the real provider (a commit changing one Network's
-// MTU, then commits changing one NetworkPolicy's rule, each reconciled at once, with its
-// breakdown) and its CPU when idle at the default intervals
+// Networks + N NetworkPolicies (in files of --hyperd-per-file networks and their policies,
+// default 100, as a repository of that size would be split; 0: one file) in a fresh namespace: its
+// first apply (its own reconcile's figure), the mean reconcile of polls at --interval 1s that find
+// nothing new (planned from the last full observe, without asking the providers), a full observe +
+// plan with nothing to do (POST /v1/reconcile, what the drift check does), its memory per object
+// (RSS against a hyperd with one network), push to converged with the real provider (a commit
+// changing one Network's MTU, then commits changing one NetworkPolicy's rule, each announced by the
+// push webhook, with its breakdown and how many objects it observed) and its CPU when idle at the
+// default intervals
 // (--idle-seconds, default 120).
 //
 // It prints figures and informational targets (issue 17: the first apply within 1.5 x the floor,
@@ -38,6 +40,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -543,8 +546,11 @@ class Hyperd {
                                      "--interval",
                                      interval,
                                      "--drift-interval",
-                                     driftInterval};
-    if (!daemon_.start(argv, log)) {
+                                     driftInterval,
+                                     "--gitlab-token-file",
+                                     dir_ + "/gitlab.token"};
+    if (!writeFile(dir_ + "/gitlab.token", kWebhookToken) ||
+        ::chmod((dir_ + "/gitlab.token").c_str(), 0600) != 0 || !daemon_.start(argv, log)) {
       return false;
     }
     static const std::regex kListening("hyperd: listening on (http://127\\.0\\.0\\.1:[0-9]+)");
@@ -604,25 +610,65 @@ class Hyperd {
     return r.out;
   }
 
+  // A push: the GitLab webhook, then the status until the reconcile that took `revision` is
+  // reported; its summary (null on failure, printed).
+  Json push(const std::string& revision) {
+    Run hook = run({"ip", "netns", "exec", ns_, "curl", "-sS", "-f", "--max-time", "60", "-X",
+                    "POST", "--data", "{}", "-H", std::string("X-Gitlab-Token: ") + kWebhookToken,
+                    url_ + "/v1/hooks/git"});
+    if (hook.code != 0) {
+      std::fprintf(stderr, "FAIL: the push webhook: %s\n", hook.err.c_str());
+      return nullptr;
+    }
+    auto deadline = Clock::now() + std::chrono::minutes(30);
+    while (!gInterrupted && Clock::now() < deadline) {
+      Json status = Json::parse(call("GET", "/v1/status"), nullptr, false);
+      if (status.is_object() && status["lastReconcile"].is_object() &&
+          status["lastReconcile"].value("revision", "") == revision &&
+          status["lastReconcile"].value("sourceChanged", false)) {
+        return status["lastReconcile"];
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::fprintf(stderr, "FAIL: no reconcile took %s\n", revision.c_str());
+    return nullptr;
+  }
+
   pid_t pid() const { return daemon_.pid(); }
 
  private:
+  static constexpr const char* kWebhookToken = "bench-webhook-token";
   std::string hyperd_, ns_, dir_, url_, token_;
   int starts_ = 0;
   Daemon daemon_;
 };
 
-// A git repository `dir`/env holding the manifests of n networks (and their policies).
-bool makeRepo(const std::string& dir, int n) {
+// The file of a repository of networks in files of `perFile` (0: all in one) that holds
+// network 0.
+std::string firstFile(int perFile) { return perFile > 0 ? "networks-0000.yaml" : "networks.yaml"; }
+
+// A git repository `dir`/env holding the manifests of n networks (and their policies), in files
+// of `perFile` networks and their policies (0: one file).
+bool makeRepo(const std::string& dir, int n, int perFile) {
   const std::string env = dir + "/env";
   std::error_code ec;
   fs::create_directories(env, ec);
-  if (!writeFile(env + "/networks.yaml", networksAndPolicies(n, -1))) {
-    return false;
+  if (perFile <= 0) {
+    if (!writeFile(env + "/" + firstFile(perFile), networksAndPolicies(n, -1))) {
+      return false;
+    }
+  }
+  for (int from = 0; perFile > 0 && from < n; from += perFile) {
+    char name[32];
+    std::snprintf(name, sizeof name, "networks-%04d.yaml", from / perFile);
+    if (!writeFile(env + "/" + name,
+                   networksAndPolicies(std::min(n, from + perFile), -1, -1, from))) {
+      return false;
+    }
   }
   for (std::vector<std::string> argv :
        {std::vector<std::string>{"git", "-C", env, "init", "-q", "-b", "main"},
-        {"git", "-C", env, "add", "networks.yaml"},
+        {"git", "-C", env, "add", "-A"},
         {"git", "-C", env, "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit",
          "-qm", "networks"}}) {
     Run r = run(argv);
@@ -635,10 +681,12 @@ bool makeRepo(const std::string& dir, int n) {
 
 struct PushFigures {
   double ms = 0, fetchMs = 0, loadMs = 0, planMs = 0, applyMs = 0, restMs = 0;
+  double scoped = 0;  // objects observed and planned (0: all)
 };
 
 struct HyperdFigures {
   int n = 0;
+  int perFile = 0;               // networks (and their policies) per manifest file; 0: one file
   double firstApplySeconds = 0;  // hyperd's own figure for its first reconcile
   double quietMs = 0;            // mean reconcile of a poll with nothing new
   double quietPolls = 0;
@@ -646,8 +694,8 @@ struct HyperdFigures {
   double pollCpuPercent = 0;  // CPU at --interval 1s, nothing new
   double fullMs = 0;          // POST /v1/reconcile: a full observe and plan, nothing to do
   double fullPlanMs = 0;
-  // A commit changing one Network's MTU, and one changing a NetworkPolicy's rule, each
-  // reconciled at once (POST /v1/reconcile: a fetch, a load, a full observe, the one action):
+  // A commit changing one Network's MTU, and one changing a NetworkPolicy's rule, each announced
+  // by the push webhook (a fetch, a load, an observe and plan of what it moved, the one action):
   // medians of kPushRounds.
   PushFigures mtuPush, rulePush;
   double idleCpuPercent = 0;
@@ -660,7 +708,9 @@ struct HyperdFigures {
 // hyperd following a git repository of n Networks + n NetworkPolicies in a fresh namespace:
 // its first apply, polls that find nothing new, full observes, idle CPU at the default
 // intervals and memory against a hyperd with one network.
-bool measureHyperd(int n, const std::string& hyperd, int idleSeconds, HyperdFigures& h) {
+bool measureHyperd(int n, int perFile, const std::string& hyperd, int idleSeconds,
+                   HyperdFigures& h) {
+  h.perFile = perFile;
   h.n = n;
   Scratch scratch;
   const std::string dir = scratch.makeDir();
@@ -671,7 +721,7 @@ bool measureHyperd(int n, const std::string& hyperd, int idleSeconds, HyperdFigu
   {  // The baseline: the same hyperd with one network.
     const std::string small = dir + "/small";
     const std::string ns = scratch.addNetns("hyperd1");
-    if (ns.empty() || !makeRepo(small, 1)) {
+    if (ns.empty() || !makeRepo(small, 1, 0)) {
       return false;
     }
     Hyperd d(hyperd, ns, small);
@@ -685,7 +735,7 @@ bool measureHyperd(int n, const std::string& hyperd, int idleSeconds, HyperdFigu
   }
   const std::string big = dir + "/big";
   const std::string ns = scratch.addNetns("hyperd");
-  if (ns.empty() || !makeRepo(big, n)) {
+  if (ns.empty() || !makeRepo(big, n, perFile)) {
     return false;
   }
   Hyperd d(hyperd, ns, big);
@@ -737,7 +787,7 @@ bool measureHyperd(int n, const std::string& hyperd, int idleSeconds, HyperdFigu
   }
   // Each round a commit that changes one object and back; `file(r)` is the manifest of round r.
   auto pushRounds = [&](const std::function<std::string(int)>& file, PushFigures& f) {
-    std::vector<double> push, fetch, load, pushPlan, apply, rest;
+    std::vector<double> push, fetch, load, pushPlan, apply, rest, scoped;
     for (int r = 0; r < kPushRounds && !gInterrupted; ++r) {
       const std::string env = big + "/env";
       std::vector<std::string> commit = {"git",
@@ -750,13 +800,18 @@ bool measureHyperd(int n, const std::string& hyperd, int idleSeconds, HyperdFigu
                                          "commit",
                                          "-qam",
                                          "round " + std::to_string(r)};
-      if (!writeFile(env + "/networks.yaml", file(r))) {
+      if (!writeFile(env + "/" + firstFile(perFile), file(r))) {
         return false;
       }
       if (Run c = run(commit); c.code != 0) {
         return failed(commit, c);
       }
-      Json summary = Json::parse(d.call("POST", "/v1/reconcile?wait=1800"), nullptr, false);
+      std::vector<std::string> head = {"git", "-C", env, "rev-parse", "HEAD"};
+      Run rev = run(head);
+      if (rev.code != 0) {
+        return failed(head, rev);
+      }
+      Json summary = d.push("git:" + rev.out.substr(0, rev.out.find('\n')));
       if (!summary.is_object() || !summary.value("sourceChanged", false) ||
           summary.value("planned", -1) != 1 || summary.value("succeeded", -1) != 1) {
         std::fprintf(stderr, "FAIL: a push of one change did not apply one action: %s\n",
@@ -769,17 +824,22 @@ bool measureHyperd(int n, const std::string& hyperd, int idleSeconds, HyperdFigu
       pushPlan.push_back(summary.value("planSeconds", 0.0) * 1000);
       apply.push_back(summary.value("applySeconds", 0.0) * 1000);
       rest.push_back(push.back() - fetch.back() - load.back() - pushPlan.back() - apply.back());
+      scoped.push_back(summary.value("scoped", 0.0));
     }
-    f = {median(push), median(fetch), median(load), median(pushPlan), median(apply), median(rest)};
+    f = {median(push),  median(fetch), median(load),  median(pushPlan),
+         median(apply), median(rest),  median(scoped)};
     return true;
   };
   // An MTU (the bridge only), then a policy's rule (its chain in the tables, written as a
   // delta and listed back in part).
-  if (!pushRounds([&](int r) { return networksAndPolicies(n, r % 2 == 0 ? 0 : -1); }, h.mtuPush) ||
+  const int first = perFile > 0 ? std::min(n, perFile) : n;  // the networks of firstFile
+  if (!pushRounds([&](int r) { return networksAndPolicies(first, r % 2 == 0 ? 0 : -1); },
+                  h.mtuPush) ||
       !pushRounds(
           [&](int r) {
             // Network 0 as the last MTU round left it.
-            return networksAndPolicies(n, (kPushRounds - 1) % 2 == 0 ? 0 : -1, r % 2 == 0 ? 1 : -1);
+            return networksAndPolicies(first, (kPushRounds - 1) % 2 == 0 ? 0 : -1,
+                                       r % 2 == 0 ? 1 : -1);
           },
           h.rulePush)) {
     return false;
@@ -806,25 +866,29 @@ bool measureHyperd(int n, const std::string& hyperd, int idleSeconds, HyperdFigu
 
 void printHyperd(const HyperdFigures& h) {
   const int objects = 2 * h.n;
+  const std::string layout =
+      h.perFile > 0 ? "files of " + std::to_string(h.perFile) + " Networks and their policies"
+                    : "one file";
   std::printf(
-      "hyperd, %d Networks + %d NetworkPolicies (%d objects), git source, in a netns:\n"
+      "hyperd, %d Networks + %d NetworkPolicies (%d objects), git source (%s), in a netns:\n"
       "  first apply (hyperd's reconcile): %.2f s\n"
       "  poll with nothing new (planned from the last full observe): %.2f ms mean over %.0f "
       "polls, %.0f from the cache (target < %.0f ms at 10k objects: %s); CPU %.2f %% of one "
       "core at --interval 1s\n"
       "  full observe + plan with nothing to do (POST /v1/reconcile; the drift check's work, "
       "and every poll's before issue 17): %.0f ms (observe + plan %.0f ms), median of 3\n",
-      h.n, h.n, objects, h.firstApplySeconds, h.quietMs, h.quietPolls, h.fromCache, kTargetQuietMs,
-      h.quietMs < kTargetQuietMs ? "PASS" : "MISS", h.pollCpuPercent, h.fullMs, h.fullPlanMs);
+      h.n, h.n, objects, layout.c_str(), h.firstApplySeconds, h.quietMs, h.quietPolls, h.fromCache,
+      kTargetQuietMs, h.quietMs < kTargetQuietMs ? "PASS" : "MISS", h.pollCpuPercent, h.fullMs,
+      h.fullPlanMs);
   for (const auto& [what, f] :
        {std::pair<const char*, const PushFigures&>{"one Network's MTU", h.mtuPush},
         {"one NetworkPolicy's rule", h.rulePush}}) {
     std::printf(
-        "  push -> converged, %s (a commit, POST /v1/reconcile): %.0f ms, median of %d (target "
+        "  push -> converged, %s (a commit, the push webhook): %.0f ms, median of %d (target "
         "< %.0f ms at 10k objects: %s), each part's median: fetch %.1f, load + validate %.1f, "
-        "observe + plan %.1f, apply %.1f, the rest %.1f ms\n",
+        "observe + plan %.1f (of %.0f objects; 0: all), apply %.1f, the rest %.1f ms\n",
         what, f.ms, kPushRounds, kTargetPushMs, f.ms < kTargetPushMs ? "PASS" : "MISS", f.fetchMs,
-        f.loadMs, f.planMs, f.applyMs, f.restMs);
+        f.loadMs, f.planMs, f.scoped, f.applyMs, f.restMs);
   }
   if (h.idleSeconds > 0) {
     std::printf(
@@ -857,9 +921,11 @@ std::vector<int> parseSizes(const std::string& text) {
 int usage() {
   std::fprintf(stderr,
                "usage: hyper_net_apply_bench [--sizes 100,300,1000] [--hyperctl PATH]\n"
-               "         [--hyperd-size 5000] [--hyperd PATH] [--idle-seconds 120]\n"
+               "         [--hyperd-size 5000] [--hyperd-per-file 100] [--hyperd PATH]\n"
+               "         [--idle-seconds 120]\n"
                "  sizes: networks (each with a NetworkPolicy), 1 to %d; --hyperd-size 0 skips\n"
-               "  hyperd's figures, --idle-seconds 0 its idle CPU\n",
+               "  hyperd's figures, --hyperd-per-file 0 puts its networks in one file,\n"
+               "  --idle-seconds 0 skips its idle CPU\n",
                kMaxSize);
   return 2;
 }
@@ -869,6 +935,7 @@ int benchMain(int argc, char** argv) {
   std::string hyperctl = HYPERCTL_PATH;
   std::string hyperd = HYPERD_PATH;
   int hyperdSize = 5000;
+  int perFile = 100;
   int idleSeconds = 120;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -888,6 +955,13 @@ int benchMain(int argc, char** argv) {
         return usage();
       }
       hyperdSize = one[0];
+    } else if (arg == "--hyperd-per-file" && i + 1 < argc) {
+      char* end = nullptr;
+      long v = std::strtol(argv[++i], &end, 10);
+      if (*end != '\0' || v < 0 || v > kMaxSize) {
+        return usage();
+      }
+      perFile = static_cast<int>(v);
     } else if (arg == "--idle-seconds" && i + 1 < argc) {
       char* end = nullptr;
       long v = std::strtol(argv[++i], &end, 10);
@@ -981,7 +1055,7 @@ int benchMain(int argc, char** argv) {
   if (hyperdSize > 0) {
     std::fflush(stdout);
     HyperdFigures h;
-    if (!measureHyperd(hyperdSize, hyperd, idleSeconds, h)) {
+    if (!measureHyperd(hyperdSize, perFile, hyperd, idleSeconds, h)) {
       std::fflush(stdout);
       return gInterrupted ? 130 : 1;
     }
