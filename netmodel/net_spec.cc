@@ -411,28 +411,56 @@ Result<PolicySpec> parsePolicySpec(const Object& object) {
   return parsePolicySpec(object.id.name, object.spec);
 }
 
-void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& diagnostics) {
+void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& diagnostics,
+                        NetSpecMemo* memo) {
   struct Parsed {
     const Object* object;
-    NetworkSpec spec;
+    const NetworkSpec* spec;
     bool cidrOk;
   };
   std::vector<Parsed> networks;
+  NetSpecMemo local;
+  NetSpecMemo& read = memo ? *memo : local;
+  std::vector<const ObjectId*> seen;
   for (const Object* o : objects) {
-    SpecReader r(o->id);
-    if (o->id.kind == "Network") {
-      NetworkSpec spec;
-      readNetwork(r, o->id.name, o->spec, spec);
-      bool cidrOk = true;
-      for (const auto& d : r.diagnostics().items()) {
-        cidrOk = cidrOk && d.fieldPath != "spec.cidr";
-      }
-      networks.push_back({o, std::move(spec), cidrOk});
-    } else if (o->id.kind == "NetworkPolicy") {
-      PolicySpec spec;
-      readPolicy(r, o->id.name, o->spec, spec);
+    if (o->id.kind != "Network" && o->id.kind != "NetworkPolicy") {
+      continue;
     }
-    diagnostics.append(r.diagnostics());
+    NetSpecMemo::Entry& entry = read.entries[o->id];
+    if (!entry.spec.sharesWith(o->spec)) {
+      SpecReader r(o->id);
+      entry = NetSpecMemo::Entry{o->spec, std::nullopt, false, {}};
+      if (o->id.kind == "Network") {
+        NetworkSpec spec;
+        readNetwork(r, o->id.name, o->spec, spec);
+        entry.cidrOk = true;
+        for (const auto& d : r.diagnostics().items()) {
+          entry.cidrOk = entry.cidrOk && d.fieldPath != "spec.cidr";
+        }
+        entry.network = std::move(spec);
+      } else {
+        PolicySpec spec;
+        readPolicy(r, o->id.name, o->spec, spec);
+      }
+      entry.diagnostics = r.diagnostics();
+    }
+    seen.push_back(&o->id);
+    if (entry.network) {
+      networks.push_back({o, &*entry.network, entry.cidrOk});
+    }
+    diagnostics.append(entry.diagnostics);
+  }
+  // The memo keeps this call's objects only.
+  auto byId = [](const ObjectId* a, const ObjectId* b) { return *a < *b; };
+  if (!std::is_sorted(seen.begin(), seen.end(), byId)) {
+    std::sort(seen.begin(), seen.end(), byId);
+  }
+  auto next = seen.begin();
+  for (auto it = read.entries.begin(); it != read.entries.end();) {
+    while (next != seen.end() && **next < it->first) {
+      ++next;
+    }
+    it = next != seen.end() && **next == it->first ? std::next(it) : read.entries.erase(it);
   }
 
   // Cross-object checks: report each clash once, on the later object, naming the earlier one
@@ -449,7 +477,7 @@ void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& 
     const Parsed& b = networks[j];
     std::vector<size_t> overlapping;
     if (b.cidrOk) {
-      const Cidr& cidr = b.spec.cidr;
+      const Cidr& cidr = b.spec->cidr;
       // Earlier prefixes that contain this one: as long or shorter, on its address.
       for (int q = 0; q <= cidr.prefix; ++q) {
         if (auto it = byPrefix.find(prefixKey(q, Cidr{cidr.address, q}.network()));
@@ -460,13 +488,13 @@ void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& 
       // Earlier prefixes this one contains: longer, inside its range.
       for (auto it = byNetwork.lower_bound(cidr.network());
            it != byNetwork.end() && it->first <= cidr.broadcast(); ++it) {
-        if (networks[it->second].spec.cidr.prefix > cidr.prefix) {
+        if (networks[it->second].spec->cidr.prefix > cidr.prefix) {
           overlapping.push_back(it->second);
         }
       }
       std::sort(overlapping.begin(), overlapping.end());
     }
-    std::vector<size_t>& sameBridge = byBridge[b.spec.bridge];
+    std::vector<size_t>& sameBridge = byBridge[b.spec->bridge];
     std::vector<size_t> clashes;
     std::set_union(overlapping.begin(), overlapping.end(), sameBridge.begin(), sameBridge.end(),
                    std::back_inserter(clashes));
@@ -474,14 +502,14 @@ void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& 
       const Parsed& a = networks[i];
       if (std::binary_search(overlapping.begin(), overlapping.end(), i)) {
         diagnostics.error(b.object->id, "spec.cidr",
-                          b.spec.cidr.str() + " overlaps " + a.spec.cidr.str() + " of " +
+                          b.spec->cidr.str() + " overlaps " + a.spec->cidr.str() + " of " +
                               a.object->id.str() +
                               " (expected the CIDRs of different Networks not to overlap)");
       }
-      if (a.spec.bridge == b.spec.bridge) {
+      if (a.spec->bridge == b.spec->bridge) {
         bool explicitName = field(b.object->spec, "bridge") != nullptr;
         diagnostics.error(b.object->id, "spec.bridge",
-                          "bridge name " + b.spec.bridge +
+                          "bridge name " + b.spec->bridge +
                               (explicitName ? "" : " (derived from the name)") +
                               " is also the bridge of " + a.object->id.str() +
                               " (expected each Network to have its own bridge)");
@@ -489,8 +517,8 @@ void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& 
     }
     sameBridge.push_back(j);
     if (b.cidrOk) {
-      byPrefix[prefixKey(b.spec.cidr.prefix, b.spec.cidr.network())].push_back(j);
-      byNetwork.emplace(b.spec.cidr.network(), j);
+      byPrefix[prefixKey(b.spec->cidr.prefix, b.spec->cidr.network())].push_back(j);
+      byNetwork.emplace(b.spec->cidr.network(), j);
     }
   }
 }

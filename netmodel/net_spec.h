@@ -75,11 +75,27 @@ Result<NetworkSpec> parseNetworkSpec(const Object& object);
 Result<PolicySpec> parsePolicySpec(const std::string& name, const Json& spec);
 Result<PolicySpec> parsePolicySpec(const Object& object);
 
+// What validateNetObjects read from each object, kept for its next call: an object whose spec is
+// the very tree read then (a revision's unchanged objects share their trees with the last one's)
+// is not read again. What it holds is a pure function of the object's id and spec.
+class NetSpecMemo {
+ public:
+  struct Entry {
+    SharedJson spec;                     // the tree read (held: its identity is the key)
+    std::optional<NetworkSpec> network;  // a Network's reading
+    bool cidrOk = false;                 // its cidr read without an error
+    Diagnostics diagnostics;             // what reading it found, located by the caller
+  };
+  std::map<ObjectId, Entry> entries;  // of the last call's objects
+};
+
 // Semantic checks the schemas cannot express, over every Network and NetworkPolicy of a revision
 // (schema-valid already): CIDRs that are not network addresses, gateways outside their CIDR,
 // overlapping CIDRs and shared bridge names across Networks, `allow` with a mode other than
 // allowlist, ports without tcp/udp, a policy network that is not a DNS label. Each diagnostic
-// names its object and field path. Pure.
-void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& diagnostics);
+// names its object and field path. Pure but for `memo` (null: none), which only saves reading
+// again what it read before.
+void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& diagnostics,
+                        NetSpecMemo* memo = nullptr);
 
 }  // namespace hyper::netmodel

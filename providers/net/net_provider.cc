@@ -566,8 +566,10 @@ void fail(ApplyResponse& resp, const ObjectId& id, const Status& status) {
 }  // namespace
 
 void NetProvider::validate(const ValidateRequest& req, ValidateResponse& resp) const {
-  guarded(resp.diagnostics, {}, "validate",
-          [&] { validateNetObjects(req.objects, resp.diagnostics); });
+  guarded(resp.diagnostics, {}, "validate", [&] {
+    std::lock_guard<std::mutex> lock(validateMu_);
+    validateNetObjects(req.objects, resp.diagnostics, &validateMemo_);
+  });
 }
 
 std::vector<Reference> NetProvider::references(const Object& object) const {

@@ -160,6 +160,10 @@ class NetProvider : public Provider, public PartialObserve {
   // changed. Call with mu_ held.
   void loadModelLocked(const std::vector<const ManagedRecord*>& managed, Diagnostics& diagnostics);
 
+  // What validate read of each object, for the next revision's (netmodel::NetSpecMemo).
+  mutable std::mutex validateMu_;
+  mutable netmodel::NetSpecMemo validateMemo_;
+
   mutable std::mutex mu_;
   bool modelLoaded_ = false;
   NftModel model_;

@@ -194,6 +194,67 @@ TEST(NetSpecValidateTest, GoodObjectsHaveNoErrors) {
 // one it clashes with, a CIDR overlap before a shared bridge. Random Networks in a small space
 // (nested, equal and disjoint prefixes, explicit bridges that collide, a bad CIDR) against that
 // pairwise oracle.
+// A memo kept from call to call changes nothing of what validate says: over random revisions
+// whose objects keep their spec tree (unchanged), get a new one (an equal spec or another), come
+// and go, it says what a call without it says, and it keeps the last call's objects only.
+TEST(NetSpecValidateTest, AMemoSaysWhatAFreshReadSays) {
+  std::mt19937 rng(29);
+  auto randomSpec = [&](int i, bool network) {
+    if (!network) {
+      Json spec = {{"network", "n" + std::to_string(rng() % 8)}};
+      spec["egress"] = rng() % 4 == 0 ? J(R"({"mode": "none", "allow": [{"cidr": "10.0.0.0/8"}]})")
+                                      : J(R"({"mode": "any"})");
+      return spec;
+    }
+    int prefix = 22 + static_cast<int>(rng() % 6);
+    uint32_t address = (10u << 24) | ((rng() % 4) << 8);
+    Json spec = {{"cidr", rng() % 20 == 0 ? std::string("10.0.0.300/24")
+                                          : Cidr{address, prefix}.canonical().str()}};
+    if (rng() % 4 == 0) {
+      spec["bridge"] = "hb-shared" + std::to_string(i % 2);
+    }
+    return spec;
+  };
+  NetSpecMemo memo;
+  std::map<ObjectId, Object> pool;
+  for (int round = 0; round < 300; ++round) {
+    for (int i = 0; i < 8; ++i) {
+      for (bool network : {true, false}) {
+        Object o =
+            network ? net("n" + std::to_string(i), Json()) : pol("p" + std::to_string(i), Json());
+        auto it = pool.find(o.id);
+        switch (rng() % 6) {
+          case 0:  // gone
+            if (it != pool.end()) {
+              pool.erase(it);
+            }
+            break;
+          case 1:  // a new tree with another (or the same) spec
+            o.spec = randomSpec(i, network);
+            pool[o.id] = o;
+            break;
+          case 2:  // a new tree with an equal spec
+            if (it != pool.end()) {
+              it->second.spec = Json(*it->second.spec);
+            }
+            break;
+          default:  // kept, tree and all
+            break;
+        }
+      }
+    }
+    std::vector<const Object*> ptrs;
+    for (const auto& [id, o] : pool) {
+      ptrs.push_back(&o);
+    }
+    Diagnostics remembered, fresh;
+    validateNetObjects(ptrs, remembered, &memo);
+    validateNetObjects(ptrs, fresh);
+    ASSERT_EQ(remembered.format(), fresh.format()) << "round " << round;
+    ASSERT_EQ(memo.entries.size(), pool.size()) << "round " << round;
+  }
+}
+
 TEST(NetSpecValidateTest, ClashesAreEveryPairsInOrderFoundWithoutComparingEveryPair) {
   std::mt19937 rng(17);
   size_t clashes = 0;
