@@ -326,10 +326,20 @@ RevisionResult Engine::check(LoadResult loaded, const std::string& name) const {
   revision->content = loaded.revision;
   revision->objects = std::move(loaded.objects);
 
+  // Objects come sorted by kind: a kind's provider is looked up once per run of it.
+  const std::string* lastKind = nullptr;
+  Provider* lastProvider = nullptr;
+  auto providerOf = [&](const std::string& kind) {
+    if (lastKind == nullptr || *lastKind != kind) {
+      lastKind = &kind;
+      lastProvider = providerForKind(kind);
+    }
+    return lastProvider;
+  };
   // Semantic validation, one batch per provider.
   std::map<Provider*, ValidateRequest> requests;
   for (const auto& o : revision->objects) {
-    Provider* p = providerForKind(o->id.kind);
+    Provider* p = providerOf(o->id.kind);
     if (!p) {
       result.diagnostics.add({Severity::Error, o->locate("kind"), o->id, "kind",
                               "no provider handles kind \"" + o->id.kind + "\""});
@@ -357,7 +367,7 @@ RevisionResult Engine::check(LoadResult loaded, const std::string& name) const {
   // The dependency graph: a reference to a missing object is an error on the referrer.
   for (const auto& o : revision->objects) {
     revision->graph.addNode(o->id);
-    Provider* p = providerForKind(o->id.kind);
+    Provider* p = providerOf(o->id.kind);
     if (!p) {
       continue;
     }
