@@ -628,7 +628,9 @@ class Hyperd {
           status["lastReconcile"].value("sourceChanged", false)) {
         return status["lastReconcile"];
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      // Not more often: the status counts every object's conditions under the loop's lock,
+      // which the reconcile being waited for takes too.
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     std::fprintf(stderr, "FAIL: no reconcile took %s\n", revision.c_str());
     return nullptr;
