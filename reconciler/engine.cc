@@ -93,6 +93,26 @@ class RecordIndex {
   std::vector<Entry> sorted_;
 };
 
+// A kind's provider, looked up once per run of a kind: a revision's objects and the inventory's
+// records come sorted by kind, so a walk over them looks up each kind once or so rather than
+// once per object. The kind string must outlive the next call (the objects' own).
+class ProviderByKind {
+ public:
+  explicit ProviderByKind(const Engine& engine) : engine_(engine) {}
+  Provider* operator()(const std::string& kind) {
+    if (last_ == nullptr || *last_ != kind) {
+      last_ = &kind;
+      provider_ = engine_.providerForKind(kind);
+    }
+    return provider_;
+  }
+
+ private:
+  const Engine& engine_;
+  const std::string* last_ = nullptr;
+  Provider* provider_ = nullptr;
+};
+
 // Engine::plan's observe: one batch per provider, desired objects and managed records (and
 // unconfirmed creates gone from the source, which are returned) into `result`'s observed map and
 // diagnostics. `providerOf`: Engine::plan's cached kind -> provider lookup.
@@ -326,16 +346,7 @@ RevisionResult Engine::check(LoadResult loaded, const std::string& name) const {
   revision->content = loaded.revision;
   revision->objects = std::move(loaded.objects);
 
-  // Objects come sorted by kind: a kind's provider is looked up once per run of it.
-  const std::string* lastKind = nullptr;
-  Provider* lastProvider = nullptr;
-  auto providerOf = [&](const std::string& kind) {
-    if (lastKind == nullptr || *lastKind != kind) {
-      lastKind = &kind;
-      lastProvider = providerForKind(kind);
-    }
-    return lastProvider;
-  };
+  ProviderByKind providerOf(*this);
   // Semantic validation, one batch per provider.
   std::map<Provider*, ValidateRequest> requests;
   for (const auto& o : revision->objects) {
@@ -406,17 +417,7 @@ PlanResult Engine::plan(const Revision& revision, const RecordList& managed,
   PlanResult result;
   result.plan.revision = revision.id;
 
-  // Objects come sorted by kind (a revision's invariant, and the inventory's order), so the
-  // provider is looked up once per run of a kind rather than once per object.
-  const std::string* lastKind = nullptr;
-  Provider* lastProvider = nullptr;
-  auto providerOf = [&](const std::string& kind) {
-    if (lastKind == nullptr || *lastKind != kind) {
-      lastKind = &kind;
-      lastProvider = providerForKind(kind);
-    }
-    return lastProvider;
-  };
+  ProviderByKind providerOf(*this);
 
   std::vector<const ManagedRecord*> recordOf;  // of revision.objects[i]
   std::vector<bool> inRevision;                // of managed[j]

@@ -80,31 +80,13 @@ std::vector<std::vector<ObjectId>> DependencyGraph::cycles() const {
   return found;
 }
 
-std::vector<ObjectId> DependencyGraph::topologicalOrderOf(const std::vector<ObjectId>& ids) const {
-  // What `ids` depend on, transitively: every dependency of a node in it is in it, so a node's
-  // readiness in Kahn's walk below depends on its nodes alone, and the walk places them in the
-  // order the whole graph's walk does (it places each when it is the least ready node, and
-  // only its own nodes make its nodes ready).
-  std::map<ObjectId, size_t> pending;
-  std::vector<ObjectId> stack;
-  for (const ObjectId& id : ids) {
-    if (edges_.count(id) && pending.emplace(id, 0).second) {
-      stack.push_back(id);
-    }
-  }
-  std::map<ObjectId, std::vector<ObjectId>> dependents;
-  while (!stack.empty()) {
-    ObjectId id = std::move(stack.back());
-    stack.pop_back();
-    const std::set<ObjectId>& deps = dependencies(id);
-    pending[id] = deps.size();
-    for (const ObjectId& d : deps) {
-      dependents[d].push_back(id);
-      if (pending.emplace(d, 0).second) {
-        stack.push_back(d);
-      }
-    }
-  }
+namespace {
+
+// Kahn's algorithm over "depends on" edges: an object is ready once all of its dependencies
+// are placed (`pending`: each one's count of dependencies not yet placed; `dependents`: who
+// depends on each). A min-heap keeps ties in id order.
+std::vector<ObjectId> placeInOrder(std::map<ObjectId, size_t>& pending,
+                                   std::map<ObjectId, std::vector<ObjectId>>& dependents) {
   std::priority_queue<ObjectId, std::vector<ObjectId>, std::greater<>> ready;
   for (const auto& [id, n] : pending) {
     if (n == 0) {
@@ -126,9 +108,37 @@ std::vector<ObjectId> DependencyGraph::topologicalOrderOf(const std::vector<Obje
   return order;
 }
 
+}  // namespace
+
+std::vector<ObjectId> DependencyGraph::topologicalOrderOf(const std::vector<ObjectId>& ids) const {
+  // What `ids` depend on, transitively: every dependency of a node in it is in it, so a node's
+  // readiness in Kahn's walk (placeInOrder) depends on its nodes alone, and the walk places them
+  // in the order the whole graph's walk does (it places each when it is the least ready node, and
+  // only its own nodes make its nodes ready).
+  std::map<ObjectId, size_t> pending;
+  std::vector<ObjectId> stack;
+  for (const ObjectId& id : ids) {
+    if (edges_.count(id) && pending.emplace(id, 0).second) {
+      stack.push_back(id);
+    }
+  }
+  std::map<ObjectId, std::vector<ObjectId>> dependents;
+  while (!stack.empty()) {
+    ObjectId id = std::move(stack.back());
+    stack.pop_back();
+    const std::set<ObjectId>& deps = dependencies(id);
+    pending[id] = deps.size();
+    for (const ObjectId& d : deps) {
+      dependents[d].push_back(id);
+      if (pending.emplace(d, 0).second) {
+        stack.push_back(d);
+      }
+    }
+  }
+  return placeInOrder(pending, dependents);
+}
+
 std::vector<ObjectId> DependencyGraph::topologicalOrder() const {
-  // Kahn's algorithm over "depends on" edges: an object is ready once all of its dependencies
-  // are placed. A min-heap keeps ties in id order.
   std::map<ObjectId, size_t> pending;
   std::map<ObjectId, std::vector<ObjectId>> dependents;
   for (const auto& [id, deps] : edges_) {
@@ -137,25 +147,7 @@ std::vector<ObjectId> DependencyGraph::topologicalOrder() const {
       dependents[d].push_back(id);
     }
   }
-  std::priority_queue<ObjectId, std::vector<ObjectId>, std::greater<>> ready;
-  for (const auto& [id, n] : pending) {
-    if (n == 0) {
-      ready.push(id);
-    }
-  }
-  std::vector<ObjectId> order;
-  order.reserve(edges_.size());
-  while (!ready.empty()) {
-    ObjectId id = ready.top();
-    ready.pop();
-    order.push_back(id);
-    for (const auto& child : dependents[id]) {
-      if (--pending[child] == 0) {
-        ready.push(child);
-      }
-    }
-  }
-  return order;
+  return placeInOrder(pending, dependents);
 }
 
 }  // namespace hyper

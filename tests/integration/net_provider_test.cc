@@ -74,6 +74,31 @@ class NetProviderIntegrationTest : public ::testing::Test {
   void expectOnlyM1AndItsPolicyFail(const std::function<void()>& breakM1,
                                     const std::string& m1Error);
 
+  // Observes `desired` and every inventory record with `provider`; with a revision as the engine
+  // does (every record as the inventory too), and only `scope` when given.
+  std::map<ObjectId, ObservedState> observeRecords(
+      NetProvider& provider, const std::vector<const Object*>& desired,
+      const std::vector<std::shared_ptr<const Object>>* revision,
+      const std::vector<ObjectId>* scope = nullptr) {
+    std::vector<ManagedRecord> all;
+    ObserveRequest req;
+    req.desired = desired;
+    for (const auto& [id, record] : inventory_) {
+      req.managed.push_back(&record);
+      all.push_back(record);
+    }
+    const RecordList records(all);
+    if (revision) {
+      req.revision = revision;
+      req.inventory = &records;
+    }
+    req.scope = scope;
+    ObserveResponse resp;
+    provider.observe(req, resp);
+    EXPECT_FALSE(resp.diagnostics.hasErrors()) << resp.diagnostics.format();
+    return resp.observed;
+  }
+
   // Observe and plan, like Engine::plan: every desired object, and with `prune` every managed
   // object that left the source.
   Planned plan(const std::vector<const Object*>& desired, bool prune = false) {
@@ -646,21 +671,7 @@ TEST_F(NetProviderIntegrationTest, AScopedObserveAnswersForItsObjectsAsAWholeOne
 
   auto observe = [&](const std::vector<const Object*>& desired,
                      const std::vector<ObjectId>* scope) {
-    std::vector<ManagedRecord> all;
-    ObserveRequest req;
-    req.desired = desired;
-    for (const auto& [id, record] : inventory_) {
-      req.managed.push_back(&record);
-      all.push_back(record);
-    }
-    const RecordList records(all);
-    req.revision = &revision;
-    req.inventory = &records;
-    req.scope = scope;
-    ObserveResponse resp;
-    provider_.observe(req, resp);
-    EXPECT_FALSE(resp.diagnostics.hasErrors()) << resp.diagnostics.format();
-    return resp.observed;
+    return observeRecords(provider_, desired, &revision, scope);
   };
   const std::vector<const Object*> desired = {dev.get(), lab.get(), open.get(), web.get()};
   auto whole = observe(desired, nullptr);
@@ -1099,22 +1110,7 @@ TEST_F(NetProviderIntegrationTest, PlanIsPureAndApplyTakesTapsAndSelectionFromTh
   const std::vector<const Object*> desired = {lab.get(), web.get()};
 
   auto observeWith = [&](NetProvider& provider, bool withRevision) {
-    std::vector<ManagedRecord> all;
-    ObserveRequest req;
-    req.desired = desired;
-    for (const auto& [id, record] : inventory_) {
-      req.managed.push_back(&record);
-      all.push_back(record);
-    }
-    const RecordList allRecords(all);
-    if (withRevision) {
-      req.revision = &revision;
-      req.inventory = &allRecords;
-    }
-    ObserveResponse resp;
-    provider.observe(req, resp);
-    EXPECT_FALSE(resp.diagnostics.hasErrors()) << resp.diagnostics.format();
-    return resp.observed;
+    return observeRecords(provider, desired, withRevision ? &revision : nullptr);
   };
 
   auto observed = observeWith(provider_, true);
