@@ -87,6 +87,11 @@ class NetSpecMemo {
     Diagnostics diagnostics;             // what reading it found, located by the caller
   };
   std::map<ObjectId, Entry> entries;  // of the last call's objects
+  // The cross-object checks' input at the last call (each Network's name, CIDR and bridge, in
+  // order) and what they found: the same input finds the same, so a revision that changed no
+  // Network's CIDR or bridge is not checked across again.
+  std::string crossInput;
+  Diagnostics crossDiagnostics;
 };
 
 // Semantic checks the schemas cannot express, over every Network and NetworkPolicy of a revision

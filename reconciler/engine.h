@@ -141,8 +141,17 @@ class Engine {
 
  private:
   // Validation and the dependency graph of a parsed revision.
-  // `name`: the revision's id; empty: the loader's.
-  RevisionResult check(LoadResult loaded, const std::string& name = "") const;
+  // `name`: the revision's id; empty: the loader's. `previous`: an accepted revision (the last
+  // load's) whose graph is taken, not built again, when this one holds the same ids and every
+  // object not shared with it refers to what it did there.
+  RevisionResult check(LoadResult loaded, const std::string& name = "",
+                       const Revision* previous = nullptr) const;
+  // `revision`'s graph from its objects' references; a reference to an object it does not
+  // define and a cycle are errors.
+  void buildGraph(Revision& revision, Diagnostics& diagnostics) const;
+  // Whether `revision` has `previous`'s ids in its places and each of its objects refers to what
+  // the one there did (the same object, or the same references).
+  bool sameGraphAs(const Revision& revision, const Revision& previous) const;
 
   std::vector<std::unique_ptr<Provider>> providers_;
   std::map<std::string, Provider*> byKind_;

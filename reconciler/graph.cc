@@ -7,24 +7,40 @@
 
 namespace hyper {
 
+const DependencyGraph::Edges& DependencyGraph::edges() const {
+  static const Edges none;
+  return edges_ ? *edges_ : none;
+}
+
+DependencyGraph::Edges& DependencyGraph::edit() {
+  if (!edges_) {
+    edges_ = std::make_shared<Edges>();
+  } else if (edges_.use_count() > 1) {
+    edges_ = std::make_shared<Edges>(*edges_);
+  }
+  return *edges_;
+}
+
 void DependencyGraph::addNode(const ObjectId& id) {
   // A revision adds its objects in id order: then the end is where each goes.
-  if (edges_.empty() || edges_.rbegin()->first < id) {
-    edges_.emplace_hint(edges_.end(), id, std::set<ObjectId>());
+  Edges& edges = edit();
+  if (edges.empty() || edges.rbegin()->first < id) {
+    edges.emplace_hint(edges.end(), id, std::set<ObjectId>());
   } else {
-    edges_[id];
+    edges[id];
   }
 }
 
 void DependencyGraph::addEdge(const ObjectId& from, const ObjectId& to) {
-  edges_[from].insert(to);
-  edges_[to];
+  Edges& edges = edit();
+  edges[from].insert(to);
+  edges[to];
 }
 
 const std::set<ObjectId>& DependencyGraph::dependencies(const ObjectId& id) const {
   static const std::set<ObjectId> none;
-  auto it = edges_.find(id);
-  return it == edges_.end() ? none : it->second;
+  auto it = edges().find(id);
+  return it == edges().end() ? none : it->second;
 }
 
 std::vector<std::vector<ObjectId>> DependencyGraph::cycles() const {
@@ -33,10 +49,10 @@ std::vector<std::vector<ObjectId>> DependencyGraph::cycles() const {
   // references as long as the revision's objects cannot overflow the thread's.
   using Entry = std::pair<const ObjectId, std::set<ObjectId>>;
   std::vector<const Entry*> nodes;
-  nodes.reserve(edges_.size());
+  nodes.reserve(edges().size());
   std::unordered_map<ObjectIdView, size_t, ObjectIdViewHash> index;
-  index.reserve(edges_.size());
-  for (const auto& entry : edges_) {
+  index.reserve(edges().size());
+  for (const auto& entry : edges()) {
     index.emplace(ObjectIdView(entry.first), nodes.size());
     nodes.push_back(&entry);
   }
@@ -118,7 +134,7 @@ std::vector<ObjectId> DependencyGraph::topologicalOrderOf(const std::vector<Obje
   std::map<ObjectId, size_t> pending;
   std::vector<ObjectId> stack;
   for (const ObjectId& id : ids) {
-    if (edges_.count(id) && pending.emplace(id, 0).second) {
+    if (edges().count(id) && pending.emplace(id, 0).second) {
       stack.push_back(id);
     }
   }
@@ -141,7 +157,7 @@ std::vector<ObjectId> DependencyGraph::topologicalOrderOf(const std::vector<Obje
 std::vector<ObjectId> DependencyGraph::topologicalOrder() const {
   std::map<ObjectId, size_t> pending;
   std::map<ObjectId, std::vector<ObjectId>> dependents;
-  for (const auto& [id, deps] : edges_) {
+  for (const auto& [id, deps] : edges()) {
     pending[id] = deps.size();
     for (const auto& d : deps) {
       dependents[d].push_back(id);

@@ -751,7 +751,7 @@ std::vector<YamlPiece> splitYamlStreamByContent(std::string_view content, size_t
   // A cut follows a document whose text hashes to 0 modulo kSpread, once the piece has
   // minBytes: which documents those are depends on their text only, so an edit moves the cuts
   // next to it and no others (content-defined chunking, as rsync and backup tools cut files).
-  constexpr size_t kSpread = 32;
+  constexpr size_t kSpread = 16;
   std::vector<size_t> cuts;
   size_t from = 0;
   size_t document = 0;  // where the document before the start looked at begins

@@ -246,6 +246,68 @@ INSTANTIATE_TEST_SUITE_P(
             "injected validation error"}),
     [](const auto& info) { return info.param.name; });
 
+// A revision with the last one's ids whose changed objects refer to what they did keeps its
+// graph (a push among 10k objects builds none); a changed reference, a new object or a cycle
+// builds it again, with what the new references say.
+TEST_F(EngineTest, ARevisionThatRefersToWhatTheLastDidKeepsItsGraph) {
+  auto files = [](const std::string& aSpec, const std::string& bDependsOn,
+                  const std::vector<std::string>& more = {}) {
+    std::vector<SourceFile> out = {{"m/a.yaml", thing("a", {aSpec, "dependsOn: c"})},
+                                   {"m/b.yaml", thing("b", {"dependsOn: " + bDependsOn})},
+                                   {"m/c.yaml", thing("c")},
+                                   {"m/d.yaml", thing("d")}};
+    for (size_t i = 0; i < more.size(); ++i) {
+      out.push_back({"m/more-" + std::to_string(i) + ".yaml", more[i]});
+    }
+    return out;
+  };
+  auto deps = [](const Revision& r, const std::string& name) {
+    const auto& d = r.graph.dependencies(fakeId(name));
+    return std::vector<ObjectId>(d.begin(), d.end());
+  };
+  auto first = loadValid(files("size: 1", "c"));
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(deps(*first, "b"), std::vector<ObjectId>{fakeId("c")});
+
+  // a's size changed, its reference did not: the same graph.
+  auto sized = loadValid(files("size: 2", "c"));
+  ASSERT_NE(sized, nullptr);
+  EXPECT_NE(sized->find(fakeId("a")), first->find(fakeId("a")));
+  EXPECT_TRUE(sized->graph.sharesEdgesWith(first->graph));
+
+  // b now depends on d: its own graph, with the new edge and without the old one.
+  auto moved = loadValid(files("size: 2", "d"));
+  ASSERT_NE(moved, nullptr);
+  EXPECT_FALSE(moved->graph.sharesEdgesWith(sized->graph));
+  EXPECT_EQ(deps(*moved, "b"), std::vector<ObjectId>{fakeId("d")});
+  EXPECT_EQ(deps(*sized, "b"), std::vector<ObjectId>{fakeId("c")});  // the old one untouched
+  Plan plan = planFor(*moved);
+  EXPECT_LT(indexOf(actionIds(plan), fakeId("d")), indexOf(actionIds(plan), fakeId("b")));
+
+  // A cycle, and a reference to an object not defined, among otherwise unchanged objects.
+  RevisionResult cycle = engine_->load(files("size: 2", "b"));
+  EXPECT_EQ(cycle.revision, nullptr);
+  EXPECT_NE(cycle.diagnostics.format().find("reference cycle: FakeThing/b -> FakeThing/b"),
+            std::string::npos)
+      << cycle.diagnostics.format();
+  ASSERT_NE(loadValid(files("size: 2", "d")), nullptr);
+  RevisionResult ghost = engine_->load(files("size: 2", "ghost"));
+  EXPECT_EQ(ghost.revision, nullptr);
+  EXPECT_NE(ghost.diagnostics.format().find("refers to FakeThing/ghost"), std::string::npos)
+      << ghost.diagnostics.format();
+  auto again = loadValid(files("size: 2", "d"));  // after a rejected one: built anew
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(deps(*again, "b"), std::vector<ObjectId>{fakeId("d")});
+  RevisionResult looped = engine_->load(files("size: 2", "d", {thing("e")}));
+  ASSERT_NE(looped.revision, nullptr) << looped.diagnostics.format();
+  EXPECT_TRUE(looped.revision->graph.hasNode(fakeId("e")));
+  RevisionResult closed = engine_->load(files("size: 2", "e", {thing("e", {"dependsOn: b"})}));
+  EXPECT_EQ(closed.revision, nullptr);
+  EXPECT_NE(closed.diagnostics.format().find("reference cycle: FakeThing/b -> FakeThing/e"),
+            std::string::npos)
+      << closed.diagnostics.format();
+}
+
 // --- Ordering ---
 
 TEST_F(EngineTest, PlanAndApplyPutDependenciesBeforeDependents) {

@@ -238,6 +238,13 @@ TEST(NetSpecValidateTest, AMemoSaysWhatAFreshReadSays) {
               it->second.spec = Json(*it->second.spec);
             }
             break;
+          case 3:  // the same spec on another bridge (or the same one)
+            if (it != pool.end() && network) {
+              Json spec = *it->second.spec;
+              spec["bridge"] = "hb-shared" + std::to_string(rng() % 2);
+              it->second.spec = spec;
+            }
+            break;
           default:  // kept, tree and all
             break;
         }
@@ -246,6 +253,9 @@ TEST(NetSpecValidateTest, AMemoSaysWhatAFreshReadSays) {
     std::vector<const Object*> ptrs;
     for (const auto& [id, o] : pool) {
       ptrs.push_back(&o);
+    }
+    if (round % 4 == 3) {  // not in id order: the memo is looked up rather than walked
+      std::shuffle(ptrs.begin(), ptrs.end(), rng);
     }
     Diagnostics remembered, fresh;
     validateNetObjects(ptrs, remembered, &memo);
