@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <string_view>
 
@@ -1290,21 +1291,22 @@ std::string Controller::heldRevision() const {
 }
 
 void Controller::updateObjectGauges() {
-  std::map<std::string, int> counts;
+  // By the types' place in kConditionTypes: a walk over 10k objects was 40k string keys built
+  // and looked up in a map.
+  std::array<int, std::size(kConditionTypes)> counts{};
   {
     std::lock_guard<std::mutex> lk(mu_);
-    for (ConditionType type : kConditionTypes) {
-      counts[conditionTypeName(type)] = 0;
-    }
     for (const auto& [id, s] : objects_) {
-      for (ConditionType type : kConditionTypes) {
-        counts[conditionTypeName(type)] += s.condition(type).status() ? 1 : 0;
+      for (size_t t = 0; t < counts.size(); ++t) {
+        counts[t] += s.condition(kConditionTypes[t]).status() ? 1 : 0;
       }
     }
   }
-  for (const auto& [type, n] : counts) {
-    metrics_.gauge("hyper_objects", "objects whose condition is true", {{"condition", type}})
-        .set(n);
+  for (size_t t = 0; t < counts.size(); ++t) {
+    metrics_
+        .gauge("hyper_objects", "objects whose condition is true",
+               {{"condition", conditionTypeName(kConditionTypes[t])}})
+        .set(counts[t]);
   }
 }
 
