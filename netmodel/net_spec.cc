@@ -484,14 +484,21 @@ void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& 
   }
 
   // What the cross-object checks read, in order: the same as at the last call finds the same.
+  // Each field ends with a NUL, which none may hold, so two inputs give one string only when
+  // they are one input (a bridge's end is never read as the next name's start).
   std::string crossInput;
-  for (const Parsed& n : networks) {
-    crossInput += n.object->id.name;
-    crossInput += '\0';
-    crossInput += n.cidrOk ? n.spec->cidr.str() : "-";
-    crossInput += '\0';
-    crossInput += n.spec->bridge;
-    crossInput += field(n.object->spec, "bridge") != nullptr ? "\0e\n" : "\0d\n";
+  if (memo) {  // without one, nothing is kept to compare
+    for (const Parsed& n : networks) {
+      for (std::string_view part :
+           {std::string_view(n.object->id.name), std::string_view(n.spec->bridge)}) {
+        crossInput += part;
+        crossInput += '\0';
+      }
+      crossInput += n.cidrOk ? n.spec->cidr.str() : "-";
+      crossInput += '\0';
+      crossInput += field(n.object->spec, "bridge") != nullptr ? 'e' : 'd';
+      crossInput += '\0';
+    }
   }
   if (memo && !crossInput.empty() && crossInput == memo->crossInput) {
     diagnostics.append(memo->crossDiagnostics);

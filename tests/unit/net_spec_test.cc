@@ -265,6 +265,40 @@ TEST(NetSpecValidateTest, AMemoSaysWhatAFreshReadSays) {
   }
 }
 
+// Near misses for the memo of the cross-object checks: a bridge that ends where the next name
+// begins ("sh" + "zq" against "shz" + "q"), and a bridge named as its derived name would be, are
+// other inputs, not the last call's.
+TEST(NetSpecValidateTest, TheCrossCheckMemoTellsNearInputsApart) {
+  auto run = [](NetSpecMemo& memo, const std::vector<Object>& objects) {
+    std::vector<const Object*> ptrs;
+    for (const auto& o : objects) {
+      ptrs.push_back(&o);
+    }
+    Diagnostics remembered, fresh;
+    validateNetObjects(ptrs, remembered, &memo);
+    validateNetObjects(ptrs, fresh);
+    EXPECT_EQ(remembered.format(), fresh.format());
+    return fresh.format();
+  };
+  NetSpecMemo memo;
+  EXPECT_EQ(run(memo, {net("a", {{"cidr", "10.0.1.0/24"}, {"bridge", "sh"}}),
+                       net("zq", {{"cidr", "10.0.2.0/24"}, {"bridge", "shz"}})}),
+            "");
+  EXPECT_NE(run(memo, {net("a", {{"cidr", "10.0.1.0/24"}, {"bridge", "shz"}}),
+                       net("q", {{"cidr", "10.0.2.0/24"}, {"bridge", "shz"}})})
+                .find("bridge name shz is also the bridge of Network/a"),
+            std::string::npos);
+  // The same bridge, derived and then written out: the message says which.
+  Object derived = net("b", {{"cidr", "10.0.3.0/24"}});
+  ASSERT_TRUE(parseNetworkSpec(derived).isOk());
+  const std::string bridge = parseNetworkSpec(derived)->bridge;
+  std::string first = run(memo, {net("a", {{"cidr", "10.0.1.0/24"}, {"bridge", bridge}}), derived});
+  EXPECT_NE(first.find("(derived from the name)"), std::string::npos) << first;
+  std::string second = run(memo, {net("a", {{"cidr", "10.0.1.0/24"}, {"bridge", bridge}}),
+                                  net("b", {{"cidr", "10.0.3.0/24"}, {"bridge", bridge}})});
+  EXPECT_EQ(second.find("(derived from the name)"), std::string::npos) << second;
+}
+
 TEST(NetSpecValidateTest, ClashesAreEveryPairsInOrderFoundWithoutComparingEveryPair) {
   std::mt19937 rng(17);
   size_t clashes = 0;
