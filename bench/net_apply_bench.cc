@@ -14,8 +14,8 @@
 // hyper left them after step 1 (read back with `ip -d -j addr show type bridge`: name, alias,
 // mtu, up, gateway address) made by ONE `ip -batch`, and hyper's own tables (`nft list table inet
 // hyper`, and `table bridge hyper`) loaded by ONE `nft -f`. The floor leaves out what else hyper
-// does for a network: two sysctls per bridge (proxy_arp_pvlan, proxy_delay), ip_forward, reading
-// the host back (observe, fingerprints) and its inventory.
+// does for a network: three sysctls per bridge (proxy_arp_pvlan, proxy_delay, disable_ipv6),
+// ip_forward, reading the host back (observe, fingerprints) and its inventory.
 //
 // Then hyperd (--hyperd-size N, default 5,000: 10k objects) follows a git repository of N
 // Networks + N NetworkPolicies (in files of --hyperd-per-file networks and their policies,

@@ -5,9 +5,12 @@
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -30,14 +33,17 @@ using rtnl::attrString;
 using rtnl::attrU32;
 using rtnl::forEachAttr;
 
-// One dump request and its whole multipart answer; `each` gets every message of it.
+// One dump request and its whole multipart answer; `each` gets every message of it. An address
+// dump with `ifindex` asks for that link's alone (which the kernel honours on a socket with
+// NETLINK_GET_STRICT_CHK; the caller still checks each answer's link).
 Status dumpRequest(const rtnl::Socket& socket, uint16_t type, uint32_t seq,
-                   const std::function<void(const nlmsghdr*)>& each) {
+                   const std::function<void(const nlmsghdr*)>& each, int ifindex = 0) {
   const bool links = type == RTM_GETLINK;
   ifinfomsg link{};
   link.ifi_family = AF_UNSPEC;
   ifaddrmsg addr{};
   addr.ifa_family = AF_INET;
+  addr.ifa_index = static_cast<uint32_t>(ifindex);
   rtnl::Request request(type, NLM_F_REQUEST | NLM_F_DUMP, links ? static_cast<void*>(&link) : &addr,
                         links ? sizeof link : sizeof addr);
   if (links) {
@@ -126,8 +132,24 @@ int readLink(const nlmsghdr* h, LinkState& link, uint32_t& master) {
         break;
       }
       case IFLA_AF_SPEC:
-        // The IPv4 settings: IFLA_INET_CONF is an array of u32, setting N at index N - 1.
+        // The IPv4 settings: IFLA_INET_CONF is an array of u32, setting N at index N - 1. The
+        // IPv6 ones: IFLA_INET6_CONF is an array of s32, setting N (DEVCONF_*) at index N.
         forEachAttr(RTA_DATA(a), static_cast<int>(RTA_PAYLOAD(a)), [&](const rtattr* family) {
+          if ((family->rta_type & NLA_TYPE_MASK) == AF_INET6) {
+            forEachAttr(
+                RTA_DATA(family), static_cast<int>(RTA_PAYLOAD(family)), [&](const rtattr* c) {
+                  constexpr size_t kAt = DEVCONF_DISABLE_IPV6;
+                  if ((c->rta_type & NLA_TYPE_MASK) == IFLA_INET6_CONF &&
+                      RTA_PAYLOAD(c) >= (kAt + 1) * sizeof(int32_t)) {
+                    int32_t disabled = 0;
+                    std::memcpy(&disabled,
+                                static_cast<const char*>(RTA_DATA(c)) + kAt * sizeof(int32_t),
+                                sizeof disabled);
+                    link.ipv6 = disabled == 0;
+                  }
+                });
+            return;
+          }
           if ((family->rta_type & NLA_TYPE_MASK) != AF_INET) {
             return;
           }
@@ -266,20 +288,171 @@ Result<int> getLink(const rtnl::Socket& socket, uint32_t seq, const std::string&
 
 }  // namespace
 
-Result<LinkTable> dumpLinkTableFor(const std::vector<std::string>& names,
-                                   const std::vector<Cidr>& overlapping) {
+AddressCache::~AddressCache() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+  }
+}
+
+size_t AddressCache::dumps() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return dumps_;
+}
+
+Result<std::vector<std::pair<int, Cidr>>> AddressCache::addresses() {
+  std::lock_guard<std::mutex> lock(mu_);
+  struct stat ns {};
+  if (::stat("/proc/thread-self/ns/net", &ns) != 0) {
+    return Status::error(std::string(kWhat) +
+                         " <- /proc/thread-self/ns/net: " + std::strerror(errno));
+  }
+  bool fresh = fd_ >= 0 && netns_ == static_cast<uint64_t>(ns.st_ino);
+  if (fresh) {
+    HYPER_ASSIGN_OR_RETURN(fresh, drainLocked());
+  }
+  if (!fresh) {
+    netns_ = static_cast<uint64_t>(ns.st_ino);
+    HYPER_RETURN_IF_ERROR(resyncLocked());
+  }
+  std::vector<std::pair<int, Cidr>> out;
+  out.reserve(table_.size());
+  for (const auto& [ifindex, address, prefix] : table_) {
+    out.emplace_back(ifindex, Cidr{address, prefix});
+  }
+  return out;
+}
+
+Status AddressCache::resyncLocked() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+  table_.clear();
+  // Subscribed before the dump: a change the dump misses is queued, and applied after it.
+  int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+  if (fd < 0) {
+    return Status::error(std::string(kWhat) + " <- socket: " + std::strerror(errno));
+  }
+  // Room for the notifications of a first apply of thousands of bridges between two reads (one
+  // per address, some 80 bytes each); a full queue only costs a dump.
+  int bytes = 8 << 20;
+  if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0) {
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+  }
+  sockaddr_nl local{};
+  local.nl_family = AF_NETLINK;
+  local.nl_groups = RTMGRP_IPV4_IFADDR;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) {
+    Status failed = Status::error(std::string(kWhat) +
+                                  " <- subscribe to address changes: " + std::strerror(errno));
+    ::close(fd);
+    return failed;
+  }
+  fd_ = fd;
   rtnl::Socket socket;
   HYPER_RETURN_IF_ERROR(socket.opened(kWhat));
-  std::vector<std::pair<int, Cidr>> addresses;  // every IPv4 address with its link's ifindex
-  HYPER_RETURN_IF_ERROR(dumpRequest(socket, RTM_GETADDR, 1, [&](const nlmsghdr* h) {
+  ++dumps_;
+  Status dumped = dumpRequest(socket, RTM_GETADDR, 1, [&](const nlmsghdr* h) {
     int ifindex = 0;
     Cidr address;
     if (readAddress(h, ifindex, address)) {
-      addresses.emplace_back(ifindex, address);
+      table_.emplace(ifindex, address.address, address.prefix);
     }
-  }));
+  });
+  if (dumped.isOk()) {
+    auto drained = drainLocked();
+    if (drained.isOk() && *drained) {
+      return Status::ok();
+    }
+    dumped = drained.isOk() ? Status::error(std::string(kWhat) +
+                                            " <- address changes lost "
+                                            "while dumping")
+                            : drained.status();
+  }
+  ::close(fd_);
+  fd_ = -1;
+  table_.clear();
+  return dumped;
+}
+
+Result<bool> AddressCache::drainLocked() {
+  alignas(nlmsghdr) char buffer[64 << 10];
+  while (true) {
+    iovec io{buffer, sizeof buffer};
+    sockaddr_nl from{};
+    msghdr msg{};
+    msg.msg_name = &from;
+    msg.msg_namelen = sizeof from;
+    msg.msg_iov = &io;
+    msg.msg_iovlen = 1;
+    ssize_t n = ::recvmsg(fd_, &msg, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return true;
+      }
+      if (errno == ENOBUFS) {
+        return false;  // the kernel dropped notifications: only a dump knows the table now
+      }
+      return Status::error(std::string(kWhat) +
+                           " <- read address changes: " + std::strerror(errno));
+    }
+    if ((msg.msg_flags & MSG_TRUNC) != 0) {
+      return false;
+    }
+    if (from.nl_pid != 0) {
+      continue;  // only the kernel's
+    }
+    int left = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buffer); NLMSG_OK(h, left);
+         h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type != RTM_NEWADDR && h->nlmsg_type != RTM_DELADDR) {
+        continue;
+      }
+      // readAddress reads an RTM_NEWADDR; a deletion carries the same body.
+      const uint16_t type = h->nlmsg_type;
+      h->nlmsg_type = RTM_NEWADDR;
+      int ifindex = 0;
+      Cidr address;
+      bool read = readAddress(h, ifindex, address);
+      h->nlmsg_type = type;
+      if (!read) {
+        continue;
+      }
+      auto key = std::make_tuple(ifindex, address.address, address.prefix);
+      if (type == RTM_NEWADDR) {
+        table_.insert(key);
+      } else {
+        table_.erase(key);
+      }
+    }
+  }
+}
+
+Result<LinkTable> dumpLinkTableFor(const std::vector<std::string>& names,
+                                   const std::vector<Cidr>& overlapping, AddressCache* cache) {
+  rtnl::Socket socket;
+  HYPER_RETURN_IF_ERROR(socket.opened(kWhat));
+  // Every IPv4 address with its link's ifindex: from the cache only to find the links wanted,
+  // whose own addresses are then dumped alone, in the kernel's order.
+  std::vector<std::pair<int, Cidr>> addresses;
+  uint32_t seq = 1;
+  if (cache != nullptr) {
+    HYPER_ASSIGN_OR_RETURN(addresses, cache->addresses());
+    int on = 1;
+    ::setsockopt(socket.fd(), SOL_NETLINK, NETLINK_GET_STRICT_CHK, &on, sizeof on);
+  } else {
+    HYPER_RETURN_IF_ERROR(dumpRequest(socket, RTM_GETADDR, seq++, [&](const nlmsghdr* h) {
+      int ifindex = 0;
+      Cidr address;
+      if (readAddress(h, ifindex, address)) {
+        addresses.emplace_back(ifindex, address);
+      }
+    }));
+  }
   std::map<int, LinkState> links;  // by ifindex: the order a dump gives them in
-  uint32_t seq = 2;
   for (const std::string& name : names) {
     LinkState link;
     HYPER_ASSIGN_OR_RETURN(int index, getLink(socket, seq++, name, 0, link));
@@ -300,9 +473,24 @@ Result<LinkTable> dumpLinkTableFor(const std::vector<std::string>& names,
   }
   LinkTable table;
   for (auto& [index, link] : links) {
-    for (const auto& [at, address] : addresses) {
-      if (at == index) {
-        link.ipv4.push_back(address);
+    if (cache != nullptr) {
+      const int at = index;
+      std::vector<Cidr>& ipv4 = link.ipv4;
+      HYPER_RETURN_IF_ERROR(dumpRequest(
+          socket, RTM_GETADDR, seq++,
+          [&](const nlmsghdr* h) {
+            int ifindex = 0;
+            Cidr address;
+            if (readAddress(h, ifindex, address) && ifindex == at) {
+              ipv4.push_back(address);
+            }
+          },
+          at));
+    } else {
+      for (const auto& [at, address] : addresses) {
+        if (at == index) {
+          link.ipv4.push_back(address);
+        }
       }
     }
     table.links.push_back(std::move(link));

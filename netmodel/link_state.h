@@ -30,6 +30,10 @@ struct LinkState {
   // (IFLA_AF_SPEC / AF_INET / IFLA_INET_CONF); nullopt where the dump did not carry them (`ip`'s
   // JSON does not print them): read /proc then.
   std::optional<bool> proxyArpPvlan;
+  // IPv6 on the link: net.ipv6.conf.<name>.disable_ipv6 is 0, from its IPv6 settings in the same
+  // dump (IFLA_AF_SPEC / AF_INET6 / IFLA_INET6_CONF); nullopt where the dump did not carry them
+  // (a kernel without IPv6, `ip`'s JSON): read /proc then.
+  std::optional<bool> ipv6;
 
   // "10.77.0.1/24" for each IPv4 address.
   std::vector<std::string> ipv4Strings() const;

@@ -1,5 +1,7 @@
 #include "providers/net/net_provider.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <fstream>
 #include <future>
@@ -73,14 +75,33 @@ Status writeSwitch(const std::string& path, const std::string& value) {
   return Status::ok();
 }
 
+// net.ipv6.conf.<bridge>.disable_ipv6; absent on a kernel without IPv6.
+std::string disableIpv6Path(const std::string& bridge) {
+  return "/proc/sys/net/ipv6/conf/" + bridge + "/disable_ipv6";
+}
+
+// IPv6 is off on hyper's bridges: a Network is IPv4 (its CIDR, its NAT) and the bridge guard
+// drops every frame from a tap that is neither IPv4 nor ARP, so the bridge's IPv6 (a link-local
+// address, its routes, router solicitations, MLD) serves nothing, and the kernel walks every
+// IPv6 route of the namespace on each MTU change of any link (rt6_mtu_change): three routes per
+// bridge of every Network, 4-5 ms per MTU change at 5,000 of them. On a kernel without IPv6
+// there is nothing to turn off.
+Status disableIpv6(const std::string& bridge) {
+  if (std::string path = disableIpv6Path(bridge); ::access(path.c_str(), F_OK) == 0) {
+    return writeSwitch(path, "1");
+  }
+  return Status::ok();
+}
+
 // VMs sit on isolated bridge ports (the VM provider's tap_device.h): the bridge answers every ARP
 // request for an address of its subnet with its own MAC (private-VLAN proxy ARP, at once rather
 // than after the default random delay of up to 0.8 s), and the host routes between them, so
-// their traffic meets the inet table's conntrack-based policy whatever br_netfilter does.
+// their traffic meets the inet table's conntrack-based policy whatever br_netfilter does. Its
+// IPv6 stays off (disableIpv6).
 Status enableRouting(const std::string& bridge) {
   HYPER_RETURN_IF_ERROR(writeSwitch(proxyArpPvlanPath(bridge), "1"));
   HYPER_RETURN_IF_ERROR(writeSwitch("/proc/sys/net/ipv4/neigh/" + bridge + "/proxy_delay", "0"));
-  return Status::ok();
+  return disableIpv6(bridge);
 }
 
 Json portsJson(const std::vector<TapBinding>& ports) {
@@ -209,6 +230,11 @@ ObservedState observeNetwork(const ObjectId& id, const std::string& bridge, cons
     if (auto pvlan =
             link->proxyArpPvlan ? link->proxyArpPvlan : readSwitch(proxyArpPvlanPath(bridge))) {
       s.fields["proxyArpPvlan"] = *pvlan;
+    }
+    if (link->ipv6) {
+      s.fields["ipv6"] = *link->ipv6;
+    } else if (auto disabled = readSwitch(disableIpv6Path(bridge))) {
+      s.fields["ipv6"] = !*disabled;
     }
     if (!link->up) {
       s.note = "bridge " + bridge + " is down";
@@ -474,6 +500,19 @@ void planNetwork(const PlanRequest& req, const std::vector<TapBinding>& ports, P
     drift.push_back({"status.proxyArpPvlan", false, true});
     why.push_back("proxy_arp_pvlan of bridge " + desired->bridge + " turned off by hand");
   }
+  // IPv6 on: turned on by hand when hyper's last apply turned it off (its handle says so), else
+  // a bridge made by a hyper that left it on, turned off once without a drift alert.
+  std::optional<FieldChange> ipv6Left;
+  if (!bridgeGone && obs->fields.is_object() && obs->fields.contains("ipv6") &&
+      obs->fields["ipv6"] == true) {
+    const Json& handles = req.managed->handles;
+    if (handles.is_object() && handles.contains("ipv6") && handles["ipv6"] == false) {
+      drift.push_back({"status.ipv6", true, false});
+      why.push_back("IPv6 of bridge " + desired->bridge + " turned on by hand");
+    } else {
+      ipv6Left = FieldChange{"status.ipv6", true, false};
+    }
+  }
   std::optional<FieldChange> layout = nftLayoutChange(req);
   nftDrift(req, layout.has_value(), drift, why);
 
@@ -488,6 +527,11 @@ void planNetwork(const PlanRequest& req, const std::vector<TapBinding>& ports, P
   if (layout) {
     why.push_back(layoutReason(*layout));
     specChanges.push_back(std::move(*layout));
+  }
+  if (ipv6Left) {
+    why.push_back("IPv6 on bridge " + desired->bridge +
+                  ", which hyper now turns off on its bridges (Networks are IPv4)");
+    specChanges.push_back(std::move(*ipv6Left));
   }
   if (specChanges.empty() && drift.empty()) {
     return;
@@ -913,7 +957,7 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
     if (names.size() > kMaxLinksAlone) {
       links = dumpLinks();
     } else if (!names.empty()) {
-      links = netmodel::dumpLinkTableFor(names, cidrs);
+      links = netmodel::dumpLinkTableFor(names, cidrs, &addresses_);
     }
   }
   if (!links.isOk()) {
@@ -1044,12 +1088,44 @@ void failIfDependencyFailed(StepT& step, std::set<ObjectId>& failedIds) {
 }  // namespace
 
 namespace {
+
+// Runs `created` (the bridges deleted and made, in the steps' order), turns IPv6 off on each new
+// one while it is still down, then runs `changes` (their alias, MTU, up and address; other
+// bridges' changes): each owner's first failure, as LinkChanges::apply() gives it. Turned off
+// once the bridges are up, every bridge's IPv6 routes would be walked again for each one (the
+// kernel's rt6_sync_down_dev): 10 s more of a first apply at 5,000 Networks; off before they
+// come up, there are none to walk.
+Result<std::map<size_t, std::string>> makeLinks(
+    const netmodel::LinkChanges& created,
+    const std::vector<std::pair<size_t, std::string>>& createdNames,
+    const netmodel::LinkChanges& changes) {
+  std::map<size_t, std::string> failed;
+  if (!created.empty()) {
+    HYPER_ASSIGN_OR_RETURN(failed, created.apply());
+    for (const auto& [owner, bridge] : createdNames) {
+      if (failed.count(owner) != 0) {
+        continue;
+      }
+      if (Status off = disableIpv6(bridge); !off.isOk()) {
+        failed.emplace(owner, off.message());
+      }
+    }
+  }
+  if (!changes.empty()) {
+    HYPER_ASSIGN_OR_RETURN(auto more, changes.apply());
+    for (auto& [owner, why] : more) {
+      failed.emplace(owner, std::move(why));  // an owner's first failure stays
+    }
+  }
+  return failed;
+}
+
 // The links the Network steps' bridges and collisions are found among (prepareNetwork): their
 // old and new bridges and whatever holds an address in their CIDRs, read alone; for a batch of
 // more than kMaxLinksAlone bridges (a first apply) every link, in one dump. A template only
 // because Step is NetProvider's own.
 template <typename StepT>
-Result<LinkTable> linksFor(const std::vector<StepT>& steps) {
+Result<LinkTable> linksFor(const std::vector<StepT>& steps, netmodel::AddressCache& addresses) {
   std::vector<std::string> names;
   std::vector<Cidr> cidrs;
   for (const StepT& step : steps) {
@@ -1072,7 +1148,7 @@ Result<LinkTable> linksFor(const std::vector<StepT>& steps) {
   if (names.size() > kMaxLinksAlone) {
     return dumpLinks();
   }
-  return netmodel::dumpLinkTableFor(names, cidrs);
+  return netmodel::dumpLinkTableFor(names, cidrs, &addresses);
 }
 }  // namespace
 
@@ -1172,7 +1248,8 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
       return;
     }
   }
-  Result<LinkTable> links = anyNetwork ? linksFor(steps) : Result<LinkTable>(LinkTable{});
+  Result<LinkTable> links =
+      anyNetwork ? linksFor(steps, addresses_) : Result<LinkTable>(LinkTable{});
   std::optional<LinkIndex> index;
   if (links.isOk()) {
     index.emplace(*links);
@@ -1207,10 +1284,14 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
   // and read back while the kernel makes the bridges on another thread: it does the two under
   // different locks (rtnl, the nf_tables commit mutex), and at 1,000 networks each took about
   // 0.3 s of the first apply.
-  netmodel::LinkChanges changes = linkChanges(steps);
+  netmodel::LinkChanges created;
+  std::vector<std::pair<size_t, std::string>> createdNames;
+  netmodel::LinkChanges changes = linkChanges(steps, created, createdNames);
   std::future<Result<std::map<size_t, std::string>>> linked;
-  if (!changes.empty()) {
-    linked = std::async(std::launch::async, [&changes] { return changes.apply(); });
+  if (!changes.empty() || !created.empty()) {
+    linked = std::async(std::launch::async, [&changes, &created, &createdNames] {
+      return makeLinks(created, createdNames, changes);
+    });
   }
   std::set<ObjectId> failedIds;
   for (Step& step : steps) {
@@ -1283,7 +1364,8 @@ void NetProvider::applyMany(const std::vector<const ApplyRequest*>& reqs,
     std::string fingerprint = formatFingerprint(fingerprintParts(**dump, step.id, taps));
     if (step.id.kind == "Network") {
       step.resp->handles = {{"bridge", step.configured},
-                            {"ports", portsJson(model_.ports[step.id.name])}};
+                            {"ports", portsJson(model_.ports[step.id.name])},
+                            {"ipv6", false}};
     } else {
       step.resp->handles = {{"chains",
                              {policyChainName(step.id.name, Direction::Egress),
@@ -1357,12 +1439,14 @@ void NetProvider::prepareNetwork(const LinkIndex& links, Step& step) const {
   step.network = std::move(*spec);
 }
 
-// The link changes of every step still going, each step's together and in order: the old bridge
-// of a replace deleted; the bridge made, marked with hyper's alias (the kernel ignores an alias
-// given at creation, so it is a second message, in the same datagram), its MTU set and up; then
-// its other addresses removed before the gateway is put (deleting a primary address also deletes
-// the secondaries of its subnet, which could take the new gateway with it).
-netmodel::LinkChanges NetProvider::linkChanges(std::vector<Step>& steps) const {
+// The link changes of every step still going, each step's in order: the old bridge of a replace
+// deleted and the bridge made (in `created`: run first, makeLinks); then, in the value, the
+// bridge marked with hyper's alias (the kernel ignores an alias given at creation), its MTU set
+// and up, its other addresses removed before the gateway is put (deleting a primary address also
+// deletes the secondaries of its subnet, which could take the new gateway with it).
+netmodel::LinkChanges NetProvider::linkChanges(
+    std::vector<Step>& steps, netmodel::LinkChanges& created,
+    std::vector<std::pair<size_t, std::string>>& names) const {
   netmodel::LinkChanges changes;
   for (size_t i = 0; i < steps.size(); ++i) {
     Step& step = steps[i];
@@ -1371,14 +1455,15 @@ netmodel::LinkChanges NetProvider::linkChanges(std::vector<Step>& steps) const {
     }
     step.linksChanged = true;
     if (!step.deleted.empty()) {
-      changes.deleteLink(i, step.deleted);
+      created.deleteLink(i, step.deleted);
     }
     if (step.configured.empty()) {
       continue;
     }
     const std::string& dev = step.configured;
     if (step.create) {
-      changes.addBridge(i, dev);
+      created.addBridge(i, dev);
+      names.emplace_back(i, dev);
     }
     changes.setAlias(i, dev, ownerAlias(step.id.name));
     changes.setMtuUp(i, dev, step.network->mtu);

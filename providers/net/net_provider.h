@@ -12,6 +12,7 @@
 
 #include "host/nft.h"
 #include "netmodel/link_change.h"
+#include "netmodel/link_dump.h"
 #include "netmodel/link_state.h"
 #include "providers/net/nft_ruleset.h"
 #include "reconciler/provider.h"
@@ -123,7 +124,11 @@ class NetProvider : public Provider, public PartialObserve {
   // as they are; a collision with something hyper does not own fails the step. linkChanges() makes
   // the requests of every step still going.
   void prepareNetwork(const netmodel::LinkIndex& links, Step& step) const;
-  netmodel::LinkChanges linkChanges(std::vector<Step>& steps) const;
+  // The requests that delete and make bridges go to `created` (with each new one's step and
+  // name), the rest are the value: bridges are made first and their IPv6 turned off while they
+  // are down.
+  netmodel::LinkChanges linkChanges(std::vector<Step>& steps, netmodel::LinkChanges& created,
+                                    std::vector<std::pair<size_t, std::string>>& names) const;
   void attributeLinkChanges(std::vector<Step>& steps,
                             const Result<std::map<size_t, std::string>>& ran) const;
   void configureBridges(std::vector<Step>& steps) const;
@@ -163,6 +168,10 @@ class NetProvider : public Provider, public PartialObserve {
   // What validate read of each object, for the next revision's (netmodel::NetSpecMemo).
   mutable std::mutex validateMu_;
   mutable netmodel::NetSpecMemo validateMemo_;
+
+  // The namespace's IPv4 addresses, kept from kernel notifications: a scoped observe or an apply
+  // finds what holds an address in its Networks' CIDRs without dumping every address.
+  netmodel::AddressCache addresses_;
 
   mutable std::mutex mu_;
   bool modelLoaded_ = false;

@@ -1,10 +1,12 @@
 #include "providers/net/net_provider.h"
 
 #include <gtest/gtest.h>
+#include <net/if.h>
 
 #include <algorithm>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <thread>
 
 #include "base/sha256.h"
@@ -283,11 +285,19 @@ TEST_F(NetProviderIntegrationTest, ApplyCreatesBridgeAndTableAndPlanIsThenEmpty)
   EXPECT_TRUE(br->up);
   EXPECT_EQ(br->alias, "hyper:Network/lab");
   EXPECT_EQ(br->ipv4Strings(), std::vector<std::string>{"10.77.0.1/24"});
-  EXPECT_EQ(inventory_[lab.id].handles, Json({{"bridge", "hb-lab"}, {"ports", Json::array()}}));
+  EXPECT_EQ(inventory_[lab.id].handles,
+            Json({{"bridge", "hb-lab"}, {"ports", Json::array()}, {"ipv6", false}}));
   // VMs on the bridge reach each other through the host (their taps are isolated ports).
   auto pvlan = run({"cat", "/proc/sys/net/ipv4/conf/hb-lab/proxy_arp_pvlan"});
   ASSERT_TRUE(pvlan.isOk()) << pvlan.status().message();
   EXPECT_EQ(*pvlan, "1\n");
+  // IPv6 off: no link-local address, no route (the guard drops the guests' IPv6 anyway).
+  auto ipv6 = run({"cat", "/proc/sys/net/ipv6/conf/hb-lab/disable_ipv6"});
+  ASSERT_TRUE(ipv6.isOk()) << ipv6.status().message();
+  EXPECT_EQ(*ipv6, "1\n");
+  auto routes = run({"ip", "-6", "route", "show", "table", "all", "dev", "hb-lab"});
+  ASSERT_TRUE(routes.isOk()) << routes.status().message();
+  EXPECT_EQ(*routes, "");
   auto guard = run({"nft", "list", "chain", "bridge", "hyper", "guard-prerouting"});
   ASSERT_TRUE(guard.isOk()) << guard.status().message();
   EXPECT_NE(guard->find("iifname @guard-taps"), std::string::npos) << *guard;
@@ -356,6 +366,35 @@ TEST_F(NetProviderIntegrationTest, MtuAndAddressChangedByHandAreDriftAndRepaired
   EXPECT_EQ(br->mtu, 1400);
   EXPECT_TRUE(br->up);
   EXPECT_EQ(br->ipv4Strings(), std::vector<std::string>{"10.77.0.1/24"});
+  EXPECT_TRUE(plan({&lab}).actions.empty());
+}
+
+TEST_F(NetProviderIntegrationTest, Ipv6TurnedOnByHandIsDriftAndRepaired) {
+  Object lab = makeObject("Network", "lab", kLab);
+  converge({&lab});
+  ASSERT_TRUE(run({"sysctl", "-q", "-w", "net.ipv6.conf.hb-lab.disable_ipv6=0"}).isOk());
+
+  Planned p = plan({&lab});
+  ASSERT_EQ(p.actions.size(), 1u) << p.describe();
+  EXPECT_EQ(p.actions[0].type, ActionType::Update);
+  EXPECT_TRUE(p.actions[0].drift);
+  EXPECT_NE(p.actions[0].reason.find("IPv6 of bridge hb-lab turned on by hand"), std::string::npos)
+      << p.actions[0].reason;
+  ASSERT_TRUE(apply(p, {&lab}).isOk());
+  EXPECT_EQ(*run({"cat", "/proc/sys/net/ipv6/conf/hb-lab/disable_ipv6"}), "1\n");
+  EXPECT_TRUE(plan({&lab}).actions.empty());
+
+  // A bridge an older hyper left with IPv6 on (its record does not say hyper turned it off) is
+  // turned off as an update, not reported as a hand change.
+  ASSERT_TRUE(run({"sysctl", "-q", "-w", "net.ipv6.conf.hb-lab.disable_ipv6=0"}).isOk());
+  inventory_[lab.id].handles.erase("ipv6");
+  p = plan({&lab});
+  ASSERT_EQ(p.actions.size(), 1u) << p.describe();
+  EXPECT_EQ(p.actions[0].type, ActionType::Update);
+  EXPECT_FALSE(p.actions[0].drift) << p.actions[0].reason;
+  ASSERT_TRUE(apply(p, {&lab}).isOk());
+  EXPECT_EQ(*run({"cat", "/proc/sys/net/ipv6/conf/hb-lab/disable_ipv6"}), "1\n");
+  EXPECT_EQ(inventory_[lab.id].handles["ipv6"], false);
   EXPECT_TRUE(plan({&lab}).actions.empty());
 }
 
@@ -470,7 +509,8 @@ TEST_F(NetProviderIntegrationTest, TheRtnetlinkDumpReadsWhatIpPrints) {
            {"ip", "addr", "add", "10.9.9.1", "peer", "10.9.9.2/32", "dev", "hv-b"},
            {"ip", "tuntap", "add", "dev", "hv-tap", "mode", "tap"},
            {"ip", "link", "set", "dev", "hv-tap", "master", "hb-dump", "up"},
-           {"sysctl", "-q", "-w", "net.ipv4.conf.hb-dump.proxy_arp_pvlan=1"}}) {
+           {"sysctl", "-q", "-w", "net.ipv4.conf.hb-dump.proxy_arp_pvlan=1"},
+           {"sysctl", "-q", "-w", "net.ipv6.conf.hb-down.disable_ipv6=1"}}) {
     ASSERT_TRUE(run(argv).isOk()) << argv[3];
   }
   auto printed = run({"ip", "-d", "-j", "addr", "show"});
@@ -516,6 +556,15 @@ TEST_F(NetProviderIntegrationTest, TheRtnetlinkDumpReadsWhatIpPrints) {
   }
   EXPECT_TRUE(*bridge->proxyArpPvlan);
   EXPECT_FALSE(*dumped->find("hb-down")->proxyArpPvlan);
+  // IPv6 on or off from the links' IPv6 settings, as /proc shows it.
+  for (const char* name : {"hb-dump", "hb-down"}) {
+    auto proc = run({"cat", std::string("/proc/sys/net/ipv6/conf/") + name + "/disable_ipv6"});
+    ASSERT_TRUE(proc.isOk()) << proc.status().message();
+    ASSERT_TRUE(dumped->find(name)->ipv6.has_value()) << name;
+    EXPECT_EQ(*dumped->find(name)->ipv6, proc->front() == '0') << name << ": " << *proc;
+  }
+  EXPECT_TRUE(*bridge->ipv6);
+  EXPECT_FALSE(*dumped->find("hb-down")->ipv6);
 
   // Only some links (what an apply reads): those named, and those holding an address in the
   // prefixes given, each as the whole dump has it but for its master.
@@ -533,12 +582,81 @@ TEST_F(NetProviderIntegrationTest, TheRtnetlinkDumpReadsWhatIpPrints) {
   ASSERT_EQ(wanted.links.size(), 4u);
   EXPECT_EQ(describe(*some), describe(wanted));
   EXPECT_EQ(some->find("hb-dump")->proxyArpPvlan, bridge->proxyArpPvlan);
+  EXPECT_EQ(some->find("hb-down")->ipv6, std::optional<bool>(false));
   // Near misses: the prefixes right next to hb-dump's addresses hold none of them.
   auto none = netmodel::dumpLinkTableFor(
       {}, {*netmodel::Cidr::parse("10.76.255.0/24"), *netmodel::Cidr::parse("10.79.0.0/16"),
            *netmodel::Cidr::parse("10.9.9.2/32")});
   ASSERT_TRUE(none.isOk()) << none.status().message();
   EXPECT_EQ(describe(*none), "");
+
+  // The same from an address cache (what the provider's scoped observes and applies use): the
+  // cache finds the links, their addresses are as the kernel orders them.
+  netmodel::AddressCache cache;
+  auto cached = netmodel::dumpLinkTableFor(
+      {"hb-down", "hv-tap", "nothing-here"},
+      {*netmodel::Cidr::parse("10.9.0.0/16"), *netmodel::Cidr::parse("10.78.5.0/24")}, &cache);
+  ASSERT_TRUE(cached.isOk()) << cached.status().message();
+  EXPECT_EQ(describe(*cached), describe(wanted));
+  auto cachedNone = netmodel::dumpLinkTableFor(
+      {},
+      {*netmodel::Cidr::parse("10.76.255.0/24"), *netmodel::Cidr::parse("10.79.0.0/16"),
+       *netmodel::Cidr::parse("10.9.9.2/32")},
+      &cache);
+  ASSERT_TRUE(cachedNone.isOk()) << cachedNone.status().message();
+  EXPECT_EQ(describe(*cachedNone), "");
+  EXPECT_EQ(cache.dumps(), 1u);
+}
+
+// The address cache follows the kernel's notifications: after every change it says what a fresh
+// dump says, without dumping again.
+TEST_F(NetProviderIntegrationTest, TheAddressCacheSaysWhatAFreshDumpSays) {
+  auto dumped = []() {
+    std::set<std::string> out;
+    auto table = netmodel::dumpLinkTable();
+    if (!table.isOk()) {
+      ADD_FAILURE() << table.status().message();
+      return out;
+    }
+    for (const auto& l : table->links) {
+      unsigned index = ::if_nametoindex(l.name.c_str());
+      EXPECT_NE(index, 0u) << l.name;
+      for (const auto& a : l.ipv4Strings()) {
+        out.insert(std::to_string(index) + " " + a);
+      }
+    }
+    return out;
+  };
+  netmodel::AddressCache cache;
+  auto cached = [&]() {
+    std::set<std::string> out;
+    auto addresses = cache.addresses();
+    if (!addresses.isOk()) {
+      ADD_FAILURE() << addresses.status().message();
+      return out;
+    }
+    for (const auto& [ifindex, address] : *addresses) {
+      out.insert(std::to_string(ifindex) + " " + address.str());
+    }
+    return out;
+  };
+  ASSERT_TRUE(run({"ip", "link", "add", "hb-c1", "type", "bridge"}).isOk());
+  ASSERT_TRUE(run({"ip", "addr", "add", "10.50.0.1/24", "dev", "hb-c1"}).isOk());
+  EXPECT_EQ(cached(), dumped());
+  EXPECT_EQ(cache.dumps(), 1u);
+  const std::vector<std::vector<std::string>> changes = {
+      {"ip", "addr", "add", "10.50.0.2/24", "dev", "hb-c1"},  // a secondary
+      {"ip", "link", "add", "hb-c2", "type", "bridge"},
+      {"ip", "addr", "add", "10.60.0.1/16", "dev", "hb-c2"},
+      {"ip", "addr", "del", "10.50.0.1/24", "dev", "hb-c1"},  // the primary: the secondary goes
+      {"ip", "addr", "add", "10.50.0.1/24", "dev", "hb-c1"},
+      {"ip", "addr", "flush", "dev", "hb-c1"},
+      {"ip", "link", "del", "hb-c2"}};  // its address with it
+  for (const auto& argv : changes) {
+    ASSERT_TRUE(run(argv).isOk()) << argv[3];
+    EXPECT_EQ(cached(), dumped()) << "after " << argv[2] << " " << argv[3] << " " << argv[4];
+  }
+  EXPECT_EQ(cache.dumps(), 1u);
 }
 
 // The ruleset's generation moves with every nftables commit in the namespace (by nft, by

@@ -27,10 +27,10 @@ Json webSpec() { return Json::parse(R"({"network": "lab", "egress": {"mode": "no
 ObservedState syncedBridge() {
   ObservedState s;
   s.exists = true;
-  s.fields = {{"bridge", "hb-lab"},   {"mtu", 1500},
-              {"up", true},           {"addresses", {"10.77.0.1/24"}},
-              {"ipForward", true},    {"proxyArpPvlan", true},
-              {"nftables", "present"}};
+  s.fields = {{"bridge", "hb-lab"}, {"mtu", 1500},
+              {"up", true},         {"addresses", {"10.77.0.1/24"}},
+              {"ipForward", true},  {"proxyArpPvlan", true},
+              {"ipv6", false},      {"nftables", "present"}};
   s.fingerprint = kFp;
   return s;
 }
@@ -57,6 +57,7 @@ struct PlanCase {
   Json managed;  // null: no inventory record
   std::string managedFingerprint;
   Json managedPorts;  // the Network's handles.ports; null: none recorded
+  Json managedIpv6;   // the Network's handles.ipv6; null: none recorded (an older hyper's record)
   ObservedState observed;
   // Expectations: no action when `action` is empty.
   std::optional<ActionType> action;
@@ -85,6 +86,9 @@ TEST_P(NetPlanTest, DecidesAction) {
     record.handles = {{"bridge", c.managed.value("bridge", "hb-lab")}};
     if (!c.managedPorts.is_null()) {
       record.handles["ports"] = c.managedPorts;
+    }
+    if (!c.managedIpv6.is_null()) {
+      record.handles["ipv6"] = c.managedIpv6;
     }
   }
 
@@ -133,6 +137,11 @@ TEST_P(NetPlanTest, DecidesAction) {
 
 ObservedState with(ObservedState s, const std::string& key, Json value) {
   s.fields[key] = std::move(value);
+  return s;
+}
+
+ObservedState without(ObservedState s, const std::string& key) {
+  s.fields.erase(key);
   return s;
 }
 
@@ -321,6 +330,33 @@ INSTANTIATE_TEST_SUITE_P(
                  .drift = true,
                  .reason = "proxy_arp_pvlan of bridge hb-lab turned off by hand",
                  .changes = {{"status.proxyArpPvlan", false, true}}},
+        PlanCase{.name = "Ipv6TurnedOnByHand",
+                 .desired = labSpec(),
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .managedIpv6 = false,
+                 .observed = with(syncedBridge(), "ipv6", true),
+                 .action = ActionType::Update,
+                 .drift = true,
+                 .reason = "IPv6 of bridge hb-lab turned on by hand",
+                 .changes = {{"status.ipv6", true, false}}},
+        // A bridge an older hyper made (it left IPv6 on, and its record says nothing of it) is
+        // brought to what hyper does now without a drift alert.
+        PlanCase{.name = "Ipv6LeftOnByAnOlderHyper",
+                 .desired = labSpec(),
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .observed = with(syncedBridge(), "ipv6", true),
+                 .action = ActionType::Update,
+                 .reason = "IPv6 on bridge hb-lab, which hyper now turns off on its bridges",
+                 .changes = {{"status.ipv6", true, false}}},
+        // A kernel without IPv6 has no switch to read: nothing to do.
+        PlanCase{.name = "NoIpv6OnTheHost",
+                 .desired = labSpec(),
+                 .managed = labSpec(),
+                 .managedFingerprint = kFp,
+                 .managedIpv6 = false,
+                 .observed = without(syncedBridge(), "ipv6")},
         // The VM left the revision: its tap binding goes (this provider observed no VMs).
         PlanCase{.name = "VmLeftTheNetwork",
                  .desired = labSpec(),
