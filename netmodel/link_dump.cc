@@ -83,6 +83,16 @@ Status dumpRequest(const rtnl::Socket& socket, uint16_t type, uint32_t seq,
   }
 }
 
+// Slot `at` of `conf` when it is the array attribute `type` (IFLA_INET_CONF, IFLA_INET6_CONF:
+// 32-bit values, u32 and s32) and long enough to hold it.
+bool confSlot(const rtattr* conf, unsigned short type, size_t at, uint32_t& out) {
+  if ((conf->rta_type & NLA_TYPE_MASK) != type || RTA_PAYLOAD(conf) < (at + 1) * sizeof(uint32_t)) {
+    return false;
+  }
+  std::memcpy(&out, static_cast<const char*>(RTA_DATA(conf)) + at * sizeof(uint32_t), sizeof out);
+  return true;
+}
+
 // One RTM_NEWLINK message into `link` (and its master's ifindex); returns the link's ifindex, or
 // -1 for anything else.
 int readLink(const nlmsghdr* h, LinkState& link, uint32_t& master) {
@@ -135,33 +145,17 @@ int readLink(const nlmsghdr* h, LinkState& link, uint32_t& master) {
         // The IPv4 settings: IFLA_INET_CONF is an array of u32, setting N at index N - 1. The
         // IPv6 ones: IFLA_INET6_CONF is an array of s32, setting N (DEVCONF_*) at index N.
         forEachAttr(RTA_DATA(a), static_cast<int>(RTA_PAYLOAD(a)), [&](const rtattr* family) {
-          if ((family->rta_type & NLA_TYPE_MASK) == AF_INET6) {
-            forEachAttr(
-                RTA_DATA(family), static_cast<int>(RTA_PAYLOAD(family)), [&](const rtattr* c) {
-                  constexpr size_t kAt = DEVCONF_DISABLE_IPV6;
-                  if ((c->rta_type & NLA_TYPE_MASK) == IFLA_INET6_CONF &&
-                      RTA_PAYLOAD(c) >= (kAt + 1) * sizeof(int32_t)) {
-                    int32_t disabled = 0;
-                    std::memcpy(&disabled,
-                                static_cast<const char*>(RTA_DATA(c)) + kAt * sizeof(int32_t),
-                                sizeof disabled);
-                    link.ipv6 = disabled == 0;
-                  }
-                });
-            return;
-          }
-          if ((family->rta_type & NLA_TYPE_MASK) != AF_INET) {
+          const auto af = family->rta_type & NLA_TYPE_MASK;
+          if (af != AF_INET && af != AF_INET6) {
             return;
           }
           forEachAttr(
               RTA_DATA(family), static_cast<int>(RTA_PAYLOAD(family)), [&](const rtattr* c) {
-                constexpr size_t kAt = IPV4_DEVCONF_PROXY_ARP_PVLAN - 1;
-                if ((c->rta_type & NLA_TYPE_MASK) == IFLA_INET_CONF &&
-                    RTA_PAYLOAD(c) >= (kAt + 1) * sizeof(uint32_t)) {
-                  uint32_t value = 0;
-                  std::memcpy(&value,
-                              static_cast<const char*>(RTA_DATA(c)) + kAt * sizeof(uint32_t),
-                              sizeof value);
+                uint32_t value = 0;
+                if (af == AF_INET6 && confSlot(c, IFLA_INET6_CONF, DEVCONF_DISABLE_IPV6, value)) {
+                  link.ipv6 = value == 0;
+                } else if (af == AF_INET &&
+                           confSlot(c, IFLA_INET_CONF, IPV4_DEVCONF_PROXY_ARP_PVLAN - 1, value)) {
                   link.proxyArpPvlan = value != 0;
                 }
               });
@@ -174,10 +168,11 @@ int readLink(const nlmsghdr* h, LinkState& link, uint32_t& master) {
   return info->ifi_index;
 }
 
-// One RTM_NEWADDR message: its link's ifindex and its IPv4 prefix (ip's "local": IFA_LOCAL, or
-// IFA_ADDRESS when there is none); false for anything else.
+// One RTM_NEWADDR (or RTM_DELADDR: the same body) message: its link's ifindex and its IPv4 prefix
+// (ip's "local": IFA_LOCAL, or IFA_ADDRESS when there is none); false for anything else.
 bool readAddress(const nlmsghdr* h, int& ifindex, Cidr& out) {
-  if (h->nlmsg_type != RTM_NEWADDR || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifaddrmsg))) {
+  if ((h->nlmsg_type != RTM_NEWADDR && h->nlmsg_type != RTM_DELADDR) ||
+      h->nlmsg_len < NLMSG_LENGTH(sizeof(ifaddrmsg))) {
     return false;
   }
   const auto* addr = static_cast<const ifaddrmsg*>(NLMSG_DATA(h));
@@ -406,23 +401,15 @@ Result<bool> AddressCache::drainLocked() {
       continue;  // only the kernel's
     }
     int left = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buffer); NLMSG_OK(h, left);
+    for (auto* h = reinterpret_cast<const nlmsghdr*>(buffer); NLMSG_OK(h, left);
          h = NLMSG_NEXT(h, left)) {
-      if (h->nlmsg_type != RTM_NEWADDR && h->nlmsg_type != RTM_DELADDR) {
-        continue;
-      }
-      // readAddress reads an RTM_NEWADDR; a deletion carries the same body.
-      const uint16_t type = h->nlmsg_type;
-      h->nlmsg_type = RTM_NEWADDR;
       int ifindex = 0;
       Cidr address;
-      bool read = readAddress(h, ifindex, address);
-      h->nlmsg_type = type;
-      if (!read) {
+      if (!readAddress(h, ifindex, address)) {
         continue;
       }
       auto key = std::make_tuple(ifindex, address.address, address.prefix);
-      if (type == RTM_NEWADDR) {
+      if (h->nlmsg_type == RTM_NEWADDR) {
         table_.insert(key);
       } else {
         table_.erase(key);
