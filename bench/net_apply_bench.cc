@@ -87,7 +87,7 @@ constexpr double kTargetQuietMs = 5.0;           // a no-op reconcile at 10k obj
 constexpr double kTargetIdleCpuPercent = 0.5;    // hyperd idle, of one core
 constexpr double kTargetBytesPerObject = 1536;   // memory per managed object
 constexpr double kTargetPushMs = 30;             // push to converged, one object among 10k
-constexpr int kPushRounds = 5;
+int gPushRounds = 5;  // --push-rounds: more to profile a push (perf record -p)
 
 // Set by the signal thread on SIGINT/SIGTERM/SIGHUP: the running command is killed and every
 // guard on the way out deletes what it made.
@@ -683,7 +683,8 @@ bool makeRepo(const std::string& dir, int n, int perFile) {
 
 struct PushFigures {
   double ms = 0, fetchMs = 0, loadMs = 0, planMs = 0, applyMs = 0, restMs = 0;
-  double scoped = 0;  // objects observed and planned (0: all)
+  double scoped = 0;   // objects observed and planned (0: all)
+  double firstMs = 0;  // the first round's push -> converged
 };
 
 struct HyperdFigures {
@@ -698,7 +699,7 @@ struct HyperdFigures {
   double fullPlanMs = 0;
   // A commit changing one Network's MTU, and one changing a NetworkPolicy's rule, each announced
   // by the push webhook (a fetch, a load, an observe and plan of what it moved, the one action):
-  // medians of kPushRounds.
+  // medians of gPushRounds.
   PushFigures mtuPush, rulePush;
   double idleCpuPercent = 0;
   double idleSeconds = 0;
@@ -790,7 +791,7 @@ bool measureHyperd(int n, int perFile, const std::string& hyperd, int idleSecond
   // Each round a commit that changes one object and back; `file(r)` is the manifest of round r.
   auto pushRounds = [&](const std::function<std::string(int)>& file, PushFigures& f) {
     std::vector<double> push, fetch, load, pushPlan, apply, rest, scoped;
-    for (int r = 0; r < kPushRounds && !gInterrupted; ++r) {
+    for (int r = 0; r < gPushRounds && !gInterrupted; ++r) {
       const std::string env = big + "/env";
       std::vector<std::string> commit = {"git",
                                          "-C",
@@ -828,8 +829,8 @@ bool measureHyperd(int n, int perFile, const std::string& hyperd, int idleSecond
       rest.push_back(push.back() - fetch.back() - load.back() - pushPlan.back() - apply.back());
       scoped.push_back(summary.value("scoped", 0.0));
     }
-    f = {median(push),  median(fetch), median(load),  median(pushPlan),
-         median(apply), median(rest),  median(scoped)};
+    f = {median(push),  median(fetch), median(load),   median(pushPlan),
+         median(apply), median(rest),  median(scoped), push.empty() ? 0 : push.front()};
     return true;
   };
   // An MTU (the bridge only), then a policy's rule (its chain in the tables, written as a
@@ -840,7 +841,7 @@ bool measureHyperd(int n, int perFile, const std::string& hyperd, int idleSecond
       !pushRounds(
           [&](int r) {
             // Network 0 as the last MTU round left it.
-            return networksAndPolicies(first, (kPushRounds - 1) % 2 == 0 ? 0 : -1,
+            return networksAndPolicies(first, (gPushRounds - 1) % 2 == 0 ? 0 : -1,
                                        r % 2 == 0 ? 1 : -1);
           },
           h.rulePush)) {
@@ -889,9 +890,13 @@ void printHyperd(const HyperdFigures& h) {
         "  push -> converged, %s (a commit, the push webhook): %.0f ms, median of %d (target "
         "< %.0f ms at 10k objects: %s), each part's median: fetch %.1f, load + validate %.1f, "
         "observe + plan %.1f (of %.0f objects; 0: all), apply %.1f, the rest %.1f ms\n",
-        what, f.ms, kPushRounds, kTargetPushMs, f.ms < kTargetPushMs ? "PASS" : "MISS", f.fetchMs,
+        what, f.ms, gPushRounds, kTargetPushMs, f.ms < kTargetPushMs ? "PASS" : "MISS", f.fetchMs,
         f.loadMs, f.planMs, f.scoped, f.applyMs, f.restMs);
   }
+  // hyperd was started again just before the MTU rounds: their first is its first change.
+  std::printf(
+      "  push -> converged, the first change after hyperd started (the first MTU): %.0f ms\n",
+      h.mtuPush.firstMs);
   if (h.idleSeconds > 0) {
     std::printf(
         "  idle CPU at --interval 30s --drift-interval 60s: %.2f %% of one core over %.0f s "
@@ -924,10 +929,11 @@ int usage() {
   std::fprintf(stderr,
                "usage: hyper_net_apply_bench [--sizes 100,300,1000] [--hyperctl PATH]\n"
                "         [--hyperd-size 5000] [--hyperd-per-file 100] [--hyperd PATH]\n"
-               "         [--idle-seconds 120]\n"
+               "         [--idle-seconds 120] [--push-rounds 5]\n"
                "  sizes: networks (each with a NetworkPolicy), 1 to %d; --hyperd-size 0 skips\n"
                "  hyperd's figures, --hyperd-per-file 0 puts its networks in one file,\n"
-               "  --idle-seconds 0 skips its idle CPU\n",
+               "  --idle-seconds 0 skips its idle CPU, --push-rounds: pushes of each kind\n"
+               "  (their medians printed; more to profile hyperd with perf record -p)\n",
                kMaxSize);
   return 2;
 }
@@ -964,6 +970,13 @@ int benchMain(int argc, char** argv) {
         return usage();
       }
       perFile = static_cast<int>(v);
+    } else if (arg == "--push-rounds" && i + 1 < argc) {
+      char* end = nullptr;
+      long v = std::strtol(argv[++i], &end, 10);
+      if (*end != '\0' || v < 1 || v > 10000) {
+        return usage();
+      }
+      gPushRounds = static_cast<int>(v);
     } else if (arg == "--idle-seconds" && i + 1 < argc) {
       char* end = nullptr;
       long v = std::strtol(argv[++i], &end, 10);

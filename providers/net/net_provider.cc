@@ -750,9 +750,10 @@ bool keepOnly(Map& map, const std::vector<std::string_view>& keep) {
 
 }  // namespace
 
-void NetProvider::loadModelLocked(const std::vector<const ManagedRecord*>& managed,
+bool NetProvider::loadModelLocked(const std::vector<const ManagedRecord*>& managed,
                                   Diagnostics& diagnostics) {
   bool changed = false;
+  bool complete = true;
   std::vector<std::string_view> networks;
   std::vector<std::string_view> policies;
   std::vector<const ObjectId*> present;
@@ -804,6 +805,7 @@ void NetProvider::loadModelLocked(const std::vector<const ManagedRecord*>& manag
                          "spec",
                          "inventory spec unreadable, left out of the nftables table <- " +
                              unreadable.message()});
+        complete = false;
         continue;  // not present: its entries go below
       }
       modelSources_[r->id] = {r->spec, std::move(handle)};
@@ -833,8 +835,33 @@ void NetProvider::loadModelLocked(const std::vector<const ManagedRecord*>& manag
   }
   if (changed) {
     modelWritten_ = false;
+    ++modelEpoch_;
   }
   modelLoaded_ = true;
+  return complete;
+}
+
+void NetProvider::adoptTablesLocked(const std::vector<const ManagedRecord*>& managed,
+                                    const std::map<ObjectId, ObservedState>& observed,
+                                    const std::optional<host::NftGeneration>& generation,
+                                    uint64_t epoch) {
+  if (!generation || epoch != modelEpoch_ || model_.empty() ||
+      (modelWritten_ && written_ == generation)) {
+    return;
+  }
+  for (const ManagedRecord* r : managed) {
+    if (r->id.kind != "Network" && r->id.kind != "NetworkPolicy") {
+      continue;
+    }
+    // kUnconfirmed (an action cut short) and any drift are never what the listing shows.
+    auto o = observed.find(r->id);
+    if (o == observed.end() || r->fingerprint.empty() || o->second.fingerprint != r->fingerprint) {
+      return;
+    }
+  }
+  written_ = *generation;
+  modelWritten_ = true;
+  ++nftAdoptions_;
 }
 
 void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
@@ -868,7 +895,8 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
   // the tables were last written from stays that (most observes), and an unchanged record
   // costs no parse.
   std::unique_lock<std::mutex> lock(mu_);
-  loadModelLocked(req.managed, resp.diagnostics);
+  const bool wholeModel = loadModelLocked(req.managed, resp.diagnostics);
+  const uint64_t epoch = modelEpoch_;
   const NftModel& model = model_;
   // The bridge and CIDR each desired Network asks for (its spec unreadable: the derived bridge).
   struct WantedBridge {
@@ -1013,6 +1041,17 @@ void NetProvider::observeAll(const ObserveRequest& req, ObserveResponse& resp) {
         state.context["selected"] = it->second;
       }
     }
+  }
+  if (req.scope == nullptr && wholeModel) {
+    std::optional<host::NftGeneration> generation;
+    {
+      std::lock_guard<std::mutex> cacheLock(nftCacheMu_);
+      if (nftCache_ == *tables) {
+        generation = nftCacheGeneration_;
+      }
+    }
+    std::lock_guard<std::mutex> relock(mu_);
+    adoptTablesLocked(req.managed, out, generation, epoch);
   }
 }
 
@@ -1525,6 +1564,7 @@ void NetProvider::configureBridges(std::vector<Step>& steps) const {
 // that the failure is the step's that caused it, as when they are applied alone. Call with mu_
 // held.
 void NetProvider::writeTablesLocked(std::vector<Step>& steps) {
+  ++modelEpoch_;
   auto put = [&](const Step& step) {
     modelSources_.erase(step.id);
     if (step.id.kind == "Network") {

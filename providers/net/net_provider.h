@@ -112,6 +112,8 @@ class NetProvider : public Provider, public PartialObserve {
   size_t nftPartialListings() const { return nftPartialListings_.load(); }
   size_t nftDeltaWrites() const { return nftDeltaWrites_.load(); }
   size_t nftReplaces() const { return nftReplaces_.load(); }
+  // Full observes that found the tables as every record has them (adoptTablesLocked).
+  size_t nftAdoptions() const { return nftAdoptions_.load(); }
   void applyBatch(const std::vector<const ApplyRequest*>& reqs,
                   std::vector<ApplyResponse>& resps) override;
 
@@ -162,8 +164,18 @@ class NetProvider : public Provider, public PartialObserve {
 
   // Brings model_ to what `managed` (every record) holds, parsing only the records whose spec
   // tree or handle is not the one their entry was made from; clears modelWritten_ when an entry
-  // changed. Call with mu_ held.
-  void loadModelLocked(const std::vector<const ManagedRecord*>& managed, Diagnostics& diagnostics);
+  // changed. False when a record's spec was unreadable (left out of the model). Call with mu_
+  // held.
+  bool loadModelLocked(const std::vector<const ManagedRecord*>& managed, Diagnostics& diagnostics);
+  // After a full observe that read `tables` (listed at generation `generation`) with the model
+  // loaded from every record (at modelEpoch_ `epoch`): when each record's fingerprint is what the
+  // listing shows, the kernel holds what hyper last wrote from model_, so the next write is a
+  // difference (written_, modelWritten_) rather than a replace of the whole tables; at 5,000
+  // networks and policies that replace and its listing took some 3.5 s of the first change
+  // after each start of hyperd. Call with mu_ held.
+  void adoptTablesLocked(const std::vector<const ManagedRecord*>& managed,
+                         const std::map<ObjectId, ObservedState>& observed,
+                         const std::optional<host::NftGeneration>& generation, uint64_t epoch);
 
   // What validate read of each object, for the next revision's (netmodel::NetSpecMemo).
   mutable std::mutex validateMu_;
@@ -193,11 +205,14 @@ class NetProvider : public Provider, public PartialObserve {
   std::optional<host::NftGeneration> written_;
   // The tables were last written from model_ as it is (written_ holds then); guarded by mu_.
   bool modelWritten_ = false;
+  // Moves with every change to model_ (a load that changed it, an apply's write); guarded by mu_.
+  uint64_t modelEpoch_ = 0;
   std::optional<DeltaWrite> lastDelta_;  // the last write, when a delta; guarded by mu_
   std::atomic<size_t> nftListings_{0};
   std::atomic<size_t> nftPartialListings_{0};
   std::atomic<size_t> nftDeltaWrites_{0};
   std::atomic<size_t> nftReplaces_{0};
+  std::atomic<size_t> nftAdoptions_{0};
 };
 
 }  // namespace hyper::providers::net

@@ -15,6 +15,7 @@
 #include "netmodel/link_dump.h"
 #include "netmodel/link_state.h"
 #include "netmodel/placement.h"
+#include "reconciler/inventory.h"
 #include "tests/integration/netns_util.h"
 
 // Every test runs in a network namespace of its own, entered by the test thread; the provider's
@@ -102,12 +103,14 @@ class NetProviderIntegrationTest : public ::testing::Test {
   }
 
   // Observe and plan, like Engine::plan: every desired object, and with `prune` every managed
-  // object that left the source.
-  Planned plan(const std::vector<const Object*>& desired, bool prune = false) {
+  // object that left the source; with `scope` (a push's), only those objects.
+  Planned plan(const std::vector<const Object*>& desired, bool prune = false,
+               const std::vector<ObjectId>* scope = nullptr) {
     EXPECT_TRUE(ns_->active());
     Planned p;
     ObserveRequest oreq;
     oreq.desired = desired;
+    oreq.scope = scope;
     for (const auto& [id, record] : inventory_) {
       oreq.managed.push_back(&record);
     }
@@ -136,7 +139,9 @@ class NetProviderIntegrationTest : public ::testing::Test {
       }
     };
     for (const Object* o : desired) {
-      planOne(o->id, o);
+      if (scope == nullptr || std::find(scope->begin(), scope->end(), o->id) != scope->end()) {
+        planOne(o->id, o);
+      }
     }
     if (prune) {
       for (const auto& [id, record] : inventory_) {
@@ -763,6 +768,100 @@ TEST_F(NetProviderIntegrationTest, AChangeWritesOnlyWhatItChangesAndListsOnlyTha
   EXPECT_TRUE(plan({&mtu, &web2}).actions.empty());
 }
 
+// A provider that never wrote the tables (hyperd just started) writes a change as a difference
+// once a full observe found every record's fingerprint in the tables: they hold what its model
+// renders. Without that (a hand change, an action cut short) or after another commit, the write
+// replaces the tables whole as before.
+TEST_F(NetProviderIntegrationTest, ARestartedProviderWritesByDifferenceOnceTheTablesAreAsRecorded) {
+  Object lab = makeObject("Network", "lab", kLab);
+  Object dev = makeObject("Network", "dev", R"({"cidr": "10.78.0.0/24"})");
+  Object web = makeObject("NetworkPolicy", "web",
+                          R"({"network": "lab", "egress": {"mode": "allowlist", "allow": [
+                               {"cidr": "203.0.113.0/24", "protocol": "tcp", "ports": [443]}]}})");
+  converge({&lab, &dev, &web});
+  const std::vector<const Object*> desired = {&lab, &dev, &web};
+  Object web2 = makeObject("NetworkPolicy", "web",
+                           R"({"network": "lab", "egress": {"mode": "allowlist", "allow": [
+                                {"cidr": "198.51.100.0/24", "protocol": "udp", "ports": [53]}]}})");
+  Object web3 = makeObject("NetworkPolicy", "web",
+                           R"({"network": "lab", "egress": {"mode": "allowlist", "allow": [
+                                {"cidr": "198.51.100.0/24", "protocol": "udp", "ports": [5353]}]}})");
+  // `provider` observes in full, plans `policy` (one action), runs `between`, applies it and
+  // records it.
+  auto change = [&](
+                    NetProvider& provider, const Object& policy,
+                    const std::function<void()>& between = [] {}) {
+    auto observed = observeRecords(provider, {&lab, &dev, &policy}, nullptr);
+    PlanRequest preq{policy.id, &policy, &observed[policy.id], &inventory_[policy.id]};
+    PlanResponse planned;
+    provider.plan(preq, planned);
+    ASSERT_TRUE(planned.action.has_value()) << planned.diagnostics.format();
+    planned.action->id = policy.id;
+    planned.action->provider = "net";
+    planned.action->dependsOn = {lab.id};
+    between();
+    ApplyRequest req{&*planned.action, &policy, &inventory_[policy.id]};
+    ApplyResponse resp;
+    provider.apply(req, resp);
+    ASSERT_FALSE(resp.diagnostics.hasErrors()) << resp.diagnostics.format();
+    ManagedRecord& r = inventory_[policy.id];
+    r.spec = policy.spec;
+    r.specHash = sha256Hex(canonicalJson(policy.spec));
+    r.handles = resp.handles;
+    r.fingerprint = resp.fingerprint;
+  };
+
+  {  // Restarted: the full observe finds the tables as recorded, the change is a difference.
+    NetProvider restarted;
+    observeRecords(restarted, desired, nullptr);
+    EXPECT_EQ(restarted.nftAdoptions(), 1u);
+    change(restarted, web2);
+    EXPECT_EQ(restarted.nftReplaces(), 0u);
+    EXPECT_EQ(restarted.nftDeltaWrites(), 1u);
+    EXPECT_NE(
+        run({"nft", "list", "chain", "inet", "hyper", "pol-web-egress"})->find("udp dport 53"),
+        std::string::npos);
+    // What it recorded is what a whole listing by another provider shows: nothing to do.
+    NetProvider fresh;
+    auto observed = observeRecords(fresh, {&lab, &dev, &web2}, nullptr);
+    for (const Object* o : {&lab, &dev, &web2}) {
+      EXPECT_EQ(observed[o->id].fingerprint, inventory_[o->id].fingerprint) << o->id.str();
+    }
+    EXPECT_EQ(fresh.nftAdoptions(), 1u);
+  }
+  {  // A hand change to hyper's table: not adopted; the repair replaces the tables whole.
+    ASSERT_TRUE(run({"nft", "add", "rule", "inet", "hyper", "net-dev-egress", "drop"}).isOk());
+    NetProvider restarted;
+    observeRecords(restarted, {&lab, &dev, &web2}, nullptr);
+    EXPECT_EQ(restarted.nftAdoptions(), 0u);
+    change(restarted, web3);
+    EXPECT_EQ(restarted.nftReplaces(), 1u);
+    EXPECT_EQ(restarted.nftDeltaWrites(), 0u);
+    EXPECT_EQ(run({"nft", "list", "chain", "inet", "hyper", "net-dev-egress"})->find("drop"),
+              std::string::npos);
+  }
+  {  // Someone else commits between the observe and the write: the write replaces the tables.
+    NetProvider restarted;
+    change(restarted, web2, [] {
+      ASSERT_TRUE(run({"nft", "add", "table", "inet", "other"}).isOk());
+    });
+    EXPECT_EQ(restarted.nftAdoptions(), 1u);
+    EXPECT_EQ(restarted.nftReplaces(), 1u);
+    EXPECT_EQ(restarted.nftDeltaWrites(), 0u);
+    // A commit to another table before a full observe: the tables are still as recorded.
+    ASSERT_TRUE(run({"nft", "delete", "table", "inet", "other"}).isOk());
+    change(restarted, web3);
+    EXPECT_EQ(restarted.nftAdoptions(), 2u);
+    EXPECT_EQ(restarted.nftDeltaWrites(), 1u);
+  }
+  {  // An action cut short (its record unconfirmed): not adopted.
+    inventory_[dev.id].fingerprint = Inventory::kUnconfirmed;
+    NetProvider restarted;
+    observeRecords(restarted, {&lab, &dev, &web2}, nullptr);
+    EXPECT_EQ(restarted.nftAdoptions(), 0u);
+  }
+}
+
 // A scoped observe (PartialObserve) answers for its objects alone, each as a whole observe does:
 // the links it reads alone still show a collision in its CIDR and a hand change on its bridge,
 // its context still comes from the whole revision, and an object that left the source is still
@@ -825,8 +924,10 @@ TEST_F(NetProviderIntegrationTest, AScopedObserveAnswersForItsObjectsAsAWholeOne
 
 // Observe keeps the tables' model from the records up to date in place, parsing only records
 // whose spec tree changed: a record rewritten with another spec (as another hyper would) is a
-// different model, which the tables were not written from, so the next write replaces them;
-// one rewritten with an equal spec is the same model, and the next write is a delta.
+// different model, which the tables were not written from, so the next write after a push's
+// observe replaces them; one rewritten with an equal spec is the same model, and the next write
+// is a delta. (A full observe takes the tables as the model's when it finds every record's
+// fingerprint in them: ARestartedProviderWritesByDifferenceOnceTheTablesAreAsRecorded.)
 TEST_F(NetProviderIntegrationTest, ARecordWithAnotherSpecIsAnotherModelAndAnEqualOneIsNot) {
   Object lab = makeObject("Network", "lab", kLab);
   const char* rule = R"({"network": "lab", "egress": {"mode": "allowlist", "allow": [
@@ -850,7 +951,8 @@ TEST_F(NetProviderIntegrationTest, ARecordWithAnotherSpecIsAnotherModelAndAnEqua
   inventory_[web.id].spec = Json::parse(
       R"({"network": "lab", "egress": {"mode": "allowlist", "allow": [
            {"cidr": "198.51.100.0/24", "protocol": "udp", "ports": [53]}]}})");
-  Planned p = plan({&lab, &web, &api});
+  const std::vector<ObjectId> pushed = {api.id, web.id};
+  Planned p = plan({&lab, &web, &api}, false, &pushed);
   ASSERT_NE(p.find(web.id), nullptr) << p.describe();
   ASSERT_NE(p.find(api.id), nullptr) << p.describe();
   ASSERT_TRUE(apply(p, {&lab, &web, &api}).isOk());
