@@ -757,6 +757,11 @@ bool NetProvider::loadModelLocked(const std::vector<const ManagedRecord*>& manag
   std::vector<std::string_view> networks;
   std::vector<std::string_view> policies;
   std::vector<const ObjectId*> present;
+  // The records come sorted by id, as modelSources_ is: each one's source is looked for next to
+  // the last one found (one comparison) before the whole map is searched (fourteen at 10k).
+  auto next = modelSources_.begin();
+  size_t sourced = 0;  // records of the model with a source after the loop
+  static const Json kNoHandle;
   for (const ManagedRecord* r : managed) {
     const bool isNetwork = r->id.kind == "Network";
     if (!isNetwork && r->id.kind != "NetworkPolicy") {
@@ -764,36 +769,38 @@ bool NetProvider::loadModelLocked(const std::vector<const ManagedRecord*>& manag
     }
     // As applied: a policy's selection, a Network's taps (another object's apply re-renders the
     // tables and must not change them).
-    Json handle;
+    const Json* handle = &kNoHandle;
     if (r->handles.is_object()) {
-      if (isNetwork && r->handles.contains("ports")) {
-        handle = r->handles["ports"];
-      } else if (!isNetwork && r->handles.contains("selected") &&
-                 r->handles["selected"].is_array()) {
-        handle = r->handles["selected"];
+      if (auto h = r->handles.find(isNetwork ? "ports" : "selected");
+          h != r->handles.end() && (isNetwork || h->is_array())) {
+        handle = &*h;
       }
     }
-    auto source = modelSources_.find(r->id);
+    auto source =
+        next != modelSources_.end() && next->first == r->id ? next : modelSources_.find(r->id);
+    if (source != modelSources_.end()) {
+      next = std::next(source);
+    }
     if (source == modelSources_.end() || !source->second.spec.sharesWith(r->spec) ||
-        source->second.handle != handle) {
+        source->second.handle != *handle) {
       Status unreadable = Status::ok();
       if (isNetwork) {
         if (auto spec = parseNetworkSpec(r->id.name, r->spec); spec.isOk()) {
           changed |= setEntry(model_.networks, r->id.name, std::move(*spec));
-          if (handle.is_null()) {
+          if (handle->is_null()) {
             changed |= model_.ports.erase(r->id.name) > 0;
           } else {
-            changed |= setEntry(model_.ports, r->id.name, TapBinding::listFromJson(handle));
+            changed |= setEntry(model_.ports, r->id.name, TapBinding::listFromJson(*handle));
           }
         } else {
           unreadable = spec.status();
         }
       } else if (auto spec = parsePolicySpec(r->id.name, r->spec); spec.isOk()) {
         changed |= setEntry(model_.policies, r->id.name, std::move(*spec));
-        if (handle.is_null()) {
+        if (handle->is_null()) {
           changed |= model_.selected.erase(r->id.name) > 0;
         } else {
-          changed |= setEntry(model_.selected, r->id.name, handle.get<std::vector<std::string>>());
+          changed |= setEntry(model_.selected, r->id.name, handle->get<std::vector<std::string>>());
         }
       } else {
         unreadable = spec.status();
@@ -808,8 +815,9 @@ bool NetProvider::loadModelLocked(const std::vector<const ManagedRecord*>& manag
         complete = false;
         continue;  // not present: its entries go below
       }
-      modelSources_[r->id] = {r->spec, std::move(handle)};
+      next = std::next(modelSources_.insert_or_assign(r->id, ModelSource{r->spec, *handle}).first);
     }
+    ++sourced;
     (isNetwork ? networks : policies).push_back(r->id.name);
     present.push_back(&r->id);
   }
@@ -822,16 +830,19 @@ bool NetProvider::loadModelLocked(const std::vector<const ManagedRecord*>& manag
   changed |= keepOnly(model_.ports, networks);
   changed |= keepOnly(model_.policies, policies);
   changed |= keepOnly(model_.selected, policies);
-  auto byId = [](const ObjectId* a, const ObjectId* b) { return *a < *b; };
-  if (!std::is_sorted(present.begin(), present.end(), byId)) {
-    std::sort(present.begin(), present.end(), byId);
-  }
-  auto p = present.begin();
-  for (auto it = modelSources_.begin(); it != modelSources_.end();) {
-    while (p != present.end() && **p < it->first) {
-      ++p;
+  // Sources of records no longer there: none when every source is a record's (ids are unique).
+  if (sourced != modelSources_.size()) {
+    auto byId = [](const ObjectId* a, const ObjectId* b) { return *a < *b; };
+    if (!std::is_sorted(present.begin(), present.end(), byId)) {
+      std::sort(present.begin(), present.end(), byId);
     }
-    it = p != present.end() && **p == it->first ? std::next(it) : modelSources_.erase(it);
+    auto p = present.begin();
+    for (auto it = modelSources_.begin(); it != modelSources_.end();) {
+      while (p != present.end() && **p < it->first) {
+        ++p;
+      }
+      it = p != present.end() && **p == it->first ? std::next(it) : modelSources_.erase(it);
+    }
   }
   if (changed) {
     modelWritten_ = false;
