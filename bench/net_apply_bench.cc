@@ -925,6 +925,17 @@ std::vector<int> parseSizes(const std::string& text) {
   return out;
 }
 
+// A whole decimal number in [low, high] into `out`; false for anything else.
+bool readInt(const char* text, long low, long high, int& out) {
+  char* end = nullptr;
+  long v = std::strtol(text, &end, 10);
+  if (end == text || *end != '\0' || v < low || v > high) {
+    return false;
+  }
+  out = static_cast<int>(v);
+  return true;
+}
+
 int usage() {
   std::fprintf(stderr,
                "usage: hyper_net_apply_bench [--sizes 100,300,1000] [--hyperctl PATH]\n"
@@ -964,26 +975,17 @@ int benchMain(int argc, char** argv) {
       }
       hyperdSize = one[0];
     } else if (arg == "--hyperd-per-file" && i + 1 < argc) {
-      char* end = nullptr;
-      long v = std::strtol(argv[++i], &end, 10);
-      if (*end != '\0' || v < 0 || v > kMaxSize) {
+      if (!readInt(argv[++i], 0, kMaxSize, perFile)) {
         return usage();
       }
-      perFile = static_cast<int>(v);
     } else if (arg == "--push-rounds" && i + 1 < argc) {
-      char* end = nullptr;
-      long v = std::strtol(argv[++i], &end, 10);
-      if (*end != '\0' || v < 1 || v > 10000) {
+      if (!readInt(argv[++i], 1, 10000, gPushRounds)) {
         return usage();
       }
-      gPushRounds = static_cast<int>(v);
     } else if (arg == "--idle-seconds" && i + 1 < argc) {
-      char* end = nullptr;
-      long v = std::strtol(argv[++i], &end, 10);
-      if (*end != '\0' || v < 0 || v > 3600) {
+      if (!readInt(argv[++i], 0, 3600, idleSeconds)) {
         return usage();
       }
-      idleSeconds = static_cast<int>(v);
     } else {
       return usage();
     }

@@ -427,6 +427,13 @@ void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& 
   // each and a sweep after.
   auto byId = [](const Object* a, const Object* b) { return a->id < b->id; };
   const bool sorted = std::is_sorted(objects.begin(), objects.end(), byId);
+  // The cross-object checks' input is the last call's while no Network comes, goes or reads
+  // another name, CIDR or bridge (below).
+  bool crossSame = memo != nullptr && sorted && read.crossValid;
+  auto drop = [&](std::map<ObjectId, NetSpecMemo::Entry>::iterator it) {
+    crossSame = crossSame && !it->second.network;
+    return read.entries.erase(it);
+  };
   auto walk = read.entries.begin();
   std::vector<const ObjectId*> seen;
   for (const Object* o : objects) {
@@ -436,7 +443,7 @@ void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& 
     std::map<ObjectId, NetSpecMemo::Entry>::iterator at;
     if (sorted) {
       while (walk != read.entries.end() && walk->first < o->id) {
-        walk = read.entries.erase(walk);
+        walk = drop(walk);
       }
       if (walk == read.entries.end() || walk->first != o->id) {
         walk = read.entries.emplace_hint(walk, o->id, NetSpecMemo::Entry{});
@@ -449,7 +456,8 @@ void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& 
     NetSpecMemo::Entry& entry = at->second;
     if (!entry.spec.sharesWith(o->spec)) {
       SpecReader r(o->id);
-      entry = NetSpecMemo::Entry{o->spec, std::nullopt, false, {}};
+      NetSpecMemo::Entry before = std::move(entry);
+      entry = NetSpecMemo::Entry{o->spec, std::nullopt, false, {}, false};
       if (o->id.kind == "Network") {
         NetworkSpec spec;
         readNetwork(r, o->id.name, o->spec, spec);
@@ -457,12 +465,21 @@ void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& 
         for (const auto& d : r.diagnostics().items()) {
           entry.cidrOk = entry.cidrOk && d.fieldPath != "spec.cidr";
         }
+        entry.explicitBridge = field(o->spec, "bridge") != nullptr;
         entry.network = std::move(spec);
       } else {
         PolicySpec spec;
         readPolicy(r, o->id.name, o->spec, spec);
       }
       entry.diagnostics = r.diagnostics();
+      // What the cross-object checks read of it: its bridge, whether named, and its CIDR when
+      // readable (an unreadable one is read as unreadable whatever it holds).
+      auto crossReading = [](const NetSpecMemo::Entry& e) {
+        return std::make_tuple(e.network.has_value(), e.network ? e.network->bridge : "",
+                               e.explicitBridge, e.cidrOk,
+                               e.network && e.cidrOk ? e.network->cidr : Cidr{});
+      };
+      crossSame = crossSame && crossReading(before) == crossReading(entry);
     }
     if (entry.network) {
       networks.push_back({o, &*entry.network, entry.cidrOk});
@@ -470,7 +487,9 @@ void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& 
     diagnostics.append(entry.diagnostics);
   }
   if (sorted) {
-    read.entries.erase(walk, read.entries.end());
+    while (walk != read.entries.end()) {
+      walk = drop(walk);
+    }
   } else {
     auto byIdPtr = [](const ObjectId* a, const ObjectId* b) { return *a < *b; };
     std::sort(seen.begin(), seen.end(), byIdPtr);
@@ -483,24 +502,7 @@ void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& 
     }
   }
 
-  // What the cross-object checks read, in order: the same as at the last call finds the same.
-  // Each field ends with a NUL, which none may hold, so two inputs give one string only when
-  // they are one input (a bridge's end is never read as the next name's start).
-  std::string crossInput;
-  if (memo) {  // without one, nothing is kept to compare
-    for (const Parsed& n : networks) {
-      for (std::string_view part :
-           {std::string_view(n.object->id.name), std::string_view(n.spec->bridge)}) {
-        crossInput += part;
-        crossInput += '\0';
-      }
-      crossInput += n.cidrOk ? n.spec->cidr.str() : "-";
-      crossInput += '\0';
-      crossInput += field(n.object->spec, "bridge") != nullptr ? 'e' : 'd';
-      crossInput += '\0';
-    }
-  }
-  if (memo && !crossInput.empty() && crossInput == memo->crossInput) {
+  if (crossSame) {
     diagnostics.append(memo->crossDiagnostics);
     return;
   }
@@ -565,7 +567,7 @@ void validateNetObjects(const std::vector<const Object*>& objects, Diagnostics& 
   }
   diagnostics.append(cross);
   if (memo) {
-    memo->crossInput = std::move(crossInput);
+    memo->crossValid = sorted;
     memo->crossDiagnostics = std::move(cross);
   }
 }

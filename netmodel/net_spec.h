@@ -85,12 +85,15 @@ class NetSpecMemo {
     std::optional<NetworkSpec> network;  // a Network's reading
     bool cidrOk = false;                 // its cidr read without an error
     Diagnostics diagnostics;             // what reading it found, located by the caller
+    bool explicitBridge = false;         // a Network's spec names its bridge
   };
   std::map<ObjectId, Entry> entries;  // of the last call's objects
-  // The cross-object checks' input at the last call (each Network's name, CIDR and bridge, in
-  // order) and what they found: the same input finds the same, so a revision that changed no
-  // Network's CIDR or bridge is not checked across again.
-  std::string crossInput;
+  // What the cross-object checks found at the last call, when its objects came in id order
+  // (crossValid). Their input is each Network's name, CIDR (or that it is unreadable), bridge
+  // and whether the bridge is named, in id order: a call in id order where no Network came or
+  // went and none read again reads another of those finds the same, so a revision that changed
+  // no Network's CIDR or bridge is not checked across again.
+  bool crossValid = false;
   Diagnostics crossDiagnostics;
 };
 
